@@ -1,0 +1,7 @@
+//! What users write: Istio, Kubernetes, Flagger and `weft.dev` resources,
+//! loaded from files with a position for every field, and validated with
+//! Istio's own rules. Nothing downstream of this crate sees YAML.
+
+pub mod diag;
+pub mod path;
+pub mod yaml;
