@@ -3,5 +3,9 @@
 //! Istio's own rules. Nothing downstream of this crate sees YAML.
 
 pub mod diag;
+pub mod load;
 pub mod path;
+pub mod resource;
+pub mod types;
+pub mod validate;
 pub mod yaml;

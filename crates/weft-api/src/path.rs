@@ -57,7 +57,13 @@ impl FieldPath {
     /// When `at_key` is set and the last segment is a mapping key, the
     /// position of the key itself is returned.
     pub fn locate(&self, tree: &Tree, at_key: bool) -> Mark {
-        let mut id: NodeId = tree.root_id();
+        self.locate_from(tree, tree.root_id(), at_key)
+    }
+
+    /// Like [`FieldPath::locate`], starting at node `start` (an object
+    /// inside a `List`, say).
+    pub fn locate_from(&self, tree: &Tree, start: NodeId, at_key: bool) -> Mark {
+        let mut id: NodeId = start;
         let mut mark = tree.node(id).mark;
         let n = self.0.len();
         for (i, seg) in self.0.iter().enumerate() {
@@ -164,7 +170,9 @@ mod tests {
 
     #[test]
     fn odd_keys_are_quoted() {
-        let p = FieldPath::root().key("labels").key("app.kubernetes.io/name");
+        let p = FieldPath::root()
+            .key("labels")
+            .key("app.kubernetes.io/name");
         assert_eq!(p.to_string(), "labels[\"app.kubernetes.io/name\"]");
     }
 }

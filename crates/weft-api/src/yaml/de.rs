@@ -65,7 +65,10 @@ fn expected_words(exp: &dyn de::Expected) -> String {
         _ => raw
             .strip_prefix("struct ")
             .map(|s| format!("a mapping ({s})"))
-            .or_else(|| raw.strip_prefix("enum ").map(|s| format!("one of the {s} values")))
+            .or_else(|| {
+                raw.strip_prefix("enum ")
+                    .map(|s| format!("one of the {s} values"))
+            })
             .unwrap_or(raw),
     }
 }
@@ -97,7 +100,10 @@ impl de::Error for DeError {
         let mut e = DeError::plain(format!("unknown field `{field}`"));
         e.at_key = true;
         e.fix = Some(match did_you_mean(field, expected) {
-            Some(s) => format!("did you mean `{s}`? valid fields here: {}", expected.join(", ")),
+            Some(s) => format!(
+                "did you mean `{s}`? valid fields here: {}",
+                expected.join(", ")
+            ),
             None => format!("valid fields here: {}", expected.join(", ")),
         });
         e
@@ -106,7 +112,10 @@ impl de::Error for DeError {
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         let mut e = DeError::plain(format!("unknown value `{variant}`"));
         e.fix = Some(match did_you_mean(variant, expected) {
-            Some(s) => format!("did you mean `{s}`? expected one of: {}", expected.join(", ")),
+            Some(s) => format!(
+                "did you mean `{s}`? expected one of: {}",
+                expected.join(", ")
+            ),
             None => format!("expected one of: {}", expected.join(", ")),
         });
         e
@@ -204,11 +213,7 @@ impl<'de> NodeDe<'de, '_> {
         self.place(r)
     }
 
-    fn empty_if_null<V: Visitor<'de>>(
-        self,
-        visitor: V,
-        as_map: bool,
-    ) -> Result<V::Value, DeError> {
+    fn empty_if_null<V: Visitor<'de>>(self, visitor: V, as_map: bool) -> Result<V::Value, DeError> {
         if self.tree.node(self.id).is_null() {
             // Kubernetes treats `field:` (null) like an absent list or map.
             let r = if as_map {
@@ -282,9 +287,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de, '_> {
     ) -> Result<V::Value, DeError> {
         let node = self.tree.node(self.id);
         let r = match &node.kind {
-            Kind::Scalar { text, .. } => {
-                visitor.visit_enum(text.as_str().into_deserializer())
-            }
+            Kind::Scalar { text, .. } => visitor.visit_enum(text.as_str().into_deserializer()),
             _ => Err(DeError::plain(format!(
                 "expected one of the allowed names, found {}",
                 node.describe()
@@ -466,8 +469,9 @@ mod tests {
 
     #[test]
     fn reads_typed_values() {
-        let s = load("hosts: [a]\nroute:\n- host: b\n  weight: 50\nlabels: {app: x}\nmode: STRICT\n")
-            .unwrap();
+        let s =
+            load("hosts: [a]\nroute:\n- host: b\n  weight: 50\nlabels: {app: x}\nmode: STRICT\n")
+                .unwrap();
         assert_eq!(s.route[0].weight, Some(50));
         assert_eq!(s.mode, Some(Mode::STRICT));
     }
@@ -476,7 +480,13 @@ mod tests {
     fn wrong_type_names_path_and_position() {
         let e = load("route:\n- host: b\n  weight: fifty\n").unwrap_err();
         assert_eq!(e.path.unwrap().to_string(), "spec.route[0].weight");
-        assert_eq!(e.mark.unwrap(), Mark { line: 3, column: 11 });
+        assert_eq!(
+            e.mark.unwrap(),
+            Mark {
+                line: 3,
+                column: 11
+            }
+        );
         assert!(e.message.contains("expected an integer"), "{}", e.message);
     }
 

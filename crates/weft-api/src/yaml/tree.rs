@@ -67,7 +67,10 @@ pub type NodeId = u32;
 pub enum Kind {
     /// A scalar with its text and whether it was quoted (quoted scalars are
     /// always strings; plain ones resolve to null, bool, int, float or string).
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<NodeId>),
     /// Keys are kept in the order written.
     Map(Vec<(NodeId, NodeId)>),
@@ -325,9 +328,8 @@ impl Builder {
     }
 
     fn push_node(&mut self, node: Node, size: u64) -> Result<NodeId, SyntaxError> {
-        let id = NodeId::try_from(self.nodes.len()).map_err(|_| {
-            SyntaxError::new(node.mark, "document has too many nodes", None)
-        })?;
+        let id = NodeId::try_from(self.nodes.len())
+            .map_err(|_| SyntaxError::new(node.mark, "document has too many nodes", None))?;
         self.nodes.push(node);
         self.sizes.push(size);
         Ok(id)
@@ -379,6 +381,12 @@ impl Builder {
                     .stack
                     .pop()
                     .ok_or_else(|| SyntaxError::new(mark, "unbalanced collection end", None))?;
+                // yaml-rust2 marks a block mapping after its first key;
+                // the first child is where the user sees it start.
+                let start = open
+                    .children
+                    .first()
+                    .map_or(open.mark, |c| open.mark.min(self.nodes[*c as usize].mark));
                 let kind = if open.is_map {
                     Kind::Map(
                         open.children
@@ -389,13 +397,7 @@ impl Builder {
                 } else {
                     Kind::Seq(open.children)
                 };
-                let id = self.push_node(
-                    Node {
-                        mark: open.mark,
-                        kind,
-                    },
-                    open.size,
-                )?;
+                let id = self.push_node(Node { mark: start, kind }, open.size)?;
                 self.register(open.anchor, id);
                 self.attach(id)
             }
@@ -439,7 +441,10 @@ impl Builder {
             if let Some(first) = parent.seen_keys.get(&key) {
                 return Err(SyntaxError::new(
                     node.mark,
-                    format!("duplicate key `{key}` (first defined at line {})", first.line),
+                    format!(
+                        "duplicate key `{key}` (first defined at line {})",
+                        first.line
+                    ),
                     Some("remove one of the two entries; YAML would silently keep only the last"),
                 ));
             }
@@ -488,7 +493,10 @@ mod tests {
         let Kind::Seq(items) = &t.root().kind else {
             panic!()
         };
-        let got: Vec<_> = items.iter().map(|i| t.node(*i).resolve().unwrap()).collect();
+        let got: Vec<_> = items
+            .iter()
+            .map(|i| t.node(*i).resolve().unwrap())
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -529,7 +537,10 @@ mod tests {
     fn deep_nesting_is_bounded() {
         let s = "[".repeat(10_000);
         let e = parse_documents(&s, &Limits::default()).unwrap_err();
-        assert!(e.message.contains("nesting") || e.message.contains("syntax"), "{e}");
+        assert!(
+            e.message.contains("nesting") || e.message.contains("syntax"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -541,6 +552,9 @@ mod tests {
     #[test]
     fn json_is_yaml() {
         let t = one(r#"{"kind": "Service", "spec": {"ports": [{"port": 80}]}}"#);
-        assert_eq!(t.scalar(t.get(t.root_id(), "kind").unwrap()), Some("Service"));
+        assert_eq!(
+            t.scalar(t.get(t.root_id(), "kind").unwrap()),
+            Some("Service")
+        );
     }
 }

@@ -1,0 +1,451 @@
+//! Loading resources from files, directories and stdin.
+//!
+//! Loading never stops at the first problem: every file and every document
+//! is read, each problem becomes a [`Diagnostic`], and the resources that
+//! loaded cleanly are returned beside them.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::diag::{codes, did_you_mean, Diagnostic, Origin, Severity};
+use crate::path::FieldPath;
+use crate::resource::{Resource, ResourceKey, ResourceKind, SourceRef, Spec};
+use crate::types::kube::ObjectMeta;
+use crate::validate;
+use crate::yaml::{self, DeError, Kind, Limits, NodeId, Tree};
+
+/// What a load produced.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Resources that parsed and passed validation (warnings allowed).
+    pub resources: Vec<Resource>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Files read, for the summary line.
+    pub files: usize,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    fn merge(&mut self, other: Loaded) {
+        self.resources.extend(other.resources);
+        self.diagnostics.extend(other.diagnostics);
+        self.files += other.files;
+    }
+}
+
+const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+
+/// Reads every path: files, directories (recursively, `.yaml`, `.yml` and
+/// `.json` files in name order) and `-` for stdin.
+pub fn load_paths(paths: &[PathBuf]) -> Loaded {
+    let mut out = Loaded::default();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            let limit = Limits::default().max_file_bytes as u64 + 1;
+            match std::io::stdin().lock().take(limit).read_to_end(&mut bytes) {
+                Ok(_) => out.merge(load_bytes("<stdin>", &bytes)),
+                Err(e) => out.diagnostics.push(read_error("<stdin>", &e.to_string())),
+            }
+            continue;
+        }
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                let mut files = Vec::new();
+                collect_dir(path, &mut files, &mut out.diagnostics);
+                files.sort();
+                for f in files {
+                    out.merge(load_file(&f));
+                }
+            }
+            Ok(_) => out.merge(load_file(path)),
+            Err(e) => out.diagnostics.push(
+                read_error(&path.display().to_string(), &e.to_string())
+                    .with_fix("check the path passed to -f"),
+            ),
+        }
+    }
+    dedupe(&mut out);
+    crate::diag::sort(&mut out.diagnostics);
+    out
+}
+
+fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(read_error(&dir.display().to_string(), &e.to_string()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => collect_dir(&path, files, diags),
+            Ok(_) => {
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if matches!(ext, "yaml" | "yml" | "json") {
+                    files.push(path);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Loaded {
+    let name = path.display().to_string();
+    let limit = Limits::default().max_file_bytes as u64 + 1;
+    let read = std::fs::File::open(path).and_then(|f| {
+        let mut bytes = Vec::new();
+        f.take(limit).read_to_end(&mut bytes).map(|_| bytes)
+    });
+    match read {
+        Ok(bytes) => load_bytes(&name, &bytes),
+        Err(e) => Loaded {
+            diagnostics: vec![read_error(&name, &e.to_string())],
+            files: 1,
+            ..Loaded::default()
+        },
+    }
+}
+
+fn read_error(file: &str, why: &str) -> Diagnostic {
+    Diagnostic::new(
+        Severity::Error,
+        codes::READ,
+        Origin {
+            file: file.into(),
+            line: 1,
+            column: 1,
+        },
+        format!("cannot read: {why}"),
+    )
+}
+
+/// Loads one file's contents. `name` is used in diagnostics.
+pub fn load_bytes(name: &str, bytes: &[u8]) -> Loaded {
+    let file: Arc<str> = name.into();
+    let mut out = Loaded {
+        files: 1,
+        ..Loaded::default()
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let col = good.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            out.diagnostics.push(
+                Diagnostic::new(
+                    Severity::Error,
+                    codes::READ,
+                    Origin {
+                        file,
+                        line: u32::try_from(line).unwrap_or(u32::MAX),
+                        column: u32::try_from(col).unwrap_or(u32::MAX),
+                    },
+                    format!(
+                        "file is not UTF-8 text (invalid byte at offset {})",
+                        e.valid_up_to()
+                    ),
+                )
+                .with_fix("save the file as UTF-8; YAML and JSON resources must be text"),
+            );
+            return out;
+        }
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let docs = match yaml::parse_documents(text, &Limits::default()) {
+        Ok(d) => d,
+        Err(e) => {
+            let mut d = Diagnostic::new(
+                Severity::Error,
+                codes::SYNTAX,
+                Origin::new(&file, e.mark),
+                e.message,
+            );
+            d.fix = e.fix;
+            out.diagnostics.push(d);
+            return out;
+        }
+    };
+    for tree in docs {
+        let tree = Arc::new(tree);
+        let root = tree.root_id();
+        decode_object(&file, &tree, root, &mut out);
+    }
+    out
+}
+
+fn decode_object(file: &Arc<str>, tree: &Arc<Tree>, node: NodeId, out: &mut Loaded) {
+    let at = |path: &FieldPath| Origin::new(file, path.locate_from(tree, node, false));
+    let schema_error = |path: &FieldPath, msg: String, fix: &str| {
+        Diagnostic::new(Severity::Error, codes::SCHEMA, at(path), msg)
+            .with_field(path)
+            .with_fix(fix)
+    };
+    let root = FieldPath::root();
+    if !matches!(tree.node(node).kind, Kind::Map(_)) {
+        out.diagnostics.push(schema_error(
+            &root,
+            format!(
+                "expected a resource (a mapping with apiVersion and kind), found {}",
+                tree.node(node).describe()
+            ),
+            "each YAML document must be one Kubernetes-style object",
+        ));
+        return;
+    }
+    let api_version = tree
+        .get(node, "apiVersion")
+        .and_then(|n| tree.scalar(n))
+        .unwrap_or("");
+    let kind_name = tree
+        .get(node, "kind")
+        .and_then(|n| tree.scalar(n))
+        .unwrap_or("");
+    if api_version.is_empty() || kind_name.is_empty() {
+        let missing = if api_version.is_empty() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
+        out.diagnostics.push(schema_error(
+            &root.key(missing),
+            format!("missing required field `{missing}`"),
+            "every resource needs apiVersion and kind, e.g. apiVersion: networking.istio.io/v1, kind: VirtualService",
+        ));
+        return;
+    }
+    if kind_name == "List" {
+        if let Some(items) = tree.get(node, "items") {
+            if let Kind::Seq(children) = &tree.node(items).kind {
+                for child in children.clone() {
+                    decode_object(file, tree, child, out);
+                }
+            }
+        }
+        return;
+    }
+    let Some(kind) = ResourceKind::from_name(kind_name) else {
+        unknown_kind(file, tree, node, api_version, kind_name, out);
+        return;
+    };
+    if !kind.api_versions().contains(&api_version) {
+        out.diagnostics.push(schema_error(
+            &root.key("apiVersion"),
+            format!("{kind} is not served at apiVersion `{api_version}`"),
+            &format!("use one of: {}", kind.api_versions().join(", ")),
+        ));
+        return;
+    }
+    if let Kind::Map(entries) = &tree.node(node).kind {
+        for (k, _) in entries {
+            let key = tree.scalar(*k).unwrap_or("");
+            if !TOP_LEVEL_FIELDS.contains(&key) {
+                let path = root.key(key);
+                let fix = match did_you_mean(key, TOP_LEVEL_FIELDS) {
+                    Some(s) => format!(
+                        "did you mean `{s}`? a resource has apiVersion, kind, metadata and spec"
+                    ),
+                    None => "a resource has apiVersion, kind, metadata and spec".into(),
+                };
+                out.diagnostics.push(
+                    Diagnostic::new(
+                        Severity::Error,
+                        codes::SCHEMA,
+                        Origin::new(file, tree.node(*k).mark),
+                        format!("unknown field `{key}`"),
+                    )
+                    .with_field(&path)
+                    .with_fix(fix),
+                );
+                return;
+            }
+        }
+    }
+
+    let meta_path = root.key("metadata");
+    let mut meta: ObjectMeta = match tree.get(node, "metadata") {
+        Some(m) => match yaml::from_node(tree, m, &meta_path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                out.diagnostics.push(de_diagnostic(file, e, None));
+                return;
+            }
+        },
+        None => ObjectMeta::default(),
+    };
+    if meta.name.is_empty() {
+        out.diagnostics.push(schema_error(
+            &meta_path.key("name"),
+            "missing required field `metadata.name`".into(),
+            "give the resource a name: metadata: {name: my-resource}",
+        ));
+        return;
+    }
+    if meta.namespace.is_empty() {
+        meta.namespace = "default".into();
+    }
+    let display = format!("{kind} {}/{}", meta.namespace, meta.name);
+    let spec = match decode_spec(kind, tree, node) {
+        Ok(spec) => spec,
+        Err(e) => {
+            out.diagnostics.push(de_diagnostic(file, e, Some(&display)));
+            return;
+        }
+    };
+    let resource = Resource {
+        api_version: api_version.to_owned(),
+        meta,
+        spec,
+        source: SourceRef {
+            file: file.clone(),
+            tree: tree.clone(),
+            node,
+        },
+    };
+    let diags = validate::validate(&resource);
+    let ok = !diags.iter().any(Diagnostic::is_error);
+    out.diagnostics.extend(diags);
+    if ok {
+        out.resources.push(resource);
+    }
+}
+
+fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, DeError> {
+    let path = FieldPath::root().key("spec");
+    let spec_node = tree.get(node, "spec");
+    fn de<T: DeserializeOwned + Default>(
+        tree: &Tree,
+        node: Option<NodeId>,
+        path: &FieldPath,
+    ) -> Result<T, DeError> {
+        match node {
+            Some(n) => yaml::from_node(tree, n, path),
+            None => Ok(T::default()),
+        }
+    }
+    Ok(match kind {
+        ResourceKind::VirtualService => Spec::VirtualService(de(tree, spec_node, &path)?),
+        ResourceKind::DestinationRule => Spec::DestinationRule(de(tree, spec_node, &path)?),
+        ResourceKind::Gateway => Spec::Gateway(de(tree, spec_node, &path)?),
+        ResourceKind::ServiceEntry => Spec::ServiceEntry(de(tree, spec_node, &path)?),
+        ResourceKind::Sidecar => Spec::Sidecar(de(tree, spec_node, &path)?),
+        ResourceKind::WorkloadEntry => Spec::WorkloadEntry(de(tree, spec_node, &path)?),
+        ResourceKind::WorkloadGroup => Spec::WorkloadGroup(de(tree, spec_node, &path)?),
+        ResourceKind::PeerAuthentication => Spec::PeerAuthentication(de(tree, spec_node, &path)?),
+        ResourceKind::RequestAuthentication => {
+            Spec::RequestAuthentication(de(tree, spec_node, &path)?)
+        }
+        ResourceKind::AuthorizationPolicy => Spec::AuthorizationPolicy(de(tree, spec_node, &path)?),
+        ResourceKind::Telemetry => Spec::Telemetry(de(tree, spec_node, &path)?),
+        ResourceKind::Service => Spec::Service(de(tree, spec_node, &path)?),
+        ResourceKind::Deployment => Spec::Deployment(de(tree, spec_node, &path)?),
+        ResourceKind::Pod => Spec::Pod(de(tree, spec_node, &path)?),
+        ResourceKind::Canary => Spec::Canary(de(tree, spec_node, &path)?),
+        ResourceKind::MetricTemplate => Spec::MetricTemplate(de(tree, spec_node, &path)?),
+        ResourceKind::Workload => Spec::Workload(de(tree, spec_node, &path)?),
+    })
+}
+
+fn de_diagnostic(file: &Arc<str>, e: DeError, resource: Option<&str>) -> Diagnostic {
+    let mut d = Diagnostic::new(
+        Severity::Error,
+        codes::SCHEMA,
+        Origin::new(file, e.mark.unwrap_or_default()),
+        e.message,
+    );
+    if let Some(p) = &e.path {
+        d = d.with_field(p);
+    }
+    if let Some(r) = resource {
+        d = d.with_resource(r);
+    }
+    d.fix = e.fix;
+    d
+}
+
+fn unknown_kind(
+    file: &Arc<str>,
+    tree: &Tree,
+    node: NodeId,
+    api_version: &str,
+    kind_name: &str,
+    out: &mut Loaded,
+) {
+    let group = api_version.split_once('/').map_or("", |(g, _)| g);
+    let ours = [
+        "networking.istio.io",
+        "security.istio.io",
+        "telemetry.istio.io",
+        "flagger.app",
+        "weft.dev",
+    ];
+    let path = FieldPath::root().key("kind");
+    let origin = Origin::new(file, path.locate_from(tree, node, false));
+    let names: Vec<&str> = ResourceKind::ALL.iter().map(|k| k.name()).collect();
+    if ours.contains(&group) {
+        let mut d = Diagnostic::new(
+            Severity::Error,
+            codes::UNKNOWN_KIND,
+            origin,
+            format!("unknown kind `{kind_name}` in {group}"),
+        )
+        .with_field(&path);
+        d.fix = Some(match did_you_mean(kind_name, &names) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("weft reads: {}", names.join(", ")),
+        });
+        out.diagnostics.push(d);
+    } else {
+        out.diagnostics.push(
+            Diagnostic::new(
+                Severity::Warning,
+                codes::UNKNOWN_KIND,
+                origin,
+                format!("skipped {kind_name} ({api_version}): not a kind weft reads"),
+            )
+            .with_field(&path),
+        );
+    }
+}
+
+/// Two documents that define the same resource: the first wins, as a
+/// `kubectl apply` of the directory would end with the last; weft refuses to
+/// guess and reports both places.
+fn dedupe(out: &mut Loaded) {
+    let mut seen: BTreeMap<ResourceKey, Origin> = BTreeMap::new();
+    let mut kept = Vec::with_capacity(out.resources.len());
+    for r in std::mem::take(&mut out.resources) {
+        let key = r.key();
+        if let Some(first) = seen.get(&key) {
+            out.diagnostics.push(
+                Diagnostic::new(
+                    Severity::Error,
+                    codes::DUPLICATE,
+                    r.origin(),
+                    format!("{key} is defined twice (first at {first}); this one is ignored"),
+                )
+                .with_resource(key.to_string())
+                .with_fix("rename one of them or delete the copy"),
+            );
+            continue;
+        }
+        seen.insert(key, r.origin());
+        kept.push(r);
+    }
+    out.resources = kept;
+}

@@ -1,0 +1,264 @@
+//! A loaded resource: its kind, metadata, typed spec, and where it came from.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::diag::Origin;
+use crate::path::FieldPath;
+use crate::types::{flagger, kube, networking, security, telemetry, weft};
+use crate::yaml::{NodeId, Tree};
+
+/// Every kind weft reads, with the API group and versions it is served at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceKind {
+    VirtualService,
+    DestinationRule,
+    Gateway,
+    ServiceEntry,
+    Sidecar,
+    WorkloadEntry,
+    WorkloadGroup,
+    PeerAuthentication,
+    RequestAuthentication,
+    AuthorizationPolicy,
+    Telemetry,
+    Service,
+    Deployment,
+    Pod,
+    Canary,
+    MetricTemplate,
+    Workload,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 17] = [
+        ResourceKind::VirtualService,
+        ResourceKind::DestinationRule,
+        ResourceKind::Gateway,
+        ResourceKind::ServiceEntry,
+        ResourceKind::Sidecar,
+        ResourceKind::WorkloadEntry,
+        ResourceKind::WorkloadGroup,
+        ResourceKind::PeerAuthentication,
+        ResourceKind::RequestAuthentication,
+        ResourceKind::AuthorizationPolicy,
+        ResourceKind::Telemetry,
+        ResourceKind::Service,
+        ResourceKind::Deployment,
+        ResourceKind::Pod,
+        ResourceKind::Canary,
+        ResourceKind::MetricTemplate,
+        ResourceKind::Workload,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::VirtualService => "VirtualService",
+            ResourceKind::DestinationRule => "DestinationRule",
+            ResourceKind::Gateway => "Gateway",
+            ResourceKind::ServiceEntry => "ServiceEntry",
+            ResourceKind::Sidecar => "Sidecar",
+            ResourceKind::WorkloadEntry => "WorkloadEntry",
+            ResourceKind::WorkloadGroup => "WorkloadGroup",
+            ResourceKind::PeerAuthentication => "PeerAuthentication",
+            ResourceKind::RequestAuthentication => "RequestAuthentication",
+            ResourceKind::AuthorizationPolicy => "AuthorizationPolicy",
+            ResourceKind::Telemetry => "Telemetry",
+            ResourceKind::Service => "Service",
+            ResourceKind::Deployment => "Deployment",
+            ResourceKind::Pod => "Pod",
+            ResourceKind::Canary => "Canary",
+            ResourceKind::MetricTemplate => "MetricTemplate",
+            ResourceKind::Workload => "Workload",
+        }
+    }
+
+    /// The `apiVersion`s this kind is accepted at.
+    pub fn api_versions(self) -> &'static [&'static str] {
+        use ResourceKind::*;
+        match self {
+            VirtualService | DestinationRule | Gateway | ServiceEntry | Sidecar | WorkloadEntry
+            | WorkloadGroup => &[
+                "networking.istio.io/v1",
+                "networking.istio.io/v1beta1",
+                "networking.istio.io/v1alpha3",
+            ],
+            PeerAuthentication | RequestAuthentication | AuthorizationPolicy => {
+                &["security.istio.io/v1", "security.istio.io/v1beta1"]
+            }
+            Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
+            Service | Pod => &["v1"],
+            Deployment => &["apps/v1"],
+            Canary | MetricTemplate => &["flagger.app/v1beta1"],
+            Workload => &["weft.dev/v1"],
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ResourceKind> {
+        ResourceKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Kinds accepted in a `Sidecar`-style short form (`weft get vs`).
+    pub fn from_cli_name(name: &str) -> Option<ResourceKind> {
+        let lower = name.to_ascii_lowercase();
+        let short = match lower.as_str() {
+            "vs" | "virtualservices" => Some(ResourceKind::VirtualService),
+            "dr" | "destinationrules" => Some(ResourceKind::DestinationRule),
+            "gw" | "gateways" => Some(ResourceKind::Gateway),
+            "se" | "serviceentries" => Some(ResourceKind::ServiceEntry),
+            "svc" | "services" => Some(ResourceKind::Service),
+            "pa" | "peerauthentications" => Some(ResourceKind::PeerAuthentication),
+            "ra" | "requestauthentications" => Some(ResourceKind::RequestAuthentication),
+            "ap" | "authorizationpolicies" => Some(ResourceKind::AuthorizationPolicy),
+            "we" | "workloadentries" => Some(ResourceKind::WorkloadEntry),
+            "wg" | "workloadgroups" => Some(ResourceKind::WorkloadGroup),
+            "canaries" => Some(ResourceKind::Canary),
+            "workloads" => Some(ResourceKind::Workload),
+            _ => None,
+        };
+        short.or_else(|| {
+            ResourceKind::ALL.into_iter().find(|k| {
+                k.name().eq_ignore_ascii_case(&lower)
+                    || format!("{}s", k.name()).eq_ignore_ascii_case(&lower)
+            })
+        })
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The typed body of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    VirtualService(networking::VirtualService),
+    DestinationRule(networking::DestinationRule),
+    Gateway(networking::Gateway),
+    ServiceEntry(networking::ServiceEntry),
+    Sidecar(networking::Sidecar),
+    WorkloadEntry(networking::WorkloadEntry),
+    WorkloadGroup(networking::WorkloadGroup),
+    PeerAuthentication(security::PeerAuthentication),
+    RequestAuthentication(security::RequestAuthentication),
+    AuthorizationPolicy(security::AuthorizationPolicy),
+    Telemetry(telemetry::Telemetry),
+    Service(kube::ServiceSpec),
+    Deployment(kube::DeploymentSpec),
+    Pod(kube::PodSpec),
+    Canary(flagger::Canary),
+    MetricTemplate(flagger::MetricTemplate),
+    Workload(weft::Workload),
+}
+
+impl Spec {
+    pub fn kind(&self) -> ResourceKind {
+        match self {
+            Spec::VirtualService(_) => ResourceKind::VirtualService,
+            Spec::DestinationRule(_) => ResourceKind::DestinationRule,
+            Spec::Gateway(_) => ResourceKind::Gateway,
+            Spec::ServiceEntry(_) => ResourceKind::ServiceEntry,
+            Spec::Sidecar(_) => ResourceKind::Sidecar,
+            Spec::WorkloadEntry(_) => ResourceKind::WorkloadEntry,
+            Spec::WorkloadGroup(_) => ResourceKind::WorkloadGroup,
+            Spec::PeerAuthentication(_) => ResourceKind::PeerAuthentication,
+            Spec::RequestAuthentication(_) => ResourceKind::RequestAuthentication,
+            Spec::AuthorizationPolicy(_) => ResourceKind::AuthorizationPolicy,
+            Spec::Telemetry(_) => ResourceKind::Telemetry,
+            Spec::Service(_) => ResourceKind::Service,
+            Spec::Deployment(_) => ResourceKind::Deployment,
+            Spec::Pod(_) => ResourceKind::Pod,
+            Spec::Canary(_) => ResourceKind::Canary,
+            Spec::MetricTemplate(_) => ResourceKind::MetricTemplate,
+            Spec::Workload(_) => ResourceKind::Workload,
+        }
+    }
+}
+
+/// Where a resource was written: the file, its parsed tree and the node of
+/// the object inside it, so that any field can be located later.
+#[derive(Debug, Clone)]
+pub struct SourceRef {
+    pub file: Arc<str>,
+    pub tree: Arc<Tree>,
+    pub node: NodeId,
+}
+
+impl SourceRef {
+    /// The position of `path` (relative to the object), or of its deepest
+    /// existing ancestor.
+    pub fn locate(&self, path: &FieldPath, at_key: bool) -> Origin {
+        Origin::new(&self.file, path.locate_from(&self.tree, self.node, at_key))
+    }
+}
+
+impl PartialEq for SourceRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.node == other.node && Arc::ptr_eq(&self.tree, &other.tree)
+    }
+}
+
+/// `(kind, namespace, name)`: what makes a resource unique.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceKey {
+    pub kind: ResourceKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub api_version: String,
+    /// Metadata with `namespace` defaulted to `default`, as kubectl does.
+    pub meta: crate::types::kube::ObjectMeta,
+    pub spec: Spec,
+    pub source: SourceRef,
+}
+
+impl Resource {
+    pub fn kind(&self) -> ResourceKind {
+        self.spec.kind()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.meta.namespace
+    }
+
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey {
+            kind: self.kind(),
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+
+    /// `Kind namespace/name`, as Istio's analyzers name resources.
+    pub fn display_name(&self) -> String {
+        self.key().to_string()
+    }
+
+    /// Where the object starts.
+    pub fn origin(&self) -> Origin {
+        Origin::new(
+            &self.source.file,
+            self.source.tree.node(self.source.node).mark,
+        )
+    }
+
+    /// Where a field of this resource was written.
+    pub fn locate(&self, path: &FieldPath) -> Origin {
+        self.source.locate(path, false)
+    }
+}

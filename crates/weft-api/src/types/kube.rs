@@ -1,0 +1,155 @@
+//! The Kubernetes kinds weft reads for labels, ports and service accounts:
+//! Service, Deployment and Pod.
+//!
+//! Service is read strictly (its fields are few and a typo in `selector`
+//! silently breaks routing). Deployment and Pod carry many fields that are
+//! Kubernetes's business, not the mesh's; only the ones weft uses are read
+//! and the rest are ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::common::{IntOrString, Labels};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub generate_name: String,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub generation: Option<i64>,
+    pub creation_timestamp: Option<serde_json::Value>,
+    pub deletion_timestamp: Option<serde_json::Value>,
+    pub deletion_grace_period_seconds: Option<i64>,
+    pub owner_references: Option<serde_json::Value>,
+    pub finalizers: Option<Vec<String>>,
+    pub managed_fields: Option<serde_json::Value>,
+    pub self_link: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(default)]
+    pub selector: Labels,
+    #[serde(default)]
+    pub ports: Vec<KubeServicePort>,
+    #[serde(default, rename = "type")]
+    pub service_type: String,
+    pub cluster_ip: Option<String>,
+    #[serde(default, rename = "clusterIPs")]
+    pub cluster_ips: Vec<String>,
+    pub external_name: Option<String>,
+    #[serde(default, rename = "externalIPs")]
+    pub external_ips: Vec<String>,
+    pub session_affinity: Option<String>,
+    pub session_affinity_config: Option<serde_json::Value>,
+    pub load_balancer_ip: Option<String>,
+    #[serde(default)]
+    pub load_balancer_source_ranges: Vec<String>,
+    pub load_balancer_class: Option<String>,
+    pub external_traffic_policy: Option<String>,
+    pub internal_traffic_policy: Option<String>,
+    pub health_check_node_port: Option<i64>,
+    pub publish_not_ready_addresses: Option<bool>,
+    #[serde(default)]
+    pub ip_families: Vec<String>,
+    pub ip_family_policy: Option<String>,
+    pub allocate_load_balancer_node_ports: Option<bool>,
+    pub traffic_distribution: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubeServicePort {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub port: i64,
+    pub target_port: Option<IntOrString>,
+    pub protocol: Option<String>,
+    pub app_protocol: Option<String>,
+    pub node_port: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    pub replicas: Option<i64>,
+    pub selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub template: PodTemplate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: Labels,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    #[serde(default)]
+    pub metadata: PodTemplateMeta,
+    #[serde(default)]
+    pub spec: PodSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateMeta {
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    pub service_account_name: Option<String>,
+    /// Deprecated spelling still accepted by Kubernetes.
+    pub service_account: Option<String>,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+}
+
+impl PodSpec {
+    pub fn service_account(&self) -> &str {
+        self.service_account_name
+            .as_deref()
+            .or(self.service_account.as_deref())
+            .unwrap_or("default")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub container_port: i64,
+    pub protocol: Option<String>,
+}

@@ -1,0 +1,92 @@
+//! Istio's per-resource validation rules, reported with positions.
+
+pub mod checks;
+mod networking;
+mod other;
+mod security;
+mod unimplemented;
+
+pub use networking::{GRPC_STATUS, RETRY_ON};
+pub use security::CONDITION_KEYS;
+
+use crate::diag::{codes, Diagnostic, Severity};
+use crate::path::FieldPath;
+use crate::resource::{Resource, Spec};
+
+/// Collects diagnostics for one resource.
+pub struct Ctx<'a> {
+    pub resource: &'a Resource,
+    pub out: Vec<Diagnostic>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(resource: &'a Resource) -> Self {
+        Ctx {
+            resource,
+            out: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, severity: Severity, path: &FieldPath, msg: String, fix: String) {
+        let d = Diagnostic::new(severity, codes::INVALID, self.resource.locate(path), msg)
+            .with_field(path)
+            .with_resource(self.resource.display_name())
+            .with_fix(fix);
+        self.out.push(d);
+    }
+
+    pub fn error(&mut self, path: &FieldPath, msg: impl Into<String>, fix: impl Into<String>) {
+        self.push(Severity::Error, path, msg.into(), fix.into());
+    }
+
+    pub fn warn(&mut self, path: &FieldPath, msg: impl Into<String>, fix: impl Into<String>) {
+        self.push(Severity::Warning, path, msg.into(), fix.into());
+    }
+}
+
+/// Validates one resource on its own; cross-resource checks are analysis
+/// (`weft-compile`).
+pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
+    let mut ctx = Ctx::new(resource);
+    let spec = FieldPath::root().key("spec");
+    let meta = FieldPath::root().key("metadata");
+    if !checks::is_dns_label(resource.namespace()) {
+        ctx.error(
+            &meta.key("namespace"),
+            format!("namespace {:?} is not a valid name", resource.namespace()),
+            "namespaces are lowercase DNS labels such as bookinfo",
+        );
+    }
+    let name_ok =
+        resource.name().len() <= 253 && resource.name().split('.').all(checks::is_dns_label);
+    if !name_ok {
+        ctx.error(
+            &meta.key("name"),
+            format!("name {:?} is not a valid resource name", resource.name()),
+            "names are lowercase letters, digits, '-' and '.', e.g. reviews-v2",
+        );
+    }
+    checks::labels(&mut ctx, &meta.key("labels"), &resource.meta.labels);
+    match &resource.spec {
+        Spec::VirtualService(s) => networking::virtual_service(&mut ctx, s, &spec),
+        Spec::DestinationRule(s) => networking::destination_rule(&mut ctx, s, &spec),
+        Spec::Gateway(s) => networking::gateway(&mut ctx, s, &spec),
+        Spec::ServiceEntry(s) => networking::service_entry(&mut ctx, s, &spec),
+        Spec::Sidecar(s) => networking::sidecar(&mut ctx, s, &spec),
+        Spec::WorkloadEntry(s) => networking::workload_entry(&mut ctx, s, &spec, true),
+        Spec::WorkloadGroup(s) => networking::workload_group(&mut ctx, s, &spec),
+        Spec::PeerAuthentication(s) => security::peer_authentication(&mut ctx, s, &spec),
+        Spec::RequestAuthentication(s) => security::request_authentication(&mut ctx, s, &spec),
+        Spec::AuthorizationPolicy(s) => security::authorization_policy(&mut ctx, s, &spec),
+        Spec::Telemetry(s) => other::telemetry(&mut ctx, s, &spec),
+        Spec::Service(s) => other::service(&mut ctx, s, &spec),
+        Spec::Deployment(s) => other::deployment(&mut ctx, s, &spec),
+        Spec::Pod(_) => {}
+        Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
+        Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
+        Spec::Workload(s) => other::workload(&mut ctx, s, &spec),
+    }
+    let mut out = ctx.out;
+    out.extend(unimplemented::check(resource));
+    out
+}

@@ -1,0 +1,384 @@
+//! Validation of Telemetry, Kubernetes, Flagger and `weft.dev` resources.
+
+use std::collections::BTreeSet;
+
+use crate::path::FieldPath;
+use crate::types::common::{parse_duration, IntOrString};
+use crate::types::flagger::{Canary, MetricTemplate};
+use crate::types::kube::{DeploymentSpec, ServiceSpec};
+use crate::types::telemetry::{TagOperation, Telemetry};
+use crate::types::weft::Workload;
+
+use super::{checks, Ctx};
+
+pub fn telemetry(ctx: &mut Ctx<'_>, t: &Telemetry, spec: &FieldPath) {
+    if let Some(s) = &t.selector {
+        checks::labels(
+            ctx,
+            &spec.key("selector").key("matchLabels"),
+            &s.match_labels,
+        );
+    }
+    for (i, tr) in t.tracing.iter().enumerate() {
+        if let Some(p) = tr.random_sampling_percentage {
+            checks::percent_value(
+                ctx,
+                &spec.key("tracing").index(i).key("randomSamplingPercentage"),
+                p,
+            );
+        }
+    }
+    for (i, m) in t.metrics.iter().enumerate() {
+        let mp = spec.key("metrics").index(i);
+        checks::duration(
+            ctx,
+            &mp.key("reportingInterval"),
+            m.reporting_interval.as_ref(),
+        );
+        for (j, o) in m.overrides.iter().enumerate() {
+            let op = mp.key("overrides").index(j);
+            if let Some(sel) = &o.selector {
+                if sel.metric.is_some() && sel.custom_metric.is_some() {
+                    ctx.error(
+                        &op.key("match"),
+                        "metric and customMetric are mutually exclusive",
+                        "keep one of them",
+                    );
+                }
+            }
+            for (tag, ov) in &o.tag_overrides {
+                let tp = op.key("tagOverrides").key(tag);
+                match ov.operation.unwrap_or(TagOperation::Upsert) {
+                    TagOperation::Upsert if ov.value.is_none() => ctx.error(
+                        &tp,
+                        "UPSERT needs a value",
+                        "give value: an expression such as request.host",
+                    ),
+                    TagOperation::Remove if ov.value.is_some() => {
+                        ctx.error(&tp.key("value"), "REMOVE takes no value", "remove value")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+pub fn service(ctx: &mut Ctx<'_>, s: &ServiceSpec, spec: &FieldPath) {
+    checks::labels(ctx, &spec.key("selector"), &s.selector);
+    let mut numbers = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    for (i, p) in s.ports.iter().enumerate() {
+        let pp = spec.key("ports").index(i);
+        if !(1..=65535).contains(&p.port) {
+            ctx.error(
+                &pp.key("port"),
+                format!("port {} is out of range", p.port),
+                "use a port number from 1 to 65535",
+            );
+        }
+        let proto = p.protocol.as_deref().unwrap_or("TCP");
+        if !numbers.insert((p.port, proto.to_owned())) {
+            ctx.error(
+                &pp.key("port"),
+                format!("port {} is listed twice", p.port),
+                "list each port once",
+            );
+        }
+        if s.ports.len() > 1 && p.name.is_empty() {
+            ctx.error(
+                &pp.key("name"),
+                "ports must be named when a Service has more than one",
+                "name it, e.g. name: http (the name also tells the mesh the protocol)",
+            );
+        }
+        if !p.name.is_empty() && !names.insert(p.name.clone()) {
+            ctx.error(
+                &pp.key("name"),
+                format!("port name {:?} is used twice", p.name),
+                "give each port a unique name",
+            );
+        }
+        if let Some(IntOrString::Int(t)) = &p.target_port {
+            if !(1..=65535).contains(t) {
+                ctx.error(
+                    &pp.key("targetPort"),
+                    format!("targetPort {t} is out of range"),
+                    "use a port number from 1 to 65535",
+                );
+            }
+        }
+    }
+}
+
+pub fn deployment(ctx: &mut Ctx<'_>, d: &DeploymentSpec, spec: &FieldPath) {
+    if let Some(sel) = &d.selector {
+        let labels = &d.template.metadata.labels;
+        for (k, v) in &sel.match_labels {
+            if labels.get(k) != Some(v) {
+                ctx.error(
+                    &spec.key("selector").key("matchLabels").key(k),
+                    format!("selector {k}={v} does not match the pod template's labels"),
+                    "Kubernetes rejects a Deployment whose selector does not match its template",
+                );
+            }
+        }
+    }
+}
+
+pub fn workload(ctx: &mut Ctx<'_>, w: &Workload, spec: &FieldPath) {
+    if w.command.is_empty() {
+        ctx.error(
+            &spec.key("command"),
+            "command is required",
+            "give the program to run, e.g. command: weft, args: [sample-app, details]",
+        );
+    }
+    if w.port.is_some() && !w.ports.is_empty() {
+        ctx.error(
+            &spec.key("port"),
+            "port and ports are mutually exclusive",
+            "list every port under ports",
+        );
+    }
+    if let Some(p) = w.port {
+        checks::port(ctx, &spec.key("port"), p);
+    }
+    let mut numbers = BTreeSet::new();
+    for (i, p) in w.ports.iter().enumerate() {
+        let pp = spec.key("ports").index(i);
+        checks::port(ctx, &pp.key("port"), p.port);
+        if !numbers.insert(p.port) {
+            ctx.error(
+                &pp.key("port"),
+                format!("port {} is listed twice", p.port),
+                "list each port once",
+            );
+        }
+    }
+    if w.replicas == Some(0) {
+        ctx.warn(
+            &spec.key("replicas"),
+            "replicas is 0: nothing will run",
+            "set replicas: 1 or more",
+        );
+    }
+    if !w.service_account.is_empty() && !checks::is_dns_label(&w.service_account) {
+        ctx.error(
+            &spec.key("serviceAccount"),
+            format!(
+                "service account {:?} is not a valid name",
+                w.service_account
+            ),
+            "use a lowercase DNS label such as bookinfo-reviews",
+        );
+    }
+}
+
+fn flagger_duration(ctx: &mut Ctx<'_>, p: &FieldPath, d: Option<&str>) {
+    if let Some(d) = d {
+        match parse_duration(d) {
+            Ok(v) if v.as_millis() >= 1 => {}
+            Ok(_) => ctx.error(p, format!("duration {d} is shorter than 1ms"), "e.g. 1m"),
+            Err(e) => ctx.error(p, e.to_string(), "e.g. 1m or 30s"),
+        }
+    }
+}
+
+pub fn canary(ctx: &mut Ctx<'_>, c: &Canary, spec: &FieldPath) {
+    match &c.target_ref {
+        None => ctx.error(&spec.key("targetRef"), "targetRef is required", "point at the Deployment or Workload to release, e.g. targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}"),
+        Some(t) => {
+            if t.name.is_empty() {
+                ctx.error(&spec.key("targetRef").key("name"), "targetRef name is required", "name the Deployment or Workload");
+            }
+            if !matches!(t.kind.as_str(), "Deployment" | "DaemonSet" | "Workload" | "Service") {
+                ctx.error(&spec.key("targetRef").key("kind"), format!("targetRef kind {:?} is not supported", t.kind), "use Deployment (or weft's Workload)");
+            }
+        }
+    }
+    match &c.service {
+        None => ctx.error(
+            &spec.key("service"),
+            "service is required",
+            "add service: {port: 9898}",
+        ),
+        Some(s) => {
+            if !(1..=65535).contains(&s.port) {
+                ctx.error(
+                    &spec.key("service").key("port"),
+                    "service port is required",
+                    "e.g. port: 9898",
+                );
+            }
+            flagger_duration(
+                ctx,
+                &spec.key("service").key("timeout"),
+                s.timeout.as_deref(),
+            );
+        }
+    }
+    if c.analysis.is_some() && c.canary_analysis.is_some() {
+        ctx.error(
+            &spec.key("canaryAnalysis"),
+            "analysis and canaryAnalysis are mutually exclusive",
+            "canaryAnalysis is the old name: keep analysis",
+        );
+    }
+    let (field, analysis) = match (&c.analysis, &c.canary_analysis) {
+        (Some(a), _) => ("analysis", a),
+        (None, Some(a)) => ("canaryAnalysis", a),
+        (None, None) => {
+            ctx.error(
+                &spec.key("analysis"),
+                "analysis is required",
+                "add analysis: {interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}",
+            );
+            return;
+        }
+    };
+    let ap = spec.key(field);
+    flagger_duration(
+        ctx,
+        &ap.key("interval"),
+        Some(analysis.interval.as_str()).filter(|s| !s.is_empty()),
+    );
+    if analysis.interval.is_empty() {
+        ctx.error(
+            &ap.key("interval"),
+            "interval is required",
+            "e.g. interval: 1m",
+        );
+    }
+    if let Some(t) = analysis.threshold {
+        if t < 1 {
+            ctx.error(
+                &ap.key("threshold"),
+                "threshold must be at least 1",
+                "the number of failed checks before rollback, e.g. 5",
+            );
+        }
+    }
+    for (f, v) in [
+        ("maxWeight", analysis.max_weight),
+        ("stepWeight", analysis.step_weight),
+        ("mirrorWeight", analysis.mirror_weight),
+        ("stepWeightPromotion", analysis.step_weight_promotion),
+    ] {
+        if let Some(v) = v {
+            if !(0..=100).contains(&v) {
+                ctx.error(
+                    &ap.key(f),
+                    format!("{f} {v} is outside 0..100"),
+                    "weights are percentages",
+                );
+            }
+        }
+    }
+    let mut prev = 0;
+    for (i, w) in analysis.step_weights.iter().enumerate() {
+        if *w <= prev || *w > 100 {
+            ctx.error(
+                &ap.key("stepWeights").index(i),
+                "stepWeights must increase and stay within 1..100",
+                "e.g. stepWeights: [1, 5, 10, 20, 50]",
+            );
+            break;
+        }
+        prev = *w;
+    }
+    let steps = analysis.step_weight.is_some() || !analysis.step_weights.is_empty();
+    if !steps && analysis.iterations.is_none() {
+        ctx.error(
+            &ap,
+            "analysis needs stepWeight, stepWeights or iterations",
+            "for a canary: stepWeight: 10, maxWeight: 50",
+        );
+    }
+    for (i, m) in analysis.metrics.iter().enumerate() {
+        let mp = ap.key("metrics").index(i);
+        let builtin = matches!(m.name.as_str(), "request-success-rate" | "request-duration");
+        if m.name.is_empty() {
+            ctx.error(
+                &mp.key("name"),
+                "metric name is required",
+                "e.g. name: request-success-rate",
+            );
+        } else if !builtin && m.template_ref.is_none() && m.query.is_none() {
+            ctx.error(&mp, format!("metric {:?} is not built in and has no templateRef", m.name), "use request-success-rate or request-duration, or add templateRef: {name: my-template}");
+        }
+        if let Some(r) = &m.threshold_range {
+            if let (Some(lo), Some(hi)) = (r.min, r.max) {
+                if lo > hi {
+                    ctx.error(&mp.key("thresholdRange"), "min is above max", "swap them");
+                }
+            }
+        } else if m.threshold.is_none() {
+            ctx.error(
+                &mp.key("thresholdRange"),
+                "thresholdRange is required",
+                "e.g. thresholdRange: {min: 99}",
+            );
+        }
+        flagger_duration(ctx, &mp.key("interval"), m.interval.as_deref());
+    }
+    for (i, w) in analysis.webhooks.iter().enumerate() {
+        let wp = ap.key("webhooks").index(i);
+        const TYPES: &[&str] = &[
+            "",
+            "confirm-rollout",
+            "pre-rollout",
+            "rollout",
+            "confirm-traffic-increase",
+            "confirm-promotion",
+            "post-rollout",
+            "rollback",
+            "event",
+        ];
+        if !TYPES.contains(&w.hook_type.as_str()) {
+            ctx.error(
+                &wp.key("type"),
+                format!("unknown webhook type {:?}", w.hook_type),
+                format!("use one of: {}", TYPES[1..].join(", ")),
+            );
+        }
+        if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            ctx.error(
+                &wp.key("url"),
+                format!("webhook url {:?} is not an http(s) URL", w.url),
+                "e.g. http://loadtester.test/",
+            );
+        }
+        flagger_duration(ctx, &wp.key("timeout"), w.timeout.as_deref());
+    }
+}
+
+pub fn metric_template(ctx: &mut Ctx<'_>, m: &MetricTemplate, spec: &FieldPath) {
+    match &m.provider {
+        None => ctx.error(
+            &spec.key("provider"),
+            "provider is required",
+            "add provider: {type: prometheus, address: http://127.0.0.1:9090}",
+        ),
+        Some(p) => {
+            const TYPES: &[&str] = &["prometheus", "weft"];
+            if !TYPES.contains(&p.provider_type.as_str()) {
+                ctx.error(
+                    &spec.key("provider").key("type"),
+                    format!(
+                        "metric provider {:?} is not supported by weft",
+                        p.provider_type
+                    ),
+                    "use prometheus, or weft for the mesh's own metrics",
+                );
+            }
+        }
+    }
+    if m.query.trim().is_empty() {
+        ctx.error(
+            &spec.key("query"),
+            "query is required",
+            "write the PromQL query that yields one number",
+        );
+    }
+}

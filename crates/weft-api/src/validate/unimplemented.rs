@@ -1,0 +1,396 @@
+//! Valid Istio fields that weft accepts but does not act on yet.
+//!
+//! Silently ignoring a field a user relies on is the worst outcome, so each
+//! such field found in a resource produces a warning that names it. The
+//! table shrinks as the data plane grows; the compiler's golden tests show
+//! that every field *not* listed here reaches the model.
+
+use crate::diag::{codes, Diagnostic, Severity};
+use crate::path::FieldPath;
+use crate::resource::{Resource, ResourceKind};
+use crate::yaml::{Kind, NodeId, Tree};
+
+/// `(kind, path pattern, why)`. A pattern is the field path with list
+/// indices removed; a leading `**.` matches any prefix.
+const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
+    (
+        ResourceKind::VirtualService,
+        "spec.http.delegate",
+        "VirtualService delegation is not supported; inline the routes",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.http.match.statPrefix",
+        "per-route stat prefixes are not emitted",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.http.fault.abort.http2Error",
+        "HTTP/2 error aborts are not injected; use httpStatus",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.http.fault.delay.exponentialDelay",
+        "exponential delays are not injected (Istio does not support them either)",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.http.retries.retryRemoteLocalities",
+        "retries do not prefer other localities",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.http.corsPolicy.unmatchedPreflights",
+        "unmatched preflights are always forwarded",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.tunnel",
+        "tunnelling to an upstream proxy is not supported",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.proxyProtocol",
+        "PROXY protocol to upstreams is not sent",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.loadBalancer.warmupDurationSecs",
+        "slow-start warm-up is not applied",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.loadBalancer.warmup",
+        "slow-start warm-up is not applied",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.consistentHash.ringHash",
+        "weft uses its own hash ring; its size is not configurable",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.consistentHash.maglev",
+        "weft uses its own hash ring; Maglev is not available",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.consistentHash.minimumRingSize",
+        "weft uses its own hash ring; its size is not configurable",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.consistentHash.httpCookie.attributes",
+        "cookie attributes are not added to generated cookies",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.connectionPool.tcp.tcpKeepalive",
+        "TCP keep-alive probes are left at the OS defaults",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.connectionPool.tcp.maxConnectionDuration",
+        "connections are not closed after a maximum duration",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.connectionPool.http.h2UpgradePolicy",
+        "HTTP/1.1 requests are not upgraded to HTTP/2 upstream",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.connectionPool.http.useClientProtocol",
+        "the upstream protocol follows the port's protocol",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.connectionPool.http.maxConcurrentStreams",
+        "HTTP/2 stream limits use h2's defaults",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.outlierDetection.splitExternalLocalOriginErrors",
+        "local-origin failures are counted with upstream errors",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.outlierDetection.consecutiveLocalOriginFailures",
+        "local-origin failures are counted with upstream errors",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.tls.caCrl",
+        "certificate revocation lists are not checked",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.caCrl",
+        "certificate revocation lists are not checked",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.verifyCertificateSpki",
+        "client certificates are verified by CA only",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.verifyCertificateHash",
+        "client certificates are verified by CA only",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.cipherSuites",
+        "weft's cipher suites are fixed in one place (TLS 1.2/1.3 AEAD suites)",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.defaultEndpoint",
+        "gateways forward only to mesh services",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.ingress.captureMode",
+        "local mode has no capture; host mode always redirects with nftables",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.egress.captureMode",
+        "local mode has no capture; host mode always redirects with nftables",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.egress.bind",
+        "egress listeners bind where weft chooses",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.ingress.tls",
+        "inbound TLS is the mesh's mTLS",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.inboundConnectionPool",
+        "inbound connection limits are not applied",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.ingress.connectionPool",
+        "inbound connection limits are not applied",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.outboundTrafficPolicy.egressProxy",
+        "ALLOW_ANY traffic is not sent through an egress proxy",
+    ),
+    (
+        ResourceKind::WorkloadEntry,
+        "spec.network",
+        "multi-network meshes are not supported",
+    ),
+    (
+        ResourceKind::WorkloadGroup,
+        "spec.probe",
+        "health probes of WorkloadGroups are not run",
+    ),
+    (
+        ResourceKind::WorkloadGroup,
+        "spec.template.network",
+        "multi-network meshes are not supported",
+    ),
+    (
+        ResourceKind::ServiceEntry,
+        "spec.endpoints.network",
+        "multi-network meshes are not supported",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.tracing.customTags",
+        "custom span tags are not added",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.tracing.useRequestIdForTraceSampling",
+        "sampling is decided per trace, not from x-request-id",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.accessLogging.filter",
+        "access-log filter expressions are not evaluated; every request is logged",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.metrics.reportingInterval",
+        "metrics are exported on scrape",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.metrics.overrides.match.customMetric",
+        "only Istio's standard metrics can be overridden",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.targetRef",
+        "attach Telemetry with selector",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.targetRefs",
+        "attach Telemetry with selector",
+    ),
+    (
+        ResourceKind::RequestAuthentication,
+        "spec.targetRef",
+        "attach RequestAuthentication with selector",
+    ),
+    (
+        ResourceKind::RequestAuthentication,
+        "spec.targetRefs",
+        "attach RequestAuthentication with selector",
+    ),
+    (
+        ResourceKind::AuthorizationPolicy,
+        "spec.targetRef",
+        "attach AuthorizationPolicy with selector",
+    ),
+    (
+        ResourceKind::AuthorizationPolicy,
+        "spec.targetRefs",
+        "attach AuthorizationPolicy with selector",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.autoscalerRef",
+        "weft does not scale workloads",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.ingressRef",
+        "only the Istio-style provider is supported",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.routeRef",
+        "only the Istio-style provider is supported",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.upstreamRef",
+        "only the Istio-style provider is supported",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.analysis.alerts",
+        "alerts are written to the log and the API, not sent to providers",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.analysis.sessionAffinity",
+        "session affinity during canaries is not supported",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.apex",
+        "apex/primary/canary metadata is not applied",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.primary",
+        "apex/primary/canary metadata is not applied",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.canary",
+        "apex/primary/canary metadata is not applied",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.backends",
+        "only the Istio-style provider is supported",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.delegation",
+        "VirtualService delegation is not supported",
+    ),
+];
+
+/// One warning per unimplemented field present in `resource`.
+pub fn check(resource: &Resource) -> Vec<Diagnostic> {
+    let kind = resource.kind();
+    let patterns: Vec<_> = UNIMPLEMENTED
+        .iter()
+        .filter(|(k, _, _)| *k == kind)
+        .collect();
+    if patterns.is_empty() {
+        return Vec::new();
+    }
+    let tree = &resource.source.tree;
+    let mut out = Vec::new();
+    let mut stack = vec![(resource.source.node, FieldPath::root(), String::new())];
+    while let Some((id, path, plain)) = stack.pop() {
+        for (_, pattern, why) in &patterns {
+            if !plain.is_empty() && matches(pattern, &plain) {
+                out.push(
+                    Diagnostic::new(
+                        Severity::Warning,
+                        codes::UNIMPLEMENTED,
+                        resource.source.locate(&path, true),
+                        format!(
+                            "{} is accepted but not implemented by weft: {why}",
+                            last_key(&plain)
+                        ),
+                    )
+                    .with_field(&path)
+                    .with_resource(resource.display_name())
+                    .with_fix("remove the field, or expect weft to behave as if it were absent"),
+                );
+            }
+        }
+        children(tree, id, &path, &plain, &mut stack);
+    }
+    out.reverse();
+    out
+}
+
+fn last_key(plain: &str) -> &str {
+    plain.rsplit('.').next().unwrap_or(plain)
+}
+
+fn matches(pattern: &str, plain: &str) -> bool {
+    match pattern.strip_prefix("**.") {
+        Some(suffix) => plain == suffix || plain.ends_with(&format!(".{suffix}")),
+        None => plain == pattern,
+    }
+}
+
+fn children(
+    tree: &Tree,
+    id: NodeId,
+    path: &FieldPath,
+    plain: &str,
+    stack: &mut Vec<(NodeId, FieldPath, String)>,
+) {
+    match &tree.node(id).kind {
+        Kind::Map(entries) => {
+            for (k, v) in entries.iter().rev() {
+                let key = tree.scalar(*k).unwrap_or("");
+                if tree.node(*v).is_null() {
+                    continue;
+                }
+                let p = if plain.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{plain}.{key}")
+                };
+                stack.push((*v, path.key(key), p));
+            }
+        }
+        Kind::Seq(items) => {
+            for (i, v) in items.iter().enumerate().rev() {
+                stack.push((*v, path.index(i), plain.to_owned()));
+            }
+        }
+        Kind::Scalar { .. } => {}
+    }
+}

@@ -1,0 +1,48 @@
+//! How subcommands print: human text by default, JSON for tools.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::ValueEnum;
+use weft_api::diag::{Diagnostic, Severity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+    Yaml,
+}
+
+/// Paths given with `-f`; a path that does not exist is a usage error.
+pub fn check_paths(paths: &[PathBuf]) -> anyhow::Result<()> {
+    if paths.is_empty() {
+        bail!("no input: pass -f FILE, -f DIR or -f - (stdin)");
+    }
+    for p in paths {
+        if p.as_os_str() != "-" && !p.exists() {
+            bail!("{}: no such file or directory", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// Prints diagnostics for people, followed by a one-line summary.
+pub fn print_diagnostics(diags: &[Diagnostic], summary: &str) {
+    for d in diags {
+        println!("{d}");
+    }
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    println!(
+        "{summary}: {errors} error{}, {warnings} warning{}",
+        if errors == 1 { "" } else { "s" },
+        if warnings == 1 { "" } else { "s" }
+    );
+}
