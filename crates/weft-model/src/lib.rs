@@ -1,1 +1,644 @@
+//! The compiled model: everything one proxy needs, nothing it does not.
+//!
+//! The control plane compiles Istio resources into one [`ProxyModel`] per
+//! proxy; the proxy executes it and never sees a VirtualService. Keeping
+//! this contract small and explicit is what lets a new front end (Gateway
+//! API, say) arrive without touching the data plane.
+//!
+//! Every type is plain data with a deterministic serialized form: lists are
+//! sorted where order carries no meaning and kept as written where it does
+//! (routes: first match wins). Durations are milliseconds.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub mod names;
+
+/// Bumped whenever the model changes shape incompatibly.
+pub const MODEL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyModel {
+    pub model_version: u32,
+    pub proxy: ProxyIdentity,
+    pub listeners: Vec<Listener>,
+    pub route_tables: Vec<RouteTable>,
+    pub clusters: Vec<Cluster>,
+    pub security: Security,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProxyKind {
+    Sidecar,
+    Gateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyIdentity {
+    pub kind: ProxyKind,
+    /// The workload's name (`reviews-v1`), for status and metrics.
+    pub workload: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: String,
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
+    pub spiffe_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub locality: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Protocol {
+    Http,
+    Http2,
+    Grpc,
+    Https,
+    Tls,
+    Tcp,
+    /// Not declared: the proxy sniffs HTTP/1, HTTP/2 or opaque TCP.
+    Unknown,
+}
+
+impl Protocol {
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    Gateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    /// `inbound|9080`, `outbound|9080`, `gateway|8080`.
+    pub name: String,
+    pub direction: Direction,
+    /// The service (outbound) or workload (inbound) port this listener
+    /// serves. Where it binds is the runtime's choice (local mode shares
+    /// one host, so it assigns real ports).
+    pub port: u32,
+    /// A bind address when the resource asked for one (Gateway `bind`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bind: String,
+    pub protocol: Protocol,
+    pub target: ListenerTarget,
+    /// Gateway server TLS termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum ListenerTarget {
+    /// HTTP: look the request up in this route table.
+    Routes(String),
+    /// TCP/TLS: route by SNI and destination port.
+    Tcp(Vec<TcpRoute>),
+    /// Inbound: deliver to the local application on this port.
+    Local { app_port: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTls {
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub https_redirect: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRoute {
+    /// SNI names this route matches (TLS routes); empty matches any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_labels: Vec<(String, String)>,
+    pub destinations: Vec<WeightedCluster>,
+    /// `VirtualService ns/name tcp[0]`, for logs and explanations.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTable {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualHost {
+    pub name: String,
+    /// Host header values (with and without port) that select this host;
+    /// `*` and `*.suffix` wildcards allowed.
+    pub domains: Vec<String>,
+    /// First match wins.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// The route's name, or `<vs>.<index>`.
+    pub name: String,
+    /// `VirtualService default/reviews http[1]`, or `default` for the
+    /// implicit route to a service without a VirtualService.
+    pub origin: String,
+    /// ORed; an empty list matches every request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<RouteMatch>,
+    pub action: RouteAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<Mirror>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    #[serde(default, skip_serializing_if = "HeaderOps::is_empty")]
+    pub request_headers: HeaderOps,
+    #[serde(default, skip_serializing_if = "HeaderOps::is_empty")]
+    pub response_headers: HeaderOps,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StrMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+    /// Only that the value is present (an empty match in Istio).
+    Present,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderMatch {
+    pub name: String,
+    pub matcher: StrMatch,
+    /// `withoutHeaders`: the request matches when this does *not*.
+    #[serde(default)]
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<StrMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<StrMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<StrMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<StrMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<HeaderMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// The proxy's own labels already satisfied this at compile time, so
+    /// sidecars never carry it; kept for gateways' documentation only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ignore_uri_case: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum RouteAction {
+    Forward(Vec<WeightedCluster>),
+    Redirect(Redirect),
+    DirectResponse { status: u32, body: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedCluster {
+    pub cluster: String,
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "HeaderOps::is_empty")]
+    pub request_headers: HeaderOps,
+    #[serde(default, skip_serializing_if = "HeaderOps::is_empty")]
+    pub response_headers: HeaderOps,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderOps {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redirect {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub authority: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scheme: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// Use the request's own port (`derivePort: FROM_REQUEST_PORT`).
+    #[serde(default)]
+    pub port_from_request: bool,
+    pub code: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rewrite {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub authority: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri_regex: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout_ms: Option<u64>,
+    /// Conditions, as in Envoy's `x-envoy-retry-on`.
+    pub retry_on: Vec<String>,
+    /// Status codes for `retriable-status-codes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retriable_status_codes: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultDelay {
+    pub delay_ms: u64,
+    pub percentage: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AbortStatus {
+    Http(u32),
+    Grpc(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultAbort {
+    pub status: AbortStatus,
+    pub percentage: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mirror {
+    pub cluster: String,
+    /// The host the copy is sent to; the proxy adds `-shadow` as Envoy does.
+    pub host: String,
+    pub percentage: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cors {
+    pub allow_origins: Vec<StrMatch>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+}
+
+// ---------------------------------------------------------------- clusters
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// Envoy-style: `outbound|9080|v1|reviews.default.svc.cluster.local`.
+    pub name: String,
+    pub service: String,
+    pub port: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subset: String,
+    pub protocol: Protocol,
+    pub lb: LbPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<LocalityLb>,
+    pub pool: ConnectionPool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<OutlierDetection>,
+    pub tls: UpstreamTls,
+    /// Where the settings came from, e.g. `DestinationRule default/reviews`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_origin: Vec<String>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+    /// Connect to the address the client asked for (ServiceEntry NONE).
+    Passthrough,
+    ConsistentHash(HashKey),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum HashKey {
+    Header(String),
+    Cookie {
+        name: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
+    },
+    SourceIp,
+    QueryParameter(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalityLb {
+    /// `from` locality pattern → `to` locality pattern → weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distribute: Vec<(String, BTreeMap<String, u32>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover_priority: Vec<String>,
+}
+
+/// Istio's connection-pool settings; `None` means Envoy's (unbounded
+/// enough) default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionPool {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// Istio's default is 10 s.
+    pub connect_timeout_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http1_max_pending_requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_max_requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_5xx: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_errors: Option<u32>,
+    pub interval_ms: u64,
+    pub base_ejection_ms: u64,
+    pub max_ejection_percent: u32,
+    pub min_health_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum UpstreamTls {
+    /// Plain text.
+    Disable,
+    /// The mesh's mTLS (HBONE tunnel); peers verified against these
+    /// SPIFFE IDs.
+    IstioMutual {
+        expected_identities: Vec<String>,
+    },
+    Simple(TlsOrigination),
+    Mutual(TlsOrigination),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsOrigination {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sni: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_certificates: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_certificate: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub private_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// `ip:port`, or `host:port` for DNS endpoints; empty when the address
+    /// is only known at run time (a Kubernetes Deployment read offline).
+    pub address: String,
+    /// The workload behind it (`reviews-v1-0`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub workload: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub locality: String,
+    pub weight: u32,
+    /// The endpoint's SPIFFE ID when it is in the mesh.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub identity: String,
+}
+
+// ---------------------------------------------------------------- security
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Security {
+    pub trust_domain: String,
+    /// Inbound mTLS, from PeerAuthentication (mesh → namespace → workload
+    /// → port precedence already applied).
+    pub inbound_mtls: MtlsPolicy,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_rules: Vec<JwtRule>,
+    pub authorization: Authorization,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MtlsMode {
+    #[default]
+    Permissive,
+    Strict,
+    Disable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MtlsPolicy {
+    pub mode: MtlsMode,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<u32, MtlsMode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origin: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtRule {
+    pub origin: String,
+    pub issuer: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// Header name and prefix; defaults to `Authorization: Bearer `.
+    pub from_headers: Vec<(String, String)>,
+    pub from_params: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_cookies: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_payload_to_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_claim_to_headers: Vec<(String, String)>,
+    pub forward_original_token: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom: Vec<AuthzPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<AuthzPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<AuthzPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<AuthzPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzPolicy {
+    /// `AuthorizationPolicy ns/name`, reported on a deny.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// ORed. An empty list matches nothing (so an ALLOW policy with no
+    /// rules denies everything, as in Istio).
+    pub rules: Vec<AuthzRule>,
+}
+
+/// `from`, `to` and `when` are ANDed; entries inside each are ORed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzRule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<Vec<AuthzMatch>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<Vec<AuthzMatch>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub when: Vec<AuthzMatch>,
+}
+
+/// One attribute compared with a list of values (ORed); `negate` for the
+/// `not…` forms and `notValues`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzMatch {
+    /// Attribute name as in Istio's conditions: `source.principal`,
+    /// `request.headers[x-user]`, `request.auth.claims[groups]`, …
+    pub attribute: String,
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub negate: bool,
+}
+
+// ---------------------------------------------------------------- telemetry
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryConfig {
+    pub access_logging: bool,
+    /// Percentage of new traces to sample (Istio's default is 1).
+    pub trace_sampling: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracing_providers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disabled_metrics: Vec<String>,
+    /// metric (or `ALL_METRICS`) → tag → `Some(expression)` to upsert or
+    /// `None` to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag_overrides: Vec<(String, String, Option<String>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origin: Vec<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            access_logging: true,
+            trace_sampling: 1.0,
+            tracing_providers: Vec::new(),
+            disabled_metrics: Vec::new(),
+            tag_overrides: Vec::new(),
+            origin: Vec::new(),
+        }
+    }
+}

@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Check resources one by one: syntax, schema and Istio's validation rules.
     Validate(cmd::validate::Args),
+    /// Check resources together: references, conflicts and scoping, with
+    /// Istio's analyzer codes.
+    Analyze(cmd::analyze::Args),
+    /// Print the model a proxy receives (offline, from files).
+    #[command(name = "proxy-config", alias = "pc")]
+    ProxyConfig(cmd::proxy_config::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(&args),
+        Command::Analyze(args) => cmd::analyze::run(&args),
+        Command::ProxyConfig(args) => cmd::proxy_config::run(&args),
     };
     match result {
         Ok(code) => code,

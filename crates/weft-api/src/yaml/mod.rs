@@ -1,6 +1,7 @@
 //! YAML and JSON with a position on every node.
 
 pub mod de;
+pub mod emit;
 pub mod tree;
 
 pub use de::{from_node, DeError};

@@ -1,0 +1,211 @@
+//! Resources that fight over the same thing: hosts, workloads, addresses,
+//! gateway ports.
+
+use std::collections::BTreeMap;
+
+use weft_api::diag::Severity;
+use weft_api::path::FieldPath;
+use weft_api::resource::{Resource, Spec};
+use weft_api::types::common::Labels;
+
+use super::{join, selector_text, Findings, Input};
+use crate::host;
+use crate::registry::labels_match;
+
+pub fn mesh_virtual_services(input: &Input<'_>, out: &mut Findings) {
+    // host → VirtualServices bound to the mesh that define it.
+    let mut by_host: BTreeMap<String, Vec<&Resource>> = BTreeMap::new();
+    for (r, vs) in &input.index.virtual_services {
+        let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+        if !binds_mesh {
+            continue;
+        }
+        for h in &vs.hosts {
+            let resolved = host::resolve(h, r.namespace(), &input.mesh.domain_suffix);
+            let list = by_host.entry(resolved).or_default();
+            if !list.iter().any(|x| std::ptr::eq(*x, *r)) {
+                list.push(r);
+            }
+        }
+    }
+    for (h, list) in by_host {
+        if list.len() < 2 {
+            continue;
+        }
+        let names = join(
+            list.iter()
+                .map(|r| format!("{}/{}", r.namespace(), r.name())),
+        );
+        for r in &list {
+            out.add(
+                Severity::Error,
+                "IST0109",
+                r,
+                &FieldPath::root().key("spec").key("hosts"),
+                format!("The VirtualServices {names} associated with mesh define the same host {h} which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."),
+                "merge them into one VirtualService; weft uses the first by namespace/name",
+            );
+        }
+    }
+}
+
+/// Shared by Sidecar and Telemetry: several resources selecting the same
+/// workload, or several without a selector in one namespace.
+fn selector_conflicts(
+    input: &Input<'_>,
+    out: &mut Findings,
+    items: Vec<(&Resource, Option<&Labels>)>,
+    kind_plural: &str,
+    codes: (&str, &str),
+) {
+    let mut no_selector: BTreeMap<&str, Vec<&Resource>> = BTreeMap::new();
+    for (r, sel) in &items {
+        if sel.is_none_or(|s| s.is_empty()) {
+            no_selector.entry(r.namespace()).or_default().push(r);
+        }
+    }
+    for (ns, list) in no_selector {
+        if list.len() > 1 {
+            let names = join(list.iter().map(|r| r.name()));
+            for r in &list {
+                out.add(Severity::Error, codes.1, r, &FieldPath::root(), format!("The {kind_plural} [{names}] in namespace {ns:?} have no workload selector, which can lead to undefined behavior."), "keep one namespace-wide resource and give the others a workload selector");
+            }
+        }
+    }
+    for inst in &input.registry.instances {
+        let selecting: Vec<&Resource> = items
+            .iter()
+            .filter(|(r, sel)| {
+                r.namespace() == inst.namespace
+                    && sel.is_some_and(|s| !s.is_empty() && labels_match(s, &inst.labels))
+            })
+            .map(|(r, _)| *r)
+            .collect();
+        if selecting.len() > 1 {
+            let names = join(selecting.iter().map(|r| r.name()));
+            for r in &selecting {
+                out.add(Severity::Error, codes.0, r, &FieldPath::root(), format!("The {kind_plural} [{names}] in namespace {:?} select the same workload pod {:?}, which can lead to undefined behavior.", inst.namespace, inst.name), "narrow the selectors so each workload is selected once");
+            }
+        }
+    }
+}
+
+pub fn sidecars(input: &Input<'_>, out: &mut Findings) {
+    let items = input
+        .index
+        .sidecars
+        .iter()
+        .map(|(r, s)| (*r, s.workload_selector.as_ref().map(|w| &w.labels)))
+        .collect();
+    selector_conflicts(input, out, items, "Sidecars", ("IST0110", "IST0111"));
+}
+
+pub fn telemetries(input: &Input<'_>, out: &mut Findings) {
+    let items = input
+        .index
+        .telemetries
+        .iter()
+        .map(|(r, t)| (*r, t.selector.as_ref().map(|w| &w.match_labels)))
+        .collect();
+    selector_conflicts(input, out, items, "Telemetries", ("IST0159", "IST0160"));
+}
+
+pub fn destination_rules(input: &Input<'_>, out: &mut Findings) {
+    // Several DestinationRules for one host in one namespace: Istio merges
+    // only the subsets and silently drops the second traffic policy.
+    let mut by_key: BTreeMap<(String, String, String), Vec<&Resource>> = BTreeMap::new();
+    for (r, dr) in &input.index.destination_rules {
+        let h = host::resolve(&dr.host, r.namespace(), &input.mesh.domain_suffix);
+        let sel = dr
+            .workload_selector
+            .as_ref()
+            .map(|s| selector_text(&s.match_labels))
+            .unwrap_or_default();
+        by_key
+            .entry((r.namespace().to_owned(), h, sel))
+            .or_default()
+            .push(r);
+    }
+    for ((ns, h, _), list) in by_key {
+        if list.len() < 2 {
+            continue;
+        }
+        let names = join(list.iter().map(|r| r.name()));
+        for r in &list[1..] {
+            out.add(
+                Severity::Warning,
+                "WEFT0101",
+                r,
+                &FieldPath::root().key("spec").key("host"),
+                format!("The DestinationRules [{names}] in namespace {ns:?} define the same host {h}; only the first one's trafficPolicy applies."),
+                "merge them into one DestinationRule",
+            );
+        }
+    }
+}
+
+pub fn service_entry_addresses(input: &Input<'_>, out: &mut Findings) {
+    let mut owners: BTreeMap<String, Vec<&Resource>> = BTreeMap::new();
+    for r in input.resources {
+        let Spec::ServiceEntry(se) = &r.spec else {
+            continue;
+        };
+        for a in &se.addresses {
+            owners.entry(a.clone()).or_default().push(r);
+        }
+        let tcp_port = se
+            .ports
+            .iter()
+            .any(|p| p.protocol.is_empty() || p.protocol.eq_ignore_ascii_case("TCP"));
+        let resolution_needs = !matches!(
+            se.resolution,
+            Some(weft_api::types::networking::Resolution::None) | None
+        );
+        if tcp_port && se.addresses.is_empty() && resolution_needs {
+            out.add(Severity::Warning, "IST0134", r, &FieldPath::root().key("spec").key("addresses"), "ServiceEntry addresses are required for this protocol.".into(), "TCP traffic is routed by destination address: give the service a virtual IP in addresses");
+        }
+    }
+    for (addr, list) in owners {
+        if list.len() < 2 {
+            continue;
+        }
+        let names = join(
+            list.iter()
+                .map(|r| format!("{}/{}", r.namespace(), r.name())),
+        );
+        for r in &list {
+            out.add(Severity::Error, "WEFT0102", r, &FieldPath::root().key("spec").key("addresses"), format!("The ServiceEntries {names} claim the same address {addr}; TCP traffic to it cannot be told apart."), "give each ServiceEntry its own address");
+        }
+    }
+}
+
+pub fn gateways(input: &Input<'_>, out: &mut Findings) {
+    // (selector, port) → [(gateway, host)]: two Gateways serving the same
+    // host on the same port of the same workloads.
+    let mut seen: BTreeMap<(String, u32), Vec<(&Resource, &str)>> = BTreeMap::new();
+    for (r, gw) in &input.index.gateways {
+        let sel = selector_text(&gw.selector);
+        for s in &gw.servers {
+            let Some(port) = &s.port else { continue };
+            for h in &s.hosts {
+                let bare = h.split_once('/').map_or(h.as_str(), |(_, x)| x);
+                seen.entry((sel.clone(), port.number))
+                    .or_default()
+                    .push((r, bare));
+            }
+        }
+    }
+    for ((sel, port), entries) in seen {
+        for (i, (r, h)) in entries.iter().enumerate() {
+            let others: Vec<String> = entries
+                .iter()
+                .enumerate()
+                .filter(|(j, (o, oh))| *j != i && !std::ptr::eq(*o, *r) && host::overlaps(h, oh))
+                .map(|(_, (o, _))| format!("{}/{}", o.namespace(), o.name()))
+                .collect();
+            if !others.is_empty() {
+                out.add(Severity::Error, "IST0145", r, &FieldPath::root().key("spec").key("servers"), format!("Conflict with gateways {} (workload selector {sel}, port {port}, hosts {h}).", join(&others)), "serve each host on a port from one Gateway only");
+            }
+        }
+    }
+}

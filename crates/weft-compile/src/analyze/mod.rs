@@ -1,0 +1,218 @@
+//! Cross-resource analysis, with Istio's analyzer codes and wording where
+//! the meaning is the same (`istioctl analyze`), and `WEFT01xx` codes for
+//! checks Istio does not have.
+//!
+//! Each analyzer is a function from the whole configuration to findings;
+//! they share the registry and the compiler's index so that "what applies
+//! to what" is decided in one place.
+
+mod conflicts;
+mod gateways;
+mod policy;
+mod references;
+mod routing;
+
+use std::path::PathBuf;
+
+use weft_api::diag::{Diagnostic, Severity};
+use weft_api::path::FieldPath;
+use weft_api::resource::Resource;
+
+use crate::compile::Index;
+use crate::registry::{MeshConfig, Registry};
+
+/// What the analyzers look at.
+pub struct Input<'a> {
+    pub resources: &'a [Resource],
+    pub registry: &'a Registry,
+    pub mesh: &'a MeshConfig,
+    pub index: Index<'a>,
+    /// Where `credentialName` secrets live; unchecked when unknown.
+    pub secrets_dir: Option<PathBuf>,
+}
+
+/// One analyzer: a stable name (for `--list` and tests) and its function.
+pub struct Analyzer {
+    pub name: &'static str,
+    pub codes: &'static [&'static str],
+    pub run: fn(&Input<'_>, &mut Findings),
+}
+
+/// All analyzers, in the order they run.
+pub const ANALYZERS: &[Analyzer] = &[
+    Analyzer {
+        name: "virtualservice.destinationhost",
+        codes: &["IST0101"],
+        run: references::destination_hosts,
+    },
+    Analyzer {
+        name: "virtualservice.destinationsubset",
+        codes: &["IST0101"],
+        run: references::destination_subsets,
+    },
+    Analyzer {
+        name: "virtualservice.gateway",
+        codes: &["IST0101"],
+        run: references::virtual_service_gateways,
+    },
+    Analyzer {
+        name: "gateway.secret",
+        codes: &["IST0101"],
+        run: references::gateway_secrets,
+    },
+    Analyzer {
+        name: "authorizationpolicy.namespace",
+        codes: &["IST0101"],
+        run: references::authz_namespaces,
+    },
+    Analyzer {
+        name: "sidecar.egresshost",
+        codes: &["IST0101"],
+        run: references::sidecar_egress_hosts,
+    },
+    Analyzer {
+        name: "canary.target",
+        codes: &["IST0101"],
+        run: references::canary_targets,
+    },
+    Analyzer {
+        name: "virtualservice.conflictingmeshgatewayhosts",
+        codes: &["IST0109"],
+        run: conflicts::mesh_virtual_services,
+    },
+    Analyzer {
+        name: "sidecar.selector",
+        codes: &["IST0110", "IST0111"],
+        run: conflicts::sidecars,
+    },
+    Analyzer {
+        name: "telemetry.selector",
+        codes: &["IST0159", "IST0160"],
+        run: conflicts::telemetries,
+    },
+    Analyzer {
+        name: "destinationrule.conflict",
+        codes: &["WEFT0101"],
+        run: conflicts::destination_rules,
+    },
+    Analyzer {
+        name: "serviceentry.address",
+        codes: &["WEFT0102", "IST0134"],
+        run: conflicts::service_entry_addresses,
+    },
+    Analyzer {
+        name: "gateway.conflictinggateways",
+        codes: &["IST0145"],
+        run: conflicts::gateways,
+    },
+    Analyzer {
+        name: "virtualservice.destinationport",
+        codes: &["IST0112"],
+        run: routing::destination_ports,
+    },
+    Analyzer {
+        name: "virtualservice.unreachablerule",
+        codes: &["IST0130", "IST0131"],
+        run: routing::unreachable_rules,
+    },
+    Analyzer {
+        name: "virtualservice.gatewayhost",
+        codes: &["IST0132"],
+        run: routing::hosts_in_gateway,
+    },
+    Analyzer {
+        name: "service.portname",
+        codes: &["IST0118"],
+        run: routing::port_names,
+    },
+    Analyzer {
+        name: "policy.noworkload",
+        codes: &["IST0127"],
+        run: policy::no_matching_workloads,
+    },
+    Analyzer {
+        name: "destinationrule.mtlsconflict",
+        codes: &["IST0113"],
+        run: policy::mtls_conflicts,
+    },
+    Analyzer {
+        name: "destinationrule.cacertificates",
+        codes: &["IST0128", "IST0129"],
+        run: policy::server_verification,
+    },
+    Analyzer {
+        name: "gateway.selector",
+        codes: &["IST0101"],
+        run: gateways::selectors,
+    },
+    Analyzer {
+        name: "gateway.port",
+        codes: &["IST0104"],
+        run: gateways::ports,
+    },
+];
+
+/// Collected findings.
+#[derive(Default)]
+pub struct Findings(pub Vec<Diagnostic>);
+
+impl Findings {
+    /// Reports `message` on `resource`, positioned at `field`.
+    pub fn add(
+        &mut self,
+        severity: Severity,
+        code: &str,
+        resource: &Resource,
+        field: &FieldPath,
+        message: String,
+        fix: &str,
+    ) {
+        let mut d = Diagnostic::new(severity, code, resource.locate(field), message)
+            .with_resource(resource.display_name())
+            .with_fix(fix);
+        if !field.segments().is_empty() {
+            d = d.with_field(field);
+        }
+        self.0.push(d);
+    }
+}
+
+/// Runs every analyzer over a configuration.
+pub fn analyze(resources: &[Resource], registry: &Registry, mesh: &MeshConfig) -> Vec<Diagnostic> {
+    analyze_with(&Input {
+        resources,
+        registry,
+        mesh,
+        index: Index::new(resources),
+        secrets_dir: None,
+    })
+}
+
+pub fn analyze_with(input: &Input<'_>) -> Vec<Diagnostic> {
+    let mut findings = Findings::default();
+    for a in ANALYZERS {
+        (a.run)(input, &mut findings);
+    }
+    let mut out = findings.0;
+    out.sort_by(|a, b| (&a.origin, &a.code, &a.message).cmp(&(&b.origin, &b.code, &b.message)));
+    out.dedup();
+    out
+}
+
+/// `a, b, c` for messages.
+pub(crate) fn join<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
+    items
+        .into_iter()
+        .map(|s| s.as_ref().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `app=reviews,version=v1`, as Istio prints selectors.
+pub(crate) fn selector_text(labels: &weft_api::types::common::Labels) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

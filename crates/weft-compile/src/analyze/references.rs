@@ -1,0 +1,327 @@
+//! IST0101 ReferencedResourceNotFound, for every kind of reference.
+
+use std::collections::BTreeSet;
+
+use weft_api::diag::Severity;
+use weft_api::path::FieldPath;
+use weft_api::resource::{Resource, ResourceKind, Spec};
+use weft_api::types::networking::{Destination, VirtualService};
+
+use super::{Findings, Input};
+use crate::compile::routes_support::qualify_gateway;
+use crate::host;
+
+/// Every destination of a VirtualService with its field path.
+pub(crate) fn destinations(vs: &VirtualService) -> Vec<(FieldPath, &Destination)> {
+    let spec = FieldPath::root().key("spec");
+    let mut out = Vec::new();
+    for (i, r) in vs.http.iter().enumerate() {
+        let p = spec.key("http").index(i);
+        for (j, d) in r.route.iter().enumerate() {
+            if let Some(dest) = &d.destination {
+                out.push((p.key("route").index(j).key("destination"), dest));
+            }
+        }
+        if let Some(m) = &r.mirror {
+            out.push((p.key("mirror"), m));
+        }
+        for (j, m) in r.mirrors.iter().enumerate() {
+            if let Some(dest) = &m.destination {
+                out.push((p.key("mirrors").index(j).key("destination"), dest));
+            }
+        }
+    }
+    for (field, routes) in [
+        ("tcp", vs.tcp.iter().map(|t| &t.route).collect::<Vec<_>>()),
+        ("tls", vs.tls.iter().map(|t| &t.route).collect()),
+    ] {
+        for (i, route) in routes.into_iter().enumerate() {
+            for (j, d) in route.iter().enumerate() {
+                if let Some(dest) = &d.destination {
+                    out.push((
+                        spec.key(field)
+                            .index(i)
+                            .key("route")
+                            .index(j)
+                            .key("destination"),
+                        dest,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn destination_hosts(input: &Input<'_>, out: &mut Findings) {
+    for (r, vs) in &input.index.virtual_services {
+        for (path, dest) in destinations(vs) {
+            let h = host::resolve(&dest.host, r.namespace(), &input.mesh.domain_suffix);
+            if input.registry.service(&h).is_none() {
+                let hint = input
+                    .registry
+                    .services
+                    .keys()
+                    .find(|k| k.starts_with(&format!("{}.", dest.host)))
+                    .map_or("define the service (a Kubernetes Service or a ServiceEntry) or fix the host name".to_owned(), |k| format!("did you mean {k}? short names resolve in the VirtualService's namespace"));
+                out.add(
+                    Severity::Error,
+                    "IST0101",
+                    r,
+                    &path.key("host"),
+                    format!("Referenced host not found: {:?}", dest.host),
+                    &hint,
+                );
+            }
+        }
+    }
+}
+
+pub fn destination_subsets(input: &Input<'_>, out: &mut Findings) {
+    for (r, vs) in &input.index.virtual_services {
+        for (path, dest) in destinations(vs) {
+            if dest.subset.is_empty() {
+                continue;
+            }
+            let h = host::resolve(&dest.host, r.namespace(), &input.mesh.domain_suffix);
+            let defined = input.index.destination_rules.iter().any(|(dr_r, dr)| {
+                host::matches(
+                    &host::resolve(&dr.host, dr_r.namespace(), &input.mesh.domain_suffix),
+                    &h,
+                ) && dr.subsets.iter().any(|s| s.name == dest.subset)
+            });
+            if !defined {
+                out.add(
+                    Severity::Error,
+                    "IST0101",
+                    r,
+                    &path.key("subset"),
+                    format!("Referenced host+subset in destinationrule not found: \"{}+{}\"", dest.host, dest.subset),
+                    "define the subset in a DestinationRule for this host; requests to an undefined subset get 503 (NR)",
+                );
+            }
+        }
+    }
+}
+
+fn gateway_exists(input: &Input<'_>, qualified: &str) -> bool {
+    input
+        .index
+        .gateways
+        .iter()
+        .any(|(g, _)| format!("{}/{}", g.namespace(), g.name()) == qualified)
+}
+
+pub fn virtual_service_gateways(input: &Input<'_>, out: &mut Findings) {
+    for (r, vs) in &input.index.virtual_services {
+        let spec = FieldPath::root().key("spec");
+        let mut check = |g: &str, path: FieldPath| {
+            if g == "mesh" {
+                return;
+            }
+            let q = qualify_gateway(g, r.namespace());
+            if !gateway_exists(input, &q) {
+                out.add(Severity::Error, "IST0101", r, &path, format!("Referenced gateway not found: {g:?}"), "define the Gateway, or refer to it as namespace/name when it lives in another namespace");
+            }
+        };
+        for (i, g) in vs.gateways.iter().enumerate() {
+            check(g, spec.key("gateways").index(i));
+        }
+        for (i, h) in vs.http.iter().enumerate() {
+            for (j, m) in h.matches.iter().enumerate() {
+                for (k, g) in m.gateways.iter().enumerate() {
+                    check(
+                        g,
+                        spec.key("http")
+                            .index(i)
+                            .key("match")
+                            .index(j)
+                            .key("gateways")
+                            .index(k),
+                    );
+                }
+            }
+        }
+    }
+}
+
+pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
+    let Some(dir) = &input.secrets_dir else {
+        return;
+    };
+    for (r, gw) in &input.index.gateways {
+        for (i, s) in gw.servers.iter().enumerate() {
+            let Some(name) = s.tls.as_ref().and_then(|t| t.credential_name.as_ref()) else {
+                continue;
+            };
+            let exists = dir.join(name).is_dir()
+                || dir.join(format!("{name}.pem")).is_file()
+                || dir.join(format!("{name}.crt")).is_file();
+            if !exists {
+                out.add(
+                    Severity::Error,
+                    "IST0101",
+                    r,
+                    &FieldPath::root()
+                        .key("spec")
+                        .key("servers")
+                        .index(i)
+                        .key("tls")
+                        .key("credentialName"),
+                    format!("Referenced credentialName not found: {name:?}"),
+                    &format!("put tls.crt and tls.key in {}/{name}/", dir.display()),
+                );
+            }
+        }
+    }
+}
+
+fn known_namespaces(input: &Input<'_>) -> BTreeSet<String> {
+    let mut ns: BTreeSet<String> = input
+        .resources
+        .iter()
+        .map(|r| r.namespace().to_owned())
+        .collect();
+    ns.insert(input.mesh.root_namespace.clone());
+    ns.extend(input.mesh.gateways.iter().map(|g| g.namespace.clone()));
+    ns
+}
+
+pub fn authz_namespaces(input: &Input<'_>, out: &mut Findings) {
+    let known = known_namespaces(input);
+    for (r, ap) in &input.index.authorization_policies {
+        for (i, rule) in ap.rules.iter().flatten().enumerate() {
+            for (j, f) in rule.from.iter().enumerate() {
+                let Some(src) = &f.source else { continue };
+                for (field, list) in [
+                    ("namespaces", &src.namespaces),
+                    ("notNamespaces", &src.not_namespaces),
+                ] {
+                    for (k, ns) in list.iter().enumerate() {
+                        if !ns.contains('*') && !known.contains(ns) {
+                            let path = FieldPath::root()
+                                .key("spec")
+                                .key("rules")
+                                .index(i)
+                                .key("from")
+                                .index(j)
+                                .key("source")
+                                .key(field)
+                                .index(k);
+                            out.add(Severity::Error, "IST0101", r, &path, format!("Referenced namespace not found: {ns:?}"), "check the namespace name; no resource in the configuration lives there");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn sidecar_egress_hosts(input: &Input<'_>, out: &mut Findings) {
+    for (r, sc) in &input.index.sidecars {
+        for (i, e) in sc.egress.iter().enumerate() {
+            for (j, entry) in e.hosts.iter().enumerate() {
+                let (ns, h) = entry.split_once('/').unwrap_or(("*", entry));
+                if h.contains('*') || ns == "~" {
+                    continue;
+                }
+                let found = input.registry.services.values().any(|s| {
+                    crate::compile::routes_support::egress_host_covers(
+                        entry,
+                        r.namespace(),
+                        &s.namespace,
+                        &s.host,
+                    )
+                });
+                if !found {
+                    let path = FieldPath::root()
+                        .key("spec")
+                        .key("egress")
+                        .index(i)
+                        .key("hosts")
+                        .index(j);
+                    out.add(Severity::Error, "IST0101", r, &path, format!("Referenced egress host not found: {entry:?}"), "egress hosts are namespace/FQDN, e.g. ./reviews.default.svc.cluster.local or */*.example.com");
+                }
+            }
+        }
+    }
+}
+
+pub fn canary_targets(input: &Input<'_>, out: &mut Findings) {
+    for r in input.resources {
+        let Spec::Canary(c) = &r.spec else { continue };
+        let spec = FieldPath::root().key("spec");
+        if let Some(t) = &c.target_ref {
+            let kind = ResourceKind::from_name(&t.kind);
+            let ns = if t.namespace.is_empty() {
+                r.namespace()
+            } else {
+                &t.namespace
+            };
+            let found = kind.is_some_and(|k| {
+                input
+                    .resources
+                    .iter()
+                    .any(|x| x.kind() == k && x.namespace() == ns && x.name() == t.name)
+            });
+            if !found {
+                out.add(
+                    Severity::Error,
+                    "IST0101",
+                    r,
+                    &spec.key("targetRef").key("name"),
+                    format!("Referenced {} not found: {:?}", t.kind, t.name),
+                    "point targetRef at an existing Deployment or Workload",
+                );
+            }
+        }
+        let analysis = c.analysis.as_ref().or(c.canary_analysis.as_ref());
+        let field = if c.analysis.is_some() {
+            "analysis"
+        } else {
+            "canaryAnalysis"
+        };
+        for (i, m) in analysis
+            .map(|a| a.metrics.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let Some(t) = &m.template_ref else { continue };
+            let ns = if t.namespace.is_empty() {
+                r.namespace()
+            } else {
+                &t.namespace
+            };
+            let found = input.resources.iter().any(|x| {
+                x.kind() == ResourceKind::MetricTemplate
+                    && x.namespace() == ns
+                    && x.name() == t.name
+            });
+            if !found {
+                out.add(
+                    Severity::Error,
+                    "IST0101",
+                    r,
+                    &spec.key(field).key("metrics").index(i).key("templateRef"),
+                    format!("Referenced MetricTemplate not found: {:?}", t.name),
+                    "define the MetricTemplate, or give its namespace",
+                );
+            }
+        }
+    }
+}
+
+/// A resource of a kind, by namespace and name.
+#[allow(dead_code)]
+pub(crate) fn find<'a>(
+    input: &'a Input<'_>,
+    kind: ResourceKind,
+    ns: &str,
+    name: &str,
+) -> Option<&'a Resource> {
+    input
+        .resources
+        .iter()
+        .find(|r| r.kind() == kind && r.namespace() == ns && r.name() == name)
+}

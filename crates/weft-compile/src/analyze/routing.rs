@@ -1,0 +1,168 @@
+//! Routing mistakes: ambiguous ports, rules that can never match, hosts a
+//! gateway does not serve, port names the mesh cannot read.
+
+use weft_api::diag::Severity;
+use weft_api::path::FieldPath;
+use weft_api::resource::Spec;
+use weft_api::types::networking::HttpMatchRequest;
+
+use super::references::destinations;
+use super::{Findings, Input};
+use crate::compile::routes_support::{qualify_gateway, server_host_admits};
+use crate::host;
+use crate::registry::{protocol_of, ServiceSource};
+
+pub fn destination_ports(input: &Input<'_>, out: &mut Findings) {
+    for (r, vs) in &input.index.virtual_services {
+        for (path, dest) in destinations(vs) {
+            if dest.port.is_some() {
+                continue;
+            }
+            let h = host::resolve(&dest.host, r.namespace(), &input.mesh.domain_suffix);
+            if let Some(svc) = input.registry.service(&h) {
+                if svc.ports.len() > 1 {
+                    let ports: Vec<String> =
+                        svc.ports.iter().map(|p| p.number.to_string()).collect();
+                    out.add(
+                        Severity::Error,
+                        "IST0112",
+                        r,
+                        &path,
+                        format!("This VirtualService routes to a service {:?} that exposes multiple ports [{}]. Specifying a port in the destination is required to disambiguate.", dest.host, ports.join(" ")),
+                        "add port: {number: N} to the destination",
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn without_name(m: &HttpMatchRequest) -> HttpMatchRequest {
+    let mut m = m.clone();
+    m.name.clear();
+    m
+}
+
+pub fn unreachable_rules(input: &Input<'_>, out: &mut Findings) {
+    for (r, vs) in &input.index.virtual_services {
+        let http = FieldPath::root().key("spec").key("http");
+        let mut catch_all: Option<usize> = None;
+        let mut seen: Vec<(HttpMatchRequest, usize)> = Vec::new();
+        for (i, rule) in vs.http.iter().enumerate() {
+            let label = if rule.name.is_empty() {
+                i.to_string()
+            } else {
+                rule.name.clone()
+            };
+            if let Some(j) = catch_all {
+                out.add(Severity::Warning, "IST0130", r, &http.index(i), format!("VirtualService rule {label} not used (only the last rule can have no matches; rule {j} has none)."), "move the rule without matches to the end");
+                continue;
+            }
+            if rule.matches.is_empty() {
+                catch_all = Some(i);
+                continue;
+            }
+            let mut unused = 0;
+            for (k, m) in rule.matches.iter().enumerate() {
+                let key = without_name(m);
+                if let Some((_, prior)) = seen.iter().find(|(x, _)| *x == key) {
+                    unused += 1;
+                    if *prior != i {
+                        out.add(Severity::Info, "IST0131", r, &http.index(i).key("match").index(k), format!("VirtualService rule {label} match {k} is not used (duplicate/overlapping match in rule {prior})."), "remove the duplicate match");
+                    }
+                } else {
+                    seen.push((key, i));
+                }
+            }
+            if unused == rule.matches.len() {
+                out.add(
+                    Severity::Warning,
+                    "IST0130",
+                    r,
+                    &http.index(i),
+                    format!(
+                        "VirtualService rule {label} not used (all matches used by prior rules)."
+                    ),
+                    "remove the rule or change its matches",
+                );
+            }
+        }
+    }
+}
+
+pub fn hosts_in_gateway(input: &Input<'_>, out: &mut Findings) {
+    for (r, vs) in &input.index.virtual_services {
+        for (i, g) in vs.gateways.iter().enumerate() {
+            if g == "mesh" {
+                continue;
+            }
+            let q = qualify_gateway(g, r.namespace());
+            let Some((gr, gw)) = input
+                .index
+                .gateways
+                .iter()
+                .find(|(gr, _)| format!("{}/{}", gr.namespace(), gr.name()) == q)
+            else {
+                continue;
+            };
+            let missing: Vec<&str> = vs
+                .hosts
+                .iter()
+                .filter(|h| {
+                    let resolved = host::resolve(h, r.namespace(), &input.mesh.domain_suffix);
+                    !gw.servers
+                        .iter()
+                        .flat_map(|s| s.hosts.iter())
+                        .any(|sh| server_host_admits(sh, r.namespace(), &resolved))
+                })
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                out.add(
+                    Severity::Warning,
+                    "IST0132",
+                    r,
+                    &FieldPath::root().key("spec").key("gateways").index(i),
+                    format!("one or more host [{}] defined in VirtualService {}/{} not found in Gateway {}/{}.", missing.join(" "), r.namespace(), r.name(), gr.namespace(), gr.name()),
+                    "add the hosts to a server of the Gateway, or remove them from the VirtualService",
+                );
+            }
+        }
+    }
+}
+
+pub fn port_names(input: &Input<'_>, out: &mut Findings) {
+    for r in input.resources {
+        let Spec::Service(s) = &r.spec else { continue };
+        let svc_host = format!(
+            "{}.{}.svc.{}",
+            r.name(),
+            r.namespace(),
+            input.mesh.domain_suffix
+        );
+        if input
+            .registry
+            .service(&svc_host)
+            .is_some_and(|x| x.source != ServiceSource::Kubernetes)
+        {
+            continue;
+        }
+        for (i, p) in s.ports.iter().enumerate() {
+            if protocol_of(&p.name, p.app_protocol.as_deref()) == weft_model::Protocol::Unknown {
+                let target = match &p.target_port {
+                    Some(weft_api::types::common::IntOrString::Int(n)) => n.to_string(),
+                    Some(weft_api::types::common::IntOrString::Str(s)) => s.clone(),
+                    None => p.port.to_string(),
+                };
+                out.add(
+                    Severity::Info,
+                    "IST0118",
+                    r,
+                    &FieldPath::root().key("spec").key("ports").index(i).key("name"),
+                    format!("Port name {} (port: {}, targetPort: {target}) doesn't follow the naming convention of Istio port.", p.name, p.port),
+                    "name it <protocol>[-<suffix>] (http, http2, grpc, tcp, tls, https) or set appProtocol; otherwise the protocol is sniffed",
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Clusters: a service port (and subset) with its DestinationRule policy
+//! and its endpoints.
+
+use std::collections::BTreeSet;
+
+use weft_api::resource::Resource;
+use weft_api::types::networking as net;
+use weft_model::*;
+
+use super::routes::{is_external, ClusterKey};
+use super::{Compiler, Me};
+use crate::host;
+use crate::registry::{labels_match, ResolutionKind, ServiceSource, TargetPort};
+
+/// Istio's default connect timeout.
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+pub fn build(c: &Compiler<'_>, me: &Me, keys: &BTreeSet<ClusterKey>) -> Vec<Cluster> {
+    keys.iter().map(|k| cluster(c, me, k)).collect()
+}
+
+/// The DestinationRule for `host` as seen by `me`: Istio looks in the
+/// client's namespace, then the service's, then the root namespace; a rule
+/// with a matching workloadSelector beats one without.
+pub(crate) fn destination_rule_for<'a>(
+    c: &Compiler<'a>,
+    me: &Me,
+    host_name: &str,
+    svc_ns: Option<&str>,
+) -> Option<(&'a Resource, &'a net::DestinationRule)> {
+    let candidates: Vec<(&Resource, &net::DestinationRule)> = c
+        .index
+        .destination_rules
+        .iter()
+        .filter(|(r, dr)| {
+            let h = host::resolve(&dr.host, r.namespace(), &c.mesh.domain_suffix);
+            host::matches(&h, host_name)
+                && host::exported_to(&dr.export_to, r.namespace(), &me.namespace)
+                && dr.workload_selector.as_ref().is_none_or(|s| {
+                    r.namespace() == me.namespace && labels_match(&s.match_labels, &me.labels)
+                })
+        })
+        .copied()
+        .collect();
+    let rank = |r: &Resource, dr: &net::DestinationRule| {
+        let ns = if r.namespace() == me.namespace {
+            3
+        } else if Some(r.namespace()) == svc_ns {
+            2
+        } else if r.namespace() == c.mesh.root_namespace {
+            1
+        } else {
+            0
+        };
+        let exact = !dr.host.contains('*');
+        (ns, dr.workload_selector.is_some(), exact)
+    };
+    candidates.into_iter().max_by(|a, b| {
+        rank(a.0, a.1)
+            .cmp(&rank(b.0, b.1))
+            .then_with(|| (b.0.namespace(), b.0.name()).cmp(&(a.0.namespace(), a.0.name())))
+    })
+}
+
+/// The effective policy for one port and subset: top level, then the
+/// port's settings, then the subset's (each field replaces as a whole).
+#[derive(Default)]
+struct Effective<'a> {
+    lb: Option<&'a net::LoadBalancerSettings>,
+    pool: Option<&'a net::ConnectionPoolSettings>,
+    outlier: Option<&'a net::OutlierDetection>,
+    tls: Option<&'a net::ClientTlsSettings>,
+}
+
+impl<'a> Effective<'a> {
+    fn apply(&mut self, tp: &'a net::TrafficPolicy, port: u32) {
+        self.lb = tp.load_balancer.as_ref().or(self.lb);
+        self.pool = tp.connection_pool.as_ref().or(self.pool);
+        self.outlier = tp.outlier_detection.as_ref().or(self.outlier);
+        self.tls = tp.tls.as_ref().or(self.tls);
+        if let Some(pl) = tp
+            .port_level_settings
+            .iter()
+            .find(|p| p.port.is_some_and(|x| x.number == port))
+        {
+            self.lb = pl.load_balancer.as_ref().or(self.lb);
+            self.pool = pl.connection_pool.as_ref().or(self.pool);
+            self.outlier = pl.outlier_detection.as_ref().or(self.outlier);
+            self.tls = pl.tls.as_ref().or(self.tls);
+        }
+    }
+}
+
+fn ms(d: &weft_api::types::common::Duration) -> u64 {
+    u64::try_from(d.as_std().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn u32_of(v: Option<i64>) -> Option<u32> {
+    v.and_then(|x| u32::try_from(x).ok())
+}
+
+fn cluster(c: &Compiler<'_>, me: &Me, key: &ClusterKey) -> Cluster {
+    let svc = c.registry.service(&key.host);
+    let dr = destination_rule_for(c, me, &key.host, svc.map(|s| s.namespace.as_str()));
+    let mut eff = Effective::default();
+    let mut origin = Vec::new();
+    let mut subset_labels = None;
+    if let Some((r, rule)) = dr {
+        origin.push(format!("DestinationRule {}/{}", r.namespace(), r.name()));
+        if let Some(tp) = &rule.traffic_policy {
+            eff.apply(tp, key.port);
+        }
+        if !key.subset.is_empty() {
+            if let Some(s) = rule.subsets.iter().find(|s| s.name == key.subset) {
+                subset_labels = Some(&s.labels);
+                if let Some(tp) = &s.traffic_policy {
+                    eff.apply(tp, key.port);
+                }
+            }
+        }
+    }
+    let protocol = svc
+        .and_then(|s| s.port(key.port))
+        .map_or(Protocol::Unknown, |p| p.protocol);
+    let mut endpoints = Vec::new();
+    if let Some(svc) = svc {
+        let sport = svc.port(key.port);
+        // A subset that the DestinationRule does not define selects nothing.
+        let subset_known = key.subset.is_empty() || subset_labels.is_some();
+        if subset_known {
+            for inst in c.registry.instances_of(svc) {
+                if let Some(sl) = subset_labels {
+                    if !labels_match(sl, &inst.labels) {
+                        continue;
+                    }
+                }
+                let target = match sport.map(|p| &p.target) {
+                    Some(TargetPort::Number(n)) => *n,
+                    Some(TargetPort::Name(name)) => inst
+                        .ports
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(0, |(_, p)| *p),
+                    None => key.port,
+                };
+                endpoints.push(Endpoint {
+                    address: inst
+                        .ip
+                        .as_ref()
+                        .map(|ip| format!("{ip}:{target}"))
+                        .unwrap_or_default(),
+                    workload: inst.name.clone(),
+                    labels: inst.labels.clone(),
+                    locality: inst.locality.clone(),
+                    weight: inst.weight,
+                    identity: if inst.meshed {
+                        names::spiffe_id(
+                            &c.mesh.trust_domain,
+                            &inst.namespace,
+                            &inst.service_account,
+                        )
+                    } else {
+                        String::new()
+                    },
+                });
+            }
+            for le in &svc.listed_endpoints {
+                if let Some(sl) = subset_labels {
+                    if !labels_match(sl, &le.labels) {
+                        continue;
+                    }
+                }
+                let port = sport
+                    .and_then(|p| le.ports.get(&p.name).copied())
+                    .unwrap_or_else(|| {
+                        sport.map_or(key.port, |p| match p.target {
+                            TargetPort::Number(n) => n,
+                            TargetPort::Name(_) => key.port,
+                        })
+                    });
+                endpoints.push(Endpoint {
+                    address: format!("{}:{port}", le.address),
+                    workload: String::new(),
+                    labels: le.labels.clone(),
+                    locality: le.locality.clone(),
+                    weight: le.weight,
+                    identity: if le.service_account.is_empty() {
+                        String::new()
+                    } else {
+                        names::spiffe_id(&c.mesh.trust_domain, &svc.namespace, &le.service_account)
+                    },
+                });
+            }
+            if let ServiceSource::ServiceEntry {
+                resolution: ResolutionKind::Dns,
+                ..
+            } = svc.source
+            {
+                if svc.listed_endpoints.is_empty() {
+                    endpoints.push(Endpoint {
+                        address: format!("{}:{}", key.host, key.port),
+                        workload: String::new(),
+                        labels: Default::default(),
+                        locality: String::new(),
+                        weight: 1,
+                        identity: String::new(),
+                    });
+                }
+            }
+        }
+        endpoints.sort();
+    }
+    let lb = match eff.lb {
+        Some(lb) => match (&lb.consistent_hash, lb.simple) {
+            (Some(ch), _) => LbPolicy::ConsistentHash(if let Some(h) = &ch.http_header_name {
+                HashKey::Header(h.to_ascii_lowercase())
+            } else if let Some(ck) = &ch.http_cookie {
+                HashKey::Cookie {
+                    name: ck.name.clone(),
+                    path: ck.path.clone(),
+                    ttl_ms: ck.ttl.as_ref().map(ms),
+                }
+            } else if let Some(q) = &ch.http_query_parameter_name {
+                HashKey::QueryParameter(q.clone())
+            } else {
+                HashKey::SourceIp
+            }),
+            (None, Some(net::SimpleLb::RoundRobin)) => LbPolicy::RoundRobin,
+            (None, Some(net::SimpleLb::Random)) => LbPolicy::Random,
+            (None, Some(net::SimpleLb::Passthrough)) => LbPolicy::Passthrough,
+            _ => LbPolicy::LeastRequest,
+        },
+        None if svc.is_some_and(|s| {
+            matches!(
+                s.source,
+                ServiceSource::ServiceEntry {
+                    resolution: ResolutionKind::None,
+                    ..
+                }
+            )
+        }) =>
+        {
+            LbPolicy::Passthrough
+        }
+        None => LbPolicy::LeastRequest,
+    };
+    let locality = eff
+        .lb
+        .and_then(|l| l.locality_lb_setting.as_ref())
+        .filter(|l| l.enabled != Some(false))
+        .map(|l| LocalityLb {
+            distribute: l
+                .distribute
+                .iter()
+                .map(|d| (d.from.clone(), d.to.clone()))
+                .collect(),
+            failover: l
+                .failover
+                .iter()
+                .map(|f| (f.from.clone(), f.to.clone()))
+                .collect(),
+            failover_priority: l.failover_priority.clone(),
+        });
+    let mut pool = ConnectionPool {
+        connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+        ..Default::default()
+    };
+    if let Some(p) = eff.pool {
+        if let Some(t) = &p.tcp {
+            pool.max_connections = u32_of(t.max_connections);
+            if let Some(ct) = &t.connect_timeout {
+                pool.connect_timeout_ms = ms(ct);
+            }
+            pool.idle_timeout_ms = t.idle_timeout.as_ref().map(ms);
+        }
+        if let Some(h) = &p.http {
+            pool.http1_max_pending_requests = u32_of(h.http1_max_pending_requests);
+            pool.http2_max_requests = u32_of(h.http2_max_requests);
+            pool.max_requests_per_connection = u32_of(h.max_requests_per_connection);
+            pool.max_retries = u32_of(h.max_retries);
+            if let Some(it) = &h.idle_timeout {
+                pool.idle_timeout_ms = Some(ms(it));
+            }
+        }
+    }
+    let outlier = eff.outlier.map(|o| OutlierDetection {
+        consecutive_5xx: u32_of(o.consecutive_5xx_errors)
+            .or(
+                if o.consecutive_gateway_errors.is_none() && o.consecutive_errors.is_none() {
+                    Some(5)
+                } else {
+                    None
+                },
+            )
+            .filter(|n| *n > 0),
+        consecutive_gateway_errors: u32_of(o.consecutive_gateway_errors.or(o.consecutive_errors))
+            .filter(|n| *n > 0),
+        interval_ms: o.interval.as_ref().map_or(10_000, ms),
+        base_ejection_ms: o.base_ejection_time.as_ref().map_or(30_000, ms),
+        max_ejection_percent: u32_of(o.max_ejection_percent).unwrap_or(10),
+        min_health_percent: u32_of(o.min_health_percent).unwrap_or(0),
+    });
+    let tls = match eff.tls.and_then(|t| t.mode.map(|m| (m, t))) {
+        Some((net::ClientTlsMode::Disable, _)) => UpstreamTls::Disable,
+        Some((net::ClientTlsMode::IstioMutual, _)) => UpstreamTls::IstioMutual {
+            expected_identities: identities(&endpoints),
+        },
+        Some((mode, t)) => {
+            let o = TlsOrigination {
+                sni: t.sni.clone().unwrap_or_default(),
+                subject_alt_names: t.subject_alt_names.clone(),
+                credential_name: t.credential_name.clone().unwrap_or_default(),
+                ca_certificates: t.ca_certificates.clone().unwrap_or_default(),
+                client_certificate: t.client_certificate.clone().unwrap_or_default(),
+                private_key: t.private_key.clone().unwrap_or_default(),
+            };
+            if mode == net::ClientTlsMode::Simple {
+                UpstreamTls::Simple(o)
+            } else {
+                UpstreamTls::Mutual(o)
+            }
+        }
+        None => auto_mtls(c, svc, &endpoints),
+    };
+    Cluster {
+        name: key.name(),
+        service: key.host.clone(),
+        port: key.port,
+        subset: key.subset.clone(),
+        protocol,
+        lb,
+        locality,
+        pool,
+        outlier,
+        tls,
+        policy_origin: origin,
+        endpoints,
+    }
+}
+
+fn identities(endpoints: &[Endpoint]) -> Vec<String> {
+    endpoints
+        .iter()
+        .filter(|e| !e.identity.is_empty())
+        .map(|e| e.identity.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Istio's auto mTLS: mesh endpoints get ISTIO_MUTUAL unless the
+/// destination's PeerAuthentication disables mTLS; anything outside the
+/// mesh gets plain text.
+fn auto_mtls(
+    c: &Compiler<'_>,
+    svc: Option<&crate::registry::Service>,
+    endpoints: &[Endpoint],
+) -> UpstreamTls {
+    let Some(svc) = svc else {
+        return UpstreamTls::Disable;
+    };
+    if is_external(svc) || endpoints.is_empty() || endpoints.iter().any(|e| e.identity.is_empty()) {
+        return UpstreamTls::Disable;
+    }
+    let all_disabled = c.registry.instances_of(svc).all(|inst| {
+        let me = Me {
+            kind: ProxyKind::Sidecar,
+            workload: inst.workload.clone(),
+            namespace: inst.namespace.clone(),
+            labels: inst.labels.clone(),
+            service_account: inst.service_account.clone(),
+            ports: inst.ports.clone(),
+            locality: inst.locality.clone(),
+        };
+        super::security::peer_mode(c, &me).mode == MtlsMode::Disable
+    });
+    if all_disabled {
+        UpstreamTls::Disable
+    } else {
+        UpstreamTls::IstioMutual {
+            expected_identities: identities(endpoints),
+        }
+    }
+}
+
+/// The DestinationRule a client in `client_ns` (with `labels`) gets for
+/// `host`, by the compiler's own precedence.
+pub fn destination_rule_for_namespace<'a>(
+    c: &Compiler<'a>,
+    client_ns: &str,
+    labels: &weft_api::types::common::Labels,
+    host_name: &str,
+    svc_ns: Option<&str>,
+) -> Option<(&'a Resource, &'a net::DestinationRule)> {
+    let me = Me {
+        kind: ProxyKind::Sidecar,
+        workload: String::new(),
+        namespace: client_ns.to_owned(),
+        labels: labels.clone(),
+        service_account: String::new(),
+        ports: Vec::new(),
+        locality: String::new(),
+    };
+    destination_rule_for(c, &me, host_name, svc_ns)
+}

@@ -1,0 +1,240 @@
+//! Resources + registry + one proxy's identity → that proxy's model.
+//!
+//! The compiler is pure: no sockets, no clock, no randomness. The same
+//! inputs give byte-identical models, so golden tests can pin them and the
+//! control plane can tell when a push changes nothing.
+
+mod clusters;
+mod index;
+mod routes;
+mod security;
+mod telemetry;
+
+use std::collections::BTreeSet;
+
+use weft_api::resource::Resource;
+use weft_api::types::common::Labels;
+use weft_model::{
+    names, Direction, Listener, ListenerTarget, ProxyIdentity, ProxyKind, ProxyModel, MODEL_VERSION,
+};
+
+use crate::registry::{labels_match, MeshConfig, Registry};
+
+pub use index::Index;
+
+/// Which proxy to compile for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyRef {
+    /// The sidecar of a workload instance (`reviews-v1-0`) or of every
+    /// instance of a workload (`reviews-v1`: the first replica).
+    Sidecar { namespace: String, name: String },
+    /// A gateway from the mesh configuration (`istio-ingressgateway`).
+    Gateway { namespace: String, name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("{0}")]
+    UnknownProxy(String),
+}
+
+/// Everything compilation needs, built once per configuration and shared by
+/// every proxy's compile.
+pub struct Compiler<'a> {
+    pub mesh: &'a MeshConfig,
+    pub registry: &'a Registry,
+    pub index: Index<'a>,
+}
+
+/// Who the proxy is, as the compiler needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Me {
+    pub kind: ProxyKind,
+    pub workload: String,
+    pub namespace: String,
+    pub labels: Labels,
+    pub service_account: String,
+    pub ports: Vec<(String, u32)>,
+    pub locality: String,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(resources: &'a [Resource], registry: &'a Registry, mesh: &'a MeshConfig) -> Self {
+        Compiler {
+            mesh,
+            registry,
+            index: Index::new(resources),
+        }
+    }
+
+    /// Every proxy this configuration implies: one sidecar per workload
+    /// instance and every configured gateway.
+    pub fn proxies(&self) -> Vec<ProxyRef> {
+        let mut out: Vec<ProxyRef> = self
+            .registry
+            .instances
+            .iter()
+            .filter(|i| i.meshed && i.origin.kind == weft_api::resource::ResourceKind::Workload)
+            .map(|i| ProxyRef::Sidecar {
+                namespace: i.namespace.clone(),
+                name: i.name.clone(),
+            })
+            .collect();
+        out.extend(self.mesh.gateways.iter().map(|g| ProxyRef::Gateway {
+            namespace: g.namespace.clone(),
+            name: g.name.clone(),
+        }));
+        out
+    }
+
+    pub(crate) fn me(&self, proxy: &ProxyRef) -> Result<Me, CompileError> {
+        match proxy {
+            ProxyRef::Sidecar { namespace, name } => {
+                let inst = self
+                    .registry
+                    .instances
+                    .iter()
+                    .find(|i| &i.namespace == namespace && (&i.name == name || &i.workload == name))
+                    .ok_or_else(|| {
+                        let known: Vec<String> = self
+                            .registry
+                            .instances
+                            .iter()
+                            .map(|i| format!("{}/{}", i.namespace, i.workload))
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect();
+                        CompileError::UnknownProxy(format!(
+                            "no workload {namespace}/{name}; known workloads: {}",
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ))
+                    })?;
+                Ok(Me {
+                    kind: ProxyKind::Sidecar,
+                    workload: inst.workload.clone(),
+                    namespace: inst.namespace.clone(),
+                    labels: inst.labels.clone(),
+                    service_account: inst.service_account.clone(),
+                    ports: inst.ports.clone(),
+                    locality: inst.locality.clone(),
+                })
+            }
+            ProxyRef::Gateway { namespace, name } => {
+                let gw = self
+                    .mesh
+                    .gateways
+                    .iter()
+                    .find(|g| &g.namespace == namespace && &g.name == name)
+                    .ok_or_else(|| {
+                        CompileError::UnknownProxy(format!("no gateway {namespace}/{name}"))
+                    })?;
+                Ok(Me {
+                    kind: ProxyKind::Gateway,
+                    workload: gw.name.clone(),
+                    namespace: gw.namespace.clone(),
+                    labels: gw.labels.clone(),
+                    service_account: gw.service_account.clone(),
+                    ports: gw.ports.iter().map(|p| (String::new(), *p)).collect(),
+                    locality: String::new(),
+                })
+            }
+        }
+    }
+
+    /// Compiles the model of one proxy.
+    pub fn compile(&self, proxy: &ProxyRef) -> Result<ProxyModel, CompileError> {
+        let me = self.me(proxy)?;
+        let mut out = routes::Output::default();
+        match me.kind {
+            ProxyKind::Sidecar => {
+                self.inbound_listeners(&me, &mut out);
+                routes::sidecar_outbound(self, &me, &mut out);
+            }
+            ProxyKind::Gateway => routes::gateway(self, &me, &mut out),
+        }
+        let clusters = clusters::build(self, &me, &out.clusters);
+        out.listeners
+            .sort_by(|a, b| (a.direction, a.port, &a.name).cmp(&(b.direction, b.port, &b.name)));
+        out.route_tables.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ProxyModel {
+            model_version: MODEL_VERSION,
+            proxy: ProxyIdentity {
+                kind: me.kind,
+                workload: me.workload.clone(),
+                namespace: me.namespace.clone(),
+                labels: me.labels.clone(),
+                service_account: me.service_account.clone(),
+                spiffe_id: names::spiffe_id(
+                    &self.mesh.trust_domain,
+                    &me.namespace,
+                    &me.service_account,
+                ),
+                locality: me.locality.clone(),
+            },
+            listeners: out.listeners,
+            route_tables: out.route_tables,
+            clusters,
+            security: security::build(self, &me),
+            telemetry: telemetry::build(self, &me),
+        })
+    }
+
+    /// One inbound listener per declared workload port, delivering to the
+    /// application. Its protocol comes from the Service port that targets it.
+    fn inbound_listeners(&self, me: &Me, out: &mut routes::Output) {
+        for (port_name, port) in &me.ports {
+            let protocol = self
+                .registry
+                .services
+                .values()
+                .filter(|s| {
+                    s.namespace == me.namespace
+                        && s.selector
+                            .as_ref()
+                            .is_some_and(|sel| !sel.is_empty() && labels_match(sel, &me.labels))
+                })
+                .flat_map(|s| s.ports.iter())
+                .find(|p| match &p.target {
+                    crate::registry::TargetPort::Number(n) => n == port,
+                    crate::registry::TargetPort::Name(n) => n == port_name,
+                })
+                .map(|p| p.protocol)
+                .unwrap_or_else(|| crate::registry::protocol_of(port_name, None));
+            out.listeners.push(Listener {
+                name: format!("inbound|{port}"),
+                direction: Direction::Inbound,
+                port: *port,
+                bind: String::new(),
+                protocol,
+                target: ListenerTarget::Local { app_port: *port },
+                tls: None,
+            });
+        }
+    }
+}
+
+/// Routing rules the analyzers apply exactly as the compiler does.
+pub mod routes_support {
+    pub use super::clusters::destination_rule_for_namespace;
+    pub use super::routes::{egress_host_covers, qualify_gateway, server_host_admits};
+}
+
+impl Compiler<'_> {
+    /// The inbound mTLS policy of a workload instance, for analyzers.
+    pub fn peer_policy_of(&self, inst: &crate::registry::Instance) -> weft_model::MtlsPolicy {
+        let me = Me {
+            kind: ProxyKind::Sidecar,
+            workload: inst.workload.clone(),
+            namespace: inst.namespace.clone(),
+            labels: inst.labels.clone(),
+            service_account: inst.service_account.clone(),
+            ports: inst.ports.clone(),
+            locality: inst.locality.clone(),
+        };
+        security::peer_mode(self, &me)
+    }
+}

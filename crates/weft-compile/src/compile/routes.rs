@@ -1,0 +1,788 @@
+//! Listeners and route tables: VirtualServices turned into ordered routes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use weft_api::resource::Resource;
+use weft_api::types::common::StringMatch;
+use weft_api::types::networking as net;
+use weft_model::*;
+
+use super::{Compiler, Me};
+use crate::host;
+use crate::registry::{Service, ServiceSource};
+
+/// A cluster the routes refer to: (host, port, subset).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClusterKey {
+    pub host: String,
+    pub port: u32,
+    pub subset: String,
+}
+
+impl ClusterKey {
+    pub fn name(&self) -> String {
+        names::outbound_cluster(self.port, &self.subset, &self.host)
+    }
+}
+
+#[derive(Default)]
+pub struct Output {
+    pub listeners: Vec<Listener>,
+    pub route_tables: Vec<RouteTable>,
+    pub clusters: BTreeSet<ClusterKey>,
+}
+
+/// Whether `me` may reach `svc` (its exportTo and the Sidecar's egress).
+pub(crate) fn reachable(c: &Compiler<'_>, me: &Me, svc: &Service) -> bool {
+    if !host::exported_to(&svc.export_to, &svc.namespace, &me.namespace) {
+        return false;
+    }
+    match sidecar_for(c, me) {
+        None => true,
+        Some((_, sc)) => sc.egress.iter().any(|e| {
+            e.hosts
+                .iter()
+                .any(|h| egress_host_covers(h, &me.namespace, &svc.namespace, &svc.host))
+        }),
+    }
+}
+
+/// The Sidecar resource that scopes `me`: one selecting it in its
+/// namespace, else its namespace's default, else the root namespace's.
+pub(crate) fn sidecar_for<'a>(
+    c: &Compiler<'a>,
+    me: &Me,
+) -> Option<(&'a Resource, &'a net::Sidecar)> {
+    let ix = &c.index;
+    ix.sidecars
+        .iter()
+        .find(|(r, s)| {
+            r.namespace() == me.namespace
+                && s.workload_selector.as_ref().is_some_and(|w| {
+                    !w.labels.is_empty() && crate::registry::labels_match(&w.labels, &me.labels)
+                })
+        })
+        .or_else(|| {
+            ix.sidecars
+                .iter()
+                .find(|(r, s)| r.namespace() == me.namespace && s.workload_selector.is_none())
+        })
+        .or_else(|| {
+            ix.sidecars.iter().find(|(r, s)| {
+                r.namespace() == c.mesh.root_namespace && s.workload_selector.is_none()
+            })
+        })
+        .copied()
+}
+
+/// `ns/host` from a Sidecar egress listener against a service.
+pub fn egress_host_covers(entry: &str, proxy_ns: &str, svc_ns: &str, svc_host: &str) -> bool {
+    let (ns, h) = entry.split_once('/').unwrap_or(("*", entry));
+    let ns_ok = match ns {
+        "*" => true,
+        "." => svc_ns == proxy_ns,
+        "~" => false,
+        other => other == svc_ns,
+    };
+    ns_ok && host::matches(h, svc_host)
+}
+
+/// The VirtualService that routes `svc_host` for `me` in the mesh context.
+fn mesh_virtual_service<'a>(
+    c: &Compiler<'a>,
+    me: &Me,
+    svc_host: &str,
+) -> Option<(&'a Resource, &'a net::VirtualService)> {
+    let mut best: Option<((usize, bool), (&Resource, &net::VirtualService))> = None;
+    for (r, vs) in &c.index.virtual_services {
+        let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+        if !binds_mesh || !host::exported_to(&vs.export_to, r.namespace(), &me.namespace) {
+            continue;
+        }
+        for h in &vs.hosts {
+            let resolved = host::resolve(h, r.namespace(), &c.mesh.domain_suffix);
+            if host::matches(&resolved, svc_host) {
+                // Exact beats wildcard; among equals, a VirtualService in the
+                // proxy's own namespace, then the first by namespace/name.
+                let rank = (
+                    usize::from(!resolved.contains('*')) * 1000 + resolved.len(),
+                    r.namespace() == me.namespace,
+                );
+                if best.as_ref().is_none_or(|(b, _)| rank > *b) {
+                    best = Some((rank, (*r, *vs)));
+                }
+            }
+        }
+    }
+    best.map(|(_, v)| v)
+}
+
+pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
+    // Group reachable service ports by port number, as Envoy's outbound
+    // listeners are: one route table per HTTP port, one TCP listener per
+    // opaque port.
+    let mut http_ports: BTreeMap<u32, Vec<VirtualHost>> = BTreeMap::new();
+    let mut tcp_ports: BTreeMap<u32, Vec<TcpRoute>> = BTreeMap::new();
+    for svc in c.registry.services.values() {
+        if !reachable(c, me, svc) {
+            continue;
+        }
+        let vs = mesh_virtual_service(c, me, &svc.host);
+        for port in &svc.ports {
+            if port.protocol.is_http() || port.protocol == Protocol::Unknown {
+                let routes = match vs {
+                    Some((r, v)) if !v.http.is_empty() => {
+                        http_routes(c, r, v, "mesh", Some(me), Some((svc, port.number)), out)
+                    }
+                    _ => vec![default_route(svc, port.number, out)],
+                };
+                let mut domains = Vec::new();
+                for alias in host::aliases(&svc.host, &me.namespace, &c.mesh.domain_suffix) {
+                    domains.push(format!("{alias}:{}", port.number));
+                    domains.push(alias);
+                }
+                for a in &svc.addresses {
+                    domains.push(format!("{a}:{}", port.number));
+                }
+                http_ports
+                    .entry(port.number)
+                    .or_default()
+                    .push(VirtualHost {
+                        name: format!("{}:{}", svc.host, port.number),
+                        domains,
+                        routes,
+                    });
+            } else {
+                let routes = match vs {
+                    Some((r, v)) if !v.tcp.is_empty() || !v.tls.is_empty() => {
+                        tcp_routes(c, r, v, "mesh", me, port.number, out)
+                    }
+                    _ => {
+                        let key = ClusterKey {
+                            host: svc.host.clone(),
+                            port: port.number,
+                            subset: String::new(),
+                        };
+                        let name = key.name();
+                        out.clusters.insert(key);
+                        vec![TcpRoute {
+                            sni_hosts: if port.protocol == Protocol::Tls
+                                || port.protocol == Protocol::Https
+                            {
+                                vec![svc.host.clone()]
+                            } else {
+                                Vec::new()
+                            },
+                            source_labels: Vec::new(),
+                            destinations: vec![WeightedCluster {
+                                cluster: name,
+                                weight: 100,
+                                request_headers: HeaderOps::default(),
+                                response_headers: HeaderOps::default(),
+                            }],
+                            origin: "default".into(),
+                        }]
+                    }
+                };
+                tcp_ports.entry(port.number).or_default().extend(routes);
+            }
+        }
+    }
+    for (port, mut vhosts) in http_ports {
+        vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+        let table = port.to_string();
+        out.listeners.push(Listener {
+            name: format!("outbound|{port}"),
+            direction: Direction::Outbound,
+            port,
+            bind: String::new(),
+            protocol: Protocol::Http,
+            target: ListenerTarget::Routes(table.clone()),
+            tls: None,
+        });
+        out.route_tables.push(RouteTable {
+            name: table,
+            virtual_hosts: vhosts,
+        });
+    }
+    for (port, routes) in tcp_ports {
+        out.listeners.push(Listener {
+            name: format!("outbound|{port}|tcp"),
+            direction: Direction::Outbound,
+            port,
+            bind: String::new(),
+            protocol: Protocol::Tcp,
+            target: ListenerTarget::Tcp(routes),
+            tls: None,
+        });
+    }
+}
+
+fn default_route(svc: &Service, port: u32, out: &mut Output) -> Route {
+    let key = ClusterKey {
+        host: svc.host.clone(),
+        port,
+        subset: String::new(),
+    };
+    let cluster = key.name();
+    out.clusters.insert(key);
+    Route {
+        name: "default".into(),
+        origin: "default".into(),
+        matches: Vec::new(),
+        action: RouteAction::Forward(vec![WeightedCluster {
+            cluster,
+            weight: 100,
+            request_headers: HeaderOps::default(),
+            response_headers: HeaderOps::default(),
+        }]),
+        rewrite: None,
+        timeout_ms: None,
+        retry: None,
+        fault: None,
+        mirrors: Vec::new(),
+        cors: None,
+        request_headers: HeaderOps::default(),
+        response_headers: HeaderOps::default(),
+    }
+}
+
+fn ms(d: &weft_api::types::common::Duration) -> u64 {
+    u64::try_from(d.as_std().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn str_match(m: &StringMatch) -> StrMatch {
+    if let Some(e) = &m.exact {
+        StrMatch::Exact(e.clone())
+    } else if let Some(p) = &m.prefix {
+        StrMatch::Prefix(p.clone())
+    } else if let Some(r) = &m.regex {
+        StrMatch::Regex(r.clone())
+    } else {
+        StrMatch::Present
+    }
+}
+
+fn header_ops(ops: Option<&net::HeaderOperations>) -> HeaderOps {
+    match ops {
+        None => HeaderOps::default(),
+        Some(o) => HeaderOps {
+            set: o
+                .set
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            add: o
+                .add
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+        },
+    }
+}
+
+/// Which gateway context a route is compiled for: `mesh` or `ns/name`.
+fn match_applies(gateways: &[String], vs_ns: &str, context: &str) -> bool {
+    gateways.is_empty()
+        || gateways
+            .iter()
+            .any(|g| qualify_gateway(g, vs_ns) == context)
+}
+
+/// `name` → `vs_ns/name`; `mesh` and `ns/name` unchanged.
+pub fn qualify_gateway(g: &str, vs_ns: &str) -> String {
+    if g == "mesh" || g.contains('/') {
+        g.to_owned()
+    } else {
+        format!("{vs_ns}/{g}")
+    }
+}
+
+/// The port a destination without `port` goes to: the only port of the
+/// service, or the port the request arrived on.
+fn destination_port(
+    c: &Compiler<'_>,
+    host: &str,
+    dest: &net::Destination,
+    arrived: Option<u32>,
+) -> u32 {
+    if let Some(p) = &dest.port {
+        return p.number;
+    }
+    match c.registry.service(host) {
+        Some(svc) if svc.ports.len() == 1 => svc.ports[0].number,
+        Some(svc) => arrived
+            .filter(|p| svc.port(*p).is_some())
+            .unwrap_or_else(|| svc.ports.first().map_or(0, |p| p.number)),
+        None => arrived.unwrap_or(0),
+    }
+}
+
+fn cluster_for(
+    c: &Compiler<'_>,
+    vs: &Resource,
+    dest: &net::Destination,
+    arrived: Option<u32>,
+    out: &mut Output,
+) -> (String, String) {
+    let host = host::resolve(&dest.host, vs.namespace(), &c.mesh.domain_suffix);
+    let port = destination_port(c, &host, dest, arrived);
+    let key = ClusterKey {
+        host: host.clone(),
+        port,
+        subset: dest.subset.clone(),
+    };
+    let name = key.name();
+    out.clusters.insert(key);
+    (name, host)
+}
+
+/// The HTTP routes of a VirtualService for one context. `me` is the
+/// sidecar (for `sourceLabels`), `svc` the service and port being routed.
+pub(crate) fn http_routes(
+    c: &Compiler<'_>,
+    r: &Resource,
+    vs: &net::VirtualService,
+    context: &str,
+    me: Option<&Me>,
+    svc: Option<(&Service, u32)>,
+    out: &mut Output,
+) -> Vec<Route> {
+    let arrived = svc.map(|(_, p)| p);
+    let mut routes = Vec::new();
+    for (i, hr) in vs.http.iter().enumerate() {
+        if hr.delegate.is_some() {
+            continue;
+        }
+        let mut matches = Vec::new();
+        let mut any_applies = hr.matches.is_empty();
+        for m in &hr.matches {
+            if !match_applies(&m.gateways, r.namespace(), context) {
+                continue;
+            }
+            if let Some(me) = me {
+                if !crate::registry::labels_match(&m.source_labels, &me.labels) {
+                    continue;
+                }
+                if m.source_namespace
+                    .as_ref()
+                    .is_some_and(|ns| ns != &me.namespace)
+                {
+                    continue;
+                }
+            }
+            if let (Some(p), Some(arrived)) = (m.port, arrived) {
+                if p != arrived {
+                    continue;
+                }
+            }
+            any_applies = true;
+            let mut headers: Vec<HeaderMatch> = m
+                .headers
+                .iter()
+                .map(|(k, v)| HeaderMatch {
+                    name: k.clone(),
+                    matcher: str_match(v),
+                    invert: false,
+                })
+                .collect();
+            headers.extend(m.without_headers.iter().map(|(k, v)| HeaderMatch {
+                name: k.clone(),
+                matcher: str_match(v),
+                invert: true,
+            }));
+            matches.push(RouteMatch {
+                uri: m.uri.as_ref().map(str_match),
+                scheme: m.scheme.as_ref().map(str_match),
+                method: m.method.as_ref().map(str_match),
+                authority: m.authority.as_ref().map(str_match),
+                headers,
+                query_params: m
+                    .query_params
+                    .iter()
+                    .map(|(k, v)| HeaderMatch {
+                        name: k.clone(),
+                        matcher: str_match(v),
+                        invert: false,
+                    })
+                    .collect(),
+                port: if me.is_none() { m.port } else { None },
+                source_labels: if me.is_none() {
+                    m.source_labels.clone()
+                } else {
+                    Default::default()
+                },
+                ignore_uri_case: m.ignore_uri_case,
+            });
+        }
+        if !any_applies {
+            continue;
+        }
+        let action = if let Some(rd) = &hr.redirect {
+            RouteAction::Redirect(Redirect {
+                uri: rd.uri.clone(),
+                authority: rd.authority.clone(),
+                scheme: rd.scheme.clone(),
+                port: rd.port,
+                port_from_request: rd.derive_port
+                    == Some(net::RedirectPortSelection::FromRequestPort),
+                code: rd.redirect_code.unwrap_or(301),
+            })
+        } else if let Some(d) = &hr.direct_response {
+            RouteAction::DirectResponse {
+                status: d.status,
+                body: d
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.string.clone().or_else(|| b.bytes.clone()))
+                    .unwrap_or_default(),
+            }
+        } else {
+            let total: i64 = hr.route.iter().map(|d| d.weight.unwrap_or(0)).sum();
+            let dests = hr
+                .route
+                .iter()
+                .filter_map(|d| {
+                    let dest = d.destination.as_ref()?;
+                    let (cluster, _) = cluster_for(c, r, dest, arrived, out);
+                    let weight = if total == 0 {
+                        if hr.route.len() == 1 {
+                            100
+                        } else {
+                            0
+                        }
+                    } else {
+                        u32::try_from(d.weight.unwrap_or(0)).unwrap_or(0)
+                    };
+                    Some(WeightedCluster {
+                        cluster,
+                        weight,
+                        request_headers: header_ops(
+                            d.headers.as_ref().and_then(|h| h.request.as_ref()),
+                        ),
+                        response_headers: header_ops(
+                            d.headers.as_ref().and_then(|h| h.response.as_ref()),
+                        ),
+                    })
+                })
+                .filter(|w| w.weight > 0 || hr.route.len() == 1)
+                .collect();
+            RouteAction::Forward(dests)
+        };
+        let mut mirrors = Vec::new();
+        if let Some(m) = &hr.mirror {
+            let pct = hr
+                .mirror_percentage
+                .map(|p| p.value)
+                .or(hr.mirror_percent.map(f64::from))
+                .unwrap_or(100.0);
+            let (cluster, host) = cluster_for(c, r, m, arrived, out);
+            mirrors.push(Mirror {
+                cluster,
+                host,
+                percentage: pct,
+            });
+        }
+        for m in &hr.mirrors {
+            if let Some(d) = &m.destination {
+                let (cluster, host) = cluster_for(c, r, d, arrived, out);
+                mirrors.push(Mirror {
+                    cluster,
+                    host,
+                    percentage: m.percentage.map_or(100.0, |p| p.value),
+                });
+            }
+        }
+        let retry = hr.retries.as_ref().map(|rt| {
+            let mut on = Vec::new();
+            let mut codes = Vec::new();
+            for cond in rt
+                .retry_on
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                match cond.parse::<u16>() {
+                    Ok(code) => codes.push(code),
+                    Err(_) => on.push(cond.to_owned()),
+                }
+            }
+            if !codes.is_empty() && !on.iter().any(|c| c == "retriable-status-codes") {
+                on.push("retriable-status-codes".into());
+            }
+            if on.is_empty() {
+                // Istio's default retry conditions.
+                on = [
+                    "connect-failure",
+                    "refused-stream",
+                    "unavailable",
+                    "cancelled",
+                    "retriable-status-codes",
+                ]
+                .map(String::from)
+                .to_vec();
+                codes.push(503);
+            }
+            RetryPolicy {
+                attempts: u32::try_from(rt.attempts).unwrap_or(0),
+                per_try_timeout_ms: rt.per_try_timeout.as_ref().map(ms),
+                retry_on: on,
+                retriable_status_codes: codes,
+            }
+        });
+        let fault = hr.fault.as_ref().map(|f| Fault {
+            delay: f.delay.as_ref().and_then(|d| {
+                Some(FaultDelay {
+                    delay_ms: ms(d.fixed_delay.as_ref()?),
+                    percentage: d
+                        .percentage
+                        .map(|p| p.value)
+                        .or(d.percent.map(|p| p as f64))
+                        .unwrap_or(100.0),
+                })
+            }),
+            abort: f.abort.as_ref().and_then(|a| {
+                let status = match (&a.http_status, &a.grpc_status) {
+                    (Some(s), _) => AbortStatus::Http(u32::try_from(*s).ok()?),
+                    (None, Some(g)) => AbortStatus::Grpc(g.clone()),
+                    _ => return None,
+                };
+                Some(FaultAbort {
+                    status,
+                    percentage: a.percentage.map_or(100.0, |p| p.value),
+                })
+            }),
+        });
+        let cors = hr.cors_policy.as_ref().map(|cp| Cors {
+            allow_origins: cp
+                .allow_origins
+                .iter()
+                .map(str_match)
+                .chain(cp.allow_origin.iter().map(|o| StrMatch::Exact(o.clone())))
+                .collect(),
+            allow_methods: cp.allow_methods.clone(),
+            allow_headers: cp.allow_headers.clone(),
+            expose_headers: cp.expose_headers.clone(),
+            max_age_secs: cp.max_age.as_ref().map(|d| d.as_std().as_secs()),
+            allow_credentials: cp.allow_credentials,
+        });
+        routes.push(Route {
+            name: if hr.name.is_empty() {
+                format!("{}.{}", r.name(), i)
+            } else {
+                hr.name.clone()
+            },
+            origin: format!("VirtualService {}/{} http[{i}]", r.namespace(), r.name()),
+            matches,
+            action,
+            rewrite: hr.rewrite.as_ref().map(|rw| Rewrite {
+                uri: rw.uri.clone(),
+                authority: rw.authority.clone(),
+                uri_regex: rw
+                    .uri_regex_rewrite
+                    .as_ref()
+                    .map(|x| (x.pattern.clone(), x.rewrite.clone())),
+            }),
+            timeout_ms: hr.timeout.as_ref().map(ms),
+            retry,
+            fault,
+            mirrors,
+            cors,
+            request_headers: header_ops(hr.headers.as_ref().and_then(|h| h.request.as_ref())),
+            response_headers: header_ops(hr.headers.as_ref().and_then(|h| h.response.as_ref())),
+        });
+    }
+    routes
+}
+
+fn tcp_routes(
+    c: &Compiler<'_>,
+    r: &Resource,
+    vs: &net::VirtualService,
+    context: &str,
+    me: &Me,
+    port: u32,
+    out: &mut Output,
+) -> Vec<TcpRoute> {
+    let mut routes = Vec::new();
+    let mut push = |matches_ok: bool,
+                    sni: Vec<String>,
+                    dests: &[net::RouteDestination],
+                    origin: String,
+                    out: &mut Output| {
+        if !matches_ok {
+            return;
+        }
+        let destinations = dests
+            .iter()
+            .filter_map(|d| {
+                let dest = d.destination.as_ref()?;
+                let (cluster, _) = cluster_for(c, r, dest, Some(port), out);
+                Some(WeightedCluster {
+                    cluster,
+                    weight: u32::try_from(d.weight.unwrap_or(100)).unwrap_or(0),
+                    request_headers: HeaderOps::default(),
+                    response_headers: HeaderOps::default(),
+                })
+            })
+            .collect();
+        routes.push(TcpRoute {
+            sni_hosts: sni,
+            source_labels: Vec::new(),
+            destinations,
+            origin,
+        });
+    };
+    for (i, t) in vs.tls.iter().enumerate() {
+        let applicable: Vec<&net::TlsMatchAttributes> = t
+            .matches
+            .iter()
+            .filter(|m| {
+                match_applies(&m.gateways, r.namespace(), context)
+                    && m.port.is_none_or(|p| p == port)
+                    && crate::registry::labels_match(&m.source_labels, &me.labels)
+            })
+            .collect();
+        let sni: Vec<String> = applicable
+            .iter()
+            .flat_map(|m| m.sni_hosts.iter().cloned())
+            .collect();
+        push(
+            !applicable.is_empty(),
+            sni,
+            &t.route,
+            format!("VirtualService {}/{} tls[{i}]", r.namespace(), r.name()),
+            out,
+        );
+    }
+    for (i, t) in vs.tcp.iter().enumerate() {
+        let ok = t.matches.is_empty()
+            || t.matches.iter().any(|m| {
+                match_applies(&m.gateways, r.namespace(), context)
+                    && m.port.is_none_or(|p| p == port)
+                    && crate::registry::labels_match(&m.source_labels, &me.labels)
+            });
+        push(
+            ok,
+            Vec::new(),
+            &t.route,
+            format!("VirtualService {}/{} tcp[{i}]", r.namespace(), r.name()),
+            out,
+        );
+    }
+    routes
+}
+
+/// A gateway's listeners: one per server port, with the VirtualServices
+/// bound to the Gateway resources that select this gateway.
+pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
+    struct PortPlan {
+        protocol: Protocol,
+        bind: String,
+        tls: Option<ServerTls>,
+        vhosts: BTreeMap<String, VirtualHost>,
+    }
+    let mut ports: BTreeMap<u32, PortPlan> = BTreeMap::new();
+    for (gr, gw) in &c.index.gateways {
+        if gw.selector.is_empty() || !crate::registry::labels_match(&gw.selector, &me.labels) {
+            continue;
+        }
+        let gw_name = format!("{}/{}", gr.namespace(), gr.name());
+        for server in &gw.servers {
+            let Some(port) = &server.port else { continue };
+            let protocol = match port.protocol.to_ascii_uppercase().as_str() {
+                "HTTP" => Protocol::Http,
+                "HTTP2" => Protocol::Http2,
+                "GRPC" | "GRPC-WEB" => Protocol::Grpc,
+                "HTTPS" => Protocol::Https,
+                "TLS" => Protocol::Tls,
+                _ => Protocol::Tcp,
+            };
+            let plan = ports.entry(port.number).or_insert_with(|| PortPlan {
+                protocol,
+                bind: server.bind.clone(),
+                tls: None,
+                vhosts: BTreeMap::new(),
+            });
+            if let Some(tls) = &server.tls {
+                plan.tls = Some(ServerTls {
+                    mode: format!("{:?}", tls.mode.unwrap_or(net::ServerTlsMode::Simple))
+                        .to_ascii_uppercase(),
+                    credential_name: tls.credential_name.clone().unwrap_or_default(),
+                    hosts: server.hosts.clone(),
+                    https_redirect: tls.https_redirect,
+                });
+            }
+            for (vr, vs) in &c.index.virtual_services {
+                if !vs
+                    .gateways
+                    .iter()
+                    .any(|g| qualify_gateway(g, vr.namespace()) == gw_name)
+                {
+                    continue;
+                }
+                let domains: Vec<String> = vs
+                    .hosts
+                    .iter()
+                    .map(|h| host::resolve(h, vr.namespace(), &c.mesh.domain_suffix))
+                    .filter(|h| {
+                        server
+                            .hosts
+                            .iter()
+                            .any(|sh| server_host_admits(sh, vr.namespace(), h))
+                    })
+                    .collect();
+                if domains.is_empty() || !protocol.is_http() && protocol != Protocol::Https {
+                    continue;
+                }
+                let routes = http_routes(c, vr, vs, &gw_name, None, None, out);
+                for d in domains {
+                    let vh = plan.vhosts.entry(d.clone()).or_insert_with(|| VirtualHost {
+                        name: format!("{d}:{}", port.number),
+                        domains: vec![d.clone(), format!("{d}:{}", port.number)],
+                        routes: Vec::new(),
+                    });
+                    vh.routes.extend(routes.iter().cloned());
+                }
+            }
+        }
+    }
+    for (port, plan) in ports {
+        let table = format!("http.{port}");
+        let target = if plan.protocol.is_http() || plan.protocol == Protocol::Https {
+            out.route_tables.push(RouteTable {
+                name: table.clone(),
+                virtual_hosts: plan.vhosts.into_values().collect(),
+            });
+            ListenerTarget::Routes(table)
+        } else {
+            ListenerTarget::Tcp(Vec::new())
+        };
+        out.listeners.push(Listener {
+            name: format!("gateway|{port}"),
+            direction: Direction::Gateway,
+            port,
+            bind: plan.bind,
+            protocol: plan.protocol,
+            target,
+            tls: plan.tls,
+        });
+    }
+}
+
+/// A Gateway server host (`ns/host` or `host`) admits a VirtualService host
+/// from `vs_ns` when the namespaces agree and the host patterns overlap.
+pub fn server_host_admits(server_host: &str, vs_ns: &str, vs_host: &str) -> bool {
+    let (ns, h) = server_host.split_once('/').unwrap_or(("*", server_host));
+    let ns_ok = ns == "*" || ns == vs_ns;
+    ns_ok && host::overlaps(h, vs_host)
+}
+
+/// Whether a service is outside the mesh (no sidecar can be assumed).
+pub fn is_external(svc: &Service) -> bool {
+    matches!(
+        svc.source,
+        ServiceSource::ServiceEntry { external: true, .. }
+    )
+}

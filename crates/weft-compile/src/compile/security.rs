@@ -1,0 +1,233 @@
+//! The security policies that select a proxy: PeerAuthentication,
+//! RequestAuthentication and AuthorizationPolicy.
+
+use weft_api::types::security as sec;
+use weft_model::*;
+
+use super::index::{policy_scope, PolicyScope};
+use super::{Compiler, Me};
+
+pub fn build(c: &Compiler<'_>, me: &Me) -> Security {
+    Security {
+        trust_domain: c.mesh.trust_domain.clone(),
+        inbound_mtls: peer_mode(c, me),
+        jwt_rules: jwt_rules(c, me),
+        authorization: authorization(c, me),
+    }
+}
+
+fn mode_of(m: Option<&sec::Mtls>) -> Option<MtlsMode> {
+    match m.and_then(|m| m.mode) {
+        Some(sec::MtlsMode::Strict) => Some(MtlsMode::Strict),
+        Some(sec::MtlsMode::Permissive) => Some(MtlsMode::Permissive),
+        Some(sec::MtlsMode::Disable) => Some(MtlsMode::Disable),
+        Some(sec::MtlsMode::Unset) | None => None,
+    }
+}
+
+/// Istio's precedence: workload over namespace over mesh, and port-level
+/// over the workload's own mode. UNSET inherits from the level above.
+pub(crate) fn peer_mode(c: &Compiler<'_>, me: &Me) -> MtlsPolicy {
+    let mut levels: Vec<(
+        PolicyScope,
+        &weft_api::resource::Resource,
+        &sec::PeerAuthentication,
+    )> = c
+        .index
+        .peer_authentications
+        .iter()
+        .filter_map(|(r, pa)| {
+            policy_scope(
+                r.namespace(),
+                pa.selector.as_ref(),
+                &c.mesh.root_namespace,
+                &me.namespace,
+                &me.labels,
+            )
+            .map(|s| (s, *r, *pa))
+        })
+        .collect();
+    levels.sort_by_key(|(s, _, _)| *s);
+    let mut policy = MtlsPolicy::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for (scope, r, pa) in levels {
+        // One policy per level: the first by namespace/name, as Istio takes
+        // the oldest.
+        if !seen.insert(scope) {
+            continue;
+        }
+        policy
+            .origin
+            .push(format!("PeerAuthentication {}/{}", r.namespace(), r.name()));
+        if let Some(m) = mode_of(pa.mtls.as_ref()) {
+            policy.mode = m;
+        }
+        if scope == PolicyScope::Workload {
+            for (port, m) in &pa.port_level_mtls {
+                if let Some(mode) = mode_of(Some(m)) {
+                    if me.ports.iter().any(|(_, p)| p == port) {
+                        policy.ports.insert(*port, mode);
+                    }
+                }
+            }
+        }
+    }
+    policy
+}
+
+fn jwt_rules(c: &Compiler<'_>, me: &Me) -> Vec<JwtRule> {
+    let mut out = Vec::new();
+    for (r, ra) in &c.index.request_authentications {
+        if policy_scope(
+            r.namespace(),
+            ra.selector.as_ref(),
+            &c.mesh.root_namespace,
+            &me.namespace,
+            &me.labels,
+        )
+        .is_none()
+        {
+            continue;
+        }
+        for rule in &ra.jwt_rules {
+            out.push(JwtRule {
+                origin: format!("RequestAuthentication {}/{}", r.namespace(), r.name()),
+                issuer: rule.issuer.clone(),
+                audiences: rule.audiences.clone(),
+                jwks_uri: rule.jwks_uri.clone(),
+                jwks: rule.jwks.clone(),
+                from_headers: if rule.from_headers.is_empty()
+                    && rule.from_params.is_empty()
+                    && rule.from_cookies.is_empty()
+                {
+                    vec![("authorization".into(), "Bearer ".into())]
+                } else {
+                    rule.from_headers
+                        .iter()
+                        .map(|h| (h.name.to_ascii_lowercase(), h.prefix.clone()))
+                        .collect()
+                },
+                from_params: if rule.from_headers.is_empty()
+                    && rule.from_params.is_empty()
+                    && rule.from_cookies.is_empty()
+                {
+                    vec!["access_token".into()]
+                } else {
+                    rule.from_params.clone()
+                },
+                from_cookies: rule.from_cookies.clone(),
+                output_payload_to_header: rule.output_payload_to_header.clone(),
+                output_claim_to_headers: rule
+                    .output_claim_to_headers
+                    .iter()
+                    .map(|h| (h.header.to_ascii_lowercase(), h.claim.clone()))
+                    .collect(),
+                forward_original_token: rule.forward_original_token,
+            });
+        }
+    }
+    out
+}
+
+fn matcher(attribute: &str, values: &[String], negate: bool) -> Option<AuthzMatch> {
+    (!values.is_empty()).then(|| AuthzMatch {
+        attribute: attribute.into(),
+        values: values.to_vec(),
+        negate,
+    })
+}
+
+fn source(s: &sec::Source) -> Vec<AuthzMatch> {
+    [
+        matcher("source.principal", &s.principals, false),
+        matcher("source.principal", &s.not_principals, true),
+        matcher("request.auth.principal", &s.request_principals, false),
+        matcher("request.auth.principal", &s.not_request_principals, true),
+        matcher("source.namespace", &s.namespaces, false),
+        matcher("source.namespace", &s.not_namespaces, true),
+        matcher("source.ip", &s.ip_blocks, false),
+        matcher("source.ip", &s.not_ip_blocks, true),
+        matcher("remote.ip", &s.remote_ip_blocks, false),
+        matcher("remote.ip", &s.not_remote_ip_blocks, true),
+        matcher("source.serviceAccount", &s.service_accounts, false),
+        matcher("source.serviceAccount", &s.not_service_accounts, true),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn operation(o: &sec::Operation) -> Vec<AuthzMatch> {
+    [
+        matcher("request.host", &o.hosts, false),
+        matcher("request.host", &o.not_hosts, true),
+        matcher("destination.port", &o.ports, false),
+        matcher("destination.port", &o.not_ports, true),
+        matcher("request.method", &o.methods, false),
+        matcher("request.method", &o.not_methods, true),
+        matcher("request.path", &o.paths, false),
+        matcher("request.path", &o.not_paths, true),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn authorization(c: &Compiler<'_>, me: &Me) -> Authorization {
+    let mut out = Authorization::default();
+    for (r, ap) in &c.index.authorization_policies {
+        if policy_scope(
+            r.namespace(),
+            ap.selector.as_ref(),
+            &c.mesh.root_namespace,
+            &me.namespace,
+            &me.labels,
+        )
+        .is_none()
+        {
+            continue;
+        }
+        let rules = ap
+            .rules
+            .iter()
+            .flatten()
+            .map(|rule| AuthzRule {
+                from: rule
+                    .from
+                    .iter()
+                    .filter_map(|f| f.source.as_ref())
+                    .map(source)
+                    .collect(),
+                to: rule
+                    .to
+                    .iter()
+                    .filter_map(|t| t.operation.as_ref())
+                    .map(operation)
+                    .collect(),
+                when: rule
+                    .when
+                    .iter()
+                    .flat_map(|w| {
+                        [
+                            matcher(&w.key, &w.values, false),
+                            matcher(&w.key, &w.not_values, true),
+                        ]
+                    })
+                    .flatten()
+                    .collect(),
+            })
+            .collect();
+        let policy = AuthzPolicy {
+            name: format!("AuthorizationPolicy {}/{}", r.namespace(), r.name()),
+            provider: ap.provider.as_ref().map(|p| p.name.clone()),
+            rules,
+        };
+        match ap.action.unwrap_or_default() {
+            sec::AuthzAction::Allow => out.allow.push(policy),
+            sec::AuthzAction::Deny => out.deny.push(policy),
+            sec::AuthzAction::Audit => out.audit.push(policy),
+            sec::AuthzAction::Custom => out.custom.push(policy),
+        }
+    }
+    out
+}

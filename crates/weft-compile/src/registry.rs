@@ -1,0 +1,431 @@
+//! The service registry: which services exist, on which ports, and which
+//! workload instances back them. Built from Services, ServiceEntries,
+//! WorkloadEntries, WorkloadGroups, Deployments, Pods and weft Workloads.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use weft_api::resource::{Resource, ResourceKey, Spec};
+use weft_api::types::common::{IntOrString, Labels};
+use weft_api::types::networking::{Location, Resolution};
+use weft_model::Protocol;
+
+/// Mesh-wide settings (Istio's MeshConfig, the parts weft uses).
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    pub trust_domain: String,
+    /// Policies here apply mesh-wide (Istio's `istio-system`).
+    pub root_namespace: String,
+    pub domain_suffix: String,
+    /// Local mode gives every workload replica its own loopback address,
+    /// counting up from here, so each can keep its declared ports.
+    pub local_address_base: Ipv4Addr,
+    /// The gateways local mode runs, as Istio installs them.
+    pub gateways: Vec<GatewayInstance>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayInstance {
+    pub name: String,
+    pub namespace: String,
+    pub labels: Labels,
+    pub service_account: String,
+    /// Container ports the gateway listens on (Istio's 8080/8443).
+    pub ports: Vec<u32>,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        let gw = |name: &str, istio: &str| GatewayInstance {
+            name: name.into(),
+            namespace: "istio-system".into(),
+            labels: [("app", name), ("istio", istio)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            service_account: format!("{name}-service-account"),
+            ports: vec![8080, 8443],
+        };
+        MeshConfig {
+            trust_domain: "cluster.local".into(),
+            root_namespace: "istio-system".into(),
+            domain_suffix: "cluster.local".into(),
+            local_address_base: Ipv4Addr::new(127, 0, 10, 1),
+            gateways: vec![
+                gw("istio-ingressgateway", "ingressgateway"),
+                gw("istio-egressgateway", "egressgateway"),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPort {
+    Number(u32),
+    Name(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ServicePort {
+    pub name: String,
+    pub number: u32,
+    pub protocol: Protocol,
+    pub target: TargetPort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceSource {
+    Kubernetes,
+    ServiceEntry {
+        external: bool,
+        resolution: ResolutionKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolutionKind {
+    None,
+    Static,
+    Dns,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Fully qualified host: `reviews.default.svc.cluster.local`.
+    pub host: String,
+    pub name: String,
+    pub namespace: String,
+    pub ports: Vec<ServicePort>,
+    /// Pods/workloads selected; `None` when endpoints are listed instead.
+    pub selector: Option<Labels>,
+    pub export_to: Vec<String>,
+    pub addresses: Vec<String>,
+    pub source: ServiceSource,
+    /// Endpoints written in a ServiceEntry.
+    pub listed_endpoints: Vec<ListedEndpoint>,
+    pub origin: ResourceKey,
+}
+
+impl Service {
+    pub fn port(&self, number: u32) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.number == number)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListedEndpoint {
+    pub address: String,
+    pub ports: BTreeMap<String, u32>,
+    pub labels: Labels,
+    pub locality: String,
+    pub weight: u32,
+    pub service_account: String,
+}
+
+/// One running copy of a workload.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// `reviews-v1-0` for a replica, or the resource name.
+    pub name: String,
+    /// The resource that declared it (`reviews-v1`).
+    pub workload: String,
+    pub namespace: String,
+    pub labels: Labels,
+    pub service_account: String,
+    /// Declared ports, by name where they have one.
+    pub ports: Vec<(String, u32)>,
+    /// Its IP, when known before run time.
+    pub ip: Option<String>,
+    pub locality: String,
+    pub weight: u32,
+    /// Runs a weft sidecar (Workload, Pod, Deployment, WorkloadEntry).
+    pub meshed: bool,
+    pub origin: ResourceKey,
+}
+
+impl Instance {
+    pub fn selected_by(&self, namespace: &str, selector: &Labels) -> bool {
+        self.namespace == namespace && labels_match(selector, &self.labels)
+    }
+}
+
+/// Every `key: value` of `selector` is in `labels`. An empty selector
+/// matches everything, as in Kubernetes.
+pub fn labels_match(selector: &Labels, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Istio's protocol selection: `appProtocol` first, then the port name's
+/// prefix (`http`, `http-web`, `grpc-api`, …), else unknown (sniffed).
+pub fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
+    let from = |p: &str| match p.to_ascii_lowercase().as_str() {
+        "http" | "http-web" | "kubernetes.io/http" => Some(Protocol::Http),
+        "http2" | "kubernetes.io/h2c" => Some(Protocol::Http2),
+        "grpc" | "grpc-web" => Some(Protocol::Grpc),
+        "https" => Some(Protocol::Https),
+        "tls" => Some(Protocol::Tls),
+        "tcp" | "mongo" | "mysql" | "redis" => Some(Protocol::Tcp),
+        _ => None,
+    };
+    if let Some(p) = app_protocol.and_then(from) {
+        return p;
+    }
+    let prefix = name.split('-').next().unwrap_or(name);
+    from(prefix).unwrap_or(Protocol::Unknown)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// By fully qualified host.
+    pub services: BTreeMap<String, Service>,
+    pub instances: Vec<Instance>,
+}
+
+impl Registry {
+    pub fn build(resources: &[Resource], mesh: &MeshConfig) -> Registry {
+        let mut reg = Registry::default();
+        for r in resources {
+            reg.add_service(r, mesh);
+        }
+        for r in resources {
+            reg.add_instances(r);
+        }
+        reg.instances
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        // Local Workloads get their own loopback address, in a stable order.
+        let base = u32::from(mesh.local_address_base);
+        let mut n = 0u32;
+        for inst in &mut reg.instances {
+            if inst.ip.is_none() && inst.origin.kind == weft_api::resource::ResourceKind::Workload {
+                inst.ip = Some(Ipv4Addr::from(base + n).to_string());
+                n += 1;
+            }
+        }
+        reg
+    }
+
+    pub fn service(&self, host: &str) -> Option<&Service> {
+        self.services.get(host)
+    }
+
+    /// Instances backing `svc` (selector match in its namespace).
+    pub fn instances_of<'a>(&'a self, svc: &'a Service) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.instances.iter().filter(move |i| match &svc.selector {
+            Some(sel) if !sel.is_empty() => i.selected_by(&svc.namespace, sel),
+            _ => false,
+        })
+    }
+
+    fn add_service(&mut self, r: &Resource, mesh: &MeshConfig) {
+        match &r.spec {
+            Spec::Service(s) => {
+                let host = format!("{}.{}.svc.{}", r.name(), r.namespace(), mesh.domain_suffix);
+                let export_to = r
+                    .meta
+                    .annotations
+                    .get("networking.istio.io/exportTo")
+                    .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+                    .unwrap_or_default();
+                let ports = s
+                    .ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: p.name.clone(),
+                        number: u32::try_from(p.port).unwrap_or(0),
+                        protocol: protocol_of(&p.name, p.app_protocol.as_deref()),
+                        target: match &p.target_port {
+                            Some(IntOrString::Int(n)) => {
+                                TargetPort::Number(u32::try_from(*n).unwrap_or(0))
+                            }
+                            Some(IntOrString::Str(s)) => TargetPort::Name(s.clone()),
+                            None => TargetPort::Number(u32::try_from(p.port).unwrap_or(0)),
+                        },
+                    })
+                    .collect();
+                self.services.insert(
+                    host.clone(),
+                    Service {
+                        host,
+                        name: r.name().to_owned(),
+                        namespace: r.namespace().to_owned(),
+                        ports,
+                        selector: if s.selector.is_empty() {
+                            None
+                        } else {
+                            Some(s.selector.clone())
+                        },
+                        export_to,
+                        addresses: s
+                            .cluster_ip
+                            .iter()
+                            .filter(|ip| ip.as_str() != "None")
+                            .cloned()
+                            .collect(),
+                        source: ServiceSource::Kubernetes,
+                        listed_endpoints: Vec::new(),
+                        origin: r.key(),
+                    },
+                );
+            }
+            Spec::ServiceEntry(se) => {
+                let resolution = match se.resolution.unwrap_or(Resolution::None) {
+                    Resolution::None => ResolutionKind::None,
+                    Resolution::Static => ResolutionKind::Static,
+                    Resolution::Dns | Resolution::DnsRoundRobin => ResolutionKind::Dns,
+                };
+                let external = se.location != Some(Location::MeshInternal);
+                let ports: Vec<ServicePort> = se
+                    .ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: p.name.clone(),
+                        number: p.number,
+                        protocol: protocol_of(
+                            if p.protocol.is_empty() {
+                                &p.name
+                            } else {
+                                &p.protocol
+                            },
+                            None,
+                        ),
+                        target: TargetPort::Number(p.target_port.unwrap_or(p.number)),
+                    })
+                    .collect();
+                let listed: Vec<ListedEndpoint> = se
+                    .endpoints
+                    .iter()
+                    .map(|e| ListedEndpoint {
+                        address: e.address.clone(),
+                        ports: e.ports.clone(),
+                        labels: e.labels.clone(),
+                        locality: e.locality.clone(),
+                        weight: e.weight.unwrap_or(1).max(1),
+                        service_account: e.service_account.clone(),
+                    })
+                    .collect();
+                for h in &se.hosts {
+                    // ServiceEntry hosts are taken as written (short names
+                    // resolve like any other host).
+                    let host = crate::host::resolve(h, r.namespace(), &mesh.domain_suffix);
+                    self.services
+                        .entry(host.clone())
+                        .or_insert_with(|| Service {
+                            host,
+                            name: r.name().to_owned(),
+                            namespace: r.namespace().to_owned(),
+                            ports: ports.clone(),
+                            selector: se.workload_selector.as_ref().map(|s| s.labels.clone()),
+                            export_to: se.export_to.clone(),
+                            addresses: se.addresses.clone(),
+                            source: ServiceSource::ServiceEntry {
+                                external,
+                                resolution,
+                            },
+                            listed_endpoints: listed.clone(),
+                            origin: r.key(),
+                        });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn add_instances(&mut self, r: &Resource) {
+        let base = |name: String, labels: Labels, sa: &str, ports: Vec<(String, u32)>| Instance {
+            name,
+            workload: r.name().to_owned(),
+            namespace: r.namespace().to_owned(),
+            labels,
+            service_account: if sa.is_empty() {
+                "default".into()
+            } else {
+                sa.to_owned()
+            },
+            ports,
+            ip: None,
+            locality: String::new(),
+            weight: 1,
+            meshed: true,
+            origin: r.key(),
+        };
+        match &r.spec {
+            Spec::Workload(w) => {
+                let ports = w
+                    .all_ports()
+                    .into_iter()
+                    .map(|p| (p.name, p.port))
+                    .collect::<Vec<_>>();
+                for i in 0..w.replicas.unwrap_or(1) {
+                    let mut inst = base(
+                        format!("{}-{i}", r.name()),
+                        r.meta.labels.clone(),
+                        &w.service_account,
+                        ports.clone(),
+                    );
+                    inst.locality = w.locality.clone();
+                    self.instances.push(inst);
+                }
+            }
+            Spec::Deployment(d) => {
+                let ports = container_ports(&d.template.spec);
+                let replicas = d.replicas.unwrap_or(1).max(0);
+                for i in 0..replicas {
+                    self.instances.push(base(
+                        format!("{}-{i}", r.name()),
+                        d.template.metadata.labels.clone(),
+                        d.template.spec.service_account(),
+                        ports.clone(),
+                    ));
+                }
+            }
+            Spec::Pod(p) => {
+                self.instances.push(base(
+                    r.name().to_owned(),
+                    r.meta.labels.clone(),
+                    p.service_account(),
+                    container_ports(p),
+                ));
+            }
+            Spec::WorkloadEntry(we) => {
+                let mut inst = base(
+                    r.name().to_owned(),
+                    we.labels.clone(),
+                    &we.service_account,
+                    we.ports.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                );
+                // WorkloadEntry labels may also sit in metadata, as Istio allows.
+                for (k, v) in &r.meta.labels {
+                    inst.labels.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                inst.ip = Some(we.address.clone()).filter(|a| !a.is_empty());
+                inst.locality = we.locality.clone();
+                inst.weight = we.weight.unwrap_or(1).max(1);
+                self.instances.push(inst);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn container_ports(spec: &weft_api::types::kube::PodSpec) -> Vec<(String, u32)> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter())
+        .map(|p| (p.name.clone(), u32::try_from(p.container_port).unwrap_or(0)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_selection() {
+        assert_eq!(protocol_of("http", None), Protocol::Http);
+        assert_eq!(protocol_of("http-web", None), Protocol::Http);
+        assert_eq!(protocol_of("grpc-api", None), Protocol::Grpc);
+        assert_eq!(protocol_of("web", Some("http2")), Protocol::Http2);
+        assert_eq!(protocol_of("tcp-db", None), Protocol::Tcp);
+        assert_eq!(protocol_of("metrics", None), Protocol::Unknown);
+    }
+}

@@ -1,0 +1,52 @@
+//! `weft analyze -f PATH`: validation plus cross-resource analysis.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use weft_api::load::load_paths;
+use weft_compile::{MeshConfig, Registry};
+
+use crate::output::{check_paths, print_diagnostics, Format};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files or directories to read (recursively); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    output: Format,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    check_paths(&args.files)?;
+    let mut loaded = load_paths(&args.files);
+    let mesh = MeshConfig::default();
+    let registry = Registry::build(&loaded.resources, &mesh);
+    loaded.diagnostics.extend(weft_compile::analyze::analyze(
+        &loaded.resources,
+        &registry,
+        &mesh,
+    ));
+    weft_api::diag::sort(&mut loaded.diagnostics);
+    let summary = format!(
+        "{} files, {} resources",
+        loaded.files,
+        loaded.resources.len()
+    );
+    match args.output {
+        Format::Json | Format::Yaml => {
+            let doc = serde_json::json!({
+                "files": loaded.files,
+                "resources": loaded.resources.len(),
+                "diagnostics": loaded.diagnostics,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Format::Text => print_diagnostics(&loaded.diagnostics, &summary),
+    }
+    Ok(if loaded.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

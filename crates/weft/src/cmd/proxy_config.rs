@@ -1,0 +1,113 @@
+//! `weft proxy-config WORKLOAD -f PATH`: the model one proxy receives,
+//! compiled offline from files (what `istioctl proxy-config all` shows).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use weft_compile::{Compiler, MeshConfig, ProxyRef, Registry};
+
+use crate::output::{check_paths, Format};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The workload (`reviews-v1`, `reviews-v1-0`, `ns/name`) or gateway
+    /// (`istio-ingressgateway`).
+    #[arg(value_name = "WORKLOAD", required_unless_present = "workload_flag")]
+    workload: Option<String>,
+    #[arg(long = "workload", hide = true)]
+    workload_flag: Option<String>,
+    /// Namespace of the workload, unless given as `ns/name`.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// Files or directories to compile from; `-` reads stdin.
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<PathBuf>,
+    /// Only one part of the model.
+    #[arg(long, value_enum, default_value_t = Section::All)]
+    section: Section,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
+    output: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    All,
+    Listeners,
+    Routes,
+    Clusters,
+    Endpoints,
+    Security,
+    Telemetry,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.files.is_empty() {
+        bail!("reading a running mesh's proxies comes with `weft up`; for now pass -f with the configuration to compile");
+    }
+    check_paths(&args.files)?;
+    let name = args
+        .workload
+        .as_deref()
+        .or(args.workload_flag.as_deref())
+        .context("name a workload")?;
+    let (namespace, name) = name
+        .split_once('/')
+        .unwrap_or((args.namespace.as_str(), name));
+    let loaded = super::load_reporting_errors(&args.files);
+    let mesh = MeshConfig::default();
+    let registry = Registry::build(&loaded.resources, &mesh);
+    let compiler = Compiler::new(&loaded.resources, &registry, &mesh);
+    let is_gateway = mesh.gateways.iter().any(|g| g.name == name);
+    let proxy = if is_gateway {
+        let ns = mesh
+            .gateways
+            .iter()
+            .find(|g| g.name == name)
+            .map_or(namespace, |g| g.namespace.as_str());
+        ProxyRef::Gateway {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+        }
+    } else {
+        ProxyRef::Sidecar {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    };
+    let model = compiler.compile(&proxy)?;
+    let value = match args.section {
+        Section::All => serde_json::to_value(&model)?,
+        Section::Listeners => serde_json::to_value(&model.listeners)?,
+        Section::Routes => serde_json::to_value(&model.route_tables)?,
+        Section::Clusters => serde_json::to_value(
+            model
+                .clusters
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.endpoints.clear();
+                    c
+                })
+                .collect::<Vec<_>>(),
+        )?,
+        Section::Endpoints => serde_json::to_value(
+            model
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.endpoints.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )?,
+        Section::Security => serde_json::to_value(&model.security)?,
+        Section::Telemetry => serde_json::to_value(&model.telemetry)?,
+    };
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
+        Format::Yaml | Format::Text => print!("{}", weft_api::yaml::emit::to_yaml_string(&value)?),
+    }
+    Ok(if loaded.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
