@@ -89,6 +89,10 @@ pub struct Listener {
     /// serves. Where it binds is the runtime's choice (local mode shares
     /// one host, so it assigns real ports).
     pub port: u32,
+    /// The service an outbound TCP listener serves: opaque TCP carries no
+    /// Host header, so each TCP service port gets a listener of its own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
     /// A bind address when the resource asked for one (Gateway `bind`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bind: String,
@@ -118,7 +122,7 @@ pub struct ServerTls {
     pub credential_name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub https_redirect: bool,
 }
 
@@ -128,8 +132,8 @@ pub struct TcpRoute {
     /// SNI names this route matches (TLS routes); empty matches any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sni_hosts: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub source_labels: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_labels: BTreeMap<String, String>,
     pub destinations: Vec<WeightedCluster>,
     /// `VirtualService ns/name tcp[0]`, for logs and explanations.
     pub origin: String,
@@ -199,7 +203,7 @@ pub struct HeaderMatch {
     pub name: String,
     pub matcher: StrMatch,
     /// `withoutHeaders`: the request matches when this does *not*.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub invert: bool,
 }
 
@@ -224,7 +228,7 @@ pub struct RouteMatch {
     /// sidecars never carry it; kept for gateways' documentation only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub source_labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub ignore_uri_case: bool,
 }
 
@@ -251,11 +255,19 @@ pub struct WeightedCluster {
 #[serde(rename_all = "camelCase")]
 pub struct HeaderOps {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub set: Vec<(String, String)>,
+    pub set: Vec<HeaderValue>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub add: Vec<(String, String)>,
+    pub add: Vec<HeaderValue>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
+}
+
+/// A header name (lowercase) and value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderValue {
+    pub name: String,
+    pub value: String,
 }
 
 impl HeaderOps {
@@ -276,7 +288,7 @@ pub struct Redirect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
     /// Use the request's own port (`derivePort: FROM_REQUEST_PORT`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub port_from_request: bool,
     pub code: u32,
 }
@@ -289,7 +301,14 @@ pub struct Rewrite {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub authority: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri_regex: Option<(String, String)>,
+    pub uri_regex: Option<RegexRewrite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegexRewrite {
+    pub pattern: String,
+    pub substitution: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,13 +430,28 @@ pub enum HashKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalityLb {
-    /// `from` locality pattern → `to` locality pattern → weight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub distribute: Vec<(String, BTreeMap<String, u32>)>,
+    pub distribute: Vec<LocalityDistribute>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failover: Vec<(String, String)>,
+    pub failover: Vec<LocalityFailover>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failover_priority: Vec<String>,
+}
+
+/// Traffic from `from` (a locality pattern) is spread over `to` by weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalityDistribute {
+    pub from: String,
+    pub to: BTreeMap<String, u32>,
+}
+
+/// When region `from` has no healthy endpoint, use region `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalityFailover {
+    pub from: String,
+    pub to: String,
 }
 
 /// Istio's connection-pool settings; `None` means Envoy's (unbounded
@@ -548,16 +582,31 @@ pub struct JwtRule {
     pub jwks_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<String>,
-    /// Header name and prefix; defaults to `Authorization: Bearer `.
-    pub from_headers: Vec<(String, String)>,
+    /// Where the token is read; defaults to `Authorization: Bearer `.
+    pub from_headers: Vec<JwtHeader>,
     pub from_params: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from_cookies: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_payload_to_header: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub output_claim_to_headers: Vec<(String, String)>,
+    pub output_claim_to_headers: Vec<ClaimToHeader>,
     pub forward_original_token: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtHeader {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimToHeader {
+    pub header: String,
+    pub claim: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -606,7 +655,7 @@ pub struct AuthzMatch {
     /// `request.headers[x-user]`, `request.auth.claims[groups]`, …
     pub attribute: String,
     pub values: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub negate: bool,
 }
 
@@ -622,12 +671,21 @@ pub struct TelemetryConfig {
     pub tracing_providers: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disabled_metrics: Vec<String>,
-    /// metric (or `ALL_METRICS`) → tag → `Some(expression)` to upsert or
-    /// `None` to remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tag_overrides: Vec<(String, String, Option<String>)>,
+    pub tag_overrides: Vec<TagOverride>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub origin: Vec<String>,
+}
+
+/// On `metric` (or `ALL_METRICS`), set `tag` to the expression `value`,
+/// or remove the tag when `value` is absent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagOverride {
+    pub metric: String,
+    pub tag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -641,4 +699,8 @@ impl Default for TelemetryConfig {
             origin: Vec::new(),
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }

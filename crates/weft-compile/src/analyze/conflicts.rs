@@ -137,8 +137,8 @@ pub fn destination_rules(input: &Input<'_>, out: &mut Findings) {
                 "WEFT0101",
                 r,
                 &FieldPath::root().key("spec").key("host"),
-                format!("The DestinationRules [{names}] in namespace {ns:?} define the same host {h}; only the first one's trafficPolicy applies."),
-                "merge them into one DestinationRule",
+                format!("The DestinationRules [{names}] in namespace {ns:?} define the same host {h}; only the first one's trafficPolicy applies (subsets are merged)."),
+                "merge them into one DestinationRule; the second trafficPolicy is ignored",
             );
         }
     }

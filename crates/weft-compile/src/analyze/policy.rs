@@ -102,7 +102,7 @@ pub fn mtls_conflicts(input: &Input<'_>, out: &mut Findings) {
                     "IST0113",
                     r,
                     &FieldPath::root().key("spec").key("trafficPolicy").key("tls").key("mode"),
-                    format!("A DestinationRule and Policy are in conflict with regards to mTLS for host {h}. The DestinationRule {:?} specifies that mTLS must be {wants_mtls} but the Policy object {pa:?} specifies {:?}.", format!("{}/{}", r.namespace(), r.name()), policy.mode),
+                    format!("A DestinationRule and Policy are in conflict with regards to mTLS for host {h}. The DestinationRule {:?} specifies that mTLS must be {wants_mtls} but the Policy object {pa:?} specifies {}.", format!("{}/{}", r.namespace(), r.name()), mode_name(policy.mode)),
                     if wants_mtls { "the workloads refuse mTLS: set PeerAuthentication to PERMISSIVE or STRICT, or the DestinationRule to DISABLE" } else { "the workloads require mTLS: remove tls.mode DISABLE (weft uses mTLS automatically)" },
                 );
                 break;
@@ -143,5 +143,13 @@ pub fn server_verification(input: &Input<'_>, out: &mut Findings) {
                 out.add(Severity::Warning, "IST0129", r, &spec.key("portLevelSettings").index(i).key("tls"), format!("DestinationRule {} in namespace {ns} has TLS mode set to {mode} but no caCertificates are set to validate server identity for host: {} at port {port}", r.name(), dr.host), "set caCertificates (or credentialName) for this port");
             }
         }
+    }
+}
+
+fn mode_name(m: weft_model::MtlsMode) -> &'static str {
+    match m {
+        weft_model::MtlsMode::Strict => "STRICT",
+        weft_model::MtlsMode::Permissive => "PERMISSIVE",
+        weft_model::MtlsMode::Disable => "DISABLE",
     }
 }

@@ -111,7 +111,31 @@ fn cluster(c: &Compiler<'_>, me: &Me, key: &ClusterKey) -> Cluster {
             eff.apply(tp, key.port);
         }
         if !key.subset.is_empty() {
-            if let Some(s) = rule.subsets.iter().find(|s| s.name == key.subset) {
+            // Istio merges the subsets of every DestinationRule for the
+            // host in the chosen rule's namespace; the first policy wins.
+            let siblings = c.index.destination_rules.iter().filter(|(o, d)| {
+                o.namespace() == r.namespace()
+                    && d.workload_selector.is_none() == rule.workload_selector.is_none()
+                    && host::resolve(&d.host, o.namespace(), &c.mesh.domain_suffix)
+                        == host::resolve(&rule.host, r.namespace(), &c.mesh.domain_suffix)
+            });
+            let found = std::iter::once((r, rule))
+                .chain(siblings.map(|(o, d)| (*o, *d)))
+                .find_map(|(o, d)| {
+                    d.subsets
+                        .iter()
+                        .find(|s| s.name == key.subset)
+                        .map(|s| (o, s))
+                });
+            if let Some((o, s)) = found {
+                if !std::ptr::eq(o, r) {
+                    origin.push(format!(
+                        "DestinationRule {}/{} (subset {})",
+                        o.namespace(),
+                        o.name(),
+                        s.name
+                    ));
+                }
                 subset_labels = Some(&s.labels);
                 if let Some(tp) = &s.traffic_policy {
                     eff.apply(tp, key.port);
@@ -252,12 +276,18 @@ fn cluster(c: &Compiler<'_>, me: &Me, key: &ClusterKey) -> Cluster {
             distribute: l
                 .distribute
                 .iter()
-                .map(|d| (d.from.clone(), d.to.clone()))
+                .map(|d| LocalityDistribute {
+                    from: d.from.clone(),
+                    to: d.to.clone(),
+                })
                 .collect(),
             failover: l
                 .failover
                 .iter()
-                .map(|f| (f.from.clone(), f.to.clone()))
+                .map(|f| LocalityFailover {
+                    from: f.from.clone(),
+                    to: f.to.clone(),
+                })
                 .collect(),
             failover_priority: l.failover_priority.clone(),
         });

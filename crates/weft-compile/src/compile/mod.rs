@@ -208,6 +208,7 @@ impl<'a> Compiler<'a> {
                 name: format!("inbound|{port}"),
                 direction: Direction::Inbound,
                 port: *port,
+                service: String::new(),
                 bind: String::new(),
                 protocol,
                 target: ListenerTarget::Local { app_port: *port },

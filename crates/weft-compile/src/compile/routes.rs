@@ -122,7 +122,7 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
     // listeners are: one route table per HTTP port, one TCP listener per
     // opaque port.
     let mut http_ports: BTreeMap<u32, Vec<VirtualHost>> = BTreeMap::new();
-    let mut tcp_ports: BTreeMap<u32, Vec<TcpRoute>> = BTreeMap::new();
+    let mut tcp_ports: BTreeMap<(u32, String), (Protocol, Vec<TcpRoute>)> = BTreeMap::new();
     for svc in c.registry.services.values() {
         if !reachable(c, me, svc) {
             continue;
@@ -173,7 +173,7 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                             } else {
                                 Vec::new()
                             },
-                            source_labels: Vec::new(),
+                            source_labels: Default::default(),
                             destinations: vec![WeightedCluster {
                                 cluster: name,
                                 weight: 100,
@@ -184,7 +184,11 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                         }]
                     }
                 };
-                tcp_ports.entry(port.number).or_default().extend(routes);
+                tcp_ports
+                    .entry((port.number, svc.host.clone()))
+                    .or_insert_with(|| (port.protocol, Vec::new()))
+                    .1
+                    .extend(routes);
             }
         }
     }
@@ -195,6 +199,7 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             name: format!("outbound|{port}"),
             direction: Direction::Outbound,
             port,
+            service: String::new(),
             bind: String::new(),
             protocol: Protocol::Http,
             target: ListenerTarget::Routes(table.clone()),
@@ -205,13 +210,18 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             virtual_hosts: vhosts,
         });
     }
-    for (port, routes) in tcp_ports {
+    for ((port, host), (protocol, routes)) in tcp_ports {
         out.listeners.push(Listener {
-            name: format!("outbound|{port}|tcp"),
+            name: format!("outbound|{port}||{host}"),
             direction: Direction::Outbound,
             port,
+            service: host,
             bind: String::new(),
-            protocol: Protocol::Tcp,
+            protocol: if matches!(protocol, Protocol::Tls | Protocol::Https) {
+                Protocol::Tls
+            } else {
+                Protocol::Tcp
+            },
             target: ListenerTarget::Tcp(routes),
             tls: None,
         });
@@ -270,12 +280,18 @@ fn header_ops(ops: Option<&net::HeaderOperations>) -> HeaderOps {
             set: o
                 .set
                 .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .map(|(k, v)| HeaderValue {
+                    name: k.to_ascii_lowercase(),
+                    value: v.clone(),
+                })
                 .collect(),
             add: o
                 .add
                 .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .map(|(k, v)| HeaderValue {
+                    name: k.to_ascii_lowercase(),
+                    value: v.clone(),
+                })
                 .collect(),
             remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
         },
@@ -579,10 +595,10 @@ pub(crate) fn http_routes(
             rewrite: hr.rewrite.as_ref().map(|rw| Rewrite {
                 uri: rw.uri.clone(),
                 authority: rw.authority.clone(),
-                uri_regex: rw
-                    .uri_regex_rewrite
-                    .as_ref()
-                    .map(|x| (x.pattern.clone(), x.rewrite.clone())),
+                uri_regex: rw.uri_regex_rewrite.as_ref().map(|x| RegexRewrite {
+                    pattern: x.pattern.clone(),
+                    substitution: x.rewrite.clone(),
+                }),
             }),
             timeout_ms: hr.timeout.as_ref().map(ms),
             retry,
@@ -629,7 +645,7 @@ fn tcp_routes(
             .collect();
         routes.push(TcpRoute {
             sni_hosts: sni,
-            source_labels: Vec::new(),
+            source_labels: Default::default(),
             destinations,
             origin,
         });
@@ -763,6 +779,7 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             name: format!("gateway|{port}"),
             direction: Direction::Gateway,
             port,
+            service: String::new(),
             bind: plan.bind,
             protocol: plan.protocol,
             target,

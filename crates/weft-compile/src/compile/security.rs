@@ -100,11 +100,17 @@ fn jwt_rules(c: &Compiler<'_>, me: &Me) -> Vec<JwtRule> {
                     && rule.from_params.is_empty()
                     && rule.from_cookies.is_empty()
                 {
-                    vec![("authorization".into(), "Bearer ".into())]
+                    vec![JwtHeader {
+                        name: "authorization".into(),
+                        prefix: "Bearer ".into(),
+                    }]
                 } else {
                     rule.from_headers
                         .iter()
-                        .map(|h| (h.name.to_ascii_lowercase(), h.prefix.clone()))
+                        .map(|h| JwtHeader {
+                            name: h.name.to_ascii_lowercase(),
+                            prefix: h.prefix.clone(),
+                        })
                         .collect()
                 },
                 from_params: if rule.from_headers.is_empty()
@@ -120,7 +126,10 @@ fn jwt_rules(c: &Compiler<'_>, me: &Me) -> Vec<JwtRule> {
                 output_claim_to_headers: rule
                     .output_claim_to_headers
                     .iter()
-                    .map(|h| (h.header.to_ascii_lowercase(), h.claim.clone()))
+                    .map(|h| ClaimToHeader {
+                        header: h.header.to_ascii_lowercase(),
+                        claim: h.claim.clone(),
+                    })
                     .collect(),
                 forward_original_token: rule.forward_original_token,
             });

@@ -2,7 +2,7 @@
 //! setting (workload over namespace over mesh), as in Istio.
 
 use weft_api::types::telemetry as tel;
-use weft_model::TelemetryConfig;
+use weft_model::{TagOverride, TelemetryConfig};
 
 use super::index::policy_scope;
 use super::{Compiler, Me};
@@ -61,8 +61,12 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> TelemetryConfig {
                         tel::TagOperation::Remove => None,
                     };
                     out.tag_overrides
-                        .retain(|(m, t, _)| !(m == &metric && t == tag));
-                    out.tag_overrides.push((metric.clone(), tag.clone(), value));
+                        .retain(|o| !(o.metric == metric && &o.tag == tag));
+                    out.tag_overrides.push(TagOverride {
+                        metric: metric.clone(),
+                        tag: tag.clone(),
+                        value,
+                    });
                 }
             }
         }
