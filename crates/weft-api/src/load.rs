@@ -355,7 +355,7 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
         ResourceKind::Service => Spec::Service(de(tree, spec_node, &path)?),
         ResourceKind::Deployment => Spec::Deployment(de(tree, spec_node, &path)?),
         ResourceKind::Pod => Spec::Pod(de(tree, spec_node, &path)?),
-        ResourceKind::Canary => Spec::Canary(de(tree, spec_node, &path)?),
+        ResourceKind::Canary => Spec::Canary(Box::new(de(tree, spec_node, &path)?)),
         ResourceKind::MetricTemplate => Spec::MetricTemplate(de(tree, spec_node, &path)?),
         ResourceKind::Workload => Spec::Workload(de(tree, spec_node, &path)?),
     })

@@ -132,7 +132,12 @@ impl fmt::Display for ResourceKind {
 }
 
 /// The typed body of a resource.
+///
+/// Variants differ in size; resources are loaded once and number in the
+/// hundreds, so the space is irrelevant. Canary alone is boxed because it
+/// embeds whole VirtualService fragments and tripled the enum.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Spec {
     VirtualService(networking::VirtualService),
     DestinationRule(networking::DestinationRule),
@@ -148,7 +153,7 @@ pub enum Spec {
     Service(kube::ServiceSpec),
     Deployment(kube::DeploymentSpec),
     Pod(kube::PodSpec),
-    Canary(flagger::Canary),
+    Canary(Box<flagger::Canary>),
     MetricTemplate(flagger::MetricTemplate),
     Workload(weft::Workload),
 }

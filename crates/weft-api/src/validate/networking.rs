@@ -1042,7 +1042,8 @@ fn server_tls(ctx: &mut Ctx<'_>, tls: &ServerTlsSettings, p: &FieldPath, protoco
         | Some(ServerTlsMode::Mutual)
         | Some(ServerTlsMode::OptionalMutual) => {
             let has_creds = tls.credential_name.is_some() || !tls.credential_names.is_empty();
-            if !has_creds && !(tls.server_certificate.is_some() && tls.private_key.is_some()) {
+            let has_files = tls.server_certificate.is_some() && tls.private_key.is_some();
+            if !has_creds && !has_files {
                 ctx.error(
                     p,
                     "TLS termination needs credentialName, or serverCertificate and privateKey",

@@ -258,6 +258,13 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Tree>, SyntaxE
     let mut builder: Option<Builder> = None;
     loop {
         let (event, marker) = parser.next_token().map_err(|e| {
+            if e.info().contains("recursion limit") {
+                return SyntaxError::new(
+                    Mark::from_marker(e.marker()),
+                    "nesting is too deep for a resource",
+                    Some("no weft or Istio resource nests this deep; check the file is what you meant to load"),
+                );
+            }
             SyntaxError::new(
                 Mark::from_marker(e.marker()),
                 format!("YAML syntax error: {}", e.info()),

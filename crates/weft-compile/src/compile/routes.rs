@@ -93,7 +93,8 @@ fn mesh_virtual_service<'a>(
     me: &Me,
     svc_host: &str,
 ) -> Option<(&'a Resource, &'a net::VirtualService)> {
-    let mut best: Option<((usize, bool), (&Resource, &net::VirtualService))> = None;
+    type Ranked<'r> = ((usize, bool), (&'r Resource, &'r net::VirtualService));
+    let mut best: Option<Ranked<'a>> = None;
     for (r, vs) in &c.index.virtual_services {
         let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
         if !binds_mesh || !host::exported_to(&vs.export_to, r.namespace(), &me.namespace) {

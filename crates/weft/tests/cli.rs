@@ -1,0 +1,268 @@
+//! The `weft` binary as users run it: exit codes, output formats, stdin,
+//! and hostile input. Every test starts the real executable.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn weft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(args: &[&str]) -> Output {
+    weft()
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .expect("weft runs")
+}
+
+fn run_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = weft()
+        .current_dir(repo())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("weft exits")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn the_bundled_example_validates_and_analyzes_clean() {
+    for cmd in ["validate", "analyze"] {
+        let o = run(&[cmd, "-f", "examples/bookinfo"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd}: {}", stdout(&o));
+        assert!(
+            stdout(&o).contains("0 errors, 0 warnings"),
+            "{cmd}: {}",
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn every_istio_task_yaml_analyzes_clean_on_top_of_the_example() {
+    for entry in std::fs::read_dir(repo().join("examples/bookinfo-tasks")).unwrap() {
+        let path = entry.unwrap().path();
+        let o = run(&[
+            "analyze",
+            "-f",
+            "examples/bookinfo",
+            "-f",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn exit_codes_are_0_clean_1_errors_2_usage() {
+    let dir = tmp("exit");
+    std::fs::write(dir.join("bad.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  hosts: [x]\n  http:\n  - route: [{destination: {host: x}, weight: 60}, {destination: {host: y}, weight: 30}]\n").unwrap();
+    let o = run(&["validate", "-f", dir.join("bad.yaml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(text.contains("bad.yaml:7:12: error[WEFT0005]"), "{text}");
+    assert!(
+        text.contains("spec.http[0].route: destination weights sum to 90, not 100"),
+        "{text}"
+    );
+    assert!(text.contains("fix: "), "{text}");
+    assert_eq!(run(&["validate"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["validate", "-f", "/no/such/path"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn json_output_is_for_tools() {
+    let o = run_stdin(&["validate", "-f", "-", "-o", "json"], b"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {mtls: {mode: STRCT}}\n");
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["file"], "<stdin>");
+    assert_eq!(d["line"], 4);
+    assert_eq!(d["field"], "spec.mtls.mode");
+    assert_eq!(d["severity"], "error");
+    assert!(d["fix"].as_str().unwrap().contains("did you mean `STRICT`"));
+}
+
+#[test]
+fn stdin_json_and_multi_document_yaml_load() {
+    let json = br#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}, "spec": {"ports": [{"name": "http", "port": 80}]}}"#;
+    let o = run_stdin(&["validate", "-f", "-"], json);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("1 resources"));
+    let multi = b"apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n---\n";
+    let o = run_stdin(&["validate", "-f", "-"], multi);
+    assert!(stdout(&o).contains("2 resources"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_directory_with_one_bad_file_reports_it_and_loads_the_rest() {
+    let dir = tmp("dir");
+    std::fs::create_dir_all(dir.join("nested")).unwrap();
+    std::fs::write(
+        dir.join("good.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: good}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nested/also-good.yml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: also-good}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: [oops\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("other.yaml"),
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.txt"), "not yaml").unwrap();
+    let o = run(&["validate", "-f", dir.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("broken.yaml:4:"), "{text}");
+    assert!(text.contains("skipped StatefulSet"), "{text}");
+    assert!(text.contains("4 files, 2 resources"), "{text}");
+}
+
+/// Hostile input gets a clear error quickly and never a panic.
+#[test]
+fn hostile_input_is_bounded_and_never_panics() {
+    let dir = tmp("hostile");
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage.yaml", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(), "error"),
+        ("nonutf8.yaml", b"apiVersion: v1\nkind: \xff\xfe\n".to_vec(), "not UTF-8"),
+        ("deep.yaml", "[".repeat(100_000).into_bytes(), "nesting"),
+        ("dupkeys.yaml", b"apiVersion: v1\nkind: Service\nkind: Pod\nmetadata: {name: a}\n".to_vec(), "duplicate key `kind`"),
+        ("types.yaml", b"apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: eighty}]}\n".to_vec(), "expected an integer"),
+        ("huge.yaml", {
+            let mut v = b"apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  selector:\n".to_vec();
+            while v.len() < 10 * 1024 * 1024 {
+                v.extend_from_slice(format!("    k{}: v\n", v.len()).as_bytes());
+            }
+            v
+        }, "weft reads at most"),
+    ];
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+            p = i - 1
+        ));
+    }
+    cases.push(("bomb.yaml", bomb.into_bytes(), "alias"));
+    for (name, bytes, expect) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let started = Instant::now();
+        let o = run(&["validate", "-f", path.to_str().unwrap()]);
+        let text = stdout(&o);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name}: {text}{err}");
+        assert!(!err.contains("panicked"), "{name} panicked: {err}");
+        assert!(
+            text.contains(expect),
+            "{name}: expected {expect:?} in:\n{text}"
+        );
+        // Generous bound so a slow CI machine passes; an unbounded parse
+        // of these inputs takes minutes or exhausts memory.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn proxy_config_prints_a_sidecar_and_a_gateway() {
+    let o = run(&[
+        "proxy-config",
+        "reviews-v1",
+        "-f",
+        "examples/bookinfo",
+        "-f",
+        "examples/bookinfo-tasks/virtual-service-reviews-test-v2.yaml",
+        "--section",
+        "routes",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let reviews = v[0]["virtualHosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|vh| vh["name"] == "reviews.default.svc.cluster.local:9080")
+        .unwrap();
+    assert_eq!(
+        reviews["routes"][0]["matches"][0]["headers"][0]["name"],
+        "end-user"
+    );
+    assert_eq!(
+        reviews["routes"][0]["action"]["forward"][0]["cluster"],
+        "outbound|9080|v2|reviews.default.svc.cluster.local"
+    );
+    assert_eq!(
+        reviews["routes"][1]["action"]["forward"][0]["cluster"],
+        "outbound|9080|v1|reviews.default.svc.cluster.local"
+    );
+
+    let o = run(&[
+        "proxy-config",
+        "istio-ingressgateway",
+        "-f",
+        "examples/bookinfo",
+    ]);
+    let text = stdout(&o);
+    assert!(text.contains("name: gateway|8080"), "{text}");
+    assert!(text.contains("exact: /productpage"), "{text}");
+
+    let o = run(&["proxy-config", "nobody", "-f", "examples/bookinfo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("known workloads: default/details-v1"));
+}
