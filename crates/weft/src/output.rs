@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::ValueEnum;
+use std::process::ExitCode;
+
 use weft_api::diag::{Diagnostic, Severity};
+use weft_api::load::Loaded;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {
@@ -45,4 +48,32 @@ pub fn print_diagnostics(diags: &[Diagnostic], summary: &str) {
         if errors == 1 { "" } else { "s" },
         if warnings == 1 { "" } else { "s" }
     );
+}
+
+/// Prints what a load (and any analysis added to it) found, in `format`,
+/// and returns the exit code: 1 when there is an error, else 0.
+pub fn report(loaded: &Loaded, format: Format) -> anyhow::Result<ExitCode> {
+    match format {
+        Format::Json | Format::Yaml => {
+            let doc = serde_json::json!({
+                "files": loaded.files,
+                "resources": loaded.resources.len(),
+                "diagnostics": loaded.diagnostics,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Format::Text => {
+            let summary = format!(
+                "{} files, {} resources",
+                loaded.files,
+                loaded.resources.len()
+            );
+            print_diagnostics(&loaded.diagnostics, &summary);
+        }
+    }
+    Ok(if loaded.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -392,18 +392,10 @@ fn auto_mtls(
     if is_external(svc) || endpoints.is_empty() || endpoints.iter().any(|e| e.identity.is_empty()) {
         return UpstreamTls::Disable;
     }
-    let all_disabled = c.registry.instances_of(svc).all(|inst| {
-        let me = Me {
-            kind: ProxyKind::Sidecar,
-            workload: inst.workload.clone(),
-            namespace: inst.namespace.clone(),
-            labels: inst.labels.clone(),
-            service_account: inst.service_account.clone(),
-            ports: inst.ports.clone(),
-            locality: inst.locality.clone(),
-        };
-        super::security::peer_mode(c, &me).mode == MtlsMode::Disable
-    });
+    let all_disabled = c
+        .registry
+        .instances_of(svc)
+        .all(|inst| super::security::peer_mode(c, &Me::sidecar(inst)).mode == MtlsMode::Disable);
     if all_disabled {
         UpstreamTls::Disable
     } else {

@@ -58,6 +58,20 @@ pub(crate) struct Me {
     pub locality: String,
 }
 
+impl Me {
+    pub(crate) fn sidecar(inst: &crate::registry::Instance) -> Me {
+        Me {
+            kind: ProxyKind::Sidecar,
+            workload: inst.workload.clone(),
+            namespace: inst.namespace.clone(),
+            labels: inst.labels.clone(),
+            service_account: inst.service_account.clone(),
+            ports: inst.ports.clone(),
+            locality: inst.locality.clone(),
+        }
+    }
+}
+
 impl<'a> Compiler<'a> {
     pub fn new(resources: &'a [Resource], registry: &'a Registry, mesh: &'a MeshConfig) -> Self {
         Compiler {
@@ -113,15 +127,7 @@ impl<'a> Compiler<'a> {
                             }
                         ))
                     })?;
-                Ok(Me {
-                    kind: ProxyKind::Sidecar,
-                    workload: inst.workload.clone(),
-                    namespace: inst.namespace.clone(),
-                    labels: inst.labels.clone(),
-                    service_account: inst.service_account.clone(),
-                    ports: inst.ports.clone(),
-                    locality: inst.locality.clone(),
-                })
+                Ok(Me::sidecar(inst))
             }
             ProxyRef::Gateway { namespace, name } => {
                 let gw = self
@@ -227,15 +233,6 @@ pub mod routes_support {
 impl Compiler<'_> {
     /// The inbound mTLS policy of a workload instance, for analyzers.
     pub fn peer_policy_of(&self, inst: &crate::registry::Instance) -> weft_model::MtlsPolicy {
-        let me = Me {
-            kind: ProxyKind::Sidecar,
-            workload: inst.workload.clone(),
-            namespace: inst.namespace.clone(),
-            labels: inst.labels.clone(),
-            service_account: inst.service_account.clone(),
-            ports: inst.ports.clone(),
-            locality: inst.locality.clone(),
-        };
-        security::peer_mode(self, &me)
+        security::peer_mode(self, &Me::sidecar(inst))
     }
 }

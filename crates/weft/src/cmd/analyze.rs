@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use weft_api::load::load_paths;
 use weft_compile::{MeshConfig, Registry};
 
-use crate::output::{check_paths, print_diagnostics, Format};
+use crate::output::{check_paths, report, Format};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,25 +28,5 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &mesh,
     ));
     weft_api::diag::sort(&mut loaded.diagnostics);
-    let summary = format!(
-        "{} files, {} resources",
-        loaded.files,
-        loaded.resources.len()
-    );
-    match args.output {
-        Format::Json | Format::Yaml => {
-            let doc = serde_json::json!({
-                "files": loaded.files,
-                "resources": loaded.resources.len(),
-                "diagnostics": loaded.diagnostics,
-            });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-        }
-        Format::Text => print_diagnostics(&loaded.diagnostics, &summary),
-    }
-    Ok(if loaded.has_errors() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    report(&loaded, args.output)
 }

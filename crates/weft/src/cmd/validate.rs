@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use weft_api::load::load_paths;
 
-use crate::output::{check_paths, print_diagnostics, Format};
+use crate::output::{check_paths, report, Format};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,25 +20,5 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     check_paths(&args.files)?;
     let loaded = load_paths(&args.files);
-    let summary = format!(
-        "{} files, {} resources",
-        loaded.files,
-        loaded.resources.len()
-    );
-    match args.output {
-        Format::Json | Format::Yaml => {
-            let doc = serde_json::json!({
-                "files": loaded.files,
-                "resources": loaded.resources.len(),
-                "diagnostics": loaded.diagnostics,
-            });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-        }
-        Format::Text => print_diagnostics(&loaded.diagnostics, &summary),
-    }
-    Ok(if loaded.has_errors() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    report(&loaded, args.output)
 }
