@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod output;
+mod sample;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +30,11 @@ enum Command {
     /// Print the model a proxy receives (offline, from files).
     #[command(name = "proxy-config", alias = "pc")]
     ProxyConfig(cmd::proxy_config::Args),
+    /// Run one proxy from a compiled model file.
+    Proxy(cmd::proxy::Args),
+    /// Run a sample application built into weft.
+    #[command(name = "sample-app")]
+    SampleApp(cmd::sample_app::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,8 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::ProxyConfig(args) => cmd::proxy_config::run(&args),
+        Command::Proxy(args) => cmd::proxy::run(&args),
+        Command::SampleApp(args) => cmd::sample_app::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod analyze;
+pub mod proxy;
 pub mod proxy_config;
+pub mod sample_app;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -28,6 +28,9 @@ pub struct Args {
     section: Section,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
     output: Format,
+    /// First loopback address given to local Workload replicas.
+    #[arg(long, default_value = "127.0.10.1")]
+    local_address_base: std::net::Ipv4Addr,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,7 +58,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .split_once('/')
         .unwrap_or((args.namespace.as_str(), name));
     let loaded = super::load_reporting_errors(&args.files);
-    let mesh = MeshConfig::default();
+    let mesh = MeshConfig {
+        local_address_base: args.local_address_base,
+        ..MeshConfig::default()
+    };
     let registry = Registry::build(&loaded.resources, &mesh);
     let compiler = Compiler::new(&loaded.resources, &registry, &mesh);
     let is_gateway = mesh.gateways.iter().any(|g| g.name == name);

@@ -1,0 +1,92 @@
+//! Envoy's response flags: a short code in the access log for every reply
+//! the proxy produces itself, so an operator can tell a 503 from the app
+//! from a 503 weft chose.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResponseFlag {
+    /// No route (or virtual host) matched.
+    NoRoute,
+    /// No healthy upstream host.
+    NoHealthyUpstream,
+    /// Upstream connection failure.
+    UpstreamConnectionFailure,
+    /// Upstream overflow: a connection-pool limit was reached.
+    UpstreamOverflow,
+    /// Upstream retry limit exceeded.
+    UpstreamRetryLimitExceeded,
+    /// Upstream request timeout.
+    UpstreamRequestTimeout,
+    /// The request was delayed by fault injection.
+    DelayInjected,
+    /// The request was aborted by fault injection.
+    FaultInjected,
+    /// The downstream connection terminated.
+    DownstreamConnectionTermination,
+    /// The upstream connection terminated mid-request.
+    UpstreamConnectionTermination,
+    /// Denied by an authorization policy.
+    RbacDenied,
+}
+
+impl ResponseFlag {
+    pub fn code(self) -> &'static str {
+        match self {
+            ResponseFlag::NoRoute => "NR",
+            ResponseFlag::NoHealthyUpstream => "UH",
+            ResponseFlag::UpstreamConnectionFailure => "UF",
+            ResponseFlag::UpstreamOverflow => "UO",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::UpstreamRequestTimeout => "UT",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::UpstreamConnectionTermination => "UC",
+            ResponseFlag::RbacDenied => "RBAC",
+        }
+    }
+}
+
+/// The order Envoy's access log prints flags in.
+const ENVOY_ORDER: [&str; 12] = [
+    "UH", "UF", "UO", "NR", "URX", "DC", "UT", "UC", "DI", "FI", "RBAC", "NC",
+];
+
+/// The flags of one request, as Envoy prints them: `UF,URX`, or `-`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags(Vec<ResponseFlag>);
+
+impl Flags {
+    pub fn add(&mut self, f: ResponseFlag) {
+        if !self.0.contains(&f) {
+            self.0.push(f);
+            // Envoy prints flags in one fixed order.
+            self.0
+                .sort_by_key(|f| ENVOY_ORDER.iter().position(|c| *c == f.code()));
+        }
+    }
+
+    pub fn contains(&self, f: ResponseFlag) -> bool {
+        self.0.contains(&f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, flag) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(flag.code())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,736 @@
+//! The HTTP request path: virtual host → first matching route → fault →
+//! redirect, direct response or forward (with retries, timeouts and pool
+//! limits) → header operations → access log.
+//!
+//! The only shared state touched per request is one atomic load of the
+//! snapshot and a few atomic counters; matchers, domain tables and clusters
+//! were built when the configuration arrived.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use weft_model::{AbortStatus, HashKey, HeaderOps, RouteAction, StrMatch};
+
+use crate::access_log::{now_rfc3339, Entry};
+use crate::flags::{Flags, ResponseFlag};
+use crate::local_reply::{full, reply};
+use crate::snapshot::{RequestView, RouteRt, Snapshot};
+use crate::upstream::{Body, ClusterRt, SendError};
+use crate::Shared;
+
+/// Which listener a request arrived on.
+#[derive(Debug, Clone)]
+pub enum Entrypoint {
+    /// The sidecar's outbound HTTP proxy: route table chosen by the port the
+    /// client asked for.
+    Outbound,
+    /// A gateway listener with its route table.
+    Gateway { table: String, port: u32 },
+    /// A sidecar's inbound listener, delivering to the local application.
+    Inbound { port: u32 },
+}
+
+/// Retries buffer the request body so it can be sent again; larger bodies
+/// are refused rather than silently not retried.
+const MAX_BUFFERED_BODY: usize = 16 * 1024 * 1024;
+
+struct Ctx {
+    start: Instant,
+    entry: Entry,
+    flags: Flags,
+    explain: bool,
+    grpc: bool,
+}
+
+impl Ctx {
+    fn local(
+        &mut self,
+        status: StatusCode,
+        flag: Option<ResponseFlag>,
+        reason: String,
+    ) -> Response<Body> {
+        if let Some(f) = flag {
+            self.flags.add(f);
+        }
+        let resp = reply(status, flag, &reason, self.explain, self.grpc);
+        self.entry.reason = reason;
+        resp
+    }
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    entry: Entrypoint,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let snapshot = shared.snapshot.load_full();
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    let mut ctx = Ctx {
+        start: Instant::now(),
+        entry: Entry {
+            start_time: now_rfc3339(),
+            method: req.method().to_string(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            protocol: format!("{:?}", req.version()),
+            downstream_remote_address: remote.to_string(),
+            user_agent: header_str(&req, "user-agent").to_owned(),
+            ..Entry::default()
+        },
+        flags: Flags::default(),
+        explain: shared.config.explain,
+        grpc,
+    };
+    let resp = dispatch(&shared, &snapshot, entry, remote, req, &mut ctx).await;
+    ctx.entry.response_code = resp.status().as_u16();
+    ctx.entry.response_flags = ctx.flags.to_string();
+    ctx.entry.duration = ctx.start.elapsed().as_millis() as u64;
+    shared.access_log.log(ctx.entry);
+    Ok(resp)
+}
+
+fn header_str<'a, B>(req: &'a Request<B>, name: &str) -> &'a str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+async fn dispatch(
+    shared: &Shared,
+    snap: &Snapshot,
+    entry: Entrypoint,
+    remote: SocketAddr,
+    mut req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    // The authority the client asked for: absolute-form URI (a client
+    // using us as HTTP_PROXY) or the Host header.
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    ctx.entry.authority = authority.clone();
+    let request_id = match req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                req.headers_mut().insert("x-request-id", v);
+            }
+            id
+        }
+    };
+    ctx.entry.request_id = request_id;
+    req.extensions_mut().insert(remote);
+    let (table, port) = match &entry {
+        Entrypoint::Inbound { port } => return inbound(shared, *port, remote, req, ctx).await,
+        Entrypoint::Gateway { table, port } => (table.clone(), *port),
+        Entrypoint::Outbound => {
+            let port = authority
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u32>().ok())
+                .unwrap_or(80);
+            (port.to_string(), port)
+        }
+    };
+    let Some(rt) = snap.tables.get(&table) else {
+        return ctx.local(
+            StatusCode::NOT_FOUND,
+            Some(ResponseFlag::NoRoute),
+            format!("no route table for port {port}: no service in the mesh listens there"),
+        );
+    };
+    let Some(vh) = rt
+        .find(&authority)
+        .or_else(|| authority.rsplit_once(':').and_then(|(h, _)| rt.find(h)))
+    else {
+        return ctx.local(
+            StatusCode::NOT_FOUND,
+            Some(ResponseFlag::NoRoute),
+            format!("no virtual host for {authority:?} on port {port}"),
+        );
+    };
+    let host_only = authority
+        .rsplit_once(':')
+        .map_or(authority.as_str(), |(h, _)| h);
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let method = req.method().as_str().to_owned();
+    let view = RequestView {
+        path: &path,
+        query: query.as_deref(),
+        scheme: req.uri().scheme_str().unwrap_or("http"),
+        method: &method,
+        authority: host_only,
+        headers: req.headers(),
+        port,
+    };
+    let Some(route) = vh.routes.iter().find(|r| r.matches(&view)) else {
+        return ctx.local(
+            StatusCode::NOT_FOUND,
+            Some(ResponseFlag::NoRoute),
+            format!("no route of {} matched {method} {path}", vh.name),
+        );
+    };
+    ctx.entry.route_name = route.route.name.clone();
+    route_request(snap, route, req, &authority, ctx).await
+}
+
+async fn route_request(
+    snap: &Snapshot,
+    route: &RouteRt,
+    req: Request<Incoming>,
+    authority: &str,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    let r = &route.route;
+    if let Some(fault) = &r.fault {
+        if let Some(d) = &fault.delay {
+            if fastrand::f64() * 100.0 < d.percentage {
+                ctx.flags.add(ResponseFlag::DelayInjected);
+                tokio::time::sleep(Duration::from_millis(d.delay_ms)).await;
+            }
+        }
+        if let Some(a) = &fault.abort {
+            if fastrand::f64() * 100.0 < a.percentage {
+                return match &a.status {
+                    AbortStatus::Http(code) => {
+                        let status = StatusCode::from_u16(*code as u16)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        let grpc = std::mem::replace(&mut ctx.grpc, false);
+                        let resp = ctx.local(
+                            status,
+                            Some(ResponseFlag::FaultInjected),
+                            format!("fault filter abort ({})", r.origin),
+                        );
+                        ctx.grpc = grpc;
+                        resp
+                    }
+                    AbortStatus::Grpc(name) => {
+                        ctx.grpc = true;
+                        let mut resp = ctx.local(
+                            StatusCode::OK,
+                            Some(ResponseFlag::FaultInjected),
+                            format!("fault filter abort ({})", r.origin),
+                        );
+                        resp.headers_mut()
+                            .insert("grpc-status", HeaderValue::from(u16::from(grpc_code(name))));
+                        resp
+                    }
+                };
+            }
+        }
+    }
+    match &r.action {
+        RouteAction::DirectResponse { status, body } => {
+            let mut resp = Response::new(full(body.clone()));
+            *resp.status_mut() = StatusCode::from_u16(*status as u16).unwrap_or(StatusCode::OK);
+            apply_headers(resp.headers_mut(), &r.response_headers);
+            resp
+        }
+        RouteAction::Redirect(rd) => {
+            let scheme = if rd.scheme.is_empty() {
+                req.uri().scheme_str().unwrap_or("http")
+            } else {
+                rd.scheme.as_str()
+            };
+            let (req_host, req_port) = match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            };
+            let host = if rd.authority.is_empty() {
+                req_host
+            } else {
+                rd.authority.as_str()
+            };
+            let port = match (rd.port, rd.port_from_request) {
+                (Some(p), _) => Some(p.to_string()),
+                (None, true) => req_port.map(str::to_owned),
+                (None, false) => None,
+            };
+            let path = if rd.uri.is_empty() {
+                req.uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned()
+            } else {
+                rd.uri.clone()
+            };
+            let location = match port {
+                Some(p) => format!("{scheme}://{host}:{p}{path}"),
+                None => format!("{scheme}://{host}{path}"),
+            };
+            let mut resp = Response::new(crate::local_reply::empty());
+            *resp.status_mut() =
+                StatusCode::from_u16(rd.code as u16).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(LOCATION, v);
+            }
+            resp
+        }
+        RouteAction::Forward(dests) => {
+            let total: u32 = dests.iter().map(|d| d.weight).sum();
+            let mut pick = if total > 0 { fastrand::u32(..total) } else { 0 };
+            let Some(dest) = dests
+                .iter()
+                .find(|d| {
+                    if pick < d.weight {
+                        true
+                    } else {
+                        pick -= d.weight;
+                        false
+                    }
+                })
+                .or(dests.first())
+            else {
+                return ctx.local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(ResponseFlag::NoRoute),
+                    format!("{} has no destination", r.origin),
+                );
+            };
+            ctx.entry.upstream_cluster = dest.cluster.clone();
+            let Some(cluster) = snap.cluster(&dest.cluster) else {
+                return ctx.local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(ResponseFlag::NoRoute),
+                    format!(
+                        "cluster {} is not in this proxy's configuration",
+                        dest.cluster
+                    ),
+                );
+            };
+            let cluster = cluster.clone();
+            let (mut parts, body) = req.into_parts();
+            // Upstream request: origin-form path (rewritten), the
+            // (rewritten) authority as Host, header operations.
+            let mut path_q = parts
+                .uri
+                .path_and_query()
+                .map_or("/".to_owned(), |p| p.as_str().to_owned());
+            let mut host = authority.to_owned();
+            if let Some(rw) = &r.rewrite {
+                path_q = rewrite_path(route, rw, &path_q);
+                if !rw.authority.is_empty() {
+                    host = rw.authority.clone();
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                parts.headers.insert(HOST, v);
+            }
+            apply_headers(&mut parts.headers, &r.request_headers);
+            apply_headers(&mut parts.headers, &dest.request_headers);
+            let hash = hash_input(&cluster, &parts);
+            let resp = forward(cluster, parts, body, path_q, hash, r, ctx).await;
+            let mut resp = resp;
+            apply_headers(resp.headers_mut(), &dest.response_headers);
+            apply_headers(resp.headers_mut(), &r.response_headers);
+            resp
+        }
+    }
+}
+
+fn grpc_code(name: &str) -> u8 {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES.iter().position(|n| *n == name).map_or(2, |i| i as u8)
+}
+
+/// Istio's `rewrite.uri` replaces the part a prefix match matched, or the
+/// whole path for other matches; `uriRegexRewrite` substitutes.
+fn rewrite_path(route: &RouteRt, rw: &weft_model::Rewrite, path_q: &str) -> String {
+    let (path, query) = match path_q.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_q, None),
+    };
+    let mut new_path = path.to_owned();
+    if let Some((re, sub)) = &route.regex_rewrite {
+        new_path = re.replace_all(path, sub.as_str()).into_owned();
+    } else if !rw.uri.is_empty() {
+        let prefix = route.route.matches.iter().find_map(|m| match &m.uri {
+            Some(StrMatch::Prefix(p)) if path.starts_with(p.as_str()) => Some(p.len()),
+            _ => None,
+        });
+        new_path = match prefix {
+            Some(n) => format!("{}{}", rw.uri, &path[n..]),
+            None => rw.uri.clone(),
+        };
+    }
+    match query {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    }
+}
+
+fn apply_headers(h: &mut http::HeaderMap, ops: &HeaderOps) {
+    for name in &ops.remove {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            h.remove(n);
+        }
+    }
+    for hv in &ops.set {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(hv.name.as_bytes()),
+            HeaderValue::from_str(&hv.value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    for hv in &ops.add {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(hv.name.as_bytes()),
+            HeaderValue::from_str(&hv.value),
+        ) {
+            h.append(n, v);
+        }
+    }
+}
+
+/// The consistent-hash input for this request, if the cluster hashes.
+fn hash_input(cluster: &ClusterRt, parts: &http::request::Parts) -> Option<Vec<u8>> {
+    match cluster.hash_key()? {
+        HashKey::Header(name) => parts
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec()),
+        HashKey::Cookie { name, .. } => parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then(|| v.as_bytes().to_vec())
+            }),
+        HashKey::QueryParameter(name) => {
+            parts.uri.query().unwrap_or("").split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == name).then(|| v.as_bytes().to_vec())
+            })
+        }
+        HashKey::SourceIp => parts
+            .extensions
+            .get::<SocketAddr>()
+            .map(|a| a.ip().to_string().into_bytes()),
+    }
+}
+
+/// What one try produced.
+enum Try {
+    Response(Response<Incoming>),
+    Failed(ResponseFlag, String),
+}
+
+fn retriable(policy: &weft_model::RetryPolicy, t: &Try) -> bool {
+    let on = |c: &str| policy.retry_on.iter().any(|x| x == c);
+    match t {
+        Try::Response(r) => {
+            let s = r.status().as_u16();
+            (on("5xx") && s >= 500)
+                || (on("gateway-error") && matches!(s, 502..=504))
+                || (on("retriable-4xx") && s == 409)
+                || (on("retriable-status-codes") && policy.retriable_status_codes.contains(&s))
+                || (on("unavailable") && r.headers().get("grpc-status").is_some_and(|v| v == "14"))
+                || (on("resource-exhausted")
+                    && r.headers().get("grpc-status").is_some_and(|v| v == "8"))
+        }
+        Try::Failed(ResponseFlag::UpstreamConnectionFailure, _) => {
+            on("connect-failure") || on("5xx") || on("gateway-error") || on("reset")
+        }
+        Try::Failed(ResponseFlag::UpstreamConnectionTermination, _) => {
+            on("reset") || on("5xx") || on("refused-stream")
+        }
+        Try::Failed(ResponseFlag::UpstreamRequestTimeout, _) => {
+            on("5xx") || on("gateway-error") || on("reset")
+        }
+        Try::Failed(..) => false,
+    }
+}
+
+async fn forward(
+    cluster: Arc<ClusterRt>,
+    parts: http::request::Parts,
+    body: Incoming,
+    path_q: String,
+    hash: Option<Vec<u8>>,
+    route: &weft_model::Route,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    let _in_flight = cluster.start_request();
+    let retry = route.retry.as_ref().filter(|p| p.attempts > 0);
+    // With retries (or mirrors later), the body must be replayable.
+    let (buffered, mut streaming): (Option<Bytes>, Option<Incoming>) = if retry.is_some() {
+        match Limited::new(body, MAX_BUFFERED_BODY).collect().await {
+            Ok(b) => (Some(b.to_bytes()), None),
+            Err(_) => {
+                return ctx.local(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    format!(
+                    "request body over {MAX_BUFFERED_BODY} bytes cannot be buffered for retries"
+                ),
+                )
+            }
+        }
+    } else {
+        (None, Some(body))
+    };
+    let attempts = 1 + retry.map_or(0, |p| p.attempts);
+    let per_try = retry
+        .and_then(|p| p.per_try_timeout_ms)
+        .map(Duration::from_millis);
+    let deadline = route
+        .timeout_ms
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_millis(t));
+    let mut last_endpoint = None;
+    let mut last: Option<Try> = None;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            let Some(policy) = retry else { break };
+            if !last.as_ref().is_some_and(|t| retriable(policy, t)) {
+                break;
+            }
+            let Some(_budget) = cluster.try_retry() else {
+                ctx.entry.reason = "retry budget exhausted".into();
+                break;
+            };
+            // Jittered exponential backoff: 25 ms base, 250 ms cap (Envoy's).
+            let cap = (25u64 << attempt.min(4)).min(250);
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
+        }
+        ctx.entry.attempts = attempt + 1;
+        let Some(ep) = cluster.pick(hash.as_deref(), last_endpoint) else {
+            return ctx.local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(ResponseFlag::NoHealthyUpstream),
+                format!("no healthy upstream in {}", cluster.config.name),
+            );
+        };
+        last_endpoint = Some(ep);
+        let Some(addr) = cluster.endpoint_addr(ep) else {
+            continue;
+        };
+        ctx.entry.upstream_host = addr.to_string();
+        let Some(_permit) = cluster.admit().await else {
+            return ctx.local(StatusCode::SERVICE_UNAVAILABLE, Some(ResponseFlag::UpstreamOverflow), format!("upstream overflow: {} is at its connection-pool limit (DestinationRule connectionPool)", cluster.config.name));
+        };
+        let body: Body = match (&buffered, streaming.take()) {
+            (Some(b), _) => full(b.clone()),
+            (None, Some(s)) => s
+                .map_err(|e| Box::new(e) as crate::upstream::BoxError)
+                .boxed(),
+            (None, None) => crate::local_reply::empty(),
+        };
+        let mut upstream = Request::from_parts(clone_parts(&parts), body);
+        match Uri::builder()
+            .scheme("http")
+            .authority(addr.to_string())
+            .path_and_query(path_q.as_str())
+            .build()
+        {
+            Ok(u) => *upstream.uri_mut() = u,
+            Err(e) => {
+                return ctx.local(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    format!("invalid request path: {e}"),
+                )
+            }
+        }
+        *upstream.version_mut() = http::Version::HTTP_11;
+        let sent = Instant::now();
+        let send = cluster.send(ep, upstream);
+        let limit = match (per_try, deadline) {
+            (Some(p), Some(d)) => Some(p.min(d.saturating_duration_since(Instant::now()))),
+            (Some(p), None) => Some(p),
+            (None, Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            (None, None) => None,
+        };
+        let outcome = match limit {
+            Some(l) => tokio::time::timeout(l, send)
+                .await
+                .unwrap_or_else(|_| Err(SendError::Reset("timeout".into())))
+                .map_err(|e| (e, true)),
+            None => send.await.map_err(|e| (e, false)),
+        };
+        // A timeout is told apart from a reset by the elapsed time.
+        let timed_out = limit.is_some_and(|l| sent.elapsed() >= l);
+        last = Some(match outcome {
+            Ok(resp) => {
+                ctx.entry.upstream_service_time = Some(sent.elapsed().as_millis() as u64);
+                Try::Response(resp)
+            }
+            Err((_, _)) if timed_out => {
+                let configured = match (per_try, route.timeout_ms) {
+                    (Some(p), Some(t)) if p.as_millis() < u128::from(t) => {
+                        format!("per-try timeout {} ms", p.as_millis())
+                    }
+                    (Some(p), None) => format!("per-try timeout {} ms", p.as_millis()),
+                    (_, Some(t)) => format!("timeout {t} ms"),
+                    (None, None) => "timeout".to_owned(),
+                };
+                Try::Failed(
+                    ResponseFlag::UpstreamRequestTimeout,
+                    format!("upstream request {configured} exceeded ({})", route.origin),
+                )
+            }
+            Err((SendError::Connect(e), _)) => Try::Failed(
+                ResponseFlag::UpstreamConnectionFailure,
+                format!(
+                    "upstream connect error to {addr} in {}: {e}",
+                    cluster.config.name
+                ),
+            ),
+            Err((SendError::Reset(e), _)) => Try::Failed(
+                ResponseFlag::UpstreamConnectionTermination,
+                format!("upstream reset by {addr} before response headers: {e}"),
+            ),
+        });
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let (Some(p), Some(t)) = (retry, &last) {
+            if !retriable(p, t) {
+                break;
+            }
+        }
+    }
+    let retried_out = retry.is_some()
+        && ctx.entry.attempts > 1
+        && last
+            .as_ref()
+            .is_some_and(|t| retry.is_some_and(|p| retriable(p, t)));
+    if retried_out {
+        ctx.flags.add(ResponseFlag::UpstreamRetryLimitExceeded);
+    }
+    let route_timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+    match last {
+        Some(Try::Response(resp)) => resp.map(|b| {
+            b.map_err(|e| Box::new(e) as crate::upstream::BoxError)
+                .boxed()
+        }),
+        Some(Try::Failed(ResponseFlag::UpstreamRequestTimeout, reason))
+            if route_timed_out || per_try.is_some() =>
+        {
+            ctx.local(
+                StatusCode::GATEWAY_TIMEOUT,
+                Some(ResponseFlag::UpstreamRequestTimeout),
+                reason,
+            )
+        }
+        Some(Try::Failed(flag, reason)) => {
+            ctx.local(StatusCode::SERVICE_UNAVAILABLE, Some(flag), reason)
+        }
+        None => ctx.local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(ResponseFlag::NoHealthyUpstream),
+            format!("no endpoint of {} has an address", cluster.config.name),
+        ),
+    }
+}
+
+fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
+    let mut b = Request::builder()
+        .method(p.method.clone())
+        .uri(p.uri.clone())
+        .version(p.version);
+    if let Some(h) = b.headers_mut() {
+        *h = p.headers.clone();
+    }
+    let (mut parts, ()) = b
+        .body(())
+        .map(Request::into_parts)
+        .unwrap_or_else(|_| Request::new(()).into_parts());
+    parts.headers.remove(http::header::CONNECTION);
+    parts.headers.remove("proxy-connection");
+    parts.headers.remove("keep-alive");
+    parts
+}
+
+/// Inbound: deliver to the local application, unchanged.
+async fn inbound(
+    shared: &Shared,
+    port: u32,
+    _remote: SocketAddr,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    let Some((app, route)) = shared.apps.get(&port) else {
+        return ctx.local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(ResponseFlag::NoHealthyUpstream),
+            format!("no application address configured for port {port}"),
+        );
+    };
+    ctx.entry.upstream_cluster = app.config.name.clone();
+    let (parts, body) = req.into_parts();
+    let path_q = parts
+        .uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    forward(app.clone(), parts, body, path_q, None, route, ctx).await
+}
+
+/// The fixed route of an inbound listener: no matching, no policy.
+pub fn inbound_route(port: u32) -> weft_model::Route {
+    weft_model::Route {
+        name: format!("inbound|{port}"),
+        origin: format!("inbound|{port}"),
+        matches: Vec::new(),
+        action: RouteAction::Forward(Vec::new()),
+        rewrite: None,
+        timeout_ms: None,
+        retry: None,
+        fault: None,
+        mirrors: Vec::new(),
+        cors: None,
+        request_headers: HeaderOps::default(),
+        response_headers: HeaderOps::default(),
+    }
+}

@@ -1,0 +1,330 @@
+//! weft's data plane: a proxy that executes one compiled [`ProxyModel`].
+//!
+//! It never reads Istio resources. A new model is compiled into a
+//! [`snapshot::Snapshot`] and swapped in atomically; requests in flight
+//! keep the snapshot they started with, so a configuration change drops
+//! nothing. A model that does not compile is refused (the old one keeps
+//! serving) and the error is returned to the caller, who NACKs it.
+
+pub mod access_log;
+pub mod flags;
+mod handler;
+mod local_reply;
+mod matcher;
+pub mod snapshot;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use weft_model::{
+    Cluster, ConnectionPool, Direction, Endpoint, LbPolicy, ListenerTarget, Protocol, ProxyModel,
+    UpstreamTls,
+};
+
+use crate::access_log::AccessLog;
+use crate::handler::Entrypoint;
+use crate::snapshot::Snapshot;
+use crate::upstream::ClusterRt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Where this proxy's listeners bind and where its application listens:
+/// the parts of a proxy's setup that belong to the host, not the mesh.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// The sidecar's outbound HTTP proxy (what `HTTP_PROXY` points at).
+    pub outbound: Option<SocketAddr>,
+    /// Inbound listeners bind `inbound_ip:<workload port>`.
+    pub inbound_ip: Option<IpAddr>,
+    /// Workload port → where the application really listens.
+    pub apps: HashMap<u32, SocketAddr>,
+    /// Gateway listener port → bind address.
+    pub gateway_binds: HashMap<u32, SocketAddr>,
+    /// `/ready`, `/config_dump`.
+    pub admin: Option<SocketAddr>,
+    /// Add `x-weft-reason` to the replies the proxy makes itself.
+    pub explain: bool,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub drain: Duration,
+}
+
+/// State shared by every connection of one proxy.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub config: RuntimeConfig,
+    pub access_log: AccessLog,
+    /// Inbound port → the application's cluster and fixed route.
+    pub(crate) apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)>,
+}
+
+/// A running proxy.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where each listener actually bound (ports chosen by the OS when 0).
+    pub bound: Vec<(String, SocketAddr)>,
+}
+
+fn app_cluster(port: u32, addr: SocketAddr) -> Cluster {
+    Cluster {
+        name: format!("inbound|{port}||"),
+        service: String::new(),
+        port,
+        subset: String::new(),
+        protocol: Protocol::Http,
+        lb: LbPolicy::RoundRobin,
+        locality: None,
+        pool: ConnectionPool {
+            connect_timeout_ms: 10_000,
+            ..Default::default()
+        },
+        outlier: None,
+        tls: UpstreamTls::Disable,
+        policy_origin: Vec::new(),
+        endpoints: vec![Endpoint {
+            address: addr.to_string(),
+            workload: String::new(),
+            labels: Default::default(),
+            locality: String::new(),
+            weight: 1,
+            identity: String::new(),
+        }],
+    }
+}
+
+impl Proxy {
+    /// Compiles `model` and starts every listener it declares that the
+    /// runtime configuration gives an address.
+    pub async fn start(
+        model: ProxyModel,
+        version: String,
+        config: RuntimeConfig,
+        access_log: AccessLog,
+    ) -> Result<Proxy, ProxyError> {
+        let snapshot = Snapshot::build(model, version, None)?;
+        let apps = config
+            .apps
+            .iter()
+            .map(|(port, addr)| {
+                (
+                    *port,
+                    (
+                        Arc::new(ClusterRt::new(app_cluster(*port, *addr))),
+                        handler::inbound_route(*port),
+                    ),
+                )
+            })
+            .collect();
+        let listeners = plan_listeners(&snapshot.model, &config);
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            config,
+            access_log,
+            apps,
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let mut proxy = Proxy {
+            shared,
+            shutdown,
+            tasks: Vec::new(),
+            bound: Vec::new(),
+        };
+        for (name, addr, entry) in listeners {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    addr,
+                    what: name.clone(),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| ProxyError::Bind {
+                addr,
+                what: name.clone(),
+                source,
+            })?;
+            proxy.bound.push((name, local));
+            proxy.tasks.push(tokio::spawn(serve(
+                listener,
+                proxy.shared.clone(),
+                entry,
+                rx.clone(),
+            )));
+        }
+        if let Some(addr) = proxy.shared.config.admin {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    addr,
+                    what: "admin".into(),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| ProxyError::Bind {
+                addr,
+                what: "admin".into(),
+                source,
+            })?;
+            proxy.bound.push(("admin".into(), local));
+            proxy.tasks.push(tokio::spawn(admin(
+                listener,
+                proxy.shared.clone(),
+                rx.clone(),
+            )));
+        }
+        Ok(proxy)
+    }
+
+    /// Swaps in a new model. On error the current one keeps serving.
+    pub fn update(&self, model: ProxyModel, version: String) -> Result<(), ProxyError> {
+        let current = self.shared.snapshot.load();
+        let next = Snapshot::build(model, version, Some(&current))?;
+        self.shared.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
+    pub fn version(&self) -> String {
+        self.shared.snapshot.load().version.clone()
+    }
+
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.bound.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the drain
+    /// time), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn plan_listeners(
+    model: &ProxyModel,
+    config: &RuntimeConfig,
+) -> Vec<(String, SocketAddr, Entrypoint)> {
+    let mut out = Vec::new();
+    if let Some(addr) = config.outbound {
+        if model
+            .listeners
+            .iter()
+            .any(|l| l.direction == Direction::Outbound)
+        {
+            out.push(("outbound".to_owned(), addr, Entrypoint::Outbound));
+        }
+    }
+    for l in &model.listeners {
+        match (&l.direction, &l.target) {
+            (Direction::Inbound, ListenerTarget::Local { .. }) => {
+                if let (Some(ip), true) = (config.inbound_ip, config.apps.contains_key(&l.port)) {
+                    out.push((
+                        l.name.clone(),
+                        SocketAddr::new(ip, l.port as u16),
+                        Entrypoint::Inbound { port: l.port },
+                    ));
+                }
+            }
+            (Direction::Gateway, ListenerTarget::Routes(table)) => {
+                if let Some(addr) = config.gateway_binds.get(&l.port) {
+                    out.push((
+                        l.name.clone(),
+                        *addr,
+                        Entrypoint::Gateway {
+                            table: table.clone(),
+                            port: l.port,
+                        },
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    entry: Entrypoint,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, remote)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let entry = entry.clone();
+                let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drain = shared.config.drain.max(Duration::from_millis(1));
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain time over; closing connections with requests still in flight");
+    }
+}
+
+/// The proxy admin port: `/ready` and `/config_dump`.
+async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let snap = shared.snapshot.load();
+                        let (status, body) = match req.uri().path() {
+                            "/ready" | "/healthz/ready" => (200, "ready\n".to_owned()),
+                            "/config_dump" => (200, serde_json::to_string_pretty(&serde_json::json!({"version": snap.version, "model": &*snap.model})).unwrap_or_default()),
+                            _ => (404, "not found: try /ready or /config_dump\n".to_owned()),
+                        };
+                        let mut resp = http::Response::new(local_reply::full(body));
+                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                tokio::spawn(conn);
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The model compiled for execution: matchers built, domains indexed,
+//! clusters given their runtime state. A snapshot is immutable; a new
+//! configuration builds a new one and swaps it in atomically.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderName;
+use weft_model::{ListenerTarget, ProxyModel, Route, RouteMatch, RouteTable};
+
+use crate::matcher::Matcher;
+use crate::upstream::ClusterRt;
+use crate::ProxyError;
+
+pub struct Snapshot {
+    pub model: Arc<ProxyModel>,
+    pub version: String,
+    pub tables: HashMap<String, TableRt>,
+    pub clusters: HashMap<String, Arc<ClusterRt>>,
+}
+
+pub struct TableRt {
+    exact: HashMap<String, usize>,
+    /// `*.suffix` domains as (`.suffix`, host index), longest first.
+    suffixes: Vec<(String, usize)>,
+    any: Option<usize>,
+    pub vhosts: Vec<VirtualHostRt>,
+}
+
+pub struct VirtualHostRt {
+    pub name: String,
+    pub routes: Vec<RouteRt>,
+}
+
+pub struct RouteRt {
+    pub route: Route,
+    pub matches: Vec<MatchRt>,
+    /// `uriRegexRewrite`, compiled, with RE2's `\1` turned into `${1}`.
+    pub regex_rewrite: Option<(regex::Regex, String)>,
+}
+
+pub struct MatchRt {
+    uri: Option<Matcher>,
+    scheme: Option<Matcher>,
+    method: Option<Matcher>,
+    authority: Option<Matcher>,
+    headers: Vec<(HeaderName, Matcher, bool)>,
+    query: Vec<(String, Matcher, bool)>,
+    port: Option<u32>,
+    ignore_uri_case: bool,
+}
+
+/// What a route match looks at, taken from the request once.
+pub struct RequestView<'a> {
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub scheme: &'a str,
+    pub method: &'a str,
+    pub authority: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub port: u32,
+}
+
+impl MatchRt {
+    fn compile(m: &RouteMatch) -> Result<MatchRt, ProxyError> {
+        let opt = |x: &Option<weft_model::StrMatch>, fold: bool| {
+            x.as_ref().map(|s| Matcher::compile(s, fold)).transpose()
+        };
+        Ok(MatchRt {
+            uri: opt(&m.uri, m.ignore_uri_case)?,
+            scheme: opt(&m.scheme, false)?,
+            method: opt(&m.method, false)?,
+            authority: opt(&m.authority, false)?,
+            headers: m
+                .headers
+                .iter()
+                .map(|h| {
+                    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+                        ProxyError::InvalidModel(format!("header name {:?}", h.name))
+                    })?;
+                    Ok((name, Matcher::compile(&h.matcher, false)?, h.invert))
+                })
+                .collect::<Result<_, ProxyError>>()?,
+            query: m
+                .query_params
+                .iter()
+                .map(|q| {
+                    Ok((
+                        q.name.clone(),
+                        Matcher::compile(&q.matcher, false)?,
+                        q.invert,
+                    ))
+                })
+                .collect::<Result<_, ProxyError>>()?,
+            port: m.port,
+            ignore_uri_case: m.ignore_uri_case,
+        })
+    }
+
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        if let Some(u) = &self.uri {
+            if !u.matches(req.path, self.ignore_uri_case) {
+                return false;
+            }
+        }
+        for (m, v) in [
+            (&self.scheme, req.scheme),
+            (&self.method, req.method),
+            (&self.authority, req.authority),
+        ] {
+            if let Some(m) = m {
+                if !m.matches(v, false) {
+                    return false;
+                }
+            }
+        }
+        if let Some(p) = self.port {
+            if p != req.port {
+                return false;
+            }
+        }
+        for (name, m, invert) in &self.headers {
+            let hit = req
+                .headers
+                .get_all(name)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|s| m.matches(s, false)));
+            if hit == *invert {
+                return false;
+            }
+        }
+        for (name, m, invert) in &self.query {
+            let hit = query_values(req.query, name).any(|v| m.matches(v, false));
+            if hit == *invert {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn query_values<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    query.unwrap_or("").split('&').filter_map(move |kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+impl RouteRt {
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
+    }
+}
+
+impl TableRt {
+    fn compile(t: &RouteTable) -> Result<TableRt, ProxyError> {
+        let mut table = TableRt {
+            exact: HashMap::new(),
+            suffixes: Vec::new(),
+            any: None,
+            vhosts: Vec::new(),
+        };
+        for (i, vh) in t.virtual_hosts.iter().enumerate() {
+            for d in &vh.domains {
+                let d = d.to_ascii_lowercase();
+                if d == "*" {
+                    table.any.get_or_insert(i);
+                } else if let Some(suffix) = d.strip_prefix('*') {
+                    table.suffixes.push((suffix.to_owned(), i));
+                } else {
+                    table.exact.entry(d).or_insert(i);
+                }
+            }
+            let routes = vh
+                .routes
+                .iter()
+                .map(|r| {
+                    let regex_rewrite =
+                        match r.rewrite.as_ref().and_then(|rw| rw.uri_regex.as_ref()) {
+                            Some(rr) => {
+                                let re = regex::RegexBuilder::new(&rr.pattern)
+                                    .size_limit(1 << 20)
+                                    .build()
+                                    .map_err(|e| {
+                                        ProxyError::InvalidModel(format!(
+                                            "rewrite regex {:?}: {e}",
+                                            rr.pattern
+                                        ))
+                                    })?;
+                                let sub = re2_substitution(&rr.substitution);
+                                Some((re, sub))
+                            }
+                            None => None,
+                        };
+                    Ok(RouteRt {
+                        route: r.clone(),
+                        matches: r
+                            .matches
+                            .iter()
+                            .map(MatchRt::compile)
+                            .collect::<Result<_, ProxyError>>()?,
+                        regex_rewrite,
+                    })
+                })
+                .collect::<Result<_, ProxyError>>()?;
+            table.vhosts.push(VirtualHostRt {
+                name: vh.name.clone(),
+                routes,
+            });
+        }
+        table.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        Ok(table)
+    }
+
+    /// The virtual host for a Host header value (with or without port),
+    /// as Envoy picks: exact, then the longest wildcard suffix, then `*`.
+    pub fn find(&self, host: &str) -> Option<&VirtualHostRt> {
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            host
+        };
+        let idx = self
+            .exact
+            .get(host)
+            .copied()
+            .or_else(|| {
+                self.suffixes
+                    .iter()
+                    .find(|(s, _)| host.ends_with(s.as_str()) && host.len() > s.len())
+                    .map(|(_, i)| *i)
+            })
+            .or(self.any)?;
+        self.vhosts.get(idx)
+    }
+}
+
+impl Snapshot {
+    /// Compiles `model`, keeping the runtime state (connection pools, load
+    /// balancer counters) of clusters whose configuration did not change.
+    pub fn build(
+        model: ProxyModel,
+        version: String,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ProxyError> {
+        let mut tables = HashMap::new();
+        for t in &model.route_tables {
+            tables.insert(t.name.clone(), TableRt::compile(t)?);
+        }
+        for l in &model.listeners {
+            if let ListenerTarget::Routes(name) = &l.target {
+                if !tables.contains_key(name) {
+                    return Err(ProxyError::InvalidModel(format!(
+                        "listener {} names missing route table {name}",
+                        l.name
+                    )));
+                }
+            }
+        }
+        let mut clusters = HashMap::new();
+        for c in &model.clusters {
+            let reuse = previous
+                .and_then(|p| p.clusters.get(&c.name))
+                .filter(|rt| rt.config == *c);
+            let rt = match reuse {
+                Some(rt) => rt.clone(),
+                None => Arc::new(ClusterRt::new(c.clone())),
+            };
+            clusters.insert(c.name.clone(), rt);
+        }
+        Ok(Snapshot {
+            model: Arc::new(model),
+            version,
+            tables,
+            clusters,
+        })
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterRt>> {
+        self.clusters.get(name)
+    }
+}
+
+/// Envoy's rewrite substitutions write groups as `\1`; the regex crate
+/// writes `${1}` and treats `$` specially, so translate and escape.
+fn re2_substitution(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                if let Some(d) = chars.next() {
+                    out.push_str(&format!("${{{d}}}"));
+                }
+            }
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn substitutions() {
+        assert_eq!(super::re2_substitution("/a/\\1/b$"), "/a/${1}/b$$");
+    }
+}

@@ -1,0 +1,252 @@
+//! Upstream clusters at run time: a connection pool, a load balancer, the
+//! connection-pool limits of the DestinationRule, and the retry budget.
+//!
+//! A `ClusterRt` outlives configuration pushes that do not change its
+//! cluster, so pools and counters survive unrelated changes.
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use weft_model::{Cluster, HashKey, LbPolicy, Protocol};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Envoy's retry budget: retries may be at most this share of the active
+/// requests (but always at least `MIN_RETRY_CONCURRENCY`), so retries
+/// cannot multiply the load on a failing service.
+const RETRY_BUDGET_PERCENT: u32 = 20;
+const MIN_RETRY_CONCURRENCY: u32 = 3;
+
+pub struct ClusterRt {
+    pub config: Cluster,
+    addrs: Vec<Option<SocketAddr>>,
+    client: Client<HttpConnector, Body>,
+    rr: AtomicUsize,
+    /// Active requests per endpoint, for LEAST_REQUEST.
+    active: Vec<AtomicU32>,
+    in_flight: AtomicU32,
+    retries_active: AtomicU32,
+    /// `maxConnections` (HTTP/1: one request per connection at a time) and
+    /// `http2MaxRequests`, as permits.
+    permits: Option<std::sync::Arc<Semaphore>>,
+    pending: AtomicU32,
+}
+
+/// Why a request could not be sent.
+#[derive(Debug)]
+pub enum SendError {
+    Connect(BoxError),
+    /// The connection broke or the upstream reset the stream.
+    Reset(BoxError),
+}
+
+impl ClusterRt {
+    pub fn new(config: Cluster) -> ClusterRt {
+        let addrs = config
+            .endpoints
+            .iter()
+            .map(|e| e.address.parse::<SocketAddr>().ok())
+            .collect();
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(
+            config.pool.connect_timeout_ms.max(1),
+        )));
+        connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_millis(
+            config.pool.idle_timeout_ms.unwrap_or(90_000),
+        ));
+        if matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) {
+            builder.http2_only(true);
+        }
+        let client = builder.build(connector);
+        let limit = if matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) {
+            config
+                .pool
+                .http2_max_requests
+                .or(config.pool.max_connections)
+        } else {
+            config.pool.max_connections
+        };
+        ClusterRt {
+            active: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
+            addrs,
+            client,
+            rr: AtomicUsize::new(0),
+            in_flight: AtomicU32::new(0),
+            retries_active: AtomicU32::new(0),
+            permits: limit.map(|n| std::sync::Arc::new(Semaphore::new(n.max(1) as usize))),
+            pending: AtomicU32::new(0),
+            config,
+        }
+    }
+
+    /// Endpoints that have an address to connect to.
+    fn usable(&self) -> impl Iterator<Item = usize> + '_ {
+        self.addrs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_some())
+            .map(|(i, _)| i)
+    }
+
+    /// Chooses an endpoint; `key` is the consistent-hash input when the
+    /// policy has one. `exclude` avoids the endpoint a failed try used.
+    pub fn pick(&self, key: Option<&[u8]>, exclude: Option<usize>) -> Option<usize> {
+        let candidates: Vec<usize> = self.usable().filter(|i| Some(*i) != exclude).collect();
+        let candidates = if candidates.is_empty() {
+            self.usable().collect()
+        } else {
+            candidates
+        };
+        if candidates.is_empty() {
+            return None;
+        }
+        let n = candidates.len();
+        let chosen = match &self.config.lb {
+            LbPolicy::RoundRobin | LbPolicy::Passthrough => {
+                candidates[self.rr.fetch_add(1, Ordering::Relaxed) % n]
+            }
+            LbPolicy::Random => candidates[fastrand::usize(..n)],
+            LbPolicy::LeastRequest => {
+                // Power of two choices, as Envoy's LEAST_REQUEST.
+                let a = candidates[fastrand::usize(..n)];
+                let b = candidates[fastrand::usize(..n)];
+                if self.active[b].load(Ordering::Relaxed) < self.active[a].load(Ordering::Relaxed) {
+                    b
+                } else {
+                    a
+                }
+            }
+            LbPolicy::ConsistentHash(_) => match key {
+                // Rendezvous hashing: each key keeps its endpoint when
+                // others come and go (only keys of a removed endpoint move).
+                Some(k) => *candidates
+                    .iter()
+                    .max_by_key(|i| {
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        k.hash(&mut h);
+                        self.config.endpoints[**i].address.hash(&mut h);
+                        h.finish()
+                    })
+                    .unwrap_or(&candidates[0]),
+                None => candidates[fastrand::usize(..n)],
+            },
+        };
+        Some(chosen)
+    }
+
+    pub fn hash_key(&self) -> Option<&HashKey> {
+        match &self.config.lb {
+            LbPolicy::ConsistentHash(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    pub fn endpoint_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.addrs.get(i).copied().flatten()
+    }
+
+    /// Admission under the connection-pool limits: a permit when one is
+    /// free, a wait when the pending queue has room, `None` on overflow
+    /// (the caller answers 503 UO).
+    pub async fn admit(&self) -> Option<Option<OwnedSemaphorePermit>> {
+        let Some(sem) = &self.permits else {
+            return Some(None);
+        };
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Some(Some(p));
+        }
+        // Istio's default http1MaxPendingRequests is effectively unbounded.
+        let max_pending = self
+            .config
+            .pool
+            .http1_max_pending_requests
+            .unwrap_or(u32::MAX);
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= max_pending {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let permit = sem.clone().acquire_owned().await.ok();
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        permit.map(Some)
+    }
+
+    /// Whether one more retry fits in the budget; the guard gives it back.
+    pub fn try_retry(&self) -> Option<RetryGuard<'_>> {
+        let active = self.in_flight.load(Ordering::Relaxed);
+        let budget = (active * RETRY_BUDGET_PERCENT / 100).max(MIN_RETRY_CONCURRENCY);
+        let budget = self
+            .config
+            .pool
+            .max_retries
+            .map_or(budget, |m| budget.min(m.max(1)));
+        if self.retries_active.fetch_add(1, Ordering::AcqRel) >= budget {
+            self.retries_active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(RetryGuard(&self.retries_active))
+    }
+
+    pub fn start_request(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// Sends one try to endpoint `i`.
+    pub async fn send(
+        &self,
+        i: usize,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let _active = EndpointActive::new(&self.active[i]);
+        self.client.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                SendError::Connect(Box::new(e))
+            } else {
+                SendError::Reset(Box::new(e))
+            }
+        })
+    }
+}
+
+pub struct RetryGuard<'a>(&'a AtomicU32);
+
+impl Drop for RetryGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct EndpointActive<'a>(&'a AtomicU32);
+
+impl<'a> EndpointActive<'a> {
+    fn new(c: &'a AtomicU32) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        EndpointActive(c)
+    }
+}
+
+impl Drop for EndpointActive<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

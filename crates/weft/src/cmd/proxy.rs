@@ -1,0 +1,127 @@
+//! `weft proxy --model FILE`: run one proxy from a compiled model (JSON, as
+//! `weft proxy-config -o json` writes it). SIGHUP re-reads the file and
+//! swaps the model in without dropping a request; a model that does not
+//! load is refused and the old one keeps serving. SIGINT/SIGTERM drain.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use weft_proxy::access_log::AccessLog;
+use weft_proxy::{Proxy, RuntimeConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The compiled model (JSON).
+    #[arg(long)]
+    model: PathBuf,
+    /// The sidecar's outbound HTTP proxy address (what HTTP_PROXY names).
+    #[arg(long)]
+    outbound: Option<SocketAddr>,
+    /// The address inbound listeners bind (each on its workload port).
+    #[arg(long)]
+    inbound_ip: Option<IpAddr>,
+    /// `PORT=ADDR`: the application serving workload port PORT listens at ADDR.
+    #[arg(long = "app", value_parser = parse_port_addr)]
+    apps: Vec<(u32, SocketAddr)>,
+    /// `PORT=ADDR`: bind the gateway listener for PORT at ADDR.
+    #[arg(long = "listen", value_parser = parse_port_addr)]
+    listens: Vec<(u32, SocketAddr)>,
+    /// Admin address (/ready, /config_dump).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Add `x-weft-reason` to replies the proxy makes itself.
+    #[arg(long, env = "WEFT_EXPLAIN")]
+    explain: bool,
+    /// Access log: `-` for stdout (default), a file path, or `off`.
+    #[arg(long, default_value = "-")]
+    access_log: String,
+    /// Seconds in-flight requests get to finish at shutdown.
+    #[arg(long, default_value_t = 5)]
+    drain_seconds: u64,
+}
+
+fn parse_port_addr(s: &str) -> Result<(u32, SocketAddr), String> {
+    let (p, a) = s
+        .split_once('=')
+        .ok_or("expected PORT=ADDR, e.g. 9080=127.0.0.1:19080")?;
+    let port = p.parse::<u32>().map_err(|e| format!("port {p:?}: {e}"))?;
+    let addr = a
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("address {a:?}: {e}"))?;
+    Ok((port, addr))
+}
+
+fn read_model(path: &Path) -> anyhow::Result<weft_model::ProxyModel> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let model: weft_model::ProxyModel = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a weft model (write one with `weft proxy-config WORKLOAD -f DIR -o json`)",
+            path.display()
+        )
+    })?;
+    if model.model_version != weft_model::MODEL_VERSION {
+        bail!(
+            "{} has model version {}; this weft reads version {}",
+            path.display(),
+            model.model_version,
+            weft_model::MODEL_VERSION
+        );
+    }
+    Ok(model)
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let model = read_model(&args.model)?;
+    let config = RuntimeConfig {
+        outbound: args.outbound,
+        inbound_ip: args.inbound_ip,
+        apps: args.apps.iter().copied().collect::<HashMap<_, _>>(),
+        gateway_binds: args.listens.iter().copied().collect::<HashMap<_, _>>(),
+        admin: args.admin,
+        explain: args.explain,
+        drain: Duration::from_secs(args.drain_seconds),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let log = match args.access_log.as_str() {
+            "off" => AccessLog::off(),
+            "-" => AccessLog::spawn(Box::new(std::io::stdout())),
+            path => AccessLog::spawn(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open access log {path}"))?)),
+        };
+        let proxy = Proxy::start(model, "1".into(), config, log).await?;
+        for (name, addr) in &proxy.bound {
+            eprintln!("weft proxy: {name} listening on {addr}");
+        }
+        eprintln!("weft proxy: ready");
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut version = 1u64;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    match read_model(&args.model).and_then(|m| proxy.update(m, (version + 1).to_string()).map_err(Into::into)) {
+                        Ok(()) => {
+                            version += 1;
+                            eprintln!("weft proxy: model version {version} applied");
+                        }
+                        Err(e) => eprintln!("weft proxy: model refused, version {version} keeps serving: {e:#}"),
+                    }
+                }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        eprintln!("weft proxy: draining");
+        proxy.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,30 @@
+//! `weft sample-app NAME`: the sample services built into the binary.
+
+use std::process::ExitCode;
+
+use crate::sample::{self, Common};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    app: App,
+}
+
+#[derive(clap::Subcommand)]
+enum App {
+    /// An httpbin-like service: /headers, /status/N, /delay/N, /ip, /anything, /get.
+    Httpbin(Common),
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match args.app {
+            App::Httpbin(c) => sample::httpbin::run(c).await,
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,205 @@
+//! Helpers for end-to-end tests: real `weft` processes, real curl, on a
+//! loopback range of the test's own (127.N.0.0/16) so tests never collide.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn weft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A child process killed when the test ends, pass or fail.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+}
+
+pub fn wait_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {addr} after 20 s");
+}
+
+/// One test's private world: a temp dir and a loopback /16.
+pub struct World {
+    pub net: u8,
+    pub dir: PathBuf,
+    pub procs: Vec<Proc>,
+}
+
+impl World {
+    pub fn new(net: u8) -> World {
+        let dir = std::env::temp_dir().join(format!("weft-e2e-{net}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        World {
+            net,
+            dir,
+            procs: Vec::new(),
+        }
+    }
+
+    /// `127.<net>.<a>.<b>`
+    pub fn ip(&self, a: u8, b: u8) -> String {
+        format!("127.{}.{a}.{b}", self.net)
+    }
+
+    pub fn addr(&self, a: u8, b: u8, port: u16) -> SocketAddr {
+        format!("{}:{port}", self.ip(a, b))
+            .parse()
+            .expect("address")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write fixture");
+        p
+    }
+
+    /// Compiles the model of `workload` from `files`, local replicas
+    /// addressed from 127.<net>.0.1 up.
+    pub fn model(&self, workload: &str, files: &[PathBuf], out: &str) -> PathBuf {
+        let mut cmd = weft();
+        cmd.current_dir(repo())
+            .arg("proxy-config")
+            .arg(workload)
+            .arg("-o")
+            .arg("json")
+            .arg("--local-address-base")
+            .arg(self.ip(0, 1));
+        for f in files {
+            cmd.arg("-f").arg(f);
+        }
+        let o = cmd.output().expect("weft proxy-config runs");
+        assert!(
+            o.status.success(),
+            "proxy-config failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let path = self.dir.join(out);
+        std::fs::write(&path, &o.stdout).expect("write model");
+        path
+    }
+
+    pub fn spawn(&mut self, name: &str, args: &[&str], wait_for: Option<SocketAddr>) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log file");
+        let err = log.try_clone().expect("log file");
+        let child = weft()
+            .args(args)
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn weft");
+        self.procs.push(Proc {
+            child,
+            name: name.to_owned(),
+        });
+        if let Some(a) = wait_for {
+            wait_port(a);
+        }
+    }
+
+    /// An httpbin sample app named `name` at `addr`.
+    pub fn httpbin(&mut self, name: &str, addr: SocketAddr, extra: &[&str]) {
+        let a = addr.to_string();
+        let mut args = vec![
+            "sample-app",
+            "httpbin",
+            "--listen",
+            a.as_str(),
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        self.spawn(name, &args, Some(addr));
+    }
+
+    pub fn proc(&self, name: &str) -> &Proc {
+        self.procs.iter().find(|p| p.name == name).expect("process")
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.procs.clear();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Runs curl with `args` and returns status, headers and body.
+pub fn curl(args: &[&str]) -> Reply {
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "--max-time",
+            "20",
+            "-D",
+            "-",
+            "-o",
+            "/dev/stderr",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (headers, code) = out.rsplit_once('\n').unwrap_or((&out, "0"));
+    Reply {
+        status: code.trim().parse().unwrap_or(0),
+        headers: headers.to_owned(),
+        body: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}

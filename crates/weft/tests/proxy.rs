@@ -1,0 +1,576 @@
+//! The data plane end to end: `weft proxy` runs a model compiled by
+//! `weft proxy-config` from Istio YAML, httpbin sample apps stand in for
+//! the bookinfo services, and curl is the client.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{curl, World};
+
+/// Bookinfo's six workloads as httpbins at their compiled addresses
+/// (127.N.0.1 … .6), and productpage's sidecar compiled with `extra` YAML,
+/// its outbound proxy at 127.N.1.1:15001. Returns the proxy address.
+fn bookinfo(w: &mut World, extra: &str, app_flags: &[(&str, &[&str])]) -> String {
+    let names = [
+        "details-v1",
+        "productpage-v1",
+        "ratings-v1",
+        "reviews-v1",
+        "reviews-v2",
+        "reviews-v3",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let flags = app_flags
+            .iter()
+            .find(|(name, _)| name == n)
+            .map_or(&[][..], |(_, f)| f);
+        w.httpbin(n, w.addr(0, i as u8 + 1, 9080), flags);
+    }
+    let extra_file = w.write("extra.yaml", extra);
+    let model = w.model(
+        "productpage-v1",
+        &[common::repo().join("examples/bookinfo"), extra_file],
+        "model.json",
+    );
+    let outbound = w.addr(1, 1, 15001);
+    let (m, o, log) = (
+        model.display().to_string(),
+        outbound.to_string(),
+        w.dir.join("access.log").display().to_string(),
+    );
+    w.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--outbound",
+            &o,
+            "--explain",
+            "--access-log",
+            &log,
+        ],
+        Some(outbound),
+    );
+    format!("http://{outbound}")
+}
+
+fn access_log(w: &World) -> Vec<serde_json::Value> {
+    // The log is written by a background task; give it a moment.
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::read_to_string(w.dir.join("access.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn served_by(proxy: &str, url: &str, n: usize, extra: &[&str]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        let mut args = vec!["-x", proxy, url];
+        args.extend_from_slice(extra);
+        let r = curl(&args);
+        let who = if r.status == 200 {
+            r.header("x-served-by").unwrap_or_default()
+        } else {
+            format!("status {}", r.status)
+        };
+        *counts.entry(who).or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn default_route_reaches_the_service() {
+    let mut w = World::new(61);
+    let p = bookinfo(&mut w, "", &[]);
+    let r = curl(&["-x", &p, "http://details:9080/headers"]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-served-by").as_deref(), Some("details-v1"));
+    // The app sees the Host the client used and a request id.
+    assert!(r.body.contains("\"host\": \"details:9080\""), "{}", r.body);
+    assert!(r.body.contains("x-request-id"), "{}", r.body);
+    // The fully qualified name works too.
+    let r = curl(&[
+        "-x",
+        &p,
+        "http://details.default.svc.cluster.local:9080/get",
+    ]);
+    assert_eq!(r.status, 200);
+    let log = access_log(&w);
+    let e = log
+        .iter()
+        .find(|e| e["authority"] == "details:9080")
+        .expect("access log entry");
+    assert_eq!(e["response_code"], 200);
+    assert_eq!(e["response_flags"], "-");
+    assert_eq!(
+        e["upstream_cluster"],
+        "outbound|9080||details.default.svc.cluster.local"
+    );
+    assert_eq!(e["upstream_host"], w.addr(0, 1, 9080).to_string());
+}
+
+/// Istio's reviews-50-v3: 400 requests, each version within 50 % ± 12 %
+/// (the 95 % binomial interval is ± 5 %; the margin keeps CI steady).
+#[test]
+fn weighted_split_follows_the_weights() {
+    let mut w = World::new(62);
+    let vs = std::fs::read_to_string(
+        common::repo().join("examples/bookinfo-tasks/virtual-service-reviews-50-v3.yaml"),
+    )
+    .unwrap();
+    let p = bookinfo(&mut w, &vs, &[]);
+    let counts = served_by(&p, "http://reviews:9080/get", 400, &[]);
+    let v1 = counts.get("reviews-v1").copied().unwrap_or(0);
+    let v3 = counts.get("reviews-v3").copied().unwrap_or(0);
+    assert_eq!(v1 + v3, 400, "{counts:?}");
+    assert!((152..=248).contains(&v1), "v1 got {v1} of 400: {counts:?}");
+}
+
+/// Istio's reviews-test-v2: jason goes to v2, everyone else to v1.
+#[test]
+fn header_match_routes_jason_to_v2() {
+    let mut w = World::new(63);
+    let vs = std::fs::read_to_string(
+        common::repo().join("examples/bookinfo-tasks/virtual-service-reviews-test-v2.yaml"),
+    )
+    .unwrap();
+    let p = bookinfo(&mut w, &vs, &[]);
+    assert_eq!(
+        served_by(
+            &p,
+            "http://reviews:9080/get",
+            20,
+            &["-H", "end-user: jason"]
+        ),
+        BTreeMap::from([("reviews-v2".to_owned(), 20)])
+    );
+    assert_eq!(
+        served_by(&p, "http://reviews:9080/get", 20, &[]),
+        BTreeMap::from([("reviews-v1".to_owned(), 20)])
+    );
+    assert_eq!(
+        served_by(&p, "http://reviews:9080/get", 10, &["-H", "end-user: bob"]),
+        BTreeMap::from([("reviews-v1".to_owned(), 10)])
+    );
+}
+
+#[test]
+fn fault_injection_aborts_and_delays() {
+    let mut w = World::new(64);
+    let vs = std::fs::read_to_string(common::repo().join("examples/bookinfo-tasks/virtual-service-ratings-test-abort.yaml")).unwrap()
+        + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: details}\nspec:\n  hosts: [details]\n  http:\n  - fault: {delay: {fixedDelay: 400ms, percentage: {value: 100}}}\n    route: [{destination: {host: details}}]\n";
+    let p = bookinfo(&mut w, &vs, &[]);
+    let r = curl(&["-x", &p, "-H", "end-user: jason", "http://ratings:9080/get"]);
+    assert_eq!(r.status, 500);
+    assert!(
+        r.header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("FI: fault filter abort (VirtualService default/ratings http[0])"),
+        "{}",
+        r.headers
+    );
+    assert_eq!(curl(&["-x", &p, "http://ratings:9080/get"]).status, 200);
+    let started = Instant::now();
+    let r = curl(&["-x", &p, "http://details:9080/get"]);
+    let took = started.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(
+        took >= Duration::from_millis(400),
+        "delay not applied: {took:?}"
+    );
+    let log = access_log(&w);
+    assert!(
+        log.iter()
+            .any(|e| e["response_flags"] == "FI" && e["response_code"] == 500),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e["response_flags"] == "DI" && e["response_code"] == 200),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn route_timeout_answers_504_ut() {
+    let mut w = World::new(65);
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - timeout: 0.5s\n    route: [{destination: {host: reviews, subset: v1}}]\n";
+    let p = bookinfo(&mut w, vs, &[]);
+    let started = Instant::now();
+    let r = curl(&["-x", &p, "http://reviews:9080/delay/3"]);
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(
+        r.header("x-weft-reason").unwrap_or_default().starts_with(
+            "UT: upstream request timeout 500 ms exceeded (VirtualService default/reviews http[0])"
+        ),
+        "{}",
+        r.headers
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "took {took:?}"
+    );
+    assert_eq!(
+        curl(&["-x", &p, "http://reviews:9080/delay/0.1"]).status,
+        200
+    );
+}
+
+/// A service failing half its requests: without retries about half fail;
+/// with `attempts: 5, retryOn: 5xx` nearly all succeed.
+#[test]
+fn retries_mask_a_flaky_upstream() {
+    let mut w = World::new(66);
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\nspec:\n  hosts: [ratings]\n  http:\n  - retries: {attempts: 5, retryOn: 5xx}\n    route: [{destination: {host: ratings}}]\n";
+    let p = bookinfo(
+        &mut w,
+        vs,
+        &[
+            ("ratings-v1", &["--fail-fraction", "0.5"]),
+            ("details-v1", &["--fail-fraction", "0.5"]),
+        ],
+    );
+    let with = served_by(&p, "http://ratings:9080/get", 100, &[]);
+    let without = served_by(&p, "http://details:9080/get", 100, &[]);
+    let ok_with = with.get("ratings-v1").copied().unwrap_or(0);
+    let ok_without = without.get("details-v1").copied().unwrap_or(0);
+    // P(6 failures in a row) = 1.6 %: expect ~98; P(< 90) is negligible.
+    assert!(ok_with >= 90, "with retries: {with:?}");
+    assert!(
+        (25..=75).contains(&ok_without),
+        "without retries: {without:?}"
+    );
+    let log = access_log(&w);
+    assert!(
+        log.iter()
+            .any(|e| e["authority"] == "ratings:9080" && e["attempts"].as_u64() > Some(1)),
+        "no retried request logged"
+    );
+}
+
+#[test]
+fn connection_failure_is_uf_and_exhausted_retries_are_urx() {
+    let mut w = World::new(67);
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\nspec:\n  hosts: [ratings]\n  http:\n  - retries: {attempts: 2, retryOn: connect-failure}\n    route: [{destination: {host: ratings}}]\n";
+    let p = bookinfo(&mut w, vs, &[]);
+    // Kill the two upstreams so connections are refused.
+    w.procs
+        .retain(|p| p.name != "details-v1" && p.name != "ratings-v1");
+    let r = curl(&["-x", &p, "http://details:9080/get"]);
+    assert_eq!(r.status, 503);
+    assert!(
+        r.header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("UF: upstream connect error"),
+        "{}",
+        r.headers
+    );
+    let r = curl(&["-x", &p, "http://ratings:9080/get"]);
+    assert_eq!(r.status, 503);
+    let log = access_log(&w);
+    let e = log
+        .iter()
+        .find(|e| e["authority"] == "ratings:9080")
+        .expect("entry");
+    assert_eq!(e["response_flags"], "UF,URX", "{e}");
+    assert_eq!(e["attempts"], 3);
+}
+
+#[test]
+fn redirect_direct_response_rewrite_and_headers() {
+    let mut w = World::new(68);
+    let vs = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: details}
+spec:
+  hosts: [details]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, authority: details.example.com, redirectCode: 308}
+  - match: [{uri: {exact: /gone}}]
+    directResponse: {status: 410, body: {string: "gone for good"}}
+  - match: [{uri: {prefix: /v1/}}]
+    rewrite: {uri: /anything/}
+    headers:
+      request: {set: {x-mesh: weft}, remove: [x-internal]}
+      response: {add: {x-route: rewritten}}
+    route: [{destination: {host: details}}]
+  - match: [{uri: {prefix: /re/}}]
+    rewrite: {uriRegexRewrite: {match: "^/re/(.*)$", rewrite: "/anything/regex/\\1"}}
+    route: [{destination: {host: details}}]
+"#;
+    let p = bookinfo(&mut w, vs, &[]);
+    let r = curl(&["-x", &p, "http://details:9080/old/page"]);
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://details.example.com/new")
+    );
+    let r = curl(&["-x", &p, "http://details:9080/gone"]);
+    assert_eq!((r.status, r.body.as_str()), (410, "gone for good"));
+    let r = curl(&[
+        "-x",
+        &p,
+        "-H",
+        "x-internal: secret",
+        "http://details:9080/v1/books?id=7",
+    ]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("\"path\": \"/anything/books\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("\"x-mesh\": \"weft\""), "{}", r.body);
+    assert!(!r.body.contains("secret"), "{}", r.body);
+    assert_eq!(r.header("x-route").as_deref(), Some("rewritten"));
+    let r = curl(&["-x", &p, "http://details:9080/re/x/y"]);
+    assert!(
+        r.body.contains("\"path\": \"/anything/regex/x/y\""),
+        "{}",
+        r.body
+    );
+}
+
+/// DestinationRule maxConnections 1, http1MaxPendingRequests 1: under 10
+/// concurrent slow requests some overflow with 503 UO.
+#[test]
+fn circuit_breaker_overflows_with_uo() {
+    let mut w = World::new(69);
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: details}\nspec:\n  host: details\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1}\n";
+    // Replace bookinfo's details DestinationRule: the example defines one,
+    // and a second for the same host would keep the first's policy.
+    let p = {
+        let names = [
+            "details-v1",
+            "productpage-v1",
+            "ratings-v1",
+            "reviews-v1",
+            "reviews-v2",
+            "reviews-v3",
+        ];
+        for (i, n) in names.iter().enumerate() {
+            w.httpbin(n, w.addr(0, i as u8 + 1, 9080), &[]);
+        }
+        let extra = w.write("dr.yaml", dr);
+        let ex = common::repo().join("examples/bookinfo");
+        let model = w.model(
+            "productpage-v1",
+            &[ex.join("services.yaml"), ex.join("workloads.yaml"), extra],
+            "model.json",
+        );
+        let outbound = w.addr(1, 1, 15001);
+        let (m, o, log) = (
+            model.display().to_string(),
+            outbound.to_string(),
+            w.dir.join("access.log").display().to_string(),
+        );
+        w.spawn(
+            "proxy",
+            &[
+                "proxy",
+                "--model",
+                &m,
+                "--outbound",
+                &o,
+                "--explain",
+                "--access-log",
+                &log,
+            ],
+            Some(outbound),
+        );
+        format!("http://{outbound}")
+    };
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let p = p.clone();
+            std::thread::spawn(move || curl(&["-x", &p, "http://details:9080/delay/0.5"]))
+        })
+        .collect();
+    let replies: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let uo: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert!(ok >= 1, "nothing got through");
+    assert!(
+        uo.len() >= 5,
+        "expected overflow, got {ok} ok and {} 503",
+        uo.len()
+    );
+    assert!(
+        uo.iter().all(|r| r
+            .header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("UO: upstream overflow")),
+        "{}",
+        uo[0].headers
+    );
+}
+
+#[test]
+fn inbound_listener_delivers_to_the_app_and_gateway_routes_bookinfo() {
+    let mut w = World::new(71);
+    // reviews-v1's sidecar: inbound 127.N.0.4:9080 → app at 127.N.2.4:9080.
+    w.httpbin("reviews-app", w.addr(2, 4, 9080), &[]);
+    let model = w.model(
+        "reviews-v1",
+        &[common::repo().join("examples/bookinfo")],
+        "reviews.json",
+    );
+    let (m, ip, app) = (
+        model.display().to_string(),
+        w.ip(0, 4),
+        format!("9080={}", w.addr(2, 4, 9080)),
+    );
+    w.spawn(
+        "sidecar",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--inbound-ip",
+            &ip,
+            "--app",
+            &app,
+            "--access-log",
+            "off",
+        ],
+        Some(w.addr(0, 4, 9080)),
+    );
+    let r = curl(&[&format!("http://{}/headers", w.addr(0, 4, 9080))]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-served-by").as_deref(), Some("reviews-app"));
+
+    // The ingress gateway for Istio's bookinfo-gateway, on 127.N.3.1:8080.
+    w.httpbin("productpage", w.addr(0, 2, 9080), &[]);
+    let gw = w.model(
+        "istio-ingressgateway",
+        &[common::repo().join("examples/bookinfo")],
+        "gw.json",
+    );
+    let (m, listen) = (
+        gw.display().to_string(),
+        format!("8080={}", w.addr(3, 1, 8080)),
+    );
+    w.spawn(
+        "gateway",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--listen",
+            &listen,
+            "--explain",
+            "--access-log",
+            "off",
+        ],
+        Some(w.addr(3, 1, 8080)),
+    );
+    let base = format!("http://{}", w.addr(3, 1, 8080));
+    let r = curl(&[&format!("{base}/productpage")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-served-by").as_deref(), Some("productpage"));
+    // HTTP/2 with prior knowledge (h2c) on the same listener.
+    let r = curl(&["--http2-prior-knowledge", &format!("{base}/productpage")]);
+    assert!(r.headers.starts_with("HTTP/2 200"), "{}", r.headers);
+    let r = curl(&[&format!("{base}/admin")]);
+    assert_eq!(r.status, 404);
+    assert!(
+        r.header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("NR: no route"),
+        "{}",
+        r.headers
+    );
+}
+
+/// Swapping the model under steady load (four clients, 600 requests)
+/// loses no request: in-flight requests finish on the old snapshot.
+#[test]
+fn config_swap_under_load_loses_no_request() {
+    let mut w = World::new(72);
+    let v1 = std::fs::read_to_string(
+        common::repo().join("examples/bookinfo-tasks/virtual-service-all-v1.yaml"),
+    )
+    .unwrap();
+    let p = bookinfo(&mut w, &v1, &[]);
+    let v3_file = w.write(
+        "v3.yaml",
+        &std::fs::read_to_string(
+            common::repo().join("examples/bookinfo-tasks/virtual-service-reviews-v3.yaml"),
+        )
+        .unwrap(),
+    );
+    let model_v3 = w.model(
+        "productpage-v1",
+        &[common::repo().join("examples/bookinfo"), v3_file],
+        "model-v3.json",
+    );
+    let model_v1 = std::fs::read(w.dir.join("model.json")).unwrap();
+    let model_v3 = std::fs::read(model_v3).unwrap();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                (0..150)
+                    .map(|_| {
+                        let r = curl(&["-x", &p, "http://reviews:9080/delay/0.01"]);
+                        (r.status, r.header("x-served-by").unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for i in 0..10 {
+        std::thread::sleep(Duration::from_millis(150));
+        std::fs::write(
+            w.dir.join("model.json"),
+            if i % 2 == 0 { &model_v3 } else { &model_v1 },
+        )
+        .unwrap();
+        w.proc("proxy").signal("HUP");
+    }
+    let results: Vec<(u16, String)> = clients
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        results.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let versions: std::collections::BTreeSet<_> = results.iter().map(|(_, v)| v.as_str()).collect();
+    assert!(
+        versions.contains("reviews-v1") && versions.contains("reviews-v3"),
+        "the swap never took effect: {versions:?}"
+    );
+    assert!(
+        w.log("proxy").contains("model version 11 applied"),
+        "{}",
+        w.log("proxy")
+    );
+}
+
+#[test]
+fn a_bad_model_is_refused_and_the_old_one_keeps_serving() {
+    let mut w = World::new(73);
+    let p = bookinfo(&mut w, "", &[]);
+    std::fs::write(w.dir.join("model.json"), "{\"not\": \"a model\"}").unwrap();
+    w.proc("proxy").signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        w.log("proxy")
+            .contains("model refused, version 1 keeps serving"),
+        "{}",
+        w.log("proxy")
+    );
+    assert_eq!(curl(&["-x", &p, "http://details:9080/get"]).status, 200);
+}
