@@ -530,6 +530,16 @@ async fn forward(
         .map(|t| Instant::now() + Duration::from_millis(t));
     let mut last_endpoint = None;
     let mut last: Option<Try> = None;
+    // WebSocket and other HTTP/1.1 upgrades: keep the client's side of the
+    // upgrade to splice onto the upstream's once it answers 101.
+    let mut parts = parts;
+    let downstream_upgrade = if parts.headers.contains_key(http::header::UPGRADE)
+        && parts.version == http::Version::HTTP_11
+    {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
     for attempt in 0..attempts {
         if attempt > 0 {
             let Some(policy) = retry else { break };
@@ -567,7 +577,8 @@ async fn forward(
                 .boxed(),
             (None, None) => crate::local_reply::empty(),
         };
-        let mut upstream = Request::from_parts(clone_parts(&parts), body);
+        let mut upstream =
+            Request::from_parts(clone_parts(&parts, downstream_upgrade.is_some()), body);
         match Uri::builder()
             .scheme("http")
             .authority(addr.to_string())
@@ -651,6 +662,16 @@ async fn forward(
     }
     let route_timed_out = deadline.is_some_and(|d| Instant::now() >= d);
     match last {
+        Some(Try::Response(mut resp))
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS && downstream_upgrade.is_some() =>
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            if let Some(down) = downstream_upgrade {
+                tokio::spawn(splice(down, upstream_upgrade));
+            }
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, crate::local_reply::empty())
+        }
         Some(Try::Response(resp)) => resp.map(|b| {
             b.map_err(|e| Box::new(e) as crate::upstream::BoxError)
                 .boxed()
@@ -675,7 +696,9 @@ async fn forward(
     }
 }
 
-fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
+/// A copy of the request head for one try. Hop-by-hop headers are
+/// dropped, except that an upgrade keeps `connection: upgrade`.
+fn clone_parts(p: &http::request::Parts, upgrade: bool) -> http::request::Parts {
     let mut b = Request::builder()
         .method(p.method.clone())
         .uri(p.uri.clone())
@@ -688,6 +711,12 @@ fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
         .map(Request::into_parts)
         .unwrap_or_else(|_| Request::new(()).into_parts());
     parts.headers.remove(http::header::CONNECTION);
+    if upgrade {
+        parts.headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+    }
     parts.headers.remove("proxy-connection");
     parts.headers.remove("keep-alive");
     parts
@@ -732,5 +761,19 @@ pub fn inbound_route(port: u32) -> weft_model::Route {
         cors: None,
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
+    }
+}
+
+/// Copies bytes both ways between an upgraded client and upstream
+/// connection until either side closes.
+async fn splice(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
+    let (Ok(down), Ok(up)) = (down.await, up.await) else {
+        tracing::debug!("upgrade failed on one side");
+        return;
+    };
+    let mut down = hyper_util::rt::TokioIo::new(down);
+    let mut up = hyper_util::rt::TokioIo::new(up);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
     }
 }

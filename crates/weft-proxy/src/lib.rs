@@ -12,6 +12,7 @@ mod handler;
 mod local_reply;
 mod matcher;
 pub mod snapshot;
+mod tcp;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -59,6 +60,9 @@ pub struct RuntimeConfig {
     pub apps: HashMap<u32, SocketAddr>,
     /// Gateway listener port → bind address.
     pub gateway_binds: HashMap<u32, SocketAddr>,
+    /// Any listener by its model name (e.g. a TCP service's
+    /// `outbound|9000||echo.default.svc.cluster.local`) → bind address.
+    pub binds: HashMap<String, SocketAddr>,
     /// `/ready`, `/config_dump`.
     pub admin: Option<SocketAddr>,
     /// Add `x-weft-reason` to the replies the proxy makes itself.
@@ -149,6 +153,28 @@ impl Proxy {
             tasks: Vec::new(),
             bound: Vec::new(),
         };
+        for (name, addr) in tcp_listeners(&proxy.shared.snapshot.load().model, &proxy.shared.config)
+        {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    addr,
+                    what: name.clone(),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| ProxyError::Bind {
+                addr,
+                what: name.clone(),
+                source,
+            })?;
+            proxy.bound.push((name.clone(), local));
+            proxy.tasks.push(tokio::spawn(tcp::serve(
+                listener,
+                proxy.shared.clone(),
+                name,
+                rx.clone(),
+            )));
+        }
         for (name, addr, entry) in listeners {
             let listener = TcpListener::bind(addr)
                 .await
@@ -217,6 +243,15 @@ impl Proxy {
             let _ = t.await;
         }
     }
+}
+
+fn tcp_listeners(model: &ProxyModel, config: &RuntimeConfig) -> Vec<(String, SocketAddr)> {
+    model
+        .listeners
+        .iter()
+        .filter(|l| matches!(l.target, ListenerTarget::Tcp(_)))
+        .filter_map(|l| config.binds.get(&l.name).map(|a| (l.name.clone(), *a)))
+        .collect()
 }
 
 fn plan_listeners(

@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub model: Arc<ProxyModel>,
     pub version: String,
     pub tables: HashMap<String, TableRt>,
+    /// TCP listener name → its routes.
+    pub tcp: HashMap<String, Vec<weft_model::TcpRoute>>,
     pub clusters: HashMap<String, Arc<ClusterRt>>,
 }
 
@@ -259,6 +261,14 @@ impl Snapshot {
                 }
             }
         }
+        let tcp = model
+            .listeners
+            .iter()
+            .filter_map(|l| match &l.target {
+                ListenerTarget::Tcp(routes) => Some((l.name.clone(), routes.clone())),
+                _ => None,
+            })
+            .collect();
         let mut clusters = HashMap::new();
         for c in &model.clusters {
             let reuse = previous
@@ -274,6 +284,7 @@ impl Snapshot {
             model: Arc::new(model),
             version,
             tables,
+            tcp,
             clusters,
         })
     }

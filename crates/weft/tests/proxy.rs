@@ -574,3 +574,131 @@ fn a_bad_model_is_refused_and_the_old_one_keeps_serving() {
     );
     assert_eq!(curl(&["-x", &p, "http://details:9080/get"]).status, 200);
 }
+
+/// An HTTP/1.1 upgrade (a WebSocket handshake) goes through the sidecar,
+/// and bytes then flow both ways on the upgraded connection.
+#[test]
+fn upgrades_are_spliced_both_ways() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut w = World::new(74);
+    let p = bookinfo(&mut w, "", &[]);
+    let proxy_addr = p.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(proxy_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET http://details:9080/socket HTTP/1.1\r\nHost: details:9080\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    for msg in ["hello\n", "over the mesh\n"] {
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        reader.read_exact(&mut buf).unwrap();
+        assert_eq!(String::from_utf8_lossy(&buf), msg);
+    }
+}
+
+/// Opaque TCP: a listener for the echo service, weighted 80/20 between two
+/// versions; 200 connections, v1 between 65 % and 95 %.
+#[test]
+fn tcp_routes_split_connections_by_weight() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut w = World::new(75);
+    let echo = r#"apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{name: tcp-echo, port: 9000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: echo-v1, labels: {app: echo, version: v1}}
+spec: {command: weft, args: [sample-app, tcp-echo], ports: [{name: tcp-echo, port: 9000}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: echo-v2, labels: {app: echo, version: v2}}
+spec: {command: weft, args: [sample-app, tcp-echo], ports: [{name: tcp-echo, port: 9000}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  tcp:
+  - route:
+    - destination: {host: echo, subset: v1}
+      weight: 80
+    - destination: {host: echo, subset: v2}
+      weight: 20
+"#;
+    let f = w.write("echo.yaml", echo);
+    let model_path = w.model(
+        "productpage-v1",
+        &[common::repo().join("examples/bookinfo"), f],
+        "model.json",
+    );
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    for c in model["clusters"].as_array().unwrap() {
+        if c["service"] == "echo.default.svc.cluster.local" {
+            let subset = c["subset"].as_str().unwrap_or("").to_owned();
+            let addr: std::net::SocketAddr = c["endpoints"][0]["address"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let a = addr.to_string();
+            let name = format!("echo-{subset}");
+            w.spawn(
+                &name,
+                &["sample-app", "tcp-echo", "--listen", &a, "--name", &name],
+                Some(addr),
+            );
+        }
+    }
+    let listener = "outbound|9000||echo.default.svc.cluster.local";
+    let bind = w.addr(1, 2, 9000);
+    let (m, b) = (
+        model_path.display().to_string(),
+        format!("{listener}={bind}"),
+    );
+    w.spawn(
+        "proxy",
+        &["proxy", "--model", &m, "--bind", &b, "--access-log", "off"],
+        Some(bind),
+    );
+    let mut counts = BTreeMap::<String, usize>::new();
+    for i in 0..200 {
+        let mut s = std::net::TcpStream::connect(bind).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(format!("message {i}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        let (who, rest) = line.split_once(' ').unwrap();
+        assert_eq!(rest.trim(), format!("message {i}"));
+        *counts.entry(who.to_owned()).or_default() += 1;
+    }
+    let v1 = counts.get("echo-v1").copied().unwrap_or(0);
+    assert_eq!(counts.values().sum::<usize>(), 200);
+    assert!((130..=190).contains(&v1), "{counts:?}");
+}

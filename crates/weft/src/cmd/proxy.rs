@@ -30,6 +30,10 @@ pub struct Args {
     /// `PORT=ADDR`: bind the gateway listener for PORT at ADDR.
     #[arg(long = "listen", value_parser = parse_port_addr)]
     listens: Vec<(u32, SocketAddr)>,
+    /// `NAME=ADDR`: bind the model's listener NAME (e.g. a TCP service's
+    /// `outbound|9000||echo.default.svc.cluster.local`) at ADDR.
+    #[arg(long = "bind", value_parser = parse_name_addr)]
+    binds: Vec<(String, SocketAddr)>,
     /// Admin address (/ready, /config_dump).
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -53,6 +57,14 @@ fn parse_port_addr(s: &str) -> Result<(u32, SocketAddr), String> {
         .parse::<SocketAddr>()
         .map_err(|e| format!("address {a:?}: {e}"))?;
     Ok((port, addr))
+}
+
+fn parse_name_addr(s: &str) -> Result<(String, SocketAddr), String> {
+    let (n, a) = s.rsplit_once('=').ok_or("expected NAME=ADDR")?;
+    let addr = a
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("address {a:?}: {e}"))?;
+    Ok((n.to_owned(), addr))
 }
 
 fn read_model(path: &Path) -> anyhow::Result<weft_model::ProxyModel> {
@@ -82,6 +94,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         inbound_ip: args.inbound_ip,
         apps: args.apps.iter().copied().collect::<HashMap<_, _>>(),
         gateway_binds: args.listens.iter().copied().collect::<HashMap<_, _>>(),
+        binds: args.binds.iter().cloned().collect::<HashMap<_, _>>(),
         admin: args.admin,
         explain: args.explain,
         drain: Duration::from_secs(args.drain_seconds),

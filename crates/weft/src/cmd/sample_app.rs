@@ -14,6 +14,8 @@ pub struct Args {
 enum App {
     /// An httpbin-like service: /headers, /status/N, /delay/N, /ip, /anything, /get.
     Httpbin(Common),
+    /// A TCP echo server: each line comes back prefixed with the instance name.
+    TcpEcho(Common),
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -24,6 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         match args.app {
             App::Httpbin(c) => sample::httpbin::run(c).await,
+            App::TcpEcho(c) => sample::tcp_echo::run(c).await,
         }
     })?;
     Ok(ExitCode::SUCCESS)

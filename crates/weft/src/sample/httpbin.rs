@@ -58,8 +58,27 @@ fn json(status: StatusCode, v: &serde_json::Value, name: &str) -> Response<Full<
 async fn handle(
     common: Arc<Common>,
     remote: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(proto) = req.headers().get(http::header::UPGRADE).cloned() {
+        // Any upgrade (WebSocket included): switch protocols and echo every
+        // byte back, so proxies' upgrade paths can be tested.
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        resp.headers_mut().insert(http::header::UPGRADE, proto);
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+        return Ok(resp);
+    }
     if common.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(common.latency_ms)).await;
     }

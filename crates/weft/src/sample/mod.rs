@@ -2,6 +2,7 @@
 //! the bundled examples and the tests need nothing but weft itself.
 
 pub mod httpbin;
+pub mod tcp_echo;
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,134 @@
+//! Opaque TCP: a listener per service port, routed by the model's TCP
+//! routes (weighted), spliced to a load-balanced endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use weft_model::TcpRoute;
+
+use crate::access_log::{now_rfc3339, Entry};
+use crate::flags::{Flags, ResponseFlag};
+use crate::Shared;
+
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    name: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, remote)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(handle(shared.clone(), name.clone(), stream, remote));
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+fn pick_route(routes: &[TcpRoute]) -> Option<&TcpRoute> {
+    // SNI-matched routes need the TLS ClientHello; plain TCP takes the
+    // first route without SNI hosts.
+    routes
+        .iter()
+        .find(|r| r.sni_hosts.is_empty())
+        .or(routes.first())
+}
+
+async fn handle(shared: Arc<Shared>, name: String, mut client: TcpStream, remote: SocketAddr) {
+    let start = Instant::now();
+    let snap = shared.snapshot.load_full();
+    let mut entry = Entry {
+        start_time: now_rfc3339(),
+        protocol: "TCP".into(),
+        downstream_remote_address: remote.to_string(),
+        route_name: name.clone(),
+        ..Entry::default()
+    };
+    let mut flags = Flags::default();
+    let outcome: Result<(u64, u64), String> = async {
+        let routes = snap.tcp.get(&name).ok_or_else(|| {
+            flags.add(ResponseFlag::NoRoute);
+            format!("listener {name} is no longer configured")
+        })?;
+        let route = pick_route(routes).ok_or_else(|| {
+            flags.add(ResponseFlag::NoRoute);
+            format!("listener {name} has no route")
+        })?;
+        let total: u32 = route.destinations.iter().map(|d| d.weight).sum();
+        let mut pick = if total > 0 { fastrand::u32(..total) } else { 0 };
+        let dest = route
+            .destinations
+            .iter()
+            .find(|d| {
+                if pick < d.weight {
+                    true
+                } else {
+                    pick -= d.weight;
+                    false
+                }
+            })
+            .or(route.destinations.first())
+            .ok_or_else(|| format!("{} has no destination", route.origin))?;
+        entry.upstream_cluster = dest.cluster.clone();
+        let cluster = snap
+            .cluster(&dest.cluster)
+            .ok_or_else(|| format!("cluster {} is not configured", dest.cluster))?
+            .clone();
+        let _in_flight = cluster.start_request();
+        let ep = cluster
+            .pick(Some(remote.ip().to_string().as_bytes()), None)
+            .ok_or_else(|| {
+                flags.add(ResponseFlag::NoHealthyUpstream);
+                format!("no healthy upstream in {}", cluster.config.name)
+            })?;
+        let addr = cluster
+            .endpoint_addr(ep)
+            .ok_or_else(|| "endpoint has no address".to_owned())?;
+        entry.upstream_host = addr.to_string();
+        let _permit = cluster.admit().await.ok_or_else(|| {
+            flags.add(ResponseFlag::UpstreamOverflow);
+            format!(
+                "upstream overflow: {} is at its connection limit",
+                cluster.config.name
+            )
+        })?;
+        let connect = Duration::from_millis(cluster.config.pool.connect_timeout_ms.max(1));
+        let mut upstream = match tokio::time::timeout(connect, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                flags.add(ResponseFlag::UpstreamConnectionFailure);
+                return Err(format!("upstream connect error to {addr}: {e}"));
+            }
+            Err(_) => {
+                flags.add(ResponseFlag::UpstreamConnectionFailure);
+                return Err(format!(
+                    "upstream connect timeout to {addr} after {} ms",
+                    connect.as_millis()
+                ));
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        tokio::io::copy_bidirectional(&mut client, &mut upstream)
+            .await
+            .map_err(|e| {
+                flags.add(ResponseFlag::UpstreamConnectionTermination);
+                format!("connection ended: {e}")
+            })
+    }
+    .await;
+    match outcome {
+        Ok((sent, received)) => {
+            entry.reason = format!("bytes_received={sent} bytes_sent={received}")
+        }
+        Err(reason) => entry.reason = reason,
+    }
+    entry.response_flags = flags.to_string();
+    entry.duration = start.elapsed().as_millis() as u64;
+    shared.access_log.log(entry);
+}
