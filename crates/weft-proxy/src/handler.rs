@@ -211,6 +211,75 @@ async fn route_request(
     ctx: &mut Ctx,
 ) -> Response<Body> {
     let r = &route.route;
+    // CORS runs before faults and routing, as Envoy's filter chain does.
+    let mut cors_origin: Option<HeaderValue> = None;
+    if let Some(cors) = &r.cors {
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
+        if let Some(origin) = origin.filter(|o| {
+            o.to_str()
+                .is_ok_and(|o| route.cors_origins.iter().any(|m| m.matches(o, false)))
+        }) {
+            let preflight = req.method() == http::Method::OPTIONS
+                && req
+                    .headers()
+                    .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+            if preflight {
+                let mut resp = Response::new(crate::local_reply::empty());
+                cors_headers(resp.headers_mut(), cors, &origin, true);
+                return resp;
+            }
+            cors_origin = Some(origin);
+        }
+    }
+    let resp = route_action(snap, route, req, authority, ctx).await;
+    match (cors_origin, &r.cors) {
+        (Some(origin), Some(cors)) => {
+            let mut resp = resp;
+            cors_headers(resp.headers_mut(), cors, &origin, false);
+            resp
+        }
+        _ => resp,
+    }
+}
+
+fn cors_headers(
+    h: &mut http::HeaderMap,
+    cors: &weft_model::Cors,
+    origin: &HeaderValue,
+    preflight: bool,
+) {
+    use http::header::*;
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    if cors.allow_credentials == Some(true) {
+        h.insert(
+            ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    let join = |v: &[String]| HeaderValue::from_str(&v.join(",")).ok();
+    if preflight {
+        if let Some(v) = join(&cors.allow_methods).filter(|_| !cors.allow_methods.is_empty()) {
+            h.insert(ACCESS_CONTROL_ALLOW_METHODS, v);
+        }
+        if let Some(v) = join(&cors.allow_headers).filter(|_| !cors.allow_headers.is_empty()) {
+            h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v);
+        }
+        if let Some(age) = cors.max_age_secs {
+            h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from(age));
+        }
+    } else if let Some(v) = join(&cors.expose_headers).filter(|_| !cors.expose_headers.is_empty()) {
+        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, v);
+    }
+}
+
+async fn route_action(
+    snap: &Snapshot,
+    route: &RouteRt,
+    req: Request<Incoming>,
+    authority: &str,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    let r = &route.route;
     if let Some(fault) = &r.fault {
         if let Some(d) = &fault.delay {
             if fastrand::f64() * 100.0 < d.percentage {
@@ -348,7 +417,13 @@ async fn route_request(
             apply_headers(&mut parts.headers, &r.request_headers);
             apply_headers(&mut parts.headers, &dest.request_headers);
             let hash = hash_input(&cluster, &parts);
-            let resp = forward(cluster, parts, body, path_q, hash, r, ctx).await;
+            let mirrors: Vec<Arc<ClusterRt>> = r
+                .mirrors
+                .iter()
+                .filter(|m| fastrand::f64() * 100.0 < m.percentage)
+                .filter_map(|m| snap.cluster(&m.cluster).cloned())
+                .collect();
+            let resp = forward(cluster, parts, body, path_q, hash, r, &mirrors, ctx).await;
             let mut resp = resp;
             apply_headers(resp.headers_mut(), &dest.response_headers);
             apply_headers(resp.headers_mut(), &r.response_headers);
@@ -492,6 +567,7 @@ fn retriable(policy: &weft_model::RetryPolicy, t: &Try) -> bool {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     cluster: Arc<ClusterRt>,
     parts: http::request::Parts,
@@ -499,27 +575,34 @@ async fn forward(
     path_q: String,
     hash: Option<Vec<u8>>,
     route: &weft_model::Route,
+    mirrors: &[Arc<ClusterRt>],
     ctx: &mut Ctx,
 ) -> Response<Body> {
     let _in_flight = cluster.start_request();
     let retry = route.retry.as_ref().filter(|p| p.attempts > 0);
-    // With retries (or mirrors later), the body must be replayable.
-    let (buffered, mut streaming): (Option<Bytes>, Option<Incoming>) = if retry.is_some() {
-        match Limited::new(body, MAX_BUFFERED_BODY).collect().await {
-            Ok(b) => (Some(b.to_bytes()), None),
-            Err(_) => {
-                return ctx.local(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    None,
-                    format!(
+    // With retries or mirrors, the body must be replayable.
+    let (buffered, mut streaming): (Option<Bytes>, Option<Incoming>) =
+        if retry.is_some() || !mirrors.is_empty() {
+            match Limited::new(body, MAX_BUFFERED_BODY).collect().await {
+                Ok(b) => (Some(b.to_bytes()), None),
+                Err(_) => {
+                    return ctx.local(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        None,
+                        format!(
                     "request body over {MAX_BUFFERED_BODY} bytes cannot be buffered for retries"
                 ),
-                )
+                    )
+                }
             }
+        } else {
+            (None, Some(body))
+        };
+    if let Some(bytes) = &buffered {
+        for m in mirrors {
+            mirror(m.clone(), &parts, &path_q, bytes.clone());
         }
-    } else {
-        (None, Some(body))
-    };
+    }
     let attempts = 1 + retry.map_or(0, |p| p.attempts);
     let per_try = retry
         .and_then(|p| p.per_try_timeout_ms)
@@ -743,7 +826,7 @@ async fn inbound(
         .uri
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
-    forward(app.clone(), parts, body, path_q, None, route, ctx).await
+    forward(app.clone(), parts, body, path_q, None, route, &[], ctx).await
 }
 
 /// The fixed route of an inbound listener: no matching, no policy.
@@ -776,4 +859,40 @@ async fn splice(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) 
     if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
         tracing::debug!(error = %e, "upgraded connection ended");
     }
+}
+
+/// Sends a copy of the request to a mirror cluster and forgets it: the
+/// answer is dropped and failures never reach the client. As Envoy does,
+/// the copy's Host gets `-shadow` (`reviews:9080` → `reviews-shadow:9080`).
+fn mirror(cluster: Arc<ClusterRt>, parts: &http::request::Parts, path_q: &str, body: Bytes) {
+    let Some(ep) = cluster.pick(None, None) else {
+        return;
+    };
+    let Some(addr) = cluster.endpoint_addr(ep) else {
+        return;
+    };
+    let mut head = clone_parts(parts, false);
+    if let Some(host) = head.headers.get(HOST).and_then(|h| h.to_str().ok()) {
+        let shadow = match host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => format!("{h}-shadow:{p}"),
+            _ => format!("{host}-shadow"),
+        };
+        if let Ok(v) = HeaderValue::from_str(&shadow) {
+            head.headers.insert(HOST, v);
+        }
+    }
+    let Ok(uri) = Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query(path_q)
+        .build()
+    else {
+        return;
+    };
+    head.uri = uri;
+    head.version = http::Version::HTTP_11;
+    let req = Request::from_parts(head, full(body));
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(30), cluster.send(ep, req)).await;
+    });
 }

@@ -39,6 +39,8 @@ pub struct RouteRt {
     pub matches: Vec<MatchRt>,
     /// `uriRegexRewrite`, compiled, with RE2's `\1` turned into `${1}`.
     pub regex_rewrite: Option<(regex::Regex, String)>,
+    /// CORS `allowOrigins`, compiled.
+    pub cors_origins: Vec<Matcher>,
 }
 
 pub struct MatchRt {
@@ -202,6 +204,12 @@ impl TableRt {
                             .map(MatchRt::compile)
                             .collect::<Result<_, ProxyError>>()?,
                         regex_rewrite,
+                        cors_origins: r
+                            .cors
+                            .iter()
+                            .flat_map(|c| c.allow_origins.iter())
+                            .map(|m| Matcher::compile(m, false))
+                            .collect::<Result<_, ProxyError>>()?,
                     })
                 })
                 .collect::<Result<_, ProxyError>>()?;

@@ -702,3 +702,104 @@ spec:
     assert_eq!(counts.values().sum::<usize>(), 200);
     assert!((130..=190).contains(&v1), "{counts:?}");
 }
+
+/// Istio's mirroring task: all traffic to v1, copies to v2 with the Host
+/// `reviews-shadow:9080`; the client only ever sees v1.
+#[test]
+fn mirroring_sends_copies_to_the_shadow() {
+    let mut w = World::new(76);
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 100\n    mirror: {host: reviews, subset: v2}\n    mirrorPercentage: {value: 100.0}\n";
+    let p = bookinfo(&mut w, vs, &[]);
+    assert_eq!(
+        served_by(&p, "http://reviews:9080/mirrored", 10, &[]),
+        BTreeMap::from([("reviews-v1".to_owned(), 10)])
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let copies = w
+        .log("reviews-v2")
+        .lines()
+        .filter(|l| l.contains("GET /mirrored host=reviews-shadow:9080"))
+        .count();
+    assert_eq!(copies, 10, "{}", w.log("reviews-v2"));
+    assert_eq!(
+        w.log("reviews-v3")
+            .lines()
+            .filter(|l| l.contains("/mirrored"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn cors_preflight_and_allowed_origins() {
+    let mut w = World::new(77);
+    let vs = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - corsPolicy:
+      allowOrigins: [{exact: "https://shop.example.com"}, {regex: "https://.*\\.partner\\.example"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-user]
+      exposeHeaders: [x-served-by]
+      maxAge: 24h
+      allowCredentials: true
+    route: [{destination: {host: ratings}}]
+"#;
+    let p = bookinfo(&mut w, vs, &[]);
+    let r = curl(&[
+        "-x",
+        &p,
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: https://a.partner.example",
+        "-H",
+        "Access-Control-Request-Method: POST",
+        "http://ratings:9080/ratings/1",
+    ]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("https://a.partner.example")
+    );
+    assert_eq!(
+        r.header("access-control-allow-methods").as_deref(),
+        Some("GET,POST")
+    );
+    assert_eq!(r.header("access-control-max-age").as_deref(), Some("86400"));
+    assert!(
+        r.header("x-served-by").is_none(),
+        "a preflight is answered by the proxy"
+    );
+    let r = curl(&[
+        "-x",
+        &p,
+        "-H",
+        "Origin: https://shop.example.com",
+        "http://ratings:9080/get",
+    ]);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("https://shop.example.com")
+    );
+    assert_eq!(
+        r.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        r.header("access-control-expose-headers").as_deref(),
+        Some("x-served-by")
+    );
+    let r = curl(&[
+        "-x",
+        &p,
+        "-H",
+        "Origin: https://evil.example",
+        "http://ratings:9080/get",
+    ]);
+    assert_eq!(r.status, 200);
+    assert!(r.header("access-control-allow-origin").is_none());
+}

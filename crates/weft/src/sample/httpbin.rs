@@ -79,6 +79,18 @@ async fn handle(
         );
         return Ok(resp);
     }
+    // One line per request, like any web server's log; tests read it to
+    // see what reached this instance (mirrored copies, headers).
+    eprintln!(
+        "{} {} {} host={}",
+        common.name,
+        req.method(),
+        req.uri().path(),
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+    );
     if common.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(common.latency_ms)).await;
     }
