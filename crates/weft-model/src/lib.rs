@@ -519,15 +519,20 @@ pub struct TlsOrigination {
     pub private_key: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     /// `ip:port`, or `host:port` for DNS endpoints; empty when the address
     /// is only known at run time (a Kubernetes Deployment read offline).
     pub address: String,
-    /// The workload behind it (`reviews-v1-0`).
+    /// The workload behind it (`reviews-v1`), for metrics.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub workload: String,
+    /// The replica (`reviews-v1-0`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -43,6 +43,8 @@ const MAX_BUFFERED_BODY: usize = 16 * 1024 * 1024;
 
 struct Ctx {
     start: Instant,
+    /// The endpoint and service the request went to, for metrics.
+    dest: Option<(crate::metrics::Peer, crate::metrics::ServiceNames)>,
     entry: Entry,
     flags: Flags,
     explain: bool,
@@ -78,6 +80,7 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     let mut ctx = Ctx {
+        dest: None,
         start: Instant::now(),
         entry: Entry {
             start_time: now_rfc3339(),
@@ -96,10 +99,12 @@ pub async fn handle(
         explain: shared.config.explain,
         grpc,
     };
+    let entry_kind = entry.clone();
     let resp = dispatch(&shared, &snapshot, entry, remote, req, &mut ctx).await;
     ctx.entry.response_code = resp.status().as_u16();
     ctx.entry.response_flags = ctx.flags.to_string();
     ctx.entry.duration = ctx.start.elapsed().as_millis() as u64;
+    record(&shared, &snapshot, &entry_kind, &ctx);
     shared.access_log.log(ctx.entry);
     Ok(resp)
 }
@@ -646,6 +651,9 @@ async fn forward(
             );
         };
         last_endpoint = Some(ep);
+        if let Some(peer) = cluster.peers.get(ep) {
+            ctx.dest = Some((peer.clone(), cluster.service.clone()));
+        }
         let Some(addr) = cluster.endpoint_addr(ep) else {
             continue;
         };
@@ -895,4 +903,60 @@ fn mirror(cluster: Arc<ClusterRt>, parts: &http::request::Parts, path_q: &str, b
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(30), cluster.send(ep, req)).await;
     });
+}
+
+/// Istio's request metrics for one finished request.
+fn record(shared: &Shared, snap: &Snapshot, entry: &Entrypoint, ctx: &Ctx) {
+    use crate::metrics::{Peer, RequestLabels, ServiceNames};
+    let m = &shared.metrics;
+    let flags = if ctx.flags.is_empty() {
+        m.no_flags.clone()
+    } else {
+        Arc::new(ctx.flags.to_string())
+    };
+    let protocol = if ctx.grpc { "grpc" } else { "http" };
+    let unknown = Peer::unknown();
+    let host = ctx
+        .entry
+        .authority
+        .rsplit_once(':')
+        .map_or(ctx.entry.authority.as_str(), |(h, _)| h);
+    let labels = match entry {
+        Entrypoint::Inbound { .. } => RequestLabels::new(
+            "destination",
+            &unknown,
+            &snap.me,
+            &ServiceNames::of(host),
+            protocol,
+            ctx.entry.response_code,
+            flags,
+            "none",
+        ),
+        _ => {
+            let (dest, svc) = match &ctx.dest {
+                Some((p, s)) => (p.clone(), s.clone()),
+                None => (unknown.clone(), ServiceNames::of(host)),
+            };
+            RequestLabels::new(
+                "source",
+                &snap.me,
+                &dest,
+                &svc,
+                protocol,
+                ctx.entry.response_code,
+                flags,
+                "unknown",
+            )
+        }
+    };
+    let disabled = &snap.model.telemetry.disabled_metrics;
+    let off = |name: &str| disabled.iter().any(|d| d == name || d == "ALL_METRICS");
+    if !off("REQUEST_DURATION") {
+        m.duration
+            .get_or_create(&labels)
+            .observe(ctx.start.elapsed().as_secs_f64() * 1000.0);
+    }
+    if !off("REQUEST_COUNT") {
+        m.requests.get_or_create(&labels).inc();
+    }
 }

@@ -11,6 +11,7 @@ pub mod flags;
 mod handler;
 mod local_reply;
 mod matcher;
+pub mod metrics;
 pub mod snapshot;
 mod tcp;
 pub mod upstream;
@@ -63,7 +64,7 @@ pub struct RuntimeConfig {
     /// Any listener by its model name (e.g. a TCP service's
     /// `outbound|9000||echo.default.svc.cluster.local`) → bind address.
     pub binds: HashMap<String, SocketAddr>,
-    /// `/ready`, `/config_dump`.
+    /// `/ready`, `/config_dump`, `/metrics`.
     pub admin: Option<SocketAddr>,
     /// Add `x-weft-reason` to the replies the proxy makes itself.
     pub explain: bool,
@@ -76,6 +77,7 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub config: RuntimeConfig,
     pub access_log: AccessLog,
+    pub metrics: metrics::Metrics,
     /// Inbound port → the application's cluster and fixed route.
     pub(crate) apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)>,
 }
@@ -107,11 +109,8 @@ fn app_cluster(port: u32, addr: SocketAddr) -> Cluster {
         policy_origin: Vec::new(),
         endpoints: vec![Endpoint {
             address: addr.to_string(),
-            workload: String::new(),
-            labels: Default::default(),
-            locality: String::new(),
             weight: 1,
-            identity: String::new(),
+            ..Endpoint::default()
         }],
     }
 }
@@ -144,6 +143,7 @@ impl Proxy {
             snapshot: ArcSwap::from_pointee(snapshot),
             config,
             access_log,
+            metrics: metrics::Metrics::new(),
             apps,
         });
         let (shutdown, rx) = watch::channel(false);
@@ -334,7 +334,7 @@ async fn serve(
     }
 }
 
-/// The proxy admin port: `/ready` and `/config_dump`.
+/// The proxy admin port: `/ready`, `/config_dump` and `/metrics`.
 async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
@@ -349,9 +349,14 @@ async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
                         let (status, body) = match req.uri().path() {
                             "/ready" | "/healthz/ready" => (200, "ready\n".to_owned()),
                             "/config_dump" => (200, serde_json::to_string_pretty(&serde_json::json!({"version": snap.version, "model": &*snap.model})).unwrap_or_default()),
-                            _ => (404, "not found: try /ready or /config_dump\n".to_owned()),
+                            "/metrics" | "/stats/prometheus" => (200, shared.metrics.render()),
+                            _ => (404, "not found: try /ready, /config_dump or /metrics\n".to_owned()),
                         };
+                        let metrics = matches!(req.uri().path(), "/metrics" | "/stats/prometheus");
                         let mut resp = http::Response::new(local_reply::full(body));
+                        if metrics {
+                            resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+                        }
                         *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
                         Ok::<_, std::convert::Infallible>(resp)
                     }

@@ -13,6 +13,8 @@ use crate::upstream::ClusterRt;
 use crate::ProxyError;
 
 pub struct Snapshot {
+    /// This proxy as metrics label it.
+    pub me: crate::metrics::Peer,
     pub model: Arc<ProxyModel>,
     pub version: String,
     pub tables: HashMap<String, TableRt>,
@@ -289,6 +291,7 @@ impl Snapshot {
             clusters.insert(c.name.clone(), rt);
         }
         Ok(Snapshot {
+            me: crate::metrics::Peer::of_proxy(&model.proxy),
             model: Arc::new(model),
             version,
             tables,

@@ -114,12 +114,33 @@ async fn handle(shared: Arc<Shared>, name: String, mut client: TcpStream, remote
             }
         };
         let _ = upstream.set_nodelay(true);
-        tokio::io::copy_bidirectional(&mut client, &mut upstream)
-            .await
-            .map_err(|e| {
-                flags.add(ResponseFlag::UpstreamConnectionTermination);
-                format!("connection ended: {e}")
-            })
+        let labels = crate::metrics::RequestLabels::new(
+            "source",
+            &snap.me,
+            cluster
+                .peers
+                .get(ep)
+                .unwrap_or(&crate::metrics::Peer::unknown()),
+            &cluster.service,
+            "tcp",
+            0,
+            shared.metrics.no_flags.clone(),
+            "unknown",
+        );
+        shared.metrics.tcp_opened.get_or_create(&labels).inc();
+        let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        shared.metrics.tcp_closed.get_or_create(&labels).inc();
+        let (received, sent) = copied.as_ref().map_or((0, 0), |(a, b)| (*a, *b));
+        shared
+            .metrics
+            .tcp_received
+            .get_or_create(&labels)
+            .inc_by(received);
+        shared.metrics.tcp_sent.get_or_create(&labels).inc_by(sent);
+        copied.map_err(|e| {
+            flags.add(ResponseFlag::UpstreamConnectionTermination);
+            format!("connection ended: {e}")
+        })
     }
     .await;
     match outcome {

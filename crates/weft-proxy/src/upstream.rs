@@ -28,6 +28,9 @@ const MIN_RETRY_CONCURRENCY: u32 = 3;
 
 pub struct ClusterRt {
     pub config: Cluster,
+    /// Each endpoint as metrics label it, and the service.
+    pub peers: Vec<crate::metrics::Peer>,
+    pub service: crate::metrics::ServiceNames,
     addrs: Vec<Option<SocketAddr>>,
     client: Client<HttpConnector, Body>,
     rr: AtomicUsize,
@@ -79,6 +82,12 @@ impl ClusterRt {
             config.pool.max_connections
         };
         ClusterRt {
+            peers: config
+                .endpoints
+                .iter()
+                .map(crate::metrics::Peer::of_endpoint)
+                .collect(),
+            service: crate::metrics::ServiceNames::of(&config.service),
             active: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             addrs,
             client,

@@ -173,7 +173,9 @@ fn cluster(c: &Compiler<'_>, me: &Me, key: &ClusterKey) -> Cluster {
                         .as_ref()
                         .map(|ip| format!("{ip}:{target}"))
                         .unwrap_or_default(),
-                    workload: inst.name.clone(),
+                    workload: inst.workload.clone(),
+                    instance: inst.name.clone(),
+                    namespace: inst.namespace.clone(),
                     labels: inst.labels.clone(),
                     locality: inst.locality.clone(),
                     weight: inst.weight,
@@ -205,6 +207,8 @@ fn cluster(c: &Compiler<'_>, me: &Me, key: &ClusterKey) -> Cluster {
                 endpoints.push(Endpoint {
                     address: format!("{}:{port}", le.address),
                     workload: String::new(),
+                    instance: String::new(),
+                    namespace: svc.namespace.clone(),
                     labels: le.labels.clone(),
                     locality: le.locality.clone(),
                     weight: le.weight,
@@ -223,11 +227,8 @@ fn cluster(c: &Compiler<'_>, me: &Me, key: &ClusterKey) -> Cluster {
                 if svc.listed_endpoints.is_empty() {
                     endpoints.push(Endpoint {
                         address: format!("{}:{}", key.host, key.port),
-                        workload: String::new(),
-                        labels: Default::default(),
-                        locality: String::new(),
                         weight: 1,
-                        identity: String::new(),
+                        ..Endpoint::default()
                     });
                 }
             }

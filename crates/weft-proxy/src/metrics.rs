@@ -1,0 +1,234 @@
+//! Istio's standard metrics, with Istio's names and labels, on the proxy's
+//! `/metrics`.
+//!
+//! Label values that do not change per request (this proxy's identity, each
+//! endpoint's workload) are built once per configuration as shared strings,
+//! so recording a request clones reference counts, not text.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use weft_model::{Endpoint, ProxyIdentity};
+
+pub type Text = Arc<String>;
+
+fn text(s: &str) -> Text {
+    Arc::new(if s.is_empty() {
+        "unknown".to_owned()
+    } else {
+        s.to_owned()
+    })
+}
+
+/// One side of a request (source or destination), as Istio labels it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub workload: Text,
+    pub namespace: Text,
+    pub principal: Text,
+    pub app: Text,
+    pub version: Text,
+}
+
+impl Peer {
+    pub fn unknown() -> Peer {
+        let u = text("");
+        Peer {
+            workload: u.clone(),
+            namespace: u.clone(),
+            principal: u.clone(),
+            app: u.clone(),
+            version: u,
+        }
+    }
+
+    pub fn of_proxy(p: &ProxyIdentity) -> Peer {
+        Peer {
+            workload: text(&p.workload),
+            namespace: text(&p.namespace),
+            principal: text(&p.spiffe_id),
+            app: text(p.labels.get("app").map_or("", String::as_str)),
+            version: text(p.labels.get("version").map_or("", String::as_str)),
+        }
+    }
+
+    pub fn of_endpoint(e: &Endpoint) -> Peer {
+        Peer {
+            workload: text(&e.workload),
+            namespace: text(&e.namespace),
+            principal: text(&e.identity),
+            app: text(e.labels.get("app").map_or("", String::as_str)),
+            version: text(e.labels.get("version").map_or("", String::as_str)),
+        }
+    }
+}
+
+/// `destination_service`, `_name`, `_namespace` from a service host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceNames {
+    pub service: Text,
+    pub name: Text,
+    pub namespace: Text,
+}
+
+impl ServiceNames {
+    pub fn of(host: &str) -> ServiceNames {
+        let mut parts = host.split('.');
+        let name = parts.next().unwrap_or("");
+        let ns = if host.contains(".svc.") {
+            parts.next().unwrap_or("")
+        } else {
+            ""
+        };
+        ServiceNames {
+            service: text(host),
+            name: text(name),
+            namespace: text(ns),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub reporter: &'static str,
+    pub source_workload: Text,
+    pub source_workload_namespace: Text,
+    pub source_principal: Text,
+    pub source_app: Text,
+    pub source_version: Text,
+    pub destination_workload: Text,
+    pub destination_workload_namespace: Text,
+    pub destination_principal: Text,
+    pub destination_app: Text,
+    pub destination_version: Text,
+    pub destination_service: Text,
+    pub destination_service_name: Text,
+    pub destination_service_namespace: Text,
+    pub request_protocol: &'static str,
+    pub response_code: u16,
+    pub response_flags: Text,
+    pub connection_security_policy: &'static str,
+}
+
+impl RequestLabels {
+    pub fn new(
+        reporter: &'static str,
+        source: &Peer,
+        dest: &Peer,
+        svc: &ServiceNames,
+        protocol: &'static str,
+        code: u16,
+        flags: Text,
+        security: &'static str,
+    ) -> Self {
+        RequestLabels {
+            reporter,
+            source_workload: source.workload.clone(),
+            source_workload_namespace: source.namespace.clone(),
+            source_principal: source.principal.clone(),
+            source_app: source.app.clone(),
+            source_version: source.version.clone(),
+            destination_workload: dest.workload.clone(),
+            destination_workload_namespace: dest.namespace.clone(),
+            destination_principal: dest.principal.clone(),
+            destination_app: dest.app.clone(),
+            destination_version: dest.version.clone(),
+            destination_service: svc.service.clone(),
+            destination_service_name: svc.name.clone(),
+            destination_service_namespace: svc.namespace.clone(),
+            request_protocol: protocol,
+            response_code: code,
+            response_flags: flags,
+            connection_security_policy: security,
+        }
+    }
+}
+
+/// Istio's buckets for request durations, in milliseconds.
+const DURATION_BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RequestLabels, Histogram>,
+    pub tcp_opened: Family<RequestLabels, Counter>,
+    pub tcp_closed: Family<RequestLabels, Counter>,
+    pub tcp_sent: Family<RequestLabels, Counter>,
+    pub tcp_received: Family<RequestLabels, Counter>,
+    /// Shared `-` for requests without flags.
+    pub no_flags: Text,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(DURATION_BUCKETS)
+        });
+        let tcp_opened = Family::<RequestLabels, Counter>::default();
+        let tcp_closed = Family::<RequestLabels, Counter>::default();
+        let tcp_sent = Family::<RequestLabels, Counter>::default();
+        let tcp_received = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "istio_requests",
+            "Requests handled by this proxy",
+            requests.clone(),
+        );
+        registry.register(
+            "istio_request_duration_milliseconds",
+            "Request duration",
+            duration.clone(),
+        );
+        registry.register(
+            "istio_tcp_connections_opened",
+            "TCP connections opened",
+            tcp_opened.clone(),
+        );
+        registry.register(
+            "istio_tcp_connections_closed",
+            "TCP connections closed",
+            tcp_closed.clone(),
+        );
+        registry.register(
+            "istio_tcp_sent_bytes",
+            "Bytes sent to the client on TCP connections",
+            tcp_sent.clone(),
+        );
+        registry.register(
+            "istio_tcp_received_bytes",
+            "Bytes received from the client on TCP connections",
+            tcp_received.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            tcp_opened,
+            tcp_closed,
+            tcp_sent,
+            tcp_received,
+            no_flags: Arc::new("-".to_owned()),
+        }
+    }
+
+    /// The Prometheus text exposition (OpenMetrics).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
