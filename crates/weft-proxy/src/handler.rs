@@ -907,7 +907,7 @@ fn mirror(cluster: Arc<ClusterRt>, parts: &http::request::Parts, path_q: &str, b
 
 /// Istio's request metrics for one finished request.
 fn record(shared: &Shared, snap: &Snapshot, entry: &Entrypoint, ctx: &Ctx) {
-    use crate::metrics::{Peer, RequestLabels, ServiceNames};
+    use crate::metrics::{Outcome, Peer, RequestLabels, ServiceNames};
     let m = &shared.metrics;
     let flags = if ctx.flags.is_empty() {
         m.no_flags.clone()
@@ -927,10 +927,12 @@ fn record(shared: &Shared, snap: &Snapshot, entry: &Entrypoint, ctx: &Ctx) {
             &unknown,
             &snap.me,
             &ServiceNames::of(host),
-            protocol,
-            ctx.entry.response_code,
-            flags,
-            "none",
+            Outcome {
+                protocol,
+                code: ctx.entry.response_code,
+                flags,
+                security: "none",
+            },
         ),
         _ => {
             let (dest, svc) = match &ctx.dest {
@@ -942,10 +944,12 @@ fn record(shared: &Shared, snap: &Snapshot, entry: &Entrypoint, ctx: &Ctx) {
                 &snap.me,
                 &dest,
                 &svc,
-                protocol,
-                ctx.entry.response_code,
-                flags,
-                "unknown",
+                Outcome {
+                    protocol,
+                    code: ctx.entry.response_code,
+                    flags,
+                    security: "unknown",
+                },
             )
         }
     };

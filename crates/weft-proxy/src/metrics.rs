@@ -120,10 +120,7 @@ impl RequestLabels {
         source: &Peer,
         dest: &Peer,
         svc: &ServiceNames,
-        protocol: &'static str,
-        code: u16,
-        flags: Text,
-        security: &'static str,
+        outcome: Outcome,
     ) -> Self {
         RequestLabels {
             reporter,
@@ -140,12 +137,20 @@ impl RequestLabels {
             destination_service: svc.service.clone(),
             destination_service_name: svc.name.clone(),
             destination_service_namespace: svc.namespace.clone(),
-            request_protocol: protocol,
-            response_code: code,
-            response_flags: flags,
-            connection_security_policy: security,
+            request_protocol: outcome.protocol,
+            response_code: outcome.code,
+            response_flags: outcome.flags,
+            connection_security_policy: outcome.security,
         }
     }
+}
+
+/// What happened to one request or connection, as labels.
+pub struct Outcome {
+    pub protocol: &'static str,
+    pub code: u16,
+    pub flags: Text,
+    pub security: &'static str,
 }
 
 /// Istio's buckets for request durations, in milliseconds.

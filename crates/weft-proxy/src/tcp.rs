@@ -122,10 +122,12 @@ async fn handle(shared: Arc<Shared>, name: String, mut client: TcpStream, remote
                 .get(ep)
                 .unwrap_or(&crate::metrics::Peer::unknown()),
             &cluster.service,
-            "tcp",
-            0,
-            shared.metrics.no_flags.clone(),
-            "unknown",
+            crate::metrics::Outcome {
+                protocol: "tcp",
+                code: 0,
+                flags: shared.metrics.no_flags.clone(),
+                security: "unknown",
+            },
         );
         shared.metrics.tcp_opened.get_or_create(&labels).inc();
         let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
