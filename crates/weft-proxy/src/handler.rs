@@ -703,6 +703,13 @@ async fn forward(
         };
         // A timeout is told apart from a reset by the elapsed time.
         let timed_out = limit.is_some_and(|l| sent.elapsed() >= l);
+        cluster.report(
+            ep,
+            match &outcome {
+                Ok(r) => crate::upstream::TryOutcome::Status(r.status().as_u16()),
+                Err(_) => crate::upstream::TryOutcome::LocalFailure,
+            },
+        );
         last = Some(match outcome {
             Ok(resp) => {
                 ctx.entry.upstream_service_time = Some(sent.elapsed().as_millis() as u64);

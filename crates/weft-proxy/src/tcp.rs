@@ -102,6 +102,7 @@ async fn handle(shared: Arc<Shared>, name: String, mut client: TcpStream, remote
         let mut upstream = match tokio::time::timeout(connect, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
+                cluster.report(ep, crate::upstream::TryOutcome::LocalFailure);
                 flags.add(ResponseFlag::UpstreamConnectionFailure);
                 return Err(format!("upstream connect error to {addr}: {e}"));
             }
@@ -113,6 +114,7 @@ async fn handle(shared: Arc<Shared>, name: String, mut client: TcpStream, remote
                 ));
             }
         };
+        cluster.report(ep, crate::upstream::TryOutcome::Status(200));
         let _ = upstream.set_nodelay(true);
         let labels = crate::metrics::RequestLabels::new(
             "source",

@@ -6,8 +6,9 @@
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -42,6 +43,37 @@ pub struct ClusterRt {
     /// `http2MaxRequests`, as permits.
     permits: Option<std::sync::Arc<Semaphore>>,
     pending: AtomicU32,
+    /// Outlier detection state, one per endpoint.
+    health: Vec<Health>,
+}
+
+/// Milliseconds since the process started: a clock for ejections that
+/// fits in an atomic.
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+#[derive(Default)]
+struct Health {
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    ejections: AtomicU32,
+}
+
+impl Health {
+    fn ejected(&self, now: u64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now
+    }
+}
+
+/// How one try to an endpoint went, for outlier detection.
+#[derive(Debug, Clone, Copy)]
+pub enum TryOutcome {
+    Status(u16),
+    /// Connect failure, reset or timeout: a gateway error in Envoy's terms.
+    LocalFailure,
 }
 
 /// Why a request could not be sent.
@@ -96,17 +128,78 @@ impl ClusterRt {
             retries_active: AtomicU32::new(0),
             permits: limit.map(|n| std::sync::Arc::new(Semaphore::new(n.max(1) as usize))),
             pending: AtomicU32::new(0),
+            health: config.endpoints.iter().map(|_| Health::default()).collect(),
             config,
         }
     }
 
-    /// Endpoints that have an address to connect to.
+    /// Endpoints that have an address and are not ejected. Below
+    /// `minHealthPercent` healthy, ejections are ignored (Envoy's panic
+    /// mode) rather than concentrating all traffic on a few hosts.
     fn usable(&self) -> impl Iterator<Item = usize> + '_ {
+        let now = now_ms();
+        let with_addr = self.addrs.iter().filter(|a| a.is_some()).count().max(1);
+        let healthy = self
+            .addrs
+            .iter()
+            .zip(&self.health)
+            .filter(|(a, h)| a.is_some() && !h.ejected(now))
+            .count();
+        let min = self
+            .config
+            .outlier
+            .as_ref()
+            .map_or(0, |o| o.min_health_percent) as usize;
+        let panic = min > 0 && healthy * 100 < min * with_addr;
         self.addrs
             .iter()
+            .zip(&self.health)
             .enumerate()
-            .filter(|(_, a)| a.is_some())
+            .filter(move |(_, (a, h))| a.is_some() && (panic || !h.ejected(now)))
             .map(|(i, _)| i)
+    }
+
+    /// Outlier detection: counts consecutive errors per endpoint and
+    /// ejects it for `baseEjectionTime × ejections` when a threshold is
+    /// reached, never more than `maxEjectionPercent` of the hosts (but
+    /// always at least one, as Envoy).
+    pub fn report(&self, i: usize, outcome: TryOutcome) {
+        let (Some(od), Some(h)) = (&self.config.outlier, self.health.get(i)) else {
+            return;
+        };
+        let (is_5xx, is_gateway) = match outcome {
+            TryOutcome::Status(s) => (s >= 500, matches!(s, 502..=504)),
+            TryOutcome::LocalFailure => (true, true),
+        };
+        let bump = |c: &AtomicU32, hit: bool| {
+            if hit {
+                c.fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                c.store(0, Ordering::Release);
+                0
+            }
+        };
+        let c5 = bump(&h.consecutive_5xx, is_5xx);
+        let cg = bump(&h.consecutive_gateway, is_gateway);
+        let trip = od.consecutive_5xx.is_some_and(|n| c5 >= n)
+            || od.consecutive_gateway_errors.is_some_and(|n| cg >= n);
+        let now = now_ms();
+        if !trip || h.ejected(now) {
+            return;
+        }
+        let n = self.addrs.len().max(1);
+        let ejected = self.health.iter().filter(|x| x.ejected(now)).count();
+        if ejected > 0 && (ejected + 1) * 100 > od.max_ejection_percent as usize * n {
+            return;
+        }
+        let times = h.ejections.fetch_add(1, Ordering::AcqRel) + 1;
+        h.ejected_until_ms.store(
+            now + od.base_ejection_ms.saturating_mul(u64::from(times)),
+            Ordering::Release,
+        );
+        h.consecutive_5xx.store(0, Ordering::Release);
+        h.consecutive_gateway.store(0, Ordering::Release);
+        tracing::info!(cluster = %self.config.name, endpoint = ?self.addrs[i], ejections = times, "outlier ejected");
     }
 
     /// Chooses an endpoint; `key` is the consistent-hash input when the

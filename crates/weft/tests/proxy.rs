@@ -930,3 +930,95 @@ fn metrics_use_istio_names_and_labels() {
         r.body
     );
 }
+
+/// Two replicas, one always failing: with outlier detection
+/// (consecutive5xxErrors 1) the bad one is ejected after its first error
+/// and traffic goes to the good one; when both fail, both are ejected and
+/// the proxy answers 503 UH.
+#[test]
+fn outlier_detection_ejects_failing_hosts() {
+    let mut w = World::new(79);
+    let web = r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: web, labels: {app: web}}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}], replicas: 2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}
+"#;
+    let f = w.write("web.yaml", web);
+    let model_path = w.model(
+        "productpage-v1",
+        &[common::repo().join("examples/bookinfo"), f],
+        "model.json",
+    );
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    let cluster = model["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "web.default.svc.cluster.local")
+        .unwrap();
+    let eps: Vec<std::net::SocketAddr> = cluster["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["address"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(eps.len(), 2);
+    w.httpbin("web-good", eps[0], &[]);
+    w.httpbin("web-bad", eps[1], &["--fail-fraction", "1.0"]);
+    let outbound = w.addr(1, 1, 15001);
+    let (m, o) = (model_path.display().to_string(), outbound.to_string());
+    w.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--outbound",
+            &o,
+            "--explain",
+            "--access-log",
+            "off",
+        ],
+        Some(outbound),
+    );
+    let p = format!("http://{outbound}");
+    let counts = served_by(&p, "http://web:8000/get", 20, &[]);
+    assert!(
+        counts.get("web-good").copied().unwrap_or(0) >= 19,
+        "{counts:?}"
+    );
+    assert!(
+        counts.get("status 503").copied().unwrap_or(0) <= 1,
+        "{counts:?}"
+    );
+    // Now the good one fails too: it is ejected, and nothing is left.
+    w.procs.retain(|p| p.name != "web-good");
+    w.httpbin("web-good", eps[0], &["--fail-fraction", "1.0"]);
+    let _ = curl(&["-x", &p, "http://web:8000/get"]);
+    let r = curl(&["-x", &p, "http://web:8000/get"]);
+    assert_eq!(r.status, 503);
+    assert!(
+        r.header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("UH: no healthy upstream"),
+        "{}",
+        r.headers
+    );
+}
