@@ -1022,3 +1022,110 @@ spec:
         r.headers
     );
 }
+
+/// gRPC through the ingress gateway with a real gRPC client (gRPC core via
+/// python3-grpcio): unary, full-duplex streaming, trailers-only errors,
+/// and a VirtualService fault abort with a gRPC status.
+#[test]
+fn grpc_unary_streaming_and_statuses_through_the_gateway() {
+    let mut w = World::new(80);
+    let cfg = r#"apiVersion: v1
+kind: Service
+metadata: {name: grpc-echo}
+spec:
+  selector: {app: grpc-echo}
+  ports: [{name: grpc, port: 9000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: grpc-echo, labels: {app: grpc-echo}}
+spec: {command: weft, args: [sample-app, grpc-echo], ports: [{name: grpc, port: 9000}]}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: grpc-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: grpc-echo}
+spec:
+  hosts: ["*"]
+  gateways: [grpc-gateway]
+  http:
+  - match: [{headers: {x-fault: {exact: abort}}}]
+    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}
+    route: [{destination: {host: grpc-echo}}]
+  - route: [{destination: {host: grpc-echo}}]
+"#;
+    let f = w.write("grpc.yaml", cfg);
+    let model_path = w.model("istio-ingressgateway", &[f], "gw.json");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    let cluster = model["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "grpc-echo.default.svc.cluster.local")
+        .unwrap();
+    assert_eq!(cluster["protocol"], "grpc");
+    let ep: std::net::SocketAddr = cluster["endpoints"][0]["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let a = ep.to_string();
+    w.spawn(
+        "grpc-echo",
+        &[
+            "sample-app",
+            "grpc-echo",
+            "--listen",
+            &a,
+            "--name",
+            "grpc-echo-v1",
+        ],
+        Some(ep),
+    );
+    let gw = w.addr(3, 1, 8080);
+    let (m, listen) = (model_path.display().to_string(), format!("8080={gw}"));
+    w.spawn(
+        "gateway",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--listen",
+            &listen,
+            "--access-log",
+            "off",
+        ],
+        Some(gw),
+    );
+    let script = common::repo().join("crates/weft/tests/grpc_client.py");
+    let o = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(gw.to_string())
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !stderr.contains("No module named 'grpc'"),
+        "python3-grpcio is missing: scripts/test installs it (apt-get install python3-grpcio)"
+    );
+    assert!(o.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("client JSON");
+    assert_eq!(v["unary"], "hello");
+    assert_eq!(v["served_by"], "grpc-echo-v1");
+    assert_eq!(
+        v["stream"],
+        serde_json::json!(["m0", "m1", "m2", "m3", "m4"])
+    );
+    assert_eq!(v["/weft.sample.Echo/Fail()"], "UNAVAILABLE");
+    assert_eq!(
+        v["/weft.sample.Echo/Echo(('x-fault', 'abort'),)"],
+        "UNAVAILABLE"
+    );
+}

@@ -16,6 +16,8 @@ enum App {
     Httpbin(Common),
     /// A TCP echo server: each line comes back prefixed with the instance name.
     TcpEcho(Common),
+    /// A gRPC echo service (h2c): Echo and Chat echo every message, Fail answers UNAVAILABLE.
+    GrpcEcho(Common),
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -27,6 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match args.app {
             App::Httpbin(c) => sample::httpbin::run(c).await,
             App::TcpEcho(c) => sample::tcp_echo::run(c).await,
+            App::GrpcEcho(c) => sample::grpc_echo::run(c).await,
         }
     })?;
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! Sample applications built into the binary (`weft sample-app NAME`), so
 //! the bundled examples and the tests need nothing but weft itself.
 
+pub mod grpc_echo;
 pub mod httpbin;
 pub mod tcp_echo;
 
