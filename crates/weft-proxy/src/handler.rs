@@ -157,6 +157,9 @@ async fn dispatch(
     let (table, port) = match &entry {
         Entrypoint::Inbound { port } => return inbound(shared, *port, remote, req, ctx).await,
         Entrypoint::Gateway { table, port } => (table.clone(), *port),
+        Entrypoint::Outbound if req.method() == http::Method::CONNECT => {
+            return connect(shared, snap, remote, req, &authority, ctx);
+        }
         Entrypoint::Outbound => {
             let port = authority
                 .rsplit_once(':')
@@ -970,4 +973,84 @@ fn record(shared: &Shared, snap: &Snapshot, entry: &Entrypoint, ctx: &Ctx) {
     if !off("REQUEST_COUNT") {
         m.requests.get_or_create(&labels).inc();
     }
+}
+
+/// `CONNECT host:port` on the outbound proxy, as clients send for gRPC or
+/// TLS through `HTTP_PROXY`. A TCP (or TLS) service port is spliced through
+/// its TCP routes; an HTTP port is served as HTTP inside the tunnel, so it
+/// gets the same routing as plain requests.
+fn connect(
+    shared: &Shared,
+    snap: &Snapshot,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+    authority: &str,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    let Some((host, port)) = authority
+        .rsplit_once(':')
+        .and_then(|(h, p)| p.parse::<u32>().ok().map(|p| (h.to_ascii_lowercase(), p)))
+    else {
+        return ctx.local(
+            StatusCode::BAD_REQUEST,
+            None,
+            format!("CONNECT needs host:port, got {authority:?}"),
+        );
+    };
+    let tcp_listener = snap.model.listeners.iter().find(|l| {
+        l.port == port
+            && matches!(l.target, weft_model::ListenerTarget::Tcp(_))
+            && (l.service == host || l.service.starts_with(&format!("{host}.")))
+    });
+    let tunnel = match tcp_listener {
+        Some(l) => Tunnel::Tcp(l.name.clone()),
+        None if snap
+            .tables
+            .get(&port.to_string())
+            .is_some_and(|t| t.find(&host).is_some() || t.find(authority).is_some()) =>
+        {
+            Tunnel::Http
+        }
+        None => {
+            return ctx.local(
+                StatusCode::NOT_FOUND,
+                Some(ResponseFlag::NoRoute),
+                format!("CONNECT {authority}: no service in the mesh answers there"),
+            );
+        }
+    };
+    let Some(shared) = shared.self_ref() else {
+        return ctx.local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "proxy is shutting down".into(),
+        );
+    };
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        match tunnel {
+            Tunnel::Tcp(name) => {
+                crate::tcp::handle(shared, name, hyper_util::rt::TokioIo::new(upgraded), remote)
+                    .await
+            }
+            Tunnel::Http => {
+                let svc = hyper::service::service_fn(move |req| {
+                    handle(shared.clone(), Entrypoint::Outbound, remote, req)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection_with_upgrades(upgraded, svc)
+                .await;
+            }
+        }
+    });
+    ctx.entry.reason = "CONNECT tunnel established".into();
+    Response::new(crate::local_reply::empty())
+}
+
+enum Tunnel {
+    Tcp(String),
+    Http,
 }

@@ -74,12 +74,21 @@ pub struct RuntimeConfig {
 
 /// State shared by every connection of one proxy.
 pub struct Shared {
+    /// A handle on this very state, for tasks that outlive a request (a
+    /// CONNECT tunnel serving more requests).
+    me: std::sync::Weak<Shared>,
     pub snapshot: ArcSwap<Snapshot>,
     pub config: RuntimeConfig,
     pub access_log: AccessLog,
     pub metrics: metrics::Metrics,
     /// Inbound port → the application's cluster and fixed route.
     pub(crate) apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)>,
+}
+
+impl Shared {
+    pub(crate) fn self_ref(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
+    }
 }
 
 /// A running proxy.
@@ -139,7 +148,8 @@ impl Proxy {
             })
             .collect();
         let listeners = plan_listeners(&snapshot.model, &config);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
             config,
             access_log,

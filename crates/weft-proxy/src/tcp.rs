@@ -40,7 +40,12 @@ fn pick_route(routes: &[TcpRoute]) -> Option<&TcpRoute> {
         .or(routes.first())
 }
 
-async fn handle(shared: Arc<Shared>, name: String, mut client: TcpStream, remote: SocketAddr) {
+/// Routes one client connection (a TCP stream, or a CONNECT tunnel) by
+/// the routes of listener `name`.
+pub async fn handle<S>(shared: Arc<Shared>, name: String, mut client: S, remote: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let start = Instant::now();
     let snap = shared.snapshot.load_full();
     let mut entry = Entry {
