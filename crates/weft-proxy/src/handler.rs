@@ -34,7 +34,10 @@ pub enum Entrypoint {
     /// A gateway listener with its route table.
     Gateway { table: String, port: u32 },
     /// A sidecar's inbound listener, delivering to the local application.
-    Inbound { port: u32 },
+    Inbound {
+        port: u32,
+        protocol: weft_model::Protocol,
+    },
 }
 
 /// Retries buffer the request body so it can be sent again; larger bodies
@@ -155,7 +158,7 @@ async fn dispatch(
     ctx.entry.request_id = request_id;
     req.extensions_mut().insert(remote);
     let (table, port) = match &entry {
-        Entrypoint::Inbound { port } => return inbound(shared, *port, remote, req, ctx).await,
+        Entrypoint::Inbound { port, .. } => return inbound(shared, *port, remote, req, ctx).await,
         Entrypoint::Gateway { table, port } => (table.clone(), *port),
         Entrypoint::Outbound if req.method() == http::Method::CONNECT => {
             return connect(shared, snap, remote, req, &authority, ctx);

@@ -285,7 +285,10 @@ fn plan_listeners(
                     out.push((
                         l.name.clone(),
                         SocketAddr::new(ip, l.port as u16),
-                        Entrypoint::Inbound { port: l.port },
+                        Entrypoint::Inbound {
+                            port: l.port,
+                            protocol: l.protocol,
+                        },
                     ));
                 }
             }
@@ -322,11 +325,16 @@ async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let entry = entry.clone();
-                let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    if let Some(port) = opaque_inbound(&entry, &stream).await {
+                        inbound_tcp(&shared, port, stream).await;
+                        return;
+                    }
+                    let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -341,6 +349,72 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("drain time over; closing connections with requests still in flight");
+    }
+}
+
+/// For an inbound listener whose port is not HTTP, the port to splice to:
+/// TCP and TLS ports always; undeclared ports unless the first bytes look
+/// like HTTP/1 or the HTTP/2 preface (Istio's protocol sniffing). A client
+/// that sends nothing for 100 ms (a server-first protocol) is TCP.
+async fn opaque_inbound(entry: &Entrypoint, stream: &tokio::net::TcpStream) -> Option<u32> {
+    let Entrypoint::Inbound { port, protocol } = entry else {
+        return None;
+    };
+    match protocol {
+        Protocol::Tcp | Protocol::Tls | Protocol::Https => return Some(*port),
+        Protocol::Unknown => {}
+        _ => return None,
+    }
+    let mut buf = [0u8; 16];
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return Some(*port),
+        };
+        if n == 0 {
+            return Some(*port);
+        }
+        let seen = &buf[..n];
+        const STARTS: [&[u8]; 10] = [
+            b"GET ",
+            b"POST ",
+            b"PUT ",
+            b"HEAD ",
+            b"DELETE ",
+            b"OPTIONS ",
+            b"PATCH ",
+            b"CONNECT ",
+            b"TRACE ",
+            b"PRI * HTTP/2",
+        ];
+        if STARTS.iter().any(|s| seen.starts_with(s)) {
+            return None;
+        }
+        if !STARTS.iter().any(|s| s.starts_with(seen)) || n == buf.len() {
+            return Some(*port);
+        }
+        // A prefix of a method so far: wait for more bytes.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Splices an opaque inbound connection to the application.
+async fn inbound_tcp(shared: &Shared, port: u32, mut client: tokio::net::TcpStream) {
+    let Some((app, _)) = shared.apps.get(&port) else {
+        return;
+    };
+    let Some(addr) = app.endpoint_addr(0) else {
+        return;
+    };
+    match tokio::net::TcpStream::connect(addr).await {
+        Ok(mut upstream) => {
+            let _ = upstream.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "the application refused an inbound connection")
+        }
     }
 }
 

@@ -1286,3 +1286,88 @@ spec: {command: weft, args: [sample-app, tcp-echo], ports: [{name: tcp-echo, por
     ]);
     assert_ne!(r.status, 200);
 }
+
+/// Inbound listeners by protocol: a `tcp-` port is spliced, an undeclared
+/// port carrying HTTP is served as HTTP, and an undeclared port carrying
+/// anything else is spliced (protocol sniffing, as Istio does).
+#[test]
+fn inbound_tcp_and_protocol_sniffing() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut w = World::new(82);
+    let cfg = r#"apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: multi, labels: {app: multi}}
+spec:
+  command: weft
+  ports: [{name: tcp-echo, port: 9100}, {name: metrics, port: 9200}, {name: opaque, port: 9300}]
+"#;
+    let f = w.write("multi.yaml", cfg);
+    let model = w.model("multi", &[f], "multi.json");
+    let ip = w.ip(0, 1);
+    let apps = [(9100, "tcp-echo"), (9200, "httpbin"), (9300, "tcp-echo")];
+    let mut args: Vec<String> = vec![
+        "proxy".into(),
+        "--model".into(),
+        model.display().to_string(),
+        "--inbound-ip".into(),
+        ip.clone(),
+        "--access-log".into(),
+        "off".into(),
+    ];
+    for (port, app) in apps {
+        let addr = w.addr(2, 1, port);
+        let a = addr.to_string();
+        let name = format!("{app}-{port}");
+        w.spawn(
+            &name,
+            &["sample-app", app, "--listen", &a, "--name", &name],
+            Some(addr),
+        );
+        args.push("--app".into());
+        args.push(format!("{port}={addr}"));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    w.spawn("sidecar", &argv, Some(w.addr(0, 1, 9300)));
+    for port in [9100u16, 9300] {
+        let mut s = std::net::TcpStream::connect(w.addr(0, 1, port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"ping\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        assert_eq!(line, format!("tcp-echo-{port} ping\n"));
+    }
+    let r = curl(&[&format!("http://{}/headers", w.addr(0, 1, 9200))]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-served-by").as_deref(), Some("httpbin-9200"));
+}
+
+/// SIGTERM drains: a request in flight finishes with 200, new connections
+/// are refused, and the proxy exits.
+#[test]
+fn shutdown_drains_requests_in_flight() {
+    let mut w = World::new(83);
+    let p = bookinfo(&mut w, "", &[]);
+    let proxy = p.clone();
+    let slow = std::thread::spawn(move || curl(&["-x", &proxy, "http://details:9080/delay/1"]));
+    std::thread::sleep(Duration::from_millis(300));
+    w.proc("proxy").signal("TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = curl(&["-x", &p, "http://details:9080/get"]);
+    assert_eq!(refused.status, 0, "a new request was accepted during drain");
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "the request in flight was dropped");
+    let started = Instant::now();
+    let idx = w.procs.iter().position(|p| p.name == "proxy").unwrap();
+    loop {
+        if let Ok(Some(status)) = w.procs[idx].child.try_wait() {
+            assert!(status.success(), "proxy exited with {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "proxy did not exit after draining"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(w.log("proxy").contains("draining"));
+}
