@@ -141,7 +141,7 @@ impl Proxy {
                 (
                     *port,
                     (
-                        Arc::new(ClusterRt::new(app_cluster(*port, *addr))),
+                        Arc::new(ClusterRt::new(app_cluster(*port, *addr), "")),
                         handler::inbound_route(*port),
                     ),
                 )

@@ -286,7 +286,7 @@ impl Snapshot {
                 .filter(|rt| rt.config == *c);
             let rt = match reuse {
                 Some(rt) => rt.clone(),
-                None => Arc::new(ClusterRt::new(c.clone())),
+                None => Arc::new(ClusterRt::new(c.clone(), &model.proxy.locality)),
             };
             clusters.insert(c.name.clone(), rt);
         }

@@ -45,6 +45,8 @@ pub struct ClusterRt {
     pending: AtomicU32,
     /// Outlier detection state, one per endpoint.
     health: Vec<Health>,
+    /// `region/zone/subzone` of the proxy using this cluster.
+    client_locality: String,
 }
 
 /// Milliseconds since the process started: a clock for ejections that
@@ -85,7 +87,7 @@ pub enum SendError {
 }
 
 impl ClusterRt {
-    pub fn new(config: Cluster) -> ClusterRt {
+    pub fn new(config: Cluster, client_locality: &str) -> ClusterRt {
         let addrs = config
             .endpoints
             .iter()
@@ -129,6 +131,7 @@ impl ClusterRt {
             permits: limit.map(|n| std::sync::Arc::new(Semaphore::new(n.max(1) as usize))),
             pending: AtomicU32::new(0),
             health: config.endpoints.iter().map(|_| Health::default()).collect(),
+            client_locality: client_locality.to_owned(),
             config,
         }
     }
@@ -202,6 +205,87 @@ impl ClusterRt {
         tracing::info!(cluster = %self.config.name, endpoint = ?self.addrs[i], ejections = times, "outlier ejected");
     }
 
+    /// Locality-aware selection, as Istio configures Envoy: with
+    /// `distribute`, the client's locality spreads traffic over target
+    /// localities by weight; otherwise, when outlier detection is on (Istio
+    /// only fails over with it), the endpoints sharing the most of the
+    /// client's locality win, a `failover` region ranking next.
+    fn by_locality(&self, candidates: Vec<usize>) -> Vec<usize> {
+        let client = self.client_locality.as_str();
+        let Some(setting) = &self.config.locality else {
+            if self.config.outlier.is_none() || client.is_empty() {
+                return candidates;
+            }
+            return self.closest(candidates, &[]);
+        };
+        if client.is_empty() {
+            return candidates;
+        }
+        if let Some(rule) = setting
+            .distribute
+            .iter()
+            .find(|d| locality_matches(&d.from, client))
+        {
+            let total: u32 = rule.to.values().sum();
+            if total > 0 {
+                let mut pick = fastrand::u32(..total);
+                for (pattern, weight) in &rule.to {
+                    if pick < *weight {
+                        let chosen: Vec<usize> = candidates
+                            .iter()
+                            .copied()
+                            .filter(|i| {
+                                locality_matches(pattern, &self.config.endpoints[*i].locality)
+                            })
+                            .collect();
+                        if !chosen.is_empty() {
+                            return chosen;
+                        }
+                        break;
+                    }
+                    pick -= weight;
+                }
+            }
+            return candidates;
+        }
+        if self.config.outlier.is_none() {
+            return candidates;
+        }
+        self.closest(candidates, &setting.failover)
+    }
+
+    fn closest(
+        &self,
+        candidates: Vec<usize>,
+        failover: &[weft_model::LocalityFailover],
+    ) -> Vec<usize> {
+        let client: Vec<&str> = self.client_locality.split('/').collect();
+        let next_region = failover
+            .iter()
+            .find(|f| f.from == client[0])
+            .map(|f| f.to.as_str());
+        let priority = |i: &usize| {
+            let loc: Vec<&str> = self.config.endpoints[*i].locality.split('/').collect();
+            let shared = client
+                .iter()
+                .zip(&loc)
+                .take_while(|(a, b)| a == b && !a.is_empty())
+                .count();
+            match shared {
+                3.. => 0,
+                2 => 1,
+                1 => 2,
+                _ if next_region.is_some_and(|r| loc.first() == Some(&r)) => 3,
+                _ => 4,
+            }
+        };
+        let best = candidates.iter().map(priority).min().unwrap_or(4);
+        candidates
+            .into_iter()
+            .filter(|i| priority(i) == best)
+            .collect()
+    }
+
     /// Chooses an endpoint; `key` is the consistent-hash input when the
     /// policy has one. `exclude` avoids the endpoint a failed try used.
     pub fn pick(&self, key: Option<&[u8]>, exclude: Option<usize>) -> Option<usize> {
@@ -214,6 +298,7 @@ impl ClusterRt {
         if candidates.is_empty() {
             return None;
         }
+        let candidates = self.by_locality(candidates);
         let n = candidates.len();
         let chosen = match &self.config.lb {
             LbPolicy::RoundRobin | LbPolicy::Passthrough => {
@@ -350,5 +435,32 @@ impl<'a> EndpointActive<'a> {
 impl Drop for EndpointActive<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `us-east/zone1/*`, `us-east/*` or `us-east` against `region/zone/subzone`.
+fn locality_matches(pattern: &str, locality: &str) -> bool {
+    let mut loc = locality.split('/');
+    for p in pattern.split('/') {
+        match loc.next() {
+            _ if p == "*" => return true,
+            Some(l) if l == p => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locality_matches;
+
+    #[test]
+    fn locality_patterns() {
+        assert!(locality_matches("us-east/zone1/*", "us-east/zone1/a"));
+        assert!(locality_matches("us-east/*", "us-east/zone2/b"));
+        assert!(locality_matches("us-east", "us-east/zone2"));
+        assert!(!locality_matches("us-east/zone1/*", "us-east/zone2/a"));
+        assert!(!locality_matches("eu-west/*", "us-east/zone1"));
     }
 }

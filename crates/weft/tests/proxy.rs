@@ -1371,3 +1371,113 @@ fn shutdown_drains_requests_in_flight() {
     }
     assert!(w.log("proxy").contains("draining"));
 }
+
+/// Locality: a client in us-east/zone1 stays in its zone, fails over to
+/// its region (not across the ocean) when its zone's host dies, and a
+/// `distribute` rule splits traffic across regions by weight.
+#[test]
+fn locality_preference_failover_and_distribute() {
+    let mut w = World::new(84);
+    let cfg = r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web2}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec: {command: weft, locality: us-east/zone1/a, ports: [{name: http, port: 9000}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: web-a, labels: {app: web}}
+spec: {command: weft, locality: us-east/zone1/a, ports: [{name: http, port: 8000}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: web-b, labels: {app: web}}
+spec: {command: weft, locality: us-east/zone2/a, ports: [{name: http, port: 8000}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: web-c, labels: {app: web}}
+spec: {command: weft, locality: eu-west/zone1/a, ports: [{name: http, port: 8000}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web2}
+spec:
+  host: web2
+  trafficPolicy:
+    loadBalancer:
+      localityLbSetting:
+        distribute:
+        - from: us-east/zone1/*
+          to: {"us-east/zone1/*": 80, "eu-west/*": 20}
+"#;
+    let f = w.write("web.yaml", cfg);
+    let model_path = w.model("client", &[f], "model.json");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    let cluster = model["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "web.default.svc.cluster.local")
+        .unwrap();
+    for e in cluster["endpoints"].as_array().unwrap() {
+        let addr: std::net::SocketAddr = e["address"].as_str().unwrap().parse().unwrap();
+        let name = e["workload"].as_str().unwrap().to_owned();
+        w.httpbin(&name, addr, &[]);
+    }
+    let outbound = w.addr(1, 1, 15001);
+    let (m, o) = (model_path.display().to_string(), outbound.to_string());
+    w.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--outbound",
+            &o,
+            "--access-log",
+            "off",
+        ],
+        Some(outbound),
+    );
+    let p = format!("http://{outbound}");
+    assert_eq!(
+        served_by(&p, "http://web:8000/get", 20, &[]),
+        BTreeMap::from([("web-a".to_owned(), 20)])
+    );
+    let split = served_by(&p, "http://web2:8000/get", 200, &[]);
+    let a = split.get("web-a").copied().unwrap_or(0);
+    let c = split.get("web-c").copied().unwrap_or(0);
+    assert_eq!(a + c, 200, "{split:?}");
+    assert!((140..=185).contains(&a), "{split:?}");
+    // web-a dies: one failed request ejects it, then its region takes over.
+    w.procs.retain(|p| p.name != "web-a");
+    let after = served_by(&p, "http://web:8000/get", 20, &[]);
+    assert!(after.get("web-b").copied().unwrap_or(0) >= 19, "{after:?}");
+    assert!(
+        !after.contains_key("web-c"),
+        "failed over across regions: {after:?}"
+    );
+}
