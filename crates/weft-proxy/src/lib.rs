@@ -13,6 +13,7 @@ mod local_reply;
 mod matcher;
 pub mod metrics;
 pub mod snapshot;
+pub mod sni;
 mod tcp;
 pub mod upstream;
 

@@ -31,13 +31,18 @@ pub async fn serve(
     }
 }
 
-fn pick_route(routes: &[TcpRoute]) -> Option<&TcpRoute> {
-    // SNI-matched routes need the TLS ClientHello; plain TCP takes the
-    // first route without SNI hosts.
-    routes
-        .iter()
-        .find(|r| r.sni_hosts.is_empty())
-        .or(routes.first())
+/// The route for a connection: a TLS route whose `sniHosts` match the
+/// client's SNI, else the first route without SNI hosts.
+fn pick_route<'a>(routes: &'a [TcpRoute], sni: Option<&str>) -> Option<&'a TcpRoute> {
+    let by_sni = sni.and_then(|name| {
+        routes.iter().find(|r| {
+            r.sni_hosts.iter().any(|h| match h.strip_prefix('*') {
+                Some(suffix) => name.ends_with(suffix),
+                None => h.eq_ignore_ascii_case(name),
+            })
+        })
+    });
+    by_sni.or_else(|| routes.iter().find(|r| r.sni_hosts.is_empty()))
 }
 
 /// Routes one client connection (a TCP stream, or a CONNECT tunnel) by
@@ -61,7 +66,16 @@ where
             flags.add(ResponseFlag::NoRoute);
             format!("listener {name} is no longer configured")
         })?;
-        let route = pick_route(routes).ok_or_else(|| {
+        let mut hello = Vec::new();
+        let sni = if routes.iter().any(|r| !r.sni_hosts.is_empty()) {
+            crate::sni::read_sni(&mut client, &mut hello, Duration::from_secs(5)).await
+        } else {
+            None
+        };
+        if let Some(name) = &sni {
+            entry.authority = name.clone();
+        }
+        let route = pick_route(routes, sni.as_deref()).ok_or_else(|| {
             flags.add(ResponseFlag::NoRoute);
             format!("listener {name} has no route")
         })?;
@@ -121,6 +135,12 @@ where
         };
         cluster.report(ep, crate::upstream::TryOutcome::Status(200));
         let _ = upstream.set_nodelay(true);
+        // Replay what was read to find the SNI.
+        if !hello.is_empty() {
+            tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello)
+                .await
+                .map_err(|e| format!("upstream write failed: {e}"))?;
+        }
         let labels = crate::metrics::RequestLabels::new(
             "source",
             &snap.me,

@@ -1481,3 +1481,106 @@ spec:
         "failed over across regions: {after:?}"
     );
 }
+
+/// TLS routes by SNI without terminating TLS: a ClientHello for
+/// a.example.com goes to v1, for b.example.com to v2, and the bytes read
+/// to find the name reach the upstream intact.
+#[test]
+fn tls_routes_match_sni() {
+    use std::io::{Read, Write};
+    let mut w = World::new(85);
+    let cfg = r#"apiVersion: v1
+kind: Service
+metadata: {name: secure}
+spec:
+  selector: {app: secure}
+  ports: [{name: tls, port: 9443}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: secure-v1, labels: {app: secure, version: v1}}
+spec: {command: weft, ports: [{name: tls, port: 9443}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: secure-v2, labels: {app: secure, version: v2}}
+spec: {command: weft, ports: [{name: tls, port: 9443}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec: {command: weft, ports: [{name: http, port: 8000}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: secure}
+spec:
+  host: secure
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure]
+  tls:
+  - match: [{sniHosts: [a.example.com]}]
+    route: [{destination: {host: secure, subset: v1}}]
+  - match: [{sniHosts: ["*.b.example.com"]}]
+    route: [{destination: {host: secure, subset: v2}}]
+"#;
+    let f = w.write("secure.yaml", cfg);
+    let model_path = w.model("client", &[f], "model.json");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    for c in model["clusters"].as_array().unwrap() {
+        if c["service"] == "secure.default.svc.cluster.local" && !c["subset"].is_null() {
+            let addr: std::net::SocketAddr = c["endpoints"][0]["address"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let name = format!("secure-{}", c["subset"].as_str().unwrap());
+            let a = addr.to_string();
+            w.spawn(
+                &name,
+                &["sample-app", "tcp-echo", "--listen", &a, "--name", &name],
+                Some(addr),
+            );
+        }
+    }
+    let bind = w.addr(1, 2, 9443);
+    let (m, b) = (
+        model_path.display().to_string(),
+        format!("outbound|9443||secure.default.svc.cluster.local={bind}"),
+    );
+    w.spawn(
+        "proxy",
+        &["proxy", "--model", &m, "--bind", &b, "--access-log", "off"],
+        Some(bind),
+    );
+    for (sni, expect) in [
+        ("a.example.com", "secure-v1"),
+        ("api.b.example.com", "secure-v2"),
+    ] {
+        let mut s = std::net::TcpStream::connect(bind).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut hello = weft_proxy::sni::client_hello(sni);
+        hello.push(b'\n');
+        s.write_all(&hello).unwrap();
+        let mut got = vec![0u8; expect.len() + 1];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            format!("{expect} "),
+            "sni {sni}"
+        );
+    }
+    // No route for an unknown name: the connection is closed.
+    let mut s = std::net::TcpStream::connect(bind).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&weft_proxy::sni::client_hello("other.example.com"))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+}
