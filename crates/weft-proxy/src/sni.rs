@@ -38,6 +38,16 @@ pub async fn read_sni<S: AsyncRead + Unpin>(
     }
 }
 
+/// Parses the start of a connection: `Some(sni)` once a complete
+/// ClientHello is there (`sni` may be absent), `None` otherwise. For the
+/// fuzzer and tests.
+pub fn parse_hello(b: &[u8]) -> Option<Option<String>> {
+    match parse(b) {
+        Parse::Hello(sni) => Some(sni),
+        _ => None,
+    }
+}
+
 fn parse(b: &[u8]) -> Parse {
     if b.is_empty() {
         return Parse::NeedMore;
@@ -92,9 +102,11 @@ fn client_hello_sni(hs: &[u8]) -> Option<Option<String>> {
                 let n = usize::from(names.u16()?);
                 let name = names.take(n)?;
                 if kind == 0 {
+                    // An empty or non-UTF-8 name is no name.
                     return Some(
                         std::str::from_utf8(name)
                             .ok()
+                            .filter(|s| !s.is_empty())
                             .map(|s| s.to_ascii_lowercase()),
                     );
                 }
@@ -162,6 +174,14 @@ mod tests {
         assert_eq!(parse(&hello), Parse::Hello(Some("api.example.com".into())));
         assert_eq!(parse(&hello[..hello.len() - 3]), Parse::NeedMore);
         assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parse::NotTls);
+        // Found by the fuzzer: an SNI entry with an empty name.
+        let empty = [
+            22, 3, 1, 0, 71, 1, 0, 0, 67, 3, 3, 65, 65, 65, 65, 0, 0, 0, 0, 0, 0, 0, 76, 65, 65,
+            65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 65, 0, 0, 2, 19, 1,
+            1, 0, 0, 24, 0, 0, 0, 20, 0, 18, 0, 0, 0, 0, 0, 72, 231, 111, 115, 97, 77, 112, 108,
+            101, 46, 99, 111, 109,
+        ];
+        assert_eq!(parse(&empty), Parse::Hello(None));
         let mut bad = hello.clone();
         bad[5] = 2;
         assert_eq!(parse(&bad), Parse::NotTls);
