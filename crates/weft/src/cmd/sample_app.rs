@@ -18,6 +18,14 @@ enum App {
     TcpEcho(Common),
     /// A gRPC echo service (h2c): Echo and Chat echo every message, Fail answers UNAVAILABLE.
     GrpcEcho(Common),
+    /// Istio's bookinfo: productpage (calls details and reviews).
+    Productpage(sample::bookinfo::Args),
+    /// Istio's bookinfo: details.
+    Details(sample::bookinfo::Args),
+    /// Istio's bookinfo: reviews (--version v1 no stars, v2 black, v3 red; v2/v3 call ratings).
+    Reviews(sample::bookinfo::Args),
+    /// Istio's bookinfo: ratings.
+    Ratings(sample::bookinfo::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -30,6 +38,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             App::Httpbin(c) => sample::httpbin::run(c).await,
             App::TcpEcho(c) => sample::tcp_echo::run(c).await,
             App::GrpcEcho(c) => sample::grpc_echo::run(c).await,
+            App::Productpage(a) => {
+                sample::bookinfo::run(sample::bookinfo::Service::Productpage, a).await
+            }
+            App::Details(a) => sample::bookinfo::run(sample::bookinfo::Service::Details, a).await,
+            App::Reviews(a) => sample::bookinfo::run(sample::bookinfo::Service::Reviews, a).await,
+            App::Ratings(a) => sample::bookinfo::run(sample::bookinfo::Service::Ratings, a).await,
         }
     })?;
     Ok(ExitCode::SUCCESS)

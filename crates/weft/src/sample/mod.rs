@@ -1,6 +1,8 @@
 //! Sample applications built into the binary (`weft sample-app NAME`), so
 //! the bundled examples and the tests need nothing but weft itself.
 
+pub mod bookinfo;
+mod client;
 pub mod grpc_echo;
 pub mod httpbin;
 pub mod tcp_echo;
