@@ -31,3 +31,23 @@ mod tests {
         );
     }
 }
+
+/// A model's content version: FNV-1a (64 bit) of its JSON text, so the
+/// control plane and a proxy agree on it without sharing anything else.
+pub fn content_version(json: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in json.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn fnv1a() {
+        assert_eq!(super::content_version(""), "cbf29ce484222325");
+        assert_eq!(super::content_version("a"), "af63dc4c8601ec8c");
+    }
+}

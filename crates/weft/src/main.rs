@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod http_get;
 mod output;
 mod sample;
 
@@ -22,6 +23,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole mesh on this machine: control plane, sidecars, gateways, workloads.
+    Up(cmd::up::Args),
+    /// Show the running mesh: components, ports, proxies' sync state.
+    Status(cmd::status::Args),
     /// Check resources one by one: syntax, schema and Istio's validation rules.
     Validate(cmd::validate::Args),
     /// Check resources together: references, conflicts and scoping, with
@@ -32,6 +37,9 @@ enum Command {
     ProxyConfig(cmd::proxy_config::Args),
     /// Run one proxy from a compiled model file.
     Proxy(cmd::proxy::Args),
+    /// Run a workload command for `weft up`, dying with it.
+    #[command(name = "exec-child", hide = true)]
+    ExecChild(cmd::exec_child::Args),
     /// Run a sample application built into weft.
     #[command(name = "sample-app")]
     SampleApp(cmd::sample_app::Args),
@@ -45,8 +53,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    die_with_parent();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::ExecChild(args) => cmd::exec_child::run(&args),
+        Command::Up(args) => cmd::up::run(&args),
+        Command::Status(args) => cmd::status::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::ProxyConfig(args) => cmd::proxy_config::run(&args),
@@ -59,5 +71,21 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Processes `weft up` starts carry `WEFT_DIE_WITH_PARENT`: ask the kernel
+/// to send SIGTERM when `weft up` dies, however it dies, so a mesh never
+/// leaves orphans holding its ports.
+fn die_with_parent() {
+    if std::env::var_os("WEFT_DIE_WITH_PARENT").is_none() {
+        return;
+    }
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+        eprintln!("weft: cannot follow the parent's lifetime: {e}");
+    }
+    // The parent may have died before the line above.
+    if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
+        std::process::exit(0);
     }
 }

@@ -1,6 +1,9 @@
 //! The `weft` binary as users run it: exit codes, output formats, stdin,
 //! and hostile input. Every test starts the real executable.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

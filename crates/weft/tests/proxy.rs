@@ -2,6 +2,9 @@
 //! `weft proxy-config` from Istio YAML, httpbin sample apps stand in for
 //! the bookinfo services, and curl is the client.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

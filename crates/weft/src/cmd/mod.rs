@@ -1,9 +1,12 @@
 //! One module per subcommand.
 
 pub mod analyze;
+pub mod exec_child;
 pub mod proxy;
 pub mod proxy_config;
 pub mod sample_app;
+pub mod status;
+pub mod up;
 pub mod validate;
 
 use std::path::PathBuf;

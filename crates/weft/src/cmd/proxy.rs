@@ -67,7 +67,8 @@ fn parse_name_addr(s: &str) -> Result<(String, SocketAddr), String> {
     Ok((n.to_owned(), addr))
 }
 
-fn read_model(path: &Path) -> anyhow::Result<weft_model::ProxyModel> {
+/// The model and its content version (the control plane computes the same).
+fn read_model(path: &Path) -> anyhow::Result<(weft_model::ProxyModel, String)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let model: weft_model::ProxyModel = serde_json::from_str(&text).with_context(|| {
@@ -84,11 +85,11 @@ fn read_model(path: &Path) -> anyhow::Result<weft_model::ProxyModel> {
             weft_model::MODEL_VERSION
         );
     }
-    Ok(model)
+    Ok((model, weft_model::names::content_version(&text)))
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let model = read_model(&args.model)?;
+    let (model, first_version) = read_model(&args.model)?;
     let config = RuntimeConfig {
         outbound: args.outbound,
         inbound_ip: args.inbound_ip,
@@ -109,7 +110,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "-" => AccessLog::spawn(Box::new(std::io::stdout())),
             path => AccessLog::spawn(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open access log {path}"))?)),
         };
-        let proxy = Proxy::start(model, "1".into(), config, log).await?;
+        let proxy = Proxy::start(model, first_version, config, log).await?;
         for (name, addr) in &proxy.bound {
             eprintln!("weft proxy: {name} listening on {addr}");
         }
@@ -120,7 +121,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    match read_model(&args.model).and_then(|m| proxy.update(m, (version + 1).to_string()).map_err(Into::into)) {
+                    match read_model(&args.model).and_then(|(m, v)| proxy.update(m, v).map_err(Into::into)) {
                         Ok(()) => {
                             version += 1;
                             eprintln!("weft proxy: model version {version} applied");

@@ -22,7 +22,19 @@ pub struct Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM first, so `weft up` can stop what it started; SIGKILL after
+    /// three seconds.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal("TERM");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,0 +1,22 @@
+//! weft's control plane: configuration sources, compile and push, the
+//! local mode that runs a whole mesh on one machine, and the admin API.
+
+pub mod admin;
+pub mod local;
+pub mod store;
+
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the configuration has errors (listed above); fix them and run again")]
+    Refused,
+    #[error("cannot listen on {addr} for {what}: {reason}; is another weft (or something else) using it? choose another address with --ingress/--admin")]
+    Bind {
+        addr: SocketAddr,
+        what: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

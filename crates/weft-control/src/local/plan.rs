@@ -1,0 +1,177 @@
+//! Where everything of a local mesh listens.
+//!
+//! Every workload replica has its own loopback address (the compiler's
+//! plan: 127.0.10.1, .2, …), so it keeps its declared ports. Its sidecar
+//! owns that address: inbound listeners on the declared ports, the
+//! outbound HTTP proxy on 15001, the admin port on 15020, and a loopback
+//! listener per reachable TCP service. The application itself listens on
+//! the twin address one step up in the third octet (127.0.11.x), reached
+//! only through the sidecar.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use weft_api::resource::{Resource, Spec};
+use weft_api::types::weft::Workload;
+use weft_compile::registry::Instance;
+use weft_compile::ProxyRef;
+use weft_model::{Direction, ListenerTarget};
+
+use crate::store::Config;
+
+pub const OUTBOUND_PORT: u16 = 15001;
+pub const PROXY_ADMIN_PORT: u16 = 15020;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarPlan {
+    /// `namespace/instance`.
+    pub name: String,
+    pub instance: String,
+    pub workload: String,
+    pub namespace: String,
+    pub ip: Ipv4Addr,
+    pub app_ip: Ipv4Addr,
+    /// Declared ports (the app listens on `app_ip` with the same numbers).
+    pub ports: Vec<u32>,
+    /// TCP service listener name → (local address, environment prefix).
+    pub tcp: Vec<(String, SocketAddr, String)>,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPlan {
+    pub name: String,
+    pub listens: Vec<(u32, SocketAddr)>,
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub sidecars: Vec<SidecarPlan>,
+    pub gateways: Vec<GatewayPlan>,
+}
+
+impl SidecarPlan {
+    pub fn outbound(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.ip), OUTBOUND_PORT)
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.ip), PROXY_ADMIN_PORT)
+    }
+
+    pub fn app(&self, port: u32) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.app_ip), port as u16)
+    }
+}
+
+/// `reviews.default.svc.cluster.local` → `REVIEWS`, as Kubernetes names
+/// service environment variables.
+fn env_prefix(host: &str) -> String {
+    host.split('.')
+        .next()
+        .unwrap_or(host)
+        .to_ascii_uppercase()
+        .replace('-', "_")
+}
+
+fn workload_of<'a>(resources: &'a [Resource], inst: &Instance) -> Option<&'a Workload> {
+    resources.iter().find_map(|r| match &r.spec {
+        Spec::Workload(w) if r.key() == inst.origin => Some(w),
+        _ => None,
+    })
+}
+
+/// Plans every sidecar and gateway of `config`. `ingress` is where the
+/// gateway's port 8080 listens; other gateway ports keep their number on
+/// the same address.
+pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> Plan {
+    let mut out = Plan::default();
+    for inst in &config.registry.instances {
+        let Some(w) = workload_of(&config.resources, inst) else {
+            continue;
+        };
+        let Some(ip) = inst.ip.as_deref().and_then(|i| i.parse::<Ipv4Addr>().ok()) else {
+            continue;
+        };
+        let o = ip.octets();
+        let app_ip = Ipv4Addr::new(o[0], o[1], o[2].wrapping_add(1), o[3]);
+        let name = format!("{}/{}", inst.namespace, inst.name);
+        let mut used: BTreeSet<u16> = inst.ports.iter().map(|(_, p)| *p as u16).collect();
+        used.insert(OUTBOUND_PORT);
+        used.insert(PROXY_ADMIN_PORT);
+        let mut tcp = Vec::new();
+        if let Some(c) = config.models.get(&name) {
+            for l in &c.model.listeners {
+                if l.direction == Direction::Outbound && matches!(l.target, ListenerTarget::Tcp(_))
+                {
+                    let mut port = l.port as u16;
+                    while used.contains(&port) {
+                        port = port.wrapping_add(10_000).max(1024);
+                    }
+                    used.insert(port);
+                    tcp.push((
+                        l.name.clone(),
+                        SocketAddr::new(IpAddr::V4(ip), port),
+                        env_prefix(&l.service),
+                    ));
+                }
+            }
+        }
+        out.sidecars.push(SidecarPlan {
+            name,
+            instance: inst.name.clone(),
+            workload: inst.workload.clone(),
+            namespace: inst.namespace.clone(),
+            ip,
+            app_ip,
+            ports: inst.ports.iter().map(|(_, p)| *p).collect(),
+            tcp,
+            command: w.command.clone(),
+            args: w.args.clone(),
+            env: w.env.0.clone(),
+            labels: inst.labels.clone(),
+            service_account: inst.service_account.clone(),
+        });
+    }
+    for (name, c) in &config.models {
+        if !matches!(c.proxy, ProxyRef::Gateway { .. }) || c.model.listeners.is_empty() {
+            continue;
+        }
+        let listens = c
+            .model
+            .listeners
+            .iter()
+            .map(|l| {
+                let addr = if l.port == 8080 {
+                    ingress
+                } else {
+                    SocketAddr::new(ingress.ip(), l.port as u16)
+                };
+                (l.port, addr)
+            })
+            .collect();
+        let idx = out.gateways.len() as u16;
+        out.gateways.push(GatewayPlan {
+            name: name.clone(),
+            listens,
+            admin: SocketAddr::new(gateway_admin_ip, 15021 + idx),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn env_names() {
+        assert_eq!(
+            super::env_prefix("tcp-echo.default.svc.cluster.local"),
+            "TCP_ECHO"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The configuration as the control plane holds it: loaded from files,
+//! validated and analyzed, compiled into every proxy's model. A change
+//! with errors is refused as a whole and the last good configuration
+//! keeps serving.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use weft_api::diag::{Diagnostic, Severity};
+use weft_api::load::load_paths;
+use weft_api::resource::Resource;
+use weft_compile::{Compiler, MeshConfig, ProxyRef, Registry};
+use weft_model::ProxyModel;
+
+/// One proxy's compiled model and its content version.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub proxy: ProxyRef,
+    pub model: ProxyModel,
+    pub json: String,
+    /// A hash of the model: equal versions mean nothing to push.
+    pub version: String,
+}
+
+/// A configuration that loaded and compiled cleanly.
+pub struct Config {
+    /// Counts accepted configurations, from 1.
+    pub generation: u64,
+    pub resources: Vec<Resource>,
+    pub registry: Registry,
+    /// By proxy name (`namespace/name`).
+    pub models: BTreeMap<String, Compiled>,
+    /// Warnings and analyzer findings (no errors, or it was refused).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub struct Store {
+    paths: Vec<PathBuf>,
+    pub mesh: MeshConfig,
+    fingerprint: u64,
+    generation: u64,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug)]
+pub struct Refused {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub fn proxy_name(p: &ProxyRef) -> String {
+    match p {
+        ProxyRef::Sidecar { namespace, name } | ProxyRef::Gateway { namespace, name } => {
+            format!("{namespace}/{name}")
+        }
+    }
+}
+
+impl Store {
+    pub fn new(paths: Vec<PathBuf>, mesh: MeshConfig) -> Store {
+        Store {
+            paths,
+            mesh,
+            fingerprint: 0,
+            generation: 0,
+        }
+    }
+
+    /// Cheap check of the files' sizes and modification times: whether a
+    /// reload is worth doing.
+    pub fn changed_on_disk(&mut self) -> bool {
+        let fp = fingerprint(&self.paths);
+        if fp != self.fingerprint {
+            self.fingerprint = fp;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Loads, validates, analyzes and compiles everything.
+    pub fn load(&mut self) -> Result<Config, Refused> {
+        self.fingerprint = fingerprint(&self.paths);
+        let mut loaded = load_paths(&self.paths);
+        let registry = Registry::build(&loaded.resources, &self.mesh);
+        loaded.diagnostics.extend(weft_compile::analyze::analyze(
+            &loaded.resources,
+            &registry,
+            &self.mesh,
+        ));
+        weft_api::diag::sort(&mut loaded.diagnostics);
+        if loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+        {
+            return Err(Refused {
+                diagnostics: loaded.diagnostics,
+            });
+        }
+        let mut models = BTreeMap::new();
+        {
+            let compiler = Compiler::new(&loaded.resources, &registry, &self.mesh);
+            for proxy in compiler.proxies() {
+                let model = match compiler.compile(&proxy) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(proxy = %proxy_name(&proxy), error = %e, "not compiled");
+                        continue;
+                    }
+                };
+                let json = serde_json::to_string(&model).unwrap_or_default();
+                let version = weft_model::names::content_version(&json);
+                models.insert(
+                    proxy_name(&proxy),
+                    Compiled {
+                        proxy,
+                        model,
+                        json,
+                        version,
+                    },
+                );
+            }
+        }
+        self.generation += 1;
+        Ok(Config {
+            generation: self.generation,
+            resources: loaded.resources,
+            registry,
+            models,
+            diagnostics: loaded.diagnostics,
+        })
+    }
+}
+
+fn fingerprint(paths: &[PathBuf]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    let mut files = Vec::new();
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            p.hash(&mut h);
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else {
+            files.push((
+                p,
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ));
+        }
+    }
+    files.sort();
+    files.hash(&mut h);
+    h.finish()
+}

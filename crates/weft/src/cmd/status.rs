@@ -1,0 +1,99 @@
+//! `weft status`: the running mesh's components, ports, and each proxy's
+//! configuration sync state, like `istioctl proxy-status`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::output::Format;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The control plane's admin API.
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin: SocketAddr,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    output: Format,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let text = crate::http_get::get(args.admin, "/api/status").with_context(|| format!("no control plane answers on {}: is `weft up` running? (use --admin if it listens elsewhere)", args.admin))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).context("the control plane sent something that is not JSON")?;
+    if args.output != Format::Text {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cp = &v["controlPlane"];
+    println!(
+        "control plane  admin http://{}  ingress http://{}  configuration {}",
+        cp["admin"].as_str().unwrap_or(""),
+        cp["ingress"].as_str().unwrap_or(""),
+        cp["generation"]
+    );
+    if let Some(errors) = cp["lastRefusedChange"].as_array() {
+        println!(
+            "last change REFUSED ({} errors); the configuration above keeps serving:",
+            errors.len()
+        );
+        for e in errors {
+            println!(
+                "  {}:{}:{}: {}: {}",
+                e["file"].as_str().unwrap_or(""),
+                e["line"],
+                e["column"],
+                e["field"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    println!(
+        "\n{:<40} {:<8} {:<22} {:<12} {:<18} RESTARTS",
+        "PROXY", "KIND", "ADDRESS", "SYNC", "VERSION"
+    );
+    for p in v["proxies"].as_array().into_iter().flatten() {
+        let addr = p["outbound"]
+            .as_str()
+            .or_else(|| p["listens"][0]["address"].as_str())
+            .unwrap_or("-");
+        println!(
+            "{:<40} {:<8} {:<22} {:<12} {:<18} {}",
+            p["name"].as_str().unwrap_or(""),
+            p["kind"].as_str().unwrap_or(""),
+            addr,
+            p["sync"].as_str().unwrap_or(""),
+            p["pushedVersion"].as_str().unwrap_or(""),
+            p["process"]["restarts"]
+        );
+    }
+    println!(
+        "\n{:<40} {:<10} {:<22} RESTARTS",
+        "WORKLOAD", "STATE", "LISTENS"
+    );
+    let mut down = 0;
+    for w in v["workloads"].as_array().into_iter().flatten() {
+        let running = w["process"]["running"].as_bool().unwrap_or(false);
+        if !running {
+            down += 1;
+        }
+        println!(
+            "{:<40} {:<10} {:<22} {}{}",
+            w["name"].as_str().unwrap_or(""),
+            if running { "running" } else { "DOWN" },
+            w["listens"][0].as_str().unwrap_or("-"),
+            w["process"]["restarts"],
+            w["process"]["last_exit"]
+                .as_str()
+                .map(|e| format!(
+                    "  (last exit: {e}; log: {})",
+                    w["log"].as_str().unwrap_or("")
+                ))
+                .unwrap_or_default()
+        );
+    }
+    if down > 0 {
+        bail!("{down} workload(s) are down");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,64 @@
+//! `weft up -f DIR`: the whole mesh on this machine — control plane,
+//! sidecars, gateways and workloads — with no root and no containers.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use weft_control::local::{self, Options};
+
+use crate::output::check_paths;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files or directories with the mesh's configuration.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// Where the ingress gateway's port 8080 listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    ingress: SocketAddr,
+    /// The control plane's admin API (weft status, the dashboard).
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin: SocketAddr,
+    /// First loopback address given to workload replicas.
+    #[arg(long, default_value = "127.0.10.1")]
+    address_base: Ipv4Addr,
+    /// Where models and logs are written.
+    #[arg(long, default_value = ".weft/run")]
+    run_dir: PathBuf,
+    /// Proxies add `x-weft-reason` to the replies they make themselves.
+    #[arg(long)]
+    explain: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    check_paths(&args.files)?;
+    let weft = std::env::current_exe().context("cannot find the weft binary itself")?;
+    let run_dir = if args.run_dir.is_absolute() {
+        args.run_dir.clone()
+    } else {
+        std::env::current_dir()?.join(&args.run_dir)
+    };
+    let opts = Options {
+        paths: args.files.clone(),
+        ingress: args.ingress,
+        admin: args.admin,
+        address_base: args.address_base,
+        run_dir,
+        weft,
+        explain: args.explain,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match rt.block_on(local::run(opts)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(weft_control::ControlError::Refused) => {
+            eprintln!("weft: the configuration has errors (listed above); fix them and run again");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,455 @@
+//! `weft up` end to end: the bundled bookinfo example runs from one
+//! command, and Istio's bookinfo tasks, applied by writing their YAML into
+//! the configuration directory while traffic flows, behave as Istio's
+//! documentation says.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{curl, World};
+
+struct Mesh {
+    w: World,
+    cfg: PathBuf,
+    ingress: String,
+    admin: String,
+}
+
+fn up(net: u8) -> Mesh {
+    up_with(net, "")
+}
+
+/// The bundled example plus `extra` YAML, started with `weft up`.
+fn up_with(net: u8, extra: &str) -> Mesh {
+    let mut w = World::new(net);
+    let cfg = w.dir.join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    for e in std::fs::read_dir(common::repo().join("examples/bookinfo")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, cfg.join(p.file_name().unwrap())).unwrap();
+    }
+    if !extra.is_empty() {
+        std::fs::write(cfg.join("extra.yaml"), extra).unwrap();
+    }
+    let ingress = w.addr(0, 254, 8080).to_string();
+    let admin = w.addr(0, 253, 15014).to_string();
+    let (c, run, base) = (
+        cfg.display().to_string(),
+        w.dir.join("run").display().to_string(),
+        w.ip(10, 1),
+    );
+    w.spawn(
+        "up",
+        &[
+            "up",
+            "-f",
+            &c,
+            "--ingress",
+            &ingress,
+            "--admin",
+            &admin,
+            "--address-base",
+            &base,
+            "--run-dir",
+            &run,
+            "--explain",
+        ],
+        None,
+    );
+    let started = Instant::now();
+    while !w.log("up").contains("weft: ready") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "weft up did not become ready:\n{}",
+            w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Mesh {
+        w,
+        cfg,
+        ingress,
+        admin,
+    }
+}
+
+impl Mesh {
+    fn page(&self, user: Option<&str>) -> (u16, String) {
+        let url = format!("http://{}/productpage", self.ingress);
+        let cookie = user.map(|u| format!("user={u}"));
+        let r = match &cookie {
+            Some(c) => curl(&["-b", c, &url]),
+            None => curl(&[&url]),
+        };
+        (r.status, r.body)
+    }
+
+    fn served_by(&self, n: usize, user: Option<&str>) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for _ in 0..n {
+            let (_, body) = self.page(user);
+            let who = body
+                .split("Reviews served by: <u>")
+                .nth(1)
+                .and_then(|s| s.split('<').next())
+                .unwrap_or("no page")
+                .to_owned();
+            *out.entry(who).or_default() += 1;
+        }
+        out
+    }
+
+    /// Writes a task's YAML as the routing configuration and waits until
+    /// the control plane accepted it.
+    fn apply(&self, task: &str) {
+        let before = self.w.log("up").matches("accepted").count();
+        let text: String = task
+            .split(',')
+            .map(|t| {
+                std::fs::read_to_string(common::repo().join("examples/bookinfo-tasks").join(t))
+                    .unwrap()
+                    + "\n---\n"
+            })
+            .collect();
+        std::fs::write(self.cfg.join("routing.yaml"), text).unwrap();
+        let started = Instant::now();
+        while self.w.log("up").matches("accepted").count() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "change not accepted:\n{}",
+                self.w.log("up")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Pushes are a file write and a signal; give proxies a moment.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn bookinfo_runs_and_istio_routing_tasks_apply_live() {
+    let m = up(90);
+    let (status, body) = m.page(None);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("The Comedy of Errors") && body.contains("Book Details"),
+        "{body}"
+    );
+    // No VirtualService yet: all three reviews versions answer.
+    let all = m.served_by(30, None);
+    assert!(all.len() == 3, "{all:?}");
+
+    // Request routing: everyone to v1 (no stars).
+    m.apply("virtual-service-all-v1.yaml");
+    assert_eq!(
+        m.served_by(10, None),
+        BTreeMap::from([("reviews-v1-0".to_owned(), 10)])
+    );
+    assert!(!m.page(None).1.contains("glyphicon-star"));
+
+    // jason to v2 (black stars), everyone else v1.
+    m.apply(
+        "virtual-service-all-v1.yaml,virtual-service-reviews-test-v2.yaml"
+            .replace("virtual-service-all-v1.yaml,", "")
+            .as_str(),
+    );
+    assert_eq!(
+        m.served_by(5, Some("jason")),
+        BTreeMap::from([("reviews-v2-0".to_owned(), 5)])
+    );
+    assert!(m.page(Some("jason")).1.contains("color=\"black\""));
+    assert_eq!(
+        m.served_by(5, None),
+        BTreeMap::from([("reviews-v1-0".to_owned(), 5)])
+    );
+
+    // Traffic shifting: 50/50 between v1 and v3 over 100 pages
+    // (expected 50 ± 10 at about 2 sigma; asserted within 30..70).
+    m.apply("virtual-service-reviews-50-v3.yaml");
+    let split = m.served_by(100, None);
+    let v1 = split.get("reviews-v1-0").copied().unwrap_or(0);
+    let v3 = split.get("reviews-v3-0").copied().unwrap_or(0);
+    assert_eq!(v1 + v3, 100, "{split:?}");
+    assert!((30..=70).contains(&v1), "{split:?}");
+    m.apply("virtual-service-reviews-v3.yaml");
+    assert_eq!(
+        m.served_by(10, None),
+        BTreeMap::from([("reviews-v3-0".to_owned(), 10)])
+    );
+
+    // The proxies report the pushed versions.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["status", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        text.contains("istio-system/istio-ingressgateway") && text.contains("SYNCED"),
+        "{text}"
+    );
+    assert!(!text.contains("STALE") && !text.contains("DOWN"), "{text}");
+}
+
+#[test]
+fn istio_fault_injection_tasks() {
+    let m = up(91);
+    // ratings-test-abort: jason sees the ratings error, others see stars.
+    m.apply("virtual-service-all-v1.yaml");
+    let text = std::fs::read_to_string(
+        common::repo().join("examples/bookinfo-tasks/virtual-service-reviews-test-v2.yaml"),
+    )
+    .unwrap()
+        + "\n---\n"
+        + &std::fs::read_to_string(
+            common::repo().join("examples/bookinfo-tasks/virtual-service-ratings-test-abort.yaml"),
+        )
+        .unwrap();
+    std::fs::write(m.cfg.join("routing.yaml"), text).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, body) = m.page(Some("jason"));
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Ratings service is currently unavailable"),
+        "{body}"
+    );
+    assert!(m
+        .page(None)
+        .1
+        .contains("Reviews served by: <u>reviews-v1-0"));
+
+    // ratings-test-delay: jason's page fails after productpage's 3 s
+    // timeout and one retry (about 6 s), as Istio's task explains.
+    let text = std::fs::read_to_string(
+        common::repo().join("examples/bookinfo-tasks/virtual-service-reviews-test-v2.yaml"),
+    )
+    .unwrap()
+        + "\n---\n"
+        + &std::fs::read_to_string(
+            common::repo().join("examples/bookinfo-tasks/virtual-service-ratings-test-delay.yaml"),
+        )
+        .unwrap();
+    std::fs::write(m.cfg.join("routing.yaml"), text).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    let (status, body) = m.page(Some("jason"));
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Sorry, product reviews are currently unavailable"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(9),
+        "took {took:?}"
+    );
+}
+
+#[test]
+fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
+    let mut m = up(92);
+    std::fs::write(m.cfg.join("broken.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: broken}\nspec:\n  hosts: [reviews]\n  http: [{route: [{destination: {host: reviews}, weight: 40}]}]\n").unwrap();
+    let started = Instant::now();
+    while !m.w.log("up").contains("refused") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        m.w.log("up").contains("broken.yaml:6:18: error[WEFT0005]"),
+        "{}",
+        m.w.log("up")
+    );
+    assert_eq!(
+        m.page(None).0,
+        200,
+        "the last good configuration stopped serving"
+    );
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["status", "-o", "json", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["controlPlane"]["lastRefusedChange"][0]["line"], 6);
+
+    // A workload that dies is restarted and reported.
+    let status_json = |m: &Mesh| -> serde_json::Value {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["status", "-o", "json", "--admin", &m.admin])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = status_json(&m);
+    let pid_of = |v: &serde_json::Value, kind: &str, name: &str| -> Option<u64> {
+        v[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .and_then(|x| x["process"]["pid"].as_u64())
+    };
+    let details = pid_of(&v, "workloads", "default/details-v1-0").expect("details runs");
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(details.to_string())
+        .status();
+    let started = Instant::now();
+    while !m.w.log("up").contains("default/details-v1-0 exited") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    while !m.page(None).1.contains("Book Details") {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "details did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Status is refreshed every two seconds.
+    let started = Instant::now();
+    let v = loop {
+        let v = status_json(&m);
+        let restarted = v["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "default/details-v1-0")
+            .unwrap()
+            .clone();
+        if restarted["process"]["restarts"] == 1 && restarted["process"]["running"] == true {
+            break v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{restarted}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    // Ctrl-C stops everything it started.
+    let pids: Vec<u64> = ["workloads", "proxies"]
+        .iter()
+        .flat_map(|k| {
+            v[*k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|x| x["process"]["pid"].as_u64())
+        })
+        .collect();
+    assert_eq!(pids.len(), 13, "{v}");
+    m.w.proc("up").signal("INT");
+    let idx = m.w.procs.iter().position(|p| p.name == "up").unwrap();
+    let started = Instant::now();
+    while m.w.procs[idx].child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "weft up did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let alive: Vec<&u64> = pids
+        .iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    assert!(alive.is_empty(), "processes left behind: {alive:?}");
+    assert!(m.w.log("up").contains("weft: stopped"));
+}
+
+/// Even SIGKILL of `weft up` leaves nothing behind: every process it
+/// started follows it (the kernel's parent-death signal), including a
+/// non-weft workload command; a workload whose command does not exist is
+/// reported with the fix while the rest of the mesh runs.
+#[test]
+fn sigkill_of_weft_up_leaves_no_orphans() {
+    let mut m = up_with(93, "apiVersion: weft.dev/v1\nkind: Workload\nmetadata: {name: sleeper, labels: {app: sleeper}}\nspec: {command: sleep, args: [\"300\"], ports: [{name: http, port: 7000}]}\n---\napiVersion: weft.dev/v1\nkind: Workload\nmetadata: {name: ghost, labels: {app: ghost}}\nspec: {command: no-such-program-weft, ports: [{name: http, port: 7001}]}\n");
+    assert!(
+        m.w.log("up")
+            .contains("command `no-such-program-weft` is not found on PATH"),
+        "{}",
+        m.w.log("up")
+    );
+    assert_eq!(m.page(None).0, 200);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["status", "-o", "json", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pids: Vec<u64> = ["workloads", "proxies"]
+        .iter()
+        .flat_map(|k| {
+            v[*k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|x| x["process"]["pid"].as_u64())
+        })
+        .collect();
+    assert!(pids.len() >= 14, "{v}");
+    let sleeper_children = std::process::Command::new("pgrep")
+        .args(["-x", "sleep"])
+        .output()
+        .unwrap();
+    let sleepers: Vec<String> = String::from_utf8_lossy(&sleeper_children.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    m.w.proc("up").signal("KILL");
+    let started = Instant::now();
+    loop {
+        let alive: Vec<&u64> = pids
+            .iter()
+            .filter(|p| {
+                std::path::Path::new(&format!("/proc/{p}")).exists()
+                    && !std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .unwrap_or_default()
+                        .contains(") Z ")
+            })
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "orphans after SIGKILL: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The `sleep 300` under exec-child went too.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = std::process::Command::new("pgrep")
+        .args(["-x", "sleep"])
+        .output()
+        .unwrap();
+    let still: Vec<String> = String::from_utf8_lossy(&after.stdout)
+        .lines()
+        .filter(|p| sleepers.contains(&p.to_string()))
+        .map(str::to_owned)
+        .collect();
+    let ours: Vec<&String> = still
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .contains("300")
+        })
+        .collect();
+    assert!(ours.is_empty(), "sleep 300 survived: {ours:?}");
+    m.w.procs.clear();
+}
