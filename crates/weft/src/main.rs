@@ -27,6 +27,8 @@ enum Command {
     Up(cmd::up::Args),
     /// Show the running mesh: components, ports, proxies' sync state.
     Status(cmd::status::Args),
+    /// Print a running workload's log (or its sidecar's with --proxy).
+    Logs(cmd::logs::Args),
     /// Check resources one by one: syntax, schema and Istio's validation rules.
     Validate(cmd::validate::Args),
     /// Check resources together: references, conflicts and scoping, with
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::ExecChild(args) => cmd::exec_child::run(&args),
         Command::Up(args) => cmd::up::run(&args),
         Command::Status(args) => cmd::status::run(&args),
+        Command::Logs(args) => cmd::logs::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::ProxyConfig(args) => cmd::proxy_config::run(&args),

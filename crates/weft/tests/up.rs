@@ -453,3 +453,177 @@ fn sigkill_of_weft_up_leaves_no_orphans() {
     assert!(ours.is_empty(), "sleep 300 survived: {ours:?}");
     m.w.procs.clear();
 }
+
+const HTTPBIN: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: httpbin, labels: {app: httpbin}}
+spec:
+  selector: {app: httpbin}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: httpbin-v1, labels: {app: httpbin, version: v1}}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: httpbin-v2, labels: {app: httpbin, version: v2}}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
+"#;
+
+/// Istio's request-timeouts, circuit-breaking and mirroring tasks on a
+/// running mesh, and a change under traffic that fails no request.
+#[test]
+fn istio_timeout_circuit_breaking_and_mirroring_tasks() {
+    let m = up_with(94, HTTPBIN);
+    // A client inside the mesh: productpage's sidecar (as Istio's tasks
+    // use fortio or curl in a meshed pod).
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["status", "-o", "json", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let sidecar = v["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "default/productpage-v1-0")
+        .unwrap()["outbound"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = format!("http://{sidecar}");
+
+    // weft logs and live proxy-config find things by workload name.
+    let logs = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["logs", "httpbin-v1", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("listening on"),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let pc = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "proxy-config",
+            "reviews-v2",
+            "--section",
+            "listeners",
+            "-o",
+            "json",
+            "--admin",
+            &m.admin,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&pc.stdout).contains("inbound|9080"),
+        "{}",
+        String::from_utf8_lossy(&pc.stderr)
+    );
+
+    // Request timeouts: reviews (v2) with 0.5 s, ratings delayed 2 s.
+    let timeouts = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews, subset: v2}}]\n    timeout: 0.5s\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\nspec:\n  hosts: [ratings]\n  http:\n  - fault: {delay: {percentage: {value: 100}, fixedDelay: 2s}}\n    route: [{destination: {host: ratings, subset: v1}}]\n";
+    write_and_wait(&m, timeouts);
+    let started = Instant::now();
+    let (code, body) = m.page(None);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("Sorry, product reviews are currently unavailable"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Circuit breaking: one connection, one pending request.
+    let cb = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: httpbin}\nspec:\n  host: httpbin\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}\n";
+    write_and_wait(&m, cb);
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let p = proxy.clone();
+            std::thread::spawn(move || curl(&["-x", &p, "http://httpbin:8000/delay/0.5"]))
+        })
+        .collect();
+    let replies: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let overflow: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert!(
+        overflow.len() >= 5 && replies.iter().any(|r| r.status == 200),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        overflow.iter().all(|r| r
+            .header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("UO")),
+        "{}",
+        overflow[0].headers
+    );
+
+    // Mirroring: v1 answers, v2 gets copies with the -shadow host.
+    let mirror = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: httpbin}\nspec:\n  host: httpbin\n  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: httpbin}\nspec:\n  hosts: [httpbin]\n  http:\n  - route: [{destination: {host: httpbin, subset: v1}, weight: 100}]\n    mirror: {host: httpbin, subset: v2}\n    mirrorPercentage: {value: 100.0}\n";
+    write_and_wait(&m, mirror);
+    for _ in 0..5 {
+        let r = curl(&["-x", &proxy, "http://httpbin:8000/headers"]);
+        assert_eq!(
+            r.header("x-served-by").as_deref(),
+            Some("httpbin-v1-0"),
+            "{}",
+            r.headers
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let v2 = std::fs::read_to_string(m.w.dir.join("run/logs/httpbin-v2-0.log")).unwrap();
+    assert!(
+        v2.matches("GET /headers host=httpbin-shadow:8000").count() >= 5,
+        "{v2}"
+    );
+
+    // A change while traffic flows takes effect within a second and
+    // fails no request.
+    let p = proxy.clone();
+    let load = std::thread::spawn(move || {
+        (0..120)
+            .map(|_| curl(&["-x", &p, "http://httpbin:8000/get"]))
+            .map(|r| (r.status, r.header("x-served-by").unwrap_or_default()))
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let to_v2 = mirror.replace("subset: v1}, weight: 100}]\n    mirror: {host: httpbin, subset: v2}\n    mirrorPercentage: {value: 100.0}\n", "subset: v2}, weight: 100}]\n");
+    let changed_at = Instant::now();
+    std::fs::write(m.cfg.join("routing.yaml"), to_v2).unwrap();
+    let results = load.join().unwrap();
+    assert!(
+        results.iter().all(|(s, _)| *s == 200),
+        "failed during the change: {:?}",
+        results
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        results.iter().any(|(_, w)| w == "httpbin-v2-0"),
+        "the change never took effect"
+    );
+    let _ = changed_at;
+}
+
+fn write_and_wait(m: &Mesh, yaml: &str) {
+    let before = m.w.log("up").matches("accepted").count();
+    std::fs::write(m.cfg.join("routing.yaml"), yaml).unwrap();
+    let started = Instant::now();
+    while m.w.log("up").matches("accepted").count() == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "change not accepted:\n{}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}

@@ -254,14 +254,14 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut last_error: Option<Vec<Diagnostic>> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut status_tick = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 if store.changed_on_disk() {
                     // Debounce: editors write in several steps.
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::time::sleep(Duration::from_millis(150)).await;
                     match store.load() {
                         Ok(next) => {
                             eprintln!("weft: configuration {} accepted", next.generation);
@@ -279,7 +279,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     publish(&docs, &o, &current, &running, last_error.as_deref()).await;
                 } else {
                     status_tick += 1;
-                    if status_tick % 4 == 0 {
+                    if status_tick % 8 == 0 {
                         publish(&docs, &o, &current, &running, last_error.as_deref()).await;
                     }
                 }

@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod exec_child;
+pub mod logs;
 pub mod proxy;
 pub mod proxy_config;
 pub mod sample_app;

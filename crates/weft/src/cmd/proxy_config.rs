@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use weft_compile::{Compiler, MeshConfig, ProxyRef, Registry};
 
 use crate::output::{check_paths, Format};
@@ -20,9 +20,13 @@ pub struct Args {
     /// Namespace of the workload, unless given as `ns/name`.
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
-    /// Files or directories to compile from; `-` reads stdin.
+    /// Files or directories to compile from; `-` reads stdin. Without
+    /// them, the model the running proxy serves is read from it.
     #[arg(short = 'f', long = "filename")]
     files: Vec<PathBuf>,
+    /// The control plane's admin API (for a running mesh).
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin: std::net::SocketAddr,
     /// Only one part of the model.
     #[arg(long, value_enum, default_value_t = Section::All)]
     section: Section,
@@ -45,15 +49,15 @@ enum Section {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.files.is_empty() {
-        bail!("reading a running mesh's proxies comes with `weft up`; for now pass -f with the configuration to compile");
-    }
-    check_paths(&args.files)?;
     let name = args
         .workload
         .as_deref()
         .or(args.workload_flag.as_deref())
         .context("name a workload")?;
+    if args.files.is_empty() {
+        return live(args, name);
+    }
+    check_paths(&args.files)?;
     let (namespace, name) = name
         .split_once('/')
         .unwrap_or((args.namespace.as_str(), name));
@@ -116,4 +120,52 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The model a running proxy serves, from its own admin port.
+fn live(args: &Args, name: &str) -> anyhow::Result<ExitCode> {
+    let text = crate::http_get::get(args.admin, "/api/status").with_context(|| {
+        format!(
+            "no control plane answers on {} (start one with `weft up`, or compile offline with -f)",
+            args.admin
+        )
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let proxies: Vec<&serde_json::Value> = v["proxies"].as_array().into_iter().flatten().collect();
+    let wanted = match proxies.iter().find(|p| {
+        p["name"]
+            .as_str()
+            .is_some_and(|n| n == name || n.rsplit('/').next() == Some(name))
+    }) {
+        Some(p) => (*p).clone(),
+        None => {
+            let w = crate::cmd::logs::find_workload(&v, name)?;
+            proxies
+                .iter()
+                .find(|p| p["name"] == w["name"])
+                .map(|p| (*p).clone())
+                .context("that workload has no proxy")?
+        }
+    };
+    let admin: std::net::SocketAddr = wanted["admin"]
+        .as_str()
+        .context("the proxy has no admin address")?
+        .parse()?;
+    let dump = crate::http_get::get(admin, "/config_dump")
+        .with_context(|| format!("the proxy does not answer on {admin}"))?;
+    let dump: serde_json::Value = serde_json::from_str(&dump)?;
+    let model = &dump["model"];
+    let value = match args.section {
+        Section::All => dump.clone(),
+        Section::Listeners => model["listeners"].clone(),
+        Section::Routes => model["routeTables"].clone(),
+        Section::Clusters | Section::Endpoints => model["clusters"].clone(),
+        Section::Security => model["security"].clone(),
+        Section::Telemetry => model["telemetry"].clone(),
+    };
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
+        Format::Yaml | Format::Text => print!("{}", weft_api::yaml::emit::to_yaml_string(&value)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
