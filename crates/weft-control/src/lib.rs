@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod local;
+pub mod push;
 pub mod store;
 
 use std::net::SocketAddr;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod names;
+pub mod wire;
 
 /// Bumped whenever the model changes shape incompatibly.
 pub const MODEL_VERSION: u32 = 1;

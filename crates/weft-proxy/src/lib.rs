@@ -7,6 +7,7 @@
 //! serving) and the error is returned to the caller, who NACKs it.
 
 pub mod access_log;
+pub mod control;
 pub mod flags;
 mod handler;
 mod local_reply;
@@ -90,6 +91,15 @@ impl Shared {
     pub(crate) fn self_ref(&self) -> Option<Arc<Shared>> {
         self.me.upgrade()
     }
+}
+
+/// Compiles and swaps in a model, keeping the runtime state of clusters
+/// that did not change.
+pub(crate) fn apply(shared: &Shared, model: ProxyModel, version: String) -> Result<(), ProxyError> {
+    let current = shared.snapshot.load();
+    let next = Snapshot::build(model, version, Some(&current))?;
+    shared.snapshot.store(Arc::new(next));
+    Ok(())
 }
 
 /// A running proxy.
@@ -232,10 +242,12 @@ impl Proxy {
 
     /// Swaps in a new model. On error the current one keeps serving.
     pub fn update(&self, model: ProxyModel, version: String) -> Result<(), ProxyError> {
-        let current = self.shared.snapshot.load();
-        let next = Snapshot::build(model, version, Some(&current))?;
-        self.shared.snapshot.store(Arc::new(next));
-        Ok(())
+        apply(&self.shared, model, version)
+    }
+
+    /// Follows the control plane's model stream until the proxy stops.
+    pub fn follow(&self, cfg: control::ClientConfig) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(control::follow(cfg, self.shared.clone()))
     }
 
     pub fn version(&self) -> String {

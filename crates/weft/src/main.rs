@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run the whole mesh on this machine: control plane, sidecars, gateways, workloads.
     Up(cmd::up::Args),
+    /// Run only the control plane (model stream and admin API) for proxies run elsewhere.
+    #[command(name = "control-plane")]
+    ControlPlane(cmd::control_plane::Args),
     /// Show the running mesh: components, ports, proxies' sync state.
     Status(cmd::status::Args),
     /// Print a running workload's log (or its sidecar's with --proxy).
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::ExecChild(args) => cmd::exec_child::run(&args),
         Command::Up(args) => cmd::up::run(&args),
+        Command::ControlPlane(args) => cmd::control_plane::run(&args),
         Command::Status(args) => cmd::status::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),

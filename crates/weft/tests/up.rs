@@ -39,6 +39,7 @@ fn up_with(net: u8, extra: &str) -> Mesh {
     }
     let ingress = w.addr(0, 254, 8080).to_string();
     let admin = w.addr(0, 253, 15014).to_string();
+    let xds = w.addr(0, 253, 15010).to_string();
     let (c, run, base) = (
         cfg.display().to_string(),
         w.dir.join("run").display().to_string(),
@@ -54,6 +55,8 @@ fn up_with(net: u8, extra: &str) -> Mesh {
             &ingress,
             "--admin",
             &admin,
+            "--xds",
+            &xds,
             "--address-base",
             &base,
             "--run-dir",

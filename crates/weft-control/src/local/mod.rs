@@ -2,9 +2,10 @@
 //! replica, the gateways, and the workloads themselves, as processes on
 //! one machine, with no root and no containers.
 //!
-//! Configuration is pushed to proxies as model files plus SIGHUP; each
-//! proxy reports the content version it serves on its admin port, which is
-//! how `weft status` tells SYNCED from STALE.
+//! Configuration reaches proxies over the model stream (`push`): each
+//! proxy connects with its bootstrap token, is sent its model at once and
+//! every change after, and ACKs or NACKs each one; `weft status` shows
+//! that state, like `istioctl proxy-status`.
 
 pub mod plan;
 mod supervise;
@@ -15,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use weft_api::diag::{Diagnostic, Severity};
 use weft_compile::MeshConfig;
 
 use crate::admin;
+use crate::push::{self, Hub};
 use crate::store::{Config, Refused, Store};
 use crate::ControlError;
 use plan::{GatewayPlan, Plan, SidecarPlan};
@@ -32,6 +33,8 @@ pub struct Options {
     pub ingress: SocketAddr,
     /// The control plane's admin API (and, later, dashboard).
     pub admin: SocketAddr,
+    /// The model stream proxies connect to.
+    pub xds: SocketAddr,
     /// First loopback address for workload replicas.
     pub address_base: Ipv4Addr,
     /// Models and logs go here.
@@ -40,6 +43,9 @@ pub struct Options {
     pub weft: PathBuf,
     /// Proxies add `x-weft-reason` to their own replies.
     pub explain: bool,
+    /// Run the proxies and workloads (`weft up`), or only serve their
+    /// configuration to proxies started elsewhere (`weft control-plane`).
+    pub processes: bool,
 }
 
 struct Running {
@@ -62,18 +68,28 @@ fn model_path(run_dir: &Path, name: &str) -> PathBuf {
         .join(format!("{}.json", name.replace('/', ".")))
 }
 
-/// Writes a model so a proxy never reads half a file.
-fn write_model(path: &Path, json: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(tmp, path)
+/// The arguments that connect a proxy to the model stream.
+fn stream_args(o: &Options, hub: &Hub, name: &str) -> Vec<String> {
+    let token = hub
+        .token_file(&o.run_dir.join("tokens"), name)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    vec![
+        "--control-plane".into(),
+        o.xds.to_string(),
+        "--proxy".into(),
+        name.to_owned(),
+        "--token-file".into(),
+        token,
+        "--model-cache".into(),
+        model_path(&o.run_dir, name).display().to_string(),
+    ]
 }
 
-fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
-    let mut args = vec![
-        "proxy".to_owned(),
-        "--model".into(),
-        model_path(&o.run_dir, &s.name).display().to_string(),
+fn sidecar_spec(o: &Options, hub: &Hub, s: &SidecarPlan) -> Spec {
+    let mut args = vec!["proxy".to_owned()];
+    args.extend(stream_args(o, hub, &s.name));
+    args.extend([
         "--outbound".into(),
         s.outbound().to_string(),
         "--inbound-ip".into(),
@@ -86,7 +102,7 @@ fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
             .join(format!("{}.access.log", s.instance))
             .display()
             .to_string(),
-    ];
+    ]);
     for p in &s.ports {
         args.push("--app".into());
         args.push(format!("{p}={}", s.app(*p)));
@@ -152,12 +168,11 @@ fn app_spec(o: &Options, s: &SidecarPlan) -> Spec {
     }
 }
 
-fn gateway_spec(o: &Options, g: &GatewayPlan) -> Spec {
+fn gateway_spec(o: &Options, hub: &Hub, g: &GatewayPlan) -> Spec {
     let short = g.name.rsplit('/').next().unwrap_or(&g.name).to_owned();
-    let mut args = vec![
-        "proxy".to_owned(),
-        "--model".into(),
-        model_path(&o.run_dir, &g.name).display().to_string(),
+    let mut args = vec!["proxy".to_owned()];
+    args.extend(stream_args(o, hub, &g.name));
+    args.extend([
         "--admin".into(),
         g.admin.to_string(),
         "--access-log".into(),
@@ -166,7 +181,7 @@ fn gateway_spec(o: &Options, g: &GatewayPlan) -> Spec {
             .join(format!("{short}.access.log"))
             .display()
             .to_string(),
-    ];
+    ]);
     for (port, addr) in &g.listens {
         args.push("--listen".into());
         args.push(format!("{port}={addr}"));
@@ -227,37 +242,61 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     std::fs::create_dir_all(o.run_dir.join("models"))?;
     std::fs::create_dir_all(o.run_dir.join("logs"))?;
     let admin_listener = admin::bind(o.admin, "the admin API").await?;
-    check_free(o.ingress, "the ingress gateway").await?;
+    let xds_listener = push::bind(o.xds).await?;
+    let hub = Hub::new();
+    tokio::spawn(push::serve(xds_listener, hub.clone()));
+    if o.processes {
+        check_free(o.ingress, "the ingress gateway").await?;
+    }
     let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs::default()));
     tokio::spawn(admin::serve(admin_listener, docs.clone()));
-    eprintln!("weft: control plane admin API on http://{}", o.admin);
+    eprintln!(
+        "weft: control plane admin API on http://{}, model stream on {}",
+        o.admin, o.xds
+    );
 
     let mut running = Running {
         proxies: BTreeMap::new(),
         apps: BTreeMap::new(),
         plan: Plan::default(),
     };
-    apply(&o, &config, &mut running).await;
+    apply(&o, &hub, &config, &mut running).await;
     let mut current = config;
-    publish(&docs, &o, &current, &running, None).await;
+    publish(&docs, &o, &hub, &current, &running, None).await;
     for g in &running.plan.gateways {
         for (port, addr) in &g.listens {
             eprintln!("weft: {} port {port} on http://{addr}", g.name);
         }
     }
-    eprintln!(
-        "weft: ready: {} workloads, {} proxies; try curl http://{}/productpage",
-        running.apps.len(),
-        running.proxies.len(),
-        o.ingress
-    );
+    if o.processes {
+        eprintln!(
+            "weft: ready: {} workloads, {} proxies; try curl http://{}/productpage",
+            running.apps.len(),
+            running.proxies.len(),
+            o.ingress
+        );
+    } else {
+        eprintln!(
+            "weft: ready: serving {} proxies' configuration on {}; their tokens are in {}",
+            current.models.len(),
+            o.xds,
+            o.run_dir.join("tokens").display()
+        );
+    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut last_error: Option<Vec<Diagnostic>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut status_tick = 0u32;
+    let mut stream_changes = hub.subscribe_changes();
     loop {
         tokio::select! {
+            _ = stream_changes.changed() => {
+                // ACKs arrive in bursts after a push; settle briefly.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                stream_changes.borrow_and_update();
+                publish(&docs, &o, &hub, &current, &running, last_error.as_deref()).await;
+            }
             _ = tick.tick() => {
                 if store.changed_on_disk() {
                     // Debounce: editors write in several steps.
@@ -266,7 +305,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                         Ok(next) => {
                             eprintln!("weft: configuration {} accepted", next.generation);
                             print_diagnostics(&next.diagnostics);
-                            apply(&o, &next, &mut running).await;
+                            apply(&o, &hub, &next, &mut running).await;
                             current = next;
                             last_error = None;
                         }
@@ -276,11 +315,11 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                             last_error = Some(diagnostics);
                         }
                     }
-                    publish(&docs, &o, &current, &running, last_error.as_deref()).await;
+                    publish(&docs, &o, &hub, &current, &running, last_error.as_deref()).await;
                 } else {
                     status_tick += 1;
                     if status_tick % 8 == 0 {
-                        publish(&docs, &o, &current, &running, last_error.as_deref()).await;
+                        publish(&docs, &o, &hub, &current, &running, last_error.as_deref()).await;
                     }
                 }
             }
@@ -310,15 +349,33 @@ async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 
 /// Brings the running processes in line with `config`: writes changed
 /// models and signals their proxies, starts new sidecars and workloads,
 /// stops removed ones.
-async fn apply(o: &Options, config: &Config, running: &mut Running) {
+async fn apply(o: &Options, hub: &Arc<Hub>, config: &Config, running: &mut Running) {
     let plan = plan::plan(config, o.ingress, o.ingress.ip());
+    // Publish first: proxies started below fetch their model at once, and
+    // running ones are sent only what changed.
+    hub.publish(
+        config
+            .models
+            .iter()
+            .map(|(name, c)| (name.clone(), (c.version.clone(), Arc::new(c.json.clone()))))
+            .collect(),
+    );
+    if !o.processes {
+        // Only the stream: make sure every proxy has its bootstrap token.
+        for name in config.models.keys() {
+            if let Err(e) = hub.token_file(&o.run_dir.join("tokens"), name) {
+                eprintln!("weft: cannot write the token of {name}: {e}");
+            }
+        }
+        return;
+    }
     // Proxies: gateways and sidecars.
     let mut wanted: BTreeMap<String, Spec> = BTreeMap::new();
     for g in &plan.gateways {
-        wanted.insert(g.name.clone(), gateway_spec(o, g));
+        wanted.insert(g.name.clone(), gateway_spec(o, hub, g));
     }
     for s in &plan.sidecars {
-        wanted.insert(s.name.clone(), sidecar_spec(o, s));
+        wanted.insert(s.name.clone(), sidecar_spec(o, hub, s));
     }
     let removed: Vec<String> = running
         .proxies
@@ -340,17 +397,10 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
         let Some(compiled) = config.models.get(&name) else {
             continue;
         };
-        let path = model_path(&o.run_dir, &name);
         match running.proxies.get_mut(&name) {
             Some((proxy, version)) if proxy.spec.args == spec.args => {
-                if *version != compiled.version {
-                    if let Err(e) = write_model(&path, &compiled.json) {
-                        eprintln!("weft: cannot write {}: {e}", path.display());
-                        continue;
-                    }
-                    proxy.signal(Signal::SIGHUP);
-                    *version = compiled.version.clone();
-                }
+                // The stream carries the change; remember what was sent.
+                *version = compiled.version.clone();
             }
             existing => {
                 // New, or its listeners moved: (re)start it.
@@ -359,10 +409,6 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
                     .and_then(|()| running.proxies.remove(&name))
                 {
                     old.stop().await;
-                }
-                if let Err(e) = write_model(&path, &compiled.json) {
-                    eprintln!("weft: cannot write {}: {e}", path.display());
-                    continue;
                 }
                 let admin = spec
                     .args
@@ -467,11 +513,28 @@ async fn get(addr: SocketAddr, path: &str) -> Option<String> {
 async fn publish(
     docs: &admin::Shared,
     o: &Options,
+    hub: &Hub,
     config: &Config,
     running: &Running,
     last_error: Option<&[Diagnostic]>,
 ) {
+    let sync = hub.sync();
     let mut proxies = Vec::new();
+    if !o.processes {
+        for (name, c) in &config.models {
+            let stream = sync.get(name).cloned().unwrap_or_default();
+            let state = if !stream.connected {
+                "DISCONNECTED"
+            } else if stream.acked_version == c.version {
+                "SYNCED"
+            } else if stream.nack.is_some() {
+                "NACKED"
+            } else {
+                "STALE"
+            };
+            proxies.push(serde_json::json!({"name": name, "kind": if matches!(c.proxy, weft_compile::ProxyRef::Gateway { .. }) { "gateway" } else { "sidecar" }, "pushedVersion": c.version, "sync": state, "stream": stream}));
+        }
+    }
     for (name, (m, pushed)) in &running.proxies {
         let admin = m
             .spec
@@ -488,11 +551,16 @@ async fn publish(
             None => None,
         };
         let state = m.snapshot();
+        let stream = sync.get(name).cloned().unwrap_or_default();
         let sync = match (&served, state.running) {
-            (_, false) => "NOT RUNNING",
-            (Some(v), true) if v == pushed => "SYNCED",
-            (Some(_), true) => "STALE",
-            (None, true) => "UNREACHABLE",
+            (_, false) => "NOT RUNNING".to_owned(),
+            _ if stream.nack.is_some() && stream.acked_version != *pushed => "NACKED".to_owned(),
+            _ if !stream.connected => "DISCONNECTED".to_owned(),
+            (Some(v), true) if v == pushed && stream.acked_version == *pushed => {
+                "SYNCED".to_owned()
+            }
+            (Some(_), true) => "STALE".to_owned(),
+            (None, true) => "UNREACHABLE".to_owned(),
         };
         let kind = if m.spec.name.ends_with("(gateway)") {
             "gateway"
@@ -511,6 +579,7 @@ async fn publish(
             "pushedVersion": pushed,
             "servedVersion": served,
             "sync": sync,
+            "stream": stream,
             "process": state,
         }));
     }

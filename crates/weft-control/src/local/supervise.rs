@@ -1,6 +1,5 @@
 //! Running the processes of a local mesh: start, log to a file, restart
-//! with backoff when one dies, signal (SIGHUP to push config), and stop
-//! cleanly.
+//! with backoff when one dies, and stop cleanly.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -52,20 +51,8 @@ impl Managed {
         }
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.state.lock().ok().and_then(|s| s.pid)
-    }
-
     pub fn snapshot(&self) -> State {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// Sends `sig` to the process if it runs.
-    pub fn signal(&self, sig: Signal) -> bool {
-        match self.pid() {
-            Some(pid) => kill(Pid::from_raw(pid as i32), sig).is_ok(),
-            None => false,
-        }
     }
 
     /// Stops it: SIGTERM, then SIGKILL after `grace`.

@@ -15,9 +15,22 @@ use weft_proxy::{Proxy, RuntimeConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The compiled model (JSON).
+    /// The compiled model (JSON); SIGHUP re-reads it.
+    #[arg(long, required_unless_present = "control_plane")]
+    model: Option<PathBuf>,
+    /// Follow the control plane's model stream at this address instead.
+    #[arg(long, requires_all = ["proxy", "token_file"])]
+    control_plane: Option<SocketAddr>,
+    /// This proxy's name (`namespace/name`) for the control plane.
     #[arg(long)]
-    model: PathBuf,
+    proxy: Option<String>,
+    /// The bootstrap token the control plane wrote for this proxy.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Where to keep the last applied model, to start from when the
+    /// control plane is down.
+    #[arg(long)]
+    model_cache: Option<PathBuf>,
     /// The sidecar's outbound HTTP proxy address (what HTTP_PROXY names).
     #[arg(long)]
     outbound: Option<SocketAddr>,
@@ -89,7 +102,29 @@ fn read_model(path: &Path) -> anyhow::Result<(weft_model::ProxyModel, String)> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let (model, first_version) = read_model(&args.model)?;
+    let client = match (&args.control_plane, &args.proxy, &args.token_file) {
+        (Some(cp), Some(name), Some(token)) => Some(weft_proxy::control::ClientConfig {
+            control_plane: *cp,
+            proxy: name.clone(),
+            token: std::fs::read_to_string(token)
+                .with_context(|| format!("cannot read the bootstrap token {}", token.display()))?
+                .trim()
+                .to_owned(),
+            cache: args.model_cache.clone(),
+        }),
+        _ => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (model, first_version) = match (&client, &args.model) {
+        (Some(c), _) => {
+            rt.block_on(weft_proxy::control::first_model(c, Duration::from_secs(30)))?
+        }
+        (None, Some(path)) => read_model(path)?,
+        (None, None) => anyhow::bail!("pass --model FILE or --control-plane ADDR"),
+    };
     let config = RuntimeConfig {
         outbound: args.outbound,
         inbound_ip: args.inbound_ip,
@@ -115,13 +150,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             eprintln!("weft proxy: {name} listening on {addr}");
         }
         eprintln!("weft proxy: ready");
+        let _follow = client.map(|c| proxy.follow(c));
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut version = 1u64;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    match read_model(&args.model).and_then(|(m, v)| proxy.update(m, v).map_err(Into::into)) {
+                    let Some(path) = &args.model else { continue };
+                    match read_model(path).and_then(|(m, v)| proxy.update(m, v).map_err(Into::into)) {
                         Ok(()) => {
                             version += 1;
                             eprintln!("weft proxy: model version {version} applied");

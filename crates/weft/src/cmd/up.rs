@@ -21,6 +21,9 @@ pub struct Args {
     /// The control plane's admin API (weft status, the dashboard).
     #[arg(long, default_value = "127.0.0.1:15014")]
     admin: SocketAddr,
+    /// The model stream proxies connect to.
+    #[arg(long, default_value = "127.0.0.1:15010")]
+    xds: SocketAddr,
     /// First loopback address given to workload replicas.
     #[arg(long, default_value = "127.0.10.1")]
     address_base: Ipv4Addr,
@@ -44,10 +47,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         paths: args.files.clone(),
         ingress: args.ingress,
         admin: args.admin,
+        xds: args.xds,
         address_base: args.address_base,
         run_dir,
         weft,
         explain: args.explain,
+        processes: true,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

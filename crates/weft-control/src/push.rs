@@ -1,0 +1,287 @@
+//! The model stream (`weft.v1.ModelStream/Stream`, port 15010): every
+//! proxy holds one open; the control plane sends its current model at once
+//! and every change after, and records each ACK or NACK.
+//!
+//! A proxy proves who it is with a bootstrap token the control plane
+//! wrote for it (a 0600 file in the run directory), and is only ever sent
+//! its own model.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::server::{Grpc, StreamingService};
+use tonic::{Request, Response, Status, Streaming};
+use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessage, STREAM_PATH};
+
+/// What each proxy should run: proxy name → (content version, JSON).
+pub type Models = BTreeMap<String, (String, Arc<String>)>;
+
+/// A proxy's side of the stream, for `weft status`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySync {
+    pub connected: bool,
+    /// Open streams: a proxy briefly holds two while it reconnects.
+    #[serde(skip)]
+    pub streams: u32,
+    pub sent_version: String,
+    pub acked_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nack: Option<String>,
+    pub reconnects: u32,
+}
+
+pub struct Hub {
+    models: watch::Sender<Arc<Models>>,
+    /// Bumped on every ACK, NACK, connect and disconnect.
+    changes: watch::Sender<u64>,
+    tokens: Mutex<BTreeMap<String, String>>,
+    sync: Mutex<BTreeMap<String, ProxySync>>,
+    nonce: std::sync::atomic::AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Arc<Hub> {
+        Arc::new(Hub {
+            models: watch::channel(Arc::new(Models::new())).0,
+            changes: watch::channel(0).0,
+            tokens: Mutex::new(BTreeMap::new()),
+            sync: Mutex::new(BTreeMap::new()),
+            nonce: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// Publishes a new set of models; sessions push only what changed.
+    pub fn publish(&self, models: Models) {
+        self.models.send_replace(Arc::new(models));
+    }
+
+    /// The bootstrap token of `proxy`, created on first use and written to
+    /// `dir/<proxy>.token` with mode 0600.
+    pub fn token_file(
+        &self,
+        dir: &std::path::Path,
+        proxy: &str,
+    ) -> std::io::Result<std::path::PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{}.token", proxy.replace('/', ".")));
+        // A token survives control-plane restarts, so running proxies are
+        // still recognised when it comes back.
+        let existing = std::fs::read_to_string(&path)
+            .ok()
+            .filter(|t| t.len() == 32);
+        let token = {
+            let mut tokens = self
+                .tokens
+                .lock()
+                .map_err(|_| std::io::Error::other("token table poisoned"))?;
+            tokens
+                .entry(proxy.to_owned())
+                .or_insert_with(|| {
+                    existing
+                        .clone()
+                        .unwrap_or_else(|| format!("{:032x}", fastrand_u128()))
+                })
+                .clone()
+        };
+        if existing.as_deref() != Some(token.as_str()) {
+            write_private(&path, &token)?;
+        }
+        Ok(path)
+    }
+
+    pub fn sync(&self) -> BTreeMap<String, ProxySync> {
+        self.sync.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, proxy: &str, f: impl FnOnce(&mut ProxySync)) {
+        if let Ok(mut s) = self.sync.lock() {
+            f(s.entry(proxy.to_owned()).or_default());
+        }
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Fires whenever a proxy's stream state changes.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn authorized(&self, hello: &Hello) -> bool {
+        self.tokens
+            .lock()
+            .map(|t| {
+                t.get(&hello.proxy)
+                    .is_some_and(|tok| constant_time_eq(tok.as_bytes(), hello.token.as_bytes()))
+            })
+            .unwrap_or(false)
+    }
+}
+
+fn fastrand_u128() -> u128 {
+    // Tokens only need to be unguessable by other local users; the OS
+    // random source seeds them.
+    let mut buf = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut buf);
+    }
+    u128::from_le_bytes(buf)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+#[derive(Clone)]
+struct StreamSvc(Arc<Hub>);
+
+impl StreamingService<ProxyMessage> for StreamSvc {
+    type Response = ModelUpdate;
+    type ResponseStream = ReceiverStream<Result<ModelUpdate, Status>>;
+    type Future = BoxFuture<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, req: Request<Streaming<ProxyMessage>>) -> Self::Future {
+        let hub = self.0.clone();
+        Box::pin(async move {
+            let mut inbound = req.into_inner();
+            let hello = match inbound.message().await? {
+                Some(ProxyMessage {
+                    kind: Some(Kind::Hello(h)),
+                }) => h,
+                _ => return Err(Status::invalid_argument("the first message must be Hello")),
+            };
+            if !hub.authorized(&hello) {
+                tracing::warn!(proxy = %hello.proxy, "refused a proxy with a wrong bootstrap token");
+                return Err(Status::unauthenticated(format!(
+                    "{}: wrong or unknown bootstrap token",
+                    hello.proxy
+                )));
+            }
+            let (tx, rx) = mpsc::channel(4);
+            tokio::spawn(session(hub, hello, inbound, tx));
+            Ok(Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+async fn session(
+    hub: Arc<Hub>,
+    hello: Hello,
+    mut inbound: Streaming<ProxyMessage>,
+    tx: mpsc::Sender<Result<ModelUpdate, Status>>,
+) {
+    let proxy = hello.proxy.clone();
+    let mut models = hub.models.subscribe();
+    let mut sent = hello.served_version.clone();
+    hub.record(&proxy, |s| {
+        if s.streams == 0 && !s.sent_version.is_empty() {
+            s.reconnects += 1;
+        }
+        s.streams += 1;
+        s.connected = true;
+        s.acked_version = hello.served_version.clone();
+    });
+    tracing::info!(%proxy, serving = %hello.served_version, "proxy connected");
+    loop {
+        let current = models.borrow_and_update().get(&proxy).cloned();
+        if let Some((version, json)) = current {
+            if version != sent {
+                let nonce = hub
+                    .nonce
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .to_string();
+                let update = ModelUpdate {
+                    version: version.clone(),
+                    nonce,
+                    model_json: json.as_bytes().to_vec(),
+                };
+                if tx.send(Ok(update)).await.is_err() {
+                    break;
+                }
+                hub.record(&proxy, |s| s.sent_version = version.clone());
+                sent = version;
+            }
+        }
+        tokio::select! {
+            changed = models.changed() => if changed.is_err() { break },
+            msg = inbound.message() => match msg {
+                Ok(Some(ProxyMessage { kind: Some(Kind::Ack(Ack { version, error, .. })) })) => {
+                    if error.is_empty() {
+                        hub.record(&proxy, |s| { s.acked_version = version; s.nack = None; });
+                    } else {
+                        tracing::warn!(%proxy, %version, %error, "proxy refused its model (NACK)");
+                        hub.record(&proxy, |s| s.nack = Some(error));
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            },
+        }
+    }
+    hub.record(&proxy, |s| {
+        s.streams = s.streams.saturating_sub(1);
+        s.connected = s.streams > 0;
+    });
+    tracing::info!(%proxy, "proxy disconnected");
+}
+
+/// Serves the stream on `listener` (gRPC over h2c) until the process ends.
+pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let hub = hub.clone();
+                    async move {
+                        if req.uri().path() != STREAM_PATH {
+                            let mut resp = http::Response::new(tonic::body::Body::empty());
+                            resp.headers_mut().insert(
+                                "content-type",
+                                http::HeaderValue::from_static("application/grpc"),
+                            );
+                            resp.headers_mut()
+                                .insert("grpc-status", http::HeaderValue::from_static("12"));
+                            return Ok::<_, std::convert::Infallible>(resp);
+                        }
+                        let mut grpc = Grpc::new(tonic_prost::ProstCodec::<
+                            ModelUpdate,
+                            ProxyMessage,
+                        >::default());
+                        Ok(grpc.streaming(StreamSvc(hub), req).await)
+                    }
+                });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .http2_only()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Binds the stream's address, explaining a taken port.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::ControlError> {
+    crate::admin::bind(addr, "the configuration stream").await
+}

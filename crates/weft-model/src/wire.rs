@@ -1,0 +1,77 @@
+//! The control-plane stream's messages (`proto/weft/v1/model.proto`),
+//! written with prost's derives so no protoc or build script is needed.
+//!
+//! The model itself travels as JSON inside `ModelUpdate`: it is versioned
+//! by `MODEL_VERSION`, self-describing for `weft proxy-config`, and keeps
+//! one definition of the model (the Rust types) instead of two.
+
+/// `/weft.v1.ModelStream/Stream`
+pub const STREAM_PATH: &str = "/weft.v1.ModelStream/Stream";
+pub const SERVICE_NAME: &str = "weft.v1.ModelStream";
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProxyMessage {
+    #[prost(oneof = "proxy_message::Kind", tags = "1, 2")]
+    pub kind: Option<proxy_message::Kind>,
+}
+
+pub mod proxy_message {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        Hello(super::Hello),
+        #[prost(message, tag = "2")]
+        Ack(super::Ack),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Hello {
+    #[prost(string, tag = "1")]
+    pub proxy: String,
+    #[prost(string, tag = "2")]
+    pub token: String,
+    #[prost(string, tag = "3")]
+    pub served_version: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Ack {
+    #[prost(string, tag = "1")]
+    pub nonce: String,
+    #[prost(string, tag = "2")]
+    pub version: String,
+    #[prost(string, tag = "3")]
+    pub error: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ModelUpdate {
+    #[prost(string, tag = "1")]
+    pub version: String,
+    #[prost(string, tag = "2")]
+    pub nonce: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub model_json: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn round_trip() {
+        let m = ProxyMessage {
+            kind: Some(proxy_message::Kind::Hello(Hello {
+                proxy: "default/a-0".into(),
+                token: "t".into(),
+                served_version: String::new(),
+            })),
+        };
+        let bytes = m.encode_to_vec();
+        assert_eq!(ProxyMessage::decode(bytes.as_slice()).unwrap(), m);
+        // Field 1 (hello), length-delimited: the wire form the .proto says.
+        assert_eq!(bytes[0], 0x0a);
+    }
+}

@@ -1,0 +1,195 @@
+//! The proxy's end of the model stream: it says who it is, applies every
+//! model it is sent (ACK) or keeps the last one and says why (NACK), and
+//! when the control plane goes away it keeps serving, reconnects with
+//! backoff and resyncs. The last applied model is cached on disk so a
+//! proxy restarted while the control plane is down still starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessage, STREAM_PATH};
+use weft_model::ProxyModel;
+
+use crate::{ProxyError, Shared};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub control_plane: SocketAddr,
+    /// `namespace/name`.
+    pub proxy: String,
+    pub token: String,
+    /// Where the last applied model is kept.
+    pub cache: Option<PathBuf>,
+}
+
+type Stream = tonic::Streaming<ModelUpdate>;
+
+async fn open(
+    cfg: &ClientConfig,
+    served: &str,
+) -> Result<(mpsc::Sender<ProxyMessage>, Stream), String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", cfg.control_plane))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    let channel = endpoint.connect().await.map_err(|e| {
+        format!(
+            "cannot reach the control plane at {}: {e}",
+            cfg.control_plane
+        )
+    })?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel(4);
+    let hello = ProxyMessage {
+        kind: Some(Kind::Hello(Hello {
+            proxy: cfg.proxy.clone(),
+            token: cfg.token.clone(),
+            served_version: served.to_owned(),
+        })),
+    };
+    tx.send(hello).await.map_err(|e| e.to_string())?;
+    let resp = grpc
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            PathAndQuery::from_static(STREAM_PATH),
+            tonic_prost::ProstCodec::<ProxyMessage, ModelUpdate>::default(),
+        )
+        .await
+        .map_err(|s| format!("the control plane refused the stream: {}", s.message()))?;
+    Ok((tx, resp.into_inner()))
+}
+
+fn decode(update: &ModelUpdate) -> Result<ProxyModel, String> {
+    let model: ProxyModel = serde_json::from_slice(&update.model_json)
+        .map_err(|e| format!("model is not valid JSON for this weft: {e}"))?;
+    if model.model_version != weft_model::MODEL_VERSION {
+        return Err(format!(
+            "model version {} is not {}",
+            model.model_version,
+            weft_model::MODEL_VERSION
+        ));
+    }
+    Ok(model)
+}
+
+fn save_cache(cfg: &ClientConfig, update: &ModelUpdate) {
+    if let Some(path) = &cfg.cache {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, &update.model_json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
+            tracing::warn!(path = %path.display(), "cannot cache the model");
+        }
+    }
+}
+
+/// The first model: from the control plane when it answers within `wait`,
+/// else from the cache of the last run.
+pub async fn first_model(
+    cfg: &ClientConfig,
+    wait: Duration,
+) -> Result<(ProxyModel, String), ProxyError> {
+    // With a cached model to fall back on, do not hold the proxy down
+    // waiting for a control plane that may be gone.
+    let has_cache = cfg.cache.as_ref().is_some_and(|p| p.exists());
+    let wait = if has_cache {
+        wait.min(Duration::from_secs(1))
+    } else {
+        wait
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut last_error = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match open(cfg, "").await {
+            Ok((_tx, mut stream)) => {
+                match tokio::time::timeout_at(deadline, stream.message()).await {
+                    Ok(Ok(Some(update))) => {
+                        let model = decode(&update).map_err(ProxyError::InvalidModel)?;
+                        save_cache(cfg, &update);
+                        return Ok((model, update.version));
+                    }
+                    Ok(Ok(None)) => last_error = "the control plane closed the stream".into(),
+                    Ok(Err(s)) => last_error = s.message().to_owned(),
+                    Err(_) => last_error = "no model within the wait".into(),
+                }
+            }
+            Err(e) => last_error = e,
+        }
+        if last_error.contains("refused the stream") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Some(path) = &cfg.cache {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(model) = serde_json::from_str::<ProxyModel>(&text) {
+                tracing::warn!(error = %last_error, "starting from the cached model; will sync when the control plane answers");
+                return Ok((model, weft_model::names::content_version(&text)));
+            }
+        }
+    }
+    Err(ProxyError::InvalidModel(format!("no model: {last_error}")))
+}
+
+/// Keeps the stream open for as long as the proxy runs.
+pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let served = shared.snapshot.load().version.clone();
+        match open(&cfg, &served).await {
+            Ok((tx, mut stream)) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!(control_plane = %cfg.control_plane, version = %served, "connected to the control plane");
+                while let Ok(Some(update)) = stream.message().await {
+                    let result = decode(&update).and_then(|m| {
+                        crate::apply(&shared, m, update.version.clone()).map_err(|e| e.to_string())
+                    });
+                    let error = match &result {
+                        Ok(()) => {
+                            save_cache(&cfg, &update);
+                            eprintln!("weft proxy: model {} applied", update.version);
+                            String::new()
+                        }
+                        Err(e) => {
+                            eprintln!(
+                                "weft proxy: model {} refused, {} keeps serving: {e}",
+                                update.version,
+                                shared.snapshot.load().version
+                            );
+                            e.clone()
+                        }
+                    };
+                    let ack = ProxyMessage {
+                        kind: Some(Kind::Ack(Ack {
+                            nonce: update.nonce,
+                            version: update.version,
+                            error,
+                        })),
+                    };
+                    if tx.send(ack).await.is_err() {
+                        break;
+                    }
+                }
+                eprintln!(
+                    "weft proxy: the control plane went away; still serving {}; reconnecting",
+                    shared.snapshot.load().version
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "control plane unreachable"),
+        }
+        // Jittered so a restarted control plane is not hit by every proxy at once.
+        tokio::time::sleep(
+            backoff + Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2)),
+        )
+        .await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

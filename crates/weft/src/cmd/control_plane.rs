@@ -1,0 +1,55 @@
+//! `weft control-plane -f DIR`: only the control plane — the model stream
+//! and the admin API — for proxies run elsewhere (`weft proxy
+//! --control-plane`), as hosts and Kubernetes modes will run it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use weft_control::local::{self, Options};
+
+use crate::output::check_paths;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:15010")]
+    xds: SocketAddr,
+    #[arg(long, default_value = "127.0.10.1")]
+    address_base: Ipv4Addr,
+    /// Where proxies' bootstrap tokens are written (tokens/).
+    #[arg(long, default_value = ".weft/run")]
+    run_dir: PathBuf,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    check_paths(&args.files)?;
+    let run_dir = if args.run_dir.is_absolute() {
+        args.run_dir.clone()
+    } else {
+        std::env::current_dir()?.join(&args.run_dir)
+    };
+    let opts = Options {
+        paths: args.files.clone(),
+        ingress: local::default_ingress(),
+        admin: args.admin,
+        xds: args.xds,
+        address_base: args.address_base,
+        run_dir,
+        weft: std::env::current_exe()?,
+        explain: false,
+        processes: false,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match rt.block_on(local::run(opts)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(weft_control::ControlError::Refused) => Ok(ExitCode::from(1)),
+        Err(e) => Err(e.into()),
+    }
+}
