@@ -18,6 +18,11 @@ use tokio::net::TcpListener;
 pub struct Docs {
     pub status: Value,
     pub validations: Value,
+    /// Every resource: kind, namespace, name, where it was written, and the
+    /// object itself.
+    pub resources: Vec<Value>,
+    /// Where `weft apply` writes resources.
+    pub applied_dir: Option<std::path::PathBuf>,
 }
 
 pub type Shared = Arc<Mutex<Docs>>;
@@ -32,19 +37,7 @@ pub async fn serve(listener: TcpListener, docs: Shared) {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let docs = docs.clone();
                 async move {
-                    let (status, body) = {
-                        let d = docs.lock().map_err(|_| ()).ok();
-                        match (req.uri().path(), d) {
-                            ("/api/status", Some(d)) => (200, d.status.to_string()),
-                            ("/api/validations", Some(d)) => (200, d.validations.to_string()),
-                            ("/ready", _) => (200, "ready".to_owned()),
-                            _ => (
-                                404,
-                                "{\"error\": \"not found: try /api/status or /api/validations\"}"
-                                    .to_owned(),
-                            ),
-                        }
-                    };
+                    let (status, body) = route(&docs, req).await;
                     let mut resp = http::Response::new(Full::new(Bytes::from(body)));
                     *resp.status_mut() =
                         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
@@ -59,6 +52,139 @@ pub async fn serve(listener: TcpListener, docs: Shared) {
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+fn error(msg: impl std::fmt::Display) -> String {
+    serde_json::json!({ "error": msg.to_string() }).to_string()
+}
+
+async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    match (req.method().as_str(), path.as_str()) {
+        ("GET", "/api/status") => (
+            200,
+            docs.lock()
+                .map(|d| d.status.to_string())
+                .unwrap_or_default(),
+        ),
+        ("GET", "/api/validations") => (
+            200,
+            docs.lock()
+                .map(|d| d.validations.to_string())
+                .unwrap_or_default(),
+        ),
+        ("GET", "/ready") => (200, "ready".to_owned()),
+        ("GET", "/api/resources") => {
+            let param = |k: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                    .map(str::to_owned)
+            };
+            let (kind, name, ns) = (param("kind"), param("name"), param("namespace"));
+            let items: Vec<Value> = docs
+                .lock()
+                .map(|d| {
+                    d.resources
+                        .iter()
+                        .filter(|r| {
+                            kind.as_deref().is_none_or(|k| {
+                                r["kind"]
+                                    .as_str()
+                                    .is_some_and(|x| x.eq_ignore_ascii_case(k))
+                            })
+                        })
+                        .filter(|r| name.as_deref().is_none_or(|n| r["name"] == n))
+                        .filter(|r| ns.as_deref().is_none_or(|n| r["namespace"] == n))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            (200, Value::Array(items).to_string())
+        }
+        ("POST", "/api/apply") => {
+            let body = match http_body_util::Limited::new(req.into_body(), 4 * 1024 * 1024)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return (413, error(format!("cannot read the request: {e}"))),
+            };
+            let loaded = weft_api::load::load_bytes("<apply>", &body);
+            if loaded.has_errors() {
+                return (400, serde_json::json!({ "error": "the resources have errors", "diagnostics": loaded.diagnostics }).to_string());
+            }
+            let Some(dir) = docs.lock().ok().and_then(|d| d.applied_dir.clone()) else {
+                return (500, error("no applied directory"));
+            };
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                return (500, error(e));
+            }
+            let mut applied = Vec::new();
+            for r in &loaded.resources {
+                let object = weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node);
+                let text = weft_api::yaml::emit::to_yaml_string(&object).unwrap_or_default();
+                let file = dir.join(format!("{}.{}.{}.yaml", r.kind(), r.namespace(), r.name()));
+                if let Err(e) = std::fs::write(&file, text) {
+                    return (500, error(e));
+                }
+                applied.push(r.display_name());
+            }
+            (
+                200,
+                serde_json::json!({ "applied": applied, "warnings": loaded.diagnostics })
+                    .to_string(),
+            )
+        }
+        ("DELETE", p) if p.starts_with("/api/resources/") => {
+            let parts: Vec<&str> = p.trim_start_matches("/api/resources/").split('/').collect();
+            let [kind, ns, name] = parts.as_slice() else {
+                return (400, error("use /api/resources/KIND/NAMESPACE/NAME"));
+            };
+            let Some(k) = weft_api::resource::ResourceKind::from_cli_name(kind) else {
+                return (400, error(format!("unknown kind {kind}")));
+            };
+            let (dir, found) = match docs.lock() {
+                Ok(d) => (
+                    d.applied_dir.clone(),
+                    d.resources
+                        .iter()
+                        .find(|r| {
+                            r["kind"] == k.name() && r["namespace"] == *ns && r["name"] == *name
+                        })
+                        .cloned(),
+                ),
+                Err(_) => (None, None),
+            };
+            let file = dir.map(|d| d.join(format!("{}.{ns}.{name}.yaml", k.name())));
+            match (file, found) {
+                (Some(f), _) if f.exists() => match std::fs::remove_file(&f) {
+                    Ok(()) => (
+                        200,
+                        serde_json::json!({ "deleted": format!("{} {ns}/{name}", k.name()) })
+                            .to_string(),
+                    ),
+                    Err(e) => (500, error(e)),
+                },
+                (_, Some(r)) => (
+                    409,
+                    error(format!(
+                        "{} {ns}/{name} is defined in {}:{}; remove it there",
+                        k.name(),
+                        r["file"].as_str().unwrap_or("?"),
+                        r["line"]
+                    )),
+                ),
+                _ => (404, error(format!("no {} {ns}/{name}", k.name()))),
+            }
+        }
+        _ => (
+            404,
+            error("not found: try /api/status, /api/validations, /api/resources"),
+        ),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Config {
 
 pub struct Store {
     paths: Vec<PathBuf>,
+    /// Resources written by `weft apply`; they replace same-named ones
+    /// from the files, as `kubectl apply` would.
+    applied: Option<PathBuf>,
     pub mesh: MeshConfig,
     fingerprint: u64,
     generation: u64,
@@ -61,16 +64,28 @@ impl Store {
     pub fn new(paths: Vec<PathBuf>, mesh: MeshConfig) -> Store {
         Store {
             paths,
+            applied: None,
             mesh,
             fingerprint: 0,
             generation: 0,
         }
     }
 
+    pub fn with_applied(mut self, dir: PathBuf) -> Store {
+        self.applied = Some(dir);
+        self
+    }
+
+    fn all_paths(&self) -> Vec<PathBuf> {
+        let mut all = self.paths.clone();
+        all.extend(self.applied.iter().cloned());
+        all
+    }
+
     /// Cheap check of the files' sizes and modification times: whether a
     /// reload is worth doing.
     pub fn changed_on_disk(&mut self) -> bool {
-        let fp = fingerprint(&self.paths);
+        let fp = fingerprint(&self.all_paths());
         if fp != self.fingerprint {
             self.fingerprint = fp;
             true
@@ -81,8 +96,16 @@ impl Store {
 
     /// Loads, validates, analyzes and compiles everything.
     pub fn load(&mut self) -> Result<Config, Refused> {
-        self.fingerprint = fingerprint(&self.paths);
+        self.fingerprint = fingerprint(&self.all_paths());
         let mut loaded = load_paths(&self.paths);
+        if let Some(dir) = self.applied.as_ref().filter(|d| d.is_dir()) {
+            let applied = load_paths(std::slice::from_ref(dir));
+            let keys: std::collections::BTreeSet<_> =
+                applied.resources.iter().map(|r| r.key()).collect();
+            loaded.resources.retain(|r| !keys.contains(&r.key()));
+            loaded.resources.extend(applied.resources);
+            loaded.diagnostics.extend(applied.diagnostics);
+        }
         let registry = Registry::build(&loaded.resources, &self.mesh);
         loaded.diagnostics.extend(weft_compile::analyze::analyze(
             &loaded.resources,

@@ -1,26 +1,31 @@
-//! A blocking HTTP GET for operator commands talking to the local admin
-//! API; no async runtime needed for one request.
+//! Blocking HTTP for operator commands talking to the local admin API; no
+//! async runtime needed for one request.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+/// Sends one request; returns the status code and body.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len())?;
+    s.write_all(body)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        anyhow::bail!("{}", head.lines().next().unwrap_or("no answer"));
-    }
-    // The admin API answers with a content-length, or chunked for large
-    // documents; undo chunking if present.
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // Large documents come chunked; undo that.
     if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -35,7 +40,16 @@ pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
             out.push_str(&after[..n]);
             rest = after[n..].trim_start_matches("\r\n");
         }
-        return Ok(out);
+        return Ok((status, out));
     }
-    Ok(body.to_owned())
+    Ok((status, body.to_owned()))
+}
+
+/// GET that must answer 200.
+pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let (status, body) = request(addr, "GET", path, b"")?;
+    if status != 200 {
+        anyhow::bail!("{path}: HTTP {status}: {body}");
+    }
+    Ok(body)
 }

@@ -30,6 +30,12 @@ enum Command {
     ControlPlane(cmd::control_plane::Args),
     /// Show the running mesh: components, ports, proxies' sync state.
     Status(cmd::status::Args),
+    /// Apply resources to the running mesh (replaces same-named ones from files).
+    Apply(cmd::resources::ApplyArgs),
+    /// List resources of a kind, or print one.
+    Get(cmd::resources::GetArgs),
+    /// Delete an applied resource.
+    Delete(cmd::resources::DeleteArgs),
     /// Print a running workload's log (or its sidecar's with --proxy).
     Logs(cmd::logs::Args),
     /// Check resources one by one: syntax, schema and Istio's validation rules.
@@ -66,6 +72,9 @@ fn main() -> ExitCode {
         Command::ControlPlane(args) => cmd::control_plane::run(&args),
         Command::Status(args) => cmd::status::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),
+        Command::Apply(args) => cmd::resources::apply(&args),
+        Command::Get(args) => cmd::resources::get_cmd(&args),
+        Command::Delete(args) => cmd::resources::delete(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::ProxyConfig(args) => cmd::proxy_config::run(&args),

@@ -630,3 +630,74 @@ fn write_and_wait(m: &Mesh, yaml: &str) {
     }
     std::thread::sleep(Duration::from_millis(300));
 }
+
+/// kubectl habits: `weft apply` routes live (and waits for acceptance),
+/// `weft get` lists and prints resources with where they came from,
+/// `weft delete` removes what was applied, and refuses what lives in a
+/// file; a bad apply is refused with positions.
+#[test]
+fn apply_get_delete_against_a_running_mesh() {
+    let m = up(96);
+    let weft = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--admin", &m.admin]);
+        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(&a)
+            .output()
+            .unwrap()
+    };
+    let task = common::repo()
+        .join("examples/bookinfo-tasks/virtual-service-all-v1.yaml")
+        .display()
+        .to_string();
+    let o = weft(&["apply", "-f", &task]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("VirtualService default/reviews applied") && out.contains("accepted"),
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        m.served_by(5, None),
+        BTreeMap::from([("reviews-v1-0".to_owned(), 5)])
+    );
+    let o = weft(&["get", "vs"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("reviews") && out.contains("applied") && out.contains("bookinfo-gateway.yaml"),
+        "{out}"
+    );
+    let o = weft(&["get", "virtualservice", "reviews", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v[0]["spec"]["http"][0]["route"][0]["destination"]["subset"],
+        "v1"
+    );
+    let o = weft(&["delete", "vs", "bookinfo"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bookinfo-gateway.yaml"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = weft(&["delete", "vs", "reviews"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        m.served_by(30, None).len() > 1,
+        "reviews is balanced across versions again"
+    );
+    let bad = m.w.write("bad.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews2}\nspec:\n  host: reviews\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBN}}\n");
+    let o = weft(&["apply", "-f", &bad.display().to_string()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("<apply>:6:") && err.contains("did you mean `ROUND_ROBIN`"),
+        "{err}"
+    );
+}

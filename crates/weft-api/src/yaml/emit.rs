@@ -51,3 +51,34 @@ mod tests {
         );
     }
 }
+
+/// A node of a parsed document as JSON, scalars resolved by YAML 1.2's
+/// core schema (for showing resources back to users, `weft get`).
+pub fn node_to_json(tree: &crate::yaml::Tree, id: crate::yaml::NodeId) -> serde_json::Value {
+    use crate::yaml::{Kind, Resolved};
+    let node = tree.node(id);
+    match &node.kind {
+        Kind::Seq(items) => {
+            serde_json::Value::Array(items.iter().map(|i| node_to_json(tree, *i)).collect())
+        }
+        Kind::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        tree.scalar(*k).unwrap_or("").to_owned(),
+                        node_to_json(tree, *v),
+                    )
+                })
+                .collect(),
+        ),
+        Kind::Scalar { .. } => match node.resolve() {
+            Some(Resolved::Null) | None => serde_json::Value::Null,
+            Some(Resolved::Bool(b)) => serde_json::Value::Bool(b),
+            Some(Resolved::Int(i)) => serde_json::Value::from(i),
+            Some(Resolved::Float(f)) => serde_json::Number::from_f64(f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Some(Resolved::Str(s)) => serde_json::Value::String(s.to_owned()),
+        },
+    }
+}

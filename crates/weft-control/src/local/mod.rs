@@ -222,7 +222,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         local_address_base: o.address_base,
         ..MeshConfig::default()
     };
-    let mut store = Store::new(o.paths.clone(), mesh);
+    let mut store = Store::new(o.paths.clone(), mesh).with_applied(o.run_dir.join("applied"));
     eprintln!(
         "weft: loading {}",
         o.paths
@@ -609,9 +609,28 @@ async fn publish(
         "workloads": workloads,
     });
     let validations = serde_json::json!({ "generation": config.generation, "diagnostics": config.diagnostics, "refused": last_error });
+    let applied_dir = o.run_dir.join("applied");
+    let resources: Vec<serde_json::Value> = config
+        .resources
+        .iter()
+        .map(|r| {
+            let origin = r.origin();
+            serde_json::json!({
+                "kind": r.kind().name(),
+                "namespace": r.namespace(),
+                "name": r.name(),
+                "file": origin.file.to_string(),
+                "line": origin.line,
+                "applied": std::path::Path::new(&*origin.file).starts_with(&applied_dir),
+                "object": weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node),
+            })
+        })
+        .collect();
     if let Ok(mut d) = docs.lock() {
         d.status = status;
         d.validations = validations;
+        d.resources = resources;
+        d.applied_dir = Some(applied_dir);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod exec_child;
 pub mod logs;
 pub mod proxy;
 pub mod proxy_config;
+pub mod resources;
 pub mod sample_app;
 pub mod status;
 pub mod up;

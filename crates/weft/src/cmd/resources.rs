@@ -1,0 +1,212 @@
+//! `weft apply`, `weft get` and `weft delete`: kubectl habits against a
+//! running control plane's admin API. Applied resources replace same-named
+//! ones from the configuration files; resources from files are changed in
+//! the files.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::http_get::{get, request};
+use crate::output::Format;
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// Files to apply; `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin: SocketAddr,
+}
+
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// A kind: VirtualService (vs), DestinationRule (dr), Gateway (gw), Service (svc), …
+    kind: String,
+    name: Option<String>,
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    output: Format,
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin: SocketAddr,
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    kind: String,
+    name: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin: SocketAddr,
+}
+
+fn unreachable(admin: SocketAddr) -> String {
+    format!("no control plane answers on {admin}: is `weft up` running? (use --admin if it listens elsewhere)")
+}
+
+fn generation(admin: SocketAddr) -> anyhow::Result<(u64, Option<serde_json::Value>)> {
+    let v: serde_json::Value = serde_json::from_str(&get(admin, "/api/status")?)?;
+    let cp = &v["controlPlane"];
+    Ok((
+        cp["generation"].as_u64().unwrap_or(0),
+        cp["lastRefusedChange"]
+            .as_array()
+            .map(|a| serde_json::Value::Array(a.clone())),
+    ))
+}
+
+pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let mut body = Vec::new();
+    for f in &args.files {
+        if f.as_os_str() == "-" {
+            std::io::stdin().read_to_end(&mut body)?;
+        } else {
+            body.extend(std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?);
+        }
+        body.extend_from_slice(b"\n---\n");
+    }
+    let (before, _) = generation(args.admin).with_context(|| unreachable(args.admin))?;
+    let (status, text) = request(args.admin, "POST", "/api/apply", &body)
+        .with_context(|| unreachable(args.admin))?;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if status != 200 {
+        for d in v["diagnostics"].as_array().into_iter().flatten() {
+            eprintln!(
+                "{}:{}:{}: {}: {}: {}",
+                d["file"].as_str().unwrap_or(""),
+                d["line"],
+                d["column"],
+                d["field"].as_str().unwrap_or(""),
+                d["message"].as_str().unwrap_or(""),
+                d["fix"].as_str().unwrap_or("")
+            );
+        }
+        bail!("{}", v["error"].as_str().unwrap_or("refused"));
+    }
+    for name in v["applied"].as_array().into_iter().flatten() {
+        println!("{} applied", name.as_str().unwrap_or(""));
+    }
+    // The whole configuration is checked when the control plane reloads.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        let (now, refused) = generation(args.admin)?;
+        if now > before {
+            println!("configuration {now} accepted");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(errors) = refused
+            .and_then(|r| r.as_array().cloned())
+            .filter(|r| !r.is_empty())
+        {
+            for e in &errors {
+                eprintln!(
+                    "{}:{}:{}: {}",
+                    e["file"].as_str().unwrap_or(""),
+                    e["line"],
+                    e["column"],
+                    e["message"].as_str().unwrap_or("")
+                );
+            }
+            bail!("the control plane refused the change; the previous configuration keeps serving");
+        }
+    }
+    bail!("the control plane did not pick the change up within 10 s")
+}
+
+pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
+    let kind = weft_api::resource::ResourceKind::from_cli_name(&args.kind)
+        .with_context(|| format!("unknown kind {}", args.kind))?;
+    let mut path = format!("/api/resources?kind={}", kind.name());
+    if let Some(n) = &args.name {
+        path.push_str(&format!("&name={n}"));
+    }
+    if let Some(ns) = &args.namespace {
+        path.push_str(&format!("&namespace={ns}"));
+    }
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(&get(args.admin, &path).with_context(|| unreachable(args.admin))?)?;
+    if items.is_empty() {
+        bail!(
+            "no {}{} found",
+            kind.name(),
+            args.name
+                .as_ref()
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default()
+        );
+    }
+    match args.output {
+        Format::Text if args.name.is_none() => {
+            println!("{:<16} {:<32} {:<8} FILE", "NAMESPACE", "NAME", "SOURCE");
+            for r in &items {
+                println!(
+                    "{:<16} {:<32} {:<8} {}:{}",
+                    r["namespace"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or(""),
+                    if r["applied"] == true {
+                        "applied"
+                    } else {
+                        "file"
+                    },
+                    r["file"].as_str().unwrap_or(""),
+                    r["line"]
+                );
+            }
+        }
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &items
+                    .iter()
+                    .map(|r| r["object"].clone())
+                    .collect::<Vec<_>>()
+            )?
+        ),
+        _ => {
+            for r in &items {
+                print!(
+                    "---\n{}",
+                    weft_api::yaml::emit::to_yaml_string(&r["object"])?
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn delete(args: &DeleteArgs) -> anyhow::Result<ExitCode> {
+    let kind = weft_api::resource::ResourceKind::from_cli_name(&args.kind)
+        .with_context(|| format!("unknown kind {}", args.kind))?;
+    let (before, _) = generation(args.admin).with_context(|| unreachable(args.admin))?;
+    let (status, text) = request(
+        args.admin,
+        "DELETE",
+        &format!(
+            "/api/resources/{}/{}/{}",
+            kind.name(),
+            args.namespace,
+            args.name
+        ),
+        b"",
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if status != 200 {
+        bail!("{}", v["error"].as_str().unwrap_or("refused"));
+    }
+    println!("{} deleted", v["deleted"].as_str().unwrap_or(""));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        if generation(args.admin)?.0 > before {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    bail!("the control plane did not pick the change up within 10 s")
+}
