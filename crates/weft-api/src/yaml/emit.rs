@@ -35,23 +35,6 @@ pub fn to_yaml_string<T: serde::Serialize>(value: &T) -> Result<String, serde_js
     Ok(body + "\n")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn round_trips_through_the_loader() {
-        let v =
-            serde_json::json!({"name": "x", "port": 9080, "flags": ["a", "true", "1"], "ok": true});
-        let text = super::to_yaml_string(&v).unwrap();
-        let docs = crate::yaml::parse_documents(&text, &Default::default()).unwrap();
-        let t = &docs[0];
-        assert_eq!(t.scalar(t.get(t.root_id(), "name").unwrap()), Some("x"));
-        assert!(
-            text.contains("\"true\"") || text.contains("'true'"),
-            "{text}"
-        );
-    }
-}
-
 /// A node of a parsed document as JSON, scalars resolved by YAML 1.2's
 /// core schema (for showing resources back to users, `weft get`).
 pub fn node_to_json(tree: &crate::yaml::Tree, id: crate::yaml::NodeId) -> serde_json::Value {
@@ -80,5 +63,22 @@ pub fn node_to_json(tree: &crate::yaml::Tree, id: crate::yaml::NodeId) -> serde_
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
             Some(Resolved::Str(s)) => serde_json::Value::String(s.to_owned()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_trips_through_the_loader() {
+        let v =
+            serde_json::json!({"name": "x", "port": 9080, "flags": ["a", "true", "1"], "ok": true});
+        let text = super::to_yaml_string(&v).unwrap();
+        let docs = crate::yaml::parse_documents(&text, &Default::default()).unwrap();
+        let t = &docs[0];
+        assert_eq!(t.scalar(t.get(t.root_id(), "name").unwrap()), Some("x"));
+        assert!(
+            text.contains("\"true\"") || text.contains("'true'"),
+            "{text}"
+        );
     }
 }
