@@ -23,6 +23,37 @@ pub struct Docs {
     pub resources: Vec<Value>,
     /// Where `weft apply` writes resources.
     pub applied_dir: Option<std::path::PathBuf>,
+    /// The processes `weft up` runs, reported in a file it rewrites; read
+    /// when `/api/status` is asked, so status is never staler than it.
+    pub processes_file: Option<std::path::PathBuf>,
+}
+
+/// `status` with what the supervisor reports about the processes.
+fn with_processes(status: &Value, file: Option<&std::path::Path>) -> Value {
+    let processes: Value = file
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let mut status = status.clone();
+    if processes.is_null() {
+        return status;
+    }
+    status["controlPlane"]["ingress"] = processes["ingress"].clone();
+    status["controlPlane"]["process"] = processes["controlPlane"].clone();
+    status["workloads"] = processes["workloads"].clone();
+    if let Some(proxies) = status["proxies"].as_array_mut() {
+        for p in proxies {
+            let name = p["name"].as_str().unwrap_or("").to_owned();
+            let pr = &processes["proxies"][&name];
+            for key in ["outbound", "listens", "admin", "process"] {
+                p[key] = pr[key].clone();
+            }
+            if pr["process"]["running"] == false {
+                p["sync"] = Value::String("NOT RUNNING".into());
+            }
+        }
+    }
+    status
 }
 
 pub type Shared = Arc<Mutex<Docs>>;
@@ -67,7 +98,7 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
         ("GET", "/api/status") => (
             200,
             docs.lock()
-                .map(|d| d.status.to_string())
+                .map(|d| with_processes(&d.status, d.processes_file.as_deref()).to_string())
                 .unwrap_or_default(),
         ),
         ("GET", "/api/validations") => (

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod local;
 pub mod push;
+pub mod server;
 pub mod store;
 
 use std::net::SocketAddr;

@@ -64,7 +64,7 @@ fn proxies_survive_and_resync_with_the_control_plane() {
     let cp: Vec<&str> = cp_args.iter().map(String::as_str).collect();
     w.spawn("cp", &cp, None);
     wait_for("the control plane", Duration::from_secs(30), || {
-        w.log("cp").contains("weft: ready")
+        w.log("cp").contains("control plane ready")
     });
     // The reviews versions, where the endpoints are (no destination
     // sidecars here: the client sidecar reaches them directly).

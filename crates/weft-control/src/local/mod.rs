@@ -1,11 +1,9 @@
-//! Local mode (`weft up`): the control plane, one sidecar per Workload
-//! replica, the gateways, and the workloads themselves, as processes on
-//! one machine, with no root and no containers.
-//!
-//! Configuration reaches proxies over the model stream (`push`): each
-//! proxy connects with its bootstrap token, is sent its model at once and
-//! every change after, and ACKs or NACKs each one; `weft status` shows
-//! that state, like `istioctl proxy-status`.
+//! Local mode (`weft up`): the whole mesh as processes on one machine, no
+//! root and no containers. This module is the supervisor: it plans and
+//! runs the control plane (as a child process), one sidecar per Workload
+//! replica, the gateways and the workloads, restarts what crashes, and
+//! stops everything on Ctrl-C. The control plane can crash or restart on
+//! its own: proxies keep serving and reconnect.
 
 pub mod plan;
 mod supervise;
@@ -13,14 +11,10 @@ mod supervise;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weft_api::diag::{Diagnostic, Severity};
-use weft_compile::MeshConfig;
-
 use crate::admin;
-use crate::push::{self, Hub};
+use crate::server::{self, print_diagnostics, token_path};
 use crate::store::{Config, Refused, Store};
 use crate::ControlError;
 use plan::{GatewayPlan, Plan, SidecarPlan};
@@ -37,58 +31,53 @@ pub struct Options {
     pub xds: SocketAddr,
     /// First loopback address for workload replicas.
     pub address_base: Ipv4Addr,
-    /// Models and logs go here.
+    /// Models, tokens and logs go here.
     pub run_dir: PathBuf,
-    /// This weft binary: what `command: weft` runs, and the proxies.
+    /// This weft binary: the control plane, the proxies, and what
+    /// `command: weft` runs.
     pub weft: PathBuf,
     /// Proxies add `x-weft-reason` to their own replies.
     pub explain: bool,
-    /// Run the proxies and workloads (`weft up`), or only serve their
-    /// configuration to proxies started elsewhere (`weft control-plane`).
-    pub processes: bool,
+}
+
+impl Options {
+    fn server(&self) -> server::Options {
+        server::Options {
+            paths: self.paths.clone(),
+            admin: self.admin,
+            xds: self.xds,
+            address_base: self.address_base,
+            run_dir: self.run_dir.clone(),
+        }
+    }
 }
 
 struct Running {
-    /// Proxy name → process and the version last pushed.
-    proxies: BTreeMap<String, (Managed, String)>,
+    control_plane: Option<Managed>,
+    /// Proxy name → process.
+    proxies: BTreeMap<String, Managed>,
     /// Workload instance name → process.
     apps: BTreeMap<String, Managed>,
     plan: Plan,
 }
 
-fn print_diagnostics(diags: &[Diagnostic]) {
-    for d in diags {
-        eprintln!("{d}");
-    }
-}
-
-fn model_path(run_dir: &Path, name: &str) -> PathBuf {
-    run_dir
-        .join("models")
-        .join(format!("{}.json", name.replace('/', ".")))
-}
-
 /// The arguments that connect a proxy to the model stream.
-fn stream_args(o: &Options, hub: &Hub, name: &str) -> Vec<String> {
-    let token = hub
-        .token_file(&o.run_dir.join("tokens"), name)
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+fn stream_args(o: &Options, name: &str) -> Vec<String> {
     vec![
         "--control-plane".into(),
         o.xds.to_string(),
         "--proxy".into(),
         name.to_owned(),
         "--token-file".into(),
-        token,
+        token_path(&o.run_dir, name).display().to_string(),
         "--model-cache".into(),
         model_path(&o.run_dir, name).display().to_string(),
     ]
 }
 
-fn sidecar_spec(o: &Options, hub: &Hub, s: &SidecarPlan) -> Spec {
+fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
     let mut args = vec!["proxy".to_owned()];
-    args.extend(stream_args(o, hub, &s.name));
+    args.extend(stream_args(o, &s.name));
     args.extend([
         "--outbound".into(),
         s.outbound().to_string(),
@@ -126,52 +115,10 @@ fn sidecar_spec(o: &Options, hub: &Hub, s: &SidecarPlan) -> Spec {
     }
 }
 
-fn app_spec(o: &Options, s: &SidecarPlan) -> Spec {
-    // weft's own commands follow weft up's lifetime themselves; anything
-    // else runs under `weft exec-child`, which does it for them.
-    let (program, args) = if s.command == "weft" {
-        (o.weft.clone(), s.args.clone())
-    } else {
-        let mut a = vec!["exec-child".to_owned(), "--".to_owned(), s.command.clone()];
-        a.extend(s.args.iter().cloned());
-        (o.weft.clone(), a)
-    };
-    let proxy = format!("http://{}", s.outbound());
-    let first = s.ports.first().copied().unwrap_or(8080);
-    let mut env: Vec<(String, String)> = vec![
-        ("HTTP_PROXY".into(), proxy.clone()),
-        ("http_proxy".into(), proxy),
-        ("NO_PROXY".into(), "localhost".into()),
-        ("no_proxy".into(), "localhost".into()),
-        ("WEFT_LISTEN".into(), s.app(first).to_string()),
-        ("PORT".into(), first.to_string()),
-        ("HOST".into(), s.app_ip.to_string()),
-        ("WEFT_INSTANCE".into(), s.instance.clone()),
-        ("POD_NAME".into(), s.instance.clone()),
-        ("POD_NAMESPACE".into(), s.namespace.clone()),
-        ("SERVICE_ACCOUNT".into(), s.service_account.clone()),
-    ];
-    if let Some(v) = s.labels.get("version") {
-        env.push(("WEFT_VERSION".into(), v.clone()));
-    }
-    for (_, addr, prefix) in &s.tcp {
-        env.push((format!("{prefix}_SERVICE_HOST"), addr.ip().to_string()));
-        env.push((format!("{prefix}_SERVICE_PORT"), addr.port().to_string()));
-    }
-    env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Spec {
-        name: s.name.clone(),
-        program,
-        args,
-        env,
-        log: o.run_dir.join("logs").join(format!("{}.log", s.instance)),
-    }
-}
-
-fn gateway_spec(o: &Options, hub: &Hub, g: &GatewayPlan) -> Spec {
+fn gateway_spec(o: &Options, g: &GatewayPlan) -> Spec {
     let short = g.name.rsplit('/').next().unwrap_or(&g.name).to_owned();
     let mut args = vec!["proxy".to_owned()];
-    args.extend(stream_args(o, hub, &g.name));
+    args.extend(stream_args(o, &g.name));
     args.extend([
         "--admin".into(),
         g.admin.to_string(),
@@ -198,31 +145,34 @@ fn gateway_spec(o: &Options, hub: &Hub, g: &GatewayPlan) -> Spec {
     }
 }
 
-/// Waits until something accepts connections on `addr`.
-async fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+fn control_plane_spec(o: &Options) -> Spec {
+    let mut args = vec!["control-plane".to_owned()];
+    for p in &o.paths {
+        args.push("-f".into());
+        args.push(p.display().to_string());
     }
-    false
-}
-
-/// Checks up front that the fixed addresses are free, so a taken port is
-/// one clear message instead of a proxy that keeps crashing.
-async fn check_free(addr: SocketAddr, what: &str) -> Result<(), ControlError> {
-    drop(admin::bind(addr, what).await?);
-    Ok(())
+    args.extend([
+        "--admin".into(),
+        o.admin.to_string(),
+        "--xds".into(),
+        o.xds.to_string(),
+        "--address-base".into(),
+        o.address_base.to_string(),
+        "--run-dir".into(),
+        o.run_dir.display().to_string(),
+    ]);
+    Spec {
+        name: "control plane".into(),
+        program: o.weft.clone(),
+        args,
+        env: Vec::new(),
+        log: o.run_dir.join("logs").join("control-plane.log"),
+    }
 }
 
 pub async fn run(o: Options) -> Result<(), ControlError> {
-    let mesh = MeshConfig {
-        local_address_base: o.address_base,
-        ..MeshConfig::default()
-    };
-    let mut store = Store::new(o.paths.clone(), mesh).with_applied(o.run_dir.join("applied"));
+    let mut store = Store::new(o.paths.clone(), server::mesh(&o.server()))
+        .with_applied(o.run_dir.join("applied"));
     eprintln!(
         "weft: loading {}",
         o.paths
@@ -239,143 +189,108 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         }
     };
     print_diagnostics(&config.diagnostics);
+    for (addr, what) in [
+        (o.ingress, "the ingress gateway"),
+        (o.admin, "the admin API"),
+        (o.xds, "the configuration stream"),
+    ] {
+        check_free(addr, what).await?;
+    }
     std::fs::create_dir_all(o.run_dir.join("models"))?;
     std::fs::create_dir_all(o.run_dir.join("logs"))?;
-    let admin_listener = admin::bind(o.admin, "the admin API").await?;
-    let xds_listener = push::bind(o.xds).await?;
-    let hub = Hub::new();
-    tokio::spawn(push::serve(xds_listener, hub.clone()));
-    if o.processes {
-        check_free(o.ingress, "the ingress gateway").await?;
+    let _ = std::fs::remove_file(server::status_file(&o.run_dir));
+
+    let cp = Managed::start(control_plane_spec(&o));
+    if !wait_listening(o.admin, Duration::from_secs(30)).await {
+        eprintln!(
+            "weft: the control plane did not start; see {}",
+            o.run_dir.join("logs/control-plane.log").display()
+        );
+        cp.stop().await;
+        return Err(ControlError::Refused);
     }
-    let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs::default()));
-    tokio::spawn(admin::serve(admin_listener, docs.clone()));
     eprintln!(
         "weft: control plane admin API on http://{}, model stream on {}",
         o.admin, o.xds
     );
-
     let mut running = Running {
+        control_plane: Some(cp),
         proxies: BTreeMap::new(),
         apps: BTreeMap::new(),
         plan: Plan::default(),
     };
-    apply(&o, &hub, &config, &mut running).await;
-    let mut current = config;
-    publish(&docs, &o, &hub, &current, &running, None).await;
+    apply(&o, &config, &mut running).await;
+    write_status(&o, &running);
     for g in &running.plan.gateways {
         for (port, addr) in &g.listens {
             eprintln!("weft: {} port {port} on http://{addr}", g.name);
         }
     }
-    if o.processes {
-        eprintln!(
-            "weft: ready: {} workloads, {} proxies; try curl http://{}/productpage",
-            running.apps.len(),
-            running.proxies.len(),
-            o.ingress
-        );
-    } else {
-        eprintln!(
-            "weft: ready: serving {} proxies' configuration on {}; their tokens are in {}",
-            current.models.len(),
-            o.xds,
-            o.run_dir.join("tokens").display()
-        );
-    }
+    eprintln!(
+        "weft: ready: {} workloads, {} proxies; try curl http://{}/productpage",
+        running.apps.len(),
+        running.proxies.len(),
+        o.ingress
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut last_error: Option<Vec<Diagnostic>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut status_tick = 0u32;
-    let mut stream_changes = hub.subscribe_changes();
     loop {
         tokio::select! {
-            _ = stream_changes.changed() => {
-                // ACKs arrive in bursts after a push; settle briefly.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                stream_changes.borrow_and_update();
-                publish(&docs, &o, &hub, &current, &running, last_error.as_deref()).await;
-            }
             _ = tick.tick() => {
                 if store.changed_on_disk() {
-                    // Debounce: editors write in several steps.
                     tokio::time::sleep(Duration::from_millis(150)).await;
                     match store.load() {
                         Ok(next) => {
                             eprintln!("weft: configuration {} accepted", next.generation);
-                            print_diagnostics(&next.diagnostics);
-                            apply(&o, &hub, &next, &mut running).await;
-                            current = next;
-                            last_error = None;
+                            apply(&o, &next, &mut running).await;
                         }
                         Err(Refused { diagnostics }) => {
-                            eprintln!("weft: the change was refused; configuration {} keeps serving:", current.generation);
-                            print_diagnostics(diagnostics.iter().filter(|d| d.severity == Severity::Error).cloned().collect::<Vec<_>>().as_slice());
-                            last_error = Some(diagnostics);
+                            eprintln!("weft: the change was refused; the running configuration keeps serving:");
+                            print_diagnostics(diagnostics.iter().filter(|d| d.severity == weft_api::diag::Severity::Error).cloned().collect::<Vec<_>>().as_slice());
                         }
                     }
-                    publish(&docs, &o, &hub, &current, &running, last_error.as_deref()).await;
-                } else {
-                    status_tick += 1;
-                    if status_tick % 8 == 0 {
-                        publish(&docs, &o, &hub, &current, &running, last_error.as_deref()).await;
-                    }
                 }
+                write_status(&o, &running);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
     }
-    eprintln!("weft: stopping workloads, then proxies");
+    eprintln!("weft: stopping workloads, then proxies, then the control plane");
     let apps: Vec<Managed> = std::mem::take(&mut running.apps).into_values().collect();
     futures_join(apps.into_iter().map(Managed::stop).collect()).await;
-    let proxies: Vec<Managed> = std::mem::take(&mut running.proxies)
-        .into_values()
-        .map(|(m, _)| m)
-        .collect();
+    let proxies: Vec<Managed> = std::mem::take(&mut running.proxies).into_values().collect();
     futures_join(proxies.into_iter().map(Managed::stop).collect()).await;
+    if let Some(cp) = running.control_plane.take() {
+        cp.stop().await;
+    }
     eprintln!("weft: stopped");
     Ok(())
 }
 
-async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 'static>) {
-    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-    for h in handles {
-        let _ = h.await;
+/// Waits until the control plane has written a proxy's token.
+async fn wait_token(path: &Path) -> bool {
+    for _ in 0..200 {
+        if path.exists() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    false
 }
 
-/// Brings the running processes in line with `config`: writes changed
-/// models and signals their proxies, starts new sidecars and workloads,
-/// stops removed ones.
-async fn apply(o: &Options, hub: &Arc<Hub>, config: &Config, running: &mut Running) {
+/// Brings the running processes in line with `config`: starts new
+/// sidecars and workloads and stops removed ones. Model changes travel on
+/// the control plane's stream, not through here.
+async fn apply(o: &Options, config: &Config, running: &mut Running) {
     let plan = plan::plan(config, o.ingress, o.ingress.ip());
-    // Publish first: proxies started below fetch their model at once, and
-    // running ones are sent only what changed.
-    hub.publish(
-        config
-            .models
-            .iter()
-            .map(|(name, c)| (name.clone(), (c.version.clone(), Arc::new(c.json.clone()))))
-            .collect(),
-    );
-    if !o.processes {
-        // Only the stream: make sure every proxy has its bootstrap token.
-        for name in config.models.keys() {
-            if let Err(e) = hub.token_file(&o.run_dir.join("tokens"), name) {
-                eprintln!("weft: cannot write the token of {name}: {e}");
-            }
-        }
-        return;
-    }
-    // Proxies: gateways and sidecars.
     let mut wanted: BTreeMap<String, Spec> = BTreeMap::new();
     for g in &plan.gateways {
-        wanted.insert(g.name.clone(), gateway_spec(o, hub, g));
+        wanted.insert(g.name.clone(), gateway_spec(o, g));
     }
     for s in &plan.sidecars {
-        wanted.insert(s.name.clone(), sidecar_spec(o, hub, s));
+        wanted.insert(s.name.clone(), sidecar_spec(o, s));
     }
     let removed: Vec<String> = running
         .proxies
@@ -387,43 +302,39 @@ async fn apply(o: &Options, hub: &Arc<Hub>, config: &Config, running: &mut Runni
         if let Some(app) = running.apps.remove(&name) {
             app.stop().await;
         }
-        if let Some((p, _)) = running.proxies.remove(&name) {
+        if let Some(p) = running.proxies.remove(&name) {
             eprintln!("weft: stopping {}", p.spec.name);
             p.stop().await;
         }
     }
     let mut started = Vec::new();
     for (name, spec) in wanted {
-        let Some(compiled) = config.models.get(&name) else {
+        if running
+            .proxies
+            .get(&name)
+            .is_some_and(|p| p.spec.args == spec.args)
+        {
             continue;
-        };
-        match running.proxies.get_mut(&name) {
-            Some((proxy, version)) if proxy.spec.args == spec.args => {
-                // The stream carries the change; remember what was sent.
-                *version = compiled.version.clone();
-            }
-            existing => {
-                // New, or its listeners moved: (re)start it.
-                if let Some((old, _)) = existing
-                    .map(|_| ())
-                    .and_then(|()| running.proxies.remove(&name))
-                {
-                    old.stop().await;
-                }
-                let admin = spec
-                    .args
-                    .iter()
-                    .position(|a| a == "--admin")
-                    .and_then(|i| spec.args.get(i + 1))
-                    .and_then(|a| a.parse::<SocketAddr>().ok());
-                eprintln!("weft: starting {}", spec.name);
-                running.proxies.insert(
-                    name.clone(),
-                    (Managed::start(spec), compiled.version.clone()),
-                );
-                started.push((name, admin));
-            }
         }
+        // New, or its listeners moved: (re)start it.
+        if let Some(old) = running.proxies.remove(&name) {
+            old.stop().await;
+        }
+        if !wait_token(&token_path(&o.run_dir, &name)).await {
+            eprintln!(
+                "weft: the control plane wrote no token for {name}; see {}",
+                o.run_dir.join("logs/control-plane.log").display()
+            );
+        }
+        let admin = spec
+            .args
+            .iter()
+            .position(|a| a == "--admin")
+            .and_then(|i| spec.args.get(i + 1))
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        eprintln!("weft: starting {}", spec.name);
+        running.proxies.insert(name.clone(), Managed::start(spec));
+        started.push((name, admin));
     }
     for (name, admin) in started {
         if let Some(a) = admin {
@@ -435,7 +346,6 @@ async fn apply(o: &Options, hub: &Arc<Hub>, config: &Config, running: &mut Runni
             }
         }
     }
-    // Workloads, once their sidecars listen.
     for s in &plan.sidecars {
         let spec = app_spec(o, s);
         let restart = running.apps.get(&s.name).is_some_and(|a| {
@@ -484,106 +394,27 @@ async fn apply(o: &Options, hub: &Arc<Hub>, config: &Config, running: &mut Runni
     running.plan = plan;
 }
 
-/// A short HTTP GET to a local admin port.
-async fn get(addr: SocketAddr, path: &str) -> Option<String> {
-    use http_body_util::BodyExt;
-    let fut = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .ok()?;
-        tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header("host", addr.to_string())
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .ok()?;
-        let resp = send.send_request(req).await.ok()?;
-        let body = resp.into_body().collect().await.ok()?.to_bytes();
-        String::from_utf8(body.to_vec()).ok()
-    };
-    tokio::time::timeout(Duration::from_secs(1), fut)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Refreshes `/api/status` and `/api/validations`, asking each proxy which
-/// version it serves.
-async fn publish(
-    docs: &admin::Shared,
-    o: &Options,
-    hub: &Hub,
-    config: &Config,
-    running: &Running,
-    last_error: Option<&[Diagnostic]>,
-) {
-    let sync = hub.sync();
-    let mut proxies = Vec::new();
-    if !o.processes {
-        for (name, c) in &config.models {
-            let stream = sync.get(name).cloned().unwrap_or_default();
-            let state = if !stream.connected {
-                "DISCONNECTED"
-            } else if stream.acked_version == c.version {
-                "SYNCED"
-            } else if stream.nack.is_some() {
-                "NACKED"
-            } else {
-                "STALE"
-            };
-            proxies.push(serde_json::json!({"name": name, "kind": if matches!(c.proxy, weft_compile::ProxyRef::Gateway { .. }) { "gateway" } else { "sidecar" }, "pushedVersion": c.version, "sync": state, "stream": stream}));
-        }
-    }
-    for (name, (m, pushed)) in &running.proxies {
-        let admin = m
-            .spec
-            .args
-            .iter()
-            .position(|a| a == "--admin")
-            .and_then(|i| m.spec.args.get(i + 1))
-            .and_then(|a| a.parse::<SocketAddr>().ok());
-        let served = match admin {
-            Some(a) => get(a, "/config_dump")
-                .await
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["version"].as_str().map(str::to_owned)),
-            None => None,
-        };
-        let state = m.snapshot();
-        let stream = sync.get(name).cloned().unwrap_or_default();
-        let sync = match (&served, state.running) {
-            (_, false) => "NOT RUNNING".to_owned(),
-            _ if stream.nack.is_some() && stream.acked_version != *pushed => "NACKED".to_owned(),
-            _ if !stream.connected => "DISCONNECTED".to_owned(),
-            (Some(v), true) if v == pushed && stream.acked_version == *pushed => {
-                "SYNCED".to_owned()
-            }
-            (Some(_), true) => "STALE".to_owned(),
-            (None, true) => "UNREACHABLE".to_owned(),
-        };
-        let kind = if m.spec.name.ends_with("(gateway)") {
-            "gateway"
-        } else {
-            "sidecar"
-        };
-        let sidecar = running.plan.sidecars.iter().find(|s| &s.name == name);
-        let gateway = running.plan.gateways.iter().find(|g| &g.name == name);
-        proxies.push(serde_json::json!({
-            "name": name,
-            "kind": kind,
-            "address": sidecar.map(|s| s.ip.to_string()),
-            "outbound": sidecar.map(|s| s.outbound().to_string()),
-            "listens": gateway.map(|g| g.listens.iter().map(|(p, a)| serde_json::json!({"port": p, "address": a.to_string()})).collect::<Vec<_>>()),
-            "admin": admin.map(|a| a.to_string()),
-            "pushedVersion": pushed,
-            "servedVersion": served,
-            "sync": sync,
-            "stream": stream,
-            "process": state,
-        }));
-    }
-    let workloads: Vec<_> = running
+/// What the supervisor knows, for the control plane's `/api/status`.
+fn write_status(o: &Options, running: &Running) {
+    let proxies: serde_json::Map<String, serde_json::Value> = running
+        .proxies
+        .iter()
+        .map(|(name, m)| {
+            let sidecar = running.plan.sidecars.iter().find(|s| &s.name == name);
+            let gateway = running.plan.gateways.iter().find(|g| &g.name == name);
+            let admin = m.spec.args.iter().position(|a| a == "--admin").and_then(|i| m.spec.args.get(i + 1)).cloned();
+            (
+                name.clone(),
+                serde_json::json!({
+                    "outbound": sidecar.map(|s| s.outbound().to_string()),
+                    "listens": gateway.map(|g| g.listens.iter().map(|(p, a)| serde_json::json!({"port": p, "address": a.to_string()})).collect::<Vec<_>>()),
+                    "admin": admin,
+                    "process": m.snapshot(),
+                }),
+            )
+        })
+        .collect();
+    let workloads: Vec<serde_json::Value> = running
         .apps
         .iter()
         .map(|(name, m)| {
@@ -597,40 +428,93 @@ async fn publish(
             })
         })
         .collect();
-    let status = serde_json::json!({
-        "controlPlane": {
-            "admin": o.admin.to_string(),
-            "ingress": o.ingress.to_string(),
-            "runDir": o.run_dir.display().to_string(),
-            "generation": config.generation,
-            "lastRefusedChange": last_error.map(|d| d.iter().filter(|d| d.severity == Severity::Error).collect::<Vec<_>>()),
-        },
+    let doc = serde_json::json!({
+        "ingress": o.ingress.to_string(),
+        "controlPlane": running.control_plane.as_ref().map(Managed::snapshot),
         "proxies": proxies,
         "workloads": workloads,
     });
-    let validations = serde_json::json!({ "generation": config.generation, "diagnostics": config.diagnostics, "refused": last_error });
-    let applied_dir = o.run_dir.join("applied");
-    let resources: Vec<serde_json::Value> = config
-        .resources
-        .iter()
-        .map(|r| {
-            let origin = r.origin();
-            serde_json::json!({
-                "kind": r.kind().name(),
-                "namespace": r.namespace(),
-                "name": r.name(),
-                "file": origin.file.to_string(),
-                "line": origin.line,
-                "applied": std::path::Path::new(&*origin.file).starts_with(&applied_dir),
-                "object": weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node),
-            })
-        })
-        .collect();
-    if let Ok(mut d) = docs.lock() {
-        d.status = status;
-        d.validations = validations;
-        d.resources = resources;
-        d.applied_dir = Some(applied_dir);
+    let path = server::status_file(&o.run_dir);
+    let tmp = path.with_extension("json.tmp");
+    if std::fs::write(&tmp, doc.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .is_err()
+    {
+        tracing::debug!("cannot write {}", path.display());
+    }
+}
+
+fn model_path(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir
+        .join("models")
+        .join(format!("{}.json", name.replace('/', ".")))
+}
+
+fn app_spec(o: &Options, s: &SidecarPlan) -> Spec {
+    // weft's own commands follow weft up's lifetime themselves; anything
+    // else runs under `weft exec-child`, which does it for them.
+    let (program, args) = if s.command == "weft" {
+        (o.weft.clone(), s.args.clone())
+    } else {
+        let mut a = vec!["exec-child".to_owned(), "--".to_owned(), s.command.clone()];
+        a.extend(s.args.iter().cloned());
+        (o.weft.clone(), a)
+    };
+    let proxy = format!("http://{}", s.outbound());
+    let first = s.ports.first().copied().unwrap_or(8080);
+    let mut env: Vec<(String, String)> = vec![
+        ("HTTP_PROXY".into(), proxy.clone()),
+        ("http_proxy".into(), proxy),
+        ("NO_PROXY".into(), "localhost".into()),
+        ("no_proxy".into(), "localhost".into()),
+        ("WEFT_LISTEN".into(), s.app(first).to_string()),
+        ("PORT".into(), first.to_string()),
+        ("HOST".into(), s.app_ip.to_string()),
+        ("WEFT_INSTANCE".into(), s.instance.clone()),
+        ("POD_NAME".into(), s.instance.clone()),
+        ("POD_NAMESPACE".into(), s.namespace.clone()),
+        ("SERVICE_ACCOUNT".into(), s.service_account.clone()),
+    ];
+    if let Some(v) = s.labels.get("version") {
+        env.push(("WEFT_VERSION".into(), v.clone()));
+    }
+    for (_, addr, prefix) in &s.tcp {
+        env.push((format!("{prefix}_SERVICE_HOST"), addr.ip().to_string()));
+        env.push((format!("{prefix}_SERVICE_PORT"), addr.port().to_string()));
+    }
+    env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Spec {
+        name: s.name.clone(),
+        program,
+        args,
+        env,
+        log: o.run_dir.join("logs").join(format!("{}.log", s.instance)),
+    }
+}
+
+/// Waits until something accepts connections on `addr`.
+async fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// Checks up front that the fixed addresses are free, so a taken port is
+/// one clear message instead of a proxy that keeps crashing.
+async fn check_free(addr: SocketAddr, what: &str) -> Result<(), ControlError> {
+    drop(admin::bind(addr, what).await?);
+    Ok(())
+}
+
+async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 'static>) {
+    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+    for h in handles {
+        let _ = h.await;
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use weft_control::local::{self, Options};
+use weft_control::server::{self, Options};
 
 use crate::output::check_paths;
 
@@ -34,20 +34,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let opts = Options {
         paths: args.files.clone(),
-        ingress: local::default_ingress(),
         admin: args.admin,
         xds: args.xds,
         address_base: args.address_base,
         run_dir,
-        weft: std::env::current_exe()?,
-        explain: false,
-        processes: false,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match rt.block_on(local::run(opts)) {
+    match rt.block_on(server::run(opts)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(weft_control::ControlError::Refused) => Ok(ExitCode::from(1)),
         Err(e) => Err(e.into()),

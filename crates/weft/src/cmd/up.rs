@@ -52,7 +52,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         run_dir,
         weft,
         explain: args.explain,
-        processes: true,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,0 +1,203 @@
+//! The control plane on its own: watch the configuration, compile every
+//! proxy's model, serve them on the model stream, and answer the admin
+//! API. `weft control-plane` runs it directly; `weft up` runs it as a
+//! supervised child, so it can crash or restart while proxies keep
+//! serving.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use weft_api::diag::{Diagnostic, Severity};
+use weft_compile::{MeshConfig, ProxyRef};
+
+use crate::admin;
+use crate::push::{self, Hub};
+use crate::store::{Config, Refused, Store};
+use crate::ControlError;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub paths: Vec<PathBuf>,
+    pub admin: SocketAddr,
+    pub xds: SocketAddr,
+    pub address_base: Ipv4Addr,
+    /// Tokens (tokens/), applied resources (applied/), and the process
+    /// status `weft up` writes (processes.json).
+    pub run_dir: PathBuf,
+}
+
+pub fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+}
+
+/// Where a proxy's bootstrap token is, for the proxy and for `weft up`.
+pub fn token_path(run_dir: &Path, proxy: &str) -> PathBuf {
+    run_dir
+        .join("tokens")
+        .join(format!("{}.token", proxy.replace('/', ".")))
+}
+
+pub fn status_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("processes.json")
+}
+
+pub fn mesh(o: &Options) -> MeshConfig {
+    MeshConfig {
+        local_address_base: o.address_base,
+        ..MeshConfig::default()
+    }
+}
+
+pub async fn run(o: Options) -> Result<(), ControlError> {
+    let mut store = Store::new(o.paths.clone(), mesh(&o)).with_applied(o.run_dir.join("applied"));
+    let config = match store.load() {
+        Ok(c) => c,
+        Err(Refused { diagnostics }) => {
+            print_diagnostics(&diagnostics);
+            return Err(ControlError::Refused);
+        }
+    };
+    print_diagnostics(&config.diagnostics);
+    std::fs::create_dir_all(o.run_dir.join("tokens"))?;
+    let admin_listener = admin::bind(o.admin, "the admin API").await?;
+    let xds_listener = push::bind(o.xds).await?;
+    let hub = Hub::new();
+    tokio::spawn(push::serve(xds_listener, hub.clone()));
+    let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs::default()));
+    tokio::spawn(admin::serve(admin_listener, docs.clone()));
+    serve_config(&o, &hub, &config);
+    let mut current = config;
+    publish(&docs, &o, &hub, &current, None);
+    eprintln!("weft: control plane ready: admin API on http://{}, model stream on {}, {} proxies' configuration", o.admin, o.xds, current.models.len());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut last_error: Option<Vec<Diagnostic>> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut stream_changes = hub.subscribe_changes();
+    loop {
+        tokio::select! {
+            _ = stream_changes.changed() => {
+                // ACKs arrive in bursts after a push; settle briefly.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                stream_changes.borrow_and_update();
+            }
+            _ = tick.tick() => {
+                if store.changed_on_disk() {
+                    // Debounce: editors write in several steps.
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    match store.load() {
+                        Ok(next) => {
+                            eprintln!("weft: configuration {} accepted", next.generation);
+                            print_diagnostics(&next.diagnostics);
+                            serve_config(&o, &hub, &next);
+                            current = next;
+                            last_error = None;
+                        }
+                        Err(Refused { diagnostics }) => {
+                            eprintln!("weft: the change was refused; configuration {} keeps serving:", current.generation);
+                            print_diagnostics(diagnostics.iter().filter(|d| d.severity == Severity::Error).cloned().collect::<Vec<_>>().as_slice());
+                            last_error = Some(diagnostics);
+                        }
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+        publish(&docs, &o, &hub, &current, last_error.as_deref());
+    }
+    Ok(())
+}
+
+/// Makes `config` what the stream serves, with a token for every proxy.
+fn serve_config(o: &Options, hub: &Hub, config: &Config) {
+    for name in config.models.keys() {
+        if let Err(e) = hub.token_file(&o.run_dir.join("tokens"), name) {
+            eprintln!("weft: cannot write the token of {name}: {e}");
+        }
+    }
+    hub.publish(
+        config
+            .models
+            .iter()
+            .map(|(name, c)| (name.clone(), (c.version.clone(), Arc::new(c.json.clone()))))
+            .collect(),
+    );
+}
+
+/// Refreshes `/api/status`, `/api/validations` and `/api/resources` from
+/// the configuration, the stream and the processes `weft up` reports.
+fn publish(
+    docs: &admin::Shared,
+    o: &Options,
+    hub: &Hub,
+    config: &Config,
+    last_error: Option<&[Diagnostic]>,
+) {
+    let sync = hub.sync();
+    let proxies: Vec<serde_json::Value> = config
+        .models
+        .iter()
+        // A gateway nothing listens on is not run.
+        .filter(|(_, c)| !(matches!(c.proxy, ProxyRef::Gateway { .. }) && c.model.listeners.is_empty()))
+        .map(|(name, c)| {
+            let stream = sync.get(name).cloned().unwrap_or_default();
+            let state = if !stream.connected {
+                "DISCONNECTED"
+            } else if stream.acked_version == c.version {
+                "SYNCED"
+            } else if stream.nack.is_some() {
+                "NACKED"
+            } else {
+                "STALE"
+            };
+            serde_json::json!({
+                "name": name,
+                "kind": if matches!(c.proxy, ProxyRef::Gateway { .. }) { "gateway" } else { "sidecar" },
+                "pushedVersion": c.version,
+                "sync": state,
+                "stream": stream,
+            })
+        })
+        .collect();
+    let applied_dir = o.run_dir.join("applied");
+    let resources: Vec<serde_json::Value> = config
+        .resources
+        .iter()
+        .map(|r| {
+            let origin = r.origin();
+            serde_json::json!({
+                "kind": r.kind().name(),
+                "namespace": r.namespace(),
+                "name": r.name(),
+                "file": origin.file.to_string(),
+                "line": origin.line,
+                "applied": Path::new(&*origin.file).starts_with(&applied_dir),
+                "object": weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node),
+            })
+        })
+        .collect();
+    let status = serde_json::json!({
+        "controlPlane": {
+            "admin": o.admin.to_string(),
+            "xds": o.xds.to_string(),
+            "runDir": o.run_dir.display().to_string(),
+            "generation": config.generation,
+            "lastRefusedChange": last_error.map(|d| d.iter().filter(|d| d.severity == Severity::Error).collect::<Vec<_>>()),
+        },
+        "proxies": proxies,
+        "workloads": [],
+    });
+    let validations = serde_json::json!({ "generation": config.generation, "diagnostics": config.diagnostics, "refused": last_error });
+    if let Ok(mut d) = docs.lock() {
+        d.status = status;
+        d.validations = validations;
+        d.resources = resources;
+        d.applied_dir = Some(applied_dir);
+        d.processes_file = Some(status_file(&o.run_dir));
+    }
+}
