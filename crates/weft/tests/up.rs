@@ -766,3 +766,93 @@ fn control_plane_restart_in_weft_up_drops_no_traffic() {
         BTreeMap::from([("reviews-v3-0".to_owned(), 5)])
     );
 }
+
+/// The curl-like sample client works from inside the mesh (through a
+/// sidecar, as a workload would), and a killed sidecar is restarted,
+/// reported, and serves again.
+#[test]
+fn mesh_client_and_a_killed_sidecar() {
+    let m = up(98);
+    m.apply("virtual-service-all-v1.yaml");
+    let status = |m: &Mesh| -> serde_json::Value {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["status", "-o", "json", "--admin", &m.admin])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap_or_default()
+    };
+    let v = status(&m);
+    let pp = v["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "default/productpage-v1-0")
+        .unwrap()
+        .clone();
+    let outbound = pp["outbound"].as_str().unwrap().to_owned();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "sample-app",
+            "curl",
+            "http://reviews:9080/reviews/0",
+            "--count",
+            "3",
+        ])
+        .env("HTTP_PROXY", format!("http://{outbound}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| *l == "200 reviews-v1-0")
+            .count(),
+        3,
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // Kill the reviews-v1 sidecar: the page degrades, weft up restarts the
+    // sidecar, and the page comes back.
+    let sidecar = v["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "default/reviews-v1-0")
+        .unwrap()["process"]["pid"]
+        .as_u64()
+        .unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &sidecar.to_string()])
+        .status();
+    let started = Instant::now();
+    loop {
+        let v = status(&m);
+        let p = v["proxies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "default/reviews-v1-0")
+            .unwrap()
+            .clone();
+        if p["process"]["restarts"] == 1
+            && p["sync"] == "SYNCED"
+            && m.page(None)
+                .1
+                .contains("Reviews served by: <u>reviews-v1-0")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the sidecar did not come back: {p}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        m.w.log("up")
+            .contains("default/reviews-v1-0 (sidecar) exited"),
+        "{}",
+        m.w.log("up")
+    );
+}

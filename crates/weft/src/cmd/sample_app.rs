@@ -18,6 +18,8 @@ enum App {
     TcpEcho(Common),
     /// A gRPC echo service (h2c): Echo and Chat echo every message, Fail answers UNAVAILABLE.
     GrpcEcho(Common),
+    /// A curl-like client that goes through the sidecar (HTTP_PROXY).
+    Curl(sample::curl::Args),
     /// Istio's bookinfo: productpage (calls details and reviews).
     Productpage(sample::bookinfo::Args),
     /// Istio's bookinfo: details.
@@ -38,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             App::Httpbin(c) => sample::httpbin::run(c).await,
             App::TcpEcho(c) => sample::tcp_echo::run(c).await,
             App::GrpcEcho(c) => sample::grpc_echo::run(c).await,
+            App::Curl(a) => sample::curl::run(a).await,
             App::Productpage(a) => {
                 sample::bookinfo::run(sample::bookinfo::Service::Productpage, a).await
             }

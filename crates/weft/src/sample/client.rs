@@ -34,6 +34,8 @@ pub const PROPAGATED: &[&str] = &[
 
 pub struct Reply {
     pub status: StatusCode,
+    /// The `x-served-by` header, when the service names itself.
+    pub served_by: Option<String>,
     pub body: Bytes,
 }
 
@@ -92,6 +94,11 @@ async fn get_inner(authority: &str, path: &str, incoming: &HeaderMap) -> Result<
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok(Reply {
         status: parts.status,
+        served_by: parts
+            .headers
+            .get("x-served-by")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         body,
     })
 }

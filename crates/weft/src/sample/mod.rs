@@ -3,6 +3,7 @@
 
 pub mod bookinfo;
 mod client;
+pub mod curl;
 pub mod grpc_echo;
 pub mod httpbin;
 pub mod tcp_echo;
