@@ -195,6 +195,36 @@ fn proxies_survive_and_resync_with_the_control_plane() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // A valid token is only good for its own proxy: productpage's token
+    // cannot fetch reviews' configuration.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "proxy",
+            "--control-plane",
+            &xds,
+            "--proxy",
+            "default/reviews-v1-0",
+            "--token-file",
+            &token,
+            "--outbound",
+            &w.addr(1, 3, 15001).to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("wrong or unknown bootstrap token"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // No token appears in any log.
+    let tok = std::fs::read_to_string(&token).unwrap();
+    for log in ["cp", "proxy"] {
+        assert!(
+            !w.log(log).contains(tok.trim()),
+            "the token leaked into the {log} log"
+        );
+    }
     // Tokens are private.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(run.join("tokens/default.productpage-v1-0.token"))
