@@ -678,7 +678,7 @@ async fn forward(
             Request::from_parts(clone_parts(&parts, downstream_upgrade.is_some()), body);
         match Uri::builder()
             .scheme("http")
-            .authority(addr.to_string())
+            .authority(upstream_authority(&parts.headers, addr))
             .path_and_query(path_q.as_str())
             .build()
         {
@@ -904,7 +904,7 @@ fn mirror(cluster: Arc<ClusterRt>, parts: &http::request::Parts, path_q: &str, b
     }
     let Ok(uri) = Uri::builder()
         .scheme("http")
-        .authority(addr.to_string())
+        .authority(upstream_authority(&head.headers, addr))
         .path_and_query(path_q)
         .build()
     else {
@@ -1056,4 +1056,16 @@ fn connect(
 enum Tunnel {
     Tcp(String),
     Http,
+}
+
+/// The authority an upstream request names: the (rewritten) Host the
+/// client used, so HTTP/2 upstreams see it as `:authority`; the endpoint's
+/// address when there is no usable Host. The connection itself always goes
+/// to the chosen endpoint.
+fn upstream_authority(headers: &http::HeaderMap, addr: SocketAddr) -> String {
+    headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.parse::<http::uri::Authority>().is_ok())
+        .map_or_else(|| addr.to_string(), str::to_owned)
 }

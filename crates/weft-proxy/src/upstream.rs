@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -33,7 +32,12 @@ pub struct ClusterRt {
     pub peers: Vec<crate::metrics::Peer>,
     pub service: crate::metrics::ServiceNames,
     addrs: Vec<Option<SocketAddr>>,
-    client: Client<HttpConnector, Body>,
+    /// One pooled client per endpoint, each dialing only its endpoint: the
+    /// request URI can then carry the client's authority, which HTTP/2
+    /// sends as `:authority`.
+    clients: Vec<Option<Client<EndpointConnector, Body>>>,
+    /// Requests sent per endpoint, for `maxRequestsPerConnection`.
+    sent: Vec<AtomicU32>,
     rr: AtomicUsize,
     /// Active requests per endpoint, for LEAST_REQUEST.
     active: Vec<AtomicU32>,
@@ -88,25 +92,27 @@ pub enum SendError {
 
 impl ClusterRt {
     pub fn new(config: Cluster, client_locality: &str) -> ClusterRt {
-        let addrs = config
+        let addrs: Vec<Option<SocketAddr>> = config
             .endpoints
             .iter()
             .map(|e| e.address.parse::<SocketAddr>().ok())
             .collect();
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(
-            config.pool.connect_timeout_ms.max(1),
-        )));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_millis(
-            config.pool.idle_timeout_ms.unwrap_or(90_000),
-        ));
-        if matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) {
-            builder.http2_only(true);
-        }
-        let client = builder.build(connector);
+        let timeout = Duration::from_millis(config.pool.connect_timeout_ms.max(1));
+        let idle = Duration::from_millis(config.pool.idle_timeout_ms.unwrap_or(90_000));
+        let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
+        let clients = addrs
+            .iter()
+            .map(|a: &Option<SocketAddr>| {
+                a.map(|addr| {
+                    let mut builder = Client::builder(TokioExecutor::new());
+                    builder.pool_idle_timeout(idle);
+                    if h2 {
+                        builder.http2_only(true);
+                    }
+                    builder.build(EndpointConnector { addr, timeout })
+                })
+            })
+            .collect();
         let limit = if matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) {
             config
                 .pool
@@ -123,8 +129,9 @@ impl ClusterRt {
                 .collect(),
             service: crate::metrics::ServiceNames::of(&config.service),
             active: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
+            sent: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             addrs,
-            client,
+            clients,
             rr: AtomicUsize::new(0),
             in_flight: AtomicU32::new(0),
             retries_active: AtomicU32::new(0),
@@ -394,15 +401,72 @@ impl ClusterRt {
     pub async fn send(
         &self,
         i: usize,
-        req: http::Request<Body>,
+        mut req: http::Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let Some(client) = self.clients.get(i).and_then(Option::as_ref) else {
+            return Err(SendError::Connect("the endpoint has no address".into()));
+        };
+        // maxRequestsPerConnection on HTTP/1: every Nth request to an
+        // endpoint closes its connection, so the pool opens a new one.
+        if let Some(n) = self
+            .config
+            .pool
+            .max_requests_per_connection
+            .filter(|n| *n > 0)
+        {
+            let count = self.sent[i].fetch_add(1, Ordering::Relaxed) + 1;
+            if count % n == 0 && req.version() != http::Version::HTTP_2 {
+                req.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+        }
         let _active = EndpointActive::new(&self.active[i]);
-        self.client.request(req).await.map_err(|e| {
+        client.request(req).await.map_err(|e| {
             if e.is_connect() {
                 SendError::Connect(Box::new(e))
             } else {
                 SendError::Reset(Box::new(e))
             }
+        })
+    }
+}
+
+/// Dials one endpoint whatever the request URI names.
+#[derive(Clone)]
+pub struct EndpointConnector {
+    addr: SocketAddr,
+    timeout: Duration,
+}
+
+impl tower_service::Service<http::Uri> for EndpointConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let (addr, timeout) = (self.addr, self.timeout);
+        Box::pin(async move {
+            let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connect timeout after {} ms", timeout.as_millis()),
+                    )
+                })??;
+            stream.set_nodelay(true)?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
         })
     }
 }

@@ -1587,3 +1587,66 @@ spec:
     let mut buf = [0u8; 8];
     assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
 }
+
+/// maxRequestsPerConnection 1: every request to the upstream uses a new
+/// connection; without it connections are reused.
+#[test]
+fn max_requests_per_connection_recycles_connections() {
+    let mut w = World::new(86);
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n  host: ratings\n  trafficPolicy:\n    connectionPool:\n      http: {maxRequestsPerConnection: 1}\n";
+    let names = [
+        "details-v1",
+        "productpage-v1",
+        "ratings-v1",
+        "reviews-v1",
+        "reviews-v2",
+        "reviews-v3",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        w.httpbin(n, w.addr(0, i as u8 + 1, 9080), &[]);
+    }
+    let f = w.write("dr.yaml", dr);
+    let ex = common::repo().join("examples/bookinfo");
+    let model = w.model(
+        "productpage-v1",
+        &[ex.join("services.yaml"), ex.join("workloads.yaml"), f],
+        "model.json",
+    );
+    let outbound = w.addr(1, 1, 15001);
+    let (m, o) = (model.display().to_string(), outbound.to_string());
+    w.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--outbound",
+            &o,
+            "--access-log",
+            "off",
+        ],
+        Some(outbound),
+    );
+    let p = format!("http://{outbound}");
+    for _ in 0..5 {
+        assert_eq!(curl(&["-x", &p, "http://ratings:9080/get"]).status, 200);
+        assert_eq!(curl(&["-x", &p, "http://details:9080/get"]).status, 200);
+    }
+    let peers = |log: &str| -> std::collections::BTreeSet<String> {
+        log.lines()
+            .filter_map(|l| l.split("peer=").nth(1))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        peers(&w.log("ratings-v1")).len(),
+        5,
+        "{}",
+        w.log("ratings-v1")
+    );
+    assert!(
+        peers(&w.log("details-v1")).len() <= 2,
+        "{}",
+        w.log("details-v1")
+    );
+}

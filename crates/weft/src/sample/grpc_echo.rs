@@ -54,7 +54,13 @@ fn headers(resp: &mut Response<Body>, name: &str) {
 }
 
 async fn handle(common: Arc<Common>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    eprintln!("{} {} {}", common.name, req.method(), req.uri().path());
+    eprintln!(
+        "{} {} {} authority={}",
+        common.name,
+        req.method(),
+        req.uri().path(),
+        req.uri().authority().map(|a| a.as_str()).unwrap_or("")
+    );
     let path = req.uri().path().to_owned();
     if path == "/weft.sample.Echo/Fail"
         || (common.fail_fraction > 0.0 && fastrand::f64() < common.fail_fraction)

@@ -82,7 +82,7 @@ async fn handle(
     // One line per request, like any web server's log; tests read it to
     // see what reached this instance (mirrored copies, headers).
     eprintln!(
-        "{} {} {} host={}",
+        "{} {} {} host={} peer={remote}",
         common.name,
         req.method(),
         req.uri().path(),
