@@ -427,7 +427,28 @@ async fn route_action(
             }
             apply_headers(&mut parts.headers, &r.request_headers);
             apply_headers(&mut parts.headers, &dest.request_headers);
-            let hash = hash_input(&cluster, &parts);
+            let mut hash = hash_input(&cluster, &parts);
+            // Envoy's cookie affinity: with a TTL and no cookie yet, make
+            // one, hash on it, and hand it to the client.
+            let mut new_cookie = None;
+            if let (
+                None,
+                Some(HashKey::Cookie {
+                    name,
+                    path,
+                    ttl_ms: Some(ttl),
+                }),
+            ) = (&hash, cluster.hash_key())
+            {
+                let value = format!("{:016x}", fastrand::u64(..));
+                hash = Some(value.clone().into_bytes());
+                let path = if path.is_empty() { "/" } else { path.as_str() };
+                new_cookie = HeaderValue::from_str(&format!(
+                    "{name}={value}; Max-Age={}; Path={path}; HttpOnly",
+                    ttl / 1000
+                ))
+                .ok();
+            }
             let mirrors: Vec<Arc<ClusterRt>> = r
                 .mirrors
                 .iter()
@@ -436,6 +457,9 @@ async fn route_action(
                 .collect();
             let resp = forward(cluster, parts, body, path_q, hash, r, &mirrors, ctx).await;
             let mut resp = resp;
+            if let Some(c) = new_cookie {
+                resp.headers_mut().append(http::header::SET_COOKIE, c);
+            }
             apply_headers(resp.headers_mut(), &dest.response_headers);
             apply_headers(resp.headers_mut(), &r.response_headers);
             resp

@@ -1650,3 +1650,108 @@ fn max_requests_per_connection_recycles_connections() {
         w.log("details-v1")
     );
 }
+
+/// Consistent hashing: a user (header) always reaches the same replica and
+/// users spread over replicas; with a cookie policy and no cookie, the
+/// proxy sets one and the client then sticks to a replica.
+#[test]
+fn consistent_hash_by_header_and_generated_cookie() {
+    let mut w = World::new(87);
+    let cfg = r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: web, labels: {app: web}}
+spec: {command: weft, ports: [{name: http, port: 8000}], replicas: 3}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec: {command: weft, ports: [{name: http, port: 9000}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop
+  trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: affinity, ttl: 3600s}}}}
+"#;
+    let f = w.write("web.yaml", cfg);
+    let model_path = w.model("client", &[f], "model.json");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    let cluster = model["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "web.default.svc.cluster.local")
+        .unwrap();
+    for e in cluster["endpoints"].as_array().unwrap() {
+        let addr: std::net::SocketAddr = e["address"].as_str().unwrap().parse().unwrap();
+        w.httpbin(e["instance"].as_str().unwrap(), addr, &[]);
+    }
+    let outbound = w.addr(1, 1, 15001);
+    let (m, o) = (model_path.display().to_string(), outbound.to_string());
+    w.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--outbound",
+            &o,
+            "--access-log",
+            "off",
+        ],
+        Some(outbound),
+    );
+    let p = format!("http://{outbound}");
+    let mut chosen = std::collections::BTreeSet::new();
+    for user in ["ann", "bob", "cid", "dee", "eve", "fay", "gus", "hal"] {
+        let header = format!("x-user: {user}");
+        let replicas = served_by(&p, "http://web:8000/get", 6, &["-H", &header]);
+        assert_eq!(
+            replicas.len(),
+            1,
+            "{user} moved between replicas: {replicas:?}"
+        );
+        chosen.extend(replicas.into_keys());
+    }
+    assert!(chosen.len() >= 2, "eight users all hashed to {chosen:?}");
+    // Cookie affinity.
+    let first = curl(&["-x", &p, "http://shop:8000/get"]);
+    let cookie = first
+        .header("set-cookie")
+        .expect("a generated affinity cookie");
+    assert!(
+        cookie.starts_with("affinity=") && cookie.contains("Max-Age=3600"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let who = first.header("x-served-by").unwrap();
+    let again = served_by(&p, "http://shop:8000/get", 6, &["-b", &pair]);
+    assert_eq!(
+        again,
+        BTreeMap::from([(who, 6)]),
+        "the cookie did not stick"
+    );
+}
