@@ -46,6 +46,8 @@ const MAX_BUFFERED_BODY: usize = 16 * 1024 * 1024;
 
 struct Ctx {
     start: Instant,
+    /// Request body bytes sent upstream (counted as they stream).
+    request_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// The endpoint and service the request went to, for metrics.
     dest: Option<(crate::metrics::Peer, crate::metrics::ServiceNames)>,
     entry: Entry,
@@ -83,6 +85,7 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     let mut ctx = Ctx {
+        request_bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         dest: None,
         start: Instant::now(),
         entry: Entry {
@@ -107,7 +110,7 @@ pub async fn handle(
     ctx.entry.response_code = resp.status().as_u16();
     ctx.entry.response_flags = ctx.flags.to_string();
     ctx.entry.duration = ctx.start.elapsed().as_millis() as u64;
-    record(&shared, &snapshot, &entry_kind, &ctx);
+    let resp = record(&shared, &snapshot, &entry_kind, &ctx, resp);
     shared.access_log.log(ctx.entry);
     Ok(resp)
 }
@@ -692,10 +695,22 @@ async fn forward(
             return ctx.local(StatusCode::SERVICE_UNAVAILABLE, Some(ResponseFlag::UpstreamOverflow), format!("upstream overflow: {} is at its connection-pool limit (DestinationRule connectionPool)", cluster.config.name));
         };
         let body: Body = match (&buffered, streaming.take()) {
-            (Some(b), _) => full(b.clone()),
-            (None, Some(s)) => s
+            (Some(b), _) => {
+                ctx.request_bytes
+                    .store(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                full(b.clone())
+            }
+            (None, Some(s)) => {
+                let counter = ctx.request_bytes.clone();
+                s.map_frame(move |f| {
+                    if let Some(d) = f.data_ref() {
+                        counter.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    f
+                })
                 .map_err(|e| Box::new(e) as crate::upstream::BoxError)
-                .boxed(),
+                .boxed()
+            }
             (None, None) => crate::local_reply::empty(),
         };
         let mut upstream =
@@ -943,7 +958,13 @@ fn mirror(cluster: Arc<ClusterRt>, parts: &http::request::Parts, path_q: &str, b
 }
 
 /// Istio's request metrics for one finished request.
-fn record(shared: &Shared, snap: &Snapshot, entry: &Entrypoint, ctx: &Ctx) {
+fn record(
+    shared: &Arc<Shared>,
+    snap: &Snapshot,
+    entry: &Entrypoint,
+    ctx: &Ctx,
+    resp: Response<Body>,
+) -> Response<Body> {
     use crate::metrics::{Outcome, Peer, RequestLabels, ServiceNames};
     let m = &shared.metrics;
     let flags = if ctx.flags.is_empty() {
@@ -1000,6 +1021,30 @@ fn record(shared: &Shared, snap: &Snapshot, entry: &Entrypoint, ctx: &Ctx) {
     if !off("REQUEST_COUNT") {
         m.requests.get_or_create(&labels).inc();
     }
+    if !off("REQUEST_SIZE") {
+        m.request_bytes
+            .get_or_create(&labels)
+            .observe(ctx.request_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    }
+    if off("RESPONSE_SIZE") {
+        return resp;
+    }
+    // The response body streams after this returns: count it as it goes
+    // and record when it ends (or the client goes away).
+    let shared = shared.clone();
+    resp.map(move |body| {
+        crate::metrics::CountingBody::new(
+            body,
+            Box::new(move |bytes| {
+                shared
+                    .metrics
+                    .response_bytes
+                    .get_or_create(&labels)
+                    .observe(bytes as f64);
+            }),
+        )
+        .boxed()
+    })
 }
 
 /// `CONNECT host:port` on the outbound proxy, as clients send for gRPC or

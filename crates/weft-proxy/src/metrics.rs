@@ -153,6 +153,11 @@ pub struct Outcome {
     pub security: &'static str,
 }
 
+/// Istio's buckets for request and response sizes, in bytes.
+const SIZE_BUCKETS: [f64; 8] = [
+    1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0,
+];
+
 /// Istio's buckets for request durations, in milliseconds.
 const DURATION_BUCKETS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
@@ -163,6 +168,8 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<RequestLabels, Histogram>,
+    pub request_bytes: Family<RequestLabels, Histogram>,
+    pub response_bytes: Family<RequestLabels, Histogram>,
     pub tcp_opened: Family<RequestLabels, Counter>,
     pub tcp_closed: Family<RequestLabels, Counter>,
     pub tcp_sent: Family<RequestLabels, Counter>,
@@ -178,10 +185,26 @@ impl Metrics {
         let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(DURATION_BUCKETS)
         });
+        let request_bytes = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(SIZE_BUCKETS)
+        });
+        let response_bytes = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(SIZE_BUCKETS)
+        });
         let tcp_opened = Family::<RequestLabels, Counter>::default();
         let tcp_closed = Family::<RequestLabels, Counter>::default();
         let tcp_sent = Family::<RequestLabels, Counter>::default();
         let tcp_received = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "istio_request_bytes",
+            "Request body sizes",
+            request_bytes.clone(),
+        );
+        registry.register(
+            "istio_response_bytes",
+            "Response body sizes",
+            response_bytes.clone(),
+        );
         registry.register(
             "istio_requests",
             "Requests handled by this proxy",
@@ -216,6 +239,8 @@ impl Metrics {
             registry,
             requests,
             duration,
+            request_bytes,
+            response_bytes,
             tcp_opened,
             tcp_closed,
             tcp_sent,
@@ -235,5 +260,58 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// A response body that counts its bytes and reports the total once, when
+/// it ends or is dropped.
+pub struct CountingBody {
+    inner: crate::upstream::Body,
+    bytes: u64,
+    done: Option<Box<dyn FnOnce(u64) + Send + Sync>>,
+}
+
+impl CountingBody {
+    pub fn new(inner: crate::upstream::Body, done: Box<dyn FnOnce(u64) + Send + Sync>) -> Self {
+        CountingBody {
+            inner,
+            bytes: 0,
+            done: Some(done),
+        }
+    }
+}
+
+impl hyper::body::Body for CountingBody {
+    type Data = bytes::Bytes;
+    type Error = crate::upstream::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(d) = frame.data_ref() {
+                this.bytes += d.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CountingBody {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(self.bytes);
+        }
     }
 }

@@ -932,6 +932,25 @@ fn metrics_use_istio_names_and_labels() {
         "{}",
         r.body
     );
+    // Sizes: the /get bodies are a few hundred bytes, counted as they stream.
+    let sum = line(&[
+        "istio_response_bytes_sum{",
+        "response_code=\"200\"",
+        "destination_workload=\"reviews-v1\"",
+    ])
+    .unwrap_or_else(|| panic!("no response sizes:\n{}", r.body));
+    let bytes: f64 = sum.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(bytes > 5.0 * 100.0, "{sum}");
+    assert!(
+        line(&[
+            "istio_request_bytes_count{",
+            "response_code=\"200\"",
+            "destination_workload=\"reviews-v1\""
+        ])
+        .is_some_and(|l| l.ends_with(" 5")),
+        "{}",
+        r.body
+    );
 }
 
 /// Two replicas, one always failing: with outlier detection
