@@ -1,5 +1,34 @@
 //! Names shared by the compiler, the proxy and the operator commands.
 
+/// gRPC status names, indexed by their code.
+pub const GRPC_STATUS: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The code of a gRPC status name (UNKNOWN for names that are not one).
+pub fn grpc_code(name: &str) -> u8 {
+    GRPC_STATUS
+        .iter()
+        .position(|n| *n == name)
+        .map_or(2, |i| i as u8)
+}
+
 /// Envoy-style cluster name: `outbound|9080|v1|reviews.default.svc.cluster.local`.
 pub fn outbound_cluster(port: u32, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")

@@ -323,8 +323,10 @@ async fn route_action(
                             Some(ResponseFlag::FaultInjected),
                             format!("fault filter abort ({})", r.origin),
                         );
-                        resp.headers_mut()
-                            .insert("grpc-status", HeaderValue::from(u16::from(grpc_code(name))));
+                        resp.headers_mut().insert(
+                            "grpc-status",
+                            HeaderValue::from(u16::from(weft_model::names::grpc_code(name))),
+                        );
                         resp
                     }
                 };
@@ -379,20 +381,7 @@ async fn route_action(
             resp
         }
         RouteAction::Forward(dests) => {
-            let total: u32 = dests.iter().map(|d| d.weight).sum();
-            let mut pick = if total > 0 { fastrand::u32(..total) } else { 0 };
-            let Some(dest) = dests
-                .iter()
-                .find(|d| {
-                    if pick < d.weight {
-                        true
-                    } else {
-                        pick -= d.weight;
-                        false
-                    }
-                })
-                .or(dests.first())
-            else {
+            let Some(dest) = crate::upstream::pick_weighted(dests) else {
                 return ctx.local(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Some(ResponseFlag::NoRoute),
@@ -468,29 +457,6 @@ async fn route_action(
             resp
         }
     }
-}
-
-fn grpc_code(name: &str) -> u8 {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.iter().position(|n| *n == name).map_or(2, |i| i as u8)
 }
 
 /// Istio's `rewrite.uri` replaces the part a prefix match matched, or the

@@ -176,18 +176,7 @@ impl Proxy {
         };
         for (name, addr) in tcp_listeners(&proxy.shared.snapshot.load().model, &proxy.shared.config)
         {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ProxyError::Bind {
-                    addr,
-                    what: name.clone(),
-                    source,
-                })?;
-            let local = listener.local_addr().map_err(|source| ProxyError::Bind {
-                addr,
-                what: name.clone(),
-                source,
-            })?;
+            let (listener, local) = bind(addr, &name).await?;
             proxy.bound.push((name.clone(), local));
             proxy.tasks.push(tokio::spawn(tcp::serve(
                 listener,
@@ -197,18 +186,7 @@ impl Proxy {
             )));
         }
         for (name, addr, entry) in listeners {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ProxyError::Bind {
-                    addr,
-                    what: name.clone(),
-                    source,
-                })?;
-            let local = listener.local_addr().map_err(|source| ProxyError::Bind {
-                addr,
-                what: name.clone(),
-                source,
-            })?;
+            let (listener, local) = bind(addr, &name).await?;
             proxy.bound.push((name, local));
             proxy.tasks.push(tokio::spawn(serve(
                 listener,
@@ -266,6 +244,18 @@ impl Proxy {
             let _ = t.await;
         }
     }
+}
+
+/// Binds a listener, naming it in the error.
+async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), ProxyError> {
+    let err = |source| ProxyError::Bind {
+        addr,
+        what: what.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
 }
 
 fn tcp_listeners(model: &ProxyModel, config: &RuntimeConfig) -> Vec<(String, SocketAddr)> {

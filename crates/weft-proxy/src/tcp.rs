@@ -79,20 +79,7 @@ where
             flags.add(ResponseFlag::NoRoute);
             format!("listener {name} has no route")
         })?;
-        let total: u32 = route.destinations.iter().map(|d| d.weight).sum();
-        let mut pick = if total > 0 { fastrand::u32(..total) } else { 0 };
-        let dest = route
-            .destinations
-            .iter()
-            .find(|d| {
-                if pick < d.weight {
-                    true
-                } else {
-                    pick -= d.weight;
-                    false
-                }
-            })
-            .or(route.destinations.first())
+        let dest = crate::upstream::pick_weighted(&route.destinations)
             .ok_or_else(|| format!("{} has no destination", route.origin))?;
         entry.upstream_cluster = dest.cluster.clone();
         let cluster = snap

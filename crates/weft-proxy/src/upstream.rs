@@ -515,6 +515,25 @@ fn locality_matches(pattern: &str, locality: &str) -> bool {
     true
 }
 
+/// A destination chosen by weight (the first one when all weigh 0).
+pub fn pick_weighted(
+    dests: &[weft_model::WeightedCluster],
+) -> Option<&weft_model::WeightedCluster> {
+    let total: u32 = dests.iter().map(|d| d.weight).sum();
+    if total == 0 {
+        return dests.first();
+    }
+    let mut pick = fastrand::u32(..total);
+    dests.iter().find(|d| {
+        if pick < d.weight {
+            true
+        } else {
+            pick -= d.weight;
+            false
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::locality_matches;

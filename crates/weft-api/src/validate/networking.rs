@@ -29,25 +29,7 @@ pub const RETRY_ON: &[&str] = &[
 ];
 
 /// gRPC status names accepted by `fault.abort.grpcStatus`.
-pub const GRPC_STATUS: &[&str] = &[
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
+pub use weft_model::names::GRPC_STATUS;
 
 const REDIRECT_CODES: &[u32] = &[301, 302, 303, 307, 308];
 
