@@ -152,7 +152,11 @@ impl Proxy {
                 (
                     *port,
                     (
-                        Arc::new(ClusterRt::new(app_cluster(*port, *addr), "")),
+                        Arc::new(ClusterRt::new(
+                            app_cluster(*port, *addr),
+                            "",
+                            &Default::default(),
+                        )),
                         handler::inbound_route(*port),
                     ),
                 )

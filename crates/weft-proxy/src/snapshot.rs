@@ -286,7 +286,11 @@ impl Snapshot {
                 .filter(|rt| rt.config == *c);
             let rt = match reuse {
                 Some(rt) => rt.clone(),
-                None => Arc::new(ClusterRt::new(c.clone(), &model.proxy.locality)),
+                None => Arc::new(ClusterRt::new(
+                    c.clone(),
+                    &model.proxy.locality,
+                    &model.proxy.labels,
+                )),
             };
             clusters.insert(c.name.clone(), rt);
         }

@@ -51,6 +51,8 @@ pub struct ClusterRt {
     health: Vec<Health>,
     /// `region/zone/subzone` of the proxy using this cluster.
     client_locality: String,
+    /// The proxy's labels, for `failoverPriority`.
+    client_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Milliseconds since the process started: a clock for ejections that
@@ -91,7 +93,11 @@ pub enum SendError {
 }
 
 impl ClusterRt {
-    pub fn new(config: Cluster, client_locality: &str) -> ClusterRt {
+    pub fn new(
+        config: Cluster,
+        client_locality: &str,
+        client_labels: &std::collections::BTreeMap<String, String>,
+    ) -> ClusterRt {
         let addrs: Vec<Option<SocketAddr>> = config
             .endpoints
             .iter()
@@ -139,6 +145,7 @@ impl ClusterRt {
             pending: AtomicU32::new(0),
             health: config.endpoints.iter().map(|_| Health::default()).collect(),
             client_locality: client_locality.to_owned(),
+            client_labels: client_labels.clone(),
             config,
         }
     }
@@ -225,6 +232,9 @@ impl ClusterRt {
             }
             return self.closest(candidates, &[]);
         };
+        if !setting.failover_priority.is_empty() && self.config.outlier.is_some() {
+            return self.by_failover_priority(candidates, &setting.failover_priority);
+        }
         if client.is_empty() {
             return candidates;
         }
@@ -259,6 +269,46 @@ impl ClusterRt {
             return candidates;
         }
         self.closest(candidates, &setting.failover)
+    }
+
+    /// Istio's `failoverPriority`: endpoints that share the client's value
+    /// for more of the listed labels, in order, come first. The topology
+    /// labels are read from localities.
+    fn by_failover_priority(&self, candidates: Vec<usize>, keys: &[String]) -> Vec<usize> {
+        let value = |labels: &std::collections::BTreeMap<String, String>,
+                     locality: &str,
+                     key: &str|
+         -> Option<String> {
+            let part = |i: usize| {
+                locality
+                    .split('/')
+                    .nth(i)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            match key {
+                "topology.kubernetes.io/region" => part(0),
+                "topology.kubernetes.io/zone" => part(1),
+                "topology.istio.io/subzone" => part(2),
+                k => labels.get(k).cloned(),
+            }
+        };
+        let mine: Vec<Option<String>> = keys
+            .iter()
+            .map(|k| value(&self.client_labels, &self.client_locality, k))
+            .collect();
+        let score = |i: &usize| {
+            let e = &self.config.endpoints[*i];
+            keys.iter()
+                .zip(&mine)
+                .take_while(|(k, m)| m.is_some() && value(&e.labels, &e.locality, k) == **m)
+                .count()
+        };
+        let best = candidates.iter().map(score).max().unwrap_or(0);
+        candidates
+            .into_iter()
+            .filter(|i| score(i) == best)
+            .collect()
     }
 
     fn closest(
@@ -536,7 +586,134 @@ pub fn pick_weighted(
 
 #[cfg(test)]
 mod tests {
-    use super::locality_matches;
+    use super::{locality_matches, ClusterRt};
+    use std::collections::BTreeMap;
+    use weft_model::*;
+
+    fn cluster(
+        lb: LbPolicy,
+        endpoints: &[(&str, &str, &[(&str, &str)])],
+        locality: Option<LocalityLb>,
+        outlier: bool,
+    ) -> Cluster {
+        Cluster {
+            name: "c".into(),
+            service: "s".into(),
+            port: 80,
+            subset: String::new(),
+            protocol: Protocol::Http,
+            lb,
+            locality,
+            pool: ConnectionPool {
+                connect_timeout_ms: 1000,
+                ..Default::default()
+            },
+            outlier: outlier.then(|| OutlierDetection {
+                consecutive_5xx: Some(5),
+                consecutive_gateway_errors: None,
+                interval_ms: 1000,
+                base_ejection_ms: 1000,
+                max_ejection_percent: 100,
+                min_health_percent: 0,
+            }),
+            tls: UpstreamTls::Disable,
+            policy_origin: Vec::new(),
+            endpoints: endpoints
+                .iter()
+                .map(|(addr, loc, labels)| Endpoint {
+                    address: (*addr).into(),
+                    locality: (*loc).into(),
+                    labels: labels
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), (*v).into()))
+                        .collect(),
+                    weight: 1,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn counts(c: &ClusterRt, n: usize) -> Vec<usize> {
+        let mut out = vec![0; c.config.endpoints.len()];
+        for _ in 0..n {
+            out[c.pick(None, None).unwrap()] += 1;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn random_and_round_robin_use_every_endpoint() {
+        let eps: &[(&str, &str, &[(&str, &str)])] = &[
+            ("127.0.0.1:1", "", &[]),
+            ("127.0.0.1:2", "", &[]),
+            ("127.0.0.1:3", "", &[]),
+        ];
+        let rr = ClusterRt::new(
+            cluster(LbPolicy::RoundRobin, eps, None, false),
+            "",
+            &BTreeMap::new(),
+        );
+        assert_eq!(counts(&rr, 300), vec![100, 100, 100]);
+        let random = ClusterRt::new(
+            cluster(LbPolicy::Random, eps, None, false),
+            "",
+            &BTreeMap::new(),
+        );
+        // 600 picks: each endpoint's share is 200 ± 60 (beyond 5 sigma).
+        assert!(counts(&random, 600).iter().all(|c| (140..=260).contains(c)));
+    }
+
+    #[tokio::test]
+    async fn least_request_avoids_the_busy_endpoint() {
+        let eps: &[(&str, &str, &[(&str, &str)])] =
+            &[("127.0.0.1:1", "", &[]), ("127.0.0.1:2", "", &[])];
+        let c = ClusterRt::new(
+            cluster(LbPolicy::LeastRequest, eps, None, false),
+            "",
+            &BTreeMap::new(),
+        );
+        c.active[0].store(50, std::sync::atomic::Ordering::Relaxed);
+        // Two random choices: the busy one wins only when both draws pick it.
+        let got = counts(&c, 400);
+        assert!(got[1] > got[0] * 2, "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn failover_priority_prefers_matching_labels_in_order() {
+        let eps: &[(&str, &str, &[(&str, &str)])] = &[
+            (
+                "127.0.0.1:1",
+                "us-east/a",
+                &[("network", "n2"), ("tier", "gold")],
+            ),
+            (
+                "127.0.0.1:2",
+                "us-east/a",
+                &[("network", "n1"), ("tier", "silver")],
+            ),
+            (
+                "127.0.0.1:3",
+                "eu-west/b",
+                &[("network", "n1"), ("tier", "gold")],
+            ),
+        ];
+        let setting = LocalityLb {
+            distribute: Vec::new(),
+            failover: Vec::new(),
+            failover_priority: vec!["network".into(), "tier".into()],
+        };
+        let client: BTreeMap<String, String> = [("network", "n1"), ("tier", "gold")]
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let c = ClusterRt::new(
+            cluster(LbPolicy::RoundRobin, eps, Some(setting), true),
+            "us-east/a",
+            &client,
+        );
+        assert_eq!(counts(&c, 10), vec![0, 0, 10]);
+    }
 
     #[test]
     fn locality_patterns() {
