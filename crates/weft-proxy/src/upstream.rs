@@ -590,9 +590,12 @@ mod tests {
     use std::collections::BTreeMap;
     use weft_model::*;
 
+    /// (address, locality, labels)
+    type Ep<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
     fn cluster(
         lb: LbPolicy,
-        endpoints: &[(&str, &str, &[(&str, &str)])],
+        endpoints: &[Ep<'_>],
         locality: Option<LocalityLb>,
         outlier: bool,
     ) -> Cluster {
@@ -608,7 +611,7 @@ mod tests {
                 connect_timeout_ms: 1000,
                 ..Default::default()
             },
-            outlier: outlier.then(|| OutlierDetection {
+            outlier: outlier.then_some(OutlierDetection {
                 consecutive_5xx: Some(5),
                 consecutive_gateway_errors: None,
                 interval_ms: 1000,
@@ -644,7 +647,7 @@ mod tests {
 
     #[tokio::test]
     async fn random_and_round_robin_use_every_endpoint() {
-        let eps: &[(&str, &str, &[(&str, &str)])] = &[
+        let eps: &[Ep<'_>] = &[
             ("127.0.0.1:1", "", &[]),
             ("127.0.0.1:2", "", &[]),
             ("127.0.0.1:3", "", &[]),
@@ -666,8 +669,7 @@ mod tests {
 
     #[tokio::test]
     async fn least_request_avoids_the_busy_endpoint() {
-        let eps: &[(&str, &str, &[(&str, &str)])] =
-            &[("127.0.0.1:1", "", &[]), ("127.0.0.1:2", "", &[])];
+        let eps: &[Ep<'_>] = &[("127.0.0.1:1", "", &[]), ("127.0.0.1:2", "", &[])];
         let c = ClusterRt::new(
             cluster(LbPolicy::LeastRequest, eps, None, false),
             "",
@@ -681,7 +683,7 @@ mod tests {
 
     #[tokio::test]
     async fn failover_priority_prefers_matching_labels_in_order() {
-        let eps: &[(&str, &str, &[(&str, &str)])] = &[
+        let eps: &[Ep<'_>] = &[
             (
                 "127.0.0.1:1",
                 "us-east/a",
