@@ -979,17 +979,20 @@ fn record(
     };
     let disabled = &snap.model.telemetry.disabled_metrics;
     let off = |name: &str| disabled.iter().any(|d| d == name || d == "ALL_METRICS");
+    let series = m.http(&labels);
     if !off("REQUEST_DURATION") {
-        m.duration
-            .get_or_create(&labels)
+        series
+            .duration
             .observe(ctx.start.elapsed().as_secs_f64() * 1000.0);
     }
     if !off("REQUEST_COUNT") {
-        m.requests.get_or_create(&labels).inc();
+        series
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     if !off("REQUEST_SIZE") {
-        m.request_bytes
-            .get_or_create(&labels)
+        series
+            .request_bytes
             .observe(ctx.request_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64);
     }
     if off("RESPONSE_SIZE") {
@@ -997,17 +1000,10 @@ fn record(
     }
     // The response body streams after this returns: count it as it goes
     // and record when it ends (or the client goes away).
-    let shared = shared.clone();
     resp.map(move |body| {
         crate::metrics::CountingBody::new(
             body,
-            Box::new(move |bytes| {
-                shared
-                    .metrics
-                    .response_bytes
-                    .get_or_create(&labels)
-                    .observe(bytes as f64);
-            }),
+            Box::new(move |bytes| series.response_bytes.observe(bytes as f64)),
         )
         .boxed()
     })

@@ -446,7 +446,7 @@ async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
                         let metrics = matches!(req.uri().path(), "/metrics" | "/stats/prometheus");
                         let mut resp = http::Response::new(local_reply::full(body));
                         if metrics {
-                            resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+                            resp.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                         }
                         *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
                         Ok::<_, std::convert::Infallible>(resp)

@@ -1,17 +1,20 @@
 //! Istio's standard metrics, with Istio's names and labels, on the proxy's
 //! `/metrics`.
 //!
-//! Label values that do not change per request (this proxy's identity, each
-//! endpoint's workload) are built once per configuration as shared strings,
-//! so recording a request clones reference counts, not text.
+//! Recording takes no lock: each label set's series is found in an
+//! `ArcSwap`ed map (a new series is added by copy-on-write, which happens
+//! once per label set) and holds plain atomics. Label values that do not
+//! change per request (this proxy's identity, each endpoint's workload) are
+//! built once per configuration as shared strings, so building a label set
+//! clones reference counts, not text.
 
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
 use weft_model::{Endpoint, ProxyIdentity};
 
 pub type Text = Arc<String>;
@@ -92,7 +95,7 @@ impl ServiceNames {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestLabels {
     pub reporter: &'static str,
     pub source_workload: Text,
@@ -164,95 +167,197 @@ const DURATION_BUCKETS: [f64; 19] = [
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
+/// A histogram of atomics: per-bucket counts (not cumulative), a count and
+/// a sum (an f64 kept in its bits).
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + v).to_bits())
+            });
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            f64::from_bits(self.sum.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "{name}_count{{{labels}}} {}",
+            self.count.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Everything recorded for one HTTP label set.
+pub struct HttpSeries {
+    pub requests: AtomicU64,
+    pub duration: Histogram,
+    pub request_bytes: Histogram,
+    pub response_bytes: Histogram,
+}
+
+/// Everything recorded for one TCP label set.
+#[derive(Default)]
+pub struct TcpSeries {
+    pub opened: AtomicU64,
+    pub closed: AtomicU64,
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+type SeriesMap<T> = ArcSwap<HashMap<RequestLabels, Arc<T>>>;
+
+/// Finds the series of `labels`, adding it on first use.
+fn series<T>(map: &SeriesMap<T>, labels: &RequestLabels, make: impl Fn() -> T) -> Arc<T> {
+    if let Some(s) = map.load().get(labels) {
+        return s.clone();
+    }
+    let fresh = Arc::new(make());
+    let mut found = fresh.clone();
+    map.rcu(|m| {
+        if let Some(s) = m.get(labels) {
+            found = s.clone();
+            return Arc::clone(m);
+        }
+        let mut next = HashMap::clone(m);
+        next.insert(labels.clone(), fresh.clone());
+        found = fresh.clone();
+        Arc::new(next)
+    });
+    found
+}
+
 pub struct Metrics {
-    registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub duration: Family<RequestLabels, Histogram>,
-    pub request_bytes: Family<RequestLabels, Histogram>,
-    pub response_bytes: Family<RequestLabels, Histogram>,
-    pub tcp_opened: Family<RequestLabels, Counter>,
-    pub tcp_closed: Family<RequestLabels, Counter>,
-    pub tcp_sent: Family<RequestLabels, Counter>,
-    pub tcp_received: Family<RequestLabels, Counter>,
+    http: SeriesMap<HttpSeries>,
+    tcp: SeriesMap<TcpSeries>,
     /// Shared `-` for requests without flags.
     pub no_flags: Text,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(DURATION_BUCKETS)
-        });
-        let request_bytes = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(SIZE_BUCKETS)
-        });
-        let response_bytes = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(SIZE_BUCKETS)
-        });
-        let tcp_opened = Family::<RequestLabels, Counter>::default();
-        let tcp_closed = Family::<RequestLabels, Counter>::default();
-        let tcp_sent = Family::<RequestLabels, Counter>::default();
-        let tcp_received = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "istio_request_bytes",
-            "Request body sizes",
-            request_bytes.clone(),
-        );
-        registry.register(
-            "istio_response_bytes",
-            "Response body sizes",
-            response_bytes.clone(),
-        );
-        registry.register(
-            "istio_requests",
-            "Requests handled by this proxy",
-            requests.clone(),
-        );
-        registry.register(
-            "istio_request_duration_milliseconds",
-            "Request duration",
-            duration.clone(),
-        );
-        registry.register(
-            "istio_tcp_connections_opened",
-            "TCP connections opened",
-            tcp_opened.clone(),
-        );
-        registry.register(
-            "istio_tcp_connections_closed",
-            "TCP connections closed",
-            tcp_closed.clone(),
-        );
-        registry.register(
-            "istio_tcp_sent_bytes",
-            "Bytes sent to the client on TCP connections",
-            tcp_sent.clone(),
-        );
-        registry.register(
-            "istio_tcp_received_bytes",
-            "Bytes received from the client on TCP connections",
-            tcp_received.clone(),
-        );
         Metrics {
-            registry,
-            requests,
-            duration,
-            request_bytes,
-            response_bytes,
-            tcp_opened,
-            tcp_closed,
-            tcp_sent,
-            tcp_received,
+            http: ArcSwap::from_pointee(HashMap::new()),
+            tcp: ArcSwap::from_pointee(HashMap::new()),
             no_flags: Arc::new("-".to_owned()),
         }
     }
 
-    /// The Prometheus text exposition (OpenMetrics).
+    pub fn http(&self, labels: &RequestLabels) -> Arc<HttpSeries> {
+        series(&self.http, labels, || HttpSeries {
+            requests: AtomicU64::new(0),
+            duration: Histogram::new(&DURATION_BUCKETS),
+            request_bytes: Histogram::new(&SIZE_BUCKETS),
+            response_bytes: Histogram::new(&SIZE_BUCKETS),
+        })
+    }
+
+    pub fn tcp(&self, labels: &RequestLabels) -> Arc<TcpSeries> {
+        series(&self.tcp, labels, TcpSeries::default)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let http = self.http.load();
+        let tcp = self.tcp.load();
+        let mut http: Vec<(String, &Arc<HttpSeries>)> =
+            http.iter().map(|(l, s)| (l.render(), s)).collect();
+        http.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tcp: Vec<(String, &Arc<TcpSeries>)> =
+            tcp.iter().map(|(l, s)| (l.render(), s)).collect();
+        tcp.sort_by(|a, b| a.0.cmp(&b.0));
+        let _ = writeln!(out, "# HELP istio_requests_total Requests handled by this proxy.\n# TYPE istio_requests_total counter");
+        for (l, s) in &http {
+            let _ = writeln!(
+                out,
+                "istio_requests_total{{{l}}} {}",
+                s.requests.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, pick) in [
+            (
+                "istio_request_duration_milliseconds",
+                "Request duration.",
+                (|s: &HttpSeries| &s.duration) as fn(&HttpSeries) -> &Histogram,
+            ),
+            (
+                "istio_request_bytes",
+                "Request body sizes.",
+                |s: &HttpSeries| &s.request_bytes,
+            ),
+            (
+                "istio_response_bytes",
+                "Response body sizes.",
+                |s: &HttpSeries| &s.response_bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (l, s) in &http {
+                pick(s).render(&mut out, name, l);
+            }
+        }
+        for (name, help, pick) in [
+            (
+                "istio_tcp_connections_opened_total",
+                "TCP connections opened.",
+                (|s: &TcpSeries| &s.opened) as fn(&TcpSeries) -> &AtomicU64,
+            ),
+            (
+                "istio_tcp_connections_closed_total",
+                "TCP connections closed.",
+                |s: &TcpSeries| &s.closed,
+            ),
+            (
+                "istio_tcp_sent_bytes_total",
+                "Bytes sent to the client on TCP connections.",
+                |s: &TcpSeries| &s.sent,
+            ),
+            (
+                "istio_tcp_received_bytes_total",
+                "Bytes received from the client on TCP connections.",
+                |s: &TcpSeries| &s.received,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (l, s) in &tcp {
+                let _ = writeln!(out, "{name}{{{l}}} {}", pick(s).load(Ordering::Relaxed));
+            }
+        }
         out
     }
 }
@@ -260,6 +365,52 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl RequestLabels {
+    /// `reporter="source",source_workload="…",…` in Istio's label names.
+    fn render(&self) -> String {
+        let text_labels: [(&str, &str); 17] = [
+            ("reporter", self.reporter),
+            ("source_workload", &self.source_workload),
+            ("source_workload_namespace", &self.source_workload_namespace),
+            ("source_principal", &self.source_principal),
+            ("source_app", &self.source_app),
+            ("source_version", &self.source_version),
+            ("destination_workload", &self.destination_workload),
+            (
+                "destination_workload_namespace",
+                &self.destination_workload_namespace,
+            ),
+            ("destination_principal", &self.destination_principal),
+            ("destination_app", &self.destination_app),
+            ("destination_version", &self.destination_version),
+            ("destination_service", &self.destination_service),
+            ("destination_service_name", &self.destination_service_name),
+            (
+                "destination_service_namespace",
+                &self.destination_service_namespace,
+            ),
+            ("request_protocol", self.request_protocol),
+            ("response_flags", &self.response_flags),
+            (
+                "connection_security_policy",
+                self.connection_security_policy,
+            ),
+        ];
+        let mut out = String::with_capacity(512);
+        for (k, v) in text_labels {
+            let _ = write!(out, "{k}=\"{}\",", escape(v));
+        }
+        let _ = write!(out, "response_code=\"{}\"", self.response_code);
+        out
     }
 }
 
@@ -313,5 +464,48 @@ impl Drop for CountingBody {
         if let Some(done) = self.done.take() {
             done(self.bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_text_is_prometheus() {
+        let m = Metrics::new();
+        let p = Peer::unknown();
+        let svc = ServiceNames::of("reviews.default.svc.cluster.local");
+        let labels = RequestLabels::new(
+            "source",
+            &p,
+            &p,
+            &svc,
+            Outcome {
+                protocol: "http",
+                code: 200,
+                flags: m.no_flags.clone(),
+                security: "unknown",
+            },
+        );
+        let s = m.http(&labels);
+        s.requests.fetch_add(2, Ordering::Relaxed);
+        s.duration.observe(3.0);
+        s.duration.observe(700.0);
+        assert!(
+            Arc::ptr_eq(&s, &m.http(&labels)),
+            "one series per label set"
+        );
+        let text = m.render();
+        assert!(
+            text.contains("istio_requests_total{reporter=\"source\","),
+            "{text}"
+        );
+        assert!(text.contains(",le=\"5\"} 1\n"), "{text}");
+        assert!(text.contains(",le=\"+Inf\"} 2\n"), "{text}");
+        assert!(
+            text.contains("istio_request_duration_milliseconds_sum{") && text.contains("} 703\n"),
+            "{text}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! routes (weighted), spliced to a load-balanced endpoint.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,16 +144,13 @@ where
                 security: "unknown",
             },
         );
-        shared.metrics.tcp_opened.get_or_create(&labels).inc();
+        let series = shared.metrics.tcp(&labels);
+        series.opened.fetch_add(1, Ordering::Relaxed);
         let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-        shared.metrics.tcp_closed.get_or_create(&labels).inc();
+        series.closed.fetch_add(1, Ordering::Relaxed);
         let (received, sent) = copied.as_ref().map_or((0, 0), |(a, b)| (*a, *b));
-        shared
-            .metrics
-            .tcp_received
-            .get_or_create(&labels)
-            .inc_by(received);
-        shared.metrics.tcp_sent.get_or_create(&labels).inc_by(sent);
+        series.received.fetch_add(received, Ordering::Relaxed);
+        series.sent.fetch_add(sent, Ordering::Relaxed);
         copied.map_err(|e| {
             flags.add(ResponseFlag::UpstreamConnectionTermination);
             format!("connection ended: {e}")

@@ -868,7 +868,7 @@ fn metrics_use_istio_names_and_labels() {
     assert!(
         r.header("content-type")
             .unwrap_or_default()
-            .starts_with("application/openmetrics-text"),
+            .starts_with("text/plain; version=0.0.4"),
         "{}",
         r.headers
     );
