@@ -84,7 +84,7 @@ pub async fn handle(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         request_bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         dest: None,
         start: Instant::now(),
@@ -105,14 +105,81 @@ pub async fn handle(
         explain: shared.config.explain,
         grpc,
     };
-    let entry_kind = entry.clone();
-    let resp = dispatch(&shared, &snapshot, entry, remote, req, &mut ctx).await;
-    ctx.entry.response_code = resp.status().as_u16();
-    ctx.entry.response_flags = ctx.flags.to_string();
-    ctx.entry.duration = ctx.start.elapsed().as_millis() as u64;
-    let resp = record(&shared, &snapshot, &entry_kind, &ctx, resp);
-    shared.access_log.log(ctx.entry);
-    Ok(resp)
+    let mut flight = InFlight {
+        shared,
+        snapshot,
+        entry: entry.clone(),
+        ctx,
+        done: false,
+    };
+    let resp = dispatch(
+        &flight.shared,
+        &flight.snapshot,
+        entry,
+        remote,
+        req,
+        &mut flight.ctx,
+    )
+    .await;
+    Ok(flight.finish(resp))
+}
+
+/// A request being served. hyper drops the handler's future when the client
+/// goes away before the response is ready; then `Drop` logs and counts the
+/// request as Envoy does: response code 0, flag DC.
+struct InFlight {
+    shared: Arc<Shared>,
+    snapshot: Arc<Snapshot>,
+    entry: Entrypoint,
+    ctx: Ctx,
+    done: bool,
+}
+
+impl InFlight {
+    fn finish(mut self, resp: Response<Body>) -> Response<Body> {
+        self.done = true;
+        self.ctx.entry.response_code = resp.status().as_u16();
+        let series = self.close();
+        match series {
+            // The response body streams after this returns: count it as it
+            // goes and record when it ends (or the client goes away).
+            Some(series) => resp.map(move |body| {
+                crate::metrics::CountingBody::new(
+                    body,
+                    Box::new(move |bytes| series.response_bytes.observe(bytes as f64)),
+                )
+                .boxed()
+            }),
+            None => resp,
+        }
+    }
+
+    /// Records metrics and the access log entry; returns the series whose
+    /// response sizes are still to be counted, when that metric is on.
+    fn close(&mut self) -> Option<Arc<crate::metrics::HttpSeries>> {
+        let ctx = &mut self.ctx;
+        ctx.entry.response_flags = ctx.flags.to_string();
+        ctx.entry.duration = ctx.start.elapsed().as_millis() as u64;
+        let series = record(&self.shared, &self.snapshot, &self.entry, ctx);
+        self.shared.access_log.log(std::mem::take(&mut ctx.entry));
+        self.snapshot.record.response_size.then_some(series)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ctx
+                .flags
+                .add(ResponseFlag::DownstreamConnectionTermination);
+            self.ctx.entry.response_code = 0;
+            if self.ctx.entry.reason.is_empty() {
+                self.ctx.entry.reason =
+                    "the client closed the connection before the response".to_owned();
+            }
+            self.close();
+        }
+    }
 }
 
 fn header_str<'a, B>(req: &'a Request<B>, name: &str) -> &'a str {
@@ -923,14 +990,14 @@ fn mirror(cluster: Arc<ClusterRt>, parts: &http::request::Parts, path_q: &str, b
     });
 }
 
-/// Istio's request metrics for one finished request.
+/// Istio's request metrics for one finished request; the series is
+/// returned so the response body's size can be added as it streams.
 fn record(
     shared: &Arc<Shared>,
     snap: &Snapshot,
     entry: &Entrypoint,
     ctx: &Ctx,
-    resp: Response<Body>,
-) -> Response<Body> {
+) -> Arc<crate::metrics::HttpSeries> {
     use crate::metrics::{Outcome, Peer, RequestLabels, ServiceNames};
     let m = &shared.metrics;
     let flags = if ctx.flags.is_empty() {
@@ -977,36 +1044,24 @@ fn record(
             )
         }
     };
-    let disabled = &snap.model.telemetry.disabled_metrics;
-    let off = |name: &str| disabled.iter().any(|d| d == name || d == "ALL_METRICS");
+    let on = snap.record;
     let series = m.http(&labels);
-    if !off("REQUEST_DURATION") {
+    if on.duration {
         series
             .duration
             .observe(ctx.start.elapsed().as_secs_f64() * 1000.0);
     }
-    if !off("REQUEST_COUNT") {
+    if on.count {
         series
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    if !off("REQUEST_SIZE") {
+    if on.request_size {
         series
             .request_bytes
             .observe(ctx.request_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64);
     }
-    if off("RESPONSE_SIZE") {
-        return resp;
-    }
-    // The response body streams after this returns: count it as it goes
-    // and record when it ends (or the client goes away).
-    resp.map(move |body| {
-        crate::metrics::CountingBody::new(
-            body,
-            Box::new(move |bytes| series.response_bytes.observe(bytes as f64)),
-        )
-        .boxed()
-    })
+    series
 }
 
 /// `CONNECT host:port` on the outbound proxy, as clients send for gRPC or

@@ -21,6 +21,29 @@ pub struct Snapshot {
     /// TCP listener name → its routes.
     pub tcp: HashMap<String, Vec<weft_model::TcpRoute>>,
     pub clusters: HashMap<String, Arc<ClusterRt>>,
+    /// Which request metrics the Telemetry resources leave on.
+    pub record: RecordedMetrics,
+}
+
+/// The Telemetry `metrics` overrides, decided once per push.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedMetrics {
+    pub count: bool,
+    pub duration: bool,
+    pub request_size: bool,
+    pub response_size: bool,
+}
+
+impl RecordedMetrics {
+    fn of(disabled: &[String]) -> Self {
+        let on = |name: &str| !disabled.iter().any(|d| d == name || d == "ALL_METRICS");
+        RecordedMetrics {
+            count: on("REQUEST_COUNT"),
+            duration: on("REQUEST_DURATION"),
+            request_size: on("REQUEST_SIZE"),
+            response_size: on("RESPONSE_SIZE"),
+        }
+    }
 }
 
 pub struct TableRt {
@@ -296,6 +319,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             me: crate::metrics::Peer::of_proxy(&model.proxy),
+            record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
             model: Arc::new(model),
             version,
             tables,

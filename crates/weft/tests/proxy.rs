@@ -86,6 +86,28 @@ fn served_by(proxy: &str, url: &str, n: usize, extra: &[&str]) -> BTreeMap<Strin
     counts
 }
 
+/// `served_by` from `clients` threads at once, `each` requests apiece.
+fn served_by_concurrently(
+    proxy: &str,
+    url: &str,
+    clients: usize,
+    each: usize,
+) -> BTreeMap<String, usize> {
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (p, u) = (proxy.to_owned(), url.to_owned());
+            std::thread::spawn(move || served_by(&p, &u, each, &[]))
+        })
+        .collect();
+    let mut total: BTreeMap<String, usize> = BTreeMap::new();
+    for t in threads {
+        for (who, n) in t.join().unwrap() {
+            *total.entry(who).or_default() += n;
+        }
+    }
+    total
+}
+
 #[test]
 fn default_route_reaches_the_service() {
     let mut w = World::new(61);
@@ -223,6 +245,19 @@ fn route_timeout_answers_504_ut() {
         curl(&["-x", &p, "http://reviews:9080/delay/0.1"]).status,
         200
     );
+    // A client that gives up first: logged as Envoy does, code 0, flag DC.
+    let r = curl(&["-x", &p, "-m", "0.5", "http://details:9080/delay/2"]);
+    assert_ne!(r.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let dc = loop {
+        let found = access_log(&w).into_iter().find(|e| e["path"] == "/delay/2");
+        if found.is_some() || Instant::now() > deadline {
+            break found;
+        }
+    };
+    let dc = dc.expect("the abandoned request is logged");
+    assert_eq!(dc["response_code"], 0, "{dc}");
+    assert_eq!(dc["response_flags"], "DC", "{dc}");
 }
 
 /// A service failing half its requests: without retries about half fail;
@@ -575,6 +610,60 @@ fn a_bad_model_is_refused_and_the_old_one_keeps_serving() {
         "{}",
         w.log("proxy")
     );
+    assert_eq!(curl(&["-x", &p, "http://details:9080/get"]).status, 200);
+}
+
+/// A push that removes a cluster lets the requests already on it finish;
+/// requests after the push no longer find the service (404 NR).
+#[test]
+fn a_removed_cluster_drains_its_requests_in_flight() {
+    let mut w = World::new(88);
+    let p = bookinfo(&mut w, "", &[]);
+    let mut model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.dir.join("model.json")).unwrap()).unwrap();
+    let is_reviews = |v: &serde_json::Value| v["name"].as_str().unwrap_or("").contains("reviews.");
+    model["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|c| !is_reviews(c));
+    for t in model["routeTables"].as_array_mut().unwrap() {
+        t["virtualHosts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|v| !is_reviews(v));
+    }
+    let in_flight: Vec<_> = (0..3)
+        .map(|_| {
+            let p = p.clone();
+            std::thread::spawn(move || curl(&["-x", &p, "http://reviews:9080/delay/1.5"]))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(w.dir.join("model.json"), model.to_string()).unwrap();
+    w.proc("proxy").signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !w.log("proxy").contains("model version 2 applied") {
+        assert!(Instant::now() < deadline, "{}", w.log("proxy"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = curl(&["-x", &p, "http://reviews:9080/get"]);
+    assert_eq!(after.status, 404, "{}", after.headers);
+    assert!(
+        after
+            .header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("NR"),
+        "{}",
+        after.headers
+    );
+    for h in in_flight {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200, "an in-flight request was cut: {}", r.body);
+        assert!(r
+            .header("x-served-by")
+            .unwrap_or_default()
+            .starts_with("reviews-v"));
+    }
     assert_eq!(curl(&["-x", &p, "http://details:9080/get"]).status, 200);
 }
 
@@ -1773,4 +1862,106 @@ spec:
         BTreeMap::from([(who, 6)]),
         "the cookie did not stick"
     );
+}
+
+/// LEAST_REQUEST (two random choices) steers concurrent requests away from
+/// a slow replica that round robin would give a third; RANDOM spreads
+/// requests over every replica.
+#[test]
+fn least_request_avoids_a_slow_replica_and_random_spreads() {
+    let mut w = World::new(89);
+    let cfg = r#"apiVersion: v1
+kind: Service
+metadata: {name: lr}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rnd}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: web, labels: {app: web}}
+spec: {command: weft, ports: [{name: http, port: 8000}], replicas: 3}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec: {command: weft, ports: [{name: http, port: 9000}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: lr}
+spec:
+  host: lr
+  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: rnd}
+spec:
+  host: rnd
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+"#;
+    let f = w.write("web.yaml", cfg);
+    let model_path = w.model("client", &[f], "model.json");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    let cluster = model["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "lr.default.svc.cluster.local")
+        .unwrap();
+    let mut slow = String::new();
+    for (i, e) in cluster["endpoints"].as_array().unwrap().iter().enumerate() {
+        let addr: std::net::SocketAddr = e["address"].as_str().unwrap().parse().unwrap();
+        let name = e["instance"].as_str().unwrap();
+        let flags: &[&str] = if i == 0 {
+            slow = name.to_owned();
+            &["--latency-ms", "100"]
+        } else {
+            &[]
+        };
+        w.httpbin(name, addr, flags);
+    }
+    let outbound = w.addr(1, 1, 15001);
+    let (m, o) = (model_path.display().to_string(), outbound.to_string());
+    w.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--outbound",
+            &o,
+            "--access-log",
+            "off",
+        ],
+        Some(outbound),
+    );
+    let p = format!("http://{outbound}");
+    // Six clients, 25 requests each, all at once.
+    let lr = served_by_concurrently(&p, "http://lr:8000/get", 6, 25);
+    let total: usize = lr.values().sum();
+    assert_eq!(total, 150, "{lr:?}");
+    let to_slow = lr.get(&slow).copied().unwrap_or(0);
+    // Round robin would send it 50; least request sends it few.
+    assert!(
+        to_slow <= 35,
+        "the slow replica got {to_slow} of 150: {lr:?}"
+    );
+    assert_eq!(lr.len(), 3, "{lr:?}");
+    eprintln!("least request: {lr:?}");
+    let rnd = served_by_concurrently(&p, "http://rnd:8000/get", 6, 25);
+    assert_eq!(rnd.len(), 3, "{rnd:?}");
+    for (who, n) in &rnd {
+        // Binomial(150, 1/3): mean 50, sd 5.8; 25..75 is over 4 sd.
+        assert!((25..=75).contains(n), "{who} got {n} of 150: {rnd:?}");
+    }
 }
