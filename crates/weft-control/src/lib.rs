@@ -2,6 +2,7 @@
 //! local mode that runs a whole mesh on one machine, and the admin API.
 
 pub mod admin;
+pub mod ca;
 pub mod local;
 pub mod push;
 pub mod server;
@@ -21,4 +22,6 @@ pub enum ControlError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("the CA: {0}")]
+    Identity(#[from] weft_identity::IdentityError),
 }

@@ -42,6 +42,8 @@ pub struct Hub {
     /// Bumped on every ACK, NACK, connect and disconnect.
     changes: watch::Sender<u64>,
     tokens: Mutex<BTreeMap<String, String>>,
+    /// Proxy → the SPIFFE ID the CA may issue it.
+    identities: Mutex<BTreeMap<String, String>>,
     sync: Mutex<BTreeMap<String, ProxySync>>,
     nonce: std::sync::atomic::AtomicU64,
 }
@@ -52,6 +54,7 @@ impl Hub {
             models: watch::channel(Arc::new(Models::new())).0,
             changes: watch::channel(0).0,
             tokens: Mutex::new(BTreeMap::new()),
+            identities: Mutex::new(BTreeMap::new()),
             sync: Mutex::new(BTreeMap::new()),
             nonce: std::sync::atomic::AtomicU64::new(1),
         })
@@ -113,13 +116,29 @@ impl Hub {
     }
 
     fn authorized(&self, hello: &Hello) -> bool {
+        self.token_matches(&hello.proxy, &hello.token)
+    }
+
+    /// Whether `token` is `proxy`'s bootstrap token.
+    pub fn token_matches(&self, proxy: &str, token: &str) -> bool {
         self.tokens
             .lock()
             .map(|t| {
-                t.get(&hello.proxy)
-                    .is_some_and(|tok| constant_time_eq(tok.as_bytes(), hello.token.as_bytes()))
+                t.get(proxy)
+                    .is_some_and(|tok| constant_time_eq(tok.as_bytes(), token.as_bytes()))
             })
             .unwrap_or(false)
+    }
+
+    /// Records which SPIFFE ID each proxy is entitled to.
+    pub fn set_identities(&self, ids: BTreeMap<String, String>) {
+        if let Ok(mut m) = self.identities.lock() {
+            *m = ids;
+        }
+    }
+
+    pub fn identity_of(&self, proxy: &str) -> Option<String> {
+        self.identities.lock().ok()?.get(proxy).cloned()
     }
 }
 

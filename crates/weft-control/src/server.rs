@@ -12,16 +12,24 @@ use std::time::Duration;
 use weft_api::diag::{Diagnostic, Severity};
 use weft_compile::{MeshConfig, ProxyRef};
 
-use crate::admin;
+use weft_identity::Authority;
+
 use crate::push::{self, Hub};
 use crate::store::{Config, Refused, Store};
 use crate::ControlError;
+use crate::{admin, ca};
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub paths: Vec<PathBuf>,
     pub admin: SocketAddr,
     pub xds: SocketAddr,
+    /// The CA's TLS port (15012).
+    pub ca: SocketAddr,
+    /// The CA's keys: Istio's `cacerts` files, or a root weft makes here.
+    pub ca_dir: PathBuf,
+    /// Default workload certificate lifetime.
+    pub cert_ttl: Duration,
     pub address_base: Ipv4Addr,
     /// Tokens (tokens/), applied resources (applied/), and the process
     /// status `weft up` writes (processes.json).
@@ -39,6 +47,11 @@ pub fn token_path(run_dir: &Path, proxy: &str) -> PathBuf {
     run_dir
         .join("tokens")
         .join(format!("{}.token", proxy.replace('/', ".")))
+}
+
+/// The roots proxies trust, written by the control plane at start.
+pub fn trust_bundle_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("trust-bundle.pem")
 }
 
 pub fn status_file(run_dir: &Path) -> PathBuf {
@@ -67,12 +80,22 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let xds_listener = push::bind(o.xds).await?;
     let hub = Hub::new();
     tokio::spawn(push::serve(xds_listener, hub.clone()));
+    let authority = Authority::load_or_create(&o.ca_dir, &mesh(&o).trust_domain)?;
+    tracing::info!(source = %authority.source, "CA ready");
+    ca::write_trust_bundle(&authority, &trust_bundle_path(&o.run_dir))?;
+    let ca_listener = ca::bind(o.ca).await?;
+    let ca_service = ca::CaService::new(authority, hub.clone(), o.cert_ttl);
+    tokio::spawn(async move {
+        if let Err(e) = ca::serve(ca_listener, ca_service).await {
+            tracing::error!(error = %e, "the CA stopped");
+        }
+    });
     let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs::default()));
     tokio::spawn(admin::serve(admin_listener, docs.clone()));
     serve_config(&o, &hub, &config);
     let mut current = config;
     publish(&docs, &o, &hub, &current, None);
-    eprintln!("weft: control plane ready: admin API on http://{}, model stream on {}, {} proxies' configuration", o.admin, o.xds, current.models.len());
+    eprintln!("weft: control plane ready: admin API on http://{}, model stream on {}, CA on {}, {} proxies' configuration", o.admin, o.xds, o.ca, current.models.len());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut last_error: Option<Vec<Diagnostic>> = None;
@@ -120,6 +143,13 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config) {
             eprintln!("weft: cannot write the token of {name}: {e}");
         }
     }
+    hub.set_identities(
+        config
+            .models
+            .iter()
+            .map(|(name, c)| (name.clone(), c.model.proxy.spiffe_id.clone()))
+            .collect(),
+    );
     hub.publish(
         config
             .models

@@ -90,8 +90,9 @@ pub struct Listener {
     /// serves. Where it binds is the runtime's choice (local mode shares
     /// one host, so it assigns real ports).
     pub port: u32,
-    /// The service an outbound TCP listener serves: opaque TCP carries no
-    /// Host header, so each TCP service port gets a listener of its own.
+    /// The service an outbound TCP listener serves (opaque TCP carries no
+    /// Host header, so each TCP service port gets a listener of its own),
+    /// or the service an inbound port belongs to (for metrics).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service: String,
     /// A bind address when the resource asked for one (Gateway `bind`).

@@ -55,6 +55,37 @@ pub struct ModelUpdate {
     pub model_json: Vec<u8>,
 }
 
+/// `/weft.v1.Certificates/Sign`, on the control plane's TLS port (15012).
+pub const SIGN_PATH: &str = "/weft.v1.Certificates/Sign";
+
+/// A proxy asks for its workload certificate. It proves who it is with its
+/// bootstrap token; the CA signs only the SPIFFE ID that proxy is
+/// entitled to.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CertificateRequest {
+    #[prost(string, tag = "1")]
+    pub proxy: String,
+    #[prost(string, tag = "2")]
+    pub token: String,
+    /// PKCS#10, PEM. The private key stays with the proxy.
+    #[prost(string, tag = "3")]
+    pub csr_pem: String,
+    /// Requested lifetime; the CA may shorten it. 0 asks for the default.
+    #[prost(uint64, tag = "4")]
+    pub ttl_seconds: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CertificateResponse {
+    /// PEM certificates, leaf first.
+    #[prost(string, repeated, tag = "1")]
+    pub cert_chain: Vec<String>,
+    /// The roots peers' certificates must chain to (more than one while a
+    /// root rotation overlaps).
+    #[prost(string, repeated, tag = "2")]
+    pub trust_bundle: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,9 @@ pub enum Entrypoint {
     Inbound {
         port: u32,
         protocol: weft_model::Protocol,
+        /// The calling workload, when the request came through the mTLS
+        /// tunnel (its principal verified, the rest from its baggage).
+        peer: Option<Arc<crate::metrics::Peer>>,
     },
 }
 
@@ -998,7 +1001,7 @@ fn record(
     entry: &Entrypoint,
     ctx: &Ctx,
 ) -> Arc<crate::metrics::HttpSeries> {
-    use crate::metrics::{Outcome, Peer, RequestLabels, ServiceNames};
+    use crate::metrics::{Outcome, RequestLabels, ServiceNames};
     let m = &shared.metrics;
     let flags = if ctx.flags.is_empty() {
         m.no_flags.clone()
@@ -1006,23 +1009,27 @@ fn record(
         Arc::new(ctx.flags.to_string())
     };
     let protocol = if ctx.grpc { "grpc" } else { "http" };
-    let unknown = Peer::unknown();
+    let unknown = &m.unknown;
     let host = ctx
         .entry
         .authority
         .rsplit_once(':')
         .map_or(ctx.entry.authority.as_str(), |(h, _)| h);
     let labels = match entry {
-        Entrypoint::Inbound { .. } => RequestLabels::new(
+        Entrypoint::Inbound { peer, port, .. } => RequestLabels::new(
             "destination",
-            &unknown,
+            peer.as_deref().unwrap_or(unknown),
             &snap.me,
-            &ServiceNames::of(host),
+            &snap
+                .inbound_services
+                .get(port)
+                .cloned()
+                .unwrap_or_else(|| ServiceNames::of(host)),
             Outcome {
                 protocol,
                 code: ctx.entry.response_code,
                 flags,
-                security: "none",
+                security: if peer.is_some() { "mutual_tls" } else { "none" },
             },
         ),
         _ => {

@@ -7,15 +7,19 @@
 //! serving) and the error is returned to the caller, who NACKs it.
 
 pub mod access_log;
+mod conn;
 pub mod control;
 pub mod flags;
 mod handler;
+mod inbound;
 mod local_reply;
 mod matcher;
+pub mod mesh;
 pub mod metrics;
 pub mod snapshot;
 pub mod sni;
 mod tcp;
+mod tunnel;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -68,6 +72,9 @@ pub struct RuntimeConfig {
     pub binds: HashMap<String, SocketAddr>,
     /// `/ready`, `/config_dump`, `/metrics`.
     pub admin: Option<SocketAddr>,
+    /// The mTLS tunnel port other proxies reach this workload through
+    /// (15008 on the inbound address).
+    pub tunnel: Option<SocketAddr>,
     /// Add `x-weft-reason` to the replies the proxy makes itself.
     pub explain: bool,
     /// How long in-flight requests may take to finish at shutdown.
@@ -85,6 +92,8 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// Inbound port → the application's cluster and fixed route.
     pub(crate) apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)>,
+    /// This proxy's identity and tunnels; `None` with `--no-mtls`.
+    pub mesh: Option<Arc<mesh::Mesh>>,
 }
 
 impl Shared {
@@ -97,7 +106,7 @@ impl Shared {
 /// that did not change.
 pub(crate) fn apply(shared: &Shared, model: ProxyModel, version: String) -> Result<(), ProxyError> {
     let current = shared.snapshot.load();
-    let next = Snapshot::build(model, version, Some(&current))?;
+    let next = Snapshot::build(model, version, Some(&current), shared.mesh.as_ref())?;
     shared.snapshot.store(Arc::new(next));
     Ok(())
 }
@@ -143,8 +152,9 @@ impl Proxy {
         version: String,
         config: RuntimeConfig,
         access_log: AccessLog,
+        mesh: Option<Arc<mesh::Mesh>>,
     ) -> Result<Proxy, ProxyError> {
-        let snapshot = Snapshot::build(model, version, None)?;
+        let snapshot = Snapshot::build(model, version, None, mesh.as_ref())?;
         let apps = config
             .apps
             .iter()
@@ -154,8 +164,7 @@ impl Proxy {
                     (
                         Arc::new(ClusterRt::new(
                             app_cluster(*port, *addr),
-                            "",
-                            &Default::default(),
+                            Arc::new(upstream::ClientSide::plain("", &Default::default())),
                         )),
                         handler::inbound_route(*port),
                     ),
@@ -170,6 +179,7 @@ impl Proxy {
             access_log,
             metrics: metrics::Metrics::new(),
             apps,
+            mesh,
         });
         let (shutdown, rx) = watch::channel(false);
         let mut proxy = Proxy {
@@ -196,6 +206,16 @@ impl Proxy {
                 listener,
                 proxy.shared.clone(),
                 entry,
+                rx.clone(),
+            )));
+        }
+        if let (Some(addr), Some(mesh)) = (proxy.shared.config.tunnel, proxy.shared.mesh.clone()) {
+            let (listener, local) = bind(addr, "the mTLS tunnel").await?;
+            proxy.bound.push(("tunnel".into(), local));
+            proxy.tasks.push(tokio::spawn(tunnel::serve(
+                listener,
+                proxy.shared.clone(),
+                mesh,
                 rx.clone(),
             )));
         }
@@ -295,6 +315,7 @@ fn plan_listeners(
                         Entrypoint::Inbound {
                             port: l.port,
                             protocol: l.protocol,
+                            peer: None,
                         },
                     ));
                 }
@@ -335,8 +356,15 @@ async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Some(port) = opaque_inbound(&entry, &stream).await {
-                        inbound_tcp(&shared, port, stream).await;
+                    if let Entrypoint::Inbound { port, protocol, .. } = entry {
+                        // PeerAuthentication STRICT: plain text is refused
+                        // (a proxy without identity, `--no-mtls`, cannot
+                        // enforce it).
+                        if shared.mesh.is_some() && inbound::mtls_mode(&shared, port) == weft_model::MtlsMode::Strict {
+                            refuse_plaintext(&shared, port, remote);
+                            return;
+                        }
+                        inbound::serve(shared.clone(), stream, port, protocol, remote, None, Some(watcher)).await;
                         return;
                     }
                     let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
@@ -359,70 +387,17 @@ async fn serve(
     }
 }
 
-/// For an inbound listener whose port is not HTTP, the port to splice to:
-/// TCP and TLS ports always; undeclared ports unless the first bytes look
-/// like HTTP/1 or the HTTP/2 preface (Istio's protocol sniffing). A client
-/// that sends nothing for 100 ms (a server-first protocol) is TCP.
-async fn opaque_inbound(entry: &Entrypoint, stream: &tokio::net::TcpStream) -> Option<u32> {
-    let Entrypoint::Inbound { port, protocol } = entry else {
-        return None;
-    };
-    match protocol {
-        Protocol::Tcp | Protocol::Tls | Protocol::Https => return Some(*port),
-        Protocol::Unknown => {}
-        _ => return None,
-    }
-    let mut buf = [0u8; 16];
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
-    loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            _ => return Some(*port),
-        };
-        if n == 0 {
-            return Some(*port);
-        }
-        let seen = &buf[..n];
-        const STARTS: [&[u8]; 10] = [
-            b"GET ",
-            b"POST ",
-            b"PUT ",
-            b"HEAD ",
-            b"DELETE ",
-            b"OPTIONS ",
-            b"PATCH ",
-            b"CONNECT ",
-            b"TRACE ",
-            b"PRI * HTTP/2",
-        ];
-        if STARTS.iter().any(|s| seen.starts_with(s)) {
-            return None;
-        }
-        if !STARTS.iter().any(|s| s.starts_with(seen)) || n == buf.len() {
-            return Some(*port);
-        }
-        // A prefix of a method so far: wait for more bytes.
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// Splices an opaque inbound connection to the application.
-async fn inbound_tcp(shared: &Shared, port: u32, mut client: tokio::net::TcpStream) {
-    let Some((app, _)) = shared.apps.get(&port) else {
-        return;
-    };
-    let Some(addr) = app.endpoint_addr(0) else {
-        return;
-    };
-    match tokio::net::TcpStream::connect(addr).await {
-        Ok(mut upstream) => {
-            let _ = upstream.set_nodelay(true);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-        }
-        Err(e) => {
-            tracing::warn!(%addr, error = %e, "the application refused an inbound connection")
-        }
-    }
+/// Logs a plain-text connection refused under STRICT mTLS.
+fn refuse_plaintext(shared: &Shared, port: u32, remote: SocketAddr) {
+    let snap = shared.snapshot.load();
+    let origin = snap.model.security.inbound_mtls.origin.join(", ");
+    shared.access_log.log(access_log::Entry {
+        start_time: access_log::now_rfc3339(),
+        downstream_remote_address: remote.to_string(),
+        route_name: format!("inbound|{port}"),
+        reason: format!("plain text refused: mTLS is STRICT on port {port} ({origin})"),
+        ..Default::default()
+    });
 }
 
 /// The proxy admin port: `/ready`, `/config_dump` and `/metrics`.
@@ -438,7 +413,10 @@ async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
                     async move {
                         let snap = shared.snapshot.load();
                         let (status, body) = match req.uri().path() {
-                            "/ready" | "/healthz/ready" => (200, "ready\n".to_owned()),
+                            "/ready" | "/healthz/ready" => match &shared.mesh {
+                                Some(m) if !m.ready() => (503, "waiting for the workload certificate\n".to_owned()),
+                                _ => (200, "ready\n".to_owned()),
+                            },
                             "/config_dump" => (200, serde_json::to_string_pretty(&serde_json::json!({"version": snap.version, "model": &*snap.model})).unwrap_or_default()),
                             "/metrics" | "/stats/prometheus" => (200, shared.metrics.render()),
                             _ => (404, "not found: try /ready, /config_dump or /metrics\n".to_owned()),

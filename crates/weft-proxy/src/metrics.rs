@@ -266,6 +266,8 @@ pub struct Metrics {
     tcp: SeriesMap<TcpSeries>,
     /// Shared `-` for requests without flags.
     pub no_flags: Text,
+    /// A peer nothing is known about.
+    pub unknown: Peer,
 }
 
 impl Metrics {
@@ -274,6 +276,7 @@ impl Metrics {
             http: ArcSwap::from_pointee(HashMap::new()),
             tcp: ArcSwap::from_pointee(HashMap::new()),
             no_flags: Arc::new("-".to_owned()),
+            unknown: Peer::unknown(),
         }
     }
 

@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub clusters: HashMap<String, Arc<ClusterRt>>,
     /// Which request metrics the Telemetry resources leave on.
     pub record: RecordedMetrics,
+    /// Inbound port → the service it belongs to, as metrics name it.
+    pub inbound_services: HashMap<u32, crate::metrics::ServiceNames>,
 }
 
 /// The Telemetry `metrics` overrides, decided once per push.
@@ -279,7 +281,12 @@ impl Snapshot {
         model: ProxyModel,
         version: String,
         previous: Option<&Snapshot>,
+        mesh: Option<&Arc<crate::mesh::Mesh>>,
     ) -> Result<Snapshot, ProxyError> {
+        let client = Arc::new(crate::upstream::ClientSide::new(
+            &model.proxy,
+            mesh.cloned(),
+        ));
         let mut tables = HashMap::new();
         for t in &model.route_tables {
             tables.insert(t.name.clone(), TableRt::compile(t)?);
@@ -309,17 +316,19 @@ impl Snapshot {
                 .filter(|rt| rt.config == *c);
             let rt = match reuse {
                 Some(rt) => rt.clone(),
-                None => Arc::new(ClusterRt::new(
-                    c.clone(),
-                    &model.proxy.locality,
-                    &model.proxy.labels,
-                )),
+                None => Arc::new(ClusterRt::new(c.clone(), client.clone())),
             };
             clusters.insert(c.name.clone(), rt);
         }
         Ok(Snapshot {
             me: crate::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
+            inbound_services: model
+                .listeners
+                .iter()
+                .filter(|l| l.direction == weft_model::Direction::Inbound && !l.service.is_empty())
+                .map(|l| (l.port, crate::metrics::ServiceNames::of(&l.service)))
+                .collect(),
             model: Arc::new(model),
             version,
             tables,

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weft_model::TcpRoute;
 
@@ -105,24 +105,15 @@ where
                 cluster.config.name
             )
         })?;
-        let connect = Duration::from_millis(cluster.config.pool.connect_timeout_ms.max(1));
-        let mut upstream = match tokio::time::timeout(connect, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
+        let mut upstream = match cluster.dial(ep).await {
+            Ok(s) => s,
+            Err(e) => {
                 cluster.report(ep, crate::upstream::TryOutcome::LocalFailure);
                 flags.add(ResponseFlag::UpstreamConnectionFailure);
                 return Err(format!("upstream connect error to {addr}: {e}"));
             }
-            Err(_) => {
-                flags.add(ResponseFlag::UpstreamConnectionFailure);
-                return Err(format!(
-                    "upstream connect timeout to {addr} after {} ms",
-                    connect.as_millis()
-                ));
-            }
         };
         cluster.report(ep, crate::upstream::TryOutcome::Status(200));
-        let _ = upstream.set_nodelay(true);
         // Replay what was read to find the SNI.
         if !hello.is_empty() {
             tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello)
@@ -132,10 +123,7 @@ where
         let labels = crate::metrics::RequestLabels::new(
             "source",
             &snap.me,
-            cluster
-                .peers
-                .get(ep)
-                .unwrap_or(&crate::metrics::Peer::unknown()),
+            cluster.peers.get(ep).unwrap_or(&shared.metrics.unknown),
             &cluster.service,
             crate::metrics::Outcome {
                 protocol: "tcp",

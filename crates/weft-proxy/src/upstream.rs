@@ -7,7 +7,7 @@
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,6 +32,9 @@ pub struct ClusterRt {
     pub peers: Vec<crate::metrics::Peer>,
     pub service: crate::metrics::ServiceNames,
     addrs: Vec<Option<SocketAddr>>,
+    /// How each endpoint is reached: plain, or through its proxy's mTLS
+    /// tunnel.
+    routes: Vec<crate::conn::Route>,
     /// One pooled client per endpoint, each dialing only its endpoint: the
     /// request URI can then carry the client's authority, which HTTP/2
     /// sends as `:authority`.
@@ -49,10 +52,55 @@ pub struct ClusterRt {
     pending: AtomicU32,
     /// Outlier detection state, one per endpoint.
     health: Vec<Health>,
-    /// `region/zone/subzone` of the proxy using this cluster.
-    client_locality: String,
+    /// The proxy using this cluster.
+    client: Arc<ClientSide>,
+}
+
+/// What a cluster needs to know about the proxy that uses it.
+pub struct ClientSide {
+    /// `region/zone/subzone`, for locality-aware balancing.
+    pub locality: String,
     /// The proxy's labels, for `failoverPriority`.
-    client_labels: std::collections::BTreeMap<String, String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The proxy's identity and tunnels; `None` when it runs without one
+    /// (`--no-mtls`), and mesh traffic then goes in plain text.
+    pub mesh: Option<Arc<crate::mesh::Mesh>>,
+    /// Who is calling, for the peer's metrics (`baggage` on the tunnel's
+    /// CONNECT, as Istio's ambient mode sends it).
+    pub baggage: http::HeaderValue,
+}
+
+impl ClientSide {
+    pub fn new(me: &weft_model::ProxyIdentity, mesh: Option<Arc<crate::mesh::Mesh>>) -> ClientSide {
+        let label = |k: &str| me.labels.get(k).map_or("", String::as_str);
+        let baggage = format!(
+            "k8s.namespace.name={},k8s.deployment.name={},service.name={},service.version={}",
+            me.namespace,
+            me.workload,
+            label("app"),
+            label("version")
+        );
+        ClientSide {
+            locality: me.locality.clone(),
+            labels: me.labels.clone(),
+            mesh,
+            baggage: http::HeaderValue::from_str(&baggage)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+        }
+    }
+
+    /// A client with no identity at `locality`.
+    pub fn plain(
+        locality: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> ClientSide {
+        ClientSide {
+            locality: locality.to_owned(),
+            labels: labels.clone(),
+            mesh: None,
+            baggage: http::HeaderValue::from_static(""),
+        }
+    }
 }
 
 /// Milliseconds since the process started: a clock for ejections that
@@ -93,29 +141,36 @@ pub enum SendError {
 }
 
 impl ClusterRt {
-    pub fn new(
-        config: Cluster,
-        client_locality: &str,
-        client_labels: &std::collections::BTreeMap<String, String>,
-    ) -> ClusterRt {
+    pub fn new(config: Cluster, client: Arc<ClientSide>) -> ClusterRt {
         let addrs: Vec<Option<SocketAddr>> = config
             .endpoints
             .iter()
             .map(|e| e.address.parse::<SocketAddr>().ok())
+            .collect();
+        let routes: Vec<crate::conn::Route> = config
+            .endpoints
+            .iter()
+            .zip(&addrs)
+            .map(|(e, a)| endpoint_route(&config, e, *a, &client))
             .collect();
         let timeout = Duration::from_millis(config.pool.connect_timeout_ms.max(1));
         let idle = Duration::from_millis(config.pool.idle_timeout_ms.unwrap_or(90_000));
         let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
         let clients = addrs
             .iter()
-            .map(|a: &Option<SocketAddr>| {
+            .zip(&routes)
+            .map(|(a, route)| {
                 a.map(|addr| {
                     let mut builder = Client::builder(TokioExecutor::new());
                     builder.pool_idle_timeout(idle);
                     if h2 {
                         builder.http2_only(true);
                     }
-                    builder.build(EndpointConnector { addr, timeout })
+                    builder.build(EndpointConnector {
+                        addr,
+                        timeout,
+                        route: route.clone(),
+                    })
                 })
             })
             .collect();
@@ -137,6 +192,7 @@ impl ClusterRt {
             active: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             sent: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             addrs,
+            routes,
             clients,
             rr: AtomicUsize::new(0),
             in_flight: AtomicU32::new(0),
@@ -144,8 +200,7 @@ impl ClusterRt {
             permits: limit.map(|n| std::sync::Arc::new(Semaphore::new(n.max(1) as usize))),
             pending: AtomicU32::new(0),
             health: config.endpoints.iter().map(|_| Health::default()).collect(),
-            client_locality: client_locality.to_owned(),
-            client_labels: client_labels.clone(),
+            client,
             config,
         }
     }
@@ -225,7 +280,7 @@ impl ClusterRt {
     /// only fails over with it), the endpoints sharing the most of the
     /// client's locality win, a `failover` region ranking next.
     fn by_locality(&self, candidates: Vec<usize>) -> Vec<usize> {
-        let client = self.client_locality.as_str();
+        let client = self.client.locality.as_str();
         let Some(setting) = &self.config.locality else {
             if self.config.outlier.is_none() || client.is_empty() {
                 return candidates;
@@ -295,7 +350,7 @@ impl ClusterRt {
         };
         let mine: Vec<Option<String>> = keys
             .iter()
-            .map(|k| value(&self.client_labels, &self.client_locality, k))
+            .map(|k| value(&self.client.labels, &self.client.locality, k))
             .collect();
         let score = |i: &usize| {
             let e = &self.config.endpoints[*i];
@@ -316,7 +371,7 @@ impl ClusterRt {
         candidates: Vec<usize>,
         failover: &[weft_model::LocalityFailover],
     ) -> Vec<usize> {
-        let client: Vec<&str> = self.client_locality.split('/').collect();
+        let client: Vec<&str> = self.client.locality.split('/').collect();
         let next_region = failover
             .iter()
             .find(|f| f.from == client[0])
@@ -399,6 +454,20 @@ impl ClusterRt {
 
     pub fn endpoint_addr(&self, i: usize) -> Option<SocketAddr> {
         self.addrs.get(i).copied().flatten()
+    }
+
+    /// Opens a connection to endpoint `i` (for TCP splicing).
+    pub async fn dial(&self, i: usize) -> std::io::Result<crate::conn::Conn> {
+        let (Some(addr), Some(route)) = (self.endpoint_addr(i), self.routes.get(i)) else {
+            return Err(std::io::Error::other("the endpoint has no address"));
+        };
+        let timeout = Duration::from_millis(self.config.pool.connect_timeout_ms.max(1));
+        crate::conn::dial(addr, route, timeout).await
+    }
+
+    /// Whether traffic to endpoint `i` is mutual TLS, for metrics.
+    pub fn is_mtls(&self, i: usize) -> bool {
+        self.routes.get(i).is_some_and(crate::conn::Route::is_mtls)
     }
 
     /// Admission under the connection-pool limits: a permit when one is
@@ -488,10 +557,11 @@ impl ClusterRt {
 pub struct EndpointConnector {
     addr: SocketAddr,
     timeout: Duration,
+    route: crate::conn::Route,
 }
 
 impl tower_service::Service<http::Uri> for EndpointConnector {
-    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Response = hyper_util::rt::TokioIo<crate::conn::Conn>;
     type Error = std::io::Error;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
@@ -505,19 +575,44 @@ impl tower_service::Service<http::Uri> for EndpointConnector {
     }
 
     fn call(&mut self, _: http::Uri) -> Self::Future {
-        let (addr, timeout) = (self.addr, self.timeout);
+        let (addr, timeout, route) = (self.addr, self.timeout, self.route.clone());
         Box::pin(async move {
-            let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("connect timeout after {} ms", timeout.as_millis()),
-                    )
-                })??;
-            stream.set_nodelay(true)?;
-            Ok(hyper_util::rt::TokioIo::new(stream))
+            let conn = crate::conn::dial(addr, &route, timeout).await?;
+            Ok(hyper_util::rt::TokioIo::new(conn))
         })
+    }
+}
+
+/// How to reach `e`: through its proxy's tunnel when the cluster is mesh
+/// mTLS and this proxy has an identity; plain otherwise.
+fn endpoint_route(
+    config: &Cluster,
+    e: &weft_model::Endpoint,
+    addr: Option<SocketAddr>,
+    client: &ClientSide,
+) -> crate::conn::Route {
+    let (
+        weft_model::UpstreamTls::IstioMutual {
+            expected_identities,
+        },
+        Some(mesh),
+        Some(addr),
+    ) = (&config.tls, &client.mesh, addr)
+    else {
+        return crate::conn::Route::Plain;
+    };
+    // The endpoint's own identity is the strictest check; the cluster's
+    // list is what Istio would verify.
+    let expected: Arc<[String]> = if e.identity.is_empty() {
+        expected_identities.clone().into()
+    } else {
+        vec![e.identity.clone()].into()
+    };
+    crate::conn::Route::Tunnel {
+        mesh: mesh.clone(),
+        tunnel: SocketAddr::new(addr.ip(), crate::mesh::TUNNEL_PORT),
+        expected,
+        baggage: client.baggage.clone(),
     }
 }
 
@@ -586,8 +681,9 @@ pub fn pick_weighted(
 
 #[cfg(test)]
 mod tests {
-    use super::{locality_matches, ClusterRt};
+    use super::{locality_matches, ClientSide, ClusterRt};
     use std::collections::BTreeMap;
+    use std::sync::Arc;
     use weft_model::*;
 
     /// (address, locality, labels)
@@ -654,14 +750,12 @@ mod tests {
         ];
         let rr = ClusterRt::new(
             cluster(LbPolicy::RoundRobin, eps, None, false),
-            "",
-            &BTreeMap::new(),
+            Arc::new(ClientSide::plain("", &BTreeMap::new())),
         );
         assert_eq!(counts(&rr, 300), vec![100, 100, 100]);
         let random = ClusterRt::new(
             cluster(LbPolicy::Random, eps, None, false),
-            "",
-            &BTreeMap::new(),
+            Arc::new(ClientSide::plain("", &BTreeMap::new())),
         );
         // 600 picks: each endpoint's share is 200 ± 60 (beyond 5 sigma).
         assert!(counts(&random, 600).iter().all(|c| (140..=260).contains(c)));
@@ -672,8 +766,7 @@ mod tests {
         let eps: &[Ep<'_>] = &[("127.0.0.1:1", "", &[]), ("127.0.0.1:2", "", &[])];
         let c = ClusterRt::new(
             cluster(LbPolicy::LeastRequest, eps, None, false),
-            "",
-            &BTreeMap::new(),
+            Arc::new(ClientSide::plain("", &BTreeMap::new())),
         );
         c.active[0].store(50, std::sync::atomic::Ordering::Relaxed);
         // Two random choices: the busy one wins only when both draws pick it.
@@ -711,8 +804,7 @@ mod tests {
             .collect();
         let c = ClusterRt::new(
             cluster(LbPolicy::RoundRobin, eps, Some(setting), true),
-            "us-east/a",
-            &client,
+            Arc::new(ClientSide::plain("us-east/a", &client)),
         );
         assert_eq!(counts(&c, 10), vec![0, 0, 10]);
     }

@@ -96,6 +96,8 @@ fn proxies_survive_and_resync_with_the_control_plane() {
         "--explain",
         "--access-log",
         &w.dir.join("access.log").display().to_string(),
+        // The endpoints are bare httpbins without sidecars to tunnel to.
+        "--no-mtls",
     ]
     .iter()
     .map(|s| s.to_string())

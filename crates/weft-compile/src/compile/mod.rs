@@ -193,7 +193,7 @@ impl<'a> Compiler<'a> {
     /// application. Its protocol comes from the Service port that targets it.
     fn inbound_listeners(&self, me: &Me, out: &mut routes::Output) {
         for (port_name, port) in &me.ports {
-            let protocol = self
+            let mut services: Vec<_> = self
                 .registry
                 .services
                 .values()
@@ -203,18 +203,27 @@ impl<'a> Compiler<'a> {
                             .as_ref()
                             .is_some_and(|sel| !sel.is_empty() && labels_match(sel, &me.labels))
                 })
-                .flat_map(|s| s.ports.iter())
-                .find(|p| match &p.target {
+                .flat_map(|s| s.ports.iter().map(move |p| (s, p)))
+                .filter(|(_, p)| match &p.target {
                     crate::registry::TargetPort::Number(n) => n == port,
                     crate::registry::TargetPort::Name(n) => n == port_name,
                 })
-                .map(|p| p.protocol)
+                .collect();
+            // Deterministic: the first service by host names the port.
+            services.sort_by(|a, b| a.0.host.cmp(&b.0.host));
+            let protocol = services
+                .first()
+                .map(|(_, p)| p.protocol)
                 .unwrap_or_else(|| crate::registry::protocol_of(port_name, None));
+            let service = services
+                .first()
+                .map(|(s, _)| s.host.clone())
+                .unwrap_or_default();
             out.listeners.push(Listener {
                 name: format!("inbound|{port}"),
                 direction: Direction::Inbound,
                 port: *port,
-                service: String::new(),
+                service,
                 bind: String::new(),
                 protocol,
                 target: ListenerTarget::Local { app_port: *port },

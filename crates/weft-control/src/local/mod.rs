@@ -29,6 +29,10 @@ pub struct Options {
     pub admin: SocketAddr,
     /// The model stream proxies connect to.
     pub xds: SocketAddr,
+    /// The CA proxies get their certificates from.
+    pub ca: SocketAddr,
+    pub ca_dir: PathBuf,
+    pub cert_ttl: Duration,
     /// First loopback address for workload replicas.
     pub address_base: Ipv4Addr,
     /// Models, tokens and logs go here.
@@ -46,6 +50,9 @@ impl Options {
             paths: self.paths.clone(),
             admin: self.admin,
             xds: self.xds,
+            ca: self.ca,
+            ca_dir: self.ca_dir.clone(),
+            cert_ttl: self.cert_ttl,
             address_base: self.address_base,
             run_dir: self.run_dir.clone(),
         }
@@ -72,6 +79,10 @@ fn stream_args(o: &Options, name: &str) -> Vec<String> {
         token_path(&o.run_dir, name).display().to_string(),
         "--model-cache".into(),
         model_path(&o.run_dir, name).display().to_string(),
+        "--ca".into(),
+        o.ca.to_string(),
+        "--ca-root".into(),
+        server::trust_bundle_path(&o.run_dir).display().to_string(),
     ]
 }
 
@@ -156,6 +167,12 @@ fn control_plane_spec(o: &Options) -> Spec {
         o.admin.to_string(),
         "--xds".into(),
         o.xds.to_string(),
+        "--ca".into(),
+        o.ca.to_string(),
+        "--ca-dir".into(),
+        o.ca_dir.display().to_string(),
+        "--cert-ttl".into(),
+        format!("{}s", o.cert_ttl.as_secs()),
         "--address-base".into(),
         o.address_base.to_string(),
         "--run-dir".into(),
@@ -193,6 +210,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         (o.ingress, "the ingress gateway"),
         (o.admin, "the admin API"),
         (o.xds, "the configuration stream"),
+        (o.ca, "the CA"),
     ] {
         check_free(addr, what).await?;
     }

@@ -20,6 +20,8 @@ pub struct Args {
     xds: SocketAddr,
     #[arg(long, default_value = "127.0.10.1")]
     address_base: Ipv4Addr,
+    #[command(flatten)]
+    ca: super::ca_args::CaArgs,
     /// Where proxies' bootstrap tokens are written (tokens/).
     #[arg(long, default_value = ".weft/run")]
     run_dir: PathBuf,
@@ -36,6 +38,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         paths: args.files.clone(),
         admin: args.admin,
         xds: args.xds,
+        ca: args.ca.address(args.xds),
+        ca_dir: args.ca.dir(&run_dir),
+        cert_ttl: args.ca.ttl(),
         address_base: args.address_base,
         run_dir,
     };

@@ -56,6 +56,22 @@ pub struct Args {
     /// Access log: `-` for stdout (default), a file path, or `off`.
     #[arg(long, default_value = "-")]
     access_log: String,
+    /// The control plane's CA (TLS, port 15012): the proxy gets its
+    /// workload certificate there and takes mTLS tunnels on 15008.
+    #[arg(long, requires_all = ["proxy", "token_file", "ca_root"])]
+    ca: Option<SocketAddr>,
+    /// The mesh's roots (PEM), to verify the CA and peers with.
+    #[arg(long)]
+    ca_root: Option<PathBuf>,
+    /// Where the mTLS tunnel listens; defaults to port 15008 on the
+    /// inbound address.
+    #[arg(long)]
+    tunnel: Option<SocketAddr>,
+    /// Run without a workload identity: mesh traffic goes in plain text and
+    /// PeerAuthentication STRICT cannot be enforced. For testing the data
+    /// plane alone.
+    #[arg(long, conflicts_with = "ca")]
+    no_mtls: bool,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
@@ -101,6 +117,27 @@ fn read_model(path: &Path) -> anyhow::Result<(weft_model::ProxyModel, String)> {
     Ok((model, weft_model::names::content_version(&text)))
 }
 
+/// Why `model` cannot run without a workload identity, if it cannot.
+fn needs_identity(model: &weft_model::ProxyModel) -> Option<String> {
+    if let Some(c) = model
+        .clusters
+        .iter()
+        .find(|c| matches!(c.tls, weft_model::UpstreamTls::IstioMutual { .. }))
+    {
+        return Some(format!("cluster {} uses the mesh's mTLS", c.name));
+    }
+    let mtls = &model.security.inbound_mtls;
+    if mtls.mode == weft_model::MtlsMode::Strict
+        || mtls
+            .ports
+            .values()
+            .any(|m| *m == weft_model::MtlsMode::Strict)
+    {
+        return Some("PeerAuthentication makes inbound mTLS STRICT".to_owned());
+    }
+    None
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let client = match (&args.control_plane, &args.proxy, &args.token_file) {
         (Some(cp), Some(name), Some(token)) => Some(weft_proxy::control::ClientConfig {
@@ -125,6 +162,34 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (None, Some(path)) => read_model(path)?,
         (None, None) => anyhow::bail!("pass --model FILE or --control-plane ADDR"),
     };
+    let mesh = match (&args.ca, &args.ca_root, &client) {
+        (Some(ca), Some(root), Some(c)) => {
+            let pem = std::fs::read_to_string(root)
+                .with_context(|| format!("cannot read the mesh's roots {}", root.display()))?;
+            let bundle = weft_identity::verify::TrustBundle::from_pem(
+                &root.display().to_string(),
+                &weft_identity::pem::split(&pem),
+            )?;
+            let trust_domain = &model.security.trust_domain;
+            Some((
+                weft_proxy::mesh::Mesh::new(bundle, trust_domain, &model.proxy.spiffe_id),
+                weft_proxy::mesh::CaClient {
+                    ca: *ca,
+                    proxy: c.proxy.clone(),
+                    token: c.token.clone(),
+                },
+            ))
+        }
+        _ => None,
+    };
+    if mesh.is_none() && !args.no_mtls {
+        if let Some(why) = needs_identity(&model) {
+            bail!("{why}, but this proxy has no identity: pass --ca and --ca-root (and --proxy, --token-file) to get one, or --no-mtls to run without (plain text, for testing)");
+        }
+    }
+    let tunnel = args.tunnel.or(args
+        .inbound_ip
+        .map(|ip| SocketAddr::new(ip, weft_proxy::mesh::TUNNEL_PORT)));
     let config = RuntimeConfig {
         outbound: args.outbound,
         inbound_ip: args.inbound_ip,
@@ -132,6 +197,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         gateway_binds: args.listens.iter().copied().collect::<HashMap<_, _>>(),
         binds: args.binds.iter().cloned().collect::<HashMap<_, _>>(),
         admin: args.admin,
+        tunnel: if mesh.is_some() { tunnel } else { None },
         explain: args.explain,
         drain: Duration::from_secs(args.drain_seconds),
     };
@@ -145,7 +211,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "-" => AccessLog::spawn(Box::new(std::io::stdout())),
             path => AccessLog::spawn(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open access log {path}"))?)),
         };
-        let proxy = Proxy::start(model, first_version, config, log).await?;
+        let identity = mesh.as_ref().map(|(m, _)| m.clone());
+        if let Some((m, ca)) = mesh {
+            tokio::spawn(weft_proxy::mesh::keep_certified(m, ca));
+        }
+        let proxy = Proxy::start(model, first_version, config, log, identity).await?;
         for (name, addr) in &proxy.bound {
             eprintln!("weft proxy: {name} listening on {addr}");
         }

@@ -30,6 +30,8 @@ pub struct Args {
     /// Where models and logs are written.
     #[arg(long, default_value = ".weft/run")]
     run_dir: PathBuf,
+    #[command(flatten)]
+    ca: super::ca_args::CaArgs,
     /// Proxies add `x-weft-reason` to the replies they make themselves.
     #[arg(long)]
     explain: bool,
@@ -48,6 +50,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ingress: args.ingress,
         admin: args.admin,
         xds: args.xds,
+        ca: args.ca.address(args.xds),
+        ca_dir: args.ca.dir(&run_dir),
+        cert_ttl: args.ca.ttl(),
         address_base: args.address_base,
         run_dir,
         weft,

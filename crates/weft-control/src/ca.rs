@@ -1,0 +1,180 @@
+//! The CA service (`weft.v1.Certificates/Sign`) on the control plane's TLS
+//! port, 15012. A proxy sends a CSR with its bootstrap token; the CA signs
+//! it only for the SPIFFE ID that proxy is entitled to (its workload's
+//! service account), so a stolen token cannot become another identity.
+//!
+//! The port serves TLS with the control plane's own SPIFFE certificate,
+//! which proxies verify against the root they were given at start.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tonic::server::{Grpc, UnaryService};
+use tonic::{Request, Response, Status};
+use weft_identity::{tls, Authority, IdentityError};
+use weft_model::wire::{CertificateRequest, CertificateResponse, SIGN_PATH};
+
+use crate::push::Hub;
+
+/// Istio's default workload certificate lifetime.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Istio's maximum.
+const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Shorter lifetimes are for tests of rotation; below this, rotation would
+/// be most of what a proxy does.
+const MIN_TTL: Duration = Duration::from_secs(5);
+
+pub struct CaService {
+    pub authority: Authority,
+    hub: Arc<Hub>,
+    default_ttl: Duration,
+}
+
+impl CaService {
+    pub fn new(authority: Authority, hub: Arc<Hub>, default_ttl: Duration) -> Arc<CaService> {
+        Arc::new(CaService {
+            authority,
+            hub,
+            default_ttl,
+        })
+    }
+
+    fn sign(&self, req: &CertificateRequest) -> Result<CertificateResponse, Status> {
+        if !self.hub.token_matches(&req.proxy, &req.token) {
+            tracing::warn!(proxy = %req.proxy, "refused a certificate request with a wrong bootstrap token");
+            return Err(Status::unauthenticated(format!(
+                "{}: wrong or unknown bootstrap token",
+                req.proxy
+            )));
+        }
+        let Some(entitled) = self.hub.identity_of(&req.proxy) else {
+            return Err(Status::permission_denied(format!(
+                "{} has no identity in the current configuration",
+                req.proxy
+            )));
+        };
+        let ttl = match req.ttl_seconds {
+            0 => self.default_ttl,
+            s => Duration::from_secs(s).clamp(MIN_TTL, MAX_TTL),
+        };
+        match self.authority.sign(&req.csr_pem, &entitled, ttl) {
+            Ok(chain) => {
+                tracing::info!(proxy = %req.proxy, identity = %entitled, ttl_seconds = ttl.as_secs(), "issued a workload certificate");
+                Ok(CertificateResponse {
+                    cert_chain: chain,
+                    trust_bundle: self.authority.roots().to_vec(),
+                })
+            }
+            Err(e @ IdentityError::NotEntitled { .. }) => {
+                tracing::warn!(proxy = %req.proxy, error = %e, "refused a certificate request");
+                Err(Status::permission_denied(e.to_string()))
+            }
+            Err(e) => Err(Status::invalid_argument(e.to_string())),
+        }
+    }
+}
+
+/// Writes the roots proxies must trust where `weft up` and `weft proxy
+/// --ca-root` read them. They are public; the keys stay in the CA
+/// directory.
+pub fn write_trust_bundle(authority: &Authority, path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, authority.roots().concat())
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+#[derive(Clone)]
+struct SignSvc(Arc<CaService>);
+
+impl UnaryService<CertificateRequest> for SignSvc {
+    type Response = CertificateResponse;
+    type Future = BoxFuture<Result<Response<CertificateResponse>, Status>>;
+
+    fn call(&mut self, req: Request<CertificateRequest>) -> Self::Future {
+        let ca = self.0.clone();
+        Box::pin(async move { ca.sign(req.get_ref()).map(Response::new) })
+    }
+}
+
+/// The control plane's own TLS configuration, re-issued at half-life.
+pub fn serving_config(ca: &CaService) -> Result<Arc<rustls::ServerConfig>, IdentityError> {
+    let id = tls::control_plane_identity(ca.authority.trust_domain());
+    let (key, chain) = ca.authority.issue_local(&id, DEFAULT_TTL)?;
+    Ok(Arc::new(tls::control_plane_server(&key, &chain)?))
+}
+
+/// Serves the CA on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, ca: Arc<CaService>) -> Result<(), IdentityError> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tls_config = Arc::new(ArcSwap::new(serving_config(&ca)?));
+    {
+        let (ca, tls_config) = (ca.clone(), tls_config.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DEFAULT_TTL / 2).await;
+                match serving_config(&ca) {
+                    Ok(c) => tls_config.store(c),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot renew the control plane's certificate")
+                    }
+                }
+            }
+        });
+    }
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_config.load_full());
+        let ca = ca.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "CA: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let ca = ca.clone();
+                    async move {
+                        if req.uri().path() != SIGN_PATH {
+                            let mut resp = http::Response::new(tonic::body::Body::empty());
+                            resp.headers_mut().insert(
+                                "content-type",
+                                http::HeaderValue::from_static("application/grpc"),
+                            );
+                            resp.headers_mut()
+                                .insert("grpc-status", http::HeaderValue::from_static("12"));
+                            return Ok::<_, std::convert::Infallible>(resp);
+                        }
+                        let mut grpc = Grpc::new(tonic_prost::ProstCodec::<
+                            CertificateResponse,
+                            CertificateRequest,
+                        >::default());
+                        Ok(grpc.unary(SignSvc(ca), req).await)
+                    }
+                });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .http2_only()
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::ControlError> {
+    crate::admin::bind(addr, "the CA").await
+}

@@ -1,0 +1,141 @@
+//! One connection to an upstream endpoint, however it is carried: plain
+//! TCP, or a stream inside an mTLS tunnel to the endpoint's proxy. HTTP
+//! clients and TCP splicing use it alike.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::mesh::{Mesh, MeshError};
+
+pub enum Conn {
+    Tcp(TcpStream),
+    Tunnel(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+/// How to reach one endpoint.
+#[derive(Clone)]
+pub enum Route {
+    Plain,
+    /// Through the peer proxy's tunnel port, verifying it is one of
+    /// `expected`.
+    Tunnel {
+        mesh: Arc<Mesh>,
+        tunnel: SocketAddr,
+        expected: Arc<[String]>,
+        baggage: http::HeaderValue,
+    },
+}
+
+/// Dials `addr` by `route`, within `timeout`.
+pub async fn dial(addr: SocketAddr, route: &Route, timeout: Duration) -> io::Result<Conn> {
+    match route {
+        Route::Plain => {
+            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connect timeout after {} ms", timeout.as_millis()),
+                    )
+                })??;
+            stream.set_nodelay(true)?;
+            Ok(Conn::Tcp(stream))
+        }
+        Route::Tunnel {
+            mesh,
+            tunnel,
+            expected,
+            baggage,
+        } => {
+            let up = mesh
+                .open(*tunnel, addr, expected, baggage, timeout)
+                .await
+                .map_err(|e| match e {
+                    MeshError::Connect { .. } => {
+                        io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string())
+                    }
+                    other => io::Error::other(other.to_string()),
+                })?;
+            Ok(Conn::Tunnel(TokioIo::new(up)))
+        }
+    }
+}
+
+impl Route {
+    pub fn is_mtls(&self) -> bool {
+        matches!(self, Route::Tunnel { .. })
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tunnel(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tunnel(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tunnel(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Tcp(s) => s.is_write_vectored(),
+            Conn::Tunnel(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tunnel(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tunnel(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}

@@ -1,0 +1,374 @@
+//! This proxy's place in the mesh: its workload certificate (obtained from
+//! the control plane's CA and rotated at half-life), the roots it trusts,
+//! and the pool of mTLS tunnels (HTTP/2 CONNECT over TLS 1.3, HBONE-style)
+//! it keeps to other proxies.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use weft_identity::verify::TrustBundle;
+use weft_identity::workload::Request as CertRequest;
+use weft_identity::{tls, CertStore};
+use weft_model::wire::{CertificateRequest, CertificateResponse, SIGN_PATH};
+
+/// The port every proxy takes mTLS tunnels on.
+pub const TUNNEL_PORT: u16 = 15008;
+
+/// How a proxy reaches the CA.
+#[derive(Debug, Clone)]
+pub struct CaClient {
+    pub ca: SocketAddr,
+    pub proxy: String,
+    pub token: String,
+}
+
+/// A tunnel connection is shared by requests to the same peer address
+/// that expect the same identities.
+type TunnelKey = (SocketAddr, Arc<[String]>);
+
+pub struct Mesh {
+    pub certs: Arc<CertStore>,
+    bundle: ArcSwap<TrustBundle>,
+    pub trust_domain: String,
+    /// The identity this proxy holds (and asks the CA for).
+    pub identity: String,
+    /// Open tunnel connections by (peer tunnel address, expected peer
+    /// identities).
+    tunnels: Mutex<HashMap<TunnelKey, SendRequest<Empty<Bytes>>>>,
+    /// Client TLS configurations by expected peer identities; rebuilt
+    /// when the trust bundle changes.
+    client_configs: Mutex<HashMap<Arc<[String]>, Arc<rustls::ClientConfig>>>,
+    /// The tunnel port's TLS configuration, likewise.
+    server: arc_swap::ArcSwapOption<rustls::ServerConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("no workload certificate yet (the CA has not answered)")]
+    NoCertificate,
+    #[error("cannot connect to the tunnel at {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    #[error("mTLS with {addr} failed: {reason}")]
+    Handshake { addr: SocketAddr, reason: String },
+    #[error("the tunnel at {addr} refused {target}: HTTP {status}")]
+    Refused {
+        addr: SocketAddr,
+        target: SocketAddr,
+        status: u16,
+    },
+    #[error("tunnel to {addr}: {reason}")]
+    Stream { addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Identity(#[from] weft_identity::IdentityError),
+}
+
+impl Mesh {
+    pub fn new(bundle: TrustBundle, trust_domain: &str, identity: &str) -> Arc<Mesh> {
+        Arc::new(Mesh {
+            certs: CertStore::new(),
+            bundle: ArcSwap::from_pointee(bundle),
+            trust_domain: trust_domain.to_owned(),
+            identity: identity.to_owned(),
+            tunnels: Mutex::new(HashMap::new()),
+            client_configs: Mutex::new(HashMap::new()),
+            server: arc_swap::ArcSwapOption::empty(),
+        })
+    }
+
+    pub fn bundle(&self) -> Arc<TrustBundle> {
+        self.bundle.load_full()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.certs
+            .current()
+            .is_some_and(|c| c.not_after > SystemTime::now())
+    }
+
+    /// The server side of the tunnel port.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, MeshError> {
+        if let Some(c) = self.server.load_full() {
+            return Ok(c);
+        }
+        let c = Arc::new(tls::tunnel_server(
+            self.certs.clone(),
+            &self.bundle(),
+            &self.trust_domain,
+        )?);
+        self.server.store(Some(c.clone()));
+        Ok(c)
+    }
+
+    fn client_config(
+        &self,
+        expected: &Arc<[String]>,
+    ) -> Result<Arc<rustls::ClientConfig>, MeshError> {
+        let mut configs = self
+            .client_configs
+            .lock()
+            .map_err(|_| MeshError::NoCertificate)?;
+        if let Some(c) = configs.get(expected) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(tls::tunnel_client(
+            self.certs.clone(),
+            TrustBundle::clone(&self.bundle()),
+            &self.trust_domain,
+            expected.to_vec(),
+        )?);
+        configs.insert(expected.clone(), c.clone());
+        Ok(c)
+    }
+
+    /// Opens a tunnel stream to `target` (an address the peer proxy
+    /// serves) through the peer's tunnel port at `tunnel`, reusing an open
+    /// HTTP/2 connection to that peer when there is one. `baggage` tells
+    /// the peer who is calling, for its metrics (the verified identity is
+    /// in the certificate).
+    pub async fn open(
+        &self,
+        tunnel: SocketAddr,
+        target: SocketAddr,
+        expected: &Arc<[String]>,
+        baggage: &http::HeaderValue,
+        connect_timeout: Duration,
+    ) -> Result<hyper::upgrade::Upgraded, MeshError> {
+        if !self.ready() {
+            return Err(MeshError::NoCertificate);
+        }
+        let key = (tunnel, expected.clone());
+        let existing = self
+            .tunnels
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&key).cloned())
+            .filter(|s| !s.is_closed());
+        let mut sender = match existing {
+            Some(s) => s,
+            None => {
+                let s = tokio::time::timeout(connect_timeout, self.connect(tunnel, expected))
+                    .await
+                    .map_err(|_| MeshError::Connect {
+                        addr: tunnel,
+                        reason: format!("timeout after {} ms", connect_timeout.as_millis()),
+                    })??;
+                if let Ok(mut t) = self.tunnels.lock() {
+                    t.insert(key, s.clone());
+                }
+                s
+            }
+        };
+        let stream_err = |e: hyper::Error| MeshError::Stream {
+            addr: tunnel,
+            reason: e.to_string(),
+        };
+        sender.ready().await.map_err(stream_err)?;
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(target.to_string())
+            .version(http::Version::HTTP_2)
+            .header("baggage", baggage)
+            .body(Empty::new())
+            .map_err(|e| MeshError::Stream {
+                addr: tunnel,
+                reason: e.to_string(),
+            })?;
+        let resp = sender.send_request(req).await.map_err(stream_err)?;
+        if resp.status() != http::StatusCode::OK {
+            return Err(MeshError::Refused {
+                addr: tunnel,
+                target,
+                status: resp.status().as_u16(),
+            });
+        }
+        hyper::upgrade::on(resp).await.map_err(stream_err)
+    }
+
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        expected: &Arc<[String]>,
+    ) -> Result<SendRequest<Empty<Bytes>>, MeshError> {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| MeshError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let config = self.client_config(expected)?;
+        let name = rustls::pki_types::ServerName::try_from("weft-tunnel").map_err(|e| {
+            MeshError::Handshake {
+                addr,
+                reason: e.to_string(),
+            }
+        })?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| MeshError::Handshake {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(16 << 20)
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| MeshError::Handshake {
+                addr,
+                reason: e.to_string(),
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "tunnel connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn set_bundle(&self, roots: &[String]) {
+        if roots.is_empty() || self.bundle.load().pem == roots {
+            return;
+        }
+        match TrustBundle::from_pem("the CA's trust bundle", roots) {
+            Ok(b) => {
+                self.bundle.store(Arc::new(b));
+                if let Ok(mut c) = self.client_configs.lock() {
+                    c.clear();
+                }
+                self.server.store(None);
+                tracing::info!(roots = roots.len(), "trust bundle updated");
+            }
+            Err(e) => tracing::warn!(error = %e, "ignoring a trust bundle that does not parse"),
+        }
+    }
+}
+
+/// Asks the CA for a certificate now, then again at each half-life, for
+/// as long as the proxy runs. Failures are retried with backoff; the old
+/// certificate keeps serving until it expires.
+pub async fn keep_certified(mesh: Arc<Mesh>, ca: CaClient) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match certify(&mesh, &ca).await {
+            Ok(refresh_at) => {
+                backoff = Duration::from_millis(200);
+                let wait = refresh_at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .max(Duration::from_secs(1));
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                tracing::warn!(ca = %ca.ca, error = %e, "cannot get a workload certificate; retrying");
+                eprintln!(
+                    "weft proxy: cannot get a workload certificate from {}: {e}",
+                    ca.ca
+                );
+                tokio::time::sleep(
+                    backoff
+                        + Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2)),
+                )
+                .await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn certify(mesh: &Mesh, ca: &CaClient) -> Result<SystemTime, String> {
+    let request = CertRequest::new(&mesh.identity).map_err(|e| e.to_string())?;
+    let resp = sign(mesh, ca, &request.csr_pem).await?;
+    mesh.set_bundle(&resp.trust_bundle);
+    let cert = request
+        .complete(&mesh.identity, &resp.cert_chain)
+        .map_err(|e| e.to_string())?;
+    let refresh_at = cert.refresh_at();
+    tracing::info!(identity = %cert.identity, serial = %cert.serial, expires = %weft_identity::inspect::rfc3339(cert.not_after), "workload certificate installed");
+    eprintln!(
+        "weft proxy: certificate for {} installed (serial {}, expires {})",
+        cert.identity,
+        cert.serial,
+        weft_identity::inspect::rfc3339(cert.not_after)
+    );
+    mesh.certs.set(cert);
+    Ok(refresh_at)
+}
+
+/// One `Sign` call over TLS; the CA must prove the control plane's
+/// identity.
+async fn sign(mesh: &Mesh, ca: &CaClient, csr_pem: &str) -> Result<CertificateResponse, String> {
+    let config = Arc::new(
+        tls::control_plane_client(TrustBundle::clone(&mesh.bundle()), &mesh.trust_domain)
+            .map_err(|e| e.to_string())?,
+    );
+    let channel = tonic::transport::Endpoint::from_static("http://weft-ca")
+        .connect_timeout(Duration::from_secs(3))
+        .connect_with_connector(TlsConnector {
+            addr: ca.ca,
+            config,
+        })
+        .await
+        .map_err(|e| format!("cannot reach the CA: {e}"))?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let resp = grpc
+        .unary(
+            tonic::Request::new(CertificateRequest {
+                proxy: ca.proxy.clone(),
+                token: ca.token.clone(),
+                csr_pem: csr_pem.to_owned(),
+                ttl_seconds: 0,
+            }),
+            http::uri::PathAndQuery::from_static(SIGN_PATH),
+            tonic_prost::ProstCodec::<CertificateRequest, CertificateResponse>::default(),
+        )
+        .await
+        .map_err(|s| format!("the CA refused: {}", s.message()))?;
+    Ok(resp.into_inner())
+}
+
+/// Dials the CA over TLS for tonic.
+#[derive(Clone)]
+struct TlsConnector {
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl tower_service::Service<http::Uri> for TlsConnector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let (addr, config) = (self.addr, self.config.clone());
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let name = rustls::pki_types::ServerName::try_from("weft-control-plane")
+                .map_err(std::io::Error::other)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
+}

@@ -1,0 +1,48 @@
+//! The CA flags `weft up` and `weft control-plane` share.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CaArgs {
+    /// The CA's TLS port; defaults to port 15012 on the model stream's
+    /// address.
+    #[arg(long)]
+    ca: Option<SocketAddr>,
+    /// The CA's keys: Istio's plug-in `cacerts` files (ca-cert.pem,
+    /// ca-key.pem, root-cert.pem, cert-chain.pem), or where weft keeps the
+    /// root it makes on first start. Defaults to `ca/` next to the run
+    /// directory.
+    #[arg(long)]
+    ca_dir: Option<PathBuf>,
+    /// Workload certificate lifetime (Go duration, e.g. 24h, 90m).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    cert_ttl: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = weft_api::types::common::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(5) {
+        return Err("certificates must live at least 5s".into());
+    }
+    Ok(d)
+}
+
+impl CaArgs {
+    pub fn address(&self, xds: SocketAddr) -> SocketAddr {
+        self.ca.unwrap_or(SocketAddr::new(xds.ip(), 15012))
+    }
+
+    pub fn dir(&self, run_dir: &Path) -> PathBuf {
+        self.ca_dir.clone().unwrap_or_else(|| {
+            run_dir
+                .parent()
+                .map_or_else(|| run_dir.join("ca"), |p| p.join("ca"))
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.cert_ttl
+    }
+}
