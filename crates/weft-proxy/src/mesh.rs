@@ -288,7 +288,8 @@ pub async fn keep_certified(mesh: Arc<Mesh>, ca: CaClient) {
 
 async fn certify(mesh: &Mesh, ca: &CaClient) -> Result<SystemTime, String> {
     let request = CertRequest::new(&mesh.identity).map_err(|e| e.to_string())?;
-    let resp = sign(mesh, ca, &request.csr_pem).await?;
+    let resp =
+        request_certificate(ca, &mesh.bundle(), &mesh.trust_domain, &request.csr_pem).await?;
     mesh.set_bundle(&resp.trust_bundle);
     let cert = request
         .complete(&mesh.identity, &resp.cert_chain)
@@ -306,11 +307,15 @@ async fn certify(mesh: &Mesh, ca: &CaClient) -> Result<SystemTime, String> {
 }
 
 /// One `Sign` call over TLS; the CA must prove the control plane's
-/// identity.
-async fn sign(mesh: &Mesh, ca: &CaClient, csr_pem: &str) -> Result<CertificateResponse, String> {
+/// identity against `bundle`.
+pub async fn request_certificate(
+    ca: &CaClient,
+    bundle: &TrustBundle,
+    trust_domain: &str,
+    csr_pem: &str,
+) -> Result<CertificateResponse, String> {
     let config = Arc::new(
-        tls::control_plane_client(TrustBundle::clone(&mesh.bundle()), &mesh.trust_domain)
-            .map_err(|e| e.to_string())?,
+        tls::control_plane_client(bundle.clone(), trust_domain).map_err(|e| e.to_string())?,
     );
     let channel = tonic::transport::Endpoint::from_static("http://weft-ca")
         .connect_timeout(Duration::from_secs(3))
@@ -334,7 +339,7 @@ async fn sign(mesh: &Mesh, ca: &CaClient, csr_pem: &str) -> Result<CertificateRe
             tonic_prost::ProstCodec::<CertificateRequest, CertificateResponse>::default(),
         )
         .await
-        .map_err(|s| format!("the CA refused: {}", s.message()))?;
+        .map_err(|s| format!("the CA refused ({:?}): {}", s.code(), s.message()))?;
     Ok(resp.into_inner())
 }
 

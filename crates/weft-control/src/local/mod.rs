@@ -356,9 +356,9 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
     }
     for (name, admin) in started {
         if let Some(a) = admin {
-            if !wait_listening(a, Duration::from_secs(10)).await {
+            if !wait_ready(a, Duration::from_secs(10)).await {
                 eprintln!(
-                    "weft: {name}'s proxy is not answering on {a}; see its log under {}",
+                    "weft: {name}'s proxy is not ready on {a} (no certificate or no configuration yet); see its log under {}",
                     o.run_dir.join("logs").display()
                 );
             }
@@ -511,6 +511,24 @@ fn app_spec(o: &Options, s: &SidecarPlan) -> Spec {
 }
 
 /// Waits until something accepts connections on `addr`.
+/// Waits until a proxy's admin port answers `/ready` with 200: listening,
+/// configured, and holding its workload certificate.
+async fn wait_ready(addr: SocketAddr, within: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            let mut head = [0u8; 12];
+            let asked = s.write_all(b"GET /ready HTTP/1.0\r\n\r\n").await.is_ok();
+            if asked && s.read_exact(&mut head).await.is_ok() && head.ends_with(b" 200") {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
 async fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {

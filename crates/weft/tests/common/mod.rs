@@ -2,6 +2,8 @@
 //! loopback range of the test's own (127.N.0.0/16) so tests never collide.
 #![allow(dead_code)]
 
+pub mod mesh;
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,129 @@
+//! A whole mesh under `weft up`: the bundled bookinfo example on the
+//! test's own loopback range.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::{curl, World};
+
+pub struct Mesh {
+    pub w: World,
+    pub cfg: PathBuf,
+    pub ingress: String,
+    pub admin: String,
+}
+
+pub fn up(net: u8) -> Mesh {
+    up_with(net, "")
+}
+
+/// The bundled example plus `extra` YAML, started with `weft up`.
+pub fn up_with(net: u8, extra: &str) -> Mesh {
+    let mut w = World::new(net);
+    let cfg = w.dir.join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    for e in std::fs::read_dir(super::repo().join("examples/bookinfo")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, cfg.join(p.file_name().unwrap())).unwrap();
+    }
+    if !extra.is_empty() {
+        std::fs::write(cfg.join("extra.yaml"), extra).unwrap();
+    }
+    let ingress = w.addr(0, 254, 8080).to_string();
+    let admin = w.addr(0, 253, 15014).to_string();
+    let xds = w.addr(0, 253, 15010).to_string();
+    let (c, run, base) = (
+        cfg.display().to_string(),
+        w.dir.join("run").display().to_string(),
+        w.ip(10, 1),
+    );
+    w.spawn(
+        "up",
+        &[
+            "up",
+            "-f",
+            &c,
+            "--ingress",
+            &ingress,
+            "--admin",
+            &admin,
+            "--xds",
+            &xds,
+            "--address-base",
+            &base,
+            "--run-dir",
+            &run,
+            "--explain",
+        ],
+        None,
+    );
+    let started = Instant::now();
+    while !w.log("up").contains("weft: ready") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "weft up did not become ready:\n{}",
+            w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Mesh {
+        w,
+        cfg,
+        ingress,
+        admin,
+    }
+}
+
+impl Mesh {
+    pub fn page(&self, user: Option<&str>) -> (u16, String) {
+        let url = format!("http://{}/productpage", self.ingress);
+        let cookie = user.map(|u| format!("user={u}"));
+        let r = match &cookie {
+            Some(c) => curl(&["-b", c, &url]),
+            None => curl(&[&url]),
+        };
+        (r.status, r.body)
+    }
+
+    pub fn served_by(&self, n: usize, user: Option<&str>) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for _ in 0..n {
+            let (_, body) = self.page(user);
+            let who = body
+                .split("Reviews served by: <u>")
+                .nth(1)
+                .and_then(|s| s.split('<').next())
+                .unwrap_or("no page")
+                .to_owned();
+            *out.entry(who).or_default() += 1;
+        }
+        out
+    }
+
+    /// Writes a task's YAML as the routing configuration and waits until
+    /// the control plane accepted it.
+    pub fn apply(&self, task: &str) {
+        let before = self.w.log("up").matches("accepted").count();
+        let text: String = task
+            .split(',')
+            .map(|t| {
+                std::fs::read_to_string(super::repo().join("examples/bookinfo-tasks").join(t))
+                    .unwrap()
+                    + "\n---\n"
+            })
+            .collect();
+        std::fs::write(self.cfg.join("routing.yaml"), text).unwrap();
+        let started = Instant::now();
+        while self.w.log("up").matches("accepted").count() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "change not accepted:\n{}",
+                self.w.log("up")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Pushes are a file write and a signal; give proxies a moment.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
