@@ -32,6 +32,9 @@ pub struct Entry {
     pub attempts: u32,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// The AUDIT AuthorizationPolicy that matched.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub audited_by: String,
 }
 
 /// Where entries go: a bounded queue to a writer task. When the queue is

@@ -231,12 +231,47 @@ async fn dispatch(
     ctx.entry.request_id = request_id;
     req.extensions_mut().insert(remote);
     let (table, port) = match &entry {
-        Entrypoint::Inbound { port, .. } => return inbound(shared, *port, remote, req, ctx).await,
-        Entrypoint::Gateway { table, port } => (table.clone(), *port),
+        Entrypoint::Inbound { port, peer, .. } => {
+            return inbound(shared, snap, *port, peer.as_deref(), remote, req, ctx).await
+        }
+        Entrypoint::Gateway { table, port } => {
+            // The edge: record who the client is for the hops behind.
+            let ip = HeaderValue::from_str(&remote.ip().to_string()).ok();
+            if let Some(ip) = ip {
+                let xff = match req
+                    .headers()
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", remote.ip())).ok(),
+                    None => Some(ip.clone()),
+                };
+                if let Some(xff) = xff {
+                    req.headers_mut().insert("x-forwarded-for", xff);
+                }
+                req.headers_mut().insert("x-envoy-external-address", ip);
+            }
+            let attrs = crate::authz::Attributes {
+                principal: None,
+                source_ip: Some(remote.ip()),
+                remote_ip: Some(remote.ip()),
+                destination_ip: None,
+                destination_port: *port as u16,
+                sni: None,
+                http: Some(http_attributes(&req, &authority)),
+                jwt: None,
+            };
+            if let Some(denied) = authorize(snap, &attrs, ctx) {
+                return denied;
+            }
+            (table.clone(), *port)
+        }
         Entrypoint::Outbound if req.method() == http::Method::CONNECT => {
             return connect(shared, snap, remote, req, &authority, ctx);
         }
         Entrypoint::Outbound => {
+            // Only the edge may say who the external client was.
+            req.headers_mut().remove("x-envoy-external-address");
             let port = authority
                 .rsplit_once(':')
                 .and_then(|(_, p)| p.parse::<u32>().ok())
@@ -901,14 +936,41 @@ fn clone_parts(p: &http::request::Parts, upgrade: bool) -> http::request::Parts 
     parts
 }
 
-/// Inbound: deliver to the local application, unchanged.
+/// Inbound: authorize, then deliver to the local application unchanged.
 async fn inbound(
     shared: &Shared,
+    snap: &Snapshot,
     port: u32,
-    _remote: SocketAddr,
+    peer: Option<&crate::metrics::Peer>,
+    remote: SocketAddr,
     req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Response<Body> {
+    let principal = peer.map(|p| p.principal.as_str());
+    // The client's address as the gateway saw it, trusted only from a
+    // mesh peer.
+    let external = principal
+        .and_then(|_| req.headers().get("x-envoy-external-address"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .unwrap_or_else(|| header_str(&req, "host"));
+    let attrs = crate::authz::Attributes {
+        principal,
+        source_ip: Some(remote.ip()),
+        remote_ip: external.or(Some(remote.ip())),
+        destination_ip: shared.config.inbound_ip,
+        destination_port: port as u16,
+        sni: None,
+        http: Some(http_attributes(&req, host)),
+        jwt: None,
+    };
+    if let Some(denied) = authorize(snap, &attrs, ctx) {
+        return denied;
+    }
     let Some((app, route)) = shared.apps.get(&port) else {
         return ctx.local(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -923,6 +985,65 @@ async fn inbound(
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
     forward(app.clone(), parts, body, path_q, None, route, &[], ctx).await
+}
+
+fn http_attributes<'a, B>(
+    req: &'a Request<B>,
+    authority: &'a str,
+) -> crate::authz::HttpAttributes<'a> {
+    crate::authz::HttpAttributes {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        host: authority,
+        headers: req.headers(),
+    }
+}
+
+/// Applies the workload's AuthorizationPolicies: `Some(403)` when they
+/// deny, with the deciding policy in the access log (and in
+/// `x-weft-reason` when explaining).
+fn authorize(
+    snap: &Snapshot,
+    attrs: &crate::authz::Attributes<'_>,
+    ctx: &mut Ctx,
+) -> Option<Response<Body>> {
+    if snap.authz.is_empty() {
+        return None;
+    }
+    let verdict = snap.authz.check(attrs);
+    if let Some(audit) = verdict.audited_by {
+        ctx.entry.audited_by = audit;
+    }
+    match verdict.decision {
+        Some(crate::authz::Decision::Allow) => None,
+        // No verdict cannot happen; refuse rather than assume.
+        None => Some(rbac_denied(
+            ctx,
+            "authorization could not be evaluated".into(),
+        )),
+        Some(crate::authz::Decision::Deny { policy, why }) => {
+            Some(rbac_denied(ctx, format!("denied by {policy} ({why})")))
+        }
+    }
+}
+
+fn rbac_denied(ctx: &mut Ctx, detail: String) -> Response<Body> {
+    ctx.flags.add(ResponseFlag::RbacDenied);
+    let mut resp = reply(
+        StatusCode::FORBIDDEN,
+        Some(ResponseFlag::RbacDenied),
+        "RBAC: access denied",
+        false,
+        ctx.grpc,
+    );
+    if ctx.explain {
+        if let Ok(v) = HeaderValue::from_str(&format!("RBAC: {detail}")) {
+            resp.headers_mut()
+                .insert(crate::local_reply::REASON_HEADER, v);
+        }
+    }
+    ctx.entry.reason = detail;
+    resp
 }
 
 /// The fixed route of an inbound listener: no matching, no policy.

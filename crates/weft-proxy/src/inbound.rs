@@ -154,6 +154,18 @@ pub async fn serve<T>(
         _ => (Prefixed::new(Vec::new(), io), false),
     };
     if opaque {
+        if let Some(why) = tcp_denied(&shared, port, remote, peer.as_deref()) {
+            // Closing is the only answer TCP has.
+            shared.access_log.log(crate::access_log::Entry {
+                start_time: crate::access_log::now_rfc3339(),
+                downstream_remote_address: remote.to_string(),
+                route_name: format!("inbound|{port}"),
+                response_flags: "RBAC".into(),
+                reason: why,
+                ..Default::default()
+            });
+            return;
+        }
         splice_to_app(&shared, port, io).await;
         return;
     }
@@ -173,6 +185,35 @@ pub async fn serve<T>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "inbound connection ended with an error");
+    }
+}
+
+/// AuthorizationPolicy on a TCP connection: only L4 attributes exist, and
+/// rules that need more fail closed.
+fn tcp_denied(
+    shared: &Shared,
+    port: u32,
+    remote: SocketAddr,
+    peer: Option<&Peer>,
+) -> Option<String> {
+    let snap = shared.snapshot.load();
+    if snap.authz.is_empty() {
+        return None;
+    }
+    let attrs = crate::authz::Attributes {
+        principal: peer.map(|p| p.principal.as_str()),
+        source_ip: Some(remote.ip()),
+        remote_ip: Some(remote.ip()),
+        destination_ip: shared.config.inbound_ip,
+        destination_port: port as u16,
+        ..Default::default()
+    };
+    match snap.authz.check(&attrs).decision {
+        Some(crate::authz::Decision::Allow) => None,
+        Some(crate::authz::Decision::Deny { policy, why }) => {
+            Some(format!("connection denied by {policy} ({why})"))
+        }
+        None => Some("authorization could not be evaluated".into()),
     }
 }
 

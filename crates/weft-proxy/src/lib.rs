@@ -7,6 +7,7 @@
 //! serving) and the error is returned to the caller, who NACKs it.
 
 pub mod access_log;
+pub mod authz;
 mod conn;
 pub mod control;
 pub mod flags;

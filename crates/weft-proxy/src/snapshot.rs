@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub record: RecordedMetrics,
     /// Inbound port → the service it belongs to, as metrics name it.
     pub inbound_services: HashMap<u32, crate::metrics::ServiceNames>,
+    /// This workload's AuthorizationPolicies, compiled.
+    pub authz: crate::authz::Authorizer,
 }
 
 /// The Telemetry `metrics` overrides, decided once per push.
@@ -323,6 +325,7 @@ impl Snapshot {
         Ok(Snapshot {
             me: crate::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
+            authz: crate::authz::Authorizer::compile(&model.security.authorization),
             inbound_services: model
                 .listeners
                 .iter()

@@ -510,7 +510,6 @@ fn app_spec(o: &Options, s: &SidecarPlan) -> Spec {
     }
 }
 
-/// Waits until something accepts connections on `addr`.
 /// Waits until a proxy's admin port answers `/ready` with 200: listening,
 /// configured, and holding its workload certificate.
 async fn wait_ready(addr: SocketAddr, within: Duration) -> bool {
@@ -529,6 +528,7 @@ async fn wait_ready(addr: SocketAddr, within: Duration) -> bool {
     false
 }
 
+/// Waits until something accepts connections on `addr`.
 async fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {

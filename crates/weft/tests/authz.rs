@@ -1,0 +1,171 @@
+//! Istio's authorization tasks on the bundled bookinfo under `weft up`,
+//! applied live by writing their YAML: deny all, then open productpage,
+//! details and reviews, and ratings, one identity at a time; a header
+//! condition; a method the policy does not allow.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::curl;
+use common::mesh::up;
+
+fn count(pages: &[String], needle: &str) -> usize {
+    pages.iter().filter(|p| p.contains(needle)).count()
+}
+
+#[test]
+fn istio_http_authorization_tasks() {
+    let m = up(102);
+    let pages = |n: usize, user: Option<&str>| -> Vec<(u16, String)> {
+        (0..n).map(|_| m.page(user)).collect()
+    };
+    let bodies = |p: &[(u16, String)]| p.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>();
+
+    // Deny all: the productpage sidecar refuses the gateway.
+    m.apply("authorization-allow-nothing.yaml");
+    let (status, body) = m.page(None);
+    assert_eq!((status, body.trim()), (403, "RBAC: access denied"));
+
+    // productpage may be read; details and reviews still may not.
+    m.apply("authorization-allow-nothing.yaml,authorization-productpage-viewer.yaml");
+    let p = pages(3, None);
+    assert!(p.iter().all(|(s, _)| *s == 200), "{p:?}");
+    let b = bodies(&p);
+    assert_eq!(count(&b, "Error fetching product details!"), 3, "{b:?}");
+    assert_eq!(count(&b, "Error fetching product reviews!"), 3, "{b:?}");
+    // Only GET: a POST is refused, and the reason names the policy.
+    let url = format!("http://{}/productpage", m.ingress);
+    let post = curl(&["-X", "POST", "-d", "x=1", &url]);
+    assert_eq!(post.status, 403);
+    assert!(
+        post.header("x-weft-reason")
+            .unwrap_or_default()
+            .contains("AuthorizationPolicy default/productpage-viewer"),
+        "{}",
+        post.headers
+    );
+
+    // productpage's identity may read details and reviews; reviews
+    // cannot reach ratings yet.
+    m.apply("authorization-allow-nothing.yaml,authorization-productpage-viewer.yaml,authorization-details-viewer.yaml,authorization-reviews-viewer.yaml");
+    let b = bodies(&pages(6, None));
+    assert_eq!(count(&b, "Error fetching"), 0, "{b:?}");
+    assert_eq!(count(&b, "Book Details"), 6);
+    assert!(
+        count(&b, "Ratings service is currently unavailable") > 0,
+        "reviews v2/v3 should fail to reach ratings: {b:?}"
+    );
+    assert_eq!(count(&b, "glyphicon-star"), 0);
+
+    // And reviews' identity may read ratings: stars appear.
+    m.apply("authorization-allow-nothing.yaml,authorization-productpage-viewer.yaml,authorization-details-viewer.yaml,authorization-reviews-viewer.yaml,authorization-ratings-viewer.yaml");
+    let b = bodies(&pages(6, None));
+    assert_eq!(
+        count(&b, "Ratings service is currently unavailable"),
+        0,
+        "{b:?}"
+    );
+    assert!(count(&b, "glyphicon-star") > 0, "{b:?}");
+
+    // Reviews by header: only jason's requests.
+    m.apply("authorization-allow-nothing.yaml,authorization-productpage-viewer.yaml,authorization-details-viewer.yaml,authorization-reviews-for-jason.yaml,authorization-ratings-viewer.yaml");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let anonymous = m.page(None).1;
+        let jason = m.page(Some("jason")).1;
+        if anonymous.contains("Error fetching product reviews!") && jason.contains("Reviewer1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "anonymous: {anonymous}\njason: {jason}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Each denial is in the deciding sidecar's access log with its flag
+    // and policy.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = std::fs::read_to_string(m.w.dir.join("run/logs/reviews-v1-0.access.log"))
+        .unwrap_or_default()
+        + &std::fs::read_to_string(m.w.dir.join("run/logs/reviews-v2-0.access.log"))
+            .unwrap_or_default()
+        + &std::fs::read_to_string(m.w.dir.join("run/logs/reviews-v3-0.access.log"))
+            .unwrap_or_default();
+    let denied: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["response_flags"] == "RBAC")
+        .collect();
+    assert!(!denied.is_empty(), "{log}");
+    assert!(
+        denied.iter().any(|e| e["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("AuthorizationPolicy default/reviews-viewer")),
+        "{denied:?}"
+    );
+}
+
+/// One line through a TCP connection to `addr`; `None` when the
+/// connection is closed without an answer.
+fn echo(addr: std::net::SocketAddr, line: &str) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    BufReader::new(s).read_line(&mut out).ok()?;
+    (!out.is_empty()).then_some(out)
+}
+
+/// An AuthorizationPolicy on a TCP service: only productpage's identity
+/// may connect; anyone else's connection is closed and logged.
+#[test]
+fn tcp_authorization_by_identity() {
+    let extra = r#"apiVersion: v1
+kind: Service
+metadata: {name: tcp-echo}
+spec:
+  selector: {app: tcp-echo}
+  ports: [{name: tcp, port: 9000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: tcp-echo, labels: {app: tcp-echo}}
+spec:
+  command: weft
+  args: [sample-app, tcp-echo]
+  ports: [{name: tcp, port: 9000}]
+  serviceAccount: tcp-echo
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: tcp-echo-from-productpage}
+spec:
+  selector: {matchLabels: {app: tcp-echo}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/bookinfo-productpage"]}}]
+    to: [{operation: {ports: ["9000"]}}]
+"#;
+    let m = common::mesh::up_with(103, extra);
+    // The outbound TCP listeners of productpage's and details' sidecars.
+    let from_productpage = m.w.addr(10, 2, 9000);
+    let from_details = m.w.addr(10, 1, 9000);
+    let answer = echo(from_productpage, "hello").expect("productpage may connect");
+    assert!(answer.starts_with("tcp-echo-0 hello"), "{answer}");
+    assert_eq!(echo(from_details, "hello"), None, "details got through");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = std::fs::read_to_string(m.w.dir.join("run/logs/tcp-echo-0.access.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"response_flags\":\"RBAC\"")
+                && l.contains("AuthorizationPolicy default/tcp-echo-from-productpage")),
+        "{log}"
+    );
+}
