@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod ca;
+pub mod jwks;
 pub mod local;
 pub mod push;
 pub mod server;

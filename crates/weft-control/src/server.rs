@@ -14,6 +14,7 @@ use weft_compile::{MeshConfig, ProxyRef};
 
 use weft_identity::Authority;
 
+use crate::jwks::Jwks;
 use crate::push::{self, Hub};
 use crate::store::{Config, Refused, Store};
 use crate::ControlError;
@@ -30,6 +31,8 @@ pub struct Options {
     pub ca_dir: PathBuf,
     /// Default workload certificate lifetime.
     pub cert_ttl: Duration,
+    /// How often RequestAuthentication `jwksUri` key sets are re-fetched.
+    pub jwks_refresh: Duration,
     pub address_base: Ipv4Addr,
     /// Tokens (tokens/), applied resources (applied/), and the process
     /// status `weft up` writes (processes.json).
@@ -92,7 +95,12 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     });
     let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs::default()));
     tokio::spawn(admin::serve(admin_listener, docs.clone()));
-    serve_config(&o, &hub, &config);
+    let jwks = Jwks::new();
+    jwks.fetch_all(&Jwks::uris(&config)).await;
+    let (jwks_uris, uris_rx) = tokio::sync::watch::channel(Jwks::uris(&config));
+    tokio::spawn(jwks.clone().refresh(uris_rx, o.jwks_refresh));
+    let mut jwks_changed = jwks.subscribe();
+    serve_config(&o, &hub, &config, &jwks);
     let mut current = config;
     publish(&docs, &o, &hub, &current, None);
     eprintln!("weft: control plane ready: admin API on http://{}, model stream on {}, CA on {}, {} proxies' configuration", o.admin, o.xds, o.ca, current.models.len());
@@ -103,6 +111,10 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let mut stream_changes = hub.subscribe_changes();
     loop {
         tokio::select! {
+            _ = jwks_changed.changed() => {
+                jwks_changed.borrow_and_update();
+                serve_config(&o, &hub, &current, &jwks);
+            }
             _ = stream_changes.changed() => {
                 // ACKs arrive in bursts after a push; settle briefly.
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -116,7 +128,10 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                         Ok(next) => {
                             eprintln!("weft: configuration {} accepted", next.generation);
                             print_diagnostics(&next.diagnostics);
-                            serve_config(&o, &hub, &next);
+                            let uris = Jwks::uris(&next);
+                            jwks.fetch_all(&jwks.missing(&uris)).await;
+                            jwks_uris.send_replace(uris);
+                            serve_config(&o, &hub, &next, &jwks);
                             current = next;
                             last_error = None;
                         }
@@ -136,8 +151,9 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// Makes `config` what the stream serves, with a token for every proxy.
-fn serve_config(o: &Options, hub: &Hub, config: &Config) {
+/// Makes `config` what the stream serves, with a token for every proxy and
+/// fetched keys inlined into its RequestAuthentication rules.
+fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks) {
     for name in config.models.keys() {
         if let Err(e) = hub.token_file(&o.run_dir.join("tokens"), name) {
             eprintln!("weft: cannot write the token of {name}: {e}");
@@ -154,9 +170,24 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config) {
         config
             .models
             .iter()
-            .map(|(name, c)| (name.clone(), (c.version.clone(), Arc::new(c.json.clone()))))
+            .map(|(name, c)| (name.clone(), served_model(c, jwks)))
             .collect(),
     );
+}
+
+/// The version and JSON a proxy is sent: the compiled model, with remote
+/// key sets inlined when it has rules that name one.
+fn served_model(c: &crate::store::Compiled, jwks: &Jwks) -> (String, Arc<String>) {
+    let remote = |r: &weft_model::JwtRule| r.jwks.is_none() && r.jwks_uri.is_some();
+    if !c.model.security.jwt_rules.iter().any(remote) {
+        return (c.version.clone(), Arc::new(c.json.clone()));
+    }
+    let mut model = c.model.clone();
+    jwks.fill(&mut model);
+    match serde_json::to_string_pretty(&model) {
+        Ok(json) => (weft_model::names::content_version(&json), Arc::new(json)),
+        Err(_) => (c.version.clone(), Arc::new(c.json.clone())),
+    }
 }
 
 /// Refreshes `/api/status`, `/api/validations` and `/api/resources` from

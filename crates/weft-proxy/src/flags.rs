@@ -28,6 +28,9 @@ pub enum ResponseFlag {
     UpstreamConnectionTermination,
     /// Denied by an authorization policy.
     RbacDenied,
+    /// A JWT that RequestAuthentication rejected (weft's flag: Envoy puts
+    /// this only in its response code details).
+    JwtRejected,
 }
 
 impl ResponseFlag {
@@ -44,13 +47,14 @@ impl ResponseFlag {
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::RbacDenied => "RBAC",
+            ResponseFlag::JwtRejected => "JWT",
         }
     }
 }
 
 /// The order Envoy's access log prints flags in.
-const ENVOY_ORDER: [&str; 12] = [
-    "UH", "UF", "UO", "NR", "URX", "DC", "UT", "UC", "DI", "FI", "RBAC", "NC",
+const ENVOY_ORDER: [&str; 13] = [
+    "UH", "UF", "UO", "NR", "URX", "DC", "UT", "UC", "DI", "FI", "RBAC", "JWT", "NC",
 ];
 
 /// The flags of one request, as Envoy prints them: `UF,URX`, or `-`.

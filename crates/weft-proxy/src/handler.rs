@@ -251,6 +251,10 @@ async fn dispatch(
                 }
                 req.headers_mut().insert("x-envoy-external-address", ip);
             }
+            let jwt = match authenticate(snap, &mut req, ctx) {
+                Ok(jwt) => jwt,
+                Err(rejected) => return *rejected,
+            };
             let attrs = crate::authz::Attributes {
                 principal: None,
                 source_ip: Some(remote.ip()),
@@ -259,7 +263,7 @@ async fn dispatch(
                 destination_port: *port as u16,
                 sni: None,
                 http: Some(http_attributes(&req, &authority)),
-                jwt: None,
+                jwt: jwt.as_ref(),
             };
             if let Some(denied) = authorize(snap, &attrs, ctx) {
                 return denied;
@@ -943,9 +947,13 @@ async fn inbound(
     port: u32,
     peer: Option<&crate::metrics::Peer>,
     remote: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Response<Body> {
+    let jwt = match authenticate(snap, &mut req, ctx) {
+        Ok(jwt) => jwt,
+        Err(rejected) => return *rejected,
+    };
     let principal = peer.map(|p| p.principal.as_str());
     // The client's address as the gateway saw it, trusted only from a
     // mesh peer.
@@ -966,7 +974,7 @@ async fn inbound(
         destination_port: port as u16,
         sni: None,
         http: Some(http_attributes(&req, host)),
-        jwt: None,
+        jwt: jwt.as_ref(),
     };
     if let Some(denied) = authorize(snap, &attrs, ctx) {
         return denied;
@@ -997,6 +1005,39 @@ fn http_attributes<'a, B>(
         host: authority,
         headers: req.headers(),
     }
+}
+
+/// RequestAuthentication: the request's JWT, validated (`Ok(None)` when it
+/// carries none), or the 401 that rejects it.
+fn authenticate<B>(
+    snap: &Snapshot,
+    req: &mut Request<B>,
+    ctx: &mut Ctx,
+) -> Result<Option<crate::authz::Jwt>, Box<Response<Body>>> {
+    if snap.jwt.is_empty() {
+        return Ok(None);
+    }
+    let query = req.uri().query().map(str::to_owned);
+    snap.jwt
+        .authenticate(req.headers_mut(), query.as_deref())
+        .map_err(|why| {
+            ctx.flags.add(ResponseFlag::JwtRejected);
+            let mut resp = reply(
+                StatusCode::UNAUTHORIZED,
+                Some(ResponseFlag::JwtRejected),
+                "Jwt verification fails",
+                false,
+                ctx.grpc,
+            );
+            if ctx.explain {
+                if let Ok(v) = HeaderValue::from_str(&format!("JWT: {why}")) {
+                    resp.headers_mut()
+                        .insert(crate::local_reply::REASON_HEADER, v);
+                }
+            }
+            ctx.entry.reason = why;
+            Box::new(resp)
+        })
 }
 
 /// Applies the workload's AuthorizationPolicies: `Some(403)` when they

@@ -13,6 +13,7 @@ pub mod control;
 pub mod flags;
 mod handler;
 mod inbound;
+pub mod jwt;
 mod local_reply;
 mod matcher;
 pub mod mesh;

@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub inbound_services: HashMap<u32, crate::metrics::ServiceNames>,
     /// This workload's AuthorizationPolicies, compiled.
     pub authz: crate::authz::Authorizer,
+    /// Its RequestAuthentication rules with their keys.
+    pub jwt: crate::jwt::JwtAuthn,
 }
 
 /// The Telemetry `metrics` overrides, decided once per push.
@@ -326,6 +328,7 @@ impl Snapshot {
             me: crate::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
             authz: crate::authz::Authorizer::compile(&model.security.authorization),
+            jwt: crate::jwt::JwtAuthn::compile(&model.security.jwt_rules),
             inbound_services: model
                 .listeners
                 .iter()

@@ -33,6 +33,7 @@ pub struct Options {
     pub ca: SocketAddr,
     pub ca_dir: PathBuf,
     pub cert_ttl: Duration,
+    pub jwks_refresh: Duration,
     /// First loopback address for workload replicas.
     pub address_base: Ipv4Addr,
     /// Models, tokens and logs go here.
@@ -53,6 +54,7 @@ impl Options {
             ca: self.ca,
             ca_dir: self.ca_dir.clone(),
             cert_ttl: self.cert_ttl,
+            jwks_refresh: self.jwks_refresh,
             address_base: self.address_base,
             run_dir: self.run_dir.clone(),
         }
@@ -173,6 +175,8 @@ fn control_plane_spec(o: &Options) -> Spec {
         o.ca_dir.display().to_string(),
         "--cert-ttl".into(),
         format!("{}s", o.cert_ttl.as_secs()),
+        "--jwks-refresh".into(),
+        format!("{}ms", o.jwks_refresh.as_millis()),
         "--address-base".into(),
         o.address_base.to_string(),
         "--run-dir".into(),

@@ -1,4 +1,5 @@
-//! The CA flags `weft up` and `weft control-plane` share.
+//! The identity flags `weft up` and `weft control-plane` share: the CA
+//! and the refresh of RequestAuthentication key sets.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,17 @@ pub struct CaArgs {
     /// Workload certificate lifetime (Go duration, e.g. 24h, 90m).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     cert_ttl: Duration,
+    /// How often RequestAuthentication `jwksUri` key sets are re-fetched.
+    #[arg(long, default_value = "20m", value_parser = parse_refresh)]
+    jwks_refresh: Duration,
+}
+
+fn parse_refresh(s: &str) -> Result<Duration, String> {
+    let d = weft_api::types::common::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(100) {
+        return Err("refresh at most every 100ms".into());
+    }
+    Ok(d)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -44,5 +56,9 @@ impl CaArgs {
 
     pub fn ttl(&self) -> Duration {
         self.cert_ttl
+    }
+
+    pub fn jwks_refresh(&self) -> Duration {
+        self.jwks_refresh
     }
 }

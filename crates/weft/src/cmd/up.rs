@@ -53,6 +53,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ca: args.ca.address(args.xds),
         ca_dir: args.ca.dir(&run_dir),
         cert_ttl: args.ca.ttl(),
+        jwks_refresh: args.ca.jwks_refresh(),
         address_base: args.address_base,
         run_dir,
         weft,

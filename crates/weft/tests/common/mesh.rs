@@ -20,6 +20,11 @@ pub fn up(net: u8) -> Mesh {
 
 /// The bundled example plus `extra` YAML, started with `weft up`.
 pub fn up_with(net: u8, extra: &str) -> Mesh {
+    up_with_args(net, extra, &[])
+}
+
+/// As `up_with`, with more arguments for `weft up`.
+pub fn up_with_args(net: u8, extra: &str, more: &[&str]) -> Mesh {
     let mut w = World::new(net);
     let cfg = w.dir.join("config");
     std::fs::create_dir_all(&cfg).unwrap();
@@ -38,26 +43,24 @@ pub fn up_with(net: u8, extra: &str) -> Mesh {
         w.dir.join("run").display().to_string(),
         w.ip(10, 1),
     );
-    w.spawn(
+    let mut args = vec![
         "up",
-        &[
-            "up",
-            "-f",
-            &c,
-            "--ingress",
-            &ingress,
-            "--admin",
-            &admin,
-            "--xds",
-            &xds,
-            "--address-base",
-            &base,
-            "--run-dir",
-            &run,
-            "--explain",
-        ],
-        None,
-    );
+        "-f",
+        &c,
+        "--ingress",
+        &ingress,
+        "--admin",
+        &admin,
+        "--xds",
+        &xds,
+        "--address-base",
+        &base,
+        "--run-dir",
+        &run,
+        "--explain",
+    ];
+    args.extend_from_slice(more);
+    w.spawn("up", &args, None);
     let started = Instant::now();
     while !w.log("up").contains("weft: ready") {
         assert!(
