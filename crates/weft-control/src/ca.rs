@@ -19,7 +19,9 @@ use tonic::{Request, Response, Status};
 use weft_identity::{tls, Authority, IdentityError};
 use weft_model::wire::{CertificateRequest, CertificateResponse, SIGN_PATH};
 
-use crate::push::Hub;
+use weft_identity::inspect::CertInfo;
+
+use crate::push::{Hub, IssuedCert};
 
 /// Istio's default workload certificate lifetime.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -65,6 +67,25 @@ impl CaService {
         match self.authority.sign(&req.csr_pem, &entitled, ttl) {
             Ok(chain) => {
                 tracing::info!(proxy = %req.proxy, identity = %entitled, ttl_seconds = ttl.as_secs(), "issued a workload certificate");
+                if let Some(info) = chain
+                    .first()
+                    .and_then(|pem| weft_identity::pem::certs("issued", pem).ok())
+                    .and_then(|ders| ders.first().and_then(|d| CertInfo::parse(d).ok()))
+                {
+                    self.hub.record_certificate(
+                        &req.proxy,
+                        IssuedCert {
+                            identity: entitled.clone(),
+                            serial: info.serial.clone(),
+                            not_after: weft_identity::inspect::rfc3339(info.not_after),
+                            not_after_unix: info
+                                .not_after
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_secs()),
+                            lifetime_seconds: ttl.as_secs(),
+                        },
+                    );
+                }
                 Ok(CertificateResponse {
                     cert_chain: chain,
                     trust_bundle: self.authority.roots().to_vec(),

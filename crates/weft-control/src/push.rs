@@ -35,6 +35,21 @@ pub struct ProxySync {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nack: Option<String>,
     pub reconnects: u32,
+    /// The workload certificate the CA last issued this proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<IssuedCert>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedCert {
+    pub identity: String,
+    pub serial: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Seconds since the Unix epoch, for arithmetic.
+    pub not_after_unix: u64,
+    pub lifetime_seconds: u64,
 }
 
 pub struct Hub {
@@ -128,6 +143,17 @@ impl Hub {
                     .is_some_and(|tok| constant_time_eq(tok.as_bytes(), token.as_bytes()))
             })
             .unwrap_or(false)
+    }
+
+    /// The content version `proxy` is being served (after key sets are
+    /// inlined, which the compiled version does not include).
+    pub fn served_version(&self, proxy: &str) -> Option<String> {
+        self.models.borrow().get(proxy).map(|(v, _)| v.clone())
+    }
+
+    /// Records the certificate the CA issued `proxy`.
+    pub fn record_certificate(&self, proxy: &str, cert: IssuedCert) {
+        self.record(proxy, |s| s.certificate = Some(cert));
     }
 
     /// Records which SPIFFE ID each proxy is entitled to.

@@ -207,9 +207,10 @@ fn publish(
         .filter(|(_, c)| !(matches!(c.proxy, ProxyRef::Gateway { .. }) && c.model.listeners.is_empty()))
         .map(|(name, c)| {
             let stream = sync.get(name).cloned().unwrap_or_default();
+            let version = hub.served_version(name).unwrap_or_else(|| c.version.clone());
             let state = if !stream.connected {
                 "DISCONNECTED"
-            } else if stream.acked_version == c.version {
+            } else if stream.acked_version == version {
                 "SYNCED"
             } else if stream.nack.is_some() {
                 "NACKED"
@@ -219,7 +220,7 @@ fn publish(
             serde_json::json!({
                 "name": name,
                 "kind": if matches!(c.proxy, ProxyRef::Gateway { .. }) { "gateway" } else { "sidecar" },
-                "pushedVersion": c.version,
+                "pushedVersion": version,
                 "sync": state,
                 "stream": stream,
             })

@@ -106,6 +106,16 @@ fn the_ca_issues_only_the_entitled_identity() {
     assert_eq!(cert.identity, REVIEWS);
     let life = cert.not_after.duration_since(cert.not_before).unwrap();
     assert!(life >= Duration::from_secs(3600) && life < Duration::from_secs(3600 + 400));
+    // Renewal at half the lifetime from issue, not from the backdated
+    // start.
+    let until = cert
+        .refresh_at()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        until > Duration::from_secs(1790) && until <= Duration::from_secs(1800),
+        "{until:?}"
+    );
     // A proxy entitled to productpage asking for reviews is refused.
     let req = Request::new(REVIEWS).unwrap();
     match ca.sign(&req.csr_pem, PRODUCTPAGE, Duration::from_secs(60)) {

@@ -54,6 +54,7 @@ impl Request {
             serial: info.serial.clone(),
             not_before: info.not_before,
             not_after: info.not_after,
+            received: SystemTime::now(),
         })
     }
 }
@@ -67,6 +68,9 @@ pub struct WorkloadCert {
     pub serial: String,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
+    /// When it arrived; `not_before` is backdated for clock skew, so it
+    /// does not say when the lifetime began.
+    pub received: SystemTime,
 }
 
 impl std::fmt::Debug for WorkloadCert {
@@ -83,11 +87,9 @@ impl WorkloadCert {
     /// When to ask for the next one: half-way through its life, as Istio
     /// and ztunnel do, so a CA outage has half a lifetime to heal.
     pub fn refresh_at(&self) -> SystemTime {
-        let life = self
-            .not_after
-            .duration_since(self.not_before)
-            .unwrap_or_default();
-        self.not_before + life / 2
+        let start = self.received.max(self.not_before);
+        let life = self.not_after.duration_since(start).unwrap_or_default();
+        start + life / 2
     }
 
     pub fn remaining(&self) -> Duration {

@@ -402,7 +402,7 @@ fn refuse_plaintext(shared: &Shared, port: u32, remote: SocketAddr) {
     });
 }
 
-/// The proxy admin port: `/ready`, `/config_dump` and `/metrics`.
+/// The proxy admin port: `/ready`, `/config_dump`, `/metrics` and `/certs`.
 async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
@@ -421,7 +421,11 @@ async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
                             },
                             "/config_dump" => (200, serde_json::to_string_pretty(&serde_json::json!({"version": snap.version, "model": &*snap.model})).unwrap_or_default()),
                             "/metrics" | "/stats/prometheus" => (200, shared.metrics.render()),
-                            _ => (404, "not found: try /ready, /config_dump or /metrics\n".to_owned()),
+                            "/certs" => match &shared.mesh {
+                                Some(m) => (200, serde_json::to_string_pretty(&m.describe()).unwrap_or_default()),
+                                None => (404, "this proxy runs without a workload identity (--no-mtls)\n".to_owned()),
+                            },
+                            _ => (404, "not found: try /ready, /config_dump, /metrics or /certs\n".to_owned()),
                         };
                         let metrics = matches!(req.uri().path(), "/metrics" | "/stats/prometheus");
                         let mut resp = http::Response::new(local_reply::full(body));

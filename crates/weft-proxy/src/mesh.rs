@@ -92,6 +92,43 @@ impl Mesh {
             .is_some_and(|c| c.not_after > SystemTime::now())
     }
 
+    /// The certificate chain and trust bundle, for `/certs` and `weft
+    /// x509`. Never the key.
+    pub fn describe(&self) -> serde_json::Value {
+        use weft_identity::inspect::{rfc3339, CertInfo};
+        let info = |pem: &str| -> serde_json::Value {
+            let der = weft_identity::pem::certs("certificate", pem).ok();
+            match der
+                .as_ref()
+                .and_then(|d| d.first())
+                .map(|d| CertInfo::parse(d))
+            {
+                Some(Ok(c)) => serde_json::json!({
+                    "subject": c.subject, "issuer": c.issuer, "uris": c.uris,
+                    "serial": c.serial, "notBefore": rfc3339(c.not_before),
+                    "notAfter": rfc3339(c.not_after), "isCa": c.is_ca, "pem": pem,
+                }),
+                _ => serde_json::json!({"error": "does not parse", "pem": pem}),
+            }
+        };
+        let bundle: Vec<serde_json::Value> = self.bundle().pem.iter().map(|p| info(p)).collect();
+        match self.certs.current() {
+            None => serde_json::json!({
+                "identity": self.identity, "state": "WAITING", "trustBundle": bundle,
+            }),
+            Some(c) => serde_json::json!({
+                "identity": c.identity,
+                "state": if c.not_after > SystemTime::now() { "ACTIVE" } else { "EXPIRED" },
+                "serial": c.serial,
+                "notBefore": weft_identity::inspect::rfc3339(c.not_before),
+                "notAfter": weft_identity::inspect::rfc3339(c.not_after),
+                "refreshAt": weft_identity::inspect::rfc3339(c.refresh_at()),
+                "chain": c.chain_pem.iter().map(|p| info(p)).collect::<Vec<_>>(),
+                "trustBundle": bundle,
+            }),
+        }
+    }
+
     /// The server side of the tunnel port.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, MeshError> {
         if let Some(c) = self.server.load_full() {

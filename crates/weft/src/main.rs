@@ -46,6 +46,8 @@ enum Command {
     /// Print the model a proxy receives (offline, from files).
     #[command(name = "proxy-config", alias = "pc")]
     ProxyConfig(cmd::proxy_config::Args),
+    /// Show a running proxy's workload certificate and trusted roots.
+    X509(cmd::x509::Args),
     /// Run one proxy from a compiled model file.
     Proxy(cmd::proxy::Args),
     /// Run a workload command for `weft up`, dying with it.
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::ProxyConfig(args) => cmd::proxy_config::run(&args),
+        Command::X509(args) => cmd::x509::run(&args),
         Command::Proxy(args) => cmd::proxy::run(&args),
         Command::SampleApp(args) => cmd::sample_app::run(args),
     };

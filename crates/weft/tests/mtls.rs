@@ -235,3 +235,76 @@ fn strict_refuses_plain_text_and_the_ca_issues_only_the_entitled_identity() {
         assert!(!text.contains("PRIVATE KEY"), "a key leaked into a log");
     }
 }
+
+/// `weft x509` for a workload.
+fn x509(m: &Mesh, workload: &str) -> serde_json::Value {
+    let out = common::weft()
+        .args(["x509", workload, "--admin", &m.admin, "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Six-second certificates renew every three seconds while pages load
+/// through every hop; no request fails, and `weft x509` and `weft status`
+/// show the renewed certificates.
+#[test]
+fn certificates_rotate_under_steady_traffic() {
+    let m = common::mesh::up_with_args(106, "", &["--cert-ttl", "6s"]);
+    let first = x509(&m, "reviews-v1");
+    assert_eq!(first["identity"], REVIEWS);
+    assert_eq!(first["state"], "ACTIVE");
+    assert_eq!(first["chain"][0]["uris"][0], REVIEWS);
+    assert!(first["trustBundle"][0]["isCa"].as_bool().unwrap());
+    assert!(!first.to_string().contains("PRIVATE KEY"));
+
+    let url = format!("http://{}/productpage", m.ingress);
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                // Bounded: eight seconds or 400 pages per client.
+                while started.elapsed() < Duration::from_secs(8) && statuses.len() < 400 {
+                    statuses.push(curl(&[&url]).status);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert!(statuses.len() > 100, "only {} pages", statuses.len());
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} pages failed across rotations",
+        statuses.len()
+    );
+
+    let later = x509(&m, "reviews-v1");
+    assert_ne!(
+        first["serial"], later["serial"],
+        "the certificate was not renewed"
+    );
+    let log = std::fs::read_to_string(m.w.dir.join("run/logs/reviews-v1-0.proxy.log")).unwrap();
+    assert!(log.matches("installed").count() >= 3, "{log}");
+
+    let status = common::weft()
+        .args(["status", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("CERT"), "{text}");
+    assert!(!text.contains("WARNING"), "{text}");
+}

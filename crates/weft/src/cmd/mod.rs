@@ -12,6 +12,7 @@ pub mod sample_app;
 pub mod status;
 pub mod up;
 pub mod validate;
+pub mod x509;
 
 use std::path::PathBuf;
 
@@ -31,4 +32,37 @@ pub fn load_reporting_errors(paths: &[PathBuf]) -> Loaded {
         eprintln!("{d}");
     }
     loaded
+}
+
+/// The admin address of the proxy serving `name` (a proxy or workload
+/// name, with or without its namespace), from the control plane's status.
+pub fn proxy_admin(
+    control: std::net::SocketAddr,
+    name: &str,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use anyhow::Context;
+    let text = crate::http_get::get(control, "/api/status").with_context(|| {
+        format!("no control plane answers on {control} (start one with `weft up`, or pass --admin)")
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let proxies: Vec<&serde_json::Value> = v["proxies"].as_array().into_iter().flatten().collect();
+    let wanted = match proxies.iter().find(|p| {
+        p["name"]
+            .as_str()
+            .is_some_and(|n| n == name || n.rsplit('/').next() == Some(name))
+    }) {
+        Some(p) => (*p).clone(),
+        None => {
+            let w = logs::find_workload(&v, name)?;
+            proxies
+                .iter()
+                .find(|p| p["name"] == w["name"])
+                .map(|p| (*p).clone())
+                .context("that workload has no proxy")?
+        }
+    };
+    Ok(wanted["admin"]
+        .as_str()
+        .context("the proxy has no admin address")?
+        .parse()?)
 }

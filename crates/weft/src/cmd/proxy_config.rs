@@ -124,33 +124,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// The model a running proxy serves, from its own admin port.
 fn live(args: &Args, name: &str) -> anyhow::Result<ExitCode> {
-    let text = crate::http_get::get(args.admin, "/api/status").with_context(|| {
-        format!(
-            "no control plane answers on {} (start one with `weft up`, or compile offline with -f)",
-            args.admin
-        )
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&text)?;
-    let proxies: Vec<&serde_json::Value> = v["proxies"].as_array().into_iter().flatten().collect();
-    let wanted = match proxies.iter().find(|p| {
-        p["name"]
-            .as_str()
-            .is_some_and(|n| n == name || n.rsplit('/').next() == Some(name))
-    }) {
-        Some(p) => (*p).clone(),
-        None => {
-            let w = crate::cmd::logs::find_workload(&v, name)?;
-            proxies
-                .iter()
-                .find(|p| p["name"] == w["name"])
-                .map(|p| (*p).clone())
-                .context("that workload has no proxy")?
-        }
-    };
-    let admin: std::net::SocketAddr = wanted["admin"]
-        .as_str()
-        .context("the proxy has no admin address")?
-        .parse()?;
+    let admin = super::proxy_admin(args.admin, name)?;
     let dump = crate::http_get::get(admin, "/config_dump")
         .with_context(|| format!("the proxy does not answer on {admin}"))?;
     let dump: serde_json::Value = serde_json::from_str(&dump)?;

@@ -49,23 +49,50 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     println!(
-        "\n{:<40} {:<8} {:<22} {:<12} {:<18} RESTARTS",
-        "PROXY", "KIND", "ADDRESS", "SYNC", "VERSION"
+        "\n{:<40} {:<8} {:<22} {:<12} {:<18} {:<10} RESTARTS",
+        "PROXY", "KIND", "ADDRESS", "SYNC", "VERSION", "CERT"
     );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut expiring = Vec::new();
     for p in v["proxies"].as_array().into_iter().flatten() {
         let addr = p["outbound"]
             .as_str()
             .or_else(|| p["listens"][0]["address"].as_str())
             .unwrap_or("-");
+        let cert = &p["stream"]["certificate"];
+        let left = cert["notAfterUnix"].as_u64().map(|t| t.saturating_sub(now));
+        let life = cert["lifetimeSeconds"].as_u64().unwrap_or(0);
+        let cert_col = match left {
+            None => "-".to_owned(),
+            Some(0) => "EXPIRED".to_owned(),
+            Some(l) => human(l),
+        };
+        // Renewal is due at half-life: a quarter left means it is failing.
+        if left.is_some_and(|l| l * 4 < life) {
+            expiring.push(format!(
+                "{}: certificate {} expires {} ({}); renewal is failing, see `weft logs {} --proxy`",
+                p["name"].as_str().unwrap_or(""),
+                cert["serial"].as_str().unwrap_or(""),
+                cert["notAfter"].as_str().unwrap_or(""),
+                if left == Some(0) { "expired".to_owned() } else { format!("in {cert_col}") },
+                p["name"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("")
+            ));
+        }
         println!(
-            "{:<40} {:<8} {:<22} {:<12} {:<18} {}",
+            "{:<40} {:<8} {:<22} {:<12} {:<18} {:<10} {}",
             p["name"].as_str().unwrap_or(""),
             p["kind"].as_str().unwrap_or(""),
             addr,
             p["sync"].as_str().unwrap_or(""),
             p["pushedVersion"].as_str().unwrap_or(""),
+            cert_col,
             p["process"]["restarts"]
         );
+    }
+    for e in &expiring {
+        println!("WARNING {e}");
     }
     println!(
         "\n{:<40} {:<10} {:<22} RESTARTS",
@@ -96,4 +123,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         bail!("{down} workload(s) are down");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `23h59m`, `12m`, `40s`.
+fn human(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
 }
