@@ -17,7 +17,7 @@ pub mod names;
 pub mod wire;
 
 /// Bumped whenever the model changes shape incompatibly.
-pub const MODEL_VERSION: u32 = 1;
+pub const MODEL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,9 +100,10 @@ pub struct Listener {
     pub bind: String,
     pub protocol: Protocol,
     pub target: ListenerTarget,
-    /// Gateway server TLS termination.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<ServerTls>,
+    /// Gateway server TLS, one entry per Gateway server on this port (a
+    /// client's SNI picks among them by `hosts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<ServerTls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

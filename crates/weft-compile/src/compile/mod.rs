@@ -227,7 +227,7 @@ impl<'a> Compiler<'a> {
                 bind: String::new(),
                 protocol,
                 target: ListenerTarget::Local { app_port: *port },
-                tls: None,
+                tls: Vec::new(),
             });
         }
     }

@@ -204,7 +204,7 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             bind: String::new(),
             protocol: Protocol::Http,
             target: ListenerTarget::Routes(table.clone()),
-            tls: None,
+            tls: Vec::new(),
         });
         out.route_tables.push(RouteTable {
             name: table,
@@ -224,7 +224,7 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                 Protocol::Tcp
             },
             target: ListenerTarget::Tcp(routes),
-            tls: None,
+            tls: Vec::new(),
         });
     }
 }
@@ -697,7 +697,7 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
     struct PortPlan {
         protocol: Protocol,
         bind: String,
-        tls: Option<ServerTls>,
+        tls: Vec<ServerTls>,
         vhosts: BTreeMap<String, VirtualHost>,
     }
     let mut ports: BTreeMap<u32, PortPlan> = BTreeMap::new();
@@ -719,11 +719,11 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             let plan = ports.entry(port.number).or_insert_with(|| PortPlan {
                 protocol,
                 bind: server.bind.clone(),
-                tls: None,
+                tls: Vec::new(),
                 vhosts: BTreeMap::new(),
             });
             if let Some(tls) = &server.tls {
-                plan.tls = Some(ServerTls {
+                plan.tls.push(ServerTls {
                     mode: format!("{:?}", tls.mode.unwrap_or(net::ServerTlsMode::Simple))
                         .to_ascii_uppercase(),
                     credential_name: tls.credential_name.clone().unwrap_or_default(),
