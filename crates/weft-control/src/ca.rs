@@ -17,7 +17,10 @@ use tokio::net::TcpListener;
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Request, Response, Status};
 use weft_identity::{tls, Authority, IdentityError};
-use weft_model::wire::{CertificateRequest, CertificateResponse, SIGN_PATH};
+use weft_model::wire::{
+    CertificateRequest, CertificateResponse, CredentialRequest, CredentialResponse,
+    CREDENTIAL_PATH, SIGN_PATH,
+};
 
 use weft_identity::inspect::CertInfo;
 
@@ -35,14 +38,51 @@ pub struct CaService {
     pub authority: Authority,
     hub: Arc<Hub>,
     default_ttl: Duration,
+    /// Where `credentialName` secrets are read from.
+    secrets_dir: Option<std::path::PathBuf>,
 }
 
 impl CaService {
-    pub fn new(authority: Authority, hub: Arc<Hub>, default_ttl: Duration) -> Arc<CaService> {
+    pub fn new(
+        authority: Authority,
+        hub: Arc<Hub>,
+        default_ttl: Duration,
+        secrets_dir: Option<std::path::PathBuf>,
+    ) -> Arc<CaService> {
         Arc::new(CaService {
             authority,
             hub,
             default_ttl,
+            secrets_dir,
+        })
+    }
+
+    /// A credential, for a proxy whose model names it.
+    fn credential(&self, req: &CredentialRequest) -> Result<CredentialResponse, Status> {
+        if !self.hub.token_matches(&req.proxy, &req.token) {
+            return Err(Status::unauthenticated(format!(
+                "{}: wrong or unknown bootstrap token",
+                req.proxy
+            )));
+        }
+        if !self.hub.may_read_credential(&req.proxy, &req.name) {
+            tracing::warn!(proxy = %req.proxy, credential = %req.name, "refused a credential the proxy's configuration does not use");
+            return Err(Status::permission_denied(format!(
+                "{}'s configuration does not use credential {:?}",
+                req.proxy, req.name
+            )));
+        }
+        let Some(dir) = &self.secrets_dir else {
+            return Err(Status::not_found(
+                "the control plane has no secrets directory (--secrets)",
+            ));
+        };
+        let c = weft_identity::credential::read(dir, &req.name).map_err(Status::not_found)?;
+        tracing::info!(proxy = %req.proxy, credential = %req.name, "served a credential");
+        Ok(CredentialResponse {
+            cert_chain: c.cert_chain,
+            private_key: c.private_key,
+            ca_certificates: c.ca_certificates,
         })
     }
 
@@ -115,6 +155,19 @@ type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 #[derive(Clone)]
 struct SignSvc(Arc<CaService>);
 
+#[derive(Clone)]
+struct CredentialSvc(Arc<CaService>);
+
+impl UnaryService<CredentialRequest> for CredentialSvc {
+    type Response = CredentialResponse;
+    type Future = BoxFuture<Result<Response<CredentialResponse>, Status>>;
+
+    fn call(&mut self, req: Request<CredentialRequest>) -> Self::Future {
+        let ca = self.0.clone();
+        Box::pin(async move { ca.credential(req.get_ref()).map(Response::new) })
+    }
+}
+
 impl UnaryService<CertificateRequest> for SignSvc {
     type Response = CertificateResponse;
     type Future = BoxFuture<Result<Response<CertificateResponse>, Status>>;
@@ -171,6 +224,13 @@ pub async fn serve(listener: TcpListener, ca: Arc<CaService>) -> Result<(), Iden
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let ca = ca.clone();
                     async move {
+                        if req.uri().path() == CREDENTIAL_PATH {
+                            let mut grpc = Grpc::new(tonic_prost::ProstCodec::<
+                                CredentialResponse,
+                                CredentialRequest,
+                            >::default());
+                            return Ok(grpc.unary(CredentialSvc(ca), req).await);
+                        }
                         if req.uri().path() != SIGN_PATH {
                             let mut resp = http::Response::new(tonic::body::Body::empty());
                             resp.headers_mut().insert(

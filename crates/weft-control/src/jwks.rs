@@ -222,12 +222,7 @@ where
 }
 
 fn system_roots_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-    let pem = std::fs::read_to_string(BUNDLE).map_err(|e| format!("{BUNDLE}: {e}"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in weft_identity::pem::certs(BUNDLE, &pem).map_err(|e| e.to_string())? {
-        let _ = roots.add(cert);
-    }
+    let roots = weft_identity::pem::system_roots().map_err(|e| e.to_string())?;
     let cfg = rustls::ClientConfig::builder_with_provider(weft_identity::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

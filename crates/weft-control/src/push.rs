@@ -59,6 +59,8 @@ pub struct Hub {
     tokens: Mutex<BTreeMap<String, String>>,
     /// Proxy → the SPIFFE ID the CA may issue it.
     identities: Mutex<BTreeMap<String, String>>,
+    /// Proxy → the TLS credentials its model names (all it may read).
+    credentials: Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>,
     sync: Mutex<BTreeMap<String, ProxySync>>,
     nonce: std::sync::atomic::AtomicU64,
 }
@@ -70,6 +72,7 @@ impl Hub {
             changes: watch::channel(0).0,
             tokens: Mutex::new(BTreeMap::new()),
             identities: Mutex::new(BTreeMap::new()),
+            credentials: Mutex::new(BTreeMap::new()),
             sync: Mutex::new(BTreeMap::new()),
             nonce: std::sync::atomic::AtomicU64::new(1),
         })
@@ -161,6 +164,20 @@ impl Hub {
         if let Ok(mut m) = self.identities.lock() {
             *m = ids;
         }
+    }
+
+    /// Records which credentials each proxy's model names.
+    pub fn set_credentials(&self, names: BTreeMap<String, std::collections::BTreeSet<String>>) {
+        if let Ok(mut m) = self.credentials.lock() {
+            *m = names;
+        }
+    }
+
+    pub fn may_read_credential(&self, proxy: &str, name: &str) -> bool {
+        self.credentials
+            .lock()
+            .map(|m| m.get(proxy).is_some_and(|n| n.contains(name)))
+            .unwrap_or(false)
     }
 
     pub fn identity_of(&self, proxy: &str) -> Option<String> {

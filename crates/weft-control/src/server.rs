@@ -33,6 +33,8 @@ pub struct Options {
     pub cert_ttl: Duration,
     /// How often RequestAuthentication `jwksUri` key sets are re-fetched.
     pub jwks_refresh: Duration,
+    /// `credentialName` secrets: `<dir>/<name>/tls.crt`, `tls.key`, `ca.crt`.
+    pub secrets_dir: Option<PathBuf>,
     pub address_base: Ipv4Addr,
     /// Tokens (tokens/), applied resources (applied/), and the process
     /// status `weft up` writes (processes.json).
@@ -87,7 +89,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     tracing::info!(source = %authority.source, "CA ready");
     ca::write_trust_bundle(&authority, &trust_bundle_path(&o.run_dir))?;
     let ca_listener = ca::bind(o.ca).await?;
-    let ca_service = ca::CaService::new(authority, hub.clone(), o.cert_ttl);
+    let ca_service = ca::CaService::new(authority, hub.clone(), o.cert_ttl, o.secrets_dir.clone());
     tokio::spawn(async move {
         if let Err(e) = ca::serve(ca_listener, ca_service).await {
             tracing::error!(error = %e, "the CA stopped");
@@ -164,6 +166,13 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks) {
             .models
             .iter()
             .map(|(name, c)| (name.clone(), c.model.proxy.spiffe_id.clone()))
+            .collect(),
+    );
+    hub.set_credentials(
+        config
+            .models
+            .iter()
+            .map(|(name, c)| (name.clone(), c.model.credential_names()))
             .collect(),
     );
     hub.publish(

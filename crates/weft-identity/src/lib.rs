@@ -8,6 +8,7 @@
 //! explicitly, never through a process-wide default.
 
 pub mod ca;
+pub mod credential;
 pub mod inspect;
 pub mod pem;
 pub mod spiffe;

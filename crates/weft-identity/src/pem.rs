@@ -76,3 +76,18 @@ pub fn write_public(path: &Path, text: &str) -> Result<(), IdentityError> {
         source,
     })
 }
+
+/// Debian's bundle of the system's trusted roots.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The system's trusted roots, for TLS to servers outside the mesh.
+pub fn system_roots() -> Result<rustls::RootCertStore, IdentityError> {
+    let path = Path::new(SYSTEM_ROOTS);
+    let text = read(path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs(SYSTEM_ROOTS, &text)? {
+        // A bundle may carry certificates webpki cannot use; skip them.
+        let _ = roots.add(cert);
+    }
+    Ok(roots)
+}

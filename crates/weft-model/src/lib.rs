@@ -712,3 +712,20 @@ impl Default for TelemetryConfig {
 fn is_false(b: &bool) -> bool {
     !*b
 }
+
+impl ProxyModel {
+    /// The TLS credentials (`credentialName`) this model uses: gateway
+    /// servers' and TLS-originating clusters'.
+    pub fn credential_names(&self) -> std::collections::BTreeSet<String> {
+        let servers = self
+            .listeners
+            .iter()
+            .flat_map(|l| l.tls.iter())
+            .map(|t| t.credential_name.clone());
+        let clusters = self.clusters.iter().filter_map(|c| match &c.tls {
+            UpstreamTls::Simple(t) | UpstreamTls::Mutual(t) => Some(t.credential_name.clone()),
+            _ => None,
+        });
+        servers.chain(clusters).filter(|n| !n.is_empty()).collect()
+    }
+}

@@ -86,6 +86,33 @@ pub struct CertificateResponse {
     pub trust_bundle: Vec<String>,
 }
 
+/// `/weft.v1.Certificates/Credential`: a TLS credential (Gateway or
+/// DestinationRule `credentialName`) for a proxy whose model names it.
+pub const CREDENTIAL_PATH: &str = "/weft.v1.Certificates/Credential";
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CredentialRequest {
+    #[prost(string, tag = "1")]
+    pub proxy: String,
+    #[prost(string, tag = "2")]
+    pub token: String,
+    #[prost(string, tag = "3")]
+    pub name: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CredentialResponse {
+    /// PEM, leaf first; empty for a CA-only credential.
+    #[prost(string, tag = "1")]
+    pub cert_chain: String,
+    /// PEM.
+    #[prost(string, tag = "2")]
+    pub private_key: String,
+    /// PEM roots to verify the peer with; may be empty.
+    #[prost(string, tag = "3")]
+    pub ca_certificates: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

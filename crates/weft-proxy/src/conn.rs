@@ -19,6 +19,7 @@ use crate::mesh::{Mesh, MeshError};
 pub enum Conn {
     Tcp(TcpStream),
     Tunnel(TokioIo<hyper::upgrade::Upgraded>),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 /// How to reach one endpoint.
@@ -33,22 +34,42 @@ pub enum Route {
         expected: Arc<[String]>,
         baggage: http::HeaderValue,
     },
+    /// TLS the proxy originates (DestinationRule SIMPLE / MUTUAL).
+    Tls(Arc<crate::origination::TlsOrigin>),
+    /// Cannot be reached, and why (a configuration that does not build).
+    Unavailable(Arc<str>),
 }
 
 /// Dials `addr` by `route`, within `timeout`.
+async fn tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect timeout after {} ms", timeout.as_millis()),
+            )
+        })??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 pub async fn dial(addr: SocketAddr, route: &Route, timeout: Duration) -> io::Result<Conn> {
     match route {
-        Route::Plain => {
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-                .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connect timeout after {} ms", timeout.as_millis()),
-                    )
-                })??;
-            stream.set_nodelay(true)?;
-            Ok(Conn::Tcp(stream))
+        Route::Plain => Ok(Conn::Tcp(tcp(addr, timeout).await?)),
+        Route::Unavailable(why) => Err(io::Error::other(why.to_string())),
+        Route::Tls(origin) => {
+            let config = origin.config()?;
+            let stream = tcp(addr, timeout).await?;
+            let tls = tokio::time::timeout(
+                timeout,
+                tokio_rustls::TlsConnector::from(config)
+                    .connect(origin.server_name.clone(), stream),
+            )
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))?
+            .map_err(|e| io::Error::other(format!("TLS to {addr}: {e}")))?;
+            Ok(Conn::Tls(Box::new(tls)))
         }
         Route::Tunnel {
             mesh,
@@ -85,6 +106,7 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tunnel(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -98,6 +120,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tunnel(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -109,6 +132,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Conn::Tunnel(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -116,6 +140,7 @@ impl AsyncWrite for Conn {
         match self {
             Conn::Tcp(s) => s.is_write_vectored(),
             Conn::Tunnel(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
         }
     }
 
@@ -123,6 +148,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
             Conn::Tunnel(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -130,12 +156,18 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tunnel(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
 
 impl Connection for Conn {
     fn connected(&self) -> Connected {
-        Connected::new()
+        match self {
+            Conn::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                Connected::new().negotiated_h2()
+            }
+            _ => Connected::new(),
+        }
     }
 }

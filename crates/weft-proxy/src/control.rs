@@ -149,9 +149,15 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                 backoff = Duration::from_millis(100);
                 tracing::info!(control_plane = %cfg.control_plane, version = %served, "connected to the control plane");
                 while let Ok(Some(update)) = stream.message().await {
-                    let result = decode(&update).and_then(|m| {
-                        crate::apply(&shared, m, update.version.clone()).map_err(|e| e.to_string())
-                    });
+                    let result = match decode(&update) {
+                        Ok(m) => {
+                            // Credentials first: the new model may name new ones.
+                            shared.credentials.ensure(&m.credential_names()).await;
+                            crate::apply(&shared, m, update.version.clone())
+                                .map_err(|e| e.to_string())
+                        }
+                        Err(e) => Err(e),
+                    };
                     let error = match &result {
                         Ok(()) => {
                             save_cache(&cfg, &update);

@@ -235,6 +235,9 @@ async fn dispatch(
             return inbound(shared, snap, *port, peer.as_deref(), remote, req, ctx).await
         }
         Entrypoint::Gateway { table, port } => {
+            if let Some(resp) = https_redirect(snap, *port, &authority, &req, ctx) {
+                return resp;
+            }
             // The edge: record who the client is for the hops behind.
             let ip = HeaderValue::from_str(&remote.ip().to_string()).ok();
             if let Some(ip) = ip {
@@ -1005,6 +1008,37 @@ fn http_attributes<'a, B>(
         host: authority,
         headers: req.headers(),
     }
+}
+
+/// Gateway `tls.httpsRedirect` on a plain-HTTP server: 301 to the same
+/// host and path over https.
+fn https_redirect<B>(
+    snap: &Snapshot,
+    port: u32,
+    authority: &str,
+    req: &Request<B>,
+    ctx: &mut Ctx,
+) -> Option<Response<Body>> {
+    let listener = snap
+        .model
+        .listeners
+        .iter()
+        .find(|l| l.direction == weft_model::Direction::Gateway && l.port == port)?;
+    if listener.protocol == weft_model::Protocol::Https {
+        return None;
+    }
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    listener
+        .tls
+        .iter()
+        .find(|t| t.https_redirect && crate::gateway_tls::admits(&t.hosts, host))?;
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = HeaderValue::from_str(&format!("https://{host}{path}")).ok()?;
+    let mut resp = Response::new(crate::local_reply::empty());
+    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    resp.headers_mut().insert(http::header::LOCATION, location);
+    ctx.entry.reason = "Gateway tls.httpsRedirect".into();
+    Some(resp)
 }
 
 /// RequestAuthentication: the request's JWT, validated (`Ok(None)` when it

@@ -10,7 +10,9 @@ pub mod access_log;
 pub mod authz;
 mod conn;
 pub mod control;
+pub mod credentials;
 pub mod flags;
+mod gateway_tls;
 mod handler;
 mod inbound;
 pub mod jwt;
@@ -18,6 +20,7 @@ mod local_reply;
 mod matcher;
 pub mod mesh;
 pub mod metrics;
+mod origination;
 pub mod snapshot;
 pub mod sni;
 mod tcp;
@@ -96,6 +99,8 @@ pub struct Shared {
     pub(crate) apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)>,
     /// This proxy's identity and tunnels; `None` with `--no-mtls`.
     pub mesh: Option<Arc<mesh::Mesh>>,
+    /// `credentialName` credentials for gateway TLS and TLS origination.
+    pub credentials: Arc<credentials::Credentials>,
 }
 
 impl Shared {
@@ -108,7 +113,12 @@ impl Shared {
 /// that did not change.
 pub(crate) fn apply(shared: &Shared, model: ProxyModel, version: String) -> Result<(), ProxyError> {
     let current = shared.snapshot.load();
-    let next = Snapshot::build(model, version, Some(&current), shared.mesh.as_ref())?;
+    let client = Arc::new(upstream::ClientSide::new(
+        &model.proxy,
+        shared.mesh.clone(),
+        shared.credentials.clone(),
+    ));
+    let next = Snapshot::build(model, version, Some(&current), client)?;
     shared.snapshot.store(Arc::new(next));
     Ok(())
 }
@@ -155,8 +165,15 @@ impl Proxy {
         config: RuntimeConfig,
         access_log: AccessLog,
         mesh: Option<Arc<mesh::Mesh>>,
+        credentials: Arc<credentials::Credentials>,
     ) -> Result<Proxy, ProxyError> {
-        let snapshot = Snapshot::build(model, version, None, mesh.as_ref())?;
+        credentials.ensure(&model.credential_names()).await;
+        let client = Arc::new(upstream::ClientSide::new(
+            &model.proxy,
+            mesh.clone(),
+            credentials.clone(),
+        ));
+        let snapshot = Snapshot::build(model, version, None, client)?;
         let apps = config
             .apps
             .iter()
@@ -182,6 +199,7 @@ impl Proxy {
             metrics: metrics::Metrics::new(),
             apps,
             mesh,
+            credentials,
         });
         let (shutdown, rx) = watch::channel(false);
         let mut proxy = Proxy {
@@ -369,6 +387,24 @@ async fn serve(
                         inbound::serve(shared.clone(), stream, port, protocol, remote, None, Some(watcher)).await;
                         return;
                     }
+                    if let Entrypoint::Gateway { port, .. } = &entry {
+                        let servers = gateway_tls_servers(&shared, *port);
+                        if servers.iter().any(gateway_tls::terminates) {
+                            let tls = match gateway_tls::accept(stream, &servers, &shared.credentials).await {
+                                Ok(tls) => tls,
+                                Err(why) => {
+                                    refuse_tls(&shared, *port, remote, why);
+                                    return;
+                                }
+                            };
+                            let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                            return;
+                        }
+                    }
                     let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
                     if let Err(e) = watcher.watch(conn).await {
@@ -387,6 +423,31 @@ async fn serve(
     {
         tracing::warn!("drain time over; closing connections with requests still in flight");
     }
+}
+
+/// The TLS settings of the gateway servers on `port`, from the current
+/// model.
+fn gateway_tls_servers(shared: &Shared, port: u32) -> Vec<weft_model::ServerTls> {
+    shared
+        .snapshot
+        .load()
+        .model
+        .listeners
+        .iter()
+        .find(|l| l.direction == Direction::Gateway && l.port == port)
+        .map(|l| l.tls.clone())
+        .unwrap_or_default()
+}
+
+/// Logs a TLS connection the gateway could not accept.
+fn refuse_tls(shared: &Shared, port: u32, remote: SocketAddr, why: String) {
+    shared.access_log.log(access_log::Entry {
+        start_time: access_log::now_rfc3339(),
+        downstream_remote_address: remote.to_string(),
+        route_name: format!("gateway|{port}"),
+        reason: why,
+        ..Default::default()
+    });
 }
 
 /// Logs a plain-text connection refused under STRICT mTLS.

@@ -16,7 +16,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use weft_identity::verify::TrustBundle;
 use weft_identity::workload::Request as CertRequest;
 use weft_identity::{tls, CertStore};
-use weft_model::wire::{CertificateRequest, CertificateResponse, SIGN_PATH};
+use weft_model::wire::{
+    CertificateRequest, CertificateResponse, CredentialRequest, CredentialResponse,
+    CREDENTIAL_PATH, SIGN_PATH,
+};
 
 /// The port every proxy takes mTLS tunnels on.
 pub const TUNNEL_PORT: u16 = 15008;
@@ -351,6 +354,42 @@ pub async fn request_certificate(
     trust_domain: &str,
     csr_pem: &str,
 ) -> Result<CertificateResponse, String> {
+    let req = CertificateRequest {
+        proxy: ca.proxy.clone(),
+        token: ca.token.clone(),
+        csr_pem: csr_pem.to_owned(),
+        ttl_seconds: 0,
+    };
+    unary(ca, bundle, trust_domain, SIGN_PATH, req).await
+}
+
+/// A `credentialName` credential, from the control plane.
+pub async fn request_credential(
+    ca: &CaClient,
+    bundle: &TrustBundle,
+    trust_domain: &str,
+    name: &str,
+) -> Result<CredentialResponse, String> {
+    let req = CredentialRequest {
+        proxy: ca.proxy.clone(),
+        token: ca.token.clone(),
+        name: name.to_owned(),
+    };
+    unary(ca, bundle, trust_domain, CREDENTIAL_PATH, req).await
+}
+
+/// One unary call to the control plane's TLS port.
+async fn unary<Req, Resp>(
+    ca: &CaClient,
+    bundle: &TrustBundle,
+    trust_domain: &str,
+    path: &'static str,
+    req: Req,
+) -> Result<Resp, String>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
     let config = Arc::new(
         tls::control_plane_client(bundle.clone(), trust_domain).map_err(|e| e.to_string())?,
     );
@@ -366,14 +405,9 @@ pub async fn request_certificate(
     grpc.ready().await.map_err(|e| e.to_string())?;
     let resp = grpc
         .unary(
-            tonic::Request::new(CertificateRequest {
-                proxy: ca.proxy.clone(),
-                token: ca.token.clone(),
-                csr_pem: csr_pem.to_owned(),
-                ttl_seconds: 0,
-            }),
-            http::uri::PathAndQuery::from_static(SIGN_PATH),
-            tonic_prost::ProstCodec::<CertificateRequest, CertificateResponse>::default(),
+            tonic::Request::new(req),
+            http::uri::PathAndQuery::from_static(path),
+            tonic_prost::ProstCodec::<Req, Resp>::default(),
         )
         .await
         .map_err(|s| format!("the CA refused ({:?}): {}", s.code(), s.message()))?;

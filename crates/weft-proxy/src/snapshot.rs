@@ -285,12 +285,8 @@ impl Snapshot {
         model: ProxyModel,
         version: String,
         previous: Option<&Snapshot>,
-        mesh: Option<&Arc<crate::mesh::Mesh>>,
+        client: Arc<crate::upstream::ClientSide>,
     ) -> Result<Snapshot, ProxyError> {
-        let client = Arc::new(crate::upstream::ClientSide::new(
-            &model.proxy,
-            mesh.cloned(),
-        ));
         let mut tables = HashMap::new();
         for t in &model.route_tables {
             tables.insert(t.name.clone(), TableRt::compile(t)?);

@@ -68,10 +68,16 @@ pub struct ClientSide {
     /// Who is calling, for the peer's metrics (`baggage` on the tunnel's
     /// CONNECT, as Istio's ambient mode sends it).
     pub baggage: http::HeaderValue,
+    /// `credentialName` credentials for TLS origination.
+    pub credentials: Option<Arc<crate::credentials::Credentials>>,
 }
 
 impl ClientSide {
-    pub fn new(me: &weft_model::ProxyIdentity, mesh: Option<Arc<crate::mesh::Mesh>>) -> ClientSide {
+    pub fn new(
+        me: &weft_model::ProxyIdentity,
+        mesh: Option<Arc<crate::mesh::Mesh>>,
+        credentials: Arc<crate::credentials::Credentials>,
+    ) -> ClientSide {
         let label = |k: &str| me.labels.get(k).map_or("", String::as_str);
         let baggage = format!(
             "k8s.namespace.name={},k8s.deployment.name={},service.name={},service.version={}",
@@ -86,6 +92,7 @@ impl ClientSide {
             mesh,
             baggage: http::HeaderValue::from_str(&baggage)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+            credentials: Some(credentials),
         }
     }
 
@@ -99,6 +106,7 @@ impl ClientSide {
             labels: labels.clone(),
             mesh: None,
             baggage: http::HeaderValue::from_static(""),
+            credentials: None,
         }
     }
 }
@@ -591,15 +599,31 @@ fn endpoint_route(
     addr: Option<SocketAddr>,
     client: &ClientSide,
 ) -> crate::conn::Route {
-    let (
-        weft_model::UpstreamTls::IstioMutual {
-            expected_identities,
-        },
-        Some(mesh),
-        Some(addr),
-    ) = (&config.tls, &client.mesh, addr)
-    else {
-        return crate::conn::Route::Plain;
+    let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
+    let origin = |mutual: bool, t: &weft_model::TlsOrigination| {
+        // The endpoint's host for SNI when it has one, else the service's.
+        let host = e
+            .address
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+            .unwrap_or(&config.service);
+        match crate::origination::TlsOrigin::new(mutual, t, host, h2, client.credentials.clone()) {
+            Ok(o) => crate::conn::Route::Tls(Arc::new(o)),
+            Err(why) => crate::conn::Route::Unavailable(why.into()),
+        }
+    };
+    let (expected_identities, mesh, addr) = match (&config.tls, &client.mesh, addr) {
+        (weft_model::UpstreamTls::Simple(t), _, _) => return origin(false, t),
+        (weft_model::UpstreamTls::Mutual(t), _, _) => return origin(true, t),
+        (
+            weft_model::UpstreamTls::IstioMutual {
+                expected_identities,
+            },
+            Some(mesh),
+            Some(addr),
+        ) => (expected_identities, mesh, addr),
+        _ => return crate::conn::Route::Plain,
     };
     // The endpoint's own identity is the strictest check; the cluster's
     // list is what Istio would verify.

@@ -724,8 +724,18 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             });
             if let Some(tls) = &server.tls {
                 plan.tls.push(ServerTls {
-                    mode: format!("{:?}", tls.mode.unwrap_or(net::ServerTlsMode::Simple))
-                        .to_ascii_uppercase(),
+                    mode: match tls.mode {
+                        // A tls block with only httpsRedirect terminates
+                        // nothing.
+                        None if tls.https_redirect => "",
+                        None | Some(net::ServerTlsMode::Simple) => "SIMPLE",
+                        Some(net::ServerTlsMode::Mutual) => "MUTUAL",
+                        Some(net::ServerTlsMode::OptionalMutual) => "OPTIONAL_MUTUAL",
+                        Some(net::ServerTlsMode::IstioMutual) => "ISTIO_MUTUAL",
+                        Some(net::ServerTlsMode::Passthrough) => "PASSTHROUGH",
+                        Some(net::ServerTlsMode::AutoPassthrough) => "AUTO_PASSTHROUGH",
+                    }
+                    .to_owned(),
                     credential_name: tls.credential_name.clone().unwrap_or_default(),
                     hosts: server.hosts.clone(),
                     https_redirect: tls.https_redirect,

@@ -34,6 +34,7 @@ pub struct Options {
     pub ca_dir: PathBuf,
     pub cert_ttl: Duration,
     pub jwks_refresh: Duration,
+    pub secrets_dir: Option<PathBuf>,
     /// First loopback address for workload replicas.
     pub address_base: Ipv4Addr,
     /// Models, tokens and logs go here.
@@ -55,6 +56,7 @@ impl Options {
             ca_dir: self.ca_dir.clone(),
             cert_ttl: self.cert_ttl,
             jwks_refresh: self.jwks_refresh,
+            secrets_dir: self.secrets_dir.clone(),
             address_base: self.address_base,
             run_dir: self.run_dir.clone(),
         }
@@ -182,6 +184,10 @@ fn control_plane_spec(o: &Options) -> Spec {
         "--run-dir".into(),
         o.run_dir.display().to_string(),
     ]);
+    if let Some(dir) = &o.secrets_dir {
+        args.push("--secrets".into());
+        args.push(dir.display().to_string());
+    }
     Spec {
         name: "control plane".into(),
         program: o.weft.clone(),

@@ -147,10 +147,13 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> P
             .listeners
             .iter()
             .map(|l| {
-                let addr = if l.port == 8080 {
-                    ingress
-                } else {
-                    SocketAddr::new(ingress.ip(), l.port as u16)
+                // As Istio's ingress Service: 80 and 8080 reach the ingress
+                // address, 443 and 8443 its port 8443; other ports bind as
+                // numbered.
+                let addr = match l.port {
+                    80 | 8080 => ingress,
+                    443 | 8443 => SocketAddr::new(ingress.ip(), 8443),
+                    p => SocketAddr::new(ingress.ip(), p as u16),
                 };
                 (l.port, addr)
             })

@@ -23,6 +23,11 @@ pub struct CaArgs {
     /// How often RequestAuthentication `jwksUri` key sets are re-fetched.
     #[arg(long, default_value = "20m", value_parser = parse_refresh)]
     jwks_refresh: Duration,
+    /// Where Gateway and DestinationRule `credentialName` secrets live:
+    /// `<dir>/<name>/tls.crt`, `tls.key`, `ca.crt`. Defaults to `secrets/`
+    /// in the first configuration directory.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
 }
 
 fn parse_refresh(s: &str) -> Result<Duration, String> {
@@ -56,6 +61,14 @@ impl CaArgs {
 
     pub fn ttl(&self) -> Duration {
         self.cert_ttl
+    }
+
+    pub fn secrets(&self, files: &[PathBuf]) -> Option<PathBuf> {
+        self.secrets.clone().or_else(|| {
+            let first = files.first()?;
+            let dir = first.join("secrets");
+            (first.is_dir() && dir.is_dir()).then(|| std::path::absolute(&dir).unwrap_or(dir))
+        })
     }
 
     pub fn jwks_refresh(&self) -> Duration {

@@ -72,6 +72,11 @@ pub struct Args {
     /// plane alone.
     #[arg(long, conflicts_with = "ca")]
     no_mtls: bool,
+    /// `credentialName` secrets, when running from a model file:
+    /// `<dir>/<name>/tls.crt`, `tls.key`, `ca.crt`. With --ca they come
+    /// from the control plane.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
@@ -211,11 +216,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "-" => AccessLog::spawn(Box::new(std::io::stdout())),
             path => AccessLog::spawn(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open access log {path}"))?)),
         };
+        use weft_proxy::credentials::{Credentials, Source};
         let identity = mesh.as_ref().map(|(m, _)| m.clone());
+        let credentials = Credentials::new(match (&mesh, &args.secrets) {
+            (Some((m, ca)), _) => Source::ControlPlane { mesh: m.clone(), ca: ca.clone() },
+            (None, Some(dir)) => Source::Dir(dir.clone()),
+            (None, None) => Source::None,
+        });
         if let Some((m, ca)) = mesh {
-            tokio::spawn(weft_proxy::mesh::keep_certified(m, ca));
+            tokio::spawn(weft_proxy::mesh::keep_certified(m.clone(), ca));
         }
-        let proxy = Proxy::start(model, first_version, config, log, identity).await?;
+        tokio::spawn(weft_proxy::credentials::keep_fresh(credentials.clone(), Duration::from_secs(30)));
+        let proxy = Proxy::start(model, first_version, config, log, identity, credentials.clone()).await?;
         for (name, addr) in &proxy.bound {
             eprintln!("weft proxy: {name} listening on {addr}");
         }
@@ -228,7 +240,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = hup.recv() => {
                     let Some(path) = &args.model else { continue };
-                    match read_model(path).and_then(|(m, v)| proxy.update(m, v).map_err(Into::into)) {
+                    let read = read_model(path);
+                    if let Ok((m, _)) = &read {
+                        credentials.ensure(&m.credential_names()).await;
+                    }
+                    match read.and_then(|(m, v)| proxy.update(m, v).map_err(Into::into)) {
                         Ok(()) => {
                             version += 1;
                             eprintln!("weft proxy: model version {version} applied");

@@ -54,6 +54,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ca_dir: args.ca.dir(&run_dir),
         cert_ttl: args.ca.ttl(),
         jwks_refresh: args.ca.jwks_refresh(),
+        secrets_dir: args.ca.secrets(&args.files),
         address_base: args.address_base,
         run_dir,
         weft,

@@ -1,0 +1,349 @@
+//! TLS at the edges under `weft up`: the ingress gateway terminates TLS
+//! (SIMPLE and MUTUAL, picked by SNI, ALPN h2) with certificates from the
+//! secrets directory, redirects plain HTTP when asked, and sidecars
+//! originate TLS to servers outside the mesh (DestinationRule SIMPLE and
+//! MUTUAL), always verifying them. External servers are openssl s_server
+//! on loopback.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::curl;
+
+/// Writes `name.pem` / `name.key` for a certificate with DNS `names`,
+/// signed by `issuer`.
+fn leaf(dir: &Path, name: &str, names: &[&str], issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+fn ca(dir: &Path, name: &str, cn: &str) -> rcgen::Issuer<'static, rcgen::KeyPair> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let cert = p.self_signed(&key).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    rcgen::Issuer::new(p, key)
+}
+
+/// A credential directory in the Kubernetes TLS secret layout.
+fn secret(secrets: &Path, name: &str, certs: &Path, leaf: Option<&str>, ca: Option<&str>) {
+    let d = secrets.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    if let Some(l) = leaf {
+        std::fs::copy(certs.join(format!("{l}.pem")), d.join("tls.crt")).unwrap();
+        std::fs::copy(certs.join(format!("{l}.key")), d.join("tls.key")).unwrap();
+    }
+    if let Some(c) = ca {
+        std::fs::copy(certs.join(format!("{c}.pem")), d.join("ca.crt")).unwrap();
+    }
+}
+
+/// An HTTPS server outside the mesh: openssl s_server answering GET with
+/// its status page.
+struct SServer(std::process::Child);
+
+impl SServer {
+    fn start(addr: &str, certs: &Path, leaf: &str, client_ca: Option<&str>) -> SServer {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_server", "-quiet", "-www", "-accept", addr])
+            .arg("-cert")
+            .arg(certs.join(format!("{leaf}.pem")))
+            .arg("-key")
+            .arg(certs.join(format!("{leaf}.key")));
+        if let Some(c) = client_ca {
+            cmd.arg("-Verify")
+                .arg("1")
+                .arg("-CAfile")
+                .arg(certs.join(format!("{c}.pem")));
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        common::wait_port(addr.parse().unwrap());
+        SServer(child)
+    }
+}
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ingress_tls_simple_mutual_redirect_and_egress_origination() {
+    let certs = std::env::temp_dir().join(format!("weft-gwtls-{}", std::process::id()));
+    let secrets = certs.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let edge = ca(&certs, "edge-ca", "edge test CA");
+    leaf(&certs, "bookinfo", &["bookinfo.example.com"], &edge);
+    leaf(&certs, "mtls", &["mtls.example.com"], &edge);
+    leaf(&certs, "client", &["client.example.com"], &edge);
+    leaf(&certs, "external", &["secure.external.test"], &edge);
+    let stranger = ca(&certs, "stranger-ca", "someone else's CA");
+    leaf(&certs, "untrusted", &["untrusted.external.test"], &stranger);
+    secret(
+        &secrets,
+        "bookinfo-credential",
+        &certs,
+        Some("bookinfo"),
+        None,
+    );
+    secret(
+        &secrets,
+        "mtls-credential",
+        &certs,
+        Some("mtls"),
+        Some("edge-ca"),
+    );
+    secret(&secrets, "external-ca", &certs, None, Some("edge-ca"));
+    secret(
+        &secrets,
+        "client-credential",
+        &certs,
+        Some("client"),
+        Some("edge-ca"),
+    );
+
+    let ext = "127.107.0.200";
+    let _simple = SServer::start(&format!("{ext}:9443"), &certs, "external", None);
+    let _mutual = SServer::start(&format!("{ext}:9444"), &certs, "external", Some("edge-ca"));
+    let _untrusted = SServer::start(&format!("{ext}:9445"), &certs, "untrusted", None);
+    let extra = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: secure-gateway}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 8443, name: https, protocol: HTTPS}}
+    tls: {{mode: SIMPLE, credentialName: bookinfo-credential}}
+    hosts: [bookinfo.example.com]
+  - port: {{number: 8443, name: https-mtls, protocol: HTTPS}}
+    tls: {{mode: MUTUAL, credentialName: mtls-credential}}
+    hosts: [mtls.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: bookinfo-secure}}
+spec:
+  hosts: [bookinfo.example.com, mtls.example.com]
+  gateways: [secure-gateway]
+  http:
+  - route: [{{destination: {{host: productpage, port: {{number: 9080}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: external}}
+spec:
+  hosts: [secure.external.test, mutual.external.test, untrusted.external.test]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  location: MESH_EXTERNAL
+  endpoints:
+  - {{address: {ext}, ports: {{http: 9443}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: external-mutual}}
+spec:
+  hosts: [mutual.external.test]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  location: MESH_EXTERNAL
+  endpoints:
+  - {{address: {ext}, ports: {{http: 9444}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: external-untrusted}}
+spec:
+  hosts: [untrusted.external.test]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  location: MESH_EXTERNAL
+  endpoints:
+  - {{address: {ext}, ports: {{http: 9445}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: secure-external}}
+spec:
+  host: secure.external.test
+  trafficPolicy: {{tls: {{mode: SIMPLE, credentialName: external-ca}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: mutual-external}}
+spec:
+  host: mutual.external.test
+  trafficPolicy: {{tls: {{mode: MUTUAL, credentialName: client-credential, sni: secure.external.test}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: untrusted-external}}
+spec:
+  host: untrusted.external.test
+  trafficPolicy: {{tls: {{mode: SIMPLE, credentialName: external-ca}}}}
+"#
+    );
+    let s = secrets.display().to_string();
+    let m = common::mesh::up_with_args(107, &extra, &["--secrets", &s]);
+    let ingress_ip = m.ingress.rsplit_once(':').unwrap().0.to_owned();
+    let cafile = certs.join("edge-ca.pem").display().to_string();
+    let resolve = |host: &str| format!("{host}:8443:{ingress_ip}");
+
+    // SIMPLE: TLS terminated with the credential, HTTP/2 by ALPN.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "--max-time",
+            "10",
+        ])
+        .args([
+            "--resolve",
+            &resolve("bookinfo.example.com"),
+            "--cacert",
+            &cafile,
+        ])
+        .arg("https://bookinfo.example.com:8443/productpage")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
+
+    // MUTUAL: no client certificate, no page; the client's, the page.
+    let url = "https://mtls.example.com:8443/productpage";
+    let r = curl(&[
+        "--resolve",
+        &resolve("mtls.example.com"),
+        "--cacert",
+        &cafile,
+        url,
+    ]);
+    assert_eq!(r.status, 0, "served without a client certificate");
+    let (c, k) = (certs.join("client.pem"), certs.join("client.key"));
+    let r = curl(&[
+        "--resolve",
+        &resolve("mtls.example.com"),
+        "--cacert",
+        &cafile,
+        "--cert",
+        &c.display().to_string(),
+        "--key",
+        &k.display().to_string(),
+        url,
+    ]);
+    assert_eq!(r.status, 200, "{}", r.headers);
+
+    // A name no server admits: no handshake.
+    let r = curl(&[
+        "--resolve",
+        &resolve("other.example.com"),
+        "-k",
+        "https://other.example.com:8443/",
+    ]);
+    assert_eq!(r.status, 0);
+
+    // Egress: productpage's sidecar originates TLS to servers outside.
+    let proxy = format!("http://{}", m.w.addr(10, 2, 15001));
+    let r = curl(&["-x", &proxy, "http://secure.external.test/"]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("Ciphers"),
+        "not s_server's page: {}",
+        r.body
+    );
+    let r = curl(&["-x", &proxy, "http://mutual.external.test/"]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A server whose certificate the CA did not sign is refused: 503 UF.
+    let r = curl(&["-x", &proxy, "http://untrusted.external.test/"]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("UF"),
+        "{}",
+        r.headers
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = std::fs::remove_dir_all(&certs);
+}
+
+/// `tls.httpsRedirect` on a plain-HTTP gateway server: 301 to https for
+/// the hosts of that server only.
+#[test]
+fn https_redirect_on_the_plain_port() {
+    let mut w = common::World::new(108);
+    let gw = r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    tls: {httpsRedirect: true}
+    hosts: [secure.example.com]
+  - port: {number: 8080, name: http-open, protocol: HTTP}
+    hosts: [open.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge}
+spec:
+  hosts: [secure.example.com, open.example.com]
+  gateways: [edge]
+  http:
+  - route: [{destination: {host: productpage, port: {number: 9080}}}]
+"#;
+    let f = w.write("edge.yaml", gw);
+    let services = common::repo().join("examples/bookinfo/services.yaml");
+    let workloads = common::repo().join("examples/bookinfo/workloads.yaml");
+    let model = w.model("istio-ingressgateway", &[services, workloads, f], "gw.json");
+    w.httpbin("productpage", w.addr(0, 2, 9080), &[]);
+    let (m, listen) = (
+        model.display().to_string(),
+        format!("8080={}", w.addr(3, 1, 8080)),
+    );
+    w.spawn(
+        "gateway",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--listen",
+            &listen,
+            "--access-log",
+            "off",
+        ],
+        Some(w.addr(3, 1, 8080)),
+    );
+    let url = format!("http://{}/get?x=1", w.addr(3, 1, 8080));
+    let r = curl(&["-H", "Host: secure.example.com", &url]);
+    assert_eq!(r.status, 301, "{}", r.headers);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://secure.example.com/get?x=1")
+    );
+    let r = curl(&["-H", "Host: open.example.com", &url]);
+    assert_eq!(r.status, 200, "{}", r.headers);
+}
