@@ -228,6 +228,15 @@ fn strict_refuses_plain_text_and_the_ca_issues_only_the_entitled_identity() {
     );
     let (_, wrong) = ask(ca("0123456789abcdef0123456789abcdef"), PRODUCTPAGE);
     assert!(wrong.unwrap_err().contains("Unauthenticated"));
+    // Nor any TLS credential its configuration does not name.
+    let cred = rt.block_on(weft_proxy::mesh::request_credential(
+        &ca(&token),
+        &bundle,
+        "cluster.local",
+        "bookinfo-credential",
+    ));
+    let cred = cred.unwrap_err();
+    assert!(cred.contains("PermissionDenied") && cred.contains("does not use credential"), "{cred}");
     // Neither the token nor a key appears in any log.
     for e in std::fs::read_dir(run.join("logs")).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
