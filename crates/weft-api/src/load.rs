@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::diag::{codes, did_you_mean, Diagnostic, Origin, Severity};
 use crate::path::FieldPath;
 use crate::resource::{Resource, ResourceKey, ResourceKind, SourceRef, Spec};
-use crate::types::kube::ObjectMeta;
+use crate::types::kube::{self, ObjectMeta};
 use crate::validate;
 use crate::yaml::{self, DeError, Kind, Limits, NodeId, Tree};
 
@@ -41,6 +41,15 @@ impl Loaded {
 }
 
 const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+/// A ConfigMap has data instead of a spec.
+const CONFIG_MAP_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "data",
+    "binaryData",
+    "immutable",
+];
 
 /// Reads every path: files, directories (recursively, `.yaml`, `.yml` and
 /// `.json` files in name order) and `-` for stdin.
@@ -251,12 +260,17 @@ fn decode_object(file: &Arc<str>, tree: &Arc<Tree>, node: NodeId, out: &mut Load
         ));
         return;
     }
+    let top_level = if kind == ResourceKind::ConfigMap {
+        CONFIG_MAP_FIELDS
+    } else {
+        TOP_LEVEL_FIELDS
+    };
     if let Kind::Map(entries) = &tree.node(node).kind {
         for (k, _) in entries {
             let key = tree.scalar(*k).unwrap_or("");
-            if !TOP_LEVEL_FIELDS.contains(&key) {
+            if !top_level.contains(&key) {
                 let path = root.key(key);
-                let fix = match did_you_mean(key, TOP_LEVEL_FIELDS) {
+                let fix = match did_you_mean(key, top_level) {
                     Some(s) => format!(
                         "did you mean `{s}`? a resource has apiVersion, kind, metadata and spec"
                     ),
@@ -358,6 +372,13 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
         ResourceKind::Canary => Spec::Canary(Box::new(de(tree, spec_node, &path)?)),
         ResourceKind::MetricTemplate => Spec::MetricTemplate(de(tree, spec_node, &path)?),
         ResourceKind::Workload => Spec::Workload(de(tree, spec_node, &path)?),
+        ResourceKind::ConfigMap => Spec::ConfigMap(kube::ConfigMap {
+            data: de::<BTreeMap<String, String>>(
+                tree,
+                tree.get(node, "data"),
+                &FieldPath::root().key("data"),
+            )?,
+        }),
     })
 }
 

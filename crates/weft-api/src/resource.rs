@@ -28,10 +28,11 @@ pub enum ResourceKind {
     Canary,
     MetricTemplate,
     Workload,
+    ConfigMap,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 17] = [
+    pub const ALL: [ResourceKind; 18] = [
         ResourceKind::VirtualService,
         ResourceKind::DestinationRule,
         ResourceKind::Gateway,
@@ -49,6 +50,7 @@ impl ResourceKind {
         ResourceKind::Canary,
         ResourceKind::MetricTemplate,
         ResourceKind::Workload,
+        ResourceKind::ConfigMap,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +72,7 @@ impl ResourceKind {
             ResourceKind::Canary => "Canary",
             ResourceKind::MetricTemplate => "MetricTemplate",
             ResourceKind::Workload => "Workload",
+            ResourceKind::ConfigMap => "ConfigMap",
         }
     }
 
@@ -87,7 +90,7 @@ impl ResourceKind {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
             Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
-            Service | Pod => &["v1"],
+            Service | Pod | ConfigMap => &["v1"],
             Deployment => &["apps/v1"],
             Canary | MetricTemplate => &["flagger.app/v1beta1"],
             Workload => &["weft.dev/v1"],
@@ -156,6 +159,7 @@ pub enum Spec {
     Canary(Box<flagger::Canary>),
     MetricTemplate(flagger::MetricTemplate),
     Workload(weft::Workload),
+    ConfigMap(kube::ConfigMap),
 }
 
 impl Spec {
@@ -178,6 +182,7 @@ impl Spec {
             Spec::Canary(_) => ResourceKind::Canary,
             Spec::MetricTemplate(_) => ResourceKind::MetricTemplate,
             Spec::Workload(_) => ResourceKind::Workload,
+            Spec::ConfigMap(_) => ResourceKind::ConfigMap,
         }
     }
 }

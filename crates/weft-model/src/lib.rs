@@ -558,6 +558,37 @@ pub struct Security {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jwt_rules: Vec<JwtRule>,
     pub authorization: Authorization,
+    /// The external authorizers this proxy's CUSTOM policies name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ext_authz: Vec<ExtAuthzProvider>,
+}
+
+/// An `envoyExtAuthzHttp` extension provider: an HTTP service asked about
+/// each request a CUSTOM policy matches; 2xx allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtAuthzProvider {
+    pub name: String,
+    /// The cluster the check is sent through.
+    pub cluster: String,
+    /// `host:port`, sent as the check's authority.
+    pub authority: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path_prefix: String,
+    pub timeout_ms: u64,
+    pub fail_open: bool,
+    pub status_on_error: u16,
+    /// Lowercase header names copied into the check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_request_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub additional_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_upstream_on_allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_downstream_on_allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_downstream_on_deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -55,10 +55,13 @@ pub enum Decision {
     Deny { policy: String, why: String },
 }
 
-/// An allowed request that matched an AUDIT policy names it.
+/// DENY/ALLOW's decision, the CUSTOM policy that wants the external
+/// authorizer asked, and the AUDIT policy that matched.
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub decision: Option<Decision>,
+    /// (policy name, provider name).
+    pub custom: Option<(String, String)>,
     pub audited_by: Option<String>,
 }
 
@@ -72,13 +75,13 @@ pub struct Authorizer {
     deny: Vec<Policy>,
     allow: Vec<Policy>,
     audit: Vec<Policy>,
-    /// CUSTOM policies need an external authorizer this proxy does not
-    /// have; a request they match is denied.
+    /// CUSTOM policies: a request they match is put to their provider.
     custom: Vec<Policy>,
 }
 
 struct Policy {
     name: String,
+    provider: Option<String>,
     rules: Vec<Rule>,
 }
 
@@ -357,6 +360,7 @@ impl Policy {
     fn compile(p: &AuthzPolicy) -> Policy {
         Policy {
             name: p.name.clone(),
+            provider: p.provider.clone(),
             rules: p.rules.iter().map(Rule::compile).collect(),
         }
     }
@@ -387,6 +391,7 @@ impl Authorizer {
     pub fn check(&self, a: &Attributes<'_>) -> Verdict {
         let mut verdict = Verdict {
             decision: None,
+            custom: None,
             audited_by: self
                 .audit
                 .iter()
@@ -394,11 +399,17 @@ impl Authorizer {
                 .map(|p| p.name.clone()),
         };
         if let Some(p) = self.custom.iter().find(|p| p.matches(a, Kind::Deny)) {
-            verdict.decision = Some(Decision::Deny {
-                policy: p.name.clone(),
-                why: "CUSTOM action: no external authorizer is configured for this proxy".into(),
-            });
-            return verdict;
+            match (&p.provider, a.http.is_some()) {
+                (Some(provider), true) => verdict.custom = Some((p.name.clone(), provider.clone())),
+                // An HTTP authorizer cannot judge a TCP connection.
+                _ => {
+                    verdict.decision = Some(Decision::Deny {
+                        policy: p.name.clone(),
+                        why: "CUSTOM action with no HTTP request to put to the authorizer".into(),
+                    });
+                    return verdict;
+                }
+            }
         }
         if let Some(p) = self.deny.iter().find(|p| p.matches(a, Kind::Deny)) {
             verdict.decision = Some(Decision::Deny {

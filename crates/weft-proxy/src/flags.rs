@@ -28,6 +28,8 @@ pub enum ResponseFlag {
     UpstreamConnectionTermination,
     /// Denied by an authorization policy.
     RbacDenied,
+    /// Denied by an external authorizer (CUSTOM AuthorizationPolicy).
+    UnauthorizedExternalService,
     /// A JWT that RequestAuthentication rejected (weft's flag: Envoy puts
     /// this only in its response code details).
     JwtRejected,
@@ -48,13 +50,14 @@ impl ResponseFlag {
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::RbacDenied => "RBAC",
             ResponseFlag::JwtRejected => "JWT",
+            ResponseFlag::UnauthorizedExternalService => "UAEX",
         }
     }
 }
 
 /// The order Envoy's access log prints flags in.
-const ENVOY_ORDER: [&str; 13] = [
-    "UH", "UF", "UO", "NR", "URX", "DC", "UT", "UC", "DI", "FI", "RBAC", "JWT", "NC",
+const ENVOY_ORDER: [&str; 14] = [
+    "UH", "UF", "UO", "NR", "URX", "DC", "UT", "UC", "DI", "FI", "UAEX", "RBAC", "JWT", "NC",
 ];
 
 /// The flags of one request, as Envoy prints them: `UF,URX`, or `-`.

@@ -268,8 +268,14 @@ async fn dispatch(
                 http: Some(http_attributes(&req, &authority)),
                 jwt: jwt.as_ref(),
             };
-            if let Some(denied) = authorize(snap, &attrs, ctx) {
-                return denied;
+            let custom = match authorize(snap, &attrs, ctx) {
+                Ok(custom) => custom,
+                Err(denied) => return *denied,
+            };
+            if let Some(custom) = custom {
+                if let Some(denied) = custom_check(snap, custom, &mut req, ctx).await {
+                    return denied;
+                }
             }
             (table.clone(), *port)
         }
@@ -979,8 +985,14 @@ async fn inbound(
         http: Some(http_attributes(&req, host)),
         jwt: jwt.as_ref(),
     };
-    if let Some(denied) = authorize(snap, &attrs, ctx) {
-        return denied;
+    let custom = match authorize(snap, &attrs, ctx) {
+        Ok(custom) => custom,
+        Err(denied) => return *denied,
+    };
+    if let Some(custom) = custom {
+        if let Some(denied) = custom_check(snap, custom, &mut req, ctx).await {
+            return denied;
+        }
     }
     let Some((app, route)) = shared.apps.get(&port) else {
         return ctx.local(
@@ -1074,32 +1086,108 @@ fn authenticate<B>(
         })
 }
 
-/// Applies the workload's AuthorizationPolicies: `Some(403)` when they
-/// deny, with the deciding policy in the access log (and in
-/// `x-weft-reason` when explaining).
+/// Applies the workload's DENY and ALLOW AuthorizationPolicies: `Err(403)`
+/// when they deny (the deciding policy in the access log, and in
+/// `x-weft-reason` when explaining); `Ok(Some(policy, provider))` when a
+/// CUSTOM policy wants its external authorizer asked.
 fn authorize(
     snap: &Snapshot,
     attrs: &crate::authz::Attributes<'_>,
     ctx: &mut Ctx,
-) -> Option<Response<Body>> {
+) -> Result<Option<(String, String)>, Box<Response<Body>>> {
     if snap.authz.is_empty() {
-        return None;
+        return Ok(None);
     }
     let verdict = snap.authz.check(attrs);
     if let Some(audit) = verdict.audited_by {
         ctx.entry.audited_by = audit;
     }
     match verdict.decision {
-        Some(crate::authz::Decision::Allow) => None,
+        Some(crate::authz::Decision::Allow) => Ok(verdict.custom),
         // No verdict cannot happen; refuse rather than assume.
-        None => Some(rbac_denied(
+        None => Err(Box::new(rbac_denied(
             ctx,
             "authorization could not be evaluated".into(),
+        ))),
+        Some(crate::authz::Decision::Deny { policy, why }) => Err(Box::new(rbac_denied(
+            ctx,
+            format!("denied by {policy} ({why})"),
+        ))),
+    }
+}
+
+/// A CUSTOM policy's external authorizer: `Some(reply)` when it denies
+/// (or cannot be asked); on allow, the headers it returns for the
+/// upstream are added to the request.
+async fn custom_check<B>(
+    snap: &Snapshot,
+    (policy, provider): (String, String),
+    req: &mut Request<B>,
+    ctx: &mut Ctx,
+) -> Option<Response<Body>> {
+    let Some(p) = snap
+        .model
+        .security
+        .ext_authz
+        .iter()
+        .find(|p| p.name == provider)
+    else {
+        return Some(ext_denied(
+            ctx,
+            StatusCode::FORBIDDEN,
+            bytes::Bytes::from_static(b"RBAC: access denied"),
+            Vec::new(),
+            format!("{policy} names extension provider {provider:?}, which meshConfig does not define as envoyExtAuthzHttp"),
+        ));
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    match crate::ext_authz::check(snap, p, req.method(), &path, req.headers()).await {
+        crate::ext_authz::Outcome::Allow { upstream } => {
+            for (k, v) in upstream {
+                req.headers_mut().insert(k, v);
+            }
+            None
+        }
+        crate::ext_authz::Outcome::Deny {
+            status,
+            body,
+            headers,
+            why,
+        } => Some(ext_denied(
+            ctx,
+            status,
+            body,
+            headers,
+            format!("{why} ({policy})"),
         )),
-        Some(crate::authz::Decision::Deny { policy, why }) => {
-            Some(rbac_denied(ctx, format!("denied by {policy} ({why})")))
+    }
+}
+
+fn ext_denied(
+    ctx: &mut Ctx,
+    status: StatusCode,
+    body: bytes::Bytes,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+    detail: String,
+) -> Response<Body> {
+    ctx.flags.add(ResponseFlag::UnauthorizedExternalService);
+    let mut resp = Response::new(crate::local_reply::full(body));
+    *resp.status_mut() = status;
+    for (k, v) in headers {
+        resp.headers_mut().append(k, v);
+    }
+    if ctx.explain {
+        if let Ok(v) = HeaderValue::from_str(&format!("UAEX: {detail}")) {
+            resp.headers_mut()
+                .insert(crate::local_reply::REASON_HEADER, v);
         }
     }
+    ctx.entry.reason = detail;
+    resp
 }
 
 fn rbac_denied(ctx: &mut Ctx, detail: String) -> Response<Body> {

@@ -11,6 +11,7 @@ pub mod authz;
 mod conn;
 pub mod control;
 pub mod credentials;
+mod ext_authz;
 pub mod flags;
 mod gateway_tls;
 mod handler;

@@ -169,3 +169,110 @@ spec:
         "{log}"
     );
 }
+
+/// CUSTOM: an external authorizer (Istio's ext-authz sample, built in)
+/// declared in the `istio` ConfigMap's meshConfig decides requests to
+/// httpbin's /headers, as in Istio's "External Authorization" task.
+#[test]
+fn custom_policy_asks_the_external_authorizer() {
+    let extra = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    extensionProviders:
+    - name: sample-ext-authz-http
+      envoyExtAuthzHttp:
+        service: ext-authz.default.svc.cluster.local
+        port: 8000
+        includeRequestHeadersInCheck: ["x-ext-authz"]
+        headersToUpstreamOnAllow: ["x-ext-authz-check-result"]
+        headersToDownstreamOnDeny: ["x-ext-authz-check-result"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext-authz}
+spec:
+  selector: {app: ext-authz}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: ext-authz, labels: {app: ext-authz}}
+spec: {command: weft, args: [sample-app, ext-authz], ports: [{name: http, port: 8000}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin}
+spec:
+  selector: {app: httpbin}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: httpbin, labels: {app: httpbin}}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  action: CUSTOM
+  provider: {name: sample-ext-authz-http}
+  rules:
+  - to: [{operation: {paths: ["/headers"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz-undefined}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  action: CUSTOM
+  provider: {name: not-in-meshconfig}
+  rules:
+  - to: [{operation: {paths: ["/status/*"]}}]
+"#;
+    let m = common::mesh::up_with(109, extra);
+    // From productpage's sidecar (127.N.10.4 after details, ext-authz, httpbin).
+    let proxy = format!("http://{}", m.w.addr(10, 4, 15001));
+    let r = curl(&["-x", &proxy, "http://httpbin:8000/headers"]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("denied by ext_authz"), "{}", r.body);
+    assert_eq!(
+        r.header("x-ext-authz-check-result").as_deref(),
+        Some("denied")
+    );
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "-H",
+        "x-ext-authz: allow",
+        "http://httpbin:8000/headers",
+    ]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        seen["headers"]["x-ext-authz-check-result"], "allowed",
+        "{seen}"
+    );
+    // Paths no CUSTOM policy covers are not put to the authorizer.
+    assert_eq!(curl(&["-x", &proxy, "http://httpbin:8000/get"]).status, 200);
+    // A provider meshConfig does not define: denied, and said why.
+    let r = curl(&["-x", &proxy, "http://httpbin:8000/status/200"]);
+    assert_eq!(r.status, 403);
+    assert!(
+        r.header("x-weft-reason")
+            .unwrap_or_default()
+            .contains("not-in-meshconfig"),
+        "{}",
+        r.headers
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let log = std::fs::read_to_string(m.w.dir.join("run/logs/httpbin-0.access.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"response_flags\":\"UAEX\"")),
+        "{log}"
+    );
+}

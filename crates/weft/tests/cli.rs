@@ -269,3 +269,21 @@ fn proxy_config_prints_a_sidecar_and_a_gateway() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("known workloads: default/details-v1"));
 }
+
+/// Istio's mesh ConfigMap: errors inside the embedded `mesh` text point at
+/// the line and column in the file, not in the string.
+#[test]
+fn mesh_config_errors_point_into_the_embedded_text() {
+    let cm = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |-\n    extensionProviders:\n    - name: a\n      envoyExtAuthzHttp:\n        service: x.default.svc.cluster.local\n        prot: 8000\n";
+    let o = run_stdin(&["validate", "-f", "-"], cm);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned() + &stdout(&o);
+    assert!(err.contains("<stdin>:10:9:"), "{err}");
+    assert!(err.contains("did you mean `port`?"), "{err}");
+    // Other ConfigMaps are not the mesh's business.
+    let other = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-settings}\ndata: {mesh: 'not: [valid'}\n";
+    assert_eq!(
+        run_stdin(&["validate", "-f", "-"], other).status.code(),
+        Some(0)
+    );
+}

@@ -236,7 +236,10 @@ fn strict_refuses_plain_text_and_the_ca_issues_only_the_entitled_identity() {
         "bookinfo-credential",
     ));
     let cred = cred.unwrap_err();
-    assert!(cred.contains("PermissionDenied") && cred.contains("does not use credential"), "{cred}");
+    assert!(
+        cred.contains("PermissionDenied") && cred.contains("does not use credential"),
+        "{cred}"
+    );
     // Neither the token nor a key appears in any log.
     for e in std::fs::read_dir(run.join("logs")).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();

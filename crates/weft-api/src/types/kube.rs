@@ -153,3 +153,10 @@ pub struct ContainerPort {
     pub container_port: i64,
     pub protocol: Option<String>,
 }
+
+/// A ConfigMap: weft reads the one Istio keeps its mesh configuration in
+/// (`istio` in the root namespace, key `mesh`); see `types::mesh`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigMap {
+    pub data: BTreeMap<String, String>,
+}

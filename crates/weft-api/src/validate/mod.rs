@@ -85,6 +85,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
         Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
         Spec::Workload(s) => other::workload(&mut ctx, s, &spec),
+        Spec::ConfigMap(_) => other::config_map(&mut ctx),
     }
     let mut out = ctx.out;
     out.extend(unimplemented::check(resource));

@@ -382,3 +382,70 @@ pub fn metric_template(ctx: &mut Ctx<'_>, m: &MetricTemplate, spec: &FieldPath) 
         );
     }
 }
+
+/// Istio's mesh ConfigMap (`istio` in `istio-system`): its `mesh` text
+/// must parse, and each extension provider weft can use must be complete.
+/// Other ConfigMaps are not the mesh's business.
+pub fn config_map(ctx: &mut Ctx<'_>) {
+    let r = ctx.resource;
+    if !crate::types::mesh::is_mesh_config(r, "istio-system") {
+        return;
+    }
+    let mesh = match crate::types::mesh::parse(r) {
+        Ok(m) => m,
+        Err(e) => {
+            let mut d = crate::diag::Diagnostic::new(
+                crate::diag::Severity::Error,
+                crate::diag::codes::SCHEMA,
+                crate::diag::Origin::new(&r.source.file, e.mark.unwrap_or_default()),
+                e.message,
+            )
+            .with_resource(r.display_name());
+            if let Some(p) = &e.path {
+                d = d.with_field(p);
+            }
+            d.fix = e.fix;
+            ctx.out.push(d);
+            return;
+        }
+    };
+    let base = FieldPath::root()
+        .key("data")
+        .key("mesh")
+        .key("extensionProviders");
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in mesh.extension_providers.iter().enumerate() {
+        let path = base.index(i);
+        if p.name.is_empty() {
+            ctx.error(
+                &path.key("name"),
+                "an extension provider needs a name",
+                "name it, e.g. name: my-ext-authz",
+            );
+        } else if !names.insert(p.name.clone()) {
+            ctx.error(
+                &path.key("name"),
+                format!("extension provider {:?} is defined twice", p.name),
+                "give each provider its own name",
+            );
+        }
+        if let Some(h) = &p.envoy_ext_authz_http {
+            if h.service.is_empty() {
+                ctx.error(
+                    &path.key("envoyExtAuthzHttp").key("service"),
+                    "the authorizer's service is missing",
+                    "set service to the authorizer's host, e.g. ext-authz.foo.svc.cluster.local",
+                );
+            }
+            if h.port == 0 || h.port > 65535 {
+                ctx.error(
+                    &path.key("envoyExtAuthzHttp").key("port"),
+                    format!("port {} is not a valid port", h.port),
+                    "set the authorizer's HTTP port, 1..65535",
+                );
+            }
+        } else if p.envoy_ext_authz_grpc.is_some() {
+            ctx.warn(&path.key("envoyExtAuthzGrpc"), "weft does not implement envoyExtAuthzGrpc yet; CUSTOM policies naming this provider deny", "use envoyExtAuthzHttp");
+        }
+    }
+}

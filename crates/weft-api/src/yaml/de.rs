@@ -27,6 +27,18 @@ pub struct DeError {
 }
 
 impl DeError {
+    /// An error found outside the deserializer, at a known place.
+    pub fn at(message: String, fix: Option<String>, mark: Mark, path: FieldPath) -> Self {
+        DeError {
+            message,
+            fix,
+            mark: Some(mark),
+            path: Some(path),
+            missing: None,
+            at_key: false,
+        }
+    }
+
     fn plain(message: String) -> Self {
         DeError {
             message,

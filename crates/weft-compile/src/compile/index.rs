@@ -20,6 +20,9 @@ pub struct Index<'a> {
     pub request_authentications: Vec<(&'a Resource, &'a RequestAuthentication)>,
     pub authorization_policies: Vec<(&'a Resource, &'a AuthorizationPolicy)>,
     pub telemetries: Vec<(&'a Resource, &'a Telemetry)>,
+    /// MeshConfig from Istio's `istio` ConfigMap (validation already
+    /// reported it if it does not parse).
+    pub mesh_config: weft_api::types::mesh::MeshConfig,
 }
 
 impl<'a> Index<'a> {
@@ -34,7 +37,14 @@ impl<'a> Index<'a> {
             request_authentications: Vec::new(),
             authorization_policies: Vec::new(),
             telemetries: Vec::new(),
+            mesh_config: Default::default(),
         };
+        if let Some(r) = all
+            .iter()
+            .find(|r| weft_api::types::mesh::is_mesh_config(r, "istio-system"))
+        {
+            ix.mesh_config = weft_api::types::mesh::parse(r).unwrap_or_default();
+        }
         for r in all {
             match &r.spec {
                 Spec::VirtualService(s) => ix.virtual_services.push((r, s)),

@@ -8,12 +8,71 @@ use super::index::{policy_scope, PolicyScope};
 use super::{Compiler, Me};
 
 pub fn build(c: &Compiler<'_>, me: &Me) -> Security {
+    let authorization = authorization(c, me);
     Security {
         trust_domain: c.mesh.trust_domain.clone(),
         inbound_mtls: peer_mode(c, me),
         jwt_rules: jwt_rules(c, me),
-        authorization: authorization(c, me),
+        ext_authz: ext_authz(c, &authorization),
+        authorization,
     }
+}
+
+/// The `envoyExtAuthzHttp` providers the CUSTOM policies name. A provider
+/// that is missing or of another type is left out: the proxy then denies
+/// what those policies match.
+fn ext_authz(c: &Compiler<'_>, authz: &Authorization) -> Vec<ExtAuthzProvider> {
+    let wanted: std::collections::BTreeSet<&str> = authz
+        .custom
+        .iter()
+        .filter_map(|p| p.provider.as_deref())
+        .collect();
+    c.index
+        .mesh_config
+        .extension_providers
+        .iter()
+        .filter(|p| wanted.contains(p.name.as_str()))
+        .filter_map(|p| {
+            let h = p.envoy_ext_authz_http.as_ref()?;
+            let host = if h.service.contains('.') {
+                h.service.clone()
+            } else {
+                crate::host::resolve(&h.service, &c.mesh.root_namespace, &c.mesh.domain_suffix)
+            };
+            let timeout_ms = h
+                .timeout
+                .as_deref()
+                .and_then(|t| weft_api::types::common::parse_duration(t).ok())
+                .map_or(600_000, |d| d.as_millis() as u64);
+            Some(ExtAuthzProvider {
+                name: p.name.clone(),
+                cluster: format!("outbound|{}||{host}", h.port),
+                authority: format!("{host}:{}", h.port),
+                path_prefix: h.path_prefix.clone().unwrap_or_default(),
+                timeout_ms,
+                fail_open: h.fail_open,
+                status_on_error: h
+                    .status_on_error
+                    .as_deref()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(403),
+                include_request_headers: h
+                    .include_request_headers_in_check
+                    .iter()
+                    .chain(&h.include_headers_in_check)
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect(),
+                additional_headers: h.include_additional_headers_in_check.clone(),
+                headers_to_upstream_on_allow: lower(&h.headers_to_upstream_on_allow),
+                headers_to_downstream_on_allow: lower(&h.headers_to_downstream_on_allow),
+                headers_to_downstream_on_deny: lower(&h.headers_to_downstream_on_deny),
+            })
+        })
+        .collect()
+}
+
+fn lower(v: &[String]) -> Vec<String> {
+    v.iter().map(|s| s.to_ascii_lowercase()).collect()
 }
 
 fn mode_of(m: Option<&sec::Mtls>) -> Option<MtlsMode> {

@@ -18,6 +18,9 @@ enum App {
     TcpEcho(Common),
     /// A gRPC echo service (h2c): Echo and Chat echo every message, Fail answers UNAVAILABLE.
     GrpcEcho(Common),
+    /// An external authorizer like Istio's ext-authz sample: allows
+    /// requests with `x-ext-authz: allow`.
+    ExtAuthz(Common),
     /// A curl-like client that goes through the sidecar (HTTP_PROXY).
     Curl(sample::curl::Args),
     /// Istio's bookinfo: productpage (calls details and reviews).
@@ -41,6 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             App::TcpEcho(c) => sample::tcp_echo::run(c).await,
             App::GrpcEcho(c) => sample::grpc_echo::run(c).await,
             App::Curl(a) => sample::curl::run(a).await,
+            App::ExtAuthz(c) => sample::ext_authz::run(c).await,
             App::Productpage(a) => {
                 sample::bookinfo::run(sample::bookinfo::Service::Productpage, a).await
             }

@@ -4,6 +4,7 @@
 pub mod bookinfo;
 mod client;
 pub mod curl;
+pub mod ext_authz;
 pub mod grpc_echo;
 pub mod httpbin;
 pub mod tcp_echo;

@@ -1,0 +1,105 @@
+//! Istio's MeshConfig, as users keep it: the `istio` ConfigMap in the root
+//! namespace, key `mesh`, a YAML text. Only what weft acts on is typed;
+//! MeshConfig's many other fields are accepted and left alone.
+
+use serde::Deserialize;
+
+use crate::path::FieldPath;
+use crate::resource::{Resource, Spec};
+use crate::yaml::{self, DeError, Limits, Mark};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshConfig {
+    #[serde(default)]
+    pub extension_providers: Vec<ExtensionProvider>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExtensionProvider {
+    #[serde(default)]
+    pub name: String,
+    pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
+    pub envoy_ext_authz_grpc: Option<serde_json::Value>,
+    pub zipkin: Option<serde_json::Value>,
+    pub opentelemetry: Option<serde_json::Value>,
+    pub skywalking: Option<serde_json::Value>,
+    pub datadog: Option<serde_json::Value>,
+    pub lightstep: Option<serde_json::Value>,
+    pub stackdriver: Option<serde_json::Value>,
+    pub prometheus: Option<serde_json::Value>,
+    pub envoy_file_access_log: Option<serde_json::Value>,
+    pub envoy_http_als: Option<serde_json::Value>,
+    pub envoy_tcp_als: Option<serde_json::Value>,
+    pub envoy_otel_als: Option<serde_json::Value>,
+    pub sds: Option<serde_json::Value>,
+}
+
+/// `envoyExtAuthzHttp`: an HTTP service asked about each request a CUSTOM
+/// AuthorizationPolicy matches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExtAuthzHttp {
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u32,
+    pub timeout: Option<String>,
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub fail_open: bool,
+    pub status_on_error: Option<String>,
+    #[serde(default)]
+    pub include_request_headers_in_check: Vec<String>,
+    #[serde(default)]
+    pub include_additional_headers_in_check: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers_to_upstream_on_allow: Vec<String>,
+    #[serde(default)]
+    pub headers_to_downstream_on_allow: Vec<String>,
+    #[serde(default)]
+    pub headers_to_downstream_on_deny: Vec<String>,
+    pub include_request_body_in_check: Option<serde_json::Value>,
+    #[serde(default)]
+    pub include_headers_in_check: Vec<String>,
+}
+
+/// Whether `r` is Istio's mesh ConfigMap (`istio` in `root_namespace`).
+pub fn is_mesh_config(r: &Resource, root_namespace: &str) -> bool {
+    matches!(r.spec, Spec::ConfigMap(_)) && r.name() == "istio" && r.namespace() == root_namespace
+}
+
+/// Parses the ConfigMap's `mesh` text. Errors carry the position inside
+/// the embedded text, shifted to where it sits in the file.
+pub fn parse(r: &Resource) -> Result<MeshConfig, DeError> {
+    let Spec::ConfigMap(cm) = &r.spec else {
+        return Ok(MeshConfig::default());
+    };
+    let Some(text) = cm.data.get("mesh") else {
+        return Ok(MeshConfig::default());
+    };
+    let base = FieldPath::root().key("data").key("mesh");
+    // The scalar's mark is where its text starts (for a block scalar, the
+    // first content line at its indentation): shift inner positions by it.
+    let at = base.locate_from(&r.source.tree, r.source.node, false);
+    let shift = |m: Mark| Mark {
+        line: at.line + m.line.saturating_sub(1),
+        column: at.column + m.column.saturating_sub(1),
+    };
+    let trees = yaml::parse_documents(text, &Limits::default()).map_err(|e| {
+        DeError::at(
+            format!("data.mesh is not valid YAML: {}", e.message),
+            Some("data.mesh holds Istio's MeshConfig as YAML text".into()),
+            shift(e.mark),
+            base.clone(),
+        )
+    })?;
+    let Some(tree) = trees.first() else {
+        return Ok(MeshConfig::default());
+    };
+    yaml::from_node(tree, tree.root_id(), &base).map_err(|mut e| {
+        e.mark = e.mark.map(shift);
+        e
+    })
+}
