@@ -13,9 +13,18 @@ use hyper_util::server::conn::auto;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+/// What the API asks the control loop to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Rotate the mesh's root certificate, with an overlap.
+    RotateRoot,
+}
+
 /// The documents the API serves, refreshed by the control loop.
 #[derive(Default)]
 pub struct Docs {
+    /// Where commands go; `None` when nothing listens.
+    pub commands: Option<tokio::sync::mpsc::UnboundedSender<Command>>,
     pub status: Value,
     pub validations: Value,
     /// Every resource: kind, namespace, name, where it was written, and the
@@ -135,6 +144,18 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
                 })
                 .unwrap_or_default();
             (200, Value::Array(items).to_string())
+        }
+        ("POST", "/api/ca/rotate") => {
+            let sent = docs
+                .lock()
+                .ok()
+                .and_then(|d| d.commands.clone())
+                .is_some_and(|c| c.send(Command::RotateRoot).is_ok());
+            if sent {
+                (202, serde_json::json!({"rotation": "started"}).to_string())
+            } else {
+                (503, error("the control loop is not running"))
+            }
         }
         ("POST", "/api/apply") => {
             let body = match http_body_util::Limited::new(req.into_body(), 4 * 1024 * 1024)

@@ -35,7 +35,7 @@ const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 const MIN_TTL: Duration = Duration::from_secs(5);
 
 pub struct CaService {
-    pub authority: Authority,
+    authority: std::sync::RwLock<Authority>,
     hub: Arc<Hub>,
     default_ttl: Duration,
     /// Where `credentialName` secrets are read from.
@@ -50,7 +50,7 @@ impl CaService {
         secrets_dir: Option<std::path::PathBuf>,
     ) -> Arc<CaService> {
         Arc::new(CaService {
-            authority,
+            authority: std::sync::RwLock::new(authority),
             hub,
             default_ttl,
             secrets_dir,
@@ -104,7 +104,11 @@ impl CaService {
             0 => self.default_ttl,
             s => Duration::from_secs(s).clamp(MIN_TTL, MAX_TTL),
         };
-        match self.authority.sign(&req.csr_pem, &entitled, ttl) {
+        let authority = self
+            .authority
+            .read()
+            .map_err(|_| Status::internal("the CA's state is poisoned"))?;
+        match authority.sign(&req.csr_pem, &entitled, ttl) {
             Ok(chain) => {
                 tracing::info!(proxy = %req.proxy, identity = %entitled, ttl_seconds = ttl.as_secs(), "issued a workload certificate");
                 if let Some(info) = chain
@@ -128,7 +132,7 @@ impl CaService {
                 }
                 Ok(CertificateResponse {
                     cert_chain: chain,
-                    trust_bundle: self.authority.roots().to_vec(),
+                    trust_bundle: authority.roots().to_vec(),
                 })
             }
             Err(e @ IdentityError::NotEntitled { .. }) => {
@@ -140,14 +144,61 @@ impl CaService {
     }
 }
 
+impl CaService {
+    /// The roots every proxy must trust now, signing root first.
+    pub fn roots(&self) -> Vec<String> {
+        self.authority
+            .read()
+            .map(|a| a.roots().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` on the authority (rotation steps).
+    pub fn with_authority<T>(
+        &self,
+        f: impl FnOnce(&mut Authority) -> Result<T, IdentityError>,
+    ) -> Result<T, IdentityError> {
+        let mut a = self
+            .authority
+            .write()
+            .map_err(|_| IdentityError::invalid("CA", "state poisoned"))?;
+        f(&mut a)
+    }
+
+    /// `{phase, roots: [{serial, subject, notAfter}], retireAt}` for status.
+    pub fn describe(&self) -> serde_json::Value {
+        let Ok(a) = self.authority.read() else {
+            return serde_json::Value::Null;
+        };
+        let roots: Vec<serde_json::Value> = a
+            .roots()
+            .iter()
+            .filter_map(|p| weft_identity::pem::certs("root", p).ok())
+            .filter_map(|d| d.first().and_then(|c| CertInfo::parse(c).ok()))
+            .map(|c| {
+                serde_json::json!({
+                    "serial": c.serial, "subject": c.subject,
+                    "notAfter": weft_identity::inspect::rfc3339(c.not_after),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "source": a.source,
+            "phase": a.rotation_phase(),
+            "roots": roots,
+            "retireAt": a.retire_at(),
+        })
+    }
+}
+
 /// Writes the roots proxies must trust where `weft up` and `weft proxy
 /// --ca-root` read them. They are public; the keys stay in the CA
 /// directory.
-pub fn write_trust_bundle(authority: &Authority, path: &Path) -> std::io::Result<()> {
+pub fn write_trust_bundle(roots: &[String], path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, authority.roots().concat())
+    std::fs::write(path, roots.concat())
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -180,8 +231,12 @@ impl UnaryService<CertificateRequest> for SignSvc {
 
 /// The control plane's own TLS configuration, re-issued at half-life.
 pub fn serving_config(ca: &CaService) -> Result<Arc<rustls::ServerConfig>, IdentityError> {
-    let id = tls::control_plane_identity(ca.authority.trust_domain());
-    let (key, chain) = ca.authority.issue_local(&id, DEFAULT_TTL)?;
+    let authority = ca
+        .authority
+        .read()
+        .map_err(|_| IdentityError::invalid("CA", "state poisoned"))?;
+    let id = tls::control_plane_identity(authority.trust_domain());
+    let (key, chain) = authority.issue_local(&id, DEFAULT_TTL)?;
     Ok(Arc::new(tls::control_plane_server(&key, &chain)?))
 }
 

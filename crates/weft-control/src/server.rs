@@ -87,35 +87,54 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     tokio::spawn(push::serve(xds_listener, hub.clone()));
     let authority = Authority::load_or_create(&o.ca_dir, &mesh(&o).trust_domain)?;
     tracing::info!(source = %authority.source, "CA ready");
-    ca::write_trust_bundle(&authority, &trust_bundle_path(&o.run_dir))?;
+    ca::write_trust_bundle(authority.roots(), &trust_bundle_path(&o.run_dir))?;
     let ca_listener = ca::bind(o.ca).await?;
     let ca_service = ca::CaService::new(authority, hub.clone(), o.cert_ttl, o.secrets_dir.clone());
+    let ca_serving = ca_service.clone();
     tokio::spawn(async move {
-        if let Err(e) = ca::serve(ca_listener, ca_service).await {
+        if let Err(e) = ca::serve(ca_listener, ca_serving).await {
             tracing::error!(error = %e, "the CA stopped");
         }
     });
-    let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs::default()));
+    let (commands, mut command_rx) = tokio::sync::mpsc::unbounded_channel();
+    let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs {
+        commands: Some(commands),
+        ..admin::Docs::default()
+    }));
     tokio::spawn(admin::serve(admin_listener, docs.clone()));
     let jwks = Jwks::new();
     jwks.fetch_all(&Jwks::uris(&config)).await;
     let (jwks_uris, uris_rx) = tokio::sync::watch::channel(Jwks::uris(&config));
     tokio::spawn(jwks.clone().refresh(uris_rx, o.jwks_refresh));
     let mut jwks_changed = jwks.subscribe();
-    serve_config(&o, &hub, &config, &jwks);
+    serve_config(&o, &hub, &config, &jwks, &ca_service.roots());
     let mut current = config;
-    publish(&docs, &o, &hub, &current, None);
+    publish(&docs, &o, &hub, &current, None, &ca_service);
     eprintln!("weft: control plane ready: admin API on http://{}, model stream on {}, CA on {}, {} proxies' configuration", o.admin, o.xds, o.ca, current.models.len());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut last_error: Option<Vec<Diagnostic>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut stream_changes = hub.subscribe_changes();
+    // A root rotation waits in step one until every connected proxy has
+    // the bundle with both roots.
+    let mut rotation_started: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
+            Some(cmd) = command_rx.recv() => match cmd {
+                admin::Command::RotateRoot => match ca_service.with_authority(|a| a.prepare_rotation()) {
+                    Ok(()) => {
+                        eprintln!("weft: root rotation: the new root is being distributed");
+                        roots_changed(&o, &ca_service);
+                        serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
+                        rotation_started = Some(tokio::time::Instant::now());
+                    }
+                    Err(e) => eprintln!("weft: root rotation refused: {e}"),
+                },
+            },
             _ = jwks_changed.changed() => {
                 jwks_changed.borrow_and_update();
-                serve_config(&o, &hub, &current, &jwks);
+                serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
             }
             _ = stream_changes.changed() => {
                 // ACKs arrive in bursts after a push; settle briefly.
@@ -123,6 +142,26 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                 stream_changes.borrow_and_update();
             }
             _ = tick.tick() => {
+                if let Some(started) = rotation_started {
+                    let distributed = all_acked(&hub, &current);
+                    if distributed || started.elapsed() > Duration::from_secs(30) {
+                        if !distributed {
+                            eprintln!("weft: root rotation: not every proxy acknowledged the new bundle within 30 s; going on");
+                        }
+                        match ca_service.with_authority(|a| a.complete_rotation(o.cert_ttl)) {
+                            Ok(()) => eprintln!("weft: root rotation: signing with the new root; the old one is trusted for {}s more", o.cert_ttl.as_secs()),
+                            Err(e) => eprintln!("weft: root rotation failed: {e}"),
+                        }
+                        rotation_started = None;
+                        roots_changed(&o, &ca_service);
+                        serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
+                    }
+                }
+                if ca_service.with_authority(|a| a.retire_due()).unwrap_or(false) {
+                    eprintln!("weft: root rotation: the old root is retired");
+                    roots_changed(&o, &ca_service);
+                    serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
+                }
                 if store.changed_on_disk() {
                     // Debounce: editors write in several steps.
                     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -133,7 +172,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                             let uris = Jwks::uris(&next);
                             jwks.fetch_all(&jwks.missing(&uris)).await;
                             jwks_uris.send_replace(uris);
-                            serve_config(&o, &hub, &next, &jwks);
+                            serve_config(&o, &hub, &next, &jwks, &ca_service.roots());
                             current = next;
                             last_error = None;
                         }
@@ -148,14 +187,40 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
-        publish(&docs, &o, &hub, &current, last_error.as_deref());
+        publish(
+            &docs,
+            &o,
+            &hub,
+            &current,
+            last_error.as_deref(),
+            &ca_service,
+        );
     }
     Ok(())
 }
 
+/// Rewrites the trust bundle file after the roots changed.
+fn roots_changed(o: &Options, ca: &ca::CaService) {
+    if let Err(e) = ca::write_trust_bundle(&ca.roots(), &trust_bundle_path(&o.run_dir)) {
+        eprintln!("weft: cannot write the trust bundle: {e}");
+    }
+}
+
+/// Whether every connected proxy has acknowledged what it is served.
+fn all_acked(hub: &Hub, config: &Config) -> bool {
+    let sync = hub.sync();
+    config.models.keys().all(|name| {
+        let s = sync.get(name).cloned().unwrap_or_default();
+        !s.connected
+            || hub
+                .served_version(name)
+                .is_some_and(|v| v == s.acked_version)
+    })
+}
+
 /// Makes `config` what the stream serves, with a token for every proxy and
 /// fetched keys inlined into its RequestAuthentication rules.
-fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks) {
+fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[String]) {
     for name in config.models.keys() {
         if let Err(e) = hub.token_file(&o.run_dir.join("tokens"), name) {
             eprintln!("weft: cannot write the token of {name}: {e}");
@@ -179,20 +244,21 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks) {
         config
             .models
             .iter()
-            .map(|(name, c)| (name.clone(), served_model(c, jwks)))
+            .map(|(name, c)| (name.clone(), served_model(c, jwks, roots)))
             .collect(),
     );
 }
 
 /// The version and JSON a proxy is sent: the compiled model, with remote
 /// key sets inlined when it has rules that name one.
-fn served_model(c: &crate::store::Compiled, jwks: &Jwks) -> (String, Arc<String>) {
-    let remote = |r: &weft_model::JwtRule| r.jwks.is_none() && r.jwks_uri.is_some();
-    if !c.model.security.jwt_rules.iter().any(remote) {
-        return (c.version.clone(), Arc::new(c.json.clone()));
-    }
+fn served_model(
+    c: &crate::store::Compiled,
+    jwks: &Jwks,
+    roots: &[String],
+) -> (String, Arc<String>) {
     let mut model = c.model.clone();
     jwks.fill(&mut model);
+    model.security.trust_bundle = roots.to_vec();
     match serde_json::to_string_pretty(&model) {
         Ok(json) => (weft_model::names::content_version(&json), Arc::new(json)),
         Err(_) => (c.version.clone(), Arc::new(c.json.clone())),
@@ -207,6 +273,7 @@ fn publish(
     hub: &Hub,
     config: &Config,
     last_error: Option<&[Diagnostic]>,
+    ca: &ca::CaService,
 ) {
     let sync = hub.sync();
     let proxies: Vec<serde_json::Value> = config
@@ -258,6 +325,7 @@ fn publish(
             "xds": o.xds.to_string(),
             "runDir": o.run_dir.display().to_string(),
             "generation": config.generation,
+            "ca": ca.describe(),
             "lastRefusedChange": last_error.map(|d| d.iter().filter(|d| d.severity == Severity::Error).collect::<Vec<_>>()),
         },
         "proxies": proxies,

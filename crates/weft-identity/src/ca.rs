@@ -31,12 +31,27 @@ pub struct Authority {
     /// Certificates sent after the leaf: the issuing certificate and its
     /// chain up to (not including) the root. Empty for a weft root.
     chain: Vec<String>,
-    /// Roots peers must trust: the current root, then any root still in
-    /// its overlap period after a rotation.
+    /// Roots peers must trust, the signing one first: the current root,
+    /// the next one while a rotation is being prepared, and the previous
+    /// ones until they retire.
     roots: Vec<String>,
+    current: String,
+    next: Option<String>,
+    previous: Vec<String>,
+    /// When the previous roots stop being trusted (Unix seconds).
+    retire_at: Option<u64>,
+    /// The directory of a weft-made root (rotation writes there); `None`
+    /// for a plug-in CA, which its owner rotates.
+    dir: Option<std::path::PathBuf>,
     trust_domain: String,
     /// Where the keys came from, for logs.
     pub source: String,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl std::fmt::Debug for Authority {
@@ -56,39 +71,148 @@ impl Authority {
             return Authority::plug_in(dir, trust_domain);
         }
         let (cert_path, key_path) = (dir.join("root-cert.pem"), dir.join("root-key.pem"));
-        if key_path.exists() {
-            let key_pem = pem::read(&key_path)?;
-            let cert_pem = pem::read(&cert_path)?;
-            let key = KeyPair::from_pem(&key_pem)
-                .map_err(|e| IdentityError::invalid(key_path.display().to_string(), e))?;
-            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-                .map_err(|e| IdentityError::invalid(cert_path.display().to_string(), e))?;
-            let mut roots = pem::split(&cert_pem);
-            roots.extend(previous_roots(dir)?);
-            return Ok(Authority {
-                issuer,
-                chain: Vec::new(),
-                roots,
-                trust_domain: trust_domain.to_owned(),
-                source: format!("weft root in {}", dir.display()),
-            });
+        if !key_path.exists() {
+            std::fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let (cert_pem, key) = new_root(trust_domain)?;
+            pem::write_private(&key_path, &key.serialize_pem())?;
+            pem::write_public(&cert_path, &cert_pem)?;
+            tracing::info!(dir = %dir.display(), "created a new root certificate for the mesh");
         }
-        std::fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let (cert_pem, key) = new_root(trust_domain)?;
-        pem::write_private(&key_path, &key.serialize_pem())?;
-        pem::write_public(&cert_path, &cert_pem)?;
-        tracing::info!(dir = %dir.display(), "created a new root certificate for the mesh");
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
-        Ok(Authority {
+        let key_pem = pem::read(&key_path)?;
+        let cert_pem = pem::read(&cert_path)?;
+        let key = KeyPair::from_pem(&key_pem)
+            .map_err(|e| IdentityError::invalid(key_path.display().to_string(), e))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+            .map_err(|e| IdentityError::invalid(cert_path.display().to_string(), e))?;
+        let next = std::fs::read_to_string(dir.join("next-root-cert.pem")).ok();
+        let retire_at = std::fs::read_to_string(dir.join("previous-roots.retire"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok());
+        let mut a = Authority {
             issuer,
             chain: Vec::new(),
-            roots: vec![cert_pem],
+            roots: Vec::new(),
+            current: cert_pem,
+            next,
+            previous: previous_roots(dir)?,
+            retire_at,
+            dir: Some(dir.to_owned()),
             trust_domain: trust_domain.to_owned(),
             source: format!("weft root in {}", dir.display()),
+        };
+        a.retire_due()?;
+        a.recompute();
+        Ok(a)
+    }
+
+    fn recompute(&mut self) {
+        let mut roots = pem::split(&self.current);
+        if let Some(n) = &self.next {
+            roots.extend(pem::split(n));
+        }
+        roots.extend(self.previous.iter().cloned());
+        self.roots = roots;
+    }
+
+    fn own_dir(&self) -> Result<&Path, IdentityError> {
+        self.dir.as_deref().ok_or_else(|| {
+            IdentityError::invalid(
+                "root rotation",
+                "this mesh uses plug-in CA certificates (cacerts); rotate them with your own PKI and restart the control plane",
+            )
         })
+    }
+
+    /// Rotation, step one: make the next root and trust it alongside the
+    /// current one, still signing with the current one. Push the bundle
+    /// to every proxy before step two.
+    pub fn prepare_rotation(&mut self) -> Result<(), IdentityError> {
+        let dir = self.own_dir()?.to_owned();
+        if self.next.is_some() {
+            return Ok(());
+        }
+        let (cert_pem, key) = new_root(&self.trust_domain)?;
+        pem::write_private(&dir.join("next-root-key.pem"), &key.serialize_pem())?;
+        pem::write_public(&dir.join("next-root-cert.pem"), &cert_pem)?;
+        self.next = Some(cert_pem);
+        self.recompute();
+        tracing::info!("root rotation: the next root is trusted alongside the current one");
+        Ok(())
+    }
+
+    /// Rotation, step two: sign with the next root; the old one stays
+    /// trusted for `overlap` (the longest lifetime of what it signed).
+    pub fn complete_rotation(&mut self, overlap: Duration) -> Result<(), IdentityError> {
+        let dir = self.own_dir()?.to_owned();
+        let Some(next) = self.next.clone() else {
+            return Err(IdentityError::invalid(
+                "root rotation",
+                "no next root: prepare the rotation first",
+            ));
+        };
+        let key_pem = pem::read(&dir.join("next-root-key.pem"))?;
+        let key = KeyPair::from_pem(&key_pem)
+            .map_err(|e| IdentityError::invalid("next-root-key.pem", e))?;
+        let issuer = Issuer::from_ca_cert_pem(&next, key)?;
+        let mut previous = self.previous.clone();
+        previous.extend(pem::split(&self.current));
+        pem::write_public(&dir.join("previous-roots.pem"), &previous.concat())?;
+        let retire = unix_now() + overlap.as_secs().max(1);
+        pem::write_public(&dir.join("previous-roots.retire"), &retire.to_string())?;
+        pem::write_private(&dir.join("root-key.pem"), &key_pem)?;
+        pem::write_public(&dir.join("root-cert.pem"), &next)?;
+        let _ = std::fs::remove_file(dir.join("next-root-key.pem"));
+        let _ = std::fs::remove_file(dir.join("next-root-cert.pem"));
+        self.issuer = issuer;
+        self.current = next;
+        self.next = None;
+        self.previous = previous;
+        self.retire_at = Some(retire);
+        self.recompute();
+        tracing::info!(
+            retire_in_seconds = overlap.as_secs(),
+            "root rotation: signing with the new root"
+        );
+        Ok(())
+    }
+
+    /// Drops previous roots whose overlap is over; whether any were.
+    pub fn retire_due(&mut self) -> Result<bool, IdentityError> {
+        let due = self.retire_at.is_some_and(|t| t <= unix_now());
+        if !due || self.previous.is_empty() {
+            return Ok(false);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_file(dir.join("previous-roots.pem"));
+            let _ = std::fs::remove_file(dir.join("previous-roots.retire"));
+        }
+        self.previous.clear();
+        self.retire_at = None;
+        self.recompute();
+        tracing::info!("root rotation: the previous root is no longer trusted");
+        Ok(true)
+    }
+
+    /// When the previous roots retire, if any are trusted.
+    pub fn retire_at(&self) -> Option<u64> {
+        (!self.previous.is_empty())
+            .then_some(self.retire_at)
+            .flatten()
+    }
+
+    /// `"preparing"` while the next root is trusted but not signing,
+    /// `"overlap"` while a previous root is still trusted, else `"steady"`.
+    pub fn rotation_phase(&self) -> &'static str {
+        if self.next.is_some() {
+            "preparing"
+        } else if !self.previous.is_empty() {
+            "overlap"
+        } else {
+            "steady"
+        }
     }
 
     /// Istio's `cacerts` layout: an intermediate signed by the user's root.
@@ -122,7 +246,12 @@ impl Authority {
         Ok(Authority {
             issuer,
             chain,
+            current: roots.concat(),
             roots,
+            next: None,
+            previous: Vec::new(),
+            retire_at: None,
+            dir: None,
             trust_domain: trust_domain.to_owned(),
             source: format!("plug-in CA certificates in {}", dir.display()),
         })
@@ -205,7 +334,16 @@ fn new_root(trust_domain: &str) -> Result<(String, KeyPair), IdentityError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, trust_domain);
-    dn.push(DnType::CommonName, "weft root CA");
+    // Each root is named apart, so a chain names its own root after a
+    // rotation.
+    let serial = random_serial();
+    let tag: String = serial
+        .to_bytes()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    dn.push(DnType::CommonName, format!("weft root CA {tag}"));
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -216,7 +354,7 @@ fn new_root(trust_domain: &str) -> Result<(String, KeyPair), IdentityError> {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
     params.not_after = now + ROOT_LIFETIME;
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(serial);
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key))
 }

@@ -44,7 +44,7 @@ pub enum IdentityError {
 }
 
 impl IdentityError {
-    pub(crate) fn invalid(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
+    pub fn invalid(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
         IdentityError::Invalid {
             what: what.into(),
             why: why.to_string(),

@@ -561,6 +561,11 @@ pub struct Security {
     /// The external authorizers this proxy's CUSTOM policies name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ext_authz: Vec<ExtAuthzProvider>,
+    /// The roots to trust (PEM), signing root first; set by the control
+    /// plane when it serves the model, so a root rotation reaches every
+    /// proxy before any certificate from the new root does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_bundle: Vec<String>,
 }
 
 /// An `envoyExtAuthzHttp` extension provider: an HTTP service asked about

@@ -113,6 +113,9 @@ impl Shared {
 /// Compiles and swaps in a model, keeping the runtime state of clusters
 /// that did not change.
 pub(crate) fn apply(shared: &Shared, model: ProxyModel, version: String) -> Result<(), ProxyError> {
+    if let Some(mesh) = &shared.mesh {
+        mesh.adopt_bundle(&model.security.trust_bundle);
+    }
     let current = shared.snapshot.load();
     let client = Arc::new(upstream::ClientSide::new(
         &model.proxy,
@@ -168,6 +171,9 @@ impl Proxy {
         mesh: Option<Arc<mesh::Mesh>>,
         credentials: Arc<credentials::Credentials>,
     ) -> Result<Proxy, ProxyError> {
+        if let Some(m) = &mesh {
+            m.adopt_bundle(&model.security.trust_bundle);
+        }
         credentials.ensure(&model.credential_names()).await;
         let client = Arc::new(upstream::ClientSide::new(
             &model.proxy,

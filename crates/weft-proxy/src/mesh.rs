@@ -50,6 +50,10 @@ pub struct Mesh {
     client_configs: Mutex<HashMap<Arc<[String]>, Arc<rustls::ClientConfig>>>,
     /// The tunnel port's TLS configuration, likewise.
     server: arc_swap::ArcSwapOption<rustls::ServerConfig>,
+    /// The root that signed the current certificate, so a rotation that
+    /// moves signing to a new root renews at once.
+    signed_under: Mutex<String>,
+    renew: tokio::sync::Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,8 @@ impl Mesh {
             tunnels: Mutex::new(HashMap::new()),
             client_configs: Mutex::new(HashMap::new()),
             server: arc_swap::ArcSwapOption::empty(),
+            signed_under: Mutex::new(String::new()),
+            renew: tokio::sync::Notify::new(),
         })
     }
 
@@ -276,6 +282,24 @@ impl Mesh {
         Ok(sender)
     }
 
+    /// The roots the control plane pushed with the model. When signing
+    /// has moved to another root, the certificate is renewed now.
+    pub fn adopt_bundle(&self, roots: &[String]) {
+        if roots.is_empty() {
+            return;
+        }
+        self.set_bundle(roots);
+        let signed_under = self
+            .signed_under
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        if !signed_under.is_empty() && signed_under != roots[0] {
+            tracing::info!("the mesh's signing root changed; renewing the certificate");
+            self.renew.notify_one();
+        }
+    }
+
     fn set_bundle(&self, roots: &[String]) {
         if roots.is_empty() || self.bundle.load().pem == roots {
             return;
@@ -307,7 +331,14 @@ pub async fn keep_certified(mesh: Arc<Mesh>, ca: CaClient) {
                     .duration_since(SystemTime::now())
                     .unwrap_or_default()
                     .max(Duration::from_secs(1));
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    // A root rotation: jittered, so proxies do not all
+                    // hit the CA in the same instant.
+                    _ = mesh.renew.notified() => {
+                        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..500))).await;
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(ca = %ca.ca, error = %e, "cannot get a workload certificate; retrying");
@@ -331,6 +362,9 @@ async fn certify(mesh: &Mesh, ca: &CaClient) -> Result<SystemTime, String> {
     let resp =
         request_certificate(ca, &mesh.bundle(), &mesh.trust_domain, &request.csr_pem).await?;
     mesh.set_bundle(&resp.trust_bundle);
+    if let (Some(root), Ok(mut s)) = (resp.trust_bundle.first(), mesh.signed_under.lock()) {
+        *s = root.clone();
+    }
     let cert = request
         .complete(&mesh.identity, &resp.cert_chain)
         .map_err(|e| e.to_string())?;

@@ -48,6 +48,8 @@ enum Command {
     ProxyConfig(cmd::proxy_config::Args),
     /// Show a running proxy's workload certificate and trusted roots.
     X509(cmd::x509::Args),
+    /// The mesh's certificate authority: rotate the root, show its state.
+    Ca(cmd::ca::Args),
     /// Run one proxy from a compiled model file.
     Proxy(cmd::proxy::Args),
     /// Run a workload command for `weft up`, dying with it.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::ProxyConfig(args) => cmd::proxy_config::run(&args),
         Command::X509(args) => cmd::x509::run(&args),
+        Command::Ca(args) => cmd::ca::run(&args),
         Command::Proxy(args) => cmd::proxy::run(&args),
         Command::SampleApp(args) => cmd::sample_app::run(args),
     };

@@ -320,3 +320,98 @@ fn certificates_rotate_under_steady_traffic() {
     assert!(text.contains("CERT"), "{text}");
     assert!(!text.contains("WARNING"), "{text}");
 }
+
+fn ca_state(m: &Mesh) -> serde_json::Value {
+    let r = curl(&[&format!("http://{}/api/status", m.admin)]);
+    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["controlPlane"]["ca"].clone()
+}
+
+fn wait_phase(m: &Mesh, phase: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let ca = ca_state(m);
+        if ca["phase"] == phase {
+            return ca;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never reached {phase}: {ca}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `weft ca rotate` under steady traffic: the new root reaches every proxy,
+/// then signs (proxies renew), then the old root retires; no page fails.
+#[test]
+fn root_rotation_under_steady_traffic() {
+    let m = common::mesh::up_with_args(110, "", &["--cert-ttl", "6s"]);
+    let before = ca_state(&m);
+    assert_eq!(before["phase"], "steady");
+    let old_root = before["roots"][0]["serial"].as_str().unwrap().to_owned();
+    let url = format!("http://{}/productpage", m.ingress);
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                // Bounded: fourteen seconds or 700 pages per client.
+                while started.elapsed() < Duration::from_secs(14) && statuses.len() < 700 {
+                    statuses.push(curl(&[&url]).status);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                statuses
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let out = common::weft()
+        .args(["ca", "rotate", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Signing moved to the new root; the old one is still trusted.
+    let overlap = wait_phase(&m, "overlap");
+    assert_eq!(overlap["roots"].as_array().unwrap().len(), 2, "{overlap}");
+    let new_root = overlap["roots"][0]["serial"].as_str().unwrap().to_owned();
+    assert_ne!(new_root, old_root);
+    assert_eq!(overlap["roots"][1]["serial"], old_root);
+    // Proxies renewed under the new root at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let cert = x509(&m, "reviews-v1");
+        let issuer = cert["chain"][0]["issuer"].as_str().unwrap_or("").to_owned();
+        if issuer == overlap["roots"][0]["subject"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reviews kept its old certificate: {cert}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The old root retires after the certificate lifetime.
+    let steady = wait_phase(&m, "steady");
+    assert_eq!(steady["roots"].as_array().unwrap().len(), 1, "{steady}");
+    assert_eq!(steady["roots"][0]["serial"], new_root);
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert!(statuses.len() > 150, "only {} pages", statuses.len());
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} pages failed across the rotation",
+        statuses.len()
+    );
+    let bundle = std::fs::read_to_string(m.w.dir.join("run/trust-bundle.pem")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 1);
+}

@@ -15,6 +15,7 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> Security {
         jwt_rules: jwt_rules(c, me),
         ext_authz: ext_authz(c, &authorization),
         authorization,
+        trust_bundle: Vec::new(),
     }
 }
 

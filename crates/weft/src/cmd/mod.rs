@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod analyze;
+pub mod ca;
 pub mod ca_args;
 pub mod control_plane;
 pub mod exec_child;
