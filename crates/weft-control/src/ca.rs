@@ -1,6 +1,7 @@
 //! The CA service (`weft.v1.Certificates/Sign`) on the control plane's TLS
-//! port, 15012. A proxy sends a CSR with its bootstrap token; the CA signs
-//! it only for the SPIFFE ID that proxy is entitled to (its workload's
+//! port, 15012, which also carries the model stream for proxies that have
+//! a CA to verify it with. A proxy sends a CSR with its bootstrap token;
+//! the CA signs it only for the SPIFFE ID that proxy is entitled to (its workload's
 //! service account), so a stolen token cannot become another identity.
 //!
 //! The port serves TLS with the control plane's own SPIFFE certificate,
@@ -279,6 +280,10 @@ pub async fn serve(listener: TcpListener, ca: Arc<CaService>) -> Result<(), Iden
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let ca = ca.clone();
                     async move {
+                        // The model stream, over TLS (as istiod serves xDS on 15012).
+                        if req.uri().path() == weft_model::wire::STREAM_PATH {
+                            return Ok(crate::push::serve_stream(ca.hub.clone(), req).await);
+                        }
                         if req.uri().path() == CREDENTIAL_PATH {
                             let mut grpc = Grpc::new(tonic_prost::ProstCodec::<
                                 CredentialResponse,

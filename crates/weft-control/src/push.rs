@@ -305,6 +305,15 @@ async fn session(
     tracing::info!(%proxy, "proxy disconnected");
 }
 
+/// One model stream, whatever port it arrived on.
+pub async fn serve_stream(
+    hub: Arc<Hub>,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<tonic::body::Body> {
+    let mut grpc = Grpc::new(tonic_prost::ProstCodec::<ModelUpdate, ProxyMessage>::default());
+    grpc.streaming(StreamSvc(hub), req).await
+}
+
 /// Serves the stream on `listener` (gRPC over h2c) until the process ends.
 pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -328,11 +337,7 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
                                 .insert("grpc-status", http::HeaderValue::from_static("12"));
                             return Ok::<_, std::convert::Infallible>(resp);
                         }
-                        let mut grpc = Grpc::new(tonic_prost::ProstCodec::<
-                            ModelUpdate,
-                            ProxyMessage,
-                        >::default());
-                        Ok(grpc.streaming(StreamSvc(hub), req).await)
+                        Ok(serve_stream(hub, req).await)
                     }
                 });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -17,9 +17,12 @@ use weft_model::ProxyModel;
 
 use crate::{ProxyError, Shared};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     pub control_plane: SocketAddr,
+    /// With an identity, the stream runs over TLS to the control plane's
+    /// TLS port, verified against the mesh's roots; without, plain h2c.
+    pub mesh: Option<Arc<crate::mesh::Mesh>>,
     /// `namespace/name`.
     pub proxy: String,
     pub token: String,
@@ -33,17 +36,26 @@ async fn open(
     cfg: &ClientConfig,
     served: &str,
 ) -> Result<(mpsc::Sender<ProxyMessage>, Stream), String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", cfg.control_plane))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(2))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
-    let channel = endpoint.connect().await.map_err(|e| {
-        format!(
-            "cannot reach the control plane at {}: {e}",
-            cfg.control_plane
-        )
-    })?;
+    let channel = match &cfg.mesh {
+        Some(mesh) => {
+            crate::mesh::control_plane_channel(cfg.control_plane, mesh, Duration::from_secs(2))
+                .await?
+        }
+        None => {
+            let endpoint =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", cfg.control_plane))
+                    .map_err(|e| e.to_string())?
+                    .connect_timeout(Duration::from_secs(2))
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(5));
+            endpoint.connect().await.map_err(|e| {
+                format!(
+                    "cannot reach the control plane at {}: {e}",
+                    cfg.control_plane
+                )
+            })?
+        }
+    };
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel(4);
@@ -147,7 +159,15 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
         match open(&cfg, &served).await {
             Ok((tx, mut stream)) => {
                 backoff = Duration::from_millis(100);
-                tracing::info!(control_plane = %cfg.control_plane, version = %served, "connected to the control plane");
+                eprintln!(
+                    "weft proxy: connected to the control plane at {} ({}), serving {served}",
+                    cfg.control_plane,
+                    if cfg.mesh.is_some() {
+                        "TLS"
+                    } else {
+                        "plain text"
+                    }
+                );
                 while let Ok(Some(update)) = stream.message().await {
                     let result = match decode(&update) {
                         Ok(m) => {

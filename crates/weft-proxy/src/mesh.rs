@@ -40,8 +40,9 @@ pub struct Mesh {
     pub certs: Arc<CertStore>,
     bundle: ArcSwap<TrustBundle>,
     pub trust_domain: String,
-    /// The identity this proxy holds (and asks the CA for).
-    pub identity: String,
+    /// The identity this proxy holds (and asks the CA for), known once
+    /// the first model arrives.
+    identity: std::sync::OnceLock<String>,
     /// Open tunnel connections by (peer tunnel address, expected peer
     /// identities).
     tunnels: Mutex<HashMap<TunnelKey, SendRequest<Empty<Bytes>>>>,
@@ -77,18 +78,27 @@ pub enum MeshError {
 }
 
 impl Mesh {
-    pub fn new(bundle: TrustBundle, trust_domain: &str, identity: &str) -> Arc<Mesh> {
+    pub fn new(bundle: TrustBundle, trust_domain: &str) -> Arc<Mesh> {
         Arc::new(Mesh {
             certs: CertStore::new(),
             bundle: ArcSwap::from_pointee(bundle),
             trust_domain: trust_domain.to_owned(),
-            identity: identity.to_owned(),
+            identity: std::sync::OnceLock::new(),
             tunnels: Mutex::new(HashMap::new()),
             client_configs: Mutex::new(HashMap::new()),
             server: arc_swap::ArcSwapOption::empty(),
             signed_under: Mutex::new(String::new()),
             renew: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Sets the identity to ask the CA for (once; later calls are ignored).
+    pub fn set_identity(&self, id: &str) {
+        let _ = self.identity.set(id.to_owned());
+    }
+
+    pub fn identity(&self) -> &str {
+        self.identity.get().map_or("", String::as_str)
     }
 
     pub fn bundle(&self) -> Arc<TrustBundle> {
@@ -123,7 +133,7 @@ impl Mesh {
         let bundle: Vec<serde_json::Value> = self.bundle().pem.iter().map(|p| info(p)).collect();
         match self.certs.current() {
             None => serde_json::json!({
-                "identity": self.identity, "state": "WAITING", "trustBundle": bundle,
+                "identity": self.identity(), "state": "WAITING", "trustBundle": bundle,
             }),
             Some(c) => serde_json::json!({
                 "identity": c.identity,
@@ -358,7 +368,11 @@ pub async fn keep_certified(mesh: Arc<Mesh>, ca: CaClient) {
 }
 
 async fn certify(mesh: &Mesh, ca: &CaClient) -> Result<SystemTime, String> {
-    let request = CertRequest::new(&mesh.identity).map_err(|e| e.to_string())?;
+    let identity = mesh.identity().to_owned();
+    if identity.is_empty() {
+        return Err("no identity to ask for yet".into());
+    }
+    let request = CertRequest::new(&identity).map_err(|e| e.to_string())?;
     let resp =
         request_certificate(ca, &mesh.bundle(), &mesh.trust_domain, &request.csr_pem).await?;
     mesh.set_bundle(&resp.trust_bundle);
@@ -366,7 +380,7 @@ async fn certify(mesh: &Mesh, ca: &CaClient) -> Result<SystemTime, String> {
         *s = root.clone();
     }
     let cert = request
-        .complete(&mesh.identity, &resp.cert_chain)
+        .complete(&identity, &resp.cert_chain)
         .map_err(|e| e.to_string())?;
     let refresh_at = cert.refresh_at();
     tracing::info!(identity = %cert.identity, serial = %cert.serial, expires = %weft_identity::inspect::rfc3339(cert.not_after), "workload certificate installed");
@@ -446,6 +460,26 @@ where
         .await
         .map_err(|s| format!("the CA refused ({:?}): {}", s.code(), s.message()))?;
     Ok(resp.into_inner())
+}
+
+/// A tonic channel to the control plane's TLS port, verified as the
+/// control plane against the mesh's current roots.
+pub async fn control_plane_channel(
+    addr: SocketAddr,
+    mesh: &Mesh,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    let config = Arc::new(
+        tls::control_plane_client(TrustBundle::clone(&mesh.bundle()), &mesh.trust_domain)
+            .map_err(|e| e.to_string())?,
+    );
+    tonic::transport::Endpoint::from_static("http://weft-control-plane")
+        .connect_timeout(connect_timeout)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_with_connector(TlsConnector { addr, config })
+        .await
+        .map_err(|e| format!("cannot reach the control plane at {addr} over TLS: {e}"))
 }
 
 /// Dials the CA over TLS for tonic.

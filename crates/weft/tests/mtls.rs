@@ -165,6 +165,16 @@ fn the_tunnel_port_accepts_only_the_mesh_certificates() {
     let san = String::from_utf8_lossy(&chain.stdout);
     assert!(san.contains(&format!("URI:{REVIEWS}")), "{san}");
 
+    // The sidecar follows the control plane over TLS, on the CA's port.
+    let log = std::fs::read_to_string(m.w.dir.join("run/logs/reviews-v1-0.proxy.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "connected to the control plane at {} (TLS)",
+            m.w.addr(0, 253, 15012)
+        )),
+        "{log}"
+    );
+
     // PERMISSIVE (the default): plain text to the workload port still works.
     let plain = curl(&[&format!("http://{}/reviews/0", m.w.addr(10, 4, 9080))]);
     assert_eq!(plain.status, 200, "{}", plain.body);

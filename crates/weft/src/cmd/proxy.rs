@@ -63,6 +63,10 @@ pub struct Args {
     /// The mesh's roots (PEM), to verify the CA and peers with.
     #[arg(long)]
     ca_root: Option<PathBuf>,
+    /// The mesh's trust domain (the control plane's identity is verified
+    /// in it).
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
     /// Where the mTLS tunnel listens; defaults to port 15008 on the
     /// inbound address.
     #[arg(long)]
@@ -144,9 +148,27 @@ fn needs_identity(model: &weft_model::ProxyModel) -> Option<String> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    // With a CA, the proxy has an identity: the model stream and the CA
+    // both run over TLS on the CA's port, verified against these roots.
+    let identity = match (&args.ca, &args.ca_root) {
+        (Some(_), Some(root)) => {
+            let pem = std::fs::read_to_string(root)
+                .with_context(|| format!("cannot read the mesh's roots {}", root.display()))?;
+            let bundle = weft_identity::verify::TrustBundle::from_pem(
+                &root.display().to_string(),
+                &weft_identity::pem::split(&pem),
+            )?;
+            Some(weft_proxy::mesh::Mesh::new(bundle, &args.trust_domain))
+        }
+        _ => None,
+    };
     let client = match (&args.control_plane, &args.proxy, &args.token_file) {
         (Some(cp), Some(name), Some(token)) => Some(weft_proxy::control::ClientConfig {
-            control_plane: *cp,
+            control_plane: match (&identity, args.ca) {
+                (Some(_), Some(ca)) => ca,
+                _ => *cp,
+            },
+            mesh: identity.clone(),
             proxy: name.clone(),
             token: std::fs::read_to_string(token)
                 .with_context(|| format!("cannot read the bootstrap token {}", token.display()))?
@@ -167,19 +189,20 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (None, Some(path)) => read_model(path)?,
         (None, None) => anyhow::bail!("pass --model FILE or --control-plane ADDR"),
     };
-    let mesh = match (&args.ca, &args.ca_root, &client) {
-        (Some(ca), Some(root), Some(c)) => {
-            let pem = std::fs::read_to_string(root)
-                .with_context(|| format!("cannot read the mesh's roots {}", root.display()))?;
-            let bundle = weft_identity::verify::TrustBundle::from_pem(
-                &root.display().to_string(),
-                &weft_identity::pem::split(&pem),
-            )?;
-            let trust_domain = &model.security.trust_domain;
+    let mesh = match (identity, args.ca, &client) {
+        (Some(m), Some(ca), Some(c)) => {
+            if model.security.trust_domain != m.trust_domain {
+                bail!(
+                    "the model's trust domain is {:?} but this proxy was started with --trust-domain {:?}",
+                    model.security.trust_domain,
+                    m.trust_domain
+                );
+            }
+            m.set_identity(&model.proxy.spiffe_id);
             Some((
-                weft_proxy::mesh::Mesh::new(bundle, trust_domain, &model.proxy.spiffe_id),
+                m,
                 weft_proxy::mesh::CaClient {
-                    ca: *ca,
+                    ca,
                     proxy: c.proxy.clone(),
                     token: c.token.clone(),
                 },
