@@ -27,6 +27,8 @@ pub struct Options {
     pub xds: SocketAddr,
     /// The CA's TLS port (15012).
     pub ca: SocketAddr,
+    /// The SPIFFE trust domain (`cluster.local` by default, as Istio).
+    pub trust_domain: String,
     /// The CA's keys: Istio's `cacerts` files, or a root weft makes here.
     pub ca_dir: PathBuf,
     /// Default workload certificate lifetime.
@@ -66,6 +68,7 @@ pub fn status_file(run_dir: &Path) -> PathBuf {
 pub fn mesh(o: &Options) -> MeshConfig {
     MeshConfig {
         local_address_base: o.address_base,
+        trust_domain: o.trust_domain.clone(),
         ..MeshConfig::default()
     }
 }

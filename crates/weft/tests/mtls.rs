@@ -425,3 +425,72 @@ fn root_rotation_under_steady_traffic() {
     let bundle = std::fs::read_to_string(m.w.dir.join("run/trust-bundle.pem")).unwrap();
     assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 1);
 }
+
+/// Istio's plug-in CA layout (`cacerts`: an intermediate from the user's
+/// own root) and a trust domain of the user's: workload certificates chain
+/// through the intermediate to that root, and carry that trust domain.
+#[test]
+fn plug_in_ca_and_own_trust_domain() {
+    let dir = std::env::temp_dir().join(format!("weft-cacerts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_params = |cn: &str| {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p
+    };
+    let root_key = rcgen::KeyPair::generate().unwrap();
+    let root_params = ca_params("Example Corp Root CA");
+    let root = root_params.self_signed(&root_key).unwrap();
+    let root_issuer = rcgen::Issuer::new(root_params, root_key);
+    let int_key = rcgen::KeyPair::generate().unwrap();
+    let int = ca_params("Example Corp mesh intermediate")
+        .signed_by(&int_key, &root_issuer)
+        .unwrap();
+    std::fs::write(dir.join("root-cert.pem"), root.pem()).unwrap();
+    std::fs::write(dir.join("ca-cert.pem"), int.pem()).unwrap();
+    std::fs::write(dir.join("ca-key.pem"), int_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("cert-chain.pem"), int.pem() + &root.pem()).unwrap();
+
+    let d = dir.display().to_string();
+    let m = common::mesh::up_with_args(111, "", &["--ca-dir", &d, "--trust-domain", "example.org"]);
+    let (status, body) = m.page(None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Reviews served by"), "{body}");
+    let cert = x509(&m, "reviews-v1");
+    assert_eq!(
+        cert["identity"],
+        "spiffe://example.org/ns/default/sa/bookinfo-reviews"
+    );
+    let chain = cert["chain"].as_array().unwrap();
+    assert_eq!(chain.len(), 2, "leaf and intermediate: {cert}");
+    assert!(chain[1]["subject"]
+        .as_str()
+        .unwrap()
+        .contains("Example Corp mesh intermediate"));
+    let bundle = cert["trustBundle"].as_array().unwrap();
+    assert_eq!(bundle.len(), 1);
+    assert!(bundle[0]["subject"]
+        .as_str()
+        .unwrap()
+        .contains("Example Corp Root CA"));
+    // A plug-in root is rotated with its owner's PKI, not by weft.
+    let out = common::weft()
+        .args(["ca", "rotate", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        m.w.log("up").contains("plug-in CA certificates")
+            || std::fs::read_to_string(m.w.dir.join("run/logs/control-plane.log"))
+                .unwrap()
+                .contains("plug-in CA certificates")
+    );
+    assert_eq!(ca_state(&m)["phase"], "steady");
+    let _ = std::fs::remove_dir_all(&dir);
+}

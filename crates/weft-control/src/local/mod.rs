@@ -31,6 +31,7 @@ pub struct Options {
     pub xds: SocketAddr,
     /// The CA proxies get their certificates from.
     pub ca: SocketAddr,
+    pub trust_domain: String,
     pub ca_dir: PathBuf,
     pub cert_ttl: Duration,
     pub jwks_refresh: Duration,
@@ -53,6 +54,7 @@ impl Options {
             admin: self.admin,
             xds: self.xds,
             ca: self.ca,
+            trust_domain: self.trust_domain.clone(),
             ca_dir: self.ca_dir.clone(),
             cert_ttl: self.cert_ttl,
             jwks_refresh: self.jwks_refresh,
@@ -87,6 +89,8 @@ fn stream_args(o: &Options, name: &str) -> Vec<String> {
         o.ca.to_string(),
         "--ca-root".into(),
         server::trust_bundle_path(&o.run_dir).display().to_string(),
+        "--trust-domain".into(),
+        o.trust_domain.clone(),
     ]
 }
 
@@ -173,6 +177,8 @@ fn control_plane_spec(o: &Options) -> Spec {
         o.xds.to_string(),
         "--ca".into(),
         o.ca.to_string(),
+        "--trust-domain".into(),
+        o.trust_domain.clone(),
         "--ca-dir".into(),
         o.ca_dir.display().to_string(),
         "--cert-ttl".into(),

@@ -17,6 +17,9 @@ pub struct CaArgs {
     /// directory.
     #[arg(long)]
     ca_dir: Option<PathBuf>,
+    /// The SPIFFE trust domain of workload identities.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
     /// Workload certificate lifetime (Go duration, e.g. 24h, 90m).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     cert_ttl: Duration,
@@ -57,6 +60,10 @@ impl CaArgs {
                 .parent()
                 .map_or_else(|| run_dir.join("ca"), |p| p.join("ca"))
         })
+    }
+
+    pub fn trust_domain(&self) -> String {
+        self.trust_domain.clone()
     }
 
     pub fn ttl(&self) -> Duration {

@@ -39,6 +39,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         admin: args.admin,
         xds: args.xds,
         ca: args.ca.address(args.xds),
+        trust_domain: args.ca.trust_domain(),
         ca_dir: args.ca.dir(&run_dir),
         cert_ttl: args.ca.ttl(),
         jwks_refresh: args.ca.jwks_refresh(),
