@@ -65,6 +65,8 @@ impl AccessLog {
         AccessLog { tx: Some(tx) }
     }
 
+    /// Whether entries are written at all (so a request need not format
+    /// one when they are not).
     pub fn enabled(&self) -> bool {
         self.tx.is_some()
     }

@@ -91,18 +91,24 @@ pub async fn handle(
         request_bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         dest: None,
         start: Instant::now(),
-        entry: Entry {
-            start_time: now_rfc3339(),
-            method: req.method().to_string(),
-            path: req
-                .uri()
-                .path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
-            protocol: format!("{:?}", req.version()),
-            downstream_remote_address: remote.to_string(),
-            user_agent: header_str(&req, "user-agent").to_owned(),
-            ..Entry::default()
+        // With the access log off, only what metrics and replies read is
+        // filled in.
+        entry: if shared.access_log.enabled() {
+            Entry {
+                start_time: now_rfc3339(),
+                method: req.method().to_string(),
+                path: req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                protocol: format!("{:?}", req.version()),
+                downstream_remote_address: remote.to_string(),
+                user_agent: header_str(&req, "user-agent").to_owned(),
+                ..Entry::default()
+            }
+        } else {
+            Entry::default()
         },
         flags: Flags::default(),
         explain: shared.config.explain,
