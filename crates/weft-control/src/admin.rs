@@ -23,6 +23,8 @@ pub enum Command {
 /// The documents the API serves, refreshed by the control loop.
 #[derive(Default)]
 pub struct Docs {
+    /// The traffic the dashboard shows.
+    pub traffic: Option<Arc<crate::telemetry::Traffic>>,
     /// Where commands go; `None` when nothing listens.
     pub commands: Option<tokio::sync::mpsc::UnboundedSender<Command>>,
     pub status: Value,
@@ -77,6 +79,15 @@ pub async fn serve(listener: TcpListener, docs: Shared) {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let docs = docs.clone();
                 async move {
+                    if req.method() == http::Method::GET {
+                        if let Some((ctype, body)) = crate::dashboard::asset(req.uri().path()) {
+                            let mut resp =
+                                http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                            resp.headers_mut()
+                                .insert("content-type", http::HeaderValue::from_static(ctype));
+                            return Ok::<_, std::convert::Infallible>(resp);
+                        }
+                    }
                     let (status, body) = route(&docs, req).await;
                     let mut resp = http::Response::new(Full::new(Bytes::from(body)));
                     *resp.status_mut() =
@@ -110,6 +121,35 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
                 .map(|d| with_processes(&d.status, d.processes_file.as_deref()).to_string())
                 .unwrap_or_default(),
         ),
+        ("GET", "/api/graph") => match docs.lock() {
+            Ok(d) => match &d.traffic {
+                Some(t) => (
+                    200,
+                    crate::dashboard::graph(t, &d.resources, &query).to_string(),
+                ),
+                None => (
+                    503,
+                    error("no traffic data: the control plane is not collecting metrics"),
+                ),
+            },
+            Err(_) => (500, error("state poisoned")),
+        },
+        ("GET", "/api/node") => match docs.lock() {
+            Ok(d) => match &d.traffic {
+                Some(t) => {
+                    let status = with_processes(&d.status, d.processes_file.as_deref());
+                    (
+                        200,
+                        crate::dashboard::node(t, &d.resources, &status, &query).to_string(),
+                    )
+                }
+                None => (
+                    503,
+                    error("no traffic data: the control plane is not collecting metrics"),
+                ),
+            },
+            Err(_) => (500, error("state poisoned")),
+        },
         ("GET", "/api/validations") => (
             200,
             docs.lock()

@@ -3,11 +3,13 @@
 
 pub mod admin;
 pub mod ca;
+pub mod dashboard;
 pub mod jwks;
 pub mod local;
 pub mod push;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 

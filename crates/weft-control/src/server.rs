@@ -100,8 +100,11 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         }
     });
     let (commands, mut command_rx) = tokio::sync::mpsc::unbounded_channel();
+    let traffic = Arc::new(crate::telemetry::Traffic::new());
+    tokio::spawn(collect_traffic(traffic.clone(), status_file(&o.run_dir)));
     let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs {
         commands: Some(commands),
+        traffic: Some(traffic),
         ..admin::Docs::default()
     }));
     tokio::spawn(admin::serve(admin_listener, docs.clone()));
@@ -200,6 +203,36 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         );
     }
     Ok(())
+}
+
+/// How often the proxies' metrics are read for the dashboard.
+const SCRAPE_EVERY: Duration = Duration::from_secs(2);
+
+/// Reads every proxy's metrics (the admin addresses `weft up` reports)
+/// every `SCRAPE_EVERY`, for the dashboard's graph.
+async fn collect_traffic(traffic: Arc<crate::telemetry::Traffic>, processes: PathBuf) {
+    loop {
+        tokio::time::sleep(SCRAPE_EVERY).await;
+        let proxies: Vec<(String, SocketAddr)> = std::fs::read_to_string(&processes)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                v["proxies"].as_object().map(|m| {
+                    m.iter()
+                        .filter_map(|(name, p)| {
+                            let addr = p["admin"].as_str()?.parse().ok()?;
+                            Some((name.clone(), addr))
+                        })
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        if proxies.is_empty() {
+            continue;
+        }
+        let snapshots = crate::telemetry::scrape(proxies).await;
+        traffic.record(snapshots);
+    }
 }
 
 /// Rewrites the trust bundle file after the roots changed.

@@ -489,6 +489,7 @@ async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
                             },
                             "/config_dump" => (200, serde_json::to_string_pretty(&serde_json::json!({"version": snap.version, "model": &*snap.model})).unwrap_or_default()),
                             "/metrics" | "/stats/prometheus" => (200, shared.metrics.render()),
+                            "/stats/json" => (200, shared.metrics.snapshot().to_string()),
                             "/certs" => match &shared.mesh {
                                 Some(m) => (200, serde_json::to_string_pretty(&m.describe()).unwrap_or_default()),
                                 None => (404, "this proxy runs without a workload identity (--no-mtls)\n".to_owned()),

@@ -201,6 +201,14 @@ impl Histogram {
             });
     }
 
+    /// Per-bucket counts (the last is +Inf), not cumulative.
+    fn counts(&self) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (i, bound) in self.bounds.iter().enumerate() {
@@ -293,6 +301,44 @@ impl Metrics {
         series(&self.tcp, labels, TcpSeries::default)
     }
 
+    /// The same series as JSON, for the control plane's graph: each HTTP
+    /// label set with its request count and duration buckets
+    /// (non-cumulative, Istio's bounds), each TCP one with its counters.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let http: Vec<serde_json::Value> = self
+            .http
+            .load()
+            .iter()
+            .map(|(l, s)| {
+                serde_json::json!({
+                    "labels": l.to_json(),
+                    "requests": s.requests.load(Ordering::Relaxed),
+                    "durationBuckets": s.duration.counts(),
+                    "durationSum": f64::from_bits(s.duration.sum.load(Ordering::Relaxed)),
+                })
+            })
+            .collect();
+        let tcp: Vec<serde_json::Value> = self
+            .tcp
+            .load()
+            .iter()
+            .map(|(l, s)| {
+                serde_json::json!({
+                    "labels": l.to_json(),
+                    "opened": s.opened.load(Ordering::Relaxed),
+                    "closed": s.closed.load(Ordering::Relaxed),
+                    "sent": s.sent.load(Ordering::Relaxed),
+                    "received": s.received.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "durationBounds": DURATION_BUCKETS,
+            "http": http,
+            "tcp": tcp,
+        })
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -378,6 +424,29 @@ fn escape(v: &str) -> String {
 }
 
 impl RequestLabels {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "reporter": self.reporter,
+            "source_workload": *self.source_workload,
+            "source_workload_namespace": *self.source_workload_namespace,
+            "source_principal": *self.source_principal,
+            "source_app": *self.source_app,
+            "source_version": *self.source_version,
+            "destination_workload": *self.destination_workload,
+            "destination_workload_namespace": *self.destination_workload_namespace,
+            "destination_principal": *self.destination_principal,
+            "destination_app": *self.destination_app,
+            "destination_version": *self.destination_version,
+            "destination_service": *self.destination_service,
+            "destination_service_name": *self.destination_service_name,
+            "destination_service_namespace": *self.destination_service_namespace,
+            "request_protocol": self.request_protocol,
+            "response_code": self.response_code,
+            "response_flags": *self.response_flags,
+            "connection_security_policy": self.connection_security_policy,
+        })
+    }
+
     /// `reporter="source",source_workload="…",…` in Istio's label names.
     fn render(&self) -> String {
         let text_labels: [(&str, &str); 17] = [

@@ -50,6 +50,8 @@ enum Command {
     X509(cmd::x509::Args),
     /// The mesh's certificate authority: rotate the root, show its state.
     Ca(cmd::ca::Args),
+    /// Open the dashboard: the live service graph, details, validations.
+    Dashboard(cmd::dashboard::Args),
     /// Run one proxy from a compiled model file.
     Proxy(cmd::proxy::Args),
     /// Run a workload command for `weft up`, dying with it.
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::ProxyConfig(args) => cmd::proxy_config::run(&args),
         Command::X509(args) => cmd::x509::run(&args),
         Command::Ca(args) => cmd::ca::run(&args),
+        Command::Dashboard(args) => cmd::dashboard::run(&args),
         Command::Proxy(args) => cmd::proxy::run(&args),
         Command::SampleApp(args) => cmd::sample_app::run(args),
     };

@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod ca;
 pub mod ca_args;
 pub mod control_plane;
+pub mod dashboard;
 pub mod exec_child;
 pub mod logs;
 pub mod proxy;

@@ -1,0 +1,112 @@
+//! The dashboard in a real browser: headless Chromium (Debian's), driven
+//! by Playwright, against `weft up` while bookinfo serves pages. The graph
+//! must show productpage → reviews → ratings with traffic and a lock on
+//! mTLS edges; clicking a node opens its detail page. A screenshot is
+//! kept in target/test-artifacts/dashboard.png.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::curl;
+
+/// The browser harness's directory, with playwright-core installed.
+fn harness() -> std::path::PathBuf {
+    let dir = common::repo().join("crates/weft/tests/browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let ok = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "npm install of playwright-core failed in {}; scripts/test installs it",
+            dir.display()
+        );
+    }
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium is missing: scripts/test installs it (apt-get install chromium)"
+    );
+    dir
+}
+
+#[test]
+fn the_service_graph_in_a_browser() {
+    let dir = harness();
+    let m = common::mesh::up(112);
+    let url = format!("http://{}/productpage", m.ingress);
+    let started = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    // Steady traffic until the browser is done, bounded: 50 s or 1500 pages.
+    let traffic = std::thread::spawn(move || {
+        let mut n = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed)
+            && started.elapsed() < Duration::from_secs(50)
+            && n < 1500
+        {
+            curl(&[&url]);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        n
+    });
+    let artifacts = common::repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    let out = Command::new("node")
+        .arg("dashboard.mjs")
+        .current_dir(&dir)
+        .env("WEFT_DASHBOARD", format!("http://{}/", m.admin))
+        .env("WEFT_SCREENSHOT", &shot)
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(report["error"].is_null(), "{report}");
+    assert!(report["pageErrors"].is_null(), "{report}");
+    let edges = report["edges"].as_array().unwrap();
+    let edge = |s: &str, t: &str| {
+        edges
+            .iter()
+            .find(|e| {
+                e["source"].as_str().unwrap().contains(s)
+                    && e["target"].as_str().unwrap().contains(t)
+            })
+            .unwrap_or_else(|| panic!("no edge {s} → {t}: {report}"))
+    };
+    for (s, t) in [
+        ("istio-ingressgateway", "svc:productpage"),
+        ("productpage/v1", "svc:reviews"),
+        ("svc:reviews", "reviews/v2"),
+        ("reviews/v2", "svc:ratings"),
+        ("svc:ratings", "ratings/v1"),
+    ] {
+        let e = edge(s, t);
+        assert!(e["rps"].as_f64().unwrap() > 0.0, "{e}");
+        assert_eq!(e["mtls"], true, "{e}");
+        assert!(e["label"].as_str().unwrap().starts_with("mTLS "), "{e}");
+    }
+    let nodes = report["nodes"].as_array().unwrap();
+    assert!(nodes
+        .iter()
+        .any(|n| n["id"] == "vapp:default/reviews/v3" && n["health"] == "healthy"));
+    assert_eq!(report["detailTitle"], "reviews");
+    assert!(report["detailResources"]
+        .as_str()
+        .unwrap()
+        .contains("DestinationRule default/reviews"));
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "no screenshot"
+    );
+    assert!(traffic.join().unwrap() > 50);
+}
