@@ -6,6 +6,7 @@
 //! its own: proxies keep serving and reconnect.
 
 pub mod plan;
+mod prometheus;
 mod supervise;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ pub struct Options {
     pub weft: PathBuf,
     /// Proxies add `x-weft-reason` to their own replies.
     pub explain: bool,
+    /// Run Prometheus, listening here, scraping every proxy.
+    pub prometheus: Option<SocketAddr>,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
 
 struct Running {
     control_plane: Option<Managed>,
+    prometheus: Option<Managed>,
     /// Proxy name → process.
     proxies: BTreeMap<String, Managed>,
     /// Workload instance name → process.
@@ -249,12 +253,22 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     );
     let mut running = Running {
         control_plane: Some(cp),
+        prometheus: None,
         proxies: BTreeMap::new(),
         apps: BTreeMap::new(),
         plan: Plan::default(),
     };
     apply(&o, &config, &mut running).await;
     write_status(&o, &running);
+    if let Some(listen) = o.prometheus {
+        match prometheus::spec(&o.run_dir, &o.weft, listen) {
+            Ok(spec) => {
+                running.prometheus = Some(Managed::start(spec));
+                eprintln!("weft: Prometheus on http://{listen}, scraping every proxy");
+            }
+            Err(e) => eprintln!("weft: {e}"),
+        }
+    }
     for g in &running.plan.gateways {
         for (port, addr) in &g.listens {
             eprintln!("weft: {} port {port} on http://{addr}", g.name);
@@ -292,6 +306,9 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         }
     }
     eprintln!("weft: stopping workloads, then proxies, then the control plane");
+    if let Some(p) = running.prometheus.take() {
+        p.stop().await;
+    }
     let apps: Vec<Managed> = std::mem::take(&mut running.apps).into_values().collect();
     futures_join(apps.into_iter().map(Managed::stop).collect()).await;
     let proxies: Vec<Managed> = std::mem::take(&mut running.proxies).into_values().collect();
@@ -462,8 +479,16 @@ fn write_status(o: &Options, running: &Running) {
             })
         })
         .collect();
+    if o.prometheus.is_some() {
+        let targets: Vec<(String, String)> = proxies
+            .iter()
+            .filter_map(|(name, p)| Some((name.clone(), p["admin"].as_str()?.to_owned())))
+            .collect();
+        prometheus::write_targets(&o.run_dir, &targets);
+    }
     let doc = serde_json::json!({
         "ingress": o.ingress.to_string(),
+        "prometheus": o.prometheus.map(|p| p.to_string()),
         "controlPlane": running.control_plane.as_ref().map(Managed::snapshot),
         "proxies": proxies,
         "workloads": workloads,

@@ -35,6 +35,12 @@ pub struct Args {
     /// Proxies add `x-weft-reason` to the replies they make themselves.
     #[arg(long)]
     explain: bool,
+    /// Start Prometheus (Debian's `prometheus`), scraping every proxy.
+    #[arg(long)]
+    prometheus: bool,
+    /// Where Prometheus listens, with --prometheus.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    prometheus_listen: SocketAddr,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -60,6 +66,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         run_dir,
         weft,
         explain: args.explain,
+        prometheus: args.prometheus.then_some(args.prometheus_listen),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
