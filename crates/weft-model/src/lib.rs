@@ -713,12 +713,50 @@ pub struct TelemetryConfig {
     pub trace_sampling: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracing_providers: Vec<String>,
+    /// Where this proxy reports spans. `None`: no tracer runs, and trace
+    /// headers pass through untouched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingExport>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disabled_metrics: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tag_overrides: Vec<TagOverride>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub origin: Vec<String>,
+}
+
+/// An OpenTelemetry collector that takes spans over OTLP HTTP/protobuf,
+/// reached through one of this proxy's clusters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingExport {
+    /// The MeshConfig extension provider's name.
+    pub provider: String,
+    /// `outbound|<port>||<collector host>`.
+    pub cluster: String,
+    /// `<collector host>:<port>`, the Host of export requests.
+    pub authority: String,
+    /// The OTLP traces path (`/v1/traces`).
+    pub path: String,
+    pub timeout_ms: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The spans' `service.name`: `<canonical service>.<namespace>`.
+    pub service_name: String,
+    /// Telemetry `customTags`, literal or from a request header.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_tags: BTreeMap<String, CustomTag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CustomTag {
+    Literal(String),
+    Header {
+        name: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        default: String,
+    },
 }
 
 /// On `metric` (or `ALL_METRICS`), set `tag` to the expression `value`,
@@ -738,6 +776,7 @@ impl Default for TelemetryConfig {
             access_logging: true,
             trace_sampling: 1.0,
             tracing_providers: Vec::new(),
+            tracing: None,
             disabled_metrics: Vec::new(),
             tag_overrides: Vec::new(),
             origin: Vec::new(),

@@ -57,6 +57,8 @@ struct Ctx {
     flags: Flags,
     explain: bool,
     grpc: bool,
+    /// This proxy's part of the request's trace, when a tracer is set.
+    hop: Option<crate::trace::Hop>,
 }
 
 impl Ctx {
@@ -79,9 +81,10 @@ pub async fn handle(
     shared: Arc<Shared>,
     entry: Entrypoint,
     remote: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let snapshot = shared.snapshot.load_full();
+    let hop = begin_trace(&snapshot, &entry, remote, &mut req);
     let grpc = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -113,6 +116,7 @@ pub async fn handle(
         flags: Flags::default(),
         explain: shared.config.explain,
         grpc,
+        hop,
     };
     let mut flight = InFlight {
         shared,
@@ -148,30 +152,66 @@ impl InFlight {
     fn finish(mut self, resp: Response<Body>) -> Response<Body> {
         self.done = true;
         self.ctx.entry.response_code = resp.status().as_u16();
-        let series = self.close();
-        match series {
-            // The response body streams after this returns: count it as it
-            // goes and record when it ends (or the client goes away).
-            Some(series) => resp.map(move |body| {
-                crate::metrics::CountingBody::new(
-                    body,
-                    Box::new(move |bytes| series.response_bytes.observe(bytes as f64)),
-                )
-                .boxed()
-            }),
-            None => resp,
+        let (series, span) = self.close();
+        if series.is_none() && span.is_none() {
+            return resp;
         }
+        // The response body streams after this returns: count it as it
+        // goes, and record its size and end the span when it ends (or the
+        // client goes away).
+        let spans = self.shared.spans.clone();
+        resp.map(move |body| {
+            crate::metrics::CountingBody::new(
+                body,
+                Box::new(move |bytes| {
+                    if let Some(series) = series {
+                        series.response_bytes.observe(bytes as f64);
+                    }
+                    if let Some(span) = span {
+                        spans.send(span, bytes);
+                    }
+                }),
+            )
+            .boxed()
+        })
     }
 
-    /// Records metrics and the access log entry; returns the series whose
-    /// response sizes are still to be counted, when that metric is on.
-    fn close(&mut self) -> Option<Arc<crate::metrics::HttpSeries>> {
+    /// Records metrics and the access log entry. Returns the series whose
+    /// response sizes are still to be counted (when that metric is on) and
+    /// the sampled span still to be ended.
+    fn close(
+        &mut self,
+    ) -> (
+        Option<Arc<crate::metrics::HttpSeries>>,
+        Option<Box<opentelemetry_sdk::trace::SpanData>>,
+    ) {
         let ctx = &mut self.ctx;
         ctx.entry.response_flags = ctx.flags.to_string();
         ctx.entry.duration = ctx.start.elapsed().as_millis() as u64;
         let series = record(&self.shared, &self.snapshot, &self.entry, ctx);
+        let span = ctx.hop.take().and_then(|hop| {
+            let principal = match &self.entry {
+                Entrypoint::Inbound { peer, .. } => (
+                    "source.principal",
+                    peer.as_ref().map_or("", |p| &*p.principal),
+                ),
+                _ => (
+                    "destination.principal",
+                    ctx.dest.as_ref().map_or("", |(p, _)| &*p.principal),
+                ),
+            };
+            hop.finish(&crate::trace::Outcome {
+                status: ctx.entry.response_code,
+                flags: &ctx.entry.response_flags,
+                upstream_cluster: &ctx.entry.upstream_cluster,
+                request_id: &ctx.entry.request_id,
+                principal,
+                request_size: ctx.request_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                me: &self.snapshot.me,
+            })
+        });
         self.shared.access_log.log(std::mem::take(&mut ctx.entry));
-        self.snapshot.record.response_size.then_some(series)
+        (self.snapshot.record.response_size.then_some(series), span)
     }
 }
 
@@ -186,9 +226,53 @@ impl Drop for InFlight {
                 self.ctx.entry.reason =
                     "the client closed the connection before the response".to_owned();
             }
-            self.close();
+            if let (_, Some(span)) = self.close() {
+                self.shared.spans.send(span, 0);
+            }
         }
     }
+}
+
+/// Joins or starts the request's trace when this proxy has a tracer, and
+/// hands the context on in the request's headers. CONNECT tunnels get no
+/// span: the requests inside them do.
+fn begin_trace(
+    snap: &Snapshot,
+    entry: &Entrypoint,
+    remote: SocketAddr,
+    req: &mut Request<Incoming>,
+) -> Option<crate::trace::Hop> {
+    let config = snap.model.telemetry.tracing.as_ref()?;
+    if req.method() == http::Method::CONNECT {
+        return None;
+    }
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .unwrap_or_else(|| header_str(req, "host"));
+    let facts = crate::trace::RequestFacts {
+        kind: match entry {
+            Entrypoint::Outbound => opentelemetry::trace::SpanKind::Client,
+            Entrypoint::Inbound { .. } | Entrypoint::Gateway { .. } => {
+                opentelemetry::trace::SpanKind::Server
+            }
+        },
+        method: req.method().as_str(),
+        scheme: req.uri().scheme_str().unwrap_or("http"),
+        authority,
+        path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        protocol: match req.version() {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        headers: req.headers(),
+        peer_address: remote,
+    };
+    let hop = crate::trace::Hop::begin(&facts, config, snap.model.telemetry.trace_sampling);
+    hop.inject(req.headers_mut());
+    Some(hop)
 }
 
 fn header_str<'a, B>(req: &'a Request<B>, name: &str) -> &'a str {

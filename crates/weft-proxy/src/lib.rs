@@ -25,6 +25,7 @@ mod origination;
 pub mod snapshot;
 pub mod sni;
 mod tcp;
+mod trace;
 mod tunnel;
 pub mod upstream;
 
@@ -102,6 +103,8 @@ pub struct Shared {
     pub mesh: Option<Arc<mesh::Mesh>>,
     /// `credentialName` credentials for gateway TLS and TLS origination.
     pub credentials: Arc<credentials::Credentials>,
+    /// Finished spans on their way to the collector.
+    pub spans: trace::Sink,
 }
 
 impl Shared {
@@ -198,6 +201,7 @@ impl Proxy {
             })
             .collect();
         let listeners = plan_listeners(&snapshot.model, &config);
+        let (spans, queued) = trace::Sink::new();
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -207,6 +211,7 @@ impl Proxy {
             apps,
             mesh,
             credentials,
+            spans,
         });
         let (shutdown, rx) = watch::channel(false);
         let mut proxy = Proxy {
@@ -246,6 +251,11 @@ impl Proxy {
                 rx.clone(),
             )));
         }
+        proxy.tasks.push(tokio::spawn(trace::exporter(
+            queued,
+            proxy.shared.clone(),
+            rx.clone(),
+        )));
         if let Some(addr) = proxy.shared.config.admin {
             let listener = TcpListener::bind(addr)
                 .await

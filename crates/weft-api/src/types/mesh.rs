@@ -13,6 +13,56 @@ use crate::yaml::{self, DeError, Limits, Mark};
 pub struct MeshConfig {
     #[serde(default)]
     pub extension_providers: Vec<ExtensionProvider>,
+    #[serde(default)]
+    pub default_providers: DefaultProviders,
+    /// Istio's switch for tracing as a whole (on by default).
+    pub enable_tracing: Option<bool>,
+}
+
+/// The providers used where no Telemetry resource names one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultProviders {
+    #[serde(default)]
+    pub tracing: Vec<String>,
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    #[serde(default)]
+    pub access_logging: Vec<String>,
+}
+
+/// `opentelemetry`: a collector that takes spans over OTLP. weft exports
+/// over HTTP/protobuf (the `http` block); Istio's default is gRPC.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenTelemetryProvider {
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u32,
+    pub max_tag_length: Option<u32>,
+    pub http: Option<OtlpHttp>,
+    pub grpc: Option<serde_json::Value>,
+    pub resource_detectors: Option<serde_json::Value>,
+    pub dynatrace_sampler: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OtlpHttp {
+    pub path: Option<String>,
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<OtlpHeader>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OtlpHeader {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -23,7 +73,7 @@ pub struct ExtensionProvider {
     pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
     pub envoy_ext_authz_grpc: Option<serde_json::Value>,
     pub zipkin: Option<serde_json::Value>,
-    pub opentelemetry: Option<serde_json::Value>,
+    pub opentelemetry: Option<OpenTelemetryProvider>,
     pub skywalking: Option<serde_json::Value>,
     pub datadog: Option<serde_json::Value>,
     pub lightstep: Option<serde_json::Value>,

@@ -52,8 +52,34 @@ pub struct Tracing {
     pub random_sampling_percentage: Option<f64>,
     pub disable_span_reporting: Option<bool>,
     #[serde(default)]
-    pub custom_tags: BTreeMap<String, serde_json::Value>,
+    pub custom_tags: BTreeMap<String, CustomTag>,
     pub use_request_id_for_trace_sampling: Option<bool>,
+}
+
+/// A span tag: a fixed value, a request header, or the proxy's
+/// environment (one of the three).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CustomTag {
+    pub literal: Option<LiteralTag>,
+    pub header: Option<SourcedTag>,
+    pub environment: Option<SourcedTag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LiteralTag {
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourcedTag {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub default_value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

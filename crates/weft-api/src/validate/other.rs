@@ -27,6 +27,36 @@ pub fn telemetry(ctx: &mut Ctx<'_>, t: &Telemetry, spec: &FieldPath) {
                 p,
             );
         }
+        for (tag, how) in &tr.custom_tags {
+            let set = [
+                how.literal.is_some(),
+                how.header.is_some(),
+                how.environment.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if set != 1 {
+                ctx.error(
+                    &spec.key("tracing").index(i).key("customTags").key(tag),
+                    format!("custom tag {tag:?} needs exactly one of literal, header or environment (it has {set})"),
+                    "write e.g. literal: {value: prod} or header: {name: x-tenant}",
+                );
+            }
+            if how.header.as_ref().is_some_and(|h| h.name.is_empty()) {
+                ctx.error(
+                    &spec
+                        .key("tracing")
+                        .index(i)
+                        .key("customTags")
+                        .key(tag)
+                        .key("header")
+                        .key("name"),
+                    "the header's name is missing",
+                    "name the request header to read, e.g. name: x-tenant",
+                );
+            }
+        }
     }
     for (i, m) in t.metrics.iter().enumerate() {
         let mp = spec.key("metrics").index(i);
@@ -446,6 +476,46 @@ pub fn config_map(ctx: &mut Ctx<'_>) {
             }
         } else if p.envoy_ext_authz_grpc.is_some() {
             ctx.warn(&path.key("envoyExtAuthzGrpc"), "weft does not implement envoyExtAuthzGrpc yet; CUSTOM policies naming this provider deny", "use envoyExtAuthzHttp");
+        }
+        if let Some(o) = &p.opentelemetry {
+            let at = path.key("opentelemetry");
+            if o.service.is_empty() {
+                ctx.error(
+                    &at.key("service"),
+                    "the collector's service is missing",
+                    "set service to the collector's host, e.g. opentelemetry-collector.observability.svc.cluster.local",
+                );
+            }
+            if o.port == 0 || o.port > 65535 {
+                ctx.error(
+                    &at.key("port"),
+                    format!("port {} is not a valid port", o.port),
+                    "set the collector's OTLP HTTP port, usually 4318",
+                );
+            }
+            if o.http.is_none() {
+                ctx.warn(
+                    &at,
+                    "weft exports spans over OTLP HTTP/protobuf only; without an http block it sends them to /v1/traces on this port",
+                    "add http: {path: /v1/traces} and point port at the collector's OTLP HTTP port (4318)",
+                );
+            }
+            if let Some(t) = o.http.as_ref().and_then(|h| h.timeout.as_deref()) {
+                if crate::types::common::parse_duration(t).is_err() {
+                    ctx.error(
+                        &at.key("http").key("timeout"),
+                        format!("{t:?} is not a duration"),
+                        "write a duration such as 5s or 500ms",
+                    );
+                }
+            }
+        } else if p.zipkin.is_some()
+            || p.datadog.is_some()
+            || p.skywalking.is_some()
+            || p.lightstep.is_some()
+            || p.stackdriver.is_some()
+        {
+            ctx.warn(&path, "weft reports spans over OpenTelemetry (OTLP) only; Telemetry naming this provider traces nothing", "run an OpenTelemetry collector and define an opentelemetry provider");
         }
     }
 }

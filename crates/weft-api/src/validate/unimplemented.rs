@@ -205,8 +205,8 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Telemetry,
-        "spec.tracing.customTags",
-        "custom span tags are not added",
+        "**.environment",
+        "custom span tags from the proxy's environment are not added; use literal or header",
     ),
     (
         ResourceKind::Telemetry,

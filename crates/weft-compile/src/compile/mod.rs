@@ -162,6 +162,30 @@ impl<'a> Compiler<'a> {
             }
             ProxyKind::Gateway => routes::gateway(self, &me, &mut out),
         }
+        let security = security::build(self, &me);
+        let telemetry = telemetry::build(self, &me);
+        // Collectors and authorizers the proxy itself calls need clusters
+        // even where no route leads to them (a gateway's routes name only
+        // what it exposes).
+        let providers = telemetry
+            .tracing
+            .iter()
+            .map(|t| t.authority.as_str())
+            .chain(security.ext_authz.iter().map(|p| p.authority.as_str()));
+        for authority in providers {
+            if let Some((host, port)) = authority
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u32>().ok()?)))
+            {
+                if self.registry.service(host).is_some() {
+                    out.clusters.insert(routes::ClusterKey {
+                        host: host.to_owned(),
+                        port,
+                        subset: String::new(),
+                    });
+                }
+            }
+        }
         let clusters = clusters::build(self, &me, &out.clusters);
         out.listeners
             .sort_by(|a, b| (a.direction, a.port, &a.name).cmp(&(b.direction, b.port, &b.name)));
@@ -184,8 +208,8 @@ impl<'a> Compiler<'a> {
             listeners: out.listeners,
             route_tables: out.route_tables,
             clusters,
-            security: security::build(self, &me),
-            telemetry: telemetry::build(self, &me),
+            security,
+            telemetry,
         })
     }
 

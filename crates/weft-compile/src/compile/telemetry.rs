@@ -1,8 +1,10 @@
 //! Telemetry settings: the most specific Telemetry resource wins per
 //! setting (workload over namespace over mesh), as in Istio.
 
+use std::collections::BTreeMap;
 use weft_api::types::telemetry as tel;
-use weft_model::{TagOverride, TelemetryConfig};
+
+use weft_model::{CustomTag, TagOverride, TelemetryConfig, TracingExport};
 
 use super::index::policy_scope;
 use super::{Compiler, Me};
@@ -25,6 +27,8 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> TelemetryConfig {
         .collect();
     applicable.sort_by_key(|(s, _, _)| *s);
     let mut out = TelemetryConfig::default();
+    let mut reporting = true;
+    let mut custom_tags = BTreeMap::new();
     for (_, r, t) in applicable {
         out.origin
             .push(format!("Telemetry {}/{}", r.namespace(), r.name()));
@@ -39,6 +43,22 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> TelemetryConfig {
             }
             if !tr.providers.is_empty() {
                 out.tracing_providers = tr.providers.iter().map(|p| p.name.clone()).collect();
+            }
+            if let Some(d) = tr.disable_span_reporting {
+                reporting = !d;
+            }
+            for (tag, how) in &tr.custom_tags {
+                if let Some(l) = &how.literal {
+                    custom_tags.insert(tag.clone(), CustomTag::Literal(l.value.clone()));
+                } else if let Some(h) = &how.header {
+                    custom_tags.insert(
+                        tag.clone(),
+                        CustomTag::Header {
+                            name: h.name.to_ascii_lowercase(),
+                            default: h.default_value.clone(),
+                        },
+                    );
+                }
             }
         }
         for m in &t.metrics {
@@ -73,7 +93,73 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> TelemetryConfig {
     }
     out.disabled_metrics.sort();
     out.tag_overrides.sort();
+    if out.tracing_providers.is_empty() {
+        out.tracing_providers = c.index.mesh_config.default_providers.tracing.clone();
+    }
+    let tracing_on = c.index.mesh_config.enable_tracing != Some(false);
+    if reporting && tracing_on {
+        out.tracing = tracing_export(c, me, &out.tracing_providers, custom_tags);
+    }
     out
+}
+
+/// The collector this proxy reports to: the first provider named that is
+/// an `opentelemetry` one (Envoy runs one tracer per listener too).
+fn tracing_export(
+    c: &Compiler<'_>,
+    me: &Me,
+    providers: &[String],
+    custom_tags: BTreeMap<String, CustomTag>,
+) -> Option<TracingExport> {
+    let (name, otel) = providers.iter().find_map(|n| {
+        c.index
+            .mesh_config
+            .extension_providers
+            .iter()
+            .find(|p| &p.name == n)
+            .and_then(|p| p.opentelemetry.as_ref().map(|o| (n, o)))
+    })?;
+    let host = if otel.service.contains('.') {
+        otel.service.clone()
+    } else {
+        crate::host::resolve(&otel.service, &c.mesh.root_namespace, &c.mesh.domain_suffix)
+    };
+    let http = otel.http.clone().unwrap_or_default();
+    let timeout_ms = http
+        .timeout
+        .as_deref()
+        .and_then(|t| weft_api::types::common::parse_duration(t).ok())
+        .map_or(10_000, |d| d.as_millis() as u64);
+    let canonical = me
+        .labels
+        .get("service.istio.io/canonical-name")
+        .or_else(|| me.labels.get("app"))
+        .cloned()
+        .unwrap_or_else(|| me.workload.clone());
+    Some(TracingExport {
+        provider: name.clone(),
+        cluster: format!("outbound|{}||{host}", otel.port),
+        authority: format!("{host}:{}", otel.port),
+        path: http
+            .path
+            .filter(|p| !p.is_empty())
+            .map_or("/v1/traces".to_owned(), |p| {
+                if p.starts_with('/') {
+                    p
+                } else {
+                    format!("/{p}")
+                }
+            }),
+        timeout_ms,
+        headers: http
+            .headers
+            .into_iter()
+            .filter(|h| !h.name.is_empty())
+            .map(|h| (h.name.to_ascii_lowercase(), h.value))
+            .collect(),
+        service_name: format!("{canonical}.{}", me.namespace),
+        custom_tags,
+    })
 }
 
 fn metric_name(m: tel::IstioMetric) -> String {
