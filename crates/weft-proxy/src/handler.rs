@@ -59,6 +59,8 @@ struct Ctx {
     grpc: bool,
     /// This proxy's part of the request's trace, when a tracer is set.
     hop: Option<crate::trace::Hop>,
+    /// What metric tag overrides read from the request, when any does.
+    request_tags: Option<Arc<[crate::metrics::Text]>>,
 }
 
 impl Ctx {
@@ -85,6 +87,19 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let snapshot = shared.snapshot.load_full();
     let hop = begin_trace(&snapshot, &entry, remote, &mut req);
+    let request_tags = snapshot.tags.reads_requests().then(|| {
+        snapshot.tags.evaluate(&crate::metric_tags::RequestFacts {
+            host: req
+                .uri()
+                .authority()
+                .map(|a| a.as_str())
+                .unwrap_or_else(|| header_str(&req, "host")),
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            scheme: req.uri().scheme_str().unwrap_or("http"),
+            headers: req.headers(),
+        })
+    });
     let grpc = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -96,7 +111,7 @@ pub async fn handle(
         start: Instant::now(),
         // With the access log off, only what metrics and replies read is
         // filled in.
-        entry: if shared.access_log.enabled() {
+        entry: if shared.logs_access(&snapshot) {
             Entry {
                 start_time: now_rfc3339(),
                 method: req.method().to_string(),
@@ -117,6 +132,7 @@ pub async fn handle(
         explain: shared.config.explain,
         grpc,
         hop,
+        request_tags: request_tags.flatten(),
     };
     let mut flight = InFlight {
         shared,
@@ -210,7 +226,9 @@ impl InFlight {
                 me: &self.snapshot.me,
             })
         });
-        self.shared.access_log.log(std::mem::take(&mut ctx.entry));
+        if self.shared.logs_access(&self.snapshot) {
+            self.shared.access_log.log(std::mem::take(&mut ctx.entry));
+        }
         (self.snapshot.record.response_size.then_some(series), span)
     }
 }
@@ -1425,6 +1443,8 @@ fn record(
             )
         }
     };
+    let mut labels = labels;
+    labels.request_tags = ctx.request_tags.clone();
     let on = snap.record;
     let series = m.http(&labels);
     if on.duration {

@@ -156,7 +156,7 @@ pub async fn serve<T>(
     if opaque {
         if let Some(why) = tcp_denied(&shared, port, remote, peer.as_deref()) {
             // Closing is the only answer TCP has.
-            shared.access_log.log(crate::access_log::Entry {
+            shared.log_access(crate::access_log::Entry {
                 start_time: crate::access_log::now_rfc3339(),
                 downstream_remote_address: remote.to_string(),
                 route_name: format!("inbound|{port}"),

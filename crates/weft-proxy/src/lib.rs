@@ -20,6 +20,7 @@ pub mod jwt;
 mod local_reply;
 mod matcher;
 pub mod mesh;
+pub mod metric_tags;
 pub mod metrics;
 mod origination;
 pub mod snapshot;
@@ -110,6 +111,19 @@ pub struct Shared {
 impl Shared {
     pub(crate) fn self_ref(&self) -> Option<Arc<Shared>> {
         self.me.upgrade()
+    }
+
+    /// Whether requests under `snap` are logged: the proxy has an access
+    /// log and the Telemetry resources leave it on.
+    pub(crate) fn logs_access(&self, snap: &Snapshot) -> bool {
+        self.access_log.enabled() && snap.model.telemetry.access_logging
+    }
+
+    /// Logs `entry` when the access log is on for the current config.
+    pub(crate) fn log_access(&self, entry: access_log::Entry) {
+        if self.logs_access(&self.snapshot.load()) {
+            self.access_log.log(entry);
+        }
     }
 }
 
@@ -458,7 +472,7 @@ fn gateway_tls_servers(shared: &Shared, port: u32) -> Vec<weft_model::ServerTls>
 
 /// Logs a TLS connection the gateway could not accept.
 fn refuse_tls(shared: &Shared, port: u32, remote: SocketAddr, why: String) {
-    shared.access_log.log(access_log::Entry {
+    shared.log_access(access_log::Entry {
         start_time: access_log::now_rfc3339(),
         downstream_remote_address: remote.to_string(),
         route_name: format!("gateway|{port}"),
@@ -471,7 +485,7 @@ fn refuse_tls(shared: &Shared, port: u32, remote: SocketAddr, why: String) {
 fn refuse_plaintext(shared: &Shared, port: u32, remote: SocketAddr) {
     let snap = shared.snapshot.load();
     let origin = snap.model.security.inbound_mtls.origin.join(", ");
-    shared.access_log.log(access_log::Entry {
+    shared.log_access(access_log::Entry {
         start_time: access_log::now_rfc3339(),
         downstream_remote_address: remote.to_string(),
         route_name: format!("inbound|{port}"),
@@ -498,7 +512,7 @@ async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
                                 _ => (200, "ready\n".to_owned()),
                             },
                             "/config_dump" => (200, serde_json::to_string_pretty(&serde_json::json!({"version": snap.version, "model": &*snap.model})).unwrap_or_default()),
-                            "/metrics" | "/stats/prometheus" => (200, shared.metrics.render()),
+                            "/metrics" | "/stats/prometheus" => (200, shared.metrics.render(&snap.tags)),
                             "/stats/json" => (200, shared.metrics.snapshot().to_string()),
                             "/certs" => match &shared.mesh {
                                 Some(m) => (200, serde_json::to_string_pretty(&m.describe()).unwrap_or_default()),

@@ -15,7 +15,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
 use weft_model::{Endpoint, ProxyIdentity};
+
+use crate::metric_tags::TagPlan;
 
 pub type Text = Arc<String>;
 
@@ -115,6 +118,9 @@ pub struct RequestLabels {
     pub response_code: u16,
     pub response_flags: Text,
     pub connection_security_policy: &'static str,
+    /// Values the Telemetry tag overrides read from the request; `None`
+    /// unless an override asks for one.
+    pub request_tags: Option<Arc<[Text]>>,
 }
 
 impl RequestLabels {
@@ -144,6 +150,7 @@ impl RequestLabels {
             response_code: outcome.code,
             response_flags: outcome.flags,
             connection_security_policy: outcome.security,
+            request_tags: None,
         }
     }
 }
@@ -207,26 +214,6 @@ impl Histogram {
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .collect()
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in self.bounds.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{labels}}} {}",
-            f64::from_bits(self.sum.load(Ordering::Relaxed))
-        );
-        let _ = writeln!(
-            out,
-            "{name}_count{{{labels}}} {}",
-            self.count.load(Ordering::Relaxed)
-        );
     }
 }
 
@@ -339,24 +326,24 @@ impl Metrics {
         })
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition (format 0.0.4), with the Telemetry
+    /// tag overrides applied: series whose labels become equal are summed.
+    pub fn render(&self, tags: &TagPlan) -> String {
         let mut out = String::new();
         let http = self.http.load();
         let tcp = self.tcp.load();
-        let mut http: Vec<(String, &Arc<HttpSeries>)> =
-            http.iter().map(|(l, s)| (l.render(), s)).collect();
-        http.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut tcp: Vec<(String, &Arc<TcpSeries>)> =
-            tcp.iter().map(|(l, s)| (l.render(), s)).collect();
-        tcp.sort_by(|a, b| a.0.cmp(&b.0));
+        let counter = |name: &str, pick: &dyn Fn(&HttpSeries) -> u64| {
+            let mut agg: BTreeMap<String, u64> = BTreeMap::new();
+            for (l, s) in http.iter() {
+                *agg.entry(l.render(tags, name)).or_default() += pick(s);
+            }
+            agg
+        };
         let _ = writeln!(out, "# HELP istio_requests_total Requests handled by this proxy.\n# TYPE istio_requests_total counter");
-        for (l, s) in &http {
-            let _ = writeln!(
-                out,
-                "istio_requests_total{{{l}}} {}",
-                s.requests.load(Ordering::Relaxed)
-            );
+        for (l, n) in counter("istio_requests_total", &|s| {
+            s.requests.load(Ordering::Relaxed)
+        }) {
+            let _ = writeln!(out, "istio_requests_total{{{l}}} {n}");
         }
         for (name, help, pick) in [
             (
@@ -376,8 +363,15 @@ impl Metrics {
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for (l, s) in &http {
-                pick(s).render(&mut out, name, l);
+            let mut agg: BTreeMap<String, HistogramTotals> = BTreeMap::new();
+            for (l, s) in http.iter() {
+                let h = pick(s);
+                agg.entry(l.render(tags, name))
+                    .or_insert_with(|| HistogramTotals::new(h.bounds))
+                    .add(h);
+            }
+            for (l, h) in &agg {
+                h.render(&mut out, name, l);
             }
         }
         for (name, help, pick) in [
@@ -403,11 +397,54 @@ impl Metrics {
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (l, s) in &tcp {
-                let _ = writeln!(out, "{name}{{{l}}} {}", pick(s).load(Ordering::Relaxed));
+            let mut agg: BTreeMap<String, u64> = BTreeMap::new();
+            for (l, s) in tcp.iter() {
+                *agg.entry(l.render(tags, name)).or_default() += pick(s).load(Ordering::Relaxed);
+            }
+            for (l, n) in agg {
+                let _ = writeln!(out, "{name}{{{l}}} {n}");
             }
         }
         out
+    }
+}
+
+/// A histogram's counts summed over the series that render alike.
+struct HistogramTotals {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl HistogramTotals {
+    fn new(bounds: &'static [f64]) -> Self {
+        HistogramTotals {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, h: &Histogram) {
+        for (total, n) in self.counts.iter_mut().zip(h.counts()) {
+            *total += n;
+        }
+        self.sum += f64::from_bits(h.sum.load(Ordering::Relaxed));
+        self.count += h.count.load(Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i];
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()];
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
     }
 }
 
@@ -447,9 +484,11 @@ impl RequestLabels {
         })
     }
 
-    /// `reporter="source",source_workload="…",…` in Istio's label names.
-    fn render(&self) -> String {
-        let text_labels: [(&str, &str); 17] = [
+    /// `reporter="source",source_workload="…",…` in Istio's label names,
+    /// after `metric`'s tag overrides.
+    fn render(&self, tags: &TagPlan, metric: &str) -> String {
+        let code = self.response_code.to_string();
+        let mut labels: Vec<(&str, &str)> = vec![
             ("reporter", self.reporter),
             ("source_workload", &self.source_workload),
             ("source_workload_namespace", &self.source_workload_namespace),
@@ -476,12 +515,16 @@ impl RequestLabels {
                 "connection_security_policy",
                 self.connection_security_policy,
             ),
+            ("response_code", &code),
         ];
+        tags.apply(metric, &mut labels, self.request_tags.as_deref());
         let mut out = String::with_capacity(512);
-        for (k, v) in text_labels {
-            let _ = write!(out, "{k}=\"{}\",", escape(v));
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{k}=\"{}\"", escape(v));
         }
-        let _ = write!(out, "response_code=\"{}\"", self.response_code);
         out
     }
 }
@@ -568,7 +611,7 @@ mod tests {
             Arc::ptr_eq(&s, &m.http(&labels)),
             "one series per label set"
         );
-        let text = m.render();
+        let text = m.render(&TagPlan::default());
         assert!(
             text.contains("istio_requests_total{reporter=\"source\","),
             "{text}"

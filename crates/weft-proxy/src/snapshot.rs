@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub clusters: HashMap<String, Arc<ClusterRt>>,
     /// Which request metrics the Telemetry resources leave on.
     pub record: RecordedMetrics,
+    /// Their tag overrides.
+    pub tags: crate::metric_tags::TagPlan,
     /// Inbound port → the service it belongs to, as metrics name it.
     pub inbound_services: HashMap<u32, crate::metrics::ServiceNames>,
     /// This workload's AuthorizationPolicies, compiled.
@@ -323,6 +325,7 @@ impl Snapshot {
         Ok(Snapshot {
             me: crate::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
+            tags: crate::metric_tags::TagPlan::compile(&model.telemetry.tag_overrides),
             authz: crate::authz::Authorizer::compile(&model.security.authorization),
             jwt: crate::jwt::JwtAuthn::compile(&model.security.jwt_rules),
             inbound_services: model

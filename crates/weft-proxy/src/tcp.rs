@@ -153,5 +153,5 @@ where
     }
     entry.response_flags = flags.to_string();
     entry.duration = start.elapsed().as_millis() as u64;
-    shared.access_log.log(entry);
+    shared.log_access(entry);
 }

@@ -1,0 +1,197 @@
+//! The Telemetry resource under `weft up`, applied live: metric tag
+//! overrides (a label removed, one added from a request header), a metric
+//! disabled for one workload, and access logging turned off mesh-wide but
+//! kept for one workload, with the most specific resource winning.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::curl;
+
+const TELEMETRY: &str = r#"
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata:
+  name: mesh-default
+  namespace: istio-system
+spec:
+  accessLogging:
+  - disabled: true
+  metrics:
+  - overrides:
+    - match: {metric: REQUEST_COUNT}
+      tagOverrides:
+        request_protocol: {operation: REMOVE}
+        user: {value: "request.headers['end-user'] | 'anonymous'"}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata:
+  name: ratings
+  namespace: default
+spec:
+  selector:
+    matchLabels: {app: ratings}
+  accessLogging:
+  - disabled: false
+  metrics:
+  - overrides:
+    - match: {metric: REQUEST_DURATION}
+      disabled: true
+"#;
+
+/// The admin address of a proxy whose name starts with `prefix`.
+fn proxy_admin(m: &common::mesh::Mesh, prefix: &str) -> String {
+    let r = curl(&[&format!("http://{}/api/status", m.admin)]);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    v["proxies"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no proxies in status: {v}"))
+        .iter()
+        .find(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.rsplit('/').next().unwrap_or(n).starts_with(prefix))
+        })
+        .and_then(|p| p["admin"].as_str())
+        .unwrap_or_else(|| panic!("no proxy {prefix}: {v}"))
+        .to_owned()
+}
+
+fn lines_of(metrics: &str, name: &str, filter: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(filter))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn access_lines(m: &common::mesh::Mesh, prefix: &str) -> usize {
+    std::fs::read_dir(m.w.dir.join("run/logs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with(prefix) && n.ends_with(".access.log")
+        })
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn telemetry_overrides_apply_live_per_mesh_and_workload() {
+    let m = common::mesh::up(115);
+    // reviews is round robin over three versions: every one gets a page.
+    for _ in 0..6 {
+        assert_eq!(m.page(None).0, 200);
+    }
+    let reviews = proxy_admin(&m, "reviews-v2");
+    let ratings = proxy_admin(&m, "ratings");
+
+    // Before: Istio's labels as they are.
+    let before = curl(&[&format!("http://{reviews}/metrics")]).body;
+    let total = lines_of(&before, "istio_requests_total", "reporter=\"destination\"");
+    assert!(!total.is_empty(), "{before}");
+    assert!(total
+        .iter()
+        .all(|l| l.contains("request_protocol=\"http\"")));
+    assert!(total.iter().all(|l| !l.contains("user=")));
+
+    // Apply the Telemetry resources to the running mesh.
+    let accepted = m.w.log("up").matches("accepted").count();
+    std::fs::write(m.cfg.join("telemetry.yaml"), TELEMETRY).unwrap();
+    let started = Instant::now();
+    while m.w.log("up").matches("accepted").count() == accepted {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let logs_before = (access_lines(&m, "productpage"), access_lines(&m, "ratings"));
+
+    // jason's pages carry end-user: jason from productpage onwards.
+    for _ in 0..12 {
+        assert_eq!(m.page(Some("jason")).0, 200);
+        assert_eq!(m.page(None).0, 200);
+    }
+    let after = curl(&[&format!("http://{reviews}/metrics")]).body;
+    let total = lines_of(&after, "istio_requests_total", "reporter=\"destination\"");
+    assert!(
+        total.iter().all(|l| !l.contains("request_protocol=")),
+        "request_protocol removed: {total:#?}"
+    );
+    assert!(
+        total.iter().any(|l| l.contains("user=\"jason\"")),
+        "user from end-user: {total:#?}"
+    );
+    assert!(
+        total.iter().any(|l| l.contains("user=\"anonymous\"")),
+        "the default when the header is absent: {total:#?}"
+    );
+    // Other metrics keep Istio's labels.
+    let duration = lines_of(
+        &after,
+        "istio_request_duration_milliseconds_count",
+        "reporter=\"destination\"",
+    );
+    assert!(duration
+        .iter()
+        .all(|l| l.contains("request_protocol=\"http\"") && !l.contains("user=")));
+    // Series that became equal are one line: no duplicate label sets.
+    let mut keys: Vec<&str> = total
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().0)
+        .collect();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "{total:#?}");
+
+    // ratings: its own Telemetry turns the duration metric off there only.
+    let r = curl(&[&format!("http://{ratings}/metrics")]).body;
+    let ratings_duration = lines_of(
+        &r,
+        "istio_request_duration_milliseconds_count",
+        "reporter=\"destination\"",
+    );
+    let ratings_before: u64 = ratings_duration
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    for _ in 0..5 {
+        assert_eq!(m.page(Some("jason")).0, 200);
+    }
+    let r2 = curl(&[&format!("http://{ratings}/metrics")]).body;
+    let ratings_after: u64 = lines_of(
+        &r2,
+        "istio_request_duration_milliseconds_count",
+        "reporter=\"destination\"",
+    )
+    .iter()
+    .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+    .sum();
+    assert_eq!(ratings_before, ratings_after, "duration is off on ratings");
+
+    // Access logs: off mesh-wide, on for ratings.
+    std::thread::sleep(Duration::from_millis(500));
+    let logs_after = (access_lines(&m, "productpage"), access_lines(&m, "ratings"));
+    assert_eq!(
+        logs_after.0, logs_before.0,
+        "productpage logged with access logging disabled"
+    );
+    assert!(
+        logs_after.1 > logs_before.1,
+        "ratings stopped logging: {logs_before:?} → {logs_after:?}"
+    );
+}
