@@ -150,6 +150,37 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             },
             Err(_) => (500, error("state poisoned")),
         },
+        // Resource-style names for one node: /api/services/HOST and
+        // /api/workloads/NAMESPACE/NAME (and /apps/NAMESPACE/APP).
+        ("GET", p)
+            if p.starts_with("/api/services/")
+                || p.starts_with("/api/workloads/")
+                || p.starts_with("/api/apps/") =>
+        {
+            let Some(id) = crate::dashboard::node_id_of_path(p) else {
+                return (
+                    400,
+                    error("use /api/services/HOST, /api/workloads/NAMESPACE/NAME or /api/apps/NAMESPACE/APP"),
+                );
+            };
+            match docs.lock() {
+                Ok(d) => match &d.traffic {
+                    Some(t) => {
+                        let status = with_processes(&d.status, d.processes_file.as_deref());
+                        let q = format!("id={id}&{query}");
+                        (
+                            200,
+                            crate::dashboard::node(t, &d.resources, &status, &q).to_string(),
+                        )
+                    }
+                    None => (
+                        503,
+                        error("no traffic data: the control plane is not collecting metrics"),
+                    ),
+                },
+                Err(_) => (500, error("state poisoned")),
+            }
+        }
         ("GET", "/api/validations") => (
             200,
             docs.lock()
@@ -275,7 +306,7 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
         }
         _ => (
             404,
-            error("not found: try /api/status, /api/validations, /api/resources"),
+            error("not found: try /api/status, /api/graph, /api/services/HOST, /api/validations, /api/resources"),
         ),
     }
 }

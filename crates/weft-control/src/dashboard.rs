@@ -69,6 +69,24 @@ pub fn node(traffic: &Traffic, resources: &[Value], status: &Value, query: &str)
     })
 }
 
+/// The graph node a resource-style API path names.
+pub fn node_id_of_path(path: &str) -> Option<String> {
+    let clean = |s: &str| percent_decode(s.trim_matches('/'));
+    if let Some(host) = path.strip_prefix("/api/services/") {
+        let host = clean(host);
+        return (!host.is_empty() && !host.contains('/')).then(|| format!("svc:{host}"));
+    }
+    let (kind, rest) = if let Some(r) = path.strip_prefix("/api/workloads/") {
+        ("wl", r)
+    } else {
+        ("app", path.strip_prefix("/api/apps/")?)
+    };
+    let rest = clean(rest);
+    let (ns, name) = rest.split_once('/')?;
+    (!ns.is_empty() && !name.is_empty() && !name.contains('/'))
+        .then(|| format!("{kind}:{ns}/{name}"))
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -296,4 +314,33 @@ fn proxies_of(resources: &[Value], status: &Value, id: &str) -> Vec<Value> {
             json!({"name": p["name"], "sync": p["sync"], "certificate": p["stream"]["certificate"]})
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_id_of_path;
+
+    #[test]
+    fn resource_paths_name_graph_nodes() {
+        assert_eq!(
+            node_id_of_path("/api/services/reviews.default.svc.cluster.local").as_deref(),
+            Some("svc:reviews.default.svc.cluster.local")
+        );
+        assert_eq!(
+            node_id_of_path("/api/workloads/default/reviews-v1").as_deref(),
+            Some("wl:default/reviews-v1")
+        );
+        assert_eq!(
+            node_id_of_path("/api/apps/default/reviews/").as_deref(),
+            Some("app:default/reviews")
+        );
+        for bad in [
+            "/api/services/",
+            "/api/workloads/default",
+            "/api/workloads/a/b/c",
+            "/api/x",
+        ] {
+            assert_eq!(node_id_of_path(bad), None, "{bad}");
+        }
+    }
 }

@@ -109,4 +109,36 @@ fn the_service_graph_in_a_browser() {
         "no screenshot"
     );
     assert!(traffic.join().unwrap() > 50);
+
+    // The JSON API by resource name, as documented in ARCHITECTURE.md.
+    let api = |path: &str| -> serde_json::Value {
+        let r = curl(&[&format!("http://{}{path}", m.admin)]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let svc = api("/api/services/reviews.default.svc.cluster.local?window=120");
+    assert_eq!(svc["id"], "svc:reviews.default.svc.cluster.local");
+    assert!(
+        svc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "DestinationRule" && r["name"] == "reviews"),
+        "{svc}"
+    );
+    assert!(
+        svc["series"]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["inboundRps"].as_f64().unwrap_or(0.0) > 0.0),
+        "{svc}"
+    );
+    let wl = api("/api/workloads/default/reviews-v2");
+    assert_eq!(wl["id"], "wl:default/reviews-v2");
+    assert!(!wl["proxies"].as_array().unwrap().is_empty(), "{wl}");
+    let v = api("/api/validations");
+    assert!(v.is_object() || v.is_array(), "{v}");
+    let bad = curl(&[&format!("http://{}/api/workloads/default", m.admin)]);
+    assert_eq!(bad.status, 400);
 }
