@@ -110,6 +110,25 @@ fn the_service_graph_in_a_browser() {
     );
     assert!(traffic.join().unwrap() > 50);
 
+    // 200 services: every node drawn, updates keep the layout, a click
+    // still opens a page. The timings are reported, not asserted.
+    let scale = &report["scale"];
+    std::fs::write(
+        artifacts.join("dashboard-200-services.json"),
+        scale.to_string(),
+    )
+    .unwrap();
+    eprintln!("dashboard with 200 services: {scale}");
+    assert!(scale["pageErrors"].is_null(), "{scale}");
+    assert_eq!(scale["serviceNodes"], 200, "{scale}");
+    assert_eq!(scale["nodes"], 600, "{scale}");
+    assert!(scale["updatesSeen"].as_u64().unwrap() >= 2, "{scale}");
+    assert_eq!(
+        scale["positionsKept"], true,
+        "an update moved the nodes: {scale}"
+    );
+    assert_eq!(scale["detailTitle"], "svc-0", "{scale}");
+
     // The JSON API by resource name, as documented in ARCHITECTURE.md.
     let api = |path: &str| -> serde_json::Value {
         let r = curl(&[&format!("http://{}{path}", m.admin)]);

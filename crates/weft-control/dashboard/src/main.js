@@ -42,6 +42,10 @@ const cy = cytoscape({
   minZoom: 0.1,
   maxZoom: 4,
   wheelSensitivity: 0.3,
+  // Large meshes: pan and zoom move a cached picture, and labels too small
+  // to read are not drawn, so 200 services stay smooth.
+  textureOnViewport: true,
+  pixelRatio: 1,
   style: [
     {
       selector: "node",
@@ -51,6 +55,7 @@ const cy = cytoscape({
         "text-valign": "bottom",
         "text-margin-y": 4,
         "font-size": 11,
+        "min-zoomed-font-size": 6,
         shape: (el) => SHAPES[el.data("kind")] || "ellipse",
         "background-color": "#fff",
         "border-width": 3,
@@ -65,6 +70,7 @@ const cy = cytoscape({
       style: {
         label: "data(display)",
         "font-size": 9,
+        "min-zoomed-font-size": 7,
         "text-background-color": "#fafafa",
         "text-background-opacity": 0.9,
         "curve-style": "bezier",

@@ -13,6 +13,96 @@ const browser = await chromium.launch({
   ],
 });
 const out = {};
+
+// 200 services with two versions each, calling one another: the graph
+// the control plane would serve for such a mesh. Only /api/graph is
+// replaced; the rest of the dashboard talks to the live control plane.
+function bigGraph(tick) {
+  const nodes = [];
+  const edges = [];
+  const N = 200;
+  for (let i = 0; i < N; i++) {
+    const host = `svc-${i}.default.svc.cluster.local`;
+    nodes.push({ id: `svc:${host}`, label: `svc-${i}`, kind: "service", namespace: "default", service: host,
+      health: "healthy", inboundRps: 10 + tick, errorPercent: 0 });
+    for (const v of ["v1", "v2"]) {
+      const id = `vapp:default/svc-${i}/${v}`;
+      nodes.push({ id, label: `svc-${i}`, kind: "app", namespace: "default", app: `svc-${i}`, version: v,
+        workload: `svc-${i}-${v}`, health: i % 17 === 0 ? "degraded" : "healthy", inboundRps: 5, errorPercent: 0 });
+      edges.push({ id: `svc:${host}->${id}`, source: `svc:${host}`, target: id, rps: 5 + (tick % 3),
+        errorPercent: 0, p95Ms: 4.2, tcpBytesPerSecond: 0, mtls: true, protocol: "http", health: "healthy" });
+      if (i > 0 && v === "v1") {
+        // Calls go from a caller's versions to a callee service, tree-like.
+        const caller = `vapp:default/svc-${Math.floor((i - 1) / 2)}/v1`;
+        const target = `svc:${host}`;
+        edges.push({ id: `${caller}->${target}`, source: caller, target, rps: 3, errorPercent: 0.05,
+          p95Ms: 12.5, tcpBytesPerSecond: 0, mtls: i % 5 !== 0, protocol: "http", health: "healthy" });
+      }
+    }
+  }
+  return { window: 300, measuredSeconds: 300, nodes, edges };
+}
+
+async function scale(browser) {
+  const r = {};
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.on("pageerror", (e) => { r.pageErrors = [...(r.pageErrors || []), String(e)]; });
+  let tick = 0;
+  await page.route("**/api/graph*", (route) =>
+    route.fulfill({ contentType: "application/json", body: JSON.stringify(bigGraph(tick++)) }));
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((l) => {
+      for (const e of l.getEntries()) window.__longTasks.push(e.duration);
+    }).observe({ type: "longtask", buffered: true });
+  });
+  const t0 = Date.now();
+  await page.goto(url);
+  await page.waitForFunction(() => window.weftGraph && window.weftGraph.nodes().length >= 600, null,
+    { timeout: 30000, polling: 50 });
+  r.firstRenderMs = Date.now() - t0;
+  const tasksAtFirstRender = await page.evaluate(() => window.__longTasks.length);
+  r.nodes = await page.evaluate(() => window.weftGraph.nodes().length);
+  r.edges = await page.evaluate(() => window.weftGraph.edges().length);
+  r.serviceNodes = await page.evaluate(() => window.weftGraph.nodes("[kind = 'service']").length);
+  const sample = ["svc:svc-0.default.svc.cluster.local", "vapp:default/svc-150/v2", "svc:svc-199.default.svc.cluster.local"];
+  const positions = () => page.evaluate((ids) => ids.map((id) => window.weftGraph.getElementById(id).position()), sample);
+  const before = await positions();
+  // Two more polling cycles with new numbers on the same topology.
+  const seen = tick;
+  const t1 = Date.now();
+  while (tick < seen + 2 && Date.now() - t1 < 15000) await page.waitForTimeout(100);
+  r.updatesSeen = tick - seen;
+  r.positionsKept = JSON.stringify(before) === JSON.stringify(await positions());
+  r.edgeRpsUpdated = await page.evaluate(() =>
+    window.weftGraph.getElementById("svc:svc-3.default.svc.cluster.local").data("inboundRps"));
+  // Interaction: zoom and pan, then open a node's page.
+  const box = await page.locator("#graph").boundingBox();
+  const t2 = Date.now();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, -400);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width / 2 + 200, box.y + box.height / 2 + 100, { steps: 10 });
+  await page.mouse.up();
+  r.zoomPanMs = Date.now() - t2;
+  const id = "svc:svc-0.default.svc.cluster.local";
+  await page.evaluate((id) => window.weftGraph.center(window.weftGraph.getElementById(id)), id);
+  const pos = await page.evaluate((id) => window.weftGraph.getElementById(id).renderedPosition(), id);
+  const t3 = Date.now();
+  await page.mouse.click(box.x + pos.x, box.y + pos.y);
+  await page.waitForSelector("#detail:not([hidden])", { timeout: 10000 });
+  await page.waitForFunction(() => document.querySelector("#detail-title").textContent.length > 0);
+  r.clickToDetailMs = Date.now() - t3;
+  r.detailTitle = await page.textContent("#detail-title");
+  const longTasks = await page.evaluate(() => window.__longTasks);
+  r.firstRenderLongestTaskMs = Math.round(Math.max(0, ...longTasks.slice(0, tasksAtFirstRender)));
+  const later = longTasks.slice(tasksAtFirstRender);
+  r.longTasksAfterFirstRender = later.length;
+  r.longestTaskAfterFirstRenderMs = Math.round(Math.max(0, ...later));
+  await page.close();
+  return r;
+}
+
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on("pageerror", (e) => { out.pageErrors = [...(out.pageErrors || []), String(e)]; });
@@ -44,6 +134,7 @@ try {
   out.detailTitle = await page.textContent("#detail-title");
   out.detailResources = await page.textContent("#detail-resources");
   if (shot) await page.screenshot({ path: shot, fullPage: true });
+  out.scale = await scale(browser);
 } catch (e) {
   out.error = String(e);
 } finally {
