@@ -44,22 +44,32 @@ spec:
       disabled: true
 "#;
 
-/// The admin address of a proxy whose name starts with `prefix`.
+/// The admin address of a proxy whose name starts with `prefix` (the
+/// supervisor's part of the status may lag "ready" by a moment).
 fn proxy_admin(m: &common::mesh::Mesh, prefix: &str) -> String {
-    let r = curl(&[&format!("http://{}/api/status", m.admin)]);
-    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    v["proxies"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no proxies in status: {v}"))
-        .iter()
-        .find(|p| {
-            p["name"]
-                .as_str()
-                .is_some_and(|n| n.rsplit('/').next().unwrap_or(n).starts_with(prefix))
-        })
-        .and_then(|p| p["admin"].as_str())
-        .unwrap_or_else(|| panic!("no proxy {prefix}: {v}"))
-        .to_owned()
+    let started = Instant::now();
+    loop {
+        let r = curl(&[&format!("http://{}/api/status", m.admin)]);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        let found = v["proxies"].as_array().and_then(|ps| {
+            ps.iter()
+                .find(|p| {
+                    p["name"]
+                        .as_str()
+                        .is_some_and(|n| n.rsplit('/').next().unwrap_or(n).starts_with(prefix))
+                })
+                .and_then(|p| p["admin"].as_str())
+                .map(str::to_owned)
+        });
+        if let Some(a) = found {
+            return a;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no proxy {prefix} with an admin address in status: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn lines_of(metrics: &str, name: &str, filter: &str) -> Vec<String> {

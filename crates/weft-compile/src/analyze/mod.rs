@@ -76,6 +76,11 @@ pub const ANALYZERS: &[Analyzer] = &[
         run: references::canary_targets,
     },
     Analyzer {
+        name: "meshconfig.extensionprovider",
+        codes: &["IST0101"],
+        run: references::extension_providers,
+    },
+    Analyzer {
         name: "virtualservice.conflictingmeshgatewayhosts",
         codes: &["IST0109"],
         run: conflicts::mesh_virtual_services,

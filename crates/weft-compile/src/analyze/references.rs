@@ -325,3 +325,86 @@ pub(crate) fn find<'a>(
         .iter()
         .find(|r| r.kind() == kind && r.namespace() == ns && r.name() == name)
 }
+
+/// Extension providers whose service is not in the mesh (their spans or
+/// checks would go nowhere), and Telemetry naming a provider MeshConfig
+/// does not define.
+pub fn extension_providers(input: &Input<'_>, out: &mut Findings) {
+    let mesh = &input.index.mesh_config;
+    if let Some(r) = input
+        .resources
+        .iter()
+        .find(|r| weft_api::types::mesh::is_mesh_config(r, &input.mesh.root_namespace))
+    {
+        let base = FieldPath::root()
+            .key("data")
+            .key("mesh")
+            .key("extensionProviders");
+        for (i, p) in mesh.extension_providers.iter().enumerate() {
+            let services = [
+                (
+                    "opentelemetry",
+                    p.opentelemetry.as_ref().map(|o| &o.service),
+                ),
+                (
+                    "envoyExtAuthzHttp",
+                    p.envoy_ext_authz_http.as_ref().map(|h| &h.service),
+                ),
+            ];
+            for (field, service) in services {
+                let Some(service) = service.filter(|s| !s.is_empty()) else {
+                    continue;
+                };
+                let h = if service.contains('.') {
+                    service.clone()
+                } else {
+                    host::resolve(
+                        service,
+                        &input.mesh.root_namespace,
+                        &input.mesh.domain_suffix,
+                    )
+                };
+                if input.registry.service(&h).is_none() {
+                    out.add(
+                        Severity::Warning,
+                        "IST0101",
+                        r,
+                        &base.index(i).key(field).key("service"),
+                        format!(
+                            "Referenced service not found: {service:?} (extension provider {:?})",
+                            p.name
+                        ),
+                        "declare it as a Kubernetes Service or a ServiceEntry, or the proxies cannot reach it",
+                    );
+                }
+            }
+        }
+    }
+    let defined: BTreeSet<&str> = mesh
+        .extension_providers
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    for (r, t) in &input.index.telemetries {
+        let spec = FieldPath::root().key("spec");
+        for (i, tr) in t.tracing.iter().enumerate() {
+            for (j, p) in tr.providers.iter().enumerate() {
+                if !defined.contains(p.name.as_str()) {
+                    out.add(
+                        Severity::Error,
+                        "IST0101",
+                        r,
+                        &spec
+                            .key("tracing")
+                            .index(i)
+                            .key("providers")
+                            .index(j)
+                            .key("name"),
+                        format!("Referenced extension provider not found: {:?}", p.name),
+                        "define it under extensionProviders in the istio ConfigMap's mesh",
+                    );
+                }
+            }
+        }
+    }
+}
