@@ -408,7 +408,7 @@ fn istio_timeout_circuit_breaking_and_mirroring_tasks() {
 
     // Request timeouts: reviews (v2) with 0.5 s, ratings delayed 2 s.
     let timeouts = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews, subset: v2}}]\n    timeout: 0.5s\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\nspec:\n  hosts: [ratings]\n  http:\n  - fault: {delay: {percentage: {value: 100}, fixedDelay: 2s}}\n    route: [{destination: {host: ratings, subset: v1}}]\n";
-    write_and_wait(&m, timeouts);
+    m.write_config("routing.yaml", timeouts);
     let started = Instant::now();
     let (code, body) = m.page(None);
     assert_eq!(code, 200);
@@ -424,7 +424,7 @@ fn istio_timeout_circuit_breaking_and_mirroring_tasks() {
 
     // Circuit breaking: one connection, one pending request.
     let cb = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: httpbin}\nspec:\n  host: httpbin\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}\n";
-    write_and_wait(&m, cb);
+    m.write_config("routing.yaml", cb);
     let handles: Vec<_> = (0..10)
         .map(|_| {
             let p = proxy.clone();
@@ -449,7 +449,7 @@ fn istio_timeout_circuit_breaking_and_mirroring_tasks() {
 
     // Mirroring: v1 answers, v2 gets copies with the -shadow host.
     let mirror = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: httpbin}\nspec:\n  host: httpbin\n  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: httpbin}\nspec:\n  hosts: [httpbin]\n  http:\n  - route: [{destination: {host: httpbin, subset: v1}, weight: 100}]\n    mirror: {host: httpbin, subset: v2}\n    mirrorPercentage: {value: 100.0}\n";
-    write_and_wait(&m, mirror);
+    m.write_config("routing.yaml", mirror);
     for _ in 0..5 {
         let r = curl(&["-x", &proxy, "http://httpbin:8000/headers"]);
         assert_eq!(
@@ -493,21 +493,6 @@ fn istio_timeout_circuit_breaking_and_mirroring_tasks() {
         "the change never took effect"
     );
     let _ = changed_at;
-}
-
-fn write_and_wait(m: &Mesh, yaml: &str) {
-    let before = m.w.log("up").matches("accepted").count();
-    std::fs::write(m.cfg.join("routing.yaml"), yaml).unwrap();
-    let started = Instant::now();
-    while m.w.log("up").matches("accepted").count() == before {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "change not accepted:\n{}",
-            m.w.log("up")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 /// kubectl habits: `weft apply` routes live (and waits for acceptance),

@@ -107,7 +107,6 @@ impl Mesh {
     /// Writes a task's YAML as the routing configuration and waits until
     /// the control plane accepted it.
     pub fn apply(&self, task: &str) {
-        let before = self.w.log("up").matches("accepted").count();
         let text: String = task
             .split(',')
             .map(|t| {
@@ -116,7 +115,14 @@ impl Mesh {
                     + "\n---\n"
             })
             .collect();
-        std::fs::write(self.cfg.join("routing.yaml"), text).unwrap();
+        self.write_config("routing.yaml", &text);
+    }
+
+    /// Writes `yaml` as the configuration file `name` and waits until the
+    /// control plane accepted the change and pushed it.
+    pub fn write_config(&self, name: &str, yaml: &str) {
+        let before = self.w.log("up").matches("accepted").count();
+        std::fs::write(self.cfg.join(name), yaml).unwrap();
         let started = Instant::now();
         while self.w.log("up").matches("accepted").count() == before {
             assert!(
