@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(r("reviews"), "reviews.default.svc.cluster.local");
         assert_eq!(r("reviews.default"), "reviews.default");
         assert_eq!(r("*"), "*");
-        assert_eq!(r("10.0.0.1"), "10.0.0.1");
+        assert_eq!(r("127.0.0.9"), "127.0.0.9");
     }
 
     #[test]

@@ -454,7 +454,7 @@ mod tests {
     fn get<'a>(headers: &'a http::HeaderMap, path: &'a str) -> Attributes<'a> {
         Attributes {
             principal: Some("spiffe://cluster.local/ns/default/sa/bookinfo-productpage"),
-            source_ip: "10.0.0.7".parse().ok(),
+            source_ip: "127.0.0.7".parse().ok(),
             destination_port: 9080,
             http: Some(HttpAttributes {
                 method: "GET",
@@ -597,8 +597,8 @@ mod tests {
         let cases: Vec<(AuthzMatch, bool)> = vec![
             (m("request.headers[X-Token]", &["admin"], false), true),
             (m("request.headers[x-token]", &["guest"], false), false),
-            (m("source.ip", &["10.0.0.0/8"], false), true),
-            (m("source.ip", &["192.168.0.1"], false), false),
+            (m("source.ip", &["127.0.0.0/24"], false), true),
+            (m("source.ip", &["127.1.0.1"], false), false),
             (m("source.ip", &["not-an-ip"], false), false),
             (m("source.namespace", &["default"], false), true),
             (
