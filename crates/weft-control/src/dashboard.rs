@@ -11,9 +11,11 @@ use serde_json::{json, Value};
 
 use crate::telemetry::{Traffic, View};
 
-const INDEX: &str = include_str!("../dashboard/dist/index.html");
+// The page and its style need no build step: they are embedded from the
+// sources; only the bundled script and uPlot's style come from dist/.
+const INDEX: &str = include_str!("../dashboard/src/index.html");
 const APP_JS: &str = include_str!("../dashboard/dist/app.js");
-const APP_CSS: &str = include_str!("../dashboard/dist/app.css");
+const APP_CSS: &str = include_str!("../dashboard/src/style.css");
 const UPLOT_CSS: &str = include_str!("../dashboard/dist/uplot.css");
 
 /// A static file of the dashboard: (content type, body).

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use common::{curl, World};
 
 /// Bookinfo's six workloads as httpbins at their compiled addresses
-/// (127.N.0.1 … .6), and productpage's sidecar compiled with `extra` YAML,
-/// its outbound proxy at 127.N.1.1:15001. Returns the proxy address.
-fn bookinfo(w: &mut World, extra: &str, app_flags: &[(&str, &[&str])]) -> String {
+/// (127.N.0.1 … .6), some with extra flags.
+fn bookinfo_apps(w: &mut World, app_flags: &[(&str, &[&str])]) {
     let names = [
         "details-v1",
         "productpage-v1",
@@ -31,6 +30,24 @@ fn bookinfo(w: &mut World, extra: &str, app_flags: &[(&str, &[&str])]) -> String
             .map_or(&[][..], |(_, f)| f);
         w.httpbin(n, w.addr(0, i as u8 + 1, 9080), flags);
     }
+}
+
+/// productpage's model from bookinfo's services and workloads only (not
+/// its DestinationRules) plus the file `extra`.
+fn productpage_model_without_rules(w: &World, extra: std::path::PathBuf) -> std::path::PathBuf {
+    let ex = common::repo().join("examples/bookinfo");
+    w.model(
+        "productpage-v1",
+        &[ex.join("services.yaml"), ex.join("workloads.yaml"), extra],
+        "model.json",
+    )
+}
+
+/// Bookinfo's apps (`bookinfo_apps`), and productpage's sidecar compiled
+/// with `extra` YAML, its outbound proxy at 127.N.1.1:15001. Returns the
+/// proxy address.
+fn bookinfo(w: &mut World, extra: &str, app_flags: &[(&str, &[&str])]) -> String {
+    bookinfo_apps(w, app_flags);
     let extra_file = w.write("extra.yaml", extra);
     let model = w.model(
         "productpage-v1",
@@ -385,24 +402,9 @@ fn circuit_breaker_overflows_with_uo() {
     // Replace bookinfo's details DestinationRule: the example defines one,
     // and a second for the same host would keep the first's policy.
     let p = {
-        let names = [
-            "details-v1",
-            "productpage-v1",
-            "ratings-v1",
-            "reviews-v1",
-            "reviews-v2",
-            "reviews-v3",
-        ];
-        for (i, n) in names.iter().enumerate() {
-            w.httpbin(n, w.addr(0, i as u8 + 1, 9080), &[]);
-        }
+        bookinfo_apps(&mut w, &[]);
         let extra = w.write("dr.yaml", dr);
-        let ex = common::repo().join("examples/bookinfo");
-        let model = w.model(
-            "productpage-v1",
-            &[ex.join("services.yaml"), ex.join("workloads.yaml"), extra],
-            "model.json",
-        );
+        let model = productpage_model_without_rules(&w, extra);
         let outbound = w.addr(1, 1, 15001);
         let (m, o, log) = (
             model.display().to_string(),
@@ -905,17 +907,7 @@ fn metrics_use_istio_names_and_labels() {
         common::repo().join("examples/bookinfo-tasks/virtual-service-all-v1.yaml"),
     )
     .unwrap();
-    let names = [
-        "details-v1",
-        "productpage-v1",
-        "ratings-v1",
-        "reviews-v1",
-        "reviews-v2",
-        "reviews-v3",
-    ];
-    for (i, n) in names.iter().enumerate() {
-        w.httpbin(n, w.addr(0, i as u8 + 1, 9080), &[]);
-    }
+    bookinfo_apps(&mut w, &[]);
     let f = w.write("vs.yaml", &vs);
     let model = w.model(
         "productpage-v1",
@@ -1273,12 +1265,7 @@ metadata: {name: echo, labels: {app: echo}}
 spec: {command: weft, args: [sample-app, tcp-echo], ports: [{name: tcp-echo, port: 9100}]}
 "#;
     let f = w.write("svc.yaml", cfg);
-    let ex = common::repo().join("examples/bookinfo");
-    let model_path = w.model(
-        "productpage-v1",
-        &[ex.join("services.yaml"), ex.join("workloads.yaml"), f],
-        "model.json",
-    );
+    let model_path = productpage_model_without_rules(&w, f);
     let model: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
     let endpoint = |svc: &str| -> std::net::SocketAddr {
@@ -1702,24 +1689,9 @@ spec:
 fn max_requests_per_connection_recycles_connections() {
     let mut w = World::new(86);
     let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n  host: ratings\n  trafficPolicy:\n    connectionPool:\n      http: {maxRequestsPerConnection: 1}\n";
-    let names = [
-        "details-v1",
-        "productpage-v1",
-        "ratings-v1",
-        "reviews-v1",
-        "reviews-v2",
-        "reviews-v3",
-    ];
-    for (i, n) in names.iter().enumerate() {
-        w.httpbin(n, w.addr(0, i as u8 + 1, 9080), &[]);
-    }
+    bookinfo_apps(&mut w, &[]);
     let f = w.write("dr.yaml", dr);
-    let ex = common::repo().join("examples/bookinfo");
-    let model = w.model(
-        "productpage-v1",
-        &[ex.join("services.yaml"), ex.join("workloads.yaml"), f],
-        "model.json",
-    );
+    let model = productpage_model_without_rules(&w, f);
     let outbound = w.addr(1, 1, 15001);
     let (m, o) = (model.display().to_string(), outbound.to_string());
     w.spawn(

@@ -88,17 +88,7 @@ fn istio_fault_injection_tasks() {
     let m = up(91);
     // ratings-test-abort: jason sees the ratings error, others see stars.
     m.apply("virtual-service-all-v1.yaml");
-    let text = std::fs::read_to_string(
-        common::repo().join("examples/bookinfo-tasks/virtual-service-reviews-test-v2.yaml"),
-    )
-    .unwrap()
-        + "\n---\n"
-        + &std::fs::read_to_string(
-            common::repo().join("examples/bookinfo-tasks/virtual-service-ratings-test-abort.yaml"),
-        )
-        .unwrap();
-    std::fs::write(m.cfg.join("routing.yaml"), text).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    m.apply("virtual-service-reviews-test-v2.yaml,virtual-service-ratings-test-abort.yaml");
     let (status, body) = m.page(Some("jason"));
     assert_eq!(status, 200);
     assert!(
@@ -112,17 +102,7 @@ fn istio_fault_injection_tasks() {
 
     // ratings-test-delay: jason's page fails after productpage's 3 s
     // timeout and one retry (about 6 s), as Istio's task explains.
-    let text = std::fs::read_to_string(
-        common::repo().join("examples/bookinfo-tasks/virtual-service-reviews-test-v2.yaml"),
-    )
-    .unwrap()
-        + "\n---\n"
-        + &std::fs::read_to_string(
-            common::repo().join("examples/bookinfo-tasks/virtual-service-ratings-test-delay.yaml"),
-        )
-        .unwrap();
-    std::fs::write(m.cfg.join("routing.yaml"), text).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    m.apply("virtual-service-reviews-test-v2.yaml,virtual-service-ratings-test-delay.yaml");
     let started = Instant::now();
     let (status, body) = m.page(Some("jason"));
     let took = started.elapsed();

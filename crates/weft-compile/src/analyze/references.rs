@@ -355,15 +355,11 @@ pub fn extension_providers(input: &Input<'_>, out: &mut Findings) {
                 let Some(service) = service.filter(|s| !s.is_empty()) else {
                     continue;
                 };
-                let h = if service.contains('.') {
-                    service.clone()
-                } else {
-                    host::resolve(
-                        service,
-                        &input.mesh.root_namespace,
-                        &input.mesh.domain_suffix,
-                    )
-                };
+                let h = host::resolve(
+                    service,
+                    &input.mesh.root_namespace,
+                    &input.mesh.domain_suffix,
+                );
                 if input.registry.service(&h).is_none() {
                     out.add(
                         Severity::Warning,

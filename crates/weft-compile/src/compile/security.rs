@@ -35,11 +35,8 @@ fn ext_authz(c: &Compiler<'_>, authz: &Authorization) -> Vec<ExtAuthzProvider> {
         .filter(|p| wanted.contains(p.name.as_str()))
         .filter_map(|p| {
             let h = p.envoy_ext_authz_http.as_ref()?;
-            let host = if h.service.contains('.') {
-                h.service.clone()
-            } else {
-                crate::host::resolve(&h.service, &c.mesh.root_namespace, &c.mesh.domain_suffix)
-            };
+            let host =
+                crate::host::resolve(&h.service, &c.mesh.root_namespace, &c.mesh.domain_suffix);
             let timeout_ms = h
                 .timeout
                 .as_deref()

@@ -119,11 +119,7 @@ fn tracing_export(
             .find(|p| &p.name == n)
             .and_then(|p| p.opentelemetry.as_ref().map(|o| (n, o)))
     })?;
-    let host = if otel.service.contains('.') {
-        otel.service.clone()
-    } else {
-        crate::host::resolve(&otel.service, &c.mesh.root_namespace, &c.mesh.domain_suffix)
-    };
+    let host = crate::host::resolve(&otel.service, &c.mesh.root_namespace, &c.mesh.domain_suffix);
     let http = otel.http.clone().unwrap_or_default();
     let timeout_ms = http
         .timeout
