@@ -179,6 +179,10 @@ pub struct Registry {
     /// By fully qualified host.
     pub services: BTreeMap<String, Service>,
     pub instances: Vec<Instance>,
+    /// Namespace → positions in `instances`, so that finding a service's
+    /// endpoints or a proxy's instance looks at one namespace rather than
+    /// the whole mesh (every compile asks, for every service it sees).
+    by_namespace: std::collections::HashMap<String, Vec<usize>>,
 }
 
 impl Registry {
@@ -201,7 +205,23 @@ impl Registry {
                 n += 1;
             }
         }
+        for (i, inst) in reg.instances.iter().enumerate() {
+            reg.by_namespace
+                .entry(inst.namespace.clone())
+                .or_default()
+                .push(i);
+        }
         reg
+    }
+
+    /// The instances in `namespace`, in registry order.
+    pub fn instances_in<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.by_namespace
+            .get(namespace)
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| self.instances.get(*i))
     }
 
     pub fn service(&self, host: &str) -> Option<&Service> {
@@ -210,10 +230,9 @@ impl Registry {
 
     /// Instances backing `svc` (selector match in its namespace).
     pub fn instances_of<'a>(&'a self, svc: &'a Service) -> impl Iterator<Item = &'a Instance> + 'a {
-        self.instances.iter().filter(move |i| match &svc.selector {
-            Some(sel) if !sel.is_empty() => i.selected_by(&svc.namespace, sel),
-            _ => false,
-        })
+        let selector = svc.selector.as_ref().filter(|s| !s.is_empty());
+        self.instances_in(&svc.namespace)
+            .filter(move |i| selector.is_some_and(|sel| i.selected_by(&svc.namespace, sel)))
     }
 
     fn add_service(&mut self, r: &Resource, mesh: &MeshConfig) {

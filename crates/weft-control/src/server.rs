@@ -125,7 +125,12 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     // A root rotation waits in step one until every connected proxy has
     // the bundle with both roots.
     let mut rotation_started: Option<tokio::time::Instant> = None;
+    // The status documents are rebuilt only when something they show has
+    // changed: at 10 000 proxies a rebuild is megabytes of JSON, and the
+    // tick below fires four times a second.
+    let mut dirty;
     loop {
+        dirty = true;
         tokio::select! {
             Some(cmd) = command_rx.recv() => match cmd {
                 admin::Command::RotateRoot => match ca_service.with_authority(|a| a.prepare_rotation()) {
@@ -148,6 +153,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                 stream_changes.borrow_and_update();
             }
             _ = tick.tick() => {
+                dirty = rotation_started.is_some();
                 if let Some(started) = rotation_started {
                     let distributed = all_acked(&hub, &current);
                     if distributed || started.elapsed() > Duration::from_secs(30) {
@@ -164,11 +170,13 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     }
                 }
                 if ca_service.with_authority(|a| a.retire_due()).unwrap_or(false) {
+                    dirty = true;
                     eprintln!("weft: root rotation: the old root is retired");
                     roots_changed(&o, &ca_service);
                     serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
                 }
                 if store.changed_on_disk() {
+                    dirty = true;
                     // Debounce: editors write in several steps.
                     tokio::time::sleep(Duration::from_millis(150)).await;
                     match store.load() {
@@ -192,6 +200,9 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+        }
+        if !dirty {
+            continue;
         }
         publish(
             &docs,
@@ -276,17 +287,27 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
             .map(|(name, c)| (name.clone(), c.model.credential_names()))
             .collect(),
     );
+    // Replicas share a compiled model; serve each distinct one once.
+    let mut served: std::collections::HashMap<
+        *const crate::store::Compiled,
+        (String, Arc<String>),
+    > = std::collections::HashMap::new();
     hub.publish(
         config
             .models
             .iter()
-            .map(|(name, c)| (name.clone(), served_model(c, jwks, roots)))
+            .map(|(name, c)| {
+                let m = served
+                    .entry(Arc::as_ptr(c))
+                    .or_insert_with(|| served_model(c, jwks, roots));
+                (name.clone(), m.clone())
+            })
             .collect(),
     );
 }
 
 /// The version and JSON a proxy is sent: the compiled model, with remote
-/// key sets inlined when it has rules that name one.
+/// key sets inlined when it has rules that name one, and the mesh's roots.
 fn served_model(
     c: &crate::store::Compiled,
     jwks: &Jwks,
@@ -295,9 +316,14 @@ fn served_model(
     let mut model = c.model.clone();
     jwks.fill(&mut model);
     model.security.trust_bundle = roots.to_vec();
-    match serde_json::to_string_pretty(&model) {
+    // Compact: a whole-mesh model is megabytes, and only proxies read it.
+    match serde_json::to_string(&model) {
         Ok(json) => (weft_model::names::content_version(&json), Arc::new(json)),
-        Err(_) => (c.version.clone(), Arc::new(c.json.clone())),
+        Err(e) => {
+            // The proxy refuses an empty model (NACK) and keeps its last one.
+            tracing::error!(proxy = %crate::store::proxy_name(&c.proxy), error = %e, "cannot serialize a model");
+            (c.version.clone(), Arc::new(String::new()))
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use weft_api::diag::{Diagnostic, Severity};
@@ -14,12 +15,13 @@ use weft_api::resource::Resource;
 use weft_compile::{Compiler, MeshConfig, ProxyRef, Registry};
 use weft_model::ProxyModel;
 
-/// One proxy's compiled model and its content version.
+/// A compiled model and its content version. Replicas of one workload
+/// share one (`Arc`): their models are equal by construction.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// The first proxy compiled to this model.
     pub proxy: ProxyRef,
     pub model: ProxyModel,
-    pub json: String,
     /// A hash of the model: equal versions mean nothing to push.
     pub version: String,
 }
@@ -31,7 +33,7 @@ pub struct Config {
     pub resources: Vec<Resource>,
     pub registry: Registry,
     /// By proxy name (`namespace/name`).
-    pub models: BTreeMap<String, Compiled>,
+    pub models: BTreeMap<String, Arc<Compiled>>,
     /// Warnings and analyzer findings (no errors, or it was refused).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -125,7 +127,20 @@ impl Store {
         let mut models = BTreeMap::new();
         {
             let compiler = Compiler::new(&loaded.resources, &registry, &self.mesh);
+            let mut by_shape: std::collections::HashMap<String, Arc<Compiled>> =
+                std::collections::HashMap::new();
             for proxy in compiler.proxies() {
+                let shape = match compiler.shape(&proxy) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(proxy = %proxy_name(&proxy), error = %e, "not compiled");
+                        continue;
+                    }
+                };
+                if let Some(c) = by_shape.get(&shape) {
+                    models.insert(proxy_name(&proxy), c.clone());
+                    continue;
+                }
                 let model = match compiler.compile(&proxy) {
                     Ok(m) => m,
                     Err(e) => {
@@ -135,15 +150,13 @@ impl Store {
                 };
                 let json = serde_json::to_string(&model).unwrap_or_default();
                 let version = weft_model::names::content_version(&json);
-                models.insert(
-                    proxy_name(&proxy),
-                    Compiled {
-                        proxy,
-                        model,
-                        json,
-                        version,
-                    },
-                );
+                let compiled = Arc::new(Compiled {
+                    proxy: proxy.clone(),
+                    model,
+                    version,
+                });
+                by_shape.insert(shape, compiled.clone());
+                models.insert(proxy_name(&proxy), compiled);
             }
         }
         self.generation += 1;

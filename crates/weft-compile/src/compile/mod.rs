@@ -106,9 +106,8 @@ impl<'a> Compiler<'a> {
             ProxyRef::Sidecar { namespace, name } => {
                 let inst = self
                     .registry
-                    .instances
-                    .iter()
-                    .find(|i| &i.namespace == namespace && (&i.name == name || &i.workload == name))
+                    .instances_in(namespace)
+                    .find(|i| &i.name == name || &i.workload == name)
                     .ok_or_else(|| {
                         let known: Vec<String> = self
                             .registry
@@ -149,6 +148,13 @@ impl<'a> Compiler<'a> {
                 })
             }
         }
+    }
+
+    /// What a proxy's model depends on: replicas of one workload share it
+    /// (identity, labels, ports, locality), so the control plane compiles
+    /// each shape once rather than once per replica.
+    pub fn shape(&self, proxy: &ProxyRef) -> Result<String, CompileError> {
+        Ok(format!("{:?}", self.me(proxy)?))
     }
 
     /// Compiles the model of one proxy.

@@ -1,0 +1,253 @@
+//! The data-plane matrix: every system under the same open-loop loads,
+//! with each proxy's CPU and memory read from /proc around the run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::oha::{self, Load, Outcome, Proto};
+use crate::procstat::{self, PeakRss};
+use crate::setup::{self, System, Weft};
+
+/// One proxy process (or process tree) in one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcUse {
+    pub process: String,
+    pub cpu_seconds: f64,
+    /// CPU seconds per 1000 requests, which is also vCPU per 1000 requests/s.
+    pub cpu_seconds_per_1000_requests: f64,
+    pub rss_idle_mib: f64,
+    pub rss_peak_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    pub system: System,
+    pub proto: Proto,
+    /// `None`: closed loop, for maximum throughput.
+    pub rate: Option<u32>,
+    pub connections: u32,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub processes: Vec<ProcUse>,
+}
+
+pub struct Plan {
+    pub protos: Vec<Proto>,
+    pub rates: Vec<u32>,
+    pub connections: Vec<u32>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub throughput_duration: Duration,
+    pub with_references: bool,
+}
+
+impl Plan {
+    pub fn full() -> Plan {
+        Plan {
+            protos: vec![Proto::Http1, Proto::Http2],
+            rates: vec![1000, 5000],
+            connections: vec![16, 64],
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(10),
+            throughput_duration: Duration::from_secs(5),
+            with_references: true,
+        }
+    }
+
+    pub fn smoke() -> Plan {
+        Plan {
+            protos: vec![Proto::Http1, Proto::Http2],
+            rates: vec![1000],
+            connections: vec![16],
+            warmup: Duration::from_millis(200),
+            duration: Duration::from_secs(1),
+            throughput_duration: Duration::from_secs(1),
+            with_references: true,
+        }
+    }
+}
+
+/// The processes that make up `system`'s proxies, by name.
+fn processes(system: System, nginx: Option<u32>, haproxy: Option<u32>) -> Vec<(String, Vec<u32>)> {
+    match system {
+        System::Direct => Vec::new(),
+        System::WeftGateway | System::WeftGatewayNoTelemetry => {
+            vec![("weft gateway".into(), Weft::gateway_pids())]
+        }
+        System::WeftMesh | System::WeftMeshNoTelemetry => vec![
+            (
+                "client sidecar".into(),
+                Weft::sidecar_pids(setup::CLIENT_SIDECAR_OUTBOUND),
+            ),
+            (
+                "server sidecar".into(),
+                Weft::sidecar_pids(setup::SERVER_SIDECAR_OUTBOUND),
+            ),
+        ],
+        System::Nginx => nginx
+            .map(|p| vec![("nginx".into(), procstat::with_children(p))])
+            .unwrap_or_default(),
+        System::Haproxy => haproxy
+            .map(|p| vec![("haproxy".into(), procstat::with_children(p))])
+            .unwrap_or_default(),
+    }
+}
+
+fn measure(
+    system: System,
+    load: &Load,
+    warmup: Duration,
+    procs: &[(String, Vec<u32>)],
+    idle: &std::collections::BTreeMap<String, u64>,
+) -> anyhow::Result<Case> {
+    let target = setup::target(system, load.proto);
+    if !warmup.is_zero() {
+        oha::run(
+            &target,
+            &Load {
+                duration: warmup,
+                ..load.clone()
+            },
+        )?;
+    }
+    let before: Vec<f64> = procs.iter().map(|(_, p)| procstat::total_cpu(p)).collect();
+    let peaks: Vec<PeakRss> = procs
+        .iter()
+        .map(|(_, p)| PeakRss::start(p.clone()))
+        .collect();
+    let outcome = oha::run(&target, load)?;
+    let after: Vec<f64> = procs.iter().map(|(_, p)| procstat::total_cpu(p)).collect();
+    let processes = procs
+        .iter()
+        .zip(peaks)
+        .zip(before.iter().zip(&after))
+        .map(|(((name, _), peak), (b, a))| {
+            let cpu = a - b;
+            ProcUse {
+                process: name.clone(),
+                cpu_seconds: cpu,
+                cpu_seconds_per_1000_requests: if outcome.ok > 0 {
+                    cpu * 1000.0 / outcome.ok as f64
+                } else {
+                    0.0
+                },
+                rss_idle_mib: idle.get(name).copied().unwrap_or(0) as f64 / 1024.0,
+                rss_peak_mib: peak.finish() as f64 / 1024.0,
+            }
+        })
+        .collect();
+    let case = Case {
+        system,
+        proto: load.proto,
+        rate: load.rate,
+        connections: load.connections,
+        seconds: load.duration.as_secs_f64(),
+        outcome,
+        processes,
+    };
+    eprintln!(
+        "  {:<40} {:<8} {:>5} rps {:>3} conns: p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} ms, {} ok, {} failed, {:.0} rps",
+        system.label(),
+        load.proto.label(),
+        load.rate.map(|r| r.to_string()).unwrap_or_else(|| "max".into()),
+        load.connections,
+        case.outcome.latency.p50,
+        case.outcome.latency.p99,
+        case.outcome.latency.p99_9,
+        case.outcome.latency.max,
+        case.outcome.ok,
+        case.outcome.failed,
+        case.outcome.achieved_rps,
+    );
+    Ok(case)
+}
+
+pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Result<Vec<Case>> {
+    eprintln!("weft-bench: starting weft up, nginx and HAProxy");
+    let mesh = Weft::start(weft, bench, work)?;
+    let nginx = if plan.with_references {
+        Some(setup::nginx(work)?)
+    } else {
+        None
+    };
+    let haproxy = if plan.with_references {
+        Some(setup::haproxy(work)?)
+    } else {
+        None
+    };
+    let nginx_pid = nginx.as_ref().map(|p| p.child.id());
+    let haproxy_pid = haproxy.as_ref().map(|p| p.child.id());
+    let mut systems = vec![System::Direct, System::WeftGateway, System::WeftMesh];
+    if plan.with_references {
+        systems.extend([System::Nginx, System::Haproxy]);
+    }
+    // Idle memory: after start and the readiness checks, before any load.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut idle = std::collections::BTreeMap::new();
+    for s in &systems {
+        for (name, pids) in processes(*s, nginx_pid, haproxy_pid) {
+            if pids.is_empty() {
+                anyhow::bail!("found no process for {name}");
+            }
+            idle.insert(name, procstat::total_rss(&pids));
+        }
+    }
+    let mut cases = Vec::new();
+    for &proto in &plan.protos {
+        for &rate in &plan.rates {
+            for &connections in &plan.connections {
+                eprintln!(
+                    "weft-bench: {} at {rate} requests/s over {connections} connections",
+                    proto.label()
+                );
+                for &system in &systems {
+                    let load = Load {
+                        proto,
+                        rate: Some(rate),
+                        connections,
+                        duration: plan.duration,
+                    };
+                    let procs = processes(system, nginx_pid, haproxy_pid);
+                    cases.push(measure(system, &load, plan.warmup, &procs, &idle)?);
+                }
+            }
+        }
+    }
+    eprintln!("weft-bench: maximum throughput (closed loop, HTTP/1.1, 64 connections)");
+    for &system in &systems {
+        let load = Load {
+            proto: Proto::Http1,
+            rate: None,
+            connections: 64,
+            duration: plan.throughput_duration,
+        };
+        let procs = processes(system, nginx_pid, haproxy_pid);
+        cases.push(measure(system, &load, Duration::ZERO, &procs, &idle)?);
+    }
+    eprintln!("weft-bench: telemetry off (no metrics, no access log), the headline load");
+    mesh.set_telemetry(false)?;
+    for (system, proto) in [
+        (System::WeftGatewayNoTelemetry, Proto::Http1),
+        (System::WeftMeshNoTelemetry, Proto::Http1),
+        (System::WeftMeshNoTelemetry, Proto::Http2),
+    ] {
+        if !plan.protos.contains(&proto) {
+            continue;
+        }
+        let load = Load {
+            proto,
+            rate: Some(1000),
+            connections: 16,
+            duration: plan.duration,
+        };
+        let procs = processes(system, nginx_pid, haproxy_pid);
+        cases.push(measure(system, &load, plan.warmup, &procs, &idle)?);
+    }
+    drop(nginx);
+    drop(haproxy);
+    drop(mesh);
+    Ok(cases)
+}

@@ -1,0 +1,473 @@
+//! The report: Markdown for people, JSON for tools, both with the machine
+//! they were measured on. Every latency is also given as added over the
+//! direct call at the same load, and compared with nginx's single hop.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::dataplane::Case;
+use crate::oha::Proto;
+use crate::scale::ScaleResult;
+use crate::setup::System;
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub weft_commit: String,
+    pub nginx: String,
+    pub haproxy: String,
+    pub oha: String,
+}
+
+fn command_text(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.lines().next().unwrap_or_default().trim().to_owned()
+        })
+        .unwrap_or_else(|_| "not found".into())
+}
+
+impl Machine {
+    pub fn read() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            memory_gib: (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            kernel: command_text("uname", &["-sr"]),
+            weft_commit: command_text("git", &["describe", "--always", "--dirty"]),
+            nginx: command_text("nginx", &["-v"]),
+            haproxy: command_text("haproxy", &["-v"]),
+            oha: command_text(
+                &crate::oha::oha_path().display().to_string(),
+                &["--version"],
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub generated_unix: u64,
+    pub mode: String,
+    pub machine: Machine,
+    pub cases: Vec<Case>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<Vec<ScaleResult>>,
+}
+
+fn find(cases: &[Case], s: System, proto: Proto, rate: Option<u32>, conns: u32) -> Option<&Case> {
+    cases
+        .iter()
+        .find(|c| c.system == s && c.proto == proto && c.rate == rate && c.connections == conns)
+}
+
+/// Target checks for the headline load (HTTP/1.1, 1000 requests/s, 16
+/// connections): (what, measured, target, holds).
+pub fn targets(r: &Report) -> Vec<(String, String, String, bool)> {
+    let mut out = Vec::new();
+    let at = |s| find(&r.cases, s, Proto::Http1, Some(1000), 16);
+    if let (Some(direct), Some(mesh)) = (at(System::Direct), at(System::WeftMesh)) {
+        let added = mesh.outcome.latency.p99 - direct.outcome.latency.p99;
+        out.push((
+            "mesh path added p99".into(),
+            format!("{added:.3} ms"),
+            "≤ 0.5 ms".into(),
+            added <= 0.5,
+        ));
+        if let Some(nginx) = at(System::Nginx) {
+            let nginx_added = nginx.outcome.latency.p99 - direct.outcome.latency.p99;
+            out.push((
+                "mesh path added p99 vs nginx's single hop".into(),
+                format!(
+                    "{added:.3} ms vs {nginx_added:.3} ms ({:.2}×)",
+                    ratio(added, nginx_added)
+                ),
+                "≤ 2× nginx".into(),
+                added <= 2.0 * nginx_added.max(0.0),
+            ));
+        }
+        for p in &mesh.processes {
+            out.push((
+                format!("{} RSS idle", p.process),
+                format!("{:.1} MiB", p.rss_idle_mib),
+                "≤ 15 MB".into(),
+                p.rss_idle_mib * 1.048_576 <= 15.0,
+            ));
+            out.push((
+                format!("{} RSS under load", p.process),
+                format!("{:.1} MiB", p.rss_peak_mib),
+                "≤ 25 MB".into(),
+                p.rss_peak_mib * 1.048_576 <= 25.0,
+            ));
+            out.push((
+                format!("{} CPU", p.process),
+                format!(
+                    "{:.3} vCPU per 1000 requests/s",
+                    p.cpu_seconds_per_1000_requests
+                ),
+                "≤ 0.10".into(),
+                p.cpu_seconds_per_1000_requests <= 0.10,
+            ));
+        }
+    }
+    if let Some(scale) = &r.scale {
+        for s in scale {
+            out.push((
+                format!(
+                    "control plane: {} → its {} proxies ACKed, p99 ({})",
+                    s.change, s.affected, s.scope
+                ),
+                format!("{:.0} ms", s.ack_ms.p99),
+                "≤ 1000 ms".into(),
+                s.ack_ms.p99 <= 1000.0,
+            ));
+            out.push((
+                format!("control plane RSS ({} services, {})", s.services, s.scope),
+                format!("{:.0} MiB", s.control_plane_rss_peak_mib),
+                "≤ 1 GB".into(),
+                s.control_plane_rss_peak_mib * 1.048_576 <= 1000.0,
+            ));
+        }
+    }
+    out
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b.abs() < 1e-9 {
+        f64::NAN
+    } else {
+        a / b
+    }
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.3}")
+}
+
+fn signed(v: f64) -> String {
+    format!("{v:+.3}")
+}
+
+pub fn markdown(r: &Report, command: &str) -> String {
+    let mut o = String::new();
+    let m = &r.machine;
+    let _ = writeln!(o, "# weft benchmark results ({})\n", r.mode);
+    let _ = writeln!(o, "Produced by `{command}`; the JSON beside this file has every number. Latencies are in milliseconds, measured by oha at a fixed rate (open loop) with latency correction, so a stall counts against every request queued behind it. Every load is 1 KB responses from one backend on loopback; the load generator, the proxies and the backend share the machine's cores.\n");
+    let _ = writeln!(
+        o,
+        "**Machine**: {} ({} cores), {} GiB, {}. weft {}; {}; {}; {}.\n",
+        m.cpu, m.cores, m.memory_gib, m.kernel, m.weft_commit, m.nginx, m.haproxy, m.oha
+    );
+    let _ = writeln!(o, "weft runs with its defaults under `weft up`: Istio metrics on and a JSON access log written to a file per proxy. nginx and HAProxy run as plain keep-alive reverse proxies with logging off. The telemetry-off rows turn weft's metrics and access log off with a mesh-wide Telemetry resource.\n");
+
+    let t = targets(r);
+    if !t.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Targets (HTTP/1.1, 1000 requests/s, 16 connections)\n"
+        );
+        let _ = writeln!(o, "| what | measured | target | |\n|---|---|---|---|");
+        for (what, got, want, ok) in &t {
+            let _ = writeln!(
+                o,
+                "| {what} | {got} | {want} | {} |",
+                if *ok { "holds" } else { "**missed**" }
+            );
+        }
+        o.push('\n');
+    }
+
+    let _ = writeln!(o, "## Latency at fixed rates\n");
+    let _ = writeln!(o, "Added = this system's percentile minus the direct call's at the same load. \"÷ nginx\" divides the added p99 by nginx's added p99.\n");
+    let mut loads: Vec<(Proto, u32, u32)> = Vec::new();
+    for c in &r.cases {
+        if let Some(rate) = c.rate {
+            if !loads.contains(&(c.proto, rate, c.connections)) {
+                loads.push((c.proto, rate, c.connections));
+            }
+        }
+    }
+    for (proto, rate, conns) in &loads {
+        let _ = writeln!(
+            o,
+            "### {} · {rate} requests/s · {conns} connections\n",
+            proto.label()
+        );
+        let _ = writeln!(o, "| system | p50 | p90 | p99 | p99.9 | max | added p50 | added p90 | added p99 | added p99.9 | added max | p99 ÷ direct | added p99 ÷ nginx | ok | failed |");
+        let _ = writeln!(
+            o,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        let direct = find(&r.cases, System::Direct, *proto, Some(*rate), *conns);
+        let nginx = find(&r.cases, System::Nginx, *proto, Some(*rate), *conns);
+        for c in r
+            .cases
+            .iter()
+            .filter(|c| c.proto == *proto && c.rate == Some(*rate) && c.connections == *conns)
+        {
+            let l = &c.outcome.latency;
+            let (added, vs_direct, vs_nginx) = match direct {
+                Some(d) => {
+                    let dl = &d.outcome.latency;
+                    let a = [
+                        l.p50 - dl.p50,
+                        l.p90 - dl.p90,
+                        l.p99 - dl.p99,
+                        l.p99_9 - dl.p99_9,
+                        l.max - dl.max,
+                    ];
+                    let vn = nginx
+                        .map(|n| format!("{:.2}", ratio(a[2], n.outcome.latency.p99 - dl.p99)))
+                        .unwrap_or_else(|| "–".into());
+                    (a.map(signed), format!("{:.2}", ratio(l.p99, dl.p99)), vn)
+                }
+                None => (std::array::from_fn(|_| "–".into()), "–".into(), "–".into()),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.system.label(),
+                ms(l.p50),
+                ms(l.p90),
+                ms(l.p99),
+                ms(l.p99_9),
+                ms(l.max),
+                added[0],
+                added[1],
+                added[2],
+                added[3],
+                added[4],
+                vs_direct,
+                vs_nginx,
+                c.outcome.ok,
+                c.outcome.failed
+            );
+        }
+        o.push('\n');
+    }
+
+    let _ = writeln!(o, "## CPU and memory per proxy process\n");
+    let _ = writeln!(o, "CPU seconds per 1000 requests (equal to vCPU per 1000 requests/s); RSS idle is before any load, peak is the largest sample (every 100 ms) during the run.\n");
+    let _ = writeln!(o, "| load | process | CPU s / 1000 requests | RSS idle MiB | RSS peak MiB |\n|---|---|---|---|---|");
+    for c in r.cases.iter().filter(|c| c.rate.is_some()) {
+        for p in &c.processes {
+            let _ = writeln!(
+                o,
+                "| {} {} rps {} conns | {} ({}) | {:.3} | {:.1} | {:.1} |",
+                c.proto.label(),
+                c.rate.unwrap_or(0),
+                c.connections,
+                p.process,
+                c.system.label(),
+                p.cpu_seconds_per_1000_requests,
+                p.rss_idle_mib,
+                p.rss_peak_mib
+            );
+        }
+    }
+    o.push('\n');
+
+    let max: Vec<&Case> = r.cases.iter().filter(|c| c.rate.is_none()).collect();
+    if !max.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Maximum throughput (closed loop, HTTP/1.1, 64 connections)\n"
+        );
+        let _ = writeln!(o, "| system | requests/s | ÷ direct | ÷ nginx | p99 ms | CPU s / 1000 requests |\n|---|---|---|---|---|---|");
+        let direct = max
+            .iter()
+            .find(|c| c.system == System::Direct)
+            .map(|c| c.outcome.achieved_rps);
+        let nginx = max
+            .iter()
+            .find(|c| c.system == System::Nginx)
+            .map(|c| c.outcome.achieved_rps);
+        for c in &max {
+            let cpu: Vec<String> = c
+                .processes
+                .iter()
+                .map(|p| format!("{} {:.3}", p.process, p.cpu_seconds_per_1000_requests))
+                .collect();
+            let _ = writeln!(
+                o,
+                "| {} | {:.0} | {} | {} | {} | {} |",
+                c.system.label(),
+                c.outcome.achieved_rps,
+                direct
+                    .map(|d| format!("{:.2}", ratio(c.outcome.achieved_rps, d)))
+                    .unwrap_or_else(|| "–".into()),
+                nginx
+                    .map(|n| format!("{:.2}", ratio(c.outcome.achieved_rps, n)))
+                    .unwrap_or_else(|| "–".into()),
+                ms(c.outcome.latency.p99),
+                if cpu.is_empty() {
+                    "–".into()
+                } else {
+                    cpu.join(", ")
+                }
+            );
+        }
+        o.push('\n');
+    }
+
+    let pairs = [
+        (
+            System::WeftGateway,
+            System::WeftGatewayNoTelemetry,
+            Proto::Http1,
+        ),
+        (System::WeftMesh, System::WeftMeshNoTelemetry, Proto::Http1),
+        (System::WeftMesh, System::WeftMeshNoTelemetry, Proto::Http2),
+    ];
+    let rows: Vec<_> = pairs
+        .iter()
+        .filter_map(|(on, off, p)| {
+            Some((
+                find(&r.cases, *on, *p, Some(1000), 16)?,
+                find(&r.cases, *off, *p, Some(1000), 16)?,
+            ))
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Telemetry on and off (1000 requests/s, 16 connections)\n"
+        );
+        let _ = writeln!(o, "| path | protocol | telemetry | p50 | p99 | p99.9 | CPU s / 1000 requests (per process) | RSS peak MiB |\n|---|---|---|---|---|---|---|---|");
+        for (on, off) in rows {
+            for (c, label) in [(on, "on (metrics + access log)"), (off, "off")] {
+                let l = &c.outcome.latency;
+                let cpu: Vec<String> = c
+                    .processes
+                    .iter()
+                    .map(|p| format!("{} {:.3}", p.process, p.cpu_seconds_per_1000_requests))
+                    .collect();
+                let rss: Vec<String> = c
+                    .processes
+                    .iter()
+                    .map(|p| format!("{:.1}", p.rss_peak_mib))
+                    .collect();
+                let path = if matches!(
+                    c.system,
+                    System::WeftGateway | System::WeftGatewayNoTelemetry
+                ) {
+                    "gateway"
+                } else {
+                    "mesh"
+                };
+                let _ = writeln!(
+                    o,
+                    "| {path} | {} | {label} | {} | {} | {} | {} | {} |",
+                    c.proto.label(),
+                    ms(l.p50),
+                    ms(l.p99),
+                    ms(l.p99_9),
+                    cpu.join(", "),
+                    rss.join(", ")
+                );
+            }
+        }
+        o.push('\n');
+    }
+
+    if let Some(scale) = &r.scale {
+        let _ = writeln!(o, "## Control plane at scale\n");
+        let _ = writeln!(o, "Simulated proxies hold real model streams (gRPC, the proxy's own protocol) and ACK every model they are sent. A change is one VirtualService written into the configuration directory; the time runs from the write to each affected proxy's ACK, so it includes the control plane noticing the file (it polls every 250 ms and waits 150 ms for editors to finish).\n");
+        let _ = writeln!(o, "| scope | change | services | endpoints | proxies | affected | to ACK p50 | p99 | max (all ACKed) | first model bytes per proxy (mean) | pushed bytes per affected proxy (mean) | control-plane CPU s for the change | RSS peak MiB | start s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for s in scale {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} |",
+                s.scope, s.change, s.services, s.endpoints, s.proxies, s.affected, s.ack_ms.p50, s.ack_ms.p99, s.ack_ms.max,
+                s.initial_bytes_per_proxy, s.change_bytes_per_proxy, s.control_plane_cpu_seconds_change, s.control_plane_rss_peak_mib, s.control_plane_start_seconds
+            );
+        }
+        o.push('\n');
+    }
+    let _ = writeln!(o, "![latency distributions](latency.svg)");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::ProcUse;
+    use crate::oha::{Latency, Outcome};
+
+    fn case(system: System, p99: f64, procs: Vec<ProcUse>) -> Case {
+        Case {
+            system,
+            proto: Proto::Http1,
+            rate: Some(1000),
+            connections: 16,
+            seconds: 10.0,
+            outcome: Outcome {
+                latency: Latency {
+                    p99,
+                    ..Latency::default()
+                },
+                ok: 10_000,
+                ..Outcome::default()
+            },
+            processes: procs,
+        }
+    }
+
+    #[test]
+    fn targets_use_latency_added_over_direct() {
+        let sidecar = ProcUse {
+            process: "client sidecar".into(),
+            cpu_seconds: 1.0,
+            cpu_seconds_per_1000_requests: 0.1,
+            rss_idle_mib: 10.0,
+            rss_peak_mib: 30.0,
+        };
+        let r = Report {
+            generated_unix: 0,
+            mode: "test".into(),
+            machine: Machine::read(),
+            cases: vec![
+                case(System::Direct, 0.2, vec![]),
+                case(System::WeftMesh, 0.6, vec![sidecar]),
+                case(System::Nginx, 0.3, vec![]),
+            ],
+            scale: None,
+        };
+        let t = targets(&r);
+        let get = |what: &str| t.iter().find(|x| x.0 == what).map(|x| x.3);
+        assert_eq!(get("mesh path added p99"), Some(true), "0.4 ms ≤ 0.5 ms");
+        assert_eq!(
+            get("mesh path added p99 vs nginx's single hop"),
+            Some(false),
+            "0.4 ms > 2 × 0.1 ms"
+        );
+        assert_eq!(get("client sidecar RSS idle"), Some(true));
+        assert_eq!(get("client sidecar RSS under load"), Some(false));
+        assert_eq!(get("client sidecar CPU"), Some(true));
+        let md = markdown(&r, "bench/run");
+        assert!(md.contains("| weft mesh (sidecar → mTLS → sidecar) |"));
+        assert!(md.contains("+0.400"), "added p99 is printed: {md}");
+    }
+}

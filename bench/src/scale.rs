@@ -1,0 +1,484 @@
+//! Control-plane scale: a mesh of 1000 services and 10 000 endpoints, 2000
+//! simulated proxies holding real model streams (the proxy's own gRPC
+//! protocol, plain h2c) and ACKing every model. A change is written into
+//! the configuration directory; each affected proxy's ACK is timed from
+//! the write.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use http::uri::PathAndQuery;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessage, STREAM_PATH};
+
+use crate::procstat::{self, PeakRss};
+use crate::setup;
+
+const ADMIN: &str = "127.0.200.10:15014";
+const XDS: &str = "127.0.200.10:15010";
+const CA: &str = "127.0.200.10:15012";
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Quantiles {
+    fn of(mut v: Vec<f64>) -> Quantiles {
+        if v.is_empty() {
+            return Quantiles::default();
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+        Quantiles {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleResult {
+    pub scope: String,
+    pub change: String,
+    pub services: usize,
+    pub endpoints: usize,
+    pub proxies: usize,
+    pub affected: usize,
+    pub control_plane_start_seconds: f64,
+    pub ack_ms: Quantiles,
+    pub initial_bytes_per_proxy: f64,
+    pub change_bytes_per_proxy: f64,
+    pub control_plane_cpu_seconds_change: f64,
+    pub control_plane_rss_peak_mib: f64,
+}
+
+/// The size of the simulated mesh.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    pub namespaces: usize,
+    pub services_per_namespace: usize,
+    pub replicas: usize,
+    /// Replicas per workload that connect (2 × 1000 workloads = 2000).
+    pub connected_per_workload: usize,
+}
+
+impl Size {
+    pub fn full() -> Size {
+        Size {
+            namespaces: 50,
+            services_per_namespace: 20,
+            replicas: 10,
+            connected_per_workload: 2,
+        }
+    }
+
+    fn services(&self) -> usize {
+        self.namespaces * self.services_per_namespace
+    }
+}
+
+/// Every service is a Kubernetes Service over a Workload of `replicas`
+/// replicas; scoped meshes give each namespace a Sidecar that limits its
+/// proxies to their own namespace, as Istio's scalability advice does.
+fn write_mesh(dir: &Path, size: Size, scoped: bool) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let mut y = String::new();
+    for n in 0..size.namespaces {
+        let ns = format!("ns{n}");
+        for s in 0..size.services_per_namespace {
+            let name = format!("svc{s}");
+            let _ = write!(
+                y,
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 9080}}]\n\
+                 ---\napiVersion: weft.dev/v1\nkind: Workload\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}, version: v1}}}}\nspec:\n  command: sleep\n  replicas: {}\n  ports: [{{name: http, port: 9080}}]\n  serviceAccount: {name}\n",
+                size.replicas
+            );
+        }
+        if scoped {
+            let _ = write!(
+                y,
+                "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: {ns}}}\nspec:\n  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]\n"
+            );
+        }
+    }
+    std::fs::write(dir.join("mesh.yaml"), y)?;
+    Ok(())
+}
+
+/// A change to one service: every proxy that can reach it gets a new model.
+const ONE_SERVICE: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc0-timeout, namespace: ns0}
+spec:
+  hosts: [svc0.ns0.svc.cluster.local]
+  http:
+  - timeout: 3s
+    route:
+    - destination: {host: svc0.ns0.svc.cluster.local}
+"#;
+
+/// A mesh-wide change: every proxy gets a new model.
+const MESH_WIDE: &str = r#"apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging: [{disabled: true}]
+"#;
+
+#[derive(Default)]
+struct Seen {
+    /// Proxy → (version, bytes, when received) of every model, in order.
+    models: BTreeMap<String, Vec<(String, usize, Instant)>>,
+    errors: Vec<String>,
+}
+
+async fn simulate(proxy: String, token: String, seen: Arc<Mutex<Seen>>) {
+    // 2000 proxies connecting at once overflow the accept queue now and
+    // then; a real proxy reconnects with backoff, and so does this one.
+    let mut last = String::new();
+    for attempt in 0..10u64 {
+        match session(&proxy, &token, &seen).await {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+    }
+    if let Ok(mut s) = seen.lock() {
+        s.errors.push(format!("{proxy}: {last}"));
+    }
+}
+
+/// One stream: Hello, then an ACK for every model. Returns when the
+/// control plane ends the stream.
+async fn session(proxy: &str, token: &str, seen: &Mutex<Seen>) -> Result<(), String> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{XDS}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(256 << 20);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel(4);
+    let hello = ProxyMessage {
+        kind: Some(Kind::Hello(Hello {
+            proxy: proxy.to_owned(),
+            token: token.to_owned(),
+            served_version: String::new(),
+        })),
+    };
+    tx.send(hello).await.map_err(|e| e.to_string())?;
+    let mut stream = grpc
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            PathAndQuery::from_static(STREAM_PATH),
+            tonic_prost::ProstCodec::<ProxyMessage, ModelUpdate>::default(),
+        )
+        .await
+        .map_err(|s| format!("stream refused: {}", s.message()))?
+        .into_inner();
+    loop {
+        let update = match stream.message().await {
+            Ok(Some(u)) => u,
+            Ok(None) => return Ok(()),
+            Err(s) => return Err(format!("stream broke: {}", s.message())),
+        };
+        let ack = ProxyMessage {
+            kind: Some(Kind::Ack(Ack {
+                nonce: update.nonce,
+                version: update.version.clone(),
+                error: String::new(),
+            })),
+        };
+        tx.send(ack).await.map_err(|e| e.to_string())?;
+        // The ACK is on its way: this is the moment the proxy has the model.
+        let now = Instant::now();
+        if let Ok(mut s) = seen.lock() {
+            s.models.entry(proxy.to_owned()).or_default().push((
+                update.version,
+                update.model_json.len(),
+                now,
+            ));
+        }
+    }
+}
+
+fn proxies(size: Size) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in 0..size.namespaces {
+        for s in 0..size.services_per_namespace {
+            for r in 0..size.connected_per_workload {
+                out.push(format!("ns{n}/svc{s}-{r}"));
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `done` holds for the seen models, or fails after `within`.
+fn wait_for(
+    seen: &Mutex<Seen>,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Seen) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        {
+            let s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            if let Some(e) = s.errors.first() {
+                bail!("a simulated proxy failed ({} in all): {e}", s.errors.len());
+            }
+            if done(&s) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Scenario {
+    scope: &'static str,
+    scoped: bool,
+    change: &'static str,
+    change_yaml: &'static str,
+    /// Which connected proxies the change reaches.
+    affected: fn(&str) -> bool,
+}
+
+fn one(weft: &Path, work: &Path, size: Size, sc: &Scenario) -> anyhow::Result<ScaleResult> {
+    let dir = work.join("scale");
+    let config = dir.join("config");
+    write_mesh(&config, size, sc.scoped)?;
+    let run_dir = dir.join("run");
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let log = dir.join("control-plane.log");
+    let started = Instant::now();
+    let args: Vec<String> = [
+        "control-plane",
+        "-f",
+        &config.display().to_string(),
+        "--admin",
+        ADMIN,
+        "--xds",
+        XDS,
+        "--ca",
+        CA,
+        "--run-dir",
+        &run_dir.display().to_string(),
+        "--ca-dir",
+        &dir.join("ca").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let cp = setup::spawn(weft, &args, &log)?;
+    let pid = cp.child.id();
+    let peak = PeakRss::start(vec![pid]);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("control plane ready")
+    {
+        if Instant::now() > deadline {
+            bail!(
+                "the control plane was not ready within 300 s; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let start_seconds = started.elapsed().as_secs_f64();
+    let names = proxies(size);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    for name in &names {
+        let token_file = run_dir
+            .join("tokens")
+            .join(format!("{}.token", name.replace('/', ".")));
+        let token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("no token for {name} at {}", token_file.display()))?;
+        rt.spawn(simulate(
+            name.clone(),
+            token.trim().to_owned(),
+            seen.clone(),
+        ));
+    }
+    wait_for(
+        &seen,
+        Duration::from_secs(300),
+        "every proxy's first model",
+        |s| s.models.len() == names.len(),
+    )?;
+    // Let the control plane settle (status, ACK bookkeeping) before the change.
+    std::thread::sleep(Duration::from_secs(2));
+    let initial: BTreeMap<String, String> = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .models
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.last()?.0.clone())))
+        .collect();
+    let initial_bytes = {
+        let s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        s.models
+            .values()
+            .filter_map(|v| v.last().map(|m| m.1 as f64))
+            .sum::<f64>()
+            / names.len() as f64
+    };
+    let affected: Vec<String> = names.iter().filter(|n| (sc.affected)(n)).cloned().collect();
+    let cpu_before = procstat::cpu_seconds(pid).unwrap_or(0.0);
+    let t0 = Instant::now();
+    std::fs::write(config.join("change.yaml"), sc.change_yaml)?;
+    wait_for(
+        &seen,
+        Duration::from_secs(300),
+        "every affected proxy's ACK",
+        |s| {
+            affected.iter().all(|p| {
+                s.models
+                    .get(p)
+                    .and_then(|v| v.last())
+                    .is_some_and(|(v, _, _)| Some(v) != initial.get(p))
+            })
+        },
+    )?;
+    let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    // Anything else that changed is a proxy the change should not have reached.
+    std::thread::sleep(Duration::from_millis(500));
+    let s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let mut times = Vec::new();
+    let mut bytes = Vec::new();
+    let mut reached = 0;
+    for (p, models) in &s.models {
+        let Some((v, b, at)) = models.last() else {
+            continue;
+        };
+        if Some(v) == initial.get(p) {
+            continue;
+        }
+        reached += 1;
+        if affected.contains(p) {
+            times.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+            bytes.push(*b as f64);
+        }
+    }
+    drop(s);
+    let rss = peak.finish();
+    drop(cp);
+    if reached != affected.len() {
+        eprintln!(
+            "weft-bench: the change reached {reached} proxies; {} were expected",
+            affected.len()
+        );
+    }
+    let result = ScaleResult {
+        scope: sc.scope.into(),
+        change: sc.change.into(),
+        services: size.services(),
+        endpoints: size.services() * size.replicas,
+        proxies: names.len(),
+        affected: affected.len(),
+        control_plane_start_seconds: start_seconds,
+        ack_ms: Quantiles::of(times),
+        initial_bytes_per_proxy: initial_bytes,
+        change_bytes_per_proxy: if bytes.is_empty() {
+            0.0
+        } else {
+            bytes.iter().sum::<f64>() / bytes.len() as f64
+        },
+        control_plane_cpu_seconds_change: cpu,
+        control_plane_rss_peak_mib: rss as f64 / 1024.0,
+    };
+    eprintln!(
+        "  {} / {}: {} proxies, {} affected; ACKed p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {:.0} bytes per proxy at start; CPU {:.2} s; RSS peak {:.0} MiB; start {:.1} s",
+        result.scope, result.change, result.proxies, result.affected, result.ack_ms.p50, result.ack_ms.p99,
+        result.ack_ms.max, result.initial_bytes_per_proxy, result.control_plane_cpu_seconds_change,
+        result.control_plane_rss_peak_mib, result.control_plane_start_seconds
+    );
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(result)
+}
+
+pub fn run(
+    weft: &Path,
+    work: &Path,
+    size: Size,
+    whole_mesh: bool,
+) -> anyhow::Result<Vec<ScaleResult>> {
+    eprintln!(
+        "weft-bench: control plane with {} services, {} endpoints, {} proxies",
+        size.services(),
+        size.services() * size.replicas,
+        size.services() * size.connected_per_workload
+    );
+    let mut scenarios = vec![
+        Scenario {
+            scope: "namespace-scoped (Sidecar per namespace)",
+            scoped: true,
+            change: "mesh-wide Telemetry",
+            change_yaml: MESH_WIDE,
+            affected: |_| true,
+        },
+        Scenario {
+            scope: "namespace-scoped (Sidecar per namespace)",
+            scoped: true,
+            change: "VirtualService on one service",
+            change_yaml: ONE_SERVICE,
+            affected: |p| p.starts_with("ns0/"),
+        },
+    ];
+    if whole_mesh {
+        scenarios.push(Scenario {
+            scope: "whole mesh (no Sidecar)",
+            scoped: false,
+            change: "VirtualService on one service",
+            change_yaml: ONE_SERVICE,
+            affected: |_| true,
+        });
+    }
+    scenarios
+        .iter()
+        .map(|sc| one(weft, work, size, sc))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_take_the_nearest_rank() {
+        let q = Quantiles::of((1..=100).map(f64::from).collect());
+        assert_eq!((q.p50, q.p99, q.max), (50.0, 99.0, 100.0));
+        let one = Quantiles::of(vec![7.0]);
+        assert_eq!((one.p50, one.p99, one.max), (7.0, 7.0, 7.0));
+        assert_eq!(Quantiles::of(Vec::new()).max, 0.0);
+    }
+
+    #[test]
+    fn the_full_size_is_the_issues() {
+        let s = Size::full();
+        assert_eq!(s.services(), 1000);
+        assert_eq!(s.services() * s.replicas, 10_000);
+        assert_eq!(proxies(s).len(), 2000);
+    }
+}
