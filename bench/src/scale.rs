@@ -11,11 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use http::uri::PathAndQuery;
 use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessage, STREAM_PATH};
+use weft_model::wire::{proxy_message::Kind, Ack, ProxyMessage};
 
 use crate::procstat::{self, PeakRss};
 use crate::setup;
@@ -159,35 +156,17 @@ async fn simulate(proxy: String, token: String, seen: Arc<Mutex<Seen>>) {
     }
 }
 
-/// One stream: Hello, then an ACK for every model. Returns when the
-/// control plane ends the stream.
+/// One stream, opened as a proxy opens it (plain h2c, Hello), then an ACK
+/// for every model. Returns when the control plane ends the stream.
 async fn session(proxy: &str, token: &str, seen: &Mutex<Seen>) -> Result<(), String> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{XDS}"))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(256 << 20);
-    grpc.ready().await.map_err(|e| e.to_string())?;
-    let (tx, rx) = mpsc::channel(4);
-    let hello = ProxyMessage {
-        kind: Some(Kind::Hello(Hello {
-            proxy: proxy.to_owned(),
-            token: token.to_owned(),
-            served_version: String::new(),
-        })),
+    let cfg = weft_proxy::control::ClientConfig {
+        control_plane: XDS.parse().map_err(|e| format!("{e}"))?,
+        mesh: None,
+        proxy: proxy.to_owned(),
+        token: token.to_owned(),
+        cache: None,
     };
-    tx.send(hello).await.map_err(|e| e.to_string())?;
-    let mut stream = grpc
-        .streaming(
-            tonic::Request::new(ReceiverStream::new(rx)),
-            PathAndQuery::from_static(STREAM_PATH),
-            tonic_prost::ProstCodec::<ProxyMessage, ModelUpdate>::default(),
-        )
-        .await
-        .map_err(|s| format!("stream refused: {}", s.message()))?
-        .into_inner();
+    let (tx, mut stream) = weft_proxy::control::open(&cfg, "").await?;
     loop {
         let update = match stream.message().await {
             Ok(Some(u)) => u,
@@ -289,19 +268,12 @@ fn one(weft: &Path, work: &Path, size: Size, sc: &Scenario) -> anyhow::Result<Sc
     let cp = setup::spawn(weft, &args, &log)?;
     let pid = cp.child.id();
     let peak = PeakRss::start(vec![pid]);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("control plane ready")
-    {
-        if Instant::now() > deadline {
-            bail!(
-                "the control plane was not ready within 300 s; see {}",
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    setup::wait_for_log(
+        &log,
+        "control plane ready",
+        "the control plane",
+        Duration::from_secs(300),
+    )?;
     let start_seconds = started.elapsed().as_secs_f64();
     let names = proxies(size);
     let seen = Arc::new(Mutex::new(Seen::default()));

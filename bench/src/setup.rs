@@ -65,6 +65,24 @@ pub fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc
     Ok(Proc { child })
 }
 
+/// Waits until the log of `what` says `ready`.
+pub fn wait_for_log(log: &Path, ready: &str, what: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(ready)
+    {
+        if Instant::now() > deadline {
+            bail!(
+                "{what} was not ready within {within:?}; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// Waits until `addr` answers an HTTP GET with 200.
 pub fn wait_http(addr: &str, host: Option<&str>, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
@@ -220,16 +238,7 @@ impl Weft {
         .map(|s| s.to_string())
         .collect();
         let up = spawn(weft, &args, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("weft: ready")
-        {
-            if Instant::now() > deadline {
-                bail!("weft up was not ready within 60 s; see {}", log.display());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_log(&log, "weft: ready", "weft up", Duration::from_secs(60))?;
         wait_http(BACKEND, None, Duration::from_secs(10))
             .context("the bench-server workload is not where weft up should have put it")?;
         wait_http(INGRESS, None, Duration::from_secs(10))?;

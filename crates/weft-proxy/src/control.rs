@@ -30,9 +30,11 @@ pub struct ClientConfig {
     pub cache: Option<PathBuf>,
 }
 
-type Stream = tonic::Streaming<ModelUpdate>;
+pub type Stream = tonic::Streaming<ModelUpdate>;
 
-async fn open(
+/// Opens the model stream and says Hello; the benchmark's simulated
+/// proxies use it too, so they speak exactly what a proxy speaks.
+pub async fn open(
     cfg: &ClientConfig,
     served: &str,
 ) -> Result<(mpsc::Sender<ProxyMessage>, Stream), String> {

@@ -1184,10 +1184,7 @@ fn authenticate<B>(
                 ctx.grpc,
             );
             if ctx.explain {
-                if let Ok(v) = HeaderValue::from_str(&format!("JWT: {why}")) {
-                    resp.headers_mut()
-                        .insert(crate::local_reply::REASON_HEADER, v);
-                }
+                crate::local_reply::set_reason(&mut resp, &format!("JWT: {why}"));
             }
             ctx.entry.reason = why;
             Box::new(resp)
@@ -1289,10 +1286,7 @@ fn ext_denied(
         resp.headers_mut().append(k, v);
     }
     if ctx.explain {
-        if let Ok(v) = HeaderValue::from_str(&format!("UAEX: {detail}")) {
-            resp.headers_mut()
-                .insert(crate::local_reply::REASON_HEADER, v);
-        }
+        crate::local_reply::set_reason(&mut resp, &format!("UAEX: {detail}"));
     }
     ctx.entry.reason = detail;
     resp
@@ -1308,10 +1302,7 @@ fn rbac_denied(ctx: &mut Ctx, detail: String) -> Response<Body> {
         ctx.grpc,
     );
     if ctx.explain {
-        if let Ok(v) = HeaderValue::from_str(&format!("RBAC: {detail}")) {
-            resp.headers_mut()
-                .insert(crate::local_reply::REASON_HEADER, v);
-        }
+        crate::local_reply::set_reason(&mut resp, &format!("RBAC: {detail}"));
     }
     ctx.entry.reason = detail;
     resp

@@ -67,9 +67,15 @@ pub fn reply(
             Some(f) => format!("{}: {reason}", f.code()),
             None => reason.to_owned(),
         };
-        if let Ok(v) = HeaderValue::from_str(&text) {
-            resp.headers_mut().insert(REASON_HEADER, v);
-        }
+        set_reason(&mut resp, &text);
     }
     resp
+}
+
+/// Names why weft made this reply (`--explain`); a reason that is not a
+/// valid header value is left out rather than sent mangled.
+pub fn set_reason(resp: &mut Response<Body>, text: &str) {
+    if let Ok(v) = HeaderValue::from_str(text) {
+        resp.headers_mut().insert(REASON_HEADER, v);
+    }
 }
