@@ -42,6 +42,7 @@ pub struct Plan {
     pub duration: Duration,
     pub throughput_duration: Duration,
     pub with_references: bool,
+    pub with_throughput: bool,
 }
 
 impl Plan {
@@ -54,6 +55,19 @@ impl Plan {
             duration: Duration::from_secs(10),
             throughput_duration: Duration::from_secs(5),
             with_references: true,
+            with_throughput: true,
+        }
+    }
+
+    /// Only the load the targets name (HTTP/1.1, 1000 requests/s, 16
+    /// connections), at full length: for trying a change in two minutes.
+    pub fn headline() -> Plan {
+        Plan {
+            protos: vec![Proto::Http1],
+            rates: vec![1000],
+            connections: vec![16],
+            with_throughput: false,
+            ..Plan::full()
         }
     }
 
@@ -66,6 +80,7 @@ impl Plan {
             duration: Duration::from_secs(1),
             throughput_duration: Duration::from_secs(1),
             with_references: true,
+            with_throughput: true,
         }
     }
 }
@@ -216,8 +231,10 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
             }
         }
     }
-    eprintln!("weft-bench: maximum throughput (closed loop, HTTP/1.1, 64 connections)");
-    for &system in &systems {
+    if plan.with_throughput {
+        eprintln!("weft-bench: maximum throughput (closed loop, HTTP/1.1, 64 connections)");
+    }
+    for &system in systems.iter().filter(|_| plan.with_throughput) {
         let load = Load {
             proto: Proto::Http1,
             rate: None,

@@ -30,6 +30,10 @@ enum Cmd {
         /// Seconds-long version for CI: every system at one load, a tiny control-plane run.
         #[arg(long)]
         smoke: bool,
+        /// Only the targets' load (HTTP/1.1, 1000 requests/s, 16
+        /// connections) and no control plane: a change tried in two minutes.
+        #[arg(long, conflicts_with = "smoke")]
+        headline: bool,
         /// Leave out the control-plane scale run.
         #[arg(long)]
         no_scale: bool,
@@ -94,17 +98,32 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Run {
             smoke,
+            headline,
             no_scale,
             whole_mesh,
             out,
             weft,
             work,
-        } => run(smoke, no_scale, whole_mesh, out, weft, work),
+        } => {
+            let mode = match (smoke, headline) {
+                (true, _) => Mode::Smoke,
+                (_, true) => Mode::Headline,
+                _ => Mode::Full,
+            };
+            run(mode, no_scale || headline, whole_mesh, out, weft, work)
+        }
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Full,
+    Headline,
+    Smoke,
+}
+
 fn run(
-    smoke: bool,
+    mode: Mode,
     no_scale: bool,
     whole_mesh: bool,
     out: PathBuf,
@@ -120,10 +139,11 @@ fn run(
     let bench = std::env::current_exe()?;
     std::fs::create_dir_all(&work)?;
     let work = std::fs::canonicalize(&work)?;
-    let plan = if smoke {
-        dataplane::Plan::smoke()
-    } else {
-        dataplane::Plan::full()
+    let smoke = mode == Mode::Smoke;
+    let plan = match mode {
+        Mode::Full => dataplane::Plan::full(),
+        Mode::Headline => dataplane::Plan::headline(),
+        Mode::Smoke => dataplane::Plan::smoke(),
     };
     let started = std::time::Instant::now();
     let cases = dataplane::run(&plan, &weft, &bench, &work)?;
@@ -145,16 +165,21 @@ fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        mode: if smoke { "smoke".into() } else { "full".into() },
+        mode: match mode {
+            Mode::Full => "full",
+            Mode::Headline => "headline",
+            Mode::Smoke => "smoke",
+        }
+        .into(),
         machine: report::Machine::read(),
         cases,
         scale,
     };
     std::fs::create_dir_all(&out)?;
-    let command = if smoke {
-        "bench/run --smoke"
-    } else {
-        "bench/run"
+    let command = match mode {
+        Mode::Full => "bench/run",
+        Mode::Headline => "bench/run --headline",
+        Mode::Smoke => "bench/run --smoke",
     };
     std::fs::write(out.join("results.md"), report::markdown(&report, command))?;
     std::fs::write(

@@ -41,6 +41,10 @@ pub struct CaService {
     default_ttl: Duration,
     /// Where `credentialName` secrets are read from.
     secrets_dir: Option<std::path::PathBuf>,
+    /// Woken when signing moves to another root: the control plane's own
+    /// serving certificate must move with it, before the old root retires
+    /// and proxies stop trusting what it signed.
+    signing_moved: tokio::sync::Notify,
 }
 
 impl CaService {
@@ -55,6 +59,7 @@ impl CaService {
             hub,
             default_ttl,
             secrets_dir,
+            signing_moved: tokio::sync::Notify::new(),
         })
     }
 
@@ -163,7 +168,12 @@ impl CaService {
             .authority
             .write()
             .map_err(|_| IdentityError::invalid("CA", "state poisoned"))?;
-        f(&mut a)
+        let signing = a.roots().first().cloned();
+        let result = f(&mut a);
+        if a.roots().first() != signing.as_ref() {
+            self.signing_moved.notify_one();
+        }
+        result
     }
 
     /// `{phase, roots: [{serial, subject, notAfter}], retireAt}` for status.
@@ -249,7 +259,10 @@ pub async fn serve(listener: TcpListener, ca: Arc<CaService>) -> Result<(), Iden
         let (ca, tls_config) = (ca.clone(), tls_config.clone());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(DEFAULT_TTL / 2).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(DEFAULT_TTL / 2) => {}
+                    _ = ca.signing_moved.notified() => {}
+                }
                 match serving_config(&ca) {
                     Ok(c) => tls_config.store(c),
                     Err(e) => {

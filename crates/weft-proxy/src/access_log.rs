@@ -1,10 +1,12 @@
-//! Access logs as JSON lines with Envoy's field names, written by a
-//! background task so a slow disk never stalls a request.
+//! Access logs as JSON lines with Envoy's field names, buffered and
+//! written by a thread of their own so a slow disk never stalls a request.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Entry {
@@ -37,44 +39,101 @@ pub struct Entry {
     pub audited_by: String,
 }
 
-/// Where entries go: a bounded queue to a writer task. When the queue is
-/// full the entry is dropped and counted, never waited for.
+/// Where entries go. A request formats its entry into a shared buffer;
+/// a thread of the log's own writes the buffer out every
+/// `FLUSH_INTERVAL` (as Envoy's access log flush interval), so a request
+/// neither waits for the disk nor wakes a task, and a busy proxy makes one
+/// write for many entries. When the buffer is full (the disk is slower
+/// than the traffic) entries are dropped and counted, never waited for.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: Option<mpsc::Sender<Entry>>,
+    sink: Option<Arc<Sink>>,
+}
+
+/// How often buffered entries are written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Entries buffered beyond this are dropped.
+const MAX_BUFFERED: usize = 8 << 20;
+
+struct Sink {
+    buffer: Mutex<Vec<u8>>,
+    out: Mutex<Box<dyn Write + Send>>,
+    dropped: AtomicU64,
+}
+
+impl Sink {
+    fn flush(&self) {
+        let pending = match self.buffer.lock() {
+            Ok(mut b) if !b.is_empty() => std::mem::take(&mut *b),
+            _ => return,
+        };
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.write_all(&pending).and_then(|()| out.flush());
+        }
+    }
+}
+
+impl Drop for Sink {
+    /// The last entries, when the proxy stops.
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 impl AccessLog {
     pub fn off() -> Self {
-        AccessLog { tx: None }
+        AccessLog { sink: None }
     }
 
-    /// Writes JSON lines to `out` (stdout, a file) from a background task.
-    pub fn spawn(mut out: Box<dyn Write + Send>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Entry>(8192);
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                if let Ok(line) = serde_json::to_string(&e) {
-                    let _ = writeln!(out, "{line}");
-                }
-                if rx.is_empty() {
-                    let _ = out.flush();
-                }
-            }
+    /// Writes JSON lines to `out` (stdout, a file) from a thread of its
+    /// own, until the last handle is dropped.
+    pub fn spawn(out: Box<dyn Write + Send>) -> Self {
+        let sink = Arc::new(Sink {
+            buffer: Mutex::new(Vec::new()),
+            out: Mutex::new(out),
+            dropped: AtomicU64::new(0),
         });
-        AccessLog { tx: Some(tx) }
+        let weak = Arc::downgrade(&sink);
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || loop {
+                std::thread::sleep(FLUSH_INTERVAL);
+                let Some(sink) = weak.upgrade() else { return };
+                sink.flush();
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the access log writer; access logging is off");
+            return AccessLog::off();
+        }
+        AccessLog { sink: Some(sink) }
     }
 
     /// Whether entries are written at all (so a request need not format
     /// one when they are not).
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.sink.is_some()
     }
 
     pub fn log(&self, e: Entry) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(e);
+        let Some(sink) = &self.sink else { return };
+        let Ok(mut line) = serde_json::to_vec(&e) else {
+            return;
+        };
+        line.push(b'\n');
+        match sink.buffer.lock() {
+            Ok(mut b) if b.len() + line.len() <= MAX_BUFFERED => b.extend_from_slice(&line),
+            _ => {
+                sink.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Entries dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.sink
+            .as_ref()
+            .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
     }
 }
 

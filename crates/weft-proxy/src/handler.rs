@@ -381,7 +381,9 @@ async fn dispatch(
                 Err(denied) => return *denied,
             };
             if let Some(custom) = custom {
-                if let Some(denied) = custom_check(snap, custom, &mut req, ctx).await {
+                // Boxed: the ext_authz call is kilobytes of future that
+                // requests without a CUSTOM policy should not carry.
+                if let Some(denied) = Box::pin(custom_check(snap, custom, &mut req, ctx)).await {
                     return denied;
                 }
             }
@@ -924,7 +926,9 @@ async fn forward(
         }
         *upstream.version_mut() = http::Version::HTTP_11;
         let sent = Instant::now();
-        let send = cluster.send(ep, upstream);
+        // Boxed: the send future is kilobytes, and every future that holds
+        // it inline is copied whole when a task is spawned or moved.
+        let send = Box::pin(cluster.send(ep, upstream));
         let limit = match (per_try, deadline) {
             (Some(p), Some(d)) => Some(p.min(d.saturating_duration_since(Instant::now()))),
             (Some(p), None) => Some(p),
@@ -1098,7 +1102,7 @@ async fn inbound(
         Err(denied) => return *denied,
     };
     if let Some(custom) = custom {
-        if let Some(denied) = custom_check(snap, custom, &mut req, ctx).await {
+        if let Some(denied) = Box::pin(custom_check(snap, custom, &mut req, ctx)).await {
             return denied;
         }
     }

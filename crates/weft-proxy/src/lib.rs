@@ -512,7 +512,11 @@ async fn admin(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
                                 _ => (200, "ready\n".to_owned()),
                             },
                             "/config_dump" => (200, serde_json::to_string_pretty(&serde_json::json!({"version": snap.version, "model": &*snap.model})).unwrap_or_default()),
-                            "/metrics" | "/stats/prometheus" => (200, shared.metrics.render(&snap.tags)),
+                            "/metrics" | "/stats/prometheus" => (200, format!(
+                                "{}# HELP weft_access_log_dropped_total Access log entries dropped because the writer fell behind.\n# TYPE weft_access_log_dropped_total counter\nweft_access_log_dropped_total {}\n",
+                                shared.metrics.render(&snap.tags),
+                                shared.access_log.dropped()
+                            )),
                             "/stats/json" => (200, shared.metrics.snapshot().to_string()),
                             "/certs" => match &shared.mesh {
                                 Some(m) => (200, serde_json::to_string_pretty(&m.describe()).unwrap_or_default()),

@@ -209,12 +209,15 @@ impl Mesh {
         let mut sender = match existing {
             Some(s) => s,
             None => {
-                let s = tokio::time::timeout(connect_timeout, self.connect(tunnel, expected))
-                    .await
-                    .map_err(|_| MeshError::Connect {
-                        addr: tunnel,
-                        reason: format!("timeout after {} ms", connect_timeout.as_millis()),
-                    })??;
+                // Boxed: the handshakes' future is kilobytes, and it would
+                // otherwise sit inside every tunnel stream's future.
+                let s =
+                    tokio::time::timeout(connect_timeout, Box::pin(self.connect(tunnel, expected)))
+                        .await
+                        .map_err(|_| MeshError::Connect {
+                            addr: tunnel,
+                            reason: format!("timeout after {} ms", connect_timeout.as_millis()),
+                        })??;
                 if let Ok(mut t) = self.tunnels.lock() {
                     t.insert(key, s.clone());
                 }

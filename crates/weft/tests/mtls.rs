@@ -410,6 +410,19 @@ fn root_rotation_under_steady_traffic() {
     let steady = wait_phase(&m, "steady");
     assert_eq!(steady["roots"].as_array().unwrap().len(), 1, "{steady}");
     assert_eq!(steady["roots"][0]["serial"], new_root);
+    // With the old root gone, proxies still renew: the CA they call now
+    // proves itself under the new root (its own certificate moved too).
+    let retired_at = x509(&m, "reviews-v1")["serial"].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while x509(&m, "reviews-v1")["serial"] == retired_at {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reviews-v1 did not renew after the old root retired; its log:\n{}",
+            std::fs::read_to_string(m.w.dir.join("run/logs/reviews-v1-0.proxy.log"))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let statuses: Vec<u16> = clients
         .into_iter()
         .flat_map(|c| c.join().unwrap())

@@ -140,12 +140,21 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         200,
         "the last good configuration stopped serving"
     );
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["status", "-o", "json", "--admin", &m.admin])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(v["controlPlane"]["lastRefusedChange"][0]["line"], 6);
+    // The supervisor and the control plane each notice the file on their
+    // own poll: the control plane's status may trail the log a moment.
+    let started = Instant::now();
+    loop {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["status", "-o", "json", "--admin", &m.admin])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        if v["controlPlane"]["lastRefusedChange"][0]["line"] == 6 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A workload that dies is restarted and reported.
     let status_json = |m: &Mesh| -> serde_json::Value {
@@ -696,6 +705,70 @@ fn mesh_client_and_a_killed_sidecar() {
     assert!(
         m.w.log("up")
             .contains("default/reviews-v1-0 (sidecar) exited"),
+        "{}",
+        m.w.log("up")
+    );
+}
+
+/// The threads of the proxy process whose command line holds `needle`.
+fn proxy_threads(needle: &str) -> Vec<usize> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            if !args.contains(&&b"proxy"[..]) || !args.contains(&needle.as_bytes()) {
+                return None;
+            }
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// A sidecar runs on one thread unless Istio's `proxy.istio.io/config`
+/// annotation asks for more; an annotation that does not parse is reported
+/// and the default kept.
+#[test]
+fn sidecar_concurrency_follows_the_proxy_config_annotation() {
+    let m = up_with(
+        117,
+        r#"
+apiVersion: weft.dev/v1
+kind: Workload
+metadata:
+  name: busy
+  labels: {app: busy}
+  annotations: {proxy.istio.io/config: "concurrency: 3"}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata:
+  name: muddled
+  labels: {app: muddled}
+  annotations: {proxy.istio.io/config: "concurrency: lots"}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
+"#,
+    );
+    let inbound = |ip: (u8, u8)| m.w.ip(ip.0, ip.1);
+    // Workloads are addressed in name order: busy, details, muddled, ...
+    let busy = proxy_threads(&inbound((10, 1)));
+    let details = proxy_threads(&inbound((10, 2)));
+    let muddled = proxy_threads(&inbound((10, 3)));
+    // The runtime's threads, the main thread, the access log's writer.
+    assert_eq!(busy.len(), 1, "{busy:?}");
+    assert!(busy[0] >= 4, "3 workers asked for: {busy:?}");
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert!(details[0] <= 2, "the default is one thread: {details:?}");
+    assert_eq!(muddled.len(), 1, "{muddled:?}");
+    assert!(muddled[0] <= 2, "{muddled:?}");
+    assert!(
+        m.w.log("up").contains("concurrency must be a whole number"),
         "{}",
         m.w.log("up")
     );

@@ -126,6 +126,10 @@ fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
     if o.explain {
         args.push("--explain".into());
     }
+    if let Some(n) = s.concurrency {
+        args.push("--concurrency".into());
+        args.push(n.to_string());
+    }
     Spec {
         name: format!("{} (sidecar)", s.name),
         program: o.weft.clone(),

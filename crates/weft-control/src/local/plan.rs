@@ -40,6 +40,9 @@ pub struct SidecarPlan {
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub service_account: String,
+    /// Worker threads for the sidecar, from Istio's `proxy.istio.io/config`
+    /// annotation (`concurrency: N`); `None` takes the proxy's default.
+    pub concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +82,41 @@ fn env_prefix(host: &str) -> String {
         .replace('-', "_")
 }
 
-fn workload_of<'a>(resources: &'a [Resource], inst: &Instance) -> Option<&'a Workload> {
+fn workload_of<'a>(
+    resources: &'a [Resource],
+    inst: &Instance,
+) -> Option<(&'a Resource, &'a Workload)> {
     resources.iter().find_map(|r| match &r.spec {
-        Spec::Workload(w) if r.key() == inst.origin => Some(w),
+        Spec::Workload(w) if r.key() == inst.origin => Some((r, w)),
         _ => None,
     })
+}
+
+/// The annotation Istio reads per-workload proxy settings from.
+const PROXY_CONFIG: &str = "proxy.istio.io/config";
+
+/// `concurrency` from a resource's `proxy.istio.io/config` annotation
+/// (YAML, as in Istio). An annotation that does not say it clearly is
+/// reported and ignored: the proxy's default is safe.
+fn proxy_concurrency(r: &Resource) -> Option<u32> {
+    let text = r.meta.annotations.get(PROXY_CONFIG)?;
+    let parsed = weft_api::yaml::tree::parse_documents(text, &Default::default());
+    let value = parsed.ok().and_then(|docs| {
+        let tree = docs.into_iter().next()?;
+        let id = tree.get(tree.root_id(), "concurrency")?;
+        Some(tree.scalar(id)?.to_owned())
+    });
+    match value.as_deref().map(str::parse::<u32>) {
+        Some(Ok(n)) => Some(n),
+        None => None,
+        Some(Err(_)) => {
+            eprintln!(
+                "weft: {}: annotation {PROXY_CONFIG}: concurrency must be a whole number of worker threads (0: one per core); fix: e.g. `{PROXY_CONFIG}: \"concurrency: 2\"`. The proxy's default applies",
+                r.key()
+            );
+            None
+        }
+    }
 }
 
 /// Plans every sidecar and gateway of `config`. `ingress` is where the
@@ -92,7 +125,7 @@ fn workload_of<'a>(resources: &'a [Resource], inst: &Instance) -> Option<&'a Wor
 pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> Plan {
     let mut out = Plan::default();
     for inst in &config.registry.instances {
-        let Some(w) = workload_of(&config.resources, inst) else {
+        let Some((resource, w)) = workload_of(&config.resources, inst) else {
             continue;
         };
         let Some(ip) = inst.ip.as_deref().and_then(|i| i.parse::<Ipv4Addr>().ok()) else {
@@ -136,6 +169,7 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> P
             env: w.env.0.clone(),
             labels: inst.labels.clone(),
             service_account: inst.service_account.clone(),
+            concurrency: proxy_concurrency(resource),
         });
     }
     for (name, c) in &config.models {

@@ -84,6 +84,35 @@ pub struct Args {
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
+    /// Worker threads, as Istio's ProxyConfig `concurrency`: 0 is one per
+    /// core. The default is 1 for a sidecar (no `--listen`) and one per
+    /// core for a gateway.
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+/// The runtime the proxy runs on. One worker is a current-thread runtime:
+/// a sidecar carries one workload's traffic, and keeping every socket on
+/// one thread saves the cross-thread wake-ups that cost more CPU than the
+/// requests themselves at moderate load (bench/README.md).
+fn runtime(args: &Args) -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let workers = match args.concurrency {
+        Some(0) => cores,
+        Some(n) => n,
+        None if args.listens.is_empty() => 1,
+        None => cores,
+    };
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
 }
 
 fn parse_port_addr(s: &str) -> Result<(u32, SocketAddr), String> {
@@ -178,10 +207,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }),
         _ => None,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = runtime(args)?;
     let (model, first_version) = match (&client, &args.model) {
         (Some(c), _) => {
             rt.block_on(weft_proxy::control::first_model(c, Duration::from_secs(30)))?
@@ -229,10 +255,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         explain: args.explain,
         drain: Duration::from_secs(args.drain_seconds),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     rt.block_on(async move {
         let log = match args.access_log.as_str() {
             "off" => AccessLog::off(),
