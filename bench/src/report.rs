@@ -391,7 +391,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
 
     if let Some(scale) = &r.scale {
         let _ = writeln!(o, "## Control plane at scale\n");
-        let _ = writeln!(o, "Simulated proxies hold real model streams (gRPC, the proxy's own protocol) and ACK every model they are sent. A change is a file written into the configuration directory (a mesh-wide Telemetry, or a VirtualService on one service); the time runs from the write to each affected proxy's ACK, so it includes the control plane noticing the file (it polls every 250 ms and waits 150 ms for editors to finish).\n");
+        let _ = writeln!(o, "Simulated proxies hold real model streams (gRPC, the proxy's own protocol) and ACK every model they are sent. A change is a file written into the configuration directory (a mesh-wide Telemetry, or a VirtualService on one service); the time runs from the write to each affected proxy's ACK, so it includes the control plane noticing the file (it checks the files every 50 ms and waits until they hold still for one more check).\n");
         let _ = writeln!(o, "| scope | change | services | endpoints | proxies | affected | to ACK p50 | p99 | max (all ACKed) | first model bytes per proxy (mean) | pushed bytes per affected proxy (mean) | control-plane CPU s for the change | RSS peak MiB | start s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for s in scale {
             let _ = writeln!(
