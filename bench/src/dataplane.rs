@@ -233,16 +233,16 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
     }
     if plan.with_throughput {
         eprintln!("weft-bench: maximum throughput (closed loop, HTTP/1.1, 64 connections)");
-    }
-    for &system in systems.iter().filter(|_| plan.with_throughput) {
-        let load = Load {
-            proto: Proto::Http1,
-            rate: None,
-            connections: 64,
-            duration: plan.throughput_duration,
-        };
-        let procs = processes(system, nginx_pid, haproxy_pid);
-        cases.push(measure(system, &load, Duration::ZERO, &procs, &idle)?);
+        for &system in &systems {
+            let load = Load {
+                proto: Proto::Http1,
+                rate: None,
+                connections: 64,
+                duration: plan.throughput_duration,
+            };
+            let procs = processes(system, nginx_pid, haproxy_pid);
+            cases.push(measure(system, &load, Duration::ZERO, &procs, &idle)?);
+        }
     }
     eprintln!("weft-bench: telemetry off (no metrics, no access log), the headline load");
     mesh.set_telemetry(false)?;

@@ -122,6 +122,34 @@ enum Mode {
     Smoke,
 }
 
+impl Mode {
+    fn plan(self) -> dataplane::Plan {
+        match self {
+            Mode::Full => dataplane::Plan::full(),
+            Mode::Headline => dataplane::Plan::headline(),
+            Mode::Smoke => dataplane::Plan::smoke(),
+        }
+    }
+
+    /// The report's name for the run.
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Headline => "headline",
+            Mode::Smoke => "smoke",
+        }
+    }
+
+    /// The command that makes this run, for the report.
+    fn command(self) -> &'static str {
+        match self {
+            Mode::Full => "bench/run",
+            Mode::Headline => "bench/run --headline",
+            Mode::Smoke => "bench/run --smoke",
+        }
+    }
+}
+
 fn run(
     mode: Mode,
     no_scale: bool,
@@ -139,17 +167,12 @@ fn run(
     let bench = std::env::current_exe()?;
     std::fs::create_dir_all(&work)?;
     let work = std::fs::canonicalize(&work)?;
-    let smoke = mode == Mode::Smoke;
-    let plan = match mode {
-        Mode::Full => dataplane::Plan::full(),
-        Mode::Headline => dataplane::Plan::headline(),
-        Mode::Smoke => dataplane::Plan::smoke(),
-    };
+    let plan = mode.plan();
     let started = std::time::Instant::now();
     let cases = dataplane::run(&plan, &weft, &bench, &work)?;
     let scale = if no_scale {
         None
-    } else if smoke {
+    } else if mode == Mode::Smoke {
         let tiny = scale::Size {
             namespaces: 2,
             services_per_namespace: 3,
@@ -165,23 +188,16 @@ fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        mode: match mode {
-            Mode::Full => "full",
-            Mode::Headline => "headline",
-            Mode::Smoke => "smoke",
-        }
-        .into(),
+        mode: mode.name().into(),
         machine: report::Machine::read(),
         cases,
         scale,
     };
     std::fs::create_dir_all(&out)?;
-    let command = match mode {
-        Mode::Full => "bench/run",
-        Mode::Headline => "bench/run --headline",
-        Mode::Smoke => "bench/run --smoke",
-    };
-    std::fs::write(out.join("results.md"), report::markdown(&report, command))?;
+    std::fs::write(
+        out.join("results.md"),
+        report::markdown(&report, mode.command()),
+    )?;
     std::fs::write(
         out.join("results.json"),
         serde_json::to_string_pretty(&report)?,

@@ -64,8 +64,13 @@ struct Sink {
 
 impl Sink {
     fn flush(&self) {
+        // The buffer keeps its capacity, so a steady load formats into
+        // memory that is already there.
         let pending = match self.buffer.lock() {
-            Ok(mut b) if !b.is_empty() => std::mem::take(&mut *b),
+            Ok(mut b) if !b.is_empty() => {
+                let capacity = b.capacity();
+                std::mem::replace(&mut *b, Vec::with_capacity(capacity))
+            }
             _ => return,
         };
         if let Ok(mut out) = self.out.lock() {
@@ -117,15 +122,18 @@ impl AccessLog {
 
     pub fn log(&self, e: Entry) {
         let Some(sink) = &self.sink else { return };
-        let Ok(mut line) = serde_json::to_vec(&e) else {
+        let Ok(mut b) = sink.buffer.lock() else {
             return;
         };
-        line.push(b'\n');
-        match sink.buffer.lock() {
-            Ok(mut b) if b.len() + line.len() <= MAX_BUFFERED => b.extend_from_slice(&line),
-            _ => {
-                sink.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if b.len() >= MAX_BUFFERED {
+            sink.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Formatted straight into the buffer: no line of its own.
+        let start = b.len();
+        match serde_json::to_writer(&mut *b, &e) {
+            Ok(()) => b.push(b'\n'),
+            Err(_) => b.truncate(start),
         }
     }
 

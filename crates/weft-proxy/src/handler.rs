@@ -381,9 +381,7 @@ async fn dispatch(
                 Err(denied) => return *denied,
             };
             if let Some(custom) = custom {
-                // Boxed: the ext_authz call is kilobytes of future that
-                // requests without a CUSTOM policy should not carry.
-                if let Some(denied) = Box::pin(custom_check(snap, custom, &mut req, ctx)).await {
+                if let Some(denied) = custom_check(snap, custom, &mut req, ctx).await {
                     return denied;
                 }
             }
@@ -1102,7 +1100,7 @@ async fn inbound(
         Err(denied) => return *denied,
     };
     if let Some(custom) = custom {
-        if let Some(denied) = Box::pin(custom_check(snap, custom, &mut req, ctx)).await {
+        if let Some(denied) = custom_check(snap, custom, &mut req, ctx).await {
             return denied;
         }
     }
@@ -1254,7 +1252,17 @@ async fn custom_check<B>(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    match crate::ext_authz::check(snap, p, req.method(), &path, req.headers()).await {
+    // Boxed: the call to the authorizer is kilobytes of future, which every
+    // request's future would otherwise carry, CUSTOM policy or not.
+    match Box::pin(crate::ext_authz::check(
+        snap,
+        p,
+        req.method(),
+        &path,
+        req.headers(),
+    ))
+    .await
+    {
         crate::ext_authz::Outcome::Allow { upstream } => {
             for (k, v) in upstream {
                 req.headers_mut().insert(k, v);

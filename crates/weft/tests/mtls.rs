@@ -272,6 +272,58 @@ fn x509(m: &Mesh, workload: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Three clients loading productpage every 20 ms, each for `within` or
+/// `most` pages, whichever ends first.
+fn steady_pages(m: &Mesh, within: Duration, most: usize) -> Vec<std::thread::JoinHandle<Vec<u16>>> {
+    let url = format!("http://{}/productpage", m.ingress);
+    let started = std::time::Instant::now();
+    (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while started.elapsed() < within && statuses.len() < most {
+                    statuses.push(curl(&[&url]).status);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                statuses
+            })
+        })
+        .collect()
+}
+
+/// Every status the `steady_pages` clients saw.
+fn pages_seen(clients: Vec<std::thread::JoinHandle<Vec<u16>>>) -> Vec<u16> {
+    clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect()
+}
+
+/// Polls `workload`'s certificate (`weft x509`) until `done` holds, for
+/// at most `within`; fails with the certificate and the proxy's log.
+fn wait_x509(
+    m: &Mesh,
+    workload: &str,
+    within: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let cert = x509(m, workload);
+        if done(&cert) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{workload}'s certificate did not change as expected: {cert}\nits log:\n{}",
+            std::fs::read_to_string(m.w.dir.join(format!("run/logs/{workload}-0.proxy.log")))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Six-second certificates renew every three seconds while pages load
 /// through every hop; no request fails, and `weft x509` and `weft status`
 /// show the renewed certificates.
@@ -285,26 +337,8 @@ fn certificates_rotate_under_steady_traffic() {
     assert!(first["trustBundle"][0]["isCa"].as_bool().unwrap());
     assert!(!first.to_string().contains("PRIVATE KEY"));
 
-    let url = format!("http://{}/productpage", m.ingress);
-    let started = std::time::Instant::now();
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let mut statuses = Vec::new();
-                // Bounded: eight seconds or 400 pages per client.
-                while started.elapsed() < Duration::from_secs(8) && statuses.len() < 400 {
-                    statuses.push(curl(&[&url]).status);
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                statuses
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
+    let pages = steady_pages(&m, Duration::from_secs(8), 400);
+    let statuses = pages_seen(pages);
     let failed = statuses.iter().filter(|s| **s != 200).count();
     assert!(statuses.len() > 100, "only {} pages", statuses.len());
     assert_eq!(
@@ -359,22 +393,7 @@ fn root_rotation_under_steady_traffic() {
     let before = ca_state(&m);
     assert_eq!(before["phase"], "steady");
     let old_root = before["roots"][0]["serial"].as_str().unwrap().to_owned();
-    let url = format!("http://{}/productpage", m.ingress);
-    let started = std::time::Instant::now();
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let mut statuses = Vec::new();
-                // Bounded: fourteen seconds or 700 pages per client.
-                while started.elapsed() < Duration::from_secs(14) && statuses.len() < 700 {
-                    statuses.push(curl(&[&url]).status);
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                statuses
-            })
-        })
-        .collect();
+    let pages = steady_pages(&m, Duration::from_secs(14), 700);
     std::thread::sleep(Duration::from_millis(800));
     let out = common::weft()
         .args(["ca", "rotate", "--admin", &m.admin])
@@ -393,19 +412,9 @@ fn root_rotation_under_steady_traffic() {
     assert_ne!(new_root, old_root);
     assert_eq!(overlap["roots"][1]["serial"], old_root);
     // Proxies renewed under the new root at once.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let cert = x509(&m, "reviews-v1");
-        let issuer = cert["chain"][0]["issuer"].as_str().unwrap_or("").to_owned();
-        if issuer == overlap["roots"][0]["subject"] {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "reviews kept its old certificate: {cert}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_x509(&m, "reviews-v1", Duration::from_secs(5), |cert| {
+        cert["chain"][0]["issuer"] == overlap["roots"][0]["subject"]
+    });
     // The old root retires after the certificate lifetime.
     let steady = wait_phase(&m, "steady");
     assert_eq!(steady["roots"].as_array().unwrap().len(), 1, "{steady}");
@@ -413,20 +422,10 @@ fn root_rotation_under_steady_traffic() {
     // With the old root gone, proxies still renew: the CA they call now
     // proves itself under the new root (its own certificate moved too).
     let retired_at = x509(&m, "reviews-v1")["serial"].clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(6);
-    while x509(&m, "reviews-v1")["serial"] == retired_at {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "reviews-v1 did not renew after the old root retired; its log:\n{}",
-            std::fs::read_to_string(m.w.dir.join("run/logs/reviews-v1-0.proxy.log"))
-                .unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let statuses: Vec<u16> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
+    wait_x509(&m, "reviews-v1", Duration::from_secs(6), |cert| {
+        cert["serial"] != retired_at
+    });
+    let statuses = pages_seen(pages);
     let failed = statuses.iter().filter(|s| **s != 200).count();
     assert!(statuses.len() > 150, "only {} pages", statuses.len());
     assert_eq!(
