@@ -753,13 +753,25 @@ metadata:
   labels: {app: muddled}
   annotations: {proxy.istio.io/config: "concurrency: lots"}
 spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata:
+  name: broken
+  labels: {app: broken}
+  annotations: {proxy.istio.io/config: "{concurrency: 2"}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
 "#,
     );
     let inbound = |ip: (u8, u8)| m.w.ip(ip.0, ip.1);
-    // Workloads are addressed in name order: busy, details, muddled, ...
-    let busy = proxy_threads(&inbound((10, 1)));
-    let details = proxy_threads(&inbound((10, 2)));
-    let muddled = proxy_threads(&inbound((10, 3)));
+    // Workloads are addressed in name order: broken, busy, details,
+    // muddled, ...
+    let broken = proxy_threads(&inbound((10, 1)));
+    let busy = proxy_threads(&inbound((10, 2)));
+    let details = proxy_threads(&inbound((10, 3)));
+    let muddled = proxy_threads(&inbound((10, 4)));
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0] <= 2, "YAML that does not parse: {broken:?}");
     // The runtime's threads, the main thread, the access log's writer.
     assert_eq!(busy.len(), 1, "{busy:?}");
     assert!(busy[0] >= 4, "3 workers asked for: {busy:?}");
@@ -767,9 +779,12 @@ spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 80
     assert!(details[0] <= 2, "the default is one thread: {details:?}");
     assert_eq!(muddled.len(), 1, "{muddled:?}");
     assert!(muddled[0] <= 2, "{muddled:?}");
-    assert!(
-        m.w.log("up").contains("concurrency must be a whole number"),
-        "{}",
-        m.w.log("up")
-    );
+    let log = m.w.log("up");
+    for name in ["default/muddled", "default/broken"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(name) && l.contains("concurrency must be a whole number")),
+            "{name} not reported:\n{log}"
+        );
+    }
 }

@@ -100,18 +100,27 @@ const PROXY_CONFIG: &str = "proxy.istio.io/config";
 /// reported and ignored: the proxy's default is safe.
 fn proxy_concurrency(r: &Resource) -> Option<u32> {
     let text = r.meta.annotations.get(PROXY_CONFIG)?;
-    let parsed = weft_api::yaml::tree::parse_documents(text, &Default::default());
-    let value = parsed.ok().and_then(|docs| {
-        let tree = docs.into_iter().next()?;
-        let id = tree.get(tree.root_id(), "concurrency")?;
-        Some(tree.scalar(id)?.to_owned())
-    });
-    match value.as_deref().map(str::parse::<u32>) {
-        Some(Ok(n)) => Some(n),
-        None => None,
-        Some(Err(_)) => {
+    // Ok(None): the annotation says nothing about concurrency.
+    let value: Result<Option<u32>, ()> =
+        match weft_api::yaml::tree::parse_documents(text, &Default::default()) {
+            Err(_) => Err(()),
+            Ok(docs) => match docs.first() {
+                None => Ok(None),
+                Some(tree) => match tree.get(tree.root_id(), "concurrency") {
+                    None => Ok(None),
+                    Some(id) => tree
+                        .scalar(id)
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .map(Some)
+                        .ok_or(()),
+                },
+            },
+        };
+    match value {
+        Ok(n) => n,
+        Err(()) => {
             eprintln!(
-                "weft: {}: annotation {PROXY_CONFIG}: concurrency must be a whole number of worker threads (0: one per core); fix: e.g. `{PROXY_CONFIG}: \"concurrency: 2\"`. The proxy's default applies",
+                "weft: {}: annotation {PROXY_CONFIG}: concurrency must be a whole number of worker threads (0: one per core) in YAML; fix: e.g. `{PROXY_CONFIG}: \"concurrency: 2\"`. The proxy's default applies",
                 r.key()
             );
             None
