@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use weft_model::{AbortStatus, HashKey, HeaderOps, RouteAction, StrMatch};
 
-use crate::access_log::{now_rfc3339, Entry};
-use crate::flags::{Flags, ResponseFlag};
+use crate::access_log::{protocol_name, Entry};
+use crate::flags::ResponseFlag;
 use crate::local_reply::{full, reply};
 use crate::snapshot::{RequestView, RouteRt, Snapshot};
 use crate::upstream::{Body, ClusterRt, SendError};
@@ -32,7 +33,7 @@ pub enum Entrypoint {
     /// client asked for.
     Outbound,
     /// A gateway listener with its route table.
-    Gateway { table: String, port: u32 },
+    Gateway { table: Arc<str>, port: u32 },
     /// A sidecar's inbound listener, delivering to the local application.
     Inbound {
         port: u32,
@@ -53,8 +54,10 @@ struct Ctx {
     request_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// The endpoint and service the request went to, for metrics.
     dest: Option<(crate::metrics::Peer, crate::metrics::ServiceNames)>,
+    /// The access log entry; its response flags are the request's.
     entry: Entry,
-    flags: Flags,
+    /// The downstream peer's address (for source-IP hashing).
+    remote: SocketAddr,
     explain: bool,
     grpc: bool,
     /// This proxy's part of the request's trace, when a tracer is set.
@@ -71,7 +74,7 @@ impl Ctx {
         reason: String,
     ) -> Response<Body> {
         if let Some(f) = flag {
-            self.flags.add(f);
+            self.entry.response_flags.add(f);
         }
         let resp = reply(status, flag, &reason, self.explain, self.grpc);
         self.entry.reason = reason;
@@ -113,22 +116,16 @@ pub async fn handle(
         // filled in.
         entry: if shared.logs_access(&snapshot) {
             Entry {
-                start_time: now_rfc3339(),
-                method: req.method().to_string(),
-                path: req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-                protocol: format!("{:?}", req.version()),
-                downstream_remote_address: remote.to_string(),
-                user_agent: header_str(&req, "user-agent").to_owned(),
-                ..Entry::default()
+                method: Some(req.method().clone()),
+                path: req.uri().path_and_query().cloned(),
+                protocol: protocol_name(req.version()),
+                user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+                ..Entry::starting_now(remote)
             }
         } else {
             Entry::default()
         },
-        flags: Flags::default(),
+        remote,
         explain: shared.config.explain,
         grpc,
         hop,
@@ -177,17 +174,14 @@ impl InFlight {
         // client goes away).
         let spans = self.shared.spans.clone();
         resp.map(move |body| {
-            crate::metrics::CountingBody::new(
-                body,
-                Box::new(move |bytes| {
-                    if let Some(series) = series {
-                        series.response_bytes.observe(bytes as f64);
-                    }
-                    if let Some(span) = span {
-                        spans.send(span, bytes);
-                    }
-                }),
-            )
+            crate::metrics::CountingBody::new(body, move |bytes| {
+                if let Some(series) = series {
+                    series.response_bytes.observe(bytes as f64);
+                }
+                if let Some(span) = span {
+                    spans.send(span, bytes);
+                }
+            })
             .boxed()
         })
     }
@@ -202,7 +196,6 @@ impl InFlight {
         Option<Box<opentelemetry_sdk::trace::SpanData>>,
     ) {
         let ctx = &mut self.ctx;
-        ctx.entry.response_flags = ctx.flags.to_string();
         ctx.entry.duration = ctx.start.elapsed().as_millis() as u64;
         let series = record(&self.shared, &self.snapshot, &self.entry, ctx);
         let span = ctx.hop.take().and_then(|hop| {
@@ -218,16 +211,16 @@ impl InFlight {
             };
             hop.finish(&crate::trace::Outcome {
                 status: ctx.entry.response_code,
-                flags: &ctx.entry.response_flags,
-                upstream_cluster: &ctx.entry.upstream_cluster,
-                request_id: &ctx.entry.request_id,
+                flags: &ctx.entry.response_flags.to_string(),
+                upstream_cluster: ctx.entry.upstream_cluster_str(),
+                request_id: ctx.entry.request_id_str(),
                 principal,
                 request_size: ctx.request_bytes.load(std::sync::atomic::Ordering::Relaxed),
                 me: &self.snapshot.me,
             })
         });
         if self.shared.logs_access(&self.snapshot) {
-            self.shared.access_log.log(std::mem::take(&mut ctx.entry));
+            self.shared.access_log.log(&ctx.entry);
         }
         (self.snapshot.record.response_size.then_some(series), span)
     }
@@ -237,7 +230,8 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
             self.ctx
-                .flags
+                .entry
+                .response_flags
                 .add(ResponseFlag::DownstreamConnectionTermination);
             self.ctx.entry.response_code = 0;
             if self.ctx.entry.reason.is_empty() {
@@ -293,6 +287,33 @@ fn begin_trace(
     Some(hop)
 }
 
+/// `n` in decimal, written into `buf` (route tables are named by port).
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A fresh `x-request-id`: 128 random bits in hex, formatted on the stack.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for (i, c) in id.iter_mut().enumerate() {
+        *c = HEX[(bits >> (124 - 4 * i) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
 fn header_str<'a, B>(req: &'a Request<B>, name: &str) -> &'a str {
     req.headers()
         .get(name)
@@ -310,40 +331,32 @@ async fn dispatch(
 ) -> Response<Body> {
     // The authority the client asked for: absolute-form URI (a client
     // using us as HTTP_PROXY) or the Host header.
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    ctx.entry.authority = authority.clone();
-    let request_id = match req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(id) => id.to_owned(),
+    // Held as the header's own (shared) bytes: the log and metrics read
+    // it without a copy.
+    let authority = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(HOST).cloned(),
+    }
+    .filter(|a| a.to_str().is_ok())
+    .unwrap_or_else(|| HeaderValue::from_static(""));
+    ctx.entry.authority = Some(authority.clone());
+    let authority = authority.to_str().unwrap_or("");
+    let request_id = match req.headers().get(X_REQUEST_ID) {
+        Some(id) => id.clone(),
         None => {
-            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                req.headers_mut().insert("x-request-id", v);
-            }
+            let id = new_request_id();
+            req.headers_mut().insert(X_REQUEST_ID, id.clone());
             id
         }
     };
-    ctx.entry.request_id = request_id;
-    req.extensions_mut().insert(remote);
+    ctx.entry.request_id = Some(request_id);
+    let mut port_digits = [0u8; 10];
     let (table, port) = match &entry {
         Entrypoint::Inbound { port, peer, .. } => {
             return inbound(shared, snap, *port, peer.as_deref(), remote, req, ctx).await
         }
         Entrypoint::Gateway { table, port } => {
-            if let Some(resp) = https_redirect(snap, *port, &authority, &req, ctx) {
+            if let Some(resp) = https_redirect(snap, *port, authority, &req, ctx) {
                 return resp;
             }
             // The edge: record who the client is for the hops behind.
@@ -373,7 +386,7 @@ async fn dispatch(
                 destination_ip: None,
                 destination_port: *port as u16,
                 sni: None,
-                http: Some(http_attributes(&req, &authority)),
+                http: Some(http_attributes(&req, authority)),
                 jwt: jwt.as_ref(),
             };
             let custom = match authorize(snap, &attrs, ctx) {
@@ -385,10 +398,10 @@ async fn dispatch(
                     return denied;
                 }
             }
-            (table.clone(), *port)
+            (&**table, *port)
         }
         Entrypoint::Outbound if req.method() == http::Method::CONNECT => {
-            return connect(shared, snap, remote, req, &authority, ctx);
+            return connect(shared, snap, remote, req, authority, ctx);
         }
         Entrypoint::Outbound => {
             // Only the edge may say who the external client was.
@@ -397,10 +410,10 @@ async fn dispatch(
                 .rsplit_once(':')
                 .and_then(|(_, p)| p.parse::<u32>().ok())
                 .unwrap_or(80);
-            (port.to_string(), port)
+            (decimal(port, &mut port_digits), port)
         }
     };
-    let Some(rt) = snap.tables.get(&table) else {
+    let Some(rt) = snap.tables.get(table) else {
         return ctx.local(
             StatusCode::NOT_FOUND,
             Some(ResponseFlag::NoRoute),
@@ -408,7 +421,7 @@ async fn dispatch(
         );
     };
     let Some(vh) = rt
-        .find(&authority)
+        .find(authority)
         .or_else(|| authority.rsplit_once(':').and_then(|(h, _)| rt.find(h)))
     else {
         return ctx.local(
@@ -417,9 +430,7 @@ async fn dispatch(
             format!("no virtual host for {authority:?} on port {port}"),
         );
     };
-    let host_only = authority
-        .rsplit_once(':')
-        .map_or(authority.as_str(), |(h, _)| h);
+    let host_only = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
     let method = req.method().as_str().to_owned();
@@ -439,8 +450,8 @@ async fn dispatch(
             format!("no route of {} matched {method} {path}", vh.name),
         );
     };
-    ctx.entry.route_name = route.route.name.clone();
-    route_request(snap, route, req, &authority, ctx).await
+    ctx.entry.route_name = route.name.clone();
+    route_request(snap, route, req, authority, ctx).await
 }
 
 async fn route_request(
@@ -523,7 +534,7 @@ async fn route_action(
     if let Some(fault) = &r.fault {
         if let Some(d) = &fault.delay {
             if fastrand::f64() * 100.0 < d.percentage {
-                ctx.flags.add(ResponseFlag::DelayInjected);
+                ctx.entry.response_flags.add(ResponseFlag::DelayInjected);
                 tokio::time::sleep(Duration::from_millis(d.delay_ms)).await;
             }
         }
@@ -614,8 +625,8 @@ async fn route_action(
                     format!("{} has no destination", r.origin),
                 );
             };
-            ctx.entry.upstream_cluster = dest.cluster.clone();
             let Some(cluster) = snap.cluster(&dest.cluster) else {
+                ctx.entry.upstream_cluster = Some(Arc::from(dest.cluster.as_str()));
                 return ctx.local(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Some(ResponseFlag::NoRoute),
@@ -625,27 +636,37 @@ async fn route_action(
                     ),
                 );
             };
+            ctx.entry.upstream_cluster = Some(cluster.name.clone());
             let cluster = cluster.clone();
             let (mut parts, body) = req.into_parts();
             // Upstream request: origin-form path (rewritten), the
             // (rewritten) authority as Host, header operations.
-            let mut path_q = parts
-                .uri
-                .path_and_query()
-                .map_or("/".to_owned(), |p| p.as_str().to_owned());
-            let mut host = authority.to_owned();
+            let mut path_q = origin_form(&parts.uri);
+            let mut host = authority;
             if let Some(rw) = &r.rewrite {
-                path_q = rewrite_path(route, rw, &path_q);
+                path_q = match PathAndQuery::try_from(rewrite_path(route, rw, path_q.as_str())) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return ctx.local(
+                            StatusCode::BAD_REQUEST,
+                            None,
+                            format!("invalid request path: {e}"),
+                        )
+                    }
+                };
                 if !rw.authority.is_empty() {
-                    host = rw.authority.clone();
+                    host = rw.authority.as_str();
                 }
             }
-            if let Ok(v) = HeaderValue::from_str(&host) {
-                parts.headers.insert(HOST, v);
+            // The Host header usually says this already.
+            if parts.headers.get(HOST).map(HeaderValue::as_bytes) != Some(host.as_bytes()) {
+                if let Ok(v) = HeaderValue::from_str(host) {
+                    parts.headers.insert(HOST, v);
+                }
             }
             apply_headers(&mut parts.headers, &r.request_headers);
             apply_headers(&mut parts.headers, &dest.request_headers);
-            let mut hash = hash_input(&cluster, &parts);
+            let mut hash = hash_input(&cluster, &parts, ctx.remote);
             // Envoy's cookie affinity: with a TTL and no cookie yet, make
             // one, hash on it, and hand it to the client.
             let mut new_cookie = None;
@@ -736,7 +757,11 @@ fn apply_headers(h: &mut http::HeaderMap, ops: &HeaderOps) {
 }
 
 /// The consistent-hash input for this request, if the cluster hashes.
-fn hash_input(cluster: &ClusterRt, parts: &http::request::Parts) -> Option<Vec<u8>> {
+fn hash_input(
+    cluster: &ClusterRt,
+    parts: &http::request::Parts,
+    remote: SocketAddr,
+) -> Option<Vec<u8>> {
     match cluster.hash_key()? {
         HashKey::Header(name) => parts
             .headers
@@ -758,10 +783,7 @@ fn hash_input(cluster: &ClusterRt, parts: &http::request::Parts) -> Option<Vec<u
                 (k == name).then(|| v.as_bytes().to_vec())
             })
         }
-        HashKey::SourceIp => parts
-            .extensions
-            .get::<SocketAddr>()
-            .map(|a| a.ip().to_string().into_bytes()),
+        HashKey::SourceIp => Some(remote.ip().to_string().into_bytes()),
     }
 }
 
@@ -802,7 +824,7 @@ async fn forward(
     cluster: Arc<ClusterRt>,
     parts: http::request::Parts,
     body: Incoming,
-    path_q: String,
+    path_q: PathAndQuery,
     hash: Option<Vec<u8>>,
     route: &weft_model::Route,
     mirrors: &[Arc<ClusterRt>],
@@ -843,6 +865,8 @@ async fn forward(
         .map(|t| Instant::now() + Duration::from_millis(t));
     let mut last_endpoint = None;
     let mut last: Option<Try> = None;
+    // Parsed once for every try.
+    let host_authority = host_authority(&parts.headers);
     // WebSocket and other HTTP/1.1 upgrades: keep the client's side of the
     // upgrade to splice onto the upstream's once it answers 101.
     let mut parts = parts;
@@ -882,7 +906,7 @@ async fn forward(
         let Some(addr) = cluster.endpoint_addr(ep) else {
             continue;
         };
-        ctx.entry.upstream_host = addr.to_string();
+        ctx.entry.upstream_host = Some(addr);
         let Some(_permit) = cluster.admit().await else {
             return ctx.local(StatusCode::SERVICE_UNAVAILABLE, Some(ResponseFlag::UpstreamOverflow), format!("upstream overflow: {} is at its connection-pool limit (DestinationRule connectionPool)", cluster.config.name));
         };
@@ -909,8 +933,12 @@ async fn forward(
             Request::from_parts(clone_parts(&parts, downstream_upgrade.is_some()), body);
         match Uri::builder()
             .scheme("http")
-            .authority(upstream_authority(&parts.headers, addr))
-            .path_and_query(path_q.as_str())
+            .authority(
+                host_authority
+                    .clone()
+                    .unwrap_or_else(|| addr_authority(addr)),
+            )
+            .path_and_query(path_q.clone())
             .build()
         {
             Ok(u) => *upstream.uri_mut() = u,
@@ -995,7 +1023,9 @@ async fn forward(
             .as_ref()
             .is_some_and(|t| retry.is_some_and(|p| retriable(p, t)));
     if retried_out {
-        ctx.flags.add(ResponseFlag::UpstreamRetryLimitExceeded);
+        ctx.entry
+            .response_flags
+            .add(ResponseFlag::UpstreamRetryLimitExceeded);
     }
     let route_timed_out = deadline.is_some_and(|d| Instant::now() >= d);
     match last {
@@ -1111,12 +1141,9 @@ async fn inbound(
             format!("no application address configured for port {port}"),
         );
     };
-    ctx.entry.upstream_cluster = app.config.name.clone();
+    ctx.entry.upstream_cluster = Some(app.name.clone());
     let (parts, body) = req.into_parts();
-    let path_q = parts
-        .uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let path_q = origin_form(&parts.uri);
     forward(app.clone(), parts, body, path_q, None, route, &[], ctx).await
 }
 
@@ -1177,7 +1204,7 @@ fn authenticate<B>(
     snap.jwt
         .authenticate(req.headers_mut(), query.as_deref())
         .map_err(|why| {
-            ctx.flags.add(ResponseFlag::JwtRejected);
+            ctx.entry.response_flags.add(ResponseFlag::JwtRejected);
             let mut resp = reply(
                 StatusCode::UNAUTHORIZED,
                 Some(ResponseFlag::JwtRejected),
@@ -1291,7 +1318,9 @@ fn ext_denied(
     headers: Vec<(http::HeaderName, HeaderValue)>,
     detail: String,
 ) -> Response<Body> {
-    ctx.flags.add(ResponseFlag::UnauthorizedExternalService);
+    ctx.entry
+        .response_flags
+        .add(ResponseFlag::UnauthorizedExternalService);
     let mut resp = Response::new(crate::local_reply::full(body));
     *resp.status_mut() = status;
     for (k, v) in headers {
@@ -1305,7 +1334,7 @@ fn ext_denied(
 }
 
 fn rbac_denied(ctx: &mut Ctx, detail: String) -> Response<Body> {
-    ctx.flags.add(ResponseFlag::RbacDenied);
+    ctx.entry.response_flags.add(ResponseFlag::RbacDenied);
     let mut resp = reply(
         StatusCode::FORBIDDEN,
         Some(ResponseFlag::RbacDenied),
@@ -1355,7 +1384,12 @@ async fn splice(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) 
 /// Sends a copy of the request to a mirror cluster and forgets it: the
 /// answer is dropped and failures never reach the client. As Envoy does,
 /// the copy's Host gets `-shadow` (`reviews:9080` → `reviews-shadow:9080`).
-fn mirror(cluster: Arc<ClusterRt>, parts: &http::request::Parts, path_q: &str, body: Bytes) {
+fn mirror(
+    cluster: Arc<ClusterRt>,
+    parts: &http::request::Parts,
+    path_q: &PathAndQuery,
+    body: Bytes,
+) {
     let Some(ep) = cluster.pick(None, None) else {
         return;
     };
@@ -1374,8 +1408,8 @@ fn mirror(cluster: Arc<ClusterRt>, parts: &http::request::Parts, path_q: &str, b
     }
     let Ok(uri) = Uri::builder()
         .scheme("http")
-        .authority(upstream_authority(&head.headers, addr))
-        .path_and_query(path_q)
+        .authority(host_authority(&head.headers).unwrap_or_else(|| addr_authority(addr)))
+        .path_and_query(path_q.clone())
         .build()
     else {
         return;
@@ -1398,18 +1432,15 @@ fn record(
 ) -> Arc<crate::metrics::HttpSeries> {
     use crate::metrics::{Outcome, RequestLabels, ServiceNames};
     let m = &shared.metrics;
-    let flags = if ctx.flags.is_empty() {
+    let flags = if ctx.entry.response_flags.is_empty() {
         m.no_flags.clone()
     } else {
-        Arc::new(ctx.flags.to_string())
+        Arc::new(ctx.entry.response_flags.to_string())
     };
     let protocol = if ctx.grpc { "grpc" } else { "http" };
     let unknown = &m.unknown;
-    let host = ctx
-        .entry
-        .authority
-        .rsplit_once(':')
-        .map_or(ctx.entry.authority.as_str(), |(h, _)| h);
+    let authority = ctx.entry.authority_str();
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
     let labels = match entry {
         Entrypoint::Inbound { peer, port, .. } => RequestLabels::new(
             "destination",
@@ -1550,12 +1581,42 @@ enum Tunnel {
 
 /// The authority an upstream request names: the (rewritten) Host the
 /// client used, so HTTP/2 upstreams see it as `:authority`; the endpoint's
-/// address when there is no usable Host. The connection itself always goes
-/// to the chosen endpoint.
-fn upstream_authority(headers: &http::HeaderMap, addr: SocketAddr) -> String {
+/// address (`addr_authority`) when there is no usable Host. The connection
+/// itself always goes to the chosen endpoint.
+fn host_authority(headers: &http::HeaderMap) -> Option<Authority> {
     headers
         .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.parse::<http::uri::Authority>().is_ok())
-        .map_or_else(|| addr.to_string(), str::to_owned)
+        .filter(|h| !h.is_empty())
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+}
+
+fn addr_authority(addr: SocketAddr) -> Authority {
+    Authority::try_from(addr.to_string()).unwrap_or_else(|_| Authority::from_static("localhost"))
+}
+
+/// The request's path and query as an origin-form request names them
+/// (shared bytes, not a copy).
+fn origin_form(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ports_are_written_in_decimal() {
+        for n in [0, 7, 80, 9080, 15001, u32::MAX] {
+            assert_eq!(super::decimal(n, &mut [0; 10]), n.to_string());
+        }
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let a = super::new_request_id();
+        let b = super::new_request_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(a, b);
+    }
 }

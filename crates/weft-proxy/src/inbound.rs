@@ -156,14 +156,13 @@ pub async fn serve<T>(
     if opaque {
         if let Some(why) = tcp_denied(&shared, port, remote, peer.as_deref()) {
             // Closing is the only answer TCP has.
-            shared.log_access(crate::access_log::Entry {
-                start_time: crate::access_log::now_rfc3339(),
-                downstream_remote_address: remote.to_string(),
-                route_name: format!("inbound|{port}"),
-                response_flags: "RBAC".into(),
-                reason: why,
-                ..Default::default()
-            });
+            let mut entry = crate::access_log::Entry::starting_now(remote);
+            entry.route_name = Some(format!("inbound|{port}").into());
+            entry
+                .response_flags
+                .add(crate::flags::ResponseFlag::RbacDenied);
+            entry.reason = why;
+            shared.log_access(entry);
             return;
         }
         splice_to_app(&shared, port, io).await;

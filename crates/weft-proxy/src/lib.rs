@@ -122,7 +122,7 @@ impl Shared {
     /// Logs `entry` when the access log is on for the current config.
     pub(crate) fn log_access(&self, entry: access_log::Entry) {
         if self.logs_access(&self.snapshot.load()) {
-            self.access_log.log(entry);
+            self.access_log.log(&entry);
         }
     }
 }
@@ -377,7 +377,7 @@ fn plan_listeners(
                         l.name.clone(),
                         *addr,
                         Entrypoint::Gateway {
-                            table: table.clone(),
+                            table: table.as_str().into(),
                             port: l.port,
                         },
                     ));
@@ -473,11 +473,9 @@ fn gateway_tls_servers(shared: &Shared, port: u32) -> Vec<weft_model::ServerTls>
 /// Logs a TLS connection the gateway could not accept.
 fn refuse_tls(shared: &Shared, port: u32, remote: SocketAddr, why: String) {
     shared.log_access(access_log::Entry {
-        start_time: access_log::now_rfc3339(),
-        downstream_remote_address: remote.to_string(),
-        route_name: format!("gateway|{port}"),
+        route_name: Some(format!("gateway|{port}").into()),
         reason: why,
-        ..Default::default()
+        ..access_log::Entry::starting_now(remote)
     });
 }
 
@@ -486,11 +484,9 @@ fn refuse_plaintext(shared: &Shared, port: u32, remote: SocketAddr) {
     let snap = shared.snapshot.load();
     let origin = snap.model.security.inbound_mtls.origin.join(", ");
     shared.log_access(access_log::Entry {
-        start_time: access_log::now_rfc3339(),
-        downstream_remote_address: remote.to_string(),
-        route_name: format!("inbound|{port}"),
+        route_name: Some(format!("inbound|{port}").into()),
         reason: format!("plain text refused: mTLS is STRICT on port {port} ({origin})"),
-        ..Default::default()
+        ..access_log::Entry::starting_now(remote)
     });
 }
 

@@ -531,14 +531,14 @@ impl RequestLabels {
 
 /// A response body that counts its bytes and reports the total once, when
 /// it ends or is dropped.
-pub struct CountingBody {
+pub struct CountingBody<F: FnOnce(u64)> {
     inner: crate::upstream::Body,
     bytes: u64,
-    done: Option<Box<dyn FnOnce(u64) + Send + Sync>>,
+    done: Option<F>,
 }
 
-impl CountingBody {
-    pub fn new(inner: crate::upstream::Body, done: Box<dyn FnOnce(u64) + Send + Sync>) -> Self {
+impl<F: FnOnce(u64)> CountingBody<F> {
+    pub fn new(inner: crate::upstream::Body, done: F) -> Self {
         CountingBody {
             inner,
             bytes: 0,
@@ -547,7 +547,7 @@ impl CountingBody {
     }
 }
 
-impl hyper::body::Body for CountingBody {
+impl<F: FnOnce(u64) + Unpin> hyper::body::Body for CountingBody<F> {
     type Data = bytes::Bytes;
     type Error = crate::upstream::BoxError;
 
@@ -574,7 +574,7 @@ impl hyper::body::Body for CountingBody {
     }
 }
 
-impl Drop for CountingBody {
+impl<F: FnOnce(u64)> Drop for CountingBody<F> {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
             done(self.bytes);

@@ -69,6 +69,8 @@ pub struct VirtualHostRt {
 
 pub struct RouteRt {
     pub route: Route,
+    /// The route's name, shared with the access log entries that name it.
+    pub name: Option<Arc<str>>,
     pub matches: Vec<MatchRt>,
     /// `uriRegexRewrite`, compiled, with RE2's `\1` turned into `${1}`.
     pub regex_rewrite: Option<(regex::Regex, String)>,
@@ -231,6 +233,7 @@ impl TableRt {
                         };
                     Ok(RouteRt {
                         route: r.clone(),
+                        name: (!r.name.is_empty()).then(|| Arc::from(r.name.as_str())),
                         matches: r
                             .matches
                             .iter()

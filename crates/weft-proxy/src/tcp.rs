@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weft_model::TcpRoute;
 
-use crate::access_log::{now_rfc3339, Entry};
+use crate::access_log::Entry;
 use crate::flags::{Flags, ResponseFlag};
 use crate::Shared;
 
@@ -55,11 +55,9 @@ where
     let start = Instant::now();
     let snap = shared.snapshot.load_full();
     let mut entry = Entry {
-        start_time: now_rfc3339(),
-        protocol: "TCP".into(),
-        downstream_remote_address: remote.to_string(),
-        route_name: name.clone(),
-        ..Entry::default()
+        protocol: "TCP",
+        route_name: Some(name.as_str().into()),
+        ..Entry::starting_now(remote)
     };
     let mut flags = Flags::default();
     let outcome: Result<(u64, u64), String> = async {
@@ -74,7 +72,7 @@ where
             None
         };
         if let Some(name) = &sni {
-            entry.authority = name.clone();
+            entry.authority = http::HeaderValue::from_str(name).ok();
         }
         let route = pick_route(routes, sni.as_deref()).ok_or_else(|| {
             flags.add(ResponseFlag::NoRoute);
@@ -82,7 +80,7 @@ where
         })?;
         let dest = crate::upstream::pick_weighted(&route.destinations)
             .ok_or_else(|| format!("{} has no destination", route.origin))?;
-        entry.upstream_cluster = dest.cluster.clone();
+        entry.upstream_cluster = Some(dest.cluster.as_str().into());
         let cluster = snap
             .cluster(&dest.cluster)
             .ok_or_else(|| format!("cluster {} is not configured", dest.cluster))?
@@ -97,7 +95,7 @@ where
         let addr = cluster
             .endpoint_addr(ep)
             .ok_or_else(|| "endpoint has no address".to_owned())?;
-        entry.upstream_host = addr.to_string();
+        entry.upstream_host = Some(addr);
         let _permit = cluster.admit().await.ok_or_else(|| {
             flags.add(ResponseFlag::UpstreamOverflow);
             format!(
@@ -151,7 +149,7 @@ where
         }
         Err(reason) => entry.reason = reason,
     }
-    entry.response_flags = flags.to_string();
+    entry.response_flags = flags;
     entry.duration = start.elapsed().as_millis() as u64;
     shared.log_access(entry);
 }

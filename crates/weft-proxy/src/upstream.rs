@@ -28,6 +28,8 @@ const MIN_RETRY_CONCURRENCY: u32 = 3;
 
 pub struct ClusterRt {
     pub config: Cluster,
+    /// The cluster's name, shared with the access log entries that name it.
+    pub name: Arc<str>,
     /// Each endpoint as metrics label it, and the service.
     pub peers: Vec<crate::metrics::Peer>,
     pub service: crate::metrics::ServiceNames,
@@ -55,6 +57,9 @@ pub struct ClusterRt {
     /// The proxy using this cluster.
     client: Arc<ClientSide>,
 }
+
+/// Endpoints a pick chooses among: on the stack for the usual few.
+type Candidates = smallvec::SmallVec<[usize; 8]>;
 
 /// What a cluster needs to know about the proxy that uses it.
 pub struct ClientSide {
@@ -191,6 +196,7 @@ impl ClusterRt {
             config.pool.max_connections
         };
         ClusterRt {
+            name: Arc::from(config.name.as_str()),
             peers: config
                 .endpoints
                 .iter()
@@ -287,7 +293,7 @@ impl ClusterRt {
     /// localities by weight; otherwise, when outlier detection is on (Istio
     /// only fails over with it), the endpoints sharing the most of the
     /// client's locality win, a `failover` region ranking next.
-    fn by_locality(&self, candidates: Vec<usize>) -> Vec<usize> {
+    fn by_locality(&self, candidates: Candidates) -> Candidates {
         let client = self.client.locality.as_str();
         let Some(setting) = &self.config.locality else {
             if self.config.outlier.is_none() || client.is_empty() {
@@ -311,7 +317,7 @@ impl ClusterRt {
                 let mut pick = fastrand::u32(..total);
                 for (pattern, weight) in &rule.to {
                     if pick < *weight {
-                        let chosen: Vec<usize> = candidates
+                        let chosen: Candidates = candidates
                             .iter()
                             .copied()
                             .filter(|i| {
@@ -337,7 +343,7 @@ impl ClusterRt {
     /// Istio's `failoverPriority`: endpoints that share the client's value
     /// for more of the listed labels, in order, come first. The topology
     /// labels are read from localities.
-    fn by_failover_priority(&self, candidates: Vec<usize>, keys: &[String]) -> Vec<usize> {
+    fn by_failover_priority(&self, candidates: Candidates, keys: &[String]) -> Candidates {
         let value = |labels: &std::collections::BTreeMap<String, String>,
                      locality: &str,
                      key: &str|
@@ -376,9 +382,9 @@ impl ClusterRt {
 
     fn closest(
         &self,
-        candidates: Vec<usize>,
+        candidates: Candidates,
         failover: &[weft_model::LocalityFailover],
-    ) -> Vec<usize> {
+    ) -> Candidates {
         let client: Vec<&str> = self.client.locality.split('/').collect();
         let next_region = failover
             .iter()
@@ -409,7 +415,7 @@ impl ClusterRt {
     /// Chooses an endpoint; `key` is the consistent-hash input when the
     /// policy has one. `exclude` avoids the endpoint a failed try used.
     pub fn pick(&self, key: Option<&[u8]>, exclude: Option<usize>) -> Option<usize> {
-        let candidates: Vec<usize> = self.usable().filter(|i| Some(*i) != exclude).collect();
+        let candidates: Candidates = self.usable().filter(|i| Some(*i) != exclude).collect();
         let candidates = if candidates.is_empty() {
             self.usable().collect()
         } else {
