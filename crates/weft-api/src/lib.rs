@@ -2,6 +2,7 @@
 //! loaded from files with a position for every field, and validated with
 //! Istio's own rules. Nothing downstream of this crate sees YAML.
 
+pub mod annotations;
 pub mod diag;
 pub mod load;
 pub mod path;

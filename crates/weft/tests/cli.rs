@@ -287,3 +287,37 @@ fn mesh_config_errors_point_into_the_embedded_text() {
         Some(0)
     );
 }
+
+#[test]
+fn a_proxy_config_annotation_that_cannot_be_read_is_a_warning_at_its_line() {
+    let yaml = b"apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: busy\n  annotations:\n    proxy.istio.io/config: \"concurrency: lots\"\nspec: {command: weft}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    metadata:\n      labels: {app: web}\n      annotations: {proxy.istio.io/config: \"{concurrency: 2\"}\n    spec: {containers: [{name: web, image: web}]}\n";
+    let o = run_stdin(&["validate", "-f", "-", "-o", "json"], yaml);
+    // A warning: the proxy's default applies, the configuration loads.
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let ds = v["diagnostics"].as_array().unwrap();
+    let find = |field: &str| {
+        ds.iter()
+            .find(|d| d["field"] == field)
+            .unwrap_or_else(|| panic!("no diagnostic on {field}: {v}"))
+    };
+    let w = find(r#"metadata.annotations["proxy.istio.io/config"]"#);
+    assert_eq!(w["severity"], "warning");
+    assert_eq!(w["line"], 6);
+    assert!(
+        w["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"lots\" is not a whole number"),
+        "{w}"
+    );
+    assert!(w["fix"].as_str().unwrap().contains("concurrency: 2"), "{w}");
+    let d = find(r#"spec.template.metadata.annotations["proxy.istio.io/config"]"#);
+    assert_eq!(d["line"], 16);
+    assert!(d["message"].as_str().unwrap().contains("not YAML"), "{d}");
+    // Good annotations say nothing.
+    let good = b"apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: busy\n  annotations: {proxy.istio.io/config: \"concurrency: 2\"}\nspec: {command: weft}\n";
+    let o = run_stdin(&["validate", "-f", "-", "-o", "json"], good);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["diagnostics"], serde_json::json!([]), "{v}");
+}

@@ -779,11 +779,22 @@ spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 80
     assert!(details[0] <= 2, "the default is one thread: {details:?}");
     assert_eq!(muddled.len(), 1, "{muddled:?}");
     assert!(muddled[0] <= 2, "{muddled:?}");
+    // Reported as `weft validate` reports it: file, line, field.
     let log = m.w.log("up");
-    for name in ["default/muddled", "default/broken"] {
+    for (name, at, why) in [
+        (
+            "default/muddled",
+            "extra.yaml:15:",
+            "\"lots\" is not a whole number",
+        ),
+        ("default/broken", "extra.yaml:23:", "not YAML"),
+    ] {
         assert!(
-            log.lines()
-                .any(|l| l.contains(name) && l.contains("concurrency must be a whole number")),
+            log.lines().any(|l| l.contains(at)
+                && l.contains("warning")
+                && l.contains(name)
+                && l.contains("proxy.istio.io/config")
+                && l.contains(why)),
             "{name} not reported:\n{log}"
         );
     }

@@ -141,7 +141,27 @@ pub fn service(ctx: &mut Ctx<'_>, s: &ServiceSpec, spec: &FieldPath) {
     }
 }
 
+/// Istio's `proxy.istio.io/config` annotation, as the planner reads it.
+fn proxy_config(
+    ctx: &mut Ctx<'_>,
+    annotations: &FieldPath,
+    values: &std::collections::BTreeMap<String, String>,
+) {
+    if let Err(why) = crate::annotations::proxy_concurrency(values) {
+        ctx.warn(
+            &annotations.key(crate::annotations::PROXY_CONFIG),
+            why,
+            crate::annotations::PROXY_CONFIG_FIX,
+        );
+    }
+}
+
 pub fn deployment(ctx: &mut Ctx<'_>, d: &DeploymentSpec, spec: &FieldPath) {
+    proxy_config(
+        ctx,
+        &spec.key("template").key("metadata").key("annotations"),
+        &d.template.metadata.annotations,
+    );
     if let Some(sel) = &d.selector {
         let labels = &d.template.metadata.labels;
         for (k, v) in &sel.match_labels {
@@ -157,6 +177,11 @@ pub fn deployment(ctx: &mut Ctx<'_>, d: &DeploymentSpec, spec: &FieldPath) {
 }
 
 pub fn workload(ctx: &mut Ctx<'_>, w: &Workload, spec: &FieldPath) {
+    proxy_config(
+        ctx,
+        &FieldPath::root().key("metadata").key("annotations"),
+        &ctx.resource.meta.annotations,
+    );
     if w.command.is_empty() {
         ctx.error(
             &spec.key("command"),

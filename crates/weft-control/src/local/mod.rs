@@ -295,6 +295,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     match store.load() {
                         Ok(next) => {
                             eprintln!("weft: configuration {} accepted", next.generation);
+                            print_diagnostics(&next.diagnostics);
                             apply(&o, &next, &mut running).await;
                         }
                         Err(Refused { diagnostics }) => {

@@ -92,42 +92,6 @@ fn workload_of<'a>(
     })
 }
 
-/// The annotation Istio reads per-workload proxy settings from.
-const PROXY_CONFIG: &str = "proxy.istio.io/config";
-
-/// `concurrency` from a resource's `proxy.istio.io/config` annotation
-/// (YAML, as in Istio). An annotation that does not say it clearly is
-/// reported and ignored: the proxy's default is safe.
-fn proxy_concurrency(r: &Resource) -> Option<u32> {
-    let text = r.meta.annotations.get(PROXY_CONFIG)?;
-    // Ok(None): the annotation says nothing about concurrency.
-    let value: Result<Option<u32>, ()> =
-        match weft_api::yaml::tree::parse_documents(text, &Default::default()) {
-            Err(_) => Err(()),
-            Ok(docs) => match docs.first() {
-                None => Ok(None),
-                Some(tree) => match tree.get(tree.root_id(), "concurrency") {
-                    None => Ok(None),
-                    Some(id) => tree
-                        .scalar(id)
-                        .and_then(|v| v.parse::<u32>().ok())
-                        .map(Some)
-                        .ok_or(()),
-                },
-            },
-        };
-    match value {
-        Ok(n) => n,
-        Err(()) => {
-            eprintln!(
-                "weft: {}: annotation {PROXY_CONFIG}: concurrency must be a whole number of worker threads (0: one per core) in YAML; fix: e.g. `{PROXY_CONFIG}: \"concurrency: 2\"`. The proxy's default applies",
-                r.key()
-            );
-            None
-        }
-    }
-}
-
 /// Plans every sidecar and gateway of `config`. `ingress` is where the
 /// gateway's port 8080 listens; other gateway ports keep their number on
 /// the same address.
@@ -178,7 +142,11 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> P
             env: w.env.0.clone(),
             labels: inst.labels.clone(),
             service_account: inst.service_account.clone(),
-            concurrency: proxy_concurrency(resource),
+            // A malformed annotation is a `weft validate` warning; the
+            // proxy's default applies.
+            concurrency: weft_api::annotations::proxy_concurrency(&resource.meta.annotations)
+                .ok()
+                .flatten(),
         });
     }
     for (name, c) in &config.models {
