@@ -929,8 +929,16 @@ async fn forward(
             }
             (None, None) => crate::local_reply::empty(),
         };
-        let mut upstream =
-            Request::from_parts(clone_parts(&parts, downstream_upgrade.is_some()), body);
+        // The last try takes the request's head; earlier ones copy it.
+        let head = if attempt + 1 == attempts {
+            upstream_head(
+                std::mem::replace(&mut parts, Request::new(()).into_parts().0),
+                downstream_upgrade.is_some(),
+            )
+        } else {
+            clone_parts(&parts, downstream_upgrade.is_some())
+        };
+        let mut upstream = Request::from_parts(head, body);
         match Uri::builder()
             .scheme("http")
             .authority(
@@ -1073,10 +1081,17 @@ fn clone_parts(p: &http::request::Parts, upgrade: bool) -> http::request::Parts 
     if let Some(h) = b.headers_mut() {
         *h = p.headers.clone();
     }
-    let (mut parts, ()) = b
+    let (parts, ()) = b
         .body(())
         .map(Request::into_parts)
         .unwrap_or_else(|_| Request::new(()).into_parts());
+    upstream_head(parts, upgrade)
+}
+
+/// The head sent upstream: hop-by-hop headers dropped, the downstream
+/// connection's extensions left behind.
+fn upstream_head(mut parts: http::request::Parts, upgrade: bool) -> http::request::Parts {
+    parts.extensions.clear();
     parts.headers.remove(http::header::CONNECTION);
     if upgrade {
         parts.headers.insert(
