@@ -18,6 +18,8 @@ pub struct ProcUse {
     /// CPU seconds per 1000 requests, which is also vCPU per 1000 requests/s.
     pub cpu_seconds_per_1000_requests: f64,
     pub rss_idle_mib: f64,
+    /// Idle proportional set size: shared pages split among their users.
+    pub pss_idle_mib: f64,
     pub rss_peak_mib: f64,
 }
 
@@ -116,7 +118,7 @@ fn measure(
     load: &Load,
     warmup: Duration,
     procs: &[(String, Vec<u32>)],
-    idle: &std::collections::BTreeMap<String, u64>,
+    idle: &std::collections::BTreeMap<String, (u64, u64)>,
 ) -> anyhow::Result<Case> {
     let target = setup::target(system, load.proto);
     if !warmup.is_zero() {
@@ -149,7 +151,8 @@ fn measure(
                 } else {
                     0.0
                 },
-                rss_idle_mib: idle.get(name).copied().unwrap_or(0) as f64 / 1024.0,
+                rss_idle_mib: idle.get(name).map_or(0, |m| m.0) as f64 / 1024.0,
+                pss_idle_mib: idle.get(name).map_or(0, |m| m.1) as f64 / 1024.0,
                 rss_peak_mib: peak.finish() as f64 / 1024.0,
             }
         })
@@ -207,7 +210,10 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
             if pids.is_empty() {
                 anyhow::bail!("found no process for {name}");
             }
-            idle.insert(name, procstat::total_rss(&pids));
+            idle.insert(
+                name,
+                (procstat::total_rss(&pids), procstat::total_pss(&pids)),
+            );
         }
     }
     let mut cases = Vec::new();

@@ -37,6 +37,21 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Proportional set size in KiB: resident pages, each shared page counted
+/// as its share among the processes mapping it (every weft proxy maps the
+/// same binary, so this is what one more proxy costs).
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+pub fn total_pss(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|p| pss_kib(*p)).sum()
+}
+
 pub fn total_cpu(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|p| cpu_seconds(*p)).sum()
 }

@@ -111,7 +111,7 @@ pub fn targets(r: &Report) -> Vec<(String, String, String, bool)> {
         for p in &mesh.processes {
             out.push((
                 format!("{} RSS idle", p.process),
-                format!("{:.1} MiB", p.rss_idle_mib),
+                format!("{:.1} MiB (PSS {:.1} MiB)", p.rss_idle_mib, p.pss_idle_mib),
                 "≤ 15 MB".into(),
                 p.rss_idle_mib * 1.048_576 <= 15.0,
             ));
@@ -278,13 +278,13 @@ pub fn markdown(r: &Report, command: &str) -> String {
     }
 
     let _ = writeln!(o, "## CPU and memory per proxy process\n");
-    let _ = writeln!(o, "CPU seconds per 1000 requests (equal to vCPU per 1000 requests/s); RSS idle is before any load, peak is the largest sample (every 100 ms) during the run.\n");
-    let _ = writeln!(o, "| load | process | CPU s / 1000 requests | RSS idle MiB | RSS peak MiB |\n|---|---|---|---|---|");
+    let _ = writeln!(o, "CPU seconds per 1000 requests (equal to vCPU per 1000 requests/s); RSS idle is before any load, peak is the largest sample (every 100 ms) during the run. PSS counts each shared page as its share among the processes mapping it: all weft proxies map one binary, so PSS is nearer what one more sidecar costs.\n");
+    let _ = writeln!(o, "| load | process | CPU s / 1000 requests | RSS idle MiB | PSS idle MiB | RSS peak MiB |\n|---|---|---|---|---|---|");
     for c in r.cases.iter().filter(|c| c.rate.is_some()) {
         for p in &c.processes {
             let _ = writeln!(
                 o,
-                "| {} {} rps {} conns | {} ({}) | {:.3} | {:.1} | {:.1} |",
+                "| {} {} rps {} conns | {} ({}) | {:.3} | {:.1} | {:.1} | {:.1} |",
                 c.proto.label(),
                 c.rate.unwrap_or(0),
                 c.connections,
@@ -292,6 +292,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
                 c.system.label(),
                 p.cpu_seconds_per_1000_requests,
                 p.rss_idle_mib,
+                p.pss_idle_mib,
                 p.rss_peak_mib
             );
         }
@@ -439,6 +440,7 @@ mod tests {
             cpu_seconds: 1.0,
             cpu_seconds_per_1000_requests: 0.1,
             rss_idle_mib: 10.0,
+            pss_idle_mib: 4.0,
             rss_peak_mib: 30.0,
         };
         let r = Report {
