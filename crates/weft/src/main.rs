@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod allocator;
 mod cmd;
 mod http_get;
 mod output;
@@ -63,6 +64,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::settle();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
