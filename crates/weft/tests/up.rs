@@ -712,6 +712,19 @@ fn mesh_client_and_a_killed_sidecar() {
 
 /// The threads of the proxy process whose command line holds `needle`.
 fn proxy_threads(needle: &str) -> Vec<usize> {
+    proxy_proc_files(needle, "status")
+        .iter()
+        .filter_map(|status| {
+            String::from_utf8_lossy(status)
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// `/proc/PID/<file>` of each proxy whose command line holds `needle`.
+fn proxy_proc_files(needle: &str, file: &str) -> Vec<Vec<u8>> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -721,11 +734,7 @@ fn proxy_threads(needle: &str) -> Vec<usize> {
             if !args.contains(&&b"proxy"[..]) || !args.contains(&needle.as_bytes()) {
                 return None;
             }
-            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
+            std::fs::read(e.path().join(file)).ok()
         })
         .collect()
 }
@@ -777,6 +786,20 @@ spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 80
     assert!(busy[0] >= 4, "3 workers asked for: {busy:?}");
     assert_eq!(details.len(), 1, "{details:?}");
     assert!(details[0] <= 2, "the default is one thread: {details:?}");
+    // Sidecars run with the allocator committing memory on demand (see
+    // crates/weft/src/allocator.rs), whoever started them.
+    let environ = proxy_proc_files(&inbound((10, 3)), "environ");
+    assert!(
+        environ.iter().all(|e| e
+            .split(|b| *b == 0)
+            .any(|v| v == b"MIMALLOC_ARENA_EAGER_COMMIT=0")),
+        "{:?}",
+        environ
+            .iter()
+            .map(|e| String::from_utf8_lossy(e))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(environ.len(), 1);
     assert_eq!(muddled.len(), 1, "{muddled:?}");
     assert!(muddled[0] <= 2, "{muddled:?}");
     // Reported as `weft validate` reports it: file, line, field.
