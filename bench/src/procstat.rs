@@ -30,21 +30,21 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// Resident set size in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    kib_field(pid, "status", "VmRSS:")
 }
 
 /// Proportional set size in KiB: resident pages, each shared page counted
 /// as its share among the processes mapping it (every weft proxy maps the
 /// same binary, so this is what one more proxy costs).
 pub fn pss_kib(pid: u32) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
+    kib_field(pid, "smaps_rollup", "Pss:")
+}
+
+/// A `Key:   123 kB` line of `/proc/PID/<file>`.
+fn kib_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
