@@ -211,7 +211,7 @@ impl InFlight {
             };
             hop.finish(&crate::trace::Outcome {
                 status: ctx.entry.response_code,
-                flags: &ctx.entry.response_flags.to_string(),
+                flags: &ctx.entry.response_flags,
                 upstream_cluster: ctx.entry.upstream_cluster_str(),
                 request_id: ctx.entry.request_id_str(),
                 principal,

@@ -65,7 +65,7 @@ pub struct RequestFacts<'a> {
 /// How it ended.
 pub struct Outcome<'a> {
     pub status: u16,
-    pub flags: &'a str,
+    pub flags: &'a crate::flags::Flags,
     pub upstream_cluster: &'a str,
     pub request_id: &'a str,
     /// `("source.principal", id)` on inbound spans, the destination's on
@@ -129,7 +129,7 @@ impl Hop {
         let me = o.me;
         attributes.extend([
             KeyValue::new("http.status_code", i64::from(o.status)),
-            KeyValue::new("response_flags", o.flags.to_owned()),
+            KeyValue::new("response_flags", o.flags.to_string()),
             KeyValue::new("upstream_cluster", o.upstream_cluster.to_owned()),
             KeyValue::new("upstream_cluster.name", o.upstream_cluster.to_owned()),
             KeyValue::new("guid:x-request-id", o.request_id.to_owned()),
@@ -297,10 +297,12 @@ mod tests {
         assert_eq!(trace.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(next.sampled, Some(true));
         let me = crate::metrics::Peer::unknown();
+        let mut flags = crate::flags::Flags::default();
+        flags.add(crate::flags::ResponseFlag::NoHealthyUpstream);
         let data = hop
             .finish(&Outcome {
                 status: 503,
-                flags: "UH",
+                flags: &flags,
                 upstream_cluster: "inbound|9080||",
                 request_id: "r1",
                 principal: ("source.principal", "spiffe://cluster.local/ns/default/sa/x"),
