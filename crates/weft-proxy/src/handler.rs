@@ -22,6 +22,7 @@ use weft_model::{AbortStatus, HashKey, HeaderOps, RouteAction, StrMatch};
 use crate::access_log::{protocol_name, Entry};
 use crate::flags::ResponseFlag;
 use crate::local_reply::{full, reply};
+use crate::response_body::{ResponseBody, Tally};
 use crate::snapshot::{RequestView, RouteRt, Snapshot};
 use crate::upstream::{Body, ClusterRt, SendError};
 use crate::Shared;
@@ -51,7 +52,7 @@ const MAX_BUFFERED_BODY: usize = 16 * 1024 * 1024;
 struct Ctx {
     start: Instant,
     /// Request body bytes sent upstream (counted as they stream).
-    request_bytes: Arc<std::sync::atomic::AtomicU64>,
+    request_bytes: RequestSize,
     /// The endpoint and service the request went to, for metrics.
     dest: Option<(crate::metrics::Peer, crate::metrics::ServiceNames)>,
     /// The access log entry; its response flags are the request's.
@@ -87,7 +88,7 @@ pub async fn handle(
     entry: Entrypoint,
     remote: SocketAddr,
     mut req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     let snapshot = shared.snapshot.load_full();
     let hop = begin_trace(&snapshot, &entry, remote, &mut req);
     let request_tags = snapshot.tags.reads_requests().then(|| {
@@ -109,7 +110,7 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     let ctx = Ctx {
-        request_bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        request_bytes: RequestSize::Known(0),
         dest: None,
         start: Instant::now(),
         // With the access log off, only what metrics and replies read is
@@ -150,6 +151,22 @@ pub async fn handle(
     Ok(flight.finish(resp))
 }
 
+/// The request body's size: known when it was buffered or empty, counted
+/// as it streams upstream otherwise.
+enum RequestSize {
+    Known(u64),
+    Streaming(Arc<std::sync::atomic::AtomicU64>),
+}
+
+impl RequestSize {
+    fn get(&self) -> u64 {
+        match self {
+            RequestSize::Known(n) => *n,
+            RequestSize::Streaming(c) => c.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
 /// A request being served. hyper drops the handler's future when the client
 /// goes away before the response is ready; then `Drop` logs and counts the
 /// request as Envoy does: response code 0, flag DC.
@@ -162,28 +179,18 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn finish(mut self, resp: Response<Body>) -> Response<Body> {
+    fn finish(mut self, resp: Response<Body>) -> Response<ResponseBody> {
         self.done = true;
         self.ctx.entry.response_code = resp.status().as_u16();
         let (series, span) = self.close();
         if series.is_none() && span.is_none() {
-            return resp;
+            return resp.map(ResponseBody::plain);
         }
         // The response body streams after this returns: count it as it
         // goes, and record its size and end the span when it ends (or the
         // client goes away).
-        let spans = self.shared.spans.clone();
-        resp.map(move |body| {
-            crate::metrics::CountingBody::new(body, move |bytes| {
-                if let Some(series) = series {
-                    series.response_bytes.observe(bytes as f64);
-                }
-                if let Some(span) = span {
-                    spans.send(span, bytes);
-                }
-            })
-            .boxed()
-        })
+        let span = span.map(|s| (s, self.shared.spans.clone()));
+        resp.map(|body| ResponseBody::counted(body, Tally { series, span }))
     }
 
     /// Records metrics and the access log entry. Returns the series whose
@@ -215,7 +222,7 @@ impl InFlight {
                 upstream_cluster: ctx.entry.upstream_cluster_str(),
                 request_id: ctx.entry.request_id_str(),
                 principal,
-                request_size: ctx.request_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                request_size: ctx.request_bytes.get(),
                 me: &self.snapshot.me,
             })
         });
@@ -912,12 +919,14 @@ async fn forward(
         };
         let body: Body = match (&buffered, streaming.take()) {
             (Some(b), _) => {
-                ctx.request_bytes
-                    .store(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                ctx.request_bytes = RequestSize::Known(b.len() as u64);
                 full(b.clone())
             }
+            // Nothing to count (a GET, say): no counter, no boxed stream.
+            (None, Some(s)) if hyper::body::Body::is_end_stream(&s) => crate::local_reply::empty(),
             (None, Some(s)) => {
-                let counter = ctx.request_bytes.clone();
+                let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                ctx.request_bytes = RequestSize::Streaming(counter.clone());
                 s.map_frame(move |f| {
                     if let Some(d) = f.data_ref() {
                         counter.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -1507,9 +1516,7 @@ fn record(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     if on.request_size {
-        series
-            .request_bytes
-            .observe(ctx.request_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64);
+        series.request_bytes.observe(ctx.request_bytes.get() as f64);
     }
     series
 }

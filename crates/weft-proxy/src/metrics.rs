@@ -529,59 +529,6 @@ impl RequestLabels {
     }
 }
 
-/// A response body that counts its bytes and reports the total once, when
-/// it ends or is dropped.
-pub struct CountingBody<F: FnOnce(u64)> {
-    inner: crate::upstream::Body,
-    bytes: u64,
-    done: Option<F>,
-}
-
-impl<F: FnOnce(u64)> CountingBody<F> {
-    pub fn new(inner: crate::upstream::Body, done: F) -> Self {
-        CountingBody {
-            inner,
-            bytes: 0,
-            done: Some(done),
-        }
-    }
-}
-
-impl<F: FnOnce(u64) + Unpin> hyper::body::Body for CountingBody<F> {
-    type Data = bytes::Bytes;
-    type Error = crate::upstream::BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(d) = frame.data_ref() {
-                this.bytes += d.len() as u64;
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<F: FnOnce(u64)> Drop for CountingBody<F> {
-    fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            done(self.bytes);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

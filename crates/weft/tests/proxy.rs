@@ -939,6 +939,20 @@ fn metrics_use_istio_names_and_labels() {
     for _ in 0..5 {
         assert_eq!(curl(&["-x", &p, "http://reviews:9080/get"]).status, 200);
     }
+    // One request with a body, which streams upstream and is counted as
+    // it goes (the GETs have none).
+    let upload = "u".repeat(1234);
+    assert_eq!(
+        curl(&[
+            "-x",
+            &p,
+            "--data-binary",
+            &upload,
+            "http://reviews:9080/anything"
+        ])
+        .status,
+        200
+    );
     assert_eq!(
         curl(&["-x", &p, "http://reviews:9080/status/503"]).status,
         503
@@ -982,7 +996,7 @@ fn metrics_use_istio_names_and_labels() {
     ] {
         assert!(ok.contains(label), "missing {label} in {ok}");
     }
-    assert!(ok.ends_with(" 5"), "{ok}");
+    assert!(ok.ends_with(" 6"), "{ok}");
     assert!(
         line(&[
             "istio_requests_total{",
@@ -1013,7 +1027,8 @@ fn metrics_use_istio_names_and_labels() {
         "{}",
         r.body
     );
-    // Sizes: the /get bodies are a few hundred bytes, counted as they stream.
+    // Sizes: the response bodies are a few hundred bytes, counted as they
+    // stream; the requests carried 1234 bytes in all.
     let sum = line(&[
         "istio_response_bytes_sum{",
         "response_code=\"200\"",
@@ -1021,14 +1036,24 @@ fn metrics_use_istio_names_and_labels() {
     ])
     .unwrap_or_else(|| panic!("no response sizes:\n{}", r.body));
     let bytes: f64 = sum.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(bytes > 5.0 * 100.0, "{sum}");
+    assert!(bytes > 6.0 * 100.0, "{sum}");
     assert!(
         line(&[
             "istio_request_bytes_count{",
             "response_code=\"200\"",
             "destination_workload=\"reviews-v1\""
         ])
-        .is_some_and(|l| l.ends_with(" 5")),
+        .is_some_and(|l| l.ends_with(" 6")),
+        "{}",
+        r.body
+    );
+    assert!(
+        line(&[
+            "istio_request_bytes_sum{",
+            "response_code=\"200\"",
+            "destination_workload=\"reviews-v1\""
+        ])
+        .is_some_and(|l| l.ends_with(" 1234")),
         "{}",
         r.body
     );
