@@ -72,7 +72,12 @@ pub fn svg(cases: &[Case]) -> String {
         let oy = legend_h + (i as f64 / cols).floor() * H;
         let series: Vec<&Case> = cases
             .iter()
-            .filter(|c| c.proto == *proto && c.rate == Some(*rate) && c.connections == *conns)
+            .filter(|c| {
+                c.proto == *proto
+                    && c.rate == Some(*rate)
+                    && c.connections == *conns
+                    && c.round == 0
+            })
             .collect();
         let all: Vec<f64> = series
             .iter()
