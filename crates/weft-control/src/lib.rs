@@ -6,6 +6,7 @@ pub mod ca;
 pub mod dashboard;
 pub mod jwks;
 pub mod local;
+mod parallel;
 pub mod push;
 pub mod server;
 pub mod store;

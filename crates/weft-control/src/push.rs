@@ -90,8 +90,18 @@ impl Hub {
         dir: &std::path::Path,
         proxy: &str,
     ) -> std::io::Result<std::path::PathBuf> {
-        std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{}.token", proxy.replace('/', ".")));
+        // Written already: every change asks again for every proxy, and
+        // reading 2000 files each time is work for nothing.
+        if self
+            .tokens
+            .lock()
+            .map_err(|_| std::io::Error::other("token table poisoned"))?
+            .contains_key(proxy)
+        {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(dir)?;
         // A token survives control-plane restarts, so running proxies are
         // still recognised when it comes back.
         let existing = std::fs::read_to_string(&path)

@@ -304,20 +304,25 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
             .map(|(name, c)| (name.clone(), c.model.credential_names()))
             .collect(),
     );
-    // Replicas share a compiled model; serve each distinct one once.
-    let mut served: std::collections::HashMap<
-        *const crate::store::Compiled,
-        (String, Arc<String>),
-    > = std::collections::HashMap::new();
+    // Replicas share a compiled model; serve each distinct one once,
+    // serialized on every core.
+    let mut distinct: std::collections::HashMap<*const crate::store::Compiled, usize> =
+        std::collections::HashMap::new();
+    let mut compiled: Vec<&Arc<crate::store::Compiled>> = Vec::new();
+    for c in config.models.values() {
+        distinct.entry(Arc::as_ptr(c)).or_insert_with(|| {
+            compiled.push(c);
+            compiled.len() - 1
+        });
+    }
+    let served = crate::parallel::map(&compiled, |c| served_model(c, jwks, roots));
     hub.publish(
         config
             .models
             .iter()
-            .map(|(name, c)| {
-                let m = served
-                    .entry(Arc::as_ptr(c))
-                    .or_insert_with(|| served_model(c, jwks, roots));
-                (name.clone(), m.clone())
+            .filter_map(|(name, c)| {
+                let m = &served[*distinct.get(&Arc::as_ptr(c))?];
+                Some((name.clone(), m.clone()))
             })
             .collect(),
     );

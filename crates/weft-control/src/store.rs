@@ -127,36 +127,32 @@ impl Store {
         let mut models = BTreeMap::new();
         {
             let compiler = Compiler::new(&loaded.resources, &registry, &self.mesh);
-            let mut by_shape: std::collections::HashMap<String, Arc<Compiled>> =
+            // Proxies of one shape get one model: group them, then compile
+            // each shape once, on every core (a change recompiles the mesh,
+            // and at 1000 services that is most of its latency).
+            let mut shapes: Vec<(ProxyRef, Vec<String>)> = Vec::new();
+            let mut shape_index: std::collections::HashMap<String, usize> =
                 std::collections::HashMap::new();
             for proxy in compiler.proxies() {
-                let shape = match compiler.shape(&proxy) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(proxy = %proxy_name(&proxy), error = %e, "not compiled");
-                        continue;
+                match compiler.shape(&proxy) {
+                    Ok(shape) => {
+                        let i = *shape_index.entry(shape).or_insert_with(|| {
+                            shapes.push((proxy.clone(), Vec::new()));
+                            shapes.len() - 1
+                        });
+                        shapes[i].1.push(proxy_name(&proxy));
                     }
-                };
-                if let Some(c) = by_shape.get(&shape) {
-                    models.insert(proxy_name(&proxy), c.clone());
-                    continue;
+                    Err(e) => {
+                        tracing::warn!(proxy = %proxy_name(&proxy), error = %e, "not compiled")
+                    }
                 }
-                let model = match compiler.compile(&proxy) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(proxy = %proxy_name(&proxy), error = %e, "not compiled");
-                        continue;
-                    }
-                };
-                let json = serde_json::to_string(&model).unwrap_or_default();
-                let version = weft_model::names::content_version(&json);
-                let compiled = Arc::new(Compiled {
-                    proxy: proxy.clone(),
-                    model,
-                    version,
-                });
-                by_shape.insert(shape, compiled.clone());
-                models.insert(proxy_name(&proxy), compiled);
+            }
+            let compiled = compile_all(&compiler, &shapes);
+            for ((_, names), compiled) in shapes.iter().zip(compiled) {
+                let Some(compiled) = compiled else { continue };
+                for name in names {
+                    models.insert(name.clone(), compiled.clone());
+                }
             }
         }
         self.generation += 1;
@@ -168,6 +164,30 @@ impl Store {
             diagnostics: loaded.diagnostics,
         })
     }
+}
+
+/// Compiles one proxy of each shape (and serializes its model for its
+/// version), on every core; `None` where the compiler refused (logged).
+fn compile_all(
+    compiler: &Compiler<'_>,
+    shapes: &[(ProxyRef, Vec<String>)],
+) -> Vec<Option<Arc<Compiled>>> {
+    crate::parallel::map(shapes, |(proxy, _)| {
+        let model = match compiler.compile(proxy) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(proxy = %proxy_name(proxy), error = %e, "not compiled");
+                return None;
+            }
+        };
+        let json = serde_json::to_string(&model).unwrap_or_default();
+        let version = weft_model::names::content_version(&json);
+        Some(Arc::new(Compiled {
+            proxy: proxy.clone(),
+            model,
+            version,
+        }))
+    })
 }
 
 fn fingerprint(paths: &[PathBuf]) -> u64 {
