@@ -193,14 +193,24 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                             break;
                         }
                     }
+                    let started = std::time::Instant::now();
                     match store.load() {
                         Ok(next) => {
-                            eprintln!("weft: configuration {} accepted", next.generation);
+                            eprintln!(
+                                "weft: configuration {} accepted (loaded and compiled in {} ms)",
+                                next.generation,
+                                started.elapsed().as_millis()
+                            );
                             print_diagnostics(&next.diagnostics);
                             let uris = Jwks::uris(&next);
                             jwks.fetch_all(&jwks.missing(&uris)).await;
                             jwks_uris.send_replace(uris);
                             serve_config(&o, &hub, &next, &jwks, &ca_service.roots());
+                            tracing::info!(
+                                generation = next.generation,
+                                ms = started.elapsed().as_millis() as u64,
+                                "models published to the streams"
+                            );
                             current = next;
                             last_error = None;
                         }
