@@ -354,7 +354,7 @@ fn served_model(
         Err(e) => {
             // The proxy refuses an empty model (NACK) and keeps its last one.
             tracing::error!(proxy = %crate::store::proxy_name(&c.proxy), error = %e, "cannot serialize a model");
-            (c.version.clone(), Arc::new(String::new()))
+            (String::new(), Arc::new(String::new()))
         }
     }
 }
@@ -377,7 +377,8 @@ fn publish(
         .filter(|(_, c)| !(matches!(c.proxy, ProxyRef::Gateway { .. }) && c.model.listeners.is_empty()))
         .map(|(name, c)| {
             let stream = sync.get(name).cloned().unwrap_or_default();
-            let version = hub.served_version(name).unwrap_or_else(|| c.version.clone());
+            // Published before the status is built, so always there.
+            let version = hub.served_version(name).unwrap_or_default();
             let state = if !stream.connected {
                 "DISCONNECTED"
             } else if stream.acked_version == version {

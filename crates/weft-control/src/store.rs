@@ -15,15 +15,15 @@ use weft_api::resource::Resource;
 use weft_compile::{Compiler, MeshConfig, ProxyRef, Registry};
 use weft_model::ProxyModel;
 
-/// A compiled model and its content version. Replicas of one workload
+/// A compiled model. Replicas of one workload
 /// share one (`Arc`): their models are equal by construction.
 #[derive(Debug, Clone)]
 pub struct Compiled {
     /// The first proxy compiled to this model.
     pub proxy: ProxyRef,
+    /// Its version is that of the JSON served from it (with key sets and
+    /// roots filled in), made once per change by the server.
     pub model: ProxyModel,
-    /// A hash of the model: equal versions mean nothing to push.
-    pub version: String,
 }
 
 /// A configuration that loaded and compiled cleanly.
@@ -166,8 +166,8 @@ impl Store {
     }
 }
 
-/// Compiles one proxy of each shape (and serializes its model for its
-/// version), on every core; `None` where the compiler refused (logged).
+/// Compiles one proxy of each shape, on every core; `None` where the
+/// compiler refused (logged).
 fn compile_all(
     compiler: &Compiler<'_>,
     shapes: &[(ProxyRef, Vec<String>)],
@@ -180,12 +180,9 @@ fn compile_all(
                 return None;
             }
         };
-        let json = serde_json::to_string(&model).unwrap_or_default();
-        let version = weft_model::names::content_version(&json);
         Some(Arc::new(Compiled {
             proxy: proxy.clone(),
             model,
-            version,
         }))
     })
 }
