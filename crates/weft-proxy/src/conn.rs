@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -157,17 +156,6 @@ impl AsyncWrite for Conn {
             Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tunnel(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        match self {
-            Conn::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                Connected::new().negotiated_h2()
-            }
-            _ => Connected::new(),
         }
     }
 }

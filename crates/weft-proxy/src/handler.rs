@@ -796,7 +796,7 @@ fn hash_input(
 
 /// What one try produced.
 enum Try {
-    Response(Response<Incoming>),
+    Response(Response<crate::pool::UpstreamBody>),
     Failed(ResponseFlag, String),
 }
 

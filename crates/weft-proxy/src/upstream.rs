@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use weft_model::{Cluster, HashKey, LbPolicy, Protocol};
 
@@ -37,10 +35,10 @@ pub struct ClusterRt {
     /// How each endpoint is reached: plain, or through its proxy's mTLS
     /// tunnel.
     routes: Vec<crate::conn::Route>,
-    /// One pooled client per endpoint, each dialing only its endpoint: the
-    /// request URI can then carry the client's authority, which HTTP/2
-    /// sends as `:authority`.
-    clients: Vec<Option<Client<EndpointConnector, Body>>>,
+    /// One connection pool per endpoint, each dialing only its endpoint:
+    /// the request URI can then carry the client's authority, which
+    /// HTTP/2 sends as `:authority`.
+    pools: Vec<Option<Arc<crate::pool::EndpointPool>>>,
     /// Requests sent per endpoint, for `maxRequestsPerConnection`.
     sent: Vec<AtomicU32>,
     rr: AtomicUsize,
@@ -169,22 +167,11 @@ impl ClusterRt {
         let timeout = Duration::from_millis(config.pool.connect_timeout_ms.max(1));
         let idle = Duration::from_millis(config.pool.idle_timeout_ms.unwrap_or(90_000));
         let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
-        let clients = addrs
+        let pools = addrs
             .iter()
             .zip(&routes)
             .map(|(a, route)| {
-                a.map(|addr| {
-                    let mut builder = Client::builder(TokioExecutor::new());
-                    builder.pool_idle_timeout(idle);
-                    if h2 {
-                        builder.http2_only(true);
-                    }
-                    builder.build(EndpointConnector {
-                        addr,
-                        timeout,
-                        route: route.clone(),
-                    })
-                })
+                a.map(|addr| crate::pool::EndpointPool::new(addr, route.clone(), timeout, idle, h2))
             })
             .collect();
         let limit = if matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) {
@@ -207,7 +194,7 @@ impl ClusterRt {
             sent: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             addrs,
             routes,
-            clients,
+            pools,
             rr: AtomicUsize::new(0),
             in_flight: AtomicU32::new(0),
             retries_active: AtomicU32::new(0),
@@ -535,8 +522,8 @@ impl ClusterRt {
         &self,
         i: usize,
         mut req: http::Request<Body>,
-    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
-        let Some(client) = self.clients.get(i).and_then(Option::as_ref) else {
+    ) -> Result<http::Response<crate::pool::UpstreamBody>, SendError> {
+        let Some(pool) = self.pools.get(i).and_then(Option::as_ref) else {
             return Err(SendError::Connect("the endpoint has no address".into()));
         };
         // maxRequestsPerConnection on HTTP/1: every Nth request to an
@@ -556,44 +543,7 @@ impl ClusterRt {
             }
         }
         let _active = EndpointActive::new(&self.active[i]);
-        client.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                SendError::Connect(Box::new(e))
-            } else {
-                SendError::Reset(Box::new(e))
-            }
-        })
-    }
-}
-
-/// Dials one endpoint whatever the request URI names.
-#[derive(Clone)]
-pub struct EndpointConnector {
-    addr: SocketAddr,
-    timeout: Duration,
-    route: crate::conn::Route,
-}
-
-impl tower_service::Service<http::Uri> for EndpointConnector {
-    type Response = hyper_util::rt::TokioIo<crate::conn::Conn>;
-    type Error = std::io::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        let (addr, timeout, route) = (self.addr, self.timeout, self.route.clone());
-        Box::pin(async move {
-            let conn = crate::conn::dial(addr, &route, timeout).await?;
-            Ok(hyper_util::rt::TokioIo::new(conn))
-        })
+        pool.send(req).await
     }
 }
 

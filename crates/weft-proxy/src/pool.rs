@@ -1,0 +1,403 @@
+//! The connections to one endpoint, reused request after request.
+//!
+//! An HTTP/1.1 connection carries one request at a time: a request takes
+//! an idle one (or dials), and the connection comes back when its response
+//! body has been read to the end. An HTTP/2 connection (an `http2`/`grpc`
+//! cluster, or TLS that negotiated h2) is shared by every request.
+//!
+//! hyper-util's pooled client does this for any number of hosts. A cluster
+//! already keeps one pool per endpoint, so this one needs no key to hash
+//! and lock per request, and no task per request to wait for the
+//! connection to become idle again: the response body hands it back.
+//!
+//! Idle connections older than the idle timeout are closed when the pool is
+//! next used; until then an idle connection stays open unless the upstream
+//! closes it (which hyper notices and the pool then skips).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::conn::{Conn, Route};
+use crate::upstream::{Body, SendError};
+
+pub struct EndpointPool {
+    addr: SocketAddr,
+    route: Route,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    /// HTTP/2 with prior knowledge (`http2` and `grpc` clusters).
+    h2_only: bool,
+    /// Idle HTTP/1.1 connections, the most recently used last.
+    idle: Mutex<VecDeque<Idle>>,
+    /// The shared HTTP/2 connection, once there is one.
+    h2: Mutex<Option<http2::SendRequest<Body>>>,
+}
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// A connection ready for one request.
+enum Ready {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+impl EndpointPool {
+    pub fn new(
+        addr: SocketAddr,
+        route: Route,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        h2_only: bool,
+    ) -> Arc<EndpointPool> {
+        Arc::new(EndpointPool {
+            addr,
+            route,
+            connect_timeout,
+            idle_timeout,
+            h2_only,
+            idle: Mutex::new(VecDeque::new()),
+            h2: Mutex::new(None),
+        })
+    }
+
+    /// Sends `req` on a pooled connection, or a new one. A request whose
+    /// connection turns out to have closed while idle (the upstream's
+    /// keep-alive ended) was never sent, and goes on the next connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: http::Request<Body>,
+    ) -> Result<http::Response<UpstreamBody>, SendError> {
+        loop {
+            let conn = match self.take_idle().await {
+                Some(c) => c,
+                None => self.dial().await?,
+            };
+            match conn {
+                Ready::H2(mut sender) => {
+                    let resp = sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| SendError::Reset(Box::new(e)))?;
+                    return Ok(resp.map(UpstreamBody::unpooled));
+                }
+                Ready::H1(mut sender) => {
+                    to_origin_form(&mut req);
+                    match sender.try_send_request(req).await {
+                        Ok(resp) => return Ok(self.hand_back_after(sender, resp)),
+                        Err(mut e) => match e.take_message() {
+                            Some(back) => req = back,
+                            None => return Err(SendError::Reset(Box::new(e.into_error()))),
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// The shared HTTP/2 connection when it is open, else an idle
+    /// HTTP/1.1 connection that is ready for a request.
+    async fn take_idle(&self) -> Option<Ready> {
+        if let Some(s) = self.h2.lock().ok()?.as_ref().filter(|s| !s.is_closed()) {
+            return Some(Ready::H2(s.clone()));
+        }
+        loop {
+            let idle = self.idle.lock().ok()?.pop_back()?;
+            if idle.since.elapsed() > self.idle_timeout {
+                // The rest are older still.
+                if let Ok(mut all) = self.idle.lock() {
+                    all.clear();
+                }
+                return None;
+            }
+            let mut sender = idle.sender;
+            // Ready at once, or as soon as the connection's task has seen
+            // the previous response through; an error means it closed.
+            if sender.ready().await.is_ok() {
+                return Some(Ready::H1(sender));
+            }
+        }
+    }
+
+    async fn dial(&self) -> Result<Ready, SendError> {
+        let conn = crate::conn::dial(self.addr, &self.route, self.connect_timeout)
+            .await
+            .map_err(|e| SendError::Connect(Box::new(e)))?;
+        let negotiated_h2 =
+            matches!(&conn, Conn::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
+        let addr = self.addr;
+        if self.h2_only || negotiated_h2 {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(conn))
+                .await
+                .map_err(|e| SendError::Connect(Box::new(e)))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
+                }
+            });
+            if let Ok(mut shared) = self.h2.lock() {
+                *shared = Some(sender.clone());
+            }
+            return Ok(Ready::H2(sender));
+        }
+        let (sender, connection) = http1::handshake(TokioIo::new(conn))
+            .await
+            .map_err(|e| SendError::Connect(Box::new(e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "upstream connection ended");
+            }
+        });
+        Ok(Ready::H1(sender))
+    }
+
+    /// The response, with its body set to return `sender` to the pool
+    /// once read to the end (at once when there is no body). A connection
+    /// that switched protocols belongs to the upgrade, and one the
+    /// upstream is closing is not kept.
+    fn hand_back_after(
+        self: &Arc<Self>,
+        sender: http1::SendRequest<Body>,
+        resp: http::Response<Incoming>,
+    ) -> http::Response<UpstreamBody> {
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return resp.map(UpstreamBody::unpooled);
+        }
+        if resp.body().is_end_stream() {
+            self.put_back(sender);
+            return resp.map(UpstreamBody::unpooled);
+        }
+        let pool = self.clone();
+        resp.map(|inner| UpstreamBody {
+            inner,
+            back: Some((sender, pool)),
+        })
+    }
+
+    fn put_back(&self, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        while idle
+            .front()
+            .is_some_and(|i| now.duration_since(i.since) > self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        idle.push_back(Idle { sender, since: now });
+    }
+}
+
+/// HTTP/1.1 sends origin-form (`/path?q`) to a server; the handler builds
+/// absolute URIs so that HTTP/2 can send the authority. CONNECT keeps its
+/// authority-form.
+fn to_origin_form(req: &mut http::Request<Body>) {
+    if req.method() == http::Method::CONNECT || req.uri().scheme().is_none() {
+        return;
+    }
+    if req.headers().get(http::header::HOST).is_none() {
+        if let Some(a) = req.uri().authority() {
+            if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
+        }
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *req.uri_mut() = http::Uri::from(path);
+}
+
+/// A response body from an upstream. On HTTP/1.1 it carries the connection
+/// it arrives on, back to the pool when the body has been read to its end
+/// (a body dropped before its end leaves the connection to close).
+pub struct UpstreamBody {
+    inner: Incoming,
+    back: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
+}
+
+impl UpstreamBody {
+    fn unpooled(inner: Incoming) -> UpstreamBody {
+        UpstreamBody { inner, back: None }
+    }
+
+    fn give_back(&mut self) {
+        if let Some((sender, pool)) = self.back.take() {
+            pool.put_back(sender);
+        }
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.give_back(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.give_back(),
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndpointPool;
+    use crate::conn::Route;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// An HTTP/1.1 upstream on loopback that counts its connections. A
+    /// request to `/close` is answered with `connection: close`; to
+    /// `/idle-close`, the connection closes once answered and idle.
+    async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            let mut resp = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"0123456789"),
+                            ));
+                            if req.uri().path() == "/close" {
+                                resp.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
+                            }
+                            Ok::<_, std::convert::Infallible>(resp)
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, conns)
+    }
+
+    fn get(addr: std::net::SocketAddr, path: &str) -> http::Request<crate::upstream::Body> {
+        http::Request::builder()
+            .uri(format!("http://{addr}{path}"))
+            .body(crate::local_reply::empty())
+            .unwrap()
+    }
+
+    async fn read(
+        pool: &Arc<EndpointPool>,
+        addr: std::net::SocketAddr,
+        path: &str,
+    ) -> bytes::Bytes {
+        let resp = pool.send(get(addr, path)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_request_after_request() {
+        let (addr, conns) = upstream().await;
+        let pool = EndpointPool::new(
+            addr,
+            Route::Plain,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            false,
+        );
+        for _ in 0..5 {
+            assert_eq!(&read(&pool, addr, "/").await[..], b"0123456789");
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        // Two at once need two connections; both are kept.
+        let (a, b) = tokio::join!(read(&pool, addr, "/"), read(&pool, addr, "/"));
+        assert_eq!((a.len(), b.len()), (10, 10));
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+        for _ in 0..3 {
+            read(&pool, addr, "/").await;
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn closed_unread_and_expired_connections_are_not_reused() {
+        let (addr, conns) = upstream().await;
+        let pool = EndpointPool::new(
+            addr,
+            Route::Plain,
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            false,
+        );
+        // The upstream says close: the next request dials.
+        read(&pool, addr, "/close").await;
+        read(&pool, addr, "/").await;
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+        // A body dropped unread leaves its connection to close.
+        drop(pool.send(get(addr, "/")).await.unwrap());
+        read(&pool, addr, "/").await;
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+        // Idle past the timeout: not used again.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        read(&pool, addr, "/").await;
+        assert_eq!(conns.load(Ordering::SeqCst), 4);
+        // A connection refused is a connect error.
+        let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let cold = EndpointPool::new(
+            nobody,
+            Route::Plain,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            false,
+        );
+        assert!(matches!(
+            cold.send(get(nobody, "/")).await,
+            Err(crate::upstream::SendError::Connect(_))
+        ));
+    }
+}
