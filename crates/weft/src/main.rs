@@ -10,6 +10,7 @@ mod cmd;
 mod http_get;
 mod output;
 mod sample;
+mod sched;
 
 #[derive(Parser)]
 #[command(

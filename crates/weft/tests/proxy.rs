@@ -1962,3 +1962,32 @@ spec:
         assert!((25..=75).contains(n), "{who} got {n} of 150: {rnd:?}");
     }
 }
+
+/// `--cpu-policy normal` keeps the kernel's default scheduling for every
+/// thread of the proxy; without it they run under SCHED_BATCH
+/// (crates/weft/src/sched.rs).
+#[test]
+fn cpu_policy_is_batch_unless_asked_otherwise() {
+    let mut w = World::new(118);
+    let f = w.write("none.yaml", "");
+    let model = productpage_model_without_rules(&w, f).display().to_string();
+    for (i, policy) in [(1, None), (2, Some("normal"))] {
+        let outbound = w.addr(1, i, 15001);
+        let o = outbound.to_string();
+        let mut args = vec!["proxy", "--model", &model, "--outbound", &o];
+        if let Some(p) = policy {
+            args.extend(["--cpu-policy", p]);
+        }
+        w.spawn(&format!("proxy-{i}"), &args, Some(outbound));
+    }
+    let batch = common::proxy_thread_policies(&w.addr(1, 1, 15001).to_string());
+    assert!(
+        !batch.is_empty() && batch.iter().all(|p| *p == 3),
+        "{batch:?}"
+    );
+    let normal = common::proxy_thread_policies(&w.addr(1, 2, 15001).to_string());
+    assert!(
+        !normal.is_empty() && normal.iter().all(|p| *p == 0),
+        "{normal:?}"
+    );
+}

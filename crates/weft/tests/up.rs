@@ -725,23 +725,15 @@ fn proxy_threads(needle: &str) -> Vec<usize> {
 
 /// `/proc/PID/<file>` of each proxy whose command line holds `needle`.
 fn proxy_proc_files(needle: &str, file: &str) -> Vec<Vec<u8>> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            if !args.contains(&&b"proxy"[..]) || !args.contains(&needle.as_bytes()) {
-                return None;
-            }
-            std::fs::read(e.path().join(file)).ok()
-        })
+    common::proxy_dirs(needle)
+        .iter()
+        .filter_map(|d| std::fs::read(d.join(file)).ok())
         .collect()
 }
 
 /// A sidecar runs on one thread unless Istio's `proxy.istio.io/config`
 /// annotation asks for more; an annotation that does not parse is reported
-/// and the default kept.
+/// and the default kept. Proxies run under SCHED_BATCH.
 #[test]
 fn sidecar_concurrency_follows_the_proxy_config_annotation() {
     let m = up_with(
@@ -802,6 +794,20 @@ spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 80
     assert_eq!(environ.len(), 1);
     assert_eq!(muddled.len(), 1, "{muddled:?}");
     assert!(muddled[0] <= 2, "{muddled:?}");
+    // Every thread of every proxy runs under SCHED_BATCH (no preemption
+    // on wakeup, crates/weft/src/sched.rs), the 3-worker sidecar's and the
+    // gateway's included.
+    for needle in [
+        inbound((10, 2)),
+        inbound((10, 3)),
+        "istio-system/istio-ingressgateway".to_owned(),
+    ] {
+        let policies = common::proxy_thread_policies(&needle);
+        assert!(
+            policies.len() >= 2 && policies.iter().all(|p| *p == 3),
+            "{needle}: {policies:?}"
+        );
+    }
     // Reported as `weft validate` reports it: file, line, field.
     let log = m.w.log("up");
     for (name, at, why) in [

@@ -89,6 +89,11 @@ pub struct Args {
     /// core for a gateway.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// How the kernel schedules the proxy's threads (see
+    /// crates/weft/src/sched.rs). `weft up` passes its environment on, so
+    /// `WEFT_CPU_POLICY=normal weft up` opts a whole mesh out.
+    #[arg(long, value_enum, env = "WEFT_CPU_POLICY", default_value = "batch")]
+    cpu_policy: crate::sched::CpuPolicy,
 }
 
 /// The runtime the proxy runs on. One worker is a current-thread runtime:
@@ -207,6 +212,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }),
         _ => None,
     };
+    // Before the runtime: threads started afterwards inherit the policy.
+    if let Err(why) = crate::sched::apply(args.cpu_policy) {
+        tracing::info!("CPU policy {:?} not applied: {why}", args.cpu_policy);
+    }
     let rt = runtime(args)?;
     let (model, first_version) = match (&client, &args.model) {
         (Some(c), _) => {

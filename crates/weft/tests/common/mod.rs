@@ -224,3 +224,31 @@ pub fn curl(args: &[&str]) -> Reply {
         body: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
 }
+
+/// `/proc/PID` of each proxy whose command line holds `needle`.
+pub fn proxy_dirs(needle: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            (args.contains(&&b"proxy"[..]) && args.contains(&needle.as_bytes())).then(|| e.path())
+        })
+        .collect()
+}
+
+/// The scheduling policy of every thread of the proxies whose command
+/// line holds `needle` (field 41 of `/proc/PID/task/TID/stat`: 0 is
+/// SCHED_OTHER, 3 SCHED_BATCH).
+pub fn proxy_thread_policies(needle: &str) -> Vec<u32> {
+    proxy_dirs(needle)
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d.join("task")).unwrap().flatten())
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let (_, after_name) = stat.rsplit_once(')')?;
+            after_name.split_whitespace().nth(38)?.parse().ok()
+        })
+        .collect()
+}
