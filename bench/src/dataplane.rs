@@ -102,10 +102,10 @@ impl Plan {
 fn processes(system: System, nginx: Option<u32>, haproxy: Option<u32>) -> Vec<(String, Vec<u32>)> {
     match system {
         System::Direct => Vec::new(),
-        System::WeftGateway | System::WeftGatewayNoTelemetry => {
+        System::WeftGateway | System::WeftGatewayNoTelemetry | System::WeftGatewaySchedOther => {
             vec![("weft gateway".into(), Weft::gateway_pids())]
         }
-        System::WeftMesh | System::WeftMeshNoTelemetry => vec![
+        System::WeftMesh | System::WeftMeshNoTelemetry | System::WeftMeshSchedOther => vec![
             (
                 "client sidecar".into(),
                 Weft::sidecar_pids(setup::CLIENT_SIDECAR_OUTBOUND),
@@ -115,7 +115,7 @@ fn processes(system: System, nginx: Option<u32>, haproxy: Option<u32>) -> Vec<(S
                 Weft::sidecar_pids(setup::SERVER_SIDECAR_OUTBOUND),
             ),
         ],
-        System::Nginx => nginx
+        System::Nginx | System::NginxSchedBatch => nginx
             .map(|p| vec![("nginx".into(), procstat::with_children(p))])
             .unwrap_or_default(),
         System::Haproxy => haproxy
@@ -257,13 +257,35 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
         duration: plan.duration,
     };
     if plan.protos.contains(&headline.proto) {
-        for round in 1..plan.rounds {
-            eprintln!(
-                "weft-bench: the headline load again, round {} of {}",
-                round + 1,
-                plan.rounds
-            );
-            for &system in &systems {
+        for round in 0..plan.rounds {
+            if round > 0 {
+                eprintln!(
+                    "weft-bench: the headline load again, round {} of {}",
+                    round + 1,
+                    plan.rounds
+                );
+                for &system in &systems {
+                    let procs = processes(system, nginx_pid, haproxy_pid);
+                    cases.push(measure(
+                        system,
+                        round,
+                        &headline,
+                        plan.warmup,
+                        &procs,
+                        &idle,
+                    )?);
+                }
+            }
+            // weft's proxies run under SCHED_BATCH (crates/weft/src/sched.rs);
+            // switching them to the default policy, and nginx to theirs,
+            // shows how much of the difference is the policy.
+            let weft_pids: Vec<u32> = [System::WeftGateway, System::WeftMesh]
+                .into_iter()
+                .flat_map(|s| processes(s, None, None))
+                .flat_map(|(_, pids)| pids)
+                .collect();
+            setup::set_batch(&weft_pids, false)?;
+            for system in [System::WeftGatewaySchedOther, System::WeftMeshSchedOther] {
                 let procs = processes(system, nginx_pid, haproxy_pid);
                 cases.push(measure(
                     system,
@@ -273,6 +295,21 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
                     &procs,
                     &idle,
                 )?);
+            }
+            setup::set_batch(&weft_pids, true)?;
+            if let Some(pid) = nginx_pid {
+                let pids = procstat::with_children(pid);
+                setup::set_batch(&pids, true)?;
+                let procs = processes(System::NginxSchedBatch, nginx_pid, haproxy_pid);
+                cases.push(measure(
+                    System::NginxSchedBatch,
+                    round,
+                    &headline,
+                    plan.warmup,
+                    &procs,
+                    &idle,
+                )?);
+                setup::set_batch(&pids, false)?;
             }
         }
     }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::dataplane::Case;
 use crate::setup::System;
 
-const COLOURS: [(System, &str); 7] = [
+const COLOURS: [(System, &str); 10] = [
     (System::Direct, "#555555"),
     (System::WeftGateway, "#1f77b4"),
     (System::WeftMesh, "#d62728"),
@@ -15,6 +15,9 @@ const COLOURS: [(System, &str); 7] = [
     (System::Haproxy, "#ff7f0e"),
     (System::WeftGatewayNoTelemetry, "#9ecae1"),
     (System::WeftMeshNoTelemetry, "#ff9896"),
+    (System::WeftGatewaySchedOther, "#6baed6"),
+    (System::WeftMeshSchedOther, "#9467bd"),
+    (System::NginxSchedBatch, "#98df8a"),
 ];
 
 fn colour(s: System) -> &'static str {

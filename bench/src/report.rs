@@ -215,6 +215,9 @@ fn rounds_section(r: &Report, o: &mut String) {
         System::WeftMesh,
         System::Nginx,
         System::Haproxy,
+        System::WeftGatewaySchedOther,
+        System::WeftMeshSchedOther,
+        System::NginxSchedBatch,
     ];
     if headline_runs(&r.cases, System::WeftMesh).len() < 2 {
         return;
@@ -224,7 +227,7 @@ fn rounds_section(r: &Report, o: &mut String) {
         "## The headline load, round by round
 "
     );
-    let _ = writeln!(o, "The headline load runs once more per round for every system, interleaved (direct, gateway, mesh, nginx, HAProxy, then again), so that slow spells of the shared machine fall on all of them. Added p99 is taken against the same round's direct call; the targets above use the medians.
+    let _ = writeln!(o, "The headline load runs once more per round for every system, interleaved (direct, gateway, mesh, nginx, HAProxy, then again), so that slow spells of the shared machine fall on all of them. Added p99 is taken against the same round's direct call; the targets above use the medians. weft's proxies run under `SCHED_BATCH` (no preemption on wakeup, crates/weft/src/sched.rs); in every round they are also measured switched to the kernel's default policy (SCHED_OTHER rows), and nginx switched to `SCHED_BATCH`, so the rows show how much of a difference is the scheduling policy.
 ");
     let _ = writeln!(o, "| system | p99 per round | added p99 per round | median added p99 | ÷ nginx (medians) | CPU s / 1000 requests per round |
 |---|---|---|---|---|---|");

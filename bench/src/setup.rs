@@ -390,6 +390,24 @@ backend backend
     Ok(p)
 }
 
+/// Puts every thread of `pids` under `SCHED_BATCH`, or back under the
+/// kernel's default (util-linux `chrt`; no privilege is needed for either).
+pub fn set_batch(pids: &[u32], batch: bool) -> anyhow::Result<()> {
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+            let tid = task.file_name().to_string_lossy().into_owned();
+            let status = std::process::Command::new("chrt")
+                .args([if batch { "-b" } else { "-o" }, "-p", "0", &tid])
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                anyhow::bail!("chrt could not change the policy of thread {tid} of {pid}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What oha aims at for each system, by protocol.
 pub fn target(system: System, proto: crate::oha::Proto) -> Target {
     use crate::oha::Proto::*;
@@ -399,21 +417,26 @@ pub fn target(system: System, proto: crate::oha::Proto) -> Target {
             url: url(BACKEND),
             connect_to: None,
         },
-        (System::WeftGateway | System::WeftGatewayNoTelemetry, _) => Target {
+        (
+            System::WeftGateway | System::WeftGatewayNoTelemetry | System::WeftGatewaySchedOther,
+            _,
+        ) => Target {
             url: url(INGRESS),
             connect_to: None,
         },
         // As transparent capture would: the app asks for bench-server:9080
         // and the connection lands on its sidecar's outbound port.
-        (System::WeftMesh | System::WeftMeshNoTelemetry, _) => Target {
-            url: "http://bench-server:9080/".into(),
-            connect_to: Some(format!("bench-server:9080:{CLIENT_SIDECAR_OUTBOUND}")),
-        },
-        (System::Nginx, Http1) => Target {
+        (System::WeftMesh | System::WeftMeshNoTelemetry | System::WeftMeshSchedOther, _) => {
+            Target {
+                url: "http://bench-server:9080/".into(),
+                connect_to: Some(format!("bench-server:9080:{CLIENT_SIDECAR_OUTBOUND}")),
+            }
+        }
+        (System::Nginx | System::NginxSchedBatch, Http1) => Target {
             url: url(NGINX_H1),
             connect_to: None,
         },
-        (System::Nginx, Http2) => Target {
+        (System::Nginx | System::NginxSchedBatch, Http2) => Target {
             url: url(NGINX_H2),
             connect_to: None,
         },
@@ -438,6 +461,11 @@ pub enum System {
     Haproxy,
     WeftGatewayNoTelemetry,
     WeftMeshNoTelemetry,
+    /// weft's proxies switched to the kernel's default policy, and nginx
+    /// switched to weft's: how much of the difference is `SCHED_BATCH`.
+    WeftGatewaySchedOther,
+    WeftMeshSchedOther,
+    NginxSchedBatch,
 }
 
 impl System {
@@ -450,6 +478,9 @@ impl System {
             System::Haproxy => "HAProxy (1 hop)",
             System::WeftGatewayNoTelemetry => "weft gateway, telemetry off",
             System::WeftMeshNoTelemetry => "weft mesh, telemetry off",
+            System::WeftGatewaySchedOther => "weft gateway, SCHED_OTHER",
+            System::WeftMeshSchedOther => "weft mesh, SCHED_OTHER",
+            System::NginxSchedBatch => "nginx (1 hop), SCHED_BATCH",
         }
     }
 }
