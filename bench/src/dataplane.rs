@@ -256,6 +256,10 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
         connections: 16,
         duration: plan.duration,
     };
+    let headline_case = |system: System, round: u32| {
+        let procs = processes(system, nginx_pid, haproxy_pid);
+        measure(system, round, &headline, plan.warmup, &procs, &idle)
+    };
     if plan.protos.contains(&headline.proto) {
         for round in 0..plan.rounds {
             if round > 0 {
@@ -265,15 +269,7 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
                     plan.rounds
                 );
                 for &system in &systems {
-                    let procs = processes(system, nginx_pid, haproxy_pid);
-                    cases.push(measure(
-                        system,
-                        round,
-                        &headline,
-                        plan.warmup,
-                        &procs,
-                        &idle,
-                    )?);
+                    cases.push(headline_case(system, round)?);
                 }
             }
             // weft's proxies run under SCHED_BATCH (crates/weft/src/sched.rs);
@@ -286,29 +282,13 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
                 .collect();
             setup::set_batch(&weft_pids, false)?;
             for system in [System::WeftGatewaySchedOther, System::WeftMeshSchedOther] {
-                let procs = processes(system, nginx_pid, haproxy_pid);
-                cases.push(measure(
-                    system,
-                    round,
-                    &headline,
-                    plan.warmup,
-                    &procs,
-                    &idle,
-                )?);
+                cases.push(headline_case(system, round)?);
             }
             setup::set_batch(&weft_pids, true)?;
             if let Some(pid) = nginx_pid {
                 let pids = procstat::with_children(pid);
                 setup::set_batch(&pids, true)?;
-                let procs = processes(System::NginxSchedBatch, nginx_pid, haproxy_pid);
-                cases.push(measure(
-                    System::NginxSchedBatch,
-                    round,
-                    &headline,
-                    plan.warmup,
-                    &procs,
-                    &idle,
-                )?);
+                cases.push(headline_case(System::NginxSchedBatch, round)?);
                 setup::set_batch(&pids, false)?;
             }
         }
