@@ -31,6 +31,7 @@ mod tcp;
 mod trace;
 mod tunnel;
 pub mod upstream;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -89,6 +90,9 @@ pub struct RuntimeConfig {
     pub explain: bool,
     /// How long in-flight requests may take to finish at shutdown.
     pub drain: Duration,
+    /// The worker threads connections are served on; none: the runtime
+    /// that accepted them.
+    pub workers: Arc<workers::Workers>,
 }
 
 /// State shared by every connection of one proxy.
@@ -408,7 +412,8 @@ async fn serve(
                 let entry = entry.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                let workers = shared.config.workers.clone();
+                workers.spawn_connection(stream, move |stream| async move {
                     if let Entrypoint::Inbound { port, protocol, .. } = entry {
                         // PeerAuthentication STRICT: plain text is refused
                         // (a proxy without identity, `--no-mtls`, cannot

@@ -36,8 +36,10 @@ pub struct EndpointPool {
     idle_timeout: Duration,
     /// HTTP/2 with prior knowledge (`http2` and `grpc` clusters).
     h2_only: bool,
-    /// Idle HTTP/1.1 connections, the most recently used last.
-    idle: Mutex<VecDeque<Idle>>,
+    /// Idle HTTP/1.1 connections per worker thread (`workers.rs`), the
+    /// most recently used last: a request reuses a connection whose task
+    /// runs on its own thread.
+    idle: Vec<Mutex<VecDeque<Idle>>>,
     /// The shared HTTP/2 connection, once there is one.
     h2: Mutex<Option<http2::SendRequest<Body>>>,
 }
@@ -67,7 +69,9 @@ impl EndpointPool {
             connect_timeout,
             idle_timeout,
             h2_only,
-            idle: Mutex::new(VecDeque::new()),
+            idle: (0..=crate::workers::started())
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
             h2: Mutex::new(None),
         })
     }
@@ -108,15 +112,22 @@ impl EndpointPool {
 
     /// The shared HTTP/2 connection when it is open, else an idle
     /// HTTP/1.1 connection that is ready for a request.
+    /// This thread's idle list.
+    fn idle_here(&self) -> Option<&Mutex<VecDeque<Idle>>> {
+        let i = crate::workers::current().min(self.idle.len().saturating_sub(1));
+        self.idle.get(i)
+    }
+
     async fn take_idle(&self) -> Option<Ready> {
         if let Some(s) = self.h2.lock().ok()?.as_ref().filter(|s| !s.is_closed()) {
             return Some(Ready::H2(s.clone()));
         }
+        let here = self.idle_here()?;
         loop {
-            let idle = self.idle.lock().ok()?.pop_back()?;
+            let idle = here.lock().ok()?.pop_back()?;
             if idle.since.elapsed() > self.idle_timeout {
                 // The rest are older still.
-                if let Ok(mut all) = self.idle.lock() {
+                if let Ok(mut all) = here.lock() {
                     all.clear();
                 }
                 return None;
@@ -191,7 +202,7 @@ impl EndpointPool {
         if sender.is_closed() {
             return;
         }
-        let Ok(mut idle) = self.idle.lock() else {
+        let Some(Ok(mut idle)) = self.idle_here().map(Mutex::lock) else {
             return;
         };
         let now = Instant::now();

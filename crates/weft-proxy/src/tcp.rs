@@ -25,7 +25,9 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, remote)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handle(shared.clone(), name.clone(), stream, remote));
+                let (shared, name) = (shared.clone(), name.clone());
+                let workers = shared.config.workers.clone();
+                workers.spawn_connection(stream, move |stream| handle(shared, name, stream, remote));
             }
             _ = shutdown.changed() => break,
         }

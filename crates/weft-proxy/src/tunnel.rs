@@ -42,7 +42,8 @@ pub async fn serve(
                 };
                 let shared = shared.clone();
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                let workers = shared.config.workers.clone();
+                workers.spawn_connection(stream, move |stream| async move {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,

@@ -96,11 +96,20 @@ pub struct Args {
     cpu_policy: crate::sched::CpuPolicy,
 }
 
-/// The runtime the proxy runs on. One worker is a current-thread runtime:
-/// a sidecar carries one workload's traffic, and keeping every socket on
-/// one thread saves the cross-thread wake-ups that cost more CPU than the
-/// requests themselves at moderate load (bench/README.md).
-fn runtime(args: &Args) -> std::io::Result<tokio::runtime::Runtime> {
+/// The runtime the proxy runs on, and its workers. One worker is a
+/// current-thread runtime: a sidecar carries one workload's traffic, and
+/// keeping every socket on one thread saves the cross-thread wake-ups that
+/// cost more CPU than the requests themselves at moderate load
+/// (bench/README.md). More workers are threads of their own, each with one
+/// event loop that keeps the connections it is given
+/// (`weft_proxy::workers`); the main thread accepts, follows the control
+/// plane and serves the admin port.
+fn runtime(
+    args: &Args,
+) -> std::io::Result<(
+    tokio::runtime::Runtime,
+    std::sync::Arc<weft_proxy::workers::Workers>,
+)> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let workers = match args.concurrency {
         Some(0) => cores,
@@ -108,16 +117,15 @@ fn runtime(args: &Args) -> std::io::Result<tokio::runtime::Runtime> {
         None if args.listens.is_empty() => 1,
         None => cores,
     };
-    if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let workers = if workers > 1 {
+        weft_proxy::workers::Workers::start(workers)?
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    }
+        weft_proxy::workers::Workers::default()
+    };
+    Ok((rt, std::sync::Arc::new(workers)))
 }
 
 fn parse_port_addr(s: &str) -> Result<(u32, SocketAddr), String> {
@@ -216,7 +224,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Err(why) = crate::sched::apply(args.cpu_policy) {
         tracing::info!("CPU policy {:?} not applied: {why}", args.cpu_policy);
     }
-    let rt = runtime(args)?;
+    let (rt, workers) = runtime(args)?;
     let (model, first_version) = match (&client, &args.model) {
         (Some(c), _) => {
             rt.block_on(weft_proxy::control::first_model(c, Duration::from_secs(30)))?
@@ -263,6 +271,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         tunnel: if mesh.is_some() { tunnel } else { None },
         explain: args.explain,
         drain: Duration::from_secs(args.drain_seconds),
+        workers,
     };
     rt.block_on(async move {
         let log = match args.access_log.as_str() {
