@@ -403,6 +403,7 @@ async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    let workers = shared.config.workers.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -412,7 +413,6 @@ async fn serve(
                 let entry = entry.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
-                let workers = shared.config.workers.clone();
                 workers.spawn_connection(stream, move |stream| async move {
                     if let Entrypoint::Inbound { port, protocol, .. } = entry {
                         // PeerAuthentication STRICT: plain text is refused

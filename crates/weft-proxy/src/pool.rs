@@ -124,14 +124,11 @@ impl EndpointPool {
         }
         let here = self.idle_here()?;
         loop {
-            let idle = here.lock().ok()?.pop_back()?;
-            if idle.since.elapsed() > self.idle_timeout {
-                // The rest are older still.
-                if let Ok(mut all) = here.lock() {
-                    all.clear();
-                }
-                return None;
-            }
+            let idle = {
+                let mut idle = here.lock().ok()?;
+                drop_expired(&mut idle, self.idle_timeout);
+                idle.pop_back()?
+            };
             let mut sender = idle.sender;
             // Ready at once, or as soon as the connection's task has seen
             // the previous response through; an error means it closed.
@@ -205,14 +202,19 @@ impl EndpointPool {
         let Some(Ok(mut idle)) = self.idle_here().map(Mutex::lock) else {
             return;
         };
-        let now = Instant::now();
-        while idle
-            .front()
-            .is_some_and(|i| now.duration_since(i.since) > self.idle_timeout)
-        {
-            idle.pop_front();
-        }
-        idle.push_back(Idle { sender, since: now });
+        drop_expired(&mut idle, self.idle_timeout);
+        idle.push_back(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+}
+
+/// Closes the connections idle longer than `timeout` (the oldest are at
+/// the front).
+fn drop_expired(idle: &mut VecDeque<Idle>, timeout: Duration) {
+    while idle.front().is_some_and(|i| i.since.elapsed() > timeout) {
+        idle.pop_front();
     }
 }
 
@@ -338,6 +340,10 @@ mod tests {
             .unwrap()
     }
 
+    fn plain_pool(addr: std::net::SocketAddr, idle: Duration) -> Arc<EndpointPool> {
+        EndpointPool::new(addr, Route::Plain, Duration::from_secs(1), idle, false)
+    }
+
     async fn read(
         pool: &Arc<EndpointPool>,
         addr: std::net::SocketAddr,
@@ -351,13 +357,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_serves_request_after_request() {
         let (addr, conns) = upstream().await;
-        let pool = EndpointPool::new(
-            addr,
-            Route::Plain,
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-            false,
-        );
+        let pool = plain_pool(addr, Duration::from_secs(60));
         for _ in 0..5 {
             assert_eq!(&read(&pool, addr, "/").await[..], b"0123456789");
         }
@@ -375,13 +375,7 @@ mod tests {
     #[tokio::test]
     async fn closed_unread_and_expired_connections_are_not_reused() {
         let (addr, conns) = upstream().await;
-        let pool = EndpointPool::new(
-            addr,
-            Route::Plain,
-            Duration::from_secs(1),
-            Duration::from_millis(200),
-            false,
-        );
+        let pool = plain_pool(addr, Duration::from_millis(200));
         // The upstream says close: the next request dials.
         read(&pool, addr, "/close").await;
         read(&pool, addr, "/").await;
@@ -399,13 +393,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let cold = EndpointPool::new(
-            nobody,
-            Route::Plain,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            false,
-        );
+        let cold = plain_pool(nobody, Duration::from_secs(1));
         assert!(matches!(
             cold.send(get(nobody, "/")).await,
             Err(crate::upstream::SendError::Connect(_))

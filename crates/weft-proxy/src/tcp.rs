@@ -20,13 +20,13 @@ pub async fn serve(
     name: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let workers = shared.config.workers.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, remote)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let (shared, name) = (shared.clone(), name.clone());
-                let workers = shared.config.workers.clone();
                 workers.spawn_connection(stream, move |stream| handle(shared, name, stream, remote));
             }
             _ = shutdown.changed() => break,

@@ -28,6 +28,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let workers = shared.config.workers.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -42,7 +43,6 @@ pub async fn serve(
                 };
                 let shared = shared.clone();
                 let watcher = graceful.watcher();
-                let workers = shared.config.workers.clone();
                 workers.spawn_connection(stream, move |stream| async move {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {

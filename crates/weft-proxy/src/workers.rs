@@ -57,15 +57,6 @@ impl Workers {
         })
     }
 
-    /// How many workers there are (0: connections stay where accepted).
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
-    }
-
     /// Serves `stream` with `serve` on the next worker. The socket moves
     /// to that worker's event loop, so all its I/O happens there.
     pub fn spawn_connection<F, Fut>(&self, stream: TcpStream, serve: F)
