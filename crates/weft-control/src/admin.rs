@@ -27,7 +27,7 @@ pub struct Docs {
     pub traffic: Option<Arc<crate::telemetry::Traffic>>,
     /// Where commands go; `None` when nothing listens.
     pub commands: Option<tokio::sync::mpsc::UnboundedSender<Command>>,
-    pub status: Value,
+    pub status: Option<Status>,
     pub validations: Value,
     /// Every resource: kind, namespace, name, where it was written, and the
     /// object itself.
@@ -39,13 +39,73 @@ pub struct Docs {
     pub processes_file: Option<std::path::PathBuf>,
 }
 
+/// What `/api/status` is built from when it is asked. The proxies' stream
+/// states change with every ACK: at thousands of proxies, rebuilding the
+/// document on each burst of ACKs took the control plane's cores from
+/// pushing the change they acknowledge.
+#[derive(Clone)]
+pub struct Status {
+    /// The control plane's own part, refreshed by the control loop.
+    pub control_plane: Value,
+    /// Every proxy the configuration runs, and whether it is a gateway.
+    pub proxies: Arc<Vec<(String, bool)>>,
+    pub hub: Arc<crate::push::Hub>,
+}
+
+impl Status {
+    fn build(&self) -> Value {
+        let sync = self.hub.sync();
+        let proxies: Vec<Value> = self
+            .proxies
+            .iter()
+            .map(|(name, gateway)| {
+                let stream = sync.get(name).cloned().unwrap_or_default();
+                let version = self.hub.served_version(name).unwrap_or_default();
+                let state = if !stream.connected {
+                    "DISCONNECTED"
+                } else if stream.acked_version == version {
+                    "SYNCED"
+                } else if stream.nack.is_some() {
+                    "NACKED"
+                } else {
+                    "STALE"
+                };
+                serde_json::json!({
+                    "name": name,
+                    "kind": if *gateway { "gateway" } else { "sidecar" },
+                    "pushedVersion": version,
+                    "sync": state,
+                    "stream": stream,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "controlPlane": self.control_plane,
+            "proxies": proxies,
+            "workloads": [],
+        })
+    }
+}
+
+/// `/api/status` now, with what the supervisor reports about the processes.
+fn status_now(docs: &Shared) -> Value {
+    // Built outside the lock: the control loop publishes through it.
+    let Ok((status, file)) = docs
+        .lock()
+        .map(|d| (d.status.clone(), d.processes_file.clone()))
+    else {
+        return Value::Null;
+    };
+    let status = status.map_or(Value::Null, |s| s.build());
+    with_processes(status, file.as_deref())
+}
+
 /// `status` with what the supervisor reports about the processes.
-fn with_processes(status: &Value, file: Option<&std::path::Path>) -> Value {
+fn with_processes(mut status: Value, file: Option<&std::path::Path>) -> Value {
     let processes: Value = file
         .and_then(|f| std::fs::read_to_string(f).ok())
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    let mut status = status.clone();
     if processes.is_null() {
         return status;
     }
@@ -115,12 +175,7 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     match (req.method().as_str(), path.as_str()) {
-        ("GET", "/api/status") => (
-            200,
-            docs.lock()
-                .map(|d| with_processes(&d.status, d.processes_file.as_deref()).to_string())
-                .unwrap_or_default(),
-        ),
+        ("GET", "/api/status") => (200, status_now(docs).to_string()),
         ("GET", "/api/graph") => match docs.lock() {
             Ok(d) => match &d.traffic {
                 Some(t) => (
@@ -134,10 +189,9 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             },
             Err(_) => (500, error("state poisoned")),
         },
-        ("GET", "/api/node") => match docs.lock() {
-            Ok(d) => match &d.traffic {
+        ("GET", "/api/node") => match (status_now(docs), docs.lock()) {
+            (status, Ok(d)) => match &d.traffic {
                 Some(t) => {
-                    let status = with_processes(&d.status, d.processes_file.as_deref());
                     (
                         200,
                         crate::dashboard::node(t, &d.resources, &status, &query).to_string(),
@@ -148,7 +202,7 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
                     error("no traffic data: the control plane is not collecting metrics"),
                 ),
             },
-            Err(_) => (500, error("state poisoned")),
+            (_, Err(_)) => (500, error("state poisoned")),
         },
         // Resource-style names for one node: /api/services/HOST and
         // /api/workloads/NAMESPACE/NAME (and /apps/NAMESPACE/APP).
@@ -163,10 +217,9 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
                     error("use /api/services/HOST, /api/workloads/NAMESPACE/NAME or /api/apps/NAMESPACE/APP"),
                 );
             };
-            match docs.lock() {
-                Ok(d) => match &d.traffic {
+            match (status_now(docs), docs.lock()) {
+                (status, Ok(d)) => match &d.traffic {
                     Some(t) => {
-                        let status = with_processes(&d.status, d.processes_file.as_deref());
                         let q = format!("id={id}&{query}");
                         (
                             200,
@@ -178,7 +231,7 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
                         error("no traffic data: the control plane is not collecting metrics"),
                     ),
                 },
-                Err(_) => (500, error("state poisoned")),
+                (_, Err(_)) => (500, error("state poisoned")),
             }
         }
         ("GET", "/api/validations") => (

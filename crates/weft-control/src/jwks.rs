@@ -11,7 +11,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
-use weft_model::ProxyModel;
+use weft_model::Security;
 
 use crate::store::Config;
 
@@ -114,13 +114,13 @@ impl Jwks {
             .collect()
     }
 
-    /// Inlines the fetched keys into `model`'s rules; whether any were.
-    pub fn fill(&self, model: &mut ProxyModel) -> bool {
+    /// Inlines the fetched keys into a model's rules; whether any were.
+    pub fn fill(&self, security: &mut Security) -> bool {
         let Ok(cache) = self.cache.lock() else {
             return false;
         };
         let mut filled = false;
-        for rule in &mut model.security.jwt_rules {
+        for rule in &mut security.jwt_rules {
             if rule.jwks.is_some() {
                 continue;
             }

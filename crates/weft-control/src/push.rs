@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessage, STREAM_PATH};
 
 /// What each proxy should run: proxy name → (content version, JSON).
-pub type Models = BTreeMap<String, (String, Arc<String>)>;
+pub type Models = BTreeMap<String, (String, bytes::Bytes)>;
 
 /// A proxy's side of the stream, for `weft status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -54,8 +54,6 @@ pub struct IssuedCert {
 
 pub struct Hub {
     models: watch::Sender<Arc<Models>>,
-    /// Bumped on every ACK, NACK, connect and disconnect.
-    changes: watch::Sender<u64>,
     tokens: Mutex<BTreeMap<String, String>>,
     /// Proxy → the SPIFFE ID the CA may issue it.
     identities: Mutex<BTreeMap<String, String>>,
@@ -69,7 +67,6 @@ impl Hub {
     pub fn new() -> Arc<Hub> {
         Arc::new(Hub {
             models: watch::channel(Arc::new(Models::new())).0,
-            changes: watch::channel(0).0,
             tokens: Mutex::new(BTreeMap::new()),
             identities: Mutex::new(BTreeMap::new()),
             credentials: Mutex::new(BTreeMap::new()),
@@ -133,14 +130,13 @@ impl Hub {
 
     fn record(&self, proxy: &str, f: impl FnOnce(&mut ProxySync)) {
         if let Ok(mut s) = self.sync.lock() {
-            f(s.entry(proxy.to_owned()).or_default());
+            // Looked up first: the entry is there for every ACK but the
+            // first, and the key is not worth a copy each time.
+            match s.get_mut(proxy) {
+                Some(state) => f(state),
+                None => f(s.entry(proxy.to_owned()).or_default()),
+            }
         }
-        self.changes.send_modify(|n| *n += 1);
-    }
-
-    /// Fires whenever a proxy's stream state changes.
-    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
     }
 
     fn authorized(&self, hello: &Hello) -> bool {
@@ -283,7 +279,7 @@ async fn session(
                 let update = ModelUpdate {
                     version: version.clone(),
                     nonce,
-                    model_json: json.as_bytes().to_vec(),
+                    model_json: json,
                 };
                 if tx.send(Ok(update)).await.is_err() {
                     break;

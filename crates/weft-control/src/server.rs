@@ -12,7 +12,10 @@ use std::time::Duration;
 use weft_api::diag::{Diagnostic, Severity};
 use weft_compile::{MeshConfig, ProxyRef};
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use weft_identity::Authority;
+use weft_model::{Cluster, ProxyModel};
 
 use crate::jwks::Jwks;
 use crate::push::{self, Hub};
@@ -126,13 +129,13 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     // and the check is a stat per file.
     let mut watch = tokio::time::interval(FILE_CHECK);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stream_changes = hub.subscribe_changes();
     // A root rotation waits in step one until every connected proxy has
     // the bundle with both roots.
     let mut rotation_started: Option<tokio::time::Instant> = None;
-    // The status documents are rebuilt only when something they show has
-    // changed: at 10 000 proxies a rebuild is megabytes of JSON, and the
-    // tick below fires four times a second.
+    // The documents are rebuilt only when something they show has changed
+    // (the proxies' stream states are read when status is asked): at
+    // 10 000 proxies a rebuild is megabytes of JSON, and the tick below
+    // fires four times a second.
     let mut dirty;
     loop {
         dirty = true;
@@ -151,11 +154,6 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
             _ = jwks_changed.changed() => {
                 jwks_changed.borrow_and_update();
                 serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
-            }
-            _ = stream_changes.changed() => {
-                // ACKs arrive in bursts after a push; settle briefly.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                stream_changes.borrow_and_update();
             }
             _ = tick.tick() => {
                 dirty = rotation_started.is_some();
@@ -196,21 +194,18 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     let started = std::time::Instant::now();
                     match store.load() {
                         Ok(next) => {
-                            eprintln!(
-                                "weft: configuration {} accepted (loaded and compiled in {} ms)",
-                                next.generation,
-                                started.elapsed().as_millis()
-                            );
-                            print_diagnostics(&next.diagnostics);
+                            let compiled_ms = started.elapsed().as_millis();
                             let uris = Jwks::uris(&next);
                             jwks.fetch_all(&jwks.missing(&uris)).await;
                             jwks_uris.send_replace(uris);
+                            let serving = std::time::Instant::now();
                             serve_config(&o, &hub, &next, &jwks, &ca_service.roots());
-                            tracing::info!(
-                                generation = next.generation,
-                                ms = started.elapsed().as_millis() as u64,
-                                "models published to the streams"
+                            eprintln!(
+                                "weft: configuration {} accepted (loaded and compiled in {compiled_ms} ms, served to the streams in {} ms)",
+                                next.generation,
+                                serving.elapsed().as_millis()
                             );
+                            print_diagnostics(&next.diagnostics);
                             current = next;
                             last_error = None;
                         }
@@ -325,7 +320,8 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
             compiled.len() - 1
         });
     }
-    let served = crate::parallel::map(&compiled, |c| served_model(c, jwks, roots));
+    let clusters = ClusterJson::default();
+    let served = crate::parallel::map(&compiled, |c| served_model(c, jwks, roots, &clusters));
     hub.publish(
         config
             .models
@@ -338,23 +334,87 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
     );
 }
 
+/// Clusters as JSON, by the cluster they were made from. Models share
+/// clusters (the compiler builds each once per configuration), and
+/// clusters are most of a model's bytes, so each is serialized once per
+/// change rather than once per model that names it.
+#[derive(Default)]
+/// The keys are the clusters' addresses: the configuration being served
+/// keeps every cluster alive for as long as this map lives, so an address
+/// names one cluster.
+struct ClusterJson(Mutex<std::collections::HashMap<usize, Arc<RawValue>>>);
+
+impl ClusterJson {
+    fn get(&self, cluster: &Arc<Cluster>) -> serde_json::Result<Arc<RawValue>> {
+        let key = Arc::as_ptr(cluster) as usize;
+        if let Some(json) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(json);
+        }
+        let json: Arc<RawValue> = serde_json::value::to_raw_value(&**cluster)?.into();
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, json.clone());
+        }
+        Ok(json)
+    }
+}
+
+/// A model as served: the compiled one, with its clusters already JSON.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Served<'a> {
+    model_version: u32,
+    proxy: &'a weft_model::ProxyIdentity,
+    listeners: &'a [weft_model::Listener],
+    route_tables: &'a [weft_model::RouteTable],
+    clusters: Vec<Arc<RawValue>>,
+    security: &'a weft_model::Security,
+    telemetry: &'a weft_model::TelemetryConfig,
+}
+
 /// The version and JSON a proxy is sent: the compiled model, with remote
 /// key sets inlined when it has rules that name one, and the mesh's roots.
 fn served_model(
     c: &crate::store::Compiled,
     jwks: &Jwks,
     roots: &[String],
-) -> (String, Arc<String>) {
-    let mut model = c.model.clone();
-    jwks.fill(&mut model);
-    model.security.trust_bundle = roots.to_vec();
-    // Compact: a whole-mesh model is megabytes, and only proxies read it.
-    match serde_json::to_string(&model) {
-        Ok(json) => (weft_model::names::content_version(&json), Arc::new(json)),
+    clusters: &ClusterJson,
+) -> (String, bytes::Bytes) {
+    let serialized = (|| {
+        // Every field named, so a field added to the model cannot be left
+        // out of what proxies are sent.
+        let ProxyModel {
+            model_version,
+            proxy,
+            listeners,
+            route_tables,
+            clusters: model_clusters,
+            security,
+            telemetry,
+        } = &c.model;
+        let mut security = security.clone();
+        jwks.fill(&mut security);
+        security.trust_bundle = roots.to_vec();
+        let served = Served {
+            model_version: *model_version,
+            proxy,
+            listeners,
+            route_tables,
+            clusters: model_clusters
+                .iter()
+                .map(|cl| clusters.get(cl))
+                .collect::<serde_json::Result<_>>()?,
+            security: &security,
+            telemetry,
+        };
+        // Compact: a whole-mesh model is megabytes, and only proxies read it.
+        serde_json::to_string(&served)
+    })();
+    match serialized {
+        Ok(json) => (weft_model::names::content_version(&json), json.into()),
         Err(e) => {
             // The proxy refuses an empty model (NACK) and keeps its last one.
             tracing::error!(proxy = %crate::store::proxy_name(&c.proxy), error = %e, "cannot serialize a model");
-            (String::new(), Arc::new(String::new()))
+            (String::new(), bytes::Bytes::new())
         }
     }
 }
@@ -364,38 +424,19 @@ fn served_model(
 fn publish(
     docs: &admin::Shared,
     o: &Options,
-    hub: &Hub,
+    hub: &Arc<Hub>,
     config: &Config,
     last_error: Option<&[Diagnostic]>,
     ca: &ca::CaService,
 ) {
-    let sync = hub.sync();
-    let proxies: Vec<serde_json::Value> = config
+    let proxies: Vec<(String, bool)> = config
         .models
         .iter()
         // A gateway nothing listens on is not run.
-        .filter(|(_, c)| !(matches!(c.proxy, ProxyRef::Gateway { .. }) && c.model.listeners.is_empty()))
-        .map(|(name, c)| {
-            let stream = sync.get(name).cloned().unwrap_or_default();
-            // Published before the status is built, so always there.
-            let version = hub.served_version(name).unwrap_or_default();
-            let state = if !stream.connected {
-                "DISCONNECTED"
-            } else if stream.acked_version == version {
-                "SYNCED"
-            } else if stream.nack.is_some() {
-                "NACKED"
-            } else {
-                "STALE"
-            };
-            serde_json::json!({
-                "name": name,
-                "kind": if matches!(c.proxy, ProxyRef::Gateway { .. }) { "gateway" } else { "sidecar" },
-                "pushedVersion": version,
-                "sync": state,
-                "stream": stream,
-            })
+        .filter(|(_, c)| {
+            !(matches!(c.proxy, ProxyRef::Gateway { .. }) && c.model.listeners.is_empty())
         })
+        .map(|(name, c)| (name.clone(), matches!(c.proxy, ProxyRef::Gateway { .. })))
         .collect();
     let applied_dir = o.run_dir.join("applied");
     let resources: Vec<serde_json::Value> = config
@@ -414,24 +455,69 @@ fn publish(
             })
         })
         .collect();
-    let status = serde_json::json!({
-        "controlPlane": {
+    let status = admin::Status {
+        control_plane: serde_json::json!({
             "admin": o.admin.to_string(),
             "xds": o.xds.to_string(),
             "runDir": o.run_dir.display().to_string(),
             "generation": config.generation,
             "ca": ca.describe(),
             "lastRefusedChange": last_error.map(|d| d.iter().filter(|d| d.severity == Severity::Error).collect::<Vec<_>>()),
-        },
-        "proxies": proxies,
-        "workloads": [],
-    });
+        }),
+        proxies: Arc::new(proxies),
+        hub: hub.clone(),
+    };
     let validations = serde_json::json!({ "generation": config.generation, "diagnostics": config.diagnostics, "refused": last_error });
     if let Ok(mut d) = docs.lock() {
-        d.status = status;
+        d.status = Some(status);
         d.validations = validations;
         d.resources = resources;
         d.applied_dir = Some(applied_dir);
         d.processes_file = Some(status_file(&o.run_dir));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serving splices clusters serialized once into each model: the text
+    /// must be exactly what serializing the whole model gives, or a proxy
+    /// would compute another version of the same model.
+    #[test]
+    fn served_models_are_the_models_as_json_with_roots() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut store = Store::new(
+            vec![
+                examples.join("bookinfo"),
+                examples.join("bookinfo-tasks/virtual-service-reviews-80-20.yaml"),
+                examples.join("bookinfo-tasks/authorization-details-viewer.yaml"),
+            ],
+            MeshConfig::default(),
+        );
+        let config = store
+            .load()
+            .map_err(|r| r.diagnostics)
+            .expect("bookinfo loads");
+        let jwks = Jwks::new();
+        let roots =
+            vec!["-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n".to_owned()];
+        let cache = ClusterJson::default();
+        let mut clusters_seen = 0;
+        for compiled in config.models.values() {
+            let (version, json) = served_model(compiled, &jwks, &roots, &cache);
+            let mut expected = compiled.model.clone();
+            jwks.fill(&mut expected.security);
+            expected.security.trust_bundle = roots.clone();
+            let expected = serde_json::to_string(&expected).expect("serializes");
+            assert_eq!(json, expected.as_bytes());
+            assert_eq!(version, weft_model::names::content_version(&expected));
+            clusters_seen += compiled.model.clusters.len();
+        }
+        let cached = cache.0.lock().map(|m| m.len()).unwrap_or(0);
+        assert!(
+            cached > 0 && cached < clusters_seen,
+            "{cached} clusters serialized for {clusters_seen} named: models should share them"
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! (routes: first match wins). Durations are milliseconds.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +27,9 @@ pub struct ProxyModel {
     pub proxy: ProxyIdentity,
     pub listeners: Vec<Listener>,
     pub route_tables: Vec<RouteTable>,
-    pub clusters: Vec<Cluster>,
+    /// Shared: proxies that see the same service through the same policy
+    /// get the same cluster, built once per configuration.
+    pub clusters: Vec<Arc<Cluster>>,
     pub security: Security,
     pub telemetry: TelemetryConfig,
 }

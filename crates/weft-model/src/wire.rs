@@ -51,8 +51,10 @@ pub struct ModelUpdate {
     pub version: String,
     #[prost(string, tag = "2")]
     pub nonce: String,
-    #[prost(bytes = "vec", tag = "3")]
-    pub model_json: Vec<u8>,
+    /// `Bytes`: the control plane sends one buffer to every proxy that
+    /// shares a model, and a proxy decodes it without a copy.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub model_json: bytes::Bytes,
 }
 
 /// `/weft.v1.Certificates/Sign`, on the control plane's TLS port (15012).

@@ -1,7 +1,8 @@
 //! Clusters: a service port (and subset) with its DestinationRule policy
 //! and its endpoints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use weft_api::resource::Resource;
 use weft_api::types::networking as net;
@@ -15,8 +16,45 @@ use crate::registry::{labels_match, ResolutionKind, ServiceSource, TargetPort};
 /// Istio's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 
-pub fn build(c: &Compiler<'_>, me: &Me, keys: &BTreeSet<ClusterKey>) -> Vec<Cluster> {
-    keys.iter().map(|k| cluster(c, me, k)).collect()
+/// A cluster depends on the proxy asking only through the DestinationRule
+/// that applies to it, so the proxies of a namespace (or of the mesh)
+/// share one: at 1000 services a change recompiles every proxy, and
+/// without this each rebuilt every endpoint list it can reach.
+#[derive(Default)]
+pub(crate) struct Memo(Mutex<HashMap<(ClusterKey, usize), Arc<Cluster>>>);
+
+pub fn build(c: &Compiler<'_>, me: &Me, keys: &BTreeSet<ClusterKey>) -> Vec<Arc<Cluster>> {
+    keys.iter()
+        .map(|key| {
+            let svc = c.registry.service(&key.host);
+            let dr = destination_rule_for(c, me, &key.host, svc.map(|s| s.namespace.as_str()));
+            // The rule's address names it: both live as long as the compiler.
+            let memo_key = (
+                key.clone(),
+                dr.map_or(0, |(r, _)| std::ptr::from_ref(r) as usize),
+            );
+            if let Some(found) = c.clusters.get(&memo_key) {
+                return found;
+            }
+            let built = Arc::new(cluster(c, dr, key));
+            c.clusters.put(memo_key, built.clone());
+            built
+        })
+        .collect()
+}
+
+impl Memo {
+    fn get(&self, key: &(ClusterKey, usize)) -> Option<Arc<Cluster>> {
+        // A poisoned memo only means a panic elsewhere; building again is
+        // always correct.
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: (ClusterKey, usize), cluster: Arc<Cluster>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, cluster);
+        }
+    }
 }
 
 /// The DestinationRule for `host` as seen by `me`: Istio looks in the
@@ -99,9 +137,12 @@ fn u32_of(v: Option<i64>) -> Option<u32> {
     v.and_then(|x| u32::try_from(x).ok())
 }
 
-fn cluster(c: &Compiler<'_>, me: &Me, key: &ClusterKey) -> Cluster {
+fn cluster(
+    c: &Compiler<'_>,
+    dr: Option<(&Resource, &net::DestinationRule)>,
+    key: &ClusterKey,
+) -> Cluster {
     let svc = c.registry.service(&key.host);
-    let dr = destination_rule_for(c, me, &key.host, svc.map(|s| s.namespace.as_str()));
     let mut eff = Effective::default();
     let mut origin = Vec::new();
     let mut subset_labels = None;

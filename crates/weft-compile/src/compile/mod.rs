@@ -44,6 +44,9 @@ pub struct Compiler<'a> {
     pub mesh: &'a MeshConfig,
     pub registry: &'a Registry,
     pub index: Index<'a>,
+    /// Clusters built so far, shared by every proxy compiled from this
+    /// configuration (see `clusters::build`).
+    clusters: clusters::Memo,
 }
 
 /// Who the proxy is, as the compiler needs it.
@@ -78,6 +81,7 @@ impl<'a> Compiler<'a> {
             mesh,
             registry,
             index: Index::new(resources),
+            clusters: clusters::Memo::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::host;
 use crate::registry::{Service, ServiceSource};
 
 /// A cluster the routes refer to: (host, port, subset).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClusterKey {
     pub host: String,
     pub port: u32,
@@ -32,12 +32,13 @@ pub struct Output {
     pub clusters: BTreeSet<ClusterKey>,
 }
 
-/// Whether `me` may reach `svc` (its exportTo and the Sidecar's egress).
-pub(crate) fn reachable(c: &Compiler<'_>, me: &Me, svc: &Service) -> bool {
+/// Whether `me` may reach `svc` (its exportTo and the egress of `scope`,
+/// the Sidecar that scopes `me`).
+fn reachable(scope: Option<(&Resource, &net::Sidecar)>, me: &Me, svc: &Service) -> bool {
     if !host::exported_to(&svc.export_to, &svc.namespace, &me.namespace) {
         return false;
     }
-    match sidecar_for(c, me) {
+    match scope {
         None => true,
         Some((_, sc)) => sc.egress.iter().any(|e| {
             e.hosts
@@ -124,8 +125,10 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
     // opaque port.
     let mut http_ports: BTreeMap<u32, Vec<VirtualHost>> = BTreeMap::new();
     let mut tcp_ports: BTreeMap<(u32, String), (Protocol, Vec<TcpRoute>)> = BTreeMap::new();
+    // Looked up once: every service in the mesh is checked against it.
+    let scope = sidecar_for(c, me);
     for svc in c.registry.services.values() {
-        if !reachable(c, me, svc) {
+        if !reachable(scope, me, svc) {
             continue;
         }
         let vs = mesh_virtual_service(c, me, &svc.host);

@@ -95,7 +95,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .clusters
                 .iter()
                 .map(|c| {
-                    let mut c = c.clone();
+                    let mut c = weft_model::Cluster::clone(c);
                     c.endpoints.clear();
                     c
                 })
