@@ -394,23 +394,29 @@ fn served_model(
         let mut security = security.clone();
         jwks.fill(&mut security);
         security.trust_bundle = roots.to_vec();
+        let clusters: Vec<Arc<RawValue>> = model_clusters
+            .iter()
+            .map(|cl| clusters.get(cl))
+            .collect::<serde_json::Result<_>>()?;
+        // Sized up front: grown by doubling, each model's buffer was copied
+        // several times over, onto freshly faulted pages.
+        let mut json = Vec::with_capacity(
+            clusters.iter().map(|c| c.get().len() + 1).sum::<usize>() + 16 * 1024,
+        );
         let served = Served {
             model_version: *model_version,
             proxy,
             listeners,
             route_tables,
-            clusters: model_clusters
-                .iter()
-                .map(|cl| clusters.get(cl))
-                .collect::<serde_json::Result<_>>()?,
+            clusters,
             security: &security,
             telemetry,
         };
         // Compact: a whole-mesh model is megabytes, and only proxies read it.
-        serde_json::to_string(&served)
+        serde_json::to_writer(&mut json, &served).map(|()| json)
     })();
     match serialized {
-        Ok(json) => (weft_model::names::content_version(&json), json.into()),
+        Ok(json) => (weft_model::names::content_version_of(&json), json.into()),
         Err(e) => {
             // The proxy refuses an empty model (NACK) and keeps its last one.
             tracing::error!(proxy = %crate::store::proxy_name(&c.proxy), error = %e, "cannot serialize a model");
@@ -512,6 +518,7 @@ mod tests {
             let expected = serde_json::to_string(&expected).expect("serializes");
             assert_eq!(json, expected.as_bytes());
             assert_eq!(version, weft_model::names::content_version(&expected));
+            assert_eq!(version, weft_model::names::content_version_of(&json));
             clusters_seen += compiled.model.clusters.len();
         }
         let cached = cache.0.lock().map(|m| m.len()).unwrap_or(0);

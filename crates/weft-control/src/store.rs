@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use weft_api::diag::{Diagnostic, Severity};
-use weft_api::load::load_paths;
+use weft_api::load::{load_paths_with, Parsed};
 use weft_api::resource::Resource;
 use weft_compile::{Compiler, MeshConfig, ProxyRef, Registry};
 use weft_model::ProxyModel;
@@ -46,6 +46,9 @@ pub struct Store {
     pub mesh: MeshConfig,
     fingerprint: u64,
     generation: u64,
+    /// The files as last parsed: a change parses only what changed.
+    parsed: Parsed,
+    parsed_applied: Parsed,
 }
 
 /// Why a configuration was refused.
@@ -70,6 +73,8 @@ impl Store {
             mesh,
             fingerprint: 0,
             generation: 0,
+            parsed: Parsed::default(),
+            parsed_applied: Parsed::default(),
         }
     }
 
@@ -99,9 +104,9 @@ impl Store {
     /// Loads, validates, analyzes and compiles everything.
     pub fn load(&mut self) -> Result<Config, Refused> {
         self.fingerprint = fingerprint(&self.all_paths());
-        let mut loaded = load_paths(&self.paths);
+        let mut loaded = load_paths_with(&self.paths, &mut self.parsed);
         if let Some(dir) = self.applied.as_ref().filter(|d| d.is_dir()) {
-            let applied = load_paths(std::slice::from_ref(dir));
+            let applied = load_paths_with(std::slice::from_ref(dir), &mut self.parsed_applied);
             let keys: std::collections::BTreeSet<_> =
                 applied.resources.iter().map(|r| r.key()).collect();
             loaded.resources.retain(|r| !keys.contains(&r.key()));

@@ -64,7 +64,12 @@ mod tests {
 /// A model's content version: XXH3 (64 bit) of its JSON text, so the
 /// control plane and a proxy agree on it without sharing anything else.
 pub fn content_version(json: &str) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(json.as_bytes()))
+    content_version_of(json.as_bytes())
+}
+
+/// [`content_version`] of JSON text still in bytes.
+pub fn content_version_of(json: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(json))
 }
 
 #[cfg(test)]
