@@ -114,12 +114,11 @@ impl Jwks {
             .collect()
     }
 
-    /// Inlines the fetched keys into a model's rules; whether any were.
-    pub fn fill(&self, security: &mut Security) -> bool {
+    /// Inlines the fetched keys into a model's rules.
+    pub fn fill(&self, security: &mut Security) {
         let Ok(cache) = self.cache.lock() else {
-            return false;
+            return;
         };
-        let mut filled = false;
         for rule in &mut security.jwt_rules {
             if rule.jwks.is_some() {
                 continue;
@@ -130,10 +129,8 @@ impl Jwks {
                     .and_then(|e| e.keys.clone())
                     .unwrap_or_else(|| NO_KEYS.to_owned());
                 rule.jwks = Some(keys);
-                filled = true;
             }
         }
-        filled
     }
 
     /// Re-fetches the URIs `uris` names every `every`, for as long as the

@@ -338,10 +338,11 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
 /// clusters (the compiler builds each once per configuration), and
 /// clusters are most of a model's bytes, so each is serialized once per
 /// change rather than once per model that names it.
-#[derive(Default)]
+///
 /// The keys are the clusters' addresses: the configuration being served
 /// keeps every cluster alive for as long as this map lives, so an address
 /// names one cluster.
+#[derive(Default)]
 struct ClusterJson(Mutex<std::collections::HashMap<usize, Arc<RawValue>>>);
 
 impl ClusterJson {

@@ -110,14 +110,14 @@ impl EndpointPool {
         }
     }
 
-    /// The shared HTTP/2 connection when it is open, else an idle
-    /// HTTP/1.1 connection that is ready for a request.
     /// This thread's idle list.
     fn idle_here(&self) -> Option<&Mutex<VecDeque<Idle>>> {
         let i = crate::workers::current().min(self.idle.len().saturating_sub(1));
         self.idle.get(i)
     }
 
+    /// The shared HTTP/2 connection when it is open, else an idle
+    /// HTTP/1.1 connection that is ready for a request.
     async fn take_idle(&self) -> Option<Ready> {
         if let Some(s) = self.h2.lock().ok()?.as_ref().filter(|s| !s.is_closed()) {
             return Some(Ready::H2(s.clone()));

@@ -318,13 +318,10 @@ impl Snapshot {
         for c in &model.clusters {
             let reuse = previous
                 .and_then(|p| p.clusters.get(&c.name))
-                .filter(|rt| rt.config == **c);
+                .filter(|rt| rt.config == *c);
             let rt = match reuse {
                 Some(rt) => rt.clone(),
-                None => Arc::new(ClusterRt::new(
-                    weft_model::Cluster::clone(c),
-                    client.clone(),
-                )),
+                None => Arc::new(ClusterRt::new(c.clone(), client.clone())),
             };
             clusters.insert(c.name.clone(), rt);
         }

@@ -25,7 +25,7 @@ const RETRY_BUDGET_PERCENT: u32 = 20;
 const MIN_RETRY_CONCURRENCY: u32 = 3;
 
 pub struct ClusterRt {
-    pub config: Cluster,
+    pub config: Arc<Cluster>,
     /// The cluster's name, shared with the access log entries that name it.
     pub name: Arc<str>,
     /// Each endpoint as metrics label it, and the service.
@@ -152,7 +152,10 @@ pub enum SendError {
 }
 
 impl ClusterRt {
-    pub fn new(config: Cluster, client: Arc<ClientSide>) -> ClusterRt {
+    /// `config` is shared with the model it came from: a model holds its
+    /// clusters as `Arc`s, and a snapshot keeps them without a copy.
+    pub fn new(config: impl Into<Arc<Cluster>>, client: Arc<ClientSide>) -> ClusterRt {
+        let config: Arc<Cluster> = config.into();
         let addrs: Vec<Option<SocketAddr>> = config
             .endpoints
             .iter()
