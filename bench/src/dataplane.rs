@@ -21,6 +21,13 @@ pub struct ProcUse {
     /// Idle proportional set size: shared pages split among their users.
     pub pss_idle_mib: f64,
     pub rss_peak_mib: f64,
+    /// Microseconds per request the process's threads were runnable but
+    /// waited for a CPU.
+    pub cpu_wait_us_per_request: f64,
+    /// Times per request the process went to sleep (and so was woken).
+    pub sleeps_per_request: f64,
+    /// Times per request the process was switched out with work left.
+    pub preemptions_per_request: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,29 +150,45 @@ fn measure(
         )?;
     }
     let before: Vec<f64> = procs.iter().map(|(_, p)| procstat::total_cpu(p)).collect();
+    let sched_before: Vec<procstat::Sched> = procs
+        .iter()
+        .map(|(_, p)| procstat::total_sched(p))
+        .collect();
     let peaks: Vec<PeakRss> = procs
         .iter()
         .map(|(_, p)| PeakRss::start(p.clone()))
         .collect();
     let outcome = oha::run(&target, load)?;
     let after: Vec<f64> = procs.iter().map(|(_, p)| procstat::total_cpu(p)).collect();
+    let sched: Vec<procstat::Sched> = procs
+        .iter()
+        .zip(sched_before)
+        .map(|((_, p), b)| procstat::total_sched(p).since(b))
+        .collect();
+    let per_request = |n: f64| {
+        if outcome.ok > 0 {
+            n / outcome.ok as f64
+        } else {
+            0.0
+        }
+    };
     let processes = procs
         .iter()
         .zip(peaks)
         .zip(before.iter().zip(&after))
-        .map(|(((name, _), peak), (b, a))| {
+        .zip(&sched)
+        .map(|((((name, _), peak), (b, a)), sched)| {
             let cpu = a - b;
             ProcUse {
                 process: name.clone(),
                 cpu_seconds: cpu,
-                cpu_seconds_per_1000_requests: if outcome.ok > 0 {
-                    cpu * 1000.0 / outcome.ok as f64
-                } else {
-                    0.0
-                },
+                cpu_seconds_per_1000_requests: per_request(cpu * 1000.0),
                 rss_idle_mib: idle.get(name).map_or(0, |m| m.0) as f64 / 1024.0,
                 pss_idle_mib: idle.get(name).map_or(0, |m| m.1) as f64 / 1024.0,
                 rss_peak_mib: peak.finish() as f64 / 1024.0,
+                cpu_wait_us_per_request: per_request(sched.wait_ns as f64 / 1000.0),
+                sleeps_per_request: per_request(sched.sleeps as f64),
+                preemptions_per_request: per_request(sched.preemptions as f64),
             }
         })
         .collect();

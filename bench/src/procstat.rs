@@ -48,6 +48,77 @@ fn kib_field(pid: u32, file: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// What the scheduler did with a process's threads, summed over
+/// `/proc/PID/task/*`: where the time between a packet arriving and the
+/// proxy answering it goes, besides the proxy's own work.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Sched {
+    /// Nanoseconds runnable but waiting for a CPU (schedstat's second
+    /// field): a wake-up that found no free core, or a core that had to be
+    /// woken first.
+    pub wait_ns: u64,
+    /// Times a thread went to sleep (voluntary context switches): each is
+    /// a later wake-up.
+    pub sleeps: u64,
+    /// Times a thread was switched out while it still had work
+    /// (involuntary context switches).
+    pub preemptions: u64,
+}
+
+impl Sched {
+    pub fn since(self, before: Sched) -> Sched {
+        Sched {
+            wait_ns: self.wait_ns.saturating_sub(before.wait_ns),
+            sleeps: self.sleeps.saturating_sub(before.sleeps),
+            preemptions: self.preemptions.saturating_sub(before.preemptions),
+        }
+    }
+}
+
+/// The scheduler's totals for one process, all its threads. A thread
+/// that ends between two readings takes its counts with it; the proxies
+/// measured keep theirs for their whole life.
+pub fn sched(pid: u32) -> Sched {
+    let mut total = Sched::default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return total;
+    };
+    for t in tasks.flatten() {
+        let dir = t.path();
+        if let Some(wait) = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        {
+            total.wait_ns += wait;
+        }
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            let count = |key: &str| {
+                line.strip_prefix(key)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            if let Some(n) = count("voluntary_ctxt_switches:") {
+                total.sleeps += n;
+            } else if let Some(n) = count("nonvoluntary_ctxt_switches:") {
+                total.preemptions += n;
+            }
+        }
+    }
+    total
+}
+
+pub fn total_sched(pids: &[u32]) -> Sched {
+    pids.iter()
+        .map(|p| sched(*p))
+        .fold(Sched::default(), |a, b| Sched {
+            wait_ns: a.wait_ns + b.wait_ns,
+            sleeps: a.sleeps + b.sleeps,
+            preemptions: a.preemptions + b.preemptions,
+        })
+}
+
 pub fn total_pss(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|p| pss_kib(*p)).sum()
 }
@@ -130,5 +201,19 @@ impl PeakRss {
     pub fn finish(self) -> u64 {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.handle.join().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_thread_that_sleeps_is_counted_as_sleeping() {
+        let me = std::process::id();
+        let before = super::sched(me);
+        for _ in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let after = super::sched(me).since(before);
+        assert!(after.sleeps >= 3, "{after:?}");
     }
 }

@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::dataplane::Case;
-use crate::oha::Proto;
+use crate::dataplane::{Case, ProcUse};
+use crate::oha::{Latency, Proto};
 use crate::scale::ScaleResult;
 use crate::setup::System;
 
@@ -101,12 +101,18 @@ fn headline_runs(cases: &[Case], s: System) -> Vec<&Case> {
 
 /// `s`'s p99 minus the direct call's in the same round, round by round.
 fn added_p99_by_round(cases: &[Case], s: System) -> Vec<f64> {
+    added_by_round(cases, s, |l| l.p99)
+}
+
+/// A percentile of `s` minus the direct call's in the same round, round
+/// by round.
+fn added_by_round(cases: &[Case], s: System, pick: impl Fn(&Latency) -> f64) -> Vec<f64> {
     let direct = headline_runs(cases, System::Direct);
     headline_runs(cases, s)
         .iter()
         .filter_map(|c| {
             let d = direct.iter().find(|d| d.round == c.round)?;
-            Some(c.outcome.latency.p99 - d.outcome.latency.p99)
+            Some(pick(&c.outcome.latency) - pick(&d.outcome.latency))
         })
         .collect()
 }
@@ -267,6 +273,81 @@ fn rounds_section(r: &Report, o: &mut String) {
     o.push('\n');
 }
 
+/// Per request at the headline load, summed over a system's proxy
+/// processes, median over rounds: (CPU µs, µs waited for a CPU, sleeps,
+/// preemptions).
+fn scheduling_per_request(cases: &[Case], s: System) -> Option<[f64; 4]> {
+    let runs = headline_runs(cases, s);
+    let sum = |f: fn(&ProcUse) -> f64| {
+        median(
+            runs.iter()
+                .map(|c| c.processes.iter().map(f).sum::<f64>())
+                .collect(),
+        )
+    };
+    Some([
+        sum(|p| p.cpu_seconds_per_1000_requests * 1000.0)?,
+        sum(|p| p.cpu_wait_us_per_request)?,
+        sum(|p| p.sleeps_per_request)?,
+        sum(|p| p.preemptions_per_request)?,
+    ])
+}
+
+/// Why two proxy hops cost what they do: the work and the waits behind
+/// each system's added latency, side by side.
+fn scheduling_section(r: &Report, o: &mut String) {
+    let systems = [
+        System::WeftGateway,
+        System::WeftMesh,
+        System::Nginx,
+        System::Haproxy,
+        System::WeftMeshSchedOther,
+        System::NginxSchedBatch,
+    ];
+    let rows: Vec<(System, [f64; 4])> = systems
+        .into_iter()
+        .filter_map(|s| Some((s, scheduling_per_request(&r.cases, s)?)))
+        .filter(|(_, v)| v[2] > 0.0)
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Where the added latency goes (the headline load)\n");
+    let _ = writeln!(o, "A proxy hop adds its own work and, twice per request (once for the request, once for the response), a wake-up: the kernel must find a core for the proxy, or wake one, before the proxy can read. Per request, summed over the system's proxy processes and all their threads (from `/proc/PID/task/*/schedstat` and `status`), median over the rounds above:\n");
+    let _ = writeln!(o, "| system | proxy processes | CPU µs | µs waiting for a CPU | sleeps (each one a wake-up) | preemptions | median added p50 ms | median added p99 ms |\n|---|---|---|---|---|---|---|---|");
+    for (s, [cpu, wait, sleeps, preempt]) in &rows {
+        let procs = headline_runs(&r.cases, *s)
+            .first()
+            .map_or(0, |c| c.processes.len());
+        let p50 = median(added_by_round(&r.cases, *s, |l| l.p50));
+        let p99 = median(added_p99_by_round(&r.cases, *s));
+        let _ = writeln!(
+            o,
+            "| {} | {procs} | {cpu:.1} | {wait:.1} | {sleeps:.2} | {preempt:.2} | {} | {} |",
+            s.label(),
+            p50.map(signed).unwrap_or_else(|| "–".into()),
+            p99.map(signed).unwrap_or_else(|| "–".into()),
+        );
+    }
+    let get = |s: System| rows.iter().find(|(x, _)| *x == s).map(|(_, v)| *v);
+    if let (Some(mesh), Some(nginx)) = (get(System::WeftMesh), get(System::Nginx)) {
+        let _ = writeln!(
+            o,
+            "\nThe mesh path puts two proxies in the request's way where nginx puts one: its proxies are woken {:.2} times per request to nginx's {:.2} ({:.2}×), spend {:.0} µs of CPU to nginx's {:.0} ({:.2}×, the mTLS tunnel's encryption and framing included) and wait {:.1} µs for a CPU to nginx's {:.1} ({:.2}×). On two cores shared with the load generator and the backend, each wake-up is a chance to find both cores busy or asleep, and the p99 is made of those chances.",
+            mesh[2],
+            nginx[2],
+            ratio(mesh[2], nginx[2]),
+            mesh[0],
+            nginx[0],
+            ratio(mesh[0], nginx[0]),
+            mesh[1],
+            nginx[1],
+            ratio(mesh[1], nginx[1]),
+        );
+    }
+    o.push('\n');
+}
+
 /// "client sidecar 0.132, server sidecar 0.115": CPU s per 1000 requests.
 fn cpu_per_process(c: &Case) -> String {
     c.processes
@@ -322,6 +403,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
     }
 
     rounds_section(r, &mut o);
+    scheduling_section(r, &mut o);
 
     let _ = writeln!(o, "## Latency at fixed rates\n");
     let _ = writeln!(o, "Added = this system's percentile minus the direct call's at the same load. \"÷ nginx\" divides the added p99 by nginx's added p99.\n");
@@ -392,18 +474,21 @@ pub fn markdown(r: &Report, command: &str) -> String {
 
     let _ = writeln!(o, "## CPU and memory per proxy process\n");
     let _ = writeln!(o, "CPU seconds per 1000 requests (equal to vCPU per 1000 requests/s); RSS idle is before any load, peak is the largest sample (every 100 ms) during the run. PSS counts each shared page as its share among the processes mapping it: all weft proxies map one binary, so PSS is nearer what one more sidecar costs.\n");
-    let _ = writeln!(o, "| load | process | CPU s / 1000 requests | RSS idle MiB | PSS idle MiB | RSS peak MiB |\n|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| load | process | CPU s / 1000 requests | µs waiting for a CPU per request | sleeps per request | preemptions per request | RSS idle MiB | PSS idle MiB | RSS peak MiB |\n|---|---|---|---|---|---|---|---|---|");
     for c in r.cases.iter().filter(|c| c.rate.is_some() && c.round == 0) {
         for p in &c.processes {
             let _ = writeln!(
                 o,
-                "| {} {} rps {} conns | {} ({}) | {:.3} | {:.1} | {:.1} | {:.1} |",
+                "| {} {} rps {} conns | {} ({}) | {:.3} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
                 c.proto.label(),
                 c.rate.unwrap_or(0),
                 c.connections,
                 p.process,
                 c.system.label(),
                 p.cpu_seconds_per_1000_requests,
+                p.cpu_wait_us_per_request,
+                p.sleeps_per_request,
+                p.preemptions_per_request,
                 p.rss_idle_mib,
                 p.pss_idle_mib,
                 p.rss_peak_mib
@@ -524,8 +609,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::ProcUse;
-    use crate::oha::{Latency, Outcome};
+    use crate::oha::Outcome;
 
     fn case(system: System, p99: f64, procs: Vec<ProcUse>) -> Case {
         Case {
@@ -556,6 +640,9 @@ mod tests {
             rss_idle_mib: 10.0,
             pss_idle_mib: 4.0,
             rss_peak_mib: 30.0,
+            cpu_wait_us_per_request: 0.0,
+            sleeps_per_request: 0.0,
+            preemptions_per_request: 0.0,
         };
         let r = Report {
             generated_unix: 0,
@@ -599,6 +686,9 @@ mod tests {
             rss_idle_mib: 10.0,
             pss_idle_mib: 4.0,
             rss_peak_mib: peak,
+            cpu_wait_us_per_request: 0.0,
+            sleeps_per_request: 0.0,
+            preemptions_per_request: 0.0,
         };
         let in_round = |mut c: Case, round: u32| {
             c.round = round;
@@ -655,5 +745,55 @@ mod tests {
         let md = markdown(&r, "bench/run");
         assert!(md.contains("round by round"), "{md}");
         assert!(md.contains("+0.400, +0.500, +1.800"), "{md}");
+    }
+
+    /// The section on scheduling adds the proxies of a path together, so
+    /// two sidecars are set against nginx's one process.
+    #[test]
+    fn the_scheduling_section_sums_a_paths_proxies() {
+        let proc = |name: &str, cpu: f64, wait: f64, sleeps: f64| ProcUse {
+            process: name.into(),
+            cpu_seconds: 1.0,
+            cpu_seconds_per_1000_requests: cpu,
+            rss_idle_mib: 10.0,
+            pss_idle_mib: 4.0,
+            rss_peak_mib: 20.0,
+            cpu_wait_us_per_request: wait,
+            sleeps_per_request: sleeps,
+            preemptions_per_request: 0.5,
+        };
+        let r = Report {
+            generated_unix: 0,
+            mode: "test".into(),
+            machine: Machine::read(),
+            cases: vec![
+                case(System::Direct, 0.2, vec![]),
+                case(
+                    System::WeftMesh,
+                    0.6,
+                    vec![
+                        proc("client sidecar", 0.070, 10.0, 1.8),
+                        proc("server sidecar", 0.055, 20.0, 1.9),
+                    ],
+                ),
+                case(System::Nginx, 0.4, vec![proc("nginx", 0.050, 6.0, 2.0)]),
+            ],
+            scale: None,
+        };
+        let md = markdown(&r, "bench/run");
+        assert!(
+            md.contains(
+                "| weft mesh (sidecar → mTLS → sidecar) | 2 | 125.0 | 30.0 | 3.70 | 1.00 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("woken 3.70 times per request to nginx's 2.00 (1.85×)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("wait 30.0 µs for a CPU to nginx's 6.0 (5.00×)"),
+            "{md}"
+        );
     }
 }
