@@ -213,18 +213,20 @@ pub fn targets(r: &Report) -> Vec<(String, String, String, bool)> {
     out
 }
 
+/// Every system the headline load runs in each round, in the report's order.
+const HEADLINE_SYSTEMS: [System; 8] = [
+    System::Direct,
+    System::WeftGateway,
+    System::WeftMesh,
+    System::Nginx,
+    System::Haproxy,
+    System::WeftGatewaySchedOther,
+    System::WeftMeshSchedOther,
+    System::NginxSchedBatch,
+];
+
 /// The headline load round by round: how far a single run's p99 moves.
 fn rounds_section(r: &Report, o: &mut String) {
-    let systems = [
-        System::Direct,
-        System::WeftGateway,
-        System::WeftMesh,
-        System::Nginx,
-        System::Haproxy,
-        System::WeftGatewaySchedOther,
-        System::WeftMeshSchedOther,
-        System::NginxSchedBatch,
-    ];
     if headline_runs(&r.cases, System::WeftMesh).len() < 2 {
         return;
     }
@@ -238,7 +240,7 @@ fn rounds_section(r: &Report, o: &mut String) {
     let _ = writeln!(o, "| system | p99 per round | added p99 per round | median added p99 | ÷ nginx (medians) | CPU s / 1000 requests per round |
 |---|---|---|---|---|---|");
     let nginx = median(added_p99_by_round(&r.cases, System::Nginx));
-    for s in systems {
+    for s in HEADLINE_SYSTEMS {
         let runs = headline_runs(&r.cases, s);
         if runs.is_empty() {
             continue;
@@ -296,15 +298,8 @@ fn scheduling_per_request(cases: &[Case], s: System) -> Option<[f64; 4]> {
 /// Why two proxy hops cost what they do: the work and the waits behind
 /// each system's added latency, side by side.
 fn scheduling_section(r: &Report, o: &mut String) {
-    let systems = [
-        System::WeftGateway,
-        System::WeftMesh,
-        System::Nginx,
-        System::Haproxy,
-        System::WeftMeshSchedOther,
-        System::NginxSchedBatch,
-    ];
-    let rows: Vec<(System, [f64; 4])> = systems
+    // The direct call has no proxy, so nothing sleeps: no row.
+    let rows: Vec<(System, [f64; 4])> = HEADLINE_SYSTEMS
         .into_iter()
         .filter_map(|s| Some((s, scheduling_per_request(&r.cases, s)?)))
         .filter(|(_, v)| v[2] > 0.0)
@@ -631,30 +626,39 @@ mod tests {
         }
     }
 
-    #[test]
-    fn targets_use_latency_added_over_direct() {
-        let sidecar = ProcUse {
-            process: "client sidecar".into(),
-            cpu_seconds: 1.0,
-            cpu_seconds_per_1000_requests: 0.1,
-            rss_idle_mib: 10.0,
-            pss_idle_mib: 4.0,
-            rss_peak_mib: 30.0,
-            cpu_wait_us_per_request: 0.0,
-            sleeps_per_request: 0.0,
-            preemptions_per_request: 0.0,
-        };
-        let r = Report {
+    fn report(cases: Vec<Case>) -> Report {
+        Report {
             generated_unix: 0,
             mode: "test".into(),
             machine: Machine::read(),
-            cases: vec![
-                case(System::Direct, 0.2, vec![]),
-                case(System::WeftMesh, 0.6, vec![sidecar]),
-                case(System::Nginx, 0.3, vec![]),
-            ],
+            cases,
             scale: None,
-        };
+        }
+    }
+
+    /// A proxy process with the given CPU and peak RSS, idle at 10 MiB.
+    fn proc_use(process: &str, cpu: f64, peak: f64) -> ProcUse {
+        ProcUse {
+            process: process.into(),
+            cpu_seconds: 1.0,
+            cpu_seconds_per_1000_requests: cpu,
+            rss_idle_mib: 10.0,
+            pss_idle_mib: 4.0,
+            rss_peak_mib: peak,
+            cpu_wait_us_per_request: 0.0,
+            sleeps_per_request: 0.0,
+            preemptions_per_request: 0.0,
+        }
+    }
+
+    #[test]
+    fn targets_use_latency_added_over_direct() {
+        let sidecar = proc_use("client sidecar", 0.1, 30.0);
+        let r = report(vec![
+            case(System::Direct, 0.2, vec![]),
+            case(System::WeftMesh, 0.6, vec![sidecar]),
+            case(System::Nginx, 0.3, vec![]),
+        ]);
         let t = targets(&r);
         let get = |what: &str| t.iter().find(|x| x.0 == what).map(|x| x.3);
         assert_eq!(get("mesh path added p99"), Some(true), "0.4 ms ≤ 0.5 ms");
@@ -679,17 +683,7 @@ mod tests {
     /// added p99 is against that round's direct call, and the median wins.
     #[test]
     fn targets_take_the_median_of_rounds() {
-        let sidecar = |cpu: f64, peak: f64| ProcUse {
-            process: "client sidecar".into(),
-            cpu_seconds: 1.0,
-            cpu_seconds_per_1000_requests: cpu,
-            rss_idle_mib: 10.0,
-            pss_idle_mib: 4.0,
-            rss_peak_mib: peak,
-            cpu_wait_us_per_request: 0.0,
-            sleeps_per_request: 0.0,
-            preemptions_per_request: 0.0,
-        };
+        let sidecar = |cpu: f64, peak: f64| proc_use("client sidecar", cpu, peak);
         let in_round = |mut c: Case, round: u32| {
             c.round = round;
             c
@@ -717,13 +711,7 @@ mod tests {
             ));
             cases.push(in_round(case(System::Nginx, n, vec![]), round));
         }
-        let r = Report {
-            generated_unix: 0,
-            mode: "test".into(),
-            machine: Machine::read(),
-            cases,
-            scale: None,
-        };
+        let r = report(cases);
         let t = targets(&r);
         let get = |what: &str| t.iter().find(|x| x.0 == what).cloned();
         let added = get("mesh path added p99, median of 3 rounds").expect("median target");
@@ -752,34 +740,23 @@ mod tests {
     #[test]
     fn the_scheduling_section_sums_a_paths_proxies() {
         let proc = |name: &str, cpu: f64, wait: f64, sleeps: f64| ProcUse {
-            process: name.into(),
-            cpu_seconds: 1.0,
-            cpu_seconds_per_1000_requests: cpu,
-            rss_idle_mib: 10.0,
-            pss_idle_mib: 4.0,
-            rss_peak_mib: 20.0,
             cpu_wait_us_per_request: wait,
             sleeps_per_request: sleeps,
             preemptions_per_request: 0.5,
+            ..proc_use(name, cpu, 20.0)
         };
-        let r = Report {
-            generated_unix: 0,
-            mode: "test".into(),
-            machine: Machine::read(),
-            cases: vec![
-                case(System::Direct, 0.2, vec![]),
-                case(
-                    System::WeftMesh,
-                    0.6,
-                    vec![
-                        proc("client sidecar", 0.070, 10.0, 1.8),
-                        proc("server sidecar", 0.055, 20.0, 1.9),
-                    ],
-                ),
-                case(System::Nginx, 0.4, vec![proc("nginx", 0.050, 6.0, 2.0)]),
-            ],
-            scale: None,
-        };
+        let r = report(vec![
+            case(System::Direct, 0.2, vec![]),
+            case(
+                System::WeftMesh,
+                0.6,
+                vec![
+                    proc("client sidecar", 0.070, 10.0, 1.8),
+                    proc("server sidecar", 0.055, 20.0, 1.9),
+                ],
+            ),
+            case(System::Nginx, 0.4, vec![proc("nginx", 0.050, 6.0, 2.0)]),
+        ]);
         let md = markdown(&r, "bench/run");
         assert!(
             md.contains(
