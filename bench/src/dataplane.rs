@@ -112,7 +112,10 @@ fn processes(system: System, nginx: Option<u32>, haproxy: Option<u32>) -> Vec<(S
         System::WeftGateway | System::WeftGatewayNoTelemetry | System::WeftGatewaySchedOther => {
             vec![("weft gateway".into(), Weft::gateway_pids())]
         }
-        System::WeftMesh | System::WeftMeshNoTelemetry | System::WeftMeshSchedOther => vec![
+        System::WeftMesh
+        | System::WeftMeshNoTelemetry
+        | System::WeftMeshSchedOther
+        | System::WeftMeshPlaintext => vec![
             (
                 "client sidecar".into(),
                 Weft::sidecar_pids(setup::CLIENT_SIDECAR_OUTBOUND),
@@ -347,6 +350,14 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
         };
         let procs = processes(system, nginx_pid, haproxy_pid);
         cases.push(measure(system, 0, &load, plan.warmup, &procs, &idle)?);
+    }
+    if plan.protos.contains(&headline.proto) {
+        eprintln!("weft-bench: the mesh path without mTLS between the sidecars, the headline load");
+        mesh.set_telemetry(true)?;
+        mesh.set_mtls(false)?;
+        let system = System::WeftMeshPlaintext;
+        let procs = processes(system, nginx_pid, haproxy_pid);
+        cases.push(measure(system, 0, &headline, plan.warmup, &procs, &idle)?);
     }
     drop(nginx);
     drop(haproxy);

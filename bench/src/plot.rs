@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::dataplane::Case;
 use crate::setup::System;
 
-const COLOURS: [(System, &str); 10] = [
+const COLOURS: [(System, &str); 11] = [
     (System::Direct, "#555555"),
     (System::WeftGateway, "#1f77b4"),
     (System::WeftMesh, "#d62728"),
@@ -18,6 +18,7 @@ const COLOURS: [(System, &str); 10] = [
     (System::WeftGatewaySchedOther, "#6baed6"),
     (System::WeftMeshSchedOther, "#9467bd"),
     (System::NginxSchedBatch, "#98df8a"),
+    (System::WeftMeshPlaintext, "#8c564b"),
 ];
 
 fn colour(s: System) -> &'static str {

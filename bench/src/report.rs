@@ -298,9 +298,11 @@ fn scheduling_per_request(cases: &[Case], s: System) -> Option<[f64; 4]> {
 /// Why two proxy hops cost what they do: the work and the waits behind
 /// each system's added latency, side by side.
 fn scheduling_section(r: &Report, o: &mut String) {
-    // The direct call has no proxy, so nothing sleeps: no row.
+    // The direct call has no proxy, so nothing sleeps: no row. The last
+    // two run once, after the rounds.
     let rows: Vec<(System, [f64; 4])> = HEADLINE_SYSTEMS
         .into_iter()
+        .chain([System::WeftMeshNoTelemetry, System::WeftMeshPlaintext])
         .filter_map(|s| Some((s, scheduling_per_request(&r.cases, s)?)))
         .filter(|(_, v)| v[2] > 0.0)
         .collect();
@@ -308,7 +310,7 @@ fn scheduling_section(r: &Report, o: &mut String) {
         return;
     }
     let _ = writeln!(o, "## Where the added latency goes (the headline load)\n");
-    let _ = writeln!(o, "A proxy hop adds its own work and, twice per request (once for the request, once for the response), a wake-up: the kernel must find a core for the proxy, or wake one, before the proxy can read. Per request, summed over the system's proxy processes and all their threads (from `/proc/PID/task/*/schedstat` and `status`), median over the rounds above:\n");
+    let _ = writeln!(o, "A proxy hop adds its own work and, twice per request (once for the request, once for the response), a wake-up: the kernel must find a core for the proxy, or wake one, before the proxy can read. Per request, summed over the system's proxy processes and all their threads (from `/proc/PID/task/*/schedstat` and `status`), median over the headline load's rounds:\n");
     let _ = writeln!(o, "| system | proxy processes | CPU µs | µs waiting for a CPU | sleeps (each one a wake-up) | preemptions | median added p50 ms | median added p99 ms |\n|---|---|---|---|---|---|---|---|");
     for (s, [cpu, wait, sleeps, preempt]) in &rows {
         let procs = headline_runs(&r.cases, *s)
@@ -339,6 +341,22 @@ fn scheduling_section(r: &Report, o: &mut String) {
             nginx[1],
             ratio(mesh[1], nginx[1]),
         );
+    }
+    if let (Some(mesh), Some(plain)) = (get(System::WeftMesh), get(System::WeftMeshPlaintext)) {
+        let added = |s: System| median(added_p99_by_round(&r.cases, s));
+        if let (Some(mesh_p99), Some(plain_p99)) =
+            (added(System::WeftMesh), added(System::WeftMeshPlaintext))
+        {
+            let _ = writeln!(
+                o,
+                "\nWith mTLS off between the sidecars (a DestinationRule with `tls.mode: DISABLE`; one run, after the rounds), the pair spends {:.0} µs of CPU instead of {:.0} and adds {} ms at p99 instead of {}: the tunnel's encryption and framing are {:.0} µs of the pair's work, and the rest is two proxies doing what nginx does once.",
+                plain[0],
+                mesh[0],
+                signed(plain_p99),
+                signed(mesh_p99),
+                mesh[0] - plain[0],
+            );
+        }
     }
     o.push('\n');
 }
@@ -756,6 +774,14 @@ mod tests {
                 ],
             ),
             case(System::Nginx, 0.4, vec![proc("nginx", 0.050, 6.0, 2.0)]),
+            case(
+                System::WeftMeshPlaintext,
+                0.5,
+                vec![
+                    proc("client sidecar", 0.060, 10.0, 1.8),
+                    proc("server sidecar", 0.045, 20.0, 1.9),
+                ],
+            ),
         ]);
         let md = markdown(&r, "bench/run");
         assert!(
@@ -770,6 +796,10 @@ mod tests {
         );
         assert!(
             md.contains("wait 30.0 µs for a CPU to nginx's 6.0 (5.00×)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("the pair spends 105 µs of CPU instead of 125 and adds +0.300 ms at p99 instead of +0.400: the tunnel's encryption and framing are 20 µs"),
             "{md}"
         );
     }

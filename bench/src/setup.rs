@@ -205,6 +205,19 @@ spec:
       disabled: true
 "#;
 
+/// Plaintext between the bench's sidecars: what the mTLS tunnel costs.
+const MTLS_OFF: &str = r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: bench-server-plaintext, namespace: default}
+spec:
+  host: bench-server
+  trafficPolicy:
+    tls: {mode: DISABLE}
+"#;
+
+/// The client sidecar's name in the control plane's status.
+const CLIENT_SIDECAR_NAME: &str = "default/bench-client-0";
+
 impl Weft {
     pub fn start(weft: &Path, bench: &Path, work: &Path) -> anyhow::Result<Weft> {
         let config = work.join("mesh");
@@ -261,23 +274,46 @@ impl Weft {
     /// Turns telemetry off (or back on) mesh-wide and waits until every
     /// proxy has acknowledged the change.
     pub fn set_telemetry(&self, on: bool) -> anyhow::Result<()> {
+        self.change("telemetry.yaml", (!on).then_some(TELEMETRY_OFF), None)
+    }
+
+    /// Turns mTLS between the bench's sidecars off (plaintext HTTP from
+    /// the client sidecar to the server sidecar) or back on, and waits
+    /// until the client sidecar has acknowledged it.
+    pub fn set_mtls(&self, on: bool) -> anyhow::Result<()> {
+        self.change(
+            "plaintext.yaml",
+            (!on).then_some(MTLS_OFF),
+            Some(CLIENT_SIDECAR_NAME),
+        )
+    }
+
+    /// Writes `file` of the mesh's configuration (or removes it, for
+    /// `None`) and waits until every proxy is in sync, `affected` (every
+    /// proxy when `None`) with a model it did not have before.
+    fn change(
+        &self,
+        file: &str,
+        contents: Option<&str>,
+        affected: Option<&str>,
+    ) -> anyhow::Result<()> {
         let before = pushed_versions()?;
-        let file = self.config.join("telemetry.yaml");
-        if on {
-            std::fs::remove_file(&file)?;
-        } else {
-            std::fs::write(&file, TELEMETRY_OFF)?;
+        let path = self.config.join(file);
+        match contents {
+            Some(text) => std::fs::write(&path, text)?,
+            None => std::fs::remove_file(&path)?,
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let now = pushed_versions()?;
             if now.iter().all(|(name, (v, sync))| {
-                sync == "SYNCED" && before.get(name).is_none_or(|(b, _)| b != v)
+                let must_change = affected.is_none_or(|a| a == name);
+                sync == "SYNCED" && (!must_change || before.get(name).is_none_or(|(b, _)| b != v))
             }) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("the telemetry change did not reach every proxy within 20 s: {now:?}");
+                bail!("the change to {file} did not reach the proxies within 20 s: {now:?}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -426,12 +462,16 @@ pub fn target(system: System, proto: crate::oha::Proto) -> Target {
         },
         // As transparent capture would: the app asks for bench-server:9080
         // and the connection lands on its sidecar's outbound port.
-        (System::WeftMesh | System::WeftMeshNoTelemetry | System::WeftMeshSchedOther, _) => {
-            Target {
-                url: "http://bench-server:9080/".into(),
-                connect_to: Some(format!("bench-server:9080:{CLIENT_SIDECAR_OUTBOUND}")),
-            }
-        }
+        (
+            System::WeftMesh
+            | System::WeftMeshNoTelemetry
+            | System::WeftMeshSchedOther
+            | System::WeftMeshPlaintext,
+            _,
+        ) => Target {
+            url: "http://bench-server:9080/".into(),
+            connect_to: Some(format!("bench-server:9080:{CLIENT_SIDECAR_OUTBOUND}")),
+        },
         (System::Nginx | System::NginxSchedBatch, Http1) => Target {
             url: url(NGINX_H1),
             connect_to: None,
@@ -461,6 +501,10 @@ pub enum System {
     Haproxy,
     WeftGatewayNoTelemetry,
     WeftMeshNoTelemetry,
+    /// The mesh path with mTLS off between the sidecars (a DestinationRule
+    /// with `tls.mode: DISABLE`): what the tunnel costs, apart from the
+    /// second proxy.
+    WeftMeshPlaintext,
     /// weft's proxies switched to the kernel's default policy, and nginx
     /// switched to weft's: how much of the difference is `SCHED_BATCH`.
     WeftGatewaySchedOther,
@@ -478,6 +522,7 @@ impl System {
             System::Haproxy => "HAProxy (1 hop)",
             System::WeftGatewayNoTelemetry => "weft gateway, telemetry off",
             System::WeftMeshNoTelemetry => "weft mesh, telemetry off",
+            System::WeftMeshPlaintext => "weft mesh, plaintext (mTLS off)",
             System::WeftGatewaySchedOther => "weft gateway, SCHED_OTHER",
             System::WeftMeshSchedOther => "weft mesh, SCHED_OTHER",
             System::NginxSchedBatch => "nginx (1 hop), SCHED_BATCH",
