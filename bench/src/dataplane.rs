@@ -357,7 +357,16 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
         mesh.set_mtls(false)?;
         let system = System::WeftMeshPlaintext;
         let procs = processes(system, nginx_pid, haproxy_pid);
-        cases.push(measure(system, 0, &headline, plan.warmup, &procs, &idle)?);
+        let before = Weft::server_plaintext_requests()?;
+        let case = measure(system, 0, &headline, plan.warmup, &procs, &idle)?;
+        let plaintext = Weft::server_plaintext_requests()? - before;
+        if plaintext < case.outcome.ok as f64 {
+            anyhow::bail!(
+                "the plaintext run's {} requests reached the server sidecar with only {plaintext} counted as plaintext",
+                case.outcome.ok
+            );
+        }
+        cases.push(case);
     }
     drop(nginx);
     drop(haproxy);

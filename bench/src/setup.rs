@@ -215,13 +215,17 @@ spec:
     tls: {mode: DISABLE}
 "#;
 
-/// The client sidecar's name in the control plane's status.
+/// The sidecars' names in the control plane's status.
 const CLIENT_SIDECAR_NAME: &str = "default/bench-client-0";
+const SERVER_SIDECAR_NAME: &str = "default/bench-server-0";
 
 impl Weft {
     pub fn start(weft: &Path, bench: &Path, work: &Path) -> anyhow::Result<Weft> {
         let config = work.join("mesh");
         let _ = std::fs::remove_dir_all(work.join("run"));
+        // A run stopped half-way leaves its changes (telemetry off, mTLS
+        // off) behind: every run starts from the mesh alone.
+        let _ = std::fs::remove_dir_all(&config);
         std::fs::create_dir_all(&config)?;
         let backend_ip = BACKEND.split(':').next().unwrap_or_default();
         std::fs::write(
@@ -230,7 +234,6 @@ impl Weft {
                 .replace("BACKEND_COMMAND", &bench.display().to_string())
                 .replace("BACKEND_IP", backend_ip),
         )?;
-        let _ = std::fs::remove_file(config.join("telemetry.yaml"));
         let log = work.join("weft-up.log");
         let args: Vec<String> = [
             "up",
@@ -286,6 +289,32 @@ impl Weft {
             (!on).then_some(MTLS_OFF),
             Some(CLIENT_SIDECAR_NAME),
         )
+    }
+
+    /// Requests the server sidecar has counted as arriving without mTLS
+    /// (`istio_requests_total` with `connection_security_policy="none"`),
+    /// so the plaintext run can show it was one.
+    pub fn server_plaintext_requests() -> anyhow::Result<f64> {
+        let (_, status) = http_get(ADMIN, ADMIN, "/api/status")?;
+        let v: serde_json::Value = serde_json::from_str(&status)?;
+        let admin = v["proxies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == SERVER_SIDECAR_NAME)
+            .and_then(|p| p["admin"].as_str())
+            .context("the server sidecar has no admin address in /api/status")?
+            .to_owned();
+        let (_, metrics) = http_get(&admin, &admin, "/stats/prometheus")?;
+        Ok(metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("istio_requests_total{")
+                    && l.contains(r#"reporter="destination""#)
+                    && l.contains(r#"connection_security_policy="none""#)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 
     /// Writes `file` of the mesh's configuration (or removes it, for
