@@ -763,25 +763,19 @@ mod tests {
             preemptions_per_request: 0.5,
             ..proc_use(name, cpu, 20.0)
         };
+        // A mesh path: the two sidecars, with their CPU per 1000 requests.
+        let mesh = |system: System, p99: f64, client: f64, server: f64| {
+            let sidecars = vec![
+                proc("client sidecar", client, 10.0, 1.8),
+                proc("server sidecar", server, 20.0, 1.9),
+            ];
+            case(system, p99, sidecars)
+        };
         let r = report(vec![
             case(System::Direct, 0.2, vec![]),
-            case(
-                System::WeftMesh,
-                0.6,
-                vec![
-                    proc("client sidecar", 0.070, 10.0, 1.8),
-                    proc("server sidecar", 0.055, 20.0, 1.9),
-                ],
-            ),
+            mesh(System::WeftMesh, 0.6, 0.070, 0.055),
             case(System::Nginx, 0.4, vec![proc("nginx", 0.050, 6.0, 2.0)]),
-            case(
-                System::WeftMeshPlaintext,
-                0.5,
-                vec![
-                    proc("client sidecar", 0.060, 10.0, 1.8),
-                    proc("server sidecar", 0.045, 20.0, 1.9),
-                ],
-            ),
+            mesh(System::WeftMeshPlaintext, 0.5, 0.060, 0.045),
         ]);
         let md = markdown(&r, "bench/run");
         assert!(
