@@ -275,24 +275,37 @@ fn rounds_section(r: &Report, o: &mut String) {
     o.push('\n');
 }
 
-/// Per request at the headline load, summed over a system's proxy
-/// processes, median over rounds: (CPU µs, µs waited for a CPU, sleeps,
-/// preemptions).
-fn scheduling_per_request(cases: &[Case], s: System) -> Option<[f64; 4]> {
-    let runs = headline_runs(cases, s);
-    let sum = |f: fn(&ProcUse) -> f64| {
-        median(
-            runs.iter()
-                .map(|c| c.processes.iter().map(f).sum::<f64>())
-                .collect(),
-        )
-    };
-    Some([
-        sum(|p| p.cpu_seconds_per_1000_requests * 1000.0)?,
-        sum(|p| p.cpu_wait_us_per_request)?,
-        sum(|p| p.sleeps_per_request)?,
-        sum(|p| p.preemptions_per_request)?,
-    ])
+/// What a system's proxies cost a request at the headline load, summed
+/// over its proxy processes, median over rounds.
+struct PathCost {
+    cpu_us: f64,
+    cpu_wait_us: f64,
+    sleeps: f64,
+    preemptions: f64,
+    /// Median added p50 and p99 over the same rounds, in ms.
+    added_p50: Option<f64>,
+    added_p99: Option<f64>,
+}
+
+impl PathCost {
+    fn of(cases: &[Case], s: System) -> Option<PathCost> {
+        let runs = headline_runs(cases, s);
+        let sum = |f: fn(&ProcUse) -> f64| {
+            median(
+                runs.iter()
+                    .map(|c| c.processes.iter().map(f).sum::<f64>())
+                    .collect(),
+            )
+        };
+        Some(PathCost {
+            cpu_us: sum(|p| p.cpu_seconds_per_1000_requests * 1000.0)?,
+            cpu_wait_us: sum(|p| p.cpu_wait_us_per_request)?,
+            sleeps: sum(|p| p.sleeps_per_request)?,
+            preemptions: sum(|p| p.preemptions_per_request)?,
+            added_p50: median(added_by_round(cases, s, |l| l.p50)),
+            added_p99: median(added_p99_by_round(cases, s)),
+        })
+    }
 }
 
 /// Why two proxy hops cost what they do: the work and the waits behind
@@ -300,11 +313,11 @@ fn scheduling_per_request(cases: &[Case], s: System) -> Option<[f64; 4]> {
 fn scheduling_section(r: &Report, o: &mut String) {
     // The direct call has no proxy, so nothing sleeps: no row. The last
     // two run once, after the rounds.
-    let rows: Vec<(System, [f64; 4])> = HEADLINE_SYSTEMS
+    let rows: Vec<(System, PathCost)> = HEADLINE_SYSTEMS
         .into_iter()
         .chain([System::WeftMeshNoTelemetry, System::WeftMeshPlaintext])
-        .filter_map(|s| Some((s, scheduling_per_request(&r.cases, s)?)))
-        .filter(|(_, v)| v[2] > 0.0)
+        .filter_map(|s| Some((s, PathCost::of(&r.cases, s)?)))
+        .filter(|(_, c)| c.sleeps > 0.0)
         .collect();
     if rows.is_empty() {
         return;
@@ -312,49 +325,49 @@ fn scheduling_section(r: &Report, o: &mut String) {
     let _ = writeln!(o, "## Where the added latency goes (the headline load)\n");
     let _ = writeln!(o, "A proxy hop adds its own work and, twice per request (once for the request, once for the response), a wake-up: the kernel must find a core for the proxy, or wake one, before the proxy can read. Per request, summed over the system's proxy processes and all their threads (from `/proc/PID/task/*/schedstat` and `status`), median over the headline load's rounds:\n");
     let _ = writeln!(o, "| system | proxy processes | CPU µs | µs waiting for a CPU | sleeps (each one a wake-up) | preemptions | median added p50 ms | median added p99 ms |\n|---|---|---|---|---|---|---|---|");
-    for (s, [cpu, wait, sleeps, preempt]) in &rows {
+    let shown = |v: Option<f64>| v.map(signed).unwrap_or_else(|| "–".into());
+    for (s, c) in &rows {
         let procs = headline_runs(&r.cases, *s)
             .first()
             .map_or(0, |c| c.processes.len());
-        let p50 = median(added_by_round(&r.cases, *s, |l| l.p50));
-        let p99 = median(added_p99_by_round(&r.cases, *s));
         let _ = writeln!(
             o,
-            "| {} | {procs} | {cpu:.1} | {wait:.1} | {sleeps:.2} | {preempt:.2} | {} | {} |",
+            "| {} | {procs} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} |",
             s.label(),
-            p50.map(signed).unwrap_or_else(|| "–".into()),
-            p99.map(signed).unwrap_or_else(|| "–".into()),
+            c.cpu_us,
+            c.cpu_wait_us,
+            c.sleeps,
+            c.preemptions,
+            shown(c.added_p50),
+            shown(c.added_p99),
         );
     }
-    let get = |s: System| rows.iter().find(|(x, _)| *x == s).map(|(_, v)| *v);
+    let get = |s: System| rows.iter().find(|(x, _)| *x == s).map(|(_, c)| c);
     if let (Some(mesh), Some(nginx)) = (get(System::WeftMesh), get(System::Nginx)) {
         let _ = writeln!(
             o,
             "\nThe mesh path puts two proxies in the request's way where nginx puts one: its proxies are woken {:.2} times per request to nginx's {:.2} ({:.2}×), spend {:.0} µs of CPU to nginx's {:.0} ({:.2}×, the mTLS tunnel's encryption and framing included) and wait {:.1} µs for a CPU to nginx's {:.1} ({:.2}×). On two cores shared with the load generator and the backend, each wake-up is a chance to find both cores busy or asleep, and the p99 is made of those chances.",
-            mesh[2],
-            nginx[2],
-            ratio(mesh[2], nginx[2]),
-            mesh[0],
-            nginx[0],
-            ratio(mesh[0], nginx[0]),
-            mesh[1],
-            nginx[1],
-            ratio(mesh[1], nginx[1]),
+            mesh.sleeps,
+            nginx.sleeps,
+            ratio(mesh.sleeps, nginx.sleeps),
+            mesh.cpu_us,
+            nginx.cpu_us,
+            ratio(mesh.cpu_us, nginx.cpu_us),
+            mesh.cpu_wait_us,
+            nginx.cpu_wait_us,
+            ratio(mesh.cpu_wait_us, nginx.cpu_wait_us),
         );
     }
     if let (Some(mesh), Some(plain)) = (get(System::WeftMesh), get(System::WeftMeshPlaintext)) {
-        let added = |s: System| median(added_p99_by_round(&r.cases, s));
-        if let (Some(mesh_p99), Some(plain_p99)) =
-            (added(System::WeftMesh), added(System::WeftMeshPlaintext))
-        {
+        if let (Some(mesh_p99), Some(plain_p99)) = (mesh.added_p99, plain.added_p99) {
             let _ = writeln!(
                 o,
                 "\nWith mTLS off between the sidecars (a DestinationRule with `tls.mode: DISABLE`; one run, after the rounds), the pair spends {:.0} µs of CPU instead of {:.0} and adds {} ms at p99 instead of {}: the tunnel's encryption and framing are {:.0} µs of the pair's work, and the rest is two proxies doing what nginx does once.",
-                plain[0],
-                mesh[0],
+                plain.cpu_us,
+                mesh.cpu_us,
                 signed(plain_p99),
                 signed(mesh_p99),
-                mesh[0] - plain[0],
+                mesh.cpu_us - plain.cpu_us,
             );
         }
     }

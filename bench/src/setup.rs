@@ -295,16 +295,11 @@ impl Weft {
     /// (`istio_requests_total` with `connection_security_policy="none"`),
     /// so the plaintext run can show it was one.
     pub fn server_plaintext_requests() -> anyhow::Result<f64> {
-        let (_, status) = http_get(ADMIN, ADMIN, "/api/status")?;
-        let v: serde_json::Value = serde_json::from_str(&status)?;
-        let admin = v["proxies"]
-            .as_array()
+        let admin = status_proxies()?
             .into_iter()
-            .flatten()
             .find(|p| p["name"] == SERVER_SIDECAR_NAME)
-            .and_then(|p| p["admin"].as_str())
-            .context("the server sidecar has no admin address in /api/status")?
-            .to_owned();
+            .and_then(|p| p["admin"].as_str().map(str::to_owned))
+            .context("the server sidecar has no admin address in /api/status")?;
         let (_, metrics) = http_get(&admin, &admin, "/stats/prometheus")?;
         Ok(metrics
             .lines()
@@ -349,13 +344,19 @@ impl Weft {
     }
 }
 
-fn pushed_versions() -> anyhow::Result<std::collections::BTreeMap<String, (String, String)>> {
+/// The proxies in the control plane's `/api/status`.
+fn status_proxies() -> anyhow::Result<Vec<serde_json::Value>> {
     let (_, body) = http_get(ADMIN, ADMIN, "/api/status")?;
-    let v: serde_json::Value = serde_json::from_str(&body)?;
-    Ok(v["proxies"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut v: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(match v["proxies"].take() {
+        serde_json::Value::Array(proxies) => proxies,
+        _ => Vec::new(),
+    })
+}
+
+fn pushed_versions() -> anyhow::Result<std::collections::BTreeMap<String, (String, String)>> {
+    Ok(status_proxies()?
+        .iter()
         .filter_map(|p| {
             Some((
                 p["name"].as_str()?.to_owned(),
