@@ -370,6 +370,8 @@ struct Served<'a> {
     clusters: Vec<Arc<RawValue>>,
     security: &'a weft_model::Security,
     telemetry: &'a weft_model::TelemetryConfig,
+    #[serde(skip_serializing_if = "weft_model::HttpSettings::is_default")]
+    http: &'a weft_model::HttpSettings,
 }
 
 /// The version and JSON a proxy is sent: the compiled model, with remote
@@ -391,6 +393,7 @@ fn served_model(
             clusters: model_clusters,
             security,
             telemetry,
+            http,
         } = &c.model;
         let mut security = security.clone();
         jwks.fill(&mut security);
@@ -412,6 +415,7 @@ fn served_model(
             clusters,
             security: &security,
             telemetry,
+            http,
         };
         // Compact: a whole-mesh model is megabytes, and only proxies read it.
         serde_json::to_writer(&mut json, &served).map(|()| json)

@@ -32,6 +32,43 @@ pub struct ProxyModel {
     pub clusters: Vec<Arc<Cluster>>,
     pub security: Security,
     pub telemetry: TelemetryConfig,
+    /// How requests are read at the edge, mesh-wide (MeshConfig).
+    #[serde(default, skip_serializing_if = "HttpSettings::is_default")]
+    pub http: HttpSettings,
+}
+
+/// Mesh-wide settings for how every listener reads a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSettings {
+    /// MeshConfig `pathNormalization`.
+    #[serde(default)]
+    pub path_normalization: PathNormalization,
+}
+
+impl HttpSettings {
+    pub fn is_default(&self) -> bool {
+        *self == HttpSettings::default()
+    }
+}
+
+/// Istio's MeshConfig `pathNormalization.normalization`: what is done to a
+/// request's path before routing, authorization and the application see
+/// it. `DEFAULT` is `BASE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathNormalization {
+    /// Forwarded exactly as received.
+    None,
+    /// RFC 3986: dot segments resolved, percent-encoded unreserved
+    /// characters decoded, backslashes turned into slashes, a `%00`
+    /// refused.
+    #[default]
+    Base,
+    /// `BASE`, then runs of slashes merged into one.
+    MergeSlashes,
+    /// `%2F` and `%5C` decoded first, then `MERGE_SLASHES`.
+    DecodeAndMergeSlashes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -24,6 +24,9 @@ pub enum ResponseFlag {
     FaultInjected,
     /// The downstream connection terminated.
     DownstreamConnectionTermination,
+    /// The downstream request was malformed: a path that cannot be
+    /// normalized, a broken body, headers HTTP does not allow.
+    DownstreamProtocolError,
     /// The upstream connection terminated mid-request.
     UpstreamConnectionTermination,
     /// Denied by an authorization policy.
@@ -47,6 +50,7 @@ impl ResponseFlag {
             ResponseFlag::DelayInjected => "DI",
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::DownstreamProtocolError => "DPE",
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::RbacDenied => "RBAC",
             ResponseFlag::JwtRejected => "JWT",
@@ -56,8 +60,8 @@ impl ResponseFlag {
 }
 
 /// The order Envoy's access log prints flags in.
-const ENVOY_ORDER: [&str; 14] = [
-    "UH", "UF", "UO", "NR", "URX", "DC", "UT", "UC", "DI", "FI", "UAEX", "RBAC", "JWT", "NC",
+const ENVOY_ORDER: [&str; 15] = [
+    "UH", "UF", "UO", "NR", "URX", "DC", "UT", "UC", "DI", "FI", "UAEX", "DPE", "RBAC", "JWT", "NC",
 ];
 
 /// The flags of one request, as Envoy prints them: `UF,URX`, or `-`.

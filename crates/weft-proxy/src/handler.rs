@@ -90,6 +90,9 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let snapshot = shared.snapshot.load_full();
+    // Before anything reads the path: routing, policy, telemetry and the
+    // application all see the normalized one.
+    let bad_path = normalize_path(&mut req, snapshot.model.http.path_normalization).err();
     let hop = begin_trace(&snapshot, &entry, remote, &mut req);
     let request_tags = snapshot.tags.reads_requests().then(|| {
         snapshot.tags.evaluate(&crate::metric_tags::RequestFacts {
@@ -139,16 +142,51 @@ pub async fn handle(
         ctx,
         done: false,
     };
-    let resp = dispatch(
-        &flight.shared,
-        &flight.snapshot,
-        entry,
-        remote,
-        req,
-        &mut flight.ctx,
-    )
-    .await;
+    let resp = match bad_path {
+        Some(why) => flight.ctx.local(
+            StatusCode::BAD_REQUEST,
+            Some(ResponseFlag::DownstreamProtocolError),
+            why.to_string(),
+        ),
+        None => {
+            dispatch(
+                &flight.shared,
+                &flight.snapshot,
+                entry,
+                remote,
+                req,
+                &mut flight.ctx,
+            )
+            .await
+        }
+    };
     Ok(flight.finish(resp))
+}
+
+/// Rewrites the request's path as MeshConfig `pathNormalization` says
+/// (the query is left as sent); CONNECT has no path.
+fn normalize_path<B>(
+    req: &mut Request<B>,
+    mode: weft_model::PathNormalization,
+) -> Result<(), crate::path::PathError> {
+    if req.method() == http::Method::CONNECT {
+        return Ok(());
+    }
+    let Some(pq) = req.uri().path_and_query() else {
+        return Ok(());
+    };
+    let std::borrow::Cow::Owned(path) = crate::path::normalize(pq.path(), mode)? else {
+        return Ok(());
+    };
+    let path = match pq.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(path).map_err(|_| crate::path::PathError::Unparsable)?);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| crate::path::PathError::Unparsable)?;
+    Ok(())
 }
 
 /// The request body's size: known when it was buffered or empty, counted

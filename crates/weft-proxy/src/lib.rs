@@ -23,6 +23,7 @@ pub mod mesh;
 pub mod metric_tags;
 pub mod metrics;
 mod origination;
+pub mod path;
 pub mod pool;
 mod response_body;
 pub mod snapshot;

@@ -17,6 +17,41 @@ pub struct MeshConfig {
     pub default_providers: DefaultProviders,
     /// Istio's switch for tracing as a whole (on by default).
     pub enable_tracing: Option<bool>,
+    pub path_normalization: Option<PathNormalizationConfig>,
+}
+
+/// `pathNormalization`: how proxies normalize a request's path before
+/// routing and authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PathNormalizationConfig {
+    #[serde(default)]
+    pub normalization: Normalization,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Normalization {
+    /// Istio's default: `BASE`.
+    #[default]
+    Default,
+    None,
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+}
+
+impl MeshConfig {
+    /// The path normalization proxies apply (`DEFAULT` is `BASE`).
+    pub fn path_normalization(&self) -> weft_model::PathNormalization {
+        use weft_model::PathNormalization as P;
+        match self.path_normalization.as_ref().map(|p| p.normalization) {
+            None | Some(Normalization::Default) | Some(Normalization::Base) => P::Base,
+            Some(Normalization::None) => P::None,
+            Some(Normalization::MergeSlashes) => P::MergeSlashes,
+            Some(Normalization::DecodeAndMergeSlashes) => P::DecodeAndMergeSlashes,
+        }
+    }
 }
 
 /// The providers used where no Telemetry resource names one.

@@ -220,6 +220,9 @@ impl<'a> Compiler<'a> {
             clusters,
             security,
             telemetry,
+            http: weft_model::HttpSettings {
+                path_normalization: self.index.mesh_config.path_normalization(),
+            },
         })
     }
 

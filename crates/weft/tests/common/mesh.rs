@@ -136,3 +136,43 @@ impl Mesh {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+impl Mesh {
+    /// `weft status -o json` of the running mesh.
+    pub fn status(&self) -> serde_json::Value {
+        let o = super::weft()
+            .args(["status", "-o", "json", "--admin", &self.admin])
+            .output()
+            .expect("weft status runs");
+        serde_json::from_slice(&o.stdout).unwrap_or_default()
+    }
+
+    /// The proxy named `name` (`default/reviews-v1-0`) in `weft status`,
+    /// once it reports its addresses.
+    pub fn proxy(&self, name: &str) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let status = self.status();
+            let found = status["proxies"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned());
+            if let Some(p) = found.filter(|p| !p["admin"].is_null()) {
+                return p;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no proxy {name} in {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A sidecar's outbound proxy address, as `HTTP_PROXY` names it.
+    pub fn outbound_of(&self, name: &str) -> String {
+        let p = self.proxy(name);
+        format!(
+            "http://{}",
+            p["outbound"].as_str().expect("outbound address")
+        )
+    }
+}
