@@ -22,6 +22,7 @@ use weft_model::{AbortStatus, HashKey, HeaderOps, RouteAction, StrMatch};
 use crate::access_log::{protocol_name, Entry};
 use crate::flags::ResponseFlag;
 use crate::local_reply::{full, reply};
+use crate::request_body::{BodyTally, DownstreamFault, RequestBody};
 use crate::response_body::{ResponseBody, Tally};
 use crate::snapshot::{RequestView, RouteRt, Snapshot};
 use crate::upstream::{Body, ClusterRt, SendError};
@@ -193,14 +194,22 @@ fn normalize_path<B>(
 /// as it streams upstream otherwise.
 enum RequestSize {
     Known(u64),
-    Streaming(Arc<std::sync::atomic::AtomicU64>),
+    Streaming(Arc<BodyTally>),
 }
 
 impl RequestSize {
     fn get(&self) -> u64 {
         match self {
             RequestSize::Known(n) => *n,
-            RequestSize::Streaming(c) => c.load(std::sync::atomic::Ordering::Relaxed),
+            RequestSize::Streaming(t) => t.bytes(),
+        }
+    }
+
+    /// How the client failed its streaming body, if it did.
+    fn fault(&self) -> Option<DownstreamFault> {
+        match self {
+            RequestSize::Known(_) => None,
+            RequestSize::Streaming(t) => t.fault(),
         }
     }
 }
@@ -882,7 +891,7 @@ async fn forward(
         if retry.is_some() || !mirrors.is_empty() {
             match Limited::new(body, MAX_BUFFERED_BODY).collect().await {
                 Ok(b) => (Some(b.to_bytes()), None),
-                Err(_) => {
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                     return ctx.local(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         None,
@@ -890,6 +899,12 @@ async fn forward(
                     "request body over {MAX_BUFFERED_BODY} bytes cannot be buffered for retries"
                 ),
                     )
+                }
+                Err(e) => {
+                    let fault = e
+                        .downcast_ref::<hyper::Error>()
+                        .map_or(DownstreamFault::Malformed, crate::request_body::classify);
+                    return downstream_failed(ctx, fault, &e.to_string());
                 }
             }
         } else {
@@ -963,16 +978,9 @@ async fn forward(
             // Nothing to count (a GET, say): no counter, no boxed stream.
             (None, Some(s)) if hyper::body::Body::is_end_stream(&s) => crate::local_reply::empty(),
             (None, Some(s)) => {
-                let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
-                ctx.request_bytes = RequestSize::Streaming(counter.clone());
-                s.map_frame(move |f| {
-                    if let Some(d) = f.data_ref() {
-                        counter.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    f
-                })
-                .map_err(|e| Box::new(e) as crate::upstream::BoxError)
-                .boxed()
+                let (body, tally) = RequestBody::new(s);
+                ctx.request_bytes = RequestSize::Streaming(tally);
+                body.boxed()
             }
             (None, None) => crate::local_reply::empty(),
         };
@@ -1025,6 +1033,12 @@ async fn forward(
         };
         // A timeout is told apart from a reset by the elapsed time.
         let timed_out = limit.is_some_and(|l| sent.elapsed() >= l);
+        // The client failed its own body: the upstream did nothing wrong,
+        // and another try would fail the same way.
+        if let (Err((e, _)), Some(fault)) = (&outcome, ctx.request_bytes.fault()) {
+            let detail = e.to_string();
+            return downstream_failed(ctx, fault, &detail);
+        }
         cluster.report(
             ep,
             match &outcome {
@@ -1114,6 +1128,24 @@ async fn forward(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(ResponseFlag::NoHealthyUpstream),
             format!("no endpoint of {} has an address", cluster.config.name),
+        ),
+    }
+}
+
+/// The reply to a request whose client failed its body: 400 DPE for a
+/// malformed one; for one cut short, DC (the client is gone, so nobody
+/// reads the 400).
+fn downstream_failed(ctx: &mut Ctx, fault: DownstreamFault, detail: &str) -> Response<Body> {
+    match fault {
+        DownstreamFault::Malformed => ctx.local(
+            StatusCode::BAD_REQUEST,
+            Some(ResponseFlag::DownstreamProtocolError),
+            format!("the client's request body is malformed: {detail}"),
+        ),
+        DownstreamFault::Aborted => ctx.local(
+            StatusCode::BAD_REQUEST,
+            Some(ResponseFlag::DownstreamConnectionTermination),
+            format!("the client ended its request body early: {detail}"),
         ),
     }
 }

@@ -25,6 +25,7 @@ pub mod metrics;
 mod origination;
 pub mod path;
 pub mod pool;
+mod request_body;
 mod response_body;
 pub mod snapshot;
 pub mod sni;

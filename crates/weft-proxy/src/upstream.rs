@@ -144,10 +144,12 @@ pub enum TryOutcome {
 }
 
 /// Why a request could not be sent.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    #[error("cannot connect: {0}")]
     Connect(BoxError),
     /// The connection broke or the upstream reset the stream.
+    #[error("{0}")]
     Reset(BoxError),
 }
 
