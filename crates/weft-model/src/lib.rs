@@ -510,6 +510,10 @@ pub struct ConnectionPool {
     pub http1_max_pending_requests: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2_max_requests: Option<u32>,
+    /// Streams one HTTP/2 connection to an endpoint carries before another
+    /// is opened (Istio's `maxConcurrentStreams`; unlimited by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_streams: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -17,7 +16,7 @@ use crate::mesh::{Mesh, MeshError};
 
 pub enum Conn {
     Tcp(TcpStream),
-    Tunnel(TokioIo<hyper::upgrade::Upgraded>),
+    Tunnel(crate::mesh::TunnelStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
@@ -85,7 +84,7 @@ pub async fn dial(addr: SocketAddr, route: &Route, timeout: Duration) -> io::Res
                     }
                     other => io::Error::other(other.to_string()),
                 })?;
-            Ok(Conn::Tunnel(TokioIo::new(up)))
+            Ok(Conn::Tunnel(up))
         }
     }
 }

@@ -29,6 +29,7 @@ mod request_body;
 mod response_body;
 pub mod snapshot;
 pub mod sni;
+mod streams;
 mod tcp;
 mod trace;
 mod tunnel;

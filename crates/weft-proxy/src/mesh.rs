@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::streams::{Slot, StreamCount};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -36,6 +37,84 @@ pub struct CaClient {
 /// that expect the same identities.
 type TunnelKey = (SocketAddr, Arc<[String]>);
 
+/// Streams one tunnel connection carries before another is opened to the
+/// same peer (ztunnel's pool does the same, at 100 by default): well under
+/// the peer's own limit, so a stream never waits for a free one, and a
+/// busy peer's connections spread over its workers.
+pub const STREAMS_PER_TUNNEL: usize = 100;
+
+/// The tunnel port's limit on concurrent streams per connection.
+pub const TUNNEL_MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// One HTTP/2 connection to a peer's tunnel port, and how many of its
+/// streams are open.
+#[derive(Clone)]
+struct TunnelConn {
+    sender: SendRequest<Empty<Bytes>>,
+    streams: StreamCount,
+}
+
+/// A peer's open tunnel connections, and the lock that lets one caller at
+/// a time dial a new one (the others then find it).
+#[derive(Default)]
+struct Peer {
+    conns: Vec<TunnelConn>,
+    dialing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One connection to a workload port, carried by a tunnel stream; it
+/// holds its connection's slot for as long as it lives.
+pub struct TunnelStream {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    _slot: Slot,
+}
+
+impl tokio::io::AsyncRead for TunnelStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TunnelStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 pub struct Mesh {
     pub certs: Arc<CertStore>,
     bundle: ArcSwap<TrustBundle>,
@@ -45,7 +124,7 @@ pub struct Mesh {
     identity: std::sync::OnceLock<String>,
     /// Open tunnel connections by (peer tunnel address, expected peer
     /// identities).
-    tunnels: Mutex<HashMap<TunnelKey, SendRequest<Empty<Bytes>>>>,
+    tunnels: Mutex<HashMap<TunnelKey, Peer>>,
     /// Client TLS configurations by expected peer identities; rebuilt
     /// when the trust bundle changes.
     client_configs: Mutex<HashMap<Arc<[String]>, Arc<rustls::ClientConfig>>>,
@@ -184,10 +263,12 @@ impl Mesh {
     }
 
     /// Opens a tunnel stream to `target` (an address the peer proxy
-    /// serves) through the peer's tunnel port at `tunnel`, reusing an open
-    /// HTTP/2 connection to that peer when there is one. `baggage` tells
-    /// the peer who is calling, for its metrics (the verified identity is
-    /// in the certificate).
+    /// serves) through the peer's tunnel port at `tunnel`, on an open
+    /// HTTP/2 connection to that peer with a stream to spare, or a new one.
+    /// `baggage` tells the peer who is calling, for its metrics (the
+    /// verified identity is in the certificate). The whole of it, dialing
+    /// included, takes at most `connect_timeout`; a connection that turns
+    /// out to be closing is left for another.
     pub async fn open(
         &self,
         tunnel: SocketAddr,
@@ -195,59 +276,87 @@ impl Mesh {
         expected: &Arc<[String]>,
         baggage: &http::HeaderValue,
         connect_timeout: Duration,
-    ) -> Result<hyper::upgrade::Upgraded, MeshError> {
+    ) -> Result<TunnelStream, MeshError> {
         if !self.ready() {
             return Err(MeshError::NoCertificate);
         }
         let key = (tunnel, expected.clone());
-        let existing = self
-            .tunnels
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&key).cloned())
-            .filter(|s| !s.is_closed());
-        let mut sender = match existing {
-            Some(s) => s,
-            None => {
-                // Boxed: the handshakes' future is kilobytes, and it would
-                // otherwise sit inside every tunnel stream's future.
-                let s =
-                    tokio::time::timeout(connect_timeout, Box::pin(self.connect(tunnel, expected)))
-                        .await
-                        .map_err(|_| MeshError::Connect {
-                            addr: tunnel,
-                            reason: format!("timeout after {} ms", connect_timeout.as_millis()),
-                        })??;
-                if let Ok(mut t) = self.tunnels.lock() {
-                    t.insert(key, s.clone());
+        // Boxed: the handshakes' future is kilobytes, and it would
+        // otherwise sit inside every tunnel stream's future.
+        let opened = Box::pin(async {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let (conn, slot) = self.claim(&key).await?;
+                match open_stream(conn.sender.clone(), tunnel, target, baggage).await {
+                    Ok(io) => return Ok(TunnelStream { io, _slot: slot }),
+                    // The connection was closing (GOAWAY, a dead peer):
+                    // the stream never started, so another may carry it.
+                    Err(e) if conn.sender.is_closed() && tries < 3 => {
+                        tracing::debug!(%tunnel, error = %e, "tunnel connection closed; trying another");
+                        self.forget(&key, &conn);
+                    }
+                    Err(e) => return Err(e),
                 }
-                s
             }
-        };
-        let stream_err = |e: hyper::Error| MeshError::Stream {
-            addr: tunnel,
-            reason: e.to_string(),
-        };
-        sender.ready().await.map_err(stream_err)?;
-        let req = http::Request::builder()
-            .method(http::Method::CONNECT)
-            .uri(target.to_string())
-            .version(http::Version::HTTP_2)
-            .header("baggage", baggage)
-            .body(Empty::new())
-            .map_err(|e| MeshError::Stream {
+        });
+        tokio::time::timeout(connect_timeout, opened)
+            .await
+            .map_err(|_| MeshError::Connect {
                 addr: tunnel,
-                reason: e.to_string(),
-            })?;
-        let resp = sender.send_request(req).await.map_err(stream_err)?;
-        if resp.status() != http::StatusCode::OK {
-            return Err(MeshError::Refused {
-                addr: tunnel,
-                target,
-                status: resp.status().as_u16(),
-            });
+                reason: format!(
+                    "no tunnel stream within the connect timeout ({} ms)",
+                    connect_timeout.as_millis()
+                ),
+            })?
+    }
+
+    /// A connection to the peer with a free stream, and the stream's slot
+    /// on it: an open one, else a new one (one caller dials at a time, so
+    /// a burst of requests does not open a connection each).
+    async fn claim(&self, key: &TunnelKey) -> Result<(TunnelConn, Slot), MeshError> {
+        let dialing = {
+            let mut tunnels = self.tunnels.lock().map_err(|_| MeshError::NoCertificate)?;
+            let peer = tunnels.entry(key.clone()).or_default();
+            if let Some(claimed) = claim_free(peer) {
+                return Ok(claimed);
+            }
+            peer.dialing.clone()
+        };
+        let _dialing = dialing.lock().await;
+        if let Ok(mut tunnels) = self.tunnels.lock() {
+            if let Some(claimed) = tunnels.get_mut(key).and_then(claim_free) {
+                return Ok(claimed);
+            }
         }
-        hyper::upgrade::on(resp).await.map_err(stream_err)
+        let sender = self.connect(key.0, &key.1).await?;
+        let (streams, slot) = StreamCount::first();
+        let conn = TunnelConn { sender, streams };
+        if let Ok(mut tunnels) = self.tunnels.lock() {
+            tunnels
+                .entry(key.clone())
+                .or_default()
+                .conns
+                .push(conn.clone());
+        }
+        Ok((conn, slot))
+    }
+
+    fn forget(&self, key: &TunnelKey, conn: &TunnelConn) {
+        if let Ok(mut tunnels) = self.tunnels.lock() {
+            if let Some(peer) = tunnels.get_mut(key) {
+                peer.conns.retain(|c| !c.streams.same(&conn.streams));
+            }
+        }
+    }
+
+    /// How many tunnel connections are open to each peer, for tests and
+    /// `/certs`.
+    pub fn tunnel_connections(&self) -> usize {
+        self.tunnels
+            .lock()
+            .map(|t| t.values().map(|p| p.conns.len()).sum())
+            .unwrap_or(0)
     }
 
     async fn connect(
@@ -279,6 +388,7 @@ impl Mesh {
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
             .initial_stream_window_size(4 << 20)
             .initial_connection_window_size(16 << 20)
             .handshake(TokioIo::new(tls))
@@ -329,6 +439,53 @@ impl Mesh {
             Err(e) => tracing::warn!(error = %e, "ignoring a trust bundle that does not parse"),
         }
     }
+}
+
+/// Claims a stream on one of `peer`'s open connections that has one to
+/// spare, dropping the connections that have closed.
+fn claim_free(peer: &mut Peer) -> Option<(TunnelConn, Slot)> {
+    peer.conns.retain(|c| !c.sender.is_closed());
+    peer.conns.iter().find_map(|c| {
+        c.streams
+            .try_claim(STREAMS_PER_TUNNEL)
+            .map(|slot| (c.clone(), slot))
+    })
+}
+
+/// One CONNECT stream to `target` on a tunnel connection.
+async fn open_stream(
+    mut sender: SendRequest<Empty<Bytes>>,
+    tunnel: SocketAddr,
+    target: SocketAddr,
+    baggage: &http::HeaderValue,
+) -> Result<TokioIo<hyper::upgrade::Upgraded>, MeshError> {
+    let stream_err = |e: hyper::Error| MeshError::Stream {
+        addr: tunnel,
+        reason: e.to_string(),
+    };
+    sender.ready().await.map_err(stream_err)?;
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(target.to_string())
+        .version(http::Version::HTTP_2)
+        .header("baggage", baggage)
+        .body(Empty::new())
+        .map_err(|e| MeshError::Stream {
+            addr: tunnel,
+            reason: e.to_string(),
+        })?;
+    let resp = sender.send_request(req).await.map_err(stream_err)?;
+    if resp.status() != http::StatusCode::OK {
+        return Err(MeshError::Refused {
+            addr: tunnel,
+            target,
+            status: resp.status().as_u16(),
+        });
+    }
+    hyper::upgrade::on(resp)
+        .await
+        .map(TokioIo::new)
+        .map_err(stream_err)
 }
 
 /// Asks the CA for a certificate now, then again at each half-life, for

@@ -27,6 +27,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::conn::{Conn, Route};
+use crate::streams::{Slot, StreamCount};
 use crate::upstream::{Body, SendError};
 
 pub struct EndpointPool {
@@ -36,12 +37,24 @@ pub struct EndpointPool {
     idle_timeout: Duration,
     /// HTTP/2 with prior knowledge (`http2` and `grpc` clusters).
     h2_only: bool,
+    /// Streams one HTTP/2 connection carries before another is opened
+    /// (DestinationRule `maxConcurrentStreams`).
+    h2_streams: usize,
     /// Idle HTTP/1.1 connections per worker thread (`workers.rs`), the
     /// most recently used last: a request reuses a connection whose task
     /// runs on its own thread.
     idle: Vec<Mutex<VecDeque<Idle>>>,
-    /// The shared HTTP/2 connection, once there is one.
-    h2: Mutex<Option<http2::SendRequest<Body>>>,
+    /// The HTTP/2 connections, each shared by up to `h2_streams` requests.
+    h2: Mutex<Vec<H2Conn>>,
+    /// Held while an HTTP/2 connection is dialed, so a burst of requests
+    /// opens one connection, not one each.
+    h2_dialing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct H2Conn {
+    sender: http2::SendRequest<Body>,
+    streams: StreamCount,
 }
 
 struct Idle {
@@ -52,7 +65,8 @@ struct Idle {
 /// A connection ready for one request.
 enum Ready {
     H1(http1::SendRequest<Body>),
-    H2(http2::SendRequest<Body>),
+    /// With the request's stream claimed on it.
+    H2(http2::SendRequest<Body>, Slot),
 }
 
 impl EndpointPool {
@@ -62,6 +76,7 @@ impl EndpointPool {
         connect_timeout: Duration,
         idle_timeout: Duration,
         h2_only: bool,
+        h2_streams: Option<u32>,
     ) -> Arc<EndpointPool> {
         Arc::new(EndpointPool {
             addr,
@@ -69,10 +84,12 @@ impl EndpointPool {
             connect_timeout,
             idle_timeout,
             h2_only,
+            h2_streams: h2_streams.map_or(usize::MAX, |n| n.max(1) as usize),
             idle: (0..=crate::workers::started())
                 .map(|_| Mutex::new(VecDeque::new()))
                 .collect(),
-            h2: Mutex::new(None),
+            h2: Mutex::new(Vec::new()),
+            h2_dialing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -89,12 +106,17 @@ impl EndpointPool {
                 None => self.dial().await?,
             };
             match conn {
-                Ready::H2(mut sender) => {
+                Ready::H2(mut sender, slot) => {
                     let resp = sender
                         .send_request(req)
                         .await
                         .map_err(|e| SendError::Reset(Box::new(e)))?;
-                    return Ok(resp.map(UpstreamBody::unpooled));
+                    // The stream is open until its response body ends.
+                    return Ok(resp.map(|inner| UpstreamBody {
+                        inner,
+                        back: None,
+                        slot: Some(slot),
+                    }));
                 }
                 Ready::H1(mut sender) => {
                     to_origin_form(&mut req);
@@ -116,11 +138,11 @@ impl EndpointPool {
         self.idle.get(i)
     }
 
-    /// The shared HTTP/2 connection when it is open, else an idle
+    /// An open HTTP/2 connection with a stream to spare, else an idle
     /// HTTP/1.1 connection that is ready for a request.
     async fn take_idle(&self) -> Option<Ready> {
-        if let Some(s) = self.h2.lock().ok()?.as_ref().filter(|s| !s.is_closed()) {
-            return Some(Ready::H2(s.clone()));
+        if let Some(ready) = self.h2_with_room() {
+            return Some(ready);
         }
         let here = self.idle_here()?;
         loop {
@@ -138,7 +160,28 @@ impl EndpointPool {
         }
     }
 
+    /// A stream on an open HTTP/2 connection that has one to spare.
+    fn h2_with_room(&self) -> Option<Ready> {
+        let mut conns = self.h2.lock().ok()?;
+        conns.retain(|c| !c.sender.is_closed());
+        conns.iter().find_map(|c| {
+            let slot = c.streams.try_claim(self.h2_streams)?;
+            Some(Ready::H2(c.sender.clone(), slot))
+        })
+    }
+
     async fn dial(&self) -> Result<Ready, SendError> {
+        // An HTTP/2 pool dials one connection at a time; whoever waited
+        // finds room on the one just opened.
+        let _dialing = if self.h2_only {
+            let guard = self.h2_dialing.lock().await;
+            if let Some(ready) = self.h2_with_room() {
+                return Ok(ready);
+            }
+            Some(guard)
+        } else {
+            None
+        };
         let conn = crate::conn::dial(self.addr, &self.route, self.connect_timeout)
             .await
             .map_err(|e| SendError::Connect(Box::new(e)))?;
@@ -156,10 +199,14 @@ impl EndpointPool {
                     tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
                 }
             });
-            if let Ok(mut shared) = self.h2.lock() {
-                *shared = Some(sender.clone());
+            let (streams, slot) = StreamCount::first();
+            if let Ok(mut conns) = self.h2.lock() {
+                conns.push(H2Conn {
+                    sender: sender.clone(),
+                    streams,
+                });
             }
-            return Ok(Ready::H2(sender));
+            return Ok(Ready::H2(sender, slot));
         }
         let (sender, connection) = http1::handshake(TokioIo::new(conn))
             .await
@@ -192,6 +239,7 @@ impl EndpointPool {
         resp.map(|inner| UpstreamBody {
             inner,
             back: Some((sender, pool)),
+            slot: None,
         })
     }
 
@@ -246,11 +294,17 @@ fn to_origin_form(req: &mut http::Request<Body>) {
 pub struct UpstreamBody {
     inner: Incoming,
     back: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
+    /// On HTTP/2, the stream's claim on its connection.
+    slot: Option<Slot>,
 }
 
 impl UpstreamBody {
     fn unpooled(inner: Incoming) -> UpstreamBody {
-        UpstreamBody { inner, back: None }
+        UpstreamBody {
+            inner,
+            back: None,
+            slot: None,
+        }
     }
 
     fn give_back(&mut self) {
@@ -271,8 +325,14 @@ impl hyper::body::Body for UpstreamBody {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => this.give_back(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.give_back(),
+            Poll::Ready(None) => {
+                this.give_back();
+                this.slot = None;
+            }
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => {
+                this.give_back();
+                this.slot = None;
+            }
             Poll::Ready(Some(Err(_))) => this.back = None,
             _ => {}
         }
@@ -341,7 +401,14 @@ mod tests {
     }
 
     fn plain_pool(addr: std::net::SocketAddr, idle: Duration) -> Arc<EndpointPool> {
-        EndpointPool::new(addr, Route::Plain, Duration::from_secs(1), idle, false)
+        EndpointPool::new(
+            addr,
+            Route::Plain,
+            Duration::from_secs(1),
+            idle,
+            false,
+            None,
+        )
     }
 
     async fn read(
@@ -370,6 +437,68 @@ mod tests {
             read(&pool, addr, "/").await;
         }
         assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    /// An HTTP/2 upstream that answers after 200 ms and counts its
+    /// connections.
+    async fn h2_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        (addr, conns)
+    }
+
+    #[tokio::test]
+    async fn http2_opens_another_connection_when_one_is_at_its_stream_limit() {
+        let (addr, conns) = h2_upstream().await;
+        let pool = EndpointPool::new(
+            addr,
+            Route::Plain,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            true,
+            Some(2),
+        );
+        let requests: Vec<_> = (0..5)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let resp = pool.send(get(addr, "/")).await.unwrap();
+                    resp.into_body().collect().await.unwrap().to_bytes()
+                })
+            })
+            .collect();
+        for r in requests {
+            assert_eq!(&r.await.unwrap()[..], b"ok");
+        }
+        // Two streams per connection: five at once need three.
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+        // Finished streams free their connections for the next ones.
+        for _ in 0..4 {
+            let resp = pool.send(get(addr, "/")).await.unwrap();
+            resp.into_body().collect().await.unwrap();
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -68,7 +68,13 @@ pub async fn serve(
                         async move { Ok::<_, Infallible>(open_stream(shared, principal, remote, req)) }
                     });
                     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .max_concurrent_streams(1024)
+                        .max_concurrent_streams(crate::mesh::TUNNEL_MAX_CONCURRENT_STREAMS)
+                        // Peers are verified proxies whose streams end by
+                        // resets in the normal course (a client that went
+                        // away); h2's default of 20 before it closes the
+                        // whole connection failed every other stream on it.
+                        .max_pending_accept_reset_streams(4096)
+                        .max_local_error_reset_streams(4096)
                         .initial_stream_window_size(4 << 20)
                         .initial_connection_window_size(16 << 20)
                         .serve_connection(TokioIo::new(tls), svc);

@@ -176,7 +176,16 @@ impl ClusterRt {
             .iter()
             .zip(&routes)
             .map(|(a, route)| {
-                a.map(|addr| crate::pool::EndpointPool::new(addr, route.clone(), timeout, idle, h2))
+                a.map(|addr| {
+                    crate::pool::EndpointPool::new(
+                        addr,
+                        route.clone(),
+                        timeout,
+                        idle,
+                        h2,
+                        config.pool.max_concurrent_streams,
+                    )
+                })
             })
             .collect();
         let limit = if matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) {

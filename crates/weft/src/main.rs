@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod allocator;
 mod cmd;
+mod fd_limit;
 mod http_get;
 mod output;
 mod sample;
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     die_with_parent();
+    fd_limit::raise();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ExecChild(args) => cmd::exec_child::run(&args),

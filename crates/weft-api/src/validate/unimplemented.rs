@@ -105,11 +105,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::DestinationRule,
-        "**.connectionPool.http.maxConcurrentStreams",
-        "HTTP/2 stream limits use h2's defaults",
-    ),
-    (
-        ResourceKind::DestinationRule,
         "**.outlierDetection.splitExternalLocalOriginErrors",
         "local-origin failures are counted with upstream errors",
     ),

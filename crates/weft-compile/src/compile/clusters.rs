@@ -348,6 +348,7 @@ fn cluster(
         if let Some(h) = &p.http {
             pool.http1_max_pending_requests = u32_of(h.http1_max_pending_requests);
             pool.http2_max_requests = u32_of(h.http2_max_requests);
+            pool.max_concurrent_streams = u32_of(h.max_concurrent_streams);
             pool.max_requests_per_connection = u32_of(h.max_requests_per_connection);
             pool.max_retries = u32_of(h.max_retries);
             if let Some(it) = &h.idle_timeout {
