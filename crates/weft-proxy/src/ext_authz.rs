@@ -114,7 +114,7 @@ async fn ask(
     )
     .await
     .map_err(|_| format!("no answer within {} ms", provider.timeout_ms))?
-    .map_err(|e| format!("{e:?}"))?;
+    .map_err(|(e, _)| e.to_string())?;
     let status = resp.status();
     let resp_headers = resp.headers().clone();
     if status.is_success() {

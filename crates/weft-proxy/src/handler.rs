@@ -844,32 +844,68 @@ fn hash_input(
 /// What one try produced.
 enum Try {
     Response(Response<crate::pool::UpstreamBody>),
-    Failed(ResponseFlag, String),
+    /// `unsent`: the request never left (the connection closed first), as
+    /// with an HTTP/2 refused stream: safe to send again.
+    Failed {
+        flag: ResponseFlag,
+        reason: String,
+        unsent: bool,
+    },
 }
 
+/// Whether `policy` retries what a try produced (Envoy's `retry_on`
+/// conditions; gRPC ones read `grpc-status`).
 fn retriable(policy: &weft_model::RetryPolicy, t: &Try) -> bool {
     let on = |c: &str| policy.retry_on.iter().any(|x| x == c);
     match t {
         Try::Response(r) => {
             let s = r.status().as_u16();
+            let grpc = |code: &str| r.headers().get("grpc-status").is_some_and(|v| v == code);
             (on("5xx") && s >= 500)
                 || (on("gateway-error") && matches!(s, 502..=504))
                 || (on("retriable-4xx") && s == 409)
                 || (on("retriable-status-codes") && policy.retriable_status_codes.contains(&s))
-                || (on("unavailable") && r.headers().get("grpc-status").is_some_and(|v| v == "14"))
-                || (on("resource-exhausted")
-                    && r.headers().get("grpc-status").is_some_and(|v| v == "8"))
+                || (on("cancelled") && grpc("1"))
+                || (on("deadline-exceeded") && grpc("4"))
+                || (on("resource-exhausted") && grpc("8"))
+                || (on("internal") && grpc("13"))
+                || (on("unavailable") && grpc("14"))
         }
-        Try::Failed(ResponseFlag::UpstreamConnectionFailure, _) => {
-            on("connect-failure") || on("5xx") || on("gateway-error") || on("reset")
-        }
-        Try::Failed(ResponseFlag::UpstreamConnectionTermination, _) => {
-            on("reset") || on("5xx") || on("refused-stream")
-        }
-        Try::Failed(ResponseFlag::UpstreamRequestTimeout, _) => {
-            on("5xx") || on("gateway-error") || on("reset")
-        }
-        Try::Failed(..) => false,
+        Try::Failed {
+            flag: ResponseFlag::UpstreamConnectionFailure,
+            ..
+        } => on("connect-failure") || on("5xx") || on("gateway-error") || on("reset"),
+        Try::Failed {
+            flag: ResponseFlag::UpstreamConnectionTermination,
+            unsent,
+            ..
+        } => on("reset") || on("5xx") || (*unsent && on("refused-stream")),
+        Try::Failed {
+            flag: ResponseFlag::UpstreamRequestTimeout,
+            ..
+        } => on("5xx") || on("gateway-error") || on("reset"),
+        Try::Failed { .. } => false,
+    }
+}
+
+/// Request bodies up to this size, with a declared length, are kept so a
+/// retry can send them again (Envoy's default buffer limit, which Istio
+/// keeps). Longer or unframed ones (gRPC streams, chunked uploads) stream,
+/// and are sent again only when no try sent them.
+const REPLAY_BUFFER: u64 = 1024 * 1024;
+
+/// The request body across tries.
+enum Replay {
+    /// Whole, for every try (empty, buffered for retries or mirrors).
+    Bytes(Bytes),
+    /// Streaming from the client: a try takes it; it is back only when
+    /// that try did not send it.
+    Stream(Option<Body>),
+}
+
+impl Replay {
+    fn available(&self) -> bool {
+        !matches!(self, Replay::Stream(None))
     }
 }
 
@@ -886,31 +922,41 @@ async fn forward(
 ) -> Response<Body> {
     let _in_flight = cluster.start_request();
     let retry = route.retry.as_ref().filter(|p| p.attempts > 0);
-    // With retries or mirrors, the body must be replayable.
-    let (buffered, mut streaming): (Option<Bytes>, Option<Incoming>) =
-        if retry.is_some() || !mirrors.is_empty() {
-            match Limited::new(body, MAX_BUFFERED_BODY).collect().await {
-                Ok(b) => (Some(b.to_bytes()), None),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return ctx.local(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        None,
-                        format!(
+    // Mirrors need the body whole; retries keep a small one.
+    let keep = !mirrors.is_empty()
+        || (retry.is_some()
+            && hyper::body::Body::size_hint(&body)
+                .exact()
+                .is_some_and(|n| n <= REPLAY_BUFFER));
+    let mut replay = if hyper::body::Body::is_end_stream(&body) {
+        // Nothing to count (a GET, say): no counter, no boxed stream.
+        Replay::Bytes(Bytes::new())
+    } else if keep {
+        match Limited::new(body, MAX_BUFFERED_BODY).collect().await {
+            Ok(b) => Replay::Bytes(b.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return ctx.local(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    format!(
                     "request body over {MAX_BUFFERED_BODY} bytes cannot be buffered for retries"
                 ),
-                    )
-                }
-                Err(e) => {
-                    let fault = e
-                        .downcast_ref::<hyper::Error>()
-                        .map_or(DownstreamFault::Malformed, crate::request_body::classify);
-                    return downstream_failed(ctx, fault, &e.to_string());
-                }
+                )
             }
-        } else {
-            (None, Some(body))
-        };
-    if let Some(bytes) = &buffered {
+            Err(e) => {
+                let fault = e
+                    .downcast_ref::<hyper::Error>()
+                    .map_or(DownstreamFault::Malformed, crate::request_body::classify);
+                return downstream_failed(ctx, fault, &e.to_string());
+            }
+        }
+    } else {
+        let (body, tally) = RequestBody::new(body);
+        ctx.request_bytes = RequestSize::Streaming(tally);
+        Replay::Stream(Some(body.boxed()))
+    };
+    if let Replay::Bytes(bytes) = &replay {
+        ctx.request_bytes = RequestSize::Known(bytes.len() as u64);
         for m in mirrors {
             mirror(m.clone(), &parts, &path_q, bytes.clone());
         }
@@ -940,7 +986,7 @@ async fn forward(
     for attempt in 0..attempts {
         if attempt > 0 {
             let Some(policy) = retry else { break };
-            if !last.as_ref().is_some_and(|t| retriable(policy, t)) {
+            if !last.as_ref().is_some_and(|t| retriable(policy, t)) || !replay.available() {
                 break;
             }
             let Some(_budget) = cluster.try_retry() else {
@@ -970,19 +1016,10 @@ async fn forward(
         let Some(_permit) = cluster.admit().await else {
             return ctx.local(StatusCode::SERVICE_UNAVAILABLE, Some(ResponseFlag::UpstreamOverflow), format!("upstream overflow: {} is at its connection-pool limit (DestinationRule connectionPool)", cluster.config.name));
         };
-        let body: Body = match (&buffered, streaming.take()) {
-            (Some(b), _) => {
-                ctx.request_bytes = RequestSize::Known(b.len() as u64);
-                full(b.clone())
-            }
-            // Nothing to count (a GET, say): no counter, no boxed stream.
-            (None, Some(s)) if hyper::body::Body::is_end_stream(&s) => crate::local_reply::empty(),
-            (None, Some(s)) => {
-                let (body, tally) = RequestBody::new(s);
-                ctx.request_bytes = RequestSize::Streaming(tally);
-                body.boxed()
-            }
-            (None, None) => crate::local_reply::empty(),
+        let body: Body = match &mut replay {
+            Replay::Bytes(b) if b.is_empty() => crate::local_reply::empty(),
+            Replay::Bytes(b) => full(b.clone()),
+            Replay::Stream(s) => s.take().unwrap_or_else(crate::local_reply::empty),
         };
         // The last try takes the request's head; earlier ones copy it.
         let head = if attempt + 1 == attempts {
@@ -1027,10 +1064,17 @@ async fn forward(
         let outcome = match limit {
             Some(l) => tokio::time::timeout(l, send)
                 .await
-                .unwrap_or_else(|_| Err(SendError::Reset("timeout".into())))
-                .map_err(|e| (e, true)),
-            None => send.await.map_err(|e| (e, false)),
+                .unwrap_or_else(|_| Err((SendError::Reset("timeout".into()), None))),
+            None => send.await,
         };
+        // A request that never left keeps its body for the next try.
+        let outcome = outcome.map_err(|(e, unsent)| {
+            let was_unsent = unsent.is_some();
+            if let (Some(req), Replay::Stream(slot)) = (unsent, &mut replay) {
+                *slot = Some(req.into_body());
+            }
+            (e, was_unsent)
+        });
         // A timeout is told apart from a reset by the elapsed time.
         let timed_out = limit.is_some_and(|l| sent.elapsed() >= l);
         // The client failed its own body: the upstream did nothing wrong,
@@ -1051,7 +1095,7 @@ async fn forward(
                 ctx.entry.upstream_service_time = Some(sent.elapsed().as_millis() as u64);
                 Try::Response(resp)
             }
-            Err((_, _)) if timed_out => {
+            Err(_) if timed_out => {
                 let configured = match (per_try, route.timeout_ms) {
                     (Some(p), Some(t)) if p.as_millis() < u128::from(t) => {
                         format!("per-try timeout {} ms", p.as_millis())
@@ -1060,22 +1104,25 @@ async fn forward(
                     (_, Some(t)) => format!("timeout {t} ms"),
                     (None, None) => "timeout".to_owned(),
                 };
-                Try::Failed(
-                    ResponseFlag::UpstreamRequestTimeout,
-                    format!("upstream request {configured} exceeded ({})", route.origin),
-                )
+                Try::Failed {
+                    flag: ResponseFlag::UpstreamRequestTimeout,
+                    reason: format!("upstream request {configured} exceeded ({})", route.origin),
+                    unsent: false,
+                }
             }
-            Err((SendError::Connect(e), _)) => Try::Failed(
-                ResponseFlag::UpstreamConnectionFailure,
-                format!(
+            Err((SendError::Connect(e), _)) => Try::Failed {
+                flag: ResponseFlag::UpstreamConnectionFailure,
+                reason: format!(
                     "upstream connect error to {addr} in {}: {e}",
                     cluster.config.name
                 ),
-            ),
-            Err((SendError::Reset(e), _)) => Try::Failed(
-                ResponseFlag::UpstreamConnectionTermination,
-                format!("upstream reset by {addr} before response headers: {e}"),
-            ),
+                unsent: true,
+            },
+            Err((SendError::Reset(e), unsent)) => Try::Failed {
+                flag: ResponseFlag::UpstreamConnectionTermination,
+                reason: format!("upstream reset by {addr} before response headers: {e}"),
+                unsent,
+            },
         });
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -1088,6 +1135,7 @@ async fn forward(
     }
     let retried_out = retry.is_some()
         && ctx.entry.attempts > 1
+        && replay.available()
         && last
             .as_ref()
             .is_some_and(|t| retry.is_some_and(|p| retriable(p, t)));
@@ -1112,16 +1160,16 @@ async fn forward(
             b.map_err(|e| Box::new(e) as crate::upstream::BoxError)
                 .boxed()
         }),
-        Some(Try::Failed(ResponseFlag::UpstreamRequestTimeout, reason))
-            if route_timed_out || per_try.is_some() =>
-        {
-            ctx.local(
-                StatusCode::GATEWAY_TIMEOUT,
-                Some(ResponseFlag::UpstreamRequestTimeout),
-                reason,
-            )
-        }
-        Some(Try::Failed(flag, reason)) => {
+        Some(Try::Failed {
+            flag: ResponseFlag::UpstreamRequestTimeout,
+            reason,
+            ..
+        }) if route_timed_out || per_try.is_some() => ctx.local(
+            StatusCode::GATEWAY_TIMEOUT,
+            Some(ResponseFlag::UpstreamRequestTimeout),
+            reason,
+        ),
+        Some(Try::Failed { flag, reason, .. }) => {
             ctx.local(StatusCode::SERVICE_UNAVAILABLE, Some(flag), reason)
         }
         None => ctx.local(

@@ -30,6 +30,10 @@ use crate::conn::{Conn, Route};
 use crate::streams::{Slot, StreamCount};
 use crate::upstream::{Body, SendError};
 
+/// A send that failed, with the request when it was never sent (boxed:
+/// the failure is the rare path, and a request head is hundreds of bytes).
+pub type Unsent = (SendError, Option<Box<http::Request<Body>>>);
+
 pub struct EndpointPool {
     addr: SocketAddr,
     route: Route,
@@ -96,21 +100,30 @@ impl EndpointPool {
     /// Sends `req` on a pooled connection, or a new one. A request whose
     /// connection turns out to have closed while idle (the upstream's
     /// keep-alive ended) was never sent, and goes on the next connection.
+    /// A request that was never sent (no connection could be made, or the
+    /// connection closed before it left) comes back with the error, body
+    /// untouched, so it can be tried elsewhere.
     pub async fn send(
         self: &Arc<Self>,
         mut req: http::Request<Body>,
-    ) -> Result<http::Response<UpstreamBody>, SendError> {
+    ) -> Result<http::Response<UpstreamBody>, Unsent> {
         loop {
             let conn = match self.take_idle().await {
                 Some(c) => c,
-                None => self.dial().await?,
+                None => match self.dial().await {
+                    Ok(c) => c,
+                    Err(e) => return Err((e, Some(Box::new(req)))),
+                },
             };
             match conn {
                 Ready::H2(mut sender, slot) => {
-                    let resp = sender
-                        .send_request(req)
-                        .await
-                        .map_err(|e| SendError::Reset(Box::new(e)))?;
+                    let resp = match sender.try_send_request(req).await {
+                        Ok(resp) => resp,
+                        Err(mut e) => {
+                            let back = e.take_message().map(Box::new);
+                            return Err((SendError::Reset(Box::new(e.into_error())), back));
+                        }
+                    };
                     // The stream is open until its response body ends.
                     return Ok(resp.map(|inner| UpstreamBody {
                         inner,
@@ -124,7 +137,7 @@ impl EndpointPool {
                         Ok(resp) => return Ok(self.hand_back_after(sender, resp)),
                         Err(mut e) => match e.take_message() {
                             Some(back) => req = back,
-                            None => return Err(SendError::Reset(Box::new(e.into_error()))),
+                            None => return Err((SendError::Reset(Box::new(e.into_error())), None)),
                         },
                     }
                 }
@@ -523,9 +536,10 @@ mod tests {
             .local_addr()
             .unwrap();
         let cold = plain_pool(nobody, Duration::from_secs(1));
+        // It comes back unsent, for another endpoint to take.
         assert!(matches!(
             cold.send(get(nobody, "/")).await,
-            Err(crate::upstream::SendError::Connect(_))
+            Err((crate::upstream::SendError::Connect(_), Some(_)))
         ));
     }
 }

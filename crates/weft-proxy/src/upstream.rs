@@ -531,14 +531,18 @@ impl ClusterRt {
         InFlight(&self.in_flight)
     }
 
-    /// Sends one try to endpoint `i`.
+    /// Sends one try to endpoint `i`. A request that was never sent comes
+    /// back with the error.
     pub async fn send(
         &self,
         i: usize,
         mut req: http::Request<Body>,
-    ) -> Result<http::Response<crate::pool::UpstreamBody>, SendError> {
+    ) -> Result<http::Response<crate::pool::UpstreamBody>, crate::pool::Unsent> {
         let Some(pool) = self.pools.get(i).and_then(Option::as_ref) else {
-            return Err(SendError::Connect("the endpoint has no address".into()));
+            return Err((
+                SendError::Connect("the endpoint has no address".into()),
+                Some(Box::new(req)),
+            ));
         };
         // maxRequestsPerConnection on HTTP/1: every Nth request to an
         // endpoint closes its connection, so the pool opens a new one.

@@ -538,3 +538,109 @@ fn thousands_of_concurrent_streams_between_two_sidecars() {
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
 }
+
+/// Istio's default retry policy on routes that set none: an endpoint that
+/// refuses connections (a restarting sidecar) or answers 503 is retried on
+/// another, so clients see neither; `retries: {attempts: 0}` turns it off.
+#[test]
+fn istios_default_retries_hide_a_restarting_endpoint() {
+    let mut w = common::World::new(134);
+    let web = r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: web, labels: {app: web}}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}], replicas: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-strict}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web-strict}
+spec:
+  host: web-strict
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web-strict}
+spec:
+  hosts: [web-strict]
+  http:
+  - retries: {attempts: 0}
+    route: [{destination: {host: web-strict}}]
+"#;
+    let f = w.write("web.yaml", web);
+    let model_path = w.model(
+        "productpage-v1",
+        &[common::repo().join("examples/bookinfo"), f],
+        "model.json",
+    );
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    let eps: Vec<std::net::SocketAddr> = model["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "web.default.svc.cluster.local")
+        .unwrap()["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["address"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(eps.len(), 3);
+    // One endpoint is down (nothing listens), one answers 503 to everything.
+    w.httpbin("web-ok", eps[0], &[]);
+    w.httpbin("web-503", eps[1], &["--fail-fraction", "1.0"]);
+    let outbound = w.addr(1, 1, 15001);
+    let (m, o) = (model_path.display().to_string(), outbound.to_string());
+    w.spawn(
+        "proxy",
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--outbound",
+            &o,
+            "--explain",
+            "--access-log",
+            "off",
+        ],
+        Some(outbound),
+    );
+    let proxy = format!("http://{outbound}");
+    let count = |host: &str| {
+        let mut ok = 0;
+        for _ in 0..30 {
+            let r = curl(&["-x", &proxy, &format!("http://{host}:8000/get")]);
+            if r.status == 200 {
+                ok += 1;
+            }
+        }
+        ok
+    };
+    assert_eq!(count("web"), 30, "the default policy retries UF and 503");
+    let strict = count("web-strict");
+    assert!(
+        strict <= 15,
+        "without retries a third succeed, got {strict}/30"
+    );
+}

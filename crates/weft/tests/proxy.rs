@@ -282,7 +282,8 @@ fn route_timeout_answers_504_ut() {
 #[test]
 fn retries_mask_a_flaky_upstream() {
     let mut w = World::new(66);
-    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\nspec:\n  hosts: [ratings]\n  http:\n  - retries: {attempts: 5, retryOn: 5xx}\n    route: [{destination: {host: ratings}}]\n";
+    // details turns Istio's default retries (which retry a 503) off.
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\nspec:\n  hosts: [ratings]\n  http:\n  - retries: {attempts: 5, retryOn: 5xx}\n    route: [{destination: {host: ratings}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: details}\nspec:\n  hosts: [details]\n  http:\n  - retries: {attempts: 0}\n    route: [{destination: {host: details}}]\n";
     let p = bookinfo(
         &mut w,
         vs,

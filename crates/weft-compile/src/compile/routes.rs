@@ -252,7 +252,7 @@ fn default_route(svc: &Service, port: u32, out: &mut Output) -> Route {
         }]),
         rewrite: None,
         timeout_ms: None,
-        retry: None,
+        retry: Some(istio_default_retry()),
         fault: None,
         mirrors: Vec::new(),
         cors: None,
@@ -532,17 +532,9 @@ pub(crate) fn http_routes(
                 on.push("retriable-status-codes".into());
             }
             if on.is_empty() {
-                // Istio's default retry conditions.
-                on = [
-                    "connect-failure",
-                    "refused-stream",
-                    "unavailable",
-                    "cancelled",
-                    "retriable-status-codes",
-                ]
-                .map(String::from)
-                .to_vec();
-                codes.push(503);
+                let default = istio_default_retry();
+                on = default.retry_on;
+                codes = default.retriable_status_codes;
             }
             RetryPolicy {
                 attempts: u32::try_from(rt.attempts).unwrap_or(0),
@@ -551,6 +543,12 @@ pub(crate) fn http_routes(
                 retriable_status_codes: codes,
             }
         });
+        // A forwarding route that says nothing of retries gets Istio's
+        // default.
+        let retry = match (&retry, &action) {
+            (None, RouteAction::Forward(_)) => Some(istio_default_retry()),
+            _ => retry,
+        };
         let fault = hr.fault.as_ref().map(|f| Fault {
             delay: f.delay.as_ref().and_then(|d| {
                 Some(FaultDelay {
@@ -816,4 +814,26 @@ pub fn is_external(svc: &Service) -> bool {
         svc.source,
         ServiceSource::ServiceEntry { external: true, .. }
     )
+}
+
+/// The retry policy Istio gives every route that sets none: two retries on
+/// a connection that fails or a stream refused before it was sent, on gRPC
+/// `UNAVAILABLE` and `CANCELLED`, and on 503, so that an endpoint going
+/// away (a restart) is not seen by clients. `retries: {attempts: 0}` turns
+/// it off.
+pub fn istio_default_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        per_try_timeout_ms: None,
+        retry_on: [
+            "connect-failure",
+            "refused-stream",
+            "unavailable",
+            "cancelled",
+            "retriable-status-codes",
+        ]
+        .map(String::from)
+        .to_vec(),
+        retriable_status_codes: vec![503],
+    }
 }

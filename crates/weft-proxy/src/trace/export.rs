@@ -223,9 +223,12 @@ impl HttpClient for ThroughCluster {
                 http::HeaderValue::from_str(&self.authority)?,
             );
         }
-        let response = cluster.send(endpoint, request).await.map_err(|e| match e {
-            crate::upstream::SendError::Connect(e) | crate::upstream::SendError::Reset(e) => e,
-        })?;
+        let response = cluster
+            .send(endpoint, request)
+            .await
+            .map_err(|(e, _)| match e {
+                crate::upstream::SendError::Connect(e) | crate::upstream::SendError::Reset(e) => e,
+            })?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_COLLECTOR_REPLY)
             .collect()
