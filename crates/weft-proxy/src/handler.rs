@@ -84,16 +84,25 @@ impl Ctx {
     }
 }
 
+/// Serves one request. `busy` marks its connection as not idle until the
+/// response is ready.
 pub async fn handle(
     shared: Arc<Shared>,
     entry: Entrypoint,
     remote: SocketAddr,
     mut req: Request<Incoming>,
+    busy: Option<crate::downstream::InFlight>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let _busy = busy;
     let snapshot = shared.snapshot.load_full();
     // Before anything reads the path: routing, policy, telemetry and the
     // application all see the normalized one.
-    let bad_path = normalize_path(&mut req, snapshot.model.http.path_normalization).err();
+    let refused = match malformed_head(&req) {
+        Some(why) => Some(why.to_owned()),
+        None => normalize_path(&mut req, snapshot.model.http.path_normalization)
+            .err()
+            .map(|e| e.to_string()),
+    };
     let hop = begin_trace(&snapshot, &entry, remote, &mut req);
     let request_tags = snapshot.tags.reads_requests().then(|| {
         snapshot.tags.evaluate(&crate::metric_tags::RequestFacts {
@@ -143,12 +152,19 @@ pub async fn handle(
         ctx,
         done: false,
     };
-    let resp = match bad_path {
-        Some(why) => flight.ctx.local(
-            StatusCode::BAD_REQUEST,
-            Some(ResponseFlag::DownstreamProtocolError),
-            why.to_string(),
-        ),
+    let resp = match refused {
+        Some(why) => {
+            let mut resp = flight.ctx.local(
+                StatusCode::BAD_REQUEST,
+                Some(ResponseFlag::DownstreamProtocolError),
+                why,
+            );
+            // What follows on the connection cannot be trusted to be
+            // framed as the client meant.
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
         None => {
             dispatch(
                 &flight.shared,
@@ -162,6 +178,40 @@ pub async fn handle(
         }
     };
     Ok(flight.finish(resp))
+}
+
+/// What HTTP/1.1 forbids in a request head and hyper lets through: RFC
+/// 9112 wants exactly one valid Host, and two Transfer-Encoding headers
+/// frame a body two ways (the stuff of request smuggling).
+fn malformed_head<B>(req: &Request<B>) -> Option<&'static str> {
+    if !matches!(
+        req.version(),
+        http::Version::HTTP_11 | http::Version::HTTP_10
+    ) {
+        return None;
+    }
+    let mut hosts = req.headers().get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == http::Version::HTTP_11 => {
+            return Some("an HTTP/1.1 request must carry a Host header")
+        }
+        (Some(_), Some(_)) => return Some("the request carries more than one Host header"),
+        (Some(h), None) if h.is_empty() && req.uri().authority().is_none() => {}
+        (Some(h), None) if Authority::try_from(h.as_bytes()).is_err() => {
+            return Some("the Host header is not a valid host[:port]")
+        }
+        _ => {}
+    }
+    if req
+        .headers()
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Some("the request carries more than one Transfer-Encoding header");
+    }
+    None
 }
 
 /// Rewrites the request's path as MeshConfig `pathNormalization` says
@@ -1699,13 +1749,14 @@ fn connect(
                     .await
             }
             Tunnel::Http => {
-                let svc = hyper::service::service_fn(move |req| {
-                    handle(shared.clone(), Entrypoint::Outbound, remote, req)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
+                crate::downstream::serve(
+                    &shared,
+                    hyper_util::rt::TokioIo::new(upgraded),
+                    remote,
+                    "outbound CONNECT",
+                    Entrypoint::Outbound,
+                    None,
                 )
-                .serve_connection_with_upgrades(upgraded, svc)
                 .await;
             }
         }

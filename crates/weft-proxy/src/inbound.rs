@@ -10,13 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use weft_model::{MtlsMode, Protocol};
 
-use crate::handler::{self, Entrypoint};
+use crate::handler::Entrypoint;
 use crate::metrics::Peer;
 use crate::Shared;
 
@@ -173,18 +170,15 @@ pub async fn serve<T>(
         protocol,
         peer,
     };
-    let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .into_owned();
-    let result = match watcher {
-        Some(w) => w.watch(conn).await,
-        None => conn.await,
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "inbound connection ended with an error");
-    }
+    crate::downstream::serve(
+        &shared,
+        io,
+        remote,
+        &format!("inbound|{port}"),
+        entry,
+        watcher,
+    )
+    .await;
 }
 
 /// AuthorizationPolicy on a TCP connection: only L4 attributes exist, and

@@ -11,6 +11,7 @@ pub mod authz;
 mod conn;
 pub mod control;
 pub mod credentials;
+pub mod downstream;
 mod ext_authz;
 pub mod flags;
 mod gateway_tls;
@@ -96,6 +97,8 @@ pub struct RuntimeConfig {
     /// The worker threads connections are served on; none: the runtime
     /// that accepted them.
     pub workers: Arc<workers::Workers>,
+    /// What a client may hold open or send.
+    pub limits: downstream::Limits,
 }
 
 /// State shared by every connection of one proxy.
@@ -405,7 +408,6 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
     let workers = shared.config.workers.clone();
     loop {
         tokio::select! {
@@ -414,7 +416,6 @@ async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let entry = entry.clone();
-                let builder = builder.clone();
                 let watcher = graceful.watcher();
                 workers.spawn_connection(stream, move |stream| async move {
                     if let Entrypoint::Inbound { port, protocol, .. } = entry {
@@ -438,19 +439,16 @@ async fn serve(
                                     return;
                                 }
                             };
-                            let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
+                            let name = format!("gateway|{port}");
+                            downstream::serve(&shared, tls, remote, &name, entry, Some(watcher)).await;
                             return;
                         }
                     }
-                    let svc = service_fn(move |req| handler::handle(shared.clone(), entry.clone(), remote, req));
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    let name = match &entry {
+                        Entrypoint::Gateway { port, .. } => format!("gateway|{port}"),
+                        _ => "outbound".to_owned(),
+                    };
+                    downstream::serve(&shared, stream, remote, &name, entry, Some(watcher)).await;
                 });
             }
             _ = shutdown.changed() => break,

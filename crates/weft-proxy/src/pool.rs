@@ -10,13 +10,15 @@
 //! and lock per request, and no task per request to wait for the
 //! connection to become idle again: the response body hands it back.
 //!
-//! Idle connections older than the idle timeout are closed when the pool is
-//! next used; until then an idle connection stays open unless the upstream
-//! closes it (which hyper notices and the pool then skips).
+//! Idle connections older than the idle timeout are closed when they
+//! expire, by a task that runs while the pool has any, or by the next
+//! request that finds them; an upstream that closes one first is noticed
+//! by hyper and the pool skips it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -53,6 +55,8 @@ pub struct EndpointPool {
     /// Held while an HTTP/2 connection is dialed, so a burst of requests
     /// opens one connection, not one each.
     h2_dialing: tokio::sync::Mutex<()>,
+    /// Whether a task will close idle connections as they expire.
+    sweeping: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -94,6 +98,7 @@ impl EndpointPool {
                 .collect(),
             h2: Mutex::new(Vec::new()),
             h2_dialing: tokio::sync::Mutex::new(()),
+            sweeping: AtomicBool::new(false),
         })
     }
 
@@ -256,7 +261,7 @@ impl EndpointPool {
         })
     }
 
-    fn put_back(&self, sender: http1::SendRequest<Body>) {
+    fn put_back(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
@@ -267,6 +272,55 @@ impl EndpointPool {
         idle.push_back(Idle {
             sender,
             since: Instant::now(),
+        });
+        drop(idle);
+        self.sweep_later();
+    }
+
+    /// Closes this pool's expired idle connections; returns when the next
+    /// one expires, if any is left.
+    fn sweep(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for list in &self.idle {
+            let Ok(mut idle) = list.lock() else { continue };
+            drop_expired(&mut idle, self.idle_timeout);
+            if let Some(front) = idle.front() {
+                let at = front.since + self.idle_timeout;
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        next
+    }
+
+    /// Makes sure a task closes idle connections when they expire, even if
+    /// the pool is never used again (a burst's thousand connections would
+    /// otherwise stay open until the upstream closes them). One task per
+    /// pool while it has idle connections; it holds the pool weakly.
+    fn sweep_later(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = Arc::downgrade(self);
+        let first = Instant::now() + self.idle_timeout;
+        tokio::spawn(async move {
+            let mut at = first;
+            loop {
+                // A little after the expiry, so the connection has expired.
+                tokio::time::sleep_until((at + Duration::from_millis(5)).into()).await;
+                let Some(pool) = pool.upgrade() else { return };
+                match pool.sweep() {
+                    Some(next) => at = next,
+                    None => {
+                        pool.sweeping.store(false, Ordering::Release);
+                        // A connection put back meanwhile saw the flag set
+                        // and left it to this task.
+                        match pool.sweep() {
+                            Some(next) if !pool.sweeping.swap(true, Ordering::AcqRel) => at = next,
+                            _ => return,
+                        }
+                    }
+                }
+            }
         });
     }
 }
@@ -512,6 +566,42 @@ mod tests {
             resp.into_body().collect().await.unwrap();
         }
         assert_eq!(conns.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_close_when_they_expire_without_another_request() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let counted = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let open = counted.clone();
+                open.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let pool = plain_pool(addr, Duration::from_millis(200));
+        let (a, b) = tokio::join!(read(&pool, addr, "/"), read(&pool, addr, "/"));
+        assert_eq!((a.len(), b.len()), (2, 2));
+        assert_eq!(open.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            open.load(Ordering::SeqCst),
+            0,
+            "idle connections outlived their timeout"
+        );
     }
 
     #[tokio::test]

@@ -84,6 +84,14 @@ pub struct Args {
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
+    /// A client connection with no request in flight and nothing sent
+    /// either way for this long is closed (Envoy's idle_timeout).
+    #[arg(long, env = "WEFT_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_timeout)]
+    idle_timeout: Duration,
+    /// An HTTP/1.1 request's headers must arrive within this long of its
+    /// first byte, or the connection is closed (408 in the access log).
+    #[arg(long, env = "WEFT_REQUEST_HEADERS_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    request_headers_timeout: Duration,
     /// Worker threads, as Istio's ProxyConfig `concurrency`: 0 is one per
     /// core. The default is 1 for a sidecar (no `--listen`) and one per
     /// core for a gateway.
@@ -272,6 +280,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         explain: args.explain,
         drain: Duration::from_secs(args.drain_seconds),
         workers,
+        limits: weft_proxy::downstream::Limits {
+            idle_timeout: args.idle_timeout,
+            request_headers_timeout: args.request_headers_timeout,
+            ..Default::default()
+        },
     };
     rt.block_on(async move {
         let log = match args.access_log.as_str() {
@@ -324,4 +337,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A timeout as Istio writes durations (`10s`, `1h`, `500ms`).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = weft_api::types::common::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("a timeout must be longer than 0".into());
+    }
+    Ok(d)
 }
