@@ -610,6 +610,12 @@ pub struct Security {
     /// proxy before any certificate from the new root does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trust_bundle: Vec<String>,
+    /// Each mesh workload's address → its SPIFFE ID, when this proxy's
+    /// policies match `source.ip`: a mesh caller's address is believed
+    /// only when it is its own (any local process can bind any loopback
+    /// address, but not hold another workload's certificate).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workload_addresses: BTreeMap<String, String>,
 }
 
 /// An `envoyExtAuthzHttp` extension provider: an HTTP service asked about

@@ -77,6 +77,9 @@ pub struct Authorizer {
     audit: Vec<Policy>,
     /// CUSTOM policies: a request they match is put to their provider.
     custom: Vec<Policy>,
+    /// Mesh workloads' addresses and identities (when a policy reads
+    /// `source.ip`).
+    owners: std::collections::HashMap<IpAddr, String>,
 }
 
 struct Policy {
@@ -271,8 +274,9 @@ impl Cond {
                     .map(|(n, s)| format!("{n}/{s}"));
                 any_str(sa.as_deref(), false)
             }
-            Attr::SourceIp => any_ip(a.source_ip),
-            Attr::RemoteIp => any_ip(a.remote_ip.or(a.source_ip)),
+            // An address not believed cannot be judged.
+            Attr::SourceIp => any_ip(Some(a.source_ip?)),
+            Attr::RemoteIp => any_ip(Some(a.remote_ip.or(a.source_ip)?)),
             Attr::DestinationIp => any_ip(a.destination_ip),
             Attr::DestinationPort => any_str(Some(&a.destination_port.to_string()), false),
             Attr::ConnectionSni => any_str(a.sni, true),
@@ -378,6 +382,29 @@ impl Authorizer {
             allow: all(&authz.allow),
             audit: all(&authz.audit),
             custom: all(&authz.custom),
+            owners: Default::default(),
+        }
+    }
+
+    /// Knows which workload holds which address (`Security`'s
+    /// `workloadAddresses`).
+    pub fn with_owners(mut self, owners: &std::collections::BTreeMap<String, String>) -> Self {
+        self.owners = owners
+            .iter()
+            .filter_map(|(ip, id)| Some((ip.parse().ok()?, id.clone())))
+            .collect();
+        self
+    }
+
+    /// The caller's address as policies may read it. An address that
+    /// belongs to a mesh workload is believed only from a caller holding
+    /// that workload's certificate: anything on the host can bind a
+    /// loopback address, and only the workload's proxy holds its key.
+    /// `None` (not believed) makes conditions on `source.ip` fail closed.
+    pub fn source_ip(&self, ip: IpAddr, principal: Option<&str>) -> Option<IpAddr> {
+        match self.owners.get(&ip) {
+            Some(owner) if principal != Some(owner.as_str()) => None,
+            _ => Some(ip),
         }
     }
 

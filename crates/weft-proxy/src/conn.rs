@@ -23,7 +23,9 @@ pub enum Conn {
 /// How to reach one endpoint.
 #[derive(Clone)]
 pub enum Route {
-    Plain,
+    /// A plain TCP connection; to a mesh workload, it leaves from this
+    /// proxy's own address (`source`).
+    Plain { source: Option<std::net::IpAddr> },
     /// Through the peer proxy's tunnel port, verifying it is one of
     /// `expected`.
     Tunnel {
@@ -31,6 +33,8 @@ pub enum Route {
         tunnel: SocketAddr,
         expected: Arc<[String]>,
         baggage: http::HeaderValue,
+        /// This proxy's own address, which the tunnel leaves from.
+        source: Option<std::net::IpAddr>,
     },
     /// TLS the proxy originates (DestinationRule SIMPLE / MUTUAL).
     Tls(Arc<crate::origination::TlsOrigin>),
@@ -38,9 +42,18 @@ pub enum Route {
     Unavailable(Arc<str>),
 }
 
+impl Route {
+    /// A plain connection from no particular address.
+    pub const PLAIN: Route = Route::Plain { source: None };
+}
+
 /// Dials `addr` by `route`, within `timeout`.
-async fn tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+async fn tcp(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, crate::sockets::connect(addr, source))
         .await
         .map_err(|_| {
             io::Error::new(
@@ -54,11 +67,11 @@ async fn tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
 
 pub async fn dial(addr: SocketAddr, route: &Route, timeout: Duration) -> io::Result<Conn> {
     match route {
-        Route::Plain => Ok(Conn::Tcp(tcp(addr, timeout).await?)),
+        Route::Plain { source } => Ok(Conn::Tcp(tcp(addr, *source, timeout).await?)),
         Route::Unavailable(why) => Err(io::Error::other(why.to_string())),
         Route::Tls(origin) => {
             let config = origin.config()?;
-            let stream = tcp(addr, timeout).await?;
+            let stream = tcp(addr, None, timeout).await?;
             let tls = tokio::time::timeout(
                 timeout,
                 tokio_rustls::TlsConnector::from(config)
@@ -74,9 +87,10 @@ pub async fn dial(addr: SocketAddr, route: &Route, timeout: Duration) -> io::Res
             tunnel,
             expected,
             baggage,
+            source,
         } => {
             let up = mesh
-                .open(*tunnel, addr, expected, baggage, timeout)
+                .open(*tunnel, addr, expected, baggage, *source, timeout)
                 .await
                 .map_err(|e| match e {
                     MeshError::Connect { .. } => {

@@ -1307,10 +1307,11 @@ async fn inbound(
         .authority()
         .map(|a| a.as_str())
         .unwrap_or_else(|| header_str(&req, "host"));
+    let source_ip = snap.authz.source_ip(remote.ip(), principal);
     let attrs = crate::authz::Attributes {
         principal,
-        source_ip: Some(remote.ip()),
-        remote_ip: external.or(Some(remote.ip())),
+        source_ip,
+        remote_ip: external.or(source_ip),
         destination_ip: shared.config.inbound_ip,
         destination_port: port as u16,
         sni: None,

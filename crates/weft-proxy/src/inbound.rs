@@ -193,10 +193,12 @@ fn tcp_denied(
     if snap.authz.is_empty() {
         return None;
     }
+    let principal = peer.map(|p| p.principal.as_str());
+    let source_ip = snap.authz.source_ip(remote.ip(), principal);
     let attrs = crate::authz::Attributes {
-        principal: peer.map(|p| p.principal.as_str()),
-        source_ip: Some(remote.ip()),
-        remote_ip: Some(remote.ip()),
+        principal,
+        source_ip,
+        remote_ip: source_ip,
         destination_ip: shared.config.inbound_ip,
         destination_port: port as u16,
         ..Default::default()

@@ -30,6 +30,7 @@ mod request_body;
 mod response_body;
 pub mod snapshot;
 pub mod sni;
+mod sockets;
 mod streams;
 mod tcp;
 mod trace;
@@ -99,6 +100,15 @@ pub struct RuntimeConfig {
     pub workers: Arc<workers::Workers>,
     /// What a client may hold open or send.
     pub limits: downstream::Limits,
+    /// The address connections to mesh workloads leave from; by default
+    /// the inbound address (a sidecar's own).
+    pub source: Option<IpAddr>,
+}
+
+impl RuntimeConfig {
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        self.source.or(self.inbound_ip)
+    }
 }
 
 /// State shared by every connection of one proxy.
@@ -150,6 +160,7 @@ pub(crate) fn apply(shared: &Shared, model: ProxyModel, version: String) -> Resu
         &model.proxy,
         shared.mesh.clone(),
         shared.credentials.clone(),
+        shared.config.source_ip(),
     ));
     let next = Snapshot::build(model, version, Some(&current), client)?;
     shared.snapshot.store(Arc::new(next));
@@ -208,6 +219,7 @@ impl Proxy {
             &model.proxy,
             mesh.clone(),
             credentials.clone(),
+            config.source_ip(),
         ));
         let snapshot = Snapshot::build(model, version, None, client)?;
         let apps = config

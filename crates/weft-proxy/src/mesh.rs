@@ -275,6 +275,7 @@ impl Mesh {
         target: SocketAddr,
         expected: &Arc<[String]>,
         baggage: &http::HeaderValue,
+        source: Option<std::net::IpAddr>,
         connect_timeout: Duration,
     ) -> Result<TunnelStream, MeshError> {
         if !self.ready() {
@@ -287,7 +288,7 @@ impl Mesh {
             let mut tries = 0;
             loop {
                 tries += 1;
-                let (conn, slot) = self.claim(&key).await?;
+                let (conn, slot) = self.claim(&key, source).await?;
                 match open_stream(conn.sender.clone(), tunnel, target, baggage).await {
                     Ok(io) => return Ok(TunnelStream { io, _slot: slot }),
                     // The connection was closing (GOAWAY, a dead peer):
@@ -314,7 +315,11 @@ impl Mesh {
     /// A connection to the peer with a free stream, and the stream's slot
     /// on it: an open one, else a new one (one caller dials at a time, so
     /// a burst of requests does not open a connection each).
-    async fn claim(&self, key: &TunnelKey) -> Result<(TunnelConn, Slot), MeshError> {
+    async fn claim(
+        &self,
+        key: &TunnelKey,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(TunnelConn, Slot), MeshError> {
         let dialing = {
             let mut tunnels = self.tunnels.lock().map_err(|_| MeshError::NoCertificate)?;
             let peer = tunnels.entry(key.clone()).or_default();
@@ -329,7 +334,7 @@ impl Mesh {
                 return Ok(claimed);
             }
         }
-        let sender = self.connect(key.0, &key.1).await?;
+        let sender = self.connect(key.0, &key.1, source).await?;
         let (streams, slot) = StreamCount::first();
         let conn = TunnelConn { sender, streams };
         if let Ok(mut tunnels) = self.tunnels.lock() {
@@ -363,8 +368,9 @@ impl Mesh {
         &self,
         addr: SocketAddr,
         expected: &Arc<[String]>,
+        source: Option<std::net::IpAddr>,
     ) -> Result<SendRequest<Empty<Bytes>>, MeshError> {
-        let tcp = tokio::net::TcpStream::connect(addr)
+        let tcp = crate::sockets::connect(addr, source)
             .await
             .map_err(|e| MeshError::Connect {
                 addr,

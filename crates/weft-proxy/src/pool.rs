@@ -470,7 +470,7 @@ mod tests {
     fn plain_pool(addr: std::net::SocketAddr, idle: Duration) -> Arc<EndpointPool> {
         EndpointPool::new(
             addr,
-            Route::Plain,
+            Route::PLAIN,
             Duration::from_secs(1),
             idle,
             false,
@@ -540,7 +540,7 @@ mod tests {
         let (addr, conns) = h2_upstream().await;
         let pool = EndpointPool::new(
             addr,
-            Route::Plain,
+            Route::PLAIN,
             Duration::from_secs(1),
             Duration::from_secs(60),
             true,

@@ -329,7 +329,8 @@ impl Snapshot {
             me: crate::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
             tags: crate::metric_tags::TagPlan::compile(&model.telemetry.tag_overrides),
-            authz: crate::authz::Authorizer::compile(&model.security.authorization),
+            authz: crate::authz::Authorizer::compile(&model.security.authorization)
+                .with_owners(&model.security.workload_addresses),
             jwt: crate::jwt::JwtAuthn::compile(&model.security.jwt_rules),
             inbound_services: model
                 .listeners

@@ -73,6 +73,9 @@ pub struct ClientSide {
     pub baggage: http::HeaderValue,
     /// `credentialName` credentials for TLS origination.
     pub credentials: Option<Arc<crate::credentials::Credentials>>,
+    /// The proxy's own address, which connections to mesh workloads
+    /// leave from.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl ClientSide {
@@ -80,6 +83,7 @@ impl ClientSide {
         me: &weft_model::ProxyIdentity,
         mesh: Option<Arc<crate::mesh::Mesh>>,
         credentials: Arc<crate::credentials::Credentials>,
+        source_ip: Option<std::net::IpAddr>,
     ) -> ClientSide {
         let label = |k: &str| me.labels.get(k).map_or("", String::as_str);
         let baggage = format!(
@@ -96,6 +100,7 @@ impl ClientSide {
             baggage: http::HeaderValue::from_str(&baggage)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("")),
             credentials: Some(credentials),
+            source_ip,
         }
     }
 
@@ -110,6 +115,7 @@ impl ClientSide {
             mesh: None,
             baggage: http::HeaderValue::from_static(""),
             credentials: None,
+            source_ip: None,
         }
     }
 }
@@ -597,7 +603,13 @@ fn endpoint_route(
             Some(mesh),
             Some(addr),
         ) => (expected_identities, mesh, addr),
-        _ => return crate::conn::Route::Plain,
+        // A mesh workload reached in plain text sees this proxy's address.
+        _ if !e.identity.is_empty() => {
+            return crate::conn::Route::Plain {
+                source: client.source_ip,
+            }
+        }
+        _ => return crate::conn::Route::PLAIN,
     };
     // The endpoint's own identity is the strictest check; the cluster's
     // list is what Istio would verify.
@@ -611,6 +623,7 @@ fn endpoint_route(
         tunnel: SocketAddr::new(addr.ip(), crate::mesh::TUNNEL_PORT),
         expected,
         baggage: client.baggage.clone(),
+        source: client.source_ip,
     }
 }
 

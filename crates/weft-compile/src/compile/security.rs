@@ -14,9 +14,44 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> Security {
         inbound_mtls: peer_mode(c, me),
         jwt_rules: jwt_rules(c, me),
         ext_authz: ext_authz(c, &authorization),
+        workload_addresses: workload_addresses(c, &authorization),
         authorization,
         trust_bundle: Vec::new(),
     }
+}
+
+/// Every meshed workload's address and identity, when a policy of this
+/// proxy matches on `source.ip` (the proxy checks a caller's address
+/// against its certificate); nothing otherwise, so models stay small.
+fn workload_addresses(
+    c: &Compiler<'_>,
+    authz: &Authorization,
+) -> std::collections::BTreeMap<String, String> {
+    let reads_source_ip = [&authz.custom, &authz.deny, &authz.allow, &authz.audit]
+        .into_iter()
+        .flatten()
+        .flat_map(|p| &p.rules)
+        .flat_map(|r| r.from.iter().chain(&r.to).flatten().chain(&r.when))
+        .any(|m| m.attribute == "source.ip");
+    if !reads_source_ip {
+        return Default::default();
+    }
+    c.registry
+        .instances
+        .iter()
+        .filter(|i| i.meshed)
+        .filter_map(|i| {
+            let ip = i.ip.clone()?;
+            Some((
+                ip,
+                weft_model::names::spiffe_id(
+                    &c.mesh.trust_domain,
+                    &i.namespace,
+                    &i.service_account,
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// The `envoyExtAuthzHttp` providers the CUSTOM policies name. A provider

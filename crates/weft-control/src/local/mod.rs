@@ -149,6 +149,9 @@ fn gateway_spec(o: &Options, g: &GatewayPlan) -> Spec {
     args.extend([
         "--admin".into(),
         g.admin.to_string(),
+        // The gateway's own address, which the workloads behind it see.
+        "--source-ip".into(),
+        g.admin.ip().to_string(),
         "--access-log".into(),
         o.run_dir
             .join("logs")

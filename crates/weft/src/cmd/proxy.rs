@@ -37,6 +37,10 @@ pub struct Args {
     /// The address inbound listeners bind (each on its workload port).
     #[arg(long)]
     inbound_ip: Option<IpAddr>,
+    /// The address connections to mesh workloads leave from (what their
+    /// `source.ip` sees); defaults to --inbound-ip.
+    #[arg(long)]
+    source_ip: Option<IpAddr>,
     /// `PORT=ADDR`: the application serving workload port PORT listens at ADDR.
     #[arg(long = "app", value_parser = parse_port_addr)]
     apps: Vec<(u32, SocketAddr)>,
@@ -280,6 +284,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         explain: args.explain,
         drain: Duration::from_secs(args.drain_seconds),
         workers,
+        source: args.source_ip,
         limits: weft_proxy::downstream::Limits {
             idle_timeout: args.idle_timeout,
             request_headers_timeout: args.request_headers_timeout,

@@ -13,6 +13,7 @@ mod concurrency;
 mod limits;
 mod paths;
 mod retries;
+mod sources;
 
 use std::net::SocketAddr;
 
