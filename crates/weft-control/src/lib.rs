@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("the configuration has errors (listed above); fix them and run again")]
-    Refused,
+    #[error("the control plane did not start (its log says why)")]
+    ControlPlaneDidNotStart,
     #[error("cannot listen on {addr} for {what}: {reason}; is another weft (or something else) using it? choose another address with --ingress/--admin")]
     Bind {
         addr: SocketAddr,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weft_api::diag::{Diagnostic, Severity};
+use weft_api::diag::Diagnostic;
 use weft_compile::{MeshConfig, ProxyRef};
 
 use serde::Serialize;
@@ -19,7 +19,7 @@ use weft_model::{Cluster, ProxyModel};
 
 use crate::jwks::Jwks;
 use crate::push::{self, Hub};
-use crate::store::{Config, Refused, Store};
+use crate::store::{Config, Store};
 use crate::ControlError;
 use crate::{admin, ca};
 
@@ -52,6 +52,26 @@ pub fn print_diagnostics(diags: &[Diagnostic]) {
     }
 }
 
+/// Says what a load refused, and which last good versions keep serving.
+pub fn print_refused(config: &Config) {
+    if config.refused.is_empty() {
+        return;
+    }
+    let resources = config
+        .refused
+        .iter()
+        .filter_map(|d| d.resource.as_deref())
+        .collect::<std::collections::BTreeSet<_>>();
+    eprintln!(
+        "weft: refused {} resource(s) with errors; everything else applies:",
+        resources.len().max(1)
+    );
+    print_diagnostics(&config.refused);
+    for name in &config.kept {
+        eprintln!("weft: {name} was refused; its last good version keeps serving");
+    }
+}
+
 /// Where a proxy's bootstrap token is, for the proxy and for `weft up`.
 pub fn token_path(run_dir: &Path, proxy: &str) -> PathBuf {
     run_dir
@@ -78,14 +98,9 @@ pub fn mesh(o: &Options) -> MeshConfig {
 
 pub async fn run(o: Options) -> Result<(), ControlError> {
     let mut store = Store::new(o.paths.clone(), mesh(&o)).with_applied(o.run_dir.join("applied"));
-    let config = match store.load() {
-        Ok(c) => c,
-        Err(Refused { diagnostics }) => {
-            print_diagnostics(&diagnostics);
-            return Err(ControlError::Refused);
-        }
-    };
+    let config = store.load(None);
     print_diagnostics(&config.diagnostics);
+    print_refused(&config);
     std::fs::create_dir_all(o.run_dir.join("tokens"))?;
     let admin_listener = admin::bind(o.admin, "the admin API").await?;
     let xds_listener = push::bind(o.xds).await?;
@@ -118,11 +133,10 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let mut jwks_changed = jwks.subscribe();
     serve_config(&o, &hub, &config, &jwks, &ca_service.roots());
     let mut current = config;
-    publish(&docs, &o, &hub, &current, None, &ca_service);
+    publish(&docs, &o, &hub, &current, &ca_service);
     eprintln!("weft: control plane ready: admin API on http://{}, model stream on {}, CA on {}, {} proxies' configuration", o.admin, o.xds, o.ca, current.models.len());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut last_error: Option<Vec<Diagnostic>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     // Files are checked (sizes and modification times) every 50 ms: a
     // change reaches proxies a quarter second sooner than on the tick,
@@ -192,29 +206,21 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                         }
                     }
                     let started = std::time::Instant::now();
-                    match store.load() {
-                        Ok(next) => {
-                            let compiled_ms = started.elapsed().as_millis();
-                            let uris = Jwks::uris(&next);
-                            jwks.fetch_all(&jwks.missing(&uris)).await;
-                            jwks_uris.send_replace(uris);
-                            let serving = std::time::Instant::now();
-                            serve_config(&o, &hub, &next, &jwks, &ca_service.roots());
-                            eprintln!(
-                                "weft: configuration {} accepted (loaded and compiled in {compiled_ms} ms, served to the streams in {} ms)",
-                                next.generation,
-                                serving.elapsed().as_millis()
-                            );
-                            print_diagnostics(&next.diagnostics);
-                            current = next;
-                            last_error = None;
-                        }
-                        Err(Refused { diagnostics }) => {
-                            eprintln!("weft: the change was refused; configuration {} keeps serving:", current.generation);
-                            print_diagnostics(diagnostics.iter().filter(|d| d.severity == Severity::Error).cloned().collect::<Vec<_>>().as_slice());
-                            last_error = Some(diagnostics);
-                        }
-                    }
+                    let next = store.load(Some(&current));
+                    let compiled_ms = started.elapsed().as_millis();
+                    let uris = Jwks::uris(&next);
+                    jwks.fetch_all(&jwks.missing(&uris)).await;
+                    jwks_uris.send_replace(uris);
+                    let serving = std::time::Instant::now();
+                    serve_config(&o, &hub, &next, &jwks, &ca_service.roots());
+                    eprintln!(
+                        "weft: configuration {} accepted (loaded and compiled in {compiled_ms} ms, served to the streams in {} ms)",
+                        next.generation,
+                        serving.elapsed().as_millis()
+                    );
+                    print_diagnostics(&next.diagnostics);
+                    print_refused(&next);
+                    current = next;
                 }
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -223,14 +229,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         if !dirty {
             continue;
         }
-        publish(
-            &docs,
-            &o,
-            &hub,
-            &current,
-            last_error.as_deref(),
-            &ca_service,
-        );
+        publish(&docs, &o, &hub, &current, &ca_service);
     }
     Ok(())
 }
@@ -432,14 +431,7 @@ fn served_model(
 
 /// Refreshes `/api/status`, `/api/validations` and `/api/resources` from
 /// the configuration, the stream and the processes `weft up` reports.
-fn publish(
-    docs: &admin::Shared,
-    o: &Options,
-    hub: &Arc<Hub>,
-    config: &Config,
-    last_error: Option<&[Diagnostic]>,
-    ca: &ca::CaService,
-) {
+fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, ca: &ca::CaService) {
     let proxies: Vec<(String, bool)> = config
         .models
         .iter()
@@ -473,12 +465,19 @@ fn publish(
             "runDir": o.run_dir.display().to_string(),
             "generation": config.generation,
             "ca": ca.describe(),
-            "lastRefusedChange": last_error.map(|d| d.iter().filter(|d| d.severity == Severity::Error).collect::<Vec<_>>()),
+            // What the files hold that was not admitted (null when all
+            // was), and the refused resources still served as they were.
+            "lastRefusedChange": (!config.refused.is_empty()).then_some(&config.refused),
+            "keptLastGood": &config.kept,
         }),
         proxies: Arc::new(proxies),
         hub: hub.clone(),
     };
-    let validations = serde_json::json!({ "generation": config.generation, "diagnostics": config.diagnostics, "refused": last_error });
+    let validations = serde_json::json!({
+        "generation": config.generation,
+        "diagnostics": config.diagnostics,
+        "refused": (!config.refused.is_empty()).then_some(&config.refused),
+    });
     if let Ok(mut d) = docs.lock() {
         d.status = Some(status);
         d.validations = validations;
@@ -506,10 +505,8 @@ mod tests {
             ],
             MeshConfig::default(),
         );
-        let config = store
-            .load()
-            .map_err(|r| r.diagnostics)
-            .expect("bookinfo loads");
+        let config = store.load(None);
+        assert!(config.refused.is_empty(), "{:?}", config.refused);
         let jwks = Jwks::new();
         let roots =
             vec!["-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n".to_owned()];

@@ -1,7 +1,12 @@
 //! The configuration as the control plane holds it: loaded from files,
-//! validated and analyzed, compiled into every proxy's model. A change
-//! with errors is refused as a whole and the last good configuration
-//! keeps serving.
+//! validated and analyzed, compiled into every proxy's model.
+//!
+//! Resources are admitted one by one, as a Kubernetes API server admits
+//! them: one that does not validate is refused and reported, and its last
+//! good version (if it had one) keeps serving; every other resource
+//! applies. A file that does not parse at all keeps the last good versions
+//! of what it held. So one broken file never holds back an unrelated,
+//! urgent change.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -34,8 +39,13 @@ pub struct Config {
     pub registry: Registry,
     /// By proxy name (`namespace/name`).
     pub models: BTreeMap<String, Arc<Compiled>>,
-    /// Warnings and analyzer findings (no errors, or it was refused).
+    /// Warnings and analyzer findings of what was admitted.
     pub diagnostics: Vec<Diagnostic>,
+    /// Why resources (or whole files) were refused.
+    pub refused: Vec<Diagnostic>,
+    /// Refused resources whose last good version keeps serving
+    /// (`Kind namespace/name`).
+    pub kept: Vec<String>,
 }
 
 pub struct Store {
@@ -49,12 +59,6 @@ pub struct Store {
     /// The files as last parsed: a change parses only what changed.
     parsed: Parsed,
     parsed_applied: Parsed,
-}
-
-/// Why a configuration was refused.
-#[derive(Debug)]
-pub struct Refused {
-    pub diagnostics: Vec<Diagnostic>,
 }
 
 pub fn proxy_name(p: &ProxyRef) -> String {
@@ -101,8 +105,10 @@ impl Store {
         }
     }
 
-    /// Loads, validates, analyzes and compiles everything.
-    pub fn load(&mut self) -> Result<Config, Refused> {
+    /// Loads, validates, analyzes and compiles everything, admitting each
+    /// resource on its own; `last` is the configuration serving now, whose
+    /// versions of refused resources are kept.
+    pub fn load(&mut self, last: Option<&Config>) -> Config {
         self.fingerprint = fingerprint(&self.all_paths());
         let mut loaded = load_paths_with(&self.paths, &mut self.parsed);
         if let Some(dir) = self.applied.as_ref().filter(|d| d.is_dir()) {
@@ -113,22 +119,21 @@ impl Store {
             loaded.resources.extend(applied.resources);
             loaded.diagnostics.extend(applied.diagnostics);
         }
+        let (mut refused, mut diagnostics): (Vec<Diagnostic>, Vec<Diagnostic>) = loaded
+            .diagnostics
+            .into_iter()
+            .partition(|d| d.severity == Severity::Error);
+        let kept = keep_last_good(&mut loaded.resources, &refused, last);
         let registry = Registry::build(&loaded.resources, &self.mesh);
-        loaded.diagnostics.extend(weft_compile::analyze::analyze(
+        // Findings across resources are reported, not refused: each
+        // resource was admitted on its own, as Istio's webhook does.
+        diagnostics.extend(weft_compile::analyze::analyze(
             &loaded.resources,
             &registry,
             &self.mesh,
         ));
-        weft_api::diag::sort(&mut loaded.diagnostics);
-        if loaded
-            .diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
-        {
-            return Err(Refused {
-                diagnostics: loaded.diagnostics,
-            });
-        }
+        weft_api::diag::sort(&mut diagnostics);
+        weft_api::diag::sort(&mut refused);
         let mut models = BTreeMap::new();
         {
             let compiler = Compiler::new(&loaded.resources, &registry, &self.mesh);
@@ -161,14 +166,49 @@ impl Store {
             }
         }
         self.generation += 1;
-        Ok(Config {
+        Config {
             generation: self.generation,
             resources: loaded.resources,
             registry,
             models,
-            diagnostics: loaded.diagnostics,
-        })
+            diagnostics,
+            refused,
+            kept,
+        }
     }
+}
+
+/// Adds to `admitted` the last good version of every resource `refused`
+/// names, and of every resource of a file that did not parse, unless a
+/// new version of it was admitted. Returns their names.
+fn keep_last_good(
+    admitted: &mut Vec<Resource>,
+    refused: &[Diagnostic],
+    last: Option<&Config>,
+) -> Vec<String> {
+    let Some(last) = last else {
+        return Vec::new();
+    };
+    let names: std::collections::BTreeSet<&str> = refused
+        .iter()
+        .filter_map(|d| d.resource.as_deref())
+        .collect();
+    let broken_files: std::collections::BTreeSet<&str> = refused
+        .iter()
+        .filter(|d| d.resource.is_none())
+        .map(|d| &*d.origin.file)
+        .collect();
+    let present: std::collections::BTreeSet<_> = admitted.iter().map(|r| r.key()).collect();
+    let mut kept = Vec::new();
+    for r in &last.resources {
+        let name = r.display_name();
+        let wanted = names.contains(name.as_str()) || broken_files.contains(&*r.origin().file);
+        if wanted && !present.contains(&r.key()) {
+            admitted.push(r.clone());
+            kept.push(name);
+        }
+    }
+    kept
 }
 
 /// Compiles one proxy of each shape, on every core; `None` where the

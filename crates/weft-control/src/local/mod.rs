@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::admin;
 use crate::server::{self, print_diagnostics, token_path};
-use crate::store::{Config, Refused, Store};
+use crate::store::{Config, Store};
 use crate::ControlError;
 use plan::{GatewayPlan, Plan, SidecarPlan};
 use supervise::{Managed, Spec};
@@ -225,14 +225,9 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let config = match store.load() {
-        Ok(c) => c,
-        Err(Refused { diagnostics }) => {
-            print_diagnostics(&diagnostics);
-            return Err(ControlError::Refused);
-        }
-    };
+    let config = store.load(None);
     print_diagnostics(&config.diagnostics);
+    server::print_refused(&config);
     for (addr, what) in [
         (o.ingress, "the ingress gateway"),
         (o.admin, "the admin API"),
@@ -252,7 +247,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
             o.run_dir.join("logs/control-plane.log").display()
         );
         cp.stop().await;
-        return Err(ControlError::Refused);
+        return Err(ControlError::ControlPlaneDidNotStart);
     }
     eprintln!(
         "weft: control plane admin API on http://{}, model stream on {}",
@@ -266,6 +261,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         plan: Plan::default(),
     };
     apply(&o, &config, &mut running).await;
+    let mut current = config;
     write_status(&o, &running);
     if let Some(listen) = o.prometheus {
         match prometheus::spec(&o.run_dir, &o.weft, listen) {
@@ -295,17 +291,12 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
             _ = tick.tick() => {
                 if store.changed_on_disk() {
                     tokio::time::sleep(Duration::from_millis(150)).await;
-                    match store.load() {
-                        Ok(next) => {
-                            eprintln!("weft: configuration {} accepted", next.generation);
-                            print_diagnostics(&next.diagnostics);
-                            apply(&o, &next, &mut running).await;
-                        }
-                        Err(Refused { diagnostics }) => {
-                            eprintln!("weft: the change was refused; the running configuration keeps serving:");
-                            print_diagnostics(diagnostics.iter().filter(|d| d.severity == weft_api::diag::Severity::Error).cloned().collect::<Vec<_>>().as_slice());
-                        }
-                    }
+                    let next = store.load(Some(&current));
+                    eprintln!("weft: configuration {} accepted", next.generation);
+                    print_diagnostics(&next.diagnostics);
+                    server::print_refused(&next);
+                    apply(&o, &next, &mut running).await;
+                    current = next;
                 }
                 write_status(&o, &running);
             }

@@ -53,7 +53,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .build()?;
     match rt.block_on(server::run(opts)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(weft_control::ControlError::Refused) => Ok(ExitCode::from(1)),
+        Err(weft_control::ControlError::ControlPlaneDidNotStart) => Ok(ExitCode::from(1)),
         Err(e) => Err(e.into()),
     }
 }

@@ -89,23 +89,35 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         }
         bail!("{}", v["error"].as_str().unwrap_or("refused"));
     }
-    for name in v["applied"].as_array().into_iter().flatten() {
-        println!("{} applied", name.as_str().unwrap_or(""));
+    let applied: Vec<String> = v["applied"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect();
+    for name in &applied {
+        println!("{name} applied");
     }
-    // The whole configuration is checked when the control plane reloads.
+    // The control plane admits each resource on its own when it reloads.
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
         let (now, refused) = generation(args.admin)?;
-        if now > before {
-            println!("configuration {now} accepted");
-            return Ok(ExitCode::SUCCESS);
+        if now <= before {
+            continue;
         }
-        if let Some(errors) = refused
+        let ours: Vec<serde_json::Value> = refused
             .and_then(|r| r.as_array().cloned())
-            .filter(|r| !r.is_empty())
-        {
-            for e in &errors {
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                e["resource"]
+                    .as_str()
+                    .is_some_and(|r| applied.iter().any(|a| a == r))
+            })
+            .collect();
+        if !ours.is_empty() {
+            for e in &ours {
                 eprintln!(
                     "{}:{}:{}: {}",
                     e["file"].as_str().unwrap_or(""),
@@ -114,8 +126,10 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                     e["message"].as_str().unwrap_or("")
                 );
             }
-            bail!("the control plane refused the change; the previous configuration keeps serving");
+            bail!("the control plane refused the change; the previous version keeps serving");
         }
+        println!("configuration {now} accepted");
+        return Ok(ExitCode::SUCCESS);
     }
     bail!("the control plane did not pick the change up within 10 s")
 }

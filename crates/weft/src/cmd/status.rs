@@ -34,7 +34,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     );
     if let Some(errors) = cp["lastRefusedChange"].as_array() {
         println!(
-            "last change REFUSED ({} errors); the configuration above keeps serving:",
+            "REFUSED ({} errors): these resources are not admitted; everything else applies",
             errors.len()
         );
         for e in errors {
@@ -47,6 +47,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 e["message"].as_str().unwrap_or("")
             );
         }
+    }
+    for kept in cp["keptLastGood"].as_array().into_iter().flatten() {
+        println!(
+            "  {}: refused; its last good version keeps serving",
+            kept.as_str().unwrap_or("")
+        );
     }
     println!(
         "\n{:<40} {:<8} {:<22} {:<12} {:<18} {:<10} RESTARTS",

@@ -74,10 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .build()?;
     match rt.block_on(local::run(opts)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(weft_control::ControlError::Refused) => {
-            eprintln!("weft: the configuration has errors (listed above); fix them and run again");
-            Ok(ExitCode::from(1))
-        }
+        Err(weft_control::ControlError::ControlPlaneDidNotStart) => Ok(ExitCode::from(1)),
         Err(e) => Err(e.into()),
     }
 }

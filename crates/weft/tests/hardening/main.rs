@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admission;
 mod bodies;
 mod concurrency;
 mod limits;
