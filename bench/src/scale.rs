@@ -165,6 +165,7 @@ async fn session(proxy: &str, token: &str, seen: &Mutex<Seen>) -> Result<(), Str
         proxy: proxy.to_owned(),
         token: token.to_owned(),
         cache: None,
+        max_model_bytes: weft_model::wire::MAX_MODEL_BYTES,
     };
     let (tx, mut stream) = weft_proxy::control::open(&cfg, "").await?;
     loop {

@@ -70,11 +70,19 @@ impl Status {
                 } else {
                     "STALE"
                 };
+                // Why it is behind, when it is.
+                let reason = match state {
+                    "NACKED" => stream.nack.clone(),
+                    "SYNCED" => None,
+                    _ => stream.error.clone(),
+                };
                 serde_json::json!({
                     "name": name,
                     "kind": if *gateway { "gateway" } else { "sidecar" },
                     "pushedVersion": version,
+                    "changedIn": self.hub.changed_in(name),
                     "sync": state,
+                    "reason": reason,
                     "stream": stream,
                 })
             })

@@ -34,6 +34,11 @@ pub struct ProxySync {
     pub acked_version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nack: Option<String>,
+    /// Why the proxy is not getting its current model, when the stream
+    /// (not the proxy) is the reason: a model over the size the proxy
+    /// takes, a broken stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub reconnects: u32,
     /// The workload certificate the CA last issued this proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,6 +65,9 @@ pub struct Hub {
     /// Proxy → the TLS credentials its model names (all it may read).
     credentials: Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>,
     sync: Mutex<BTreeMap<String, ProxySync>>,
+    /// Proxy → the configuration generation its model last changed in, so
+    /// `weft apply` knows whose ACKs a change waits for.
+    changed_in: Mutex<BTreeMap<String, u64>>,
     nonce: std::sync::atomic::AtomicU64,
 }
 
@@ -71,13 +79,32 @@ impl Hub {
             identities: Mutex::new(BTreeMap::new()),
             credentials: Mutex::new(BTreeMap::new()),
             sync: Mutex::new(BTreeMap::new()),
+            changed_in: Mutex::new(BTreeMap::new()),
             nonce: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
-    /// Publishes a new set of models; sessions push only what changed.
-    pub fn publish(&self, models: Models) {
+    /// Publishes the models of configuration `generation`; sessions push
+    /// only what changed.
+    pub fn publish(&self, models: Models, generation: u64) {
+        if let Ok(mut changed) = self.changed_in.lock() {
+            let before = self.models.borrow();
+            for (name, (version, _)) in &models {
+                if before.get(name).map(|(v, _)| v) != Some(version) {
+                    changed.insert(name.clone(), generation);
+                }
+            }
+        }
         self.models.send_replace(Arc::new(models));
+    }
+
+    /// The generation `proxy`'s model last changed in.
+    pub fn changed_in(&self, proxy: &str) -> u64 {
+        self.changed_in
+            .lock()
+            .ok()
+            .and_then(|c| c.get(proxy).copied())
+            .unwrap_or(0)
     }
 
     /// The bootstrap token of `proxy`, created on first use and written to
@@ -259,6 +286,14 @@ async fn session(
     let proxy = hello.proxy.clone();
     let mut models = hub.models.subscribe();
     let mut sent = hello.served_version.clone();
+    let limit = match hello.max_model_bytes {
+        0 => weft_model::wire::LEGACY_MAX_MODEL_BYTES,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    // A model too large for the proxy is not sent (it would break the
+    // stream, which the proxy would reopen to be sent it again): the
+    // version refused that way, so it is said once.
+    let mut too_large: Option<String> = None;
     hub.record(&proxy, |s| {
         if s.streams == 0 && !s.sent_version.is_empty() {
             s.reconnects += 1;
@@ -271,7 +306,18 @@ async fn session(
     loop {
         let current = models.borrow_and_update().get(&proxy).cloned();
         if let Some((version, json)) = current {
-            if version != sent {
+            if version != sent && json.len() > limit {
+                if too_large.as_deref() != Some(version.as_str()) {
+                    let why = format!(
+                        "model {version} is {} bytes, over the {limit} bytes this proxy takes in one message; it keeps serving {sent} (scope it with a Sidecar resource, or raise its --max-model-bytes)",
+                        json.len()
+                    );
+                    tracing::warn!(%proxy, "{why}");
+                    eprintln!("weft: {proxy}: {why}");
+                    hub.record(&proxy, |s| s.error = Some(why));
+                    too_large = Some(version.clone());
+                }
+            } else if version != sent {
                 let nonce = hub
                     .nonce
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -282,9 +328,13 @@ async fn session(
                     model_json: json,
                 };
                 if tx.send(Ok(update)).await.is_err() {
+                    tracing::warn!(%proxy, "the model stream closed while a model was being sent");
                     break;
                 }
-                hub.record(&proxy, |s| s.sent_version = version.clone());
+                hub.record(&proxy, |s| {
+                    s.sent_version = version.clone();
+                    s.error = None;
+                });
                 sent = version;
             }
         }
@@ -294,13 +344,25 @@ async fn session(
                 Ok(Some(ProxyMessage { kind: Some(Kind::Ack(Ack { version, error, .. })) })) => {
                     if error.is_empty() {
                         hub.record(&proxy, |s| { s.acked_version = version; s.nack = None; });
+                    } else if version.is_empty() {
+                        // The proxy's word on why its stream is ending.
+                        tracing::warn!(%proxy, %error, "the proxy is leaving the model stream");
+                        eprintln!("weft: {proxy} is leaving the model stream: {error}");
+                        hub.record(&proxy, |s| s.error = Some(error));
                     } else {
                         tracing::warn!(%proxy, %version, %error, "proxy refused its model (NACK)");
+                        eprintln!("weft: {proxy} refused model {version} (NACK): {error}");
                         hub.record(&proxy, |s| s.nack = Some(error));
                     }
                 }
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%proxy, error = %e, "the model stream broke");
+                    eprintln!("weft: the model stream of {proxy} broke: {e}");
+                    hub.record(&proxy, |s| s.error = Some(format!("the stream broke: {e}")));
+                    break;
+                }
             },
         }
     }

@@ -330,6 +330,7 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
                 Some((name.clone(), m.clone()))
             })
             .collect(),
+        config.generation,
     );
 }
 

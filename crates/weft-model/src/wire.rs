@@ -33,7 +33,20 @@ pub struct Hello {
     pub token: String,
     #[prost(string, tag = "3")]
     pub served_version: String,
+    /// The largest model the proxy takes in one message (0: not said, an
+    /// older proxy: tonic's default of 4 MiB). A larger one is not sent;
+    /// the proxy is reported STALE with the reason instead.
+    #[prost(uint64, tag = "4")]
+    pub max_model_bytes: u64,
 }
+
+/// What a proxy takes in one model message by default. Models of any size
+/// need the model split into sections (the control plane at scale); until
+/// then a model over the limit is refused loudly at both ends.
+pub const MAX_MODEL_BYTES: usize = 64 * 1024 * 1024;
+
+/// tonic's own limit, which proxies that do not say theirs have.
+pub const LEGACY_MAX_MODEL_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Ack {
@@ -127,11 +140,31 @@ mod tests {
                 proxy: "default/a-0".into(),
                 token: "t".into(),
                 served_version: String::new(),
+                max_model_bytes: MAX_MODEL_BYTES as u64,
             })),
         };
         let bytes = m.encode_to_vec();
         assert_eq!(ProxyMessage::decode(bytes.as_slice()).unwrap(), m);
         // Field 1 (hello), length-delimited: the wire form the .proto says.
         assert_eq!(bytes[0], 0x0a);
+    }
+
+    /// A Hello from a proxy that predates `max_model_bytes` decodes with
+    /// it 0, which the control plane reads as tonic's 4 MiB.
+    #[test]
+    fn an_older_hello_says_no_limit() {
+        let old = ProxyMessage {
+            kind: Some(proxy_message::Kind::Hello(Hello {
+                proxy: "default/a-0".into(),
+                token: "t".into(),
+                served_version: "v".into(),
+                max_model_bytes: 0,
+            })),
+        };
+        let decoded = ProxyMessage::decode(old.encode_to_vec().as_slice()).unwrap();
+        let Some(proxy_message::Kind::Hello(h)) = decoded.kind else {
+            panic!("not a hello")
+        };
+        assert_eq!(h.max_model_bytes, 0);
     }
 }

@@ -20,6 +20,9 @@ use crate::{ProxyError, Shared};
 #[derive(Clone)]
 pub struct ClientConfig {
     pub control_plane: SocketAddr,
+    /// The largest model message taken (`wire::MAX_MODEL_BYTES` unless
+    /// the operator says otherwise), told to the control plane in Hello.
+    pub max_model_bytes: usize,
     /// With an identity, the stream runs over TLS to the control plane's
     /// TLS port, verified against the mesh's roots; without, plain h2c.
     pub mesh: Option<Arc<crate::mesh::Mesh>>,
@@ -58,7 +61,7 @@ pub async fn open(
             })?
         }
     };
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(cfg.max_model_bytes);
     grpc.ready().await.map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel(4);
     let hello = ProxyMessage {
@@ -66,6 +69,7 @@ pub async fn open(
             proxy: cfg.proxy.clone(),
             token: cfg.token.clone(),
             served_version: served.to_owned(),
+            max_model_bytes: cfg.max_model_bytes as u64,
         })),
     };
     tx.send(hello).await.map_err(|e| e.to_string())?;
@@ -78,6 +82,17 @@ pub async fn open(
         .await
         .map_err(|s| format!("the control plane refused the stream: {}", s.message()))?;
     Ok((tx, resp.into_inner()))
+}
+
+/// Why the stream failed, in words an operator can act on.
+fn stream_error(status: &tonic::Status) -> String {
+    let msg = status.message();
+    if status.code() == tonic::Code::OutOfRange || msg.contains("message length too large") {
+        return format!(
+            "a model larger than this proxy takes ({msg}); raise --max-model-bytes or scope the proxy with a Sidecar resource"
+        );
+    }
+    format!("{:?}: {msg}", status.code())
 }
 
 fn decode(update: &ModelUpdate) -> Result<ProxyModel, String> {
@@ -170,7 +185,12 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                         "plain text"
                     }
                 );
-                while let Ok(Some(update)) = stream.message().await {
+                let ended = loop {
+                    let update = match stream.message().await {
+                        Ok(Some(update)) => update,
+                        Ok(None) => break "the control plane closed the stream".to_owned(),
+                        Err(status) => break stream_error(&status),
+                    };
                     let result = match decode(&update) {
                         Ok(m) => {
                             // Credentials first: the new model may name new ones.
@@ -203,15 +223,34 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                         })),
                     };
                     if tx.send(ack).await.is_err() {
-                        break;
+                        break "the control plane stopped reading the stream".to_owned();
                     }
-                }
+                };
+                // Said to the control plane too when it can still hear, so
+                // `weft status` shows why this proxy is behind.
+                let _ = tx
+                    .send(ProxyMessage {
+                        kind: Some(Kind::Ack(Ack {
+                            nonce: String::new(),
+                            version: String::new(),
+                            error: ended.clone(),
+                        })),
+                    })
+                    .await;
                 eprintln!(
-                    "weft proxy: the control plane went away; still serving {}; reconnecting",
+                    "weft proxy: the model stream ended: {ended}; still serving {}; reconnecting",
                     shared.snapshot.load().version
                 );
+                tracing::warn!(reason = %ended, "model stream ended");
+                if ended.contains("larger than") {
+                    // The same model would come again at once: wait.
+                    backoff = Duration::from_secs(5);
+                }
             }
-            Err(e) => tracing::debug!(error = %e, "control plane unreachable"),
+            Err(e) => {
+                eprintln!("weft proxy: {e}; retrying");
+                tracing::debug!(error = %e, "control plane unreachable");
+            }
         }
         // Jittered so a restarted control plane is not hit by every proxy at once.
         tokio::time::sleep(
@@ -219,5 +258,21 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
         )
         .await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_model_over_the_limit_is_explained() {
+        let status = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 14680064 bytes, the limit is: 4194304 bytes",
+        );
+        let why = super::stream_error(&status);
+        assert!(why.contains("larger than this proxy takes"), "{why}");
+        assert!(why.contains("14680064"), "{why}");
+        assert!(why.contains("--max-model-bytes"), "{why}");
+        let other = super::stream_error(&tonic::Status::unavailable("connection reset"));
+        assert_eq!(other, "Unavailable: connection reset");
     }
 }

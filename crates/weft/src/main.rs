@@ -56,7 +56,7 @@ enum Command {
     /// Open the dashboard: the live service graph, details, validations.
     Dashboard(cmd::dashboard::Args),
     /// Run one proxy from a compiled model file.
-    Proxy(cmd::proxy::Args),
+    Proxy(Box<cmd::proxy::Args>),
     /// Run a workload command for `weft up`, dying with it.
     #[command(name = "exec-child", hide = true)]
     ExecChild(cmd::exec_child::Args),

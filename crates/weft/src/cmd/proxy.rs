@@ -31,6 +31,11 @@ pub struct Args {
     /// control plane is down.
     #[arg(long)]
     model_cache: Option<PathBuf>,
+    /// The largest model the proxy takes from the control plane in one
+    /// message; a larger one is reported (here and in `weft status`),
+    /// never applied in part.
+    #[arg(long, env = "WEFT_MAX_MODEL_BYTES", default_value_t = weft_model::wire::MAX_MODEL_BYTES)]
+    max_model_bytes: usize,
     /// The sidecar's outbound HTTP proxy address (what HTTP_PROXY names).
     #[arg(long)]
     outbound: Option<SocketAddr>,
@@ -229,6 +234,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .trim()
                 .to_owned(),
             cache: args.model_cache.clone(),
+            max_model_bytes: args.max_model_bytes,
         }),
         _ => None,
     };

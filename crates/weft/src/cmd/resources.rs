@@ -21,6 +21,14 @@ pub struct ApplyArgs {
     files: Vec<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:15014")]
     admin: SocketAddr,
+    /// How long to wait for the proxies the change is for to acknowledge
+    /// it (`10s`, `1m`); those that have not are named.
+    #[arg(long, default_value = "10s", value_parser = parse_wait)]
+    wait: Duration,
+}
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    weft_api::types::common::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args)]
@@ -129,9 +137,51 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             bail!("the control plane refused the change; the previous version keeps serving");
         }
         println!("configuration {now} accepted");
-        return Ok(ExitCode::SUCCESS);
+        return wait_for_acks(args.admin, now, args.wait);
     }
     bail!("the control plane did not pick the change up within 10 s")
+}
+
+/// Waits until every proxy whose model changed in configuration
+/// `generation` has acknowledged it; names those that have not (with
+/// why, when the control plane knows) after `wait`.
+fn wait_for_acks(admin: SocketAddr, generation: u64, wait: Duration) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&get(admin, "/api/status")?)?;
+        let affected: Vec<&serde_json::Value> = v["proxies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["changedIn"].as_u64().unwrap_or(0) >= generation)
+            .collect();
+        let behind: Vec<&&serde_json::Value> =
+            affected.iter().filter(|p| p["sync"] != "SYNCED").collect();
+        if behind.is_empty() {
+            println!("applied by {} proxies", affected.len());
+            return Ok(ExitCode::SUCCESS);
+        }
+        if started.elapsed() >= wait {
+            for p in &behind {
+                eprintln!(
+                    "{} has not applied it: {}{}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["sync"].as_str().unwrap_or(""),
+                    p["reason"]
+                        .as_str()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+            }
+            bail!(
+                "{} of the {} proxies the change is for have not applied it within {} s",
+                behind.len(),
+                affected.len(),
+                wait.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {

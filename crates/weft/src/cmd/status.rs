@@ -62,7 +62,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut expiring = Vec::new();
+    let mut behind = Vec::new();
     for p in v["proxies"].as_array().into_iter().flatten() {
+        if let Some(reason) = p["reason"].as_str() {
+            behind.push(format!(
+                "{} is {}: {reason}",
+                p["name"].as_str().unwrap_or(""),
+                p["sync"].as_str().unwrap_or("")
+            ));
+        }
         let addr = p["outbound"]
             .as_str()
             .or_else(|| p["listens"][0]["address"].as_str())
@@ -97,7 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             p["process"]["restarts"]
         );
     }
-    for e in &expiring {
+    for e in expiring.iter().chain(&behind) {
         println!("WARNING {e}");
     }
     println!(

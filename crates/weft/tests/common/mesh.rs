@@ -25,6 +25,12 @@ pub fn up_with(net: u8, extra: &str) -> Mesh {
 
 /// As `up_with`, with more arguments for `weft up`.
 pub fn up_with_args(net: u8, extra: &str, more: &[&str]) -> Mesh {
+    up_with_env(net, extra, more, &[])
+}
+
+/// As `up_with_args`, with `env` in `weft up`'s environment (which every
+/// process it starts inherits).
+pub fn up_with_env(net: u8, extra: &str, more: &[&str], env: &[(&str, &str)]) -> Mesh {
     let mut w = World::new(net);
     let cfg = w.dir.join("config");
     std::fs::create_dir_all(&cfg).unwrap();
@@ -60,7 +66,7 @@ pub fn up_with_args(net: u8, extra: &str, more: &[&str]) -> Mesh {
         "--explain",
     ];
     args.extend_from_slice(more);
-    w.spawn("up", &args, None);
+    w.spawn_with_env("up", &args, env, None);
     let started = Instant::now();
     while !w.log("up").contains("weft: ready") {
         assert!(

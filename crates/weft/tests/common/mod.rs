@@ -124,6 +124,17 @@ impl World {
     }
 
     pub fn spawn(&mut self, name: &str, args: &[&str], wait_for: Option<SocketAddr>) {
+        self.spawn_with_env(name, args, &[], wait_for);
+    }
+
+    /// As `spawn`, with `env` added to the process's environment.
+    pub fn spawn_with_env(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        wait_for: Option<SocketAddr>,
+    ) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log file");
         let err = log.try_clone().expect("log file");
         let mut args = args.to_vec();
@@ -135,6 +146,7 @@ impl World {
         }
         let child = weft()
             .args(&args)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .spawn()

@@ -12,6 +12,7 @@ mod admission;
 mod bodies;
 mod concurrency;
 mod limits;
+mod model_stream;
 mod paths;
 mod retries;
 mod sources;
