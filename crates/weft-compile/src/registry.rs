@@ -20,8 +20,38 @@ pub struct MeshConfig {
     /// Local mode gives every workload replica its own loopback address,
     /// counting up from here, so each can keep its declared ports.
     pub local_address_base: Ipv4Addr,
+    /// Where replicas' addresses are remembered, so that they stay put
+    /// while the mesh changes; without one (offline, `weft proxy-config`)
+    /// they are given in name order.
+    pub addresses: Option<std::sync::Arc<dyn AddressBook>>,
     /// The gateways local mode runs, as Istio installs them.
     pub gateways: Vec<GatewayInstance>,
+}
+
+/// Gives each local replica (`namespace/name`) its address for as long as
+/// the mesh lives: an address, once given, belongs to that replica alone.
+pub trait AddressBook: std::fmt::Debug + Send + Sync {
+    /// The addresses of `replicas` (in name order), those seen before
+    /// keeping theirs.
+    fn assign(&self, base: Ipv4Addr, replicas: &[String]) -> BTreeMap<String, Ipv4Addr>;
+}
+
+/// The `n`th local replica address from `base`. Replicas take every other
+/// /24 counting from `base`'s (127.0.10.x, 127.0.12.x, …) and skip `.0`
+/// and `.255`: each one's application listens on its twin one up in the
+/// third octet (127.0.11.x), which must never be another replica's.
+pub fn local_address(base: Ipv4Addr, n: u32) -> Ipv4Addr {
+    let [a, b, c, d] = base.octets();
+    let first = u32::from(d.max(1));
+    let per_block = 255 - first;
+    let block = n / per_block;
+    let third = u32::from(c) + 2 * block;
+    Ipv4Addr::new(
+        a,
+        b.saturating_add(u8::try_from(third / 256).unwrap_or(u8::MAX)),
+        (third % 256) as u8,
+        (first + n % per_block) as u8,
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +81,7 @@ impl Default for MeshConfig {
             root_namespace: "istio-system".into(),
             domain_suffix: "cluster.local".into(),
             local_address_base: Ipv4Addr::new(127, 0, 10, 1),
+            addresses: None,
             gateways: vec![
                 gw("istio-ingressgateway", "ingressgateway"),
                 gw("istio-egressgateway", "egressgateway"),
@@ -196,14 +227,28 @@ impl Registry {
         }
         reg.instances
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        // Local Workloads get their own loopback address, in a stable order.
-        let base = u32::from(mesh.local_address_base);
-        let mut n = 0u32;
-        for inst in &mut reg.instances {
-            if inst.ip.is_none() && inst.origin.kind == weft_api::resource::ResourceKind::Workload {
-                inst.ip = Some(Ipv4Addr::from(base + n).to_string());
-                n += 1;
-            }
+        // Local Workloads get their own loopback address: the one the
+        // address book remembers, or, offline, in name order.
+        let local = |i: &Instance| {
+            i.ip.is_none() && i.origin.kind == weft_api::resource::ResourceKind::Workload
+        };
+        let replicas: Vec<String> = reg
+            .instances
+            .iter()
+            .filter(|i| local(i))
+            .map(|i| format!("{}/{}", i.namespace, i.name))
+            .collect();
+        let assigned: BTreeMap<String, Ipv4Addr> = match &mesh.addresses {
+            Some(book) => book.assign(mesh.local_address_base, &replicas),
+            None => replicas
+                .iter()
+                .enumerate()
+                .map(|(n, r)| (r.clone(), local_address(mesh.local_address_base, n as u32)))
+                .collect(),
+        };
+        for inst in reg.instances.iter_mut().filter(|i| local(i)) {
+            let key = format!("{}/{}", inst.namespace, inst.name);
+            inst.ip = assigned.get(&key).map(Ipv4Addr::to_string);
         }
         for (i, inst) in reg.instances.iter().enumerate() {
             reg.by_namespace
@@ -446,5 +491,23 @@ mod tests {
         assert_eq!(protocol_of("web", Some("http2")), Protocol::Http2);
         assert_eq!(protocol_of("tcp-db", None), Protocol::Tcp);
         assert_eq!(protocol_of("metrics", None), Protocol::Unknown);
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::local_address;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn replica_addresses_skip_their_applications_twins_and_the_ends() {
+        let base = Ipv4Addr::new(127, 0, 10, 1);
+        assert_eq!(local_address(base, 0), Ipv4Addr::new(127, 0, 10, 1));
+        assert_eq!(local_address(base, 253), Ipv4Addr::new(127, 0, 10, 254));
+        // Not 127.0.10.255, nor 127.0.11.x (the applications' twins).
+        assert_eq!(local_address(base, 254), Ipv4Addr::new(127, 0, 12, 1));
+        let far = local_address(base, 254 * 200);
+        assert_eq!(far.octets()[2] % 2, 0, "{far}");
+        assert!(far.octets()[1] > 0, "{far}");
     }
 }

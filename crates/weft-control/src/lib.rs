@@ -1,6 +1,7 @@
 //! weft's control plane: configuration sources, compile and push, the
 //! local mode that runs a whole mesh on one machine, and the admin API.
 
+pub mod addresses;
 pub mod admin;
 pub mod ca;
 pub mod dashboard;

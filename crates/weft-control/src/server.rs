@@ -91,6 +91,9 @@ pub fn status_file(run_dir: &Path) -> PathBuf {
 pub fn mesh(o: &Options) -> MeshConfig {
     MeshConfig {
         local_address_base: o.address_base,
+        addresses: Some(Arc::new(crate::addresses::AddressFile::new(
+            o.run_dir.join("addresses.json"),
+        ))),
         trust_domain: o.trust_domain.clone(),
         ..MeshConfig::default()
     }

@@ -559,7 +559,7 @@ impl ClusterRt {
             .filter(|n| *n > 0)
         {
             let count = self.sent[i].fetch_add(1, Ordering::Relaxed) + 1;
-            if count % n == 0 && req.version() != http::Version::HTTP_2 {
+            if count.is_multiple_of(n) && req.version() != http::Version::HTTP_2 {
                 req.headers_mut().insert(
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),

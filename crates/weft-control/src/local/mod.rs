@@ -75,6 +75,9 @@ struct Running {
     proxies: BTreeMap<String, Managed>,
     /// Workload instance name → process.
     apps: BTreeMap<String, Managed>,
+    /// Replicas not started because another process holds their
+    /// application's address, and what holds it.
+    held: BTreeMap<String, String>,
     plan: Plan,
 }
 
@@ -258,6 +261,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         prometheus: None,
         proxies: BTreeMap::new(),
         apps: BTreeMap::new(),
+        held: BTreeMap::new(),
         plan: Plan::default(),
     };
     apply(&o, &config, &mut running).await;
@@ -339,7 +343,18 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
     for g in &plan.gateways {
         wanted.insert(g.name.clone(), gateway_spec(o, g));
     }
+    // A replica is started only where nothing else listens on its
+    // application's address: a process left from before (or anything
+    // else) there would be served as this workload, unseen by its sidecar.
+    running.held.clear();
     for s in &plan.sidecars {
+        if !running.apps.contains_key(&s.name) {
+            if let Some(why) = app_address_held(s) {
+                eprintln!("weft: not starting {}: {why}; stop that process, and weft starts the replica with the next change", s.name);
+                running.held.insert(s.name.clone(), why);
+                continue;
+            }
+        }
         wanted.insert(s.name.clone(), sidecar_spec(o, s));
     }
     let removed: Vec<String> = running
@@ -396,7 +411,11 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
             }
         }
     }
-    for s in &plan.sidecars {
+    for s in plan
+        .sidecars
+        .iter()
+        .filter(|s| !running.held.contains_key(&s.name))
+    {
         let spec = app_spec(o, s);
         let restart = running.apps.get(&s.name).is_some_and(|a| {
             a.spec.args != spec.args || a.spec.env != spec.env || a.spec.program != spec.program
@@ -464,7 +483,7 @@ fn write_status(o: &Options, running: &Running) {
             )
         })
         .collect();
-    let workloads: Vec<serde_json::Value> = running
+    let mut workloads: Vec<serde_json::Value> = running
         .apps
         .iter()
         .map(|(name, m)| {
@@ -478,6 +497,14 @@ fn write_status(o: &Options, running: &Running) {
             })
         })
         .collect();
+    for (name, why) in &running.held {
+        let s = running.plan.sidecars.iter().find(|s| &s.name == name);
+        workloads.push(serde_json::json!({
+            "name": name,
+            "listens": s.map(|s| s.ports.iter().map(|p| s.app(*p).to_string()).collect::<Vec<_>>()),
+            "process": {"running": false, "restarts": 0, "last_exit": format!("not started: {why}")},
+        }));
+    }
     if o.prometheus.is_some() {
         let targets: Vec<(String, String)> = proxies
             .iter()
@@ -500,6 +527,22 @@ fn write_status(o: &Options, running: &Running) {
     {
         tracing::debug!("cannot write {}", path.display());
     }
+}
+
+/// Whether something already listens on one of `s`'s application
+/// addresses (its own application is not running).
+fn app_address_held(s: &SidecarPlan) -> Option<String> {
+    for port in &s.ports {
+        let addr = s.app(*port);
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                return Some(format!(
+                    "another process listens on {addr}, this replica's application address"
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn model_path(run_dir: &Path, name: &str) -> PathBuf {

@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod addresses;
 mod admission;
 mod bodies;
 mod concurrency;
