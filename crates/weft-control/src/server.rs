@@ -100,7 +100,9 @@ pub fn mesh(o: &Options) -> MeshConfig {
 }
 
 pub async fn run(o: Options) -> Result<(), ControlError> {
-    let mut store = Store::new(o.paths.clone(), mesh(&o)).with_applied(o.run_dir.join("applied"));
+    let mut store = Store::new(o.paths.clone(), mesh(&o))
+        .with_applied(o.run_dir.join("applied"))
+        .with_secrets(o.secrets_dir.clone());
     let config = store.load(None);
     print_diagnostics(&config.diagnostics);
     print_refused(&config);
@@ -473,6 +475,13 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
             // was), and the refused resources still served as they were.
             "lastRefusedChange": (!config.refused.is_empty()).then_some(&config.refused),
             "keptLastGood": &config.kept,
+            // What the analyzers call errors in what was admitted (a
+            // credentialName with no secret, say): it runs, but not as meant.
+            "problems": config
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == weft_api::diag::Severity::Error)
+                .collect::<Vec<_>>(),
         }),
         proxies: Arc::new(proxies),
         hub: hub.clone(),

@@ -53,6 +53,8 @@ pub struct Store {
     /// Resources written by `weft apply`; they replace same-named ones
     /// from the files, as `kubectl apply` would.
     applied: Option<PathBuf>,
+    /// Where `credentialName` secrets live, for the analyzers.
+    secrets: Option<PathBuf>,
     pub mesh: MeshConfig,
     fingerprint: u64,
     generation: u64,
@@ -74,6 +76,7 @@ impl Store {
         Store {
             paths,
             applied: None,
+            secrets: None,
             mesh,
             fingerprint: 0,
             generation: 0,
@@ -87,9 +90,16 @@ impl Store {
         self
     }
 
+    pub fn with_secrets(mut self, dir: Option<PathBuf>) -> Store {
+        self.secrets = dir;
+        self
+    }
+
     fn all_paths(&self) -> Vec<PathBuf> {
         let mut all = self.paths.clone();
         all.extend(self.applied.iter().cloned());
+        // A secret made or removed changes what the analyzers say.
+        all.extend(self.secrets.iter().cloned());
         all
     }
 
@@ -127,10 +137,11 @@ impl Store {
         let registry = Registry::build(&loaded.resources, &self.mesh);
         // Findings across resources are reported, not refused: each
         // resource was admitted on its own, as Istio's webhook does.
-        diagnostics.extend(weft_compile::analyze::analyze(
+        diagnostics.extend(weft_compile::analyze::analyze_with_secrets(
             &loaded.resources,
             &registry,
             &self.mesh,
+            self.secrets.as_deref(),
         ));
         weft_api::diag::sort(&mut diagnostics);
         weft_api::diag::sort(&mut refused);

@@ -99,9 +99,10 @@ struct Inner {
     bounds: Vec<f64>,
 }
 
-#[derive(Default)]
 pub struct Traffic {
     inner: Mutex<Inner>,
+    /// When this began watching (Unix milliseconds).
+    started_unix_ms: u64,
 }
 
 fn label<'a>(l: &'a Value, k: &str) -> &'a str {
@@ -286,9 +287,28 @@ impl Agg {
     }
 }
 
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic::new()
+    }
+}
+
 impl Traffic {
+    /// Starts from an empty sample: counts a proxy made after this
+    /// began (it started later) are traffic of the first interval, even
+    /// when they came before the first time the proxy was read.
     pub fn new() -> Traffic {
-        Traffic::default()
+        let mut inner = Inner::default();
+        inner.samples.push_back(Sample {
+            at: Instant::now(),
+            edges: HashMap::new(),
+        });
+        Traffic {
+            inner: Mutex::new(inner),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
     }
 
     /// Records one round of snapshots, one per proxy (by name).
@@ -301,7 +321,19 @@ impl Traffic {
                 inner.bounds = b.iter().filter_map(Value::as_f64).collect();
             }
             let raw = edges_of(&snap);
+            // A proxy first read now: what it counted before is this
+            // interval's traffic if it started after this began watching,
+            // history otherwise (a control plane restarted under
+            // long-running proxies must not show hours as one spike).
+            let first_read = !inner.proxies.contains_key(&proxy);
+            let counted_before_us = snap["startedUnixMs"]
+                .as_u64()
+                .is_none_or(|started| started < self.started_unix_ms);
             let state = inner.proxies.entry(proxy).or_default();
+            if first_read && counted_before_us {
+                state.raw = raw;
+                continue;
+            }
             for (k, now) in &raw {
                 let before = state.raw.get(k);
                 // A counter that went down means the proxy restarted.
@@ -510,8 +542,20 @@ async fn get_json(addr: SocketAddr) -> Option<Value> {
 mod tests {
     use super::*;
 
+    /// A proxy's snapshot; it started after the control plane did.
     fn snap(requests: u64, code: u16, reporter: &str, dst: &str) -> Value {
+        snap_of_proxy_started_at(requests, code, reporter, dst, u64::MAX)
+    }
+
+    fn snap_of_proxy_started_at(
+        requests: u64,
+        code: u16,
+        reporter: &str,
+        dst: &str,
+        started_unix_ms: u64,
+    ) -> Value {
         json!({
+            "startedUnixMs": started_unix_ms,
             "durationBounds": [1.0, 10.0, 100.0],
             "http": [{
                 "labels": {
@@ -566,6 +610,47 @@ mod tests {
         let last = inner.samples.back().unwrap();
         let total: f64 = last.edges.values().map(|c| c.requests).sum();
         assert_eq!(total, 35.0);
+    }
+
+    /// Requests made before the control plane first read a proxy are in
+    /// the graph when the proxy started after the control plane (they
+    /// happened while it watched), and not when it started before (a
+    /// restarted control plane must not show a proxy's history as one
+    /// burst).
+    #[test]
+    fn traffic_before_the_first_read_counts_only_if_the_proxy_is_newer() {
+        let t = Traffic::new();
+        let since = t.started_unix_ms;
+        std::thread::sleep(Duration::from_millis(20));
+        t.record(vec![
+            (
+                "new".into(),
+                snap_of_proxy_started_at(7, 200, "destination", "reviews-v2", since + 1),
+            ),
+            (
+                "old".into(),
+                snap_of_proxy_started_at(1000, 200, "destination", "reviews-v3", since - 1),
+            ),
+        ]);
+        let g = t.graph(Duration::from_secs(60), View::Workload);
+        let edges = g["edges"].as_array().unwrap();
+        let targets: Vec<&str> = edges.iter().filter_map(|e| e["target"].as_str()).collect();
+        assert!(
+            targets
+                .iter()
+                .any(|t| t.contains("reviews-v2") || t.starts_with("svc:")),
+            "{g}"
+        );
+        let inner = t.inner.lock().unwrap();
+        let total: f64 = inner
+            .samples
+            .back()
+            .unwrap()
+            .edges
+            .values()
+            .map(|c| c.requests)
+            .sum();
+        assert_eq!(total, 7.0, "only the newer proxy's counts are traffic");
     }
 
     #[test]

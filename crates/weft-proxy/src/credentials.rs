@@ -91,12 +91,16 @@ impl Credentials {
         self.loaded.store(Arc::new(next));
     }
 
-    /// Re-reads every loaded credential; replaces those that changed.
-    pub async fn refresh(&self) {
+    /// Re-reads the credentials that could not be had (`all`: every one);
+    /// replaces those that changed.
+    pub async fn refresh(&self, all: bool) {
         let current = self.loaded.load_full();
         let mut next = Loaded::clone(&current);
         let mut changed = false;
         for (name, old) in current.iter() {
+            if !all && old.is_ok() {
+                continue;
+            }
             let Ok(pem) = self.fetch(name).await else {
                 // Keep serving the last good credential.
                 continue;
@@ -163,10 +167,19 @@ fn parse(name: &str, pem: CredentialPem) -> Result<Credential, String> {
     Ok(Credential { key, roots, pem })
 }
 
-/// Re-reads credentials every `every` for as long as the proxy runs.
+/// Re-reads credentials every `every` for as long as the proxy runs, and
+/// one that could not be had every two seconds: a secret made after the
+/// Gateway that names it takes effect at once, not at the next refresh.
 pub async fn keep_fresh(credentials: Arc<Credentials>, every: Duration) {
+    let missing_every = Duration::from_secs(2).min(every);
+    let mut since_all = Duration::ZERO;
     loop {
-        tokio::time::sleep(every).await;
-        credentials.refresh().await;
+        tokio::time::sleep(missing_every).await;
+        since_all += missing_every;
+        let all = since_all >= every;
+        if all {
+            since_all = Duration::ZERO;
+        }
+        credentials.refresh(all).await;
     }
 }

@@ -263,6 +263,9 @@ pub struct Metrics {
     pub no_flags: Text,
     /// A peer nothing is known about.
     pub unknown: Peer,
+    /// When counting began (Unix milliseconds): a reader that started
+    /// earlier saw every count happen, one that started later did not.
+    started_unix_ms: u64,
 }
 
 impl Metrics {
@@ -272,6 +275,9 @@ impl Metrics {
             tcp: ArcSwap::from_pointee(HashMap::new()),
             no_flags: Arc::new("-".to_owned()),
             unknown: Peer::unknown(),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         }
     }
 
@@ -320,6 +326,7 @@ impl Metrics {
             })
             .collect();
         serde_json::json!({
+            "startedUnixMs": self.started_unix_ms,
             "durationBounds": DURATION_BUCKETS,
             "http": http,
             "tcp": tcp,

@@ -184,12 +184,24 @@ impl Findings {
 
 /// Runs every analyzer over a configuration.
 pub fn analyze(resources: &[Resource], registry: &Registry, mesh: &MeshConfig) -> Vec<Diagnostic> {
+    analyze_with_secrets(resources, registry, mesh, None)
+}
+
+/// As [`analyze`], checking `credentialName`s against the secrets in
+/// `secrets_dir` (a Gateway naming one that is not there resets every TLS
+/// handshake).
+pub fn analyze_with_secrets(
+    resources: &[Resource],
+    registry: &Registry,
+    mesh: &MeshConfig,
+    secrets_dir: Option<&std::path::Path>,
+) -> Vec<Diagnostic> {
     analyze_with(&Input {
         resources,
         registry,
         mesh,
         index: Index::new(resources),
-        secrets_dir: None,
+        secrets_dir: secrets_dir.map(std::path::Path::to_owned),
     })
 }
 

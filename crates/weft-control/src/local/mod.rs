@@ -231,6 +231,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let config = store.load(None);
     print_diagnostics(&config.diagnostics);
     server::print_refused(&config);
+    say_restored(&config, &o.run_dir.join("applied"));
     for (addr, what) in [
         (o.ingress, "the ingress gateway"),
         (o.admin, "the admin API"),
@@ -527,6 +528,30 @@ fn write_status(o: &Options, running: &Running) {
     {
         tracing::debug!("cannot write {}", path.display());
     }
+}
+
+/// Resources `weft apply` wrote in an earlier run of this mesh come back
+/// with it: say which, and how to drop them, so none is a surprise.
+fn say_restored(config: &Config, applied: &Path) {
+    let restored: Vec<String> = config
+        .resources
+        .iter()
+        .filter(|r| Path::new(&*r.origin().file).starts_with(applied))
+        .map(|r| r.display_name())
+        .collect();
+    if restored.is_empty() {
+        return;
+    }
+    eprintln!(
+        "weft: restoring {} resource(s) applied with `weft apply` in an earlier run of this mesh ({}): {}",
+        restored.len(),
+        applied.display(),
+        restored.join(", ")
+    );
+    eprintln!(
+        "weft: drop one with `weft delete KIND NAME -n NAMESPACE`, or all of them by removing {}",
+        applied.display()
+    );
 }
 
 /// Whether something already listens on one of `s`'s application

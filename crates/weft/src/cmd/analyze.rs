@@ -22,11 +22,20 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut loaded = load_paths(&args.files);
     let mesh = MeshConfig::default();
     let registry = Registry::build(&loaded.resources, &mesh);
-    loaded.diagnostics.extend(weft_compile::analyze::analyze(
-        &loaded.resources,
-        &registry,
-        &mesh,
-    ));
+    // As `weft up` looks for them: `secrets/` in the first directory.
+    let secrets = args
+        .files
+        .first()
+        .filter(|f| f.is_dir())
+        .map(|f| f.join("secrets"));
+    loaded
+        .diagnostics
+        .extend(weft_compile::analyze::analyze_with_secrets(
+            &loaded.resources,
+            &registry,
+            &mesh,
+            secrets.as_deref(),
+        ));
     weft_api::diag::sort(&mut loaded.diagnostics);
     report(&loaded, args.output)
 }

@@ -54,11 +54,13 @@ impl CaArgs {
         self.ca.unwrap_or(SocketAddr::new(xds.ip(), 15012))
     }
 
-    pub fn dir(&self, run_dir: &Path) -> PathBuf {
-        self.ca_dir.clone().unwrap_or_else(|| {
-            run_dir
-                .parent()
-                .map_or_else(|| run_dir.join("ca"), |p| p.join("ca"))
+    /// `--ca-dir`, or `ca/` beside an explicit run directory, or
+    /// `.weft/ca` when the run directory is the default one per mesh
+    /// (meshes started from one working directory share the CA).
+    pub fn dir(&self, run_dir: &RunDir) -> PathBuf {
+        self.ca_dir.clone().unwrap_or_else(|| match run_dir {
+            RunDir::Given(d) => d.parent().map_or_else(|| d.join("ca"), |p| p.join("ca")),
+            RunDir::PerMesh { state, .. } => state.join("ca"),
         })
     }
 
@@ -70,15 +72,70 @@ impl CaArgs {
         self.cert_ttl
     }
 
+    /// `--secrets`, or `secrets/` in the first configuration directory,
+    /// whether or not it exists yet: it is read when a credential is asked
+    /// for, so one made after start is found.
     pub fn secrets(&self, files: &[PathBuf]) -> Option<PathBuf> {
         self.secrets.clone().or_else(|| {
             let first = files.first()?;
             let dir = first.join("secrets");
-            (first.is_dir() && dir.is_dir()).then(|| std::path::absolute(&dir).unwrap_or(dir))
+            first
+                .is_dir()
+                .then(|| std::path::absolute(&dir).unwrap_or(dir))
         })
     }
 
     pub fn jwks_refresh(&self) -> Duration {
         self.jwks_refresh
+    }
+}
+
+/// Where a mesh keeps its state: models, logs, tokens, replica addresses
+/// and the resources `weft apply` wrote.
+pub enum RunDir {
+    /// `--run-dir`.
+    Given(PathBuf),
+    /// `.weft/run/<mesh>` under the working directory (`state` is
+    /// `.weft`), `<mesh>` naming the configuration: the first path's name
+    /// and a hash of every path made absolute. Meshes started from one
+    /// working directory with other files keep their state apart.
+    PerMesh { state: PathBuf, dir: PathBuf },
+}
+
+impl RunDir {
+    pub fn new(given: Option<&Path>, files: &[PathBuf]) -> std::io::Result<RunDir> {
+        let cwd = std::env::current_dir()?;
+        if let Some(d) = given {
+            return Ok(RunDir::Given(if d.is_absolute() {
+                d.to_owned()
+            } else {
+                cwd.join(d)
+            }));
+        }
+        let absolute: Vec<String> = files
+            .iter()
+            .map(|f| {
+                std::fs::canonicalize(f)
+                    .unwrap_or_else(|_| cwd.join(f))
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let name = files
+            .first()
+            .and_then(|f| std::fs::canonicalize(f).ok())
+            .and_then(|f| f.file_stem().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "mesh".to_owned());
+        let hash = weft_model::names::content_version(&absolute.join("\n"));
+        let state = cwd.join(".weft");
+        let dir = state.join("run").join(format!("{name}-{}", &hash[..8]));
+        Ok(RunDir::PerMesh { state, dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            RunDir::Given(d) | RunDir::PerMesh { dir: d, .. } => d,
+        }
     }
 }

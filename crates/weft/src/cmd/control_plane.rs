@@ -23,24 +23,22 @@ pub struct Args {
     #[command(flatten)]
     ca: super::ca_args::CaArgs,
     /// Where proxies' bootstrap tokens are written (tokens/).
-    #[arg(long, default_value = ".weft/run")]
-    run_dir: PathBuf,
+    /// Defaults to `.weft/run/<mesh>`, one per configuration.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     check_paths(&args.files)?;
-    let run_dir = if args.run_dir.is_absolute() {
-        args.run_dir.clone()
-    } else {
-        std::env::current_dir()?.join(&args.run_dir)
-    };
+    let dirs = super::ca_args::RunDir::new(args.run_dir.as_deref(), &args.files)?;
+    let run_dir = dirs.path().to_owned();
     let opts = Options {
         paths: args.files.clone(),
         admin: args.admin,
         xds: args.xds,
         ca: args.ca.address(args.xds),
         trust_domain: args.ca.trust_domain(),
-        ca_dir: args.ca.dir(&run_dir),
+        ca_dir: args.ca.dir(&dirs),
         cert_ttl: args.ca.ttl(),
         jwks_refresh: args.ca.jwks_refresh(),
         secrets_dir: args.ca.secrets(&args.files),

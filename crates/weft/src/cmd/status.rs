@@ -108,6 +108,20 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for e in expiring.iter().chain(&behind) {
         println!("WARNING {e}");
     }
+    for d in cp["problems"].as_array().into_iter().flatten() {
+        println!(
+            "WARNING {}:{}: {} {}: {}{}",
+            d["file"].as_str().unwrap_or(""),
+            d["line"],
+            d["code"].as_str().unwrap_or(""),
+            d["resource"].as_str().unwrap_or(""),
+            d["message"].as_str().unwrap_or(""),
+            d["fix"]
+                .as_str()
+                .map(|f| format!(" (fix: {f})"))
+                .unwrap_or_default()
+        );
+    }
     println!(
         "\n{:<40} {:<10} {:<22} RESTARTS",
         "WORKLOAD", "STATE", "LISTENS"

@@ -28,8 +28,9 @@ pub struct Args {
     #[arg(long, default_value = "127.0.10.1")]
     address_base: Ipv4Addr,
     /// Where models and logs are written.
-    #[arg(long, default_value = ".weft/run")]
-    run_dir: PathBuf,
+    /// Defaults to `.weft/run/<mesh>`, one per configuration.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
     #[command(flatten)]
     ca: super::ca_args::CaArgs,
     /// Proxies add `x-weft-reason` to the replies they make themselves.
@@ -46,11 +47,8 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     check_paths(&args.files)?;
     let weft = std::env::current_exe().context("cannot find the weft binary itself")?;
-    let run_dir = if args.run_dir.is_absolute() {
-        args.run_dir.clone()
-    } else {
-        std::env::current_dir()?.join(&args.run_dir)
-    };
+    let dirs = super::ca_args::RunDir::new(args.run_dir.as_deref(), &args.files)?;
+    let run_dir = dirs.path().to_owned();
     let opts = Options {
         paths: args.files.clone(),
         ingress: args.ingress,
@@ -58,7 +56,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         xds: args.xds,
         ca: args.ca.address(args.xds),
         trust_domain: args.ca.trust_domain(),
-        ca_dir: args.ca.dir(&run_dir),
+        ca_dir: args.ca.dir(&dirs),
         cert_ttl: args.ca.ttl(),
         jwks_refresh: args.ca.jwks_refresh(),
         secrets_dir: args.ca.secrets(&args.files),

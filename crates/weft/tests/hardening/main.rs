@@ -17,6 +17,7 @@ mod model_stream;
 mod paths;
 mod retries;
 mod sources;
+mod state;
 
 use std::net::SocketAddr;
 
