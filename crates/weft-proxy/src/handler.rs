@@ -202,6 +202,9 @@ fn malformed_head<B>(req: &Request<B>) -> Option<&'static str> {
         }
         _ => {}
     }
+    // (With a Content-Length too, hyper has already dropped the length,
+    // read the body as chunked and will close the connection after the
+    // response, as RFC 9112 asks.)
     if req
         .headers()
         .get_all(http::header::TRANSFER_ENCODING)

@@ -12,6 +12,7 @@ mod addresses;
 mod admission;
 mod bodies;
 mod concurrency;
+mod hostile;
 mod limits;
 mod model_stream;
 mod paths;
