@@ -187,6 +187,9 @@ fn canonicalize(s: &[u8]) -> Result<Vec<u8>, PathError> {
                     Dot::Here(n) => i += n,
                     Dot::Up(n) => {
                         up(&mut out);
+                        if loose_percent.is_some_and(|p| p >= out.len()) {
+                            loose_percent = None;
+                        }
                         i += n;
                     }
                 }
@@ -229,6 +232,10 @@ fn canonicalize(s: &[u8]) -> Result<Vec<u8>, PathError> {
 /// if the `%` now starts a valid escape (with the next input byte, when
 /// only one character follows it), it is written as `%25` instead.
 fn guard_nested_escape(out: &mut Vec<u8>, p: usize, next: Option<u8>) {
+    // A `..` since may have cut the output back past the `%`.
+    if out.get(p) != Some(&b'%') {
+        return;
+    }
     let tail = &out[p + 1..];
     let pair = match (tail, next) {
         ([a, b], _) => (*a, *b),
@@ -340,6 +347,19 @@ mod tests {
         assert_eq!(n("/%4%31", Base), "/%2541");
     }
 
+    /// Found by the fuzzer: a loose `%` cut away by a later `..`, then a
+    /// decoded character, indexed past the end of the output.
+    #[test]
+    fn a_loose_percent_removed_by_dot_dot_is_forgotten() {
+        for mode in [Base, MergeSlashes, DecodeAndMergeSlashes] {
+            for p in ["//3%3%N3-N~\\..%2F..%32", "///3%3%N3-N~\\..%2F..%32"] {
+                let out = n(p, mode);
+                assert_eq!(n(&out, mode), out, "{p} under {mode:?}");
+            }
+        }
+        assert_eq!(n("/a%/../%41", Base), "/A");
+    }
+
     #[test]
     fn slashes_are_kept_by_base_and_merged_by_the_merge_modes() {
         assert_eq!(n("/a//b///c", Base), "/a//b///c");
@@ -397,6 +417,7 @@ mod tests {
             "/x\\y/%2e/z",
             "/%41%%41%4",
             "/%%%2e%2e/%",
+            "//3%3%N3-N~\\..%2F..%32",
         ];
         for mode in [Base, MergeSlashes, DecodeAndMergeSlashes] {
             for p in corpus {
