@@ -201,12 +201,13 @@ async fn watchdog(activity: &Activity, limits: &Limits) -> Expired {
         if !busy && now.saturating_sub(last) >= idle {
             return Expired::Idle;
         }
+        // While no head is in progress, look again within a headers
+        // timeout, so one that starts meanwhile is cut on time: a timer
+        // per connection every few seconds, rather than a wake-up per
+        // request to say that a head began.
         let mut next = last + idle;
-        if head != 0 {
-            next = next.min(head + headers);
-        }
-        // Checked again at least every second while a head may start.
-        let wait = next.saturating_sub(now).clamp(10, 1000);
+        next = next.min(if head != 0 { head } else { now } + headers);
+        let wait = next.saturating_sub(now).max(10);
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
 }

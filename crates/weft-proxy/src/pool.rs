@@ -424,21 +424,31 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// An HTTP/1.1 upstream on loopback that counts its connections. A
-    /// request to `/close` is answered with `connection: close`; to
-    /// `/idle-close`, the connection closes once answered and idle.
-    async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    /// Connections an upstream accepted, and how many are open now.
+    #[derive(Clone, Default)]
+    struct Seen {
+        accepted: Arc<AtomicUsize>,
+        open: Arc<AtomicUsize>,
+    }
+
+    /// An upstream on loopback (HTTP/2 with `h2`, else HTTP/1.1) that
+    /// answers "0123456789" after `delay`, counting its connections. A
+    /// request to `/close` is answered with `connection: close`.
+    async fn counting_upstream(h2: bool, delay: Duration) -> (std::net::SocketAddr, Seen) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let conns = Arc::new(AtomicUsize::new(0));
-        let counted = conns.clone();
+        let seen = Seen::default();
+        let counted = seen.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                counted.fetch_add(1, Ordering::SeqCst);
+                counted.accepted.fetch_add(1, Ordering::SeqCst);
+                counted.open.fetch_add(1, Ordering::SeqCst);
+                let open = counted.open.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(
-                        |req: http::Request<hyper::body::Incoming>| async move {
+                        move |req: http::Request<hyper::body::Incoming>| async move {
+                            tokio::time::sleep(delay).await;
                             let mut resp = http::Response::new(http_body_util::Full::new(
                                 bytes::Bytes::from_static(b"0123456789"),
                             ));
@@ -451,13 +461,28 @@ mod tests {
                             Ok::<_, std::convert::Infallible>(resp)
                         },
                     );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    if h2 {
+                        let _ = hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(io, svc)
                         .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, svc)
+                            .await;
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        (addr, conns)
+        (addr, seen)
+    }
+
+    async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let (addr, seen) = counting_upstream(false, Duration::ZERO).await;
+        (addr, seen.accepted)
     }
 
     fn get(addr: std::net::SocketAddr, path: &str) -> http::Request<crate::upstream::Body> {
@@ -506,38 +531,10 @@ mod tests {
         assert_eq!(conns.load(Ordering::SeqCst), 2);
     }
 
-    /// An HTTP/2 upstream that answers after 200 ms and counts its
-    /// connections.
-    async fn h2_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns = Arc::new(AtomicUsize::new(0));
-        let counted = conns.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        Ok::<_, std::convert::Infallible>(http::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
-                        ))
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-                });
-            }
-        });
-        (addr, conns)
-    }
-
     #[tokio::test]
     async fn http2_opens_another_connection_when_one_is_at_its_stream_limit() {
-        let (addr, conns) = h2_upstream().await;
+        let (addr, seen) = counting_upstream(true, Duration::from_millis(200)).await;
+        let conns = seen.accepted;
         let pool = EndpointPool::new(
             addr,
             Route::PLAIN,
@@ -556,7 +553,7 @@ mod tests {
             })
             .collect();
         for r in requests {
-            assert_eq!(&r.await.unwrap()[..], b"ok");
+            assert_eq!(&r.await.unwrap()[..], b"0123456789");
         }
         // Two streams per connection: five at once need three.
         assert_eq!(conns.load(Ordering::SeqCst), 3);
@@ -570,31 +567,11 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_close_when_they_expire_without_another_request() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicUsize::new(0));
-        let counted = open.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let open = counted.clone();
-                open.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        Ok::<_, std::convert::Infallible>(http::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
-                        ))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                    open.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
+        let (addr, seen) = counting_upstream(false, Duration::ZERO).await;
+        let open = seen.open;
         let pool = plain_pool(addr, Duration::from_millis(200));
         let (a, b) = tokio::join!(read(&pool, addr, "/"), read(&pool, addr, "/"));
-        assert_eq!((a.len(), b.len()), (2, 2));
+        assert_eq!((a.len(), b.len()), (10, 10));
         assert_eq!(open.load(Ordering::SeqCst), 2);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(

@@ -182,3 +182,14 @@ impl Mesh {
         )
     }
 }
+
+impl Mesh {
+    /// `weft status` as a user reads it.
+    pub fn status_text(&self) -> String {
+        let o = super::weft()
+            .args(["status", "--admin", &self.admin])
+            .output()
+            .expect("weft status runs");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}

@@ -78,13 +78,7 @@ fn one_broken_resource_never_blocks_the_others() {
     );
 
     // An urgent deny-all applied meanwhile is enforced at once.
-    let deny = m.w.write(
-        "deny.yaml",
-        &std::fs::read_to_string(
-            common::repo().join("examples/bookinfo-tasks/authorization-allow-nothing.yaml"),
-        )
-        .unwrap(),
-    );
+    let deny = crate::task_file(&m.w, "authorization-allow-nothing.yaml");
     let o = common::weft()
         .args(["apply", "-f", deny.to_str().unwrap(), "--admin", &m.admin])
         .output()
@@ -128,14 +122,7 @@ fn one_broken_resource_never_blocks_the_others() {
     let kept = status["controlPlane"]["keptLastGood"].to_string();
     assert!(kept.contains("VirtualService default/reviews"), "{status}");
     assert_eq!(reviewers(&m), vec!["reviews-v1-0".to_owned()]);
-    let text = String::from_utf8_lossy(
-        &common::weft()
-            .args(["status", "--admin", &m.admin])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
+    let text = m.status_text();
     assert!(
         text.contains(
             "VirtualService default/reviews: refused; its last good version keeps serving"

@@ -25,19 +25,9 @@ fn raw_exchange(addr: &str, raw: &[u8], close: bool) -> String {
 #[test]
 fn a_clients_broken_body_never_ejects_or_retries_the_upstream() {
     let mut w = common::World::new(132);
-    let web = r#"apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 8000}]
----
-apiVersion: weft.dev/v1
-kind: Workload
-metadata: {name: web, labels: {app: web}}
-spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}], replicas: 2}
----
-apiVersion: networking.istio.io/v1
+    let web = crate::web(
+        2,
+        r#"apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: web}
 spec:
@@ -59,8 +49,9 @@ kind: Service
 metadata: {name: web-retried}
 spec:
   ports: [{name: http, port: 8000}]
-"#;
-    let (outbound, eps) = crate::sidecar(&mut w, web, "web", &[]);
+"#,
+    );
+    let (outbound, eps) = crate::sidecar(&mut w, &web, "web", &[]);
     w.httpbin("web-a", eps[0], &[]);
     w.httpbin("web-b", eps[1], &[]);
     let proxy = outbound.to_string();

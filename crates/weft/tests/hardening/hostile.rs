@@ -10,22 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::{self, curl};
 
-const WEB: &str = r#"apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 8000}]
----
-apiVersion: weft.dev/v1
-kind: Workload
-metadata: {name: web, labels: {app: web}}
-spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
-"#;
-
 fn start(net: u8) -> (common::World, SocketAddr) {
     let mut w = common::World::new(net);
-    let (outbound, eps) = crate::sidecar(&mut w, WEB, "web", &[]);
+    let (outbound, eps) = crate::sidecar(&mut w, &crate::web(1, ""), "web", &[]);
     w.httpbin("web", eps[0], &[]);
     (w, outbound)
 }

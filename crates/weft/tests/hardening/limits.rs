@@ -10,26 +10,20 @@ use std::time::{Duration, Instant};
 
 use crate::common::{self, curl};
 
-const WEB: &str = r#"apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 8000}]
----
-apiVersion: weft.dev/v1
-kind: Workload
-metadata: {name: web, labels: {app: web}}
-spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
----
-apiVersion: networking.istio.io/v1
+/// One `web` replica whose idle upstream connections expire after 1 s.
+fn web() -> String {
+    crate::web(
+        1,
+        "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: web}
 spec:
   host: web
   trafficPolicy:
     connectionPool: {http: {idleTimeout: 1s}}
-"#;
+",
+    )
+}
 
 /// How long until the proxy closes `s` (reads until EOF), at most `within`.
 fn closed_after(s: &mut TcpStream, within: Duration) -> Option<Duration> {
@@ -76,7 +70,7 @@ fn idle_and_slow_clients_are_cut_off() {
     let mut w = common::World::new(135);
     let (outbound, eps) = crate::sidecar(
         &mut w,
-        WEB,
+        &web(),
         "web",
         &["--idle-timeout", "1s", "--request-headers-timeout", "2s"],
     );
@@ -140,7 +134,7 @@ fn idle_and_slow_clients_are_cut_off() {
 #[test]
 fn header_limits_and_heads_http_forbids() {
     let mut w = common::World::new(136);
-    let (outbound, eps) = crate::sidecar(&mut w, WEB, "web", &[]);
+    let (outbound, eps) = crate::sidecar(&mut w, &web(), "web", &[]);
     w.httpbin("web", eps[0], &[]);
     let addr = outbound.to_string();
     let big = |n: usize| format!("x-big: {}", "a".repeat(n));
@@ -215,7 +209,7 @@ fn open_fds(w: &common::World) -> usize {
 #[test]
 fn idle_upstream_connections_close_without_another_request() {
     let mut w = common::World::new(137);
-    let (outbound, eps) = crate::sidecar(&mut w, WEB, "web", &[]);
+    let (outbound, eps) = crate::sidecar(&mut w, &web(), "web", &[]);
     w.httpbin("web", eps[0], &["--latency-ms", "200"]);
     let before = open_fds(&w);
     // 200 requests at once: 200 upstream connections.

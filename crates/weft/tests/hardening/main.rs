@@ -86,3 +86,31 @@ pub fn access_log(w: &common::World) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// A `web` Service on port 8000 and its Workload of `replicas` httpbins,
+/// then `more` YAML.
+pub fn web(replicas: u32, more: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 8000}}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {{name: web, labels: {{app: web}}}}
+spec: {{command: weft, args: [sample-app, httpbin], ports: [{{name: http, port: 8000}}], replicas: {replicas}}}
+---
+{more}"#
+    )
+}
+
+/// One of Istio's task files (`examples/bookinfo-tasks/NAME`), copied
+/// into the world's directory for `weft apply`.
+pub fn task_file(w: &common::World, name: &str) -> std::path::PathBuf {
+    let text =
+        std::fs::read_to_string(common::repo().join("examples/bookinfo-tasks").join(name)).unwrap();
+    w.write(name, &text)
+}

@@ -61,14 +61,7 @@ fn a_model_too_large_for_its_proxy_is_reported_and_apply_says_who_lacks_it() {
     };
     let reason = productpage["reason"].as_str().unwrap();
     assert!(reason.contains("over the 50000 bytes"), "{reason}");
-    let status = String::from_utf8_lossy(
-        &common::weft()
-            .args(["status", "--admin", &m.admin])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
+    let status = m.status_text();
     assert!(
         status.contains("WARNING default/productpage-v1-0 is STALE: model"),
         "{status}"
@@ -80,13 +73,7 @@ fn a_model_too_large_for_its_proxy_is_reported_and_apply_says_who_lacks_it() {
     );
 
     // A deny-all for productpage cannot reach it: apply says so, by name.
-    let deny = m.w.write(
-        "deny.yaml",
-        &std::fs::read_to_string(
-            common::repo().join("examples/bookinfo-tasks/authorization-allow-nothing.yaml"),
-        )
-        .unwrap(),
-    );
+    let deny = crate::task_file(&m.w, "authorization-allow-nothing.yaml");
     let (ok, out) = apply(&m, &deny);
     assert!(!ok, "{out}");
     assert!(

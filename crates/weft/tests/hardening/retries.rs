@@ -8,19 +8,9 @@ use crate::common::{self, curl};
 #[test]
 fn istios_default_retries_hide_a_restarting_endpoint() {
     let mut w = common::World::new(134);
-    let web = r#"apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 8000}]
----
-apiVersion: weft.dev/v1
-kind: Workload
-metadata: {name: web, labels: {app: web}}
-spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}], replicas: 3}
----
-apiVersion: networking.istio.io/v1
+    let web = crate::web(
+        3,
+        r#"apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: web}
 spec:
@@ -49,8 +39,9 @@ spec:
   http:
   - retries: {attempts: 0}
     route: [{destination: {host: web-strict}}]
-"#;
-    let (outbound, eps) = crate::sidecar(&mut w, web, "web", &[]);
+"#,
+    );
+    let (outbound, eps) = crate::sidecar(&mut w, &web, "web", &[]);
     assert_eq!(eps.len(), 3);
     // One endpoint is down (nothing listens), one answers 503 to everything.
     w.httpbin("web-ok", eps[0], &[]);

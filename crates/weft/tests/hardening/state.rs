@@ -65,13 +65,7 @@ fn applied_resources_stay_with_their_mesh_and_are_announced() {
     let admin = w.addr(0, 253, 15014).to_string();
 
     let first = up_in(&w.dir, &a, &w, "a1.log");
-    let deny = w.write(
-        "deny.yaml",
-        &std::fs::read_to_string(
-            common::repo().join("examples/bookinfo-tasks/authorization-allow-nothing.yaml"),
-        )
-        .unwrap(),
-    );
+    let deny = crate::task_file(&w, "authorization-allow-nothing.yaml");
     let o = common::weft()
         .args(["apply", "-f", deny.to_str().unwrap(), "--admin", &admin])
         .output()
@@ -130,16 +124,7 @@ fn a_secret_made_after_start_is_found_and_its_absence_is_reported() {
     for _ in 0..3 {
         assert_eq!(m.page(None).0, 200);
     }
-    let status = || {
-        String::from_utf8_lossy(
-            &common::weft()
-                .args(["status", "--admin", &m.admin])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .into_owned()
-    };
+    let status = || m.status_text();
     let started = Instant::now();
     loop {
         let text = status();
