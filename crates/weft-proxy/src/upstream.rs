@@ -194,13 +194,19 @@ impl ClusterRt {
                 })
             })
             .collect();
+        // Istio's `http2MaxRequests` bounds active requests on HTTP/1.1
+        // too; there each request holds a connection, so `maxConnections`
+        // bounds them as well.
         let limit = if matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) {
             config
                 .pool
                 .http2_max_requests
                 .or(config.pool.max_connections)
         } else {
-            config.pool.max_connections
+            match (config.pool.max_connections, config.pool.http2_max_requests) {
+                (Some(c), Some(r)) => Some(c.min(r)),
+                (c, r) => c.or(r),
+            }
         };
         ClusterRt {
             name: Arc::from(config.name.as_str()),
@@ -818,6 +824,27 @@ mod tests {
             Arc::new(ClientSide::plain("us-east/a", &client)),
         );
         assert_eq!(counts(&c, 10), vec![0, 0, 10]);
+    }
+
+    #[tokio::test]
+    async fn http2_max_requests_bounds_http1_requests_too() {
+        let mut c = cluster(
+            LbPolicy::RoundRobin,
+            &[("127.0.0.1:1", "", &[])],
+            None,
+            false,
+        );
+        c.pool.http2_max_requests = Some(2);
+        c.pool.http1_max_pending_requests = Some(0);
+        let c = ClusterRt::new(c, Arc::new(ClientSide::plain("", &BTreeMap::new())));
+        let first = c.admit().await.expect("admitted");
+        let second = c.admit().await.expect("admitted");
+        assert!(
+            c.admit().await.is_none(),
+            "a third request overflowed no limit"
+        );
+        drop((first, second));
+        assert!(c.admit().await.is_some());
     }
 
     #[test]
