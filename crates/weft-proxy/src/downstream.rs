@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -47,31 +47,27 @@ impl Default for Limits {
 pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // hyper's minimum read buffer is 8 KiB; headers beyond it are 431.
-    b.http1()
-        .max_buf_size(limits.max_request_headers.max(8192))
-        .max_headers(100);
+    // (hyper's default of 100 headers is Envoy's; naming it makes hyper
+    // fill a 100-entry array for every request it parses.)
+    b.http1().max_buf_size(limits.max_request_headers.max(8192));
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_request_headers).unwrap_or(u32::MAX));
     b
 }
 
-/// Milliseconds since the process started: a clock that fits an atomic.
-fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// What the watchdog knows of a connection.
+/// What the watchdog knows of a connection. The request path only counts
+/// and flags (relaxed atomics, no clock read); the watchdog, waking every
+/// few seconds, turns that into time.
 #[derive(Default)]
 pub struct Activity {
-    /// When a byte last went either way.
-    last_ms: AtomicU64,
+    /// Reads and writes that moved bytes, either way.
+    io: AtomicU64,
     /// Requests the handler is working on.
     in_flight: AtomicU32,
-    /// When the first byte of a request head arrived while none was in
-    /// flight (0: no head in progress). HTTP/1.1 only.
-    head_since_ms: AtomicU64,
+    /// The first byte of a request head arrived while none was in flight,
+    /// and its request has not reached the handler yet. HTTP/1.1 only.
+    head: AtomicBool,
     /// The client spoke HTTP/2 (its frames between requests are not a
     /// request head).
     h2: AtomicBool,
@@ -80,29 +76,30 @@ pub struct Activity {
 
 impl Activity {
     fn new() -> Arc<Activity> {
-        let a = Activity::default();
-        a.last_ms.store(now_ms(), Ordering::Relaxed);
-        Arc::new(a)
+        Arc::new(Activity::default())
     }
 
     fn read(&self, bytes: &[u8]) {
-        let now = now_ms();
-        self.last_ms.store(now, Ordering::Relaxed);
-        if !self.seen_first_bytes.swap(true, Ordering::Relaxed) && bytes.starts_with(b"PRI *") {
-            self.h2.store(true, Ordering::Relaxed);
+        self.io.fetch_add(1, Ordering::Relaxed);
+        if !self.seen_first_bytes.load(Ordering::Relaxed) {
+            self.seen_first_bytes.store(true, Ordering::Relaxed);
+            if bytes.starts_with(b"PRI *") {
+                self.h2.store(true, Ordering::Relaxed);
+            }
         }
-        if !self.h2.load(Ordering::Relaxed)
-            && self.in_flight.load(Ordering::Acquire) == 0
-            && self.head_since_ms.load(Ordering::Relaxed) == 0
-        {
-            self.head_since_ms.store(now.max(1), Ordering::Relaxed);
+        if !self.h2.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Acquire) == 0 {
+            self.head.store(true, Ordering::Relaxed);
         }
+    }
+
+    fn wrote(&self) {
+        self.io.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request reached the handler: its head is complete.
     pub fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.head_since_ms.store(0, Ordering::Relaxed);
+        self.head.store(false, Ordering::Relaxed);
         InFlight(self.clone())
     }
 }
@@ -112,7 +109,7 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.last_ms.store(now_ms(), Ordering::Relaxed);
+        self.0.io.fetch_add(1, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -148,7 +145,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.last_ms.store(now_ms(), Ordering::Relaxed);
+            this.activity.wrote();
         }
         polled
     }
@@ -161,7 +158,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.last_ms.store(now_ms(), Ordering::Relaxed);
+            this.activity.wrote();
         }
         polled
     }
@@ -186,29 +183,35 @@ enum Expired {
     Headers,
 }
 
-/// Waits until `activity` says the connection should close.
+/// Waits until `activity` says the connection should close. It looks
+/// every half of the shorter timeout, so a connection is closed within
+/// half a timeout after it expired.
 async fn watchdog(activity: &Activity, limits: &Limits) -> Expired {
-    let idle = limits.idle_timeout.as_millis() as u64;
-    let headers = limits.request_headers_timeout.as_millis() as u64;
+    let tick = (limits.idle_timeout.min(limits.request_headers_timeout) / 2)
+        .clamp(Duration::from_millis(10), Duration::from_secs(5));
+    let mut seen_io = activity.io.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    let mut head_since: Option<Instant> = None;
     loop {
-        let now = now_ms();
-        let head = activity.head_since_ms.load(Ordering::Relaxed);
-        if head != 0 && now.saturating_sub(head) >= headers {
-            return Expired::Headers;
-        }
-        let last = activity.last_ms.load(Ordering::Relaxed);
+        tokio::time::sleep(tick).await;
+        let now = Instant::now();
+        let io = activity.io.load(Ordering::Relaxed);
         let busy = activity.in_flight.load(Ordering::Acquire) > 0;
-        if !busy && now.saturating_sub(last) >= idle {
+        if io != seen_io || busy {
+            seen_io = io;
+            quiet_since = now;
+        }
+        if activity.head.load(Ordering::Relaxed) && !busy {
+            let since = *head_since.get_or_insert(now);
+            if now.duration_since(since) >= limits.request_headers_timeout {
+                return Expired::Headers;
+            }
+        } else {
+            head_since = None;
+        }
+        if !busy && now.duration_since(quiet_since) >= limits.idle_timeout {
             return Expired::Idle;
         }
-        // While no head is in progress, look again within a headers
-        // timeout, so one that starts meanwhile is cut on time: a timer
-        // per connection every few seconds, rather than a wake-up per
-        // request to say that a head began.
-        let mut next = last + idle;
-        next = next.min(if head != 0 { head } else { now } + headers);
-        let wait = next.saturating_sub(now).max(10);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
     }
 }
 

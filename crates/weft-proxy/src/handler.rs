@@ -24,6 +24,7 @@ use crate::flags::ResponseFlag;
 use crate::local_reply::{full, reply};
 use crate::request_body::{BodyTally, DownstreamFault, RequestBody};
 use crate::response_body::{ResponseBody, Tally};
+use crate::retry::RetryOn;
 use crate::snapshot::{RequestView, RouteRt, Snapshot};
 use crate::upstream::{Body, ClusterRt, SendError};
 use crate::Shared;
@@ -183,7 +184,7 @@ pub async fn handle(
 /// What HTTP/1.1 forbids in a request head and hyper lets through: RFC
 /// 9112 wants exactly one valid Host, and two Transfer-Encoding headers
 /// frame a body two ways (the stuff of request smuggling).
-fn malformed_head<B>(req: &Request<B>) -> Option<&'static str> {
+fn malformed_head<B: hyper::body::Body>(req: &Request<B>) -> Option<&'static str> {
     if !matches!(
         req.version(),
         http::Version::HTTP_11 | http::Version::HTTP_10
@@ -196,8 +197,7 @@ fn malformed_head<B>(req: &Request<B>) -> Option<&'static str> {
             return Some("an HTTP/1.1 request must carry a Host header")
         }
         (Some(_), Some(_)) => return Some("the request carries more than one Host header"),
-        (Some(h), None) if h.is_empty() && req.uri().authority().is_none() => {}
-        (Some(h), None) if Authority::try_from(h.as_bytes()).is_err() => {
+        (Some(h), None) if !host_like(h.as_bytes()) => {
             return Some("the Host header is not a valid host[:port]")
         }
         _ => {}
@@ -205,16 +205,48 @@ fn malformed_head<B>(req: &Request<B>) -> Option<&'static str> {
     // (With a Content-Length too, hyper has already dropped the length,
     // read the body as chunked and will close the connection after the
     // response, as RFC 9112 asks.)
-    if req
-        .headers()
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .nth(1)
-        .is_some()
+    // Without a body there is nothing to frame (and no lookup to pay).
+    if !req.body().is_end_stream()
+        && req
+            .headers()
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .nth(1)
+            .is_some()
     {
         return Some("the request carries more than one Transfer-Encoding header");
     }
     None
+}
+
+/// Whether `h` can be a Host: RFC 3986's reg-name, IPv4 or bracketed
+/// IPv6 characters, and a port. (A byte test rather than a parse: it runs
+/// for every request.)
+fn host_like(h: &[u8]) -> bool {
+    h.iter().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
 }
 
 /// Rewrites the request's path as MeshConfig `pathNormalization` says
@@ -801,7 +833,18 @@ async fn route_action(
                 .filter(|m| fastrand::f64() * 100.0 < m.percentage)
                 .filter_map(|m| snap.cluster(&m.cluster).cloned())
                 .collect();
-            let resp = forward(cluster, parts, body, path_q, hash, r, &mirrors, ctx).await;
+            let resp = forward(
+                cluster,
+                parts,
+                body,
+                path_q,
+                hash,
+                r,
+                route.retry_on,
+                &mirrors,
+                ctx,
+            )
+            .await;
             let mut resp = resp;
             if let Some(c) = new_cookie {
                 resp.headers_mut().append(http::header::SET_COOKIE, c);
@@ -906,37 +949,34 @@ enum Try {
     },
 }
 
-/// Whether `policy` retries what a try produced (Envoy's `retry_on`
-/// conditions; gRPC ones read `grpc-status`).
-fn retriable(policy: &weft_model::RetryPolicy, t: &Try) -> bool {
-    let on = |c: &str| policy.retry_on.iter().any(|x| x == c);
+/// Whether `policy` (its conditions compiled as `on`) retries what a try
+/// produced.
+fn retriable(policy: &weft_model::RetryPolicy, on: RetryOn, grpc: bool, t: &Try) -> bool {
     match t {
-        Try::Response(r) => {
-            let s = r.status().as_u16();
-            let grpc = |code: &str| r.headers().get("grpc-status").is_some_and(|v| v == code);
-            (on("5xx") && s >= 500)
-                || (on("gateway-error") && matches!(s, 502..=504))
-                || (on("retriable-4xx") && s == 409)
-                || (on("retriable-status-codes") && policy.retriable_status_codes.contains(&s))
-                || (on("cancelled") && grpc("1"))
-                || (on("deadline-exceeded") && grpc("4"))
-                || (on("resource-exhausted") && grpc("8"))
-                || (on("internal") && grpc("13"))
-                || (on("unavailable") && grpc("14"))
-        }
+        Try::Response(r) => on.response(
+            &policy.retriable_status_codes,
+            r.status().as_u16(),
+            r.headers(),
+            grpc,
+        ),
         Try::Failed {
             flag: ResponseFlag::UpstreamConnectionFailure,
             ..
-        } => on("connect-failure") || on("5xx") || on("gateway-error") || on("reset"),
+        } => on.has(
+            RetryOn::CONNECT_FAILURE | RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET,
+        ),
         Try::Failed {
             flag: ResponseFlag::UpstreamConnectionTermination,
             unsent,
             ..
-        } => on("reset") || on("5xx") || (*unsent && on("refused-stream")),
+        } => {
+            on.has(RetryOn::RESET | RetryOn::FIVE_XX)
+                || (*unsent && on.has(RetryOn::REFUSED_STREAM))
+        }
         Try::Failed {
             flag: ResponseFlag::UpstreamRequestTimeout,
             ..
-        } => on("5xx") || on("gateway-error") || on("reset"),
+        } => on.has(RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET),
         Try::Failed { .. } => false,
     }
 }
@@ -970,6 +1010,7 @@ async fn forward(
     path_q: PathAndQuery,
     hash: Option<Vec<u8>>,
     route: &weft_model::Route,
+    retry_on: RetryOn,
     mirrors: &[Arc<ClusterRt>],
     ctx: &mut Ctx,
 ) -> Response<Body> {
@@ -1039,7 +1080,11 @@ async fn forward(
     for attempt in 0..attempts {
         if attempt > 0 {
             let Some(policy) = retry else { break };
-            if !last.as_ref().is_some_and(|t| retriable(policy, t)) || !replay.available() {
+            if !last
+                .as_ref()
+                .is_some_and(|t| retriable(policy, retry_on, ctx.grpc, t))
+                || !replay.available()
+            {
                 break;
             }
             let Some(_budget) = cluster.try_retry() else {
@@ -1181,7 +1226,7 @@ async fn forward(
             break;
         }
         if let (Some(p), Some(t)) = (retry, &last) {
-            if !retriable(p, t) {
+            if !retriable(p, retry_on, ctx.grpc, t) {
                 break;
             }
         }
@@ -1191,7 +1236,7 @@ async fn forward(
         && replay.available()
         && last
             .as_ref()
-            .is_some_and(|t| retry.is_some_and(|p| retriable(p, t)));
+            .is_some_and(|t| retry.is_some_and(|p| retriable(p, retry_on, ctx.grpc, t)));
     if retried_out {
         ctx.entry
             .response_flags
@@ -1254,17 +1299,12 @@ fn downstream_failed(ctx: &mut Ctx, fault: DownstreamFault, detail: &str) -> Res
 /// A copy of the request head for one try. Hop-by-hop headers are
 /// dropped, except that an upgrade keeps `connection: upgrade`.
 fn clone_parts(p: &http::request::Parts, upgrade: bool) -> http::request::Parts {
-    let mut b = Request::builder()
-        .method(p.method.clone())
-        .uri(p.uri.clone())
-        .version(p.version);
-    if let Some(h) = b.headers_mut() {
-        *h = p.headers.clone();
-    }
-    let (parts, ()) = b
-        .body(())
-        .map(Request::into_parts)
-        .unwrap_or_else(|_| Request::new(()).into_parts());
+    // Field by field: a builder would check again what is valid already.
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = p.method.clone();
+    parts.uri = p.uri.clone();
+    parts.version = p.version;
+    parts.headers = p.headers.clone();
     upstream_head(parts, upgrade)
 }
 
@@ -1340,7 +1380,18 @@ async fn inbound(
     ctx.entry.upstream_cluster = Some(app.name.clone());
     let (parts, body) = req.into_parts();
     let path_q = origin_form(&parts.uri);
-    forward(app.clone(), parts, body, path_q, None, route, &[], ctx).await
+    forward(
+        app.clone(),
+        parts,
+        body,
+        path_q,
+        None,
+        route,
+        RetryOn::default(),
+        &[],
+        ctx,
+    )
+    .await
 }
 
 fn http_attributes<'a, B>(

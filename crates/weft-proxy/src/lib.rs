@@ -28,6 +28,7 @@ pub mod path;
 pub mod pool;
 mod request_body;
 mod response_body;
+mod retry;
 pub mod snapshot;
 pub mod sni;
 mod sockets;

@@ -76,6 +76,8 @@ pub struct RouteRt {
     pub regex_rewrite: Option<(regex::Regex, String)>,
     /// CORS `allowOrigins`, compiled.
     pub cors_origins: Vec<Matcher>,
+    /// The retry policy's conditions, compiled.
+    pub retry_on: crate::retry::RetryOn,
 }
 
 pub struct MatchRt {
@@ -246,6 +248,11 @@ impl TableRt {
                             .flat_map(|c| c.allow_origins.iter())
                             .map(|m| Matcher::compile(m, false))
                             .collect::<Result<_, ProxyError>>()?,
+                        retry_on: r
+                            .retry
+                            .as_ref()
+                            .map(|p| crate::retry::RetryOn::parse(&p.retry_on))
+                            .unwrap_or_default(),
                     })
                 })
                 .collect::<Result<_, ProxyError>>()?;
