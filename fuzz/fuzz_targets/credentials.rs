@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use weft_proxy::jwt::JwtAuthn;
+use weft_proxy::policy::jwt::JwtAuthn;
 
 /// One rule with an RSA key no fuzz input can sign for.
 fn authn() -> &'static JwtAuthn {

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use weft_model::PathNormalization;
-use weft_proxy::path::normalize;
+use weft_proxy::http::path::normalize;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(Some(name)) = weft_proxy::sni::parse_hello(data) {
+    if let Some(Some(name)) = weft_proxy::l4::sni::parse_hello(data) {
         assert!(!name.is_empty(), "an empty name must read as no SNI");
         let lower = data.to_ascii_lowercase();
         assert!(lower.windows(name.len()).any(|w| w == name.as_bytes()));

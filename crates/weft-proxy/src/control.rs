@@ -15,7 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessage, STREAM_PATH};
 use weft_model::ProxyModel;
 
-use crate::{ProxyError, Shared};
+use crate::proxy::ProxyError;
+use crate::shared::Shared;
 
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -25,7 +26,7 @@ pub struct ClientConfig {
     pub max_model_bytes: usize,
     /// With an identity, the stream runs over TLS to the control plane's
     /// TLS port, verified against the mesh's roots; without, plain h2c.
-    pub mesh: Option<Arc<crate::mesh::Mesh>>,
+    pub mesh: Option<Arc<crate::identity::mesh::Mesh>>,
     /// `namespace/name`.
     pub proxy: String,
     pub token: String,
@@ -43,8 +44,12 @@ pub async fn open(
 ) -> Result<(mpsc::Sender<ProxyMessage>, Stream), String> {
     let channel = match &cfg.mesh {
         Some(mesh) => {
-            crate::mesh::control_plane_channel(cfg.control_plane, mesh, Duration::from_secs(2))
-                .await?
+            crate::identity::mesh::control_plane_channel(
+                cfg.control_plane,
+                mesh,
+                Duration::from_secs(2),
+            )
+            .await?
         }
         None => {
             let endpoint =
@@ -195,7 +200,7 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                         Ok(m) => {
                             // Credentials first: the new model may name new ones.
                             shared.credentials.ensure(&m.credential_names()).await;
-                            crate::apply(&shared, m, update.version.clone())
+                            crate::proxy::apply(&shared, m, update.version.clone())
                                 .map_err(|e| e.to_string())
                         }
                         Err(e) => Err(e),

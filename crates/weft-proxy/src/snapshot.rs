@@ -8,13 +8,14 @@ use std::sync::Arc;
 use http::HeaderName;
 use weft_model::{ListenerTarget, ProxyModel, Route, RouteMatch, RouteTable};
 
-use crate::matcher::Matcher;
+use crate::facts::RequestFacts;
+use crate::http::matcher::Matcher;
+use crate::proxy::ProxyError;
 use crate::upstream::ClusterRt;
-use crate::ProxyError;
 
 pub struct Snapshot {
     /// This proxy as metrics label it.
-    pub me: crate::metrics::Peer,
+    pub me: crate::telemetry::metrics::Peer,
     pub model: Arc<ProxyModel>,
     pub version: String,
     pub tables: HashMap<String, TableRt>,
@@ -24,13 +25,12 @@ pub struct Snapshot {
     /// Which request metrics the Telemetry resources leave on.
     pub record: RecordedMetrics,
     /// Their tag overrides.
-    pub tags: crate::metric_tags::TagPlan,
+    pub tags: crate::telemetry::metric_tags::TagPlan,
     /// Inbound port → the service it belongs to, as metrics name it.
-    pub inbound_services: HashMap<u32, crate::metrics::ServiceNames>,
-    /// This workload's AuthorizationPolicies, compiled.
-    pub authz: crate::authz::Authorizer,
-    /// Its RequestAuthentication rules with their keys.
-    pub jwt: crate::jwt::JwtAuthn,
+    pub inbound_services: HashMap<u32, crate::telemetry::metrics::ServiceNames>,
+    /// This workload's RequestAuthentications and AuthorizationPolicies,
+    /// compiled.
+    pub policy: crate::policy::Policies,
 }
 
 /// The Telemetry `metrics` overrides, decided once per push.
@@ -77,7 +77,7 @@ pub struct RouteRt {
     /// CORS `allowOrigins`, compiled.
     pub cors_origins: Vec<Matcher>,
     /// The retry policy's conditions, compiled.
-    pub retry_on: crate::retry::RetryOn,
+    pub retry_on: crate::http::retry::RetryOn,
 }
 
 pub struct MatchRt {
@@ -89,17 +89,6 @@ pub struct MatchRt {
     query: Vec<(String, Matcher, bool)>,
     port: Option<u32>,
     ignore_uri_case: bool,
-}
-
-/// What a route match looks at, taken from the request once.
-pub struct RequestView<'a> {
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub scheme: &'a str,
-    pub method: &'a str,
-    pub authority: &'a str,
-    pub headers: &'a http::HeaderMap,
-    pub port: u32,
 }
 
 impl MatchRt {
@@ -138,7 +127,8 @@ impl MatchRt {
         })
     }
 
-    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+    /// Whether the request matches, on a route table for `port`.
+    pub fn matches(&self, req: &RequestFacts<'_>, port: u32) -> bool {
         if let Some(u) = &self.uri {
             if !u.matches(req.path, self.ignore_uri_case) {
                 return false;
@@ -147,7 +137,7 @@ impl MatchRt {
         for (m, v) in [
             (&self.scheme, req.scheme),
             (&self.method, req.method),
-            (&self.authority, req.authority),
+            (&self.authority, req.host),
         ] {
             if let Some(m) = m {
                 if !m.matches(v, false) {
@@ -156,7 +146,7 @@ impl MatchRt {
             }
         }
         if let Some(p) = self.port {
-            if p != req.port {
+            if p != port {
                 return false;
             }
         }
@@ -188,13 +178,13 @@ fn query_values<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item
 }
 
 impl RouteRt {
-    pub fn matches(&self, req: &RequestView<'_>) -> bool {
-        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
+    pub fn matches(&self, req: &RequestFacts<'_>, port: u32) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req, port))
     }
 }
 
 impl TableRt {
-    fn compile(t: &RouteTable) -> Result<TableRt, ProxyError> {
+    pub fn compile(t: &RouteTable) -> Result<TableRt, ProxyError> {
         let mut table = TableRt {
             exact: HashMap::new(),
             suffixes: Vec::new(),
@@ -251,7 +241,7 @@ impl TableRt {
                         retry_on: r
                             .retry
                             .as_ref()
-                            .map(|p| crate::retry::RetryOn::parse(&p.retry_on))
+                            .map(|p| crate::http::retry::RetryOn::parse(&p.retry_on))
                             .unwrap_or_default(),
                     })
                 })
@@ -333,17 +323,20 @@ impl Snapshot {
             clusters.insert(c.name.clone(), rt);
         }
         Ok(Snapshot {
-            me: crate::metrics::Peer::of_proxy(&model.proxy),
+            me: crate::telemetry::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
-            tags: crate::metric_tags::TagPlan::compile(&model.telemetry.tag_overrides),
-            authz: crate::authz::Authorizer::compile(&model.security.authorization)
-                .with_owners(&model.security.workload_addresses),
-            jwt: crate::jwt::JwtAuthn::compile(&model.security.jwt_rules),
+            tags: crate::telemetry::metric_tags::TagPlan::compile(&model.telemetry.tag_overrides),
+            policy: crate::policy::Policies::compile(&model.security),
             inbound_services: model
                 .listeners
                 .iter()
                 .filter(|l| l.direction == weft_model::Direction::Inbound && !l.service.is_empty())
-                .map(|l| (l.port, crate::metrics::ServiceNames::of(&l.service)))
+                .map(|l| {
+                    (
+                        l.port,
+                        crate::telemetry::metrics::ServiceNames::of(&l.service),
+                    )
+                })
                 .collect(),
             model: Arc::new(model),
             version,

@@ -206,7 +206,7 @@ fn strict_refuses_plain_text_and_the_ca_issues_only_the_entitled_identity() {
         &weft_identity::pem::split(&std::fs::read_to_string(run.join("trust-bundle.pem")).unwrap()),
     )
     .unwrap();
-    let ca = |token: &str| weft_proxy::mesh::CaClient {
+    let ca = |token: &str| weft_proxy::identity::mesh::CaClient {
         ca: m.w.addr(0, 253, 15012),
         proxy: "default/productpage-v1-0".into(),
         token: token.trim().to_owned(),
@@ -215,9 +215,9 @@ fn strict_refuses_plain_text_and_the_ca_issues_only_the_entitled_identity() {
         .enable_all()
         .build()
         .unwrap();
-    let ask = |client: weft_proxy::mesh::CaClient, id: &str| {
+    let ask = |client: weft_proxy::identity::mesh::CaClient, id: &str| {
         let req = weft_identity::workload::Request::new(id).unwrap();
-        let r = rt.block_on(weft_proxy::mesh::request_certificate(
+        let r = rt.block_on(weft_proxy::identity::mesh::request_certificate(
             &client,
             &bundle,
             "cluster.local",
@@ -239,7 +239,7 @@ fn strict_refuses_plain_text_and_the_ca_issues_only_the_entitled_identity() {
     let (_, wrong) = ask(ca("0123456789abcdef0123456789abcdef"), PRODUCTPAGE);
     assert!(wrong.unwrap_err().contains("Unauthenticated"));
     // Nor any TLS credential its configuration does not name.
-    let cred = rt.block_on(weft_proxy::mesh::request_credential(
+    let cred = rt.block_on(weft_proxy::identity::mesh::request_credential(
         &ca(&token),
         &bundle,
         "cluster.local",

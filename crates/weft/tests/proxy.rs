@@ -1689,7 +1689,7 @@ spec:
     ] {
         let mut s = std::net::TcpStream::connect(bind).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut hello = weft_proxy::sni::client_hello(sni);
+        let mut hello = weft_proxy::l4::sni::client_hello(sni);
         hello.push(b'\n');
         s.write_all(&hello).unwrap();
         let mut got = vec![0u8; expect.len() + 1];
@@ -1703,7 +1703,7 @@ spec:
     // No route for an unknown name: the connection is closed.
     let mut s = std::net::TcpStream::connect(bind).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&weft_proxy::sni::client_hello("other.example.com"))
+    s.write_all(&weft_proxy::l4::sni::client_hello("other.example.com"))
         .unwrap();
     let mut buf = [0u8; 8];
     assert_eq!(s.read(&mut buf).unwrap_or(0), 0);

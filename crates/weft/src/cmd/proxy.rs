@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use weft_proxy::access_log::AccessLog;
+use weft_proxy::telemetry::access_log::AccessLog;
 use weft_proxy::{Proxy, RuntimeConfig};
 
 #[derive(clap::Args)]
@@ -119,13 +119,13 @@ pub struct Args {
 /// cost more CPU than the requests themselves at moderate load
 /// (bench/README.md). More workers are threads of their own, each with one
 /// event loop that keeps the connections it is given
-/// (`weft_proxy::workers`); the main thread accepts, follows the control
+/// (`weft_proxy::listen::workers`); the main thread accepts, follows the control
 /// plane and serves the admin port.
 fn runtime(
     args: &Args,
 ) -> std::io::Result<(
     tokio::runtime::Runtime,
-    std::sync::Arc<weft_proxy::workers::Workers>,
+    std::sync::Arc<weft_proxy::listen::workers::Workers>,
 )> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let workers = match args.concurrency {
@@ -138,9 +138,9 @@ fn runtime(
         .enable_all()
         .build()?;
     let workers = if workers > 1 {
-        weft_proxy::workers::Workers::start(workers)?
+        weft_proxy::listen::workers::Workers::start(workers)?
     } else {
-        weft_proxy::workers::Workers::default()
+        weft_proxy::listen::workers::Workers::default()
     };
     Ok((rt, std::sync::Arc::new(workers)))
 }
@@ -217,7 +217,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 &root.display().to_string(),
                 &weft_identity::pem::split(&pem),
             )?;
-            Some(weft_proxy::mesh::Mesh::new(bundle, &args.trust_domain))
+            Some(weft_proxy::identity::mesh::Mesh::new(
+                bundle,
+                &args.trust_domain,
+            ))
         }
         _ => None,
     };
@@ -262,7 +265,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             m.set_identity(&model.proxy.spiffe_id);
             Some((
                 m,
-                weft_proxy::mesh::CaClient {
+                weft_proxy::identity::mesh::CaClient {
                     ca,
                     proxy: c.proxy.clone(),
                     token: c.token.clone(),
@@ -278,7 +281,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let tunnel = args.tunnel.or(args
         .inbound_ip
-        .map(|ip| SocketAddr::new(ip, weft_proxy::mesh::TUNNEL_PORT)));
+        .map(|ip| SocketAddr::new(ip, weft_proxy::identity::mesh::TUNNEL_PORT)));
     let config = RuntimeConfig {
         outbound: args.outbound,
         inbound_ip: args.inbound_ip,
@@ -291,7 +294,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         drain: Duration::from_secs(args.drain_seconds),
         workers,
         source: args.source_ip,
-        limits: weft_proxy::downstream::Limits {
+        limits: weft_proxy::listen::downstream::Limits {
             idle_timeout: args.idle_timeout,
             request_headers_timeout: args.request_headers_timeout,
             ..Default::default()
@@ -303,7 +306,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "-" => AccessLog::spawn(Box::new(std::io::stdout())),
             path => AccessLog::spawn(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open access log {path}"))?)),
         };
-        use weft_proxy::credentials::{Credentials, Source};
+        use weft_proxy::identity::credentials::{Credentials, Source};
         let identity = mesh.as_ref().map(|(m, _)| m.clone());
         let credentials = Credentials::new(match (&mesh, &args.secrets) {
             (Some((m, ca)), _) => Source::ControlPlane { mesh: m.clone(), ca: ca.clone() },
@@ -311,9 +314,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             (None, None) => Source::None,
         });
         if let Some((m, ca)) = mesh {
-            tokio::spawn(weft_proxy::mesh::keep_certified(m.clone(), ca));
+            tokio::spawn(weft_proxy::identity::mesh::keep_certified(m.clone(), ca));
         }
-        tokio::spawn(weft_proxy::credentials::keep_fresh(credentials.clone(), Duration::from_secs(30)));
+        tokio::spawn(weft_proxy::identity::credentials::keep_fresh(credentials.clone(), Duration::from_secs(30)));
         let proxy = Proxy::start(model, first_version, config, log, identity, credentials.clone()).await?;
         for (name, addr) in &proxy.bound {
             eprintln!("weft proxy: {name} listening on {addr}");

@@ -1,0 +1,189 @@
+//! TLS credentials named by `credentialName` (Gateway servers,
+//! DestinationRule TLS origination): fetched from the control plane over
+//! its TLS port (which serves a proxy only the names its model uses), or
+//! read from a local directory when the proxy runs from a model file.
+//! They are loaded before a model that names them is swapped in, and
+//! re-read periodically so a renewed secret takes effect.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::PrivateKeyDer;
+use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
+use weft_identity::credential::CredentialPem;
+
+use crate::identity::mesh::{CaClient, Mesh};
+
+/// A credential ready for rustls.
+pub struct Credential {
+    /// Certificate chain and key, when the credential has them.
+    pub key: Option<Arc<CertifiedKey>>,
+    /// Roots to verify the peer with, when it has a CA.
+    pub roots: Option<Arc<RootCertStore>>,
+    pem: CredentialPem,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("has_key", &self.key.is_some())
+            .field("has_roots", &self.roots.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+pub enum Source {
+    /// No credentials: anything that needs one fails.
+    None,
+    Dir(PathBuf),
+    ControlPlane {
+        mesh: Arc<Mesh>,
+        ca: CaClient,
+    },
+}
+
+type Loaded = HashMap<String, Result<Arc<Credential>, String>>;
+
+pub struct Credentials {
+    source: Source,
+    loaded: ArcSwap<Loaded>,
+}
+
+impl Credentials {
+    pub fn new(source: Source) -> Arc<Credentials> {
+        Arc::new(Credentials {
+            source,
+            loaded: ArcSwap::from_pointee(HashMap::new()),
+        })
+    }
+
+    /// The credential `name`, or why it is not available.
+    pub fn get(&self, name: &str) -> Result<Arc<Credential>, String> {
+        match self.loaded.load().get(name) {
+            Some(r) => r.clone(),
+            None => Err(format!("credential {name:?} is not loaded")),
+        }
+    }
+
+    /// Loads every name in `names` not loaded yet (or that failed before).
+    pub async fn ensure(&self, names: &BTreeSet<String>) {
+        let current = self.loaded.load_full();
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| !matches!(current.get(*n), Some(Ok(_))))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let mut next = Loaded::clone(&current);
+        for name in missing {
+            let result = self.fetch(name).await.and_then(|pem| parse(name, pem));
+            if let Err(e) = &result {
+                tracing::warn!(credential = %name, error = %e, "credential unavailable");
+                eprintln!("weft proxy: credential {name:?} unavailable: {e}");
+            }
+            next.insert(name.clone(), result.map(Arc::new));
+        }
+        self.loaded.store(Arc::new(next));
+    }
+
+    /// Re-reads the credentials that could not be had (`all`: every one);
+    /// replaces those that changed.
+    pub async fn refresh(&self, all: bool) {
+        let current = self.loaded.load_full();
+        let mut next = Loaded::clone(&current);
+        let mut changed = false;
+        for (name, old) in current.iter() {
+            if !all && old.is_ok() {
+                continue;
+            }
+            let Ok(pem) = self.fetch(name).await else {
+                // Keep serving the last good credential.
+                continue;
+            };
+            if old.as_ref().is_ok_and(|c| c.pem == pem) {
+                continue;
+            }
+            if let Ok(c) = parse(name, pem) {
+                tracing::info!(credential = %name, "credential renewed");
+                next.insert(name.clone(), Ok(Arc::new(c)));
+                changed = true;
+            }
+        }
+        if changed {
+            self.loaded.store(Arc::new(next));
+        }
+    }
+
+    async fn fetch(&self, name: &str) -> Result<CredentialPem, String> {
+        match &self.source {
+            Source::None => {
+                Err("this proxy has no source of credentials (--secrets or --ca)".into())
+            }
+            Source::Dir(dir) => weft_identity::credential::read(dir, name),
+            Source::ControlPlane { mesh, ca } => {
+                let r = crate::identity::mesh::request_credential(
+                    ca,
+                    &mesh.bundle(),
+                    &mesh.trust_domain,
+                    name,
+                )
+                .await?;
+                Ok(CredentialPem {
+                    cert_chain: r.cert_chain,
+                    private_key: r.private_key,
+                    ca_certificates: r.ca_certificates,
+                })
+            }
+        }
+    }
+}
+
+fn parse(name: &str, pem: CredentialPem) -> Result<Credential, String> {
+    let what = format!("credential {name:?}");
+    let key = if pem.cert_chain.trim().is_empty() {
+        None
+    } else {
+        let chain = weft_identity::pem::certs(&what, &pem.cert_chain).map_err(|e| e.to_string())?;
+        let der: PrivateKeyDer<'static> =
+            weft_identity::pem::private_key(&what, &pem.private_key).map_err(|e| e.to_string())?;
+        let key = CertifiedKey::from_der(chain, der, &weft_identity::provider())
+            .map_err(|e| format!("{what}: the key does not fit the certificate: {e}"))?;
+        Some(Arc::new(key))
+    };
+    let roots = if pem.ca_certificates.trim().is_empty() {
+        None
+    } else {
+        let mut store = RootCertStore::empty();
+        for c in
+            weft_identity::pem::certs(&what, &pem.ca_certificates).map_err(|e| e.to_string())?
+        {
+            store
+                .add(c)
+                .map_err(|e| format!("{what}: a CA certificate is not usable: {e}"))?;
+        }
+        Some(Arc::new(store))
+    };
+    Ok(Credential { key, roots, pem })
+}
+
+/// Re-reads credentials every `every` for as long as the proxy runs, and
+/// one that could not be had every two seconds: a secret made after the
+/// Gateway that names it takes effect at once, not at the next refresh.
+pub async fn keep_fresh(credentials: Arc<Credentials>, every: Duration) {
+    let missing_every = Duration::from_secs(2).min(every);
+    let mut since_all = Duration::ZERO;
+    loop {
+        tokio::time::sleep(missing_every).await;
+        since_all += missing_every;
+        let all = since_all >= every;
+        if all {
+            since_all = Duration::ZERO;
+        }
+        credentials.refresh(all).await;
+    }
+}

@@ -1,0 +1,143 @@
+//! Opaque TCP: a listener per service port, routed by the model's TCP
+//! routes (weighted), spliced to a load-balanced endpoint.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weft_model::TcpRoute;
+
+use crate::listen::OnConnection;
+use crate::shared::Shared;
+use crate::telemetry::access_log::Entry;
+use crate::telemetry::flags::{Flags, ResponseFlag};
+
+/// Connections accepted on TCP listener `name`.
+pub fn on_connection(shared: Arc<Shared>, name: String) -> OnConnection {
+    Arc::new(move |stream, remote| Box::pin(handle(shared.clone(), name.clone(), stream, remote)))
+}
+
+/// The route for a connection: a TLS route whose `sniHosts` match the
+/// client's SNI, else the first route without SNI hosts.
+fn pick_route<'a>(routes: &'a [TcpRoute], sni: Option<&str>) -> Option<&'a TcpRoute> {
+    let by_sni = sni.and_then(|name| {
+        routes.iter().find(|r| {
+            r.sni_hosts.iter().any(|h| match h.strip_prefix('*') {
+                Some(suffix) => name.ends_with(suffix),
+                None => h.eq_ignore_ascii_case(name),
+            })
+        })
+    });
+    by_sni.or_else(|| routes.iter().find(|r| r.sni_hosts.is_empty()))
+}
+
+/// Routes one client connection (a TCP stream, or a CONNECT tunnel) by
+/// the routes of listener `name`.
+pub async fn handle<S>(shared: Arc<Shared>, name: String, mut client: S, remote: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    // Held until the connection ends: the proxy's drain waits for it.
+    let _drain = shared.drain.watch();
+    let start = Instant::now();
+    let snap = shared.snapshot.load_full();
+    let mut entry = Entry {
+        protocol: "TCP",
+        route_name: Some(name.as_str().into()),
+        ..Entry::starting_now(remote)
+    };
+    let mut flags = Flags::default();
+    let outcome: Result<(u64, u64), String> = async {
+        let routes = snap.tcp.get(&name).ok_or_else(|| {
+            flags.add(ResponseFlag::NoRoute);
+            format!("listener {name} is no longer configured")
+        })?;
+        let mut hello = Vec::new();
+        let sni = if routes.iter().any(|r| !r.sni_hosts.is_empty()) {
+            crate::l4::sni::read_sni(&mut client, &mut hello, Duration::from_secs(5)).await
+        } else {
+            None
+        };
+        if let Some(name) = &sni {
+            entry.authority = http::HeaderValue::from_str(name).ok();
+        }
+        let route = pick_route(routes, sni.as_deref()).ok_or_else(|| {
+            flags.add(ResponseFlag::NoRoute);
+            format!("listener {name} has no route")
+        })?;
+        let dest = crate::upstream::pick_weighted(&route.destinations)
+            .ok_or_else(|| format!("{} has no destination", route.origin))?;
+        entry.upstream_cluster = Some(dest.cluster.as_str().into());
+        let cluster = snap
+            .cluster(&dest.cluster)
+            .ok_or_else(|| format!("cluster {} is not configured", dest.cluster))?
+            .clone();
+        let _in_flight = cluster.start_request();
+        let ep = cluster
+            .pick(Some(remote.ip().to_string().as_bytes()), None)
+            .ok_or_else(|| {
+                flags.add(ResponseFlag::NoHealthyUpstream);
+                format!("no healthy upstream in {}", cluster.config.name)
+            })?;
+        let addr = cluster
+            .endpoint_addr(ep)
+            .ok_or_else(|| "endpoint has no address".to_owned())?;
+        entry.upstream_host = Some(addr);
+        let _permit = cluster.admit().await.ok_or_else(|| {
+            flags.add(ResponseFlag::UpstreamOverflow);
+            format!(
+                "upstream overflow: {} is at its connection limit",
+                cluster.config.name
+            )
+        })?;
+        let mut upstream = match cluster.dial(ep).await {
+            Ok(s) => s,
+            Err(e) => {
+                cluster.report(ep, crate::upstream::TryOutcome::LocalFailure);
+                flags.add(ResponseFlag::UpstreamConnectionFailure);
+                return Err(format!("upstream connect error to {addr}: {e}"));
+            }
+        };
+        cluster.report(ep, crate::upstream::TryOutcome::Status(200));
+        // Replay what was read to find the SNI.
+        if !hello.is_empty() {
+            tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello)
+                .await
+                .map_err(|e| format!("upstream write failed: {e}"))?;
+        }
+        let labels = crate::telemetry::metrics::RequestLabels::new(
+            "source",
+            &snap.me,
+            cluster.peers.get(ep).unwrap_or(&shared.metrics.unknown),
+            &cluster.service,
+            crate::telemetry::metrics::Outcome {
+                protocol: "tcp",
+                code: 0,
+                flags: shared.metrics.no_flags.clone(),
+                security: "unknown",
+            },
+        );
+        let series = shared.metrics.tcp(&labels);
+        series.opened.fetch_add(1, Ordering::Relaxed);
+        let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        series.closed.fetch_add(1, Ordering::Relaxed);
+        let (received, sent) = copied.as_ref().map_or((0, 0), |(a, b)| (*a, *b));
+        series.received.fetch_add(received, Ordering::Relaxed);
+        series.sent.fetch_add(sent, Ordering::Relaxed);
+        copied.map_err(|e| {
+            flags.add(ResponseFlag::UpstreamConnectionTermination);
+            format!("connection ended: {e}")
+        })
+    }
+    .await;
+    match outcome {
+        Ok((sent, received)) => {
+            entry.reason = format!("bytes_received={sent} bytes_sent={received}")
+        }
+        Err(reason) => entry.reason = reason,
+    }
+    entry.response_flags = flags;
+    entry.duration = start.elapsed().as_millis() as u64;
+    shared.log_access(entry);
+}

@@ -1,0 +1,63 @@
+//! Where connections come in: binding listeners, the one accept loop every
+//! listener runs, the drain that lets connections finish at shutdown, the
+//! HTTP server each client connection gets, and the worker threads
+//! connections are served on.
+
+pub mod downstream;
+pub mod drain;
+pub mod workers;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Why a listener could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for {what}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub what: String,
+    pub source: std::io::Error,
+}
+
+/// Binds a listener, naming it in the error.
+pub async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), BindError> {
+    let err = |source| BindError {
+        addr,
+        what: what.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
+/// Serves one accepted connection; a role decides what that means.
+pub type OnConnection =
+    Arc<dyn Fn(TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Accepts connections on `listener` until `stop` says so, handing each
+/// to `on_connection` on one of `workers`. Connections keep running after
+/// the loop ends; the proxy's drain waits for them.
+pub async fn accept_loop(
+    listener: TcpListener,
+    workers: Arc<workers::Workers>,
+    on_connection: OnConnection,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, remote)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let serve = on_connection.clone();
+                workers.spawn_connection(stream, move |stream| serve(stream, remote));
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}

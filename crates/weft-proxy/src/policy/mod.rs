@@ -1,0 +1,266 @@
+//! Who may do what: RequestAuthentication (JWT), AuthorizationPolicy
+//! (DENY, ALLOW, AUDIT, CUSTOM) and the external authorizers CUSTOM asks.
+//!
+//! [`Policies::check_request`] is the one policy stage every role that
+//! judges requests runs (a sidecar's inbound side, a gateway, a waypoint):
+//! authentication, then DENY and ALLOW, then CUSTOM. A rate limit is one
+//! more step at the end of it, after the request is known to be allowed.
+//! [`Policies::check_connection`] is the same judgement for a connection
+//! that is not read as HTTP.
+
+pub mod authz;
+pub mod ext_authz;
+pub mod jwt;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use weft_model::{ExtAuthzProvider, Security};
+
+use crate::facts::RequestFacts;
+use crate::telemetry::flags::ResponseFlag;
+use crate::upstream::ClusterRt;
+
+/// One workload's policies, compiled once per push.
+pub struct Policies {
+    pub authz: authz::Authorizer,
+    pub jwt: jwt::JwtAuthn,
+    /// MeshConfig's `envoyExtAuthzHttp` providers, by the name CUSTOM
+    /// policies give.
+    providers: Vec<ExtAuthzProvider>,
+}
+
+/// Who is calling, as the listener the request arrived on knows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The peer's verified SPIFFE ID, when it came over mTLS.
+    pub principal: Option<&'a str>,
+    /// The connection's source address, `None` when it is not believed
+    /// (conditions on it then fail closed).
+    pub source_ip: Option<IpAddr>,
+    /// The original client's address, as the edge recorded it.
+    pub remote_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
+    pub destination_port: u16,
+}
+
+/// Why a request or connection was refused.
+#[derive(Debug)]
+pub enum Denial {
+    /// RequestAuthentication refused the request's token (401).
+    Unauthenticated { why: String },
+    /// A DENY policy matched or no ALLOW policy did (403). `policy` is
+    /// `None` when the policies could not be evaluated at all.
+    Forbidden { policy: Option<String>, why: String },
+    /// A CUSTOM policy's authorizer said no, or could not be asked; its
+    /// answer is the client's.
+    External {
+        status: StatusCode,
+        body: Bytes,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        why: String,
+    },
+}
+
+impl Denial {
+    pub fn flag(&self) -> ResponseFlag {
+        match self {
+            Denial::Unauthenticated { .. } => ResponseFlag::JwtRejected,
+            Denial::Forbidden { .. } => ResponseFlag::RbacDenied,
+            Denial::External { .. } => ResponseFlag::UnauthorizedExternalService,
+        }
+    }
+}
+
+/// What the policy stage decided, with the AUDIT policy that matched
+/// (recorded whatever the decision).
+#[derive(Debug)]
+pub struct Checked {
+    pub audited_by: Option<String>,
+    pub outcome: Result<(), Denial>,
+}
+
+impl Policies {
+    pub fn compile(security: &Security) -> Policies {
+        Policies {
+            authz: authz::Authorizer::compile(&security.authorization)
+                .with_owners(&security.workload_addresses),
+            jwt: jwt::JwtAuthn::compile(&security.jwt_rules),
+            providers: security.ext_authz.clone(),
+        }
+    }
+
+    /// Whether no policy applies: the stage has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.jwt.is_empty() && self.authz.is_empty()
+    }
+
+    /// The address a connection from `ip` is believed to come from: an
+    /// address that belongs to a workload only from a caller holding that
+    /// workload's certificate.
+    pub fn believed_source(&self, ip: IpAddr, principal: Option<&str>) -> Option<IpAddr> {
+        self.authz.source_ip(ip, principal)
+    }
+
+    /// Judges one request: its token (removed or kept, and its output
+    /// headers set, as the rule says), DENY and ALLOW, then a CUSTOM
+    /// policy's authorizer (whose headers for the upstream are added).
+    /// Clusters are the proxy's, for reaching authorizers.
+    pub async fn check_request<B>(
+        &self,
+        clusters: &HashMap<String, Arc<ClusterRt>>,
+        caller: &Caller<'_>,
+        req: &mut Request<B>,
+        remote: std::net::SocketAddr,
+    ) -> Checked {
+        let jwt = if self.jwt.is_empty() {
+            None
+        } else {
+            let query = req.uri().query().map(str::to_owned);
+            match self.jwt.authenticate(req.headers_mut(), query.as_deref()) {
+                Ok(jwt) => jwt,
+                Err(why) => {
+                    return Checked {
+                        audited_by: None,
+                        outcome: Err(Denial::Unauthenticated { why }),
+                    }
+                }
+            }
+        };
+        if self.authz.is_empty() {
+            return Checked {
+                audited_by: None,
+                outcome: Ok(()),
+            };
+        }
+        let facts = RequestFacts::of(req, remote);
+        let verdict = self
+            .authz
+            .check(&caller.attributes(Some(&facts), jwt.as_ref()));
+        let audited_by = verdict.audited_by;
+        let custom = match verdict.decision {
+            Some(authz::Decision::Allow) => verdict.custom,
+            Some(authz::Decision::Deny { policy, why }) => {
+                return Checked {
+                    audited_by,
+                    outcome: Err(Denial::Forbidden {
+                        policy: Some(policy),
+                        why,
+                    }),
+                }
+            }
+            // No verdict cannot happen; refuse rather than assume.
+            None => {
+                return Checked {
+                    audited_by,
+                    outcome: Err(Denial::Forbidden {
+                        policy: None,
+                        why: "authorization could not be evaluated".into(),
+                    }),
+                }
+            }
+        };
+        let outcome = match custom {
+            Some(custom) => self.ask_external(clusters, custom, req).await,
+            None => Ok(()),
+        };
+        Checked {
+            audited_by,
+            outcome,
+        }
+    }
+
+    /// DENY and ALLOW on a connection: only L4 attributes exist, and rules
+    /// that need more fail closed.
+    pub fn check_connection(&self, caller: &Caller<'_>) -> Result<(), Denial> {
+        if self.authz.is_empty() {
+            return Ok(());
+        }
+        match self.authz.check(&caller.attributes(None, None)).decision {
+            Some(authz::Decision::Allow) => Ok(()),
+            Some(authz::Decision::Deny { policy, why }) => Err(Denial::Forbidden {
+                policy: Some(policy),
+                why,
+            }),
+            None => Err(Denial::Forbidden {
+                policy: None,
+                why: "authorization could not be evaluated".into(),
+            }),
+        }
+    }
+
+    /// A CUSTOM policy's external authorizer; on allow, the headers it
+    /// returns for the upstream are added to the request.
+    async fn ask_external<B>(
+        &self,
+        clusters: &HashMap<String, Arc<ClusterRt>>,
+        (policy, provider): (String, String),
+        req: &mut Request<B>,
+    ) -> Result<(), Denial> {
+        let Some(p) = self.providers.iter().find(|p| p.name == provider) else {
+            return Err(Denial::External {
+                status: StatusCode::FORBIDDEN,
+                body: Bytes::from_static(b"RBAC: access denied"),
+                headers: Vec::new(),
+                why: format!("{policy} names extension provider {provider:?}, which meshConfig does not define as envoyExtAuthzHttp"),
+            });
+        };
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        // Boxed: the call to the authorizer is kilobytes of future, which
+        // every request's future would otherwise carry, CUSTOM policy or
+        // not.
+        match Box::pin(ext_authz::check(
+            clusters.get(&p.cluster),
+            p,
+            req.method(),
+            &path,
+            req.headers(),
+        ))
+        .await
+        {
+            ext_authz::Outcome::Allow { upstream } => {
+                for (k, v) in upstream {
+                    req.headers_mut().insert(k, v);
+                }
+                Ok(())
+            }
+            ext_authz::Outcome::Deny {
+                status,
+                body,
+                headers,
+                why,
+            } => Err(Denial::External {
+                status,
+                body,
+                headers,
+                why: format!("{why} ({policy})"),
+            }),
+        }
+    }
+}
+
+impl<'a> Caller<'a> {
+    fn attributes(
+        &self,
+        http: Option<&'a RequestFacts<'a>>,
+        jwt: Option<&'a authz::Jwt>,
+    ) -> authz::Attributes<'a> {
+        authz::Attributes {
+            principal: self.principal,
+            source_ip: self.source_ip,
+            remote_ip: self.remote_ip,
+            destination_ip: self.destination_ip,
+            destination_port: self.destination_port,
+            sni: None,
+            http,
+            jwt,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! A proxy's life: a model compiled into a snapshot, its listeners bound
+//! and served, new models swapped in, and a drained shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use weft_model::{Cluster, ConnectionPool, Endpoint, LbPolicy, Protocol, ProxyModel, UpstreamTls};
+
+use crate::identity::{credentials, mesh};
+use crate::listen::drain::Drain;
+use crate::listen::{accept_loop, bind, BindError};
+use crate::shared::{RuntimeConfig, Shared};
+use crate::snapshot::Snapshot;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::{metrics, trace};
+use crate::upstream::{self, ClusterRt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// Compiles and swaps in a model, keeping the runtime state of clusters
+/// that did not change.
+pub(crate) fn apply(shared: &Shared, model: ProxyModel, version: String) -> Result<(), ProxyError> {
+    if let Some(mesh) = &shared.mesh {
+        mesh.adopt_bundle(&model.security.trust_bundle);
+    }
+    let current = shared.snapshot.load();
+    let client = Arc::new(upstream::ClientSide::new(
+        &model.proxy,
+        shared.mesh.clone(),
+        shared.credentials.clone(),
+        shared.config.source_ip(),
+    ));
+    let next = Snapshot::build(model, version, Some(&current), client)?;
+    shared.snapshot.store(Arc::new(next));
+    Ok(())
+}
+
+/// A running proxy.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    /// Stops the accept loops.
+    stop_accepting: watch::Sender<bool>,
+    accepting: Vec<tokio::task::JoinHandle<()>>,
+    /// Stops what outlives the connections (the admin port, the span
+    /// exporter), once they have drained.
+    stop_background: watch::Sender<bool>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    /// Where each listener actually bound (ports chosen by the OS when 0).
+    pub bound: Vec<(String, SocketAddr)>,
+}
+
+fn app_cluster(port: u32, addr: SocketAddr) -> Cluster {
+    Cluster {
+        name: format!("inbound|{port}||"),
+        service: String::new(),
+        port,
+        subset: String::new(),
+        protocol: Protocol::Http,
+        lb: LbPolicy::RoundRobin,
+        locality: None,
+        pool: ConnectionPool {
+            connect_timeout_ms: 10_000,
+            ..Default::default()
+        },
+        outlier: None,
+        tls: UpstreamTls::Disable,
+        policy_origin: Vec::new(),
+        endpoints: vec![Endpoint {
+            address: addr.to_string(),
+            weight: 1,
+            ..Endpoint::default()
+        }],
+    }
+}
+
+impl Proxy {
+    /// Compiles `model` and starts every listener it declares that the
+    /// runtime configuration gives an address.
+    pub async fn start(
+        model: ProxyModel,
+        version: String,
+        config: RuntimeConfig,
+        access_log: AccessLog,
+        mesh: Option<Arc<mesh::Mesh>>,
+        credentials: Arc<credentials::Credentials>,
+    ) -> Result<Proxy, ProxyError> {
+        if let Some(m) = &mesh {
+            m.adopt_bundle(&model.security.trust_bundle);
+        }
+        credentials.ensure(&model.credential_names()).await;
+        let client = Arc::new(upstream::ClientSide::new(
+            &model.proxy,
+            mesh.clone(),
+            credentials.clone(),
+            config.source_ip(),
+        ));
+        let snapshot = Snapshot::build(model, version, None, client)?;
+        let apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)> = config
+            .apps
+            .iter()
+            .map(|(port, addr)| {
+                (
+                    *port,
+                    (
+                        Arc::new(ClusterRt::new(
+                            app_cluster(*port, *addr),
+                            Arc::new(upstream::ClientSide::plain("", &Default::default())),
+                        )),
+                        crate::roles::sidecar::inbound_route(*port),
+                    ),
+                )
+            })
+            .collect();
+        let (spans, queued) = trace::Sink::new();
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            config,
+            access_log,
+            metrics: metrics::Metrics::new(),
+            apps,
+            mesh,
+            credentials,
+            spans,
+            drain: Drain::new(),
+        });
+        let (stop_accepting, accept_rx) = watch::channel(false);
+        let (stop_background, background_rx) = watch::channel(false);
+        let mut proxy = Proxy {
+            shared,
+            stop_accepting,
+            accepting: Vec::new(),
+            stop_background,
+            background: Vec::new(),
+            bound: Vec::new(),
+        };
+        let planned = crate::roles::plan(&proxy.shared.snapshot.load().model, &proxy.shared);
+        for p in planned {
+            let what = if p.name == "tunnel" {
+                "the mTLS tunnel"
+            } else {
+                &p.name
+            };
+            let (listener, local) = bind(p.addr, what).await?;
+            proxy.bound.push((p.name, local));
+            proxy.accepting.push(tokio::spawn(accept_loop(
+                listener,
+                proxy.shared.config.workers.clone(),
+                p.serve,
+                accept_rx.clone(),
+            )));
+        }
+        proxy.background.push(tokio::spawn(trace::exporter(
+            queued,
+            proxy.shared.clone(),
+            background_rx.clone(),
+        )));
+        if let Some(addr) = proxy.shared.config.admin {
+            let (listener, local) = bind(addr, "admin").await?;
+            proxy.bound.push(("admin".into(), local));
+            proxy.background.push(tokio::spawn(crate::admin::serve(
+                listener,
+                proxy.shared.clone(),
+                background_rx.clone(),
+            )));
+        }
+        Ok(proxy)
+    }
+
+    /// Swaps in a new model. On error the current one keeps serving.
+    pub fn update(&self, model: ProxyModel, version: String) -> Result<(), ProxyError> {
+        apply(&self.shared, model, version)
+    }
+
+    /// Follows the control plane's model stream until the proxy stops.
+    pub fn follow(&self, cfg: crate::control::ClientConfig) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(crate::control::follow(cfg, self.shared.clone()))
+    }
+
+    pub fn version(&self) -> String {
+        self.shared.snapshot.load().version.clone()
+    }
+
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.bound.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the drain
+    /// time), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop_accepting.send(true);
+        for t in self.accepting {
+            let _ = t.await;
+        }
+        let drain = self.shared.config.drain.max(Duration::from_millis(1));
+        if !self.shared.drain.drain(drain).await {
+            tracing::warn!("drain time over; closing connections with requests still in flight");
+        }
+        let _ = self.stop_background.send(true);
+        for t in self.background {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Roles assemble parts. A sidecar is an outbound HTTP listener, inbound
+//! listeners on workload ports, TCP listeners for TCP services and the
+//! mTLS tunnel port; a gateway is a listener per Gateway port. Each says,
+//! in an [`crate::http::listener::HttpListener`], what the request stages
+//! do for it, and hands the accept loop what serves a connection. The
+//! HTTP, policy, upstream and L4 parts never ask which role they serve.
+
+pub mod gateway;
+pub mod sidecar;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use weft_model::{Direction, ListenerTarget, ProxyModel};
+
+use crate::listen::OnConnection;
+use crate::shared::Shared;
+
+/// A listener the model and the host's settings call for.
+pub struct Planned {
+    /// The model's name for it (`outbound`, `tunnel` and the listeners'
+    /// own names).
+    pub name: String,
+    pub addr: SocketAddr,
+    pub serve: OnConnection,
+}
+
+/// The listeners `model` declares that the runtime configuration gives an
+/// address, each with what serves its connections.
+pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
+    let config = &shared.config;
+    let mut out = Vec::new();
+    for l in &model.listeners {
+        if let (ListenerTarget::Tcp(_), Some(addr)) = (&l.target, config.binds.get(&l.name)) {
+            out.push(Planned {
+                name: l.name.clone(),
+                addr: *addr,
+                serve: crate::l4::tcp::on_connection(shared.clone(), l.name.clone()),
+            });
+        }
+    }
+    if let Some(addr) = config.outbound {
+        if model
+            .listeners
+            .iter()
+            .any(|l| l.direction == Direction::Outbound)
+        {
+            let listener = sidecar::outbound();
+            out.push(Planned {
+                name: "outbound".to_owned(),
+                addr,
+                serve: crate::listen::downstream::on_connection(shared.clone(), listener),
+            });
+        }
+    }
+    for l in &model.listeners {
+        match (&l.direction, &l.target) {
+            (Direction::Inbound, ListenerTarget::Local { .. }) => {
+                if let (Some(ip), true) = (config.inbound_ip, config.apps.contains_key(&l.port)) {
+                    out.push(Planned {
+                        name: l.name.clone(),
+                        addr: SocketAddr::new(ip, l.port as u16),
+                        serve: sidecar::on_plaintext(shared.clone(), l.port, l.protocol),
+                    });
+                }
+            }
+            (Direction::Gateway, ListenerTarget::Routes(table)) => {
+                if let Some(addr) = config.gateway_binds.get(&l.port) {
+                    let listener = gateway::listener(table, l.port);
+                    out.push(Planned {
+                        name: l.name.clone(),
+                        addr: *addr,
+                        serve: gateway::on_connection(shared.clone(), listener, l.port),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if let (Some(addr), Some(mesh)) = (config.tunnel, shared.mesh.clone()) {
+        out.push(Planned {
+            name: "tunnel".to_owned(),
+            addr,
+            serve: crate::identity::tunnel::on_connection(shared.clone(), mesh),
+        });
+    }
+    out
+}

@@ -1,0 +1,98 @@
+//! State shared by every connection of one proxy, and the host-side
+//! settings it started with.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::identity::{credentials, mesh};
+use crate::listen::downstream;
+use crate::listen::drain::Drain;
+use crate::listen::workers;
+use crate::snapshot::Snapshot;
+use crate::telemetry::access_log::{self, AccessLog};
+use crate::telemetry::{metrics, trace};
+use crate::upstream::ClusterRt;
+
+/// Where this proxy's listeners bind and where its application listens:
+/// the parts of a proxy's setup that belong to the host, not the mesh.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// The sidecar's outbound HTTP proxy (what `HTTP_PROXY` points at).
+    pub outbound: Option<SocketAddr>,
+    /// Inbound listeners bind `inbound_ip:<workload port>`.
+    pub inbound_ip: Option<IpAddr>,
+    /// Workload port → where the application really listens.
+    pub apps: HashMap<u32, SocketAddr>,
+    /// Gateway listener port → bind address.
+    pub gateway_binds: HashMap<u32, SocketAddr>,
+    /// Any listener by its model name (e.g. a TCP service's
+    /// `outbound|9000||echo.default.svc.cluster.local`) → bind address.
+    pub binds: HashMap<String, SocketAddr>,
+    /// `/ready`, `/config_dump`, `/metrics`.
+    pub admin: Option<SocketAddr>,
+    /// The mTLS tunnel port other proxies reach this workload through
+    /// (15008 on the inbound address).
+    pub tunnel: Option<SocketAddr>,
+    /// Add `x-weft-reason` to the replies the proxy makes itself.
+    pub explain: bool,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub drain: Duration,
+    /// The worker threads connections are served on; none: the runtime
+    /// that accepted them.
+    pub workers: Arc<workers::Workers>,
+    /// What a client may hold open or send.
+    pub limits: downstream::Limits,
+    /// The address connections to mesh workloads leave from; by default
+    /// the inbound address (a sidecar's own).
+    pub source: Option<IpAddr>,
+}
+
+impl RuntimeConfig {
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        self.source.or(self.inbound_ip)
+    }
+}
+
+/// State shared by every connection of one proxy.
+pub struct Shared {
+    /// A handle on this very state, for tasks that outlive a request (a
+    /// CONNECT tunnel serving more requests).
+    pub(crate) me: std::sync::Weak<Shared>,
+    pub snapshot: ArcSwap<Snapshot>,
+    pub config: RuntimeConfig,
+    pub access_log: AccessLog,
+    pub metrics: metrics::Metrics,
+    /// Inbound port → the application's cluster and fixed route.
+    pub(crate) apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)>,
+    /// This proxy's identity and tunnels; `None` with `--no-mtls`.
+    pub mesh: Option<Arc<mesh::Mesh>>,
+    /// `credentialName` credentials for gateway TLS and TLS origination.
+    pub credentials: Arc<credentials::Credentials>,
+    /// Finished spans on their way to the collector.
+    pub spans: trace::Sink,
+    /// Every connection being served holds a watch on this.
+    pub drain: Drain,
+}
+
+impl Shared {
+    pub(crate) fn self_ref(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
+    }
+
+    /// Whether requests under `snap` are logged: the proxy has an access
+    /// log and the Telemetry resources leave it on.
+    pub(crate) fn logs_access(&self, snap: &Snapshot) -> bool {
+        self.access_log.enabled() && snap.model.telemetry.access_logging
+    }
+
+    /// Logs `entry` when the access log is on for the current config.
+    pub(crate) fn log_access(&self, entry: access_log::Entry) {
+        if self.logs_access(&self.snapshot.load()) {
+            self.access_log.log(&entry);
+        }
+    }
+}

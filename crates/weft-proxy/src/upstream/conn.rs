@@ -1,0 +1,174 @@
+//! One connection to an upstream endpoint, however it is carried: plain
+//! TCP, or a stream inside an mTLS tunnel to the endpoint's proxy. HTTP
+//! clients and TCP splicing use it alike.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::identity::mesh::{Mesh, MeshError};
+
+pub enum Conn {
+    Tcp(TcpStream),
+    Tunnel(crate::identity::mesh::TunnelStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// How to reach one endpoint.
+#[derive(Clone)]
+pub enum Route {
+    /// A plain TCP connection; to a mesh workload, it leaves from this
+    /// proxy's own address (`source`).
+    Plain { source: Option<std::net::IpAddr> },
+    /// Through the peer proxy's tunnel port, verifying it is one of
+    /// `expected`.
+    Tunnel {
+        mesh: Arc<Mesh>,
+        tunnel: SocketAddr,
+        expected: Arc<[String]>,
+        baggage: http::HeaderValue,
+        /// This proxy's own address, which the tunnel leaves from.
+        source: Option<std::net::IpAddr>,
+    },
+    /// TLS the proxy originates (DestinationRule SIMPLE / MUTUAL).
+    Tls(Arc<crate::upstream::origination::TlsOrigin>),
+    /// Cannot be reached, and why (a configuration that does not build).
+    Unavailable(Arc<str>),
+}
+
+impl Route {
+    /// A plain connection from no particular address.
+    pub const PLAIN: Route = Route::Plain { source: None };
+}
+
+/// Dials `addr` by `route`, within `timeout`.
+async fn tcp(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, crate::sockets::connect(addr, source))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect timeout after {} ms", timeout.as_millis()),
+            )
+        })??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+pub async fn dial(addr: SocketAddr, route: &Route, timeout: Duration) -> io::Result<Conn> {
+    match route {
+        Route::Plain { source } => Ok(Conn::Tcp(tcp(addr, *source, timeout).await?)),
+        Route::Unavailable(why) => Err(io::Error::other(why.to_string())),
+        Route::Tls(origin) => {
+            let config = origin.config()?;
+            let stream = tcp(addr, None, timeout).await?;
+            let tls = tokio::time::timeout(
+                timeout,
+                tokio_rustls::TlsConnector::from(config)
+                    .connect(origin.server_name.clone(), stream),
+            )
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"))?
+            .map_err(|e| io::Error::other(format!("TLS to {addr}: {e}")))?;
+            Ok(Conn::Tls(Box::new(tls)))
+        }
+        Route::Tunnel {
+            mesh,
+            tunnel,
+            expected,
+            baggage,
+            source,
+        } => {
+            let up = mesh
+                .open(*tunnel, addr, expected, baggage, *source, timeout)
+                .await
+                .map_err(|e| match e {
+                    MeshError::Connect { .. } => {
+                        io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string())
+                    }
+                    other => io::Error::other(other.to_string()),
+                })?;
+            Ok(Conn::Tunnel(up))
+        }
+    }
+}
+
+impl Route {
+    pub fn is_mtls(&self) -> bool {
+        matches!(self, Route::Tunnel { .. })
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tunnel(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tunnel(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tunnel(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Tcp(s) => s.is_write_vectored(),
+            Conn::Tunnel(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tunnel(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tunnel(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

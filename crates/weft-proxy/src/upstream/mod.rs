@@ -1,0 +1,861 @@
+//! Upstream clusters at run time: a connection pool, a load balancer, the
+//! connection-pool limits of the DestinationRule, and the retry budget.
+//!
+//! A `ClusterRt` outlives configuration pushes that do not change its
+//! cluster, so pools and counters survive unrelated changes.
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use weft_model::{Cluster, HashKey, LbPolicy, Protocol};
+
+pub mod conn;
+pub mod error;
+pub mod origination;
+pub mod pool;
+pub mod streams;
+
+use crate::body::Body;
+use error::SendError;
+
+/// Envoy's retry budget: retries may be at most this share of the active
+/// requests (but always at least `MIN_RETRY_CONCURRENCY`), so retries
+/// cannot multiply the load on a failing service.
+const RETRY_BUDGET_PERCENT: u32 = 20;
+const MIN_RETRY_CONCURRENCY: u32 = 3;
+
+pub struct ClusterRt {
+    pub config: Arc<Cluster>,
+    /// The cluster's name, shared with the access log entries that name it.
+    pub name: Arc<str>,
+    /// Each endpoint as metrics label it, and the service.
+    pub peers: Vec<crate::telemetry::metrics::Peer>,
+    pub service: crate::telemetry::metrics::ServiceNames,
+    addrs: Vec<Option<SocketAddr>>,
+    /// How each endpoint is reached: plain, or through its proxy's mTLS
+    /// tunnel.
+    routes: Vec<crate::upstream::conn::Route>,
+    /// One connection pool per endpoint, each dialing only its endpoint:
+    /// the request URI can then carry the client's authority, which
+    /// HTTP/2 sends as `:authority`.
+    pools: Vec<Option<Arc<crate::upstream::pool::EndpointPool>>>,
+    /// Requests sent per endpoint, for `maxRequestsPerConnection`.
+    sent: Vec<AtomicU32>,
+    rr: AtomicUsize,
+    /// Active requests per endpoint, for LEAST_REQUEST.
+    active: Vec<AtomicU32>,
+    in_flight: AtomicU32,
+    retries_active: AtomicU32,
+    /// `maxConnections` (HTTP/1: one request per connection at a time) and
+    /// `http2MaxRequests`, as permits.
+    permits: Option<std::sync::Arc<Semaphore>>,
+    pending: AtomicU32,
+    /// Outlier detection state, one per endpoint.
+    health: Vec<Health>,
+    /// The proxy using this cluster.
+    client: Arc<ClientSide>,
+}
+
+/// Endpoints a pick chooses among: on the stack for the usual few.
+type Candidates = smallvec::SmallVec<[usize; 8]>;
+
+/// What a cluster needs to know about the proxy that uses it.
+pub struct ClientSide {
+    /// `region/zone/subzone`, for locality-aware balancing.
+    pub locality: String,
+    /// The proxy's labels, for `failoverPriority`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The proxy's identity and tunnels; `None` when it runs without one
+    /// (`--no-mtls`), and mesh traffic then goes in plain text.
+    pub mesh: Option<Arc<crate::identity::mesh::Mesh>>,
+    /// Who is calling, for the peer's metrics (`baggage` on the tunnel's
+    /// CONNECT, as Istio's ambient mode sends it).
+    pub baggage: http::HeaderValue,
+    /// `credentialName` credentials for TLS origination.
+    pub credentials: Option<Arc<crate::identity::credentials::Credentials>>,
+    /// The proxy's own address, which connections to mesh workloads
+    /// leave from.
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl ClientSide {
+    pub fn new(
+        me: &weft_model::ProxyIdentity,
+        mesh: Option<Arc<crate::identity::mesh::Mesh>>,
+        credentials: Arc<crate::identity::credentials::Credentials>,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> ClientSide {
+        let label = |k: &str| me.labels.get(k).map_or("", String::as_str);
+        let baggage = format!(
+            "k8s.namespace.name={},k8s.deployment.name={},service.name={},service.version={}",
+            me.namespace,
+            me.workload,
+            label("app"),
+            label("version")
+        );
+        ClientSide {
+            locality: me.locality.clone(),
+            labels: me.labels.clone(),
+            mesh,
+            baggage: http::HeaderValue::from_str(&baggage)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+            credentials: Some(credentials),
+            source_ip,
+        }
+    }
+
+    /// A client with no identity at `locality`.
+    pub fn plain(
+        locality: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> ClientSide {
+        ClientSide {
+            locality: locality.to_owned(),
+            labels: labels.clone(),
+            mesh: None,
+            baggage: http::HeaderValue::from_static(""),
+            credentials: None,
+            source_ip: None,
+        }
+    }
+}
+
+/// Milliseconds since the process started: a clock for ejections that
+/// fits in an atomic.
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+#[derive(Default)]
+struct Health {
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    ejections: AtomicU32,
+}
+
+impl Health {
+    fn ejected(&self, now: u64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now
+    }
+}
+
+/// How one try to an endpoint went, for outlier detection.
+#[derive(Debug, Clone, Copy)]
+pub enum TryOutcome {
+    Status(u16),
+    /// Connect failure, reset or timeout: a gateway error in Envoy's terms.
+    LocalFailure,
+}
+
+impl ClusterRt {
+    /// `config` is shared with the model it came from: a model holds its
+    /// clusters as `Arc`s, and a snapshot keeps them without a copy.
+    pub fn new(config: impl Into<Arc<Cluster>>, client: Arc<ClientSide>) -> ClusterRt {
+        let config: Arc<Cluster> = config.into();
+        let addrs: Vec<Option<SocketAddr>> = config
+            .endpoints
+            .iter()
+            .map(|e| e.address.parse::<SocketAddr>().ok())
+            .collect();
+        let routes: Vec<crate::upstream::conn::Route> = config
+            .endpoints
+            .iter()
+            .zip(&addrs)
+            .map(|(e, a)| endpoint_route(&config, e, *a, &client))
+            .collect();
+        let timeout = Duration::from_millis(config.pool.connect_timeout_ms.max(1));
+        let idle = Duration::from_millis(config.pool.idle_timeout_ms.unwrap_or(90_000));
+        let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
+        let pools = addrs
+            .iter()
+            .zip(&routes)
+            .map(|(a, route)| {
+                a.map(|addr| {
+                    crate::upstream::pool::EndpointPool::new(
+                        addr,
+                        route.clone(),
+                        timeout,
+                        idle,
+                        h2,
+                        config.pool.max_concurrent_streams,
+                    )
+                })
+            })
+            .collect();
+        // Istio's `http2MaxRequests` bounds active requests on HTTP/1.1
+        // too; there each request holds a connection, so `maxConnections`
+        // bounds them as well.
+        let limit = if matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) {
+            config
+                .pool
+                .http2_max_requests
+                .or(config.pool.max_connections)
+        } else {
+            match (config.pool.max_connections, config.pool.http2_max_requests) {
+                (Some(c), Some(r)) => Some(c.min(r)),
+                (c, r) => c.or(r),
+            }
+        };
+        ClusterRt {
+            name: Arc::from(config.name.as_str()),
+            peers: config
+                .endpoints
+                .iter()
+                .map(crate::telemetry::metrics::Peer::of_endpoint)
+                .collect(),
+            service: crate::telemetry::metrics::ServiceNames::of(&config.service),
+            active: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
+            sent: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
+            addrs,
+            routes,
+            pools,
+            rr: AtomicUsize::new(0),
+            in_flight: AtomicU32::new(0),
+            retries_active: AtomicU32::new(0),
+            permits: limit.map(|n| std::sync::Arc::new(Semaphore::new(n.max(1) as usize))),
+            pending: AtomicU32::new(0),
+            health: config.endpoints.iter().map(|_| Health::default()).collect(),
+            client,
+            config,
+        }
+    }
+
+    /// Endpoints that have an address and are not ejected. Below
+    /// `minHealthPercent` healthy, ejections are ignored (Envoy's panic
+    /// mode) rather than concentrating all traffic on a few hosts.
+    fn usable(&self) -> impl Iterator<Item = usize> + '_ {
+        let now = now_ms();
+        let with_addr = self.addrs.iter().filter(|a| a.is_some()).count().max(1);
+        let healthy = self
+            .addrs
+            .iter()
+            .zip(&self.health)
+            .filter(|(a, h)| a.is_some() && !h.ejected(now))
+            .count();
+        let min = self
+            .config
+            .outlier
+            .as_ref()
+            .map_or(0, |o| o.min_health_percent) as usize;
+        let panic = min > 0 && healthy * 100 < min * with_addr;
+        self.addrs
+            .iter()
+            .zip(&self.health)
+            .enumerate()
+            .filter(move |(_, (a, h))| a.is_some() && (panic || !h.ejected(now)))
+            .map(|(i, _)| i)
+    }
+
+    /// Outlier detection: counts consecutive errors per endpoint and
+    /// ejects it for `baseEjectionTime × ejections` when a threshold is
+    /// reached, never more than `maxEjectionPercent` of the hosts (but
+    /// always at least one, as Envoy).
+    pub fn report(&self, i: usize, outcome: TryOutcome) {
+        let (Some(od), Some(h)) = (&self.config.outlier, self.health.get(i)) else {
+            return;
+        };
+        let (is_5xx, is_gateway) = match outcome {
+            TryOutcome::Status(s) => (s >= 500, matches!(s, 502..=504)),
+            TryOutcome::LocalFailure => (true, true),
+        };
+        let bump = |c: &AtomicU32, hit: bool| {
+            if hit {
+                c.fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                c.store(0, Ordering::Release);
+                0
+            }
+        };
+        let c5 = bump(&h.consecutive_5xx, is_5xx);
+        let cg = bump(&h.consecutive_gateway, is_gateway);
+        let trip = od.consecutive_5xx.is_some_and(|n| c5 >= n)
+            || od.consecutive_gateway_errors.is_some_and(|n| cg >= n);
+        let now = now_ms();
+        if !trip || h.ejected(now) {
+            return;
+        }
+        let n = self.addrs.len().max(1);
+        let ejected = self.health.iter().filter(|x| x.ejected(now)).count();
+        if ejected > 0 && (ejected + 1) * 100 > od.max_ejection_percent as usize * n {
+            return;
+        }
+        let times = h.ejections.fetch_add(1, Ordering::AcqRel) + 1;
+        h.ejected_until_ms.store(
+            now + od.base_ejection_ms.saturating_mul(u64::from(times)),
+            Ordering::Release,
+        );
+        h.consecutive_5xx.store(0, Ordering::Release);
+        h.consecutive_gateway.store(0, Ordering::Release);
+        tracing::info!(cluster = %self.config.name, endpoint = ?self.addrs[i], ejections = times, "outlier ejected");
+    }
+
+    /// Locality-aware selection, as Istio configures Envoy: with
+    /// `distribute`, the client's locality spreads traffic over target
+    /// localities by weight; otherwise, when outlier detection is on (Istio
+    /// only fails over with it), the endpoints sharing the most of the
+    /// client's locality win, a `failover` region ranking next.
+    fn by_locality(&self, candidates: Candidates) -> Candidates {
+        let client = self.client.locality.as_str();
+        let Some(setting) = &self.config.locality else {
+            if self.config.outlier.is_none() || client.is_empty() {
+                return candidates;
+            }
+            return self.closest(candidates, &[]);
+        };
+        if !setting.failover_priority.is_empty() && self.config.outlier.is_some() {
+            return self.by_failover_priority(candidates, &setting.failover_priority);
+        }
+        if client.is_empty() {
+            return candidates;
+        }
+        if let Some(rule) = setting
+            .distribute
+            .iter()
+            .find(|d| locality_matches(&d.from, client))
+        {
+            let total: u32 = rule.to.values().sum();
+            if total > 0 {
+                let mut pick = fastrand::u32(..total);
+                for (pattern, weight) in &rule.to {
+                    if pick < *weight {
+                        let chosen: Candidates = candidates
+                            .iter()
+                            .copied()
+                            .filter(|i| {
+                                locality_matches(pattern, &self.config.endpoints[*i].locality)
+                            })
+                            .collect();
+                        if !chosen.is_empty() {
+                            return chosen;
+                        }
+                        break;
+                    }
+                    pick -= weight;
+                }
+            }
+            return candidates;
+        }
+        if self.config.outlier.is_none() {
+            return candidates;
+        }
+        self.closest(candidates, &setting.failover)
+    }
+
+    /// Istio's `failoverPriority`: endpoints that share the client's value
+    /// for more of the listed labels, in order, come first. The topology
+    /// labels are read from localities.
+    fn by_failover_priority(&self, candidates: Candidates, keys: &[String]) -> Candidates {
+        let value = |labels: &std::collections::BTreeMap<String, String>,
+                     locality: &str,
+                     key: &str|
+         -> Option<String> {
+            let part = |i: usize| {
+                locality
+                    .split('/')
+                    .nth(i)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            match key {
+                "topology.kubernetes.io/region" => part(0),
+                "topology.kubernetes.io/zone" => part(1),
+                "topology.istio.io/subzone" => part(2),
+                k => labels.get(k).cloned(),
+            }
+        };
+        let mine: Vec<Option<String>> = keys
+            .iter()
+            .map(|k| value(&self.client.labels, &self.client.locality, k))
+            .collect();
+        let score = |i: &usize| {
+            let e = &self.config.endpoints[*i];
+            keys.iter()
+                .zip(&mine)
+                .take_while(|(k, m)| m.is_some() && value(&e.labels, &e.locality, k) == **m)
+                .count()
+        };
+        let best = candidates.iter().map(score).max().unwrap_or(0);
+        candidates
+            .into_iter()
+            .filter(|i| score(i) == best)
+            .collect()
+    }
+
+    fn closest(
+        &self,
+        candidates: Candidates,
+        failover: &[weft_model::LocalityFailover],
+    ) -> Candidates {
+        let client: Vec<&str> = self.client.locality.split('/').collect();
+        let next_region = failover
+            .iter()
+            .find(|f| f.from == client[0])
+            .map(|f| f.to.as_str());
+        let priority = |i: &usize| {
+            let loc: Vec<&str> = self.config.endpoints[*i].locality.split('/').collect();
+            let shared = client
+                .iter()
+                .zip(&loc)
+                .take_while(|(a, b)| a == b && !a.is_empty())
+                .count();
+            match shared {
+                3.. => 0,
+                2 => 1,
+                1 => 2,
+                _ if next_region.is_some_and(|r| loc.first() == Some(&r)) => 3,
+                _ => 4,
+            }
+        };
+        let best = candidates.iter().map(priority).min().unwrap_or(4);
+        candidates
+            .into_iter()
+            .filter(|i| priority(i) == best)
+            .collect()
+    }
+
+    /// Chooses an endpoint; `key` is the consistent-hash input when the
+    /// policy has one. `exclude` avoids the endpoint a failed try used.
+    pub fn pick(&self, key: Option<&[u8]>, exclude: Option<usize>) -> Option<usize> {
+        let candidates: Candidates = self.usable().filter(|i| Some(*i) != exclude).collect();
+        let candidates = if candidates.is_empty() {
+            self.usable().collect()
+        } else {
+            candidates
+        };
+        if candidates.is_empty() {
+            return None;
+        }
+        let candidates = self.by_locality(candidates);
+        let n = candidates.len();
+        let chosen = match &self.config.lb {
+            LbPolicy::RoundRobin | LbPolicy::Passthrough => {
+                candidates[self.rr.fetch_add(1, Ordering::Relaxed) % n]
+            }
+            LbPolicy::Random => candidates[fastrand::usize(..n)],
+            LbPolicy::LeastRequest => {
+                // Power of two choices, as Envoy's LEAST_REQUEST.
+                let a = candidates[fastrand::usize(..n)];
+                let b = candidates[fastrand::usize(..n)];
+                if self.active[b].load(Ordering::Relaxed) < self.active[a].load(Ordering::Relaxed) {
+                    b
+                } else {
+                    a
+                }
+            }
+            LbPolicy::ConsistentHash(_) => match key {
+                // Rendezvous hashing: each key keeps its endpoint when
+                // others come and go (only keys of a removed endpoint move).
+                Some(k) => *candidates
+                    .iter()
+                    .max_by_key(|i| {
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        k.hash(&mut h);
+                        self.config.endpoints[**i].address.hash(&mut h);
+                        h.finish()
+                    })
+                    .unwrap_or(&candidates[0]),
+                None => candidates[fastrand::usize(..n)],
+            },
+        };
+        Some(chosen)
+    }
+
+    pub fn hash_key(&self) -> Option<&HashKey> {
+        match &self.config.lb {
+            LbPolicy::ConsistentHash(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    pub fn endpoint_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.addrs.get(i).copied().flatten()
+    }
+
+    /// Opens a connection to endpoint `i` (for TCP splicing).
+    pub async fn dial(&self, i: usize) -> std::io::Result<crate::upstream::conn::Conn> {
+        let (Some(addr), Some(route)) = (self.endpoint_addr(i), self.routes.get(i)) else {
+            return Err(std::io::Error::other("the endpoint has no address"));
+        };
+        let timeout = Duration::from_millis(self.config.pool.connect_timeout_ms.max(1));
+        crate::upstream::conn::dial(addr, route, timeout).await
+    }
+
+    /// Whether traffic to endpoint `i` is mutual TLS, for metrics.
+    pub fn is_mtls(&self, i: usize) -> bool {
+        self.routes
+            .get(i)
+            .is_some_and(crate::upstream::conn::Route::is_mtls)
+    }
+
+    /// Admission under the connection-pool limits: a permit when one is
+    /// free, a wait when the pending queue has room, `None` on overflow
+    /// (the caller answers 503 UO).
+    pub async fn admit(&self) -> Option<Option<OwnedSemaphorePermit>> {
+        let Some(sem) = &self.permits else {
+            return Some(None);
+        };
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Some(Some(p));
+        }
+        // Istio's default http1MaxPendingRequests is effectively unbounded.
+        let max_pending = self
+            .config
+            .pool
+            .http1_max_pending_requests
+            .unwrap_or(u32::MAX);
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= max_pending {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let permit = sem.clone().acquire_owned().await.ok();
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        permit.map(Some)
+    }
+
+    /// Whether one more retry fits in the budget; the guard gives it back.
+    pub fn try_retry(&self) -> Option<RetryGuard<'_>> {
+        let active = self.in_flight.load(Ordering::Relaxed);
+        let budget = (active * RETRY_BUDGET_PERCENT / 100).max(MIN_RETRY_CONCURRENCY);
+        let budget = self
+            .config
+            .pool
+            .max_retries
+            .map_or(budget, |m| budget.min(m.max(1)));
+        if self.retries_active.fetch_add(1, Ordering::AcqRel) >= budget {
+            self.retries_active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(RetryGuard(&self.retries_active))
+    }
+
+    pub fn start_request(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// Sends one try to endpoint `i`. A request that was never sent comes
+    /// back with the error.
+    pub async fn send(
+        &self,
+        i: usize,
+        mut req: http::Request<Body>,
+    ) -> Result<http::Response<crate::upstream::pool::UpstreamBody>, crate::upstream::pool::Unsent>
+    {
+        let Some(pool) = self.pools.get(i).and_then(Option::as_ref) else {
+            return Err((
+                SendError::Connect("the endpoint has no address".into()),
+                Some(Box::new(req)),
+            ));
+        };
+        // maxRequestsPerConnection on HTTP/1: every Nth request to an
+        // endpoint closes its connection, so the pool opens a new one.
+        if let Some(n) = self
+            .config
+            .pool
+            .max_requests_per_connection
+            .filter(|n| *n > 0)
+        {
+            let count = self.sent[i].fetch_add(1, Ordering::Relaxed) + 1;
+            if count.is_multiple_of(n) && req.version() != http::Version::HTTP_2 {
+                req.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+        }
+        let _active = EndpointActive::new(&self.active[i]);
+        pool.send(req).await
+    }
+}
+
+/// How to reach `e`: through its proxy's tunnel when the cluster is mesh
+/// mTLS and this proxy has an identity; plain otherwise.
+fn endpoint_route(
+    config: &Cluster,
+    e: &weft_model::Endpoint,
+    addr: Option<SocketAddr>,
+    client: &ClientSide,
+) -> crate::upstream::conn::Route {
+    let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
+    let origin = |mutual: bool, t: &weft_model::TlsOrigination| {
+        // The endpoint's host for SNI when it has one, else the service's.
+        let host = e
+            .address
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+            .unwrap_or(&config.service);
+        match crate::upstream::origination::TlsOrigin::new(
+            mutual,
+            t,
+            host,
+            h2,
+            client.credentials.clone(),
+        ) {
+            Ok(o) => crate::upstream::conn::Route::Tls(Arc::new(o)),
+            Err(why) => crate::upstream::conn::Route::Unavailable(why.into()),
+        }
+    };
+    let (expected_identities, mesh, addr) = match (&config.tls, &client.mesh, addr) {
+        (weft_model::UpstreamTls::Simple(t), _, _) => return origin(false, t),
+        (weft_model::UpstreamTls::Mutual(t), _, _) => return origin(true, t),
+        (
+            weft_model::UpstreamTls::IstioMutual {
+                expected_identities,
+            },
+            Some(mesh),
+            Some(addr),
+        ) => (expected_identities, mesh, addr),
+        // A mesh workload reached in plain text sees this proxy's address.
+        _ if !e.identity.is_empty() => {
+            return crate::upstream::conn::Route::Plain {
+                source: client.source_ip,
+            }
+        }
+        _ => return crate::upstream::conn::Route::PLAIN,
+    };
+    // The endpoint's own identity is the strictest check; the cluster's
+    // list is what Istio would verify.
+    let expected: Arc<[String]> = if e.identity.is_empty() {
+        expected_identities.clone().into()
+    } else {
+        vec![e.identity.clone()].into()
+    };
+    crate::upstream::conn::Route::Tunnel {
+        mesh: mesh.clone(),
+        tunnel: SocketAddr::new(addr.ip(), crate::identity::mesh::TUNNEL_PORT),
+        expected,
+        baggage: client.baggage.clone(),
+        source: client.source_ip,
+    }
+}
+
+pub struct RetryGuard<'a>(&'a AtomicU32);
+
+impl Drop for RetryGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct EndpointActive<'a>(&'a AtomicU32);
+
+impl<'a> EndpointActive<'a> {
+    fn new(c: &'a AtomicU32) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        EndpointActive(c)
+    }
+}
+
+impl Drop for EndpointActive<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `us-east/zone1/*`, `us-east/*` or `us-east` against `region/zone/subzone`.
+fn locality_matches(pattern: &str, locality: &str) -> bool {
+    let mut loc = locality.split('/');
+    for p in pattern.split('/') {
+        match loc.next() {
+            _ if p == "*" => return true,
+            Some(l) if l == p => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A destination chosen by weight (the first one when all weigh 0).
+pub fn pick_weighted(
+    dests: &[weft_model::WeightedCluster],
+) -> Option<&weft_model::WeightedCluster> {
+    let total: u32 = dests.iter().map(|d| d.weight).sum();
+    if total == 0 {
+        return dests.first();
+    }
+    let mut pick = fastrand::u32(..total);
+    dests.iter().find(|d| {
+        if pick < d.weight {
+            true
+        } else {
+            pick -= d.weight;
+            false
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{locality_matches, ClientSide, ClusterRt};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use weft_model::*;
+
+    /// (address, locality, labels)
+    type Ep<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    fn cluster(
+        lb: LbPolicy,
+        endpoints: &[Ep<'_>],
+        locality: Option<LocalityLb>,
+        outlier: bool,
+    ) -> Cluster {
+        Cluster {
+            name: "c".into(),
+            service: "s".into(),
+            port: 80,
+            subset: String::new(),
+            protocol: Protocol::Http,
+            lb,
+            locality,
+            pool: ConnectionPool {
+                connect_timeout_ms: 1000,
+                ..Default::default()
+            },
+            outlier: outlier.then_some(OutlierDetection {
+                consecutive_5xx: Some(5),
+                consecutive_gateway_errors: None,
+                interval_ms: 1000,
+                base_ejection_ms: 1000,
+                max_ejection_percent: 100,
+                min_health_percent: 0,
+            }),
+            tls: UpstreamTls::Disable,
+            policy_origin: Vec::new(),
+            endpoints: endpoints
+                .iter()
+                .map(|(addr, loc, labels)| Endpoint {
+                    address: (*addr).into(),
+                    locality: (*loc).into(),
+                    labels: labels
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), (*v).into()))
+                        .collect(),
+                    weight: 1,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn counts(c: &ClusterRt, n: usize) -> Vec<usize> {
+        let mut out = vec![0; c.config.endpoints.len()];
+        for _ in 0..n {
+            out[c.pick(None, None).unwrap()] += 1;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn random_and_round_robin_use_every_endpoint() {
+        let eps: &[Ep<'_>] = &[
+            ("127.0.0.1:1", "", &[]),
+            ("127.0.0.1:2", "", &[]),
+            ("127.0.0.1:3", "", &[]),
+        ];
+        let rr = ClusterRt::new(
+            cluster(LbPolicy::RoundRobin, eps, None, false),
+            Arc::new(ClientSide::plain("", &BTreeMap::new())),
+        );
+        assert_eq!(counts(&rr, 300), vec![100, 100, 100]);
+        let random = ClusterRt::new(
+            cluster(LbPolicy::Random, eps, None, false),
+            Arc::new(ClientSide::plain("", &BTreeMap::new())),
+        );
+        // 600 picks: each endpoint's share is 200 ± 60 (beyond 5 sigma).
+        assert!(counts(&random, 600).iter().all(|c| (140..=260).contains(c)));
+    }
+
+    #[tokio::test]
+    async fn least_request_avoids_the_busy_endpoint() {
+        let eps: &[Ep<'_>] = &[("127.0.0.1:1", "", &[]), ("127.0.0.1:2", "", &[])];
+        let c = ClusterRt::new(
+            cluster(LbPolicy::LeastRequest, eps, None, false),
+            Arc::new(ClientSide::plain("", &BTreeMap::new())),
+        );
+        c.active[0].store(50, std::sync::atomic::Ordering::Relaxed);
+        // Two random choices: the busy one wins only when both draws pick it.
+        let got = counts(&c, 400);
+        assert!(got[1] > got[0] * 2, "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn failover_priority_prefers_matching_labels_in_order() {
+        let eps: &[Ep<'_>] = &[
+            (
+                "127.0.0.1:1",
+                "us-east/a",
+                &[("network", "n2"), ("tier", "gold")],
+            ),
+            (
+                "127.0.0.1:2",
+                "us-east/a",
+                &[("network", "n1"), ("tier", "silver")],
+            ),
+            (
+                "127.0.0.1:3",
+                "eu-west/b",
+                &[("network", "n1"), ("tier", "gold")],
+            ),
+        ];
+        let setting = LocalityLb {
+            distribute: Vec::new(),
+            failover: Vec::new(),
+            failover_priority: vec!["network".into(), "tier".into()],
+        };
+        let client: BTreeMap<String, String> = [("network", "n1"), ("tier", "gold")]
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let c = ClusterRt::new(
+            cluster(LbPolicy::RoundRobin, eps, Some(setting), true),
+            Arc::new(ClientSide::plain("us-east/a", &client)),
+        );
+        assert_eq!(counts(&c, 10), vec![0, 0, 10]);
+    }
+
+    #[tokio::test]
+    async fn http2_max_requests_bounds_http1_requests_too() {
+        let mut c = cluster(
+            LbPolicy::RoundRobin,
+            &[("127.0.0.1:1", "", &[])],
+            None,
+            false,
+        );
+        c.pool.http2_max_requests = Some(2);
+        c.pool.http1_max_pending_requests = Some(0);
+        let c = ClusterRt::new(c, Arc::new(ClientSide::plain("", &BTreeMap::new())));
+        let first = c.admit().await.expect("admitted");
+        let second = c.admit().await.expect("admitted");
+        assert!(
+            c.admit().await.is_none(),
+            "a third request overflowed no limit"
+        );
+        drop((first, second));
+        assert!(c.admit().await.is_some());
+    }
+
+    #[test]
+    fn locality_patterns() {
+        assert!(locality_matches("us-east/zone1/*", "us-east/zone1/a"));
+        assert!(locality_matches("us-east/*", "us-east/zone2/b"));
+        assert!(locality_matches("us-east", "us-east/zone2"));
+        assert!(!locality_matches("us-east/zone1/*", "us-east/zone2/a"));
+        assert!(!locality_matches("eu-west/*", "us-east/zone1"));
+    }
+}
