@@ -201,6 +201,7 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                             // Credentials first: the new model may name new ones.
                             shared.credentials.ensure(&m.credential_names()).await;
                             crate::proxy::apply(&shared, m, update.version.clone())
+                                .await
                                 .map_err(|e| e.to_string())
                         }
                         Err(e) => Err(e),

@@ -12,7 +12,8 @@ use weft_model::{Cluster, ConnectionPool, Endpoint, LbPolicy, Protocol, ProxyMod
 
 use crate::identity::{credentials, mesh};
 use crate::listen::drain::Drain;
-use crate::listen::{accept_loop, bind, BindError};
+use crate::listen::set::ListenerSet;
+use crate::listen::{bind, BindError};
 use crate::shared::{RuntimeConfig, Shared};
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::AccessLog;
@@ -28,8 +29,42 @@ pub enum ProxyError {
 }
 
 /// Compiles and swaps in a model, keeping the runtime state of clusters
+/// that did not change, then makes the listeners the ones it asks for.
+/// A listener that cannot be bound is logged and tried again with the
+/// next model; the model itself is applied.
+pub(crate) async fn apply(
+    shared: &Arc<Shared>,
+    model: ProxyModel,
+    version: String,
+) -> Result<(), ProxyError> {
+    swap(shared, model, version)?;
+    let planned = crate::roles::plan(&shared.snapshot.load().model, shared);
+    let drain = shared.config.drain.max(Duration::from_millis(1));
+    match shared
+        .listeners
+        .reconcile(planned, &shared.config.workers, drain)
+        .await
+    {
+        Ok(changes) => {
+            for name in &changes.bound {
+                tracing::info!(listener = %name, "listening");
+            }
+            for name in &changes.removed {
+                tracing::info!(listener = %name, "stopped listening; its connections drain");
+            }
+        }
+        Err(errors) => {
+            for e in errors {
+                tracing::warn!(error = %e, "a listener the model asks for is not open");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compiles and swaps in a model, keeping the runtime state of clusters
 /// that did not change.
-pub(crate) fn apply(shared: &Shared, model: ProxyModel, version: String) -> Result<(), ProxyError> {
+fn swap(shared: &Shared, model: ProxyModel, version: String) -> Result<(), ProxyError> {
     if let Some(mesh) = &shared.mesh {
         mesh.adopt_bundle(&model.security.trust_bundle);
     }
@@ -48,15 +83,12 @@ pub(crate) fn apply(shared: &Shared, model: ProxyModel, version: String) -> Resu
 /// A running proxy.
 pub struct Proxy {
     shared: Arc<Shared>,
-    /// Stops the accept loops.
-    stop_accepting: watch::Sender<bool>,
-    accepting: Vec<tokio::task::JoinHandle<()>>,
     /// Stops what outlives the connections (the admin port, the span
     /// exporter), once they have drained.
     stop_background: watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
-    /// Where each listener actually bound (ports chosen by the OS when 0).
-    pub bound: Vec<(String, SocketAddr)>,
+    /// Where the admin port bound.
+    admin: Option<SocketAddr>,
 }
 
 fn app_cluster(port: u32, addr: SocketAddr) -> Cluster {
@@ -133,32 +165,29 @@ impl Proxy {
             credentials,
             spans,
             drain: Drain::new(),
+            listeners: ListenerSet::default(),
         });
-        let (stop_accepting, accept_rx) = watch::channel(false);
         let (stop_background, background_rx) = watch::channel(false);
         let mut proxy = Proxy {
             shared,
-            stop_accepting,
-            accepting: Vec::new(),
             stop_background,
             background: Vec::new(),
-            bound: Vec::new(),
+            admin: None,
         };
+        // At start every listener must open: a proxy that cannot serve
+        // what it is for says so and exits.
         let planned = crate::roles::plan(&proxy.shared.snapshot.load().model, &proxy.shared);
-        for p in planned {
-            let what = if p.name == "tunnel" {
-                "the mTLS tunnel"
-            } else {
-                &p.name
-            };
-            let (listener, local) = bind(p.addr, what).await?;
-            proxy.bound.push((p.name, local));
-            proxy.accepting.push(tokio::spawn(accept_loop(
-                listener,
-                proxy.shared.config.workers.clone(),
-                p.serve,
-                accept_rx.clone(),
-            )));
+        let drain = proxy.shared.config.drain.max(Duration::from_millis(1));
+        if let Err(mut errors) = proxy
+            .shared
+            .listeners
+            .reconcile(planned, &proxy.shared.config.workers, drain)
+            .await
+        {
+            proxy.shared.listeners.close(drain).await;
+            if let Some(e) = errors.pop() {
+                return Err(e.into());
+            }
         }
         proxy.background.push(tokio::spawn(trace::exporter(
             queued,
@@ -167,7 +196,7 @@ impl Proxy {
         )));
         if let Some(addr) = proxy.shared.config.admin {
             let (listener, local) = bind(addr, "admin").await?;
-            proxy.bound.push(("admin".into(), local));
+            proxy.admin = Some(local);
             proxy.background.push(tokio::spawn(crate::admin::serve(
                 listener,
                 proxy.shared.clone(),
@@ -177,9 +206,10 @@ impl Proxy {
         Ok(proxy)
     }
 
-    /// Swaps in a new model. On error the current one keeps serving.
-    pub fn update(&self, model: ProxyModel, version: String) -> Result<(), ProxyError> {
-        apply(&self.shared, model, version)
+    /// Swaps in a new model and follows it with the listeners. On error
+    /// the current one keeps serving.
+    pub async fn update(&self, model: ProxyModel, version: String) -> Result<(), ProxyError> {
+        apply(&self.shared, model, version).await
     }
 
     /// Follows the control plane's model stream until the proxy stops.
@@ -191,19 +221,32 @@ impl Proxy {
         self.shared.snapshot.load().version.clone()
     }
 
+    /// Where each listener bound (ports chosen by the OS when 0), the
+    /// admin port included.
+    pub fn bound(&self) -> Vec<(String, SocketAddr)> {
+        let mut bound = self.shared.listeners.bound();
+        if let Some(a) = self.admin {
+            bound.push(("admin".into(), a));
+        }
+        bound
+    }
+
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.bound.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.bound()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
     }
 
     /// Stops accepting, lets requests in flight finish (up to the drain
     /// time), then returns.
     pub async fn shutdown(self) {
-        let _ = self.stop_accepting.send(true);
-        for t in self.accepting {
-            let _ = t.await;
-        }
         let drain = self.shared.config.drain.max(Duration::from_millis(1));
-        if !self.shared.drain.drain(drain).await {
+        let deadline = tokio::time::Instant::now() + drain;
+        self.shared.drain.begin();
+        let listeners = self.shared.listeners.close(drain).await;
+        let opened = self.shared.drain.finished_by(deadline).await;
+        if !(listeners && opened) {
             tracing::warn!("drain time over; closing connections with requests still in flight");
         }
         let _ = self.stop_background.send(true);

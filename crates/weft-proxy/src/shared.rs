@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use crate::identity::{credentials, mesh};
 use crate::listen::downstream;
 use crate::listen::drain::Drain;
+use crate::listen::set::ListenerSet;
 use crate::listen::workers;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::{self, AccessLog};
@@ -29,6 +30,10 @@ pub struct RuntimeConfig {
     pub apps: HashMap<u32, SocketAddr>,
     /// Gateway listener port → bind address.
     pub gateway_binds: HashMap<u32, SocketAddr>,
+    /// Gateway ports not in `gateway_binds` bind this address with their
+    /// own number, so a Gateway server added later is served without a
+    /// restart.
+    pub gateway_ip: Option<IpAddr>,
     /// Any listener by its model name (e.g. a TCP service's
     /// `outbound|9000||echo.default.svc.cluster.local`) → bind address.
     pub binds: HashMap<String, SocketAddr>,
@@ -55,6 +60,14 @@ impl RuntimeConfig {
     pub fn source_ip(&self) -> Option<IpAddr> {
         self.source.or(self.inbound_ip)
     }
+
+    /// Where the gateway listener for `port` binds, if anywhere.
+    pub fn gateway_bind(&self, port: u32) -> Option<SocketAddr> {
+        self.gateway_binds.get(&port).copied().or_else(|| {
+            let port = u16::try_from(port).ok()?;
+            Some(SocketAddr::new(self.gateway_ip?, port))
+        })
+    }
 }
 
 /// State shared by every connection of one proxy.
@@ -74,8 +87,11 @@ pub struct Shared {
     pub credentials: Arc<credentials::Credentials>,
     /// Finished spans on their way to the collector.
     pub spans: trace::Sink,
-    /// Every connection being served holds a watch on this.
+    /// The connections requests open (HTTP inside CONNECT, TCP through
+    /// it) watch this; accepted ones watch their listener's.
     pub drain: Drain,
+    /// The listeners running, kept equal to what the model asks for.
+    pub listeners: ListenerSet,
 }
 
 impl Shared {

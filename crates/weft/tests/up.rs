@@ -850,3 +850,100 @@ spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 80
         );
     }
 }
+
+/// A Gateway server on port 9090 beside bookinfo's, with a route that
+/// answers slowly when asked to (a fault delay), so a request can be in
+/// flight when the port goes away.
+const SECOND_PORT: &str = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: second-port}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 9090, name: http-second, protocol: HTTP}
+    hosts: [\"*\"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: second-port}
+spec:
+  hosts: [\"*\"]
+  gateways: [second-port]
+  http:
+  - match: [{headers: {x-slow: {exact: \"1\"}}}]
+    fault: {delay: {fixedDelay: 2s, percentage: {value: 100}}}
+    route: [{destination: {host: productpage, port: {number: 9080}}}]
+  - route: [{destination: {host: productpage, port: {number: 9080}}}]
+";
+
+#[test]
+fn a_gateway_port_comes_and_goes_without_a_restart_and_drains() {
+    let m = up(144);
+    let gateway_pid = || {
+        m.status()["proxies"]
+            .as_array()
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| {
+                        p["name"]
+                            .as_str()
+                            .is_some_and(|n| n.contains("ingressgateway"))
+                    })
+                    .and_then(|p| p["process"]["pid"].as_u64())
+            })
+            .unwrap_or(0)
+    };
+    let pid = gateway_pid();
+    assert!(pid > 0, "{}", m.status());
+    let ip = m.ingress.rsplit_once(':').unwrap().0.to_owned();
+    let second = format!("http://{ip}:9090/productpage");
+    assert_eq!(
+        curl(&["--max-time", "2", &second]).status,
+        0,
+        "9090 before it is configured"
+    );
+
+    m.write_config("second-port.yaml", SECOND_PORT);
+    let started = Instant::now();
+    while curl(&["--max-time", "2", &second]).status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "9090 never served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gateway_pid(), pid, "the gateway restarted to add a port");
+    assert_eq!(m.page(None).0, 200, "the first port stopped serving");
+
+    // A request in flight on 9090 when the port is removed finishes.
+    let slow = second.clone();
+    let in_flight = std::thread::spawn(move || {
+        let t = Instant::now();
+        (curl(&["-H", "x-slow: 1", &slow]).status, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    m.write_config("second-port.yaml", "");
+    let started = Instant::now();
+    while curl(&["--max-time", "2", &second]).status != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "9090 still accepts"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the port closed only after the slow request ended: the drain went untested"
+    );
+    let (status, took) = in_flight.join().unwrap();
+    assert_eq!(
+        status, 200,
+        "the request in flight on the removed port was cut"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "the delay did not apply: {took:?}"
+    );
+    assert_eq!(gateway_pid(), pid, "the gateway restarted to remove a port");
+    assert_eq!(m.page(None).0, 200);
+}

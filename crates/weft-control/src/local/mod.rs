@@ -162,10 +162,12 @@ fn gateway_spec(o: &Options, g: &GatewayPlan) -> Spec {
             .display()
             .to_string(),
     ]);
-    for (port, addr) in &g.listens {
+    for (port, addr) in &g.binds {
         args.push("--listen".into());
         args.push(format!("{port}={addr}"));
     }
+    args.push("--listen-ip".into());
+    args.push(g.listen_ip.to_string());
     if o.explain {
         args.push("--explain".into());
     }

@@ -48,7 +48,13 @@ pub struct SidecarPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayPlan {
     pub name: String,
+    /// The model's gateway ports and where each binds.
     pub listens: Vec<(u32, SocketAddr)>,
+    /// What the proxy is told: ports that bind somewhere other than
+    /// `listen_ip:port`, and `listen_ip`, where the others bind with
+    /// their own number.
+    pub binds: Vec<(u32, SocketAddr)>,
+    pub listen_ip: IpAddr,
     pub admin: SocketAddr,
 }
 
@@ -153,19 +159,22 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> P
         if !matches!(c.proxy, ProxyRef::Gateway { .. }) || c.model.listeners.is_empty() {
             continue;
         }
+        // As Istio's ingress Service: 80 and 8080 reach the ingress
+        // address, 443 and 8443 its port 8443; other ports bind the
+        // ingress IP as numbered (`listen_ip`). Fixed, so that a Gateway
+        // server added or removed changes the proxy's model, not its
+        // command line: it binds and unbinds without a restart.
+        let tls = SocketAddr::new(ingress.ip(), 8443);
+        let binds = vec![(80, ingress), (8080, ingress), (443, tls), (8443, tls)];
         let listens = c
             .model
             .listeners
             .iter()
             .map(|l| {
-                // As Istio's ingress Service: 80 and 8080 reach the ingress
-                // address, 443 and 8443 its port 8443; other ports bind as
-                // numbered.
-                let addr = match l.port {
-                    80 | 8080 => ingress,
-                    443 | 8443 => SocketAddr::new(ingress.ip(), 8443),
-                    p => SocketAddr::new(ingress.ip(), p as u16),
-                };
+                let addr = binds
+                    .iter()
+                    .find(|(p, _)| *p == l.port)
+                    .map_or(SocketAddr::new(ingress.ip(), l.port as u16), |(_, a)| *a);
                 (l.port, addr)
             })
             .collect();
@@ -173,6 +182,8 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> P
         out.gateways.push(GatewayPlan {
             name: name.clone(),
             listens,
+            binds,
+            listen_ip: ingress.ip(),
             admin: SocketAddr::new(gateway_admin_ip, 15021 + idx),
         });
     }

@@ -70,16 +70,25 @@ pub fn open<B: Send + 'static>(
         let Ok(upgraded) = upgrade.await else { return };
         match tunnel {
             Tunnel::Tcp(name) => {
-                crate::l4::tcp::handle(shared, name, hyper_util::rt::TokioIo::new(upgraded), remote)
-                    .await
+                let drain = shared.drain.watch();
+                crate::l4::tcp::handle(
+                    shared,
+                    name,
+                    hyper_util::rt::TokioIo::new(upgraded),
+                    remote,
+                    drain,
+                )
+                .await
             }
             Tunnel::Http => {
+                let drain = shared.drain.watch();
                 crate::listen::downstream::serve(
                     &shared,
                     hyper_util::rt::TokioIo::new(upgraded),
                     remote,
                     "outbound CONNECT",
                     listener,
+                    drain,
                 )
                 .await;
             }

@@ -24,7 +24,7 @@ use crate::telemetry::metrics::Peer;
 /// certificate, then HTTP/2 whose CONNECT streams are served as inbound
 /// connections from the verified peer.
 pub fn on_connection(shared: Arc<Shared>, mesh: Arc<Mesh>) -> OnConnection {
-    Arc::new(move |stream, remote| {
+    Arc::new(move |stream, remote, mut drain| {
         let (shared, mesh) = (shared.clone(), mesh.clone());
         Box::pin(async move {
             let config = match mesh.server_config() {
@@ -55,10 +55,11 @@ pub fn on_connection(shared: Arc<Shared>, mesh: Arc<Mesh>) -> OnConnection {
             // but a connection without it is refused.
             let Some(principal) = principal else { return };
             let principal: Arc<str> = principal.into();
-            let streams = shared.clone();
+            let (streams, stream_drain) = (shared.clone(), drain.clone());
             let svc = service_fn(move |req| {
-                let (shared, principal) = (streams.clone(), principal.clone());
-                async move { Ok::<_, Infallible>(open_stream(shared, principal, remote, req)) }
+                let (shared, principal, drain) =
+                    (streams.clone(), principal.clone(), stream_drain.clone());
+                async move { Ok::<_, Infallible>(open_stream(shared, principal, remote, req, drain)) }
             });
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .max_concurrent_streams(crate::identity::mesh::TUNNEL_MAX_CONCURRENT_STREAMS)
@@ -72,7 +73,6 @@ pub fn on_connection(shared: Arc<Shared>, mesh: Arc<Mesh>) -> OnConnection {
                 .initial_connection_window_size(16 << 20)
                 .serve_connection(TokioIo::new(tls), svc);
             let mut conn = std::pin::pin!(conn);
-            let mut drain = shared.drain.watch();
             let ended = tokio::select! {
                 r = conn.as_mut() => r,
                 _ = drain.signaled() => {
@@ -100,6 +100,7 @@ fn open_stream(
     principal: Arc<str>,
     remote: SocketAddr,
     mut req: http::Request<hyper::body::Incoming>,
+    drain: crate::listen::drain::Watch,
 ) -> http::Response<Empty<Bytes>> {
     if req.method() != http::Method::CONNECT {
         return reply(http::StatusCode::METHOD_NOT_ALLOWED);
@@ -137,6 +138,7 @@ fn open_stream(
                     protocol,
                     remote,
                     Some(peer),
+                    drain,
                 )
                 .await
             }

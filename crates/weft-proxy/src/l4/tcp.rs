@@ -15,7 +15,9 @@ use crate::telemetry::flags::{Flags, ResponseFlag};
 
 /// Connections accepted on TCP listener `name`.
 pub fn on_connection(shared: Arc<Shared>, name: String) -> OnConnection {
-    Arc::new(move |stream, remote| Box::pin(handle(shared.clone(), name.clone(), stream, remote)))
+    Arc::new(move |stream, remote, drain| {
+        Box::pin(handle(shared.clone(), name.clone(), stream, remote, drain))
+    })
 }
 
 /// The route for a connection: a TLS route whose `sniHosts` match the
@@ -34,12 +36,17 @@ fn pick_route<'a>(routes: &'a [TcpRoute], sni: Option<&str>) -> Option<&'a TcpRo
 
 /// Routes one client connection (a TCP stream, or a CONNECT tunnel) by
 /// the routes of listener `name`.
-pub async fn handle<S>(shared: Arc<Shared>, name: String, mut client: S, remote: SocketAddr)
-where
+pub async fn handle<S>(
+    shared: Arc<Shared>,
+    name: String,
+    mut client: S,
+    remote: SocketAddr,
+    drain: crate::listen::drain::Watch,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    // Held until the connection ends: the proxy's drain waits for it.
-    let _drain = shared.drain.watch();
+    // Held until the connection ends: the drain waits for it.
+    let _drain = drain;
     let start = Instant::now();
     let snap = shared.snapshot.load_full();
     let mut entry = Entry {

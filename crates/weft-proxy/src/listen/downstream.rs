@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::drain::Watch;
 use super::OnConnection;
 use crate::http::listener::HttpListener;
 use crate::shared::Shared;
@@ -219,24 +220,25 @@ async fn watchdog(activity: &Activity, limits: &Limits) -> Expired {
 
 /// Client connections accepted on an HTTP listener.
 pub fn on_connection(shared: Arc<Shared>, http: Arc<HttpListener>) -> OnConnection {
-    Arc::new(move |stream, remote| {
+    Arc::new(move |stream, remote, drain| {
         let (shared, http) = (shared.clone(), http.clone());
         Box::pin(async move {
             let name = http.name.clone();
-            serve(&shared, stream, remote, &name, http).await;
+            serve(&shared, stream, remote, &name, http, drain).await;
         })
     })
 }
 
 /// Serves one client connection, named `listener` in the access log, as
-/// requests arriving at `http`, under the proxy's limits; at shutdown it
-/// finishes the requests in flight and closes.
+/// requests arriving at `http`, under the proxy's limits; when `drain`
+/// says so it finishes the requests in flight and closes.
 pub async fn serve<T>(
     shared: &Arc<Shared>,
     io: T,
     remote: SocketAddr,
     listener: &str,
     http: Arc<HttpListener>,
+    mut drain: Watch,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -261,7 +263,6 @@ pub async fn serve<T>(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
-    let mut drain = shared.drain.watch();
     let result = tokio::select! {
         r = async move {
             let mut conn = std::pin::pin!(conn);

@@ -12,8 +12,10 @@ pub struct Drain {
     tx: watch::Sender<bool>,
 }
 
-/// A connection's view of the drain: it is alive while it holds this, and
-/// learns from [`Watch::signaled`] when to finish.
+/// A connection's view of the drain: it is alive while it holds this (or
+/// a clone, as the streams it carries do), and learns from
+/// [`Watch::signaled`] when to finish.
+#[derive(Clone)]
 pub struct Watch {
     rx: watch::Receiver<bool>,
 }
@@ -40,8 +42,20 @@ impl Drain {
     /// dropped its watch or `limit` has passed. Returns whether all
     /// finished in time.
     pub async fn drain(&self, limit: Duration) -> bool {
+        self.begin();
+        self.finished_by(tokio::time::Instant::now() + limit).await
+    }
+
+    /// Tells every connection to finish.
+    pub fn begin(&self) {
         self.tx.send_replace(true);
-        tokio::time::timeout(limit, self.tx.closed()).await.is_ok()
+    }
+
+    /// Waits until every connection has dropped its watch, or `deadline`.
+    pub async fn finished_by(&self, deadline: tokio::time::Instant) -> bool {
+        tokio::time::timeout_at(deadline, self.tx.closed())
+            .await
+            .is_ok()
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod downstream;
 pub mod drain;
+pub mod set;
 pub mod workers;
 
 use std::future::Future;
@@ -24,40 +25,50 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-/// Binds a listener, naming it in the error.
+/// Binds a listener through the socket factory, naming it in the error.
 pub async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), BindError> {
     let err = |source| BindError {
         addr,
         what: what.to_owned(),
         source,
     };
-    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let socket =
+        crate::sockets::listen(addr, &crate::sockets::SocketOptions::default()).map_err(err)?;
+    let listener = TcpListener::from_std(socket).map_err(err)?;
     let local = listener.local_addr().map_err(err)?;
     Ok((listener, local))
 }
 
-/// Serves one accepted connection; a role decides what that means.
-pub type OnConnection =
-    Arc<dyn Fn(TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// Serves one accepted connection, which holds the watch on its
+/// listener's drain until it ends; a role decides what serving means.
+pub type OnConnection = Arc<
+    dyn Fn(TcpStream, SocketAddr, drain::Watch) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Accepts connections on `listener` until `stop` says so, handing each
 /// to `on_connection` on one of `workers`. Connections keep running after
-/// the loop ends; the proxy's drain waits for them.
+/// the loop ends, watched by `drain`. Returns the listening socket, which
+/// another loop may go on accepting on.
 pub async fn accept_loop(
     listener: TcpListener,
     workers: Arc<workers::Workers>,
     on_connection: OnConnection,
+    drain: Arc<drain::Drain>,
     mut stop: watch::Receiver<bool>,
-) {
+) -> TcpListener {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, remote)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let serve = on_connection.clone();
-                workers.spawn_connection(stream, move |stream| serve(stream, remote));
+                let watch = drain.watch();
+                workers.spawn_connection(stream, move |stream| serve(stream, remote, watch));
             }
             _ = stop.changed() => break,
         }
     }
+    listener
 }

@@ -35,7 +35,7 @@ pub fn listener(table: &str, port: u32) -> Arc<HttpListener> {
 /// Connections on gateway port `port`: TLS terminated first when a
 /// server there terminates it.
 pub fn on_connection(shared: Arc<Shared>, listener: Arc<HttpListener>, port: u32) -> OnConnection {
-    Arc::new(move |stream, remote| {
+    Arc::new(move |stream, remote, drain| {
         let (shared, listener) = (shared.clone(), listener.clone());
         Box::pin(async move {
             let servers = tls_servers(&shared, port);
@@ -48,10 +48,11 @@ pub fn on_connection(shared: Arc<Shared>, listener: Arc<HttpListener>, port: u32
                         return;
                     }
                 };
-                crate::listen::downstream::serve(&shared, tls, remote, &name, listener).await;
+                crate::listen::downstream::serve(&shared, tls, remote, &name, listener, drain)
+                    .await;
                 return;
             }
-            crate::listen::downstream::serve(&shared, stream, remote, &name, listener).await;
+            crate::listen::downstream::serve(&shared, stream, remote, &name, listener, drain).await;
         })
     })
 }

@@ -13,17 +13,8 @@ use std::sync::Arc;
 
 use weft_model::{Direction, ListenerTarget, ProxyModel};
 
-use crate::listen::OnConnection;
+use crate::listen::set::Planned;
 use crate::shared::Shared;
-
-/// A listener the model and the host's settings call for.
-pub struct Planned {
-    /// The model's name for it (`outbound`, `tunnel` and the listeners'
-    /// own names).
-    pub name: String,
-    pub addr: SocketAddr,
-    pub serve: OnConnection,
-}
 
 /// The listeners `model` declares that the runtime configuration gives an
 /// address, each with what serves its connections.
@@ -35,7 +26,9 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
             out.push(Planned {
                 name: l.name.clone(),
                 addr: *addr,
+                shape: "tcp".into(),
                 serve: crate::l4::tcp::on_connection(shared.clone(), l.name.clone()),
+                what: l.name.clone(),
             });
         }
     }
@@ -49,7 +42,9 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
             out.push(Planned {
                 name: "outbound".to_owned(),
                 addr,
+                shape: "outbound".into(),
                 serve: crate::listen::downstream::on_connection(shared.clone(), listener),
+                what: "outbound".into(),
             });
         }
     }
@@ -60,17 +55,21 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
                     out.push(Planned {
                         name: l.name.clone(),
                         addr: SocketAddr::new(ip, l.port as u16),
+                        shape: format!("inbound {:?}", l.protocol),
                         serve: sidecar::on_plaintext(shared.clone(), l.port, l.protocol),
+                        what: l.name.clone(),
                     });
                 }
             }
             (Direction::Gateway, ListenerTarget::Routes(table)) => {
-                if let Some(addr) = config.gateway_binds.get(&l.port) {
+                if let Some(addr) = config.gateway_bind(l.port) {
                     let listener = gateway::listener(table, l.port);
                     out.push(Planned {
                         name: l.name.clone(),
-                        addr: *addr,
+                        addr,
+                        shape: format!("gateway {table}"),
                         serve: gateway::on_connection(shared.clone(), listener, l.port),
+                        what: l.name.clone(),
                     });
                 }
             }
@@ -81,7 +80,9 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
         out.push(Planned {
             name: "tunnel".to_owned(),
             addr,
+            shape: "tunnel".into(),
             serve: crate::identity::tunnel::on_connection(shared.clone(), mesh),
+            what: "the mTLS tunnel".into(),
         });
     }
     out

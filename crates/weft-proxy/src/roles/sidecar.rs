@@ -12,6 +12,7 @@ use weft_model::{HeaderOps, MtlsMode, Protocol, RouteAction};
 
 use crate::http::listener::{Edge, HttpListener, PolicyPoint, Reporter, Routing};
 use crate::l4::sniff::{sniff, Prefixed};
+use crate::listen::drain::Watch;
 use crate::listen::OnConnection;
 use crate::policy::{Caller, Denial};
 use crate::shared::Shared;
@@ -51,7 +52,7 @@ pub fn inbound(shared: &Shared, port: u32, peer: Option<Arc<Peer>>) -> Arc<HttpL
 
 /// Plain-text connections on workload port `port`.
 pub fn on_plaintext(shared: Arc<Shared>, port: u32, protocol: Protocol) -> OnConnection {
-    Arc::new(move |stream, remote| {
+    Arc::new(move |stream, remote, drain| {
         let shared = shared.clone();
         Box::pin(async move {
             // PeerAuthentication STRICT: plain text is refused (a proxy
@@ -60,7 +61,7 @@ pub fn on_plaintext(shared: Arc<Shared>, port: u32, protocol: Protocol) -> OnCon
                 refuse_plaintext(&shared, port, remote);
                 return;
             }
-            serve(shared, stream, port, protocol, remote, None).await;
+            serve(shared, stream, port, protocol, remote, None, drain).await;
         })
     })
 }
@@ -91,6 +92,7 @@ pub async fn serve<T>(
     protocol: Protocol,
     remote: SocketAddr,
     peer: Option<Arc<Peer>>,
+    drain: Watch,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -112,13 +114,13 @@ pub async fn serve<T>(
             shared.log_access(entry);
             return;
         }
-        let _drain = shared.drain.watch();
+        let _drain = drain;
         splice_to_app(&shared, port, io).await;
         return;
     }
     let listener = inbound(&shared, port, peer);
     let name = listener.name.clone();
-    crate::listen::downstream::serve(&shared, io, remote, &name, listener).await;
+    crate::listen::downstream::serve(&shared, io, remote, &name, listener, drain).await;
 }
 
 /// AuthorizationPolicy on a connection not read as HTTP.

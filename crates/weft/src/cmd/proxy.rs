@@ -52,6 +52,11 @@ pub struct Args {
     /// `PORT=ADDR`: bind the gateway listener for PORT at ADDR.
     #[arg(long = "listen", value_parser = parse_port_addr)]
     listens: Vec<(u32, SocketAddr)>,
+    /// Gateway ports without a --listen bind this address with their own
+    /// number, so Gateway servers added later are served without a
+    /// restart.
+    #[arg(long)]
+    listen_ip: Option<IpAddr>,
     /// `NAME=ADDR`: bind the model's listener NAME (e.g. a TCP service's
     /// `outbound|9000||echo.default.svc.cluster.local`) at ADDR.
     #[arg(long = "bind", value_parser = parse_name_addr)]
@@ -287,6 +292,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         inbound_ip: args.inbound_ip,
         apps: args.apps.iter().copied().collect::<HashMap<_, _>>(),
         gateway_binds: args.listens.iter().copied().collect::<HashMap<_, _>>(),
+        gateway_ip: args.listen_ip,
         binds: args.binds.iter().cloned().collect::<HashMap<_, _>>(),
         admin: args.admin,
         tunnel: if mesh.is_some() { tunnel } else { None },
@@ -318,7 +324,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         tokio::spawn(weft_proxy::identity::credentials::keep_fresh(credentials.clone(), Duration::from_secs(30)));
         let proxy = Proxy::start(model, first_version, config, log, identity, credentials.clone()).await?;
-        for (name, addr) in &proxy.bound {
+        for (name, addr) in &proxy.bound() {
             eprintln!("weft proxy: {name} listening on {addr}");
         }
         eprintln!("weft proxy: ready");
@@ -334,7 +340,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     if let Ok((m, _)) = &read {
                         credentials.ensure(&m.credential_names()).await;
                     }
-                    match read.and_then(|(m, v)| proxy.update(m, v).map_err(Into::into)) {
+                    let applied = match read {
+                        Ok((m, v)) => proxy.update(m, v).await.map_err(Into::into),
+                        Err(e) => Err(e),
+                    };
+                    match applied {
                         Ok(()) => {
                             version += 1;
                             eprintln!("weft proxy: model version {version} applied");
