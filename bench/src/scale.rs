@@ -166,6 +166,8 @@ async fn session(proxy: &str, token: &str, seen: &Mutex<Seen>) -> Result<(), Str
         token: token.to_owned(),
         cache: None,
         max_model_bytes: weft_model::wire::MAX_MODEL_BYTES,
+        admin: None,
+        role: "sidecar".into(),
     };
     let (tx, mut stream) = weft_proxy::control::open(&cfg, "").await?;
     loop {

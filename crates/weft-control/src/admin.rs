@@ -32,8 +32,8 @@ pub struct Docs {
     /// Every resource: kind, namespace, name, where it was written, and the
     /// object itself.
     pub resources: Vec<Value>,
-    /// Where `weft apply` writes resources.
-    pub applied_dir: Option<std::path::PathBuf>,
+    /// Where `weft apply` and `weft delete` write through.
+    pub source: Option<Arc<dyn crate::source::ConfigSource>>,
     /// The processes `weft up` runs, reported in a file it rewrites; read
     /// when `/api/status` is asked, so status is never staler than it.
     pub processes_file: Option<std::path::PathBuf>,
@@ -79,6 +79,8 @@ impl Status {
                 serde_json::json!({
                     "name": name,
                     "kind": if *gateway { "gateway" } else { "sidecar" },
+                    // As the proxy said in its Hello.
+                    "admin": stream.admin.map(|a| a.to_string()),
                     "pushedVersion": version,
                     "changedIn": self.hub.changed_in(name),
                     "sync": state,
@@ -124,8 +126,13 @@ fn with_processes(mut status: Value, file: Option<&std::path::Path>) -> Value {
         for p in proxies {
             let name = p["name"].as_str().unwrap_or("").to_owned();
             let pr = &processes["proxies"][&name];
-            for key in ["outbound", "listens", "admin", "process"] {
+            for key in ["outbound", "listens", "process"] {
                 p[key] = pr[key].clone();
+            }
+            // What the proxy says of itself comes first; the supervisor's
+            // plan fills in a proxy that has not connected.
+            if p["admin"].is_null() {
+                p["admin"] = pr["admin"].clone();
             }
             if pr["process"]["running"] == false {
                 p["sync"] = Value::String("NOT RUNNING".into());
@@ -301,27 +308,17 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             if loaded.has_errors() {
                 return (400, serde_json::json!({ "error": "the resources have errors", "diagnostics": loaded.diagnostics }).to_string());
             }
-            let Some(dir) = docs.lock().ok().and_then(|d| d.applied_dir.clone()) else {
-                return (500, error("no applied directory"));
+            let Some(source) = docs.lock().ok().and_then(|d| d.source.clone()) else {
+                return (500, error("this control plane has no configuration source"));
             };
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                return (500, error(e));
+            match source.apply(&loaded.resources) {
+                Ok(applied) => (
+                    200,
+                    serde_json::json!({ "applied": applied, "warnings": loaded.diagnostics })
+                        .to_string(),
+                ),
+                Err(e) => (500, error(e)),
             }
-            let mut applied = Vec::new();
-            for r in &loaded.resources {
-                let object = weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node);
-                let text = weft_api::yaml::emit::to_yaml_string(&object).unwrap_or_default();
-                let file = dir.join(format!("{}.{}.{}.yaml", r.kind(), r.namespace(), r.name()));
-                if let Err(e) = std::fs::write(&file, text) {
-                    return (500, error(e));
-                }
-                applied.push(r.display_name());
-            }
-            (
-                200,
-                serde_json::json!({ "applied": applied, "warnings": loaded.diagnostics })
-                    .to_string(),
-            )
         }
         ("DELETE", p) if p.starts_with("/api/resources/") => {
             let parts: Vec<&str> = p.trim_start_matches("/api/resources/").split('/').collect();
@@ -331,38 +328,23 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             let Some(k) = weft_api::resource::ResourceKind::from_cli_name(kind) else {
                 return (400, error(format!("unknown kind {kind}")));
             };
-            let (dir, found) = match docs.lock() {
-                Ok(d) => (
-                    d.applied_dir.clone(),
-                    d.resources
-                        .iter()
-                        .find(|r| {
-                            r["kind"] == k.name() && r["namespace"] == *ns && r["name"] == *name
-                        })
-                        .cloned(),
-                ),
-                Err(_) => (None, None),
+            let Some(source) = docs.lock().ok().and_then(|d| d.source.clone()) else {
+                return (500, error("this control plane has no configuration source"));
             };
-            let file = dir.map(|d| d.join(format!("{}.{ns}.{name}.yaml", k.name())));
-            match (file, found) {
-                (Some(f), _) if f.exists() => match std::fs::remove_file(&f) {
-                    Ok(()) => (
-                        200,
-                        serde_json::json!({ "deleted": format!("{} {ns}/{name}", k.name()) })
-                            .to_string(),
-                    ),
-                    Err(e) => (500, error(e)),
-                },
-                (_, Some(r)) => (
-                    409,
-                    error(format!(
-                        "{} {ns}/{name} is defined in {}:{}; remove it there",
-                        k.name(),
-                        r["file"].as_str().unwrap_or("?"),
-                        r["line"]
-                    )),
+            let key = weft_api::resource::ResourceKey {
+                kind: k,
+                namespace: (*ns).to_owned(),
+                name: (*name).to_owned(),
+            };
+            match source.delete(&key) {
+                Ok(()) => (
+                    200,
+                    serde_json::json!({ "deleted": format!("{} {ns}/{name}", k.name()) })
+                        .to_string(),
                 ),
-                _ => (404, error(format!("no {} {ns}/{name}", k.name()))),
+                Err(e @ crate::source::SourceError::NotOwned { .. }) => (409, error(e)),
+                Err(e @ crate::source::SourceError::NotFound(_)) => (404, error(e)),
+                Err(e) => (500, error(e)),
             }
         }
         _ => (

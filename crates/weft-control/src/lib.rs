@@ -10,6 +10,7 @@ pub mod local;
 mod parallel;
 pub mod push;
 pub mod server;
+pub mod source;
 pub mod store;
 pub mod telemetry;
 

@@ -40,6 +40,12 @@ pub struct ProxySync {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub reconnects: u32,
+    /// Where the proxy's admin port is, as its Hello said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<std::net::SocketAddr>,
+    /// `sidecar` or `gateway`, as its Hello said.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub role: String,
     /// The workload certificate the CA last issued this proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<IssuedCert>,
@@ -149,6 +155,19 @@ impl Hub {
             write_private(&path, &token)?;
         }
         Ok(path)
+    }
+
+    /// The admin addresses connected proxies gave in their Hello.
+    pub fn admin_addresses(&self) -> Vec<(String, std::net::SocketAddr)> {
+        self.sync
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, p)| p.connected)
+                    .filter_map(|(name, p)| Some((name.clone(), p.admin?)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn sync(&self) -> BTreeMap<String, ProxySync> {
@@ -301,6 +320,8 @@ async fn session(
         s.streams += 1;
         s.connected = true;
         s.acked_version = hello.served_version.clone();
+        s.admin = hello.admin.parse().ok();
+        s.role = hello.role.clone();
     });
     tracing::info!(%proxy, serving = %hello.served_version, "proxy connected");
     loop {

@@ -19,6 +19,8 @@ use weft_model::{Cluster, ProxyModel};
 
 use crate::jwks::Jwks;
 use crate::push::{self, Hub};
+use crate::source::files::FilesSource;
+use crate::source::ConfigSource;
 use crate::store::{Config, Store};
 use crate::ControlError;
 use crate::{admin, ca};
@@ -100,9 +102,14 @@ pub fn mesh(o: &Options) -> MeshConfig {
 }
 
 pub async fn run(o: Options) -> Result<(), ControlError> {
-    let mut store = Store::new(o.paths.clone(), mesh(&o))
-        .with_applied(o.run_dir.join("applied"))
-        .with_secrets(o.secrets_dir.clone());
+    let files = Arc::new(
+        FilesSource::new(o.paths.clone())
+            .with_applied(o.run_dir.join("applied"))
+            .with_secrets(o.secrets_dir.clone()),
+    );
+    let mut revision = files.watch();
+    files.spawn_watcher();
+    let mut store = Store::new(files, mesh(&o)).with_secrets(o.secrets_dir.clone());
     let config = store.load(None);
     print_diagnostics(&config.diagnostics);
     print_refused(&config);
@@ -124,10 +131,11 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     });
     let (commands, mut command_rx) = tokio::sync::mpsc::unbounded_channel();
     let traffic = Arc::new(crate::telemetry::Traffic::new());
-    tokio::spawn(collect_traffic(traffic.clone(), status_file(&o.run_dir)));
+    tokio::spawn(collect_traffic(traffic.clone(), hub.clone()));
     let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs {
         commands: Some(commands),
         traffic: Some(traffic),
+        source: Some(store.source().clone()),
         ..admin::Docs::default()
     }));
     tokio::spawn(admin::serve(admin_listener, docs.clone()));
@@ -143,11 +151,6 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    // Files are checked (sizes and modification times) every 50 ms: a
-    // change reaches proxies a quarter second sooner than on the tick,
-    // and the check is a stat per file.
-    let mut watch = tokio::time::interval(FILE_CHECK);
-    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A root rotation waits in step one until every connected proxy has
     // the bundle with both roots.
     let mut rotation_started: Option<tokio::time::Instant> = None;
@@ -198,18 +201,12 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
                 }
             }
-            _ = watch.tick() => {
-                dirty = false;
-                if store.changed_on_disk() {
-                    dirty = true;
-                    // Debounce: editors write in several steps. Wait until
-                    // the files hold still for one check (at most 1 s).
-                    for _ in 0..20 {
-                        tokio::time::sleep(FILE_CHECK).await;
-                        if !store.changed_on_disk() {
-                            break;
-                        }
-                    }
+            // The source says when what it lists may have changed: at once
+            // for what the admin API applies, within 50 ms of the files
+            // holding still for an edit on disk.
+            Ok(()) = revision.changed() => {
+                revision.mark_unchanged();
+                {
                     let started = std::time::Instant::now();
                     let next = store.load(Some(&current));
                     let compiled_ms = started.elapsed().as_millis();
@@ -239,31 +236,15 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// How often the configuration files are checked for a change.
-const FILE_CHECK: Duration = Duration::from_millis(50);
-
 /// How often the proxies' metrics are read for the dashboard.
 const SCRAPE_EVERY: Duration = Duration::from_secs(2);
 
-/// Reads every proxy's metrics (the admin addresses `weft up` reports)
-/// every `SCRAPE_EVERY`, for the dashboard's graph.
-async fn collect_traffic(traffic: Arc<crate::telemetry::Traffic>, processes: PathBuf) {
+/// Reads every connected proxy's metrics (at the admin address its Hello
+/// gave) every `SCRAPE_EVERY`, for the dashboard's graph.
+async fn collect_traffic(traffic: Arc<crate::telemetry::Traffic>, hub: Arc<Hub>) {
     loop {
         tokio::time::sleep(SCRAPE_EVERY).await;
-        let proxies: Vec<(String, SocketAddr)> = std::fs::read_to_string(&processes)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| {
-                v["proxies"].as_object().map(|m| {
-                    m.iter()
-                        .filter_map(|(name, p)| {
-                            let addr = p["admin"].as_str()?.parse().ok()?;
-                            Some((name.clone(), addr))
-                        })
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
+        let proxies = hub.admin_addresses();
         if proxies.is_empty() {
             continue;
         }
@@ -495,7 +476,6 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
         d.status = Some(status);
         d.validations = validations;
         d.resources = resources;
-        d.applied_dir = Some(applied_dir);
         d.processes_file = Some(status_file(&o.run_dir));
     }
 }
@@ -510,7 +490,7 @@ mod tests {
     #[test]
     fn served_models_are_the_models_as_json_with_roots() {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-        let mut store = Store::new(
+        let mut store = Store::of_files(
             vec![
                 examples.join("bookinfo"),
                 examples.join("bookinfo-tasks/virtual-service-reviews-80-20.yaml"),

@@ -1,5 +1,5 @@
-//! The configuration as the control plane holds it: loaded from files,
-//! validated and analyzed, compiled into every proxy's model.
+//! The configuration as the control plane holds it: listed from its
+//! source, validated and analyzed, compiled into every proxy's model.
 //!
 //! Resources are admitted one by one, as a Kubernetes API server admits
 //! them: one that does not validate is refused and reported, and its last
@@ -9,13 +9,12 @@
 //! urgent change.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
+use crate::source::files::FilesSource;
+use crate::source::ConfigSource;
 use weft_api::diag::{Diagnostic, Severity};
-use weft_api::load::{load_paths_with, Parsed};
 use weft_api::resource::Resource;
 use weft_compile::{Compiler, MeshConfig, ProxyRef, Registry};
 use weft_model::ProxyModel;
@@ -49,18 +48,11 @@ pub struct Config {
 }
 
 pub struct Store {
-    paths: Vec<PathBuf>,
-    /// Resources written by `weft apply`; they replace same-named ones
-    /// from the files, as `kubectl apply` would.
-    applied: Option<PathBuf>,
+    source: Arc<dyn ConfigSource>,
     /// Where `credentialName` secrets live, for the analyzers.
     secrets: Option<PathBuf>,
     pub mesh: MeshConfig,
-    fingerprint: u64,
     generation: u64,
-    /// The files as last parsed: a change parses only what changed.
-    parsed: Parsed,
-    parsed_applied: Parsed,
 }
 
 pub fn proxy_name(p: &ProxyRef) -> String {
@@ -72,22 +64,18 @@ pub fn proxy_name(p: &ProxyRef) -> String {
 }
 
 impl Store {
-    pub fn new(paths: Vec<PathBuf>, mesh: MeshConfig) -> Store {
+    pub fn new(source: Arc<dyn ConfigSource>, mesh: MeshConfig) -> Store {
         Store {
-            paths,
-            applied: None,
+            source,
             secrets: None,
             mesh,
-            fingerprint: 0,
             generation: 0,
-            parsed: Parsed::default(),
-            parsed_applied: Parsed::default(),
         }
     }
 
-    pub fn with_applied(mut self, dir: PathBuf) -> Store {
-        self.applied = Some(dir);
-        self
+    /// A store over files and directories (what tests and tools read).
+    pub fn of_files(paths: Vec<PathBuf>, mesh: MeshConfig) -> Store {
+        Store::new(Arc::new(FilesSource::new(paths)), mesh)
     }
 
     pub fn with_secrets(mut self, dir: Option<PathBuf>) -> Store {
@@ -95,40 +83,15 @@ impl Store {
         self
     }
 
-    fn all_paths(&self) -> Vec<PathBuf> {
-        let mut all = self.paths.clone();
-        all.extend(self.applied.iter().cloned());
-        // A secret made or removed changes what the analyzers say.
-        all.extend(self.secrets.iter().cloned());
-        all
-    }
-
-    /// Cheap check of the files' sizes and modification times: whether a
-    /// reload is worth doing.
-    pub fn changed_on_disk(&mut self) -> bool {
-        let fp = fingerprint(&self.all_paths());
-        if fp != self.fingerprint {
-            self.fingerprint = fp;
-            true
-        } else {
-            false
-        }
+    pub fn source(&self) -> &Arc<dyn ConfigSource> {
+        &self.source
     }
 
     /// Loads, validates, analyzes and compiles everything, admitting each
     /// resource on its own; `last` is the configuration serving now, whose
     /// versions of refused resources are kept.
     pub fn load(&mut self, last: Option<&Config>) -> Config {
-        self.fingerprint = fingerprint(&self.all_paths());
-        let mut loaded = load_paths_with(&self.paths, &mut self.parsed);
-        if let Some(dir) = self.applied.as_ref().filter(|d| d.is_dir()) {
-            let applied = load_paths_with(std::slice::from_ref(dir), &mut self.parsed_applied);
-            let keys: std::collections::BTreeSet<_> =
-                applied.resources.iter().map(|r| r.key()).collect();
-            loaded.resources.retain(|r| !keys.contains(&r.key()));
-            loaded.resources.extend(applied.resources);
-            loaded.diagnostics.extend(applied.diagnostics);
-        }
+        let mut loaded = self.source.list();
         let (mut refused, mut diagnostics): (Vec<Diagnostic>, Vec<Diagnostic>) = loaded
             .diagnostics
             .into_iter()
@@ -241,30 +204,4 @@ fn compile_all(
             model,
         }))
     })
-}
-
-fn fingerprint(paths: &[PathBuf]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    let mut files = Vec::new();
-    while let Some(p) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&p) else {
-            p.hash(&mut h);
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&p) {
-                stack.extend(entries.flatten().map(|e| e.path()));
-            }
-        } else {
-            files.push((
-                p,
-                meta.len(),
-                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            ));
-        }
-    }
-    files.sort();
-    files.hash(&mut h);
-    h.finish()
 }

@@ -38,6 +38,13 @@ pub struct Hello {
     /// the proxy is reported STALE with the reason instead.
     #[prost(uint64, tag = "4")]
     pub max_model_bytes: u64,
+    /// The proxy's admin address (`/ready`, `/metrics`), where the control
+    /// plane reads its traffic for the graph; empty when it has none.
+    #[prost(string, tag = "5")]
+    pub admin: String,
+    /// `sidecar` or `gateway`, as its model says.
+    #[prost(string, tag = "6")]
+    pub role: String,
 }
 
 /// What a proxy takes in one model message by default. Models of any size
@@ -141,6 +148,8 @@ mod tests {
                 token: "t".into(),
                 served_version: String::new(),
                 max_model_bytes: MAX_MODEL_BYTES as u64,
+                admin: "127.0.0.1:15000".into(),
+                role: "sidecar".into(),
             })),
         };
         let bytes = m.encode_to_vec();
@@ -159,6 +168,8 @@ mod tests {
                 token: "t".into(),
                 served_version: "v".into(),
                 max_model_bytes: 0,
+                admin: String::new(),
+                role: String::new(),
             })),
         };
         let decoded = ProxyMessage::decode(old.encode_to_vec().as_slice()).unwrap();

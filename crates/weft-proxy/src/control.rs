@@ -32,6 +32,11 @@ pub struct ClientConfig {
     pub token: String,
     /// Where the last applied model is kept.
     pub cache: Option<PathBuf>,
+    /// Told to the control plane in Hello, so it learns where to read
+    /// this proxy's metrics from the proxy itself.
+    pub admin: Option<SocketAddr>,
+    /// `sidecar` or `gateway`.
+    pub role: String,
 }
 
 pub type Stream = tonic::Streaming<ModelUpdate>;
@@ -75,6 +80,8 @@ pub async fn open(
             token: cfg.token.clone(),
             served_version: served.to_owned(),
             max_model_bytes: cfg.max_model_bytes as u64,
+            admin: cfg.admin.map(|a| a.to_string()).unwrap_or_default(),
+            role: cfg.role.clone(),
         })),
     };
     tx.send(hello).await.map_err(|e| e.to_string())?;

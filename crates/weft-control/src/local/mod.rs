@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use crate::admin;
 use crate::server::{self, print_diagnostics, token_path};
+use crate::source::files::FilesSource;
+use crate::source::ConfigSource;
 use crate::store::{Config, Store};
 use crate::ControlError;
 use plan::{GatewayPlan, Plan, SidecarPlan};
@@ -220,8 +222,12 @@ fn control_plane_spec(o: &Options) -> Spec {
 }
 
 pub async fn run(o: Options) -> Result<(), ControlError> {
-    let mut store = Store::new(o.paths.clone(), server::mesh(&o.server()))
-        .with_applied(o.run_dir.join("applied"));
+    let files = std::sync::Arc::new(
+        FilesSource::new(o.paths.clone()).with_applied(o.run_dir.join("applied")),
+    );
+    let mut revision = files.watch();
+    files.spawn_watcher();
+    let mut store = Store::new(files, server::mesh(&o.server()));
     eprintln!(
         "weft: loading {}",
         o.paths
@@ -295,18 +301,17 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                if store.changed_on_disk() {
-                    tokio::time::sleep(Duration::from_millis(150)).await;
-                    let next = store.load(Some(&current));
-                    eprintln!("weft: configuration {} accepted", next.generation);
-                    print_diagnostics(&next.diagnostics);
-                    server::print_refused(&next);
-                    apply(&o, &next, &mut running).await;
-                    current = next;
-                }
+            Ok(()) = revision.changed() => {
+                revision.mark_unchanged();
+                let next = store.load(Some(&current));
+                eprintln!("weft: configuration {} accepted", next.generation);
+                print_diagnostics(&next.diagnostics);
+                server::print_refused(&next);
+                apply(&o, &next, &mut running).await;
+                current = next;
                 write_status(&o, &running);
             }
+            _ = tick.tick() => write_status(&o, &running),
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }

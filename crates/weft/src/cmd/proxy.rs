@@ -243,6 +243,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .to_owned(),
             cache: args.model_cache.clone(),
             max_model_bytes: args.max_model_bytes,
+            admin: args.admin,
+            // Said once the first model has told which.
+            role: String::new(),
         }),
         _ => None,
     };
@@ -258,6 +261,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (None, Some(path)) => read_model(path)?,
         (None, None) => anyhow::bail!("pass --model FILE or --control-plane ADDR"),
     };
+    let client = client.map(|c| weft_proxy::control::ClientConfig {
+        role: match model.proxy.kind {
+            weft_model::ProxyKind::Sidecar => "sidecar".into(),
+            weft_model::ProxyKind::Gateway => "gateway".into(),
+        },
+        ..c
+    });
     let mesh = match (identity, args.ca, &client) {
         (Some(m), Some(ca), Some(c)) => {
             if model.security.trust_domain != m.trust_domain {

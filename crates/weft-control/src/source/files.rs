@@ -1,0 +1,427 @@
+//! Resources from files and directories of YAML, as `weft up -f` and
+//! `weft control-plane -f` name them. What the admin API applies is
+//! written to a directory of its own, whose resources replace same-named
+//! ones from the user's files (as `kubectl apply` would); the user's files
+//! are never written. Changes made on disk are noticed by their sizes and
+//! modification times, checked every 50 ms once the files hold still.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use weft_api::load::{load_paths_with, Loaded, Parsed};
+use weft_api::resource::{Resource, ResourceKey};
+
+use super::{ConfigSource, SourceError};
+
+/// How often the files are checked for a change.
+const FILE_CHECK: Duration = Duration::from_millis(50);
+
+pub struct FilesSource {
+    paths: Vec<PathBuf>,
+    /// Where applied resources are written.
+    applied: Option<PathBuf>,
+    /// Watched too: a secret made or removed changes what the analyzers
+    /// say of the resources.
+    secrets: Option<PathBuf>,
+    /// Where status is recorded, a file per resource.
+    status: Option<PathBuf>,
+    state: Mutex<State>,
+    registered: Mutex<BTreeMap<String, Vec<Resource>>>,
+    revision: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The files as last parsed: a change parses only what changed.
+    parsed: Parsed,
+    parsed_applied: Parsed,
+    /// Where each resource of the user's files was, as last listed.
+    defined_in: HashMap<ResourceKey, (String, u32)>,
+    fingerprint: u64,
+}
+
+impl FilesSource {
+    pub fn new(paths: Vec<PathBuf>) -> FilesSource {
+        let (revision, _) = tokio::sync::watch::channel(0);
+        FilesSource {
+            paths,
+            applied: None,
+            secrets: None,
+            status: None,
+            state: Mutex::new(State::default()),
+            registered: Mutex::new(BTreeMap::new()),
+            revision,
+        }
+    }
+
+    /// Applied resources are written under `dir`, and their status under
+    /// its sibling `status/`.
+    pub fn with_applied(mut self, dir: PathBuf) -> FilesSource {
+        self.status = dir.parent().map(|p| p.join("status"));
+        self.applied = Some(dir);
+        self
+    }
+
+    pub fn with_secrets(mut self, dir: Option<PathBuf>) -> FilesSource {
+        self.secrets = dir;
+        self
+    }
+
+    fn watched(&self) -> Vec<PathBuf> {
+        let mut all = self.paths.clone();
+        all.extend(self.applied.iter().cloned());
+        all.extend(self.secrets.iter().cloned());
+        all
+    }
+
+    /// Whether the files changed since the last list or check (a size or
+    /// modification time, a file added or removed).
+    pub fn changed_on_disk(&self) -> bool {
+        let fp = fingerprint(&self.watched());
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        if fp == state.fingerprint {
+            return false;
+        }
+        state.fingerprint = fp;
+        true
+    }
+
+    /// Checks the files every 50 ms and moves the revision once a change
+    /// holds still for one check (editors write in several steps), at
+    /// most a second after it began. Runs until the source is dropped by
+    /// everyone but this task.
+    pub fn spawn_watcher(self: &std::sync::Arc<Self>) {
+        let me = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FILE_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(source) = me.upgrade() else { return };
+                if !source.changed_on_disk() {
+                    continue;
+                }
+                for _ in 0..20 {
+                    tokio::time::sleep(FILE_CHECK).await;
+                    if !source.changed_on_disk() {
+                        break;
+                    }
+                }
+                source.bump();
+            }
+        });
+    }
+
+    fn bump(&self) {
+        self.revision.send_modify(|r| *r += 1);
+    }
+
+    /// After a write of our own: the watcher need not notice it again.
+    fn wrote(&self) {
+        let fp = fingerprint(&self.watched());
+        if let Ok(mut state) = self.state.lock() {
+            state.fingerprint = fp;
+        }
+        self.bump();
+    }
+
+    fn applied_file(&self, key: &ResourceKey) -> Option<PathBuf> {
+        self.applied
+            .as_ref()
+            .map(|d| d.join(format!("{}.{}.{}.yaml", key.kind, key.namespace, key.name)))
+    }
+}
+
+impl ConfigSource for FilesSource {
+    fn list(&self) -> Loaded {
+        let fp = fingerprint(&self.watched());
+        let Ok(mut state) = self.state.lock() else {
+            return Loaded::default();
+        };
+        state.fingerprint = fp;
+        let state = &mut *state;
+        let mut loaded = load_paths_with(&self.paths, &mut state.parsed);
+        state.defined_in = loaded
+            .resources
+            .iter()
+            .map(|r| {
+                let o = r.origin();
+                (r.key(), (o.file.to_string(), o.line))
+            })
+            .collect();
+        if let Some(dir) = self.applied.as_ref().filter(|d| d.is_dir()) {
+            let applied = load_paths_with(std::slice::from_ref(dir), &mut state.parsed_applied);
+            let keys: std::collections::BTreeSet<_> =
+                applied.resources.iter().map(|r| r.key()).collect();
+            loaded.resources.retain(|r| !keys.contains(&r.key()));
+            loaded.resources.extend(applied.resources);
+            loaded.diagnostics.extend(applied.diagnostics);
+        }
+        if let Ok(registered) = self.registered.lock() {
+            let present: std::collections::BTreeSet<_> =
+                loaded.resources.iter().map(|r| r.key()).collect();
+            loaded.resources.extend(
+                registered
+                    .values()
+                    .flatten()
+                    .filter(|r| !present.contains(&r.key()))
+                    .cloned(),
+            );
+        }
+        loaded
+    }
+
+    fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    fn apply(&self, resources: &[Resource]) -> Result<Vec<String>, SourceError> {
+        let Some(dir) = &self.applied else {
+            return Err(SourceError::Io {
+                what: "this control plane has no directory for applied resources".into(),
+                source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+            });
+        };
+        std::fs::create_dir_all(dir).map_err(|source| SourceError::Io {
+            what: format!("cannot create {}", dir.display()),
+            source,
+        })?;
+        let mut applied = Vec::new();
+        for r in resources {
+            let object = weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node);
+            let text = weft_api::yaml::emit::to_yaml_string(&object).unwrap_or_default();
+            let Some(file) = self.applied_file(&r.key()) else {
+                continue;
+            };
+            write_atomically(&file, text.as_bytes())?;
+            applied.push(r.display_name());
+        }
+        self.wrote();
+        Ok(applied)
+    }
+
+    fn delete(&self, key: &ResourceKey) -> Result<(), SourceError> {
+        if let Some(file) = self.applied_file(key).filter(|f| f.exists()) {
+            std::fs::remove_file(&file).map_err(|source| SourceError::Io {
+                what: format!("cannot remove {}", file.display()),
+                source,
+            })?;
+            self.wrote();
+            return Ok(());
+        }
+        let defined = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.defined_in.get(key).cloned());
+        match defined {
+            Some((file, line)) => Err(SourceError::NotOwned {
+                key: key.clone(),
+                file,
+                line,
+            }),
+            None => Err(SourceError::NotFound(key.clone())),
+        }
+    }
+
+    fn write_status(
+        &self,
+        key: &ResourceKey,
+        status: &serde_json::Value,
+    ) -> Result<(), SourceError> {
+        let Some(dir) = &self.status else {
+            return Err(SourceError::Io {
+                what: "this control plane has no directory for status".into(),
+                source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+            });
+        };
+        std::fs::create_dir_all(dir).map_err(|source| SourceError::Io {
+            what: format!("cannot create {}", dir.display()),
+            source,
+        })?;
+        let file = dir.join(status_name(key));
+        let text = serde_json::to_vec_pretty(status).unwrap_or_default();
+        write_atomically(&file, &text)
+    }
+
+    fn read_status(&self, key: &ResourceKey) -> Option<serde_json::Value> {
+        let text = std::fs::read(self.status.as_ref()?.join(status_name(key))).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn register(&self, owner: &str, resources: Vec<Resource>) {
+        if let Ok(mut r) = self.registered.lock() {
+            r.insert(owner.to_owned(), resources);
+        }
+        self.bump();
+    }
+
+    fn release(&self, owner: &str) {
+        let removed = self
+            .registered
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(owner))
+            .is_some();
+        if removed {
+            self.bump();
+        }
+    }
+}
+
+fn status_name(key: &ResourceKey) -> String {
+    format!("{}.{}.{}.json", key.kind, key.namespace, key.name)
+}
+
+/// Writes `bytes` to `file` through a temporary file and a rename, so a
+/// reader (the watcher, a reload) never sees half of it.
+fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), SourceError> {
+    let tmp = file.with_extension("tmp~");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|source| SourceError::Io {
+            what: format!("cannot write {}", file.display()),
+            source,
+        })
+}
+
+fn fingerprint(paths: &[PathBuf]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    let mut files = Vec::new();
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            p.hash(&mut h);
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else {
+            files.push((
+                p,
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ));
+        }
+    }
+    files.sort();
+    files.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FilesSource;
+    use crate::source::{ConfigSource, SourceError};
+    use weft_api::resource::ResourceKind;
+
+    const VS: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}\n";
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("weft-files-source-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("config")).expect("temp dir");
+        d
+    }
+
+    fn names(s: &FilesSource) -> Vec<String> {
+        s.list()
+            .resources
+            .iter()
+            .map(|r| r.display_name())
+            .collect()
+    }
+
+    #[test]
+    fn applied_resources_replace_files_and_only_they_can_be_deleted() {
+        let d = dir("apply");
+        std::fs::write(d.join("config/vs.yaml"), VS).expect("write");
+        let s = FilesSource::new(vec![d.join("config")]).with_applied(d.join("applied"));
+        let mut revision = s.watch();
+        assert_eq!(names(&s), ["VirtualService default/reviews"]);
+        let key = s.list().resources[0].key();
+        // A file the user wrote is theirs to change.
+        match s.delete(&key) {
+            Err(SourceError::NotOwned { file, line, .. }) => {
+                assert!(file.ends_with("vs.yaml") && line == 1, "{file}:{line}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = VS.replace("name: reviews", "name: ratings");
+        let applied = weft_api::load::load_bytes("<apply>", other.as_bytes());
+        let said = s.apply(&applied.resources).expect("applied");
+        assert_eq!(said, ["VirtualService default/ratings"]);
+        assert!(
+            revision.has_changed().expect("open"),
+            "an apply moves the revision at once"
+        );
+        revision.mark_unchanged();
+        assert!(!s.changed_on_disk(), "its own write is not noticed again");
+        assert_eq!(names(&s).len(), 2);
+        let ratings = weft_api::resource::ResourceKey {
+            kind: ResourceKind::VirtualService,
+            namespace: "default".into(),
+            name: "ratings".into(),
+        };
+        s.delete(&ratings).expect("deleted");
+        assert!(revision.has_changed().expect("open"));
+        assert_eq!(names(&s), ["VirtualService default/reviews"]);
+        assert!(matches!(s.delete(&ratings), Err(SourceError::NotFound(_))));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn registrations_live_with_their_owner_and_status_is_kept_apart() {
+        let d = dir("register");
+        let s = FilesSource::new(vec![d.join("config")]).with_applied(d.join("applied"));
+        let entry = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm-1}\nspec: {address: 10.0.0.9, labels: {app: legacy}}\n";
+        let r = weft_api::load::load_bytes("<vm>", entry.as_bytes()).resources;
+        assert_eq!(r.len(), 1);
+        s.register("vm-1's proxy", r.clone());
+        assert_eq!(names(&s), ["WorkloadEntry default/vm-1"]);
+        s.register("vm-1's proxy", r);
+        assert_eq!(
+            names(&s).len(),
+            1,
+            "a new registration replaces the owner's last"
+        );
+        s.release("vm-1's proxy");
+        assert!(names(&s).is_empty());
+
+        let key = weft_api::resource::ResourceKey {
+            kind: ResourceKind::WorkloadEntry,
+            namespace: "default".into(),
+            name: "vm-1".into(),
+        };
+        assert!(s.read_status(&key).is_none());
+        let status = serde_json::json!({"phase": "Ready"});
+        s.write_status(&key, &status).expect("written");
+        assert_eq!(s.read_status(&key), Some(status));
+        assert!(names(&s).is_empty(), "status is not a resource");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn a_change_on_disk_moves_the_revision_once_it_holds_still() {
+        let d = dir("watch");
+        let s = std::sync::Arc::new(FilesSource::new(vec![d.join("config")]));
+        let _ = s.list();
+        let mut revision = s.watch();
+        s.spawn_watcher();
+        std::fs::write(d.join("config/vs.yaml"), VS).expect("write");
+        tokio::time::timeout(std::time::Duration::from_secs(5), revision.changed())
+            .await
+            .expect("noticed")
+            .expect("open");
+        assert_eq!(names(&s), ["VirtualService default/reviews"]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
