@@ -34,9 +34,10 @@ pub struct Docs {
     pub resources: Vec<Value>,
     /// Where `weft apply` and `weft delete` write through.
     pub source: Option<Arc<dyn crate::source::ConfigSource>>,
-    /// The processes `weft up` runs, reported in a file it rewrites; read
-    /// when `/api/status` is asked, so status is never staler than it.
-    pub processes_file: Option<std::path::PathBuf>,
+    /// What a supervisor (`weft up`) last reported running
+    /// (`PUT /api/processes`): shown beside what the proxies say of
+    /// themselves.
+    pub processes: Option<Value>,
 }
 
 /// What `/api/status` is built from when it is asked. The proxies' stream
@@ -100,25 +101,19 @@ impl Status {
 /// `/api/status` now, with what the supervisor reports about the processes.
 fn status_now(docs: &Shared) -> Value {
     // Built outside the lock: the control loop publishes through it.
-    let Ok((status, file)) = docs
-        .lock()
-        .map(|d| (d.status.clone(), d.processes_file.clone()))
+    let Ok((status, processes)) = docs.lock().map(|d| (d.status.clone(), d.processes.clone()))
     else {
         return Value::Null;
     };
     let status = status.map_or(Value::Null, |s| s.build());
-    with_processes(status, file.as_deref())
+    match processes {
+        Some(p) => with_processes(status, &p),
+        None => status,
+    }
 }
 
 /// `status` with what the supervisor reports about the processes.
-fn with_processes(mut status: Value, file: Option<&std::path::Path>) -> Value {
-    let processes: Value = file
-        .and_then(|f| std::fs::read_to_string(f).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    if processes.is_null() {
-        return status;
-    }
+fn with_processes(mut status: Value, processes: &Value) -> Value {
     status["controlPlane"]["ingress"] = processes["ingress"].clone();
     status["controlPlane"]["process"] = processes["controlPlane"].clone();
     status["workloads"] = processes["workloads"].clone();
@@ -295,6 +290,24 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             } else {
                 (503, error("the control loop is not running"))
             }
+        }
+        ("PUT", "/api/processes") => {
+            let body = match http_body_util::Limited::new(req.into_body(), 16 * 1024 * 1024)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return (413, error(format!("cannot read the request: {e}"))),
+            };
+            let report: Value = match serde_json::from_slice(&body) {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(_) => return (400, error("a process report is a JSON object")),
+                Err(e) => return (400, error(format!("not JSON: {e}"))),
+            };
+            if let Ok(mut d) = docs.lock() {
+                d.processes = Some(report);
+            }
+            (200, "{}".to_owned())
         }
         ("POST", "/api/apply") => {
             let body = match http_body_util::Limited::new(req.into_body(), 4 * 1024 * 1024)

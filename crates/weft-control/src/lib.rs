@@ -6,7 +6,6 @@ pub mod admin;
 pub mod ca;
 pub mod dashboard;
 pub mod jwks;
-pub mod local;
 mod parallel;
 pub mod push;
 pub mod server;

@@ -43,8 +43,8 @@ pub struct Options {
     /// `credentialName` secrets: `<dir>/<name>/tls.crt`, `tls.key`, `ca.crt`.
     pub secrets_dir: Option<PathBuf>,
     pub address_base: Ipv4Addr,
-    /// Tokens (tokens/), applied resources (applied/), and the process
-    /// status `weft up` writes (processes.json).
+    /// Tokens (tokens/), applied resources (applied/) and their status
+    /// (status/).
     pub run_dir: PathBuf,
 }
 
@@ -84,10 +84,6 @@ pub fn token_path(run_dir: &Path, proxy: &str) -> PathBuf {
 /// The roots proxies trust, written by the control plane at start.
 pub fn trust_bundle_path(run_dir: &Path) -> PathBuf {
     run_dir.join("trust-bundle.pem")
-}
-
-pub fn status_file(run_dir: &Path) -> PathBuf {
-    run_dir.join("processes.json")
 }
 
 pub fn mesh(o: &Options) -> MeshConfig {
@@ -476,7 +472,6 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
         d.status = Some(status);
         d.validations = validations;
         d.resources = resources;
-        d.processes_file = Some(status_file(&o.run_dir));
     }
 }
 

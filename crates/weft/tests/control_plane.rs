@@ -81,6 +81,7 @@ fn proxies_survive_and_resync_with_the_control_plane() {
         .display()
         .to_string();
     let cache = w.dir.join("pp-model.json").display().to_string();
+    let proxy_admin = w.addr(1, 1, 15020).to_string();
     let proxy_args: Vec<String> = [
         "proxy",
         "--control-plane",
@@ -93,6 +94,8 @@ fn proxies_survive_and_resync_with_the_control_plane() {
         &cache,
         "--outbound",
         &outbound.to_string(),
+        "--admin",
+        &proxy_admin,
         "--explain",
         "--access-log",
         &w.dir.join("access.log").display().to_string(),
@@ -174,6 +177,10 @@ fn proxies_survive_and_resync_with_the_control_plane() {
         .unwrap()
         .clone();
     assert_eq!(pp["sync"], "SYNCED", "{pp}");
+    // With no weft up around, the control plane knows the proxy's admin
+    // address and role from the proxy's own Hello.
+    assert_eq!(pp["admin"], proxy_admin.as_str(), "{pp}");
+    assert_eq!(pp["stream"]["role"], "sidecar", "{pp}");
 
     // A proxy with a wrong token is refused.
     let bad = w.write("bad.token", "0123456789abcdef0123456789abcdef");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use weft_control::local::{self, Options};
+use weft_local::{self as local, Options};
 
 use crate::output::check_paths;
 

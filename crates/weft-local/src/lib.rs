@@ -1,5 +1,6 @@
 //! Local mode (`weft up`): the whole mesh as processes on one machine, no
-//! root and no containers. This module is the supervisor: it plans and
+//! root and no containers. This crate is the supervisor, apart from the
+//! control plane it runs (which knows nothing of it): it plans and
 //! runs the control plane (as a child process), one sidecar per Workload
 //! replica, the gateways and the workloads, restarts what crashes, and
 //! stops everything on Ctrl-C. The control plane can crash or restart on
@@ -14,14 +15,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::admin;
-use crate::server::{self, print_diagnostics, token_path};
-use crate::source::files::FilesSource;
-use crate::source::ConfigSource;
-use crate::store::{Config, Store};
-use crate::ControlError;
 use plan::{GatewayPlan, Plan, SidecarPlan};
 use supervise::{Managed, Spec};
+use weft_control::admin;
+use weft_control::server::{self, print_diagnostics, token_path};
+use weft_control::source::files::FilesSource;
+use weft_control::source::ConfigSource;
+use weft_control::store::{Config, Store};
+use weft_control::ControlError;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -81,6 +82,8 @@ struct Running {
     /// application's address, and what holds it.
     held: BTreeMap<String, String>,
     plan: Plan,
+    /// What was last reported to the control plane, and when.
+    reported: std::sync::Mutex<(String, Option<std::time::Instant>)>,
 }
 
 /// The arguments that connect a proxy to the model stream.
@@ -250,7 +253,6 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     }
     std::fs::create_dir_all(o.run_dir.join("models"))?;
     std::fs::create_dir_all(o.run_dir.join("logs"))?;
-    let _ = std::fs::remove_file(server::status_file(&o.run_dir));
 
     let cp = Managed::start(control_plane_spec(&o));
     if !wait_listening(o.admin, Duration::from_secs(30)).await {
@@ -272,6 +274,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         apps: BTreeMap::new(),
         held: BTreeMap::new(),
         plan: Plan::default(),
+        reported: std::sync::Mutex::new((String::new(), None)),
     };
     apply(&o, &config, &mut running).await;
     let mut current = config;
@@ -527,14 +530,48 @@ fn write_status(o: &Options, running: &Running) {
         "proxies": proxies,
         "workloads": workloads,
     });
-    let path = server::status_file(&o.run_dir);
-    let tmp = path.with_extension("json.tmp");
-    if std::fs::write(&tmp, doc.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .is_err()
-    {
-        tracing::debug!("cannot write {}", path.display());
+    report(o.admin, doc.to_string(), &running.reported);
+}
+
+/// Tells the control plane (`PUT /api/processes` on its admin API) what
+/// runs, when that changed or every 2 s (a restarted control plane learns
+/// it again). The control plane shows it in `weft status` beside what the
+/// proxies say of themselves; it reads nothing of local mode's own.
+fn report(
+    admin: SocketAddr,
+    doc: String,
+    reported: &std::sync::Mutex<(String, Option<std::time::Instant>)>,
+) {
+    let Ok(mut last) = reported.lock() else {
+        return;
+    };
+    let due = last.1.is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
+    if last.0 == doc && !due {
+        return;
     }
+    *last = (doc.clone(), Some(std::time::Instant::now()));
+    tokio::spawn(async move {
+        let put = async {
+            let stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .ok()?;
+            tokio::spawn(conn);
+            let req = http::Request::put("/api/processes")
+                .header(http::header::HOST, admin.to_string())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(doc)))
+                .ok()?;
+            sender.send_request(req).await.ok()
+        };
+        if tokio::time::timeout(Duration::from_secs(2), put)
+            .await
+            .is_err()
+        {
+            tracing::debug!("the control plane did not take the process report");
+        }
+    });
 }
 
 /// Resources `weft apply` wrote in an earlier run of this mesh come back

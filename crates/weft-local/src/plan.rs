@@ -17,7 +17,7 @@ use weft_compile::registry::Instance;
 use weft_compile::ProxyRef;
 use weft_model::{Direction, ListenerTarget};
 
-use crate::store::Config;
+use weft_control::store::Config;
 
 pub const OUTBOUND_PORT: u16 = 15001;
 pub const PROXY_ADMIN_PORT: u16 = 15020;
