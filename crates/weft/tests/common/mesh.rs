@@ -31,7 +31,13 @@ pub fn up_with_args(net: u8, extra: &str, more: &[&str]) -> Mesh {
 /// As `up_with_args`, with `env` in `weft up`'s environment (which every
 /// process it starts inherits).
 pub fn up_with_env(net: u8, extra: &str, more: &[&str], env: &[(&str, &str)]) -> Mesh {
-    let mut w = World::new(net);
+    up_in(World::new(net), extra, more, env)
+}
+
+/// The bundled example plus `extra`, under `weft up` with `more`
+/// arguments and `env`, in world `w` (`World::any()` for one the harness
+/// allocates).
+pub fn up_in(mut w: World, extra: &str, more: &[&str], env: &[(&str, &str)]) -> Mesh {
     let cfg = w.dir.join("config");
     std::fs::create_dir_all(&cfg).unwrap();
     for e in std::fs::read_dir(super::repo().join("examples/bookinfo")).unwrap() {

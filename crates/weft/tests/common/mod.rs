@@ -67,9 +67,35 @@ pub struct World {
     pub net: u8,
     pub dir: PathBuf,
     pub procs: Vec<Proc>,
+    /// Held while the world lives: the lock on its allocated /16.
+    _net_lock: Option<std::fs::File>,
 }
 
+/// The /16s `World::any` gives out; tests that still name theirs use
+/// ones below.
+const ALLOCATED_NETS: std::ops::RangeInclusive<u8> = 150..=250;
+
 impl World {
+    /// A world on a loopback /16 of its own, chosen here: each test runs
+    /// in its own process, so the /16 is held by a lock file that the
+    /// kernel releases when the test ends, however it ends.
+    #[allow(dead_code)]
+    pub fn any() -> World {
+        let locks = std::env::temp_dir().join("weft-e2e-nets");
+        std::fs::create_dir_all(&locks).expect("lock dir");
+        for net in ALLOCATED_NETS {
+            let Ok(file) = std::fs::File::create(locks.join(format!("{net}.lock"))) else {
+                continue;
+            };
+            if file.try_lock().is_ok() {
+                let mut w = World::new(net);
+                w._net_lock = Some(file);
+                return w;
+            }
+        }
+        panic!("every loopback /16 in {ALLOCATED_NETS:?} is taken by a running test");
+    }
+
     pub fn new(net: u8) -> World {
         let dir = std::env::temp_dir().join(format!("weft-e2e-{net}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -78,6 +104,7 @@ impl World {
             net,
             dir,
             procs: Vec::new(),
+            _net_lock: None,
         }
     }
 

@@ -3,15 +3,11 @@
 //! details and reviews, and ratings, one identity at a time; a header
 //! condition; a method the policy does not allow.
 
-// Tests may unwrap: a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::curl;
-use common::mesh::{up, Mesh};
+use crate::common::curl;
+use crate::common::mesh::{up_in, Mesh};
+use crate::common::World;
 
 fn count(pages: &[String], needle: &str) -> usize {
     pages.iter().filter(|p| p.contains(needle)).count()
@@ -49,7 +45,7 @@ fn calls_ratings(pages: &[String]) -> Vec<String> {
 
 #[test]
 fn istio_http_authorization_tasks() {
-    let m = up(102);
+    let m = up_in(World::any(), "", &[], &[]);
     let pages = |n: usize, user: Option<&str>| -> Vec<(u16, String)> {
         (0..n).map(|_| m.page(user)).collect()
     };
@@ -186,7 +182,7 @@ spec:
   - from: [{source: {principals: ["cluster.local/ns/default/sa/bookinfo-productpage"]}}]
     to: [{operation: {ports: ["9000"]}}]
 "#;
-    let m = common::mesh::up_with(103, extra);
+    let m = up_in(World::any(), extra, &[], &[]);
     // The outbound TCP listeners of productpage's and details' sidecars.
     let from_productpage = m.w.addr(10, 2, 9000);
     let from_details = m.w.addr(10, 1, 9000);
@@ -266,7 +262,7 @@ spec:
   rules:
   - to: [{operation: {paths: ["/status/*"]}}]
 "#;
-    let m = common::mesh::up_with(109, extra);
+    let m = up_in(World::any(), extra, &[], &[]);
     // From productpage's sidecar (127.N.10.4 after details, ext-authz, httpbin).
     let proxy = format!("http://{}", m.w.addr(10, 4, 15001));
     let r = curl(&["-x", &proxy, "http://httpbin:8000/headers"]);

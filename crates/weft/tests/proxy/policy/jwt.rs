@@ -3,11 +3,6 @@
 //! by keys this test makes (openssl), the JWKS served on loopback by this
 //! test, fetched and refreshed by the control plane.
 
-// Tests may unwrap: a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -16,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::curl;
+use crate::common::curl;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
@@ -189,7 +184,12 @@ spec:
     when: [{{key: "request.auth.claims[groups]", values: ["group1"]}}]
 "#
     );
-    let m = common::mesh::up_with_args(104, &extra, &["--jwks-refresh", "300ms"]);
+    let m = crate::common::mesh::up_in(
+        crate::common::World::any(),
+        &extra,
+        &["--jwks-refresh", "300ms"],
+        &[],
+    );
     let url = format!("http://{}/productpage", m.ingress);
     let with = |token: &str| curl(&["-H", &format!("Authorization: Bearer {token}"), &url]);
 
@@ -264,7 +264,7 @@ spec:
 /// httpbin that shows what arrived.
 #[test]
 fn token_locations_outputs_and_forwarding() {
-    let mut w = common::World::new(105);
+    let mut w = crate::common::World::any();
     let a = Signer::new(&w.dir, "a", Algorithm::ES256);
     let b = Signer::new(&w.dir, "b", Algorithm::EdDSA);
     let jwks = |s: &Signer| {
@@ -297,7 +297,7 @@ spec:
     w.httpbin("reviews-app", w.addr(2, 4, 9080), &[]);
     let model = w.model(
         "reviews-v1",
-        &[common::repo().join("examples/bookinfo"), f],
+        &[crate::common::repo().join("examples/bookinfo"), f],
         "reviews.json",
     );
     let (m, ip, app, log) = (
@@ -323,7 +323,7 @@ spec:
         Some(w.addr(0, 4, 9080)),
     );
     let base = format!("http://{}/headers", w.addr(0, 4, 9080));
-    let seen = |r: &common::Reply| -> serde_json::Value {
+    let seen = |r: &crate::common::Reply| -> serde_json::Value {
         serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["headers"].clone()
     };
     let token = |s: &Signer, iss: &str| {
