@@ -30,6 +30,8 @@ pub mod shared;
 pub mod snapshot;
 pub mod sockets;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod upstream;
 
 pub use proxy::{Proxy, ProxyError};
