@@ -91,7 +91,7 @@ pub struct Proxy {
     admin: Option<SocketAddr>,
 }
 
-fn app_cluster(port: u32, addr: SocketAddr) -> Cluster {
+pub(crate) fn app_cluster(port: u32, addr: SocketAddr) -> Cluster {
     Cluster {
         name: format!("inbound|{port}||"),
         service: String::new(),

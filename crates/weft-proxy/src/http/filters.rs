@@ -356,3 +356,238 @@ fn hash_input(
         HashKey::SourceIp => Some(remote.ip().to_string().into_bytes()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{cors, hash_input, outgoing, redirect, rewrite_path, Cors};
+    use crate::snapshot::{RouteRt, TableRt};
+    use crate::upstream::{ClientSide, ClusterRt};
+    use std::sync::Arc;
+    use weft_model::{
+        Cluster, HashKey, HeaderOps, LbPolicy, Redirect, RegexRewrite, Rewrite, Route, RouteMatch,
+        RouteTable, StrMatch, VirtualHost,
+    };
+
+    /// The compiled form of `route`, as a snapshot holds it.
+    fn compiled(route: Route) -> RouteRt {
+        let table = RouteTable {
+            name: "80".into(),
+            virtual_hosts: vec![VirtualHost {
+                name: "web".into(),
+                domains: vec!["*".into()],
+                routes: vec![route],
+            }],
+        };
+        let mut t = TableRt::compile(&table).expect("compiles");
+        t.vhosts.remove(0).routes.remove(0)
+    }
+
+    fn route() -> Route {
+        crate::roles::sidecar::inbound_route(80)
+    }
+
+    fn get(uri: &str) -> http::Request<()> {
+        http::Request::get(uri).body(()).expect("request")
+    }
+
+    #[test]
+    fn rewrites_replace_the_matched_prefix_the_whole_path_or_a_regex() {
+        let prefix = compiled(Route {
+            matches: vec![RouteMatch {
+                uri: Some(StrMatch::Prefix("/api/".into())),
+                ..Default::default()
+            }],
+            ..route()
+        });
+        let rw = |uri: &str| Rewrite {
+            uri: uri.into(),
+            authority: String::new(),
+            uri_regex: None,
+        };
+        assert_eq!(
+            rewrite_path(&prefix, &rw("/v2/"), "/api/users?x=1"),
+            "/v2/users?x=1"
+        );
+        let exact = compiled(route());
+        assert_eq!(rewrite_path(&exact, &rw("/other"), "/api/users"), "/other");
+        let regex = compiled(Route {
+            rewrite: Some(Rewrite {
+                uri_regex: Some(RegexRewrite {
+                    pattern: "^/service/([^/]+)(/.*)$".into(),
+                    substitution: "\\2/instance/\\1".into(),
+                }),
+                ..rw("")
+            }),
+            ..route()
+        });
+        let r = regex.route.rewrite.clone().expect("rewrite");
+        assert_eq!(
+            rewrite_path(&regex, &r, "/service/foo/v1/api"),
+            "/v1/api/instance/foo"
+        );
+    }
+
+    #[test]
+    fn cors_answers_preflights_and_marks_allowed_origins_only() {
+        let r = compiled(Route {
+            cors: Some(weft_model::Cors {
+                allow_origins: vec![StrMatch::Exact("https://a.example".into())],
+                allow_methods: vec!["GET".into(), "POST".into()],
+                allow_headers: vec![],
+                expose_headers: vec!["x-total".into()],
+                max_age_secs: Some(60),
+                allow_credentials: Some(true),
+            }),
+            ..route()
+        });
+        let preflight = http::Request::options("/")
+            .header("origin", "https://a.example")
+            .header("access-control-request-method", "POST")
+            .body(())
+            .expect("request");
+        let Cors::Preflight(resp) = cors(&r, &preflight) else {
+            panic!("a preflight from an allowed origin is answered");
+        };
+        let h = resp.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://a.example");
+        assert_eq!(h["access-control-allow-methods"], "GET,POST");
+        assert_eq!(h["access-control-max-age"], "60");
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        let simple = http::Request::get("/")
+            .header("origin", "https://a.example")
+            .body(())
+            .expect("request");
+        assert!(matches!(cors(&r, &simple), Cors::Allowed(o) if o == "https://a.example"));
+        let other = http::Request::get("/")
+            .header("origin", "https://b.example")
+            .body(())
+            .expect("request");
+        assert!(matches!(cors(&r, &other), Cors::None));
+        assert!(matches!(cors(&compiled(route()), &simple), Cors::None));
+    }
+
+    #[test]
+    fn redirects_keep_what_the_route_does_not_replace() {
+        let rd = Redirect {
+            uri: String::new(),
+            authority: "new.example".into(),
+            scheme: "https".into(),
+            port: None,
+            port_from_request: true,
+            code: 308,
+        };
+        let resp = redirect(&rd, &get("/a/b?c=d"), "old.example:8080");
+        assert_eq!(resp.status(), 308);
+        assert_eq!(
+            resp.headers()["location"],
+            "https://new.example:8080/a/b?c=d"
+        );
+        let rd = Redirect {
+            uri: "/moved".into(),
+            authority: String::new(),
+            scheme: String::new(),
+            port: None,
+            port_from_request: false,
+            code: 301,
+        };
+        let resp = redirect(&rd, &get("/a"), "old.example:8080");
+        assert_eq!(resp.headers()["location"], "http://old.example/moved");
+    }
+
+    fn hashing(key: HashKey) -> ClusterRt {
+        let cluster = Cluster {
+            lb: LbPolicy::ConsistentHash(key),
+            ..crate::proxy::app_cluster(80, "127.0.0.1:1".parse().expect("address"))
+        };
+        ClusterRt::new(
+            cluster,
+            Arc::new(ClientSide::plain("", &Default::default())),
+        )
+    }
+
+    #[test]
+    fn the_hash_key_is_read_from_header_cookie_query_or_source() {
+        let remote = "10.1.2.3:4000".parse().expect("address");
+        let req = http::Request::get("/p?user=ann&x=1")
+            .header("x-user", "bob")
+            .header("cookie", "a=1; session=s42")
+            .body(())
+            .expect("request");
+        let (parts, ()) = req.into_parts();
+        let key = |k| hash_input(&hashing(k), &parts, remote);
+        assert_eq!(key(HashKey::Header("x-user".into())), Some(b"bob".to_vec()));
+        let cookie = HashKey::Cookie {
+            name: "session".into(),
+            path: String::new(),
+            ttl_ms: None,
+        };
+        assert_eq!(key(cookie), Some(b"s42".to_vec()));
+        assert_eq!(
+            key(HashKey::QueryParameter("user".into())),
+            Some(b"ann".to_vec())
+        );
+        assert_eq!(key(HashKey::SourceIp), Some(b"10.1.2.3".to_vec()));
+        assert_eq!(key(HashKey::Header("x-missing".into())), None);
+    }
+
+    #[test]
+    fn the_outgoing_head_carries_the_rewritten_host_headers_and_a_new_affinity_cookie() {
+        let r = compiled(Route {
+            rewrite: Some(Rewrite {
+                uri: "/v1".into(),
+                authority: "reviews.internal".into(),
+                uri_regex: None,
+            }),
+            request_headers: HeaderOps {
+                set: vec![weft_model::HeaderValue {
+                    name: "x-route".into(),
+                    value: "on".into(),
+                }],
+                add: vec![],
+                remove: vec!["x-drop".into()],
+            },
+            ..route()
+        });
+        let cluster = hashing(HashKey::Cookie {
+            name: "affinity".into(),
+            path: String::new(),
+            ttl_ms: Some(60_000),
+        });
+        let req = http::Request::get("/anything?q=1")
+            .header("host", "reviews:9080")
+            .header("x-drop", "1")
+            .body(())
+            .expect("request");
+        let (parts, ()) = req.into_parts();
+        let remote = "127.0.0.1:1".parse().expect("address");
+        let out = outgoing(
+            &r,
+            &HeaderOps::default(),
+            &cluster,
+            parts,
+            "reviews:9080",
+            remote,
+        )
+        .expect("made");
+        assert_eq!(out.path_q.as_str(), "/v1?q=1");
+        assert_eq!(out.parts.headers["host"], "reviews.internal");
+        assert_eq!(out.parts.headers["x-route"], "on");
+        assert!(!out.parts.headers.contains_key("x-drop"));
+        let cookie = out.new_cookie.expect("a cookie is made when there is none");
+        let cookie = cookie.to_str().expect("text");
+        assert!(
+            cookie.starts_with("affinity=") && cookie.contains("Max-Age=60; Path=/; HttpOnly"),
+            "{cookie}"
+        );
+        let value = cookie
+            .trim_start_matches("affinity=")
+            .split(';')
+            .next()
+            .expect("value");
+        assert_eq!(
+            out.hash.as_deref(),
+            Some(value.as_bytes()),
+            "the request hashes on the new cookie"
+        );
+    }
+}

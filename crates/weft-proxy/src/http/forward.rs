@@ -66,17 +66,41 @@ enum Try {
     Failed(Error),
 }
 
+impl Try {
+    /// What the retry decision looks at.
+    fn tried(&self) -> Tried<'_> {
+        match self {
+            Try::Response(r) => Tried::Answered {
+                status: r.status().as_u16(),
+                headers: r.headers(),
+            },
+            Try::Failed(e) => Tried::Failed(e),
+        }
+    }
+}
+
+/// A try as the retry decision sees it: a response's status and headers,
+/// or why it failed.
+enum Tried<'a> {
+    Answered {
+        status: u16,
+        headers: &'a http::HeaderMap,
+    },
+    Failed(&'a Error),
+}
+
 /// Whether `policy` (its conditions compiled as `on`) retries what a try
 /// produced.
 fn retriable(policy: &weft_model::RetryPolicy, on: RetryOn, grpc: bool, t: &Try) -> bool {
+    retries(policy, on, grpc, t.tried())
+}
+
+fn retries(policy: &weft_model::RetryPolicy, on: RetryOn, grpc: bool, t: Tried<'_>) -> bool {
     match t {
-        Try::Response(r) => on.response(
-            &policy.retriable_status_codes,
-            r.status().as_u16(),
-            r.headers(),
-            grpc,
-        ),
-        Try::Failed(e) => e.retriable(on),
+        Tried::Answered { status, headers } => {
+            on.response(&policy.retriable_status_codes, status, headers, grpc)
+        }
+        Tried::Failed(e) => e.retriable(on),
     }
 }
 
@@ -463,4 +487,53 @@ pub fn origin_form(uri: &Uri) -> PathAndQuery {
     uri.path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{retries, Tried};
+    use crate::http::error::{Error, ErrorKind};
+    use crate::http::retry::RetryOn;
+
+    fn policy(on: &str, codes: &[u16]) -> (weft_model::RetryPolicy, RetryOn) {
+        let retry_on: Vec<String> = on.split(',').map(String::from).collect();
+        let compiled = RetryOn::parse(&retry_on);
+        (
+            weft_model::RetryPolicy {
+                attempts: 2,
+                per_try_timeout_ms: None,
+                retry_on,
+                retriable_status_codes: codes.to_vec(),
+            },
+            compiled,
+        )
+    }
+
+    #[test]
+    fn retries_follow_the_policy_for_answers_and_failures() {
+        let none = http::HeaderMap::new();
+        let answered = |status| Tried::Answered {
+            status,
+            headers: &none,
+        };
+        let (p, on) = policy("5xx", &[]);
+        assert!(retries(&p, on, false, answered(503)));
+        assert!(!retries(&p, on, false, answered(404)));
+        let reset = Error::new(ErrorKind::Reset { unsent: false }, "");
+        assert!(retries(&p, on, false, Tried::Failed(&reset)));
+        let (p, on) = policy("retriable-status-codes", &[409]);
+        assert!(retries(&p, on, false, answered(409)));
+        assert!(!retries(&p, on, false, answered(503)));
+        // gRPC: grpc-status on a 200 is what counts.
+        let mut unavailable = http::HeaderMap::new();
+        unavailable.insert("grpc-status", http::HeaderValue::from_static("14"));
+        let (p, on) = policy("unavailable", &[]);
+        let grpc = Tried::Answered {
+            status: 200,
+            headers: &unavailable,
+        };
+        assert!(retries(&p, on, true, grpc));
+        let body = Error::new(ErrorKind::MalformedBody, "");
+        assert!(!retries(&p, on, true, Tried::Failed(&body)));
+    }
 }

@@ -264,3 +264,126 @@ impl<'a> Caller<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Caller, Denial, Policies};
+    use std::collections::HashMap;
+    use weft_model::{Authorization, AuthzMatch, AuthzPolicy, AuthzRule, Security};
+
+    fn rule(attribute: &str, value: &str) -> AuthzRule {
+        AuthzRule {
+            to: vec![vec![AuthzMatch {
+                attribute: attribute.into(),
+                values: vec![value.into()],
+                negate: false,
+            }]],
+            ..Default::default()
+        }
+    }
+
+    fn policy(name: &str, rules: Vec<AuthzRule>, provider: Option<&str>) -> AuthzPolicy {
+        AuthzPolicy {
+            name: name.into(),
+            provider: provider.map(String::from),
+            rules,
+        }
+    }
+
+    fn policies(authorization: Authorization) -> Policies {
+        let security: Security = serde_json::from_value(serde_json::json!({
+            "trustDomain": "cluster.local",
+            "inboundMtls": {"mode": "permissive"},
+            "authorization": {},
+        }))
+        .expect("a security model");
+        Policies::compile(&Security {
+            authorization,
+            ..security
+        })
+    }
+
+    async fn check(p: &Policies, path: &str) -> (Option<String>, Result<(), Denial>) {
+        let mut req = http::Request::get(path)
+            .header("host", "web")
+            .body(())
+            .expect("request");
+        let caller = Caller {
+            destination_port: 80,
+            ..Caller::default()
+        };
+        let remote = "127.0.0.1:9".parse().expect("address");
+        let checked = p
+            .check_request(&HashMap::new(), &caller, &mut req, remote)
+            .await;
+        (checked.audited_by, checked.outcome)
+    }
+
+    #[tokio::test]
+    async fn deny_then_allow_then_custom_with_audit_recorded_either_way() {
+        let p = policies(Authorization {
+            deny: vec![policy(
+                "deny-admin",
+                vec![rule("request.path", "/admin")],
+                None,
+            )],
+            allow: vec![policy(
+                "allow-public",
+                vec![
+                    rule("request.path", "/public"),
+                    rule("request.path", "/admin"),
+                ],
+                None,
+            )],
+            audit: vec![policy("audit-all", vec![AuthzRule::default()], None)],
+            custom: vec![policy(
+                "ask-authorizer",
+                vec![rule("request.path", "/public")],
+                Some("missing-provider"),
+            )],
+        });
+        let (audit, outcome) = check(&p, "/admin").await;
+        assert_eq!(audit.as_deref(), Some("audit-all"));
+        assert!(
+            matches!(&outcome, Err(Denial::Forbidden { policy: Some(p), .. }) if p == "deny-admin"),
+            "DENY wins over ALLOW: {outcome:?}"
+        );
+        let (_, outcome) = check(&p, "/private").await;
+        assert!(
+            matches!(&outcome, Err(Denial::Forbidden { why, .. }) if why == "no ALLOW policy matched"),
+            "{outcome:?}"
+        );
+        // ALLOW passes, then CUSTOM: a provider meshConfig lacks denies.
+        let (audit, outcome) = check(&p, "/public").await;
+        assert_eq!(audit.as_deref(), Some("audit-all"));
+        assert!(
+            matches!(&outcome, Err(Denial::External { status, why, .. }) if *status == 403 && why.contains("missing-provider")),
+            "{outcome:?}"
+        );
+        assert!(check(&policies(Authorization::default()), "/x")
+            .await
+            .1
+            .is_ok());
+    }
+
+    #[test]
+    fn connections_are_judged_on_what_a_connection_has() {
+        let p = policies(Authorization {
+            allow: vec![policy(
+                "http-only",
+                vec![rule("request.method", "GET")],
+                None,
+            )],
+            ..Authorization::default()
+        });
+        // An HTTP condition cannot be met by a TCP connection: fail closed.
+        let caller = Caller::default();
+        assert!(matches!(
+            p.check_connection(&caller),
+            Err(Denial::Forbidden { .. })
+        ));
+        assert!(policies(Authorization::default())
+            .check_connection(&caller)
+            .is_ok());
+    }
+}
