@@ -2,7 +2,6 @@
 //! ports, each proxy's config version and sync state) and
 //! `/api/validations` (what `weft analyze` would say of the live config).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -365,15 +364,4 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             error("not found: try /api/status, /api/graph, /api/services/HOST, /api/validations, /api/resources"),
         ),
     }
-}
-
-/// Binds `addr`, explaining a port that is taken.
-pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, crate::ControlError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| crate::ControlError::Bind {
-            addr,
-            what: what.to_owned(),
-            reason: e.to_string(),
-        })
 }

@@ -330,5 +330,5 @@ pub async fn serve(listener: TcpListener, ca: Arc<CaService>) -> Result<(), Iden
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::ControlError> {
-    crate::admin::bind(addr, "the CA").await
+    crate::listen::bind(addr, "the CA").await
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod ca;
 pub mod dashboard;
 pub mod jwks;
+pub mod listen;
 mod parallel;
 pub mod push;
 pub mod server;

@@ -439,5 +439,5 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
 
 /// Binds the stream's address, explaining a taken port.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::ControlError> {
-    crate::admin::bind(addr, "the configuration stream").await
+    crate::listen::bind(addr, "the configuration stream").await
 }

@@ -110,7 +110,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     print_diagnostics(&config.diagnostics);
     print_refused(&config);
     std::fs::create_dir_all(o.run_dir.join("tokens"))?;
-    let admin_listener = admin::bind(o.admin, "the admin API").await?;
+    let admin_listener = crate::listen::bind(o.admin, "the admin API").await?;
     let xds_listener = push::bind(o.xds).await?;
     let hub = Hub::new();
     tokio::spawn(push::serve(xds_listener, hub.clone()));

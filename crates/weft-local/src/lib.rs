@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use plan::{GatewayPlan, Plan, SidecarPlan};
 use supervise::{Managed, Spec};
-use weft_control::admin;
 use weft_control::server::{self, print_diagnostics, token_path};
 use weft_control::source::files::FilesSource;
 use weft_control::source::ConfigSource;
@@ -695,7 +694,7 @@ async fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
 /// Checks up front that the fixed addresses are free, so a taken port is
 /// one clear message instead of a proxy that keeps crashing.
 async fn check_free(addr: SocketAddr, what: &str) -> Result<(), ControlError> {
-    drop(admin::bind(addr, what).await?);
+    drop(weft_control::listen::bind(addr, what).await?);
     Ok(())
 }
 

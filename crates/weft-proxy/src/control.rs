@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessage, STREAM_PATH};
 use weft_model::ProxyModel;
 
-use crate::proxy::ProxyError;
+use crate::error::ProxyError;
 use crate::shared::Shared;
 
 #[derive(Clone)]
@@ -207,7 +207,7 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                         Ok(m) => {
                             // Credentials first: the new model may name new ones.
                             shared.credentials.ensure(&m.credential_names()).await;
-                            crate::proxy::apply(&shared, m, update.version.clone())
+                            crate::reconfigure::apply(&shared, m, update.version.clone())
                                 .await
                                 .map_err(|e| e.to_string())
                         }

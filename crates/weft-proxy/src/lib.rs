@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod body;
 pub mod control;
+pub mod error;
 pub mod facts;
 pub mod http;
 pub mod identity;
@@ -25,6 +26,7 @@ pub mod l4;
 pub mod listen;
 pub mod policy;
 pub mod proxy;
+pub mod reconfigure;
 pub mod roles;
 pub mod shared;
 pub mod snapshot;
@@ -34,5 +36,6 @@ pub mod telemetry;
 pub mod testing;
 pub mod upstream;
 
-pub use proxy::{Proxy, ProxyError};
+pub use error::ProxyError;
+pub use proxy::Proxy;
 pub use shared::RuntimeConfig;

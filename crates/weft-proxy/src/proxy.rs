@@ -10,75 +10,16 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use weft_model::{Cluster, ConnectionPool, Endpoint, LbPolicy, Protocol, ProxyModel, UpstreamTls};
 
+use crate::error::ProxyError;
 use crate::identity::{credentials, mesh};
+use crate::listen::bind;
 use crate::listen::drain::Drain;
 use crate::listen::set::ListenerSet;
-use crate::listen::{bind, BindError};
 use crate::shared::{RuntimeConfig, Shared};
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::{metrics, trace};
 use crate::upstream::{self, ClusterRt};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    #[error("invalid model: {0}")]
-    InvalidModel(String),
-    #[error(transparent)]
-    Bind(#[from] BindError),
-}
-
-/// Compiles and swaps in a model, keeping the runtime state of clusters
-/// that did not change, then makes the listeners the ones it asks for.
-/// A listener that cannot be bound is logged and tried again with the
-/// next model; the model itself is applied.
-pub(crate) async fn apply(
-    shared: &Arc<Shared>,
-    model: ProxyModel,
-    version: String,
-) -> Result<(), ProxyError> {
-    swap(shared, model, version)?;
-    let planned = crate::roles::plan(&shared.snapshot.load().model, shared);
-    let drain = shared.config.drain.max(Duration::from_millis(1));
-    match shared
-        .listeners
-        .reconcile(planned, &shared.config.workers, drain)
-        .await
-    {
-        Ok(changes) => {
-            for name in &changes.bound {
-                tracing::info!(listener = %name, "listening");
-            }
-            for name in &changes.removed {
-                tracing::info!(listener = %name, "stopped listening; its connections drain");
-            }
-        }
-        Err(errors) => {
-            for e in errors {
-                tracing::warn!(error = %e, "a listener the model asks for is not open");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Compiles and swaps in a model, keeping the runtime state of clusters
-/// that did not change.
-fn swap(shared: &Shared, model: ProxyModel, version: String) -> Result<(), ProxyError> {
-    if let Some(mesh) = &shared.mesh {
-        mesh.adopt_bundle(&model.security.trust_bundle);
-    }
-    let current = shared.snapshot.load();
-    let client = Arc::new(upstream::ClientSide::new(
-        &model.proxy,
-        shared.mesh.clone(),
-        shared.credentials.clone(),
-        shared.config.source_ip(),
-    ));
-    let next = Snapshot::build(model, version, Some(&current), client)?;
-    shared.snapshot.store(Arc::new(next));
-    Ok(())
-}
 
 /// A running proxy.
 pub struct Proxy {
@@ -209,7 +150,7 @@ impl Proxy {
     /// Swaps in a new model and follows it with the listeners. On error
     /// the current one keeps serving.
     pub async fn update(&self, model: ProxyModel, version: String) -> Result<(), ProxyError> {
-        apply(&self.shared, model, version).await
+        crate::reconfigure::apply(&self.shared, model, version).await
     }
 
     /// Follows the control plane's model stream until the proxy stops.

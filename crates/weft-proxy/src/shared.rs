@@ -9,8 +9,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::identity::{credentials, mesh};
-use crate::listen::downstream;
 use crate::listen::drain::Drain;
+use crate::listen::limits::Limits;
 use crate::listen::set::ListenerSet;
 use crate::listen::workers;
 use crate::snapshot::Snapshot;
@@ -50,7 +50,7 @@ pub struct RuntimeConfig {
     /// that accepted them.
     pub workers: Arc<workers::Workers>,
     /// What a client may hold open or send.
-    pub limits: downstream::Limits,
+    pub limits: Limits,
     /// The address connections to mesh workloads leave from; by default
     /// the inbound address (a sidecar's own).
     pub source: Option<IpAddr>,

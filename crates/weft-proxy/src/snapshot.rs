@@ -8,9 +8,9 @@ use std::sync::Arc;
 use http::HeaderName;
 use weft_model::{ListenerTarget, ProxyModel, Route, RouteMatch, RouteTable};
 
+use crate::error::ProxyError;
 use crate::facts::RequestFacts;
 use crate::http::matcher::Matcher;
-use crate::proxy::ProxyError;
 use crate::upstream::ClusterRt;
 
 pub struct Snapshot {

@@ -20,8 +20,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use weft_model::ProxyModel;
 
 use crate::control::ClientConfig;
+use crate::error::ProxyError;
 use crate::identity::credentials::{Credentials, Source};
-use crate::proxy::{Proxy, ProxyError};
+use crate::proxy::Proxy;
 use crate::shared::RuntimeConfig;
 use crate::telemetry::access_log::AccessLog;
 

@@ -10,7 +10,7 @@ use http::{Request, Response};
 
 use super::context::Ctx;
 use super::error::{Error, ErrorKind};
-use super::listener::HttpListener;
+use super::listener::{HttpListener, Tunnel, TunnelServer};
 use crate::body::Body;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
@@ -19,10 +19,12 @@ use crate::snapshot::Snapshot;
 /// TLS through `HTTP_PROXY`. A TCP (or TLS) service port is spliced through
 /// its TCP routes; an HTTP port is served as HTTP inside the tunnel, so it
 /// gets the same routing as plain requests.
+#[allow(clippy::too_many_arguments)]
 pub fn open<B: Send + 'static>(
     shared: &Shared,
     snap: &Snapshot,
     listener: &Arc<HttpListener>,
+    tunnels: &TunnelServer,
     remote: SocketAddr,
     req: Request<B>,
     authority: &str,
@@ -49,7 +51,7 @@ pub fn open<B: Send + 'static>(
             .get(&port.to_string())
             .is_some_and(|t| t.find(&host).is_some() || t.find(authority).is_some()) =>
         {
-            Tunnel::Http
+            Tunnel::Http(listener.clone())
         }
         None => {
             return ctx.fail(Error::new(
@@ -65,40 +67,11 @@ pub fn open<B: Send + 'static>(
         ));
     };
     let upgrade = hyper::upgrade::on(req);
-    let listener = listener.clone();
+    let serve = tunnels.clone();
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
-        match tunnel {
-            Tunnel::Tcp(name) => {
-                let drain = shared.drain.watch();
-                crate::l4::tcp::handle(
-                    shared,
-                    name,
-                    hyper_util::rt::TokioIo::new(upgraded),
-                    remote,
-                    drain,
-                )
-                .await
-            }
-            Tunnel::Http => {
-                let drain = shared.drain.watch();
-                crate::listen::downstream::serve(
-                    &shared,
-                    hyper_util::rt::TokioIo::new(upgraded),
-                    remote,
-                    "outbound CONNECT",
-                    listener,
-                    drain,
-                )
-                .await;
-            }
-        }
+        serve(shared, upgraded, remote, tunnel).await;
     });
     ctx.entry.reason = "CONNECT tunnel established".into();
     Response::new(super::local_reply::empty())
-}
-
-enum Tunnel {
-    Tcp(String),
-    Http,
 }

@@ -2,12 +2,14 @@
 //! (see `crate::roles`); the stages read its parts and never ask which
 //! role they serve.
 
-use std::net::IpAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::shared::Shared;
 use crate::telemetry::metrics::Peer;
 
-#[derive(Debug)]
 pub struct HttpListener {
     /// How the listener is named in the access log when it refuses a
     /// connection (`outbound`, `gateway|8080`, `inbound|9080`).
@@ -21,13 +23,36 @@ pub struct HttpListener {
     /// The calling workload, when the connection came through the mTLS
     /// tunnel (its principal verified, the rest from its baggage).
     pub peer: Option<Arc<Peer>>,
+    /// Whether CONNECT opens tunnels here, and what serves them.
+    pub tunnels: Option<TunnelServer>,
 }
+
+/// What a CONNECT tunnel carries, as the CONNECT stage found it.
+pub enum Tunnel {
+    /// Opaque bytes for the TCP listener of this name.
+    Tcp(String),
+    /// HTTP, served with the same stages as plain requests.
+    Http(Arc<HttpListener>),
+}
+
+/// Serves a tunnel once the client's side of the CONNECT is upgraded; a
+/// role says how.
+pub type TunnelServer = Arc<
+    dyn Fn(
+            Arc<Shared>,
+            hyper::upgrade::Upgraded,
+            SocketAddr,
+            Tunnel,
+        ) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// How a request finds its route.
 #[derive(Debug, Clone)]
 pub enum Routing {
     /// The route table named by the port the client asked for, as a
-    /// sidecar's outbound proxy routes; CONNECT opens a tunnel.
+    /// sidecar's outbound proxy routes.
     RequestedPort,
     /// One route table, as a gateway port has.
     Table { table: Arc<str>, port: u32 },
@@ -69,4 +94,17 @@ pub enum Reporter {
     /// The destination's proxy on workload `port`: the source is the
     /// peer.
     Destination { port: u32 },
+}
+
+impl std::fmt::Debug for HttpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpListener")
+            .field("name", &self.name)
+            .field("routing", &self.routing)
+            .field("edge", &self.edge)
+            .field("policy", &self.policy)
+            .field("reporter", &self.reporter)
+            .field("tunnels", &self.tunnels.is_some())
+            .finish_non_exhaustive()
+    }
 }

@@ -3,7 +3,7 @@
 use regex::Regex;
 use weft_model::StrMatch;
 
-use crate::proxy::ProxyError;
+use crate::error::ProxyError;
 
 #[derive(Debug, Clone)]
 pub enum Matcher {

@@ -49,16 +49,13 @@ use listener::{HttpListener, Routing};
 use response_body::ResponseBody;
 use telemetry::InFlight;
 
-/// Serves one request that arrived on `listener`. `busy` marks its
-/// connection as not idle until the response is ready.
+/// Serves one request that arrived on `listener`.
 pub async fn handle(
     shared: Arc<Shared>,
     listener: Arc<HttpListener>,
     remote: SocketAddr,
     mut req: Request<Incoming>,
-    busy: Option<crate::listen::downstream::InFlight>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let _busy = busy;
     let snapshot = shared.snapshot.load_full();
     // Accept: before anything reads the path, so that routing, policy,
     // telemetry and the application all see the normalized one.
@@ -100,8 +97,8 @@ async fn serve<B: forward::ClientBody>(
             return resp;
         }
     }
-    if matches!(listener.routing, Routing::RequestedPort) && req.method() == http::Method::CONNECT {
-        return connect::open(shared, snap, listener, remote, req, authority, ctx);
+    if let (Some(tunnels), true) = (&listener.tunnels, req.method() == http::Method::CONNECT) {
+        return connect::open(shared, snap, listener, tunnels, remote, req, authority, ctx);
     }
     edge::client_address(listener.edge, remote, req.headers_mut());
 

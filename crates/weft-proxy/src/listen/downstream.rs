@@ -17,34 +17,12 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::drain::Watch;
+use super::limits::Limits;
 use super::OnConnection;
 use crate::http::listener::HttpListener;
 use crate::shared::Shared;
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::flags::ResponseFlag;
-
-/// Limits on what a client may hold open or send.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// A connection with no request in flight and no bytes either way for
-    /// this long is closed (Envoy's `idle_timeout`, one hour).
-    pub idle_timeout: Duration,
-    /// An HTTP/1.1 request's headers must have arrived within this long of
-    /// its first byte.
-    pub request_headers_timeout: Duration,
-    /// Bytes of request line and headers (Envoy's `max_request_headers_kb`).
-    pub max_request_headers: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            idle_timeout: Duration::from_secs(3600),
-            request_headers_timeout: Duration::from_secs(10),
-            max_request_headers: 60 * 1024,
-        }
-    }
-}
 
 /// hyper's server, set up with `limits`.
 pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -252,13 +230,14 @@ pub async fn serve<T>(
     let serving = shared.clone();
     let busy = activity.clone();
     let service = hyper::service::service_fn(move |req| {
-        crate::http::handle(
-            serving.clone(),
-            http.clone(),
-            remote,
-            req,
-            Some(busy.request_started()),
-        )
+        // The connection is not idle until the response is ready.
+        let started = busy.request_started();
+        let handling = crate::http::handle(serving.clone(), http.clone(), remote, req);
+        async move {
+            let resp = handling.await;
+            drop(started);
+            resp
+        }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)

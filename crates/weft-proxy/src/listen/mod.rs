@@ -5,6 +5,7 @@
 
 pub mod downstream;
 pub mod drain;
+pub mod limits;
 pub mod set;
 pub mod workers;
 
@@ -16,14 +17,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Why a listener could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} for {what}: {source}")]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub what: String,
-    pub source: std::io::Error,
-}
+use crate::error::BindError;
 
 /// Binds a listener through the socket factory, naming it in the error.
 pub async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), BindError> {

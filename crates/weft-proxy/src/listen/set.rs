@@ -15,7 +15,8 @@ use tokio::sync::watch;
 
 use super::drain::Drain;
 use super::workers::Workers;
-use super::{accept_loop, BindError, OnConnection};
+use super::{accept_loop, OnConnection};
+use crate::error::BindError;
 
 /// A listener the model and the host's settings call for.
 pub struct Planned {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use weft_model::{HeaderOps, MtlsMode, Protocol, RouteAction};
 
-use crate::http::listener::{Edge, HttpListener, PolicyPoint, Reporter, Routing};
+use crate::http::listener::{Edge, HttpListener, PolicyPoint, Reporter, Routing, Tunnel};
 use crate::l4::sniff::{sniff, Prefixed};
 use crate::listen::drain::Watch;
 use crate::listen::OnConnection;
@@ -30,6 +30,36 @@ pub fn outbound() -> Arc<HttpListener> {
         policy: None,
         reporter: Reporter::Source { server_span: false },
         peer: None,
+        tunnels: Some(Arc::new(serve_tunnel)),
+    })
+}
+
+/// What a CONNECT on the outbound proxy carries: a TCP service's bytes,
+/// spliced through its TCP routes, or HTTP, served as plain requests are.
+/// The proxy's drain waits for both.
+fn serve_tunnel(
+    shared: Arc<Shared>,
+    upgraded: hyper::upgrade::Upgraded,
+    remote: SocketAddr,
+    tunnel: Tunnel,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let drain = shared.drain.watch();
+        match tunnel {
+            Tunnel::Tcp(name) => crate::l4::tcp::handle(shared, name, io, remote, drain).await,
+            Tunnel::Http(http) => {
+                crate::listen::downstream::serve(
+                    &shared,
+                    io,
+                    remote,
+                    "outbound CONNECT",
+                    http,
+                    drain,
+                )
+                .await
+            }
+        }
     })
 }
 
@@ -47,6 +77,7 @@ pub fn inbound(shared: &Shared, port: u32, peer: Option<Arc<Peer>>) -> Arc<HttpL
         }),
         reporter: Reporter::Destination { port },
         peer,
+        tunnels: None,
     })
 }
 

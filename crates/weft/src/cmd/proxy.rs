@@ -310,7 +310,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         drain: Duration::from_secs(args.drain_seconds),
         workers,
         source: args.source_ip,
-        limits: weft_proxy::listen::downstream::Limits {
+        limits: weft_proxy::listen::limits::Limits {
             idle_timeout: args.idle_timeout,
             request_headers_timeout: args.request_headers_timeout,
             ..Default::default()
