@@ -181,16 +181,7 @@ impl ConfigSource for FilesSource {
     }
 
     fn apply(&self, resources: &[Resource]) -> Result<Vec<String>, SourceError> {
-        let Some(dir) = &self.applied else {
-            return Err(SourceError::Io {
-                what: "this control plane has no directory for applied resources".into(),
-                source: std::io::Error::from(std::io::ErrorKind::Unsupported),
-            });
-        };
-        std::fs::create_dir_all(dir).map_err(|source| SourceError::Io {
-            what: format!("cannot create {}", dir.display()),
-            source,
-        })?;
+        writable(self.applied.as_deref(), "applied resources")?;
         let mut applied = Vec::new();
         for r in resources {
             let object = weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node);
@@ -234,16 +225,7 @@ impl ConfigSource for FilesSource {
         key: &ResourceKey,
         status: &serde_json::Value,
     ) -> Result<(), SourceError> {
-        let Some(dir) = &self.status else {
-            return Err(SourceError::Io {
-                what: "this control plane has no directory for status".into(),
-                source: std::io::Error::from(std::io::ErrorKind::Unsupported),
-            });
-        };
-        std::fs::create_dir_all(dir).map_err(|source| SourceError::Io {
-            what: format!("cannot create {}", dir.display()),
-            source,
-        })?;
+        let dir = writable(self.status.as_deref(), "status")?;
         let file = dir.join(status_name(key));
         let text = serde_json::to_vec_pretty(status).unwrap_or_default();
         write_atomically(&file, &text)
@@ -272,6 +254,21 @@ impl ConfigSource for FilesSource {
             self.bump();
         }
     }
+}
+
+/// `dir`, made if missing; an error naming `what` when there is none.
+fn writable<'a>(dir: Option<&'a Path>, what: &str) -> Result<&'a Path, SourceError> {
+    let Some(dir) = dir else {
+        return Err(SourceError::Io {
+            what: format!("this control plane has no directory for {what}"),
+            source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+        });
+    };
+    std::fs::create_dir_all(dir).map_err(|source| SourceError::Io {
+        what: format!("cannot create {}", dir.display()),
+        source,
+    })?;
+    Ok(dir)
 }
 
 fn status_name(key: &ResourceKey) -> String {
