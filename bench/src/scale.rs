@@ -170,11 +170,16 @@ async fn session(proxy: &str, token: &str, seen: &Mutex<Seen>) -> Result<(), Str
         role: "sidecar".into(),
     };
     let (tx, mut stream) = weft_proxy::control::open(&cfg, "").await?;
+    let mut parts = weft_proxy::control::Assembler::default();
     loop {
         let update = match stream.message().await {
             Ok(Some(u)) => u,
             Ok(None) => return Ok(()),
             Err(s) => return Err(format!("stream broke: {}", s.message())),
+        };
+        // A model may come in parts; the proxy answers for the whole.
+        let Some(update) = parts.take(update, usize::MAX)? else {
+            continue;
         };
         let ack = ProxyMessage {
             kind: Some(Kind::Ack(Ack {

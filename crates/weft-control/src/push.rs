@@ -75,6 +75,9 @@ pub struct Hub {
     /// `weft apply` knows whose ACKs a change waits for.
     changed_in: Mutex<BTreeMap<String, u64>>,
     nonce: std::sync::atomic::AtomicU64,
+    /// The size of the parts a model is sent in (`wire::PART_BYTES`;
+    /// smaller in tests, so that small models come in many parts).
+    part_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl Hub {
@@ -87,7 +90,14 @@ impl Hub {
             sync: Mutex::new(BTreeMap::new()),
             changed_in: Mutex::new(BTreeMap::new()),
             nonce: std::sync::atomic::AtomicU64::new(1),
+            part_bytes: std::sync::atomic::AtomicUsize::new(weft_model::wire::PART_BYTES),
         })
+    }
+
+    /// Sends models to proxies that take parts in parts of `bytes`.
+    pub fn set_part_bytes(&self, bytes: usize) {
+        self.part_bytes
+            .store(bytes.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Publishes the models of configuration `generation`; sessions push
@@ -330,8 +340,9 @@ async fn session(
             if version != sent && json.len() > limit {
                 if too_large.as_deref() != Some(version.as_str()) {
                     let why = format!(
-                        "model {version} is {} bytes, over the {limit} bytes this proxy takes in one message; it keeps serving {sent} (scope it with a Sidecar resource, or raise its --max-model-bytes)",
-                        json.len()
+                        "model {version} is {} bytes, over the {limit} bytes this proxy takes{}; it keeps serving {sent} (scope it with a Sidecar resource, or raise its --max-model-bytes)",
+                        json.len(),
+                        if hello.takes_parts { "" } else { " in one message" }
                     );
                     tracing::warn!(%proxy, "{why}");
                     eprintln!("weft: {proxy}: {why}");
@@ -343,12 +354,15 @@ async fn session(
                     .nonce
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                     .to_string();
-                let update = ModelUpdate {
-                    version: version.clone(),
-                    nonce,
-                    model_json: json,
-                };
-                if tx.send(Ok(update)).await.is_err() {
+                let part_bytes = hub.part_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                let mut closed = false;
+                for update in in_parts(&version, &nonce, &json, hello.takes_parts, part_bytes) {
+                    if tx.send(Ok(update)).await.is_err() {
+                        closed = true;
+                        break;
+                    }
+                }
+                if closed {
                     tracing::warn!(%proxy, "the model stream closed while a model was being sent");
                     break;
                 }
@@ -392,6 +406,35 @@ async fn session(
         s.connected = s.streams > 0;
     });
     tracing::info!(%proxy, "proxy disconnected");
+}
+
+/// The messages that carry model `json`: one, or, to a proxy that takes
+/// parts, as many as it takes parts of `part_bytes` each (slices of one
+/// buffer, not copies).
+fn in_parts(
+    version: &str,
+    nonce: &str,
+    json: &bytes::Bytes,
+    takes_parts: bool,
+    part_bytes: usize,
+) -> Vec<ModelUpdate> {
+    let whole = |model_json: bytes::Bytes, part: u32, parts: u32| ModelUpdate {
+        version: version.to_owned(),
+        nonce: nonce.to_owned(),
+        model_json,
+        part,
+        parts,
+    };
+    if !takes_parts || json.len() <= part_bytes {
+        return vec![whole(json.clone(), 0, 1)];
+    }
+    let parts = json.len().div_ceil(part_bytes);
+    (0..parts)
+        .map(|i| {
+            let end = ((i + 1) * part_bytes).min(json.len());
+            whole(json.slice(i * part_bytes..end), i as u32, parts as u32)
+        })
+        .collect()
 }
 
 /// One model stream, whatever port it arrived on.
@@ -440,4 +483,27 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
 /// Binds the stream's address, explaining a taken port.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::ControlError> {
     crate::listen::bind(addr, "the configuration stream").await
+}
+
+#[cfg(test)]
+mod part_tests {
+    use super::in_parts;
+
+    #[test]
+    fn a_model_goes_in_parts_only_to_a_proxy_that_takes_them() {
+        let json = bytes::Bytes::from(vec![b'x'; 10]);
+        let old = in_parts("v", "1", &json, false, 3);
+        assert_eq!(
+            (old.len(), old[0].parts, old[0].model_json.len()),
+            (1, 1, 10)
+        );
+        let parts = in_parts("v", "1", &json, true, 3);
+        let sizes: Vec<usize> = parts.iter().map(|p| p.model_json.len()).collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        assert!(parts
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.part == i as u32 && p.parts == 4 && p.nonce == "1"));
+        assert_eq!(in_parts("v", "1", &json, true, 10).len(), 1);
+    }
 }

@@ -45,12 +45,20 @@ pub struct Hello {
     /// `sidecar` or `gateway`, as its model says.
     #[prost(string, tag = "6")]
     pub role: String,
+    /// The proxy puts a model sent in parts back together (`ModelUpdate`
+    /// `part`/`parts`). A proxy that does not say is sent whole models.
+    #[prost(bool, tag = "7")]
+    pub takes_parts: bool,
 }
 
-/// What a proxy takes in one model message by default. Models of any size
-/// need the model split into sections (the control plane at scale); until
-/// then a model over the limit is refused loudly at both ends.
+/// The largest model a proxy takes by default. A proxy that takes parts
+/// is sent a larger model than `PART_BYTES` in parts of that size, so no
+/// message nears a transport's limit; a model over the proxy's limit is
+/// refused loudly at both ends.
 pub const MAX_MODEL_BYTES: usize = 64 * 1024 * 1024;
+
+/// The size of the parts a model is sent in to a proxy that takes parts.
+pub const PART_BYTES: usize = 1024 * 1024;
 
 /// tonic's own limit, which proxies that do not say theirs have.
 pub const LEGACY_MAX_MODEL_BYTES: usize = 4 * 1024 * 1024;
@@ -75,6 +83,15 @@ pub struct ModelUpdate {
     /// shares a model, and a proxy decodes it without a copy.
     #[prost(bytes = "bytes", tag = "3")]
     pub model_json: bytes::Bytes,
+    /// Which part of the model's JSON this is, from 0, when it comes in
+    /// `parts` parts; every part carries the same version and nonce, and
+    /// the proxy answers once, for the whole.
+    #[prost(uint32, tag = "4")]
+    pub part: u32,
+    /// How many parts the model comes in; 0 (a control plane that does not
+    /// split) or 1: this message is the whole model.
+    #[prost(uint32, tag = "5")]
+    pub parts: u32,
 }
 
 /// `/weft.v1.Certificates/Sign`, on the control plane's TLS port (15012).
@@ -150,6 +167,7 @@ mod tests {
                 max_model_bytes: MAX_MODEL_BYTES as u64,
                 admin: "127.0.0.1:15000".into(),
                 role: "sidecar".into(),
+                takes_parts: true,
             })),
         };
         let bytes = m.encode_to_vec();
@@ -170,6 +188,7 @@ mod tests {
                 max_model_bytes: 0,
                 admin: String::new(),
                 role: String::new(),
+                takes_parts: false,
             })),
         };
         let decoded = ProxyMessage::decode(old.encode_to_vec().as_slice()).unwrap();
@@ -177,5 +196,6 @@ mod tests {
             panic!("not a hello")
         };
         assert_eq!(h.max_model_bytes, 0);
+        assert!(!h.takes_parts, "an older proxy is sent whole models");
     }
 }

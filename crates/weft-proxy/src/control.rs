@@ -82,6 +82,7 @@ pub async fn open(
             max_model_bytes: cfg.max_model_bytes as u64,
             admin: cfg.admin.map(|a| a.to_string()).unwrap_or_default(),
             role: cfg.role.clone(),
+            takes_parts: true,
         })),
     };
     tx.send(hello).await.map_err(|e| e.to_string())?;
@@ -105,6 +106,76 @@ fn stream_error(status: &tonic::Status) -> String {
         );
     }
     format!("{:?}: {msg}", status.code())
+}
+
+/// Puts a model sent in parts back together: the parts of one model come
+/// in order on the stream, each with the model's version and nonce.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    nonce: String,
+    version: String,
+    parts: u32,
+    got: Vec<bytes::Bytes>,
+    bytes: usize,
+}
+
+impl Assembler {
+    /// Takes one message. Returns the whole model's update once every part
+    /// has come (at once for a model sent whole), `None` while parts are
+    /// missing; an error for parts that do not fit together or a model
+    /// over `limit` bytes, which the proxy NACKs.
+    pub fn take(&mut self, u: ModelUpdate, limit: usize) -> Result<Option<ModelUpdate>, String> {
+        if u.parts <= 1 {
+            *self = Assembler::default();
+            return Ok(Some(u));
+        }
+        if u.part == 0 {
+            *self = Assembler {
+                nonce: u.nonce.clone(),
+                version: u.version.clone(),
+                parts: u.parts,
+                got: Vec::with_capacity(u.parts as usize),
+                bytes: 0,
+            };
+        }
+        let fits = u.nonce == self.nonce
+            && u.version == self.version
+            && u.parts == self.parts
+            && u.part as usize == self.got.len();
+        if !fits {
+            *self = Assembler::default();
+            return Err(format!(
+                "part {} of {} of model {} does not follow the parts before it",
+                u.part + 1,
+                u.parts,
+                u.version
+            ));
+        }
+        self.bytes += u.model_json.len();
+        if self.bytes > limit {
+            let version = std::mem::take(&mut self.version);
+            *self = Assembler::default();
+            return Err(format!(
+                "model {version} is over the {limit} bytes this proxy takes (--max-model-bytes)"
+            ));
+        }
+        self.got.push(u.model_json);
+        if self.got.len() < self.parts as usize {
+            return Ok(None);
+        }
+        let mut whole = bytes::BytesMut::with_capacity(self.bytes);
+        for part in self.got.drain(..) {
+            whole.extend_from_slice(&part);
+        }
+        let done = std::mem::take(self);
+        Ok(Some(ModelUpdate {
+            version: done.version,
+            nonce: done.nonce,
+            model_json: whole.freeze(),
+            part: 0,
+            parts: 1,
+        }))
+    }
 }
 
 fn decode(update: &ModelUpdate) -> Result<ProxyModel, String> {
@@ -151,15 +222,23 @@ pub async fn first_model(
     while tokio::time::Instant::now() < deadline {
         match open(cfg, "").await {
             Ok((_tx, mut stream)) => {
-                match tokio::time::timeout_at(deadline, stream.message()).await {
-                    Ok(Ok(Some(update))) => {
-                        let model = decode(&update).map_err(ProxyError::InvalidModel)?;
-                        save_cache(cfg, &update);
-                        return Ok((model, update.version));
+                let mut parts = Assembler::default();
+                loop {
+                    match tokio::time::timeout_at(deadline, stream.message()).await {
+                        Ok(Ok(Some(update))) => match parts.take(update, cfg.max_model_bytes) {
+                            Ok(Some(update)) => {
+                                let model = decode(&update).map_err(ProxyError::InvalidModel)?;
+                                save_cache(cfg, &update);
+                                return Ok((model, update.version));
+                            }
+                            Ok(None) => continue,
+                            Err(e) => last_error = e,
+                        },
+                        Ok(Ok(None)) => last_error = "the control plane closed the stream".into(),
+                        Ok(Err(s)) => last_error = s.message().to_owned(),
+                        Err(_) => last_error = "no model within the wait".into(),
                     }
-                    Ok(Ok(None)) => last_error = "the control plane closed the stream".into(),
-                    Ok(Err(s)) => last_error = s.message().to_owned(),
-                    Err(_) => last_error = "no model within the wait".into(),
+                    break;
                 }
             }
             Err(e) => last_error = e,
@@ -197,11 +276,34 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                         "plain text"
                     }
                 );
+                let mut parts = Assembler::default();
                 let ended = loop {
                     let update = match stream.message().await {
                         Ok(Some(update)) => update,
                         Ok(None) => break "the control plane closed the stream".to_owned(),
                         Err(status) => break stream_error(&status),
+                    };
+                    let (nonce, version) = (update.nonce.clone(), update.version.clone());
+                    let update = match parts.take(update, cfg.max_model_bytes) {
+                        Ok(Some(whole)) => whole,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            eprintln!(
+                                "weft proxy: {e}; {} keeps serving",
+                                shared.snapshot.load().version
+                            );
+                            let nack = ProxyMessage {
+                                kind: Some(Kind::Ack(Ack {
+                                    nonce,
+                                    version,
+                                    error: e,
+                                })),
+                            };
+                            if tx.send(nack).await.is_err() {
+                                break "the control plane stopped reading the stream".to_owned();
+                            }
+                            continue;
+                        }
                     };
                     let result = match decode(&update) {
                         Ok(m) => {
@@ -276,6 +378,46 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
 
 #[cfg(test)]
 mod tests {
+    use super::Assembler;
+    use weft_model::wire::ModelUpdate;
+
+    fn part(version: &str, nonce: &str, part: u32, parts: u32, text: &str) -> ModelUpdate {
+        ModelUpdate {
+            version: version.into(),
+            nonce: nonce.into(),
+            model_json: bytes::Bytes::from(text.to_owned()),
+            part,
+            parts,
+        }
+    }
+
+    #[test]
+    fn parts_come_together_and_a_gap_or_excess_is_refused() {
+        let mut a = Assembler::default();
+        let whole = a.take(part("v1", "1", 0, 1, "{}"), 100).unwrap();
+        assert_eq!(whole.map(|u| u.model_json), Some(bytes::Bytes::from("{}")));
+        assert!(a.take(part("v2", "2", 0, 3, "ab"), 100).unwrap().is_none());
+        assert!(a.take(part("v2", "2", 1, 3, "cd"), 100).unwrap().is_none());
+        let done = a.take(part("v2", "2", 2, 3, "e"), 100).unwrap().unwrap();
+        assert_eq!(
+            (done.version.as_str(), &done.model_json[..]),
+            ("v2", &b"abcde"[..])
+        );
+        // A missing part: the next one does not follow.
+        assert!(a.take(part("v3", "3", 0, 3, "ab"), 100).unwrap().is_none());
+        let gap = a.take(part("v3", "3", 2, 3, "e"), 100).unwrap_err();
+        assert!(gap.contains("does not follow"), "{gap}");
+        // A new model starts over whatever came before.
+        assert!(a.take(part("v4", "4", 0, 2, "ab"), 100).unwrap().is_none());
+        assert!(a.take(part("v5", "5", 0, 2, "xy"), 100).unwrap().is_none());
+        let v5 = a.take(part("v5", "5", 1, 2, "z"), 100).unwrap().unwrap();
+        assert_eq!(&v5.model_json[..], b"xyz");
+        // Over the proxy's limit, counted over the parts.
+        assert!(a.take(part("v6", "6", 0, 2, "abc"), 5).unwrap().is_none());
+        let over = a.take(part("v6", "6", 1, 2, "def"), 5).unwrap_err();
+        assert!(over.contains("over the 5 bytes"), "{over}");
+    }
+
     #[test]
     fn a_model_over_the_limit_is_explained() {
         let status = tonic::Status::out_of_range(

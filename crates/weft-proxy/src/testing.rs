@@ -193,6 +193,12 @@ impl ControlPlane {
         }
     }
 
+    /// Sends models to proxies that take parts in parts of `bytes` (so a
+    /// test's small models come in many parts).
+    pub fn split_models_in_parts_of(&self, bytes: usize) {
+        self.hub.set_part_bytes(bytes);
+    }
+
     /// Pushes `models` (by proxy name) as the next configuration.
     pub fn publish(&mut self, models: &BTreeMap<String, ProxyModel>) {
         self.generation += 1;

@@ -147,3 +147,34 @@ async fn gateway_ports_follow_the_models_the_control_plane_pushes() {
     assert_eq!(testing::get(None, &first).await.expect("8080").status, 200);
     gateway.proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_sent_in_parts_is_put_back_together_and_applied() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let dir = TempDir::new("parts");
+    let models = models(&dir, &echo_service(&a, &b));
+    let name = named(&models, ProxyKind::Sidecar, "productpage");
+    let json = serde_json::to_vec(&models[&name]).expect("serializes");
+    let mut cp = ControlPlane::start().await;
+    // Parts of 256 bytes: the model comes in dozens of them.
+    cp.split_models_in_parts_of(256);
+    assert!(json.len() > 16 * 256, "the model is {} bytes", json.len());
+    // The proxy starts from bookinfo alone, where echo.test is unknown,
+    // and gets the model with it in parts.
+    let before = TempDir::new("parts-before");
+    let empty = self::models(&before, "")[&name].clone();
+    let sidecar = TestProxy::sidecar(empty).await.expect("starts");
+    let unknown = testing::get(Some(sidecar.outbound()), "http://echo.test/")
+        .await
+        .expect("answered");
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    cp.publish(&models);
+    let _follow = sidecar.proxy.follow(cp.client(&name));
+    synced(&cp, &name).await;
+    assert_eq!(Some(sidecar.proxy.version()), cp.served_version(&name));
+    let r = testing::get(Some(sidecar.outbound()), "http://echo.test/")
+        .await
+        .expect("answered");
+    assert_eq!(r.status, 200, "{r:?}");
+    sidecar.proxy.shutdown().await;
+}
