@@ -31,13 +31,27 @@ pub struct RequestFacts<'a> {
 
 impl<'a> RequestFacts<'a> {
     pub fn of<B>(req: &'a Request<B>, remote: SocketAddr) -> RequestFacts<'a> {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_else(|| {
+                req.headers()
+                    .get(HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+            });
+        RequestFacts::with_authority(req, remote, authority)
+    }
+
+    /// As [`RequestFacts::of`], with the authority a stage has already
+    /// read from the request.
+    pub fn with_authority<B>(
+        req: &'a Request<B>,
+        remote: SocketAddr,
+        authority: &'a str,
+    ) -> RequestFacts<'a> {
         let uri = req.uri();
-        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_else(|| {
-            req.headers()
-                .get(HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-        });
         RequestFacts {
             method: req.method().as_str(),
             scheme: uri.scheme_str().unwrap_or("http"),

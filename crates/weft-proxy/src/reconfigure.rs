@@ -33,6 +33,9 @@ pub async fn apply(
             for name in &changes.bound {
                 tracing::info!(listener = %name, "listening");
             }
+            for name in &changes.replaced {
+                tracing::info!(listener = %name, "serving differently on the same socket");
+            }
             for name in &changes.removed {
                 tracing::info!(listener = %name, "stopped listening; its connections drain");
             }

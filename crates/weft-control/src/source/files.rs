@@ -379,7 +379,7 @@ mod tests {
     fn registrations_live_with_their_owner_and_status_is_kept_apart() {
         let d = dir("register");
         let s = FilesSource::new(vec![d.join("config")]).with_applied(d.join("applied"));
-        let entry = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm-1}\nspec: {address: 10.0.0.9, labels: {app: legacy}}\n";
+        let entry = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm-1}\nspec: {address: 127.0.0.9, labels: {app: legacy}}\n";
         let r = weft_api::load::load_bytes("<vm>", entry.as_bytes()).resources;
         assert_eq!(r.len(), 1);
         s.register("vm-1's proxy", r.clone());

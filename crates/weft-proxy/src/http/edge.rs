@@ -285,12 +285,12 @@ mod tests {
 
     #[test]
     fn only_the_edge_records_the_client() {
-        let remote = "10.0.0.9:5000".parse().expect("addr");
+        let remote = "127.0.0.9:5000".parse().expect("addr");
         let mut h = http::HeaderMap::new();
-        h.insert("x-forwarded-for", "1.2.3.4".parse().expect("value"));
+        h.insert("x-forwarded-for", "127.1.2.3".parse().expect("value"));
         client_address(Edge::Ingress { port: 80 }, remote, &mut h);
-        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
-        assert_eq!(h["x-envoy-external-address"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-for"], "127.1.2.3, 127.0.0.9");
+        assert_eq!(h["x-envoy-external-address"], "127.0.0.9");
         client_address(Edge::Inbound, remote, &mut h);
         assert!(h.contains_key("x-envoy-external-address"));
         client_address(Edge::Outbound, remote, &mut h);

@@ -114,14 +114,6 @@ impl Error {
         })
     }
 
-    /// Whether the request never reached the upstream.
-    pub fn unsent(&self) -> bool {
-        matches!(
-            self.kind,
-            ErrorKind::ConnectFailure | ErrorKind::Reset { unsent: true }
-        )
-    }
-
     /// Whether a retry policy with conditions `on` tries again after this,
     /// as Envoy's `retryOn` conditions read: `connect-failure`, `reset`,
     /// `refused-stream`, `5xx` and `gateway-error` each cover some of
@@ -227,7 +219,6 @@ mod tests {
         let refused = Error::new(ErrorKind::Reset { unsent: true }, "");
         let timeout = Error::new(ErrorKind::Timeout, "");
         assert!(connect.retriable(on("connect-failure")));
-        assert!(connect.unsent() && refused.unsent() && !reset.unsent());
         assert!(!reset.retriable(on("connect-failure")));
         assert!(reset.retriable(on("reset")));
         assert!(refused.retriable(on("refused-stream")));

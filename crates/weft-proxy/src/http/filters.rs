@@ -507,7 +507,7 @@ mod tests {
 
     #[test]
     fn the_hash_key_is_read_from_header_cookie_query_or_source() {
-        let remote = "10.1.2.3:4000".parse().expect("address");
+        let remote = "127.1.2.3:4000".parse().expect("address");
         let req = http::Request::get("/p?user=ann&x=1")
             .header("x-user", "bob")
             .header("cookie", "a=1; session=s42")
@@ -526,7 +526,7 @@ mod tests {
             key(HashKey::QueryParameter("user".into())),
             Some(b"ann".to_vec())
         );
-        assert_eq!(key(HashKey::SourceIp), Some(b"10.1.2.3".to_vec()));
+        assert_eq!(key(HashKey::SourceIp), Some(b"127.1.2.3".to_vec()));
         assert_eq!(key(HashKey::Header("x-missing".into())), None);
     }
 

@@ -119,7 +119,8 @@ async fn serve<B: forward::ClientBody>(
             (edge::decimal(port, &mut port_digits), port)
         }
     };
-    let route = match route::select(&snap.tables, table, port, &RequestFacts::of(&req, remote)) {
+    let facts = RequestFacts::with_authority(&req, remote, authority);
+    let route = match route::select(&snap.tables, table, port, &facts) {
         Ok(route) => route,
         Err(e) => return ctx.fail(e),
     };

@@ -12,7 +12,8 @@ use super::edge::external_address;
 use super::listener::{HttpListener, PolicyPoint};
 use super::local_reply::{full, reply, set_reason};
 use crate::body::Body;
-use crate::policy::{Caller, Denial};
+use crate::policy::authz::Attributes;
+use crate::policy::Denial;
 use crate::snapshot::Snapshot;
 
 /// Judges the request where the listener says policies apply; `Err` is
@@ -37,12 +38,13 @@ pub async fn check<B>(
     // The client's address as the gateway saw it, trusted only from a mesh
     // peer.
     let external = principal.and_then(|_| external_address(req.headers()));
-    let caller = Caller {
+    let caller = Attributes {
         principal,
         source_ip,
         remote_ip: external.or(source_ip),
         destination_ip: point.destination_ip,
         destination_port: point.port as u16,
+        ..Attributes::default()
     };
     let checked = snap
         .policy

@@ -102,12 +102,7 @@ impl ListenerSet {
                 Some(old) => {
                     let _ = old.stop.send(true);
                     let listener = old.task.await.ok();
-                    let old_drain = old.drain.clone();
-                    tokio::spawn(async move {
-                        if !old_drain.drain(drain).await {
-                            tracing::warn!("drain time over on a replaced listener");
-                        }
-                    });
+                    drain_in_background(old.drain.clone(), old.addr, drain);
                     match listener {
                         Some(l) => (l, true),
                         None => match super::bind(p.addr, &p.what).await {
@@ -205,9 +200,14 @@ async fn retire(r: Running, drain: Duration) {
     let _ = r.stop.send(true);
     // The loop hands the socket back; dropping it closes the port.
     drop(r.task.await);
+    drain_in_background(r.drain, r.addr, drain);
+}
+
+/// Lets a listener's connections finish, for up to `limit`.
+fn drain_in_background(d: Arc<Drain>, addr: SocketAddr, limit: Duration) {
     tokio::spawn(async move {
-        if !r.drain.drain(drain).await {
-            tracing::warn!(addr = %r.addr, "drain time over on a removed listener");
+        if !d.drain(limit).await {
+            tracing::warn!(%addr, "drain time over on a listener that went away");
         }
     });
 }

@@ -15,8 +15,10 @@ use ipnet::IpNet;
 use crate::facts::RequestFacts;
 use weft_model::{Authorization, AuthzMatch, AuthzPolicy, AuthzRule};
 
-/// What a request offers to be judged on.
-#[derive(Debug, Default)]
+/// What a request offers to be judged on. The policy stage is handed the
+/// connection's part (who calls, from and to where) and fills in the
+/// request's and its token.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Attributes<'a> {
     /// The peer's verified SPIFFE ID (`spiffe://…`), when it came over
     /// mTLS.

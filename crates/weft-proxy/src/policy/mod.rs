@@ -33,20 +33,6 @@ pub struct Policies {
     providers: Vec<ExtAuthzProvider>,
 }
 
-/// Who is calling, as the listener the request arrived on knows it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Caller<'a> {
-    /// The peer's verified SPIFFE ID, when it came over mTLS.
-    pub principal: Option<&'a str>,
-    /// The connection's source address, `None` when it is not believed
-    /// (conditions on it then fail closed).
-    pub source_ip: Option<IpAddr>,
-    /// The original client's address, as the edge recorded it.
-    pub remote_ip: Option<IpAddr>,
-    pub destination_ip: Option<IpAddr>,
-    pub destination_port: u16,
-}
-
 /// Why a request or connection was refused.
 #[derive(Debug)]
 pub enum Denial {
@@ -112,7 +98,7 @@ impl Policies {
     pub async fn check_request<B>(
         &self,
         clusters: &HashMap<String, Arc<ClusterRt>>,
-        caller: &Caller<'_>,
+        caller: &authz::Attributes<'_>,
         req: &mut Request<B>,
         remote: std::net::SocketAddr,
     ) -> Checked {
@@ -137,9 +123,11 @@ impl Policies {
             };
         }
         let facts = RequestFacts::of(req, remote);
-        let verdict = self
-            .authz
-            .check(&caller.attributes(Some(&facts), jwt.as_ref()));
+        let verdict = self.authz.check(&authz::Attributes {
+            http: Some(&facts),
+            jwt: jwt.as_ref(),
+            ..*caller
+        });
         let audited_by = verdict.audited_by;
         let custom = match verdict.decision {
             Some(authz::Decision::Allow) => verdict.custom,
@@ -175,11 +163,11 @@ impl Policies {
 
     /// DENY and ALLOW on a connection: only L4 attributes exist, and rules
     /// that need more fail closed.
-    pub fn check_connection(&self, caller: &Caller<'_>) -> Result<(), Denial> {
+    pub fn check_connection(&self, caller: &authz::Attributes<'_>) -> Result<(), Denial> {
         if self.authz.is_empty() {
             return Ok(());
         }
-        match self.authz.check(&caller.attributes(None, None)).decision {
+        match self.authz.check(caller).decision {
             Some(authz::Decision::Allow) => Ok(()),
             Some(authz::Decision::Deny { policy, why }) => Err(Denial::Forbidden {
                 policy: Some(policy),
@@ -246,28 +234,10 @@ impl Policies {
     }
 }
 
-impl<'a> Caller<'a> {
-    fn attributes(
-        &self,
-        http: Option<&'a RequestFacts<'a>>,
-        jwt: Option<&'a authz::Jwt>,
-    ) -> authz::Attributes<'a> {
-        authz::Attributes {
-            principal: self.principal,
-            source_ip: self.source_ip,
-            remote_ip: self.remote_ip,
-            destination_ip: self.destination_ip,
-            destination_port: self.destination_port,
-            sni: None,
-            http,
-            jwt,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Caller, Denial, Policies};
+    use super::authz::Attributes as Caller;
+    use super::{Denial, Policies};
     use std::collections::HashMap;
     use weft_model::{Authorization, AuthzMatch, AuthzPolicy, AuthzRule, Security};
 

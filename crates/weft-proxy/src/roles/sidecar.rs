@@ -14,7 +14,8 @@ use crate::http::listener::{Edge, HttpListener, PolicyPoint, Reporter, Routing, 
 use crate::l4::sniff::{sniff, Prefixed};
 use crate::listen::drain::Watch;
 use crate::listen::OnConnection;
-use crate::policy::{Caller, Denial};
+use crate::policy::authz::Attributes;
+use crate::policy::Denial;
 use crate::shared::Shared;
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::flags::ResponseFlag;
@@ -164,12 +165,13 @@ fn connection_allowed(
     let snap = shared.snapshot.load();
     let principal = peer.map(|p| p.principal.as_str());
     let source_ip = snap.policy.believed_source(remote.ip(), principal);
-    let caller = Caller {
+    let caller = Attributes {
         principal,
         source_ip,
         remote_ip: source_ip,
         destination_ip: shared.config.inbound_ip,
         destination_port: port as u16,
+        ..Attributes::default()
     };
     snap.policy.check_connection(&caller).map_err(|d| match d {
         Denial::Forbidden {
