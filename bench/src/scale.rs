@@ -168,6 +168,7 @@ async fn session(proxy: &str, token: &str, seen: &Mutex<Seen>) -> Result<(), Str
         max_model_bytes: weft_model::wire::MAX_MODEL_BYTES,
         admin: None,
         role: "sidecar".into(),
+        held: Default::default(),
     };
     let (tx, mut stream) = weft_proxy::control::open(&cfg, "").await?;
     let mut parts = 0usize;
@@ -197,6 +198,7 @@ async fn session(proxy: &str, token: &str, seen: &Mutex<Seen>) -> Result<(), Str
                 nonce: update.nonce,
                 version: update.version.clone(),
                 error: String::new(),
+                resync: false,
             })),
         };
         tx.send(ack).await.map_err(|e| e.to_string())?;

@@ -19,8 +19,10 @@ use tonic::server::{Grpc, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessage, STREAM_PATH};
 
-/// What each proxy should run: proxy name → (content version, JSON).
-pub type Models = BTreeMap<String, (String, bytes::Bytes)>;
+pub use crate::served::Served;
+
+/// What each proxy should run, by proxy name.
+pub type Models = BTreeMap<String, Arc<Served>>;
 
 /// A proxy's side of the stream, for `weft status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -40,6 +42,8 @@ pub struct ProxySync {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub reconnects: u32,
+    /// Bytes of models and changes sent on its streams, from the start.
+    pub sent_bytes: u64,
     /// Where the proxy's admin port is, as its Hello said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<std::net::SocketAddr>,
@@ -105,8 +109,8 @@ impl Hub {
     pub fn publish(&self, models: Models, generation: u64) {
         if let Ok(mut changed) = self.changed_in.lock() {
             let before = self.models.borrow();
-            for (name, (version, _)) in &models {
-                if before.get(name).map(|(v, _)| v) != Some(version) {
+            for (name, served) in &models {
+                if before.get(name).map(|s| &s.version) != Some(&served.version) {
                     changed.insert(name.clone(), generation);
                 }
             }
@@ -213,7 +217,7 @@ impl Hub {
     /// The content version `proxy` is being served (after key sets are
     /// inlined, which the compiled version does not include).
     pub fn served_version(&self, proxy: &str) -> Option<String> {
-        self.models.borrow().get(proxy).map(|(v, _)| v.clone())
+        self.models.borrow().get(proxy).map(|s| s.version.clone())
     }
 
     /// Records the certificate the CA issued `proxy`.
@@ -315,6 +319,18 @@ async fn session(
     let proxy = hello.proxy.clone();
     let mut models = hub.models.subscribe();
     let mut sent = hello.served_version.clone();
+    // What the proxy holds, as far as this stream knows, so a change is
+    // sent as what changed since: the model it said it serves when that
+    // is the current one, else nothing (it is sent all of its model).
+    let mut holds: Option<Arc<Served>> = models
+        .borrow()
+        .get(&proxy)
+        .filter(|s| s.version == hello.served_version)
+        .cloned();
+    // What it last ACKed, which it goes back to when it NACKs; and what
+    // it was sent and has not answered yet, oldest first.
+    let mut acked = holds.clone();
+    let mut unanswered: std::collections::VecDeque<Arc<Served>> = Default::default();
     let limit = match hello.max_model_bytes {
         0 => weft_model::wire::LEGACY_MAX_MODEL_BYTES,
         n => usize::try_from(n).unwrap_or(usize::MAX),
@@ -336,12 +352,22 @@ async fn session(
     tracing::info!(%proxy, serving = %hello.served_version, "proxy connected");
     loop {
         let current = models.borrow_and_update().get(&proxy).cloned();
-        if let Some((version, json)) = current {
-            if version != sent && json.len() > limit {
+        if let Some(served) = current.filter(|s| s.version != sent) {
+            let version = served.version.clone();
+            let in_sections = hello.takes_sections && served.in_sections();
+            let payload = if in_sections {
+                holds
+                    .as_ref()
+                    .and_then(|h| served.change_from(h))
+                    .unwrap_or_else(|| served.full())
+            } else {
+                served.whole_json()
+            };
+            if payload.len() > limit {
                 if too_large.as_deref() != Some(version.as_str()) {
                     let why = format!(
                         "model {version} is {} bytes, over the {limit} bytes this proxy takes{}; it keeps serving {sent} (scope it with a Sidecar resource, or raise its --max-model-bytes)",
-                        json.len(),
+                        payload.len(),
                         if hello.takes_parts { "" } else { " in one message" }
                     );
                     tracing::warn!(%proxy, "{why}");
@@ -349,14 +375,19 @@ async fn session(
                     hub.record(&proxy, |s| s.error = Some(why));
                     too_large = Some(version.clone());
                 }
-            } else if version != sent {
+            } else {
                 let nonce = hub
                     .nonce
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                     .to_string();
                 let part_bytes = hub.part_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                let how = Framing {
+                    takes_parts: hello.takes_parts,
+                    part_bytes,
+                    in_sections,
+                };
                 let mut closed = false;
-                for update in in_parts(&version, &nonce, &json, hello.takes_parts, part_bytes) {
+                for update in in_parts(&version, &nonce, &payload, how) {
                     if tx.send(Ok(update)).await.is_err() {
                         closed = true;
                         break;
@@ -368,16 +399,39 @@ async fn session(
                 }
                 hub.record(&proxy, |s| {
                     s.sent_version = version.clone();
+                    s.sent_bytes += payload.len() as u64;
                     s.error = None;
                 });
                 sent = version;
+                if in_sections {
+                    holds = Some(served.clone());
+                    unanswered.push_back(served);
+                } else {
+                    holds = None;
+                }
             }
         }
         tokio::select! {
             changed = models.changed() => if changed.is_err() { break },
             msg = inbound.message() => match msg {
-                Ok(Some(ProxyMessage { kind: Some(Kind::Ack(Ack { version, error, .. })) })) => {
+                Ok(Some(ProxyMessage { kind: Some(Kind::Ack(Ack { version, error, resync, .. })) })) => {
+                    // What it answers, and everything sent before it.
+                    let answered = unanswered.iter().position(|s| s.version == version).and_then(|at| {
+                        unanswered.drain(..=at).last()
+                    });
+                    if resync {
+                        // A change came on top of a model it does not hold:
+                        // send it all of the current one.
+                        tracing::info!(%proxy, %error, "the proxy asks for all of its model");
+                        holds = None;
+                        unanswered.clear();
+                        sent = String::new();
+                        continue;
+                    }
                     if error.is_empty() {
+                        if answered.is_some() {
+                            acked = answered;
+                        }
                         hub.record(&proxy, |s| { s.acked_version = version; s.nack = None; });
                     } else if version.is_empty() {
                         // The proxy's word on why its stream is ending.
@@ -385,6 +439,9 @@ async fn session(
                         eprintln!("weft: {proxy} is leaving the model stream: {error}");
                         hub.record(&proxy, |s| s.error = Some(error));
                     } else {
+                        // It went back to what it last ACKed; a change sent
+                        // on top of the refused one it will ask again for.
+                        holds = acked.clone();
                         tracing::warn!(%proxy, %version, %error, "proxy refused its model (NACK)");
                         eprintln!("weft: {proxy} refused model {version} (NACK): {error}");
                         hub.record(&proxy, |s| s.nack = Some(error));
@@ -408,31 +465,35 @@ async fn session(
     tracing::info!(%proxy, "proxy disconnected");
 }
 
-/// The messages that carry model `json`: one, or, to a proxy that takes
-/// parts, as many as it takes parts of `part_bytes` each (slices of one
-/// buffer, not copies).
-fn in_parts(
-    version: &str,
-    nonce: &str,
-    json: &bytes::Bytes,
+/// How a proxy's stream carries a model.
+#[derive(Debug, Clone, Copy)]
+struct Framing {
     takes_parts: bool,
     part_bytes: usize,
-) -> Vec<ModelUpdate> {
+    /// The payload is encoded sections, not the model's JSON.
+    in_sections: bool,
+}
+
+/// The messages that carry `payload` (the model's JSON, or its sections):
+/// one, or, to a proxy that takes parts, as many as it takes parts of
+/// `part_bytes` each (slices of one buffer, not copies).
+fn in_parts(version: &str, nonce: &str, payload: &bytes::Bytes, how: Framing) -> Vec<ModelUpdate> {
     let whole = |model_json: bytes::Bytes, part: u32, parts: u32| ModelUpdate {
         version: version.to_owned(),
         nonce: nonce.to_owned(),
         model_json,
         part,
         parts,
+        in_sections: how.in_sections,
     };
-    if !takes_parts || json.len() <= part_bytes {
-        return vec![whole(json.clone(), 0, 1)];
+    if !how.takes_parts || payload.len() <= how.part_bytes {
+        return vec![whole(payload.clone(), 0, 1)];
     }
-    let parts = json.len().div_ceil(part_bytes);
+    let parts = payload.len().div_ceil(how.part_bytes);
     (0..parts)
         .map(|i| {
-            let end = ((i + 1) * part_bytes).min(json.len());
-            whole(json.slice(i * part_bytes..end), i as u32, parts as u32)
+            let end = ((i + 1) * how.part_bytes).min(payload.len());
+            whole(payload.slice(i * how.part_bytes..end), i as u32, parts as u32)
         })
         .collect()
 }
@@ -492,18 +553,23 @@ mod part_tests {
     #[test]
     fn a_model_goes_in_parts_only_to_a_proxy_that_takes_them() {
         let json = bytes::Bytes::from(vec![b'x'; 10]);
-        let old = in_parts("v", "1", &json, false, 3);
+        let how = |takes_parts, part_bytes| super::Framing {
+            takes_parts,
+            part_bytes,
+            in_sections: false,
+        };
+        let old = in_parts("v", "1", &json, how(false, 3));
         assert_eq!(
             (old.len(), old[0].parts, old[0].model_json.len()),
             (1, 1, 10)
         );
-        let parts = in_parts("v", "1", &json, true, 3);
+        let parts = in_parts("v", "1", &json, how(true, 3));
         let sizes: Vec<usize> = parts.iter().map(|p| p.model_json.len()).collect();
         assert_eq!(sizes, [3, 3, 3, 1]);
         assert!(parts
             .iter()
             .enumerate()
             .all(|(i, p)| p.part == i as u32 && p.parts == 4 && p.nonce == "1"));
-        assert_eq!(in_parts("v", "1", &json, true, 10).len(), 1);
+        assert_eq!(in_parts("v", "1", &json, how(true, 10)).len(), 1);
     }
 }

@@ -12,13 +12,11 @@ use std::time::Duration;
 use weft_api::diag::Diagnostic;
 use weft_compile::{MeshConfig, ProxyRef};
 
-use serde::Serialize;
-use serde_json::value::RawValue;
 use weft_identity::Authority;
-use weft_model::{Cluster, ProxyModel};
 
 use crate::jwks::Jwks;
 use crate::push::{self, Hub};
+use crate::served::{SectionCache, Served};
 use crate::source::files::FilesSource;
 use crate::source::ConfigSource;
 use crate::store::{Config, Store};
@@ -301,8 +299,8 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
             compiled.len() - 1
         });
     }
-    let clusters = ClusterJson::default();
-    let served = crate::parallel::map(&compiled, |c| served_model(c, jwks, roots, &clusters));
+    let cache = SectionCache::default();
+    let served = crate::parallel::map(&compiled, |c| served_model(c, jwks, roots, &cache));
     hub.publish(
         config
             .models
@@ -316,98 +314,23 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
     );
 }
 
-/// Clusters as JSON, by the cluster they were made from. Models share
-/// clusters (the compiler builds each once per configuration), and
-/// clusters are most of a model's bytes, so each is serialized once per
-/// change rather than once per model that names it.
-///
-/// The keys are the clusters' addresses: the configuration being served
-/// keeps every cluster alive for as long as this map lives, so an address
-/// names one cluster.
-#[derive(Default)]
-struct ClusterJson(Mutex<std::collections::HashMap<usize, Arc<RawValue>>>);
-
-impl ClusterJson {
-    fn get(&self, cluster: &Arc<Cluster>) -> serde_json::Result<Arc<RawValue>> {
-        let key = Arc::as_ptr(cluster) as usize;
-        if let Some(json) = self.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(json);
-        }
-        let json: Arc<RawValue> = serde_json::value::to_raw_value(&**cluster)?.into();
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(key, json.clone());
-        }
-        Ok(json)
-    }
-}
-
-/// A model as served: the compiled one, with its clusters already JSON.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Served<'a> {
-    model_version: u32,
-    proxy: &'a weft_model::ProxyIdentity,
-    listeners: &'a [weft_model::Listener],
-    route_tables: &'a [weft_model::RouteTable],
-    clusters: Vec<Arc<RawValue>>,
-    security: &'a weft_model::Security,
-    telemetry: &'a weft_model::TelemetryConfig,
-    #[serde(skip_serializing_if = "weft_model::HttpSettings::is_default")]
-    http: &'a weft_model::HttpSettings,
-}
-
-/// The version and JSON a proxy is sent: the compiled model, with remote
-/// key sets inlined when it has rules that name one, and the mesh's roots.
+/// What a proxy is sent: the compiled model, with remote key sets inlined
+/// when it has rules that name one, and the mesh's roots.
 fn served_model(
     c: &crate::store::Compiled,
     jwks: &Jwks,
     roots: &[String],
-    clusters: &ClusterJson,
-) -> (String, bytes::Bytes) {
-    let serialized = (|| {
-        // Every field named, so a field added to the model cannot be left
-        // out of what proxies are sent.
-        let ProxyModel {
-            model_version,
-            proxy,
-            listeners,
-            route_tables,
-            clusters: model_clusters,
-            security,
-            telemetry,
-            http,
-        } = &c.model;
-        let mut security = security.clone();
-        jwks.fill(&mut security);
-        security.trust_bundle = roots.to_vec();
-        let clusters: Vec<Arc<RawValue>> = model_clusters
-            .iter()
-            .map(|cl| clusters.get(cl))
-            .collect::<serde_json::Result<_>>()?;
-        // Sized up front: grown by doubling, each model's buffer was copied
-        // several times over, onto freshly faulted pages.
-        let mut json = Vec::with_capacity(
-            clusters.iter().map(|c| c.get().len() + 1).sum::<usize>() + 16 * 1024,
-        );
-        let served = Served {
-            model_version: *model_version,
-            proxy,
-            listeners,
-            route_tables,
-            clusters,
-            security: &security,
-            telemetry,
-            http,
-        };
-        // Compact: a whole-mesh model is megabytes, and only proxies read it.
-        serde_json::to_writer(&mut json, &served).map(|()| json)
-    })();
-    match serialized {
-        Ok(json) => (weft_model::names::content_version_of(&json), json.into()),
+    cache: &SectionCache,
+) -> Arc<Served> {
+    let mut security = c.model.security.clone();
+    jwks.fill(&mut security);
+    security.trust_bundle = roots.to_vec();
+    match Served::of_model(&c.model, &security, cache) {
+        Ok(s) => Arc::new(s),
         Err(e) => {
             // The proxy refuses an empty model (NACK) and keeps its last one.
             tracing::error!(proxy = %crate::store::proxy_name(&c.proxy), error = %e, "cannot serialize a model");
-            (String::new(), bytes::Bytes::new())
+            Arc::new(Served::whole(String::new(), bytes::Bytes::new()))
         }
     }
 }
@@ -479,9 +402,9 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
 mod tests {
     use super::*;
 
-    /// Serving splices clusters serialized once into each model: the text
-    /// must be exactly what serializing the whole model gives, or a proxy
-    /// would compute another version of the same model.
+    /// A model is served in sections, each serialized once; put together
+    /// for a proxy that takes no sections they must be exactly what
+    /// serializing the whole model gives.
     #[test]
     fn served_models_are_the_models_as_json_with_roots() {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
@@ -498,23 +421,30 @@ mod tests {
         let jwks = Jwks::new();
         let roots =
             vec!["-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n".to_owned()];
-        let cache = ClusterJson::default();
+        let cache = SectionCache::default();
         let mut clusters_seen = 0;
         for compiled in config.models.values() {
-            let (version, json) = served_model(compiled, &jwks, &roots, &cache);
+            let served = served_model(compiled, &jwks, &roots, &cache);
             let mut expected = compiled.model.clone();
             jwks.fill(&mut expected.security);
             expected.security.trust_bundle = roots.clone();
             let expected = serde_json::to_string(&expected).expect("serializes");
-            assert_eq!(json, expected.as_bytes());
-            assert_eq!(version, weft_model::names::content_version(&expected));
-            assert_eq!(version, weft_model::names::content_version_of(&json));
+            assert!(served.in_sections());
+            assert_eq!(
+                std::str::from_utf8(&served.whole_json()).expect("UTF-8"),
+                expected
+            );
             clusters_seen += compiled.model.clusters.len();
         }
-        let cached = cache.0.lock().map(|m| m.len()).unwrap_or(0);
+        let (held, _) = cache.held();
+        let named: usize = config
+            .models
+            .values()
+            .map(|c| weft_model::sections::split(&c.model).map_or(0, |s| s.len()))
+            .sum();
         assert!(
-            cached > 0 && cached < clusters_seen,
-            "{cached} clusters serialized for {clusters_seen} named: models should share them"
+            clusters_seen > 0 && held > 0 && held < named,
+            "{held} sections serialized for {named} named: models should share them"
         );
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub mod names;
+pub mod sections;
 pub mod wire;
 
 /// Bumped whenever the model changes shape incompatibly.

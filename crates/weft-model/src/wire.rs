@@ -49,6 +49,11 @@ pub struct Hello {
     /// `part`/`parts`). A proxy that does not say is sent whole models.
     #[prost(bool, tag = "7")]
     pub takes_parts: bool,
+    /// The proxy takes its model in sections, and after the first only
+    /// the sections that changed (`ModelUpdate` `in_sections`). A proxy
+    /// that does not say is sent whole models.
+    #[prost(bool, tag = "8")]
+    pub takes_sections: bool,
 }
 
 /// The largest model a proxy takes by default. A proxy that takes parts
@@ -71,6 +76,10 @@ pub struct Ack {
     pub version: String,
     #[prost(string, tag = "3")]
     pub error: String,
+    /// The proxy asks for all of its model: a change came on top of a
+    /// version it does not hold.
+    #[prost(bool, tag = "4")]
+    pub resync: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -92,6 +101,53 @@ pub struct ModelUpdate {
     /// split) or 1: this message is the whole model.
     #[prost(uint32, tag = "5")]
     pub parts: u32,
+    /// `model_json` is not the model's JSON but an encoded [`Sections`]:
+    /// the model, or what changed in it, in sections.
+    #[prost(bool, tag = "6")]
+    pub in_sections: bool,
+}
+
+/// A model in sections (`weft_model::sections`), or the sections of it
+/// that changed since `base`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sections {
+    /// These are all of the model's sections: whatever the proxy held
+    /// before goes.
+    #[prost(bool, tag = "1")]
+    pub full: bool,
+    /// The version a change applies on top of; a proxy that holds another
+    /// asks for all of its model (`Ack.resync`).
+    #[prost(string, tag = "2")]
+    pub base: String,
+    /// New or changed sections.
+    #[prost(message, repeated, tag = "3")]
+    pub sections: Vec<Section>,
+    /// Sections the model no longer has.
+    #[prost(message, repeated, tag = "4")]
+    pub removed: Vec<SectionRef>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Section {
+    #[prost(message, optional, tag = "1")]
+    pub key: Option<SectionRef>,
+    /// XXH3 of `json`, as `names::content_version_of` gives it.
+    #[prost(string, tag = "2")]
+    pub version: String,
+    #[prost(bytes = "bytes", tag = "3")]
+    pub json: bytes::Bytes,
+}
+
+/// A section's key (`weft_model::sections::SectionKey`) on the wire.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct SectionRef {
+    /// `cluster`, `virtualHost`, ... (`SectionKind::as_str`).
+    #[prost(string, tag = "1")]
+    pub kind: String,
+    #[prost(string, tag = "2")]
+    pub parent: String,
+    #[prost(string, tag = "3")]
+    pub name: String,
 }
 
 /// `/weft.v1.Certificates/Sign`, on the control plane's TLS port (15012).
@@ -168,6 +224,7 @@ mod tests {
                 admin: "127.0.0.1:15000".into(),
                 role: "sidecar".into(),
                 takes_parts: true,
+                takes_sections: true,
             })),
         };
         let bytes = m.encode_to_vec();
@@ -189,6 +246,7 @@ mod tests {
                 admin: String::new(),
                 role: String::new(),
                 takes_parts: false,
+                takes_sections: false,
             })),
         };
         let decoded = ProxyMessage::decode(old.encode_to_vec().as_slice()).unwrap();
@@ -197,5 +255,6 @@ mod tests {
         };
         assert_eq!(h.max_model_bytes, 0);
         assert!(!h.takes_parts, "an older proxy is sent whole models");
+        assert!(!h.takes_sections);
     }
 }

@@ -16,6 +16,7 @@ use weft_model::wire::{proxy_message::Kind, Ack, Hello, ModelUpdate, ProxyMessag
 use weft_model::ProxyModel;
 
 use crate::error::ProxyError;
+use crate::held::{Held, Refusal};
 use crate::shared::Shared;
 
 #[derive(Clone)]
@@ -37,6 +38,9 @@ pub struct ClientConfig {
     pub admin: Option<SocketAddr>,
     /// `sidecar` or `gateway`.
     pub role: String,
+    /// The sections of its model the proxy holds, kept across streams so
+    /// that after a reconnect only what changed is sent.
+    pub held: Arc<std::sync::Mutex<Held>>,
 }
 
 pub type Stream = tonic::Streaming<ModelUpdate>;
@@ -83,6 +87,7 @@ pub async fn open(
             admin: cfg.admin.map(|a| a.to_string()).unwrap_or_default(),
             role: cfg.role.clone(),
             takes_parts: true,
+            takes_sections: true,
         })),
     };
     tx.send(hello).await.map_err(|e| e.to_string())?;
@@ -174,13 +179,18 @@ impl Assembler {
             model_json: whole.freeze(),
             part: 0,
             parts: 1,
+            in_sections: u.in_sections,
         }))
     }
 }
 
-fn decode(update: &ModelUpdate) -> Result<ProxyModel, String> {
-    let model: ProxyModel = serde_json::from_slice(&update.model_json)
+fn decode(json: &[u8]) -> Result<ProxyModel, String> {
+    let model: ProxyModel = serde_json::from_slice(json)
         .map_err(|e| format!("model is not valid JSON for this weft: {e}"))?;
+    check_version(model)
+}
+
+fn check_version(model: ProxyModel) -> Result<ProxyModel, String> {
     if model.model_version != weft_model::MODEL_VERSION {
         return Err(format!(
             "model version {} is not {}",
@@ -191,10 +201,44 @@ fn decode(update: &ModelUpdate) -> Result<ProxyModel, String> {
     Ok(model)
 }
 
-fn save_cache(cfg: &ClientConfig, update: &ModelUpdate) {
+/// The model an update makes, and what the proxy holds once it serves
+/// it: its sections on top of what is held, or a whole model (after which
+/// no sections are held).
+fn model_of(held: &Held, update: &ModelUpdate) -> Result<(ProxyModel, Held), Refusal> {
+    let refused = |error| Refusal {
+        error,
+        resync: false,
+    };
+    if update.in_sections {
+        let (model, next) = held.take(&update.version, &update.model_json)?;
+        return Ok((check_version(model).map_err(refused)?, next));
+    }
+    Ok((decode(&update.model_json).map_err(refused)?, Held::default()))
+}
+
+fn held(cfg: &ClientConfig) -> Held {
+    cfg.held.lock().map(|h| h.clone()).unwrap_or_default()
+}
+
+fn hold(cfg: &ClientConfig, next: Held) {
+    if let Ok(mut h) = cfg.held.lock() {
+        *h = next;
+    }
+}
+
+/// Keeps the applied model on disk: the JSON it came in, or, for one that
+/// came in sections, the model written out.
+fn save_cache(cfg: &ClientConfig, update: &ModelUpdate, model: &ProxyModel) {
     if let Some(path) = &cfg.cache {
+        let written;
+        let json: &[u8] = if update.in_sections {
+            written = serde_json::to_vec(model).unwrap_or_default();
+            &written
+        } else {
+            &update.model_json
+        };
         let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, &update.model_json)
+        if std::fs::write(&tmp, json)
             .and_then(|()| std::fs::rename(&tmp, path))
             .is_err()
         {
@@ -227,8 +271,10 @@ pub async fn first_model(
                     match tokio::time::timeout_at(deadline, stream.message()).await {
                         Ok(Ok(Some(update))) => match parts.take(update, cfg.max_model_bytes) {
                             Ok(Some(update)) => {
-                                let model = decode(&update).map_err(ProxyError::InvalidModel)?;
-                                save_cache(cfg, &update);
+                                let (model, next) = model_of(&held(cfg), &update)
+                                    .map_err(|r| ProxyError::InvalidModel(r.error))?;
+                                save_cache(cfg, &update, &model);
+                                hold(cfg, next);
                                 return Ok((model, update.version));
                             }
                             Ok(None) => continue,
@@ -297,6 +343,7 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                                     nonce,
                                     version,
                                     error: e,
+                                    resync: false,
                                 })),
                             };
                             if tx.send(nack).await.is_err() {
@@ -305,21 +352,33 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                             continue;
                         }
                     };
-                    let result = match decode(&update) {
-                        Ok(m) => {
+                    let (result, resync) = match model_of(&held(&cfg), &update) {
+                        Ok((m, next)) => {
                             // Credentials first: the new model may name new ones.
                             shared.credentials.ensure(&m.credential_names()).await;
-                            crate::reconfigure::apply(&shared, m, update.version.clone())
-                                .await
-                                .map_err(|e| e.to_string())
+                            let cached = cfg.cache.is_some().then(|| m.clone());
+                            let applied =
+                                crate::reconfigure::apply(&shared, m, update.version.clone())
+                                    .await
+                                    .map_err(|e| e.to_string());
+                            if applied.is_ok() {
+                                hold(&cfg, next);
+                                if let Some(m) = &cached {
+                                    save_cache(&cfg, &update, m);
+                                }
+                            }
+                            (applied, false)
                         }
-                        Err(e) => Err(e),
+                        Err(r) => (Err(r.error), r.resync),
                     };
                     let error = match &result {
                         Ok(()) => {
-                            save_cache(&cfg, &update);
                             eprintln!("weft proxy: model {} applied", update.version);
                             String::new()
+                        }
+                        Err(e) if resync => {
+                            eprintln!("weft proxy: {e}; asking for all of it");
+                            e.clone()
                         }
                         Err(e) => {
                             eprintln!(
@@ -335,6 +394,7 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                             nonce: update.nonce,
                             version: update.version,
                             error,
+                            resync,
                         })),
                     };
                     if tx.send(ack).await.is_err() {
@@ -349,6 +409,7 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                             nonce: String::new(),
                             version: String::new(),
                             error: ended.clone(),
+                            resync: false,
                         })),
                     })
                     .await;
@@ -388,6 +449,7 @@ mod tests {
             model_json: bytes::Bytes::from(text.to_owned()),
             part,
             parts,
+            in_sections: false,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod body;
 pub mod control;
 pub mod error;
 pub mod facts;
+pub mod held;
 pub mod http;
 pub mod identity;
 pub mod l4;

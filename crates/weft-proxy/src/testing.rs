@@ -202,12 +202,13 @@ impl ControlPlane {
     /// Pushes `models` (by proxy name) as the next configuration.
     pub fn publish(&mut self, models: &BTreeMap<String, ProxyModel>) {
         self.generation += 1;
+        let cache = weft_control::served::SectionCache::default();
         let served = models
             .iter()
             .map(|(name, m)| {
-                let json = serde_json::to_vec(m).expect("a model serializes");
-                let version = format!("g{}-{:016x}", self.generation, fastrand::u64(..));
-                (name.clone(), (version, Bytes::from(json)))
+                let served = weft_control::served::Served::of_model(m, &m.security, &cache)
+                    .expect("a model serializes");
+                (name.clone(), Arc::new(served))
             })
             .collect();
         for name in models.keys() {
@@ -234,6 +235,7 @@ impl ControlPlane {
             cache: None,
             admin: None,
             role: String::new(),
+            held: Default::default(),
         }
     }
 

@@ -246,6 +246,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             admin: args.admin,
             // Said once the first model has told which.
             role: String::new(),
+            held: Default::default(),
         }),
         _ => None,
     };

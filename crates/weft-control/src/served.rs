@@ -1,0 +1,416 @@
+//! What a proxy is sent: its model cut into sections
+//! (`weft_model::sections`), each serialized once however many proxies
+//! share it, and from those the messages a proxy's stream carries: all of
+//! the model, only what changed since what the proxy holds, or, for a
+//! proxy that takes no sections, the model whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use prost::Message;
+use weft_model::sections::{self, Piece, SectionKey, SectionKind};
+use weft_model::wire::{Section, SectionRef, Sections};
+use weft_model::{ProxyModel, Security};
+
+/// One section, serialized.
+#[derive(Debug)]
+pub struct SectionBytes {
+    pub key: SectionKey,
+    pub version: String,
+    pub json: Bytes,
+}
+
+impl SectionBytes {
+    fn wire_key(&self) -> SectionRef {
+        SectionRef {
+            kind: self.key.kind.as_str().to_owned(),
+            parent: self.key.parent.clone(),
+            name: self.key.name.clone(),
+        }
+    }
+
+    fn wire(&self) -> Section {
+        Section {
+            key: Some(self.wire_key()),
+            version: self.version.clone(),
+            json: self.json.clone(),
+        }
+    }
+}
+
+/// Where each section goes in the whole model's JSON, by index into the
+/// sections: the order the compiler left the lists in.
+#[derive(Debug, Default)]
+struct Plan {
+    model_version: u32,
+    /// The proxy's identity alone (the proxy section also holds the
+    /// model version).
+    identity: Bytes,
+    listeners: Vec<usize>,
+    tables: Vec<(String, Vec<usize>)>,
+    clusters: Vec<usize>,
+    security: usize,
+    telemetry: usize,
+    http: Option<usize>,
+}
+
+/// One proxy's model as served. Replicas of a workload share one.
+#[derive(Debug)]
+pub struct Served {
+    /// The model's version: of its sections' keys and versions when it
+    /// is in sections, of its JSON when it is not.
+    pub version: String,
+    /// In key order; `None` when the model could not be cut (it is then
+    /// sent whole to every proxy).
+    sections: Option<Vec<Arc<SectionBytes>>>,
+    plan: Plan,
+    /// The JSON of the whole model, made when a proxy that takes no
+    /// sections asks (or given, when there are no sections).
+    whole: OnceLock<Bytes>,
+    /// All of the sections, encoded once for every proxy that needs them.
+    full: OnceLock<Bytes>,
+    /// The whole model's size, for a proxy's limit.
+    pub bytes: usize,
+}
+
+/// Sections serialized so far, shared by every model that has them.
+/// Clusters are one per configuration however many models name them, so
+/// they are found by address first; every section is then kept once by
+/// key and version.
+#[derive(Default)]
+pub struct SectionCache {
+    by_cluster: Mutex<HashMap<usize, Arc<SectionBytes>>>,
+    by_content: Mutex<HashMap<(SectionKey, String), Arc<SectionBytes>>>,
+}
+
+impl SectionCache {
+    fn section(&self, key: SectionKey, piece: &Piece<'_>) -> serde_json::Result<Arc<SectionBytes>> {
+        // The configuration being served keeps every cluster alive for as
+        // long as this cache lives, so an address names one cluster.
+        let cluster_at = match piece {
+            Piece::Cluster(c) => Some(Arc::as_ptr(c) as usize),
+            _ => None,
+        };
+        if let Some(at) = cluster_at {
+            if let Some(found) = self.by_cluster.lock().ok().and_then(|m| m.get(&at).cloned()) {
+                return Ok(found);
+            }
+        }
+        let json = serde_json::to_vec(piece)?;
+        let version = weft_model::names::content_version_of(&json);
+        let id = (key, version);
+        let shared = match self.by_content.lock() {
+            Ok(mut m) => m
+                .entry(id)
+                .or_insert_with_key(|(key, version)| {
+                    Arc::new(SectionBytes {
+                        key: key.clone(),
+                        version: version.clone(),
+                        json: json.into(),
+                    })
+                })
+                .clone(),
+            Err(_) => Arc::new(SectionBytes {
+                key: id.0,
+                version: id.1,
+                json: json.into(),
+            }),
+        };
+        if let (Some(at), Ok(mut m)) = (cluster_at, self.by_cluster.lock()) {
+            m.insert(at, shared.clone());
+        }
+        Ok(shared)
+    }
+
+    /// How many distinct sections are held, and their bytes.
+    pub fn held(&self) -> (usize, usize) {
+        self.by_content
+            .lock()
+            .map(|m| (m.len(), m.values().map(|s| s.json.len()).sum()))
+            .unwrap_or_default()
+    }
+}
+
+impl Served {
+    /// A model sent whole only, as it is given.
+    pub fn whole(version: String, json: Bytes) -> Served {
+        Served {
+            version,
+            sections: None,
+            plan: Plan::default(),
+            bytes: json.len(),
+            whole: OnceLock::from(json),
+            full: OnceLock::new(),
+        }
+    }
+
+    /// `model` with `security` (its own, with key sets and roots filled
+    /// in) in sections.
+    pub fn of_model(
+        model: &ProxyModel,
+        security: &Security,
+        cache: &SectionCache,
+    ) -> serde_json::Result<Served> {
+        let pieces = match sections::split(model) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(workload = %model.proxy.workload, error = %e, "a model that cannot be cut into sections is sent whole");
+                let mut whole = model.clone();
+                whole.security = security.clone();
+                let json = serde_json::to_vec(&whole)?;
+                return Ok(Served::whole(
+                    weft_model::names::content_version_of(&json),
+                    json.into(),
+                ));
+            }
+        };
+        let mut out = Vec::with_capacity(pieces.len());
+        for (key, piece) in pieces {
+            let piece = match piece {
+                Piece::Security(_) => Piece::Security(security),
+                other => other,
+            };
+            out.push(cache.section(key, &piece)?);
+        }
+        // `out` is in key order (the split's): found by halving.
+        let find = |kind: SectionKind, parent: &str, name: &str| {
+            out.binary_search_by(|s| {
+                (s.key.kind, s.key.parent.as_str(), s.key.name.as_str()).cmp(&(kind, parent, name))
+            })
+            .ok()
+        };
+        let plan = Plan {
+            model_version: model.model_version,
+            identity: serde_json::to_vec(&model.proxy)?.into(),
+            listeners: model
+                .listeners
+                .iter()
+                .filter_map(|l| find(SectionKind::Listener, "", &l.name))
+                .collect(),
+            tables: model
+                .route_tables
+                .iter()
+                .map(|t| {
+                    let hosts = t
+                        .virtual_hosts
+                        .iter()
+                        .filter_map(|v| find(SectionKind::VirtualHost, &t.name, &v.name))
+                        .collect();
+                    (t.name.clone(), hosts)
+                })
+                .collect(),
+            clusters: model
+                .clusters
+                .iter()
+                .filter_map(|c| find(SectionKind::Cluster, "", &c.name))
+                .collect(),
+            security: find(SectionKind::Security, "", "").unwrap_or_default(),
+            telemetry: find(SectionKind::Telemetry, "", "").unwrap_or_default(),
+            http: find(SectionKind::Http, "", ""),
+        };
+        let mut manifest = Vec::with_capacity(out.len() * 48);
+        for s in &out {
+            manifest.extend_from_slice(s.key.to_string().as_bytes());
+            manifest.push(0);
+            manifest.extend_from_slice(s.version.as_bytes());
+            manifest.push(b'\n');
+        }
+        Ok(Served {
+            version: weft_model::names::content_version_of(&manifest),
+            bytes: out.iter().map(|s| s.json.len()).sum(),
+            sections: Some(out),
+            plan,
+            whole: OnceLock::new(),
+            full: OnceLock::new(),
+        })
+    }
+
+    pub fn in_sections(&self) -> bool {
+        self.sections.is_some()
+    }
+
+    /// The whole model's JSON: exactly what serializing the model gives.
+    pub fn whole_json(&self) -> Bytes {
+        self.whole
+            .get_or_init(|| {
+                let Some(sections) = &self.sections else {
+                    return Bytes::new();
+                };
+                let p = &self.plan;
+                let json = |i: usize| &sections[i].json[..];
+                let mut out = Vec::with_capacity(self.bytes + 4096);
+                let list = |out: &mut Vec<u8>, items: &[usize]| {
+                    out.push(b'[');
+                    for (n, i) in items.iter().enumerate() {
+                        if n > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(json(*i));
+                    }
+                    out.push(b']');
+                };
+                out.extend_from_slice(b"{\"modelVersion\":");
+                out.extend_from_slice(p.model_version.to_string().as_bytes());
+                out.extend_from_slice(b",\"proxy\":");
+                out.extend_from_slice(&p.identity);
+                out.extend_from_slice(b",\"listeners\":");
+                list(&mut out, &p.listeners);
+                out.extend_from_slice(b",\"routeTables\":[");
+                for (n, (name, hosts)) in p.tables.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"name\":");
+                    // A name is a string; serializing one cannot fail.
+                    let _ = serde_json::to_writer(&mut out, name);
+                    out.extend_from_slice(b",\"virtualHosts\":");
+                    list(&mut out, hosts);
+                    out.push(b'}');
+                }
+                out.extend_from_slice(b"],\"clusters\":");
+                list(&mut out, &p.clusters);
+                out.extend_from_slice(b",\"security\":");
+                out.extend_from_slice(json(p.security));
+                out.extend_from_slice(b",\"telemetry\":");
+                out.extend_from_slice(json(p.telemetry));
+                if let Some(h) = p.http {
+                    out.extend_from_slice(b",\"http\":");
+                    out.extend_from_slice(json(h));
+                }
+                out.push(b'}');
+                out.into()
+            })
+            .clone()
+    }
+
+    /// Every section, encoded: what a proxy is sent when it holds nothing
+    /// of this model that the control plane knows of.
+    pub fn full(&self) -> Bytes {
+        self.full
+            .get_or_init(|| {
+                let sections = self.sections.as_deref().unwrap_or_default();
+                Sections {
+                    full: true,
+                    base: String::new(),
+                    sections: sections.iter().map(|s| s.wire()).collect(),
+                    removed: Vec::new(),
+                }
+                .encode_to_vec()
+                .into()
+            })
+            .clone()
+    }
+
+    /// What changed from `from` (which the proxy holds) to this model, or
+    /// `None` when either is not in sections.
+    pub fn change_from(&self, from: &Served) -> Option<Bytes> {
+        let (new, old) = (self.sections.as_deref()?, from.sections.as_deref()?);
+        let mut change = Sections {
+            full: false,
+            base: from.version.clone(),
+            sections: Vec::new(),
+            removed: Vec::new(),
+        };
+        // Both in key order: one walk.
+        let (mut i, mut j) = (0, 0);
+        while i < new.len() || j < old.len() {
+            match (new.get(i), old.get(j)) {
+                (Some(n), Some(o)) => match n.key.cmp(&o.key) {
+                    std::cmp::Ordering::Equal => {
+                        if !Arc::ptr_eq(n, o) && n.version != o.version {
+                            change.sections.push(n.wire());
+                        }
+                        i += 1;
+                        j += 1;
+                    }
+                    std::cmp::Ordering::Less => {
+                        change.sections.push(n.wire());
+                        i += 1;
+                    }
+                    std::cmp::Ordering::Greater => {
+                        change.removed.push(o.wire_key());
+                        j += 1;
+                    }
+                },
+                (Some(n), None) => {
+                    change.sections.push(n.wire());
+                    i += 1;
+                }
+                (None, Some(o)) => {
+                    change.removed.push(o.wire_key());
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        Some(change.encode_to_vec().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use std::path::Path;
+    use weft_compile::MeshConfig;
+
+    fn served(files: &[&str]) -> BTreeMap<String, Arc<Served>> {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut store = Store::of_files(
+            files.iter().map(|f| examples.join(f)).collect(),
+            MeshConfig::default(),
+        );
+        let config = store.load(None);
+        assert!(config.refused.is_empty(), "{:?}", config.refused);
+        let cache = SectionCache::default();
+        config
+            .models
+            .iter()
+            .map(|(name, c)| {
+                let s = Served::of_model(&c.model, &c.model.security, &cache).expect("served");
+                (name.clone(), Arc::new(s))
+            })
+            .collect()
+    }
+
+    /// A VirtualService on one service changes that service's virtual
+    /// hosts (and the clusters its routes name) and nothing else: what a
+    /// proxy is sent is in the order of the route, not of the mesh.
+    #[test]
+    fn a_route_change_sends_that_route() {
+        let before = served(&["bookinfo"]);
+        let after = served(&["bookinfo", "bookinfo-tasks/virtual-service-reviews-v3.yaml"]);
+        let name = before
+            .keys()
+            .find(|n| n.contains("productpage"))
+            .expect("productpage")
+            .clone();
+        let (b, a) = (&before[&name], &after[&name]);
+        assert_ne!(a.version, b.version);
+        let unchanged = Sections::decode(&*a.change_from(a).expect("sections")).expect("decodes");
+        assert!(unchanged.sections.is_empty() && unchanged.removed.is_empty());
+        let change = a.change_from(b).expect("sections");
+        let decoded = Sections::decode(&*change).expect("decodes");
+        assert!(!decoded.full);
+        assert_eq!(decoded.base, b.version);
+        let keys: Vec<String> = decoded
+            .sections
+            .iter()
+            .filter_map(|s| s.key.as_ref())
+            .chain(&decoded.removed)
+            .map(|k| format!("{} {}/{}", k.kind, k.parent, k.name))
+            .collect();
+        assert!(!keys.is_empty());
+        assert!(
+            keys.iter().all(|k| k.contains("reviews")),
+            "only reviews' sections: {keys:?}"
+        );
+        assert!(
+            change.len() * 3 < a.full().len(),
+            "{} bytes for the change, {} for the model",
+            change.len(),
+            a.full().len()
+        );
+    }
+}

@@ -1,0 +1,434 @@
+//! A model in sections: what many proxies share (a cluster, a virtual
+//! host) is one section, serialized once and sent once, and a change
+//! sends only the sections it touched, as Istio's delta xDS sends only
+//! the resources that changed.
+//!
+//! A model is cut along its lists: each listener, route table, virtual
+//! host and cluster is a section, and so are the proxy's identity, its
+//! security, its telemetry and its HTTP settings. The lists are put back
+//! in their canonical order (listeners by direction, port and name; route
+//! tables and virtual hosts by name; clusters by service, port and
+//! subset); a list the compiler did not leave in that order carries its
+//! order explicitly (in the route table's head, or in the layout), so
+//! putting a model back together gives exactly the model that was cut.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Cluster, HttpSettings, Listener, ProxyIdentity, ProxyModel, RouteTable, Security,
+    TelemetryConfig, VirtualHost,
+};
+
+/// What a section holds. The order is the order keys sort in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SectionKind {
+    Proxy,
+    Http,
+    Security,
+    Telemetry,
+    Layout,
+    Listener,
+    RouteTable,
+    VirtualHost,
+    Cluster,
+}
+
+impl SectionKind {
+    pub const ALL: [SectionKind; 9] = [
+        SectionKind::Proxy,
+        SectionKind::Http,
+        SectionKind::Security,
+        SectionKind::Telemetry,
+        SectionKind::Layout,
+        SectionKind::Listener,
+        SectionKind::RouteTable,
+        SectionKind::VirtualHost,
+        SectionKind::Cluster,
+    ];
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SectionKind::Proxy => "proxy",
+            SectionKind::Http => "http",
+            SectionKind::Security => "security",
+            SectionKind::Telemetry => "telemetry",
+            SectionKind::Layout => "layout",
+            SectionKind::Listener => "listener",
+            SectionKind::RouteTable => "routeTable",
+            SectionKind::VirtualHost => "virtualHost",
+            SectionKind::Cluster => "cluster",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SectionKind> {
+        SectionKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Names one section of one proxy's model.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SectionKey {
+    pub kind: SectionKind,
+    /// The route table a virtual host belongs to; empty for the others.
+    pub parent: String,
+    /// The listener's, table's, host's or cluster's name; empty for the
+    /// sections a model has one of.
+    pub name: String,
+}
+
+impl SectionKey {
+    fn single(kind: SectionKind) -> SectionKey {
+        SectionKey {
+            kind,
+            parent: String::new(),
+            name: String::new(),
+        }
+    }
+
+    fn named(kind: SectionKind, name: &str) -> SectionKey {
+        SectionKey {
+            kind,
+            parent: String::new(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for SectionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.as_str())?;
+        if !self.parent.is_empty() {
+            write!(f, " {}/", self.parent)?;
+        } else if !self.name.is_empty() {
+            f.write_str(" ")?;
+        }
+        f.write_str(&self.name)
+    }
+}
+
+/// The model's version and whose it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyHead {
+    pub model_version: u32,
+    pub proxy: ProxyIdentity,
+}
+
+/// A route table without its virtual hosts, which are sections of their
+/// own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableHead {
+    pub name: String,
+    /// The hosts' order when it is not by name; empty when it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
+}
+
+/// The order of the model's lists where it is not the canonical one
+/// (present only then).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Layout {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_tables: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
+}
+
+impl Layout {
+    fn is_empty(&self) -> bool {
+        self.listeners.is_empty() && self.route_tables.is_empty() && self.clusters.is_empty()
+    }
+}
+
+/// One section of a model as cut, borrowing from the model.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Piece<'a> {
+    Proxy(ProxyHead),
+    Http(&'a HttpSettings),
+    Security(&'a Security),
+    Telemetry(&'a TelemetryConfig),
+    Layout(Layout),
+    Listener(&'a Listener),
+    RouteTable(TableHead),
+    VirtualHost(&'a VirtualHost),
+    Cluster(&'a Arc<Cluster>),
+}
+
+/// One section as a proxy decoded it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owned {
+    Proxy(ProxyHead),
+    Http(HttpSettings),
+    Security(Arc<Security>),
+    Telemetry(Arc<TelemetryConfig>),
+    Layout(Layout),
+    Listener(Arc<Listener>),
+    RouteTable(TableHead),
+    VirtualHost(Arc<VirtualHost>),
+    Cluster(Arc<Cluster>),
+}
+
+/// Why a model cannot be cut into sections (it is then sent whole).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    #[error("two sections would be named {0}")]
+    Duplicate(String),
+}
+
+/// Why sections do not make a model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssembleError {
+    #[error("no {0} section")]
+    Missing(&'static str),
+    #[error("{0} belongs to route table {1}, which the model does not have")]
+    Orphan(String, String),
+    #[error("the {0} order names {1}, which the model does not have, or leaves one out")]
+    Order(&'static str, String),
+    #[error("section {0} holds something else")]
+    Mismatch(String),
+}
+
+/// Cuts `model` into its sections, in key order.
+pub fn split(model: &ProxyModel) -> Result<Vec<(SectionKey, Piece<'_>)>, SplitError> {
+    let ProxyModel {
+        model_version,
+        proxy,
+        listeners,
+        route_tables,
+        clusters,
+        security,
+        telemetry,
+        http,
+    } = model;
+    let mut out: BTreeMap<SectionKey, Piece<'_>> = BTreeMap::new();
+    let mut layout = Layout::default();
+    put(
+        &mut out,
+        SectionKey::single(SectionKind::Proxy),
+        Piece::Proxy(ProxyHead {
+            model_version: *model_version,
+            proxy: proxy.clone(),
+        }),
+    )?;
+    if !http.is_default() {
+        put(
+            &mut out,
+            SectionKey::single(SectionKind::Http),
+            Piece::Http(http),
+        )?;
+    }
+    put(
+        &mut out,
+        SectionKey::single(SectionKind::Security),
+        Piece::Security(security),
+    )?;
+    put(
+        &mut out,
+        SectionKey::single(SectionKind::Telemetry),
+        Piece::Telemetry(telemetry),
+    )?;
+    for l in listeners {
+        put(
+            &mut out,
+            SectionKey::named(SectionKind::Listener, &l.name),
+            Piece::Listener(l),
+        )?;
+    }
+    if !in_order(listeners, listener_order) {
+        layout.listeners = listeners.iter().map(|l| l.name.clone()).collect();
+    }
+    for t in route_tables {
+        let order = if in_order(&t.virtual_hosts, |v| v.name.clone()) {
+            Vec::new()
+        } else {
+            t.virtual_hosts.iter().map(|v| v.name.clone()).collect()
+        };
+        put(
+            &mut out,
+            SectionKey::named(SectionKind::RouteTable, &t.name),
+            Piece::RouteTable(TableHead {
+                name: t.name.clone(),
+                order,
+            }),
+        )?;
+        for v in &t.virtual_hosts {
+            put(
+                &mut out,
+                SectionKey {
+                    kind: SectionKind::VirtualHost,
+                    parent: t.name.clone(),
+                    name: v.name.clone(),
+                },
+                Piece::VirtualHost(v),
+            )?;
+        }
+    }
+    if !in_order(route_tables, |t| t.name.clone()) {
+        layout.route_tables = route_tables.iter().map(|t| t.name.clone()).collect();
+    }
+    for c in clusters {
+        put(
+            &mut out,
+            SectionKey::named(SectionKind::Cluster, &c.name),
+            Piece::Cluster(c),
+        )?;
+    }
+    if !in_order(clusters, |c| cluster_order(c)) {
+        layout.clusters = clusters.iter().map(|c| c.name.clone()).collect();
+    }
+    if !layout.is_empty() {
+        put(
+            &mut out,
+            SectionKey::single(SectionKind::Layout),
+            Piece::Layout(layout),
+        )?;
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn put<'a>(
+    out: &mut BTreeMap<SectionKey, Piece<'a>>,
+    key: SectionKey,
+    piece: Piece<'a>,
+) -> Result<(), SplitError> {
+    let shown = key.to_string();
+    match out.insert(key, piece) {
+        None => Ok(()),
+        Some(_) => Err(SplitError::Duplicate(shown)),
+    }
+}
+
+fn listener_order(l: &Listener) -> (crate::Direction, u32, String) {
+    (l.direction, l.port, l.name.clone())
+}
+
+fn cluster_order(c: &Cluster) -> (String, u32, String, String) {
+    (c.service.clone(), c.port, c.subset.clone(), c.name.clone())
+}
+
+/// Whether `items` are strictly ascending by `key` (so a sort gives them
+/// back as they are).
+fn in_order<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> bool {
+    items.windows(2).all(|w| key(&w[0]) < key(&w[1]))
+}
+
+/// Decodes one section's JSON as its kind says.
+pub fn decode(kind: SectionKind, json: &[u8]) -> Result<Owned, serde_json::Error> {
+    Ok(match kind {
+        SectionKind::Proxy => Owned::Proxy(serde_json::from_slice(json)?),
+        SectionKind::Http => Owned::Http(serde_json::from_slice(json)?),
+        SectionKind::Security => Owned::Security(Arc::new(serde_json::from_slice(json)?)),
+        SectionKind::Telemetry => Owned::Telemetry(Arc::new(serde_json::from_slice(json)?)),
+        SectionKind::Layout => Owned::Layout(serde_json::from_slice(json)?),
+        SectionKind::Listener => Owned::Listener(Arc::new(serde_json::from_slice(json)?)),
+        SectionKind::RouteTable => Owned::RouteTable(serde_json::from_slice(json)?),
+        SectionKind::VirtualHost => Owned::VirtualHost(Arc::new(serde_json::from_slice(json)?)),
+        SectionKind::Cluster => Owned::Cluster(Arc::new(serde_json::from_slice(json)?)),
+    })
+}
+
+/// Puts sections back together into the model they were cut from.
+pub fn assemble(sections: &BTreeMap<SectionKey, Owned>) -> Result<ProxyModel, AssembleError> {
+    let mut head = None;
+    let mut http = HttpSettings::default();
+    let mut security = None;
+    let mut telemetry = None;
+    let mut layout = Layout::default();
+    let mut listeners: Vec<Listener> = Vec::new();
+    let mut tables: BTreeMap<&str, (&TableHead, Vec<&VirtualHost>)> = BTreeMap::new();
+    let mut hosts: Vec<(&str, &VirtualHost)> = Vec::new();
+    let mut clusters: Vec<Arc<Cluster>> = Vec::new();
+    for (key, s) in sections {
+        match (key.kind, s) {
+            (SectionKind::Proxy, Owned::Proxy(h)) => head = Some(h),
+            (SectionKind::Http, Owned::Http(h)) => http = *h,
+            (SectionKind::Security, Owned::Security(s)) => security = Some(s),
+            (SectionKind::Telemetry, Owned::Telemetry(t)) => telemetry = Some(t),
+            (SectionKind::Layout, Owned::Layout(l)) => layout = l.clone(),
+            (SectionKind::Listener, Owned::Listener(l)) => listeners.push((**l).clone()),
+            (SectionKind::RouteTable, Owned::RouteTable(t)) => {
+                tables.insert(&key.name, (t, Vec::new()));
+            }
+            (SectionKind::VirtualHost, Owned::VirtualHost(v)) => hosts.push((&key.parent, v)),
+            (SectionKind::Cluster, Owned::Cluster(c)) => clusters.push(c.clone()),
+            _ => return Err(AssembleError::Mismatch(key.to_string())),
+        }
+    }
+    let head = head.ok_or(AssembleError::Missing("proxy"))?;
+    let security = security.ok_or(AssembleError::Missing("security"))?;
+    let telemetry = telemetry.ok_or(AssembleError::Missing("telemetry"))?;
+    for (table, host) in hosts {
+        match tables.get_mut(table) {
+            Some((_, list)) => list.push(host),
+            None => return Err(AssembleError::Orphan(host.name.clone(), table.to_owned())),
+        }
+    }
+    let mut route_tables: Vec<RouteTable> = Vec::with_capacity(tables.len());
+    for (name, (head, mut list)) in tables {
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let list = arrange(list, &head.order, |v| &v.name, "virtual host")?;
+        route_tables.push(RouteTable {
+            name: name.to_owned(),
+            virtual_hosts: list.into_iter().cloned().collect(),
+        });
+    }
+    let route_tables = arrange(
+        route_tables,
+        &layout.route_tables,
+        |t| &t.name,
+        "route table",
+    )?;
+    listeners.sort_by_key(listener_order);
+    let listeners = arrange(listeners, &layout.listeners, |l| &l.name, "listener")?;
+    clusters.sort_by_key(|c| cluster_order(c));
+    let clusters = arrange(clusters, &layout.clusters, |c| &c.name, "cluster")?;
+    Ok(ProxyModel {
+        model_version: head.model_version,
+        proxy: head.proxy.clone(),
+        listeners,
+        route_tables,
+        clusters,
+        security: (**security).clone(),
+        telemetry: (**telemetry).clone(),
+        http,
+    })
+}
+
+/// `items` in the explicit `order` when there is one (which must name
+/// each exactly once), else as they are.
+fn arrange<T>(
+    items: Vec<T>,
+    order: &[String],
+    name: impl Fn(&T) -> &String,
+    what: &'static str,
+) -> Result<Vec<T>, AssembleError> {
+    if order.is_empty() {
+        return Ok(items);
+    }
+    let mut by_name: BTreeMap<String, T> = BTreeMap::new();
+    for item in items {
+        by_name.insert(name(&item).clone(), item);
+    }
+    let mut out = Vec::with_capacity(order.len());
+    let mut seen = BTreeSet::new();
+    for n in order {
+        match by_name.remove(n) {
+            Some(item) if seen.insert(n) => out.push(item),
+            _ => return Err(AssembleError::Order(what, n.clone())),
+        }
+    }
+    if let Some(left) = by_name.into_keys().next() {
+        return Err(AssembleError::Order(what, left));
+    }
+    Ok(out)
+}
