@@ -82,7 +82,17 @@ pub struct Hub {
     /// The size of the parts a model is sent in (`wire::PART_BYTES`;
     /// smaller in tests, so that small models come in many parts).
     part_bytes: std::sync::atomic::AtomicUsize,
+    /// Streams sending a whole model at once. A whole mesh's model is
+    /// megabytes, and 2000 proxies connecting together would otherwise
+    /// hold 2000 of them in memory while they wait for their sockets.
+    whole_sends: tokio::sync::Semaphore,
 }
+
+/// How many streams send a whole model at the same time.
+const WHOLE_SENDS: usize = 8;
+
+/// Below this a payload is sent without waiting for a turn.
+const SMALL_PAYLOAD: usize = 64 * 1024;
 
 impl Hub {
     pub fn new() -> Arc<Hub> {
@@ -95,6 +105,7 @@ impl Hub {
             changed_in: Mutex::new(BTreeMap::new()),
             nonce: std::sync::atomic::AtomicU64::new(1),
             part_bytes: std::sync::atomic::AtomicUsize::new(weft_model::wire::PART_BYTES),
+            whole_sends: tokio::sync::Semaphore::new(WHOLE_SENDS),
         })
     }
 
@@ -303,7 +314,9 @@ impl StreamingService<ProxyMessage> for StreamSvc {
                     hello.proxy
                 )));
             }
-            let (tx, rx) = mpsc::channel(4);
+            // One message queued: a model's parts are slices of one buffer,
+            // which lives until the last of them is written.
+            let (tx, rx) = mpsc::channel(1);
             tokio::spawn(session(hub, hello, inbound, tx));
             Ok(Response::new(ReceiverStream::new(rx)))
         })
@@ -355,11 +368,19 @@ async fn session(
         if let Some(served) = current.filter(|s| s.version != sent) {
             let version = served.version.clone();
             let in_sections = hello.takes_sections && served.in_sections();
+            let change = holds
+                .as_ref()
+                .filter(|_| in_sections)
+                .and_then(|h| served.change_from(h));
+            // A whole model waits its turn (see `whole_sends`); the turn is
+            // held until every part is on the stream.
+            let _turn = match change {
+                Some(_) => None,
+                None if served.bytes < SMALL_PAYLOAD => None,
+                None => hub.whole_sends.acquire().await.ok(),
+            };
             let payload = if in_sections {
-                holds
-                    .as_ref()
-                    .and_then(|h| served.change_from(h))
-                    .unwrap_or_else(|| served.full())
+                change.unwrap_or_else(|| served.full())
             } else {
                 served.whole_json()
             };

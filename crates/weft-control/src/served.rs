@@ -4,7 +4,7 @@
 //! the model, only what changed since what the proxy holds, or, for a
 //! proxy that takes no sections, the model whole.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -68,32 +68,32 @@ pub struct Served {
     /// The JSON of the whole model, made when a proxy that takes no
     /// sections asks (or given, when there are no sections).
     whole: OnceLock<Bytes>,
-    /// All of the sections, encoded once for every proxy that needs them.
-    full: OnceLock<Bytes>,
     /// The whole model's size, for a proxy's limit.
     pub bytes: usize,
 }
 
 /// Sections serialized so far, shared by every model that has them.
-/// Clusters are one per configuration however many models name them, so
-/// they are found by address first; every section is then kept once by
-/// key and version.
+/// Clusters and virtual hosts are built once per configuration however
+/// many models name them, so they are found by address first; every
+/// section is then kept once by key and version.
 #[derive(Default)]
 pub struct SectionCache {
-    by_cluster: Mutex<HashMap<usize, Arc<SectionBytes>>>,
+    by_address: Mutex<HashMap<usize, Arc<SectionBytes>>>,
     by_content: Mutex<HashMap<(SectionKey, String), Arc<SectionBytes>>>,
 }
 
 impl SectionCache {
     fn section(&self, key: SectionKey, piece: &Piece<'_>) -> serde_json::Result<Arc<SectionBytes>> {
-        // The configuration being served keeps every cluster alive for as
-        // long as this cache lives, so an address names one cluster.
-        let cluster_at = match piece {
+        // The configuration being served keeps every cluster and host
+        // alive for as long as this cache lives, so an address names one.
+        let shared_at = match piece {
             Piece::Cluster(c) => Some(Arc::as_ptr(c) as usize),
+            Piece::VirtualHost(v) => Some(Arc::as_ptr(v) as usize),
             _ => None,
         };
-        if let Some(at) = cluster_at {
-            if let Some(found) = self.by_cluster.lock().ok().and_then(|m| m.get(&at).cloned()) {
+        if let Some(at) = shared_at {
+            let found = self.by_address.lock().ok().and_then(|m| m.get(&at).cloned());
+            if let Some(found) = found.filter(|f| f.key == key) {
                 return Ok(found);
             }
         }
@@ -117,7 +117,7 @@ impl SectionCache {
                 json: json.into(),
             }),
         };
-        if let (Some(at), Ok(mut m)) = (cluster_at, self.by_cluster.lock()) {
+        if let (Some(at), Ok(mut m)) = (shared_at, self.by_address.lock()) {
             m.insert(at, shared.clone());
         }
         Ok(shared)
@@ -141,7 +141,6 @@ impl Served {
             plan: Plan::default(),
             bytes: json.len(),
             whole: OnceLock::from(json),
-            full: OnceLock::new(),
         }
     }
 
@@ -222,7 +221,6 @@ impl Served {
             sections: Some(out),
             plan,
             whole: OnceLock::new(),
-            full: OnceLock::new(),
         })
     }
 
@@ -285,21 +283,19 @@ impl Served {
     }
 
     /// Every section, encoded: what a proxy is sent when it holds nothing
-    /// of this model that the control plane knows of.
+    /// of this model that the control plane knows of. Not kept: a whole
+    /// mesh's model is megabytes, and every replica's stream would keep
+    /// one alive for as long as the model serves.
     pub fn full(&self) -> Bytes {
-        self.full
-            .get_or_init(|| {
-                let sections = self.sections.as_deref().unwrap_or_default();
-                Sections {
-                    full: true,
-                    base: String::new(),
-                    sections: sections.iter().map(|s| s.wire()).collect(),
-                    removed: Vec::new(),
-                }
-                .encode_to_vec()
-                .into()
-            })
-            .clone()
+        let sections = self.sections.as_deref().unwrap_or_default();
+        Sections {
+            full: true,
+            base: String::new(),
+            sections: sections.iter().map(|s| s.wire()).collect(),
+            removed: Vec::new(),
+        }
+        .encode_to_vec()
+        .into()
     }
 
     /// What changed from `from` (which the proxy holds) to this model, or
@@ -352,6 +348,7 @@ impl Served {
 mod tests {
     use super::*;
     use crate::store::Store;
+    use std::collections::BTreeMap;
     use std::path::Path;
     use weft_compile::MeshConfig;
 

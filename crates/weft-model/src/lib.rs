@@ -187,7 +187,9 @@ pub struct TcpRoute {
 #[serde(rename_all = "camelCase")]
 pub struct RouteTable {
     pub name: String,
-    pub virtual_hosts: Vec<VirtualHost>,
+    /// Shared, as clusters are: proxies that see a service from the same
+    /// namespace get the same host, built once per configuration.
+    pub virtual_hosts: Vec<Arc<VirtualHost>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -160,7 +160,7 @@ pub enum Piece<'a> {
     Layout(Layout),
     Listener(&'a Listener),
     RouteTable(TableHead),
-    VirtualHost(&'a VirtualHost),
+    VirtualHost(&'a Arc<VirtualHost>),
     Cluster(&'a Arc<Cluster>),
 }
 
@@ -345,8 +345,8 @@ pub fn assemble(sections: &BTreeMap<SectionKey, Owned>) -> Result<ProxyModel, As
     let mut telemetry = None;
     let mut layout = Layout::default();
     let mut listeners: Vec<Listener> = Vec::new();
-    let mut tables: BTreeMap<&str, (&TableHead, Vec<&VirtualHost>)> = BTreeMap::new();
-    let mut hosts: Vec<(&str, &VirtualHost)> = Vec::new();
+    let mut tables: BTreeMap<&str, (&TableHead, Vec<&Arc<VirtualHost>>)> = BTreeMap::new();
+    let mut hosts: Vec<(&str, &Arc<VirtualHost>)> = Vec::new();
     let mut clusters: Vec<Arc<Cluster>> = Vec::new();
     for (key, s) in sections {
         match (key.kind, s) {

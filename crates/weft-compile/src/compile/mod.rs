@@ -47,6 +47,12 @@ pub struct Compiler<'a> {
     /// Clusters built so far, shared by every proxy compiled from this
     /// configuration (see `clusters::build`).
     clusters: clusters::Memo,
+    /// Sidecars' virtual hosts built so far, shared the same way.
+    hosts: routes::HostMemo,
+    /// Sidecars' outbound sides built so far, by what they depend on.
+    views: routes::ViewMemo,
+    /// The mesh's VirtualServices by host, built on first use.
+    mesh_routes: std::sync::OnceLock<routes::MeshRoutes>,
 }
 
 /// Who the proxy is, as the compiler needs it.
@@ -82,6 +88,9 @@ impl<'a> Compiler<'a> {
             registry,
             index: Index::new(resources),
             clusters: clusters::Memo::default(),
+            hosts: routes::HostMemo::default(),
+            views: routes::ViewMemo::default(),
+            mesh_routes: std::sync::OnceLock::new(),
         }
     }
 
@@ -168,7 +177,11 @@ impl<'a> Compiler<'a> {
         match me.kind {
             ProxyKind::Sidecar => {
                 self.inbound_listeners(&me, &mut out);
-                routes::sidecar_outbound(self, &me, &mut out);
+                let outbound = routes::sidecar_outbound_shared(self, &me);
+                out.listeners.extend(outbound.listeners.iter().cloned());
+                out.route_tables
+                    .extend(outbound.route_tables.iter().cloned());
+                out.clusters.extend(outbound.clusters.iter().cloned());
             }
             ProxyKind::Gateway => routes::gateway(self, &me, &mut out),
         }

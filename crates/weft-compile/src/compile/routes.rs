@@ -1,6 +1,7 @@
 //! Listeners and route tables: VirtualServices turned into ordered routes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use weft_api::resource::Resource;
 use weft_api::types::common::StringMatch;
@@ -88,42 +89,252 @@ pub fn egress_host_covers(entry: &str, proxy_ns: &str, svc_ns: &str, svc_host: &
     ns_ok && host::matches(h, svc_host)
 }
 
-/// The VirtualService that routes `svc_host` for `me` in the mesh context.
-fn mesh_virtual_service<'a>(
-    c: &Compiler<'a>,
-    me: &Me,
-    svc_host: &str,
-) -> Option<(&'a Resource, &'a net::VirtualService)> {
-    type Ranked<'r> = ((usize, bool), (&'r Resource, &'r net::VirtualService));
-    let mut best: Option<Ranked<'a>> = None;
-    for (r, vs) in &c.index.virtual_services {
-        let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-        if !binds_mesh || !host::exported_to(&vs.export_to, r.namespace(), &me.namespace) {
-            continue;
-        }
-        for h in &vs.hosts {
-            let resolved = host::resolve(h, r.namespace(), &c.mesh.domain_suffix);
-            if host::matches(&resolved, svc_host) {
-                // Exact beats wildcard; among equals, a VirtualService in the
-                // proxy's own namespace, then the first by namespace/name.
-                let rank = (
-                    usize::from(!resolved.contains('*')) * 1000 + resolved.len(),
-                    r.namespace() == me.namespace,
-                );
-                if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-                    best = Some((rank, (*r, *vs)));
+/// The VirtualServices bound to the mesh, by the hosts they name: built
+/// once per configuration, so finding a service's VirtualService does not
+/// read every VirtualService for every service of every proxy.
+#[derive(Default)]
+pub(crate) struct MeshRoutes {
+    /// Lowercase exact host → (VirtualService, position of the host in it).
+    exact: HashMap<String, Vec<(usize, usize)>>,
+    /// Wildcard hosts: (VirtualService, position, resolved pattern).
+    wildcards: Vec<(usize, usize, String)>,
+}
+
+impl MeshRoutes {
+    fn build(c: &Compiler<'_>) -> MeshRoutes {
+        let mut out = MeshRoutes::default();
+        for (i, (r, vs)) in c.index.virtual_services.iter().enumerate() {
+            let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+            if !binds_mesh {
+                continue;
+            }
+            for (pos, h) in vs.hosts.iter().enumerate() {
+                let resolved = host::resolve(h, r.namespace(), &c.mesh.domain_suffix);
+                if resolved.contains('*') {
+                    out.wildcards.push((i, pos, resolved));
+                } else {
+                    out.exact
+                        .entry(resolved.to_ascii_lowercase())
+                        .or_default()
+                        .push((i, pos));
                 }
             }
         }
+        out
+    }
+}
+
+/// The VirtualService that routes `svc_host` for a proxy in `namespace`,
+/// in the mesh context.
+fn mesh_virtual_service<'a>(
+    c: &Compiler<'a>,
+    namespace: &str,
+    svc_host: &str,
+) -> Option<(&'a Resource, &'a net::VirtualService)> {
+    let ix = c.mesh_routes.get_or_init(|| MeshRoutes::build(c));
+    // Candidates in the order the VirtualServices and their hosts are
+    // listed, so that ties go as they always have: to the first.
+    let mut candidates: Vec<(usize, usize, usize)> = ix
+        .exact
+        .get(&svc_host.to_ascii_lowercase())
+        .into_iter()
+        .flatten()
+        .map(|&(i, pos)| (i, pos, usize::MAX))
+        .chain(
+            ix.wildcards
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, _, pattern))| host::matches(pattern, svc_host))
+                .map(|(w, &(i, pos, _))| (i, pos, w)),
+        )
+        .collect();
+    candidates.sort_unstable();
+    type Ranked<'r> = ((usize, bool), (&'r Resource, &'r net::VirtualService));
+    let mut best: Option<Ranked<'a>> = None;
+    for (i, pos, w) in candidates {
+        let (r, vs) = c.index.virtual_services[i];
+        if !host::exported_to(&vs.export_to, r.namespace(), namespace) {
+            continue;
+        }
+        let resolved_len = match ix.wildcards.get(w) {
+            Some((_, _, pattern)) => pattern.len(),
+            None => host::resolve(&vs.hosts[pos], r.namespace(), &c.mesh.domain_suffix).len(),
+        };
+        // Exact beats wildcard; among equals, a VirtualService in the
+        // proxy's own namespace, then the first by namespace/name.
+        let rank = (
+            usize::from(w == usize::MAX) * 1000 + resolved_len,
+            r.namespace() == namespace,
+        );
+        if best.as_ref().is_none_or(|(b, _)| rank > *b) {
+            best = Some((rank, (r, vs)));
+        }
     }
     best.map(|(_, v)| v)
+}
+
+/// What a sidecar's virtual host for one service port depends on: the
+/// sidecar's namespace (its short names, which VirtualService applies,
+/// `sourceNamespace`) and, only where the VirtualService has
+/// `sourceLabels`, which of those its labels satisfy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct HostKey {
+    host: String,
+    port: u32,
+    namespace: String,
+    source_labels: Vec<bool>,
+}
+
+/// Virtual hosts built so far, with the clusters their routes name,
+/// shared by every sidecar compiled from this configuration that sees the
+/// service the same way.
+#[derive(Default)]
+pub(crate) struct HostMemo(Mutex<HashMap<HostKey, (Arc<VirtualHost>, Vec<ClusterKey>)>>);
+
+impl HostMemo {
+    fn get(&self, key: &HostKey) -> Option<(Arc<VirtualHost>, Vec<ClusterKey>)> {
+        // A poisoned memo only means a panic elsewhere; building again is
+        // always correct.
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: HostKey, entry: (Arc<VirtualHost>, Vec<ClusterKey>)) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, entry);
+        }
+    }
+}
+
+/// Which of `vs`'s `sourceLabels` matches `me` satisfies, in order.
+fn source_labels_met(vs: &net::VirtualService, me: &Me) -> Vec<bool> {
+    vs.http
+        .iter()
+        .flat_map(|hr| &hr.matches)
+        .filter(|m| !m.source_labels.is_empty())
+        .map(|m| crate::registry::labels_match(&m.source_labels, &me.labels))
+        .collect()
+}
+
+/// The virtual host `me` routes `svc`'s `port` by, built once for every
+/// sidecar that sees it the same way.
+fn sidecar_host(
+    c: &Compiler<'_>,
+    me: &Me,
+    svc: &Service,
+    port: u32,
+    vs: Option<(&Resource, &net::VirtualService)>,
+    out: &mut Output,
+) -> Arc<VirtualHost> {
+    let key = HostKey {
+        host: svc.host.clone(),
+        port,
+        namespace: me.namespace.clone(),
+        source_labels: vs.map(|(_, v)| source_labels_met(v, me)).unwrap_or_default(),
+    };
+    if let Some((vh, clusters)) = c.hosts.get(&key) {
+        out.clusters.extend(clusters);
+        return vh;
+    }
+    let mut own = Output::default();
+    let routes = match vs {
+        Some((r, v)) if !v.http.is_empty() => {
+            http_routes(c, r, v, "mesh", Some(me), Some((svc, port)), &mut own)
+        }
+        _ => vec![default_route(svc, port, &mut own)],
+    };
+    let mut domains = Vec::new();
+    for alias in host::aliases(&svc.host, &me.namespace, &c.mesh.domain_suffix) {
+        domains.push(format!("{alias}:{port}"));
+        domains.push(alias);
+    }
+    for a in &svc.addresses {
+        domains.push(format!("{a}:{port}"));
+    }
+    let vh = Arc::new(VirtualHost {
+        name: format!("{}:{port}", svc.host),
+        domains,
+        routes,
+    });
+    let clusters: Vec<ClusterKey> = own.clusters.into_iter().collect();
+    out.clusters.extend(clusters.iter().cloned());
+    c.hosts.put(key, (vh.clone(), clusters));
+    vh
+}
+
+/// A sidecar's outbound side: its listeners, route tables and the
+/// clusters they name.
+#[derive(Default)]
+pub(crate) struct Outbound {
+    pub listeners: Vec<Listener>,
+    pub route_tables: Vec<RouteTable>,
+    pub clusters: BTreeSet<ClusterKey>,
+}
+
+/// What a sidecar's outbound side depends on: its namespace, the Sidecar
+/// resource that scopes it, and which `sourceLabels` of the mesh's
+/// VirtualServices its labels satisfy. Most sidecars of a namespace share
+/// one, so it is built once for them all.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ViewKey {
+    namespace: String,
+    /// The scoping Sidecar's address (the configuration holds it for as
+    /// long as the compiler lives), 0 for none.
+    scope: usize,
+    source_labels: Vec<bool>,
+}
+
+#[derive(Default)]
+pub(crate) struct ViewMemo(Mutex<HashMap<ViewKey, Arc<Outbound>>>);
+
+/// Which `sourceLabels` of every mesh VirtualService `me` satisfies, in
+/// order: HTTP, then TLS, then TCP matches.
+fn mesh_source_labels_met(c: &Compiler<'_>, me: &Me) -> Vec<bool> {
+    let mut out = Vec::new();
+    for (_, vs) in &c.index.virtual_services {
+        let labels = vs
+            .http
+            .iter()
+            .flat_map(|hr| hr.matches.iter().map(|m| &m.source_labels))
+            .chain(vs.tls.iter().flat_map(|t| t.matches.iter().map(|m| &m.source_labels)))
+            .chain(vs.tcp.iter().flat_map(|t| t.matches.iter().map(|m| &m.source_labels)));
+        out.extend(
+            labels
+                .filter(|l| !l.is_empty())
+                .map(|l| crate::registry::labels_match(l, &me.labels)),
+        );
+    }
+    out
+}
+
+/// `me`'s outbound side, built once for every sidecar that shares its
+/// [`ViewKey`].
+pub(crate) fn sidecar_outbound_shared(c: &Compiler<'_>, me: &Me) -> Arc<Outbound> {
+    let key = ViewKey {
+        namespace: me.namespace.clone(),
+        scope: sidecar_for(c, me).map_or(0, |(r, _)| std::ptr::from_ref(r) as usize),
+        source_labels: mesh_source_labels_met(c, me),
+    };
+    if let Some(found) = c.views.0.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return found;
+    }
+    let mut out = Output::default();
+    sidecar_outbound(c, me, &mut out);
+    let built = Arc::new(Outbound {
+        listeners: out.listeners,
+        route_tables: out.route_tables,
+        clusters: out.clusters,
+    });
+    if let Ok(mut m) = c.views.0.lock() {
+        m.insert(key, built.clone());
+    }
+    built
 }
 
 pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
     // Group reachable service ports by port number, as Envoy's outbound
     // listeners are: one route table per HTTP port, one TCP listener per
     // opaque port.
-    let mut http_ports: BTreeMap<u32, Vec<VirtualHost>> = BTreeMap::new();
+    let mut http_ports: BTreeMap<u32, Vec<Arc<VirtualHost>>> = BTreeMap::new();
     let mut tcp_ports: BTreeMap<(u32, String), (Protocol, Vec<TcpRoute>)> = BTreeMap::new();
     // Looked up once: every service in the mesh is checked against it.
     let scope = sidecar_for(c, me);
@@ -131,31 +342,11 @@ pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
         if !reachable(scope, me, svc) {
             continue;
         }
-        let vs = mesh_virtual_service(c, me, &svc.host);
+        let vs = mesh_virtual_service(c, &me.namespace, &svc.host);
         for port in &svc.ports {
             if port.protocol.is_http() || port.protocol == Protocol::Unknown {
-                let routes = match vs {
-                    Some((r, v)) if !v.http.is_empty() => {
-                        http_routes(c, r, v, "mesh", Some(me), Some((svc, port.number)), out)
-                    }
-                    _ => vec![default_route(svc, port.number, out)],
-                };
-                let mut domains = Vec::new();
-                for alias in host::aliases(&svc.host, &me.namespace, &c.mesh.domain_suffix) {
-                    domains.push(format!("{alias}:{}", port.number));
-                    domains.push(alias);
-                }
-                for a in &svc.addresses {
-                    domains.push(format!("{a}:{}", port.number));
-                }
-                http_ports
-                    .entry(port.number)
-                    .or_default()
-                    .push(VirtualHost {
-                        name: format!("{}:{}", svc.host, port.number),
-                        domains,
-                        routes,
-                    });
+                let vh = sidecar_host(c, me, svc, port.number, vs, out);
+                http_ports.entry(port.number).or_default().push(vh);
             } else {
                 let routes = match vs {
                     Some((r, v)) if !v.tcp.is_empty() || !v.tls.is_empty() => {
@@ -781,7 +972,7 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
         let target = if plan.protocol.is_http() || plan.protocol == Protocol::Https {
             out.route_tables.push(RouteTable {
                 name: table.clone(),
-                virtual_hosts: plan.vhosts.into_values().collect(),
+                virtual_hosts: plan.vhosts.into_values().map(Arc::new).collect(),
             });
             ListenerTarget::Routes(table)
         } else {

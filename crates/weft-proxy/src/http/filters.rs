@@ -372,11 +372,11 @@ mod tests {
     fn compiled(route: Route) -> RouteRt {
         let table = RouteTable {
             name: "80".into(),
-            virtual_hosts: vec![VirtualHost {
+            virtual_hosts: vec![std::sync::Arc::new(VirtualHost {
                 name: "web".into(),
                 domains: vec!["*".into()],
                 routes: vec![route],
-            }],
+            })],
         };
         let mut t = TableRt::compile(&table).expect("compiles");
         t.vhosts.remove(0).routes.remove(0)

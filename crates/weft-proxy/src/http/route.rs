@@ -78,14 +78,14 @@ mod tests {
     fn tables() -> HashMap<String, TableRt> {
         let table = RouteTable {
             name: "9080".into(),
-            virtual_hosts: vec![VirtualHost {
+            virtual_hosts: vec![std::sync::Arc::new(VirtualHost {
                 name: "reviews.default.svc.cluster.local:9080".into(),
                 domains: vec!["reviews".into(), "reviews:9080".into()],
                 routes: vec![
                     route("v2-for-jason", Some("/jason")),
                     route("default", None),
                 ],
-            }],
+            })],
         };
         [(
             "9080".to_owned(),
