@@ -37,10 +37,6 @@ enum Cmd {
         /// Leave out the control-plane scale run.
         #[arg(long)]
         no_scale: bool,
-        /// Also run the control plane without Sidecar scoping (every proxy
-        /// gets every service: slow and large by design).
-        #[arg(long)]
-        whole_mesh: bool,
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
         /// The weft binary under test.
@@ -52,8 +48,10 @@ enum Cmd {
     },
     /// Only the control-plane scale run; prints its numbers.
     Scale {
+        /// 5000 services, 50 000 endpoints and 10 000 proxies, whole mesh
+        /// only, instead of the default run's size.
         #[arg(long)]
-        whole_mesh: bool,
+        stretch: bool,
         #[arg(long, default_value = "target/release/weft")]
         weft: PathBuf,
         #[arg(long, default_value = "target/bench-work")]
@@ -82,16 +80,21 @@ fn main() -> anyhow::Result<()> {
                 .block_on(backend::serve(listen))
         }
         Cmd::Scale {
-            whole_mesh,
+            stretch,
             weft,
             work,
         } => {
             std::fs::create_dir_all(&work)?;
+            let (size, scopes) = if stretch {
+                (scale::Size::stretch(), scale::Scopes::WholeOnly)
+            } else {
+                (scale::Size::full(), scale::Scopes::Both)
+            };
             let results = scale::run(
                 &std::fs::canonicalize(weft)?,
                 &std::fs::canonicalize(work)?,
-                scale::Size::full(),
-                whole_mesh,
+                size,
+                scopes,
             )?;
             println!("{}", serde_json::to_string_pretty(&results)?);
             Ok(())
@@ -100,7 +103,6 @@ fn main() -> anyhow::Result<()> {
             smoke,
             headline,
             no_scale,
-            whole_mesh,
             out,
             weft,
             work,
@@ -110,7 +112,7 @@ fn main() -> anyhow::Result<()> {
                 (_, true) => Mode::Headline,
                 _ => Mode::Full,
             };
-            run(mode, no_scale || headline, whole_mesh, out, weft, work)
+            run(mode, no_scale || headline, out, weft, work)
         }
     }
 }
@@ -153,7 +155,6 @@ impl Mode {
 fn run(
     mode: Mode,
     no_scale: bool,
-    whole_mesh: bool,
     out: PathBuf,
     weft: PathBuf,
     work: PathBuf,
@@ -179,9 +180,14 @@ fn run(
             replicas: 2,
             connected_per_workload: 2,
         };
-        Some(scale::run(&weft, &work, tiny, false)?)
+        Some(scale::run(&weft, &work, tiny, scale::Scopes::Both)?)
     } else {
-        Some(scale::run(&weft, &work, scale::Size::full(), whole_mesh)?)
+        Some(scale::run(
+            &weft,
+            &work,
+            scale::Size::full(),
+            scale::Scopes::Both,
+        )?)
     };
     let report = report::Report {
         generated_unix: std::time::SystemTime::now()

@@ -57,6 +57,16 @@ pub struct ScaleResult {
     pub change_bytes_per_proxy: f64,
     pub control_plane_cpu_seconds_change: f64,
     pub control_plane_rss_peak_mib: f64,
+    /// Where the change's time went in the control plane, as its log says:
+    /// listing what changed, analyzing, compiling, then serving the models
+    /// to the streams.
+    pub times_ms: ChangeTimes,
+    /// The distinct sections the control plane holds after the change
+    /// (each once, however many proxies' models have it), and their bytes.
+    pub sections_held: u64,
+    pub section_mib_held: f64,
+    /// A real `weft proxy` on the same mesh, after the change.
+    pub sidecar_rss_mib: f64,
 }
 
 /// The size of the simulated mesh.
@@ -76,6 +86,15 @@ impl Size {
             services_per_namespace: 20,
             replicas: 10,
             connected_per_workload: 2,
+        }
+    }
+
+    /// Five times the full size: 5000 services, 50 000 endpoints, 10 000
+    /// proxies (`weft-bench scale --stretch`, not part of the default run).
+    pub fn stretch() -> Size {
+        Size {
+            namespaces: 250,
+            ..Size::full()
         }
     }
 
@@ -111,6 +130,105 @@ fn write_mesh(dir: &Path, size: Size, scoped: bool) -> anyhow::Result<()> {
     }
     std::fs::write(dir.join("mesh.yaml"), y)?;
     Ok(())
+}
+
+pub const WHOLE_MESH: &str = "whole mesh (no Sidecar)";
+
+/// A real sidecar of the mesh (a replica no simulated proxy is), started
+/// as `weft up` starts one but without mTLS, to read what a proxy holds
+/// with the mesh visible to it. `None` where the mesh has no such replica.
+fn real_sidecar(
+    weft: &Path,
+    run_dir: &Path,
+    dir: &Path,
+    size: Size,
+) -> anyhow::Result<Option<setup::Proc>> {
+    if size.replicas <= size.connected_per_workload {
+        return Ok(None);
+    }
+    let name = format!("ns0/svc0-{}", size.connected_per_workload);
+    let token = run_dir
+        .join("tokens")
+        .join(format!("{}.token", name.replace('/', ".")));
+    let args: Vec<String> = [
+        "proxy",
+        "--control-plane",
+        XDS,
+        "--proxy",
+        &name,
+        "--token-file",
+        &token.display().to_string(),
+        "--no-mtls",
+        "--outbound",
+        SIDECAR_OUTBOUND,
+        "--inbound-ip",
+        SIDECAR_IP,
+        "--admin",
+        SIDECAR_ADMIN,
+        "--app",
+        &format!("9080={SIDECAR_IP}:19080"),
+        "--access-log",
+        &dir.join("sidecar.access.log").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let proc = setup::spawn(weft, &args, &dir.join("sidecar.log"))?;
+    setup::wait_http(SIDECAR_ADMIN, None, Duration::from_secs(120))
+        .context("the real sidecar's admin port")?;
+    Ok(Some(proc))
+}
+
+const SIDECAR_IP: &str = "127.0.200.11";
+const SIDECAR_OUTBOUND: &str = "127.0.200.11:15001";
+const SIDECAR_ADMIN: &str = "127.0.200.11:15000";
+
+/// Milliseconds of one change in the control plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ChangeTimes {
+    pub list: f64,
+    pub analyze: f64,
+    pub compile: f64,
+    pub serve: f64,
+}
+
+/// Where the last configuration the control plane's log says it accepted
+/// spent its time.
+fn change_times(log: &Path) -> ChangeTimes {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let Some(line) = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("accepted (loaded and compiled in"))
+    else {
+        return ChangeTimes::default();
+    };
+    let number_after = |what: &str| -> f64 {
+        line.split(what)
+            .nth(1)
+            .and_then(|rest| rest.split(" ms").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    ChangeTimes {
+        list: number_after("listed in"),
+        analyze: number_after("analyzed in"),
+        compile: number_after(", compiled in"),
+        serve: number_after("served to the streams in"),
+    }
+}
+
+/// What `/api/status` says the control plane holds in sections.
+fn sections_held() -> (u64, u64) {
+    let Ok((_, body)) = setup::http_get(ADMIN, "localhost", "/api/status") else {
+        return (0, 0);
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let s = &v["controlPlane"]["sections"];
+    (
+        s["distinct"].as_u64().unwrap_or(0),
+        s["bytes"].as_u64().unwrap_or(0),
+    )
 }
 
 /// A change to one service: every proxy that can reach it gets a new model.
@@ -295,6 +413,7 @@ fn one(weft: &Path, work: &Path, size: Size, sc: &Scenario) -> anyhow::Result<Sc
         Duration::from_secs(300),
     )?;
     let start_seconds = started.elapsed().as_secs_f64();
+    let sidecar = real_sidecar(weft, &run_dir, &dir, size)?;
     let names = proxies(size);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -356,6 +475,13 @@ fn one(weft: &Path, work: &Path, size: Size, sc: &Scenario) -> anyhow::Result<Sc
     let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
     // Anything else that changed is a proxy the change should not have reached.
     std::thread::sleep(Duration::from_millis(500));
+    let times_ms = change_times(&log);
+    let (sections_held, section_bytes_held) = sections_held();
+    let sidecar_rss_mib = sidecar
+        .as_ref()
+        .and_then(|p| procstat::rss_kib(p.child.id()))
+        .map_or(0.0, |k| k as f64 / 1024.0);
+    drop(sidecar);
     let s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let mut times = Vec::new();
     let mut bytes = Vec::new();
@@ -399,22 +525,37 @@ fn one(weft: &Path, work: &Path, size: Size, sc: &Scenario) -> anyhow::Result<Sc
         },
         control_plane_cpu_seconds_change: cpu,
         control_plane_rss_peak_mib: rss as f64 / 1024.0,
+        times_ms,
+        sections_held,
+        section_mib_held: section_bytes_held as f64 / 1_048_576.0,
+        sidecar_rss_mib,
     };
     eprintln!(
-        "  {} / {}: {} proxies, {} affected; ACKed p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {:.0} bytes per proxy at start; CPU {:.2} s; RSS peak {:.0} MiB; start {:.1} s",
+        "  {} / {}: {} proxies, {} affected; ACKed p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {:.0} bytes per proxy at start, {:.0} for the change; CPU {:.2} s (list {:.0} ms, analyze {:.0} ms, compile {:.0} ms, serve {:.0} ms); RSS peak {:.0} MiB; {} sections held ({:.1} MiB); a sidecar's RSS {:.1} MiB; start {:.1} s",
         result.scope, result.change, result.proxies, result.affected, result.ack_ms.p50, result.ack_ms.p99,
-        result.ack_ms.max, result.initial_bytes_per_proxy, result.control_plane_cpu_seconds_change,
-        result.control_plane_rss_peak_mib, result.control_plane_start_seconds
+        result.ack_ms.max, result.initial_bytes_per_proxy, result.change_bytes_per_proxy,
+        result.control_plane_cpu_seconds_change, result.times_ms.list, result.times_ms.analyze,
+        result.times_ms.compile, result.times_ms.serve,
+        result.control_plane_rss_peak_mib, result.sections_held, result.section_mib_held,
+        result.sidecar_rss_mib, result.control_plane_start_seconds
     );
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(result)
+}
+
+/// Which meshes a run compiles: scoped by a Sidecar per namespace, and
+/// whole (Istio's default, no Sidecar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scopes {
+    Both,
+    WholeOnly,
 }
 
 pub fn run(
     weft: &Path,
     work: &Path,
     size: Size,
-    whole_mesh: bool,
+    scopes: Scopes,
 ) -> anyhow::Result<Vec<ScaleResult>> {
     eprintln!(
         "weft-bench: control plane with {} services, {} endpoints, {} proxies",
@@ -422,7 +563,8 @@ pub fn run(
         size.services() * size.replicas,
         size.services() * size.connected_per_workload
     );
-    let mut scenarios = vec![
+    let mut scenarios = Vec::new();
+    let scoped = [
         Scenario {
             scope: "namespace-scoped (Sidecar per namespace)",
             scoped: true,
@@ -438,15 +580,25 @@ pub fn run(
             affected: |p| p.starts_with("ns0/"),
         },
     ];
-    if whole_mesh {
-        scenarios.push(Scenario {
-            scope: "whole mesh (no Sidecar)",
+    if scopes == Scopes::Both {
+        scenarios.extend(scoped);
+    }
+    scenarios.extend([
+        Scenario {
+            scope: WHOLE_MESH,
+            scoped: false,
+            change: "mesh-wide Telemetry",
+            change_yaml: MESH_WIDE,
+            affected: |_| true,
+        },
+        Scenario {
+            scope: WHOLE_MESH,
             scoped: false,
             change: "VirtualService on one service",
             change_yaml: ONE_SERVICE,
             affected: |_| true,
-        });
-    }
+        },
+    ]);
     scenarios
         .iter()
         .map(|sc| one(weft, work, size, sc))
@@ -467,10 +619,34 @@ mod tests {
     }
 
     #[test]
+    fn the_log_says_where_a_changes_time_went() {
+        let dir = std::env::temp_dir().join(format!("weft-bench-log-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "weft: configuration 1 accepted (loaded and compiled in 900 ms: listed in 1 ms, analyzed in 2 ms, compiled in 3 ms; served to the streams in 80 ms)\nweft: configuration 2 accepted (loaded and compiled in 31 ms: listed in 10 ms, analyzed in 20 ms, compiled in 1 ms; served to the streams in 7 ms)\n",
+        )
+        .unwrap();
+        assert_eq!(
+            change_times(&dir),
+            ChangeTimes {
+                list: 10.0,
+                analyze: 20.0,
+                compile: 1.0,
+                serve: 7.0
+            }
+        );
+        let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
     fn the_full_size_is_the_issues() {
         let s = Size::full();
         assert_eq!(s.services(), 1000);
         assert_eq!(s.services() * s.replicas, 10_000);
         assert_eq!(proxies(s).len(), 2000);
+        let big = Size::stretch();
+        assert_eq!(big.services(), 5000);
+        assert_eq!(big.services() * big.replicas, 50_000);
+        assert_eq!(proxies(big).len(), 10_000);
     }
 }

@@ -86,6 +86,9 @@ pub struct Hub {
     /// megabytes, and 2000 proxies connecting together would otherwise
     /// hold 2000 of them in memory while they wait for their sockets.
     whole_sends: tokio::sync::Semaphore,
+    /// How many distinct sections the models being served hold, and their
+    /// bytes (each held once however many models have it).
+    sections_held: Mutex<(usize, usize)>,
 }
 
 /// How many streams send a whole model at the same time.
@@ -106,6 +109,7 @@ impl Hub {
             nonce: std::sync::atomic::AtomicU64::new(1),
             part_bytes: std::sync::atomic::AtomicUsize::new(weft_model::wire::PART_BYTES),
             whole_sends: tokio::sync::Semaphore::new(WHOLE_SENDS),
+            sections_held: Mutex::new((0, 0)),
         })
     }
 
@@ -127,6 +131,18 @@ impl Hub {
             }
         }
         self.models.send_replace(Arc::new(models));
+    }
+
+    /// Records what the models being served hold in sections.
+    pub fn set_sections_held(&self, held: (usize, usize)) {
+        if let Ok(mut h) = self.sections_held.lock() {
+            *h = held;
+        }
+    }
+
+    /// Distinct sections held, and their bytes.
+    pub fn sections_held(&self) -> (usize, usize) {
+        self.sections_held.lock().map(|h| *h).unwrap_or_default()
     }
 
     /// The generation `proxy`'s model last changed in.
@@ -414,6 +430,11 @@ async fn session(
                         break;
                     }
                 }
+                // A turn lasts until the stream has taken the last part: till
+                // then the whole payload is alive.
+                if !closed && _turn.is_some() {
+                    closed = tx.reserve().await.is_err();
+                }
                 if closed {
                     tracing::warn!(%proxy, "the model stream closed while a model was being sent");
                     break;
@@ -438,7 +459,7 @@ async fn session(
                 Ok(Some(ProxyMessage { kind: Some(Kind::Ack(Ack { version, error, resync, .. })) })) => {
                     // What it answers, and everything sent before it.
                     let answered = unanswered.iter().position(|s| s.version == version).and_then(|at| {
-                        unanswered.drain(..=at).last()
+                        unanswered.drain(..=at).next_back()
                     });
                     if resync {
                         // A change came on top of a model it does not hold:
@@ -514,7 +535,11 @@ fn in_parts(version: &str, nonce: &str, payload: &bytes::Bytes, how: Framing) ->
     (0..parts)
         .map(|i| {
             let end = ((i + 1) * how.part_bytes).min(payload.len());
-            whole(payload.slice(i * how.part_bytes..end), i as u32, parts as u32)
+            whole(
+                payload.slice(i * how.part_bytes..end),
+                i as u32,
+                parts as u32,
+            )
         })
         .collect()
 }

@@ -92,7 +92,11 @@ impl SectionCache {
             _ => None,
         };
         if let Some(at) = shared_at {
-            let found = self.by_address.lock().ok().and_then(|m| m.get(&at).cloned());
+            let found = self
+                .by_address
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&at).cloned());
             if let Some(found) = found.filter(|f| f.key == key) {
                 return Ok(found);
             }
@@ -208,15 +212,8 @@ impl Served {
             telemetry: find(SectionKind::Telemetry, "", "").unwrap_or_default(),
             http: find(SectionKind::Http, "", ""),
         };
-        let mut manifest = Vec::with_capacity(out.len() * 48);
-        for s in &out {
-            manifest.extend_from_slice(s.key.to_string().as_bytes());
-            manifest.push(0);
-            manifest.extend_from_slice(s.version.as_bytes());
-            manifest.push(b'\n');
-        }
         Ok(Served {
-            version: weft_model::names::content_version_of(&manifest),
+            version: sections::version_of(out.iter().map(|s| (&s.key, s.version.as_str()))),
             bytes: out.iter().map(|s| s.json.len()).sum(),
             sections: Some(out),
             plan,

@@ -209,9 +209,13 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     jwks_uris.send_replace(uris);
                     let serving = std::time::Instant::now();
                     serve_config(&o, &hub, &next, &jwks, &ca_service.roots());
+                    let t = next.timings;
                     eprintln!(
-                        "weft: configuration {} accepted (loaded and compiled in {compiled_ms} ms, served to the streams in {} ms)",
+                        "weft: configuration {} accepted (loaded and compiled in {compiled_ms} ms: listed in {} ms, analyzed in {} ms, compiled in {} ms; served to the streams in {} ms)",
                         next.generation,
+                        t.list_ms,
+                        t.analyze_ms,
+                        t.compile_ms,
                         serving.elapsed().as_millis()
                     );
                     print_diagnostics(&next.diagnostics);
@@ -301,6 +305,7 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
     }
     let cache = SectionCache::default();
     let served = crate::parallel::map(&compiled, |c| served_model(c, jwks, roots, &cache));
+    hub.set_sections_held(cache.held());
     hub.publish(
         config
             .models
@@ -371,6 +376,11 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
             "runDir": o.run_dir.display().to_string(),
             "generation": config.generation,
             "ca": ca.describe(),
+            // What the models being served hold, each section once.
+            "sections": {
+                "distinct": hub.sections_held().0,
+                "bytes": hub.sections_held().1,
+            },
             // What the files hold that was not admitted (null when all
             // was), and the refused resources still served as they were.
             "lastRefusedChange": (!config.refused.is_empty()).then_some(&config.refused),

@@ -45,6 +45,17 @@ pub struct Config {
     /// Refused resources whose last good version keeps serving
     /// (`Kind namespace/name`).
     pub kept: Vec<String>,
+    /// Where loading it went.
+    pub timings: Timings,
+}
+
+/// Milliseconds spent listing (reading and validating what changed),
+/// analyzing and compiling one configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub list_ms: u128,
+    pub analyze_ms: u128,
+    pub compile_ms: u128,
 }
 
 pub struct Store {
@@ -91,6 +102,7 @@ impl Store {
     /// resource on its own; `last` is the configuration serving now, whose
     /// versions of refused resources are kept.
     pub fn load(&mut self, last: Option<&Config>) -> Config {
+        let started = std::time::Instant::now();
         let mut loaded = self.source.list();
         let (mut refused, mut diagnostics): (Vec<Diagnostic>, Vec<Diagnostic>) = loaded
             .diagnostics
@@ -98,6 +110,7 @@ impl Store {
             .partition(|d| d.severity == Severity::Error);
         let kept = keep_last_good(&mut loaded.resources, &refused, last);
         let registry = Registry::build(&loaded.resources, &self.mesh);
+        let listed = std::time::Instant::now();
         // Findings across resources are reported, not refused: each
         // resource was admitted on its own, as Istio's webhook does.
         diagnostics.extend(weft_compile::analyze::analyze_with_secrets(
@@ -108,6 +121,7 @@ impl Store {
         ));
         weft_api::diag::sort(&mut diagnostics);
         weft_api::diag::sort(&mut refused);
+        let analyzed = std::time::Instant::now();
         let mut models = BTreeMap::new();
         {
             let compiler = Compiler::new(&loaded.resources, &registry, &self.mesh);
@@ -140,7 +154,13 @@ impl Store {
             }
         }
         self.generation += 1;
+        let timings = Timings {
+            list_ms: (listed - started).as_millis(),
+            analyze_ms: (analyzed - listed).as_millis(),
+            compile_ms: analyzed.elapsed().as_millis(),
+        };
         Config {
+            timings,
             generation: self.generation,
             resources: loaded.resources,
             registry,

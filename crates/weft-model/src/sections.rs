@@ -322,6 +322,26 @@ fn in_order<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> bool {
     items.windows(2).all(|w| key(&w[0]) < key(&w[1]))
 }
 
+/// A model's version from its sections' keys and versions, in key order:
+/// what the control plane names a model in sections by, and what a proxy
+/// checks the sections it holds against (so one that missed or kept a
+/// section finds out, and asks for all of its model).
+pub fn version_of<'a>(sections: impl IntoIterator<Item = (&'a SectionKey, &'a str)>) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (key, version) in sections {
+        for part in [
+            key.kind.as_str(),
+            key.parent.as_str(),
+            key.name.as_str(),
+            version,
+        ] {
+            h.update(part.as_bytes());
+            h.update(&[0]);
+        }
+    }
+    format!("{:016x}", h.digest())
+}
+
 /// Decodes one section's JSON as its kind says.
 pub fn decode(kind: SectionKind, json: &[u8]) -> Result<Owned, serde_json::Error> {
     Ok(match kind {

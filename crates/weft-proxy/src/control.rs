@@ -213,7 +213,10 @@ fn model_of(held: &Held, update: &ModelUpdate) -> Result<(ProxyModel, Held), Ref
         let (model, next) = held.take(&update.version, &update.model_json)?;
         return Ok((check_version(model).map_err(refused)?, next));
     }
-    Ok((decode(&update.model_json).map_err(refused)?, Held::default()))
+    Ok((
+        decode(&update.model_json).map_err(refused)?,
+        Held::default(),
+    ))
 }
 
 fn held(cfg: &ClientConfig) -> Held {

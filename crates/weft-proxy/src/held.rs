@@ -15,7 +15,8 @@ use weft_model::ProxyModel;
 #[derive(Debug, Clone, Default)]
 pub struct Held {
     pub version: String,
-    sections: BTreeMap<SectionKey, Owned>,
+    /// Each with its version.
+    sections: BTreeMap<SectionKey, (String, Owned)>,
 }
 
 /// Why a change was not taken.
@@ -37,8 +38,12 @@ impl Refusal {
 }
 
 fn key_of(r: &SectionRef) -> Result<SectionKey, String> {
-    let kind = SectionKind::parse(&r.kind)
-        .ok_or_else(|| format!("a section of kind {:?}, which this weft does not know", r.kind))?;
+    let kind = SectionKind::parse(&r.kind).ok_or_else(|| {
+        format!(
+            "a section of kind {:?}, which this weft does not know",
+            r.kind
+        )
+    })?;
     Ok(SectionKey {
         kind,
         parent: r.parent.clone(),
@@ -57,8 +62,9 @@ impl Held {
     /// The model `payload` (encoded [`Sections`]) makes on top of what is
     /// held, and what would be held once it serves.
     pub fn take(&self, version: &str, payload: &[u8]) -> Result<(ProxyModel, Held), Refusal> {
-        let change = Sections::decode(payload)
-            .map_err(|e| Refusal::bad(format!("model {version}: its sections do not decode: {e}")))?;
+        let change = Sections::decode(payload).map_err(|e| {
+            Refusal::bad(format!("model {version}: its sections do not decode: {e}"))
+        })?;
         if !change.full && change.base != self.version {
             return Err(Refusal {
                 error: format!(
@@ -99,9 +105,16 @@ impl Held {
                     continue;
                 }
             };
+            if weft_model::names::content_version_of(&s.json) != s.version {
+                bad.push(format!(
+                    "section {key}: its bytes are not its version {}",
+                    s.version
+                ));
+                continue;
+            }
             match sections::decode(key.kind, &s.json) {
                 Ok(owned) => {
-                    next.insert(key, owned);
+                    next.insert(key, (s.version, owned));
                 }
                 Err(e) => bad.push(format!("section {key}: {e}")),
             }
@@ -119,7 +132,23 @@ impl Held {
                 }
             )));
         }
-        let model = sections::assemble(&next)
+        // What is held now must be the model named: a change that found
+        // the proxy holding other sections than the control plane thinks
+        // is caught here.
+        let made = sections::version_of(next.iter().map(|(k, (v, _))| (k, v.as_str())));
+        if made != version {
+            return Err(Refusal {
+                error: format!(
+                    "model {version}: the sections held with it make {made}, not {version}"
+                ),
+                resync: !change.full,
+            });
+        }
+        let owned: BTreeMap<SectionKey, Owned> = next
+            .iter()
+            .map(|(k, (_, o))| (k.clone(), o.clone()))
+            .collect();
+        let model = sections::assemble(&owned)
             .map_err(|e| Refusal::bad(format!("model {version}: {e}")))?;
         Ok((
             model,
@@ -173,43 +202,98 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// The version a set of sections makes, as the control plane names it.
+    fn version(sections: &[Section]) -> String {
+        let keys: BTreeMap<SectionKey, String> = sections
+            .iter()
+            .map(|s| (key_of(s.key.as_ref().unwrap()).unwrap(), s.version.clone()))
+            .collect();
+        sections::version_of(keys.iter().map(|(k, v)| (k, v.as_str())))
+    }
+
+    fn first() -> Held {
+        let all = model_sections();
+        let (_, held) = Held::default()
+            .take(&version(&all), &encode(true, "", all, vec![]))
+            .unwrap();
+        held
+    }
+
     #[test]
     fn a_change_on_top_of_another_version_asks_for_all() {
-        let held = Held::default();
-        let (_, held) = held
-            .take("v1", &encode(true, "", model_sections(), vec![]))
-            .unwrap();
-        assert_eq!((held.version.as_str(), held.sections()), ("v1", 3));
-        let wrong = held.take("v3", &encode(false, "v2", vec![], vec![])).unwrap_err();
+        let held = first();
+        assert_eq!(held.sections(), 3);
+        let wrong = held
+            .take("v3", &encode(false, "v2", vec![], vec![]))
+            .unwrap_err();
         assert!(wrong.resync, "{wrong:?}");
         assert!(wrong.error.contains("on top of v2"), "{}", wrong.error);
-        assert!(wrong.error.contains("holds v1"), "{}", wrong.error);
+        assert!(
+            wrong.error.contains(&format!("holds {}", held.version)),
+            "{}",
+            wrong.error
+        );
+    }
+
+    /// A change that leaves the proxy holding other sections than the
+    /// model it names (one it missed) is caught, and all is asked for.
+    #[test]
+    fn sections_that_do_not_make_the_named_model_ask_for_all() {
+        let held = first();
+        let mut all = model_sections();
+        let extra = section("http", "", br#"{"pathNormalization":"NONE"}"#);
+        all.push(extra.clone());
+        // Named as the model with a section more, which the proxy never got.
+        let mut named = all.clone();
+        named.push(section("layout", "", b"{}"));
+        let r = held
+            .take(
+                &version(&named),
+                &encode(false, &held.version, vec![extra], vec![]),
+            )
+            .unwrap_err();
+        assert!(r.resync, "{r:?}");
+        assert!(r.error.contains("make"), "{}", r.error);
     }
 
     #[test]
     fn a_bad_section_is_named_and_nothing_changes() {
-        let (_, held) = Held::default()
-            .take("v1", &encode(true, "", model_sections(), vec![]))
-            .unwrap();
+        let held = first();
+        let base = held.version.clone();
         let bad = held
             .take(
                 "v2",
-                &encode(false, "v1", vec![section("cluster", "c", b"{\"name\":1}")], vec![]),
+                &encode(
+                    false,
+                    &base,
+                    vec![section("cluster", "c", b"{\"name\":1}")],
+                    vec![],
+                ),
             )
             .unwrap_err();
         assert!(!bad.resync);
         assert!(bad.error.contains("section cluster c"), "{}", bad.error);
         let unknown = held
-            .take("v2", &encode(false, "v1", vec![section("gizmo", "g", b"{}")], vec![]))
-            .unwrap_err();
-        assert!(unknown.error.contains("\"gizmo\""), "{}", unknown.error);
-        // Removing the identity leaves no model.
-        let gone = held
             .take(
                 "v2",
+                &encode(false, &base, vec![section("gizmo", "g", b"{}")], vec![]),
+            )
+            .unwrap_err();
+        assert!(unknown.error.contains("\"gizmo\""), "{}", unknown.error);
+        let mut forged = section("security", "", b"{}");
+        forged.version = "0000000000000000".into();
+        let forged = held
+            .take("v2", &encode(false, &base, vec![forged], vec![]))
+            .unwrap_err();
+        assert!(forged.error.contains("not its version"), "{}", forged.error);
+        // Removing the identity leaves no model.
+        let rest: Vec<Section> = model_sections().into_iter().skip(1).collect();
+        let gone = held
+            .take(
+                &version(&rest),
                 &encode(
                     false,
-                    "v1",
+                    &base,
                     vec![],
                     vec![SectionRef {
                         kind: "proxy".into(),
@@ -220,7 +304,7 @@ mod tests {
             )
             .unwrap_err();
         assert!(gone.error.contains("no proxy section"), "{}", gone.error);
-        assert_eq!(held.version, "v1");
+        assert_eq!(held.version, base);
         assert!(Held::default().take("v", b"\xff\xff").is_err());
     }
 }

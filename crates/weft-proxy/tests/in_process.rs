@@ -271,7 +271,11 @@ fn models_put_together_from_changes_are_the_compiled_models() {
         for step in 0..25 {
             draw(&mut rng, &dir);
             let config = store.load(last.as_ref());
-            assert!(config.refused.is_empty(), "step {step}: {:?}", config.refused);
+            assert!(
+                config.refused.is_empty(),
+                "step {step}: {:?}",
+                config.refused
+            );
             let cache = SectionCache::default();
             for (name, compiled) in &config.models {
                 let mut security = compiled.model.security.clone();

@@ -189,16 +189,19 @@ pub(crate) struct HostKey {
 /// shared by every sidecar compiled from this configuration that sees the
 /// service the same way.
 #[derive(Default)]
-pub(crate) struct HostMemo(Mutex<HashMap<HostKey, (Arc<VirtualHost>, Vec<ClusterKey>)>>);
+pub(crate) struct HostMemo(Mutex<HashMap<HostKey, HostEntry>>);
+
+/// A shared virtual host and the clusters its routes name.
+type HostEntry = (Arc<VirtualHost>, Vec<ClusterKey>);
 
 impl HostMemo {
-    fn get(&self, key: &HostKey) -> Option<(Arc<VirtualHost>, Vec<ClusterKey>)> {
+    fn get(&self, key: &HostKey) -> Option<HostEntry> {
         // A poisoned memo only means a panic elsewhere; building again is
         // always correct.
         self.0.lock().ok()?.get(key).cloned()
     }
 
-    fn put(&self, key: HostKey, entry: (Arc<VirtualHost>, Vec<ClusterKey>)) {
+    fn put(&self, key: HostKey, entry: HostEntry) {
         if let Ok(mut m) = self.0.lock() {
             m.insert(key, entry);
         }
@@ -229,7 +232,9 @@ fn sidecar_host(
         host: svc.host.clone(),
         port,
         namespace: me.namespace.clone(),
-        source_labels: vs.map(|(_, v)| source_labels_met(v, me)).unwrap_or_default(),
+        source_labels: vs
+            .map(|(_, v)| source_labels_met(v, me))
+            .unwrap_or_default(),
     };
     if let Some((vh, clusters)) = c.hosts.get(&key) {
         out.clusters.extend(clusters);
@@ -295,8 +300,16 @@ fn mesh_source_labels_met(c: &Compiler<'_>, me: &Me) -> Vec<bool> {
             .http
             .iter()
             .flat_map(|hr| hr.matches.iter().map(|m| &m.source_labels))
-            .chain(vs.tls.iter().flat_map(|t| t.matches.iter().map(|m| &m.source_labels)))
-            .chain(vs.tcp.iter().flat_map(|t| t.matches.iter().map(|m| &m.source_labels)));
+            .chain(
+                vs.tls
+                    .iter()
+                    .flat_map(|t| t.matches.iter().map(|m| &m.source_labels)),
+            )
+            .chain(
+                vs.tcp
+                    .iter()
+                    .flat_map(|t| t.matches.iter().map(|m| &m.source_labels)),
+            );
         out.extend(
             labels
                 .filter(|l| !l.is_empty())
@@ -330,7 +343,7 @@ pub(crate) fn sidecar_outbound_shared(c: &Compiler<'_>, me: &Me) -> Arc<Outbound
     built
 }
 
-pub fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
+fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
     // Group reachable service ports by port number, as Envoy's outbound
     // listeners are: one route table per HTTP port, one TCP listener per
     // opaque port.
