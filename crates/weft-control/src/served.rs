@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use prost::Message;
-use weft_model::sections::{self, Piece, SectionKey, SectionKind};
+use weft_model::sections::{self, KeyRef, Piece, SectionKey, SectionKind};
 use weft_model::wire::{Section, SectionRef, Sections};
 use weft_model::{ProxyModel, Security};
 
@@ -75,15 +75,17 @@ pub struct Served {
 /// Sections serialized so far, shared by every model that has them.
 /// Clusters and virtual hosts are built once per configuration however
 /// many models name them, so they are found by address first; every
-/// section is then kept once by key and version.
+/// section is then kept once by its key and content.
 #[derive(Default)]
 pub struct SectionCache {
     by_address: Mutex<HashMap<usize, Arc<SectionBytes>>>,
-    by_content: Mutex<HashMap<(SectionKey, String), Arc<SectionBytes>>>,
+    /// By a hash of key and JSON; an entry is used only when both are
+    /// equal, so a collision costs sharing, never correctness.
+    by_content: Mutex<HashMap<u64, Arc<SectionBytes>>>,
 }
 
 impl SectionCache {
-    fn section(&self, key: SectionKey, piece: &Piece<'_>) -> serde_json::Result<Arc<SectionBytes>> {
+    fn section(&self, key: KeyRef<'_>, piece: &Piece<'_>) -> serde_json::Result<Arc<SectionBytes>> {
         // The configuration being served keeps every cluster and host
         // alive for as long as this cache lives, so an address names one.
         let shared_at = match piece {
@@ -97,29 +99,41 @@ impl SectionCache {
                 .lock()
                 .ok()
                 .and_then(|m| m.get(&at).cloned());
-            if let Some(found) = found.filter(|f| f.key == key) {
+            if let Some(found) = found.filter(|f| f.key.borrowed() == key) {
                 return Ok(found);
             }
         }
         let json = serde_json::to_vec(piece)?;
         let version = weft_model::names::content_version_of(&json);
-        let id = (key, version);
-        let shared = match self.by_content.lock() {
-            Ok(mut m) => m
-                .entry(id)
-                .or_insert_with_key(|(key, version)| {
-                    Arc::new(SectionBytes {
-                        key: key.clone(),
-                        version: version.clone(),
-                        json: json.into(),
-                    })
-                })
-                .clone(),
-            Err(_) => Arc::new(SectionBytes {
-                key: id.0,
-                version: id.1,
+        let id = {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for part in [key.kind.as_str(), key.parent, key.name] {
+                h.update(part.as_bytes());
+                h.update(&[0]);
+            }
+            h.update(&json);
+            h.digest()
+        };
+        let fresh = |json: Vec<u8>, version: String| {
+            Arc::new(SectionBytes {
+                key: key.owned(),
+                version,
                 json: json.into(),
-            }),
+            })
+        };
+        let shared = match self.by_content.lock() {
+            Ok(mut m) => match m.get(&id) {
+                Some(found) if found.key.borrowed() == key && found.json[..] == json[..] => {
+                    found.clone()
+                }
+                Some(_) => fresh(json, version),
+                None => {
+                    let made = fresh(json, version);
+                    m.insert(id, made.clone());
+                    made
+                }
+            },
+            Err(_) => fresh(json, version),
         };
         if let (Some(at), Ok(mut m)) = (shared_at, self.by_address.lock()) {
             m.insert(at, shared.clone());

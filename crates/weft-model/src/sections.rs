@@ -81,20 +81,31 @@ pub struct SectionKey {
     pub name: String,
 }
 
-impl SectionKey {
-    fn single(kind: SectionKind) -> SectionKey {
+/// A section's key borrowed from the model it names a part of: cutting a
+/// model allocates no key for a section the control plane already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyRef<'a> {
+    pub kind: SectionKind,
+    pub parent: &'a str,
+    pub name: &'a str,
+}
+
+impl KeyRef<'_> {
+    pub fn owned(&self) -> SectionKey {
         SectionKey {
-            kind,
-            parent: String::new(),
-            name: String::new(),
+            kind: self.kind,
+            parent: self.parent.to_owned(),
+            name: self.name.to_owned(),
         }
     }
+}
 
-    fn named(kind: SectionKind, name: &str) -> SectionKey {
-        SectionKey {
-            kind,
-            parent: String::new(),
-            name: name.to_owned(),
+impl SectionKey {
+    pub fn borrowed(&self) -> KeyRef<'_> {
+        KeyRef {
+            kind: self.kind,
+            parent: &self.parent,
+            name: &self.name,
         }
     }
 }
@@ -199,7 +210,7 @@ pub enum AssembleError {
 }
 
 /// Cuts `model` into its sections, in key order.
-pub fn split(model: &ProxyModel) -> Result<Vec<(SectionKey, Piece<'_>)>, SplitError> {
+pub fn split(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitError> {
     let ProxyModel {
         model_version,
         proxy,
@@ -210,116 +221,106 @@ pub fn split(model: &ProxyModel) -> Result<Vec<(SectionKey, Piece<'_>)>, SplitEr
         telemetry,
         http,
     } = model;
-    let mut out: BTreeMap<SectionKey, Piece<'_>> = BTreeMap::new();
+    let one = |kind| KeyRef {
+        kind,
+        parent: "",
+        name: "",
+    };
+    let mut out: Vec<(KeyRef<'_>, Piece<'_>)> = Vec::with_capacity(
+        8 + listeners.len()
+            + clusters.len()
+            + route_tables
+                .iter()
+                .map(|t| 1 + t.virtual_hosts.len())
+                .sum::<usize>(),
+    );
     let mut layout = Layout::default();
-    put(
-        &mut out,
-        SectionKey::single(SectionKind::Proxy),
+    out.push((
+        one(SectionKind::Proxy),
         Piece::Proxy(ProxyHead {
             model_version: *model_version,
             proxy: proxy.clone(),
         }),
-    )?;
+    ));
     if !http.is_default() {
-        put(
-            &mut out,
-            SectionKey::single(SectionKind::Http),
-            Piece::Http(http),
-        )?;
+        out.push((one(SectionKind::Http), Piece::Http(http)));
     }
-    put(
-        &mut out,
-        SectionKey::single(SectionKind::Security),
-        Piece::Security(security),
-    )?;
-    put(
-        &mut out,
-        SectionKey::single(SectionKind::Telemetry),
-        Piece::Telemetry(telemetry),
-    )?;
+    out.push((one(SectionKind::Security), Piece::Security(security)));
+    out.push((one(SectionKind::Telemetry), Piece::Telemetry(telemetry)));
     for l in listeners {
-        put(
-            &mut out,
-            SectionKey::named(SectionKind::Listener, &l.name),
-            Piece::Listener(l),
-        )?;
+        let key = KeyRef {
+            kind: SectionKind::Listener,
+            parent: "",
+            name: &l.name,
+        };
+        out.push((key, Piece::Listener(l)));
     }
-    if !in_order(listeners, listener_order) {
+    if !in_order(listeners, |a, b| listener_order(a) < listener_order(b)) {
         layout.listeners = listeners.iter().map(|l| l.name.clone()).collect();
     }
     for t in route_tables {
-        let order = if in_order(&t.virtual_hosts, |v| v.name.clone()) {
+        let order = if in_order(&t.virtual_hosts, |a, b| a.name < b.name) {
             Vec::new()
         } else {
             t.virtual_hosts.iter().map(|v| v.name.clone()).collect()
         };
-        put(
-            &mut out,
-            SectionKey::named(SectionKind::RouteTable, &t.name),
+        let key = KeyRef {
+            kind: SectionKind::RouteTable,
+            parent: "",
+            name: &t.name,
+        };
+        out.push((
+            key,
             Piece::RouteTable(TableHead {
                 name: t.name.clone(),
                 order,
             }),
-        )?;
+        ));
         for v in &t.virtual_hosts {
-            put(
-                &mut out,
-                SectionKey {
-                    kind: SectionKind::VirtualHost,
-                    parent: t.name.clone(),
-                    name: v.name.clone(),
-                },
-                Piece::VirtualHost(v),
-            )?;
+            let key = KeyRef {
+                kind: SectionKind::VirtualHost,
+                parent: &t.name,
+                name: &v.name,
+            };
+            out.push((key, Piece::VirtualHost(v)));
         }
     }
-    if !in_order(route_tables, |t| t.name.clone()) {
+    if !in_order(route_tables, |a, b| a.name < b.name) {
         layout.route_tables = route_tables.iter().map(|t| t.name.clone()).collect();
     }
     for c in clusters {
-        put(
-            &mut out,
-            SectionKey::named(SectionKind::Cluster, &c.name),
-            Piece::Cluster(c),
-        )?;
+        let key = KeyRef {
+            kind: SectionKind::Cluster,
+            parent: "",
+            name: &c.name,
+        };
+        out.push((key, Piece::Cluster(c)));
     }
-    if !in_order(clusters, |c| cluster_order(c)) {
+    if !in_order(clusters, |a, b| cluster_order(a) < cluster_order(b)) {
         layout.clusters = clusters.iter().map(|c| c.name.clone()).collect();
     }
     if !layout.is_empty() {
-        put(
-            &mut out,
-            SectionKey::single(SectionKind::Layout),
-            Piece::Layout(layout),
-        )?;
+        out.push((one(SectionKind::Layout), Piece::Layout(layout)));
     }
-    Ok(out.into_iter().collect())
-}
-
-fn put<'a>(
-    out: &mut BTreeMap<SectionKey, Piece<'a>>,
-    key: SectionKey,
-    piece: Piece<'a>,
-) -> Result<(), SplitError> {
-    let shown = key.to_string();
-    match out.insert(key, piece) {
-        None => Ok(()),
-        Some(_) => Err(SplitError::Duplicate(shown)),
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(SplitError::Duplicate(w[0].0.owned().to_string()));
     }
+    Ok(out)
 }
 
-fn listener_order(l: &Listener) -> (crate::Direction, u32, String) {
-    (l.direction, l.port, l.name.clone())
+fn listener_order(l: &Listener) -> (crate::Direction, u32, &str) {
+    (l.direction, l.port, &l.name)
 }
 
-fn cluster_order(c: &Cluster) -> (String, u32, String, String) {
-    (c.service.clone(), c.port, c.subset.clone(), c.name.clone())
+fn cluster_order(c: &Cluster) -> (&str, u32, &str, &str) {
+    (&c.service, c.port, &c.subset, &c.name)
 }
 
-/// Whether `items` are strictly ascending by `key` (so a sort gives them
-/// back as they are).
-fn in_order<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> bool {
-    items.windows(2).all(|w| key(&w[0]) < key(&w[1]))
+/// Whether each of `items` comes strictly before the next (so a sort
+/// gives them back as they are).
+fn in_order<T>(items: &[T], before: impl Fn(&T, &T) -> bool) -> bool {
+    items.windows(2).all(|w| before(&w[0], &w[1]))
 }
 
 /// A model's version from its sections' keys and versions, in key order:
@@ -408,9 +409,9 @@ pub fn assemble(sections: &BTreeMap<SectionKey, Owned>) -> Result<ProxyModel, As
         |t| &t.name,
         "route table",
     )?;
-    listeners.sort_by_key(listener_order);
+    listeners.sort_by(|a, b| listener_order(a).cmp(&listener_order(b)));
     let listeners = arrange(listeners, &layout.listeners, |l| &l.name, "listener")?;
-    clusters.sort_by_key(|c| cluster_order(c));
+    clusters.sort_by(|a, b| cluster_order(a).cmp(&cluster_order(b)));
     let clusters = arrange(clusters, &layout.clusters, |c| &c.name, "cluster")?;
     Ok(ProxyModel {
         model_version: head.model_version,

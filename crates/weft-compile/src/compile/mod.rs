@@ -51,6 +51,7 @@ pub struct Compiler<'a> {
     hosts: routes::HostMemo,
     /// Sidecars' outbound sides built so far, by what they depend on.
     views: routes::ViewMemo,
+    rules_select_workloads: std::sync::OnceLock<bool>,
     /// The mesh's VirtualServices by host, built on first use.
     mesh_routes: std::sync::OnceLock<routes::MeshRoutes>,
 }
@@ -90,6 +91,7 @@ impl<'a> Compiler<'a> {
             clusters: clusters::Memo::default(),
             hosts: routes::HostMemo::default(),
             views: routes::ViewMemo::default(),
+            rules_select_workloads: std::sync::OnceLock::new(),
             mesh_routes: std::sync::OnceLock::new(),
         }
     }
@@ -174,14 +176,16 @@ impl<'a> Compiler<'a> {
     pub fn compile(&self, proxy: &ProxyRef) -> Result<ProxyModel, CompileError> {
         let me = self.me(proxy)?;
         let mut out = routes::Output::default();
+        // A sidecar's outbound side is shared; its clusters are added to
+        // the few this proxy names of its own only when it has any.
+        let mut outbound = None;
         match me.kind {
             ProxyKind::Sidecar => {
                 self.inbound_listeners(&me, &mut out);
-                let outbound = routes::sidecar_outbound_shared(self, &me);
-                out.listeners.extend(outbound.listeners.iter().cloned());
-                out.route_tables
-                    .extend(outbound.route_tables.iter().cloned());
-                out.clusters.extend(outbound.clusters.iter().cloned());
+                let shared = routes::sidecar_outbound_shared(self, &me);
+                out.listeners.extend(shared.listeners.iter().cloned());
+                out.route_tables.extend(shared.route_tables.iter().cloned());
+                outbound = Some(shared);
             }
             ProxyKind::Gateway => routes::gateway(self, &me, &mut out),
         }
@@ -200,16 +204,31 @@ impl<'a> Compiler<'a> {
                 .rsplit_once(':')
                 .and_then(|(h, p)| Some((h, p.parse::<u32>().ok()?)))
             {
-                if self.registry.service(host).is_some() {
-                    out.clusters.insert(routes::ClusterKey {
-                        host: host.to_owned(),
-                        port,
-                        subset: String::new(),
-                    });
+                let key = routes::ClusterKey {
+                    host: host.to_owned(),
+                    port,
+                    subset: String::new(),
+                };
+                let in_outbound = outbound.as_ref().is_some_and(|o| o.clusters.contains(&key));
+                if self.registry.service(host).is_some() && !in_outbound {
+                    out.clusters.insert(key);
                 }
             }
         }
-        let clusters = clusters::build(self, &me, &out.clusters);
+        let clusters = match outbound {
+            // Where no DestinationRule selects workloads, a sidecar's
+            // clusters depend only on its namespace, as its outbound side
+            // does: built once for every sidecar that shares it.
+            Some(shared) if out.clusters.is_empty() && !self.rules_select_workloads() => shared
+                .built
+                .get_or_init(|| clusters::build(self, &me, &shared.clusters))
+                .clone(),
+            Some(shared) => {
+                out.clusters.extend(shared.clusters.iter().cloned());
+                clusters::build(self, &me, &out.clusters)
+            }
+            None => clusters::build(self, &me, &out.clusters),
+        };
         out.listeners
             .sort_by(|a, b| (a.direction, a.port, &a.name).cmp(&(b.direction, b.port, &b.name)));
         out.route_tables.sort_by(|a, b| a.name.cmp(&b.name));
@@ -236,6 +255,17 @@ impl<'a> Compiler<'a> {
             http: weft_model::HttpSettings {
                 path_normalization: self.index.mesh_config.path_normalization(),
             },
+        })
+    }
+
+    /// Whether any DestinationRule has a workloadSelector (then which rule
+    /// applies depends on a proxy's labels, not only its namespace).
+    fn rules_select_workloads(&self) -> bool {
+        *self.rules_select_workloads.get_or_init(|| {
+            self.index
+                .destination_rules
+                .iter()
+                .any(|(_, dr)| dr.workload_selector.is_some())
         })
     }
 

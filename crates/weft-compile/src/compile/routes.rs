@@ -273,6 +273,9 @@ pub(crate) struct Outbound {
     pub listeners: Vec<Listener>,
     pub route_tables: Vec<RouteTable>,
     pub clusters: BTreeSet<ClusterKey>,
+    /// Those clusters built, for sidecars whose clusters depend only on
+    /// their namespace.
+    pub built: std::sync::OnceLock<Vec<Arc<Cluster>>>,
 }
 
 /// What a sidecar's outbound side depends on: its namespace, the Sidecar
@@ -336,6 +339,7 @@ pub(crate) fn sidecar_outbound_shared(c: &Compiler<'_>, me: &Me) -> Arc<Outbound
         listeners: out.listeners,
         route_tables: out.route_tables,
         clusters: out.clusters,
+        built: std::sync::OnceLock::new(),
     });
     if let Ok(mut m) = c.views.0.lock() {
         m.insert(key, built.clone());
