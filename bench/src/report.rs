@@ -193,21 +193,47 @@ pub fn targets(r: &Report) -> Vec<(String, String, String, bool)> {
     }
     if let Some(scale) = &r.scale {
         for s in scale {
+            let whole = s.scope == crate::scale::WHOLE_MESH;
+            let mesh_wide = s.change.starts_with("mesh-wide");
+            // Issue 19's targets for the whole mesh: a one-service change
+            // in a second, a mesh-wide one in two.
+            let ack_target = if whole && mesh_wide { 2000.0 } else { 1000.0 };
             out.push((
                 format!(
                     "control plane: {} → its {} proxies ACKed, p99 ({})",
                     s.change, s.affected, s.scope
                 ),
                 format!("{:.0} ms", s.ack_ms.p99),
-                "≤ 1000 ms".into(),
-                s.ack_ms.p99 <= 1000.0,
+                format!("≤ {ack_target:.0} ms"),
+                s.ack_ms.p99 <= ack_target,
             ));
+            let (rss_target, rss_mb) = if whole {
+                ("≤ 1.5 GB", 1500.0)
+            } else {
+                ("≤ 1 GB", 1000.0)
+            };
             out.push((
                 format!("control plane RSS ({} services, {})", s.services, s.scope),
                 format!("{:.0} MiB", s.control_plane_rss_peak_mib),
-                "≤ 1 GB".into(),
-                s.control_plane_rss_peak_mib * 1.048_576 <= 1000.0,
+                rss_target.into(),
+                s.control_plane_rss_peak_mib * 1.048_576 <= rss_mb,
             ));
+            if whole {
+                out.push((
+                    format!("control plane CPU for {} ({})", s.change, s.scope),
+                    format!("{:.2} s", s.control_plane_cpu_seconds_change),
+                    "≤ 1 CPU-second".into(),
+                    s.control_plane_cpu_seconds_change <= 1.0,
+                ));
+                if !mesh_wide {
+                    out.push((
+                        format!("bytes pushed per proxy for {} ({})", s.change, s.scope),
+                        format!("{:.0} bytes", s.change_bytes_per_proxy),
+                        "≤ 10 KB".into(),
+                        s.change_bytes_per_proxy <= 10_000.0,
+                    ));
+                }
+            }
         }
     }
     out
@@ -624,6 +650,24 @@ pub fn markdown(r: &Report, command: &str) -> String {
                 "| {} | {} | {} | {} | {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} |",
                 s.scope, s.change, s.services, s.endpoints, s.proxies, s.affected, s.ack_ms.p50, s.ack_ms.p99, s.ack_ms.max,
                 s.initial_bytes_per_proxy, s.change_bytes_per_proxy, s.control_plane_cpu_seconds_change, s.control_plane_rss_peak_mib, s.control_plane_start_seconds
+            );
+        }
+        let _ = writeln!(o, "\nWhere each change's time went in the control plane (its log), what it holds in sections (each once, however many proxies' models have it), and one real `weft proxy`'s RSS on the same mesh:\n");
+        let _ = writeln!(o, "| scope | change | list ms | analyze ms | compile ms | serve ms | sections held | MiB held | a sidecar's RSS MiB |\n|---|---|---|---|---|---|---|---|---|");
+        for s in scale {
+            let t = &s.times_ms;
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.1} | {:.1} |",
+                s.scope,
+                s.change,
+                t.list,
+                t.analyze,
+                t.compile,
+                t.serve,
+                s.sections_held,
+                s.section_mib_held,
+                s.sidecar_rss_mib
             );
         }
         o.push('\n');

@@ -173,9 +173,14 @@ fn real_sidecar(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let proc = setup::spawn(weft, &args, &dir.join("sidecar.log"))?;
-    setup::wait_http(SIDECAR_ADMIN, None, Duration::from_secs(120))
-        .context("the real sidecar's admin port")?;
+    let log = dir.join("sidecar.log");
+    let proc = setup::spawn(weft, &args, &log)?;
+    setup::wait_for_log(
+        &log,
+        "weft proxy: ready",
+        "the real sidecar",
+        Duration::from_secs(120),
+    )?;
     Ok(Some(proc))
 }
 

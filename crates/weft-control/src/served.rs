@@ -3,13 +3,19 @@
 //! share it, and from those the messages a proxy's stream carries: all of
 //! the model, only what changed since what the proxy holds, or, for a
 //! proxy that takes no sections, the model whole.
+//!
+//! A model's sections are its own (identity, settings, listeners) and its
+//! lists' (route tables, virtual hosts, clusters). Sidecars that see the
+//! mesh alike have the same lists (the same shared hosts and clusters, in
+//! the same order), so the lists' sections, their digest and their place
+//! in the whole model are made once for all of them ([`Lists`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use prost::Message;
-use weft_model::sections::{self, KeyRef, Piece, SectionKey, SectionKind};
+use weft_model::sections::{self, Digest, KeyRef, Piece, SectionKey, SectionKind};
 use weft_model::wire::{Section, SectionRef, Sections};
 use weft_model::{ProxyModel, Security};
 
@@ -39,17 +45,112 @@ impl SectionBytes {
     }
 }
 
-/// Where each section goes in the whole model's JSON, by index into the
-/// sections: the order the compiler left the lists in.
+/// The sections of a model's lists, shared by every model with the same
+/// lists.
+#[derive(Debug, Default)]
+pub struct Lists {
+    /// What they were made from, to tell a same-keyed cache entry from
+    /// another: each table's name, its hosts' and then the clusters'
+    /// addresses, in the model's order.
+    made_of: (Vec<String>, Vec<usize>),
+    /// In key order.
+    sections: Vec<Arc<SectionBytes>>,
+    digest: u64,
+    bytes: usize,
+    /// Where each goes in the whole model, by index into `sections`.
+    tables: Vec<(String, Vec<usize>)>,
+    clusters: Vec<usize>,
+}
+
+impl Lists {
+    fn made_of(model: &ProxyModel) -> (Vec<String>, Vec<usize>) {
+        let names = model.route_tables.iter().map(|t| t.name.clone()).collect();
+        let addresses = model
+            .route_tables
+            .iter()
+            .flat_map(|t| t.virtual_hosts.iter().map(|v| Arc::as_ptr(v) as usize))
+            .chain(model.clusters.iter().map(|c| Arc::as_ptr(c) as usize))
+            .collect();
+        (names, addresses)
+    }
+
+    /// A fingerprint of [`Lists::made_of`], without allocating it.
+    fn fingerprint(model: &ProxyModel) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for t in &model.route_tables {
+            h.update(t.name.as_bytes());
+            h.update(&[0]);
+            for v in &t.virtual_hosts {
+                h.update(&(Arc::as_ptr(v) as usize).to_le_bytes());
+            }
+        }
+        for c in &model.clusters {
+            h.update(&(Arc::as_ptr(c) as usize).to_le_bytes());
+        }
+        h.digest()
+    }
+
+    fn of(model: &ProxyModel, cache: &SectionCache) -> Result<Lists, ServeError> {
+        let pieces = sections::split_lists(model)?;
+        let mut out = Vec::with_capacity(pieces.len());
+        let mut digest = Digest::default();
+        for (key, piece) in &pieces {
+            let s = cache.section(*key, piece)?;
+            digest.add(s.key.borrowed(), &s.version);
+            out.push(s);
+        }
+        let find = |kind: SectionKind, parent: &str, name: &str| {
+            out.binary_search_by(|s| {
+                (s.key.kind, s.key.parent.as_str(), s.key.name.as_str()).cmp(&(kind, parent, name))
+            })
+            .ok()
+        };
+        let tables = model
+            .route_tables
+            .iter()
+            .map(|t| {
+                let hosts = t
+                    .virtual_hosts
+                    .iter()
+                    .filter_map(|v| find(SectionKind::VirtualHost, &t.name, &v.name))
+                    .collect();
+                (t.name.clone(), hosts)
+            })
+            .collect();
+        let clusters = model
+            .clusters
+            .iter()
+            .filter_map(|c| find(SectionKind::Cluster, "", &c.name))
+            .collect();
+        Ok(Lists {
+            made_of: Lists::made_of(model),
+            bytes: out.iter().map(|s| s.json.len()).sum(),
+            digest: digest.finish(),
+            sections: out,
+            tables,
+            clusters,
+        })
+    }
+}
+
+/// Why a model cannot be served in sections.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(transparent)]
+    Split(#[from] sections::SplitError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Where the model's own sections go in its whole JSON.
 #[derive(Debug, Default)]
 struct Plan {
     model_version: u32,
     /// The proxy's identity alone (the proxy section also holds the
     /// model version).
     identity: Bytes,
+    /// Indices into the own sections.
     listeners: Vec<usize>,
-    tables: Vec<(String, Vec<usize>)>,
-    clusters: Vec<usize>,
     security: usize,
     telemetry: usize,
     http: Option<usize>,
@@ -61,9 +162,9 @@ pub struct Served {
     /// The model's version: of its sections' keys and versions when it
     /// is in sections, of its JSON when it is not.
     pub version: String,
-    /// In key order; `None` when the model could not be cut (it is then
-    /// sent whole to every proxy).
-    sections: Option<Vec<Arc<SectionBytes>>>,
+    /// Its own sections, in key order, and its lists'; `None` when the
+    /// model could not be cut (it is then sent whole to every proxy).
+    sections: Option<(Vec<Arc<SectionBytes>>, Arc<Lists>)>,
     plan: Plan,
     /// The JSON of the whole model, made when a proxy that takes no
     /// sections asks (or given, when there are no sections).
@@ -82,9 +183,31 @@ pub struct SectionCache {
     /// By a hash of key and JSON; an entry is used only when both are
     /// equal, so a collision costs sharing, never correctness.
     by_content: Mutex<HashMap<u64, Arc<SectionBytes>>>,
+    /// Lists by their fingerprint.
+    lists: Mutex<HashMap<u64, Arc<Lists>>>,
 }
 
 impl SectionCache {
+    /// The lists of `model`, made once for every model with the same.
+    fn lists(&self, model: &ProxyModel) -> Result<Arc<Lists>, ServeError> {
+        let fingerprint = Lists::fingerprint(model);
+        let found = self
+            .lists
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&fingerprint).cloned());
+        if let Some(found) = found {
+            if found.made_of == Lists::made_of(model) {
+                return Ok(found);
+            }
+        }
+        let made = Arc::new(Lists::of(model, self)?);
+        if let Ok(mut m) = self.lists.lock() {
+            m.insert(fingerprint, made.clone());
+        }
+        Ok(made)
+    }
+
     fn section(&self, key: KeyRef<'_>, piece: &Piece<'_>) -> serde_json::Result<Arc<SectionBytes>> {
         // The configuration being served keeps every cluster and host
         // alive for as long as this cache lives, so an address names one.
@@ -169,33 +292,42 @@ impl Served {
         security: &Security,
         cache: &SectionCache,
     ) -> serde_json::Result<Served> {
-        let pieces = match sections::split(model) {
-            Ok(p) => p,
-            Err(e) => {
+        match Served::in_sections_of(model, security, cache) {
+            Ok(s) => Ok(s),
+            Err(ServeError::Json(e)) => Err(e),
+            Err(ServeError::Split(e)) => {
                 tracing::warn!(workload = %model.proxy.workload, error = %e, "a model that cannot be cut into sections is sent whole");
                 let mut whole = model.clone();
                 whole.security = security.clone();
                 let json = serde_json::to_vec(&whole)?;
-                return Ok(Served::whole(
+                Ok(Served::whole(
                     weft_model::names::content_version_of(&json),
                     json.into(),
-                ));
+                ))
             }
-        };
-        let mut out = Vec::with_capacity(pieces.len());
-        for (key, piece) in pieces {
+        }
+    }
+
+    fn in_sections_of(
+        model: &ProxyModel,
+        security: &Security,
+        cache: &SectionCache,
+    ) -> Result<Served, ServeError> {
+        let lists = cache.lists(model)?;
+        let mut own = Vec::with_capacity(8 + model.listeners.len());
+        let mut digest = Digest::default();
+        for (key, piece) in sections::split_own(model)? {
             let piece = match piece {
                 Piece::Security(_) => Piece::Security(security),
                 other => other,
             };
-            out.push(cache.section(key, &piece)?);
+            let s = cache.section(key, &piece)?;
+            digest.add(s.key.borrowed(), &s.version);
+            own.push(s);
         }
-        // `out` is in key order (the split's): found by halving.
-        let find = |kind: SectionKind, parent: &str, name: &str| {
-            out.binary_search_by(|s| {
-                (s.key.kind, s.key.parent.as_str(), s.key.name.as_str()).cmp(&(kind, parent, name))
-            })
-            .ok()
+        let find = |kind: SectionKind, name: &str| {
+            own.iter()
+                .position(|s| s.key.kind == kind && s.key.name == name)
         };
         let plan = Plan {
             model_version: model.model_version,
@@ -203,33 +335,16 @@ impl Served {
             listeners: model
                 .listeners
                 .iter()
-                .filter_map(|l| find(SectionKind::Listener, "", &l.name))
+                .filter_map(|l| find(SectionKind::Listener, &l.name))
                 .collect(),
-            tables: model
-                .route_tables
-                .iter()
-                .map(|t| {
-                    let hosts = t
-                        .virtual_hosts
-                        .iter()
-                        .filter_map(|v| find(SectionKind::VirtualHost, &t.name, &v.name))
-                        .collect();
-                    (t.name.clone(), hosts)
-                })
-                .collect(),
-            clusters: model
-                .clusters
-                .iter()
-                .filter_map(|c| find(SectionKind::Cluster, "", &c.name))
-                .collect(),
-            security: find(SectionKind::Security, "", "").unwrap_or_default(),
-            telemetry: find(SectionKind::Telemetry, "", "").unwrap_or_default(),
-            http: find(SectionKind::Http, "", ""),
+            security: find(SectionKind::Security, "").unwrap_or_default(),
+            telemetry: find(SectionKind::Telemetry, "").unwrap_or_default(),
+            http: find(SectionKind::Http, ""),
         };
         Ok(Served {
-            version: sections::version_of(out.iter().map(|s| (&s.key, s.version.as_str()))),
-            bytes: out.iter().map(|s| s.json.len()).sum(),
-            sections: Some(out),
+            version: sections::combine(digest.finish(), lists.digest),
+            bytes: own.iter().map(|s| s.json.len()).sum::<usize>() + lists.bytes,
+            sections: Some((own, lists)),
             plan,
             whole: OnceLock::new(),
         })
@@ -243,19 +358,18 @@ impl Served {
     pub fn whole_json(&self) -> Bytes {
         self.whole
             .get_or_init(|| {
-                let Some(sections) = &self.sections else {
+                let Some((own, lists)) = &self.sections else {
                     return Bytes::new();
                 };
                 let p = &self.plan;
-                let json = |i: usize| &sections[i].json[..];
                 let mut out = Vec::with_capacity(self.bytes + 4096);
-                let list = |out: &mut Vec<u8>, items: &[usize]| {
+                let list = |out: &mut Vec<u8>, from: &[Arc<SectionBytes>], items: &[usize]| {
                     out.push(b'[');
                     for (n, i) in items.iter().enumerate() {
                         if n > 0 {
                             out.push(b',');
                         }
-                        out.extend_from_slice(json(*i));
+                        out.extend_from_slice(&from[*i].json);
                     }
                     out.push(b']');
                 };
@@ -264,9 +378,9 @@ impl Served {
                 out.extend_from_slice(b",\"proxy\":");
                 out.extend_from_slice(&p.identity);
                 out.extend_from_slice(b",\"listeners\":");
-                list(&mut out, &p.listeners);
+                list(&mut out, own, &p.listeners);
                 out.extend_from_slice(b",\"routeTables\":[");
-                for (n, (name, hosts)) in p.tables.iter().enumerate() {
+                for (n, (name, hosts)) in lists.tables.iter().enumerate() {
                     if n > 0 {
                         out.push(b',');
                     }
@@ -274,18 +388,18 @@ impl Served {
                     // A name is a string; serializing one cannot fail.
                     let _ = serde_json::to_writer(&mut out, name);
                     out.extend_from_slice(b",\"virtualHosts\":");
-                    list(&mut out, hosts);
+                    list(&mut out, &lists.sections, hosts);
                     out.push(b'}');
                 }
                 out.extend_from_slice(b"],\"clusters\":");
-                list(&mut out, &p.clusters);
+                list(&mut out, &lists.sections, &lists.clusters);
                 out.extend_from_slice(b",\"security\":");
-                out.extend_from_slice(json(p.security));
+                out.extend_from_slice(&own[p.security].json);
                 out.extend_from_slice(b",\"telemetry\":");
-                out.extend_from_slice(json(p.telemetry));
+                out.extend_from_slice(&own[p.telemetry].json);
                 if let Some(h) = p.http {
                     out.extend_from_slice(b",\"http\":");
-                    out.extend_from_slice(json(h));
+                    out.extend_from_slice(&own[h].json);
                 }
                 out.push(b'}');
                 out.into()
@@ -298,11 +412,18 @@ impl Served {
     /// mesh's model is megabytes, and every replica's stream would keep
     /// one alive for as long as the model serves.
     pub fn full(&self) -> Bytes {
-        let sections = self.sections.as_deref().unwrap_or_default();
+        let sections = match &self.sections {
+            Some((own, lists)) => own
+                .iter()
+                .chain(&lists.sections)
+                .map(|s| s.wire())
+                .collect(),
+            None => Vec::new(),
+        };
         Sections {
             full: true,
             base: String::new(),
-            sections: sections.iter().map(|s| s.wire()).collect(),
+            sections,
             removed: Vec::new(),
         }
         .encode_to_vec()
@@ -312,46 +433,55 @@ impl Served {
     /// What changed from `from` (which the proxy holds) to this model, or
     /// `None` when either is not in sections.
     pub fn change_from(&self, from: &Served) -> Option<Bytes> {
-        let (new, old) = (self.sections.as_deref()?, from.sections.as_deref()?);
+        let (new_own, new_lists) = self.sections.as_ref()?;
+        let (old_own, old_lists) = from.sections.as_ref()?;
         let mut change = Sections {
             full: false,
             base: from.version.clone(),
             sections: Vec::new(),
             removed: Vec::new(),
         };
-        // Both in key order: one walk.
-        let (mut i, mut j) = (0, 0);
-        while i < new.len() || j < old.len() {
-            match (new.get(i), old.get(j)) {
-                (Some(n), Some(o)) => match n.key.cmp(&o.key) {
-                    std::cmp::Ordering::Equal => {
-                        if !Arc::ptr_eq(n, o) && n.version != o.version {
-                            change.sections.push(n.wire());
-                        }
-                        i += 1;
-                        j += 1;
-                    }
-                    std::cmp::Ordering::Less => {
+        diff(new_own, old_own, &mut change);
+        // Lists many proxies share are most often the very same.
+        if !Arc::ptr_eq(new_lists, old_lists) {
+            diff(&new_lists.sections, &old_lists.sections, &mut change);
+        }
+        Some(change.encode_to_vec().into())
+    }
+}
+
+/// Adds to `change` what differs from `old` to `new`, both in key order.
+fn diff(new: &[Arc<SectionBytes>], old: &[Arc<SectionBytes>], change: &mut Sections) {
+    let (mut i, mut j) = (0, 0);
+    while i < new.len() || j < old.len() {
+        match (new.get(i), old.get(j)) {
+            (Some(n), Some(o)) => match n.key.cmp(&o.key) {
+                std::cmp::Ordering::Equal => {
+                    if !Arc::ptr_eq(n, o) && n.version != o.version {
                         change.sections.push(n.wire());
-                        i += 1;
                     }
-                    std::cmp::Ordering::Greater => {
-                        change.removed.push(o.wire_key());
-                        j += 1;
-                    }
-                },
-                (Some(n), None) => {
+                    i += 1;
+                    j += 1;
+                }
+                std::cmp::Ordering::Less => {
                     change.sections.push(n.wire());
                     i += 1;
                 }
-                (None, Some(o)) => {
+                std::cmp::Ordering::Greater => {
                     change.removed.push(o.wire_key());
                     j += 1;
                 }
-                (None, None) => break,
+            },
+            (Some(n), None) => {
+                change.sections.push(n.wire());
+                i += 1;
             }
+            (None, Some(o)) => {
+                change.removed.push(o.wire_key());
+                j += 1;
+            }
+            (None, None) => break,
         }
-        Some(change.encode_to_vec().into())
     }
 }
 

@@ -209,8 +209,17 @@ pub enum AssembleError {
     Mismatch(String),
 }
 
-/// Cuts `model` into its sections, in key order.
+/// Cuts `model` into its sections, in key order: its own (identity,
+/// settings, layout, listeners) then its lists' ([`split_lists`]).
 pub fn split(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitError> {
+    let mut out = split_own(model)?;
+    out.extend(split_lists(model)?);
+    Ok(out)
+}
+
+/// The sections of `model` that are its own (every kind before
+/// [`SectionKind::RouteTable`]), in key order.
+pub fn split_own(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitError> {
     let ProxyModel {
         model_version,
         proxy,
@@ -226,14 +235,7 @@ pub fn split(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitEr
         parent: "",
         name: "",
     };
-    let mut out: Vec<(KeyRef<'_>, Piece<'_>)> = Vec::with_capacity(
-        8 + listeners.len()
-            + clusters.len()
-            + route_tables
-                .iter()
-                .map(|t| 1 + t.virtual_hosts.len())
-                .sum::<usize>(),
-    );
+    let mut out: Vec<(KeyRef<'_>, Piece<'_>)> = Vec::with_capacity(6 + listeners.len());
     let mut layout = Layout::default();
     out.push((
         one(SectionKind::Proxy),
@@ -258,7 +260,30 @@ pub fn split(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitEr
     if !in_order(listeners, |a, b| listener_order(a) < listener_order(b)) {
         layout.listeners = listeners.iter().map(|l| l.name.clone()).collect();
     }
-    for t in route_tables {
+    if !in_order(route_tables, |a, b| a.name < b.name) {
+        layout.route_tables = route_tables.iter().map(|t| t.name.clone()).collect();
+    }
+    if !in_order(clusters, |a, b| cluster_order(a) < cluster_order(b)) {
+        layout.clusters = clusters.iter().map(|c| c.name.clone()).collect();
+    }
+    if !layout.is_empty() {
+        out.push((one(SectionKind::Layout), Piece::Layout(layout)));
+    }
+    sorted(out)
+}
+
+/// The sections of `model`'s route tables, virtual hosts and clusters, in
+/// key order: what proxies that see the mesh alike share.
+pub fn split_lists(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitError> {
+    let mut out: Vec<(KeyRef<'_>, Piece<'_>)> = Vec::with_capacity(
+        model.clusters.len()
+            + model
+                .route_tables
+                .iter()
+                .map(|t| 1 + t.virtual_hosts.len())
+                .sum::<usize>(),
+    );
+    for t in &model.route_tables {
         let order = if in_order(&t.virtual_hosts, |a, b| a.name < b.name) {
             Vec::new()
         } else {
@@ -285,10 +310,7 @@ pub fn split(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitEr
             out.push((key, Piece::VirtualHost(v)));
         }
     }
-    if !in_order(route_tables, |a, b| a.name < b.name) {
-        layout.route_tables = route_tables.iter().map(|t| t.name.clone()).collect();
-    }
-    for c in clusters {
+    for c in &model.clusters {
         let key = KeyRef {
             kind: SectionKind::Cluster,
             parent: "",
@@ -296,13 +318,13 @@ pub fn split(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitEr
         };
         out.push((key, Piece::Cluster(c)));
     }
-    if !in_order(clusters, |a, b| cluster_order(a) < cluster_order(b)) {
-        layout.clusters = clusters.iter().map(|c| c.name.clone()).collect();
-    }
-    if !layout.is_empty() {
-        out.push((one(SectionKind::Layout), Piece::Layout(layout)));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted(out)
+}
+
+fn sorted<'a>(
+    mut out: Vec<(KeyRef<'a>, Piece<'a>)>,
+) -> Result<Vec<(KeyRef<'a>, Piece<'a>)>, SplitError> {
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(SplitError::Duplicate(w[0].0.owned().to_string()));
     }
@@ -326,21 +348,48 @@ fn in_order<T>(items: &[T], before: impl Fn(&T, &T) -> bool) -> bool {
 /// A model's version from its sections' keys and versions, in key order:
 /// what the control plane names a model in sections by, and what a proxy
 /// checks the sections it holds against (so one that missed or kept a
-/// section finds out, and asks for all of its model).
+/// section finds out, and asks for all of its model). It is made of two
+/// digests, of the proxy's own sections and of its lists' (those from
+/// [`SectionKind::RouteTable`] on), so that the control plane digests
+/// lists many proxies share once.
 pub fn version_of<'a>(sections: impl IntoIterator<Item = (&'a SectionKey, &'a str)>) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut own = Digest::default();
+    let mut lists = Digest::default();
     for (key, version) in sections {
-        for part in [
-            key.kind.as_str(),
-            key.parent.as_str(),
-            key.name.as_str(),
-            version,
-        ] {
-            h.update(part.as_bytes());
-            h.update(&[0]);
+        let d = if key.kind < SectionKind::RouteTable {
+            &mut own
+        } else {
+            &mut lists
+        };
+        d.add(key.borrowed(), version);
+    }
+    combine(own.finish(), lists.finish())
+}
+
+/// The version of a model whose own sections digest to `own` and whose
+/// lists' to `lists`.
+pub fn combine(own: u64, lists: u64) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&own.to_le_bytes());
+    h.update(&lists.to_le_bytes());
+    format!("{:016x}", h.digest())
+}
+
+/// A digest over sections' keys and versions, in the order added.
+#[derive(Default)]
+pub struct Digest(xxhash_rust::xxh3::Xxh3);
+
+impl Digest {
+    pub fn add(&mut self, key: KeyRef<'_>, version: &str) {
+        for part in [key.kind.as_str(), key.parent, key.name, version] {
+            self.0.update(part.as_bytes());
+            self.0.update(&[0]);
         }
     }
-    format!("{:016x}", h.digest())
+
+    pub fn finish(&self) -> u64 {
+        self.0.digest()
+    }
 }
 
 /// Decodes one section's JSON as its kind says.

@@ -947,3 +947,117 @@ fn a_gateway_port_comes_and_goes_without_a_restart_and_drains() {
     assert_eq!(gateway_pid(), pid, "the gateway restarted to remove a port");
     assert_eq!(m.page(None).0, 200);
 }
+
+/// Changes keep coming while sidecars and the control plane are killed:
+/// a proxy restarted from its cache, one that reconnects to a restarted
+/// control plane and one that simply missed a change in between all end
+/// on the model the compiler makes whole, as a fresh proxy would.
+#[test]
+fn proxies_that_miss_changes_converge_to_the_compiled_models() {
+    let m = common::mesh::up_in(common::World::any(), "", &[], &[]);
+    let routing = [
+        "virtual-service-all-v1.yaml",
+        "virtual-service-reviews-80-20.yaml",
+        "virtual-service-reviews-v3.yaml",
+        "virtual-service-all-v1.yaml,virtual-service-reviews-test-v2.yaml",
+        "virtual-service-reviews-50-v3.yaml",
+    ];
+    let pid_of = |v: &serde_json::Value, name: &str| -> Option<u64> {
+        v["proxies"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)?["process"]["pid"]
+            .as_u64()
+    };
+    let sidecars: Vec<String> = m.status()["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "sidecar")
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(sidecars.len() >= 6, "{sidecars:?}");
+    let kill = |pid: u64| {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    };
+    for i in 0..15 {
+        let text: String = routing[i % routing.len()]
+            .split(',')
+            .map(|t| {
+                std::fs::read_to_string(common::repo().join("examples/bookinfo-tasks").join(t))
+                    .unwrap()
+                    + "\n---\n"
+            })
+            .collect();
+        // Not waited for: the next change may come before this one is in.
+        std::fs::write(m.cfg.join("routing.yaml"), text).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        let status = m.status();
+        if i % 3 == 1 {
+            if let Some(pid) = pid_of(&status, &sidecars[(i / 3) % sidecars.len()]) {
+                kill(pid);
+            }
+        }
+        if i == 7 {
+            if let Some(pid) = status["controlPlane"]["process"]["pid"].as_u64() {
+                kill(pid);
+            }
+        }
+    }
+    // Every proxy comes back and holds what it is served.
+    let started = Instant::now();
+    let final_status = loop {
+        let s = m.status();
+        let synced = s["proxies"]
+            .as_array()
+            .is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| p["sync"] == "SYNCED"));
+        if synced {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "not every proxy is SYNCED:\n{}",
+            m.status_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // And what each sidecar holds is what the compiler makes of the files.
+    let base = m.w.ip(10, 1);
+    let without_roots = |mut v: serde_json::Value| {
+        v["security"]["trustBundle"] = serde_json::Value::Null;
+        v
+    };
+    for name in &sidecars {
+        let p = final_status["proxies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| &p["name"] == name)
+            .unwrap();
+        let admin = p["admin"].as_str().unwrap();
+        let dump: serde_json::Value =
+            serde_json::from_str(&curl(&[&format!("http://{admin}/config_dump")]).body).unwrap();
+        let o = common::weft()
+            .args([
+                "proxy-config",
+                name,
+                "-o",
+                "json",
+                "--local-address-base",
+                &base,
+                "-f",
+            ])
+            .arg(&m.cfg)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let compiled: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            without_roots(dump["model"].clone()),
+            without_roots(compiled),
+            "{name} holds another model than the compiler makes"
+        );
+    }
+}

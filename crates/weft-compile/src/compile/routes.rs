@@ -174,13 +174,20 @@ fn mesh_virtual_service<'a>(
 }
 
 /// What a sidecar's virtual host for one service port depends on: the
-/// sidecar's namespace (its short names, which VirtualService applies,
-/// `sourceNamespace`) and, only where the VirtualService has
-/// `sourceLabels`, which of those its labels satisfy.
+/// VirtualService that applies (chosen by the sidecar's namespace); the
+/// sidecar's namespace itself only where the service's short name is in
+/// reach (the same namespace) or the VirtualService matches on
+/// `sourceNamespace`; and, only where it has `sourceLabels`, which of
+/// those the sidecar's labels satisfy. So a service's host is built once
+/// for every namespace that sees it the same way, not once per namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct HostKey {
     host: String,
     port: u32,
+    /// The VirtualService's address (the configuration holds it for as
+    /// long as the compiler lives), 0 for none.
+    virtual_service: usize,
+    /// Empty where the host is the same from every other namespace.
     namespace: String,
     source_labels: Vec<bool>,
 }
@@ -228,10 +235,22 @@ fn sidecar_host(
     vs: Option<(&Resource, &net::VirtualService)>,
     out: &mut Output,
 ) -> Arc<VirtualHost> {
+    let by_namespace = svc.namespace == me.namespace
+        || vs.is_some_and(|(_, v)| {
+            v.http
+                .iter()
+                .flat_map(|hr| &hr.matches)
+                .any(|m| m.source_namespace.is_some())
+        });
     let key = HostKey {
         host: svc.host.clone(),
         port,
-        namespace: me.namespace.clone(),
+        virtual_service: vs.map_or(0, |(r, _)| std::ptr::from_ref(r) as usize),
+        namespace: if by_namespace {
+            me.namespace.clone()
+        } else {
+            String::new()
+        },
         source_labels: vs
             .map(|(_, v)| source_labels_met(v, me))
             .unwrap_or_default(),
