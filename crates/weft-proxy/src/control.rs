@@ -45,11 +45,34 @@ pub struct ClientConfig {
 
 pub type Stream = tonic::Streaming<ModelUpdate>;
 
+/// What this proxy says when it opens the stream.
+pub fn hello(cfg: &ClientConfig, served: &str) -> Hello {
+    Hello {
+        proxy: cfg.proxy.clone(),
+        token: cfg.token.clone(),
+        served_version: served.to_owned(),
+        max_model_bytes: cfg.max_model_bytes as u64,
+        admin: cfg.admin.map(|a| a.to_string()).unwrap_or_default(),
+        role: cfg.role.clone(),
+        takes_parts: true,
+        takes_sections: true,
+    }
+}
+
 /// Opens the model stream and says Hello; the benchmark's simulated
 /// proxies use it too, so they speak exactly what a proxy speaks.
 pub async fn open(
     cfg: &ClientConfig,
     served: &str,
+) -> Result<(mpsc::Sender<ProxyMessage>, Stream), String> {
+    open_with(cfg, hello(cfg, served)).await
+}
+
+/// Opens the model stream with `hello` (tests say what an older proxy
+/// says with it).
+pub async fn open_with(
+    cfg: &ClientConfig,
+    hello: Hello,
 ) -> Result<(mpsc::Sender<ProxyMessage>, Stream), String> {
     let channel = match &cfg.mesh {
         Some(mesh) => {
@@ -79,16 +102,7 @@ pub async fn open(
     grpc.ready().await.map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel(4);
     let hello = ProxyMessage {
-        kind: Some(Kind::Hello(Hello {
-            proxy: cfg.proxy.clone(),
-            token: cfg.token.clone(),
-            served_version: served.to_owned(),
-            max_model_bytes: cfg.max_model_bytes as u64,
-            admin: cfg.admin.map(|a| a.to_string()).unwrap_or_default(),
-            role: cfg.role.clone(),
-            takes_parts: true,
-            takes_sections: true,
-        })),
+        kind: Some(Kind::Hello(hello)),
     };
     tx.send(hello).await.map_err(|e| e.to_string())?;
     let resp = grpc

@@ -335,3 +335,50 @@ fn models_put_together_from_changes_are_the_compiled_models() {
         assert!(changes > 0 && fulls > 0 && resyncs > 0);
     }
 }
+
+/// A proxy older than sections (its Hello does not say it takes them,
+/// nor parts) is sent whole models, each exactly the model's JSON, so a
+/// control plane can be upgraded before its proxies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_older_than_sections_is_sent_whole_models() {
+    use weft_model::wire::{proxy_message::Kind, Ack, ProxyMessage};
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let dir = TempDir::new("older");
+    let models = models(&dir, &echo_service(&a, &b));
+    let name = named(&models, ProxyKind::Sidecar, "productpage");
+    let mut cp = ControlPlane::start().await;
+    cp.publish(&models);
+    let cfg = cp.client(&name);
+    let mut hello = weft_proxy::control::hello(&cfg, "");
+    hello.takes_parts = false;
+    hello.takes_sections = false;
+    let (tx, mut stream) = weft_proxy::control::open_with(&cfg, hello)
+        .await
+        .expect("the stream opens");
+    let update = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a model within 5 s")
+        .expect("the stream")
+        .expect("a message");
+    assert!(!update.in_sections, "an older proxy is sent no sections");
+    assert!(update.parts <= 1, "nor parts");
+    let model: ProxyModel = serde_json::from_slice(&update.model_json).expect("the model's JSON");
+    assert_eq!(model, models[&name]);
+    assert_eq!(
+        update.model_json,
+        serde_json::to_vec(&models[&name]).expect("serializes"),
+        "byte for byte what serializing the model gives"
+    );
+    tx.send(ProxyMessage {
+        kind: Some(Kind::Ack(Ack {
+            nonce: update.nonce,
+            version: update.version.clone(),
+            error: String::new(),
+            resync: false,
+        })),
+    })
+    .await
+    .expect("the ACK goes");
+    synced(&cp, &name).await;
+    assert_eq!(cp.served_version(&name), Some(update.version));
+}
