@@ -22,7 +22,7 @@ fn compile_all(paths: &[PathBuf]) -> usize {
         let model = compiler.compile(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
         // Every cluster a route names exists in the model.
         let clusters: Vec<&str> = model.clusters.iter().map(|c| c.name.as_str()).collect();
-        for table in &model.route_tables {
+        for table in model.route_tables.iter() {
             for vh in &table.virtual_hosts {
                 for r in &vh.routes {
                     if let weft_model::RouteAction::Forward(dests) = &r.action {

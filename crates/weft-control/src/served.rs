@@ -45,14 +45,11 @@ impl SectionBytes {
     }
 }
 
-/// The sections of a model's lists, shared by every model with the same
-/// lists.
+/// The sections of a model's lists, shared by every model that holds the
+/// same lists (the compiler shares them between sidecars that see the
+/// mesh alike).
 #[derive(Debug, Default)]
 pub struct Lists {
-    /// What they were made from, to tell a same-keyed cache entry from
-    /// another: each table's name, its hosts' and then the clusters'
-    /// addresses, in the model's order.
-    made_of: (Vec<String>, Vec<usize>),
     /// In key order.
     sections: Vec<Arc<SectionBytes>>,
     digest: u64,
@@ -63,31 +60,13 @@ pub struct Lists {
 }
 
 impl Lists {
-    fn made_of(model: &ProxyModel) -> (Vec<String>, Vec<usize>) {
-        let names = model.route_tables.iter().map(|t| t.name.clone()).collect();
-        let addresses = model
-            .route_tables
-            .iter()
-            .flat_map(|t| t.virtual_hosts.iter().map(|v| Arc::as_ptr(v) as usize))
-            .chain(model.clusters.iter().map(|c| Arc::as_ptr(c) as usize))
-            .collect();
-        (names, addresses)
-    }
-
-    /// A fingerprint of [`Lists::made_of`], without allocating it.
-    fn fingerprint(model: &ProxyModel) -> u64 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for t in &model.route_tables {
-            h.update(t.name.as_bytes());
-            h.update(&[0]);
-            for v in &t.virtual_hosts {
-                h.update(&(Arc::as_ptr(v) as usize).to_le_bytes());
-            }
-        }
-        for c in &model.clusters {
-            h.update(&(Arc::as_ptr(c) as usize).to_le_bytes());
-        }
-        h.digest()
+    /// The lists' addresses: the configuration being served holds them
+    /// for as long as a cache lives, so they name one pair of lists.
+    fn address(model: &ProxyModel) -> (usize, usize) {
+        (
+            Arc::as_ptr(&model.route_tables) as usize,
+            Arc::as_ptr(&model.clusters) as usize,
+        )
     }
 
     fn of(model: &ProxyModel, cache: &SectionCache) -> Result<Lists, ServeError> {
@@ -123,7 +102,6 @@ impl Lists {
             .filter_map(|c| find(SectionKind::Cluster, "", &c.name))
             .collect();
         Ok(Lists {
-            made_of: Lists::made_of(model),
             bytes: out.iter().map(|s| s.json.len()).sum(),
             digest: digest.finish(),
             sections: out,
@@ -183,27 +161,20 @@ pub struct SectionCache {
     /// By a hash of key and JSON; an entry is used only when both are
     /// equal, so a collision costs sharing, never correctness.
     by_content: Mutex<HashMap<u64, Arc<SectionBytes>>>,
-    /// Lists by their fingerprint.
-    lists: Mutex<HashMap<u64, Arc<Lists>>>,
+    /// Lists by their addresses.
+    lists: Mutex<HashMap<(usize, usize), Arc<Lists>>>,
 }
 
 impl SectionCache {
     /// The lists of `model`, made once for every model with the same.
     fn lists(&self, model: &ProxyModel) -> Result<Arc<Lists>, ServeError> {
-        let fingerprint = Lists::fingerprint(model);
-        let found = self
-            .lists
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&fingerprint).cloned());
-        if let Some(found) = found {
-            if found.made_of == Lists::made_of(model) {
-                return Ok(found);
-            }
+        let at = Lists::address(model);
+        if let Some(found) = self.lists.lock().ok().and_then(|m| m.get(&at).cloned()) {
+            return Ok(found);
         }
         let made = Arc::new(Lists::of(model, self)?);
         if let Ok(mut m) = self.lists.lock() {
-            m.insert(fingerprint, made.clone());
+            m.insert(at, made.clone());
         }
         Ok(made)
     }

@@ -27,10 +27,13 @@ pub struct ProxyModel {
     pub model_version: u32,
     pub proxy: ProxyIdentity,
     pub listeners: Vec<Listener>,
-    pub route_tables: Vec<RouteTable>,
-    /// Shared: proxies that see the same service through the same policy
-    /// get the same cluster, built once per configuration.
-    pub clusters: Vec<Arc<Cluster>>,
+    /// Shared, list and all: sidecars that see the mesh alike (most of a
+    /// namespace's) hold one list, so what is made of it (its sections,
+    /// their digest) is made once for all of them.
+    pub route_tables: Arc<Vec<RouteTable>>,
+    /// Shared the same way; and each cluster is shared by every proxy that
+    /// sees its service through the same policy.
+    pub clusters: Arc<Vec<Arc<Cluster>>>,
     pub security: Security,
     pub telemetry: TelemetryConfig,
     /// How requests are read at the edge, mesh-wide (MeshConfig).

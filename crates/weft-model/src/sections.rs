@@ -283,7 +283,7 @@ pub fn split_lists(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, S
                 .map(|t| 1 + t.virtual_hosts.len())
                 .sum::<usize>(),
     );
-    for t in &model.route_tables {
+    for t in model.route_tables.iter() {
         let order = if in_order(&t.virtual_hosts, |a, b| a.name < b.name) {
             Vec::new()
         } else {
@@ -310,7 +310,7 @@ pub fn split_lists(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, S
             out.push((key, Piece::VirtualHost(v)));
         }
     }
-    for c in &model.clusters {
+    for c in model.clusters.iter() {
         let key = KeyRef {
             kind: SectionKind::Cluster,
             parent: "",
@@ -466,8 +466,8 @@ pub fn assemble(sections: &BTreeMap<SectionKey, Owned>) -> Result<ProxyModel, As
         model_version: head.model_version,
         proxy: head.proxy.clone(),
         listeners,
-        route_tables,
-        clusters,
+        route_tables: Arc::new(route_tables),
+        clusters: Arc::new(clusters),
         security: (**security).clone(),
         telemetry: (**telemetry).clone(),
         http,

@@ -290,7 +290,7 @@ impl Snapshot {
         client: Arc<crate::upstream::ClientSide>,
     ) -> Result<Snapshot, ProxyError> {
         let mut tables = HashMap::new();
-        for t in &model.route_tables {
+        for t in model.route_tables.iter() {
             tables.insert(t.name.clone(), TableRt::compile(t)?);
         }
         for l in &model.listeners {
@@ -312,7 +312,7 @@ impl Snapshot {
             })
             .collect();
         let mut clusters = HashMap::new();
-        for c in &model.clusters {
+        for c in model.clusters.iter() {
             let reuse = previous
                 .and_then(|p| p.clusters.get(&c.name))
                 .filter(|rt| rt.config == *c);

@@ -11,6 +11,7 @@ mod security;
 mod telemetry;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use weft_api::resource::Resource;
 use weft_api::types::common::Labels;
@@ -176,15 +177,15 @@ impl<'a> Compiler<'a> {
     pub fn compile(&self, proxy: &ProxyRef) -> Result<ProxyModel, CompileError> {
         let me = self.me(proxy)?;
         let mut out = routes::Output::default();
-        // A sidecar's outbound side is shared; its clusters are added to
-        // the few this proxy names of its own only when it has any.
+        // A sidecar's outbound side is shared, its route tables (a
+        // sidecar has none of its own) and, where it names no cluster of
+        // its own, its clusters.
         let mut outbound = None;
         match me.kind {
             ProxyKind::Sidecar => {
                 self.inbound_listeners(&me, &mut out);
                 let shared = routes::sidecar_outbound_shared(self, &me);
                 out.listeners.extend(shared.listeners.iter().cloned());
-                out.route_tables.extend(shared.route_tables.iter().cloned());
                 outbound = Some(shared);
             }
             ProxyKind::Gateway => routes::gateway(self, &me, &mut out),
@@ -215,23 +216,29 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let clusters = match outbound {
+        let clusters = match &outbound {
             // Where no DestinationRule selects workloads, a sidecar's
             // clusters depend only on its namespace, as its outbound side
             // does: built once for every sidecar that shares it.
             Some(shared) if out.clusters.is_empty() && !self.rules_select_workloads() => shared
                 .built
-                .get_or_init(|| clusters::build(self, &me, &shared.clusters))
+                .get_or_init(|| Arc::new(clusters::build(self, &me, &shared.clusters)))
                 .clone(),
             Some(shared) => {
                 out.clusters.extend(shared.clusters.iter().cloned());
-                clusters::build(self, &me, &out.clusters)
+                Arc::new(clusters::build(self, &me, &out.clusters))
             }
-            None => clusters::build(self, &me, &out.clusters),
+            None => Arc::new(clusters::build(self, &me, &out.clusters)),
         };
         out.listeners
             .sort_by(|a, b| (a.direction, a.port, &a.name).cmp(&(b.direction, b.port, &b.name)));
-        out.route_tables.sort_by(|a, b| a.name.cmp(&b.name));
+        let route_tables = match &outbound {
+            Some(shared) => shared.route_tables.clone(),
+            None => {
+                out.route_tables.sort_by(|a, b| a.name.cmp(&b.name));
+                Arc::new(out.route_tables)
+            }
+        };
         Ok(ProxyModel {
             model_version: MODEL_VERSION,
             proxy: ProxyIdentity {
@@ -248,7 +255,7 @@ impl<'a> Compiler<'a> {
                 locality: me.locality.clone(),
             },
             listeners: out.listeners,
-            route_tables: out.route_tables,
+            route_tables,
             clusters,
             security,
             telemetry,

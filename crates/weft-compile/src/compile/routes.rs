@@ -290,11 +290,12 @@ fn sidecar_host(
 #[derive(Default)]
 pub(crate) struct Outbound {
     pub listeners: Vec<Listener>,
-    pub route_tables: Vec<RouteTable>,
+    /// By name, as a model has them.
+    pub route_tables: Arc<Vec<RouteTable>>,
     pub clusters: BTreeSet<ClusterKey>,
     /// Those clusters built, for sidecars whose clusters depend only on
     /// their namespace.
-    pub built: std::sync::OnceLock<Vec<Arc<Cluster>>>,
+    pub built: std::sync::OnceLock<Arc<Vec<Arc<Cluster>>>>,
 }
 
 /// What a sidecar's outbound side depends on: its namespace, the Sidecar
@@ -354,9 +355,11 @@ pub(crate) fn sidecar_outbound_shared(c: &Compiler<'_>, me: &Me) -> Arc<Outbound
     }
     let mut out = Output::default();
     sidecar_outbound(c, me, &mut out);
+    let mut tables = out.route_tables;
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
     let built = Arc::new(Outbound {
         listeners: out.listeners,
-        route_tables: out.route_tables,
+        route_tables: Arc::new(tables),
         clusters: out.clusters,
         built: std::sync::OnceLock::new(),
     });
