@@ -285,11 +285,23 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
             .map(|(name, c)| (name.clone(), c.model.proxy.spiffe_id.clone()))
             .collect(),
     );
+    // Once per distinct model: replicas share one, and reading a whole
+    // mesh's clusters for each of 10 000 replicas was seconds.
+    let mut names_of: std::collections::HashMap<
+        *const crate::store::Compiled,
+        std::collections::BTreeSet<String>,
+    > = std::collections::HashMap::new();
     hub.set_credentials(
         config
             .models
             .iter()
-            .map(|(name, c)| (name.clone(), c.model.credential_names()))
+            .map(|(name, c)| {
+                let names = names_of
+                    .entry(Arc::as_ptr(c))
+                    .or_insert_with(|| c.model.credential_names())
+                    .clone();
+                (name.clone(), names)
+            })
             .collect(),
     );
     // Replicas share a compiled model; serve each distinct one once,

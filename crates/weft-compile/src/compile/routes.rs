@@ -134,9 +134,18 @@ fn mesh_virtual_service<'a>(
     let ix = c.mesh_routes.get_or_init(|| MeshRoutes::build(c));
     // Candidates in the order the VirtualServices and their hosts are
     // listed, so that ties go as they always have: to the first.
+    if ix.exact.is_empty() && ix.wildcards.is_empty() {
+        return None;
+    }
+    // Hosts are lowercase but for the odd one: copied only then.
+    let lower = if svc_host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(svc_host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(svc_host)
+    };
     let mut candidates: Vec<(usize, usize, usize)> = ix
         .exact
-        .get(&svc_host.to_ascii_lowercase())
+        .get(lower.as_ref())
         .into_iter()
         .flatten()
         .map(|&(i, pos)| (i, pos, usize::MAX))
@@ -182,7 +191,9 @@ fn mesh_virtual_service<'a>(
 /// for every namespace that sees it the same way, not once per namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct HostKey {
-    host: String,
+    /// The service's address in the registry (the configuration holds it
+    /// for as long as the compiler lives).
+    service: usize,
     port: u32,
     /// The VirtualService's address (the configuration holds it for as
     /// long as the compiler lives), 0 for none.
@@ -243,7 +254,7 @@ fn sidecar_host(
                 .any(|m| m.source_namespace.is_some())
         });
     let key = HostKey {
-        host: svc.host.clone(),
+        service: std::ptr::from_ref(svc) as usize,
         port,
         virtual_service: vs.map_or(0, |(r, _)| std::ptr::from_ref(r) as usize),
         namespace: if by_namespace {
