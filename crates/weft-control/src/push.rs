@@ -97,6 +97,11 @@ const WHOLE_SENDS: usize = 8;
 /// Below this a payload is sent without waiting for a turn.
 const SMALL_PAYLOAD: usize = 64 * 1024;
 
+/// How long a stream waits for a turn before it sends without one: a
+/// proxy that stops reading holds its turn, and must not hold up every
+/// other proxy's first model for longer than this.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Hub {
     pub fn new() -> Arc<Hub> {
         Arc::new(Hub {
@@ -393,7 +398,10 @@ async fn session(
             let _turn = match change {
                 Some(_) => None,
                 None if served.bytes < SMALL_PAYLOAD => None,
-                None => hub.whole_sends.acquire().await.ok(),
+                None => tokio::time::timeout(TURN_WAIT, hub.whole_sends.acquire())
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
             };
             let payload = if in_sections {
                 change.unwrap_or_else(|| served.full())
