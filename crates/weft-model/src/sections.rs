@@ -408,7 +408,9 @@ pub fn decode(kind: SectionKind, json: &[u8]) -> Result<Owned, serde_json::Error
 }
 
 /// Puts sections back together into the model they were cut from.
-pub fn assemble(sections: &BTreeMap<SectionKey, Owned>) -> Result<ProxyModel, AssembleError> {
+pub fn assemble<'a>(
+    sections: impl IntoIterator<Item = (&'a SectionKey, &'a Owned)>,
+) -> Result<ProxyModel, AssembleError> {
     let mut head = None;
     let mut http = HttpSettings::default();
     let mut security = None;

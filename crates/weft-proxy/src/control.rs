@@ -218,23 +218,24 @@ fn check_version(model: ProxyModel) -> Result<ProxyModel, String> {
 /// The model an update makes, and what the proxy holds once it serves
 /// it: its sections on top of what is held, or a whole model (after which
 /// no sections are held).
-fn model_of(held: &Held, update: &ModelUpdate) -> Result<(ProxyModel, Held), Refusal> {
+fn model_of(cfg: &ClientConfig, update: &ModelUpdate) -> Result<(ProxyModel, Held), Refusal> {
     let refused = |error| Refusal {
         error,
         resync: false,
     };
     if update.in_sections {
-        let (model, next) = held.take(&update.version, &update.model_json)?;
+        // `take` copies what is held into what will be: read it in place.
+        let taken = match cfg.held.lock() {
+            Ok(held) => held.take(&update.version, &update.model_json),
+            Err(_) => Held::default().take(&update.version, &update.model_json),
+        };
+        let (model, next) = taken?;
         return Ok((check_version(model).map_err(refused)?, next));
     }
     Ok((
         decode(&update.model_json).map_err(refused)?,
         Held::default(),
     ))
-}
-
-fn held(cfg: &ClientConfig) -> Held {
-    cfg.held.lock().map(|h| h.clone()).unwrap_or_default()
 }
 
 fn hold(cfg: &ClientConfig, next: Held) {
@@ -288,7 +289,7 @@ pub async fn first_model(
                     match tokio::time::timeout_at(deadline, stream.message()).await {
                         Ok(Ok(Some(update))) => match parts.take(update, cfg.max_model_bytes) {
                             Ok(Some(update)) => {
-                                let (model, next) = model_of(&held(cfg), &update)
+                                let (model, next) = model_of(cfg, &update)
                                     .map_err(|r| ProxyError::InvalidModel(r.error))?;
                                 save_cache(cfg, &update, &model);
                                 hold(cfg, next);
@@ -369,7 +370,7 @@ pub async fn follow(cfg: ClientConfig, shared: Arc<Shared>) {
                             continue;
                         }
                     };
-                    let (result, resync) = match model_of(&held(&cfg), &update) {
+                    let (result, resync) = match model_of(&cfg, &update) {
                         Ok((m, next)) => {
                             // Credentials first: the new model may name new ones.
                             shared.credentials.ensure(&m.credential_names()).await;

@@ -144,11 +144,7 @@ impl Held {
                 resync: !change.full,
             });
         }
-        let owned: BTreeMap<SectionKey, Owned> = next
-            .iter()
-            .map(|(k, (_, o))| (k.clone(), o.clone()))
-            .collect();
-        let model = sections::assemble(&owned)
+        let model = sections::assemble(next.iter().map(|(k, (_, o))| (k, o)))
             .map_err(|e| Refusal::bad(format!("model {version}: {e}")))?;
         Ok((
             model,

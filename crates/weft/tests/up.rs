@@ -983,15 +983,8 @@ fn proxies_that_miss_changes_converge_to_the_compiled_models() {
             .status();
     };
     for i in 0..15 {
-        let text: String = routing[i % routing.len()]
-            .split(',')
-            .map(|t| {
-                std::fs::read_to_string(common::repo().join("examples/bookinfo-tasks").join(t))
-                    .unwrap()
-                    + "\n---\n"
-            })
-            .collect();
         // Not waited for: the next change may come before this one is in.
+        let text = common::mesh::tasks_yaml(routing[i % routing.len()]);
         std::fs::write(m.cfg.join("routing.yaml"), text).unwrap();
         std::thread::sleep(Duration::from_millis(150));
         let status = m.status();

@@ -226,14 +226,30 @@ impl HostMemo {
     }
 }
 
-/// Which of `vs`'s `sourceLabels` matches `me` satisfies, in order.
-fn source_labels_met(vs: &net::VirtualService, me: &Me) -> Vec<bool> {
-    vs.http
+/// Which of `vs`'s `sourceLabels` matches `me` satisfies, in order:
+/// HTTP, then TLS, then TCP matches.
+fn source_labels_met<'a>(
+    vs: &'a net::VirtualService,
+    me: &'a Me,
+) -> impl Iterator<Item = bool> + 'a {
+    let labels = vs
+        .http
         .iter()
-        .flat_map(|hr| &hr.matches)
-        .filter(|m| !m.source_labels.is_empty())
-        .map(|m| crate::registry::labels_match(&m.source_labels, &me.labels))
-        .collect()
+        .flat_map(|hr| hr.matches.iter().map(|m| &m.source_labels))
+        .chain(
+            vs.tls
+                .iter()
+                .flat_map(|t| t.matches.iter().map(|m| &m.source_labels)),
+        )
+        .chain(
+            vs.tcp
+                .iter()
+                .flat_map(|t| t.matches.iter().map(|m| &m.source_labels)),
+        );
+    let me_labels = &me.labels;
+    labels
+        .filter(|l| !l.is_empty())
+        .map(move |l| crate::registry::labels_match(l, me_labels))
 }
 
 /// The virtual host `me` routes `svc`'s `port` by, built once for every
@@ -263,7 +279,7 @@ fn sidecar_host(
             String::new()
         },
         source_labels: vs
-            .map(|(_, v)| source_labels_met(v, me))
+            .map(|(_, v)| source_labels_met(v, me).collect())
             .unwrap_or_default(),
     };
     if let Some((vh, clusters)) = c.hosts.get(&key) {
@@ -326,31 +342,13 @@ pub(crate) struct ViewKey {
 pub(crate) struct ViewMemo(Mutex<HashMap<ViewKey, Arc<Outbound>>>);
 
 /// Which `sourceLabels` of every mesh VirtualService `me` satisfies, in
-/// order: HTTP, then TLS, then TCP matches.
+/// order.
 fn mesh_source_labels_met(c: &Compiler<'_>, me: &Me) -> Vec<bool> {
-    let mut out = Vec::new();
-    for (_, vs) in &c.index.virtual_services {
-        let labels = vs
-            .http
-            .iter()
-            .flat_map(|hr| hr.matches.iter().map(|m| &m.source_labels))
-            .chain(
-                vs.tls
-                    .iter()
-                    .flat_map(|t| t.matches.iter().map(|m| &m.source_labels)),
-            )
-            .chain(
-                vs.tcp
-                    .iter()
-                    .flat_map(|t| t.matches.iter().map(|m| &m.source_labels)),
-            );
-        out.extend(
-            labels
-                .filter(|l| !l.is_empty())
-                .map(|l| crate::registry::labels_match(l, &me.labels)),
-        );
-    }
-    out
+    c.index
+        .virtual_services
+        .iter()
+        .flat_map(|(_, vs)| source_labels_met(vs, me))
+        .collect()
 }
 
 /// `me`'s outbound side, built once for every sidecar that shares its

@@ -14,6 +14,17 @@ pub struct Mesh {
     pub admin: String,
 }
 
+/// The YAML of bookinfo tasks (`a.yaml,b.yaml`), as one file.
+pub fn tasks_yaml(tasks: &str) -> String {
+    tasks
+        .split(',')
+        .map(|t| {
+            std::fs::read_to_string(super::repo().join("examples/bookinfo-tasks").join(t)).unwrap()
+                + "\n---\n"
+        })
+        .collect()
+}
+
 pub fn up(net: u8) -> Mesh {
     up_with(net, "")
 }
@@ -119,15 +130,7 @@ impl Mesh {
     /// Writes a task's YAML as the routing configuration and waits until
     /// the control plane accepted it.
     pub fn apply(&self, task: &str) {
-        let text: String = task
-            .split(',')
-            .map(|t| {
-                std::fs::read_to_string(super::repo().join("examples/bookinfo-tasks").join(t))
-                    .unwrap()
-                    + "\n---\n"
-            })
-            .collect();
-        self.write_config("routing.yaml", &text);
+        self.write_config("routing.yaml", &tasks_yaml(task));
     }
 
     /// Writes `yaml` as the configuration file `name` and waits until the
