@@ -6,5 +6,5 @@ pub mod compile;
 pub mod host;
 pub mod registry;
 
-pub use compile::{CompileError, Compiler, ProxyRef};
+pub use compile::{Carry, CompileError, Compiler, ProxyRef, Reuse};
 pub use registry::{MeshConfig, Registry};

@@ -96,7 +96,7 @@ pub enum TargetPort {
     Name(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServicePort {
     pub name: String,
     pub number: u32,
@@ -120,7 +120,7 @@ pub enum ResolutionKind {
     Dns,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     /// Fully qualified host: `reviews.default.svc.cluster.local`.
     pub host: String,
@@ -143,7 +143,7 @@ impl Service {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListedEndpoint {
     pub address: String,
     pub ports: BTreeMap<String, u32>,
@@ -154,7 +154,7 @@ pub struct ListedEndpoint {
 }
 
 /// One running copy of a workload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     /// `reviews-v1-0` for a replica, or the resource name.
     pub name: String,

@@ -57,6 +57,8 @@ pub struct Lists {
     /// Where each goes in the whole model, by index into `sections`.
     tables: Vec<(String, Vec<usize>)>,
     clusters: Vec<usize>,
+    /// The lists' order, for the layout of every model that has them.
+    order: sections::ListsOrder,
 }
 
 impl Lists {
@@ -107,6 +109,7 @@ impl Lists {
             sections: out,
             tables,
             clusters,
+            order: sections::lists_order(model),
         })
     }
 }
@@ -151,21 +154,84 @@ pub struct Served {
     pub bytes: usize,
 }
 
-/// Sections serialized so far, shared by every model that has them.
+/// Sections serialized so far, shared by every model that has them, and
+/// kept from one configuration to the next while they are served.
 /// Clusters and virtual hosts are built once per configuration however
-/// many models name them, so they are found by address first; every
-/// section is then kept once by its key and content.
+/// many models name them (and carried over unchanged from the last one),
+/// so they are found by address first; every section is then kept once by
+/// its key and content.
+///
+/// The server calls [`SectionCache::next_round`] before serving each
+/// configuration: what the round before served and this one does not is
+/// then dropped.
 #[derive(Default)]
 pub struct SectionCache {
-    by_address: Mutex<HashMap<usize, Arc<SectionBytes>>>,
+    /// Each entry holds the cluster or host it was made from, so that its
+    /// address names it for as long as the entry lives.
+    by_address: Mutex<Rounds<usize, (Pin, Arc<SectionBytes>)>>,
     /// By a hash of key and JSON; an entry is used only when both are
     /// equal, so a collision costs sharing, never correctness.
-    by_content: Mutex<HashMap<u64, Arc<SectionBytes>>>,
-    /// Lists by their addresses.
+    by_content: Mutex<Rounds<u64, Arc<SectionBytes>>>,
+    /// Lists by their addresses, for one round: a configuration's lists
+    /// are its own.
     lists: Mutex<HashMap<(usize, usize), Arc<Lists>>>,
 }
 
+/// What this round served, and what the last one did.
+struct Rounds<K, V> {
+    now: HashMap<K, V>,
+    last: HashMap<K, V>,
+}
+
+impl<K, V> Default for Rounds<K, V> {
+    fn default() -> Self {
+        Rounds {
+            now: HashMap::new(),
+            last: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Clone> Rounds<K, V> {
+    /// The entry for `key` this round, taken from the last if it is there.
+    fn get(&mut self, key: K) -> Option<&V> {
+        if !self.now.contains_key(&key) {
+            let kept = self.last.remove(&key)?;
+            self.now.insert(key, kept);
+        }
+        self.now.get(&key)
+    }
+
+    fn next(&mut self) {
+        self.last = std::mem::take(&mut self.now);
+    }
+}
+
+/// A shared piece a section was serialized from.
+#[derive(Debug, Clone)]
+#[expect(
+    dead_code,
+    reason = "held, never read: it keeps its address from being reused"
+)]
+enum Pin {
+    Cluster(Arc<weft_model::Cluster>),
+    VirtualHost(Arc<weft_model::VirtualHost>),
+}
+
 impl SectionCache {
+    /// Starts serving a new configuration.
+    pub fn next_round(&self) {
+        if let Ok(mut m) = self.by_address.lock() {
+            m.next();
+        }
+        if let Ok(mut m) = self.by_content.lock() {
+            m.next();
+        }
+        if let Ok(mut m) = self.lists.lock() {
+            m.clear();
+        }
+    }
+
     /// The lists of `model`, made once for every model with the same.
     fn lists(&self, model: &ProxyModel) -> Result<Arc<Lists>, ServeError> {
         let at = Lists::address(model);
@@ -180,19 +246,20 @@ impl SectionCache {
     }
 
     fn section(&self, key: KeyRef<'_>, piece: &Piece<'_>) -> serde_json::Result<Arc<SectionBytes>> {
-        // The configuration being served keeps every cluster and host
-        // alive for as long as this cache lives, so an address names one.
-        let shared_at = match piece {
-            Piece::Cluster(c) => Some(Arc::as_ptr(c) as usize),
-            Piece::VirtualHost(v) => Some(Arc::as_ptr(v) as usize),
+        // An entry holds what it was made from, so an address names one.
+        let shared = match piece {
+            Piece::Cluster(c) => Some((Arc::as_ptr(c) as usize, Pin::Cluster(Arc::clone(c)))),
+            Piece::VirtualHost(v) => {
+                Some((Arc::as_ptr(v) as usize, Pin::VirtualHost(Arc::clone(v))))
+            }
             _ => None,
         };
-        if let Some(at) = shared_at {
+        if let Some((at, _)) = &shared {
             let found = self
                 .by_address
                 .lock()
                 .ok()
-                .and_then(|m| m.get(&at).cloned());
+                .and_then(|mut m| m.get(*at).map(|(_, s)| s.clone()));
             if let Some(found) = found.filter(|f| f.key.borrowed() == key) {
                 return Ok(found);
             }
@@ -215,32 +282,38 @@ impl SectionCache {
                 json: json.into(),
             })
         };
-        let shared = match self.by_content.lock() {
-            Ok(mut m) => match m.get(&id) {
+        let made = match self.by_content.lock() {
+            Ok(mut m) => match m.get(id) {
                 Some(found) if found.key.borrowed() == key && found.json[..] == json[..] => {
                     found.clone()
                 }
                 Some(_) => fresh(json, version),
                 None => {
                     let made = fresh(json, version);
-                    m.insert(id, made.clone());
+                    m.now.insert(id, made.clone());
                     made
                 }
             },
             Err(_) => fresh(json, version),
         };
-        if let (Some(at), Ok(mut m)) = (shared_at, self.by_address.lock()) {
-            m.insert(at, shared.clone());
+        if let (Some((at, pin)), Ok(mut m)) = (shared, self.by_address.lock()) {
+            m.now.insert(at, (pin, made.clone()));
         }
-        Ok(shared)
+        Ok(made)
     }
 
     /// How many distinct sections are held, and their bytes.
     pub fn held(&self) -> (usize, usize) {
-        self.by_content
-            .lock()
-            .map(|m| (m.len(), m.values().map(|s| s.json.len()).sum()))
-            .unwrap_or_default()
+        // A section found by address this round is not looked up by
+        // content: count both, each once.
+        let mut held: HashMap<*const SectionBytes, usize> = HashMap::new();
+        if let Ok(m) = self.by_content.lock() {
+            held.extend(m.now.values().map(|s| (Arc::as_ptr(s), s.json.len())));
+        }
+        if let Ok(m) = self.by_address.lock() {
+            held.extend(m.now.values().map(|(_, s)| (Arc::as_ptr(s), s.json.len())));
+        }
+        (held.len(), held.values().sum())
     }
 }
 
@@ -287,7 +360,7 @@ impl Served {
         let lists = cache.lists(model)?;
         let mut own = Vec::with_capacity(8 + model.listeners.len());
         let mut digest = Digest::default();
-        for (key, piece) in sections::split_own(model)? {
+        for (key, piece) in sections::split_own_in(model, &lists.order)? {
             let piece = match piece {
                 Piece::Security(_) => Piece::Security(security),
                 other => other,

@@ -138,7 +138,10 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let (jwks_uris, uris_rx) = tokio::sync::watch::channel(Jwks::uris(&config));
     tokio::spawn(jwks.clone().refresh(uris_rx, o.jwks_refresh));
     let mut jwks_changed = jwks.subscribe();
-    serve_config(&o, &hub, &config, &jwks, &ca_service.roots());
+    // Kept across configurations: a change serializes only the sections
+    // it made.
+    let sections = SectionCache::default();
+    serve_config(&o, &hub, &sections, &config, &jwks, &ca_service.roots());
     let mut current = config;
     publish(&docs, &o, &hub, &current, &ca_service);
     eprintln!("weft: control plane ready: admin API on http://{}, model stream on {}, CA on {}, {} proxies' configuration", o.admin, o.xds, o.ca, current.models.len());
@@ -161,7 +164,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     Ok(()) => {
                         eprintln!("weft: root rotation: the new root is being distributed");
                         roots_changed(&o, &ca_service);
-                        serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
+                        serve_config(&o, &hub, &sections, &current, &jwks, &ca_service.roots());
                         rotation_started = Some(tokio::time::Instant::now());
                     }
                     Err(e) => eprintln!("weft: root rotation refused: {e}"),
@@ -169,7 +172,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
             },
             _ = jwks_changed.changed() => {
                 jwks_changed.borrow_and_update();
-                serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
+                serve_config(&o, &hub, &sections, &current, &jwks, &ca_service.roots());
             }
             _ = tick.tick() => {
                 dirty = rotation_started.is_some();
@@ -185,14 +188,14 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                         }
                         rotation_started = None;
                         roots_changed(&o, &ca_service);
-                        serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
+                        serve_config(&o, &hub, &sections, &current, &jwks, &ca_service.roots());
                     }
                 }
                 if ca_service.with_authority(|a| a.retire_due()).unwrap_or(false) {
                     dirty = true;
                     eprintln!("weft: root rotation: the old root is retired");
                     roots_changed(&o, &ca_service);
-                    serve_config(&o, &hub, &current, &jwks, &ca_service.roots());
+                    serve_config(&o, &hub, &sections, &current, &jwks, &ca_service.roots());
                 }
             }
             // The source says when what it lists may have changed: at once
@@ -208,14 +211,18 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     jwks.fetch_all(&jwks.missing(&uris)).await;
                     jwks_uris.send_replace(uris);
                     let serving = std::time::Instant::now();
-                    serve_config(&o, &hub, &next, &jwks, &ca_service.roots());
+                    serve_config(&o, &hub, &sections, &next, &jwks, &ca_service.roots());
                     let t = next.timings;
                     eprintln!(
-                        "weft: configuration {} accepted (loaded and compiled in {compiled_ms} ms: listed in {} ms, analyzed in {} ms, compiled in {} ms; served to the streams in {} ms)",
+                        "weft: configuration {} accepted (loaded and compiled in {compiled_ms} ms: listed in {} ms, analyzed in {} ms, compiled in {} ms, building {} virtual hosts and {} clusters and keeping {} and {}; served to the streams in {} ms)",
                         next.generation,
                         t.list_ms,
                         t.analyze_ms,
                         t.compile_ms,
+                        t.reuse.hosts_built,
+                        t.reuse.clusters_built,
+                        t.reuse.hosts_taken,
+                        t.reuse.clusters_taken,
                         serving.elapsed().as_millis()
                     );
                     print_diagnostics(&next.diagnostics);
@@ -272,7 +279,14 @@ fn all_acked(hub: &Hub, config: &Config) -> bool {
 
 /// Makes `config` what the stream serves, with a token for every proxy and
 /// fetched keys inlined into its RequestAuthentication rules.
-fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[String]) {
+fn serve_config(
+    o: &Options,
+    hub: &Hub,
+    sections: &SectionCache,
+    config: &Config,
+    jwks: &Jwks,
+    roots: &[String],
+) {
     for name in config.models.keys() {
         if let Err(e) = hub.token_file(&o.run_dir.join("tokens"), name) {
             eprintln!("weft: cannot write the token of {name}: {e}");
@@ -315,9 +329,9 @@ fn serve_config(o: &Options, hub: &Hub, config: &Config, jwks: &Jwks, roots: &[S
             compiled.len() - 1
         });
     }
-    let cache = SectionCache::default();
-    let served = crate::parallel::map(&compiled, |c| served_model(c, jwks, roots, &cache));
-    hub.set_sections_held(cache.held());
+    sections.next_round();
+    let served = crate::parallel::map(&compiled, |c| served_model(c, jwks, roots, sections));
+    hub.set_sections_held(sections.held());
     hub.publish(
         config
             .models

@@ -16,7 +16,7 @@ use crate::source::files::FilesSource;
 use crate::source::ConfigSource;
 use weft_api::diag::{Diagnostic, Severity};
 use weft_api::resource::Resource;
-use weft_compile::{Compiler, MeshConfig, ProxyRef, Registry};
+use weft_compile::{Carry, Compiler, MeshConfig, ProxyRef, Registry, Reuse};
 use weft_model::ProxyModel;
 
 /// A compiled model. Replicas of one workload
@@ -56,6 +56,8 @@ pub struct Timings {
     pub list_ms: u128,
     pub analyze_ms: u128,
     pub compile_ms: u128,
+    /// What the compile built, and what it took from the last one's.
+    pub reuse: Reuse,
 }
 
 pub struct Store {
@@ -64,6 +66,8 @@ pub struct Store {
     secrets: Option<PathBuf>,
     pub mesh: MeshConfig,
     generation: u64,
+    /// What the last compile built, for the next to take what is unchanged.
+    carry: Option<Carry>,
 }
 
 pub fn proxy_name(p: &ProxyRef) -> String {
@@ -81,6 +85,7 @@ impl Store {
             secrets: None,
             mesh,
             generation: 0,
+            carry: None,
         }
     }
 
@@ -123,8 +128,13 @@ impl Store {
         weft_api::diag::sort(&mut refused);
         let analyzed = std::time::Instant::now();
         let mut models = BTreeMap::new();
-        {
-            let compiler = Compiler::new(&loaded.resources, &registry, &self.mesh);
+        let reuse = {
+            let compiler = Compiler::carrying(
+                &loaded.resources,
+                &registry,
+                &self.mesh,
+                self.carry.take().unwrap_or_default(),
+            );
             // Proxies of one shape get one model: group them, then compile
             // each shape once, on every core (a change recompiles the mesh,
             // and at 1000 services that is most of its latency).
@@ -152,12 +162,16 @@ impl Store {
                     models.insert(name.clone(), compiled.clone());
                 }
             }
-        }
+            let reuse = compiler.reuse();
+            self.carry = Some(compiler.into_carry());
+            reuse
+        };
         self.generation += 1;
         let timings = Timings {
             list_ms: (listed - started).as_millis(),
             analyze_ms: (analyzed - listed).as_millis(),
             compile_ms: analyzed.elapsed().as_millis(),
+            reuse,
         };
         Config {
             timings,
@@ -224,4 +238,76 @@ fn compile_all(
             model,
         }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A VirtualService on one service builds that service's virtual
+    /// host and nothing else: every other host and every cluster is the
+    /// last compile's, the same `Arc`.
+    #[test]
+    fn a_change_to_one_service_rebuilds_only_its_hosts() {
+        let dir = std::env::temp_dir().join(format!("weft-store-carry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a dir");
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut store = Store::of_files(
+            vec![examples.join("bookinfo"), dir.clone()],
+            MeshConfig::default(),
+        );
+        let first = store.load(None);
+        assert!(first.refused.is_empty(), "{:?}", first.refused);
+        assert_eq!(first.timings.reuse.hosts_taken, 0);
+        assert!(first.timings.reuse.hosts_built > 0 && first.timings.reuse.clusters_built > 0);
+
+        std::fs::write(
+            dir.join("ratings.yaml"),
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\nspec:\n  hosts: [ratings]\n  http:\n  - timeout: 3s\n    route:\n    - destination: {host: ratings}\n",
+        )
+        .expect("written");
+        let second = store.load(Some(&first));
+        assert!(second.refused.is_empty(), "{:?}", second.refused);
+        let reuse = second.timings.reuse;
+        // Ratings is seen alike from every other namespace, and from its
+        // own (where its short name is in reach) one way more.
+        assert!(
+            (1..=2).contains(&reuse.hosts_built),
+            "{reuse:?}: only ratings' hosts"
+        );
+        assert_eq!(reuse.clusters_built, 0, "{reuse:?}");
+        assert!(
+            reuse.hosts_taken > 0 && reuse.clusters_taken > 0,
+            "{reuse:?}"
+        );
+
+        let name = first
+            .models
+            .keys()
+            .find(|n| n.starts_with("default/productpage"))
+            .expect("productpage's sidecar");
+        let (a, b) = (&first.models[name].model, &second.models[name].model);
+        for (x, y) in a.clusters.iter().zip(b.clusters.iter()) {
+            assert!(Arc::ptr_eq(x, y), "{} was rebuilt", x.name);
+        }
+        let hosts = |m: &ProxyModel| -> Vec<Arc<weft_model::VirtualHost>> {
+            m.route_tables
+                .iter()
+                .flat_map(|t| t.virtual_hosts.iter().cloned())
+                .collect()
+        };
+        let (ha, hb) = (hosts(a), hosts(b));
+        assert_eq!(ha.len(), hb.len());
+        for (x, y) in ha.iter().zip(&hb) {
+            assert_eq!(
+                Arc::ptr_eq(x, y),
+                !x.name.starts_with("ratings."),
+                "{}: rebuilt only where the change is",
+                x.name
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -217,15 +217,45 @@ pub fn split(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitEr
     Ok(out)
 }
 
+/// The order of a model's route tables and clusters where it is not the
+/// canonical one (empty where it is): part of the model's layout, but a
+/// property of its lists, which many models share.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListsOrder {
+    pub route_tables: Vec<String>,
+    pub clusters: Vec<String>,
+}
+
+/// `model`'s [`ListsOrder`].
+pub fn lists_order(model: &ProxyModel) -> ListsOrder {
+    let mut order = ListsOrder::default();
+    if !in_order(&model.route_tables, |a, b| a.name < b.name) {
+        order.route_tables = model.route_tables.iter().map(|t| t.name.clone()).collect();
+    }
+    if !in_order(&model.clusters, |a, b| cluster_order(a) < cluster_order(b)) {
+        order.clusters = model.clusters.iter().map(|c| c.name.clone()).collect();
+    }
+    order
+}
+
 /// The sections of `model` that are its own (every kind before
 /// [`SectionKind::RouteTable`]), in key order.
 pub fn split_own(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, SplitError> {
+    split_own_in(model, &lists_order(model))
+}
+
+/// [`split_own`], given `model`'s [`lists_order`] (made once for every
+/// model with the same lists).
+pub fn split_own_in<'a>(
+    model: &'a ProxyModel,
+    order: &ListsOrder,
+) -> Result<Vec<(KeyRef<'a>, Piece<'a>)>, SplitError> {
     let ProxyModel {
         model_version,
         proxy,
         listeners,
-        route_tables,
-        clusters,
+        route_tables: _,
+        clusters: _,
         security,
         telemetry,
         http,
@@ -260,12 +290,8 @@ pub fn split_own(model: &ProxyModel) -> Result<Vec<(KeyRef<'_>, Piece<'_>)>, Spl
     if !in_order(listeners, |a, b| listener_order(a) < listener_order(b)) {
         layout.listeners = listeners.iter().map(|l| l.name.clone()).collect();
     }
-    if !in_order(route_tables, |a, b| a.name < b.name) {
-        layout.route_tables = route_tables.iter().map(|t| t.name.clone()).collect();
-    }
-    if !in_order(clusters, |a, b| cluster_order(a) < cluster_order(b)) {
-        layout.clusters = clusters.iter().map(|c| c.name.clone()).collect();
-    }
+    layout.route_tables.clone_from(&order.route_tables);
+    layout.clusters.clone_from(&order.clusters);
     if !layout.is_empty() {
         out.push((one(SectionKind::Layout), Piece::Layout(layout)));
     }

@@ -232,6 +232,20 @@ fn draw(rng: &mut fastrand::Rng, dir: &TempDir) {
         extra += "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: default}\nspec:\n  egress: [{hosts: [\"./reviews.default.svc.cluster.local\", \"./ratings.default.svc.cluster.local\"]}]\n";
     }
     if rng.bool() {
+        // A rule that changes one service's clusters.
+        extra += &format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: ratings-pool, namespace: default}}\nspec:\n  host: ratings\n  trafficPolicy: {{connectionPool: {{tcp: {{maxConnections: {}}}}}}}\n",
+            rng.u8(1..4)
+        );
+    }
+    if rng.bool() {
+        // Replicas come and go: endpoints change, and the proxies with them.
+        extra += &format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: extra, namespace: default}}\nspec:\n  selector: {{app: extra}}\n  ports: [{{name: http, port: 9080}}]\n---\napiVersion: weft.dev/v1\nkind: Workload\nmetadata: {{name: extra, namespace: default, labels: {{app: extra}}}}\nspec:\n  command: sleep\n  replicas: {}\n  ports: [{{name: http, port: 9080}}]\n",
+            rng.u8(1..4)
+        );
+    }
+    if rng.bool() {
         extra += &format!(
             "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: mesh-default, namespace: istio-system}}\nspec:\n  tracing: [{{randomSamplingPercentage: {}}}]\n",
             rng.u8(1..100)
@@ -241,10 +255,13 @@ fn draw(rng: &mut fastrand::Rng, dir: &TempDir) {
 }
 
 /// A proxy's model put together from sections, change after change, is
-/// exactly the model the compiler made whole: after every one of a random
-/// sequence of configurations, whether the proxy was sent only what
-/// changed, restarted and was sent all, or missed a change and asked for
-/// all again. Seeds are printed; `WEFT_SEED` replays one.
+/// exactly the model the compiler makes whole from nothing: after every
+/// one of a random sequence of configurations, whether the proxy was sent
+/// only what changed, restarted and was sent all, or missed a change and
+/// asked for all again. The control plane compiles each configuration
+/// from what it built for the last (and serves it from the sections it
+/// kept), and the model is compared with a compile that starts afresh.
+/// Seeds are printed; `WEFT_SEED` replays one.
 #[test]
 fn models_put_together_from_changes_are_the_compiled_models() {
     use std::sync::Arc;
@@ -265,6 +282,8 @@ fn models_put_together_from_changes_are_the_compiled_models() {
             weft_compile::MeshConfig::default(),
         );
         let mut last: Option<weft_control::store::Config> = None;
+        let cache = SectionCache::default();
+        let mut kept = 0;
         // Per proxy: what it holds, and what the control plane last sent it.
         let mut proxies: BTreeMap<String, (Held, Option<Arc<Served>>)> = BTreeMap::new();
         let (mut changes, mut fulls, mut resyncs) = (0, 0, 0);
@@ -276,11 +295,27 @@ fn models_put_together_from_changes_are_the_compiled_models() {
                 "step {step}: {:?}",
                 config.refused
             );
-            let cache = SectionCache::default();
+            kept += config.timings.reuse.hosts_taken + config.timings.reuse.clusters_taken;
+            let afresh = weft_control::store::Store::of_files(
+                vec![dir.0.clone()],
+                weft_compile::MeshConfig::default(),
+            )
+            .load(None);
+            assert_eq!(
+                afresh.models.keys().collect::<Vec<_>>(),
+                config.models.keys().collect::<Vec<_>>(),
+                "step {step}"
+            );
+            cache.next_round();
             for (name, compiled) in &config.models {
+                assert_eq!(
+                    serde_json::to_string(&compiled.model).expect("serializes"),
+                    serde_json::to_string(&afresh.models[name].model).expect("serializes"),
+                    "seed {seed}, step {step}, {name}: compiled from the last compile's"
+                );
                 let mut security = compiled.model.security.clone();
                 security.trust_bundle = roots.clone();
-                let mut whole = compiled.model.clone();
+                let mut whole = afresh.models[name].model.clone();
                 whole.security = security.clone();
                 let expected = serde_json::to_vec(&whole).expect("serializes");
                 let served =
@@ -331,8 +366,8 @@ fn models_put_together_from_changes_are_the_compiled_models() {
             proxies.retain(|name, _| config.models.contains_key(name));
             last = Some(config);
         }
-        eprintln!("{changes} changes, {fulls} whole models, {resyncs} asked for again");
-        assert!(changes > 0 && fulls > 0 && resyncs > 0);
+        eprintln!("{changes} changes, {fulls} whole models, {resyncs} asked for again; {kept} hosts and clusters kept from a compile to the next");
+        assert!(changes > 0 && fulls > 0 && resyncs > 0 && kept > 0);
     }
 }
 

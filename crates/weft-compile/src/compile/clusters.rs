@@ -1,13 +1,14 @@
 //! Clusters: a service port (and subset) with its DestinationRule policy
 //! and its endpoints.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use weft_api::resource::Resource;
 use weft_api::types::networking as net;
 use weft_model::*;
 
+use super::carry::Revision;
 use super::routes::{is_external, ClusterKey};
 use super::{Compiler, Me};
 use crate::host;
@@ -16,45 +17,43 @@ use crate::registry::{labels_match, ResolutionKind, ServiceSource, TargetPort};
 /// Istio's default connect timeout.
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 
-/// A cluster depends on the proxy asking only through the DestinationRule
-/// that applies to it, so the proxies of a namespace (or of the mesh)
-/// share one: at 1000 services a change recompiles every proxy, and
-/// without this each rebuilt every endpoint list it can reach.
-#[derive(Default)]
-pub(crate) struct Memo(Mutex<HashMap<(ClusterKey, usize), Arc<Cluster>>>);
+/// What a cluster is built from: its key, the DestinationRule that
+/// applies (by its place under the rules' revision), the service's
+/// revision and the instances' (its endpoints). A cluster depends on the
+/// proxy asking only through the rule, so the proxies of a namespace (or
+/// of the mesh) share one, and while none of these change the next
+/// configuration takes it as it is (`carry`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ClusterMemoKey {
+    key: ClusterKey,
+    rule: usize,
+    rules: Revision,
+    service: Revision,
+    instances: Revision,
+}
+
+pub(crate) type Memo = super::carry::Carried<ClusterMemoKey, Arc<Cluster>>;
 
 pub fn build(c: &Compiler<'_>, me: &Me, keys: &BTreeSet<ClusterKey>) -> Vec<Arc<Cluster>> {
     keys.iter()
         .map(|key| {
             let svc = c.registry.service(&key.host);
             let dr = destination_rule_for(c, me, &key.host, svc.map(|s| s.namespace.as_str()));
-            // The rule's address names it: both live as long as the compiler.
-            let memo_key = (
-                key.clone(),
-                dr.map_or(0, |(r, _)| std::ptr::from_ref(r) as usize),
-            );
-            if let Some(found) = c.clusters.get(&memo_key) {
+            let memo_key = ClusterMemoKey {
+                key: key.clone(),
+                rule: c.revisions.of_rule(dr.map(|(r, _)| r)),
+                rules: c.revisions.destination_rules,
+                service: c.revisions.of_service(svc),
+                instances: c.revisions.instances,
+            };
+            if let Some(found) = c.carry.clusters.get(&memo_key) {
                 return found;
             }
-            let built = Arc::new(cluster(c, dr, key));
-            c.clusters.put(memo_key, built.clone());
-            built
+            c.carry
+                .clusters
+                .put(memo_key, Arc::new(cluster(c, dr, key)))
         })
         .collect()
-}
-
-impl Memo {
-    fn get(&self, key: &(ClusterKey, usize)) -> Option<Arc<Cluster>> {
-        // A poisoned memo only means a panic elsewhere; building again is
-        // always correct.
-        self.0.lock().ok()?.get(key).cloned()
-    }
-
-    fn put(&self, key: (ClusterKey, usize), cluster: Arc<Cluster>) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(key, cluster);
-        }
-    }
 }
 
 /// The DestinationRule for `host` as seen by `me`: Istio looks in the

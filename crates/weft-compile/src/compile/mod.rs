@@ -4,6 +4,7 @@
 //! inputs give byte-identical models, so golden tests can pin them and the
 //! control plane can tell when a push changes nothing.
 
+mod carry;
 mod clusters;
 mod index;
 mod routes;
@@ -21,6 +22,7 @@ use weft_model::{
 
 use crate::registry::{labels_match, MeshConfig, Registry};
 
+pub use carry::{Carry, Reuse};
 pub use index::Index;
 
 /// Which proxy to compile for.
@@ -45,11 +47,11 @@ pub struct Compiler<'a> {
     pub mesh: &'a MeshConfig,
     pub registry: &'a Registry,
     pub index: Index<'a>,
-    /// Clusters built so far, shared by every proxy compiled from this
-    /// configuration (see `clusters::build`).
-    clusters: clusters::Memo,
-    /// Sidecars' virtual hosts built so far, shared the same way.
-    hosts: routes::HostMemo,
+    /// Clusters and sidecars' virtual hosts built so far, shared by every
+    /// proxy compiled from this configuration, with what the last one
+    /// built (see `carry`).
+    carry: Carry,
+    revisions: carry::Revisions,
     /// Sidecars' outbound sides built so far, by what they depend on.
     views: routes::ViewMemo,
     rules_select_workloads: std::sync::OnceLock<bool>,
@@ -85,16 +87,39 @@ impl Me {
 
 impl<'a> Compiler<'a> {
     pub fn new(resources: &'a [Resource], registry: &'a Registry, mesh: &'a MeshConfig) -> Self {
+        Compiler::carrying(resources, registry, mesh, Carry::default())
+    }
+
+    /// A compiler that takes what `carry`'s compile built wherever its
+    /// inputs are unchanged ([`Compiler::into_carry`] hands it on).
+    pub fn carrying(
+        resources: &'a [Resource],
+        registry: &'a Registry,
+        mesh: &'a MeshConfig,
+        mut carry: Carry,
+    ) -> Self {
+        let index = Index::new(resources);
+        let revisions = carry.revise(&index, registry, mesh);
         Compiler {
             mesh,
             registry,
-            index: Index::new(resources),
-            clusters: clusters::Memo::default(),
-            hosts: routes::HostMemo::default(),
+            index,
+            carry,
+            revisions,
             views: routes::ViewMemo::default(),
             rules_select_workloads: std::sync::OnceLock::new(),
             mesh_routes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// What this compile built so far, and took from the last.
+    pub fn reuse(&self) -> Reuse {
+        self.carry.counts()
+    }
+
+    /// What this compile built and used, for the next configuration's.
+    pub fn into_carry(self) -> Carry {
+        self.carry.hand_on()
     }
 
     /// Every proxy this configuration implies: one sidecar per workload

@@ -8,6 +8,7 @@ use weft_api::types::common::StringMatch;
 use weft_api::types::networking as net;
 use weft_model::*;
 
+use super::carry::Revision;
 use super::{Compiler, Me};
 use crate::host;
 use crate::registry::{Service, ServiceSource};
@@ -191,40 +192,28 @@ fn mesh_virtual_service<'a>(
 /// for every namespace that sees it the same way, not once per namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct HostKey {
-    /// The service's address in the registry (the configuration holds it
-    /// for as long as the compiler lives).
-    service: usize,
+    /// The service's revision (`carry`): its content, kept from one
+    /// configuration to the next while it does not change.
+    service: Revision,
     port: u32,
-    /// The VirtualService's address (the configuration holds it for as
-    /// long as the compiler lives), 0 for none.
-    virtual_service: usize,
+    /// The VirtualService's revision, none for none.
+    virtual_service: Revision,
+    /// Routes of a VirtualService go to destinations whose ports they may
+    /// take from the registry: the revision of the whole service set for
+    /// those, none for a host without them.
+    destinations: Revision,
     /// Empty where the host is the same from every other namespace.
     namespace: String,
     source_labels: Vec<bool>,
 }
 
 /// Virtual hosts built so far, with the clusters their routes name,
-/// shared by every sidecar compiled from this configuration that sees the
-/// service the same way.
-#[derive(Default)]
-pub(crate) struct HostMemo(Mutex<HashMap<HostKey, HostEntry>>);
+/// shared by every sidecar that sees the service the same way, in this
+/// configuration and the next ones while its inputs stay the same.
+pub(crate) type HostMemo = super::carry::Carried<HostKey, HostEntry>;
 
 /// A shared virtual host and the clusters its routes name.
 type HostEntry = (Arc<VirtualHost>, Vec<ClusterKey>);
-
-impl HostMemo {
-    fn get(&self, key: &HostKey) -> Option<HostEntry> {
-        // A poisoned memo only means a panic elsewhere; building again is
-        // always correct.
-        self.0.lock().ok()?.get(key).cloned()
-    }
-
-    fn put(&self, key: HostKey, entry: HostEntry) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(key, entry);
-        }
-    }
-}
 
 /// Which of `vs`'s `sourceLabels` matches `me` satisfies, in order:
 /// HTTP, then TLS, then TCP matches.
@@ -269,10 +258,16 @@ fn sidecar_host(
                 .flat_map(|hr| &hr.matches)
                 .any(|m| m.source_namespace.is_some())
         });
+    let with_routes = vs.is_some_and(|(_, v)| !v.http.is_empty());
     let key = HostKey {
-        service: std::ptr::from_ref(svc) as usize,
+        service: c.revisions.of_service(Some(svc)),
         port,
-        virtual_service: vs.map_or(0, |(r, _)| std::ptr::from_ref(r) as usize),
+        virtual_service: c.revisions.of_resource(vs.map(|(r, _)| r)),
+        destinations: if with_routes {
+            c.revisions.service_set
+        } else {
+            Revision::NONE
+        },
         namespace: if by_namespace {
             me.namespace.clone()
         } else {
@@ -282,7 +277,7 @@ fn sidecar_host(
             .map(|(_, v)| source_labels_met(v, me).collect())
             .unwrap_or_default(),
     };
-    if let Some((vh, clusters)) = c.hosts.get(&key) {
+    if let Some((vh, clusters)) = c.carry.hosts.get(&key) {
         out.clusters.extend(clusters);
         return vh;
     }
@@ -307,8 +302,8 @@ fn sidecar_host(
         routes,
     });
     let clusters: Vec<ClusterKey> = own.clusters.into_iter().collect();
-    out.clusters.extend(clusters.iter().cloned());
-    c.hosts.put(key, (vh.clone(), clusters));
+    let (vh, clusters) = c.carry.hosts.put(key, (vh, clusters));
+    out.clusters.extend(clusters);
     vh
 }
 
