@@ -653,17 +653,22 @@ pub fn markdown(r: &Report, command: &str) -> String {
             );
         }
         let _ = writeln!(o, "\nWhere each change's time went in the control plane (its log), what it holds in sections (each once, however many proxies' models have it), and one real `weft proxy`'s RSS on the same mesh:\n");
-        let _ = writeln!(o, "| scope | change | list ms | analyze ms | compile ms | serve ms | sections held | MiB held | a sidecar's RSS MiB |\n|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "| scope | change | list ms | analyze ms | compile ms | virtual hosts built (kept) | clusters built (kept) | serve ms | sections held | MiB held | a sidecar's RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|");
         for s in scale {
             let t = &s.times_ms;
+            let b = &s.built;
             let _ = writeln!(
                 o,
-                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.1} | {:.1} |",
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {} ({}) | {} ({}) | {:.0} | {} | {:.1} | {:.1} |",
                 s.scope,
                 s.change,
                 t.list,
                 t.analyze,
                 t.compile,
+                b.virtual_hosts,
+                b.virtual_hosts_kept,
+                b.clusters,
+                b.clusters_kept,
                 t.serve,
                 s.sections_held,
                 s.section_mib_held,

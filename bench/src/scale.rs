@@ -61,6 +61,9 @@ pub struct ScaleResult {
     /// listing what changed, analyzing, compiling, then serving the models
     /// to the streams.
     pub times_ms: ChangeTimes,
+    /// What the change's compile built anew; everything else it kept
+    /// from the compile before.
+    pub built: Built,
     /// The distinct sections the control plane holds after the change
     /// (each once, however many proxies' models have it), and their bytes.
     pub sections_held: u64,
@@ -197,30 +200,61 @@ pub struct ChangeTimes {
     pub serve: f64,
 }
 
-/// Where the last configuration the control plane's log says it accepted
-/// spent its time.
-fn change_times(log: &Path) -> ChangeTimes {
+/// Virtual hosts and clusters one change's compile built anew, and
+/// those it kept from the compile before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Built {
+    pub virtual_hosts: u64,
+    pub clusters: u64,
+    pub virtual_hosts_kept: u64,
+    pub clusters_kept: u64,
+}
+
+/// The log line of the last configuration the control plane accepted.
+fn last_accepted(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let Some(line) = text
-        .lines()
+    text.lines()
         .rev()
         .find(|l| l.contains("accepted (loaded and compiled in"))
-    else {
-        return ChangeTimes::default();
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The number in `line` after `what`, up to `until`.
+fn number_between(line: &str, what: &str, until: &str) -> f64 {
+    line.split(what)
+        .nth(1)
+        .and_then(|rest| rest.split(until).next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Where the last configuration the control plane's log says it accepted
+/// spent its time, and what its compile built.
+fn change_times(log: &Path) -> (ChangeTimes, Built) {
+    let line = last_accepted(log);
+    let ms = |what: &str| number_between(&line, what, " ms");
+    let times = ChangeTimes {
+        list: ms("listed in"),
+        analyze: ms("analyzed in"),
+        compile: ms(", compiled in"),
+        serve: ms("served to the streams in"),
     };
-    let number_after = |what: &str| -> f64 {
-        line.split(what)
-            .nth(1)
-            .and_then(|rest| rest.split(" ms").next())
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0.0)
+    let count = |what: &str, until: &str| number_between(&line, what, until) as u64;
+    // "keeping 9998 and 5000;"
+    let kept = line
+        .split("and keeping ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_default();
+    let (hosts_kept, clusters_kept) = kept.split_once(" and ").unwrap_or_default();
+    let built = Built {
+        virtual_hosts: count("building ", " virtual hosts"),
+        clusters: count("virtual hosts and ", " clusters"),
+        virtual_hosts_kept: hosts_kept.trim().parse().unwrap_or(0),
+        clusters_kept: clusters_kept.trim().parse().unwrap_or(0),
     };
-    ChangeTimes {
-        list: number_after("listed in"),
-        analyze: number_after("analyzed in"),
-        compile: number_after(", compiled in"),
-        serve: number_after("served to the streams in"),
-    }
+    (times, built)
 }
 
 /// What `/api/status` says the control plane holds in sections.
@@ -480,7 +514,7 @@ fn one(weft: &Path, work: &Path, size: Size, sc: &Scenario) -> anyhow::Result<Sc
     let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
     // Anything else that changed is a proxy the change should not have reached.
     std::thread::sleep(Duration::from_millis(500));
-    let times_ms = change_times(&log);
+    let (times_ms, built) = change_times(&log);
     let (sections_held, section_bytes_held) = sections_held();
     let sidecar_rss_mib = sidecar
         .as_ref()
@@ -531,16 +565,18 @@ fn one(weft: &Path, work: &Path, size: Size, sc: &Scenario) -> anyhow::Result<Sc
         control_plane_cpu_seconds_change: cpu,
         control_plane_rss_peak_mib: rss as f64 / 1024.0,
         times_ms,
+        built,
         sections_held,
         section_mib_held: section_bytes_held as f64 / 1_048_576.0,
         sidecar_rss_mib,
     };
     eprintln!(
-        "  {} / {}: {} proxies, {} affected; ACKed p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {:.0} bytes per proxy at start, {:.0} for the change; CPU {:.2} s (list {:.0} ms, analyze {:.0} ms, compile {:.0} ms, serve {:.0} ms); RSS peak {:.0} MiB; {} sections held ({:.1} MiB); a sidecar's RSS {:.1} MiB; start {:.1} s",
+        "  {} / {}: {} proxies, {} affected; ACKed p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {:.0} bytes per proxy at start, {:.0} for the change; CPU {:.2} s (list {:.0} ms, analyze {:.0} ms, compile {:.0} ms building {} virtual hosts and {} clusters and keeping {} and {}, serve {:.0} ms); RSS peak {:.0} MiB; {} sections held ({:.1} MiB); a sidecar's RSS {:.1} MiB; start {:.1} s",
         result.scope, result.change, result.proxies, result.affected, result.ack_ms.p50, result.ack_ms.p99,
         result.ack_ms.max, result.initial_bytes_per_proxy, result.change_bytes_per_proxy,
         result.control_plane_cpu_seconds_change, result.times_ms.list, result.times_ms.analyze,
-        result.times_ms.compile, result.times_ms.serve,
+        result.times_ms.compile, result.built.virtual_hosts, result.built.clusters,
+        result.built.virtual_hosts_kept, result.built.clusters_kept, result.times_ms.serve,
         result.control_plane_rss_peak_mib, result.sections_held, result.section_mib_held,
         result.sidecar_rss_mib, result.control_plane_start_seconds
     );
@@ -628,17 +664,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("weft-bench-log-{}", std::process::id()));
         std::fs::write(
             &dir,
-            "weft: configuration 1 accepted (loaded and compiled in 900 ms: listed in 1 ms, analyzed in 2 ms, compiled in 3 ms; served to the streams in 80 ms)\nweft: configuration 2 accepted (loaded and compiled in 31 ms: listed in 10 ms, analyzed in 20 ms, compiled in 1 ms; served to the streams in 7 ms)\n",
+            "weft: configuration 1 accepted (loaded and compiled in 900 ms: listed in 1 ms, analyzed in 2 ms, compiled in 3 ms, building 9 virtual hosts and 8 clusters and keeping 0 and 0; served to the streams in 80 ms)\nweft: configuration 2 accepted (loaded and compiled in 31 ms: listed in 10 ms, analyzed in 20 ms, compiled in 1 ms, building 2 virtual hosts and 0 clusters and keeping 7 and 8; served to the streams in 7 ms)\n",
         )
         .unwrap();
         assert_eq!(
             change_times(&dir),
-            ChangeTimes {
-                list: 10.0,
-                analyze: 20.0,
-                compile: 1.0,
-                serve: 7.0
-            }
+            (
+                ChangeTimes {
+                    list: 10.0,
+                    analyze: 20.0,
+                    compile: 1.0,
+                    serve: 7.0
+                },
+                Built {
+                    virtual_hosts: 2,
+                    clusters: 0,
+                    virtual_hosts_kept: 7,
+                    clusters_kept: 8
+                }
+            )
         );
         let _ = std::fs::remove_file(&dir);
     }

@@ -141,6 +141,28 @@ impl Seen {
         self.next += 1;
         Revision(self.next)
     }
+
+    /// Revisions for inputs that nothing is compared with.
+    fn first_sight(&mut self, index: &Index<'_>, registry: &Registry) -> Revisions {
+        let mut revisions = Revisions::default();
+        for svc in registry.services.values() {
+            let rev = self.fresh();
+            revisions
+                .services
+                .insert(std::ptr::from_ref(svc) as usize, rev);
+        }
+        for (r, _) in &index.virtual_services {
+            let rev = self.fresh();
+            revisions.resources.insert(address(r), rev);
+        }
+        for (i, (r, _)) in index.destination_rules.iter().enumerate() {
+            revisions.rules.insert(address(r), i + 1);
+        }
+        revisions.service_set = self.fresh();
+        revisions.destination_rules = self.fresh();
+        revisions.instances = self.fresh();
+        revisions
+    }
 }
 
 /// Virtual hosts and clusters one compile built, and those it took as the
@@ -157,6 +179,9 @@ pub struct Reuse {
 /// carries nothing: everything is built.
 #[derive(Default)]
 pub struct Carry {
+    /// A compile whose carry is not handed on (an analyzer's, a one-off
+    /// `weft proxy-config`) keeps no copies of its inputs.
+    one_off: bool,
     seen: Seen,
     pub(crate) hosts: super::routes::HostMemo,
     pub(crate) clusters: super::clusters::Memo,
@@ -166,9 +191,19 @@ impl Carry {
     /// What this compile used, for the next one.
     pub(crate) fn hand_on(self) -> Carry {
         Carry {
+            one_off: self.one_off,
             seen: self.seen,
             hosts: self.hosts.hand_on(),
             clusters: self.clusters.hand_on(),
+        }
+    }
+
+    /// A carry for a compile that is not followed by another: its inputs
+    /// are given revisions but not kept to compare with the next.
+    pub fn one_off() -> Carry {
+        Carry {
+            one_off: true,
+            ..Carry::default()
         }
     }
 
@@ -192,6 +227,9 @@ impl Carry {
         registry: &Registry,
         mesh: &MeshConfig,
     ) -> Revisions {
+        if self.one_off {
+            return self.seen.first_sight(index, registry);
+        }
         let mesh_now = (
             mesh.trust_domain.clone(),
             mesh.root_namespace.clone(),

@@ -87,7 +87,7 @@ impl Me {
 
 impl<'a> Compiler<'a> {
     pub fn new(resources: &'a [Resource], registry: &'a Registry, mesh: &'a MeshConfig) -> Self {
-        Compiler::carrying(resources, registry, mesh, Carry::default())
+        Compiler::carrying(resources, registry, mesh, Carry::one_off())
     }
 
     /// A compiler that takes what `carry`'s compile built wherever its
