@@ -178,6 +178,67 @@ pub struct Tree {
 }
 
 impl Tree {
+    /// Kubernetes' YAML parser (go-yaml v2) ends a plain scalar at a `:`
+    /// only when a space or a line break follows it, also inside `[...]`;
+    /// YAML 1.2 (yaml-rust2) ends it at a `:` followed by `,` or `]` too.
+    /// So `addresses: [1.2.3.4, 2001:db8::]` is two addresses to kubectl
+    /// (and in Istio's own valid examples) but an address and the mapping
+    /// `{"2001:db8:": null}` here. Such a mapping, a list item whose only
+    /// key is a plain scalar written right before `:` and `,` or `]`, is
+    /// read back as the scalar Kubernetes sees.
+    fn read_colons_as_kubernetes_does(&mut self, text: &str) {
+        let mut lines: Option<Vec<&str>> = None;
+        let items: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                Kind::Seq(items) => Some(items.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for item in items {
+            let Kind::Map(entries) = &self.node(item).kind else {
+                continue;
+            };
+            let [(k, v)] = entries.as_slice() else {
+                continue;
+            };
+            let (key, value) = (self.node(*k), self.node(*v));
+            let Kind::Scalar {
+                text: key_text,
+                quoted: false,
+            } = &key.kind
+            else {
+                continue;
+            };
+            if !value.is_null() || key_text.contains('\n') {
+                continue;
+            }
+            let lines = lines.get_or_insert_with(|| text.lines().collect());
+            let Some(line) = lines.get(key.mark.line.saturating_sub(1) as usize) else {
+                continue;
+            };
+            let after: String = line
+                .chars()
+                .skip(key.mark.column.saturating_sub(1) as usize)
+                .collect();
+            let Some(rest) = after.strip_prefix(key_text.as_str()) else {
+                continue;
+            };
+            if rest.starts_with(":,") || rest.starts_with(":]") {
+                let mark = self.node(item).mark;
+                self.nodes[item as usize] = Node {
+                    mark,
+                    kind: Kind::Scalar {
+                        text: format!("{key_text}:"),
+                        quoted: false,
+                    },
+                };
+            }
+        }
+    }
+
     pub fn root(&self) -> &Node {
         self.node(self.root)
     }
@@ -278,7 +339,8 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Tree>, SyntaxE
             Event::DocumentStart => builder = Some(Builder::new(*limits)),
             Event::DocumentEnd => {
                 if let Some(b) = builder.take() {
-                    if let Some(tree) = b.finish() {
+                    if let Some(mut tree) = b.finish() {
+                        tree.read_colons_as_kubernetes_does(text);
                         docs.push(tree);
                     }
                 }
@@ -482,6 +544,32 @@ mod tests {
         let mut docs = parse_documents(text, &Limits::default()).unwrap();
         assert_eq!(docs.len(), 1);
         docs.remove(0)
+    }
+
+    #[test]
+    fn a_colon_before_a_flow_indicator_ends_no_scalar_as_in_kubernetes() {
+        let docs = parse_documents(
+            "a: [1.2.3.4, 2001:db8::, fe80::]\nb: [x: 1]\nc:\n- d::\n",
+            &Limits::default(),
+        )
+        .expect("parses");
+        let t = &docs[0];
+        let root = t.root_id();
+        let a = t.get(root, "a").expect("a");
+        let Kind::Seq(items) = &t.node(a).kind else {
+            panic!("a list")
+        };
+        let texts: Vec<_> = items.iter().map(|i| t.scalar(*i)).collect();
+        assert_eq!(texts, [Some("1.2.3.4"), Some("2001:db8::"), Some("fe80::")]);
+        // A real mapping in a list, and a block list's `d::` (go-yaml
+        // reads `{"d:": null}` there too), stay mappings.
+        for key in ["b", "c"] {
+            let n = t.get(root, key).expect("the key");
+            let Kind::Seq(items) = &t.node(n).kind else {
+                panic!("a list")
+            };
+            assert!(matches!(t.node(items[0]).kind, Kind::Map(_)), "{key}");
+        }
     }
 
     #[test]
