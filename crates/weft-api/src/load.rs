@@ -475,6 +475,24 @@ fn unknown_kind(
     let path = FieldPath::root().key("kind");
     let origin = Origin::new(file, path.locate_from(tree, node, false));
     let names: Vec<&str> = ResourceKind::ALL.iter().map(|k| k.name()).collect();
+    if let Some((_, _, why)) = NOT_APPLIED
+        .iter()
+        .find(|(g, k, _)| *g == group && *k == kind_name)
+    {
+        // Istio's and Flagger's own kinds are valid in a directory users
+        // apply as it is: refusing one would stop the whole directory.
+        out.diagnostics.push(
+            Diagnostic::new(
+                Severity::Warning,
+                codes::UNIMPLEMENTED,
+                origin,
+                format!("{kind_name} ({api_version}) is accepted but not applied by weft: {why}"),
+            )
+            .with_field(&path)
+            .with_fix("keep it for Istio; weft behaves as if it were absent"),
+        );
+        return;
+    }
     if ours.contains(&group) {
         let mut d = Diagnostic::new(
             Severity::Error,
@@ -500,6 +518,36 @@ fn unknown_kind(
         );
     }
 }
+
+/// Kinds of Istio and Flagger that weft reads but does not model yet:
+/// `(group, kind, what is not applied)`.
+const NOT_APPLIED: &[(&str, &str, &str)] = &[
+    (
+        "networking.istio.io",
+        "EnvoyFilter",
+        "its patches are to Envoy's configuration, which weft's proxy does not have",
+    ),
+    (
+        "networking.istio.io",
+        "ProxyConfig",
+        "proxy settings (concurrency, image, environment variables) are not applied",
+    ),
+    (
+        "extensions.istio.io",
+        "WasmPlugin",
+        "Wasm plugins do not run in weft's proxy",
+    ),
+    (
+        "extensions.istio.io",
+        "TrafficExtension",
+        "traffic extensions do not run in weft's proxy",
+    ),
+    (
+        "flagger.app",
+        "AlertProvider",
+        "canary alerts are not sent; the events and the canary's status say what happened",
+    ),
+];
 
 /// Two documents that define the same resource: the first wins, as a
 /// `kubectl apply` of the directory would end with the last; weft refuses to

@@ -336,6 +336,9 @@ impl Registry {
                     Resolution::None => ResolutionKind::None,
                     Resolution::Static => ResolutionKind::Static,
                     Resolution::Dns | Resolution::DnsRoundRobin => ResolutionKind::Dns,
+                    // Validation warns: the request goes where the
+                    // application sent it, as with NONE.
+                    Resolution::DynamicDns => ResolutionKind::None,
                 };
                 let external = se.location != Some(Location::MeshInternal);
                 let ports: Vec<ServicePort> = se

@@ -692,6 +692,10 @@ pub struct JwtRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_claim_to_headers: Vec<ClaimToHeader>,
     pub forward_original_token: bool,
+    /// Claims whose string value is a space-separated list, matched item
+    /// by item, besides `scope` and `permission` (always).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub space_delimited_claims: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

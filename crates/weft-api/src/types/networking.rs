@@ -47,7 +47,9 @@ pub struct HttpRoute {
     #[serde(default)]
     pub mirrors: Vec<HttpMirrorPolicy>,
     pub mirror_percentage: Option<Percent>,
-    /// Deprecated integer form of `mirrorPercentage`.
+    /// Deprecated integer form of `mirrorPercentage` (Istio's CRD also
+    /// takes its proto name).
+    #[serde(alias = "mirror_percent")]
     pub mirror_percent: Option<u32>,
     pub cors_policy: Option<CorsPolicy>,
     pub headers: Option<Headers>,
@@ -134,6 +136,7 @@ pub struct HttpRedirect {
     #[serde(default)]
     pub scheme: String,
     pub redirect_code: Option<u32>,
+    pub prefix_rewrite: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -189,6 +192,8 @@ pub struct HttpRetry {
     #[serde(default)]
     pub retry_on: String,
     pub retry_remote_localities: Option<bool>,
+    pub retry_ignore_previous_hosts: Option<bool>,
+    pub backoff: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -373,6 +378,28 @@ pub struct LoadBalancerSettings {
     pub locality_lb_setting: Option<LocalityLbSetting>,
     pub warmup_duration_secs: Option<Duration>,
     pub warmup: Option<serde_json::Value>,
+    pub zone_aware_lb_setting: Option<ZoneAwareLbSetting>,
+}
+
+/// Zone-aware routing (Envoy's), newer than `localityLbSetting`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ZoneAwareLbSetting {
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub failover: Vec<ZoneFailover>,
+    #[serde(default)]
+    pub failover_priority: Vec<String>,
+    pub min_cluster_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ZoneFailover {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -494,6 +521,15 @@ pub struct HttpSettings {
     pub h2_upgrade_policy: Option<H2UpgradePolicy>,
     pub use_client_protocol: Option<bool>,
     pub max_concurrent_streams: Option<i64>,
+    pub http2_keep_alive: Option<Http2KeepAlive>,
+}
+
+/// HTTP/2 PINGs on upstream connections.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Http2KeepAlive {
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -510,6 +546,8 @@ pub struct OutlierDetection {
     pub base_ejection_time: Option<Duration>,
     pub max_ejection_percent: Option<i64>,
     pub min_health_percent: Option<i64>,
+    #[serde(default)]
+    pub outlier_detection_http_error_codes: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -557,8 +595,10 @@ pub struct ProxyProtocol {
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetryBudget {
-    pub percent: Option<Percent>,
+    /// A plain number (protobuf's DoubleValue), not a `Percent` mapping.
+    pub percent: Option<f64>,
     pub min_retry_concurrency: Option<u32>,
+    pub budget_interval: Option<Duration>,
 }
 
 // ---------------------------------------------------------------- Gateway
@@ -647,6 +687,19 @@ pub struct ServerTlsSettings {
     pub max_protocol_version: Option<TlsProtocolVersion>,
     #[serde(default)]
     pub cipher_suites: Vec<String>,
+    pub ca_cert_credential_name: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
+    #[serde(default)]
+    pub tls_certificates: Vec<ServerCertificate>,
+}
+
+/// One of several certificates a server presents (by key type).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerCertificate {
+    pub server_certificate: Option<String>,
+    pub private_key: Option<String>,
+    pub ca_certificates: Option<String>,
 }
 
 // ---------------------------------------------------------------- ServiceEntry
@@ -665,6 +718,8 @@ pub enum Resolution {
     Static,
     Dns,
     DnsRoundRobin,
+    /// Each request's own host is resolved (for wildcard hosts).
+    DynamicDns,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

@@ -49,6 +49,8 @@ pub struct JwtRule {
     pub issuer: String,
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Istio's CRD also takes the proto name.
+    #[serde(alias = "jwks_uri")]
     pub jwks_uri: Option<String>,
     pub jwks: Option<String>,
     #[serde(default)]
@@ -63,6 +65,10 @@ pub struct JwtRule {
     #[serde(default)]
     pub output_claim_to_headers: Vec<ClaimToHeader>,
     pub timeout: Option<Duration>,
+    /// Claims whose string value is a space-separated list, matched by
+    /// item (besides `scope` and `permission`, always).
+    #[serde(default)]
+    pub space_delimited_claims: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -164,6 +170,10 @@ pub struct Source {
     pub service_accounts: Vec<String>,
     #[serde(default)]
     pub not_service_accounts: Vec<String>,
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
+    #[serde(default)]
+    pub not_trust_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

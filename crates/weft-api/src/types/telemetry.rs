@@ -54,6 +54,8 @@ pub struct Tracing {
     #[serde(default)]
     pub custom_tags: BTreeMap<String, CustomTag>,
     pub use_request_id_for_trace_sampling: Option<bool>,
+    pub disable_context_propagation: Option<bool>,
+    pub enable_istio_tags: Option<bool>,
 }
 
 /// A span tag: a fixed value, a request header, or the proxy's
@@ -64,6 +66,8 @@ pub struct CustomTag {
     pub literal: Option<LiteralTag>,
     pub header: Option<SourcedTag>,
     pub environment: Option<SourcedTag>,
+    /// A value formatted from the request (Envoy's format strings).
+    pub formatter: Option<LiteralTag>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

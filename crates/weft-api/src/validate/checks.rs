@@ -7,8 +7,10 @@ use crate::types::common::{Duration, Labels, Percent, StringMatch};
 
 use super::Ctx;
 
-/// A DNS name, optionally with a leading `*.` wildcard, or `*` alone
-/// (Istio's `ValidateWildcardDomain`).
+/// A DNS name whose first label may be a wildcard (Istio's
+/// `ValidateWildcardDomain`): `*` alone, `*.example.com`, or a partial
+/// wildcard such as `*x` or `*-api.example.com` (which some kinds then
+/// refuse or warn about: [`is_partial_wildcard`]).
 pub fn wildcard_domain_error(host: &str) -> Option<String> {
     if host.is_empty() {
         return Some("host is empty".into());
@@ -16,11 +18,19 @@ pub fn wildcard_domain_error(host: &str) -> Option<String> {
     if host == "*" {
         return None;
     }
-    let rest = host.strip_prefix("*.").unwrap_or(host);
-    if rest.len() > 255 {
+    if host.len() > 255 {
         return Some("host is longer than 255 characters".into());
     }
-    for label in rest.split('.') {
+    // The first label may start with `*` or `*-`; what follows it must
+    // be a label as any other.
+    let mut labels = host.split('.');
+    let first = labels.next().unwrap_or_default();
+    let first = match first.strip_prefix('*') {
+        Some("") => None,
+        Some(tail) => Some(tail.strip_prefix('-').unwrap_or(tail)),
+        None => Some(first),
+    };
+    for label in first.into_iter().chain(labels) {
         if label.is_empty() {
             return Some(format!("host {host:?} has an empty label"));
         }
@@ -34,11 +44,17 @@ pub fn wildcard_domain_error(host: &str) -> Option<String> {
             && !label.ends_with('-');
         if !ok {
             return Some(format!(
-                "host {host:?} is not a valid DNS name (a wildcard may only be the whole first label, as in *.example.com)"
+                "host {host:?} is not a valid DNS name (a wildcard may only begin the first label, as in *.example.com)"
             ));
         }
     }
     None
+}
+
+/// A wildcard that is not a whole first label (`*x`, `*-api.example.com`):
+/// Gateways and Sidecars refuse it, a ServiceEntry warns.
+pub fn is_partial_wildcard(host: &str) -> bool {
+    host.contains('*') && host.len() != 1 && !host.starts_with("*.")
 }
 
 pub fn host(ctx: &mut Ctx<'_>, path: &FieldPath, host: &str) {

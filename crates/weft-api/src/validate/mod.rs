@@ -42,6 +42,26 @@ impl<'a> Ctx<'a> {
     pub fn warn(&mut self, path: &FieldPath, msg: impl Into<String>, fix: impl Into<String>) {
         self.push(Severity::Warning, path, msg.into(), fix.into());
     }
+
+    /// A valid value weft accepts but does not act on (WEFT0006), where
+    /// the value, not the field, is what is not implemented.
+    pub fn unimplemented(
+        &mut self,
+        path: &FieldPath,
+        msg: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        let d = Diagnostic::new(
+            Severity::Warning,
+            codes::UNIMPLEMENTED,
+            self.resource.locate(path),
+            msg.into(),
+        )
+        .with_field(path)
+        .with_resource(self.resource.display_name())
+        .with_fix(fix.into());
+        self.out.push(d);
+    }
 }
 
 /// Validates one resource on its own; cross-resource checks are analysis

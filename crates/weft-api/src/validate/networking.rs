@@ -691,12 +691,8 @@ fn traffic_policy(ctx: &mut Ctx<'_>, tp: &TrafficPolicy, p: &FieldPath, top: boo
             "move it to spec.trafficPolicy",
         );
     }
-    if let Some(rb) = &tp.retry_budget {
-        checks::percent(
-            ctx,
-            &p.key("retryBudget").key("percent"),
-            rb.percent.as_ref(),
-        );
+    if let Some(v) = tp.retry_budget.as_ref().and_then(|rb| rb.percent) {
+        checks::percent_value(ctx, &p.key("retryBudget").key("percent"), v);
     }
 }
 
@@ -1008,6 +1004,13 @@ pub fn namespaced_host(ctx: &mut Ctx<'_>, p: &FieldPath, h: &str) {
         );
     }
     checks::host(ctx, p, host);
+    if checks::is_partial_wildcard(host) {
+        ctx.error(
+            p,
+            format!("partial wildcard {host:?} not allowed"),
+            "a wildcard must be the whole first label, as in *.example.com, or * alone",
+        );
+    }
 }
 
 fn server_tls(ctx: &mut Ctx<'_>, tls: &ServerTlsSettings, p: &FieldPath, protocol: &str) {
@@ -1095,6 +1098,12 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
                 "a ServiceEntry host cannot be *",
                 "name the external hosts",
             );
+        } else if checks::is_partial_wildcard(h) && se.resolution != Some(Resolution::DynamicDns) {
+            ctx.warn(
+                &p,
+                format!("partial wildcard {h:?} not allowed"),
+                "a wildcard should be the whole first label, as in *.example.com",
+            );
         }
     }
     for (i, a) in se.addresses.iter().enumerate() {
@@ -1137,6 +1146,13 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
         );
     }
     let resolution = se.resolution.unwrap_or(Resolution::None);
+    if resolution == Resolution::DynamicDns {
+        ctx.unimplemented(
+            &spec.key("resolution"),
+            "resolution DYNAMIC_DNS is accepted but not implemented by weft: requests go to the address the application resolved, as with NONE",
+            "use DNS with named hosts, or expect NONE's behaviour",
+        );
+    }
     match resolution {
         Resolution::Static if se.endpoints.is_empty() && se.workload_selector.is_none() => {
             ctx.error(
@@ -1202,11 +1218,21 @@ pub fn workload_entry(
     address_required: bool,
 ) {
     if we.address.is_empty() && address_required {
-        ctx.error(
-            &spec.key("address"),
-            "address is required",
-            "give the workload's IP address or DNS name",
-        );
+        // Istio takes a workload on another network without an address
+        // (it is reached through that network's gateway), with a warning.
+        if we.network.is_empty() {
+            ctx.error(
+                &spec.key("address"),
+                "address is required",
+                "give the workload's IP address or DNS name",
+            );
+        } else {
+            ctx.warn(
+                &spec.key("address"),
+                format!("address is unset with network {:?}", we.network),
+                "weft does not route between networks: give the workload's address to reach it",
+            );
+        }
     }
     for (name, port) in &we.ports {
         checks::port(ctx, &spec.key("ports").key(name), *port);

@@ -14,6 +14,7 @@ pub const CONDITION_KEYS: &[&str] = &[
     "source.namespace",
     "source.principal",
     "source.serviceAccount",
+    "source.trustDomain",
     "request.auth.principal",
     "request.auth.audiences",
     "request.auth.presenter",
@@ -21,7 +22,6 @@ pub const CONDITION_KEYS: &[&str] = &[
     "destination.ip",
     "destination.port",
     "connection.sni",
-    "experimental.envoy.filters.network.mysql_proxy",
 ];
 
 fn selector_and_target(
@@ -211,7 +211,12 @@ pub fn authorization_policy(ctx: &mut Ctx<'_>, ap: &AuthorizationPolicy, spec: &
                     "from entry needs a source",
                     "add source: {principals: [...]}",
                 ),
-                Some(s) => source(ctx, s, &fp),
+                Some(s) => {
+                    source(ctx, s, &fp);
+                    if action == AuthzAction::Custom {
+                        custom_source(ctx, s, &fp);
+                    }
+                }
             }
         }
         for (j, t) in rule.to.iter().enumerate() {
@@ -252,6 +257,66 @@ fn wildcard_values(ctx: &mut Ctx<'_>, p: &FieldPath, values: &[String], what: &s
     }
 }
 
+/// A CUSTOM policy is evaluated before the peer's identity is known to
+/// its authorizer: Istio refuses identity-based sources there.
+fn custom_source(ctx: &mut Ctx<'_>, s: &Source, p: &FieldPath) {
+    for (field, v) in [
+        ("namespaces", &s.namespaces),
+        ("notNamespaces", &s.not_namespaces),
+        ("serviceAccounts", &s.service_accounts),
+        ("notServiceAccounts", &s.not_service_accounts),
+        ("trustDomains", &s.trust_domains),
+        ("notTrustDomains", &s.not_trust_domains),
+        ("principals", &s.principals),
+        ("notPrincipals", &s.not_principals),
+        ("requestPrincipals", &s.request_principals),
+        ("notRequestPrincipals", &s.not_request_principals),
+    ] {
+        if !v.is_empty() {
+            ctx.error(
+                &p.key(field),
+                format!("{field} is not supported with action CUSTOM"),
+                "match on ipBlocks, remoteIpBlocks or the operation, or use an ALLOW or DENY policy for identities",
+            );
+        }
+    }
+}
+
+/// Whether an AuthorizationPolicy path is a template (`/api/{*}/items`,
+/// `/files/{**}`) rather than an exact, prefix or suffix match.
+pub fn is_path_template(path: &str) -> bool {
+    path.contains("{*}") || path.contains("{**}")
+}
+
+/// Istio's rules for path templates: `{**}` comes after every other
+/// operator, no other braces, and literal segments of URI path characters.
+fn path_template_error(path: &str) -> Result<(), String> {
+    let mut any_seen = false;
+    for segment in path.trim_matches('/').split('/') {
+        match segment {
+            "{*}" | "{**}" if any_seen => {
+                return Err("{**} is not the last operator".into());
+            }
+            "{*}" => continue,
+            "{**}" => {
+                any_seen = true;
+                continue;
+            }
+            _ => {}
+        }
+        if segment.contains(['{', '}']) {
+            return Err("it has '{' or '}' beyond {*} and {**}".into());
+        }
+        let literal = segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@=".contains(&b));
+        if !literal {
+            return Err(format!("segment {segment:?} is not a literal"));
+        }
+    }
+    Ok(())
+}
+
 fn source(ctx: &mut Ctx<'_>, s: &Source, p: &FieldPath) {
     let all = [
         &s.principals,
@@ -266,6 +331,8 @@ fn source(ctx: &mut Ctx<'_>, s: &Source, p: &FieldPath) {
         &s.not_remote_ip_blocks,
         &s.service_accounts,
         &s.not_service_accounts,
+        &s.trust_domains,
+        &s.not_trust_domains,
     ];
     if all.iter().all(|v| v.is_empty()) {
         ctx.error(p, "source is empty", "set principals, namespaces, ipBlocks or another field; an empty source would be ignored");
@@ -287,6 +354,12 @@ fn source(ctx: &mut Ctx<'_>, s: &Source, p: &FieldPath) {
         ("notNamespaces", &s.not_namespaces),
     ] {
         wildcard_values(ctx, &p.key(field), v, "namespace");
+    }
+    for (field, v) in [
+        ("trustDomains", &s.trust_domains),
+        ("notTrustDomains", &s.not_trust_domains),
+    ] {
+        wildcard_values(ctx, &p.key(field), v, "trust domain");
     }
     for (field, v) in [
         ("ipBlocks", &s.ip_blocks),
@@ -350,7 +423,21 @@ fn operation(ctx: &mut Ctx<'_>, o: &Operation, p: &FieldPath) {
         }
     }
     for (field, v) in [("paths", &o.paths), ("notPaths", &o.not_paths)] {
-        wildcard_values(ctx, &p.key(field), v, "path");
+        let (templates, globs): (Vec<_>, Vec<_>) = v
+            .iter()
+            .enumerate()
+            .partition(|(_, path)| is_path_template(path));
+        for (i, path) in templates {
+            if let Err(why) = path_template_error(path) {
+                ctx.error(
+                    &p.key(field).index(i),
+                    format!("path template {path:?} is invalid: {why}"),
+                    "a template is /-separated literals with {*} for one segment and {**} for any number, {**} after every other operator",
+                );
+            }
+        }
+        let globs: Vec<String> = globs.into_iter().map(|(_, g)| g.clone()).collect();
+        wildcard_values(ctx, &p.key(field), &globs, "path");
         for (i, path) in v.iter().enumerate() {
             if !(path.starts_with('/') || path.starts_with('*')) {
                 ctx.error(
@@ -366,9 +453,39 @@ fn operation(ctx: &mut Ctx<'_>, o: &Operation, p: &FieldPath) {
     }
 }
 
+/// Istio's keys for Envoy filters' dynamic metadata:
+/// `experimental.envoy.filters.<filter>[<key>]`.
+const EXPERIMENTAL: &str = "experimental.envoy.filters.";
+
 fn condition(ctx: &mut Ctx<'_>, c: &Condition, p: &FieldPath) {
     let base = c.key.split('[').next().unwrap_or("");
-    if !CONDITION_KEYS.contains(&base) {
+    let replaced = match base {
+        "destination.namespace" => Some("metadata.namespace"),
+        "destination.labels" => Some("the workload selector"),
+        "destination.name" | "destination.user" => Some("nothing: it was only in v1alpha1"),
+        _ => None,
+    };
+    if let Some(by) = replaced {
+        ctx.error(
+            &p.key("key"),
+            format!("attribute {} is replaced by {by}", c.key),
+            "scope the policy with its namespace or selector instead",
+        );
+    } else if base.starts_with(EXPERIMENTAL) && base.len() > EXPERIMENTAL.len() {
+        if !(c.key.len() > base.len() + 2 && c.key.ends_with(']')) {
+            ctx.error(
+                &p.key("key"),
+                format!("{base} needs a name in brackets"),
+                format!("write e.g. {base}[key]"),
+            );
+        } else {
+            ctx.unimplemented(
+                &p.key("key"),
+                format!("{} is accepted but not implemented by weft: Envoy filters' metadata does not exist in weft's proxy, so the condition cannot be evaluated (an ALLOW rule with it never matches; a DENY rule with it always applies)", c.key),
+                "match on request attributes weft knows, such as request.headers",
+            );
+        }
+    } else if !CONDITION_KEYS.contains(&base) {
         let fix = match crate::diag::did_you_mean(base, CONDITION_KEYS) {
             Some(s) => format!(
                 "did you mean {s}? valid keys: {}",

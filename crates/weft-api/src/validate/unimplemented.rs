@@ -40,6 +40,36 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::VirtualService,
+        "spec.tcp.match.destinationSubnets",
+        "TCP routes do not match on the destination address",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.tcp.match.sourceSubnet",
+        "TCP routes do not match on the source address",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.tls.match.destinationSubnets",
+        "TLS routes do not match on the destination address",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.http.redirect.prefixRewrite",
+        "redirects do not rewrite the path's prefix; use redirect.uri",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.http.retries.retryIgnorePreviousHosts",
+        "a retry may go to the endpoint that failed",
+    ),
+    (
+        ResourceKind::VirtualService,
+        "spec.http.retries.backoff",
+        "retries back off by weft's own schedule",
+    ),
+    (
+        ResourceKind::VirtualService,
         "spec.http.corsPolicy.unmatchedPreflights",
         "unmatched preflights are always forwarded",
     ),
@@ -62,6 +92,21 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         ResourceKind::DestinationRule,
         "**.loadBalancer.warmup",
         "slow-start warm-up is not applied",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.loadBalancer.zoneAwareLbSetting",
+        "zone-aware routing is not applied; use localityLbSetting",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.connectionPool.http.http2KeepAlive",
+        "HTTP/2 PINGs are not sent to upstreams",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.retryBudget",
+        "retries are bounded by connectionPool.http.maxRetries, not by a budget",
     ),
     (
         ResourceKind::DestinationRule,
@@ -110,8 +155,18 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::DestinationRule,
+        "**.outlierDetection.outlierDetectionHttpErrorCodes",
+        "5xx responses count as errors, and no other status does",
+    ),
+    (
+        ResourceKind::DestinationRule,
         "**.outlierDetection.consecutiveLocalOriginFailures",
         "local-origin failures are counted with upstream errors",
+    ),
+    (
+        ResourceKind::DestinationRule,
+        "**.tls.insecureSkipVerify",
+        "upstream certificates are always verified",
     ),
     (
         ResourceKind::DestinationRule,
@@ -135,6 +190,51 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Gateway,
+        "spec.servers.tls.credentialNames",
+        "one certificate per server: the first of credentialName is used, credentialNames is not read",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.minProtocolVersion",
+        "TLS 1.2 and 1.3 are both offered",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.maxProtocolVersion",
+        "TLS 1.2 and 1.3 are both offered",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.serverCertificate",
+        "certificates come from credentialName's secret, not from files",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.privateKey",
+        "certificates come from credentialName's secret, not from files",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.caCertificates",
+        "certificates come from credentialName's secret, not from files",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.caCertCredentialName",
+        "the CA bundle is taken from credentialName's secret, not a separate one",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.insecureSkipVerify",
+        "client certificates are always verified in MUTUAL mode",
+    ),
+    (
+        ResourceKind::Gateway,
+        "spec.servers.tls.tlsCertificates",
+        "one certificate per server: use credentialName or serverCertificate",
+    ),
+    (
+        ResourceKind::Gateway,
         "spec.servers.tls.cipherSuites",
         "weft's cipher suites are fixed in one place (TLS 1.2/1.3 AEAD suites)",
     ),
@@ -142,6 +242,26 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         ResourceKind::Gateway,
         "spec.servers.defaultEndpoint",
         "gateways forward only to mesh services",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.ingress.port",
+        "inbound listeners come from the workload's ports, not from Sidecar ingress",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.ingress.bind",
+        "inbound listeners come from the workload's ports, not from Sidecar ingress",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.ingress.defaultEndpoint",
+        "inbound listeners come from the workload's ports, not from Sidecar ingress",
+    ),
+    (
+        ResourceKind::Sidecar,
+        "spec.outboundTrafficPolicy",
+        "traffic to hosts outside the registry is not restricted by the Sidecar",
     ),
     (
         ResourceKind::Sidecar,
@@ -202,6 +322,21 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         ResourceKind::Telemetry,
         "**.environment",
         "custom span tags from the proxy's environment are not added; use literal or header",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.tracing.disableContextPropagation",
+        "trace context is always propagated",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "spec.tracing.enableIstioTags",
+        "spans carry weft's own tags",
+    ),
+    (
+        ResourceKind::Telemetry,
+        "**.formatter",
+        "formatted span tags are not added; use literal, header or environment",
     ),
     (
         ResourceKind::Telemetry,

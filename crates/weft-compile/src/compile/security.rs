@@ -224,6 +224,7 @@ fn jwt_rules(c: &Compiler<'_>, me: &Me) -> Vec<JwtRule> {
                     })
                     .collect(),
                 forward_original_token: rule.forward_original_token,
+                space_delimited_claims: rule.space_delimited_claims.clone(),
             });
         }
     }
@@ -252,6 +253,8 @@ fn source(s: &sec::Source) -> Vec<AuthzMatch> {
         matcher("remote.ip", &s.not_remote_ip_blocks, true),
         matcher("source.serviceAccount", &s.service_accounts, false),
         matcher("source.serviceAccount", &s.not_service_accounts, true),
+        matcher("source.trustDomain", &s.trust_domains, false),
+        matcher("source.trustDomain", &s.not_trust_domains, true),
     ]
     .into_iter()
     .flatten()

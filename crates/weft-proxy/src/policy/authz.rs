@@ -42,6 +42,9 @@ pub struct Jwt {
     pub audiences: Vec<String>,
     pub presenter: String,
     pub claims: serde_json::Value,
+    /// Top-level claims whose string value is a space-separated list
+    /// (the rule that validated the token says which).
+    pub space_delimited: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +102,7 @@ enum Attr {
     SourcePrincipal,
     SourceNamespace,
     SourceServiceAccount,
+    SourceTrustDomain,
     SourceIp,
     RemoteIp,
     DestinationIp,
@@ -119,6 +123,9 @@ enum Attr {
 enum Value {
     Str(StrMatch),
     Net(IpNet),
+    /// A path template (`/api/{*}/items`, `/files/{**}`), as Envoy's URI
+    /// templates match it.
+    Template(regex::Regex),
     /// Did not parse; fails closed.
     Invalid,
 }
@@ -186,6 +193,7 @@ impl Attr {
             "source.principal" => Attr::SourcePrincipal,
             "source.namespace" => Attr::SourceNamespace,
             "source.serviceAccount" => Attr::SourceServiceAccount,
+            "source.trustDomain" => Attr::SourceTrustDomain,
             "source.ip" => Attr::SourceIp,
             "remote.ip" => Attr::RemoteIp,
             "destination.ip" => Attr::DestinationIp,
@@ -206,7 +214,33 @@ impl Attr {
     }
 }
 
+/// `{*}` is one path segment of URI path characters, `{**}` any number
+/// of them (slashes included); the rest is literal.
+fn path_template(v: &str) -> Value {
+    const PCHAR: &str = r"a-zA-Z0-9\-._~%!$&'()+,;:@=";
+    let mut re = String::from("^");
+    let mut rest = v;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("{**}") {
+            re.push_str(&format!("[{PCHAR}/]*"));
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("{*}") {
+            re.push_str(&format!("[{PCHAR}]+"));
+            rest = r;
+        } else {
+            let next = rest[1..].find('{').map_or(rest.len(), |i| i + 1);
+            re.push_str(&regex::escape(&rest[..next]));
+            rest = &rest[next..];
+        }
+    }
+    re.push('$');
+    regex::Regex::new(&re).map_or(Value::Invalid, Value::Template)
+}
+
 fn parse_value(attr: &Attr, v: &str) -> Value {
+    if matches!(attr, Attr::RequestPath) && (v.contains("{*}") || v.contains("{**}")) {
+        return path_template(v);
+    }
     if attr.is_ip() {
         if let Ok(n) = v.parse::<IpNet>() {
             return Value::Net(n);
@@ -236,9 +270,11 @@ impl Cond {
         }
         let any_str = |s: Option<&str>, fold: bool| {
             s.is_some_and(|s| {
-                self.values
-                    .iter()
-                    .any(|v| matches!(v, Value::Str(m) if m.matches(s, fold)))
+                self.values.iter().any(|v| match v {
+                    Value::Str(m) => m.matches(s, fold),
+                    Value::Template(re) => re.is_match(s),
+                    _ => false,
+                })
             })
         };
         let any_ip = |ip: Option<IpAddr>| {
@@ -263,6 +299,8 @@ impl Cond {
             Attr::Unknown => return None,
             Attr::SourcePrincipal => any_str(principal, false),
             Attr::SourceNamespace => any_str(segment("ns"), false),
+            // `td/ns/x/sa/y`: the trust domain comes first.
+            Attr::SourceTrustDomain => any_str(principal.and_then(|p| p.split('/').next()), false),
             Attr::SourceServiceAccount => {
                 let sa = segment("ns")
                     .zip(segment("sa"))
@@ -316,6 +354,12 @@ impl Cond {
                         .iter()
                         .filter_map(|i| i.as_str())
                         .any(|i| any_str(Some(i), false)),
+                    Some(serde_json::Value::String(s))
+                        if path.len() == 1
+                            && a.jwt.is_some_and(|j| j.space_delimited.contains(&path[0])) =>
+                    {
+                        s.split_ascii_whitespace().any(|i| any_str(Some(i), false))
+                    }
                     Some(serde_json::Value::String(s)) => any_str(Some(s), false),
                     Some(serde_json::Value::Bool(b)) => any_str(Some(&b.to_string()), false),
                     Some(serde_json::Value::Number(n)) => any_str(Some(&n.to_string()), false),
@@ -500,6 +544,39 @@ mod tests {
         }
     }
 
+    /// Istio's path templates, as Envoy's URI templates match them: `{*}`
+    /// is one non-empty segment, `{**}` any run of segments.
+    #[test]
+    fn path_templates_match_segments() {
+        let h = http::HeaderMap::new();
+        let cases: &[(&str, &str, bool)] = &[
+            ("/api/{*}/items", "/api/v1/items", true),
+            ("/api/{*}/items", "/api/v1/v2/items", false),
+            ("/api/{*}/items", "/api//items", false),
+            ("/files/{**}", "/files/a/b/c.txt", true),
+            ("/files/{**}", "/files/", true),
+            ("/files/{**}", "/filesystem", false),
+            ("/{**}/path/template", "/a/b/path/template", true),
+            ("/{**}/path/template", "/a/b/path/other", false),
+            ("/a.b/{*}", "/axb/c", false),
+        ];
+        for (template, path, want) in cases {
+            let name = format!("{template} on {path}");
+            let authz = Authorizer::compile(&Authorization {
+                allow: vec![policy(
+                    &name,
+                    vec![AuthzRule {
+                        to: vec![vec![m("request.path", &[template], false)]],
+                        ..Default::default()
+                    }],
+                )],
+                ..Default::default()
+            });
+            let allowed = authz.check(&get(&h, path)).decision == Some(Decision::Allow);
+            assert_eq!(allowed, *want, "{name}");
+        }
+    }
+
     #[test]
     fn allow_lists_admit_only_what_they_match() {
         let rule = AuthzRule {
@@ -625,7 +702,14 @@ mod tests {
             principal: "https://issuer/alice".into(),
             audiences: vec!["bookinfo".into()],
             presenter: String::new(),
-            claims: serde_json::json!({"groups": ["dev", "ops"], "org": {"team": "blue"}}),
+            claims: serde_json::json!({
+                "groups": ["dev", "ops"],
+                "org": {"team": "blue"},
+                "scope": "read write",
+                "roles": "admin user",
+                "motto": "be kind",
+            }),
+            space_delimited: vec!["permission".into(), "roles".into(), "scope".into()],
         };
         let mut a = get(&h, "/");
         a.jwt = Some(&jwt);
@@ -647,6 +731,19 @@ mod tests {
             (m("request.auth.claims[groups]", &["ops"], false), true),
             (m("request.auth.claims[org][team]", &["blue"], false), true),
             (m("request.auth.claims[org][team]", &["red"], false), false),
+            // Space-delimited claims match item by item (Istio's scope
+            // and permission, and those a rule names); others as a whole.
+            (m("request.auth.claims[scope]", &["write"], false), true),
+            (
+                m("request.auth.claims[scope]", &["read write"], false),
+                false,
+            ),
+            (m("request.auth.claims[roles]", &["admin"], false), true),
+            (m("request.auth.claims[motto]", &["kind"], false), false),
+            (m("request.auth.claims[motto]", &["be kind"], false), true),
+            (m("source.trustDomain", &["cluster.local"], false), true),
+            (m("source.trustDomain", &["other.example"], false), false),
+            (m("source.trustDomain", &["cluster.local"], true), false),
             (
                 m("request.auth.principal", &["https://issuer/*"], false),
                 true,

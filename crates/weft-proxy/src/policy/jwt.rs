@@ -32,6 +32,9 @@ struct RuleRt {
     payload_header: Option<HeaderName>,
     claim_headers: Vec<(HeaderName, String)>,
     forward: bool,
+    /// Claims matched item by item when they are a space-separated
+    /// string: Istio's `scope` and `permission`, and the rule's own.
+    space_delimited: Vec<String>,
     origin: String,
     /// Why the keys could not be used, when they could not.
     key_error: Option<String>,
@@ -97,7 +100,15 @@ impl RuleRt {
                 }
             },
         };
+        let mut space_delimited: Vec<String> = ["permission", "scope"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(r.space_delimited_claims.iter().cloned())
+            .collect();
+        space_delimited.sort();
+        space_delimited.dedup();
         RuleRt {
+            space_delimited,
             issuer: r.issuer.clone(),
             audiences: r.audiences.clone(),
             keys,
@@ -253,6 +264,7 @@ impl JwtAuthn {
                 .unwrap_or("")
                 .to_owned(),
             claims,
+            space_delimited: rule.space_delimited.clone(),
         };
         if let Some(h) = &rule.payload_header {
             // The payload segment is already base64url, as Istio outputs it.
