@@ -117,8 +117,10 @@ fn leaves<'a>(all: &'a [Field<'static>]) -> Vec<&'a Field<'static>> {
             all.get(i + 1).is_none_or(|next| {
                 !(next.api_version == f.api_version
                     && next.kind == f.kind
-                    && next.path.starts_with(f.path)
-                    && next.path.len() > f.path.len())
+                    && next
+                        .path
+                        .strip_prefix(f.path)
+                        .is_some_and(|rest| rest.starts_with(['.', '[', '{'])))
             })
         })
         .map(|(_, f)| f)

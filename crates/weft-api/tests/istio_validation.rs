@@ -214,3 +214,45 @@ fn kinds_weft_does_not_model_are_accepted_and_said_so() {
         Want::Refused("unknown kind `VirtualServce`"),
     );
 }
+
+#[test]
+fn delegation() {
+    let vs = |spec: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: v}}\nspec:\n{spec}")
+    };
+    check(
+        "root",
+        &vs("  hosts: [reviews]\n  http:\n  - match: [{uri: {prefix: /api}}]\n    delegate: {name: reviews-api, namespace: team}\n"),
+        Want::Clean,
+    );
+    check(
+        "delegate",
+        &vs("  http:\n  - route: [{destination: {host: reviews}}]\n"),
+        Want::Clean,
+    );
+    check(
+        "delegate-with-gateways",
+        &vs("  gateways: [gw]\n  http:\n  - route: [{destination: {host: reviews}}]\n"),
+        Want::Refused("delegate virtual service must have no gateways specified"),
+    );
+    check(
+        "delegate-with-tcp",
+        &vs("  tcp:\n  - route: [{destination: {host: db}}]\n"),
+        Want::Refused("delegate virtual service must have no tcp route specified"),
+    );
+    check(
+        "delegate-delegating",
+        &vs("  http:\n  - delegate: {name: deeper}\n"),
+        Want::Refused("delegate HTTP route cannot contain delegate"),
+    );
+    check(
+        "delegate-without-name",
+        &vs("  hosts: [reviews]\n  http:\n  - delegate: {namespace: team}\n"),
+        Want::Refused("delegate needs the name"),
+    );
+    check(
+        "delegate-and-route",
+        &vs("  hosts: [reviews]\n  http:\n  - delegate: {name: x}\n    route: [{destination: {host: reviews}}]\n"),
+        Want::Refused("mutually exclusive"),
+    );
+}

@@ -232,6 +232,14 @@ fn draw(rng: &mut fastrand::Rng, dir: &TempDir) {
         extra += "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: default}\nspec:\n  egress: [{hosts: [\"./reviews.default.svc.cluster.local\", \"./ratings.default.svc.cluster.local\"]}]\n";
     }
     if rng.bool() {
+        // A root that delegates, and a delegate that changes on its own.
+        extra += &format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: details-root, namespace: default}}\nspec:\n  hosts: [details]\n  http:\n  - match: [{{uri: {{prefix: /details}}}}]\n    delegate: {{name: details-routes}}\n  - route: [{{destination: {{host: details}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: details-routes, namespace: default}}\nspec:\n  http:\n  - match: [{{uri: {{prefix: /details/{}}}}}]\n    route: [{{destination: {{host: details}}}}]\n    timeout: {}s\n",
+            rng.u8(0..3),
+            rng.u8(1..4)
+        );
+    }
+    if rng.bool() {
         // A rule that changes one service's clusters.
         extra += &format!(
             "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: ratings-pool, namespace: default}}\nspec:\n  host: ratings\n  trafficPolicy: {{connectionPool: {{tcp: {{maxConnections: {}}}}}}}\n",

@@ -35,12 +35,36 @@ const REDIRECT_CODES: &[u32] = &[301, 302, 303, 307, 308];
 
 pub fn virtual_service(ctx: &mut Ctx<'_>, vs: &VirtualService, spec: &FieldPath) {
     let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-    if vs.hosts.is_empty() && !vs.gateways.is_empty() {
-        ctx.error(
-            &spec.key("hosts"),
-            "a VirtualService bound to gateways needs at least one host",
-            "list the hosts it routes, e.g. hosts: [bookinfo.example.com]",
-        );
+    // A VirtualService without hosts is a delegate: its HTTP routes are
+    // merged into the root routes that name it.
+    if vs.hosts.is_empty() {
+        for (field, set) in [
+            ("gateways", !vs.gateways.is_empty()),
+            ("tls", !vs.tls.is_empty()),
+            ("tcp", !vs.tcp.is_empty()),
+        ] {
+            if set {
+                let what = if field == "gateways" {
+                    "gateways specified".to_owned()
+                } else {
+                    format!("{field} route specified")
+                };
+                ctx.error(
+                    &spec.key(field),
+                    format!("delegate virtual service must have no {what}"),
+                    "a VirtualService without hosts is a delegate: give it hosts, or keep only http routes and bind the root instead",
+                );
+            }
+        }
+        for (i, hr) in vs.http.iter().enumerate() {
+            if hr.delegate.is_some() {
+                ctx.error(
+                    &spec.key("http").index(i).key("delegate"),
+                    "delegate HTTP route cannot contain delegate: only one level of delegation is supported",
+                    "move these routes into this VirtualService",
+                );
+            }
+        }
     }
     for (i, h) in vs.hosts.iter().enumerate() {
         let p = spec.key("hosts").index(i);
@@ -127,6 +151,22 @@ pub fn virtual_service(ctx: &mut Ctx<'_>, vs: &VirtualService, spec: &FieldPath)
 }
 
 fn http_route(ctx: &mut Ctx<'_>, r: &HttpRoute, p: &FieldPath) {
+    if let Some(d) = &r.delegate {
+        if d.name.is_empty() {
+            ctx.error(
+                &p.key("delegate").key("name"),
+                "delegate needs the name of a VirtualService",
+                "name the delegate: delegate: {name: reviews-routes, namespace: team}",
+            );
+        }
+        if !(d.namespace.is_empty() || checks::is_dns_label(&d.namespace)) {
+            ctx.error(
+                &p.key("delegate").key("namespace"),
+                format!("namespace {:?} is not a valid name", d.namespace),
+                "namespaces are lowercase DNS labels",
+            );
+        }
+    }
     let actions: Vec<&str> = [
         ("route", !r.route.is_empty()),
         ("redirect", r.redirect.is_some()),

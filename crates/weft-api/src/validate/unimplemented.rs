@@ -15,11 +15,6 @@ use crate::yaml::{Kind, NodeId, Tree};
 const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     (
         ResourceKind::VirtualService,
-        "spec.http.delegate",
-        "VirtualService delegation is not supported; inline the routes",
-    ),
-    (
-        ResourceKind::VirtualService,
         "spec.http.match.statPrefix",
         "per-route stat prefixes are not emitted",
     ),

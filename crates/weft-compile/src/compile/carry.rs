@@ -134,6 +134,8 @@ struct Seen {
     destination_rules: (Vec<(ObjectMeta, net::DestinationRule)>, Revision),
     instances: (Vec<Instance>, Revision),
     service_set: Revision,
+    /// The revisions of the VirtualServices without hosts (delegates).
+    delegates: (Vec<Revision>, Revision),
 }
 
 impl Seen {
@@ -159,6 +161,7 @@ impl Seen {
             revisions.rules.insert(address(r), i + 1);
         }
         revisions.service_set = self.fresh();
+        revisions.delegates = self.fresh();
         revisions.destination_rules = self.fresh();
         revisions.instances = self.fresh();
         revisions
@@ -270,6 +273,7 @@ impl Carry {
         revisions.service_set = seen.service_set;
 
         let mut last = std::mem::take(&mut seen.virtual_services);
+        let mut delegates = Vec::new();
         for (r, vs) in &index.virtual_services {
             let key = (r.namespace().to_owned(), r.name().to_owned());
             let rev = match last.remove(&key) {
@@ -285,7 +289,14 @@ impl Carry {
                 }
             };
             revisions.resources.insert(address(r), rev);
+            if vs.hosts.is_empty() {
+                delegates.push(rev);
+            }
         }
+        if seen.delegates.0 != delegates || seen.delegates.1 == Revision::NONE {
+            seen.delegates = (delegates, seen.fresh());
+        }
+        revisions.delegates = seen.delegates.1;
 
         let same_rules = seen.destination_rules.0.len() == index.destination_rules.len()
             && seen
@@ -334,6 +345,8 @@ pub(crate) struct Revisions {
     /// DestinationRules, by their place from 1.
     rules: HashMap<usize, usize>,
     pub(crate) service_set: Revision,
+    /// Of every delegate VirtualService: a root's routes are theirs.
+    pub(crate) delegates: Revision,
     pub(crate) destination_rules: Revision,
     pub(crate) instances: Revision,
 }

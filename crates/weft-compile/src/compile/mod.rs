@@ -6,6 +6,7 @@
 
 mod carry;
 mod clusters;
+mod delegation;
 mod index;
 mod routes;
 mod security;

@@ -9,6 +9,7 @@ use weft_api::types::networking as net;
 use weft_model::*;
 
 use super::carry::Revision;
+use super::delegation;
 use super::{Compiler, Me};
 use crate::host;
 use crate::registry::{Service, ServiceSource};
@@ -202,6 +203,9 @@ pub(crate) struct HostKey {
     /// take from the registry: the revision of the whole service set for
     /// those, none for a host without them.
     destinations: Revision,
+    /// A VirtualService that delegates routes to others: the revision of
+    /// every delegate, none for one that does not.
+    delegates: Revision,
     /// Empty where the host is the same from every other namespace.
     namespace: String,
     source_labels: Vec<bool>,
@@ -251,11 +255,22 @@ fn sidecar_host(
     vs: Option<(&Resource, &net::VirtualService)>,
     out: &mut Output,
 ) -> Arc<VirtualHost> {
+    // Where routes are delegated, their matches are the delegates' merged
+    // with the root's: those say what the host depends on.
+    let delegated = vs
+        .filter(|(_, v)| v.http.iter().any(|h| h.delegate.is_some()))
+        .map(|(r, v)| delegation::expand(c, r, v));
     let by_namespace = svc.namespace == me.namespace
         || vs.is_some_and(|(_, v)| {
             v.http
                 .iter()
                 .flat_map(|hr| &hr.matches)
+                .any(|m| m.source_namespace.is_some())
+        })
+        || delegated.as_ref().is_some_and(|routes| {
+            routes
+                .iter()
+                .flat_map(|e| &e.route.matches)
                 .any(|m| m.source_namespace.is_some())
         });
     let with_routes = vs.is_some_and(|(_, v)| !v.http.is_empty());
@@ -268,13 +283,30 @@ fn sidecar_host(
         } else {
             Revision::NONE
         },
+        delegates: if vs.is_some_and(|(_, v)| v.http.iter().any(|h| h.delegate.is_some())) {
+            c.revisions.delegates
+        } else {
+            Revision::NONE
+        },
         namespace: if by_namespace {
             me.namespace.clone()
         } else {
             String::new()
         },
         source_labels: vs
-            .map(|(_, v)| source_labels_met(v, me).collect())
+            .map(|(_, v)| {
+                let mut met: Vec<bool> = source_labels_met(v, me).collect();
+                if let Some(routes) = &delegated {
+                    met.extend(
+                        routes
+                            .iter()
+                            .flat_map(|e| &e.route.matches)
+                            .filter(|m| !m.source_labels.is_empty())
+                            .map(|m| crate::registry::labels_match(&m.source_labels, &me.labels)),
+                    );
+                }
+                met
+            })
             .unwrap_or_default(),
     };
     if let Some((vh, clusters)) = c.carry.hosts.get(&key) {
@@ -605,14 +637,16 @@ pub(crate) fn http_routes(
 ) -> Vec<Route> {
     let arrived = svc.map(|(_, p)| p);
     let mut routes = Vec::new();
-    for (i, hr) in vs.http.iter().enumerate() {
-        if hr.delegate.is_some() {
-            continue;
-        }
+    let root = r;
+    for (n, e) in delegation::expand(c, r, vs).into_iter().enumerate() {
+        // A delegate's destinations are named from its own namespace; the
+        // route is the root's (its gateways, its name).
+        let (r, (i, j)) = (e.owner, e.at);
+        let hr: &net::HttpRoute = &e.route;
         let mut matches = Vec::new();
         let mut any_applies = hr.matches.is_empty();
         for m in &hr.matches {
-            if !match_applies(&m.gateways, r.namespace(), context) {
+            if !match_applies(&m.gateways, root.namespace(), context) {
                 continue;
             }
             if let Some(me) = me {
@@ -821,11 +855,22 @@ pub(crate) fn http_routes(
         });
         routes.push(Route {
             name: if hr.name.is_empty() {
-                format!("{}.{}", r.name(), i)
+                format!("{}.{}", root.name(), n)
             } else {
                 hr.name.clone()
             },
-            origin: format!("VirtualService {}/{} http[{i}]", r.namespace(), r.name()),
+            origin: if std::ptr::eq(r, root) {
+                format!("VirtualService {}/{} http[{i}]", r.namespace(), r.name())
+            } else {
+                format!(
+                    "VirtualService {}/{} http[{i}], delegated to {}/{} http[{}]",
+                    root.namespace(),
+                    root.name(),
+                    r.namespace(),
+                    r.name(),
+                    j.unwrap_or_default()
+                )
+            },
             matches,
             action,
             rewrite: hr.rewrite.as_ref().map(|rw| Rewrite {
