@@ -299,14 +299,16 @@ struct Seen {
 
 async fn simulate(proxy: String, token: String, seen: Arc<Mutex<Seen>>) {
     // 2000 proxies connecting at once overflow the accept queue now and
-    // then; a real proxy reconnects with backoff, and so does this one.
+    // then, and 10 000 that connect while the first are sent their whole
+    // mesh wait longer; a real proxy reconnects with backoff for as long
+    // as it runs, this one for about a minute and a half.
     let mut last = String::new();
-    for attempt in 0..10u64 {
+    for attempt in 0..50u64 {
         match session(&proxy, &token, &seen).await {
             Ok(()) => return,
             Err(e) => last = e,
         }
-        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+        tokio::time::sleep(Duration::from_millis((100 * (attempt + 1)).min(2000))).await;
     }
     if let Ok(mut s) = seen.lock() {
         s.errors.push(format!("{proxy}: {last}"));

@@ -97,10 +97,13 @@ const WHOLE_SENDS: usize = 8;
 /// Below this a payload is sent without waiting for a turn.
 const SMALL_PAYLOAD: usize = 64 * 1024;
 
-/// How long a stream waits for a turn before it sends without one: a
-/// proxy that stops reading holds its turn, and must not hold up every
-/// other proxy's first model for longer than this.
-const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a stream holds a turn: a proxy that stops reading would hold
+/// its turn (and every other proxy's first model) for ever, so a send
+/// still under way after this goes on without its turn. Waiters wait in
+/// line: giving up the wait instead (as weft did) let every proxy of a
+/// 10 000-proxy mesh send its whole model at once after the wait, and the
+/// control plane stopped accepting connections.
+const TURN_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Hub {
     pub fn new() -> Arc<Hub> {
@@ -395,14 +398,12 @@ async fn session(
                 .and_then(|h| served.change_from(h));
             // A whole model waits its turn (see `whole_sends`); the turn is
             // held until every part is on the stream.
-            let _turn = match change {
+            let mut turn = match change {
                 Some(_) => None,
                 None if served.bytes < SMALL_PAYLOAD => None,
-                None => tokio::time::timeout(TURN_WAIT, hub.whole_sends.acquire())
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
+                None => hub.whole_sends.acquire().await.ok(),
             };
+            let turn_ends = tokio::time::Instant::now() + TURN_HOLD;
             let payload = if in_sections {
                 change.unwrap_or_else(|| served.full())
             } else {
@@ -433,16 +434,36 @@ async fn session(
                 };
                 let mut closed = false;
                 for update in in_parts(&version, &nonce, &payload, how) {
-                    if tx.send(Ok(update)).await.is_err() {
-                        closed = true;
-                        break;
+                    // Room on the stream first, so that a turn that ends
+                    // while waiting for it loses no part.
+                    let room = match turn {
+                        Some(_) => match tokio::time::timeout_at(turn_ends, tx.reserve()).await {
+                            Ok(room) => room,
+                            Err(_) => {
+                                // Held too long: the rest goes without a turn.
+                                turn = None;
+                                tx.reserve().await
+                            }
+                        },
+                        None => tx.reserve().await,
+                    };
+                    match room {
+                        Ok(room) => room.send(Ok(update)),
+                        Err(_) => {
+                            closed = true;
+                            break;
+                        }
                     }
                 }
-                // A turn lasts until the stream has taken the last part: till
-                // then the whole payload is alive.
-                if !closed && _turn.is_some() {
-                    closed = tx.reserve().await.is_err();
+                // A turn lasts until the stream has taken the last part (till
+                // then the whole payload is alive), or for TURN_HOLD.
+                if !closed && turn.is_some() {
+                    closed = matches!(
+                        tokio::time::timeout_at(turn_ends, tx.reserve()).await,
+                        Ok(Err(_))
+                    );
                 }
+                drop(turn);
                 if closed {
                     tracing::warn!(%proxy, "the model stream closed while a model was being sent");
                     break;
