@@ -25,6 +25,7 @@ fn authn() -> &'static JwtAuthn {
             output_payload_to_header: Some("x-payload".into()),
             output_claim_to_headers: vec![],
             forward_original_token: false,
+            space_delimited_claims: vec!["roles".into()],
         }])
     })
 }
