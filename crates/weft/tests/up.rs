@@ -556,6 +556,30 @@ fn apply_get_delete_against_a_running_mesh() {
         m.served_by(30, None).len() > 1,
         "reviews is balanced across versions again"
     );
+    // `delete -f` takes away every resource the file names, as kubectl's
+    // does: the rest of the task's VirtualServices, and it says which one
+    // was already gone.
+    let o = weft(&["delete", "-f", &task]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        !o.status.success(),
+        "reviews was already deleted: {out}{err}"
+    );
+    assert!(
+        out.contains("VirtualService default/productpage deleted")
+            && out.contains("VirtualService default/details deleted")
+            && err.contains("default/reviews"),
+        "{out}{err}"
+    );
+    let o = weft(&["get", "vs", "-A"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && !out.contains("applied"),
+        "nothing applied is left: {out}"
+    );
     let bad = m.w.write("bad.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews2}\nspec:\n  host: reviews\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBN}}\n");
     let o = weft(&["apply", "-f", &bad.display().to_string()]);
     assert!(!o.status.success());

@@ -36,8 +36,11 @@ pub struct GetArgs {
     /// A kind: VirtualService (vs), DestinationRule (dr), Gateway (gw), Service (svc), …
     kind: String,
     name: Option<String>,
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
     namespace: Option<String>,
+    /// Every namespace (what weft lists without -n too), as kubectl's -A.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     output: Format,
     #[arg(long, default_value = "127.0.0.1:15014")]
@@ -46,8 +49,14 @@ pub struct GetArgs {
 
 #[derive(clap::Args)]
 pub struct DeleteArgs {
-    kind: String,
-    name: String,
+    /// A kind and a name (`vs reviews`), or `-f FILE`.
+    #[arg(required_unless_present = "files", requires = "name")]
+    kind: Option<String>,
+    name: Option<String>,
+    /// Delete every resource these files (or directories) name, as
+    /// `kubectl delete -f` does.
+    #[arg(short = 'f', long = "filename", conflicts_with = "kind")]
+    files: Vec<PathBuf>,
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
     #[arg(long, default_value = "127.0.0.1:15014")]
@@ -246,30 +255,62 @@ pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn delete(args: &DeleteArgs) -> anyhow::Result<ExitCode> {
-    let kind = weft_api::resource::ResourceKind::from_cli_name(&args.kind)
-        .with_context(|| format!("unknown kind {}", args.kind))?;
+    let targets: Vec<(weft_api::resource::ResourceKind, String, String)> =
+        match (&args.kind, &args.name) {
+            (Some(kind), Some(name)) => {
+                let kind = weft_api::resource::ResourceKind::from_cli_name(kind)
+                    .with_context(|| format!("unknown kind {kind}"))?;
+                vec![(kind, args.namespace.clone(), name.clone())]
+            }
+            _ => {
+                let loaded = weft_api::load::load_paths(&args.files);
+                for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+                    eprintln!("{d}");
+                }
+                if loaded.resources.is_empty() {
+                    bail!("the files name no resource weft can delete");
+                }
+                loaded
+                    .resources
+                    .iter()
+                    .map(|r| (r.kind(), r.namespace().to_owned(), r.name().to_owned()))
+                    .collect()
+            }
+        };
     let (before, _) = generation(args.admin).with_context(|| unreachable(args.admin))?;
-    let (status, text) = request(
-        args.admin,
-        "DELETE",
-        &format!(
-            "/api/resources/{}/{}/{}",
-            kind.name(),
-            args.namespace,
-            args.name
-        ),
-        b"",
-    )?;
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    if status != 200 {
-        bail!("{}", v["error"].as_str().unwrap_or("refused"));
+    // As kubectl: delete what can be, report what cannot, and fail if any
+    // could not.
+    let mut failed = 0;
+    for (kind, namespace, name) in &targets {
+        let (status, text) = request(
+            args.admin,
+            "DELETE",
+            &format!("/api/resources/{}/{namespace}/{name}", kind.name()),
+            b"",
+        )?;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if status == 200 {
+            println!("{} deleted", v["deleted"].as_str().unwrap_or(""));
+        } else {
+            failed += 1;
+            eprintln!(
+                "weft: {kind} {namespace}/{name}: {}",
+                v["error"].as_str().unwrap_or("refused")
+            );
+        }
     }
-    println!("{} deleted", v["deleted"].as_str().unwrap_or(""));
+    if failed == targets.len() {
+        bail!("nothing was deleted");
+    }
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
         if generation(args.admin)?.0 > before {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
     }
     bail!("the control plane did not pick the change up within 10 s")
