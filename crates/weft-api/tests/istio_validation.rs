@@ -126,7 +126,7 @@ fn authorization_policies() {
     );
     check(
         "custom-by-address",
-        &authz("  action: CUSTOM\n  provider: {name: opa}\n  rules:\n  - from:\n    - source: {ipBlocks: [10.0.0.0/8]}\n"),
+        &authz("  action: CUSTOM\n  provider: {name: opa}\n  rules:\n  - from:\n    - source: {ipBlocks: [127.0.0.0/8]}\n"),
         Want::Clean,
     );
 }
@@ -150,7 +150,7 @@ fn hosts_and_addresses() {
     );
     check(
         "addresses-ending-in-double-colon",
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec:\n  hosts: [example.com]\n  addresses: [1.2.3.4, 2001:db8::]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec:\n  hosts: [example.com]\n  addresses: [127.0.0.1, 2001:db8::]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n",
         Want::Clean,
     );
     check(

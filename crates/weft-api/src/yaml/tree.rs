@@ -181,7 +181,7 @@ impl Tree {
     /// Kubernetes' YAML parser (go-yaml v2) ends a plain scalar at a `:`
     /// only when a space or a line break follows it, also inside `[...]`;
     /// YAML 1.2 (yaml-rust2) ends it at a `:` followed by `,` or `]` too.
-    /// So `addresses: [1.2.3.4, 2001:db8::]` is two addresses to kubectl
+    /// So `addresses: [127.0.0.1, 2001:db8::]` is two addresses to kubectl
     /// (and in Istio's own valid examples) but an address and the mapping
     /// `{"2001:db8:": null}` here. Such a mapping, a list item whose only
     /// key is a plain scalar written right before `:` and `,` or `]`, is
@@ -549,7 +549,7 @@ mod tests {
     #[test]
     fn a_colon_before_a_flow_indicator_ends_no_scalar_as_in_kubernetes() {
         let docs = parse_documents(
-            "a: [1.2.3.4, 2001:db8::, fe80::]\nb: [x: 1]\nc:\n- d::\n",
+            "a: [127.0.0.1, 2001:db8::, fe80::]\nb: [x: 1]\nc:\n- d::\n",
             &Limits::default(),
         )
         .expect("parses");
@@ -560,7 +560,7 @@ mod tests {
             panic!("a list")
         };
         let texts: Vec<_> = items.iter().map(|i| t.scalar(*i)).collect();
-        assert_eq!(texts, [Some("1.2.3.4"), Some("2001:db8::"), Some("fe80::")]);
+        assert_eq!(texts, [Some("127.0.0.1"), Some("2001:db8::"), Some("fe80::")]);
         // A real mapping in a list, and a block list's `d::` (go-yaml
         // reads `{"d:": null}` there too), stay mappings.
         for key in ["b", "c"] {
