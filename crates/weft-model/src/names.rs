@@ -82,3 +82,13 @@ mod version_tests {
         assert_eq!(super::content_version("a"), "e6c632b61e964e1f");
     }
 }
+
+/// Whether an AuthorizationPolicy path is a template (`/api/{*}/items`,
+/// `/files/{**}`) rather than an exact, prefix or suffix match.
+pub fn is_path_template(path: &str) -> bool {
+    path.contains("{*}") || path.contains("{**}")
+}
+
+/// What a literal segment of a path template may hold besides letters and
+/// digits: RFC 3986's path characters, as Envoy's URI templates take them.
+pub const PATH_TEMPLATE_PUNCTUATION: &str = "-._~%!$&'()+,;:@=";

@@ -238,22 +238,28 @@ pub fn authorization_policy(ctx: &mut Ctx<'_>, ap: &AuthorizationPolicy, spec: &
 
 fn wildcard_values(ctx: &mut Ctx<'_>, p: &FieldPath, values: &[String], what: &str) {
     for (i, v) in values.iter().enumerate() {
-        if v.is_empty() {
-            ctx.error(
-                &p.index(i),
-                format!("empty {what}"),
-                format!("remove it or give a {what}"),
-            );
-            continue;
-        }
-        let inner = v.trim_start_matches('*').trim_end_matches('*');
-        if inner.contains('*') || (v.starts_with('*') && v.ends_with('*') && v.len() > 1) {
-            ctx.error(
-                &p.index(i),
-                format!("{what} {v:?} has a wildcard in the middle"),
-                "Istio allows * only as a prefix, a suffix or alone",
-            );
-        }
+        wildcard_value(ctx, &p.index(i), v, what);
+    }
+}
+
+/// A value matched exactly, by prefix (`x*`), by suffix (`*x`) or as
+/// anything (`*`).
+fn wildcard_value(ctx: &mut Ctx<'_>, p: &FieldPath, v: &str, what: &str) {
+    if v.is_empty() {
+        ctx.error(
+            p,
+            format!("empty {what}"),
+            format!("remove it or give a {what}"),
+        );
+        return;
+    }
+    let inner = v.trim_start_matches('*').trim_end_matches('*');
+    if inner.contains('*') || (v.starts_with('*') && v.ends_with('*') && v.len() > 1) {
+        ctx.error(
+            p,
+            format!("{what} {v:?} has a wildcard in the middle"),
+            "Istio allows * only as a prefix, a suffix or alone",
+        );
     }
 }
 
@@ -282,12 +288,6 @@ fn custom_source(ctx: &mut Ctx<'_>, s: &Source, p: &FieldPath) {
     }
 }
 
-/// Whether an AuthorizationPolicy path is a template (`/api/{*}/items`,
-/// `/files/{**}`) rather than an exact, prefix or suffix match.
-pub fn is_path_template(path: &str) -> bool {
-    path.contains("{*}") || path.contains("{**}")
-}
-
 /// Istio's rules for path templates: `{**}` comes after every other
 /// operator, no other braces, and literal segments of URI path characters.
 fn path_template_error(path: &str) -> Result<(), String> {
@@ -307,9 +307,9 @@ fn path_template_error(path: &str) -> Result<(), String> {
         if segment.contains(['{', '}']) {
             return Err("it has '{' or '}' beyond {*} and {**}".into());
         }
-        let literal = segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@=".contains(&b));
+        let literal = segment.chars().all(|ch| {
+            ch.is_ascii_alphanumeric() || weft_model::names::PATH_TEMPLATE_PUNCTUATION.contains(ch)
+        });
         if !literal {
             return Err(format!("segment {segment:?} is not a literal"));
         }
@@ -423,21 +423,18 @@ fn operation(ctx: &mut Ctx<'_>, o: &Operation, p: &FieldPath) {
         }
     }
     for (field, v) in [("paths", &o.paths), ("notPaths", &o.not_paths)] {
-        let (templates, globs): (Vec<_>, Vec<_>) = v
-            .iter()
-            .enumerate()
-            .partition(|(_, path)| is_path_template(path));
-        for (i, path) in templates {
-            if let Err(why) = path_template_error(path) {
+        for (i, path) in v.iter().enumerate() {
+            let at = p.key(field).index(i);
+            if !weft_model::names::is_path_template(path) {
+                wildcard_value(ctx, &at, path, "path");
+            } else if let Err(why) = path_template_error(path) {
                 ctx.error(
-                    &p.key(field).index(i),
+                    &at,
                     format!("path template {path:?} is invalid: {why}"),
                     "a template is /-separated literals with {*} for one segment and {**} for any number, {**} after every other operator",
                 );
             }
         }
-        let globs: Vec<String> = globs.into_iter().map(|(_, g)| g.clone()).collect();
-        wildcard_values(ctx, &p.key(field), &globs, "path");
         for (i, path) in v.iter().enumerate() {
             if !(path.starts_with('/') || path.starts_with('*')) {
                 ctx.error(

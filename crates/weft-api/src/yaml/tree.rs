@@ -560,7 +560,10 @@ mod tests {
             panic!("a list")
         };
         let texts: Vec<_> = items.iter().map(|i| t.scalar(*i)).collect();
-        assert_eq!(texts, [Some("127.0.0.1"), Some("2001:db8::"), Some("fe80::")]);
+        assert_eq!(
+            texts,
+            [Some("127.0.0.1"), Some("2001:db8::"), Some("fe80::")]
+        );
         // A real mapping in a list, and a block list's `d::` (go-yaml
         // reads `{"d:": null}` there too), stay mappings.
         for key in ["b", "c"] {

@@ -155,7 +155,7 @@ impl Seen {
         }
         for (r, _) in &index.virtual_services {
             let rev = self.fresh();
-            revisions.resources.insert(address(r), rev);
+            revisions.virtual_services.insert(address(r), rev);
         }
         for (i, (r, _)) in index.destination_rules.iter().enumerate() {
             revisions.rules.insert(address(r), i + 1);
@@ -288,7 +288,7 @@ impl Carry {
                     rev
                 }
             };
-            revisions.resources.insert(address(r), rev);
+            revisions.virtual_services.insert(address(r), rev);
             if vs.hosts.is_empty() {
                 delegates.push(rev);
             }
@@ -340,8 +340,7 @@ fn address(r: &Resource) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct Revisions {
     services: HashMap<usize, Revision>,
-    /// VirtualServices.
-    resources: HashMap<usize, Revision>,
+    virtual_services: HashMap<usize, Revision>,
     /// DestinationRules, by their place from 1.
     rules: HashMap<usize, usize>,
     pub(crate) service_set: Revision,
@@ -366,8 +365,8 @@ impl Revisions {
             .unwrap_or(0)
     }
 
-    pub(crate) fn of_resource(&self, r: Option<&Resource>) -> Revision {
-        r.and_then(|r| self.resources.get(&address(r)))
+    pub(crate) fn of_virtual_service(&self, r: Option<&Resource>) -> Revision {
+        r.and_then(|r| self.virtual_services.get(&address(r)))
             .copied()
             .unwrap_or(Revision::NONE)
     }

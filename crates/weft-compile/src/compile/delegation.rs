@@ -64,6 +64,18 @@ pub(crate) fn expand<'a>(
     out
 }
 
+/// The delegates `vs`'s routes name that exist and are visible to it.
+pub(crate) fn delegates_of<'a>(
+    c: &'a Compiler<'a>,
+    root: &'a Resource,
+    vs: &'a VirtualService,
+) -> impl Iterator<Item = &'a VirtualService> + 'a {
+    vs.http
+        .iter()
+        .filter_map(|hr| hr.delegate.as_ref())
+        .filter_map(move |d| find(c, root, &d.name, &d.namespace).map(|(_, v)| v))
+}
+
 /// The delegate `namespace/name` (namespace defaults to the root's) if it
 /// is a VirtualService without hosts exported to the root's namespace.
 pub(crate) fn find<'a>(
@@ -92,11 +104,7 @@ pub(crate) fn merge_route(root: &HttpRoute, delegate: &HttpRoute) -> Option<Http
     let mut out = delegate.clone();
     out.matches = matches;
     out.delegate = None;
-    out.name = match (root.name.is_empty(), delegate.name.is_empty()) {
-        (_, true) => root.name.clone(),
-        (true, false) => delegate.name.clone(),
-        (false, false) => format!("{}-{}", root.name, delegate.name),
-    };
+    out.name = joined(&root.name, &delegate.name);
     macro_rules! inherit {
         ($($field:ident),*) => {
             $(if out.$field.is_none() {
@@ -120,6 +128,15 @@ pub(crate) fn merge_route(root: &HttpRoute, delegate: &HttpRoute) -> Option<Http
         out.mirrors.clone_from(&root.mirrors);
     }
     Some(out)
+}
+
+/// A merged route's or match's name: `root-delegate`, or whichever is set.
+fn joined(root: &str, delegate: &str) -> String {
+    match (root.is_empty(), delegate.is_empty()) {
+        (_, true) => root.to_owned(),
+        (true, false) => delegate.to_owned(),
+        (false, false) => format!("{root}-{delegate}"),
+    }
 }
 
 /// Each of the delegate's matches must fall within one of the root's;
@@ -151,11 +168,7 @@ fn merge_matches(
 
 fn merge_match(root: &HttpMatchRequest, delegate: &HttpMatchRequest) -> HttpMatchRequest {
     let mut out = delegate.clone();
-    out.name = match (root.name.is_empty(), delegate.name.is_empty()) {
-        (_, true) => root.name.clone(),
-        (true, false) => delegate.name.clone(),
-        (false, false) => format!("{}-{}", root.name, delegate.name),
-    };
+    out.name = joined(&root.name, &delegate.name);
     for (mine, theirs) in [
         (&mut out.uri, &root.uri),
         (&mut out.scheme, &root.scheme),

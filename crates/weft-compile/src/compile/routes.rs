@@ -255,35 +255,31 @@ fn sidecar_host(
     vs: Option<(&Resource, &net::VirtualService)>,
     out: &mut Output,
 ) -> Arc<VirtualHost> {
-    // Where routes are delegated, their matches are the delegates' merged
-    // with the root's: those say what the host depends on.
-    let delegated = vs
-        .filter(|(_, v)| v.http.iter().any(|h| h.delegate.is_some()))
-        .map(|(r, v)| delegation::expand(c, r, v));
+    // A root's delegated routes match on the delegates' matches too (merged
+    // with its own): those say what the host depends on as well.
+    let delegating = vs.is_some_and(|(_, v)| v.http.iter().any(|h| h.delegate.is_some()));
+    let routed: Vec<&net::VirtualService> = vs
+        .into_iter()
+        .flat_map(|(r, v)| std::iter::once(v).chain(delegation::delegates_of(c, r, v)))
+        .collect();
     let by_namespace = svc.namespace == me.namespace
-        || vs.is_some_and(|(_, v)| {
-            v.http
-                .iter()
-                .flat_map(|hr| &hr.matches)
-                .any(|m| m.source_namespace.is_some())
-        })
-        || delegated.as_ref().is_some_and(|routes| {
-            routes
-                .iter()
-                .flat_map(|e| &e.route.matches)
-                .any(|m| m.source_namespace.is_some())
-        });
+        || routed
+            .iter()
+            .flat_map(|v| v.http.iter().flat_map(|hr| &hr.matches))
+            .any(|m| m.source_namespace.is_some());
     let with_routes = vs.is_some_and(|(_, v)| !v.http.is_empty());
     let key = HostKey {
         service: c.revisions.of_service(Some(svc)),
         port,
-        virtual_service: c.revisions.of_resource(vs.map(|(r, _)| r)),
+        virtual_service: c.revisions.of_virtual_service(vs.map(|(r, _)| r)),
         destinations: if with_routes {
             c.revisions.service_set
         } else {
             Revision::NONE
         },
-        delegates: if vs.is_some_and(|(_, v)| v.http.iter().any(|h| h.delegate.is_some())) {
+        // Keyed by whether it delegates, not by what was found: a
+        // delegate that appears later changes the delegates' revision.
+        delegates: if delegating {
             c.revisions.delegates
         } else {
             Revision::NONE
@@ -293,21 +289,10 @@ fn sidecar_host(
         } else {
             String::new()
         },
-        source_labels: vs
-            .map(|(_, v)| {
-                let mut met: Vec<bool> = source_labels_met(v, me).collect();
-                if let Some(routes) = &delegated {
-                    met.extend(
-                        routes
-                            .iter()
-                            .flat_map(|e| &e.route.matches)
-                            .filter(|m| !m.source_labels.is_empty())
-                            .map(|m| crate::registry::labels_match(&m.source_labels, &me.labels)),
-                    );
-                }
-                met
-            })
-            .unwrap_or_default(),
+        source_labels: routed
+            .iter()
+            .flat_map(|v| source_labels_met(v, me))
+            .collect(),
     };
     if let Some((vh, clusters)) = c.carry.hosts.get(&key) {
         out.clusters.extend(clusters);
@@ -859,17 +844,15 @@ pub(crate) fn http_routes(
             } else {
                 hr.name.clone()
             },
-            origin: if std::ptr::eq(r, root) {
-                format!("VirtualService {}/{} http[{i}]", r.namespace(), r.name())
-            } else {
-                format!(
-                    "VirtualService {}/{} http[{i}], delegated to {}/{} http[{}]",
+            origin: match j {
+                None => format!("VirtualService {}/{} http[{i}]", r.namespace(), r.name()),
+                Some(j) => format!(
+                    "VirtualService {}/{} http[{i}], delegated to {}/{} http[{j}]",
                     root.namespace(),
                     root.name(),
                     r.namespace(),
                     r.name(),
-                    j.unwrap_or_default()
-                )
+                ),
             },
             matches,
             action,

@@ -217,15 +217,18 @@ impl Attr {
 /// `{*}` is one path segment of URI path characters, `{**}` any number
 /// of them (slashes included); the rest is literal.
 fn path_template(v: &str) -> Value {
-    const PCHAR: &str = r"a-zA-Z0-9\-._~%!$&'()+,;:@=";
+    let chars = format!(
+        "a-zA-Z0-9{}",
+        regex::escape(weft_model::names::PATH_TEMPLATE_PUNCTUATION)
+    );
     let mut re = String::from("^");
     let mut rest = v;
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix("{**}") {
-            re.push_str(&format!("[{PCHAR}/]*"));
+            re.push_str(&format!("[{chars}/]*"));
             rest = r;
         } else if let Some(r) = rest.strip_prefix("{*}") {
-            re.push_str(&format!("[{PCHAR}]+"));
+            re.push_str(&format!("[{chars}]+"));
             rest = r;
         } else {
             let next = rest[1..].find('{').map_or(rest.len(), |i| i + 1);
@@ -238,7 +241,7 @@ fn path_template(v: &str) -> Value {
 }
 
 fn parse_value(attr: &Attr, v: &str) -> Value {
-    if matches!(attr, Attr::RequestPath) && (v.contains("{*}") || v.contains("{**}")) {
+    if matches!(attr, Attr::RequestPath) && weft_model::names::is_path_template(v) {
         return path_template(v);
     }
     if attr.is_ip() {
