@@ -70,6 +70,10 @@ pub struct Diagnostic {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The analyzer that found it (`weft analyze --list-analyzers`); none
+    /// for what loading and validation found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analyzer: Option<&'static str>,
 }
 
 impl Diagnostic {
@@ -82,6 +86,7 @@ impl Diagnostic {
             field: String::new(),
             message: message.into(),
             fix: None,
+            analyzer: None,
         }
     }
 

@@ -321,3 +321,104 @@ fn a_proxy_config_annotation_that_cannot_be_read_is_a_warning_at_its_line() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     assert_eq!(v["diagnostics"], serde_json::json!([]), "{v}");
 }
+
+/// `weft analyze` as CI jobs written for `istioctl analyze` use it: exit
+/// 79 for issues at the threshold, 65 for input it cannot parse, 0 for
+/// `-o json` whatever it found; thresholds, suppressions (flag and
+/// annotation), one analyzer at a time, and the list of analyzers.
+#[test]
+fn analyze_has_istioctls_exit_codes_flags_and_json() {
+    let dir = tmp("analyze");
+    let vs = |name: &str, annotations: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\nspec:\n  hosts: [{name}]\n  http:\n  - route: [{{destination: {{host: nowhere}}}}]\n---\n")
+    };
+    let broken = dir.join("broken.yaml");
+    std::fs::write(&broken, vs("a", "")).unwrap();
+    let path = broken.to_str().unwrap();
+
+    let o = run(&["analyze", "-f", path]);
+    assert_eq!(o.status.code(), Some(79), "{}", stdout(&o));
+    assert!(stdout(&o).contains("error[IST0101]"), "{}", stdout(&o));
+
+    let o = run(&["analyze", "-f", path, "-o", "json"]);
+    assert_eq!(o.status.code(), Some(0), "istioctl's -o json exits 0");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let m = &v.as_array().expect("a list of messages")[0];
+    assert_eq!(m["code"], "IST0101");
+    assert_eq!(m["level"], "Error");
+    assert_eq!(m["origin"], "VirtualService default/a");
+    assert_eq!(m["reference"], format!("{path}:9"));
+    assert_eq!(m["message"], "Referenced host not found: \"nowhere\"");
+    assert_eq!(m["analyzer"], "virtualservice.destinationhost");
+    assert!(m["documentationUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with("/ist0101/?ref=istioctl-analyze"));
+
+    let o = run(&["analyze", "-f", path, "-o", "yaml"]);
+    assert!(stdout(&o).contains("code: IST0101"), "{}", stdout(&o));
+
+    // Suppressed by the flag, with a glob, or by the resource's annotation.
+    let o = run(&[
+        "analyze",
+        "-f",
+        path,
+        "-S",
+        "IST0101=VirtualService default/*",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = run(&["analyze", "-f", path, "-S", "IST0101=VirtualService prod/*"]);
+    assert_eq!(o.status.code(), Some(79), "{}", stdout(&o));
+    let annotated = dir.join("annotated.yaml");
+    std::fs::write(
+        &annotated,
+        vs("b", "galley.istio.io/analyze-suppress: \"IST0118,IST0101\""),
+    )
+    .unwrap();
+    let o = run(&["analyze", "-f", annotated.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("IST0101"), "{}", stdout(&o));
+
+    // One analyzer, by weft's name or istioctl's.
+    for name in [
+        "gateway.conflictinggateways",
+        "gateway.ConflictingGatewayAnalyzer",
+    ] {
+        let o = run(&["analyze", "-f", path, "--analyzer", name]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stdout(&o));
+    }
+    assert_eq!(
+        run(&["analyze", "-f", path, "--analyzer", "no.such"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // Thresholds: a service port named against Istio's convention is Info.
+    let svc = dir.join("svc.yaml");
+    std::fs::write(&svc, "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  selector: {app: s}\n  ports: [{name: foo, port: 80}]\n").unwrap();
+    let svc = svc.to_str().unwrap();
+    let o = run(&["analyze", "-f", svc]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("info[IST0118]"), "{}", stdout(&o));
+    let o = run(&["analyze", "-f", svc, "--failure-threshold", "Info"]);
+    assert_eq!(o.status.code(), Some(79), "{}", stdout(&o));
+    let o = run(&["analyze", "-f", svc, "--output-threshold", "warning"]);
+    assert!(!stdout(&o).contains("IST0118"), "{}", stdout(&o));
+
+    // Input that cannot be parsed is 65, not an analysis issue.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "a: [\n").unwrap();
+    assert_eq!(
+        run(&["analyze", "-f", bad.to_str().unwrap()]).status.code(),
+        Some(65)
+    );
+
+    let o = run(&["analyze", "-L", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["istio"] == "gateway.ConflictingGatewayAnalyzer"));
+}

@@ -34,6 +34,9 @@ pub struct Input<'a> {
 /// One analyzer: a stable name (for `--list` and tests) and its function.
 pub struct Analyzer {
     pub name: &'static str,
+    /// The name of the analyzer of istioctl's that checks the same thing
+    /// (`istioctl analyze --list-analyzers`), where there is one.
+    pub istio: Option<&'static str>,
     pub codes: &'static [&'static str],
     pub run: fn(&Input<'_>, &mut Findings),
 }
@@ -42,124 +45,150 @@ pub struct Analyzer {
 pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "virtualservice.destinationhost",
+        istio: Some("virtualservice.DestinationHostAnalyzer"),
         codes: &["IST0101"],
         run: references::destination_hosts,
     },
     Analyzer {
         name: "virtualservice.destinationsubset",
+        istio: Some("virtualservice.DestinationRuleAnalyzer"),
         codes: &["IST0101"],
         run: references::destination_subsets,
     },
     Analyzer {
         name: "virtualservice.gateway",
+        istio: Some("virtualservice.GatewayAnalyzer"),
         codes: &["IST0101"],
         run: references::virtual_service_gateways,
     },
     Analyzer {
         name: "gateway.secret",
+        istio: Some("gateway.SecretAnalyzer"),
         codes: &["IST0101"],
         run: references::gateway_secrets,
     },
     Analyzer {
         name: "authorizationpolicy.namespace",
+        istio: Some("auth.AuthorizationPoliciesAnalyzer"),
         codes: &["IST0101"],
         run: references::authz_namespaces,
     },
     Analyzer {
         name: "sidecar.egresshost",
+        istio: None,
         codes: &["IST0101"],
         run: references::sidecar_egress_hosts,
     },
     Analyzer {
         name: "canary.target",
+        istio: None,
         codes: &["IST0101"],
         run: references::canary_targets,
     },
     Analyzer {
         name: "meshconfig.extensionprovider",
+        istio: None,
         codes: &["IST0101"],
         run: references::extension_providers,
     },
     Analyzer {
         name: "virtualservice.conflictingmeshgatewayhosts",
+        istio: Some("virtualservice.ConflictingMeshGatewayHostsAnalyzer"),
         codes: &["IST0109"],
         run: conflicts::mesh_virtual_services,
     },
     Analyzer {
         name: "sidecar.selector",
+        istio: Some("sidecar.SelectorAnalyzer"),
         codes: &["IST0110", "IST0111"],
         run: conflicts::sidecars,
     },
     Analyzer {
         name: "telemetry.selector",
+        istio: Some("telemetry.SelectorAnalyzer"),
         codes: &["IST0159", "IST0160"],
         run: conflicts::telemetries,
     },
     Analyzer {
         name: "destinationrule.conflict",
+        istio: None,
         codes: &["WEFT0101"],
         run: conflicts::destination_rules,
     },
     Analyzer {
         name: "serviceentry.address",
+        istio: Some("serviceentry.Analyzer"),
         codes: &["WEFT0102", "IST0134"],
         run: conflicts::service_entry_addresses,
     },
     Analyzer {
         name: "gateway.conflictinggateways",
+        istio: Some("gateway.ConflictingGatewayAnalyzer"),
         codes: &["IST0145"],
         run: conflicts::gateways,
     },
     Analyzer {
         name: "virtualservice.destinationport",
+        istio: Some("virtualservice.DestinationHostAnalyzer"),
         codes: &["IST0112"],
         run: routing::destination_ports,
     },
     Analyzer {
         name: "virtualservice.unreachablerule",
+        istio: Some("schema.ValidationAnalyzer.VirtualService"),
         codes: &["IST0130", "IST0131"],
         run: routing::unreachable_rules,
     },
     Analyzer {
         name: "virtualservice.gatewayhost",
+        istio: Some("virtualservice.GatewayAnalyzer"),
         codes: &["IST0132"],
         run: routing::hosts_in_gateway,
     },
     Analyzer {
         name: "service.portname",
+        istio: Some("service.PortNameAnalyzer"),
         codes: &["IST0118"],
         run: routing::port_names,
     },
     Analyzer {
         name: "policy.noworkload",
+        istio: None,
         codes: &["IST0127"],
         run: policy::no_matching_workloads,
     },
     Analyzer {
         name: "destinationrule.mtlsconflict",
+        istio: None,
         codes: &["IST0113"],
         run: policy::mtls_conflicts,
     },
     Analyzer {
         name: "destinationrule.cacertificates",
+        istio: Some("destinationrule.CaCertificateAnalyzer"),
         codes: &["IST0128", "IST0129"],
         run: policy::server_verification,
     },
     Analyzer {
         name: "gateway.selector",
+        istio: Some("gateway.IngressGatewayPortAnalyzer"),
         codes: &["IST0101"],
         run: gateways::selectors,
     },
     Analyzer {
         name: "gateway.port",
+        istio: Some("gateway.IngressGatewayPortAnalyzer"),
         codes: &["IST0104"],
         run: gateways::ports,
     },
 ];
 
-/// Collected findings.
+/// Collected findings, each marked with the analyzer that found it.
 #[derive(Default)]
-pub struct Findings(pub Vec<Diagnostic>);
+pub struct Findings {
+    found: Vec<Diagnostic>,
+    analyzer: Option<&'static str>,
+}
 
 impl Findings {
     /// Reports `message` on `resource`, positioned at `field`.
@@ -172,14 +201,30 @@ impl Findings {
         message: String,
         fix: &str,
     ) {
+        if suppressed_by_annotation(resource, code) {
+            return;
+        }
         let mut d = Diagnostic::new(severity, code, resource.locate(field), message)
             .with_resource(resource.display_name())
             .with_fix(fix);
+        d.analyzer = self.analyzer;
         if !field.segments().is_empty() {
             d = d.with_field(field);
         }
-        self.0.push(d);
+        self.found.push(d);
     }
+}
+
+/// Istio's annotation that leaves codes out of analysis for one resource:
+/// a comma-separated list of codes, or `*` for all.
+pub const SUPPRESS_ANNOTATION: &str = "galley.istio.io/analyze-suppress";
+
+fn suppressed_by_annotation(resource: &Resource, code: &str) -> bool {
+    resource
+        .meta
+        .annotations
+        .get(SUPPRESS_ANNOTATION)
+        .is_some_and(|codes| codes.split(',').any(|c| c == "*" || c == code))
 }
 
 /// Runs every analyzer over a configuration.
@@ -208,9 +253,10 @@ pub fn analyze_with_secrets(
 pub fn analyze_with(input: &Input<'_>) -> Vec<Diagnostic> {
     let mut findings = Findings::default();
     for a in ANALYZERS {
+        findings.analyzer = Some(a.name);
         (a.run)(input, &mut findings);
     }
-    let mut out = findings.0;
+    let mut out = findings.found;
     out.sort_by(|a, b| (&a.origin, &a.code, &a.message).cmp(&(&b.origin, &b.code, &b.message)));
     out.dedup();
     out
