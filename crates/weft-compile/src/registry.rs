@@ -60,7 +60,9 @@ pub struct GatewayInstance {
     pub namespace: String,
     pub labels: Labels,
     pub service_account: String,
-    /// Container ports the gateway listens on (Istio's 8080/8443).
+    /// Ports a Gateway server may name for it: its container ports
+    /// (Istio's 8080/8443) and the ports of Istio's default gateway Service
+    /// in front of them (80→8080, 443→8443, and 15021 for status).
     pub ports: Vec<u32>,
 }
 
@@ -74,7 +76,7 @@ impl Default for MeshConfig {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             service_account: format!("{name}-service-account"),
-            ports: vec![8080, 8443],
+            ports: vec![15021, 80, 8080, 443, 8443],
         };
         MeshConfig {
             trust_domain: "cluster.local".into(),

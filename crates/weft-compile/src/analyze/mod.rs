@@ -148,7 +148,7 @@ pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "service.portname",
         istio: Some("service.PortNameAnalyzer"),
-        codes: &["IST0118"],
+        codes: &["IST0118", "IST0150"],
         run: routing::port_names,
     },
     Analyzer {
@@ -170,15 +170,9 @@ pub const ANALYZERS: &[Analyzer] = &[
         run: policy::server_verification,
     },
     Analyzer {
-        name: "gateway.selector",
-        istio: Some("gateway.IngressGatewayPortAnalyzer"),
-        codes: &["IST0101"],
-        run: gateways::selectors,
-    },
-    Analyzer {
         name: "gateway.port",
         istio: Some("gateway.IngressGatewayPortAnalyzer"),
-        codes: &["IST0104"],
+        codes: &["IST0101", "IST0162"],
         run: gateways::ports,
     },
 ];
@@ -201,7 +195,9 @@ impl Findings {
         message: String,
         fix: &str,
     ) {
-        if suppressed_by_annotation(resource, code) {
+        if suppressed_by_annotation(resource, code)
+            || IGNORED_NAMESPACES.contains(&resource.namespace())
+        {
             return;
         }
         let mut d = Diagnostic::new(severity, code, resource.locate(field), message)
@@ -214,6 +210,15 @@ impl Findings {
         self.found.push(d);
     }
 }
+
+/// Namespaces istioctl analyze leaves out, as the sidecar injector does:
+/// the cluster's own.
+pub const IGNORED_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+];
 
 /// Istio's annotation that leaves codes out of analysis for one resource:
 /// a comma-separated list of codes, or `*` for all.

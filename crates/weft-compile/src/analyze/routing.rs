@@ -10,7 +10,6 @@ use super::references::destinations;
 use super::{Findings, Input};
 use crate::compile::routes_support::{qualify_gateway, server_host_admits};
 use crate::host;
-use crate::registry::{protocol_of, ServiceSource};
 
 pub fn destination_ports(input: &Input<'_>, out: &mut Findings) {
     for (r, vs) in &input.index.virtual_services {
@@ -131,38 +130,110 @@ pub fn hosts_in_gateway(input: &Input<'_>, out: &mut Findings) {
     }
 }
 
+/// Whether Istio's protocol selection (`ConvertProtocol`) finds a protocol
+/// for a Service port: UDP by the port's protocol; else `appProtocol` when
+/// set (Kubernetes' `kubernetes.io/h2c`, `ws`, `wss` included), else the
+/// port name's prefix (`grpc-web` whole, otherwise up to the first `-`);
+/// else TCP for the well-known ports protocol sniffing would break (SMTP,
+/// DNS, MySQL, MongoDB).
+fn istio_knows_protocol(
+    port: i64,
+    name: &str,
+    protocol: Option<&str>,
+    app_protocol: Option<&str>,
+) -> bool {
+    if protocol == Some("UDP") {
+        return true;
+    }
+    let name = match app_protocol {
+        Some("kubernetes.io/h2c" | "kubernetes.io/ws" | "kubernetes.io/wss") => return true,
+        Some(app) => app,
+        None => name,
+    };
+    if name.len() >= 8 && name[..8].eq_ignore_ascii_case("grpc-web") {
+        return true;
+    }
+    let prefix = name.split('-').next().unwrap_or(name).to_ascii_lowercase();
+    let known = matches!(
+        prefix.as_str(),
+        "tcp"
+            | "udp"
+            | "grpc"
+            | "grpc-web"
+            | "http"
+            | "http_proxy"
+            | "http2"
+            | "https"
+            | "tls"
+            | "mongo"
+            | "redis"
+            | "mysql"
+    );
+    known || matches!(port, 25 | 53 | 3306 | 27017)
+}
+
+/// Values of `gateway.istio.io/managed` on the Services Istio makes for
+/// Gateway API gateways and waypoints: not the user's to name.
+const MANAGED_GATEWAY_CONTROLLERS: &[&str] = &[
+    "istio.io-gateway-controller",
+    "istio.io-mesh-controller",
+    "istio.io-eastwest-controller",
+];
+
 pub fn port_names(input: &Input<'_>, out: &mut Findings) {
     for r in input.resources {
         let Spec::Service(s) = &r.spec else { continue };
-        let svc_host = format!(
-            "{}.{}.svc.{}",
-            r.name(),
-            r.namespace(),
-            input.mesh.domain_suffix
-        );
-        if input
-            .registry
-            .service(&svc_host)
-            .is_some_and(|x| x.source != ServiceSource::Kubernetes)
+        // As istioctl: the control plane's own Services (labelled `istio`
+        // or `release: istio`) and gateway-managed ones are not checked.
+        let labels = &r.meta.labels;
+        if labels.contains_key("istio")
+            || labels.get("release").is_some_and(|v| v == "istio")
+            || labels
+                .get("gateway.istio.io/managed")
+                .is_some_and(|v| MANAGED_GATEWAY_CONTROLLERS.contains(&v.as_str()))
         {
             continue;
         }
+        let external_name = s.service_type == "ExternalName";
         for (i, p) in s.ports.iter().enumerate() {
-            if protocol_of(&p.name, p.app_protocol.as_deref()) == weft_model::Protocol::Unknown {
-                let target = match &p.target_port {
-                    Some(weft_api::types::common::IntOrString::Int(n)) => n.to_string(),
-                    Some(weft_api::types::common::IntOrString::Str(s)) => s.clone(),
-                    None => p.port.to_string(),
-                };
-                out.add(
-                    Severity::Info,
-                    "IST0118",
-                    r,
-                    &FieldPath::root().key("spec").key("ports").index(i).key("name"),
-                    format!("Port name {} (port: {}, targetPort: {target}) doesn't follow the naming convention of Istio port.", p.name, p.port),
-                    "name it <protocol>[-<suffix>] (http, http2, grpc, tcp, tls, https) or set appProtocol; otherwise the protocol is sniffed",
-                );
+            let known = istio_knows_protocol(
+                p.port,
+                &p.name,
+                p.protocol.as_deref(),
+                p.app_protocol.as_deref(),
+            );
+            if known && !(external_name && p.name == "tcp") {
+                continue;
             }
+            let field = FieldPath::root()
+                .key("spec")
+                .key("ports")
+                .index(i)
+                .key("name");
+            if external_name {
+                out.add(
+                    Severity::Warning,
+                    "IST0150",
+                    r,
+                    &field,
+                    "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly".to_owned(),
+                    "name the port after the protocol it carries (http, https, tls, ...), not tcp or a name without a protocol",
+                );
+                continue;
+            }
+            let target = match &p.target_port {
+                Some(weft_api::types::common::IntOrString::Int(n)) => n.to_string(),
+                Some(weft_api::types::common::IntOrString::Str(s)) => s.clone(),
+                None => p.port.to_string(),
+            };
+            out.add(
+                Severity::Info,
+                "IST0118",
+                r,
+                &field,
+                format!("Port name {} (port: {}, targetPort: {target}) doesn't follow the naming convention of Istio port.", p.name, p.port),
+                "name it <protocol>[-<suffix>] (http, http2, grpc, tcp, tls, https) or set appProtocol; otherwise the protocol is sniffed",
+            );
         }
     }
 }
