@@ -367,10 +367,18 @@ fn decode_object(file: &Arc<str>, tree: &Arc<Tree>, node: NodeId, out: &mut Load
         ));
         return;
     }
-    if meta.namespace.is_empty() {
+    if kind.cluster_scoped() {
+        // Kubernetes ignores a namespace on a cluster-scoped object.
+        meta.namespace.clear();
+    } else if meta.namespace.is_empty() {
         meta.namespace = "default".into();
     }
-    let display = format!("{kind} {}/{}", meta.namespace, meta.name);
+    let display = ResourceKey {
+        kind,
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+    }
+    .to_string();
     let spec = match decode_spec(kind, tree, node) {
         Ok(spec) => spec,
         Err(e) => {
@@ -429,6 +437,7 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
         ResourceKind::Canary => Spec::Canary(Box::new(de(tree, spec_node, &path)?)),
         ResourceKind::MetricTemplate => Spec::MetricTemplate(de(tree, spec_node, &path)?),
         ResourceKind::Workload => Spec::Workload(de(tree, spec_node, &path)?),
+        ResourceKind::Namespace => Spec::Namespace(de(tree, spec_node, &path)?),
         ResourceKind::ConfigMap => Spec::ConfigMap(kube::ConfigMap {
             data: de::<BTreeMap<String, String>>(
                 tree,

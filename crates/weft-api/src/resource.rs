@@ -29,10 +29,11 @@ pub enum ResourceKind {
     MetricTemplate,
     Workload,
     ConfigMap,
+    Namespace,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 18] = [
+    pub const ALL: [ResourceKind; 19] = [
         ResourceKind::VirtualService,
         ResourceKind::DestinationRule,
         ResourceKind::Gateway,
@@ -51,6 +52,7 @@ impl ResourceKind {
         ResourceKind::MetricTemplate,
         ResourceKind::Workload,
         ResourceKind::ConfigMap,
+        ResourceKind::Namespace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +75,7 @@ impl ResourceKind {
             ResourceKind::MetricTemplate => "MetricTemplate",
             ResourceKind::Workload => "Workload",
             ResourceKind::ConfigMap => "ConfigMap",
+            ResourceKind::Namespace => "Namespace",
         }
     }
 
@@ -90,11 +93,16 @@ impl ResourceKind {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
             Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
-            Service | Pod | ConfigMap => &["v1"],
+            Service | Pod | ConfigMap | Namespace => &["v1"],
             Deployment => &["apps/v1"],
             Canary | MetricTemplate => &["flagger.app/v1beta1"],
             Workload => &["weft.dev/v1"],
         }
+    }
+
+    /// Kinds that live in no namespace (Kubernetes' cluster-scoped kinds).
+    pub fn cluster_scoped(self) -> bool {
+        self == ResourceKind::Namespace
     }
 
     pub fn from_name(name: &str) -> Option<ResourceKind> {
@@ -117,6 +125,7 @@ impl ResourceKind {
             "wg" | "workloadgroups" => Some(ResourceKind::WorkloadGroup),
             "canaries" => Some(ResourceKind::Canary),
             "workloads" => Some(ResourceKind::Workload),
+            "ns" | "namespaces" => Some(ResourceKind::Namespace),
             _ => None,
         };
         short.or_else(|| {
@@ -160,6 +169,9 @@ pub enum Spec {
     MetricTemplate(flagger::MetricTemplate),
     Workload(weft::Workload),
     ConfigMap(kube::ConfigMap),
+    /// A namespace: weft reads its labels (injection, ambient enrolment)
+    /// and that it exists.
+    Namespace(kube::NamespaceSpec),
 }
 
 impl Spec {
@@ -183,6 +195,7 @@ impl Spec {
             Spec::MetricTemplate(_) => ResourceKind::MetricTemplate,
             Spec::Workload(_) => ResourceKind::Workload,
             Spec::ConfigMap(_) => ResourceKind::ConfigMap,
+            Spec::Namespace(_) => ResourceKind::Namespace,
         }
     }
 }
@@ -220,14 +233,20 @@ pub struct ResourceKey {
 
 impl fmt::Display for ResourceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        if self.namespace.is_empty() {
+            // Cluster-scoped, as istioctl names them: `Namespace foo`.
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
     pub api_version: String,
-    /// Metadata with `namespace` defaulted to `default`, as kubectl does.
+    /// Metadata with `namespace` defaulted to `default`, as kubectl does
+    /// (empty for cluster-scoped kinds).
     pub meta: crate::types::kube::ObjectMeta,
     pub spec: Spec,
     pub source: SourceRef,

@@ -24,7 +24,9 @@ fn render(d: &weft_api::diag::Diagnostic) -> String {
     }
     s.push_str(": ");
     s.push_str(&d.message);
-    s
+    // Directives are read trimmed; a message may end in a space (Istio's
+    // IST0127 for a policy without a selector lists no labels).
+    s.trim_end().to_owned()
 }
 
 fn analyzer(path: &Path, text: String) -> datatest_stable::Result<()> {

@@ -154,6 +154,15 @@ pub struct ContainerPort {
     pub protocol: Option<String>,
 }
 
+/// A Namespace's spec: only finalizers, which weft has no use for; its
+/// labels are in the metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSpec {
+    #[serde(default)]
+    pub finalizers: Vec<String>,
+}
+
 /// A ConfigMap: weft reads the one Istio keeps its mesh configuration in
 /// (`istio` in the root namespace, key `mesh`); see `types::mesh`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -70,15 +70,19 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
     let mut ctx = Ctx::new(resource);
     let spec = FieldPath::root().key("spec");
     let meta = FieldPath::root().key("metadata");
-    if !checks::is_dns_label(resource.namespace()) {
+    if !resource.kind().cluster_scoped() && !checks::is_dns_label(resource.namespace()) {
         ctx.error(
             &meta.key("namespace"),
             format!("namespace {:?} is not a valid name", resource.namespace()),
             "namespaces are lowercase DNS labels such as bookinfo",
         );
     }
-    let name_ok =
-        resource.name().len() <= 253 && resource.name().split('.').all(checks::is_dns_label);
+    let name_ok = if resource.kind() == crate::resource::ResourceKind::Namespace {
+        // A namespace's name is one DNS label, as the names in it are.
+        checks::is_dns_label(resource.name())
+    } else {
+        resource.name().len() <= 253 && resource.name().split('.').all(checks::is_dns_label)
+    };
     if !name_ok {
         ctx.error(
             &meta.key("name"),
@@ -101,7 +105,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Telemetry(s) => other::telemetry(&mut ctx, s, &spec),
         Spec::Service(s) => other::service(&mut ctx, s, &spec),
         Spec::Deployment(s) => other::deployment(&mut ctx, s, &spec),
-        Spec::Pod(_) => {}
+        Spec::Pod(_) | Spec::Namespace(_) => {}
         Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
         Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
         Spec::Workload(s) => other::workload(&mut ctx, s, &spec),

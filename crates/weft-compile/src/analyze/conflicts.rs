@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use weft_api::diag::Severity;
 use weft_api::path::FieldPath;
 use weft_api::resource::{Resource, Spec};
-use weft_api::types::common::Labels;
 
 use super::{join, selector_text, Findings, Input};
 use crate::host;
-use crate::registry::labels_match;
 
 pub fn mesh_virtual_services(input: &Input<'_>, out: &mut Findings) {
     // host → VirtualServices bound to the mesh that define it.
@@ -47,67 +45,6 @@ pub fn mesh_virtual_services(input: &Input<'_>, out: &mut Findings) {
             );
         }
     }
-}
-
-/// Shared by Sidecar and Telemetry: several resources selecting the same
-/// workload, or several without a selector in one namespace.
-fn selector_conflicts(
-    input: &Input<'_>,
-    out: &mut Findings,
-    items: Vec<(&Resource, Option<&Labels>)>,
-    kind_plural: &str,
-    codes: (&str, &str),
-) {
-    let mut no_selector: BTreeMap<&str, Vec<&Resource>> = BTreeMap::new();
-    for (r, sel) in &items {
-        if sel.is_none_or(|s| s.is_empty()) {
-            no_selector.entry(r.namespace()).or_default().push(r);
-        }
-    }
-    for (ns, list) in no_selector {
-        if list.len() > 1 {
-            let names = join(list.iter().map(|r| r.name()));
-            for r in &list {
-                out.add(Severity::Error, codes.1, r, &FieldPath::root(), format!("The {kind_plural} [{names}] in namespace {ns:?} have no workload selector, which can lead to undefined behavior."), "keep one namespace-wide resource and give the others a workload selector");
-            }
-        }
-    }
-    for inst in &input.registry.instances {
-        let selecting: Vec<&Resource> = items
-            .iter()
-            .filter(|(r, sel)| {
-                r.namespace() == inst.namespace
-                    && sel.is_some_and(|s| !s.is_empty() && labels_match(s, &inst.labels))
-            })
-            .map(|(r, _)| *r)
-            .collect();
-        if selecting.len() > 1 {
-            let names = join(selecting.iter().map(|r| r.name()));
-            for r in &selecting {
-                out.add(Severity::Error, codes.0, r, &FieldPath::root(), format!("The {kind_plural} [{names}] in namespace {:?} select the same workload pod {:?}, which can lead to undefined behavior.", inst.namespace, inst.name), "narrow the selectors so each workload is selected once");
-            }
-        }
-    }
-}
-
-pub fn sidecars(input: &Input<'_>, out: &mut Findings) {
-    let items = input
-        .index
-        .sidecars
-        .iter()
-        .map(|(r, s)| (*r, s.workload_selector.as_ref().map(|w| &w.labels)))
-        .collect();
-    selector_conflicts(input, out, items, "Sidecars", ("IST0110", "IST0111"));
-}
-
-pub fn telemetries(input: &Input<'_>, out: &mut Findings) {
-    let items = input
-        .index
-        .telemetries
-        .iter()
-        .map(|(r, t)| (*r, t.selector.as_ref().map(|w| &w.match_labels)))
-        .collect();
-    selector_conflicts(input, out, items, "Telemetries", ("IST0159", "IST0160"));
 }
 
 pub fn destination_rules(input: &Input<'_>, out: &mut Findings) {

@@ -11,6 +11,8 @@ mod gateways;
 mod policy;
 mod references;
 mod routing;
+mod selectors;
+mod workloads;
 
 use std::path::PathBuf;
 
@@ -100,14 +102,20 @@ pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "sidecar.selector",
         istio: Some("sidecar.SelectorAnalyzer"),
-        codes: &["IST0110", "IST0111"],
-        run: conflicts::sidecars,
+        codes: &["IST0101", "IST0110", "IST0111", "IST0167"],
+        run: selectors::sidecars,
     },
     Analyzer {
         name: "telemetry.selector",
         istio: Some("telemetry.SelectorAnalyzer"),
-        codes: &["IST0159", "IST0160"],
-        run: conflicts::telemetries,
+        codes: &["IST0101", "IST0159"],
+        run: selectors::telemetries,
+    },
+    Analyzer {
+        name: "telemetry.defaultselector",
+        istio: Some("telemetry.DefaultSelectorAnalyzer"),
+        codes: &["IST0160"],
+        run: selectors::telemetry_defaults,
     },
     Analyzer {
         name: "destinationrule.conflict",
@@ -152,15 +160,21 @@ pub const ANALYZERS: &[Analyzer] = &[
         run: routing::port_names,
     },
     Analyzer {
+        name: "authorizationpolicy.workloads",
+        istio: Some("auth.AuthorizationPoliciesAnalyzer"),
+        codes: &["IST0127"],
+        run: policy::authorization_policy_workloads,
+    },
+    Analyzer {
         name: "policy.noworkload",
         istio: None,
-        codes: &["IST0127"],
+        codes: &["WEFT0104"],
         run: policy::no_matching_workloads,
     },
     Analyzer {
         name: "destinationrule.mtlsconflict",
         istio: None,
-        codes: &["IST0113"],
+        codes: &["WEFT0103"],
         run: policy::mtls_conflicts,
     },
     Analyzer {

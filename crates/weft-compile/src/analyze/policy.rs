@@ -12,24 +12,58 @@ use crate::compile::Compiler;
 use crate::host;
 use crate::registry::labels_match;
 
-fn selects_something(input: &Input<'_>, ns: &str, sel: &Labels) -> bool {
+/// Whether any workload of the mesh in `ns` (any namespace when `None`)
+/// matches `sel`; weft's own gateways count, in their namespace.
+fn selects_something(input: &Input<'_>, ns: Option<&str>, sel: &Labels) -> bool {
+    let in_ns = |n: &str| ns.is_none_or(|ns| ns == n);
     input
         .registry
         .instances
         .iter()
-        .any(|i| i.namespace == ns && labels_match(sel, &i.labels))
-        || input.mesh.gateways.iter().any(|g| {
-            (g.namespace == ns || ns == input.mesh.root_namespace) && labels_match(sel, &g.labels)
-        })
+        .any(|i| in_ns(&i.namespace) && labels_match(sel, &i.labels))
+        || input
+            .mesh
+            .gateways
+            .iter()
+            .any(|g| in_ns(&g.namespace) && labels_match(sel, &g.labels))
 }
 
+/// IST0127, as istioctl's AuthorizationPoliciesAnalyzer: a policy in the
+/// root namespace with a selector must match a workload somewhere in the
+/// mesh (and without one applies to the whole mesh); elsewhere a policy
+/// with a selector must match a workload of its namespace, and one without
+/// needs its namespace to have a workload at all.
+pub fn authorization_policy_workloads(input: &Input<'_>, out: &mut Findings) {
+    for (r, ap) in &input.index.authorization_policies {
+        let selector = ap.selector.as_ref().map(|s| &s.match_labels);
+        let ns = r.namespace();
+        let root = ns == input.mesh.root_namespace;
+        let unmatched = match (root, selector) {
+            (true, Some(sel)) => !selects_something(input, None, sel),
+            (true, None) => false,
+            (false, Some(sel)) => !selects_something(input, Some(ns), sel),
+            (false, None) => !selects_something(input, Some(ns), &Labels::default()),
+        };
+        if unmatched {
+            let text = selector.map(selector_text).unwrap_or_default();
+            out.add(
+                Severity::Warning,
+                "IST0127",
+                r,
+                &FieldPath::root().key("spec").key("selector"),
+                format!("No matching workloads for this resource with the following labels: {text}"),
+                "check the labels against the workloads in this namespace; a policy that selects nothing has no effect",
+            );
+        }
+    }
+}
+
+/// weft's own check for the policies istioctl does not look at: a
+/// PeerAuthentication, RequestAuthentication or DestinationRule whose
+/// workload selector picks no workload of its namespace has no effect.
 pub fn no_matching_workloads(input: &Input<'_>, out: &mut Findings) {
     for r in input.resources {
         let (sel, field): (Option<&Labels>, FieldPath) = match &r.spec {
-            Spec::AuthorizationPolicy(p) => (
-                p.selector.as_ref().map(|s| &s.match_labels),
-                FieldPath::root().key("spec").key("selector"),
-            ),
             Spec::PeerAuthentication(p) => (
                 p.selector.as_ref().map(|s| &s.match_labels),
                 FieldPath::root().key("spec").key("selector"),
@@ -37,14 +71,6 @@ pub fn no_matching_workloads(input: &Input<'_>, out: &mut Findings) {
             Spec::RequestAuthentication(p) => (
                 p.selector.as_ref().map(|s| &s.match_labels),
                 FieldPath::root().key("spec").key("selector"),
-            ),
-            Spec::Telemetry(p) => (
-                p.selector.as_ref().map(|s| &s.match_labels),
-                FieldPath::root().key("spec").key("selector"),
-            ),
-            Spec::Sidecar(p) => (
-                p.workload_selector.as_ref().map(|s| &s.labels),
-                FieldPath::root().key("spec").key("workloadSelector"),
             ),
             Spec::DestinationRule(p) => (
                 p.workload_selector.as_ref().map(|s| &s.match_labels),
@@ -55,14 +81,15 @@ pub fn no_matching_workloads(input: &Input<'_>, out: &mut Findings) {
         let Some(sel) = sel.filter(|s| !s.is_empty()) else {
             continue;
         };
-        if !selects_something(input, r.namespace(), sel) {
+        let ns = (r.namespace() != input.mesh.root_namespace).then(|| r.namespace());
+        if !selects_something(input, ns, sel) {
             out.add(
                 Severity::Warning,
-                "IST0127",
+                "WEFT0104",
                 r,
                 &field,
-                format!("No matching workloads for this resource with the following labels: {}", selector_text(sel)),
-                "check the labels against the workloads in this namespace; a policy that selects nothing has no effect",
+                format!("No workload matches this {}'s selector: {}", r.kind(), selector_text(sel)),
+                "check the labels against the workloads in this namespace; a selector that picks nothing has no effect",
             );
         }
     }
@@ -99,7 +126,7 @@ pub fn mtls_conflicts(input: &Input<'_>, out: &mut Findings) {
                 let pa = policy.origin.last().cloned().unwrap_or_default();
                 out.add(
                     Severity::Error,
-                    "IST0113",
+                    "WEFT0103",
                     r,
                     &FieldPath::root().key("spec").key("trafficPolicy").key("tls").key("mode"),
                     format!("A DestinationRule and Policy are in conflict with regards to mTLS for host {h}. The DestinationRule {:?} specifies that mTLS must be {wants_mtls} but the Policy object {pa:?} specifies {}.", format!("{}/{}", r.namespace(), r.name()), mode_name(policy.mode)),

@@ -176,15 +176,42 @@ pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
     }
 }
 
+/// Namespaces the configuration knows: its Namespace resources, and every
+/// namespace a resource lives in (files seldom carry their Namespaces;
+/// istioctl, which reads only Namespace resources, would call them all
+/// missing).
 fn known_namespaces(input: &Input<'_>) -> BTreeSet<String> {
     let mut ns: BTreeSet<String> = input
         .resources
         .iter()
-        .map(|r| r.namespace().to_owned())
+        .map(|r| {
+            if r.kind() == weft_api::resource::ResourceKind::Namespace {
+                r.name().to_owned()
+            } else {
+                r.namespace().to_owned()
+            }
+        })
+        .filter(|n| !n.is_empty())
         .collect();
     ns.insert(input.mesh.root_namespace.clone());
     ns.extend(input.mesh.gateways.iter().map(|g| g.namespace.clone()));
     ns
+}
+
+/// An AuthorizationPolicy's namespace expression against a namespace:
+/// `*`, a `*suffix`, a `prefix*`, or the name (any case), as Istio's
+/// analyzer matches them.
+fn namespace_matches(ns: &str, exp: &str) -> bool {
+    if exp == "*" {
+        return true;
+    }
+    if let Some(suffix) = exp.strip_prefix('*') {
+        return ns.ends_with(suffix);
+    }
+    if let Some(prefix) = exp.strip_suffix('*') {
+        return ns.starts_with(prefix);
+    }
+    ns.eq_ignore_ascii_case(exp)
 }
 
 pub fn authz_namespaces(input: &Input<'_>, out: &mut Findings) {
@@ -198,7 +225,7 @@ pub fn authz_namespaces(input: &Input<'_>, out: &mut Findings) {
                     ("notNamespaces", &src.not_namespaces),
                 ] {
                     for (k, ns) in list.iter().enumerate() {
-                        if !ns.contains('*') && !known.contains(ns) {
+                        if !known.iter().any(|k| namespace_matches(k, ns)) {
                             let path = FieldPath::root()
                                 .key("spec")
                                 .key("rules")
