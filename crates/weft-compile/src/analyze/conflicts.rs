@@ -10,38 +10,92 @@ use weft_api::resource::{Resource, Spec};
 use super::{join, selector_text, Findings, Input};
 use crate::host;
 
+/// A mesh VirtualService's host as istioctl keys it: the namespaces it is
+/// exported to (`*` for all) and the host, made a FQDN only when it is a
+/// short name (no dot, no wildcard).
+fn scoped_hosts(
+    r: &Resource,
+    vs: &weft_api::types::networking::VirtualService,
+    domain_suffix: &str,
+) -> Vec<(String, String)> {
+    let scopes: Vec<String> = if vs.export_to.is_empty() || vs.export_to.iter().any(|e| e == "*") {
+        vec!["*".to_owned()]
+    } else {
+        let mut s: Vec<String> = vs
+            .export_to
+            .iter()
+            .map(|e| {
+                if e == "." {
+                    r.namespace().to_owned()
+                } else {
+                    e.clone()
+                }
+            })
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    let mut out = Vec::new();
+    for scope in &scopes {
+        for h in &vs.hosts {
+            let fqdn = if h.starts_with('*') || h.contains('.') {
+                h.clone()
+            } else {
+                format!("{h}.{}.svc.{domain_suffix}", r.namespace())
+            };
+            out.push((scope.clone(), fqdn));
+        }
+    }
+    out
+}
+
+/// IST0109, as istioctl's ConflictingMeshGatewayHostsAnalyzer: mesh
+/// VirtualServices that define the same host for the same namespaces; a
+/// host exported to some namespaces also conflicts with a host exported
+/// everywhere that overlaps it.
 pub fn mesh_virtual_services(input: &Input<'_>, out: &mut Findings) {
-    // host → VirtualServices bound to the mesh that define it.
-    let mut by_host: BTreeMap<String, Vec<&Resource>> = BTreeMap::new();
+    let mut by_host: BTreeMap<(String, String), Vec<&Resource>> = BTreeMap::new();
     for (r, vs) in &input.index.virtual_services {
         let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
         if !binds_mesh {
             continue;
         }
-        for h in &vs.hosts {
-            let resolved = host::resolve(h, r.namespace(), &input.mesh.domain_suffix);
-            let list = by_host.entry(resolved).or_default();
-            if !list.iter().any(|x| std::ptr::eq(*x, *r)) {
-                list.push(r);
-            }
+        for key in scoped_hosts(r, vs, &input.mesh.domain_suffix) {
+            by_host.entry(key).or_default().push(r);
         }
     }
-    for (h, list) in by_host {
+    let mut reported: Vec<&Resource> = Vec::new();
+    for ((scope, fqdn), list) in &by_host {
+        let mut list = list.clone();
+        if scope != "*" {
+            for ((other_scope, other), more) in &by_host {
+                if other_scope == "*" && host::overlaps(fqdn, other) {
+                    list.extend(more.iter().copied());
+                }
+            }
+        }
         if list.len() < 2 {
             continue;
         }
-        let names = join(
-            list.iter()
-                .map(|r| format!("{}/{}", r.namespace(), r.name())),
-        );
+        let mut names: Vec<String> = list
+            .iter()
+            .map(|r| format!("{}/{}", r.namespace(), r.name()))
+            .collect();
+        names.sort();
+        let names = names.join(",");
         for r in &list {
+            if reported.iter().any(|x| std::ptr::eq(*x, *r)) {
+                continue;
+            }
+            reported.push(r);
             out.add(
                 Severity::Error,
                 "IST0109",
                 r,
                 &FieldPath::root().key("spec").key("hosts"),
-                format!("The VirtualServices {names} associated with mesh define the same host {h} which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."),
-                "merge them into one VirtualService; weft uses the first by namespace/name",
+                format!("The VirtualServices {names} associated with mesh gateway define the same host {scope}/{fqdn} which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource."),
+                "merge them into one VirtualService, or export each to different namespaces; weft uses the first by namespace/name",
             );
         }
     }
