@@ -12,6 +12,7 @@ mod policy;
 mod references;
 mod routing;
 mod selectors;
+mod vs_gateways;
 mod workloads;
 
 use std::path::PathBuf;
@@ -60,8 +61,14 @@ pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "virtualservice.gateway",
         istio: Some("virtualservice.GatewayAnalyzer"),
-        codes: &["IST0101"],
-        run: references::virtual_service_gateways,
+        codes: &["IST0101", "IST0132"],
+        run: vs_gateways::gateways,
+    },
+    Analyzer {
+        name: "virtualservice.matchgateway",
+        istio: None,
+        codes: &["WEFT0105"],
+        run: vs_gateways::match_gateways,
     },
     Analyzer {
         name: "gateway.secret",
@@ -146,12 +153,6 @@ pub const ANALYZERS: &[Analyzer] = &[
         istio: Some("schema.ValidationAnalyzer.VirtualService"),
         codes: &["IST0130", "IST0131"],
         run: routing::unreachable_rules,
-    },
-    Analyzer {
-        name: "virtualservice.gatewayhost",
-        istio: Some("virtualservice.GatewayAnalyzer"),
-        codes: &["IST0132"],
-        run: routing::hosts_in_gateway,
     },
     Analyzer {
         name: "service.portname",

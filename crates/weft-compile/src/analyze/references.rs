@@ -8,7 +8,6 @@ use weft_api::resource::{Resource, ResourceKind, Spec};
 use weft_api::types::networking::{Destination, VirtualService};
 
 use super::{Findings, Input};
-use crate::compile::routes_support::qualify_gateway;
 use crate::host;
 
 /// Every destination of a VirtualService with its field path.
@@ -99,47 +98,6 @@ pub fn destination_subsets(input: &Input<'_>, out: &mut Findings) {
                     format!("Referenced host+subset in destinationrule not found: \"{}+{}\"", dest.host, dest.subset),
                     "define the subset in a DestinationRule for this host; requests to an undefined subset get 503 (NR)",
                 );
-            }
-        }
-    }
-}
-
-fn gateway_exists(input: &Input<'_>, qualified: &str) -> bool {
-    input
-        .index
-        .gateways
-        .iter()
-        .any(|(g, _)| format!("{}/{}", g.namespace(), g.name()) == qualified)
-}
-
-pub fn virtual_service_gateways(input: &Input<'_>, out: &mut Findings) {
-    for (r, vs) in &input.index.virtual_services {
-        let spec = FieldPath::root().key("spec");
-        let mut check = |g: &str, path: FieldPath| {
-            if g == "mesh" {
-                return;
-            }
-            let q = qualify_gateway(g, r.namespace());
-            if !gateway_exists(input, &q) {
-                out.add(Severity::Error, "IST0101", r, &path, format!("Referenced gateway not found: {g:?}"), "define the Gateway, or refer to it as namespace/name when it lives in another namespace");
-            }
-        };
-        for (i, g) in vs.gateways.iter().enumerate() {
-            check(g, spec.key("gateways").index(i));
-        }
-        for (i, h) in vs.http.iter().enumerate() {
-            for (j, m) in h.matches.iter().enumerate() {
-                for (k, g) in m.gateways.iter().enumerate() {
-                    check(
-                        g,
-                        spec.key("http")
-                            .index(i)
-                            .key("match")
-                            .index(j)
-                            .key("gateways")
-                            .index(k),
-                    );
-                }
             }
         }
     }

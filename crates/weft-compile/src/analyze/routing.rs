@@ -8,7 +8,7 @@ use weft_api::types::networking::HttpMatchRequest;
 
 use super::references::destinations;
 use super::{Findings, Input};
-use crate::compile::routes_support::{qualify_gateway, server_host_admits};
+
 use crate::host;
 
 pub fn destination_ports(input: &Input<'_>, out: &mut Findings) {
@@ -83,47 +83,6 @@ pub fn unreachable_rules(input: &Input<'_>, out: &mut Findings) {
                         "VirtualService rule {label} not used (all matches used by prior rules)."
                     ),
                     "remove the rule or change its matches",
-                );
-            }
-        }
-    }
-}
-
-pub fn hosts_in_gateway(input: &Input<'_>, out: &mut Findings) {
-    for (r, vs) in &input.index.virtual_services {
-        for (i, g) in vs.gateways.iter().enumerate() {
-            if g == "mesh" {
-                continue;
-            }
-            let q = qualify_gateway(g, r.namespace());
-            let Some((gr, gw)) = input
-                .index
-                .gateways
-                .iter()
-                .find(|(gr, _)| format!("{}/{}", gr.namespace(), gr.name()) == q)
-            else {
-                continue;
-            };
-            let missing: Vec<&str> = vs
-                .hosts
-                .iter()
-                .filter(|h| {
-                    let resolved = host::resolve(h, r.namespace(), &input.mesh.domain_suffix);
-                    !gw.servers
-                        .iter()
-                        .flat_map(|s| s.hosts.iter())
-                        .any(|sh| server_host_admits(sh, r.namespace(), &resolved))
-                })
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                out.add(
-                    Severity::Warning,
-                    "IST0132",
-                    r,
-                    &FieldPath::root().key("spec").key("gateways").index(i),
-                    format!("one or more host [{}] defined in VirtualService {}/{} not found in Gateway {}/{}.", missing.join(" "), r.namespace(), r.name(), gr.namespace(), gr.name()),
-                    "add the hosts to a server of the Gateway, or remove them from the VirtualService",
                 );
             }
         }
