@@ -7,6 +7,7 @@
 //! to what" is decided in one place.
 
 mod conflicts;
+mod destinations;
 mod gateways;
 mod policy;
 mod references;
@@ -49,8 +50,8 @@ pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "virtualservice.destinationhost",
         istio: Some("virtualservice.DestinationHostAnalyzer"),
-        codes: &["IST0101"],
-        run: references::destination_hosts,
+        codes: &["IST0101", "IST0112", "IST0140"],
+        run: destinations::destination_hosts,
     },
     Analyzer {
         name: "virtualservice.destinationsubset",
@@ -141,12 +142,6 @@ pub const ANALYZERS: &[Analyzer] = &[
         istio: Some("gateway.ConflictingGatewayAnalyzer"),
         codes: &["IST0145"],
         run: conflicts::gateways,
-    },
-    Analyzer {
-        name: "virtualservice.destinationport",
-        istio: Some("virtualservice.DestinationHostAnalyzer"),
-        codes: &["IST0112"],
-        run: routing::destination_ports,
     },
     Analyzer {
         name: "virtualservice.unreachablerule",

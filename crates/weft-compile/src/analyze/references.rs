@@ -52,30 +52,6 @@ pub(crate) fn destinations(vs: &VirtualService) -> Vec<(FieldPath, &Destination)
     out
 }
 
-pub fn destination_hosts(input: &Input<'_>, out: &mut Findings) {
-    for (r, vs) in &input.index.virtual_services {
-        for (path, dest) in destinations(vs) {
-            let h = host::resolve(&dest.host, r.namespace(), &input.mesh.domain_suffix);
-            if input.registry.service(&h).is_none() {
-                let hint = input
-                    .registry
-                    .services
-                    .keys()
-                    .find(|k| k.starts_with(&format!("{}.", dest.host)))
-                    .map_or("define the service (a Kubernetes Service or a ServiceEntry) or fix the host name".to_owned(), |k| format!("did you mean {k}? short names resolve in the VirtualService's namespace"));
-                out.add(
-                    Severity::Error,
-                    "IST0101",
-                    r,
-                    &path.key("host"),
-                    format!("Referenced host not found: {:?}", dest.host),
-                    &hint,
-                );
-            }
-        }
-    }
-}
-
 pub fn destination_subsets(input: &Input<'_>, out: &mut Findings) {
     for (r, vs) in &input.index.virtual_services {
         for (path, dest) in destinations(vs) {

@@ -6,35 +6,7 @@ use weft_api::path::FieldPath;
 use weft_api::resource::Spec;
 use weft_api::types::networking::HttpMatchRequest;
 
-use super::references::destinations;
 use super::{Findings, Input};
-
-use crate::host;
-
-pub fn destination_ports(input: &Input<'_>, out: &mut Findings) {
-    for (r, vs) in &input.index.virtual_services {
-        for (path, dest) in destinations(vs) {
-            if dest.port.is_some() {
-                continue;
-            }
-            let h = host::resolve(&dest.host, r.namespace(), &input.mesh.domain_suffix);
-            if let Some(svc) = input.registry.service(&h) {
-                if svc.ports.len() > 1 {
-                    let ports: Vec<String> =
-                        svc.ports.iter().map(|p| p.number.to_string()).collect();
-                    out.add(
-                        Severity::Error,
-                        "IST0112",
-                        r,
-                        &path,
-                        format!("This VirtualService routes to a service {:?} that exposes multiple ports [{}]. Specifying a port in the destination is required to disambiguate.", dest.host, ports.join(" ")),
-                        "add port: {number: N} to the destination",
-                    );
-                }
-            }
-        }
-    }
-}
 
 fn without_name(m: &HttpMatchRequest) -> HttpMatchRequest {
     let mut m = m.clone();
