@@ -123,6 +123,7 @@ impl Store {
             &registry,
             &self.mesh,
             self.secrets.as_deref(),
+            Some(weft_identity::credential::check_serving),
         ));
         weft_api::diag::sort(&mut diagnostics);
         weft_api::diag::sort(&mut refused);

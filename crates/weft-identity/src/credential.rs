@@ -66,6 +66,39 @@ pub fn read(dir: &Path, name: &str) -> Result<CredentialPem, String> {
     })
 }
 
+/// Whether a credential a Gateway serves with is usable, as istioctl's
+/// IST0161 judges a gateway's secret: it has a certificate and its key,
+/// the certificate parses, and it is valid now. Checked by analysis only:
+/// the gateway itself reports what it cannot load when it loads it.
+pub fn check_serving(dir: &Path, name: &str) -> Result<(), String> {
+    let pem = read(dir, name)?;
+    if pem.cert_chain.is_empty() || pem.private_key.is_empty() {
+        return Err(format!(
+            "credential {name:?} has no certificate and key to serve with"
+        ));
+    }
+    crate::pem::private_key(name, &pem.private_key).map_err(|e| e.to_string())?;
+    let chain = crate::pem::certs(name, &pem.cert_chain).map_err(|e| e.to_string())?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| format!("credential {name:?} holds no certificate"))?;
+    let info = crate::inspect::CertInfo::parse(leaf).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now();
+    if now > info.not_after {
+        return Err(format!(
+            "credential {name:?}'s certificate expired at {}",
+            crate::inspect::rfc3339(info.not_after)
+        ));
+    }
+    if now < info.not_before {
+        return Err(format!(
+            "credential {name:?}'s certificate is not valid before {}",
+            crate::inspect::rfc3339(info.not_before)
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +111,54 @@ mod tests {
         assert!(valid_name("bookinfo-credential"));
         let err = read(Path::new("/nonexistent"), "../etc").unwrap_err();
         assert!(err.contains("not a valid credential name"), "{err}");
+    }
+
+    /// A self-signed serving certificate valid from `from` to `to`
+    /// (seconds from now), written as `<dir>/<name>/tls.{crt,key}`.
+    fn write_cert(dir: &Path, name: &str, from: i64, to: i64) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["web.example.com".into()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::seconds(from);
+        params.not_after = now + time::Duration::seconds(to);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("tls.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join(name).join("tls.key"), key.serialize_pem()).unwrap();
+    }
+
+    #[test]
+    fn a_serving_credential_needs_a_key_a_parsable_certificate_and_its_dates() {
+        let dir = std::env::temp_dir().join(format!("weft-cred-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write_cert(&dir, "good", -60, 3600);
+        write_cert(&dir, "expired", -7200, -3600);
+        write_cert(&dir, "future", 3600, 7200);
+        std::fs::create_dir_all(dir.join("garbage")).unwrap();
+        std::fs::write(
+            dir.join("garbage/tls.crt"),
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("garbage/tls.key"),
+            std::fs::read(dir.join("good/tls.key")).unwrap(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("ca-only")).unwrap();
+        std::fs::copy(dir.join("good/tls.crt"), dir.join("ca-only/ca.crt")).unwrap();
+
+        assert_eq!(check_serving(&dir, "good"), Ok(()));
+        let expired = check_serving(&dir, "expired").unwrap_err();
+        assert!(expired.contains("expired at"), "{expired}");
+        let future = check_serving(&dir, "future").unwrap_err();
+        assert!(future.contains("not valid before"), "{future}");
+        assert!(check_serving(&dir, "garbage").is_err());
+        let ca_only = check_serving(&dir, "ca-only").unwrap_err();
+        assert!(ca_only.contains("no certificate and key"), "{ca_only}");
+        assert!(check_serving(&dir, "absent")
+            .unwrap_err()
+            .contains("not found"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -414,6 +414,25 @@ fn analyze_has_istioctls_exit_codes_flags_and_json() {
         Some(65)
     );
 
+    // A gateway's credential that cannot serve is IST0161, found in the
+    // secrets directory beside the configuration as `weft up` finds it.
+    let mesh = dir.join("mesh");
+    std::fs::create_dir_all(mesh.join("secrets/web-cert")).unwrap();
+    std::fs::write(
+        mesh.join("secrets/web-cert/tls.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(mesh.join("secrets/web-cert/tls.key"), "not a key").unwrap();
+    std::fs::write(mesh.join("gw.yaml"), "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: web}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [web.example.com]\n    tls: {mode: SIMPLE, credentialName: web-cert}\n").unwrap();
+    let o = run(&["analyze", "-f", mesh.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(79), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("error[IST0161]: Gateway default/web"),
+        "{}",
+        stdout(&o)
+    );
+
     let o = run(&["analyze", "-L", "-o", "json"]);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     assert!(list

@@ -33,7 +33,14 @@ pub struct Input<'a> {
     pub index: Index<'a>,
     /// Where `credentialName` secrets live; unchecked when unknown.
     pub secrets_dir: Option<PathBuf>,
+    /// Whether a credential in `secrets_dir` can be served with (parsed,
+    /// keyed, in date): the identity crate's check, passed in so that
+    /// analysis stays free of X.509.
+    pub credential_check: Option<CredentialCheck>,
 }
+
+/// `(secrets dir, credentialName)` → why the credential cannot serve.
+pub type CredentialCheck = fn(&std::path::Path, &str) -> Result<(), String>;
 
 /// One analyzer: a stable name (for `--list` and tests) and its function.
 pub struct Analyzer {
@@ -74,7 +81,7 @@ pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "gateway.secret",
         istio: Some("gateway.SecretAnalyzer"),
-        codes: &["IST0101"],
+        codes: &["IST0101", "IST0161"],
         run: references::gateway_secrets,
     },
     Analyzer {
@@ -244,17 +251,18 @@ fn suppressed_by_annotation(resource: &Resource, code: &str) -> bool {
 
 /// Runs every analyzer over a configuration.
 pub fn analyze(resources: &[Resource], registry: &Registry, mesh: &MeshConfig) -> Vec<Diagnostic> {
-    analyze_with_secrets(resources, registry, mesh, None)
+    analyze_with_secrets(resources, registry, mesh, None, None)
 }
 
 /// As [`analyze`], checking `credentialName`s against the secrets in
 /// `secrets_dir` (a Gateway naming one that is not there resets every TLS
-/// handshake).
+/// handshake), and with `credential_check` that each can serve.
 pub fn analyze_with_secrets(
     resources: &[Resource],
     registry: &Registry,
     mesh: &MeshConfig,
     secrets_dir: Option<&std::path::Path>,
+    credential_check: Option<CredentialCheck>,
 ) -> Vec<Diagnostic> {
     analyze_with(&Input {
         resources,
@@ -262,6 +270,7 @@ pub fn analyze_with_secrets(
         mesh,
         index: Index::new(resources),
         secrets_dir: secrets_dir.map(std::path::Path::to_owned),
+        credential_check,
     })
 }
 

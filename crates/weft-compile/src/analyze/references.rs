@@ -79,6 +79,33 @@ pub fn destination_subsets(input: &Input<'_>, out: &mut Findings) {
     }
 }
 
+/// The namespace of the workload a Gateway selects (weft's own gateways
+/// live in the root namespace), where Istio looks for its secrets.
+fn gateway_workload_namespace<'a>(
+    input: &Input<'a>,
+    gw: &weft_api::types::networking::Gateway,
+) -> Option<&'a str> {
+    use crate::registry::labels_match;
+    input
+        .mesh
+        .gateways
+        .iter()
+        .find(|g| labels_match(&gw.selector, &g.labels))
+        .map(|g| g.namespace.as_str())
+        .or_else(|| {
+            input
+                .registry
+                .instances
+                .iter()
+                .find(|i| labels_match(&gw.selector, &i.labels))
+                .map(|i| i.namespace.as_str())
+        })
+}
+
+/// As istioctl's SecretAnalyzer, against weft's secrets directory: a
+/// `credentialName` that is not there (IST0101), or that cannot serve
+/// (IST0161: no key, a certificate that does not parse, expired or not
+/// yet valid).
 pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
     let Some(dir) = &input.secrets_dir else {
         return;
@@ -88,6 +115,12 @@ pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
             let Some(name) = s.tls.as_ref().and_then(|t| t.credential_name.as_ref()) else {
                 continue;
             };
+            let field = FieldPath::root()
+                .key("spec")
+                .key("servers")
+                .index(i)
+                .key("tls")
+                .key("credentialName");
             let exists = dir.join(name).is_dir()
                 || dir.join(format!("{name}.pem")).is_file()
                 || dir.join(format!("{name}.crt")).is_file();
@@ -96,14 +129,24 @@ pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
                     Severity::Error,
                     "IST0101",
                     r,
-                    &FieldPath::root()
-                        .key("spec")
-                        .key("servers")
-                        .index(i)
-                        .key("tls")
-                        .key("credentialName"),
+                    &field,
                     format!("Referenced credentialName not found: {name:?}"),
                     &format!("put tls.crt and tls.key in {}/{name}/", dir.display()),
+                );
+                continue;
+            }
+            let Some(check) = input.credential_check else {
+                continue;
+            };
+            if let Err(why) = check(dir, name) {
+                let ns = gateway_workload_namespace(input, gw).unwrap_or(r.namespace());
+                out.add(
+                    Severity::Error,
+                    "IST0161",
+                    r,
+                    &field,
+                    format!("The credential referenced by the Gateway {} in namespace {ns} is invalid, which can cause the traffic not to work as expected.", r.name()),
+                    &format!("{why}; replace tls.crt and tls.key in {}/{name}/", dir.display()),
                 );
             }
         }

@@ -266,6 +266,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &registry,
         &mesh,
         secrets.as_deref(),
+        Some(weft_identity::credential::check_serving),
     );
     loaded.diagnostics.extend(
         found
