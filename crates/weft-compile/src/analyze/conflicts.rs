@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use weft_api::diag::Severity;
 use weft_api::path::FieldPath;
 use weft_api::resource::{Resource, Spec};
+use weft_api::types::common::Labels;
 
 use super::{join, selector_text, Findings, Input};
 use crate::host;
+use crate::registry::labels_match;
 
 /// A mesh VirtualService's host as istioctl keys it: the namespaces it is
 /// exported to (`*` for all) and the host, made a FQDN only when it is a
@@ -170,32 +172,133 @@ pub fn service_entry_addresses(input: &Input<'_>, out: &mut Findings) {
     }
 }
 
+/// Whether a workload of the mesh (or one of weft's gateways) carries both
+/// selectors' labels.
+fn same_workload(input: &Input<'_>, a: &Labels, b: &Labels) -> bool {
+    input
+        .registry
+        .instances
+        .iter()
+        .map(|i| &i.labels)
+        .chain(input.mesh.gateways.iter().map(|g| &g.labels))
+        .any(|l| labels_match(a, l) && labels_match(b, l))
+}
+
+/// IST0145, as istioctl's ConflictingGatewayAnalyzer: another Gateway with
+/// the same selector (or one whose selector text contains this one's, or
+/// is contained in it, and that picks a workload this one picks) serves one
+/// of a server's hosts, written the same, on the same port and bind.
 pub fn gateways(input: &Input<'_>, out: &mut Findings) {
-    // (selector, port) → [(gateway, host)]: two Gateways serving the same
-    // host on the same port of the same workloads.
-    let mut seen: BTreeMap<(String, u32), Vec<(&Resource, &str)>> = BTreeMap::new();
-    for (r, gw) in &input.index.gateways {
+    let gws = &input.index.gateways;
+    for (r, gw) in gws {
         let sel = selector_text(&gw.selector);
-        for s in &gw.servers {
+        let peers: Vec<(&Resource, &weft_api::types::networking::Gateway)> = gws
+            .iter()
+            .filter(|(o, other)| {
+                if std::ptr::eq(*o, *r) {
+                    return false;
+                }
+                let other_sel = selector_text(&other.selector);
+                other_sel == sel
+                    || ((other_sel.contains(&sel) || sel.contains(&other_sel))
+                        && same_workload(input, &gw.selector, &other.selector))
+            })
+            .map(|(o, other)| (*o, *other))
+            .collect();
+        for (i, s) in gw.servers.iter().enumerate() {
             let Some(port) = &s.port else { continue };
-            for h in &s.hosts {
-                let bare = h.split_once('/').map_or(h.as_str(), |(_, x)| x);
-                seen.entry((sel.clone(), port.number))
-                    .or_default()
-                    .push((r, bare));
+            let mut names: Vec<String> = Vec::new();
+            for (o, other) in &peers {
+                let clash = other.servers.iter().any(|os| {
+                    os.port.as_ref().is_some_and(|p| p.number == port.number)
+                        && os.bind == s.bind
+                        && os.hosts.iter().any(|h| s.hosts.contains(h))
+                });
+                if clash {
+                    names.push(format!("{}/{}", o.namespace(), o.name()));
+                }
             }
+            if names.is_empty() {
+                continue;
+            }
+            names.sort();
+            out.add(
+                Severity::Error,
+                "IST0145",
+                r,
+                &FieldPath::root().key("spec").key("servers").index(i),
+                format!(
+                    "Conflict with gateways {} (workload selector {sel}, port {}, hosts {}).",
+                    names.join(","),
+                    port.number,
+                    s.hosts.join(",")
+                ),
+                "serve each host on a port from one Gateway only",
+            );
         }
     }
-    for ((sel, port), entries) in seen {
-        for (i, (r, h)) in entries.iter().enumerate() {
-            let others: Vec<String> = entries
+}
+
+/// IST0138, as istioctl's CertificateAnalyzer: two Gateways whose
+/// selectors overlap (this one's is a subset of the other's, or empty)
+/// serve TLS with the same credential (or the same certificate and key
+/// files). Clients that reuse an HTTP/2 connection for the other host get
+/// 404s.
+pub fn duplicate_certificates(input: &Input<'_>, out: &mut Findings) {
+    use weft_api::types::networking::ServerTlsSettings;
+    fn same(a: &ServerTlsSettings, b: &ServerTlsSettings) -> bool {
+        let (an, bn) = (
+            a.credential_name.as_deref().unwrap_or(""),
+            b.credential_name.as_deref().unwrap_or(""),
+        );
+        if !an.is_empty() && !bn.is_empty() {
+            return an == bn;
+        }
+        if an.is_empty() && bn.is_empty() {
+            let (ac, bc) = (
+                a.server_certificate.as_deref().unwrap_or(""),
+                b.server_certificate.as_deref().unwrap_or(""),
+            );
+            let (ak, bk) = (
+                a.private_key.as_deref().unwrap_or(""),
+                b.private_key.as_deref().unwrap_or(""),
+            );
+            return !ac.is_empty() && ac == bc && !ak.is_empty() && ak == bk;
+        }
+        false
+    }
+    let gws = &input.index.gateways;
+    for (r, gw) in gws {
+        for (o, other) in gws {
+            if std::ptr::eq(*o, *r) {
+                continue;
+            }
+            let subset = gw
+                .selector
                 .iter()
-                .enumerate()
-                .filter(|(j, (o, oh))| *j != i && !std::ptr::eq(*o, *r) && host::overlaps(h, oh))
-                .map(|(_, (o, _))| format!("{}/{}", o.namespace(), o.name()))
-                .collect();
-            if !others.is_empty() {
-                out.add(Severity::Error, "IST0145", r, &FieldPath::root().key("spec").key("servers"), format!("Conflict with gateways {} (workload selector {sel}, port {port}, hosts {h}).", join(&others)), "serve each host on a port from one Gateway only");
+                .all(|(k, v)| other.selector.get(k) == Some(v));
+            if !subset {
+                continue;
+            }
+            for s in &gw.servers {
+                for os in &other.servers {
+                    let (Some(a), Some(b)) = (&s.tls, &os.tls) else {
+                        continue;
+                    };
+                    if same(a, b) {
+                        out.add(
+                            Severity::Warning,
+                            "IST0138",
+                            r,
+                            &FieldPath::root(),
+                            format!(
+                                "Duplicate certificate in multiple gateways [{}/{} {}/{}] may cause 404s if clients re-use HTTP2 connections.",
+                                r.namespace(), r.name(), o.namespace(), o.name()
+                            ),
+                            "give each Gateway's hosts their own certificate, or serve them from one Gateway",
+                        );
+                    }
+                }
             }
         }
     }

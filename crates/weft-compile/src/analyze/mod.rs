@@ -151,6 +151,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         run: conflicts::gateways,
     },
     Analyzer {
+        name: "gateway.certificate",
+        istio: Some("gateway.CertificateAnalyzer"),
+        codes: &["IST0138"],
+        run: conflicts::duplicate_certificates,
+    },
+    Analyzer {
         name: "virtualservice.unreachablerule",
         istio: Some("schema.ValidationAnalyzer.VirtualService"),
         codes: &["IST0130", "IST0131"],
