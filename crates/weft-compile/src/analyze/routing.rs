@@ -1,10 +1,13 @@
 //! Routing mistakes: ambiguous ports, rules that can never match, hosts a
 //! gateway does not serve, port names the mesh cannot read.
 
+use std::collections::BTreeMap;
 use weft_api::diag::Severity;
 use weft_api::path::FieldPath;
-use weft_api::resource::Spec;
-use weft_api::types::networking::HttpMatchRequest;
+
+use weft_api::resource::{Resource, Spec};
+use weft_api::types::common::StringMatch;
+use weft_api::types::networking::{HttpMatchRequest, VirtualService};
 
 use super::{Findings, Input};
 
@@ -14,47 +17,275 @@ fn without_name(m: &HttpMatchRequest) -> HttpMatchRequest {
     m
 }
 
-pub fn unreachable_rules(input: &Input<'_>, out: &mut Findings) {
-    for (r, vs) in &input.index.virtual_services {
-        let http = FieldPath::root().key("spec").key("http");
-        let mut catch_all: Option<usize> = None;
-        let mut seen: Vec<(HttpMatchRequest, usize)> = Vec::new();
-        for (i, rule) in vs.http.iter().enumerate() {
-            let label = if rule.name.is_empty() {
-                i.to_string()
-            } else {
-                rule.name.clone()
-            };
-            if let Some(j) = catch_all {
-                out.add(Severity::Warning, "IST0130", r, &http.index(i), format!("VirtualService rule {label} not used (only the last rule can have no matches; rule {j} has none)."), "move the rule without matches to the end");
-                continue;
-            }
-            if rule.matches.is_empty() {
-                catch_all = Some(i);
-                continue;
-            }
-            let mut unused = 0;
-            for (k, m) in rule.matches.iter().enumerate() {
-                let key = without_name(m);
-                if let Some((_, prior)) = seen.iter().find(|(x, _)| *x == key) {
-                    unused += 1;
-                    if *prior != i {
-                        out.add(Severity::Info, "IST0131", r, &http.index(i).key("match").index(k), format!("VirtualService rule {label} match {k} is not used (duplicate/overlapping match in rule {prior})."), "remove the duplicate match");
-                    }
-                } else {
-                    seen.push((key, i));
-                }
-            }
-            if unused == rule.matches.len() {
+/// One route's matches, compared whole (an HTTP match's name aside).
+struct Rule<'a, M> {
+    /// `"name"` for a named HTTP route, else `#index`.
+    label: String,
+    matches: Vec<(String, &'a M)>,
+    field: FieldPath,
+}
+
+/// Istio's unreachable-rule analysis (its VirtualService validation, which
+/// istioctl reports as IST0130 and IST0131): a rule after one without
+/// matches, a rule whose every match an earlier rule has, and a match seen
+/// before (in this rule or an earlier one).
+fn unreachable<M: PartialEq>(r: &Resource, rules: &[Rule<'_, M>], out: &mut Findings) {
+    let mut seen: Vec<(&M, usize)> = Vec::new();
+    let mut catch_all = false;
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.matches.is_empty() {
+            if catch_all {
                 out.add(
                     Severity::Warning,
                     "IST0130",
                     r,
-                    &http.index(i),
+                    &rule.field,
                     format!(
-                        "VirtualService rule {label} not used (all matches used by prior rules)."
+                        "VirtualService rule {} not used (only the last rule can have no matches).",
+                        rule.label
                     ),
-                    "remove the rule or change its matches",
+                    "move the rule without matches to the end",
+                );
+            }
+            catch_all = true;
+            continue;
+        }
+        let mut duplicates = 0;
+        for (k, (name, m)) in rule.matches.iter().enumerate() {
+            if catch_all {
+                out.add(
+                    Severity::Warning,
+                    "IST0130",
+                    r,
+                    &rule.field,
+                    format!(
+                        "VirtualService rule {} not used (route without matches defined before).",
+                        rule.label
+                    ),
+                    "move the rule without matches to the end",
+                );
+                continue;
+            }
+            if let Some((_, prior)) = seen.iter().find(|(x, _)| *x == *m) {
+                out.add(Severity::Info, "IST0131", r, &rule.field.key("match").index(k), format!("VirtualService rule {} match {name} is not used (duplicate/overlapping match in rule {}).", rule.label, rules[*prior].label), "remove the duplicate match");
+                duplicates += 1;
+            } else {
+                seen.push((m, i));
+            }
+        }
+        if duplicates == rule.matches.len() {
+            out.add(
+                Severity::Warning,
+                "IST0130",
+                r,
+                &rule.field,
+                format!(
+                    "VirtualService rule {} not used (all matches used by prior rules).",
+                    rule.label
+                ),
+                "remove the rule or change its matches",
+            );
+        }
+    }
+}
+
+/// `exact:v` or `prefix:v`, as Istio's overlap check writes a match.
+fn exact_or_prefix(m: Option<&StringMatch>) -> String {
+    match m {
+        Some(StringMatch { exact: Some(e), .. }) if !e.is_empty() => format!("exact:{e}"),
+        Some(StringMatch {
+            prefix: Some(p), ..
+        }) if !p.is_empty() => format!("prefix:{p}"),
+        _ => String::new(),
+    }
+}
+
+/// A prefix match as Istio's overlap check sees it.
+struct PrefixMatch<'a> {
+    rule: &'a str,
+    name: String,
+    prefix: &'a str,
+    port: Option<u32>,
+    method: String,
+    authority: String,
+    headers: BTreeMap<&'a str, String>,
+    query: BTreeMap<&'a str, String>,
+    without: BTreeMap<&'a str, String>,
+    field: FieldPath,
+}
+
+impl<'a> PrefixMatch<'a> {
+    fn of(rule: &'a str, name: String, m: &'a HttpMatchRequest, field: FieldPath) -> Option<Self> {
+        let prefix = m
+            .uri
+            .as_ref()?
+            .prefix
+            .as_deref()
+            .filter(|p| !p.is_empty())?;
+        let method = match exact_or_prefix(m.method.as_ref()) {
+            s if s.is_empty() => "exact:GET".to_owned(),
+            s => s,
+        };
+        let each = |map: &'a BTreeMap<String, StringMatch>| {
+            map.iter()
+                .map(|(k, v)| (k.as_str(), exact_or_prefix(Some(v))))
+                .collect()
+        };
+        Some(PrefixMatch {
+            rule,
+            name,
+            prefix,
+            port: m.port,
+            method,
+            authority: exact_or_prefix(m.authority.as_ref()),
+            headers: each(&m.headers),
+            query: each(&m.query_params),
+            without: each(&m.without_headers),
+            field,
+        })
+    }
+
+    /// Whether this earlier match takes every request `later` would.
+    fn covers(&self, later: &PrefixMatch<'_>) -> bool {
+        let within = |a: &str, b: &str| a == b || a.starts_with(b);
+        let maps = |a: &BTreeMap<&str, String>, b: &BTreeMap<&str, String>| {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| within(v, w)))
+        };
+        later.prefix.starts_with(self.prefix)
+            && later.port == self.port
+            && within(&self.method, &later.method)
+            && within(&self.authority, &later.authority)
+            && maps(&self.headers, &later.headers)
+            && maps(&self.query, &later.query)
+            && maps(&self.without, &later.without)
+    }
+}
+
+/// The HTTP rules, labelled by `vs` and matching `matches` (the rules'
+/// matches as given, or copies without their names).
+fn http_rules<'a>(
+    vs: &VirtualService,
+    matches: &'a [Vec<HttpMatchRequest>],
+) -> Vec<Rule<'a, HttpMatchRequest>> {
+    let http = FieldPath::root().key("spec").key("http");
+    vs.http
+        .iter()
+        .zip(matches)
+        .enumerate()
+        .map(|(i, (rule, ms))| Rule {
+            label: if rule.name.is_empty() {
+                format!("#{i}")
+            } else {
+                format!("{:?}", rule.name)
+            },
+            matches: rule
+                .matches
+                .iter()
+                .zip(ms)
+                .enumerate()
+                .map(|(k, (named, m))| {
+                    (
+                        if named.name.is_empty() {
+                            format!("#{k}")
+                        } else {
+                            format!("{:?}", named.name)
+                        },
+                        m,
+                    )
+                })
+                .collect(),
+            field: http.index(i),
+        })
+        .collect()
+}
+
+pub fn unreachable_rules(input: &Input<'_>, out: &mut Findings) {
+    for (r, vs) in &input.index.virtual_services {
+        // HTTP matches compare without their names.
+        let unnamed: Vec<Vec<HttpMatchRequest>> = vs
+            .http
+            .iter()
+            .map(|h| h.matches.iter().map(without_name).collect())
+            .collect();
+        unreachable(r, &http_rules(vs, &unnamed), out);
+        overlapping_prefixes(r, vs, &unnamed, out);
+        let spec = FieldPath::root().key("spec");
+        let tcp: Vec<Rule<'_, _>> = vs
+            .tcp
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Rule {
+                label: format!("#{i}"),
+                matches: t
+                    .matches
+                    .iter()
+                    .enumerate()
+                    .map(|(k, m)| (format!("#{k}"), m))
+                    .collect(),
+                field: spec.key("tcp").index(i),
+            })
+            .collect();
+        unreachable(r, &tcp, out);
+        let tls: Vec<Rule<'_, _>> = vs
+            .tls
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Rule {
+                label: format!("#{i}"),
+                matches: t
+                    .matches
+                    .iter()
+                    .enumerate()
+                    .map(|(k, m)| (format!("#{k}"), m))
+                    .collect(),
+                field: spec.key("tls").index(i),
+            })
+            .collect();
+        unreachable(r, &tls, out);
+    }
+}
+
+/// IST0131 for a prefix match that an earlier, shorter prefix with the
+/// same (or wider) other conditions already takes, as Istio checks it.
+fn overlapping_prefixes(
+    r: &Resource,
+    vs: &VirtualService,
+    unnamed: &[Vec<HttpMatchRequest>],
+    out: &mut Findings,
+) {
+    let rules = http_rules(vs, unnamed);
+    let mut seen: Vec<&HttpMatchRequest> = Vec::new();
+    let mut prefixes: Vec<PrefixMatch<'_>> = Vec::new();
+    for rule in &rules {
+        for (k, (name, m)) in rule.matches.iter().enumerate() {
+            // Whole duplicates are reported by `unreachable` and not
+            // looked at again.
+            if seen.contains(m) {
+                continue;
+            }
+            seen.push(m);
+            if let Some(p) = PrefixMatch::of(
+                &rule.label,
+                name.clone(),
+                m,
+                rule.field.key("match").index(k),
+            ) {
+                prefixes.push(p);
+            }
+        }
+    }
+    for (i, a) in prefixes.iter().enumerate() {
+        for b in &prefixes[i + 1..] {
+            if b.prefix != a.prefix && a.covers(b) {
+                out.add(
+                    Severity::Info,
+                    "IST0131",
+                    r,
+                    &b.field,
+                    format!("VirtualService rule {} match {} of prefix {} is not used (duplicate/overlapping match in rule {} of prefix {} on {}).", b.rule, b.name, b.prefix, a.name, a.prefix, a.rule),
+                    "put the longer prefix first, or remove it",
                 );
             }
         }
