@@ -118,12 +118,15 @@ impl Store {
         let listed = std::time::Instant::now();
         // Findings across resources are reported, not refused: each
         // resource was admitted on its own, as Istio's webhook does.
-        diagnostics.extend(weft_compile::analyze::analyze_with_secrets(
+        diagnostics.extend(weft_compile::analyze::analyze_with_options(
             &loaded.resources,
             &registry,
             &self.mesh,
-            self.secrets.as_deref(),
-            Some(weft_identity::credential::check_serving),
+            weft_compile::analyze::Options {
+                secrets_dir: self.secrets.as_deref(),
+                credential_check: Some(weft_identity::credential::check_serving),
+                mesh_config: None,
+            },
         ));
         weft_api::diag::sort(&mut diagnostics);
         weft_api::diag::sort(&mut refused);

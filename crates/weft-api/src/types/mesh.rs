@@ -18,6 +18,34 @@ pub struct MeshConfig {
     /// Istio's switch for tracing as a whole (on by default).
     pub enable_tracing: Option<bool>,
     pub path_normalization: Option<PathNormalizationConfig>,
+    #[serde(default)]
+    pub default_config: ProxyConfigDefaults,
+}
+
+/// `defaultConfig`: the proxies' defaults. weft reads `proxyMetadata`
+/// (the DNS capture and address allocation switches); the rest is left
+/// alone.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyConfigDefaults {
+    #[serde(default)]
+    pub proxy_metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl MeshConfig {
+    /// Whether ServiceEntries without addresses get one allocated, as
+    /// Istio's DNS proxy does with `ISTIO_META_DNS_CAPTURE` and
+    /// `ISTIO_META_DNS_AUTO_ALLOCATE` (or `PILOT_ENABLE_IP_AUTOALLOCATE`).
+    pub fn allocates_addresses(&self) -> bool {
+        let on = |k: &str| {
+            self.default_config
+                .proxy_metadata
+                .get(k)
+                .is_some_and(|v| v == "true")
+        };
+        on("ISTIO_META_DNS_CAPTURE")
+            && (on("ISTIO_META_DNS_AUTO_ALLOCATE") || on("PILOT_ENABLE_IP_AUTOALLOCATE"))
+    }
 }
 
 /// `pathNormalization`: how proxies normalize a request's path before
@@ -157,6 +185,23 @@ pub fn is_mesh_config(r: &Resource, root_namespace: &str) -> bool {
 
 /// Parses the ConfigMap's `mesh` text. Errors carry the position inside
 /// the embedded text, shifted to where it sits in the file.
+/// A MeshConfig written on its own (istioctl's `--meshConfigFile`).
+pub fn parse_text(text: &str) -> Result<MeshConfig, DeError> {
+    let base = FieldPath::root();
+    let trees = yaml::parse_documents(text, &Limits::default()).map_err(|e| {
+        DeError::at(
+            format!("not valid YAML: {}", e.message),
+            None,
+            e.mark,
+            base.clone(),
+        )
+    })?;
+    match trees.first() {
+        Some(tree) => yaml::from_node(tree, tree.root_id(), &base),
+        None => Ok(MeshConfig::default()),
+    }
+}
+
 pub fn parse(r: &Resource) -> Result<MeshConfig, DeError> {
     let Spec::ConfigMap(cm) = &r.spec else {
         return Ok(MeshConfig::default());

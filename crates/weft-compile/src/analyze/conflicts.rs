@@ -137,7 +137,31 @@ pub fn destination_rules(input: &Input<'_>, out: &mut Findings) {
     }
 }
 
+/// IST0134, as istioctl's ServiceEntry analyzer: each TCP port (or port
+/// without a protocol) of a ServiceEntry without addresses, unless the mesh
+/// allocates addresses (DNS capture with auto-allocation).
 pub fn service_entry_addresses(input: &Input<'_>, out: &mut Findings) {
+    if input.index.mesh_config.allocates_addresses() {
+        return;
+    }
+    for r in input.resources {
+        let Spec::ServiceEntry(se) = &r.spec else {
+            continue;
+        };
+        if !se.addresses.is_empty() {
+            continue;
+        }
+        for (i, p) in se.ports.iter().enumerate() {
+            if p.protocol.is_empty() || p.protocol.eq_ignore_ascii_case("TCP") {
+                out.add(Severity::Warning, "IST0134", r, &FieldPath::root().key("spec").key("ports").index(i), "ServiceEntry addresses are required for this protocol.".into(), "TCP traffic is routed by destination address: give the service a virtual IP in addresses, or let the mesh allocate one (ISTIO_META_DNS_CAPTURE and ISTIO_META_DNS_AUTO_ALLOCATE in defaultConfig.proxyMetadata)");
+            }
+        }
+    }
+}
+
+/// weft's own check: ServiceEntries that claim one address, whose TCP
+/// traffic cannot be told apart.
+pub fn service_entry_shared_addresses(input: &Input<'_>, out: &mut Findings) {
     let mut owners: BTreeMap<String, Vec<&Resource>> = BTreeMap::new();
     for r in input.resources {
         let Spec::ServiceEntry(se) = &r.spec else {
@@ -145,17 +169,6 @@ pub fn service_entry_addresses(input: &Input<'_>, out: &mut Findings) {
         };
         for a in &se.addresses {
             owners.entry(a.clone()).or_default().push(r);
-        }
-        let tcp_port = se
-            .ports
-            .iter()
-            .any(|p| p.protocol.is_empty() || p.protocol.eq_ignore_ascii_case("TCP"));
-        let resolution_needs = !matches!(
-            se.resolution,
-            Some(weft_api::types::networking::Resolution::None) | None
-        );
-        if tcp_port && se.addresses.is_empty() && resolution_needs {
-            out.add(Severity::Warning, "IST0134", r, &FieldPath::root().key("spec").key("addresses"), "ServiceEntry addresses are required for this protocol.".into(), "TCP traffic is routed by destination address: give the service a virtual IP in addresses");
         }
     }
     for (addr, list) in owners {
@@ -168,6 +181,83 @@ pub fn service_entry_addresses(input: &Input<'_>, out: &mut Findings) {
         );
         for r in &list {
             out.add(Severity::Error, "WEFT0102", r, &FieldPath::root().key("spec").key("addresses"), format!("The ServiceEntries {names} claim the same address {addr}; TCP traffic to it cannot be told apart."), "give each ServiceEntry its own address");
+        }
+    }
+}
+
+/// IST0177, as istioctl's ConflictingServiceEntryProtocolAnalyzer: one
+/// host and port given different protocols by ServiceEntries visible in the
+/// same namespaces.
+pub fn service_entry_protocols(input: &Input<'_>, out: &mut Findings) {
+    // (scope, host, port) → [(protocol, resource)]
+    let mut index: BTreeMap<(String, String, u32), Vec<(String, &Resource)>> = BTreeMap::new();
+    for r in input.resources {
+        let Spec::ServiceEntry(se) = &r.spec else {
+            continue;
+        };
+        let scopes: Vec<String> =
+            if se.export_to.is_empty() || se.export_to.iter().any(|e| e == "*") {
+                vec!["*".into()]
+            } else {
+                let mut v: Vec<String> = se
+                    .export_to
+                    .iter()
+                    .map(|e| {
+                        if e == "." {
+                            r.namespace().to_owned()
+                        } else {
+                            e.clone()
+                        }
+                    })
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            };
+        for scope in &scopes {
+            for h in &se.hosts {
+                for p in &se.ports {
+                    index
+                        .entry((scope.clone(), h.clone(), p.number))
+                        .or_default()
+                        .push((p.protocol.to_ascii_uppercase(), r));
+                }
+            }
+        }
+    }
+    let mut reported: Vec<&Resource> = Vec::new();
+    for ((scope, h, port), entries) in &index {
+        let mut entries = entries.clone();
+        if scope != "*" {
+            if let Some(all) = index.get(&("*".to_owned(), h.clone(), *port)) {
+                entries.extend(all.iter().cloned());
+            }
+        }
+        let mut protocols: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+        protocols.sort();
+        protocols.dedup();
+        if protocols.len() < 2 {
+            continue;
+        }
+        let mut names: Vec<String> = entries
+            .iter()
+            .map(|(_, r)| format!("{}/{}", r.namespace(), r.name()))
+            .collect();
+        names.sort();
+        names.dedup();
+        for (_, r) in &entries {
+            if reported.iter().any(|x| std::ptr::eq(*x, *r)) {
+                continue;
+            }
+            reported.push(r);
+            out.add(
+                Severity::Warning,
+                "IST0177",
+                r,
+                &FieldPath::root(),
+                format!("Multiple ServiceEntries ({}) define the same host {h:?} and port {port} with conflicting protocols ({}).", names.join(", "), protocols.join(", ")),
+                "give the host and port one protocol in every ServiceEntry that defines them",
+            );
         }
     }
 }

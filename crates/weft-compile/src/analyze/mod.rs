@@ -141,8 +141,20 @@ pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "serviceentry.address",
         istio: Some("serviceentry.Analyzer"),
-        codes: &["WEFT0102", "IST0134"],
+        codes: &["IST0134"],
         run: conflicts::service_entry_addresses,
+    },
+    Analyzer {
+        name: "serviceentry.sharedaddress",
+        istio: None,
+        codes: &["WEFT0102"],
+        run: conflicts::service_entry_shared_addresses,
+    },
+    Analyzer {
+        name: "serviceentry.protocol",
+        istio: Some("serviceentry.ConflictingServiceEntryProtocolAnalyzer"),
+        codes: &["IST0177"],
+        run: conflicts::service_entry_protocols,
     },
     Analyzer {
         name: "gateway.conflictinggateways",
@@ -257,26 +269,40 @@ fn suppressed_by_annotation(resource: &Resource, code: &str) -> bool {
 
 /// Runs every analyzer over a configuration.
 pub fn analyze(resources: &[Resource], registry: &Registry, mesh: &MeshConfig) -> Vec<Diagnostic> {
-    analyze_with_secrets(resources, registry, mesh, None, None)
+    analyze_with_options(resources, registry, mesh, Options::default())
 }
 
-/// As [`analyze`], checking `credentialName`s against the secrets in
-/// `secrets_dir` (a Gateway naming one that is not there resets every TLS
-/// handshake), and with `credential_check` that each can serve.
-pub fn analyze_with_secrets(
+/// What analysis may look at beyond the resources.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Where `credentialName` secrets live: a Gateway naming one that is
+    /// not there resets every TLS handshake.
+    pub secrets_dir: Option<&'a std::path::Path>,
+    /// Whether a credential there can serve.
+    pub credential_check: Option<CredentialCheck>,
+    /// A MeshConfig that replaces the one in the `istio` ConfigMap
+    /// (istioctl's `--meshConfigFile`).
+    pub mesh_config: Option<weft_api::types::mesh::MeshConfig>,
+}
+
+/// As [`analyze`], with `options`.
+pub fn analyze_with_options(
     resources: &[Resource],
     registry: &Registry,
     mesh: &MeshConfig,
-    secrets_dir: Option<&std::path::Path>,
-    credential_check: Option<CredentialCheck>,
+    options: Options<'_>,
 ) -> Vec<Diagnostic> {
+    let mut index = Index::new(resources);
+    if let Some(mc) = options.mesh_config {
+        index.mesh_config = mc;
+    }
     analyze_with(&Input {
         resources,
         registry,
         mesh,
-        index: Index::new(resources),
-        secrets_dir: secrets_dir.map(std::path::Path::to_owned),
-        credential_check,
+        index,
+        secrets_dir: options.secrets_dir.map(std::path::Path::to_owned),
+        credential_check: options.credential_check,
     })
 }
 

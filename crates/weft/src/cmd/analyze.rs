@@ -93,6 +93,10 @@ pub struct Args {
     /// `galley.istio.io/analyze-suppress: "IST0101,IST0118"` (or `*`).
     #[arg(short = 'S', long = "suppress")]
     suppress: Vec<String>,
+    /// A MeshConfig (YAML, as in the `istio` ConfigMap's `mesh` key) that
+    /// replaces the one in the files.
+    #[arg(long = "meshConfigFile", alias = "mesh-config-file")]
+    mesh_config_file: Option<PathBuf>,
     /// Leave out documents of unknown kinds: no message, and no exit 65.
     #[arg(long = "ignore-unknown")]
     ignore_unknown: bool,
@@ -261,12 +265,28 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .first()
         .filter(|f| f.is_dir())
         .map(|f| f.join("secrets"));
-    let found = weft_compile::analyze::analyze_with_secrets(
+    let mesh_config = match &args.mesh_config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(weft_api::types::mesh::parse_text(&text).map_err(|e| {
+                let at = e
+                    .mark
+                    .map_or(String::new(), |m| format!(":{}:{}", m.line, m.column));
+                anyhow::anyhow!("{}{at}: {}", path.display(), e.message)
+            })?)
+        }
+        None => None,
+    };
+    let found = weft_compile::analyze::analyze_with_options(
         &loaded.resources,
         &registry,
         &mesh,
-        secrets.as_deref(),
-        Some(weft_identity::credential::check_serving),
+        weft_compile::analyze::Options {
+            secrets_dir: secrets.as_deref(),
+            credential_check: Some(weft_identity::credential::check_serving),
+            mesh_config,
+        },
     );
     loaded.diagnostics.extend(
         found
