@@ -148,7 +148,7 @@ pub fn service_entry_addresses(input: &Input<'_>, out: &mut Findings) {
         let Spec::ServiceEntry(se) = &r.spec else {
             continue;
         };
-        if !se.addresses.is_empty() {
+        if !se.addresses.is_empty() || allocated_in_status(r) {
             continue;
         }
         for (i, p) in se.ports.iter().enumerate() {
@@ -157,6 +157,16 @@ pub fn service_entry_addresses(input: &Input<'_>, out: &mut Findings) {
             }
         }
     }
+}
+
+/// Whether the ServiceEntry's `status.addresses` lists addresses Istio
+/// allocated (a ServiceEntry read back from a cluster carries them).
+fn allocated_in_status(r: &Resource) -> bool {
+    use weft_api::yaml::Kind;
+    let tree = &r.source.tree;
+    tree.get(r.source.node, "status")
+        .and_then(|s| tree.get(s, "addresses"))
+        .is_some_and(|a| matches!(&tree.node(a).kind, Kind::Seq(items) if !items.is_empty()))
 }
 
 /// weft's own check: ServiceEntries that claim one address, whose TCP
@@ -185,12 +195,15 @@ pub fn service_entry_shared_addresses(input: &Input<'_>, out: &mut Findings) {
     }
 }
 
+/// `(namespaces it is exported to, host, port)`; `*` for everywhere.
+type ScopedHostPort = (String, String, u32);
+
 /// IST0177, as istioctl's ConflictingServiceEntryProtocolAnalyzer: one
 /// host and port given different protocols by ServiceEntries visible in the
 /// same namespaces.
 pub fn service_entry_protocols(input: &Input<'_>, out: &mut Findings) {
     // (scope, host, port) → [(protocol, resource)]
-    let mut index: BTreeMap<(String, String, u32), Vec<(String, &Resource)>> = BTreeMap::new();
+    let mut index: BTreeMap<ScopedHostPort, Vec<(String, &Resource)>> = BTreeMap::new();
     for r in input.resources {
         let Spec::ServiceEntry(se) = &r.spec else {
             continue;
