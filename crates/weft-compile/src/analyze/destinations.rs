@@ -20,9 +20,10 @@ use weft_api::types::networking::{Destination, VirtualService};
 
 use super::references::destinations;
 use super::{Findings, Input};
+use crate::registry::{labels_match, Service, ServiceSource};
 
-/// `(scope, fqdn)` → the service's port numbers; scope `*` is everywhere.
-type Visible = BTreeMap<(String, String), Vec<u32>>;
+/// `(scope, fqdn)` → the service; scope `*` is everywhere.
+type Visible<'a> = BTreeMap<(String, String), &'a Service>;
 
 fn fqdn(host: &str, ns: &str, domain_suffix: &str) -> String {
     if host.starts_with('*') || host.contains('.') {
@@ -32,10 +33,9 @@ fn fqdn(host: &str, ns: &str, domain_suffix: &str) -> String {
     }
 }
 
-fn visible_services(input: &Input<'_>) -> Visible {
+fn visible_services<'a>(input: &Input<'a>) -> Visible<'a> {
     let mut out = Visible::new();
     for svc in input.registry.services.values() {
-        let ports: Vec<u32> = svc.ports.iter().map(|p| p.number).collect();
         let scopes: Vec<String> =
             if svc.export_to.is_empty() || svc.export_to.iter().any(|e| e == "*") {
                 vec!["*".into()]
@@ -52,25 +52,24 @@ fn visible_services(input: &Input<'_>) -> Visible {
                     .collect()
             };
         for scope in scopes {
-            out.entry((scope, svc.host.clone()))
-                .or_insert_with(|| ports.clone());
+            out.entry((scope, svc.host.clone())).or_insert(svc);
         }
     }
     out
 }
 
-/// The ports of the service `host` names, as seen by a VirtualService in
-/// `ns` exported to `export_to`; `None` when none is visible.
+/// The service `host` names, as seen by a resource in `ns` exported to
+/// `export_to`; `None` when none is visible.
 fn lookup<'a>(
-    visible: &'a Visible,
+    visible: &Visible<'a>,
     ns: &str,
     export_to: &[String],
     host: &str,
     domain_suffix: &str,
-) -> Option<&'a Vec<u32>> {
+) -> Option<&'a Service> {
     let fq = fqdn(host, ns, domain_suffix);
     if let Some(p) = visible.get(&("*".to_owned(), fq.clone())) {
-        return Some(p);
+        return Some(*p);
     }
     let scopes: Vec<&str> = if export_to.is_empty() {
         vec![ns]
@@ -82,27 +81,27 @@ fn lookup<'a>(
     };
     for scope in scopes {
         if let Some(p) = visible.get(&(scope.to_owned(), fq.clone())) {
-            return Some(p);
+            return Some(*p);
         }
     }
     let bare = host.trim_start_matches('*');
     visible.iter().find_map(|((scope, se_host), p)| {
         let suffix = se_host.strip_prefix('*')?;
-        ((scope == "*" || scope == ns) && bare.ends_with(suffix)).then_some(p)
+        ((scope == "*" || scope == ns) && bare.ends_with(suffix)).then_some(*p)
     })
 }
 
 fn check(
     input: &Input<'_>,
     out: &mut Findings,
-    visible: &Visible,
+    visible: &Visible<'_>,
     r: &Resource,
     vs: &VirtualService,
     path: &FieldPath,
     dest: &Destination,
 ) {
     let mirror = path.to_string().contains(".mirror");
-    let Some(ports) = lookup(
+    let Some(svc) = lookup(
         visible,
         r.namespace(),
         &vs.export_to,
@@ -120,6 +119,7 @@ fn check(
         );
         return;
     };
+    let ports: Vec<u32> = svc.ports.iter().map(|p| p.number).collect();
     match dest.port.as_ref().map(|p| p.number) {
         None if ports.len() > 1 => out.add(
             Severity::Error,
@@ -201,6 +201,61 @@ fn subsets_at_ingress(input: &Input<'_>, out: &mut Findings) {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// As istioctl's `destinationrule.SubsetSelectPodAnalyzer`: a
+/// DestinationRule for a host no visible service defines (IST0174), and a
+/// subset whose labels (with a ServiceEntry's workload selector) pick no
+/// workload anywhere in the mesh (IST0173). weft counts a ServiceEntry's
+/// listed endpoints as workloads too.
+pub fn destination_rule_hosts(input: &Input<'_>, out: &mut Findings) {
+    let visible = visible_services(input);
+    for (r, dr) in &input.index.destination_rules {
+        let Some(svc) = lookup(
+            &visible,
+            r.namespace(),
+            &dr.export_to,
+            &dr.host,
+            &input.mesh.domain_suffix,
+        ) else {
+            out.add(
+                Severity::Warning,
+                "IST0174",
+                r,
+                &FieldPath::root().key("spec").key("host"),
+                format!("The host {} defined in the DestinationRule does not match any services in the mesh.", dr.host),
+                "define the service (a Kubernetes Service or a ServiceEntry) or fix the host; short names are completed in the DestinationRule's namespace",
+            );
+            continue;
+        };
+        let se_selector = match svc.source {
+            ServiceSource::ServiceEntry { .. } => svc.selector.clone().unwrap_or_default(),
+            ServiceSource::Kubernetes => Default::default(),
+        };
+        for (i, subset) in dr.subsets.iter().enumerate() {
+            let mut selector = se_selector.clone();
+            selector.extend(subset.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let picked = input
+                .registry
+                .instances
+                .iter()
+                .any(|inst| labels_match(&selector, &inst.labels))
+                || svc
+                    .listed_endpoints
+                    .iter()
+                    .any(|e| labels_match(&subset.labels, &e.labels));
+            if !picked {
+                out.add(
+                    Severity::Error,
+                    "IST0173",
+                    r,
+                    &FieldPath::root().key("spec").key("subsets").index(i).key("labels"),
+                    format!("The Subset {} defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).", subset.name),
+                    "check the subset's labels against the workloads' labels (a version label, say)",
+                );
             }
         }
     }

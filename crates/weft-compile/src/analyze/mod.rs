@@ -133,6 +133,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         run: selectors::telemetry_defaults,
     },
     Analyzer {
+        name: "destinationrule.subsets",
+        istio: Some("destinationrule.SubsetSelectPodAnalyzer"),
+        codes: &["IST0173", "IST0174"],
+        run: destinations::destination_rule_hosts,
+    },
+    Analyzer {
         name: "destinationrule.conflict",
         istio: None,
         codes: &["WEFT0101"],
