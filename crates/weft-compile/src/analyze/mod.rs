@@ -7,6 +7,7 @@
 //! to what" is decided in one place.
 
 mod conflicts;
+mod deployments;
 mod destinations;
 mod gateways;
 mod policy;
@@ -185,6 +186,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         istio: Some("service.PortNameAnalyzer"),
         codes: &["IST0118", "IST0150"],
         run: routing::port_names,
+    },
+    Analyzer {
+        name: "deployment.multiservice",
+        istio: Some("deployment.MultiServiceAnalyzer"),
+        codes: &["IST0116", "IST0137"],
+        run: deployments::multiple_services,
     },
     Analyzer {
         name: "authorizationpolicy.workloads",
