@@ -256,3 +256,46 @@ fn delegation() {
         Want::Refused("mutually exclusive"),
     );
 }
+
+/// Istio's JWT claim routing: `@request.auth.claims.…` header keys are
+/// accepted on a gateway's VirtualService and refused on one of the mesh
+/// only (`ValidateHTTPHeaderNameOrJwtClaimRoute` and the VirtualService
+/// rule beside it).
+#[test]
+fn jwt_claim_routes() {
+    let vs = |gateways: &str, key: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: r}}\nspec:\n  hosts: [a.example.com]\n  {gateways}\n  http:\n  - match:\n    - headers: {{\"{key}\": {{exact: group1}}}}\n    route: [{{destination: {{host: a.example.com}}}}]\n")
+    };
+    for key in [
+        "@request.auth.claims.groups",
+        "@request.auth.claims[org][team]",
+        "@request.auth.claims.org.team",
+    ] {
+        check(
+            "claim-gateway",
+            &vs("gateways: [istio-system/gw]", key),
+            Want::Clean,
+        );
+        check(
+            "claim-gateway-and-mesh",
+            &vs("gateways: [gw, mesh]", key),
+            Want::Clean,
+        );
+        check(
+            "claim-mesh",
+            &vs("gateways: [mesh]", key),
+            Want::Refused("is only supported for gateway, found no gateways: [mesh]"),
+        );
+        check(
+            "claim-no-gateways",
+            &vs("", key),
+            Want::Refused("is only supported for gateway"),
+        );
+    }
+    // Not the claim form: an ordinary header name, and `@` is no token.
+    check(
+        "claim-malformed",
+        &vs("gateways: [gw]", "@request.auth.claims"),
+        Want::Refused("is not a valid HTTP header name"),
+    );
+}

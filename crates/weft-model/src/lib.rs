@@ -256,6 +256,19 @@ pub struct HeaderMatch {
     pub invert: bool,
 }
 
+/// A match on a claim of the request's validated JWT (Istio's
+/// `@request.auth.claims.…` header): the claim at `path` (nested objects
+/// by key), a string or any string of a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimMatch {
+    pub path: Vec<String>,
+    pub matcher: StrMatch,
+    /// From `withoutHeaders`: the request matches when this does *not*.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub invert: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteMatch {
@@ -271,6 +284,9 @@ pub struct RouteMatch {
     pub headers: Vec<HeaderMatch>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub query_params: Vec<HeaderMatch>,
+    /// Claims of the validated JWT; a request without one matches none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimMatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
     /// The proxy's own labels already satisfied this at compile time, so

@@ -27,6 +27,8 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     /// The downstream peer's address.
     pub remote: SocketAddr,
+    /// The JWT the policy stage validated, for routes on its claims.
+    pub jwt: Option<&'a crate::policy::authz::Jwt>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -63,7 +65,14 @@ impl<'a> RequestFacts<'a> {
             protocol: protocol_name(req.version()),
             headers: req.headers(),
             remote,
+            jwt: None,
         }
+    }
+
+    /// These facts with the JWT the policy stage validated.
+    pub fn with_jwt(mut self, jwt: Option<&'a crate::policy::authz::Jwt>) -> Self {
+        self.jwt = jwt;
+        self
     }
 }
 

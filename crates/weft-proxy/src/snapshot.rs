@@ -87,6 +87,7 @@ pub struct MatchRt {
     authority: Option<Matcher>,
     headers: Vec<(HeaderName, Matcher, bool)>,
     query: Vec<(String, Matcher, bool)>,
+    claims: Vec<(Vec<String>, Matcher, bool)>,
     port: Option<u32>,
     ignore_uri_case: bool,
 }
@@ -119,6 +120,17 @@ impl MatchRt {
                         q.name.clone(),
                         Matcher::compile(&q.matcher, false)?,
                         q.invert,
+                    ))
+                })
+                .collect::<Result<_, ProxyError>>()?,
+            claims: m
+                .claims
+                .iter()
+                .map(|c| {
+                    Ok((
+                        c.path.clone(),
+                        Matcher::compile(&c.matcher, false)?,
+                        c.invert,
                     ))
                 })
                 .collect::<Result<_, ProxyError>>()?,
@@ -162,6 +174,15 @@ impl MatchRt {
         }
         for (name, m, invert) in &self.query {
             let hit = query_values(req.query, name).any(|v| m.matches(v, false));
+            if hit == *invert {
+                return false;
+            }
+        }
+        // Without a validated token no claim is present.
+        for (path, m, invert) in &self.claims {
+            let hit = req
+                .jwt
+                .is_some_and(|j| j.claim_values(path).iter().any(|v| m.matches(v, false)));
             if hit == *invert {
                 return false;
             }

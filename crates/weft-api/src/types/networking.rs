@@ -81,6 +81,22 @@ pub struct HttpMatchRequest {
     pub stat_prefix: Option<String>,
 }
 
+/// The claim path a match header names when it is Istio's JWT claim
+/// form: `@request.auth.claims.groups`, `@request.auth.claims.org.team`,
+/// or `@request.auth.claims[org][team]`. `None` for an ordinary header.
+pub fn routing_claim(header: &str) -> Option<Vec<String>> {
+    const PREFIX: &str = "@request.auth.claims";
+    if !header.to_ascii_lowercase().starts_with(PREFIX) {
+        return None;
+    }
+    let rest = header.get(PREFIX.len()..)?;
+    if let Some(dotted) = rest.strip_prefix('.').filter(|r| !r.is_empty()) {
+        return Some(dotted.split('.').map(str::to_owned).collect());
+    }
+    let inner = rest.strip_prefix('[')?.strip_suffix(']')?;
+    (!inner.is_empty()).then(|| inner.split("][").map(str::to_owned).collect())
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpRouteDestination {
@@ -857,4 +873,33 @@ pub enum OutboundMode {
 pub struct OutboundTrafficPolicy {
     pub mode: Option<OutboundMode>,
     pub egress_proxy: Option<Destination>,
+}
+
+#[cfg(test)]
+mod routing_claim_tests {
+    use super::routing_claim;
+
+    #[test]
+    fn claim_headers_read_as_istio_reads_them() {
+        let v = |xs: &[&str]| Some(xs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(routing_claim("@request.auth.claims.groups"), v(&["groups"]));
+        assert_eq!(
+            routing_claim("@request.auth.claims.org.team"),
+            v(&["org", "team"])
+        );
+        assert_eq!(
+            routing_claim("@request.auth.claims[org][team]"),
+            v(&["org", "team"])
+        );
+        assert_eq!(routing_claim("@Request.Auth.Claims.sub"), v(&["sub"]));
+        for not in [
+            "x-user",
+            "@request.auth.claims",
+            "@request.auth.claims.",
+            "@request.auth.claims[]",
+            "@request.auth.claimsx",
+        ] {
+            assert_eq!(routing_claim(not), None, "{not}");
+        }
+    }
 }

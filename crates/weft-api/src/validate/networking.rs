@@ -81,6 +81,29 @@ pub fn virtual_service(ctx: &mut Ctx<'_>, vs: &VirtualService, spec: &FieldPath)
         checks::gateway_name(ctx, &spec.key("gateways").index(i), g);
     }
     checks::export_to(ctx, &spec.key("exportTo"), &vs.export_to);
+    // Claims exist where a gateway validated the token before routing;
+    // Istio refuses claim routes on a VirtualService of the mesh alone.
+    if !vs.gateways.iter().any(|g| g != "mesh") {
+        for (i, hr) in vs.http.iter().enumerate() {
+            for (j, m) in hr.matches.iter().enumerate() {
+                for (field, map) in [
+                    ("headers", &m.headers),
+                    ("withoutHeaders", &m.without_headers),
+                ] {
+                    for key in map
+                        .keys()
+                        .filter(|k| crate::types::networking::routing_claim(k).is_some())
+                    {
+                        ctx.error(
+                            &spec.key("http").index(i).key("match").index(j).key(field).key(key),
+                            format!("JWT claim based routing (key: {key}) is only supported for gateway, found no gateways: [{}]", vs.gateways.join(" ")),
+                            "bind the VirtualService to the gateway whose RequestAuthentication validates the token",
+                        );
+                    }
+                }
+            }
+        }
+    }
     if vs.http.is_empty() && vs.tcp.is_empty() && vs.tls.is_empty() {
         ctx.error(
             spec,
@@ -486,7 +509,9 @@ fn http_match(ctx: &mut Ctx<'_>, m: &HttpMatchRequest, p: &FieldPath) {
     ] {
         for (name, sm) in map {
             let hp = p.key(field).key(name);
-            checks::header_name(ctx, &hp, name, true);
+            if crate::types::networking::routing_claim(name).is_none() {
+                checks::header_name(ctx, &hp, name, true);
+            }
             // An empty match means "header present".
             checks::string_match(ctx, &hp, sm, true);
         }

@@ -74,6 +74,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         run: vs_gateways::gateways,
     },
     Analyzer {
+        name: "virtualservice.jwtclaimroute",
+        istio: Some("virtualservice.JWTClaimRouteAnalyzer"),
+        codes: &["IST0149"],
+        run: vs_gateways::claim_routes,
+    },
+    Analyzer {
         name: "virtualservice.matchgateway",
         istio: None,
         codes: &["WEFT0105"],

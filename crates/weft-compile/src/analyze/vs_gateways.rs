@@ -114,3 +114,72 @@ pub fn match_gateways(input: &Input<'_>, out: &mut Findings) {
         }
     }
 }
+
+/// The first header key of a VirtualService's matches that routes on a
+/// JWT claim (`@request.auth.claims.…`), as Istio recognizes one.
+fn claim_route_key(vs: &weft_api::types::networking::VirtualService) -> Option<&str> {
+    vs.http.iter().flat_map(|h| h.matches.iter()).find_map(|m| {
+        m.headers
+            .keys()
+            .chain(m.without_headers.keys())
+            .find(|k| k.starts_with("@request.auth.claims"))
+            .map(String::as_str)
+    })
+}
+
+/// IST0149, as istioctl's JWTClaimRouteAnalyzer: a gateway VirtualService
+/// routes on a JWT claim, but a workload of that gateway has no
+/// RequestAuthentication (in its namespace or the root namespace) to
+/// validate the token and read the claims.
+pub fn claim_routes(input: &Input<'_>, out: &mut Findings) {
+    use crate::registry::labels_match;
+    let root = input.mesh.root_namespace.as_str();
+    for (r, vs) in &input.index.virtual_services {
+        let Some(key) = claim_route_key(vs) else {
+            continue;
+        };
+        for g in vs.gateways.iter().filter(|g| *g != "mesh") {
+            let q = qualify_gateway(g, r.namespace());
+            let Some((_, gw)) = find(input, &q) else {
+                continue;
+            };
+            // The gateway's workloads: weft's own gateways and the mesh's.
+            let pods = input
+                .mesh
+                .gateways
+                .iter()
+                .map(|p| (p.name.as_str(), p.namespace.as_str(), &p.labels))
+                .chain(
+                    input
+                        .registry
+                        .instances
+                        .iter()
+                        .map(|i| (i.name.as_str(), i.namespace.as_str(), &i.labels)),
+                )
+                .filter(|(_, _, labels)| labels_match(&gw.selector, labels));
+            for (pod, ns, labels) in pods {
+                let authenticated = input
+                    .index
+                    .request_authentications
+                    .iter()
+                    .any(|(ra_r, ra)| {
+                        (ra_r.namespace() == root || ra_r.namespace() == ns)
+                            && ra
+                                .selector
+                                .as_ref()
+                                .is_none_or(|s| labels_match(&s.match_labels, labels))
+                    });
+                if !authenticated {
+                    out.add(
+                        Severity::Error,
+                        "IST0149",
+                        r,
+                        &FieldPath::root().key("spec").key("gateways"),
+                        format!("The virtual service uses the JWT claim based routing (key: {key}) but found no request authentication for the gateway ({q}) pod ({pod}). The request authentication must first be applied for the gateway pods to validate the JWT token and make the claims available for routing."),
+                        "apply a RequestAuthentication that selects the gateway's workloads (in their namespace or the root namespace)",
+                    );
+                }
+            }
+        }
+    }
+}

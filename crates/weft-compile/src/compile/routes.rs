@@ -651,20 +651,24 @@ pub(crate) fn http_routes(
                 }
             }
             any_applies = true;
-            let mut headers: Vec<HeaderMatch> = m
-                .headers
-                .iter()
-                .map(|(k, v)| HeaderMatch {
-                    name: k.clone(),
-                    matcher: str_match(v),
-                    invert: false,
-                })
-                .collect();
-            headers.extend(m.without_headers.iter().map(|(k, v)| HeaderMatch {
-                name: k.clone(),
-                matcher: str_match(v),
-                invert: true,
-            }));
+            let mut headers: Vec<HeaderMatch> = Vec::new();
+            let mut claims: Vec<ClaimMatch> = Vec::new();
+            let with = m.headers.iter().map(|kv| (kv, false));
+            let without = m.without_headers.iter().map(|kv| (kv, true));
+            for ((k, v), invert) in with.chain(without) {
+                match net::routing_claim(k) {
+                    Some(path) => claims.push(ClaimMatch {
+                        path,
+                        matcher: str_match(v),
+                        invert,
+                    }),
+                    None => headers.push(HeaderMatch {
+                        name: k.clone(),
+                        matcher: str_match(v),
+                        invert,
+                    }),
+                }
+            }
             matches.push(RouteMatch {
                 uri: m.uri.as_ref().map(str_match),
                 scheme: m.scheme.as_ref().map(str_match),
@@ -680,6 +684,7 @@ pub(crate) fn http_routes(
                         invert: false,
                     })
                     .collect(),
+                claims,
                 port: if me.is_none() { m.port } else { None },
                 source_labels: if me.is_none() {
                     m.source_labels.clone()

@@ -102,10 +102,12 @@ async fn serve<B: forward::ClientBody>(
     }
     edge::client_address(listener.edge, remote, req.headers_mut());
 
-    // Policy.
+    // Policy; the token it validated is kept for routes on its claims.
+    let mut jwt = None;
     if let Some(point) = &listener.policy {
-        if let Err(refused) = policy::check(snap, listener, point, remote, &mut req, ctx).await {
-            return refused;
+        match policy::check(snap, listener, point, remote, &mut req, ctx).await {
+            Ok(validated) => jwt = validated,
+            Err(refused) => return refused,
         }
     }
 
@@ -119,7 +121,7 @@ async fn serve<B: forward::ClientBody>(
             (edge::decimal(port, &mut port_digits), port)
         }
     };
-    let facts = RequestFacts::with_authority(&req, remote, authority);
+    let facts = RequestFacts::with_authority(&req, remote, authority).with_jwt(jwt.as_ref());
     let route = match route::select(&snap.tables, table, port, &facts) {
         Ok(route) => route,
         Err(e) => return ctx.fail(e),

@@ -12,12 +12,12 @@ use super::edge::external_address;
 use super::listener::{HttpListener, PolicyPoint};
 use super::local_reply::{full, reply, set_reason};
 use crate::body::Body;
-use crate::policy::authz::Attributes;
+use crate::policy::authz::{Attributes, Jwt};
 use crate::policy::Denial;
 use crate::snapshot::Snapshot;
 
-/// Judges the request where the listener says policies apply; `Err` is
-/// the reply that refuses it.
+/// Judges the request where the listener says policies apply: `Ok` with
+/// the token it validated (if any), `Err` with the reply that refuses it.
 pub async fn check<B>(
     snap: &Snapshot,
     listener: &HttpListener,
@@ -25,9 +25,9 @@ pub async fn check<B>(
     remote: SocketAddr,
     req: &mut Request<B>,
     ctx: &mut Ctx,
-) -> Result<(), Response<Body>> {
+) -> Result<Option<Jwt>, Response<Body>> {
     if snap.policy.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let principal = listener.peer.as_deref().map(|p| p.principal.as_str());
     let source_ip = if point.vouched_sources {
@@ -53,7 +53,11 @@ pub async fn check<B>(
     if let Some(audit) = checked.audited_by {
         ctx.entry.audited_by = audit;
     }
-    checked.outcome.map_err(|denial| refuse(ctx, denial))
+    let jwt = checked.jwt;
+    checked
+        .outcome
+        .map(|()| jwt)
+        .map_err(|denial| refuse(ctx, denial))
 }
 
 /// The reply to a refused request, its flag and reason recorded (and

@@ -47,6 +47,35 @@ pub struct Jwt {
     pub space_delimited: Vec<String>,
 }
 
+impl Jwt {
+    /// The values of the claim at `path` (nested objects by key), as
+    /// strings: each string of a list, each word of a claim the rule calls
+    /// space-delimited, else the string, boolean or number itself. A list
+    /// or a word matches when any of them does.
+    pub fn claim_values(&self, path: &[String]) -> Vec<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        let claim = path
+            .iter()
+            .try_fold(&self.claims, |v, key| v.get(key.as_str()));
+        match claim {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|i| i.as_str())
+                .map(Cow::Borrowed)
+                .collect(),
+            Some(serde_json::Value::String(s))
+                if path.len() == 1 && self.space_delimited.contains(&path[0]) =>
+            {
+                s.split_ascii_whitespace().map(Cow::Borrowed).collect()
+            }
+            Some(serde_json::Value::String(s)) => vec![Cow::Borrowed(s.as_str())],
+            Some(serde_json::Value::Bool(b)) => vec![Cow::Owned(b.to_string())],
+            Some(serde_json::Value::Number(n)) => vec![Cow::Owned(n.to_string())],
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow,
@@ -347,27 +376,8 @@ impl Cond {
             }
             Attr::AuthClaim(path) => {
                 http?;
-                let claim = a.jwt.and_then(|j| {
-                    path.iter()
-                        .try_fold(&j.claims, |v, key| v.get(key.as_str()))
-                });
-                match claim {
-                    // A list claim matches when any element does.
-                    Some(serde_json::Value::Array(items)) => items
-                        .iter()
-                        .filter_map(|i| i.as_str())
-                        .any(|i| any_str(Some(i), false)),
-                    Some(serde_json::Value::String(s))
-                        if path.len() == 1
-                            && a.jwt.is_some_and(|j| j.space_delimited.contains(&path[0])) =>
-                    {
-                        s.split_ascii_whitespace().any(|i| any_str(Some(i), false))
-                    }
-                    Some(serde_json::Value::String(s)) => any_str(Some(s), false),
-                    Some(serde_json::Value::Bool(b)) => any_str(Some(&b.to_string()), false),
-                    Some(serde_json::Value::Number(n)) => any_str(Some(&n.to_string()), false),
-                    _ => false,
-                }
+                a.jwt
+                    .is_some_and(|j| j.claim_values(path).iter().any(|v| any_str(Some(v), false)))
             }
         };
         Some(matched != self.negate)
@@ -532,6 +542,7 @@ mod tests {
             protocol: "HTTP/1.1",
             headers,
             remote: "127.0.0.7:4000".parse().expect("address"),
+            jwt: None,
         }
     }
 

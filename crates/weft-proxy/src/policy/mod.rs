@@ -67,6 +67,9 @@ impl Denial {
 pub struct Checked {
     pub audited_by: Option<String>,
     pub outcome: Result<(), Denial>,
+    /// The token the request carried and that was validated, for routes
+    /// on its claims.
+    pub jwt: Option<authz::Jwt>,
 }
 
 impl Policies {
@@ -112,6 +115,7 @@ impl Policies {
                     return Checked {
                         audited_by: None,
                         outcome: Err(Denial::Unauthenticated { why }),
+                        jwt: None,
                     }
                 }
             }
@@ -120,6 +124,7 @@ impl Policies {
             return Checked {
                 audited_by: None,
                 outcome: Ok(()),
+                jwt,
             };
         }
         let facts = RequestFacts::of(req, remote);
@@ -138,6 +143,7 @@ impl Policies {
                         policy: Some(policy),
                         why,
                     }),
+                    jwt: None,
                 }
             }
             // No verdict cannot happen; refuse rather than assume.
@@ -148,6 +154,7 @@ impl Policies {
                         policy: None,
                         why: "authorization could not be evaluated".into(),
                     }),
+                    jwt: None,
                 }
             }
         };
@@ -158,6 +165,7 @@ impl Policies {
         Checked {
             audited_by,
             outcome,
+            jwt,
         }
     }
 

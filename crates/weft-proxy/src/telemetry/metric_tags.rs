@@ -292,6 +292,7 @@ mod tests {
             protocol: "HTTP/1.1",
             headers,
             remote: "127.0.0.1:5000".parse().expect("addr"),
+            jwt: None,
         };
         let v = plan.evaluate(&facts(&h)).expect("values");
         assert_eq!(v.len(), 2, "one value per distinct expression");

@@ -276,6 +276,7 @@ mod tests {
             protocol: "HTTP/1.1",
             headers,
             remote: "127.0.0.1:5000".parse().expect("addr"),
+            jwt: None,
         }
     }
 

@@ -182,6 +182,26 @@ spec:
   rules:
   - from: [{{source: {{requestPrincipals: ["{ISSUER}/*"]}}}}]
     when: [{{key: "request.auth.claims[groups]", values: ["group1"]}}]
+---
+# Istio's JWT claim routing task: routes on claims of the token the
+# gateway validated, by a top-level claim or a nested one.
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: by-claims}}
+spec:
+  hosts: [claims.example.com]
+  gateways: [bookinfo-gateway]
+  http:
+  - name: gold
+    match:
+    - uri: {{prefix: /details}}
+      headers: {{"@request.auth.claims.tier": {{exact: gold}}}}
+    route: [{{destination: {{host: details, port: {{number: 9080}}}}}}]
+  - name: blue-team
+    match:
+    - headers: {{"@request.auth.claims[org][team]": {{prefix: bl}}}}
+      withoutHeaders: {{"@request.auth.claims.tier": {{exact: banned}}}}
+    route: [{{destination: {{host: details, port: {{number: 9080}}}}}}]
 "#
     );
     let m = crate::common::mesh::up_in(
@@ -224,6 +244,47 @@ spec:
         with(&s.token(claims(&["group1"], "other", 3600))).status,
         401
     );
+    // Routes on claims: the request reaches details only by a claim the
+    // token carries; without one no route matches (404, NR).
+    let routed = |extra: serde_json::Value| {
+        let mut c = claims(&["group1"], "bookinfo", 3600);
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        curl(&[
+            "-H",
+            &format!("Authorization: Bearer {}", s.token(c)),
+            "-H",
+            "Host: claims.example.com",
+            &format!("http://{}/details/0", m.ingress),
+        ])
+    };
+    let gold = routed(serde_json::json!({"tier": "gold"}));
+    assert_eq!(gold.status, 200, "{}", gold.headers);
+    assert!(
+        gold.body.contains("\"id\":0") || gold.body.contains("\"id\": 0"),
+        "{}",
+        gold.body
+    );
+    let silver = routed(serde_json::json!({"tier": "silver"}));
+    assert_eq!(silver.status, 404, "{}", silver.headers);
+    assert!(
+        silver
+            .header("x-weft-reason")
+            .unwrap_or_default()
+            .contains("route"),
+        "{}",
+        silver.headers
+    );
+    assert_eq!(
+        routed(serde_json::json!({"tier": "silver", "org": {"team": "blue"}})).status,
+        200
+    );
+    assert_eq!(
+        routed(serde_json::json!({"tier": "banned", "org": {"team": "blue"}})).status,
+        404
+    );
+
     // Signed by a key the JWKS does not have.
     let stranger = Signer::new(&dir, "k0", Algorithm::RS256);
     assert_eq!(
