@@ -8,6 +8,7 @@
 
 mod conflicts;
 mod deployments;
+mod deprecation;
 mod destinations;
 mod gateways;
 mod policy;
@@ -228,6 +229,18 @@ pub const ANALYZERS: &[Analyzer] = &[
         istio: Some("gateway.IngressGatewayPortAnalyzer"),
         codes: &["IST0101", "IST0162"],
         run: gateways::ports,
+    },
+    Analyzer {
+        name: "deprecation.fields",
+        istio: Some("deprecation.DeprecationAnalyzer"),
+        codes: &["IST0002"],
+        run: deprecation::deprecated_fields,
+    },
+    Analyzer {
+        name: "telemetry.providers",
+        istio: Some("telemetry.ProviderAnalyzer"),
+        codes: &["IST0157"],
+        run: deprecation::empty_access_log_providers,
     },
 ];
 
