@@ -124,6 +124,15 @@ pub struct PodSpec {
     pub service_account: Option<String>,
     #[serde(default)]
     pub containers: Vec<Container>,
+    pub security_context: Option<SecurityContext>,
+}
+
+/// What weft reads of a pod's or container's security context: the user
+/// it runs as (the sidecar's own UID, 1337, is the one capture exempts).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext {
+    pub run_as_user: Option<i64>,
 }
 
 impl PodSpec {
@@ -142,6 +151,7 @@ pub struct Container {
     pub name: String,
     #[serde(default)]
     pub ports: Vec<ContainerPort>,
+    pub security_context: Option<SecurityContext>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

@@ -110,3 +110,44 @@ pub fn multiple_services(input: &Input<'_>, out: &mut Findings) {
         }
     }
 }
+
+/// The user ID Istio's sidecar runs as, which traffic capture lets
+/// through untouched: an application running as it bypasses the mesh.
+const PROXY_UID: i64 = 1337;
+
+/// IST0144, as istioctl's ApplicationUIDAnalyzer: a Pod or Deployment
+/// whose pod or application container runs as the proxy's UID 1337 (the
+/// control plane's own, labelled `istio` or `release: istio`, aside).
+pub fn proxy_uid(input: &Input<'_>, out: &mut Findings) {
+    use weft_api::types::kube::PodSpec;
+    let uses_proxy_uid = |spec: &PodSpec| {
+        let is = |c: &Option<weft_api::types::kube::SecurityContext>| {
+            c.as_ref().and_then(|c| c.run_as_user) == Some(PROXY_UID)
+        };
+        is(&spec.security_context)
+            || spec
+                .containers
+                .iter()
+                .filter(|c| c.name != "istio-proxy" && c.name != "istio-operator")
+                .any(|c| is(&c.security_context))
+    };
+    for r in input.resources {
+        let spec = match &r.spec {
+            Spec::Pod(p) => p,
+            Spec::Deployment(d) => &d.template.spec,
+            _ => continue,
+        };
+        let control_plane = r.meta.labels.contains_key("istio")
+            || r.meta.labels.get("release").is_some_and(|v| v == "istio");
+        if !control_plane && uses_proxy_uid(spec) {
+            out.add(
+                Severity::Warning,
+                "IST0144",
+                r,
+                &FieldPath::root().key("spec"),
+                "User ID (UID) 1337 is reserved for the sidecar proxy.".into(),
+                "run the application as another user: traffic from UID 1337 is not captured, so it would bypass the mesh",
+            );
+        }
+    }
+}

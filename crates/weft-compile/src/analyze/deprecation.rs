@@ -73,3 +73,37 @@ pub fn empty_access_log_providers(input: &Input<'_>, out: &mut Findings) {
         }
     }
 }
+
+/// IST0002 for a Telemetry tracing through a Lightstep provider of the
+/// mesh config, which Istio deprecates in favour of OpenTelemetry.
+pub fn lightstep_providers(input: &Input<'_>, out: &mut Findings) {
+    let lightstep: Vec<&str> = input
+        .index
+        .mesh_config
+        .extension_providers
+        .iter()
+        .filter(|p| p.lightstep.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    if lightstep.is_empty() {
+        return;
+    }
+    for (r, t) in &input.index.telemetries {
+        for (i, tr) in t.tracing.iter().enumerate() {
+            for p in tr
+                .providers
+                .iter()
+                .filter(|p| lightstep.contains(&p.name.as_str()))
+            {
+                out.add(
+                    Severity::Warning,
+                    "IST0002",
+                    r,
+                    &FieldPath::root().key("spec").key("tracing").index(i).key("providers"),
+                    format!("Deprecated: The Lightstep provider {} is deprecated, please migrate to OpenTelemetry provider.", p.name),
+                    "trace through an opentelemetry extension provider instead",
+                );
+            }
+        }
+    }
+}

@@ -201,6 +201,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         run: deployments::multiple_services,
     },
     Analyzer {
+        name: "deployment.proxyuid",
+        istio: Some("applicationUID.Analyzer"),
+        codes: &["IST0144"],
+        run: deployments::proxy_uid,
+    },
+    Analyzer {
         name: "authorizationpolicy.workloads",
         istio: Some("auth.AuthorizationPoliciesAnalyzer"),
         codes: &["IST0127"],
@@ -241,6 +247,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         istio: Some("telemetry.ProviderAnalyzer"),
         codes: &["IST0157"],
         run: deprecation::empty_access_log_providers,
+    },
+    Analyzer {
+        name: "telemetry.lightstep",
+        istio: Some("telemetry.LightstepAnalyzer"),
+        codes: &["IST0002"],
+        run: deprecation::lightstep_providers,
     },
 ];
 
