@@ -6,6 +6,7 @@
 //! they share the registry and the compiler's index so that "what applies
 //! to what" is decided in one place.
 
+mod annotations;
 mod conflicts;
 mod deployments;
 mod deprecation;
@@ -253,6 +254,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         istio: Some("telemetry.LightstepAnalyzer"),
         codes: &["IST0002"],
         run: deprecation::lightstep_providers,
+    },
+    Analyzer {
+        name: "annotations.k8s",
+        istio: Some("annotations.K8sAnalyzer"),
+        codes: &["IST0107", "IST0108", "IST0125", "IST0135"],
+        run: annotations::annotations,
     },
 ];
 
