@@ -261,6 +261,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         codes: &["IST0107", "IST0108", "IST0125", "IST0135"],
         run: annotations::annotations,
     },
+    Analyzer {
+        name: "cluster.only",
+        istio: None,
+        codes: &["WEFT0110"],
+        run: annotations::cluster_only,
+    },
 ];
 
 /// Collected findings, each marked with the analyzer that found it.
