@@ -264,6 +264,27 @@ pub fn annotations(input: &Input<'_>, out: &mut Findings) {
     }
 }
 
+/// What istioctl checks only against a live cluster (the sidecar injector
+/// and its webhook, the proxy image, pods' injection status), said once,
+/// on the first Namespace in the files, instead of guessed: WEFT0110, info.
+pub fn cluster_only(input: &Input<'_>, out: &mut Findings) {
+    let first = input
+        .resources
+        .iter()
+        .filter(|r| r.kind() == ResourceKind::Namespace)
+        .min_by_key(|r| r.name());
+    if let Some(r) = first {
+        out.add(
+            Severity::Info,
+            "WEFT0110",
+            r,
+            &FieldPath::root().key("metadata").key("labels"),
+            "Sidecar injection is decided by a cluster's injector: files alone cannot say whether this namespace's pods run a proxy, so istioctl's injection checks (IST0102, IST0103, IST0123, IST0148, IST0158) are not run here".into(),
+            "under weft up every Workload, Pod and Deployment runs its sidecar; on Kubernetes, run the analysis against the cluster",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,26 +311,5 @@ mod tests {
         assert!(ports("80, 443", false).is_ok() && ports("70000", false).is_err());
         assert!(interfaces("eth0,veth-1").is_ok() && interfaces("a,,b").is_err());
         assert!(interfaces("averyveryverylongname").is_err());
-    }
-}
-
-/// What istioctl checks only against a live cluster (the sidecar injector
-/// and its webhook, the proxy image, pods' injection status), said once,
-/// on the first Namespace in the files, instead of guessed: WEFT0110, info.
-pub fn cluster_only(input: &Input<'_>, out: &mut Findings) {
-    let first = input
-        .resources
-        .iter()
-        .filter(|r| r.kind() == ResourceKind::Namespace)
-        .min_by_key(|r| r.name());
-    if let Some(r) = first {
-        out.add(
-            Severity::Info,
-            "WEFT0110",
-            r,
-            &FieldPath::root().key("metadata").key("labels"),
-            "Sidecar injection is decided by a cluster's injector: files alone cannot say whether this namespace's pods run a proxy, so istioctl's injection checks (IST0102, IST0103, IST0123, IST0148, IST0158) are not run here".into(),
-            "under weft up every Workload, Pod and Deployment runs its sidecar; on Kubernetes, run the analysis against the cluster",
-        );
     }
 }
