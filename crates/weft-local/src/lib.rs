@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use plan::{GatewayPlan, Plan, SidecarPlan};
+
+/// The port a sidecar takes mTLS tunnels on, at its inbound address (the
+/// proxy's default; Istio's HBONE port).
+const TUNNEL_PORT: u16 = 15008;
 use supervise::{Managed, Spec};
 use weft_control::server::{self, print_diagnostics, token_path};
 use weft_control::source::files::FilesSource;
@@ -500,8 +504,12 @@ fn write_status(o: &Options, running: &Running) {
             let s = running.plan.sidecars.iter().find(|s| &s.name == name);
             serde_json::json!({
                 "name": name,
+                "workload": s.map(|s| s.workload.clone()),
+                "labels": s.map(|s| s.labels.clone()),
                 "command": m.spec.program.display().to_string(),
                 "listens": s.map(|s| s.ports.iter().map(|p| s.app(*p).to_string()).collect::<Vec<_>>()),
+                // The sidecar's mTLS tunnel (HBONE's port), where peers reach it.
+                "tunnel": s.map(|s| std::net::SocketAddr::from((s.ip, TUNNEL_PORT)).to_string()),
                 "log": m.spec.log.display().to_string(),
                 "process": m.snapshot(),
             })
@@ -511,7 +519,10 @@ fn write_status(o: &Options, running: &Running) {
         let s = running.plan.sidecars.iter().find(|s| &s.name == name);
         workloads.push(serde_json::json!({
             "name": name,
+            "workload": s.map(|s| s.workload.clone()),
+            "labels": s.map(|s| s.labels.clone()),
             "listens": s.map(|s| s.ports.iter().map(|p| s.app(*p).to_string()).collect::<Vec<_>>()),
+            "tunnel": s.map(|s| std::net::SocketAddr::from((s.ip, TUNNEL_PORT)).to_string()),
             "process": {"running": false, "restarts": 0, "last_exit": format!("not started: {why}")},
         }));
     }

@@ -217,6 +217,33 @@ fn hostile_input_is_bounded_and_never_panics() {
 
 #[test]
 fn proxy_config_prints_a_sidecar_and_a_gateway() {
+    // An app or Deployment name names a workload when it is unambiguous.
+    for name in [
+        "productpage",
+        "deploy/productpage-v1",
+        "default/productpage-v1-0",
+    ] {
+        let o = run(&[
+            "proxy-config",
+            name,
+            "-f",
+            "examples/bookinfo",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["proxy"]["workload"], "productpage-v1", "{name}");
+    }
+    let o = run(&["proxy-config", "reviews", "-f", "examples/bookinfo"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("name one of them"));
+
     let o = run(&[
         "proxy-config",
         "reviews-v1",

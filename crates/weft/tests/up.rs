@@ -377,11 +377,39 @@ fn istio_timeout_circuit_breaking_and_mirroring_tasks() {
         .to_owned();
     let proxy = format!("http://{sidecar}");
 
-    // weft logs and live proxy-config find things by workload name.
+    // weft logs, x509 and live proxy-config find things by workload,
+    // Deployment (`deploy/`) or app name, and refuse an ambiguous one.
     let logs = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["logs", "httpbin-v1", "--admin", &m.admin])
+        .args(["logs", "deploy/httpbin-v1", "--admin", &m.admin])
         .output()
         .unwrap();
+    let weft = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .args(["--admin", &m.admin])
+            .output()
+            .unwrap()
+    };
+    let cert = weft(&["x509", "productpage", "-o", "json"]);
+    let cert_text = String::from_utf8_lossy(&cert.stdout);
+    assert!(
+        cert.status.success() && cert_text.contains("sa/bookinfo-productpage"),
+        "{cert_text}{}",
+        String::from_utf8_lossy(&cert.stderr)
+    );
+    let ambiguous = weft(&["x509", "reviews"]);
+    let why = String::from_utf8_lossy(&ambiguous.stderr);
+    assert!(
+        !ambiguous.status.success() && why.contains("default/reviews-v1, default/reviews-v2"),
+        "{why}"
+    );
+    // weft status shows each sidecar's tunnel (15008) address.
+    let status = weft(&["status"]);
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status_text.contains("TUNNEL") && status_text.contains(":15008"),
+        "{status_text}"
+    );
     assert!(
         String::from_utf8_lossy(&logs.stdout).contains("listening on"),
         "{}",

@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The workload (`reviews-v1`, `reviews-v1-0` or `ns/name`).
+    /// The workload: a replica (`reviews-v1-0`), a workload or Deployment
+    /// (`reviews-v1`, `deploy/reviews-v1`), an app (`productpage`) that names
+    /// one workload, each optionally as `namespace/name`.
     workload: String,
     /// Show the sidecar's log instead of the workload's.
     #[arg(long)]
@@ -28,33 +30,6 @@ pub struct Args {
     admin: SocketAddr,
 }
 
-/// The status entry for a workload given by any of its names.
-pub fn find_workload(v: &serde_json::Value, name: &str) -> anyhow::Result<serde_json::Value> {
-    let all: Vec<&serde_json::Value> = v["workloads"].as_array().into_iter().flatten().collect();
-    let matches = |w: &&serde_json::Value| {
-        let full = w["name"].as_str().unwrap_or("");
-        let inst = full.rsplit('/').next().unwrap_or(full);
-        full == name
-            || inst == name
-            || inst
-                .rsplit_once('-')
-                .is_some_and(|(base, n)| base == name && n == "0")
-            || inst.rsplit_once('-').is_some_and(|(base, _)| {
-                full.split('/').next().map(|ns| format!("{ns}/{base}")) == Some(name.to_owned())
-            })
-    };
-    match all.iter().find(|w| matches(w)) {
-        Some(w) => Ok((*w).clone()),
-        None => bail!(
-            "no workload {name}; running: {}",
-            all.iter()
-                .filter_map(|w| w["name"].as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let text = crate::http_get::get(args.admin, "/api/status").with_context(|| {
         format!(
@@ -63,7 +38,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     let v: serde_json::Value = serde_json::from_str(&text)?;
-    let w = find_workload(&v, &args.workload)?;
+    let w = super::workload_name::resolve(&v, &args.workload)?;
     let app_log = std::path::PathBuf::from(w["log"].as_str().unwrap_or(""));
     let path = if args.proxy {
         app_log.with_file_name(

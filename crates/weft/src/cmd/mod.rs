@@ -14,6 +14,7 @@ pub mod sample_app;
 pub mod status;
 pub mod up;
 pub mod validate;
+pub mod workload_name;
 pub mod x509;
 
 use std::path::PathBuf;
@@ -55,7 +56,7 @@ pub fn proxy_admin(
     }) {
         Some(p) => (*p).clone(),
         None => {
-            let w = logs::find_workload(&v, name)?;
+            let w = workload_name::resolve(&v, name)?;
             proxies
                 .iter()
                 .find(|p| p["name"] == w["name"])

@@ -69,6 +69,38 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let registry = Registry::build(&loaded.resources, &mesh);
     let compiler = Compiler::new(&loaded.resources, &registry, &mesh);
     let is_gateway = mesh.gateways.iter().any(|g| g.name == name);
+    // A Deployment, app or `kind/` name resolves as `weft x509` and `weft
+    // logs` resolve it against a running mesh, here against the registry.
+    let resolved;
+    let (namespace, name) = if is_gateway {
+        (namespace, name)
+    } else {
+        let instances: Vec<serde_json::Value> = registry
+            .instances
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "name": format!("{}/{}", i.namespace, i.name),
+                    "workload": i.workload,
+                    "labels": i.labels,
+                })
+            })
+            .collect();
+        let asked = args
+            .workload
+            .as_deref()
+            .or(args.workload_flag.as_deref())
+            .unwrap_or(name);
+        let asked = if asked.contains('/') {
+            asked.to_owned()
+        } else {
+            format!("{namespace}/{asked}")
+        };
+        let found =
+            super::workload_name::resolve(&serde_json::json!({ "workloads": instances }), &asked)?;
+        resolved = found["name"].as_str().unwrap_or_default().to_owned();
+        resolved.split_once('/').unwrap_or((namespace, name))
+    };
     let proxy = if is_gateway {
         let ns = mesh
             .gateways

@@ -123,8 +123,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "\n{:<40} {:<10} {:<22} RESTARTS",
-        "WORKLOAD", "STATE", "LISTENS"
+        "\n{:<40} {:<10} {:<22} {:<22} RESTARTS",
+        "WORKLOAD", "STATE", "LISTENS", "TUNNEL"
     );
     let mut down = 0;
     for w in v["workloads"].as_array().into_iter().flatten() {
@@ -133,10 +133,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             down += 1;
         }
         println!(
-            "{:<40} {:<10} {:<22} {}{}",
+            "{:<40} {:<10} {:<22} {:<22} {}{}",
             w["name"].as_str().unwrap_or(""),
             if running { "running" } else { "DOWN" },
             w["listens"][0].as_str().unwrap_or("-"),
+            w["tunnel"].as_str().unwrap_or("-"),
             w["process"]["restarts"],
             w["process"]["last_exit"]
                 .as_str()
