@@ -83,8 +83,40 @@ const cy = cytoscape({
   ],
 });
 
+// Past this many edges, edges are drawn as straight "haystack" lines,
+// cytoscape's cheapest, without arrowheads: drawing a few hundred bezier
+// curves with arrows takes a frame's budget several times over. Direction
+// stays readable from the breadth-first layout.
+const MANY_EDGES = 250;
+
 function layout() {
+  const many = cy.edges().length > MANY_EDGES;
+  cy.edges().style(
+    many
+      ? { "curve-style": "haystack", "haystack-radius": 0, "target-arrow-shape": "none" }
+      : { "curve-style": "bezier", "target-arrow-shape": "triangle" },
+  );
   cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 1.2, animate: false, padding: 30 }).run();
+}
+
+// Updates are applied in slices, each its own task: a mesh of hundreds of
+// services changes most of its numbers every poll, and styling every
+// element in one go blocks the page for longer than a frame budget.
+const SLICE = 150;
+const yieldToPage = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/// The keys of `data` whose values differ from `el`'s.
+function changed(el, data) {
+  const out = {};
+  let any = false;
+  for (const [k, v] of Object.entries(data)) {
+    const old = el.data(k);
+    if (old !== v && JSON.stringify(old) !== JSON.stringify(v)) {
+      out[k] = v;
+      any = true;
+    }
+  }
+  return any ? out : null;
 }
 
 async function refreshGraph() {
@@ -92,25 +124,38 @@ async function refreshGraph() {
   const windowSecs = $("#window").value;
   const g = await getJson(`/api/graph?view=${view}&window=${windowSecs}`);
   const ids = new Set();
+  const adds = [];
+  const updates = [];
+  const incoming = [
+    ...g.nodes.map((n) => ["nodes", { ...n, display: nodeLabel(n) }]),
+    ...g.edges.map((e) => ["edges", { ...e, display: edgeLabel(e) }]),
+  ];
+  for (const [group, data] of incoming) {
+    ids.add(data.id);
+    const el = cy.getElementById(data.id);
+    if (el.empty()) adds.push({ group, data });
+    else {
+      const diff = changed(el, data);
+      if (diff) updates.push([el, diff]);
+    }
+  }
+  const gone = cy.elements().filter((el) => !ids.has(el.id()));
+  // A new topology is drawn whole (it is laid out anyway); numbers on a
+  // known one arrive slice by slice.
   cy.batch(() => {
-    for (const n of g.nodes) {
-      ids.add(n.id);
-      const data = { ...n, display: nodeLabel(n) };
-      const el = cy.getElementById(n.id);
-      if (el.nonempty()) el.data(data);
-      else cy.add({ group: "nodes", data });
-    }
-    for (const e of g.edges) {
-      ids.add(e.id);
-      const data = { ...e, display: edgeLabel(e) };
-      const el = cy.getElementById(e.id);
-      if (el.nonempty()) el.data(data);
-      else cy.add({ group: "edges", data });
-    }
-    cy.elements().forEach((el) => {
-      if (!ids.has(el.id())) el.remove();
-    });
+    gone.remove();
+    // Nodes before the edges that join them.
+    cy.add(adds.filter((a) => a.group === "nodes"));
+    cy.add(adds.filter((a) => a.group === "edges"));
   });
+  for (let i = 0; i < updates.length; i += SLICE) {
+    if (i > 0) await yieldToPage();
+    cy.batch(() => {
+      for (const [el, diff] of updates.slice(i, i + SLICE)) {
+        if (!el.removed()) el.data(diff);
+      }
+    });
+  }
   const topology = [...ids].sort().join("|");
   if (topology !== state.topology) {
     state.topology = topology;
