@@ -28,6 +28,21 @@ pub fn proxy_concurrency(annotations: &BTreeMap<String, String>) -> Result<Optio
     }
 }
 
+/// Istio's annotation that makes an AuthorizationPolicy a dry run.
+pub const DRY_RUN: &str = "istio.io/dry-run";
+
+/// Whether an AuthorizationPolicy is a dry run: `istio.io/dry-run` read as
+/// Go's `strconv.ParseBool` reads it, as Istio does. `Err` for a value it
+/// cannot read; Istio then enforces the policy, and so does weft.
+pub fn dry_run(annotations: &BTreeMap<String, String>) -> Result<bool, String> {
+    match annotations.get(DRY_RUN).map(String::as_str) {
+        None => Ok(false),
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+        Some(other) => Err(format!("{DRY_RUN} is {other:?}, not true or false")),
+    }
+}
+
 /// How to write the annotation, for the fix of a diagnostic.
 pub const PROXY_CONFIG_FIX: &str = "concurrency must be a whole number of worker threads (0: one per core), e.g. proxy.istio.io/config: \"concurrency: 2\"; until then the proxy's default (one thread) applies";
 

@@ -299,3 +299,20 @@ fn jwt_claim_routes() {
         Want::Refused("is not a valid HTTP header name"),
     );
 }
+
+/// `istio.io/dry-run` is read as Go's ParseBool reads it; a value it
+/// cannot read leaves the policy enforced, as Istio does, with a warning.
+#[test]
+fn dry_run_annotation() {
+    let ap = |value: &str| {
+        format!("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  annotations: {{istio.io/dry-run: \"{value}\"}}\nspec:\n  action: DENY\n  rules: [{{to: [{{operation: {{paths: [/admin]}}}}]}}]\n")
+    };
+    for ok in ["true", "True", "1", "false", "F"] {
+        check("dry-run", &ap(ok), Want::Clean);
+    }
+    check(
+        "dry-run-bad",
+        &ap("yes"),
+        Want::Warns("is \"yes\", not true or false: the policy is enforced"),
+    );
+}

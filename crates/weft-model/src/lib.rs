@@ -740,6 +740,15 @@ pub struct Authorization {
     pub allow: Vec<AuthzPolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audit: Vec<AuthzPolicy>,
+    /// Policies marked `istio.io/dry-run`: judged, recorded, never
+    /// enforced (Envoy's shadow rules). A proxy that does not know these
+    /// fields ignores them, which is what dry run means.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run_allow: Vec<AuthzPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run_deny: Vec<AuthzPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run_custom: Vec<AuthzPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,7 +101,16 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::WorkloadGroup(s) => networking::workload_group(&mut ctx, s, &spec),
         Spec::PeerAuthentication(s) => security::peer_authentication(&mut ctx, s, &spec),
         Spec::RequestAuthentication(s) => security::request_authentication(&mut ctx, s, &spec),
-        Spec::AuthorizationPolicy(s) => security::authorization_policy(&mut ctx, s, &spec),
+        Spec::AuthorizationPolicy(s) => {
+            security::authorization_policy(&mut ctx, s, &spec);
+            if let Err(why) = crate::annotations::dry_run(&resource.meta.annotations) {
+                ctx.warn(
+                    &meta.key("annotations").key(crate::annotations::DRY_RUN),
+                    format!("{why}: the policy is enforced, as Istio enforces it"),
+                    "write \"true\" to judge the policy without enforcing it, or remove the annotation",
+                );
+            }
+        }
         Spec::Telemetry(s) => other::telemetry(&mut ctx, s, &spec),
         Spec::Service(s) => other::service(&mut ctx, s, &spec),
         Spec::Deployment(s) => other::deployment(&mut ctx, s, &spec),

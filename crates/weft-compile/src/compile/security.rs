@@ -326,11 +326,19 @@ fn authorization(c: &Compiler<'_>, me: &Me) -> Authorization {
             provider: ap.provider.as_ref().map(|p| p.name.clone()),
             rules,
         };
-        match ap.action.unwrap_or_default() {
-            sec::AuthzAction::Allow => out.allow.push(policy),
-            sec::AuthzAction::Deny => out.deny.push(policy),
-            sec::AuthzAction::Audit => out.audit.push(policy),
-            sec::AuthzAction::Custom => out.custom.push(policy),
+        // A value that cannot be read enforces the policy, as Istio does
+        // (validation warns about it).
+        let dry_run = weft_api::annotations::dry_run(&r.meta.annotations).unwrap_or(false);
+        match (ap.action.unwrap_or_default(), dry_run) {
+            (sec::AuthzAction::Allow, false) => out.allow.push(policy),
+            (sec::AuthzAction::Deny, false) => out.deny.push(policy),
+            (sec::AuthzAction::Audit, false) => out.audit.push(policy),
+            (sec::AuthzAction::Custom, false) => out.custom.push(policy),
+            (sec::AuthzAction::Allow, true) => out.dry_run_allow.push(policy),
+            (sec::AuthzAction::Deny, true) => out.dry_run_deny.push(policy),
+            (sec::AuthzAction::Custom, true) => out.dry_run_custom.push(policy),
+            // AUDIT only records already; a dry run of it changes nothing.
+            (sec::AuthzAction::Audit, true) => out.audit.push(policy),
         }
     }
     out

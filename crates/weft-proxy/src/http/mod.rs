@@ -105,7 +105,17 @@ async fn serve<B: forward::ClientBody>(
     // Policy; the token it validated is kept for routes on its claims.
     let mut jwt = None;
     if let Some(point) = &listener.policy {
-        match policy::check(snap, listener, point, remote, &mut req, ctx).await {
+        match policy::check(
+            snap,
+            &shared.metrics,
+            listener,
+            point,
+            remote,
+            &mut req,
+            ctx,
+        )
+        .await
+        {
             Ok(validated) => jwt = validated,
             Err(refused) => return refused,
         }

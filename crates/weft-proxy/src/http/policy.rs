@@ -12,14 +12,17 @@ use super::edge::external_address;
 use super::listener::{HttpListener, PolicyPoint};
 use super::local_reply::{full, reply, set_reason};
 use crate::body::Body;
-use crate::policy::authz::{Attributes, Jwt};
+use crate::policy::authz::{Attributes, DryRun, Jwt};
 use crate::policy::Denial;
 use crate::snapshot::Snapshot;
+use crate::telemetry::metrics::Metrics;
 
 /// Judges the request where the listener says policies apply: `Ok` with
 /// the token it validated (if any), `Err` with the reply that refuses it.
+#[allow(clippy::too_many_arguments)]
 pub async fn check<B>(
     snap: &Snapshot,
+    metrics: &Metrics,
     listener: &HttpListener,
     point: &PolicyPoint,
     remote: SocketAddr,
@@ -53,11 +56,30 @@ pub async fn check<B>(
     if let Some(audit) = checked.audited_by {
         ctx.entry.audited_by = audit;
     }
+    record_dry_run(metrics, &checked.dry_run, ctx);
     let jwt = checked.jwt;
     checked
         .outcome
         .map(|()| jwt)
         .map_err(|denial| refuse(ctx, denial))
+}
+
+/// What the dry-run policies would have decided, in the access log entry
+/// and the shadow-rule counters; the request itself is not touched.
+fn record_dry_run(metrics: &Metrics, dry_run: &DryRun, ctx: &mut Ctx) {
+    use std::sync::atomic::Ordering;
+    for (engine, shadow, field) in [
+        (0, &dry_run.allow, &mut ctx.entry.dry_run_allow),
+        (1, &dry_run.deny, &mut ctx.entry.dry_run_deny),
+    ] {
+        if let Some(s) = shadow {
+            metrics.dry_run[engine][usize::from(!s.allowed)].fetch_add(1, Ordering::Relaxed);
+            *field = s.to_string();
+        }
+    }
+    if let Some(p) = &dry_run.custom {
+        ctx.entry.dry_run_custom = format!("would ask the authorizer of {p}");
+    }
 }
 
 /// The reply to a refused request, its flag and reason recorded (and

@@ -83,13 +83,45 @@ pub enum Decision {
 }
 
 /// DENY/ALLOW's decision, the CUSTOM policy that wants the external
-/// authorizer asked, and the AUDIT policy that matched.
+/// authorizer asked, the AUDIT policy that matched, and what the dry-run
+/// policies would have decided.
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub decision: Option<Decision>,
     /// (policy name, provider name).
     pub custom: Option<(String, String)>,
     pub audited_by: Option<String>,
+    pub dry_run: DryRun,
+}
+
+/// What one shadow engine (Envoy's name for dry-run rules) decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shadow {
+    pub allowed: bool,
+    /// The policy that decided it, where one did (Envoy's
+    /// `shadow_effective_policy_id`).
+    pub policy: Option<String>,
+}
+
+impl std::fmt::Display for Shadow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.allowed { "allowed" } else { "denied" })?;
+        if let Some(p) = &self.policy {
+            write!(f, " by {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The dry-run policies' verdicts, each `None` where no such policy
+/// applies to this proxy.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    pub allow: Option<Shadow>,
+    pub deny: Option<Shadow>,
+    /// A dry-run CUSTOM policy that matched: its authorizer would have been
+    /// asked (it is not).
+    pub custom: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +136,10 @@ pub struct Authorizer {
     audit: Vec<Policy>,
     /// CUSTOM policies: a request they match is put to their provider.
     custom: Vec<Policy>,
+    /// `istio.io/dry-run` policies, judged but never enforced.
+    dry_run_allow: Vec<Policy>,
+    dry_run_deny: Vec<Policy>,
+    dry_run_custom: Vec<Policy>,
     /// Mesh workloads' addresses and identities (when a policy reads
     /// `source.ip`).
     owners: std::collections::HashMap<IpAddr, String>,
@@ -434,6 +470,9 @@ impl Authorizer {
             allow: all(&authz.allow),
             audit: all(&authz.audit),
             custom: all(&authz.custom),
+            dry_run_allow: all(&authz.dry_run_allow),
+            dry_run_deny: all(&authz.dry_run_deny),
+            dry_run_custom: all(&authz.dry_run_custom),
             owners: Default::default(),
         }
     }
@@ -465,6 +504,51 @@ impl Authorizer {
             && self.allow.is_empty()
             && self.audit.is_empty()
             && self.custom.is_empty()
+            && self.dry_run_allow.is_empty()
+            && self.dry_run_deny.is_empty()
+            && self.dry_run_custom.is_empty()
+    }
+
+    /// The dry-run policies' verdicts, judged as the enforced ones are.
+    fn dry_run(&self, a: &Attributes<'_>) -> DryRun {
+        let deny = (!self.dry_run_deny.is_empty()).then(|| {
+            match self.dry_run_deny.iter().find(|p| p.matches(a, Kind::Deny)) {
+                Some(p) => Shadow {
+                    allowed: false,
+                    policy: Some(p.name.clone()),
+                },
+                None => Shadow {
+                    allowed: true,
+                    policy: None,
+                },
+            }
+        });
+        let allow = (!self.dry_run_allow.is_empty()).then(|| {
+            match self
+                .dry_run_allow
+                .iter()
+                .find(|p| p.matches(a, Kind::Allow))
+            {
+                Some(p) => Shadow {
+                    allowed: true,
+                    policy: Some(p.name.clone()),
+                },
+                None => Shadow {
+                    allowed: false,
+                    policy: None,
+                },
+            }
+        });
+        let custom = self
+            .dry_run_custom
+            .iter()
+            .find(|p| p.matches(a, Kind::Deny))
+            .map(|p| p.name.clone());
+        DryRun {
+            allow,
+            deny,
+            custom,
+        }
     }
 
     pub fn check(&self, a: &Attributes<'_>) -> Verdict {
@@ -476,6 +560,7 @@ impl Authorizer {
                 .iter()
                 .find(|p| p.matches(a, Kind::Allow))
                 .map(|p| p.name.clone()),
+            dry_run: self.dry_run(a),
         };
         if let Some(p) = self.custom.iter().find(|p| p.matches(a, Kind::Deny)) {
             match (&p.provider, a.http.is_some()) {
@@ -789,5 +874,70 @@ mod tests {
             let allowed = authz.check(&a).decision == Some(Decision::Allow);
             assert_eq!(allowed, want, "{name}");
         }
+    }
+
+    #[test]
+    fn dry_run_policies_are_judged_and_never_enforced() {
+        let paths = |p: &str| AuthzRule {
+            to: vec![vec![m("request.path", &[p], false)]],
+            ..Default::default()
+        };
+        let authz = Authorizer::compile(&Authorization {
+            dry_run_deny: vec![policy("deny-admin", vec![paths("/admin")])],
+            dry_run_allow: vec![policy("allow-public", vec![paths("/public")])],
+            ..Default::default()
+        });
+        let headers = http::HeaderMap::new();
+        let judge = |path: &str| {
+            let f = facts(&headers, "GET", path);
+            authz.check(&Attributes {
+                http: Some(&f),
+                ..Attributes::default()
+            })
+        };
+        let admin = judge("/admin");
+        assert_eq!(
+            admin.decision,
+            Some(Decision::Allow),
+            "a dry run never denies"
+        );
+        assert_eq!(
+            admin
+                .dry_run
+                .deny
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("denied by deny-admin")
+        );
+        assert_eq!(
+            admin
+                .dry_run
+                .allow
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("denied")
+        );
+        let public = judge("/public");
+        assert_eq!(
+            public
+                .dry_run
+                .deny
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("allowed")
+        );
+        assert_eq!(
+            public
+                .dry_run
+                .allow
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("allowed by allow-public")
+        );
+        assert!(!authz.is_empty());
     }
 }

@@ -70,6 +70,8 @@ pub struct Checked {
     /// The token the request carried and that was validated, for routes
     /// on its claims.
     pub jwt: Option<authz::Jwt>,
+    /// What the dry-run policies would have decided.
+    pub dry_run: authz::DryRun,
 }
 
 impl Policies {
@@ -116,6 +118,7 @@ impl Policies {
                         audited_by: None,
                         outcome: Err(Denial::Unauthenticated { why }),
                         jwt: None,
+                        dry_run: Default::default(),
                     }
                 }
             }
@@ -125,6 +128,7 @@ impl Policies {
                 audited_by: None,
                 outcome: Ok(()),
                 jwt,
+                dry_run: Default::default(),
             };
         }
         let facts = RequestFacts::of(req, remote);
@@ -134,6 +138,7 @@ impl Policies {
             ..*caller
         });
         let audited_by = verdict.audited_by;
+        let dry_run = verdict.dry_run;
         let custom = match verdict.decision {
             Some(authz::Decision::Allow) => verdict.custom,
             Some(authz::Decision::Deny { policy, why }) => {
@@ -144,6 +149,7 @@ impl Policies {
                         why,
                     }),
                     jwt: None,
+                    dry_run,
                 }
             }
             // No verdict cannot happen; refuse rather than assume.
@@ -155,6 +161,7 @@ impl Policies {
                         why: "authorization could not be evaluated".into(),
                     }),
                     jwt: None,
+                    dry_run,
                 }
             }
         };
@@ -166,6 +173,7 @@ impl Policies {
             audited_by,
             outcome,
             jwt,
+            dry_run,
         }
     }
 
@@ -319,6 +327,7 @@ mod tests {
                 vec![rule("request.path", "/public")],
                 Some("missing-provider"),
             )],
+            ..Authorization::default()
         });
         let (audit, outcome) = check(&p, "/admin").await;
         assert_eq!(audit.as_deref(), Some("audit-all"));

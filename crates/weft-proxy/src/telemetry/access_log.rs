@@ -40,6 +40,12 @@ pub struct Entry {
     pub reason: String,
     /// The AUDIT AuthorizationPolicy that matched.
     pub audited_by: String,
+    /// What `istio.io/dry-run` policies would have decided: `allowed`,
+    /// `denied`, with `by <policy>` where one decided.
+    pub dry_run_allow: String,
+    pub dry_run_deny: String,
+    /// A dry-run CUSTOM policy whose authorizer would have been asked.
+    pub dry_run_custom: String,
 }
 
 impl Default for Entry {
@@ -65,6 +71,9 @@ impl Default for Entry {
             attempts: 0,
             reason: String::new(),
             audited_by: String::new(),
+            dry_run_allow: String::new(),
+            dry_run_deny: String::new(),
+            dry_run_custom: String::new(),
         }
     }
 }
@@ -113,6 +122,9 @@ impl Entry {
             attempts: self.attempts,
             reason: &self.reason,
             audited_by: &self.audited_by,
+            dry_run_allow: &self.dry_run_allow,
+            dry_run_deny: &self.dry_run_deny,
+            dry_run_custom: &self.dry_run_custom,
         }
     }
 }
@@ -160,6 +172,12 @@ struct Line<'a> {
     reason: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     audited_by: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    dry_run_allow: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    dry_run_deny: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    dry_run_custom: &'a str,
 }
 
 /// A value written as a JSON string through its `Display`, straight into

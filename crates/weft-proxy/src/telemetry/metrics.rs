@@ -258,6 +258,10 @@ fn series<T>(map: &SeriesMap<T>, labels: &RequestLabels, make: impl Fn() -> T) -
 pub struct Metrics {
     http: SeriesMap<HttpSeries>,
     tcp: SeriesMap<TcpSeries>,
+    /// Requests the dry-run policies would have allowed or denied, by
+    /// Envoy's shadow-rule stat names: `[allow engine, deny engine]` ×
+    /// `[allowed, denied]`.
+    pub dry_run: [[AtomicU64; 2]; 2],
     /// Shared `-` for requests without flags.
     pub no_flags: Text,
     /// A peer nothing is known about.
@@ -272,6 +276,7 @@ impl Metrics {
         Metrics {
             http: ArcSwap::from_pointee(HashMap::new()),
             tcp: ArcSwap::from_pointee(HashMap::new()),
+            dry_run: Default::default(),
             no_flags: Arc::new("-".to_owned()),
             unknown: Peer::unknown(),
             started_unix_ms: std::time::SystemTime::now()
@@ -345,6 +350,16 @@ impl Metrics {
             }
             agg
         };
+        for (e, engine) in ["allow", "deny"].iter().enumerate() {
+            for (r, result) in ["allowed", "denied"].iter().enumerate() {
+                let name = format!("envoy_http_rbac_istio_dry_run_{engine}_shadow_{result}");
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Requests the istio.io/dry-run {engine} policies would have {result}.\n# TYPE {name} counter\n{name} {}",
+                    self.dry_run[e][r].load(Ordering::Relaxed)
+                );
+            }
+        }
         let _ = writeln!(out, "# HELP istio_requests_total Requests handled by this proxy.\n# TYPE istio_requests_total counter");
         for (l, n) in counter("istio_requests_total", &|s| {
             s.requests.load(Ordering::Relaxed)

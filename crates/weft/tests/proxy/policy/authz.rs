@@ -51,6 +51,61 @@ fn istio_http_authorization_tasks() {
     };
     let bodies = |p: &[(u16, String)]| p.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>();
 
+    // Istio's dry-run task: a DENY policy marked istio.io/dry-run is judged
+    // and recorded (access log, Envoy's shadow-rule counters) but not
+    // enforced; a dry-run ALLOW that matches nothing would have denied.
+    m.write_config(
+        "routing.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-productpage\n  annotations: {istio.io/dry-run: \"true\"}\nspec:\n  selector: {matchLabels: {app: productpage}}\n  action: DENY\n  rules: [{to: [{operation: {paths: [/productpage]}}]}]\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: allow-admins\n  annotations: {istio.io/dry-run: \"true\"}\nspec:\n  selector: {matchLabels: {app: productpage}}\n  rules: [{to: [{operation: {paths: [/admin]}}]}]\n",
+    );
+    let (status, body) = m.page(None);
+    assert_eq!(status, 200, "a dry run must not deny: {body}");
+    let admin = m.proxy("default/productpage-v1-0")["admin"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let metrics = curl(&[&format!("http://{admin}/metrics")]).body;
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        counter("envoy_http_rbac_istio_dry_run_deny_shadow_denied") >= 1,
+        "{metrics}"
+    );
+    assert!(
+        counter("envoy_http_rbac_istio_dry_run_allow_shadow_denied") >= 1,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter("envoy_http_rbac_istio_dry_run_allow_shadow_allowed"),
+        0,
+        "{metrics}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(m.w.dir.join("run/logs/productpage-v1-0.access.log"))
+            .unwrap_or_default();
+        let entry = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["path"] == "/productpage" && e["dry_run_deny"].is_string());
+        if let Some(e) = entry {
+            assert_eq!(e["response_code"], 200, "{e}");
+            assert_eq!(
+                e["dry_run_deny"], "denied by AuthorizationPolicy default/deny-productpage",
+                "{e}"
+            );
+            assert_eq!(e["dry_run_allow"], "denied", "{e}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Deny all: the productpage sidecar refuses the gateway.
     m.apply("authorization-allow-nothing.yaml");
     let (status, body) = m.page(None);
