@@ -123,9 +123,8 @@ pub fn load_paths_with(paths: &[PathBuf], parsed: &mut Parsed) -> Loaded {
         }
         match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => {
-                let mut files = Vec::new();
-                collect_dir(path, &mut files, &mut out.diagnostics);
-                files.sort();
+                let (files, diags) = files_under(path);
+                out.diagnostics.extend(diags);
                 for f in files {
                     out.merge(parsed.load(&f, &mut seen));
                 }
@@ -141,6 +140,17 @@ pub fn load_paths_with(paths: &[PathBuf], parsed: &mut Parsed) -> Loaded {
     dedupe(&mut out);
     crate::diag::sort(&mut out.diagnostics);
     out
+}
+
+/// The configuration files under `dir`, as every command reads a
+/// directory: recursively, `.yaml`, `.yml` and `.json`, hidden ones left
+/// out, in name order.
+pub fn files_under(dir: &Path) -> (Vec<PathBuf>, Vec<Diagnostic>) {
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    collect_dir(dir, &mut files, &mut diags);
+    files.sort();
+    (files, diags)
 }
 
 fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>) {

@@ -542,7 +542,13 @@ fn apply_get_delete_against_a_running_mesh() {
         .join("examples/bookinfo-tasks/virtual-service-all-v1.yaml")
         .display()
         .to_string();
-    let o = weft(&["apply", "-f", &task]);
+    // A directory applies its files, nested ones too (kubectl's -R is
+    // accepted; weft always recurses), hidden ones left out.
+    let dir = m.w.dir.join("to-apply");
+    std::fs::create_dir_all(dir.join("nested")).unwrap();
+    std::fs::copy(&task, dir.join("nested/all-v1.yaml")).unwrap();
+    std::fs::write(dir.join(".ignored.yaml"), "not: [valid").unwrap();
+    let o = weft(&["apply", "-R", "-f", &dir.display().to_string()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),

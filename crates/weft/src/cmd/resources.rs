@@ -16,9 +16,13 @@ use crate::output::Format;
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
-    /// Files to apply; `-` reads stdin.
+    /// Files or directories to apply (a directory's files recursively, as
+    /// every weft command reads one); `-` reads stdin.
     #[arg(short = 'f', long = "filename", required = true)]
     files: Vec<PathBuf>,
+    /// kubectl's flag for recursing into directories: weft always does.
+    #[arg(short = 'R', long = "recursive")]
+    _recursive: bool,
     #[arg(long, default_value = "127.0.0.1:15014")]
     admin: SocketAddr,
     /// How long to wait for the proxies the change is for to acknowledge
@@ -83,10 +87,24 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     for f in &args.files {
         if f.as_os_str() == "-" {
             std::io::stdin().read_to_end(&mut body)?;
-        } else {
-            body.extend(std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?);
+            body.extend_from_slice(b"\n---\n");
+            continue;
         }
-        body.extend_from_slice(b"\n---\n");
+        let files = if f.is_dir() {
+            let (files, diags) = weft_api::load::files_under(f);
+            if let Some(d) = diags.first() {
+                bail!("{d}");
+            }
+            files
+        } else {
+            vec![f.clone()]
+        };
+        for file in files {
+            body.extend(
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?,
+            );
+            body.extend_from_slice(b"\n---\n");
+        }
     }
     let (before, _) = generation(args.admin).with_context(|| unreachable(args.admin))?;
     let (status, text) = request(args.admin, "POST", "/api/apply", &body)
