@@ -542,6 +542,25 @@ pub struct ConnectionPool {
     pub max_retries: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_ms: Option<u64>,
+    /// An upstream connection is not used for new requests once this old
+    /// (Istio's `maxConnectionDuration`); requests on it finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_duration_ms: Option<u64>,
+    /// TCP keep-alive probes on upstream connections (Istio's
+    /// `tcpKeepalive`); a field left out keeps the OS's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepalive>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpKeepalive {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -125,16 +125,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::DestinationRule,
-        "**.connectionPool.tcp.tcpKeepalive",
-        "TCP keep-alive probes are left at the OS defaults",
-    ),
-    (
-        ResourceKind::DestinationRule,
-        "**.connectionPool.tcp.maxConnectionDuration",
-        "connections are not closed after a maximum duration",
-    ),
-    (
-        ResourceKind::DestinationRule,
         "**.connectionPool.http.h2UpgradePolicy",
         "HTTP/1.1 requests are not upgraded to HTTP/2 upstream",
     ),

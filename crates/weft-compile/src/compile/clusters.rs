@@ -343,6 +343,12 @@ fn cluster(
                 pool.connect_timeout_ms = ms(ct);
             }
             pool.idle_timeout_ms = t.idle_timeout.as_ref().map(ms);
+            pool.max_connection_duration_ms = t.max_connection_duration.as_ref().map(ms);
+            pool.tcp_keepalive = t.tcp_keepalive.as_ref().map(|k| TcpKeepalive {
+                time_ms: k.time.as_ref().map(ms),
+                interval_ms: k.interval.as_ref().map(ms),
+                probes: k.probes,
+            });
         }
         if let Some(h) = &p.http {
             pool.http1_max_pending_requests = u32_of(h.http1_max_pending_requests);

@@ -47,12 +47,48 @@ impl Route {
     pub const PLAIN: Route = Route::Plain { source: None };
 }
 
-/// Dials `addr` by `route`, within `timeout`.
+/// How upstream connections are opened: the connect timeout, and TCP
+/// keep-alive probes where the DestinationRule asks for them.
+#[derive(Debug, Clone, Copy)]
+pub struct DialOptions {
+    pub timeout: Duration,
+    pub keepalive: Option<weft_model::TcpKeepalive>,
+}
+
+impl DialOptions {
+    pub fn within(timeout: Duration) -> DialOptions {
+        DialOptions {
+            timeout,
+            keepalive: None,
+        }
+    }
+}
+
+/// Turns on keep-alive probes as `k` says; a value it leaves out keeps the
+/// OS's.
+fn set_keepalive(stream: &TcpStream, k: &weft_model::TcpKeepalive) -> io::Result<()> {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time_ms {
+        ka = ka.with_time(Duration::from_millis(t));
+    }
+    if let Some(i) = k.interval_ms {
+        ka = ka.with_interval(Duration::from_millis(i));
+    }
+    if let Some(p) = k.probes {
+        ka = ka.with_retries(p);
+    }
+    let sock = socket2::SockRef::from(stream);
+    sock.set_keepalive(true)?;
+    sock.set_tcp_keepalive(&ka)
+}
+
+/// Dials `addr` by `route`, within `opts`' timeout.
 async fn tcp(
     addr: SocketAddr,
     source: Option<std::net::IpAddr>,
-    timeout: Duration,
+    opts: &DialOptions,
 ) -> io::Result<TcpStream> {
+    let timeout = opts.timeout;
     let stream = tokio::time::timeout(timeout, crate::sockets::connect(addr, source))
         .await
         .map_err(|_| {
@@ -62,16 +98,20 @@ async fn tcp(
             )
         })??;
     stream.set_nodelay(true)?;
+    if let Some(k) = &opts.keepalive {
+        set_keepalive(&stream, k)?;
+    }
     Ok(stream)
 }
 
-pub async fn dial(addr: SocketAddr, route: &Route, timeout: Duration) -> io::Result<Conn> {
+pub async fn dial(addr: SocketAddr, route: &Route, opts: &DialOptions) -> io::Result<Conn> {
+    let timeout = opts.timeout;
     match route {
-        Route::Plain { source } => Ok(Conn::Tcp(tcp(addr, *source, timeout).await?)),
+        Route::Plain { source } => Ok(Conn::Tcp(tcp(addr, *source, opts).await?)),
         Route::Unavailable(why) => Err(io::Error::other(why.to_string())),
         Route::Tls(origin) => {
             let config = origin.config()?;
-            let stream = tcp(addr, None, timeout).await?;
+            let stream = tcp(addr, None, opts).await?;
             let tls = tokio::time::timeout(
                 timeout,
                 tokio_rustls::TlsConnector::from(config)
@@ -170,5 +210,46 @@ impl AsyncWrite for Conn {
             Conn::Tunnel(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keepalive_probes_are_set_as_the_destination_rule_says() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let opts = DialOptions {
+            timeout: Duration::from_secs(1),
+            keepalive: Some(weft_model::TcpKeepalive {
+                time_ms: Some(7_000),
+                interval_ms: Some(3_000),
+                probes: Some(4),
+            }),
+        };
+        let Conn::Tcp(stream) = dial(addr, &Route::PLAIN, &opts).await.unwrap() else {
+            panic!("a plain route gives a TCP connection");
+        };
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(3)
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 4);
+        // Without the setting, the socket is left as the OS opens it.
+        let Conn::Tcp(plain) = dial(
+            addr,
+            &Route::PLAIN,
+            &DialOptions::within(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap() else {
+            panic!("a plain route gives a TCP connection");
+        };
+        assert!(!socket2::SockRef::from(&plain).keepalive().unwrap());
     }
 }

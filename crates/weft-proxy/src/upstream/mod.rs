@@ -169,8 +169,16 @@ impl ClusterRt {
             .zip(&addrs)
             .map(|(e, a)| endpoint_route(&config, e, *a, &client))
             .collect();
-        let timeout = Duration::from_millis(config.pool.connect_timeout_ms.max(1));
+        let dial = crate::upstream::conn::DialOptions {
+            timeout: Duration::from_millis(config.pool.connect_timeout_ms.max(1)),
+            keepalive: config.pool.tcp_keepalive,
+        };
         let idle = Duration::from_millis(config.pool.idle_timeout_ms.unwrap_or(90_000));
+        let max_age = config
+            .pool
+            .max_connection_duration_ms
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
         let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
         let pools = addrs
             .iter()
@@ -180,8 +188,9 @@ impl ClusterRt {
                     crate::upstream::pool::EndpointPool::new(
                         addr,
                         route.clone(),
-                        timeout,
+                        dial,
                         idle,
+                        max_age,
                         h2,
                         config.pool.max_concurrent_streams,
                     )
@@ -482,8 +491,11 @@ impl ClusterRt {
         let (Some(addr), Some(route)) = (self.endpoint_addr(i), self.routes.get(i)) else {
             return Err(std::io::Error::other("the endpoint has no address"));
         };
-        let timeout = Duration::from_millis(self.config.pool.connect_timeout_ms.max(1));
-        crate::upstream::conn::dial(addr, route, timeout).await
+        let dial = crate::upstream::conn::DialOptions {
+            timeout: Duration::from_millis(self.config.pool.connect_timeout_ms.max(1)),
+            keepalive: self.config.pool.tcp_keepalive,
+        };
+        crate::upstream::conn::dial(addr, route, &dial).await
     }
 
     /// Whether traffic to endpoint `i` is mutual TLS, for metrics.

@@ -29,7 +29,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::body::Body;
-use crate::upstream::conn::{Conn, Route};
+use crate::upstream::conn::{Conn, DialOptions, Route};
 use crate::upstream::error::SendError;
 use crate::upstream::streams::{Slot, StreamCount};
 
@@ -40,8 +40,10 @@ pub type Unsent = (SendError, Option<Box<http::Request<Body>>>);
 pub struct EndpointPool {
     addr: SocketAddr,
     route: Route,
-    connect_timeout: Duration,
+    dial: DialOptions,
     idle_timeout: Duration,
+    /// A connection this old takes no new request (`maxConnectionDuration`).
+    max_age: Option<Duration>,
     /// HTTP/2 with prior knowledge (`http2` and `grpc` clusters).
     h2_only: bool,
     /// Streams one HTTP/2 connection carries before another is opened
@@ -64,16 +66,19 @@ pub struct EndpointPool {
 struct H2Conn {
     sender: http2::SendRequest<Body>,
     streams: StreamCount,
+    born: Instant,
 }
 
 struct Idle {
     sender: http1::SendRequest<Body>,
     since: Instant,
+    born: Instant,
 }
 
 /// A connection ready for one request.
 enum Ready {
-    H1(http1::SendRequest<Body>),
+    /// With when the connection was opened.
+    H1(http1::SendRequest<Body>, Instant),
     /// With the request's stream claimed on it.
     H2(http2::SendRequest<Body>, Slot),
 }
@@ -82,16 +87,18 @@ impl EndpointPool {
     pub fn new(
         addr: SocketAddr,
         route: Route,
-        connect_timeout: Duration,
+        dial: DialOptions,
         idle_timeout: Duration,
+        max_age: Option<Duration>,
         h2_only: bool,
         h2_streams: Option<u32>,
     ) -> Arc<EndpointPool> {
         Arc::new(EndpointPool {
             addr,
             route,
-            connect_timeout,
+            dial,
             idle_timeout,
+            max_age,
             h2_only,
             h2_streams: h2_streams.map_or(usize::MAX, |n| n.max(1) as usize),
             idle: (0..=crate::listen::workers::started())
@@ -137,10 +144,10 @@ impl EndpointPool {
                         slot: Some(slot),
                     }));
                 }
-                Ready::H1(mut sender) => {
+                Ready::H1(mut sender, born) => {
                     to_origin_form(&mut req);
                     match sender.try_send_request(req).await {
-                        Ok(resp) => return Ok(self.hand_back_after(sender, resp)),
+                        Ok(resp) => return Ok(self.hand_back_after(sender, born, resp)),
                         Err(mut e) => match e.take_message() {
                             Some(back) => req = back,
                             None => return Err((SendError::Reset(Box::new(e.into_error())), None)),
@@ -170,19 +177,31 @@ impl EndpointPool {
                 drop_expired(&mut idle, self.idle_timeout);
                 idle.pop_back()?
             };
+            if self.too_old(idle.born) {
+                // Dropped: the connection closes.
+                continue;
+            }
             let mut sender = idle.sender;
             // Ready at once, or as soon as the connection's task has seen
             // the previous response through; an error means it closed.
             if sender.ready().await.is_ok() {
-                return Some(Ready::H1(sender));
+                return Some(Ready::H1(sender, idle.born));
             }
         }
     }
 
-    /// A stream on an open HTTP/2 connection that has one to spare.
+    /// Whether a connection opened at `born` has lived past its maximum
+    /// duration.
+    fn too_old(&self, born: Instant) -> bool {
+        self.max_age.is_some_and(|max| born.elapsed() >= max)
+    }
+
+    /// A stream on an open HTTP/2 connection that has one to spare. A
+    /// connection past its maximum duration is let go: the requests on it
+    /// finish, and it closes when the last of them drops its sender.
     fn h2_with_room(&self) -> Option<Ready> {
         let mut conns = self.h2.lock().ok()?;
-        conns.retain(|c| !c.sender.is_closed());
+        conns.retain(|c| !c.sender.is_closed() && !self.too_old(c.born));
         conns.iter().find_map(|c| {
             let slot = c.streams.try_claim(self.h2_streams)?;
             Some(Ready::H2(c.sender.clone(), slot))
@@ -201,9 +220,10 @@ impl EndpointPool {
         } else {
             None
         };
-        let conn = crate::upstream::conn::dial(self.addr, &self.route, self.connect_timeout)
+        let conn = crate::upstream::conn::dial(self.addr, &self.route, &self.dial)
             .await
             .map_err(|e| SendError::Connect(Box::new(e)))?;
+        let born = Instant::now();
         let negotiated_h2 =
             matches!(&conn, Conn::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
         let addr = self.addr;
@@ -223,6 +243,7 @@ impl EndpointPool {
                 conns.push(H2Conn {
                     sender: sender.clone(),
                     streams,
+                    born,
                 });
             }
             return Ok(Ready::H2(sender, slot));
@@ -235,7 +256,7 @@ impl EndpointPool {
                 tracing::debug!(%addr, error = %e, "upstream connection ended");
             }
         });
-        Ok(Ready::H1(sender))
+        Ok(Ready::H1(sender, born))
     }
 
     /// The response, with its body set to return `sender` to the pool
@@ -245,25 +266,26 @@ impl EndpointPool {
     fn hand_back_after(
         self: &Arc<Self>,
         sender: http1::SendRequest<Body>,
+        born: Instant,
         resp: http::Response<Incoming>,
     ) -> http::Response<UpstreamBody> {
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             return resp.map(UpstreamBody::unpooled);
         }
         if resp.body().is_end_stream() {
-            self.put_back(sender);
+            self.put_back(sender, born);
             return resp.map(UpstreamBody::unpooled);
         }
         let pool = self.clone();
         resp.map(|inner| UpstreamBody {
             inner,
-            back: Some((sender, pool)),
+            back: Some((sender, pool, born)),
             slot: None,
         })
     }
 
-    fn put_back(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+    fn put_back(self: &Arc<Self>, sender: http1::SendRequest<Body>, born: Instant) {
+        if sender.is_closed() || self.too_old(born) {
             return;
         }
         let Some(Ok(mut idle)) = self.idle_here().map(Mutex::lock) else {
@@ -273,6 +295,7 @@ impl EndpointPool {
         idle.push_back(Idle {
             sender,
             since: Instant::now(),
+            born,
         });
         drop(idle);
         self.sweep_later();
@@ -361,7 +384,7 @@ fn to_origin_form(req: &mut http::Request<Body>) {
 /// (a body dropped before its end leaves the connection to close).
 pub struct UpstreamBody {
     inner: Incoming,
-    back: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
+    back: Option<(http1::SendRequest<Body>, Arc<EndpointPool>, Instant)>,
     /// On HTTP/2, the stream's claim on its connection.
     slot: Option<Slot>,
 }
@@ -376,8 +399,8 @@ impl UpstreamBody {
     }
 
     fn give_back(&mut self) {
-        if let Some((sender, pool)) = self.back.take() {
-            pool.put_back(sender);
+        if let Some((sender, pool, born)) = self.back.take() {
+            pool.put_back(sender, born);
         }
     }
 }
@@ -419,7 +442,7 @@ impl hyper::body::Body for UpstreamBody {
 #[cfg(test)]
 mod tests {
     use super::EndpointPool;
-    use crate::upstream::conn::Route;
+    use crate::upstream::conn::{DialOptions, Route};
     use http_body_util::BodyExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -497,8 +520,9 @@ mod tests {
         EndpointPool::new(
             addr,
             Route::PLAIN,
-            Duration::from_secs(1),
+            DialOptions::within(Duration::from_secs(1)),
             idle,
+            None,
             false,
             None,
         )
@@ -539,8 +563,9 @@ mod tests {
         let pool = EndpointPool::new(
             addr,
             Route::PLAIN,
-            Duration::from_secs(1),
+            DialOptions::within(Duration::from_secs(1)),
             Duration::from_secs(60),
+            None,
             true,
             Some(2),
         );
@@ -609,5 +634,44 @@ mod tests {
             cold.send(get(nobody, "/")).await,
             Err((crate::upstream::error::SendError::Connect(_), Some(_)))
         ));
+    }
+
+    #[tokio::test]
+    async fn connections_past_their_maximum_duration_take_no_new_request() {
+        for h2 in [false, true] {
+            let (addr, seen) = counting_upstream(h2, Duration::ZERO).await;
+            let pool = EndpointPool::new(
+                addr,
+                Route::PLAIN,
+                DialOptions::within(Duration::from_secs(1)),
+                Duration::from_secs(60),
+                Some(Duration::from_millis(300)),
+                h2,
+                None,
+            );
+            read(&pool, addr, "/").await;
+            read(&pool, addr, "/").await;
+            assert_eq!(
+                seen.accepted.load(Ordering::SeqCst),
+                1,
+                "h2={h2}: reused while young"
+            );
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            read(&pool, addr, "/").await;
+            assert_eq!(
+                seen.accepted.load(Ordering::SeqCst),
+                2,
+                "h2={h2}: a new one once old"
+            );
+            // The old one is let go and closes.
+            let started = std::time::Instant::now();
+            while seen.open.load(Ordering::SeqCst) > 1 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "h2={h2}: the old connection stays open"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 }
