@@ -8,7 +8,7 @@ use weft_api::path::FieldPath;
 use weft_api::resource::{Resource, Spec};
 use weft_api::types::common::Labels;
 
-use super::{join, selector_text, Findings, Input};
+use super::{export_scopes, join, selector_text, Findings, Input};
 use crate::host;
 use crate::registry::labels_match;
 
@@ -20,24 +20,7 @@ fn scoped_hosts(
     vs: &weft_api::types::networking::VirtualService,
     domain_suffix: &str,
 ) -> Vec<(String, String)> {
-    let scopes: Vec<String> = if vs.export_to.is_empty() || vs.export_to.iter().any(|e| e == "*") {
-        vec!["*".to_owned()]
-    } else {
-        let mut s: Vec<String> = vs
-            .export_to
-            .iter()
-            .map(|e| {
-                if e == "." {
-                    r.namespace().to_owned()
-                } else {
-                    e.clone()
-                }
-            })
-            .collect();
-        s.sort();
-        s.dedup();
-        s
-    };
+    let scopes = export_scopes(&vs.export_to, r.namespace());
     let mut out = Vec::new();
     for scope in &scopes {
         for h in &vs.hosts {
@@ -208,25 +191,7 @@ pub fn service_entry_protocols(input: &Input<'_>, out: &mut Findings) {
         let Spec::ServiceEntry(se) = &r.spec else {
             continue;
         };
-        let scopes: Vec<String> =
-            if se.export_to.is_empty() || se.export_to.iter().any(|e| e == "*") {
-                vec!["*".into()]
-            } else {
-                let mut v: Vec<String> = se
-                    .export_to
-                    .iter()
-                    .map(|e| {
-                        if e == "." {
-                            r.namespace().to_owned()
-                        } else {
-                            e.clone()
-                        }
-                    })
-                    .collect();
-                v.sort();
-                v.dedup();
-                v
-            };
+        let scopes = export_scopes(&se.export_to, r.namespace());
         for scope in &scopes {
             for h in &se.hosts {
                 for p in &se.ports {

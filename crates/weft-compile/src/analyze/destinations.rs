@@ -36,21 +36,7 @@ fn fqdn(host: &str, ns: &str, domain_suffix: &str) -> String {
 fn visible_services<'a>(input: &Input<'a>) -> Visible<'a> {
     let mut out = Visible::new();
     for svc in input.registry.services.values() {
-        let scopes: Vec<String> =
-            if svc.export_to.is_empty() || svc.export_to.iter().any(|e| e == "*") {
-                vec!["*".into()]
-            } else {
-                svc.export_to
-                    .iter()
-                    .map(|e| {
-                        if e == "." {
-                            svc.namespace.clone()
-                        } else {
-                            e.clone()
-                        }
-                    })
-                    .collect()
-            };
+        let scopes = super::export_scopes(&svc.export_to, &svc.namespace);
         for scope in scopes {
             out.entry((scope, svc.host.clone())).or_insert(svc);
         }

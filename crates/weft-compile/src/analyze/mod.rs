@@ -375,6 +375,22 @@ pub fn analyze_with(input: &Input<'_>) -> Vec<Diagnostic> {
     out
 }
 
+/// The namespaces a resource in `ns` is exported to, as istioctl's
+/// analyzers key them: `*` alone when exported everywhere (no `exportTo`,
+/// or one that holds `*`), else each entry with `.` read as `ns`, sorted.
+pub(crate) fn export_scopes(export_to: &[String], ns: &str) -> Vec<String> {
+    if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
+        return vec!["*".to_owned()];
+    }
+    let mut scopes: Vec<String> = export_to
+        .iter()
+        .map(|e| if e == "." { ns.to_owned() } else { e.clone() })
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
 /// `a, b, c` for messages.
 pub(crate) fn join<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
     items

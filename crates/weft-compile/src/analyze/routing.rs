@@ -201,6 +201,25 @@ fn http_rules<'a>(
         .collect()
 }
 
+/// TCP or TLS routes as rules: they have no names, so `#index` labels them.
+fn l4_rules<'a, M: 'a>(
+    routes: impl Iterator<Item = &'a Vec<M>>,
+    field: FieldPath,
+) -> Vec<Rule<'a, M>> {
+    routes
+        .enumerate()
+        .map(|(i, matches)| Rule {
+            label: format!("#{i}"),
+            matches: matches
+                .iter()
+                .enumerate()
+                .map(|(k, m)| (format!("#{k}"), m))
+                .collect(),
+            field: field.index(i),
+        })
+        .collect()
+}
+
 pub fn unreachable_rules(input: &Input<'_>, out: &mut Findings) {
     for (r, vs) in &input.index.virtual_services {
         // HTTP matches compare without their names.
@@ -212,38 +231,16 @@ pub fn unreachable_rules(input: &Input<'_>, out: &mut Findings) {
         unreachable(r, &http_rules(vs, &unnamed), out);
         overlapping_prefixes(r, vs, &unnamed, out);
         let spec = FieldPath::root().key("spec");
-        let tcp: Vec<Rule<'_, _>> = vs
-            .tcp
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Rule {
-                label: format!("#{i}"),
-                matches: t
-                    .matches
-                    .iter()
-                    .enumerate()
-                    .map(|(k, m)| (format!("#{k}"), m))
-                    .collect(),
-                field: spec.key("tcp").index(i),
-            })
-            .collect();
-        unreachable(r, &tcp, out);
-        let tls: Vec<Rule<'_, _>> = vs
-            .tls
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Rule {
-                label: format!("#{i}"),
-                matches: t
-                    .matches
-                    .iter()
-                    .enumerate()
-                    .map(|(k, m)| (format!("#{k}"), m))
-                    .collect(),
-                field: spec.key("tls").index(i),
-            })
-            .collect();
-        unreachable(r, &tls, out);
+        unreachable(
+            r,
+            &l4_rules(vs.tcp.iter().map(|t| &t.matches), spec.key("tcp")),
+            out,
+        );
+        unreachable(
+            r,
+            &l4_rules(vs.tls.iter().map(|t| &t.matches), spec.key("tls")),
+            out,
+        );
     }
 }
 
