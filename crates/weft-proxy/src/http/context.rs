@@ -33,6 +33,9 @@ pub struct Ctx {
     pub hop: Option<trace::Hop>,
     /// What metric tag overrides read from the request, when any does.
     pub request_tags: Option<Arc<[Text]>>,
+    /// Headers the policy stage adds to the response, whatever it is (an
+    /// external authorizer's `headersToDownstreamOnAllow`).
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Ctx {

@@ -64,7 +64,7 @@ pub async fn handle(
     let resp = match refused {
         Some(e) => flight.ctx.fail_and_close(e),
         None => {
-            serve(
+            let mut resp = serve(
                 &flight.shared,
                 &flight.snapshot,
                 &flight.listener,
@@ -72,7 +72,11 @@ pub async fn handle(
                 req,
                 &mut flight.ctx,
             )
-            .await
+            .await;
+            for (k, v) in std::mem::take(&mut flight.ctx.response_headers) {
+                resp.headers_mut().append(k, v);
+            }
+            resp
         }
     };
     Ok(flight.finish(resp))

@@ -57,6 +57,7 @@ pub async fn check<B>(
         ctx.entry.audited_by = audit;
     }
     record_dry_run(metrics, &checked.dry_run, ctx);
+    ctx.response_headers = checked.response_headers;
     let jwt = checked.jwt;
     checked
         .outcome

@@ -77,6 +77,7 @@ impl InFlight {
             grpc,
             hop,
             request_tags,
+            response_headers: Vec::new(),
         };
         InFlight {
             shared,

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use crate::upstream::ClusterRt;
 
 pub enum Outcome {
-    /// Allowed; these headers go on to the upstream.
+    /// Allowed; these headers go on to the upstream, and these back to
+    /// the client with the response.
     Allow {
         upstream: Vec<(HeaderName, HeaderValue)>,
+        downstream: Vec<(HeaderName, HeaderValue)>,
     },
     Deny {
         status: StatusCode,
@@ -61,6 +63,7 @@ pub async fn check(
             tracing::warn!(provider = %provider.name, %why, "authorizer unavailable; failing open as configured");
             Outcome::Allow {
                 upstream: Vec::new(),
+                downstream: Vec::new(),
             }
         }
         Err(why) => Outcome::Deny {
@@ -124,6 +127,7 @@ async fn ask(
     if status.is_success() {
         return Ok(Outcome::Allow {
             upstream: pick(&provider.headers_to_upstream_on_allow, &resp_headers),
+            downstream: pick(&provider.headers_to_downstream_on_allow, &resp_headers),
         });
     }
     let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)

@@ -72,6 +72,9 @@ pub struct Checked {
     pub jwt: Option<authz::Jwt>,
     /// What the dry-run policies would have decided.
     pub dry_run: authz::DryRun,
+    /// Headers a CUSTOM policy's authorizer sends back to the client with
+    /// the response (`headersToDownstreamOnAllow`).
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Policies {
@@ -119,6 +122,7 @@ impl Policies {
                         outcome: Err(Denial::Unauthenticated { why }),
                         jwt: None,
                         dry_run: Default::default(),
+                        response_headers: Vec::new(),
                     }
                 }
             }
@@ -129,6 +133,7 @@ impl Policies {
                 outcome: Ok(()),
                 jwt,
                 dry_run: Default::default(),
+                response_headers: Vec::new(),
             };
         }
         let facts = RequestFacts::of(req, remote);
@@ -150,6 +155,7 @@ impl Policies {
                     }),
                     jwt: None,
                     dry_run,
+                    response_headers: Vec::new(),
                 }
             }
             // No verdict cannot happen; refuse rather than assume.
@@ -162,18 +168,23 @@ impl Policies {
                     }),
                     jwt: None,
                     dry_run,
+                    response_headers: Vec::new(),
                 }
             }
         };
-        let outcome = match custom {
-            Some(custom) => self.ask_external(clusters, custom, req).await,
-            None => Ok(()),
+        let (outcome, response_headers) = match custom {
+            Some(custom) => match self.ask_external(clusters, custom, req).await {
+                Ok(headers) => (Ok(()), headers),
+                Err(denial) => (Err(denial), Vec::new()),
+            },
+            None => (Ok(()), Vec::new()),
         };
         Checked {
             audited_by,
             outcome,
             jwt,
             dry_run,
+            response_headers,
         }
     }
 
@@ -203,7 +214,7 @@ impl Policies {
         clusters: &HashMap<String, Arc<ClusterRt>>,
         (policy, provider): (String, String),
         req: &mut Request<B>,
-    ) -> Result<(), Denial> {
+    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, Denial> {
         let Some(p) = self.providers.iter().find(|p| p.name == provider) else {
             return Err(Denial::External {
                 status: StatusCode::FORBIDDEN,
@@ -229,11 +240,14 @@ impl Policies {
         ))
         .await
         {
-            ext_authz::Outcome::Allow { upstream } => {
+            ext_authz::Outcome::Allow {
+                upstream,
+                downstream,
+            } => {
                 for (k, v) in upstream {
                     req.headers_mut().insert(k, v);
                 }
-                Ok(())
+                Ok(downstream)
             }
             ext_authz::Outcome::Deny {
                 status,

@@ -271,6 +271,7 @@ data:
         port: 8000
         includeRequestHeadersInCheck: ["x-ext-authz"]
         headersToUpstreamOnAllow: ["x-ext-authz-check-result"]
+        headersToDownstreamOnAllow: ["x-ext-authz-check-result"]
         headersToDownstreamOnDeny: ["x-ext-authz-check-result"]
 ---
 apiVersion: v1
@@ -339,6 +340,14 @@ spec:
     assert_eq!(
         seen["headers"]["x-ext-authz-check-result"], "allowed",
         "{seen}"
+    );
+    // headersToDownstreamOnAllow: the authorizer's header reaches the
+    // client too (httpbin itself does not send it).
+    assert_eq!(
+        r.header("x-ext-authz-check-result").as_deref(),
+        Some("allowed"),
+        "{}",
+        r.headers
     );
     // Paths no CUSTOM policy covers are not put to the authorizer.
     assert_eq!(curl(&["-x", &proxy, "http://httpbin:8000/get"]).status, 200);
