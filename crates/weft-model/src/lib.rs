@@ -439,6 +439,11 @@ pub struct Cors {
     pub max_age_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_credentials: Option<bool>,
+    /// `unmatchedPreflights: IGNORE`: a preflight from an origin the policy
+    /// does not allow is answered here (200, no CORS headers) instead of
+    /// going to the application.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub answer_unmatched_preflights: bool,
 }
 
 // ---------------------------------------------------------------- clusters

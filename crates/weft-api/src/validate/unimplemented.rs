@@ -64,11 +64,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         "retries back off by weft's own schedule",
     ),
     (
-        ResourceKind::VirtualService,
-        "spec.http.corsPolicy.unmatchedPreflights",
-        "unmatched preflights are always forwarded",
-    ),
-    (
         ResourceKind::DestinationRule,
         "**.tunnel",
         "tunnelling to an upstream proxy is not supported",

@@ -842,6 +842,8 @@ pub(crate) fn http_routes(
             expose_headers: cp.expose_headers.clone(),
             max_age_secs: cp.max_age.as_ref().map(|d| d.as_std().as_secs()),
             allow_credentials: cp.allow_credentials,
+            answer_unmatched_preflights: cp.unmatched_preflights
+                == Some(net::UnmatchedPreflights::Ignore),
         });
         routes.push(Route {
             name: if hr.name.is_empty() {

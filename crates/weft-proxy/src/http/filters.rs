@@ -36,16 +36,25 @@ pub fn cors<B>(route: &RouteRt, req: &Request<B>) -> Cors {
     let Some(policy) = &route.route.cors else {
         return Cors::None;
     };
-    let Some(origin) = req.headers().get(http::header::ORIGIN).filter(|o| {
-        o.to_str()
-            .is_ok_and(|o| route.cors_origins.iter().any(|m| m.matches(o, false)))
-    }) else {
-        return Cors::None;
-    };
     let preflight = req.method() == http::Method::OPTIONS
         && req
             .headers()
             .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+    let Some(origin) = req.headers().get(http::header::ORIGIN) else {
+        return Cors::None;
+    };
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|o| route.cors_origins.iter().any(|m| m.matches(o, false)));
+    if !allowed {
+        // Envoy forwards it unless told not to; then it answers 200 with
+        // no CORS headers, which the browser reads as a refusal.
+        return if preflight && policy.answer_unmatched_preflights {
+            Cors::Preflight(Response::new(empty()))
+        } else {
+            Cors::None
+        };
+    }
     if preflight {
         let mut resp = Response::new(empty());
         cors_headers(resp.headers_mut(), policy, origin, true);

@@ -178,6 +178,18 @@ spec:
       maxAge: 24h
       allowCredentials: true
     route: [{destination: {host: ratings}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: details}
+spec:
+  hosts: [details]
+  http:
+  - corsPolicy:
+      allowOrigins: [{exact: "https://shop.example.com"}]
+      allowMethods: [GET]
+      unmatchedPreflights: IGNORE
+    route: [{destination: {host: details}}]
 "#;
     let p = bookinfo(&mut w, vs, &[]);
     let r = curl(&[
@@ -233,6 +245,36 @@ spec:
     ]);
     assert_eq!(r.status, 200);
     assert!(r.header("access-control-allow-origin").is_none());
+    // A preflight from an origin the policy does not allow goes to the
+    // application by default (FORWARD); with unmatchedPreflights: IGNORE
+    // the proxy answers it, without CORS headers.
+    let preflight = |host: &str| {
+        curl(&[
+            "-x",
+            &p,
+            "-X",
+            "OPTIONS",
+            "-H",
+            "Origin: https://evil.example",
+            "-H",
+            "Access-Control-Request-Method: GET",
+            &format!("http://{host}:9080/get"),
+        ])
+    };
+    let forwarded = preflight("ratings");
+    assert!(
+        forwarded.header("x-served-by").is_some(),
+        "{}",
+        forwarded.headers
+    );
+    let ignored = preflight("details");
+    assert_eq!(ignored.status, 200, "{}", ignored.headers);
+    assert!(
+        ignored.header("x-served-by").is_none(),
+        "{}",
+        ignored.headers
+    );
+    assert!(ignored.header("access-control-allow-origin").is_none());
 }
 
 #[test]
