@@ -446,6 +446,7 @@ mod tests {
                 expose_headers: vec!["x-total".into()],
                 max_age_secs: Some(60),
                 allow_credentials: Some(true),
+                answer_unmatched_preflights: false,
             }),
             ..route()
         });
