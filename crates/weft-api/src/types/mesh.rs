@@ -20,6 +20,10 @@ pub struct MeshConfig {
     pub path_normalization: Option<PathNormalizationConfig>,
     #[serde(default)]
     pub default_config: ProxyConfigDefaults,
+    /// Other trust domains this mesh's identities answer to in
+    /// AuthorizationPolicies (a mesh moving from one to another).
+    #[serde(default)]
+    pub trust_domain_aliases: Vec<String>,
 }
 
 /// `defaultConfig`: the proxies' defaults. weft reads `proxyMetadata`

@@ -11,6 +11,7 @@ mod index;
 mod routes;
 mod security;
 mod telemetry;
+mod trust_domain;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

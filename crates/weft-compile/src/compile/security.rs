@@ -239,10 +239,14 @@ fn matcher(attribute: &str, values: &[String], negate: bool) -> Option<AuthzMatc
     })
 }
 
-fn source(s: &sec::Source) -> Vec<AuthzMatch> {
+/// A rule's `from` source; principals are written for every trust domain
+/// of `bundle` (the mesh's and its aliases).
+fn source(s: &sec::Source, bundle: &[String]) -> Vec<AuthzMatch> {
+    let principals = super::trust_domain::with_aliases(&s.principals, bundle);
+    let not_principals = super::trust_domain::with_aliases(&s.not_principals, bundle);
     [
-        matcher("source.principal", &s.principals, false),
-        matcher("source.principal", &s.not_principals, true),
+        matcher("source.principal", &principals, false),
+        matcher("source.principal", &not_principals, true),
         matcher("request.auth.principal", &s.request_principals, false),
         matcher("request.auth.principal", &s.not_request_principals, true),
         matcher("source.namespace", &s.namespaces, false),
@@ -279,6 +283,9 @@ fn operation(o: &sec::Operation) -> Vec<AuthzMatch> {
 
 fn authorization(c: &Compiler<'_>, me: &Me) -> Authorization {
     let mut out = Authorization::default();
+    let bundle: Vec<String> = std::iter::once(c.mesh.trust_domain.clone())
+        .chain(c.index.mesh_config.trust_domain_aliases.iter().cloned())
+        .collect();
     for (r, ap) in &c.index.authorization_policies {
         if policy_scope(
             r.namespace(),
@@ -300,7 +307,7 @@ fn authorization(c: &Compiler<'_>, me: &Me) -> Authorization {
                     .from
                     .iter()
                     .filter_map(|f| f.source.as_ref())
-                    .map(source)
+                    .map(|src| source(src, &bundle))
                     .collect(),
                 to: rule
                     .to
