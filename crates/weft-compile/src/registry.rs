@@ -173,6 +173,9 @@ pub struct Instance {
     pub weight: u32,
     /// Runs a weft sidecar (Workload, Pod, Deployment, WorkloadEntry).
     pub meshed: bool,
+    /// Its pod carries `ambient.istio.io/redirection: enabled`, as Istio's
+    /// CNI marks a pod whose traffic the node proxy takes (no sidecar).
+    pub ambient: bool,
     pub origin: ResourceKey,
 }
 
@@ -415,7 +418,13 @@ impl Registry {
             locality: String::new(),
             weight: 1,
             meshed: true,
+            ambient: false,
             origin: r.key(),
+        };
+        let redirected = |annotations: &std::collections::BTreeMap<String, String>| {
+            annotations
+                .get("ambient.istio.io/redirection")
+                .is_some_and(|v| v == "enabled")
         };
         match &r.spec {
             Spec::Workload(w) => {
@@ -439,21 +448,25 @@ impl Registry {
                 let ports = container_ports(&d.template.spec);
                 let replicas = d.replicas.unwrap_or(1).max(0);
                 for i in 0..replicas {
-                    self.instances.push(base(
+                    let mut inst = base(
                         format!("{}-{i}", r.name()),
                         d.template.metadata.labels.clone(),
                         d.template.spec.service_account(),
                         ports.clone(),
-                    ));
+                    );
+                    inst.ambient = redirected(&d.template.metadata.annotations);
+                    self.instances.push(inst);
                 }
             }
             Spec::Pod(p) => {
-                self.instances.push(base(
+                let mut inst = base(
                     r.name().to_owned(),
                     r.meta.labels.clone(),
                     p.service_account(),
                     container_ports(p),
-                ));
+                );
+                inst.ambient = redirected(&r.meta.annotations);
+                self.instances.push(inst);
             }
             Spec::WorkloadEntry(we) => {
                 let mut inst = base(

@@ -243,13 +243,8 @@ pub fn service_entry_protocols(input: &Input<'_>, out: &mut Findings) {
 /// Whether a workload of the mesh (or one of weft's gateways) carries both
 /// selectors' labels.
 fn same_workload(input: &Input<'_>, a: &Labels, b: &Labels) -> bool {
-    input
-        .registry
-        .instances
-        .iter()
-        .map(|i| &i.labels)
-        .chain(input.mesh.gateways.iter().map(|g| &g.labels))
-        .any(|l| labels_match(a, l) && labels_match(b, l))
+    super::workloads::every_workload(input)
+        .any(|w| labels_match(a, w.labels) && labels_match(b, w.labels))
 }
 
 /// IST0145, as istioctl's ConflictingGatewayAnalyzer: another Gateway with

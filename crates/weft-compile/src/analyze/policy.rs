@@ -7,6 +7,7 @@ use weft_api::resource::Spec;
 use weft_api::types::common::Labels;
 use weft_api::types::networking::{ClientTlsMode, ClientTlsSettings};
 
+use super::workloads::every_workload;
 use super::{selector_text, Findings, Input};
 use crate::compile::Compiler;
 use crate::host;
@@ -15,17 +16,8 @@ use crate::registry::labels_match;
 /// Whether any workload of the mesh in `ns` (any namespace when `None`)
 /// matches `sel`; weft's own gateways count, in their namespace.
 fn selects_something(input: &Input<'_>, ns: Option<&str>, sel: &Labels) -> bool {
-    let in_ns = |n: &str| ns.is_none_or(|ns| ns == n);
-    input
-        .registry
-        .instances
-        .iter()
-        .any(|i| in_ns(&i.namespace) && labels_match(sel, &i.labels))
-        || input
-            .mesh
-            .gateways
-            .iter()
-            .any(|g| in_ns(&g.namespace) && labels_match(sel, &g.labels))
+    every_workload(input)
+        .any(|w| ns.is_none_or(|ns| ns == w.namespace) && labels_match(sel, w.labels))
 }
 
 /// IST0127, as istioctl's AuthorizationPoliciesAnalyzer: a policy in the

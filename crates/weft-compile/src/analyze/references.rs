@@ -85,21 +85,9 @@ fn gateway_workload_namespace<'a>(
     input: &Input<'a>,
     gw: &weft_api::types::networking::Gateway,
 ) -> Option<&'a str> {
-    use crate::registry::labels_match;
-    input
-        .mesh
-        .gateways
-        .iter()
-        .find(|g| labels_match(&gw.selector, &g.labels))
-        .map(|g| g.namespace.as_str())
-        .or_else(|| {
-            input
-                .registry
-                .instances
-                .iter()
-                .find(|i| labels_match(&gw.selector, &i.labels))
-                .map(|i| i.namespace.as_str())
-        })
+    super::workloads::every_workload(input)
+        .find(|w| crate::registry::labels_match(&gw.selector, w.labels))
+        .map(|w| w.namespace)
 }
 
 /// As istioctl's SecretAnalyzer, against weft's secrets directory: a

@@ -30,42 +30,34 @@ struct Rule<'a, M> {
 /// matches, a rule whose every match an earlier rule has, and a match seen
 /// before (in this rule or an earlier one).
 fn unreachable<M: PartialEq>(r: &Resource, rules: &[Rule<'_, M>], out: &mut Findings) {
+    let not_used = |out: &mut Findings, rule: &Rule<'_, M>, why: &str, fix: &str| {
+        out.add(
+            Severity::Warning,
+            "IST0130",
+            r,
+            &rule.field,
+            format!("VirtualService rule {} not used ({why}).", rule.label),
+            fix,
+        );
+    };
+    let move_it = "move the rule without matches to the end";
     let mut seen: Vec<(&M, usize)> = Vec::new();
     let mut catch_all = false;
     for (i, rule) in rules.iter().enumerate() {
         if rule.matches.is_empty() {
             if catch_all {
-                out.add(
-                    Severity::Warning,
-                    "IST0130",
-                    r,
-                    &rule.field,
-                    format!(
-                        "VirtualService rule {} not used (only the last rule can have no matches).",
-                        rule.label
-                    ),
-                    "move the rule without matches to the end",
-                );
+                not_used(out, rule, "only the last rule can have no matches", move_it);
             }
             catch_all = true;
             continue;
         }
+        if catch_all {
+            // Istio says so once per match; findings are deduplicated.
+            not_used(out, rule, "route without matches defined before", move_it);
+            continue;
+        }
         let mut duplicates = 0;
         for (k, (name, m)) in rule.matches.iter().enumerate() {
-            if catch_all {
-                out.add(
-                    Severity::Warning,
-                    "IST0130",
-                    r,
-                    &rule.field,
-                    format!(
-                        "VirtualService rule {} not used (route without matches defined before).",
-                        rule.label
-                    ),
-                    "move the rule without matches to the end",
-                );
-                continue;
-            }
             if let Some((_, prior)) = seen.iter().find(|(x, _)| *x == *m) {
                 out.add(Severity::Info, "IST0131", r, &rule.field.key("match").index(k), format!("VirtualService rule {} match {name} is not used (duplicate/overlapping match in rule {}).", rule.label, rules[*prior].label), "remove the duplicate match");
                 duplicates += 1;
@@ -74,15 +66,10 @@ fn unreachable<M: PartialEq>(r: &Resource, rules: &[Rule<'_, M>], out: &mut Find
             }
         }
         if duplicates == rule.matches.len() {
-            out.add(
-                Severity::Warning,
-                "IST0130",
-                r,
-                &rule.field,
-                format!(
-                    "VirtualService rule {} not used (all matches used by prior rules).",
-                    rule.label
-                ),
+            not_used(
+                out,
+                rule,
+                "all matches used by prior rules",
                 "remove the rule or change its matches",
             );
         }
@@ -228,8 +215,9 @@ pub fn unreachable_rules(input: &Input<'_>, out: &mut Findings) {
             .iter()
             .map(|h| h.matches.iter().map(without_name).collect())
             .collect();
-        unreachable(r, &http_rules(vs, &unnamed), out);
-        overlapping_prefixes(r, vs, &unnamed, out);
+        let http = http_rules(vs, &unnamed);
+        unreachable(r, &http, out);
+        overlapping_prefixes(r, &http, out);
         let spec = FieldPath::root().key("spec");
         unreachable(
             r,
@@ -246,16 +234,10 @@ pub fn unreachable_rules(input: &Input<'_>, out: &mut Findings) {
 
 /// IST0131 for a prefix match that an earlier, shorter prefix with the
 /// same (or wider) other conditions already takes, as Istio checks it.
-fn overlapping_prefixes(
-    r: &Resource,
-    vs: &VirtualService,
-    unnamed: &[Vec<HttpMatchRequest>],
-    out: &mut Findings,
-) {
-    let rules = http_rules(vs, unnamed);
+fn overlapping_prefixes(r: &Resource, rules: &[Rule<'_, HttpMatchRequest>], out: &mut Findings) {
     let mut seen: Vec<&HttpMatchRequest> = Vec::new();
     let mut prefixes: Vec<PrefixMatch<'_>> = Vec::new();
-    for rule in &rules {
+    for rule in rules {
         for (k, (name, m)) in rule.matches.iter().enumerate() {
             // Whole duplicates are reported by `unreachable` and not
             // looked at again.

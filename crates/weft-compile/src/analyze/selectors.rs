@@ -13,7 +13,7 @@ use weft_api::path::FieldPath;
 use weft_api::resource::Resource;
 use weft_api::types::common::Labels;
 
-use super::workloads::{in_ambient_mode, namespace_in_ambient_mode, selected};
+use super::workloads::{namespace_in_ambient_mode, selected};
 use super::{join, selector_text, Findings, Input};
 
 /// A Sidecar or a Telemetry, by what the checks need of it.
@@ -50,7 +50,7 @@ fn pick<'a>(
         for inst in found {
             picked
                 .entry((inst.namespace.clone(), inst.name.clone()))
-                .or_insert_with(|| (in_ambient_mode(input, inst), Vec::new()))
+                .or_insert_with(|| (inst.ambient, Vec::new()))
                 .1
                 .push(it.resource);
         }

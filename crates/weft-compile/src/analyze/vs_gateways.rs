@@ -144,20 +144,14 @@ pub fn claim_routes(input: &Input<'_>, out: &mut Findings) {
                 continue;
             };
             // The gateway's workloads: weft's own gateways and the mesh's.
-            let pods = input
-                .mesh
-                .gateways
-                .iter()
-                .map(|p| (p.name.as_str(), p.namespace.as_str(), &p.labels))
-                .chain(
-                    input
-                        .registry
-                        .instances
-                        .iter()
-                        .map(|i| (i.name.as_str(), i.namespace.as_str(), &i.labels)),
-                )
-                .filter(|(_, _, labels)| labels_match(&gw.selector, labels));
-            for (pod, ns, labels) in pods {
+            let pods = super::workloads::every_workload(input)
+                .filter(|w| labels_match(&gw.selector, w.labels));
+            for super::workloads::Workload {
+                name: pod,
+                namespace: ns,
+                labels,
+            } in pods
+            {
                 let authenticated = input
                     .index
                     .request_authentications

@@ -1,31 +1,33 @@
 //! What the analyzers ask of workloads and namespaces: which workloads a
 //! selector picks, which run in ambient mode, what labels a namespace has.
 
-use weft_api::resource::{Resource, ResourceKind, Spec};
+use weft_api::resource::ResourceKind;
 use weft_api::types::common::Labels;
 
 use super::Input;
 use crate::registry::{labels_match, Instance};
 
-/// Istio's annotation on a pod whose traffic the node proxy redirects.
-const AMBIENT_REDIRECTION: &str = "ambient.istio.io/redirection";
-
-/// The resource that declared `inst` (its Pod, Deployment, Workload, …).
-fn declared_by<'a>(input: &Input<'a>, inst: &Instance) -> Option<&'a Resource> {
-    input.resources.iter().find(|r| r.key() == inst.origin)
+/// A workload of the mesh as the analyzers see one: a replica of the
+/// registry, or one of weft's own gateways.
+pub struct Workload<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub labels: &'a Labels,
 }
 
-/// Whether `inst` runs in ambient mode (no sidecar): its pod carries
-/// `ambient.istio.io/redirection: enabled`, as the CNI marks it.
-pub fn in_ambient_mode(input: &Input<'_>, inst: &Instance) -> bool {
-    let annotations = match declared_by(input, inst).map(|r| (&r.spec, r)) {
-        Some((Spec::Pod(_), r)) => &r.meta.annotations,
-        Some((Spec::Deployment(d), _)) => &d.template.metadata.annotations,
-        _ => return false,
-    };
-    annotations
-        .get(AMBIENT_REDIRECTION)
-        .is_some_and(|v| v == "enabled")
+/// Every workload: weft's gateways, then the registry's replicas.
+pub fn every_workload<'a>(input: &Input<'a>) -> impl Iterator<Item = Workload<'a>> + 'a {
+    let gateways = input.mesh.gateways.iter().map(|g| Workload {
+        name: &g.name,
+        namespace: &g.namespace,
+        labels: &g.labels,
+    });
+    let replicas = input.registry.instances.iter().map(|i| Workload {
+        name: &i.name,
+        namespace: &i.namespace,
+        labels: &i.labels,
+    });
+    gateways.chain(replicas)
 }
 
 /// The labels of the Namespace resource named `ns`, if the configuration

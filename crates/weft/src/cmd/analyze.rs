@@ -48,19 +48,15 @@ pub enum Level {
 }
 
 impl Level {
-    /// Whether `s` is at this level or worse.
+    /// Whether `s` is at this level or worse (`Severity` orders the worst
+    /// first).
     fn admits(self, s: Severity) -> bool {
-        let rank = |s: Severity| match s {
-            Severity::Info => 0,
-            Severity::Warning => 1,
-            Severity::Error => 2,
-        };
         let own = match self {
-            Level::Info => 0,
-            Level::Warning => 1,
-            Level::Error => 2,
+            Level::Info => Severity::Info,
+            Level::Warning => Severity::Warning,
+            Level::Error => Severity::Error,
         };
-        rank(s) >= own
+        s <= own
     }
 }
 
