@@ -664,12 +664,15 @@ pub struct Security {
     pub workload_addresses: BTreeMap<String, String>,
 }
 
-/// An `envoyExtAuthzHttp` extension provider: an HTTP service asked about
-/// each request a CUSTOM policy matches; 2xx allows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An `envoyExtAuthzHttp` or `envoyExtAuthzGrpc` extension provider: a
+/// service asked about each request a CUSTOM policy matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExtAuthzProvider {
     pub name: String,
+    /// How the authorizer is asked.
+    #[serde(default, skip_serializing_if = "ExtAuthzApi::is_http")]
+    pub api: ExtAuthzApi,
     /// The cluster the check is sent through.
     pub cluster: String,
     /// `host:port`, sent as the check's authority.
@@ -690,6 +693,24 @@ pub struct ExtAuthzProvider {
     pub headers_to_downstream_on_allow: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers_to_downstream_on_deny: Vec<String>,
+}
+
+/// The API an external authorizer serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExtAuthzApi {
+    /// A 2xx answer to a copy of the request allows (`envoyExtAuthzHttp`).
+    #[default]
+    Http,
+    /// Envoy's `envoy.service.auth.v3.Authorization/Check` over gRPC
+    /// (`envoyExtAuthzGrpc`).
+    Grpc,
+}
+
+impl ExtAuthzApi {
+    fn is_http(&self) -> bool {
+        *self == ExtAuthzApi::Http
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

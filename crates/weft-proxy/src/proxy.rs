@@ -32,13 +32,13 @@ pub struct Proxy {
     admin: Option<SocketAddr>,
 }
 
-pub(crate) fn app_cluster(port: u32, addr: SocketAddr) -> Cluster {
+pub(crate) fn app_cluster(port: u32, addr: SocketAddr, protocol: Protocol) -> Cluster {
     Cluster {
         name: format!("inbound|{port}||"),
         service: String::new(),
         port,
         subset: String::new(),
-        protocol: Protocol::Http,
+        protocol,
         lb: LbPolicy::RoundRobin,
         locality: None,
         pool: ConnectionPool {
@@ -78,19 +78,20 @@ impl Proxy {
             config.source_ip(),
         ));
         let snapshot = Snapshot::build(model, version, None, client)?;
-        let apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)> = config
+        let plain = Arc::new(upstream::ClientSide::plain("", &Default::default()));
+        let apps: HashMap<u32, crate::shared::App> = config
             .apps
             .iter()
             .map(|(port, addr)| {
+                let cluster =
+                    |p| Arc::new(ClusterRt::new(app_cluster(*port, *addr, p), plain.clone()));
                 (
                     *port,
-                    (
-                        Arc::new(ClusterRt::new(
-                            app_cluster(*port, *addr),
-                            Arc::new(upstream::ClientSide::plain("", &Default::default())),
-                        )),
-                        crate::roles::sidecar::inbound_route(*port),
-                    ),
+                    crate::shared::App {
+                        http1: cluster(Protocol::Http),
+                        http2: cluster(Protocol::Http2),
+                        route: crate::roles::sidecar::inbound_route(*port),
+                    },
                 )
             })
             .collect();

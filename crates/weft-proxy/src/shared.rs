@@ -79,8 +79,8 @@ pub struct Shared {
     pub config: RuntimeConfig,
     pub access_log: AccessLog,
     pub metrics: metrics::Metrics,
-    /// Inbound port → the application's cluster and fixed route.
-    pub(crate) apps: HashMap<u32, (Arc<ClusterRt>, weft_model::Route)>,
+    /// Inbound port → the application's clusters and fixed route.
+    pub(crate) apps: HashMap<u32, App>,
     /// This proxy's identity and tunnels; `None` with `--no-mtls`.
     pub mesh: Option<Arc<mesh::Mesh>>,
     /// `credentialName` credentials for gateway TLS and TLS origination.
@@ -109,6 +109,27 @@ impl Shared {
     pub(crate) fn log_access(&self, entry: access_log::Entry) {
         if self.logs_access(&self.snapshot.load()) {
             self.access_log.log(&entry);
+        }
+    }
+}
+
+/// The local application behind one inbound port. It is spoken to in the
+/// protocol the request came in (Envoy's `USE_DOWNSTREAM_PROTOCOL`, as
+/// Istio's inbound clusters do): a peer's sidecar sends HTTP/2 through
+/// the tunnel exactly when the port is declared HTTP/2 or gRPC, and gRPC
+/// needs HTTP/2 end to end for its trailers.
+pub(crate) struct App {
+    pub http1: Arc<ClusterRt>,
+    pub http2: Arc<ClusterRt>,
+    pub route: weft_model::Route,
+}
+
+impl App {
+    pub fn cluster(&self, version: http::Version) -> &Arc<ClusterRt> {
+        if version == http::Version::HTTP_2 {
+            &self.http2
+        } else {
+            &self.http1
         }
     }
 }

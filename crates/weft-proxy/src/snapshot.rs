@@ -347,7 +347,10 @@ impl Snapshot {
             me: crate::telemetry::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
             tags: crate::telemetry::metric_tags::TagPlan::compile(&model.telemetry.tag_overrides),
-            policy: crate::policy::Policies::compile(&model.security),
+            policy: crate::policy::Policies::compile(
+                &model.security,
+                Some(model.proxy.spiffe_id.as_str()).filter(|s| !s.is_empty()),
+            ),
             inbound_services: model
                 .listeners
                 .iter()

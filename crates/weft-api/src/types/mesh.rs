@@ -138,7 +138,7 @@ pub struct ExtensionProvider {
     #[serde(default)]
     pub name: String,
     pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
-    pub envoy_ext_authz_grpc: Option<serde_json::Value>,
+    pub envoy_ext_authz_grpc: Option<ExtAuthzGrpc>,
     pub zipkin: Option<serde_json::Value>,
     pub opentelemetry: Option<OpenTelemetryProvider>,
     pub skywalking: Option<serde_json::Value>,
@@ -180,6 +180,27 @@ pub struct ExtAuthzHttp {
     pub include_request_body_in_check: Option<serde_json::Value>,
     #[serde(default)]
     pub include_headers_in_check: Vec<String>,
+}
+
+/// `envoyExtAuthzGrpc`: a gRPC service (Envoy's
+/// `envoy.service.auth.v3.Authorization`) asked about each request a
+/// CUSTOM AuthorizationPolicy matches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExtAuthzGrpc {
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u32,
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub fail_open: bool,
+    /// weft routes after the policy stage, so the route always sees the
+    /// authorizer's headers, as with `clearRouteCache: true`.
+    #[serde(default)]
+    pub clear_route_cache: bool,
+    pub status_on_error: Option<String>,
+    pub include_request_body_in_check: Option<serde_json::Value>,
 }
 
 /// Whether `r` is Istio's mesh ConfigMap (`istio` in `root_namespace`).

@@ -484,23 +484,44 @@ pub fn config_map(ctx: &mut Ctx<'_>) {
                 "give each provider its own name",
             );
         }
-        if let Some(h) = &p.envoy_ext_authz_http {
-            if h.service.is_empty() {
+        let authorizer = match (&p.envoy_ext_authz_http, &p.envoy_ext_authz_grpc) {
+            (Some(h), _) => Some((
+                "envoyExtAuthzHttp",
+                &h.service,
+                h.port,
+                h.include_request_body_in_check.is_some(),
+            )),
+            (None, Some(g)) => Some((
+                "envoyExtAuthzGrpc",
+                &g.service,
+                g.port,
+                g.include_request_body_in_check.is_some(),
+            )),
+            (None, None) => None,
+        };
+        if let Some((kind, service, port, with_body)) = authorizer {
+            let at = path.key(kind);
+            if service.is_empty() {
                 ctx.error(
-                    &path.key("envoyExtAuthzHttp").key("service"),
+                    &at.key("service"),
                     "the authorizer's service is missing",
                     "set service to the authorizer's host, e.g. ext-authz.foo.svc.cluster.local",
                 );
             }
-            if h.port == 0 || h.port > 65535 {
+            if port == 0 || port > 65535 {
                 ctx.error(
-                    &path.key("envoyExtAuthzHttp").key("port"),
-                    format!("port {} is not a valid port", h.port),
-                    "set the authorizer's HTTP port, 1..65535",
+                    &at.key("port"),
+                    format!("port {port} is not a valid port"),
+                    "set the authorizer's port, 1..65535",
                 );
             }
-        } else if p.envoy_ext_authz_grpc.is_some() {
-            ctx.warn(&path.key("envoyExtAuthzGrpc"), "weft does not implement envoyExtAuthzGrpc yet; CUSTOM policies naming this provider deny", "use envoyExtAuthzHttp");
+            if with_body {
+                ctx.unimplemented(
+                    &at.key("includeRequestBodyInCheck"),
+                    "weft does not send the request body to the authorizer; it is asked with the headers only",
+                    "remove includeRequestBodyInCheck, or decide on headers",
+                );
+            }
         }
         if let Some(o) = &p.opentelemetry {
             let at = path.key("opentelemetry");

@@ -54,9 +54,9 @@ fn workload_addresses(
         .collect()
 }
 
-/// The `envoyExtAuthzHttp` providers the CUSTOM policies name. A provider
-/// that is missing or of another type is left out: the proxy then denies
-/// what those policies match.
+/// The `envoyExtAuthzHttp` and `envoyExtAuthzGrpc` providers the CUSTOM
+/// policies name. A provider that is missing or of another type is left
+/// out: the proxy then denies what those policies match.
 fn ext_authz(c: &Compiler<'_>, authz: &Authorization) -> Vec<ExtAuthzProvider> {
     let wanted: std::collections::BTreeSet<&str> = authz
         .custom
@@ -69,37 +69,61 @@ fn ext_authz(c: &Compiler<'_>, authz: &Authorization) -> Vec<ExtAuthzProvider> {
         .iter()
         .filter(|p| wanted.contains(p.name.as_str()))
         .filter_map(|p| {
-            let h = p.envoy_ext_authz_http.as_ref()?;
-            let host =
-                crate::host::resolve(&h.service, &c.mesh.root_namespace, &c.mesh.domain_suffix);
-            let timeout_ms = h
-                .timeout
+            let (service, port, timeout, fail_open, status_on_error) =
+                match (&p.envoy_ext_authz_http, &p.envoy_ext_authz_grpc) {
+                    (Some(h), _) => (
+                        &h.service,
+                        h.port,
+                        &h.timeout,
+                        h.fail_open,
+                        &h.status_on_error,
+                    ),
+                    (None, Some(g)) => (
+                        &g.service,
+                        g.port,
+                        &g.timeout,
+                        g.fail_open,
+                        &g.status_on_error,
+                    ),
+                    (None, None) => return None,
+                };
+            let host = crate::host::resolve(service, &c.mesh.root_namespace, &c.mesh.domain_suffix);
+            let timeout_ms = timeout
                 .as_deref()
                 .and_then(|t| weft_api::types::common::parse_duration(t).ok())
                 .map_or(600_000, |d| d.as_millis() as u64);
-            Some(ExtAuthzProvider {
+            let mut provider = ExtAuthzProvider {
                 name: p.name.clone(),
-                cluster: format!("outbound|{}||{host}", h.port),
-                authority: format!("{host}:{}", h.port),
-                path_prefix: h.path_prefix.clone().unwrap_or_default(),
+                api: ExtAuthzApi::Http,
+                cluster: format!("outbound|{port}||{host}"),
+                authority: format!("{host}:{port}"),
                 timeout_ms,
-                fail_open: h.fail_open,
-                status_on_error: h
-                    .status_on_error
+                fail_open,
+                status_on_error: status_on_error
                     .as_deref()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(403),
-                include_request_headers: h
-                    .include_request_headers_in_check
-                    .iter()
-                    .chain(&h.include_headers_in_check)
-                    .map(|s| s.to_ascii_lowercase())
-                    .collect(),
-                additional_headers: h.include_additional_headers_in_check.clone(),
-                headers_to_upstream_on_allow: lower(&h.headers_to_upstream_on_allow),
-                headers_to_downstream_on_allow: lower(&h.headers_to_downstream_on_allow),
-                headers_to_downstream_on_deny: lower(&h.headers_to_downstream_on_deny),
-            })
+                ..ExtAuthzProvider::default()
+            };
+            match &p.envoy_ext_authz_http {
+                Some(h) => {
+                    provider.path_prefix = h.path_prefix.clone().unwrap_or_default();
+                    provider.include_request_headers = h
+                        .include_request_headers_in_check
+                        .iter()
+                        .chain(&h.include_headers_in_check)
+                        .map(|s| s.to_ascii_lowercase())
+                        .collect();
+                    provider.additional_headers = h.include_additional_headers_in_check.clone();
+                    provider.headers_to_upstream_on_allow = lower(&h.headers_to_upstream_on_allow);
+                    provider.headers_to_downstream_on_allow =
+                        lower(&h.headers_to_downstream_on_allow);
+                    provider.headers_to_downstream_on_deny =
+                        lower(&h.headers_to_downstream_on_deny);
+                }
+                None => provider.api = ExtAuthzApi::Grpc,
+            }
+            Some(provider)
         })
         .collect()
 }

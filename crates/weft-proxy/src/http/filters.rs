@@ -507,7 +507,11 @@ mod tests {
     fn hashing(key: HashKey) -> ClusterRt {
         let cluster = Cluster {
             lb: LbPolicy::ConsistentHash(key),
-            ..crate::proxy::app_cluster(80, "127.0.0.1:1".parse().expect("address"))
+            ..crate::proxy::app_cluster(
+                80,
+                "127.0.0.1:1".parse().expect("address"),
+                weft_model::Protocol::Http,
+            )
         };
         ClusterRt::new(
             cluster,

@@ -225,12 +225,14 @@ async fn to_local_app<B: forward::ClientBody>(
     req: Request<B>,
     ctx: &mut Ctx,
 ) -> Response<Body> {
-    let Some((app, route)) = shared.apps.get(&port) else {
+    let Some(local) = shared.apps.get(&port) else {
         return ctx.fail(Error::new(
             ErrorKind::NoHealthyUpstream,
             format!("no application address configured for port {port}"),
         ));
     };
+    let app = local.cluster(req.version());
+    let route = &local.route;
     ctx.entry.upstream_cluster = Some(app.name.clone());
     let (parts, body) = req.into_parts();
     let path_q = forward::origin_form(&parts.uri);

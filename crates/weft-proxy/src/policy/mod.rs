@@ -28,9 +28,12 @@ use crate::upstream::ClusterRt;
 pub struct Policies {
     pub authz: authz::Authorizer,
     pub jwt: jwt::JwtAuthn,
-    /// MeshConfig's `envoyExtAuthzHttp` providers, by the name CUSTOM
-    /// policies give.
+    /// MeshConfig's `envoyExtAuthzHttp` and `envoyExtAuthzGrpc`
+    /// providers, by the name CUSTOM policies give.
     providers: Vec<ExtAuthzProvider>,
+    /// This proxy's SPIFFE ID, told to gRPC authorizers as the
+    /// destination's principal.
+    spiffe_id: Option<String>,
 }
 
 /// Why a request or connection was refused.
@@ -78,8 +81,9 @@ pub struct Checked {
 }
 
 impl Policies {
-    pub fn compile(security: &Security) -> Policies {
+    pub fn compile(security: &Security, spiffe_id: Option<&str>) -> Policies {
         Policies {
+            spiffe_id: spiffe_id.map(str::to_owned),
             authz: authz::Authorizer::compile(&security.authorization)
                 .with_owners(&security.workload_addresses),
             jwt: jwt::JwtAuthn::compile(&security.jwt_rules),
@@ -173,7 +177,10 @@ impl Policies {
             }
         };
         let (outcome, response_headers) = match custom {
-            Some(custom) => match self.ask_external(clusters, custom, req).await {
+            Some(custom) => match self
+                .ask_external(clusters, custom, caller, req, remote)
+                .await
+            {
                 Ok(headers) => (Ok(()), headers),
                 Err(denial) => (Err(denial), Vec::new()),
             },
@@ -207,20 +214,23 @@ impl Policies {
         }
     }
 
-    /// A CUSTOM policy's external authorizer; on allow, the headers it
-    /// returns for the upstream are added to the request.
+    /// A CUSTOM policy's external authorizer; on allow, its edits are
+    /// made to the request and the headers it returns for the client are
+    /// handed back.
     async fn ask_external<B>(
         &self,
         clusters: &HashMap<String, Arc<ClusterRt>>,
         (policy, provider): (String, String),
+        caller: &authz::Attributes<'_>,
         req: &mut Request<B>,
+        remote: std::net::SocketAddr,
     ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, Denial> {
         let Some(p) = self.providers.iter().find(|p| p.name == provider) else {
             return Err(Denial::External {
                 status: StatusCode::FORBIDDEN,
                 body: Bytes::from_static(b"RBAC: access denied"),
                 headers: Vec::new(),
-                why: format!("{policy} names extension provider {provider:?}, which meshConfig does not define as envoyExtAuthzHttp"),
+                why: format!("{policy} names extension provider {provider:?}, which meshConfig does not define as envoyExtAuthzHttp or envoyExtAuthzGrpc"),
             });
         };
         let path = req
@@ -228,26 +238,36 @@ impl Policies {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
+        let input = ext_authz::CheckInput {
+            method: req.method(),
+            path_and_query: &path,
+            headers: req.headers(),
+            version: req.version(),
+            authority: req.uri().authority().map(|a| a.as_str()),
+            scheme: req.uri().scheme_str().unwrap_or("http"),
+            source: remote,
+            source_principal: caller.principal,
+            destination: caller
+                .destination_ip
+                .map(|ip| std::net::SocketAddr::new(ip, caller.destination_port)),
+            destination_principal: self.spiffe_id.as_deref(),
+        };
         // Boxed: the call to the authorizer is kilobytes of future, which
         // every request's future would otherwise carry, CUSTOM policy or
         // not.
-        match Box::pin(ext_authz::check(
-            clusters.get(&p.cluster),
-            p,
-            req.method(),
-            &path,
-            req.headers(),
-        ))
-        .await
-        {
-            ext_authz::Outcome::Allow {
-                upstream,
-                downstream,
-            } => {
-                for (k, v) in upstream {
-                    req.headers_mut().insert(k, v);
+        match Box::pin(ext_authz::check(clusters.get(&p.cluster), p, &input)).await {
+            ext_authz::Outcome::Allow(allowed) => {
+                let headers = req.headers_mut();
+                for name in allowed.remove {
+                    headers.remove(name);
                 }
-                Ok(downstream)
+                for (k, v) in allowed.set {
+                    headers.insert(k, v);
+                }
+                for (k, v) in allowed.append {
+                    headers.append(k, v);
+                }
+                Ok(allowed.downstream)
             }
             ext_authz::Outcome::Deny {
                 status,
@@ -297,10 +317,13 @@ mod tests {
             "authorization": {},
         }))
         .expect("a security model");
-        Policies::compile(&Security {
-            authorization,
-            ..security
-        })
+        Policies::compile(
+            &Security {
+                authorization,
+                ..security
+            },
+            None,
+        )
     }
 
     async fn check(p: &Policies, path: &str) -> (Option<String>, Result<(), Denial>) {

@@ -208,10 +208,10 @@ pub async fn splice_to_app<T: AsyncRead + AsyncWrite + Unpin>(
     port: u32,
     mut client: T,
 ) {
-    let Some((app, _)) = shared.apps.get(&port) else {
+    let Some(app) = shared.apps.get(&port) else {
         return;
     };
-    let Some(addr) = app.endpoint_addr(0) else {
+    let Some(addr) = app.http1.endpoint_addr(0) else {
         return;
     };
     match tokio::net::TcpStream::connect(addr).await {

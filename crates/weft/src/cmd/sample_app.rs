@@ -19,8 +19,8 @@ enum App {
     /// A gRPC echo service (h2c): Echo and Chat echo every message, Fail answers UNAVAILABLE.
     GrpcEcho(Common),
     /// An external authorizer like Istio's ext-authz sample: allows
-    /// requests with `x-ext-authz: allow`.
-    ExtAuthz(Common),
+    /// requests with `x-ext-authz: allow`, over HTTP and gRPC.
+    ExtAuthz(sample::ext_authz::Args),
     /// A curl-like client that goes through the sidecar (HTTP_PROXY).
     Curl(sample::curl::Args),
     /// Istio's bookinfo: productpage (calls details and reviews).

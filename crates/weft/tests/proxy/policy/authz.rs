@@ -273,18 +273,22 @@ data:
         headersToUpstreamOnAllow: ["x-ext-authz-check-result"]
         headersToDownstreamOnAllow: ["x-ext-authz-check-result"]
         headersToDownstreamOnDeny: ["x-ext-authz-check-result"]
+    - name: sample-ext-authz-grpc
+      envoyExtAuthzGrpc:
+        service: ext-authz.default.svc.cluster.local
+        port: 9000
 ---
 apiVersion: v1
 kind: Service
 metadata: {name: ext-authz}
 spec:
   selector: {app: ext-authz}
-  ports: [{name: http, port: 8000}]
+  ports: [{name: http, port: 8000}, {name: grpc, port: 9000}]
 ---
 apiVersion: weft.dev/v1
 kind: Workload
 metadata: {name: ext-authz, labels: {app: ext-authz}}
-spec: {command: weft, args: [sample-app, ext-authz], ports: [{name: http, port: 8000}]}
+spec: {command: weft, args: [sample-app, ext-authz], ports: [{name: http, port: 8000}, {name: grpc, port: 9000}]}
 ---
 apiVersion: v1
 kind: Service
@@ -317,6 +321,16 @@ spec:
   provider: {name: not-in-meshconfig}
   rules:
   - to: [{operation: {paths: ["/status/*"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz-grpc}
+spec:
+  selector: {matchLabels: {app: details}}
+  action: CUSTOM
+  provider: {name: sample-ext-authz-grpc}
+  rules:
+  - to: [{operation: {paths: ["/details/*"]}}]
 "#;
     let m = up_in(World::any(), extra, &[], &[]);
     // From productpage's sidecar (127.N.10.4 after details, ext-authz, httpbin).
@@ -361,11 +375,49 @@ spec:
         "{}",
         r.headers
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let log = std::fs::read_to_string(m.w.dir.join("run/logs/httpbin-0.access.log")).unwrap();
+    // envoyExtAuthzGrpc: Envoy's Authorization/Check over gRPC, answered
+    // by the sample's tonic server; its denial's status, headers and body
+    // reach the client, and an allowing answer's response headers too.
+    let r = curl(&["-x", &proxy, "http://details:9080/details/0"]);
+    assert_eq!(r.status, 403, "{}", r.body);
     assert!(
-        log.lines()
-            .any(|l| l.contains("\"response_flags\":\"UAEX\"")),
+        r.body.contains("denied by ext_authz"),
+        "{} {}",
+        r.body,
+        r.headers
+    );
+    assert_eq!(
+        r.header("x-ext-authz-check-result").as_deref(),
+        Some("denied")
+    );
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "-H",
+        "x-ext-authz: allow",
+        "http://details:9080/details/0",
+    ]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("x-ext-authz-check-result").as_deref(),
+        Some("allowed"),
+        "{}",
+        r.headers
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for app in ["httpbin", "details-v1"] {
+        let log =
+            std::fs::read_to_string(m.w.dir.join(format!("run/logs/{app}-0.access.log"))).unwrap();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("\"response_flags\":\"UAEX\"")),
+            "{app}: {log}"
+        );
+    }
+    // The authorizer saw the check over gRPC, with the request's path.
+    let log = std::fs::read_to_string(m.w.dir.join("run/logs/ext-authz-0.log")).unwrap();
+    assert!(
+        log.contains("ext-authz (gRPC): GET /details/0 -> allowed"),
         "{log}"
     );
 }
