@@ -866,7 +866,12 @@ pub struct TracingExport {
     pub cluster: String,
     /// `<collector host>:<port>`, the Host of export requests.
     pub authority: String,
-    /// The OTLP traces path (`/v1/traces`).
+    /// How spans are sent: OTLP over HTTP/protobuf, or over gRPC
+    /// (Istio's default when the provider has no `http` block).
+    #[serde(default, skip_serializing_if = "OtlpTransport::is_http")]
+    pub transport: OtlpTransport,
+    /// The OTLP traces path (`/v1/traces`) over HTTP; the gRPC method
+    /// over gRPC.
     pub path: String,
     pub timeout_ms: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -877,6 +882,23 @@ pub struct TracingExport {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_tags: BTreeMap<String, CustomTag>,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OtlpTransport {
+    #[default]
+    HttpProtobuf,
+    Grpc,
+}
+
+impl OtlpTransport {
+    fn is_http(&self) -> bool {
+        *self == OtlpTransport::HttpProtobuf
+    }
+}
+
+/// The gRPC method OTLP trace exports call.
+pub const OTLP_GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

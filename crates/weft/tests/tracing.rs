@@ -1,10 +1,12 @@
 //! Distributed tracing under `weft up`: the proxies report spans over OTLP
-//! HTTP/protobuf to a collector named in Istio's MeshConfig, and the spans
-//! of one page follow the request: gateway → productpage → reviews →
-//! ratings, each hop a child of the one before.
+//! HTTP/protobuf or gRPC to a collector named in Istio's MeshConfig, and
+//! the spans of one page follow the request: gateway → productpage →
+//! reviews → ratings, each hop a child of the one before.
 //!
-//! The collector is an OTLP receiver started by the test: it speaks
-//! HTTP/1.1 and decodes each export with the OpenTelemetry protobuf types.
+//! The HTTP collector is an OTLP receiver started by the test: it speaks
+//! HTTP/1.1 and decodes each export with the OpenTelemetry protobuf
+//! types. The gRPC collector is gRPC core (python3-grpcio), which keeps
+//! what it receives for the test to decode.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -99,31 +101,7 @@ fn serve(conn: TcpStream, store: &Mutex<Vec<Span>>) {
                 .any(|h| h == "content-type: application/x-protobuf");
         let status = match ExportTraceServiceRequest::decode(body.as_slice()) {
             Ok(req) if ok => {
-                let mut s = store.lock().unwrap();
-                for rs in req.resource_spans {
-                    let service = rs
-                        .resource
-                        .as_ref()
-                        .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
-                        .map(|a| value(&a.value))
-                        .unwrap_or_default();
-                    for ss in rs.scope_spans {
-                        for sp in ss.spans {
-                            s.push(Span {
-                                service: service.clone(),
-                                trace: hex(&sp.trace_id),
-                                id: hex(&sp.span_id),
-                                parent: hex(&sp.parent_span_id),
-                                kind: sp.kind,
-                                attrs: sp
-                                    .attributes
-                                    .iter()
-                                    .map(|a| (a.key.clone(), value(&a.value)))
-                                    .collect(),
-                            });
-                        }
-                    }
-                }
+                store.lock().unwrap().extend(spans_of(req));
                 "200 OK"
             }
             _ => "400 Bad Request",
@@ -133,6 +111,35 @@ fn serve(conn: TcpStream, store: &Mutex<Vec<Span>>) {
             "HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
         );
     }
+}
+
+fn spans_of(req: ExportTraceServiceRequest) -> Vec<Span> {
+    let mut out = Vec::new();
+    for rs in req.resource_spans {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+            .map(|a| value(&a.value))
+            .unwrap_or_default();
+        for ss in rs.scope_spans {
+            for sp in ss.spans {
+                out.push(Span {
+                    service: service.clone(),
+                    trace: hex(&sp.trace_id),
+                    id: hex(&sp.span_id),
+                    parent: hex(&sp.parent_span_id),
+                    kind: sp.kind,
+                    attrs: sp
+                        .attributes
+                        .iter()
+                        .map(|a| (a.key.clone(), value(&a.value)))
+                        .collect(),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn mesh_config(collector: &str) -> String {
@@ -344,4 +351,127 @@ fn a_page_is_one_trace_from_gateway_to_ratings() {
                 || s.attr("guid:x-request-id") == Some("not-sampled-1")),
         "an unsampled trace was reported"
     );
+}
+
+/// Istio's default OTLP transport: a provider with no `http` block
+/// exports over gRPC, with the `grpc` block's timeout and metadata, to a
+/// collector declared with a GRPC port.
+#[test]
+fn spans_reach_a_grpc_collector() {
+    let w = common::World::any();
+    let collector = w.addr(0, 200, 4317);
+    let received = w.dir.join("otlp");
+    std::fs::create_dir_all(&received).unwrap();
+    let child = std::process::Command::new("/usr/bin/python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/otlp_grpc_collector.py"
+        ))
+        .arg(collector.to_string())
+        .arg(&received)
+        .stdout(std::fs::File::create(w.dir.join("collector.log")).unwrap())
+        .stderr(std::fs::File::create(w.dir.join("collector.err")).unwrap())
+        .spawn()
+        .expect("python3 runs");
+    let _collector = common::Proc {
+        child,
+        name: "otlp-collector".into(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&collector, Duration::from_millis(200)).is_err() {
+        let err = std::fs::read_to_string(w.dir.join("collector.err")).unwrap_or_default();
+        assert!(
+            !err.contains("No module named 'grpc'"),
+            "python3-grpcio is missing: scripts/test installs it (apt-get install python3-grpcio)"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the collector did not start: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let config = format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system}}
+data:
+  mesh: |
+    extensionProviders:
+    - name: otel
+      opentelemetry:
+        service: otel-collector.observability.local
+        port: 4317
+        grpc:
+          timeout: 5s
+          initialMetadata: [{{name: x-tenant-token, value: t0k3n}}]
+    defaultProviders:
+      tracing: [otel]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: otel-collector, namespace: istio-system}}
+spec:
+  hosts: [otel-collector.observability.local]
+  location: MESH_EXTERNAL
+  ports: [{{number: 4317, name: grpc, protocol: GRPC}}]
+  resolution: STATIC
+  endpoints: [{{address: "{ip}"}}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: mesh-default, namespace: istio-system}}
+spec:
+  tracing: [{{randomSamplingPercentage: 100}}]
+"#,
+        ip = collector.ip()
+    );
+    let m = common::mesh::up_in(w, &config, &[], &[]);
+    let r = curl(&[
+        "-H",
+        "x-request-id: grpc-otlp-1",
+        &format!("http://{}/productpage", m.ingress),
+    ]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let started = Instant::now();
+    loop {
+        let mut spans = Vec::new();
+        let mut metadata = Vec::new();
+        for entry in std::fs::read_dir(&received).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "bin") {
+                let bytes = std::fs::read(&path).unwrap();
+                spans.extend(spans_of(
+                    ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap(),
+                ));
+                let meta: serde_json::Value = serde_json::from_str(
+                    &std::fs::read_to_string(path.with_extension("json")).unwrap(),
+                )
+                .unwrap();
+                metadata.push(meta);
+            }
+        }
+        let page: Vec<&Span> = spans
+            .iter()
+            .filter(|s| s.attr("guid:x-request-id") == Some("grpc-otlp-1"))
+            .collect();
+        let services = |name: &str| page.iter().any(|s| s.service == name);
+        if services("istio-ingressgateway.istio-system") && services("productpage.default") {
+            assert!(
+                metadata.iter().all(|m| m["x-tenant-token"] == "t0k3n"),
+                "initialMetadata on every export: {metadata:?}"
+            );
+            let trace = &page[0].trace;
+            assert!(
+                page.iter().all(|s| &s.trace == trace),
+                "one trace: {page:#?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the page's spans did not arrive over gRPC: {spans:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -98,8 +98,8 @@ pub struct DefaultProviders {
     pub access_logging: Vec<String>,
 }
 
-/// `opentelemetry`: a collector that takes spans over OTLP. weft exports
-/// over HTTP/protobuf (the `http` block); Istio's default is gRPC.
+/// `opentelemetry`: a collector that takes spans over OTLP, over
+/// HTTP/protobuf with an `http` block, else over gRPC (Istio's default).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenTelemetryProvider {
@@ -109,7 +109,7 @@ pub struct OpenTelemetryProvider {
     pub port: u32,
     pub max_tag_length: Option<u32>,
     pub http: Option<OtlpHttp>,
-    pub grpc: Option<serde_json::Value>,
+    pub grpc: Option<OtlpGrpc>,
     pub resource_detectors: Option<serde_json::Value>,
     pub dynatrace_sampler: Option<serde_json::Value>,
 }
@@ -121,6 +121,15 @@ pub struct OtlpHttp {
     pub timeout: Option<String>,
     #[serde(default)]
     pub headers: Vec<OtlpHeader>,
+}
+
+/// `opentelemetry.grpc`: the export call's timeout and metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OtlpGrpc {
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub initial_metadata: Vec<OtlpHeader>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

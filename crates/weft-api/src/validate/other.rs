@@ -536,23 +536,22 @@ pub fn config_map(ctx: &mut Ctx<'_>) {
                 ctx.error(
                     &at.key("port"),
                     format!("port {} is not a valid port", o.port),
-                    "set the collector's OTLP HTTP port, usually 4318",
+                    "set the collector's OTLP port: usually 4317 for gRPC, 4318 with an http block",
                 );
             }
-            if o.http.is_none() {
-                ctx.warn(
-                    &at,
-                    "weft exports spans over OTLP HTTP/protobuf only; without an http block it sends them to /v1/traces on this port",
-                    "add http: {path: /v1/traces} and point port at the collector's OTLP HTTP port (4318)",
-                );
-            }
-            if let Some(t) = o.http.as_ref().and_then(|h| h.timeout.as_deref()) {
-                if crate::types::common::parse_duration(t).is_err() {
-                    ctx.error(
-                        &at.key("http").key("timeout"),
-                        format!("{t:?} is not a duration"),
-                        "write a duration such as 5s or 500ms",
-                    );
+            let timeouts = [
+                ("http", o.http.as_ref().and_then(|h| h.timeout.as_deref())),
+                ("grpc", o.grpc.as_ref().and_then(|g| g.timeout.as_deref())),
+            ];
+            for (block, t) in timeouts {
+                if let Some(t) = t {
+                    if crate::types::common::parse_duration(t).is_err() {
+                        ctx.error(
+                            &at.key(block).key("timeout"),
+                            format!("{t:?} is not a duration"),
+                            "write a duration such as 5s or 500ms",
+                        );
+                    }
                 }
             }
         } else if p.zipkin.is_some()

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use weft_api::types::telemetry as tel;
 
-use weft_model::{CustomTag, TagOverride, TelemetryConfig, TracingExport};
+use weft_model::{CustomTag, OtlpTransport, TagOverride, TelemetryConfig, TracingExport};
 
 use super::index::policy_scope;
 use super::{Compiler, Me};
@@ -120,9 +120,34 @@ fn tracing_export(
             .and_then(|p| p.opentelemetry.as_ref().map(|o| (n, o)))
     })?;
     let host = crate::host::resolve(&otel.service, &c.mesh.root_namespace, &c.mesh.domain_suffix);
-    let http = otel.http.clone().unwrap_or_default();
-    let timeout_ms = http
-        .timeout
+    // With an `http` block spans go over OTLP HTTP/protobuf; without
+    // one, over gRPC, Istio's default.
+    let (transport, timeout, headers, path) = match (&otel.http, &otel.grpc) {
+        (Some(http), _) => (
+            OtlpTransport::HttpProtobuf,
+            http.timeout.clone(),
+            http.headers.clone(),
+            http.path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .map_or("/v1/traces".to_owned(), |p| {
+                    if p.starts_with('/') {
+                        p
+                    } else {
+                        format!("/{p}")
+                    }
+                }),
+        ),
+        (None, grpc) => (
+            OtlpTransport::Grpc,
+            grpc.as_ref().and_then(|g| g.timeout.clone()),
+            grpc.as_ref()
+                .map(|g| g.initial_metadata.clone())
+                .unwrap_or_default(),
+            weft_model::OTLP_GRPC_EXPORT.to_owned(),
+        ),
+    };
+    let timeout_ms = timeout
         .as_deref()
         .and_then(|t| weft_api::types::common::parse_duration(t).ok())
         .map_or(10_000, |d| d.as_millis() as u64);
@@ -136,19 +161,10 @@ fn tracing_export(
         provider: name.clone(),
         cluster: format!("outbound|{}||{host}", otel.port),
         authority: format!("{host}:{}", otel.port),
-        path: http
-            .path
-            .filter(|p| !p.is_empty())
-            .map_or("/v1/traces".to_owned(), |p| {
-                if p.starts_with('/') {
-                    p
-                } else {
-                    format!("/{p}")
-                }
-            }),
+        transport,
+        path,
         timeout_ms,
-        headers: http
-            .headers
+        headers: headers
             .into_iter()
             .filter(|h| !h.name.is_empty())
             .map(|h| (h.name.to_ascii_lowercase(), h.value))

@@ -15,6 +15,7 @@ use weft_model::{Cluster, HashKey, LbPolicy, Protocol};
 
 pub mod conn;
 pub mod error;
+pub mod grpc_call;
 pub mod origination;
 pub mod pool;
 pub mod streams;

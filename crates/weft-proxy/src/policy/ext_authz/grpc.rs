@@ -8,87 +8,31 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, Version};
-use http_body_util::BodyExt;
 use prost::Message;
-use weft_model::{ExtAuthzProvider, Protocol};
+use weft_model::ExtAuthzProvider;
 
 use super::proto::{self, CheckRequest, CheckResponse, HeaderValueOption};
-use super::{endpoint, Allowed, CheckInput, Outcome};
-use crate::upstream::ClusterRt;
-
-/// An answer larger than this is not an answer.
-const MAX_ANSWER: usize = 1024 * 1024;
+use super::{Allowed, CheckInput, Outcome};
+use crate::upstream::{grpc_call, ClusterRt};
 
 pub(super) async fn ask(
     cluster: &ClusterRt,
     provider: &ExtAuthzProvider,
     input: &CheckInput<'_>,
 ) -> Result<Outcome, String> {
-    if !matches!(cluster.config.protocol, Protocol::Http2 | Protocol::Grpc) {
-        return Err(format!(
-            "{} is not HTTP/2 ({:?}); a gRPC authorizer's port must be named grpc or http2, or have appProtocol grpc",
-            provider.cluster, cluster.config.protocol
-        ));
-    }
-    let endpoint = endpoint(cluster, provider)?;
-    let message = request(input).encode_to_vec();
-    let mut framed = BytesMut::with_capacity(5 + message.len());
-    framed.put_u8(0);
-    framed.put_u32(message.len() as u32);
-    framed.put_slice(&message);
-    let req = http::Request::builder()
-        .method(http::Method::POST)
-        .version(Version::HTTP_2)
-        .uri(format!(
-            "http://{}{}",
-            provider.authority,
-            proto::CHECK_PATH
-        ))
-        .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header(http::header::TE, "trailers")
-        .header("grpc-timeout", format!("{}m", provider.timeout_ms.max(1)))
-        .body(crate::http::local_reply::full(framed.freeze()))
-        .map_err(|e| e.to_string())?;
-    let timeout = Duration::from_millis(provider.timeout_ms.max(1));
-    let answer = tokio::time::timeout(timeout, async {
-        let resp = cluster
-            .send(endpoint, req)
-            .await
-            .map_err(|(e, _)| e.to_string())?;
-        if resp.status() != StatusCode::OK {
-            return Err(format!("the call was answered HTTP {}", resp.status()));
-        }
-        let head = resp.headers().clone();
-        let collected = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| format!("the answer could not be read: {e}"))?;
-        let trailers = collected.trailers().cloned().unwrap_or_default();
-        // A trailers-only answer carries its status in the headers.
-        let status = trailers
-            .get("grpc-status")
-            .or_else(|| head.get("grpc-status"));
-        match status.map(|s| s.as_bytes()) {
-            Some(b"0") => {}
-            Some(code) => {
-                let message = trailers
-                    .get("grpc-message")
-                    .or_else(|| head.get("grpc-message"))
-                    .and_then(|m| m.to_str().ok())
-                    .unwrap_or("");
-                return Err(format!(
-                    "gRPC status {} {message}",
-                    String::from_utf8_lossy(code)
-                ));
-            }
-            None => return Err("the answer has no grpc-status".into()),
-        }
-        unframe(&collected.to_bytes())
-    })
-    .await
-    .map_err(|_| format!("no answer within {} ms", provider.timeout_ms))??;
+    let answer = grpc_call::unary(
+        cluster,
+        &provider.authority,
+        proto::CHECK_PATH,
+        request(input).encode_to_vec(),
+        &[],
+        Duration::from_millis(provider.timeout_ms.max(1)),
+    )
+    .await?;
+    let answer = CheckResponse::decode(answer)
+        .map_err(|e| format!("the answer is not a CheckResponse: {e}"))?;
     Ok(outcome(provider, input, answer))
 }
 
@@ -163,19 +107,6 @@ fn request(input: &CheckInput<'_>) -> CheckRequest {
             ..Default::default()
         }),
     }
-}
-
-/// The one message of a unary answer, from its length-prefixed frame.
-fn unframe(body: &Bytes) -> Result<CheckResponse, String> {
-    let Some((head, rest)) = body.split_first_chunk::<5>() else {
-        return Err("the answer has no message".into());
-    };
-    if head[0] != 0 {
-        return Err("the answer is compressed, which was not offered".into());
-    }
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    let message = rest.get(..len).ok_or("the answer's message is cut short")?;
-    CheckResponse::decode(message).map_err(|e| format!("the answer is not a CheckResponse: {e}"))
 }
 
 fn outcome(provider: &ExtAuthzProvider, input: &CheckInput<'_>, answer: CheckResponse) -> Outcome {
@@ -311,15 +242,6 @@ mod tests {
         }
     }
 
-    fn frame(m: &CheckResponse) -> Bytes {
-        let body = m.encode_to_vec();
-        let mut b = BytesMut::new();
-        b.put_u8(0);
-        b.put_u32(body.len() as u32);
-        b.put_slice(&body);
-        b.freeze()
-    }
-
     #[test]
     fn an_ok_answer_edits_the_request_and_the_response() {
         let mut headers = http::HeaderMap::new();
@@ -339,7 +261,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let answer = unframe(&frame(&answer)).unwrap();
+        let answer = CheckResponse::decode(answer.encode_to_vec().as_slice()).unwrap();
         let provider = ExtAuthzProvider::default();
         let Outcome::Allow(a) = outcome(&provider, &input(&headers, &method), answer) else {
             panic!("denied");
@@ -399,13 +321,5 @@ mod tests {
             panic!("allowed");
         };
         assert_eq!(status, StatusCode::FORBIDDEN);
-    }
-
-    #[test]
-    fn broken_answers_are_errors_not_verdicts() {
-        assert!(unframe(&Bytes::from_static(b"\0\0")).is_err());
-        assert!(unframe(&Bytes::from_static(b"\x01\0\0\0\0")).is_err());
-        assert!(unframe(&Bytes::from_static(b"\0\0\0\0\x09abc")).is_err());
-        assert!(unframe(&Bytes::from_static(b"\0\0\0\0\x02\xff\xff")).is_err());
     }
 }

@@ -1,9 +1,11 @@
 //! Sending finished spans to the collector: the request path hands a span
 //! to a bounded queue (never waiting; a full queue drops and counts), and
-//! one task batches them and exports over OTLP HTTP/protobuf with
-//! opentelemetry-otlp. The exporter's HTTP client is this proxy's own
-//! cluster for the collector, so the collector is reached like any other
-//! service: its endpoints, load balancing and mTLS when it is in the mesh.
+//! one task batches them and exports over OTLP, HTTP/protobuf with
+//! opentelemetry-otlp or gRPC (the `TraceService/Export` call, with the
+//! OpenTelemetry protobuf types). Either way the client is this proxy's
+//! own cluster for the collector, so the collector is reached like any
+//! other service: its endpoints, load balancing and mTLS when it is in
+//! the mesh.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, watch};
-use weft_model::TracingExport;
+use weft_model::{OtlpTransport, TracingExport};
 
 use crate::shared::Shared;
 
@@ -69,7 +71,7 @@ impl Sink {
 /// Exports queued spans until the proxy shuts down, then flushes what is
 /// left (bounded by the collector timeout).
 pub async fn exporter(mut spans: Spans, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut current: Option<(TracingExport, opentelemetry_otlp::SpanExporter)> = None;
+    let mut current: Option<(TracingExport, Exporter)> = None;
     let mut last_warning: Option<Instant> = None;
     let mut reported_drops = 0;
     loop {
@@ -121,7 +123,7 @@ pub async fn exporter(mut spans: Spans, shared: Arc<Shared>, mut shutdown: watch
 }
 
 async fn export(
-    current: &mut Option<(TracingExport, opentelemetry_otlp::SpanExporter)>,
+    current: &mut Option<(TracingExport, Exporter)>,
     shared: &Arc<Shared>,
     config: TracingExport,
     batch: Vec<SpanData>,
@@ -143,7 +145,7 @@ async fn export(
     let timeout = Duration::from_millis(config.timeout_ms.max(1));
     match tokio::time::timeout(timeout, exporter.export(batch)).await {
         Ok(Ok(())) => tracing::debug!(spans = n, provider = %config.provider, "spans exported"),
-        Ok(Err(e)) => warn_now_and_then(last_warning, &config, &e.to_string()),
+        Ok(Err(e)) => warn_now_and_then(last_warning, &config, &e),
         Err(_) => warn_now_and_then(
             last_warning,
             &config,
@@ -160,10 +162,44 @@ fn warn_now_and_then(last: &mut Option<Instant>, config: &TracingExport, why: &s
     }
 }
 
-fn build(
-    shared: &Arc<Shared>,
-    config: &TracingExport,
-) -> Result<opentelemetry_otlp::SpanExporter, String> {
+/// One collector's exporter, over the transport its provider names.
+enum Exporter {
+    Http(opentelemetry_otlp::SpanExporter),
+    Grpc(GrpcExporter),
+}
+
+impl Exporter {
+    async fn export(&self, batch: Vec<SpanData>) -> Result<(), String> {
+        match self {
+            Exporter::Http(e) => e.export(batch).await.map_err(|e| e.to_string()),
+            Exporter::Grpc(e) => e.export(batch).await,
+        }
+    }
+}
+
+fn build(shared: &Arc<Shared>, config: &TracingExport) -> Result<Exporter, String> {
+    let resource = Resource::builder_empty()
+        .with_service_name(config.service_name.clone())
+        .build();
+    if config.transport == OtlpTransport::Grpc {
+        return Ok(Exporter::Grpc(GrpcExporter {
+            shared: Arc::downgrade(shared),
+            cluster: config.cluster.clone(),
+            authority: config.authority.clone(),
+            metadata: config
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?,
+                        http::HeaderValue::from_str(v).map_err(|e| e.to_string())?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+            resource: (&resource).into(),
+            timeout: Duration::from_millis(config.timeout_ms.max(1)),
+        }));
+    }
     let client = ThroughCluster {
         shared: Arc::downgrade(shared),
         cluster: config.cluster.clone(),
@@ -183,12 +219,62 @@ fn build(
         .with_headers(headers)
         .build()
         .map_err(|e| e.to_string())?;
-    exporter.set_resource(
-        &Resource::builder_empty()
-            .with_service_name(config.service_name.clone())
-            .build(),
-    );
-    Ok(exporter)
+    exporter.set_resource(&resource);
+    Ok(Exporter::Http(exporter))
+}
+
+/// OTLP over gRPC: one `TraceService/Export` call per batch.
+struct GrpcExporter {
+    shared: Weak<Shared>,
+    cluster: String,
+    authority: String,
+    metadata: Vec<(http::HeaderName, http::HeaderValue)>,
+    resource: opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema,
+    timeout: Duration,
+}
+
+impl GrpcExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> Result<(), String> {
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+        };
+        use prost::Message;
+        let shared = self.shared.upgrade().ok_or("the proxy has stopped")?;
+        let snapshot = shared.snapshot.load_full();
+        let cluster = snapshot
+            .cluster(&self.cluster)
+            .ok_or_else(|| no_cluster(&self.cluster))?;
+        let request = ExportTraceServiceRequest {
+            resource_spans:
+                opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
+                    batch,
+                    &self.resource,
+                ),
+        };
+        let answer = crate::upstream::grpc_call::unary(
+            cluster,
+            &self.authority,
+            weft_model::OTLP_GRPC_EXPORT,
+            request.encode_to_vec(),
+            &self.metadata,
+            self.timeout,
+        )
+        .await?;
+        let answer = ExportTraceServiceResponse::decode(answer).map_err(|e| {
+            format!("the collector's answer is not an ExportTraceServiceResponse: {e}")
+        })?;
+        match answer.partial_success {
+            Some(p) if p.rejected_spans > 0 => Err(format!(
+                "the collector rejected {} spans: {}",
+                p.rejected_spans, p.error_message
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn no_cluster(name: &str) -> String {
+    format!("no cluster {name} in this proxy's configuration: declare the collector as a Service or ServiceEntry")
 }
 
 /// opentelemetry-otlp's HTTP client, sending through the proxy's cluster.
@@ -207,12 +293,9 @@ impl HttpClient for ThroughCluster {
     ) -> Result<http::Response<Bytes>, HttpError> {
         let shared = self.shared.upgrade().ok_or("the proxy has stopped")?;
         let snapshot = shared.snapshot.load_full();
-        let cluster = snapshot.cluster(&self.cluster).ok_or_else(|| {
-            format!(
-                "no cluster {} in this proxy's configuration: declare the collector as a Service or ServiceEntry",
-                self.cluster
-            )
-        })?;
+        let cluster = snapshot
+            .cluster(&self.cluster)
+            .ok_or_else(|| no_cluster(&self.cluster))?;
         let endpoint = cluster
             .pick(None, None)
             .ok_or_else(|| format!("no healthy endpoint in {}", self.cluster))?;

@@ -245,6 +245,7 @@ mod tests {
             provider: "otel".into(),
             cluster: "outbound|4318||otel".into(),
             authority: "otel:4318".into(),
+            transport: Default::default(),
             path: "/v1/traces".into(),
             timeout_ms: 1000,
             headers: Default::default(),
