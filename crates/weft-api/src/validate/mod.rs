@@ -5,8 +5,9 @@ mod networking;
 mod other;
 mod security;
 mod unimplemented;
+mod virtual_service;
 
-pub use networking::{GRPC_STATUS, RETRY_ON};
+pub use virtual_service::{GRPC_STATUS, RETRY_ON};
 pub use security::CONDITION_KEYS;
 
 use crate::diag::{codes, Diagnostic, Severity};
@@ -92,7 +93,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
     }
     checks::labels(&mut ctx, &meta.key("labels"), &resource.meta.labels);
     match &resource.spec {
-        Spec::VirtualService(s) => networking::virtual_service(&mut ctx, s, &spec),
+        Spec::VirtualService(s) => virtual_service::virtual_service(&mut ctx, s, &spec),
         Spec::DestinationRule(s) => networking::destination_rule(&mut ctx, s, &spec),
         Spec::Gateway(s) => networking::gateway(&mut ctx, s, &spec),
         Spec::ServiceEntry(s) => networking::service_entry(&mut ctx, s, &spec),
