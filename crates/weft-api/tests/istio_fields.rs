@@ -127,6 +127,14 @@ fn leaves<'a>(all: &'a [Field<'static>]) -> Vec<&'a Field<'static>> {
         .collect()
 }
 
+/// Fields Istio's schema serves and its webhook refuses whatever their
+/// value ("not supported yet"): weft's validation refuses them too, so
+/// they are neither acted on nor warned about.
+const REFUSED_BY_ISTIO: &[&str] = &[
+    "VirtualService spec.http[].fault.abort.http2Error",
+    "VirtualService spec.http[].fault.delay.exponentialDelay",
+];
+
 #[test]
 fn every_field_istio_serves_is_accepted() {
     let all = fields();
@@ -165,6 +173,7 @@ fn every_field_istio_serves_is_accepted() {
             .map(|d| d.message.clone())
             .collect();
         if schema.is_empty()
+            && !REFUSED_BY_ISTIO.contains(&format!("{} {}", f.kind, f.path).as_str())
             && !loaded
                 .diagnostics
                 .iter()

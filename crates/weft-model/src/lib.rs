@@ -302,7 +302,13 @@ pub struct RouteMatch {
 pub enum RouteAction {
     Forward(Vec<WeightedCluster>),
     Redirect(Redirect),
-    DirectResponse { status: u32, body: String },
+    DirectResponse {
+        status: u32,
+        body: String,
+        /// The body is base64 (a `bytes` body that is not text).
+        #[serde(default, skip_serializing_if = "is_false")]
+        body_base64: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -355,6 +361,10 @@ pub struct Redirect {
     /// Use the request's own port (`derivePort: FROM_REQUEST_PORT`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub port_from_request: bool,
+    /// Replaces the part of the path the route's prefix match matched
+    /// (`prefixRewrite`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix_rewrite: String,
     pub code: u32,
 }
 

@@ -113,11 +113,12 @@ impl Shared {
     }
 }
 
-/// The local application behind one inbound port. It is spoken to in the
-/// protocol the request came in (Envoy's `USE_DOWNSTREAM_PROTOCOL`, as
-/// Istio's inbound clusters do): a peer's sidecar sends HTTP/2 through
-/// the tunnel exactly when the port is declared HTTP/2 or gRPC, and gRPC
-/// needs HTTP/2 end to end for its trailers.
+/// The local application behind one inbound port, spoken to as Istio's
+/// inbound clusters speak: HTTP/2 on a port declared HTTP/2 or gRPC,
+/// HTTP/1.1 on one declared HTTP, and the protocol the request came in
+/// on a port whose protocol is sniffed (Envoy's
+/// `USE_DOWNSTREAM_PROTOCOL`). gRPC needs HTTP/2 end to end for its
+/// trailers.
 pub(crate) struct App {
     pub http1: Arc<ClusterRt>,
     pub http2: Arc<ClusterRt>,
@@ -125,8 +126,18 @@ pub(crate) struct App {
 }
 
 impl App {
-    pub fn cluster(&self, version: http::Version) -> &Arc<ClusterRt> {
-        if version == http::Version::HTTP_2 {
+    pub fn cluster(
+        &self,
+        declared: Option<weft_model::Protocol>,
+        version: http::Version,
+    ) -> &Arc<ClusterRt> {
+        use weft_model::Protocol;
+        let h2 = match declared {
+            Some(Protocol::Http2 | Protocol::Grpc) => true,
+            Some(Protocol::Unknown) | None => version == http::Version::HTTP_2,
+            Some(_) => false,
+        };
+        if h2 {
             &self.http2
         } else {
             &self.http1

@@ -28,6 +28,9 @@ pub struct Snapshot {
     pub tags: crate::telemetry::metric_tags::TagPlan,
     /// Inbound port → the service it belongs to, as metrics name it.
     pub inbound_services: HashMap<u32, crate::telemetry::metrics::ServiceNames>,
+    /// Inbound port → the protocol it is declared with, which says how
+    /// the application behind it is spoken to.
+    pub inbound_protocols: HashMap<u32, weft_model::Protocol>,
     /// This workload's RequestAuthentications and AuthorizationPolicies,
     /// compiled.
     pub policy: crate::policy::Policies,
@@ -361,6 +364,12 @@ impl Snapshot {
                         crate::telemetry::metrics::ServiceNames::of(&l.service),
                     )
                 })
+                .collect(),
+            inbound_protocols: model
+                .listeners
+                .iter()
+                .filter(|l| l.direction == weft_model::Direction::Inbound)
+                .map(|l| (l.port, l.protocol))
                 .collect(),
             model: Arc::new(model),
             version,

@@ -91,13 +91,13 @@ fn every_istio_task_yaml_analyzes_clean_on_top_of_the_example() {
 #[test]
 fn exit_codes_are_0_clean_1_errors_2_usage() {
     let dir = tmp("exit");
-    std::fs::write(dir.join("bad.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  hosts: [x]\n  http:\n  - route: [{destination: {host: x}, weight: 60}, {destination: {host: y}, weight: 30}]\n").unwrap();
+    std::fs::write(dir.join("bad.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  hosts: [x]\n  http:\n  - route: [{destination: {host: x}, weight: 60}, {destination: {host: y}, weight: -30}]\n").unwrap();
     let o = run(&["validate", "-f", dir.join("bad.yaml").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let text = stdout(&o);
-    assert!(text.contains("bad.yaml:7:12: error[WEFT0005]"), "{text}");
+    assert!(text.contains("bad.yaml:7:84: error[WEFT0005]"), "{text}");
     assert!(
-        text.contains("spec.http[0].route: destination weights sum to 90, not 100"),
+        text.contains("spec.http[0].route[1].weight: weight -30 is negative"),
         "{text}"
     );
     assert!(text.contains("fix: "), "{text}");

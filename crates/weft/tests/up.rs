@@ -120,7 +120,7 @@ fn istio_fault_injection_tasks() {
 #[test]
 fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
     let mut m = up(92);
-    std::fs::write(m.cfg.join("broken.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: broken}\nspec:\n  hosts: [reviews]\n  http: [{route: [{destination: {host: reviews}, weight: 40}]}]\n").unwrap();
+    std::fs::write(m.cfg.join("broken.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: broken}\nspec:\n  hosts: [reviews]\n  http: [{route: [{destination: {host: reviews}, weight: -40}]}]\n").unwrap();
     let started = Instant::now();
     while !m.w.log("up").contains("refused") {
         assert!(
@@ -131,7 +131,7 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        m.w.log("up").contains("broken.yaml:6:18: error[WEFT0005]"),
+        m.w.log("up").contains("broken.yaml:6:58: error[WEFT0005]"),
         "{}",
         m.w.log("up")
     );

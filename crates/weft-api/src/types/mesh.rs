@@ -1,6 +1,12 @@
 //! Istio's MeshConfig, as users keep it: the `istio` ConfigMap in the root
 //! namespace, key `mesh`, a YAML text. Only what weft acts on is typed;
 //! MeshConfig's many other fields are accepted and left alone.
+//!
+//! Istio reads MeshConfig with unknown fields allowed. weft accepts the
+//! top level's unknown fields too (most of MeshConfig is not weft's
+//! business), but refuses an unknown field inside the blocks it acts on
+//! (a provider, path normalization), with a did-you-mean: there it is a
+//! typo that would otherwise be silently ignored, as `prot: 8000`.
 
 use serde::Deserialize;
 
@@ -24,6 +30,9 @@ pub struct MeshConfig {
     /// AuthorizationPolicies (a mesh moving from one to another).
     #[serde(default)]
     pub trust_domain_aliases: Vec<String>,
+    /// The mesh's trust domain, as written (Istio's default:
+    /// cluster.local). Read for validation only.
+    pub trust_domain: Option<String>,
 }
 
 /// `defaultConfig`: the proxies' defaults. weft reads `proxyMetadata`
@@ -160,6 +169,8 @@ pub struct ExtensionProvider {
     pub envoy_tcp_als: Option<serde_json::Value>,
     pub envoy_otel_als: Option<serde_json::Value>,
     pub sds: Option<serde_json::Value>,
+    /// OpenCensus tracing (deprecated by Istio, still accepted).
+    pub opencensus: Option<serde_json::Value>,
 }
 
 /// `envoyExtAuthzHttp`: an HTTP service asked about each request a CUSTOM
@@ -189,6 +200,10 @@ pub struct ExtAuthzHttp {
     pub include_request_body_in_check: Option<serde_json::Value>,
     #[serde(default)]
     pub include_headers_in_check: Vec<String>,
+    /// weft routes after the policy stage, so the route always sees the
+    /// authorizer's headers, as with `clearRouteCache: true`.
+    #[serde(default)]
+    pub clear_route_cache: bool,
 }
 
 /// `envoyExtAuthzGrpc`: a gRPC service (Envoy's
@@ -217,10 +232,14 @@ pub fn is_mesh_config(r: &Resource, root_namespace: &str) -> bool {
     matches!(r.spec, Spec::ConfigMap(_)) && r.name() == "istio" && r.namespace() == root_namespace
 }
 
-/// Parses the ConfigMap's `mesh` text. Errors carry the position inside
-/// the embedded text, shifted to where it sits in the file.
-/// A MeshConfig written on its own (istioctl's `--meshConfigFile`).
+/// A MeshConfig written on its own (istioctl's `--meshConfigFile`), with
+/// extension providers of one name merged as Istio merges them.
 pub fn parse_text(text: &str) -> Result<MeshConfig, DeError> {
+    parse_text_as_written(text).map(merged)
+}
+
+/// Like [`parse_text`], keeping extension providers as written.
+fn parse_text_as_written(text: &str) -> Result<MeshConfig, DeError> {
     let base = FieldPath::root();
     let trees = yaml::parse_documents(text, &Limits::default()).map_err(|e| {
         DeError::at(
@@ -236,7 +255,31 @@ pub fn parse_text(text: &str) -> Result<MeshConfig, DeError> {
     }
 }
 
+/// Parses the ConfigMap's `mesh` text, extension providers of one name
+/// merged as Istio merges them. Errors carry the position inside the
+/// embedded text, shifted to where it sits in the file.
 pub fn parse(r: &Resource) -> Result<MeshConfig, DeError> {
+    parse_as_written(r).map(merged)
+}
+
+/// Istio merges extension providers of one name as it applies the mesh
+/// config: a later one replaces the body of the first, in the first's
+/// place.
+fn merged(mut mesh: MeshConfig) -> MeshConfig {
+    let mut out: Vec<ExtensionProvider> = Vec::new();
+    for p in mesh.extension_providers.drain(..) {
+        match out.iter_mut().find(|e| e.name == p.name) {
+            Some(e) => *e = p,
+            None => out.push(p),
+        }
+    }
+    mesh.extension_providers = out;
+    mesh
+}
+
+/// The mesh ConfigMap's MeshConfig with its extension providers as
+/// written (duplicates kept), for validation to report on.
+pub fn parse_as_written(r: &Resource) -> Result<MeshConfig, DeError> {
     let Spec::ConfigMap(cm) = &r.spec else {
         return Ok(MeshConfig::default());
     };

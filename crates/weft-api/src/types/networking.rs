@@ -171,6 +171,20 @@ pub struct HttpBody {
     pub bytes: Option<String>,
 }
 
+impl HttpBody {
+    /// `bytes` decoded (standard base64, padded or not, as protobuf's
+    /// JSON mapping accepts); `None` when the body is a string or absent.
+    pub fn decoded_bytes(&self) -> Option<Result<Vec<u8>, base64::DecodeError>> {
+        use base64::Engine;
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        self.bytes.as_ref().map(|b| engine.decode(b.trim()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Delegate {

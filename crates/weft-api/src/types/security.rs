@@ -69,6 +69,19 @@ pub struct JwtRule {
     /// item (besides `scope` and `permission`, always).
     #[serde(default)]
     pub space_delimited_claims: Vec<String>,
+    /// Whether a request must carry a token (Istio's v1 field; absent
+    /// means `OPTIONAL`).
+    pub presence: Option<JwtPresence>,
+}
+
+/// `OPTIONAL`: a request without a token passes this rule (a token that
+/// is present must be valid). `REQUIRED`: a request without one is
+/// refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JwtPresence {
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

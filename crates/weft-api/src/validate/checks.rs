@@ -21,9 +21,20 @@ pub fn wildcard_domain_error(host: &str) -> Option<String> {
     if host.len() > 255 {
         return Some("host is longer than 255 characters".into());
     }
+    // One trailing dot is allowed (`istio.io.`, a name with no search
+    // suffix); a top-level label may not be all digits (Istio's
+    // `ValidateDNS1123Labels`).
+    let trimmed = host.strip_suffix('.').unwrap_or(host);
+    if let Some(top) = trimmed.rsplit('.').next() {
+        if !top.is_empty() && top.bytes().all(|b| b.is_ascii_digit()) && trimmed.contains('.') {
+            return Some(format!(
+                "host {host:?} is not a valid DNS name: its top-level label {top:?} is all digits"
+            ));
+        }
+    }
     // The first label may start with `*` or `*-`; what follows it must
     // be a label as any other.
-    let mut labels = host.split('.');
+    let mut labels = trimmed.split('.');
     let first = labels.next().unwrap_or_default();
     let first = match first.strip_prefix('*') {
         Some("") => None,
@@ -77,6 +88,17 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// A DNS-1123 label as Istio checks the names it reads in its own fields
+/// (subsets, gateway references, exportTo namespaces): upper case is
+/// allowed there, unlike in Kubernetes object names.
+pub fn is_istio_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 pub fn port(ctx: &mut Ctx<'_>, path: &FieldPath, port: u32) {
     if !(1..=65535).contains(&port) {
         ctx.error(
@@ -87,7 +109,8 @@ pub fn port(ctx: &mut Ctx<'_>, path: &FieldPath, port: u32) {
     }
 }
 
-/// Durations in Istio must be at least 1 ms.
+/// Durations in Istio must be at least 1 ms, in whole milliseconds
+/// (Istio's `ValidateDuration`).
 pub fn duration(ctx: &mut Ctx<'_>, path: &FieldPath, d: Option<&Duration>) {
     if let Some(d) = d {
         if d.as_std() < StdDuration::from_millis(1) {
@@ -95,6 +118,12 @@ pub fn duration(ctx: &mut Ctx<'_>, path: &FieldPath, d: Option<&Duration>) {
                 path,
                 format!("duration {d} is shorter than 1ms"),
                 "use a duration of at least 1ms, e.g. 100ms",
+            );
+        } else if d.as_std().subsec_nanos() % 1_000_000 != 0 {
+            ctx.error(
+                path,
+                format!("duration {d} is not a whole number of milliseconds"),
+                "durations are counted in milliseconds, e.g. 1.5s or 1500ms",
             );
         }
     }
@@ -116,7 +145,44 @@ pub fn percent_value(ctx: &mut Ctx<'_>, path: &FieldPath, v: f64) {
     }
 }
 
+/// A fault's percentage: 0, or from 0.0001 to 100 (Istio's
+/// `validatePercentage`; Envoy's resolution is a millionth).
+pub fn fault_percent(ctx: &mut Ctx<'_>, path: &FieldPath, p: Option<&Percent>) {
+    if let Some(p) = p {
+        let v = p.value;
+        if !(0.0..=100.0).contains(&v) || (v > 0.0 && v < 0.0001) {
+            ctx.error(
+                &path.key("value"),
+                format!("percentage {v} is neither 0 nor from 0.0001 to 100"),
+                "use 0, or a value from 0.0001 to 100",
+            );
+        }
+    }
+}
+
+/// The longest regex Istio accepts in a match or a rewrite.
+pub const MAX_REGEX: usize = 1024;
+
 pub fn regex(ctx: &mut Ctx<'_>, path: &FieldPath, pattern: &str) {
+    if pattern.is_empty() {
+        ctx.error(
+            path,
+            "the regex is empty",
+            "write a pattern, or drop the match",
+        );
+        return;
+    }
+    if pattern.len() > MAX_REGEX {
+        ctx.error(
+            path,
+            format!(
+                "the regex is {} characters; at most {MAX_REGEX} are allowed",
+                pattern.len()
+            ),
+            "shorten the pattern, or split the match",
+        );
+        return;
+    }
     let compiled = regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build();
@@ -130,8 +196,10 @@ pub fn regex(ctx: &mut Ctx<'_>, path: &FieldPath, pattern: &str) {
     }
 }
 
-/// Exactly one of `exact`, `prefix`, `regex`; a regex must compile.
-pub fn string_match(ctx: &mut Ctx<'_>, path: &FieldPath, m: &StringMatch, allow_empty: bool) {
+/// At most one of `exact`, `prefix`, `regex` (none means any value); a
+/// regex must compile. An empty prefix is refused where `empty_prefix` is
+/// false (everywhere but the URI, as Istio's `validateStringMatch`).
+pub fn string_match(ctx: &mut Ctx<'_>, path: &FieldPath, m: &StringMatch, empty_prefix: bool) {
     let set: Vec<&str> = [
         ("exact", m.exact.is_some()),
         ("prefix", m.prefix.is_some()),
@@ -147,11 +215,12 @@ pub fn string_match(ctx: &mut Ctx<'_>, path: &FieldPath, m: &StringMatch, allow_
             format!("{} are mutually exclusive", set.join(" and ")),
             "keep exactly one of exact, prefix or regex",
         );
-    } else if set.is_empty() && !allow_empty {
+    }
+    if !empty_prefix && m.prefix.as_deref() == Some("") {
         ctx.error(
-            path,
-            "one of exact, prefix or regex is required",
-            "e.g. prefix: /",
+            &path.key("prefix"),
+            "the prefix is empty",
+            "drop the match to match any value, or write a prefix",
         );
     }
     if let Some(r) = &m.regex {
@@ -159,31 +228,47 @@ pub fn string_match(ctx: &mut Ctx<'_>, path: &FieldPath, m: &StringMatch, allow_
     }
 }
 
+/// Kubernetes label keys (`[prefix/]name`) and values, as Istio checks
+/// them in selectors and matches.
 pub fn labels(ctx: &mut Ctx<'_>, path: &FieldPath, labels: &Labels) {
     for (k, v) in labels {
-        let name = k.rsplit('/').next().unwrap_or(k);
-        let key_ok = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !key_ok {
+        if !label_key_ok(k) {
             ctx.error(
                 &path.key(k),
                 format!("label key {k:?} is not valid"),
-                "label keys are [prefix/]name with name of at most 63 characters [A-Za-z0-9-_.]",
+                "label keys are [prefix/]name: a DNS-name prefix, and a name of at most 63 characters [A-Za-z0-9-_.] that starts and ends with a letter or digit",
             );
         }
-        let val_ok = v.len() <= 63
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !val_ok {
+        if !(v.is_empty() || qualified_name(v)) {
             ctx.error(
                 &path.key(k),
                 format!("label value {v:?} is not valid"),
-                "label values have at most 63 characters [A-Za-z0-9-_.]",
+                "label values are empty, or at most 63 characters [A-Za-z0-9-_.] starting and ending with a letter or digit",
             );
         }
+    }
+}
+
+/// A label name or value: `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`,
+/// at most 63 characters.
+fn qualified_name(s: &str) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    s.len() <= 63
+        && edge(s.as_bytes().first())
+        && edge(s.as_bytes().last())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+pub fn label_key_ok(k: &str) -> bool {
+    match k.split_once('/') {
+        Some((prefix, name)) => {
+            prefix.len() <= 253
+                && !prefix.is_empty()
+                && prefix.split('.').all(is_istio_label)
+                && qualified_name(name)
+        }
+        None => qualified_name(k),
     }
 }
 
@@ -223,44 +308,120 @@ pub fn ip_or_cidr_check(ctx: &mut Ctx<'_>, path: &FieldPath, s: &str) {
     }
 }
 
-/// `exportTo` entries: `.`, `*`, `~` or a namespace name.
-pub fn export_to(ctx: &mut Ctx<'_>, path: &FieldPath, items: &[String]) {
+/// What kind of resource an `exportTo` list is on: only a ServiceEntry
+/// may export to none (`~`), and a DestinationRule with a workload
+/// selector only to its own namespace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ExportOf {
+    ServiceEntry,
+    DestinationRuleWithSelector,
+    Other,
+}
+
+/// `exportTo` entries, as Istio's `validateExportTo`: `.`, `*`, a
+/// namespace, or `~` on a ServiceEntry; no entry twice (`.` is the
+/// resource's namespace); `*` and `~` alone.
+pub fn export_to(
+    ctx: &mut Ctx<'_>,
+    path: &FieldPath,
+    namespace: &str,
+    items: &[String],
+    of: ExportOf,
+) {
+    let mut seen = std::collections::BTreeSet::new();
     for (i, e) in items.iter().enumerate() {
-        if !(e == "." || e == "*" || e == "~" || is_dns_label(e)) {
+        let key = if e == "." { namespace } else { e.as_str() };
+        if !seen.insert(key) {
+            let what = if key != e {
+                format!("exportTo names . and this namespace ({namespace}), which are the same")
+            } else {
+                format!("exportTo names {e:?} twice")
+            };
+            ctx.error(&path.index(i), what, "name each namespace once");
+            continue;
+        }
+        if e == "~" {
+            if of != ExportOf::ServiceEntry {
+                ctx.error(
+                    &path.index(i),
+                    "exportTo ~ (none) is only allowed on a ServiceEntry",
+                    "use \".\" to keep it in this namespace",
+                );
+            }
+        } else if !(e == "." || e == "*" || is_istio_label(e)) {
             ctx.error(
                 &path.index(i),
                 format!("exportTo entry {e:?} is invalid"),
-                "use \".\" (this namespace), \"*\" (all), \"~\" (none) or a namespace name",
+                "use \".\" (this namespace), \"*\" (all), \"~\" (none, ServiceEntry only) or a namespace name",
             );
         }
     }
-    if items.len() > 1 && items.iter().any(|e| e == "~") {
-        ctx.error(
-            path,
-            "\"~\" (export to none) cannot be combined with other entries",
-            "use \"~\" alone",
-        );
+    if of == ExportOf::DestinationRuleWithSelector && !seen.is_empty() {
+        if !seen.contains(namespace) {
+            ctx.error(
+                path,
+                "a DestinationRule with a workload selector cannot be exported beyond its namespace",
+                "export it to \".\" only, or drop the selector",
+            );
+        } else if seen.len() > 1 {
+            ctx.error(
+                path,
+                "a DestinationRule with a workload selector can be exported to its own namespace only",
+                "export it to \".\" only, or drop the selector",
+            );
+        }
+    }
+    if items.len() > 1 {
+        if seen.contains("*") {
+            ctx.error(
+                path,
+                "\"*\" (all namespaces) cannot be combined with other entries",
+                "use \"*\" alone",
+            );
+        }
+        if seen.contains("~") {
+            ctx.error(
+                path,
+                "\"~\" (export to none) cannot be combined with other entries",
+                "use \"~\" alone",
+            );
+        }
     }
 }
 
-/// `[namespace/]name` or `mesh`, as in a VirtualService's `gateways`.
+/// `namespace/name`, a legacy FQDN name, or `mesh`, as in a
+/// VirtualService's `gateways` (Istio's `validateGatewayNames`).
 pub fn gateway_name(ctx: &mut Ctx<'_>, path: &FieldPath, g: &str) {
     if g == "mesh" {
         return;
     }
-    let (ns, name) = g.split_once('/').unwrap_or(("", g));
-    let name_ok = !name.is_empty() && name.split('.').all(is_dns_label);
-    let ns_ok = ns.is_empty() || is_dns_label(ns);
-    if !name_ok || !ns_ok {
-        // Istio names the Gateway it generates for a Kubernetes Gateway
-        // `<name>-istio-autogenerated-k8s-gateway~...`; its webhook refuses
-        // a reference to it, and istioctl calls it IST0165.
-        let fix = if name.contains("~istio-autogenerated-k8s-gateway~") {
-            "this is the Gateway Istio generates for a Kubernetes Gateway: route through it with an HTTPRoute whose parentRefs name the Kubernetes Gateway"
-        } else {
-            "write `mesh`, `name` or `namespace/name`"
-        };
-        ctx.error(path, format!("gateway reference {g:?} is invalid"), fix);
+    // Istio names the Gateway it generates for a Kubernetes Gateway
+    // `<name>-istio-autogenerated-k8s-gateway~...`; its webhook refuses
+    // a reference to it, and istioctl calls it IST0165.
+    let fix = if g.contains("~istio-autogenerated-k8s-gateway~") {
+        "this is the Gateway Istio generates for a Kubernetes Gateway: route through it with an HTTPRoute whose parentRefs name the Kubernetes Gateway"
+    } else {
+        "write `mesh`, `name` or `namespace/name`"
+    };
+    match g.split_once('/') {
+        Some((ns, name)) => {
+            if !is_istio_label(ns) || !is_istio_label(name) {
+                ctx.error(path, format!("gateway reference {g:?} is invalid"), fix);
+            }
+        }
+        None => {
+            let fqdn_ok = !g.contains('*') && wildcard_domain_error(g).is_none();
+            if !fqdn_ok {
+                ctx.error(path, format!("gateway reference {g:?} is invalid"), fix);
+            } else if let Some((name, rest)) = g.split_once('.') {
+                let ns = rest.split('.').next().unwrap_or_default();
+                ctx.warn(
+                    path,
+                    format!("gateway reference {g:?} is in the legacy name.namespace form"),
+                    format!("write it as namespace/name: \"{ns}/{name}\""),
+                );
+            }
+        }
     }
 }
 

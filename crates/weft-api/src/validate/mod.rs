@@ -1,14 +1,21 @@
 //! Istio's per-resource validation rules, reported with positions.
 
+mod authorization_policy;
 pub mod checks;
+mod header_value;
+mod mesh_config;
+mod metadata;
 mod networking;
 mod other;
 mod security;
+mod security_checks;
+mod telemetry;
 mod unimplemented;
 mod virtual_service;
+mod written;
 
-pub use virtual_service::{GRPC_STATUS, RETRY_ON};
 pub use security::CONDITION_KEYS;
+pub use virtual_service::{GRPC_STATUS, RETRY_ON};
 
 use crate::diag::{codes, Diagnostic, Severity};
 use crate::path::FieldPath;
@@ -92,6 +99,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         );
     }
     checks::labels(&mut ctx, &meta.key("labels"), &resource.meta.labels);
+    metadata::check(&mut ctx);
     match &resource.spec {
         Spec::VirtualService(s) => virtual_service::virtual_service(&mut ctx, s, &spec),
         Spec::DestinationRule(s) => networking::destination_rule(&mut ctx, s, &spec),
@@ -103,23 +111,16 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::PeerAuthentication(s) => security::peer_authentication(&mut ctx, s, &spec),
         Spec::RequestAuthentication(s) => security::request_authentication(&mut ctx, s, &spec),
         Spec::AuthorizationPolicy(s) => {
-            security::authorization_policy(&mut ctx, s, &spec);
-            if let Err(why) = crate::annotations::dry_run(&resource.meta.annotations) {
-                ctx.warn(
-                    &meta.key("annotations").key(crate::annotations::DRY_RUN),
-                    format!("{why}: the policy is enforced, as Istio enforces it"),
-                    "write \"true\" to judge the policy without enforcing it, or remove the annotation",
-                );
-            }
+            authorization_policy::authorization_policy(&mut ctx, s, &spec)
         }
-        Spec::Telemetry(s) => other::telemetry(&mut ctx, s, &spec),
+        Spec::Telemetry(s) => telemetry::telemetry(&mut ctx, s, &spec),
         Spec::Service(s) => other::service(&mut ctx, s, &spec),
         Spec::Deployment(s) => other::deployment(&mut ctx, s, &spec),
         Spec::Pod(_) | Spec::Namespace(_) => {}
         Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
         Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
         Spec::Workload(s) => other::workload(&mut ctx, s, &spec),
-        Spec::ConfigMap(_) => other::config_map(&mut ctx),
+        Spec::ConfigMap(_) => mesh_config::config_map(&mut ctx),
     }
     let mut out = ctx.out;
     out.extend(unimplemented::check(resource));

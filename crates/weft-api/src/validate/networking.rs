@@ -20,7 +20,13 @@ pub fn destination_rule(ctx: &mut Ctx<'_>, dr: &DestinationRule, spec: &FieldPat
     } else {
         checks::host(ctx, &spec.key("host"), &dr.host);
     }
-    checks::export_to(ctx, &spec.key("exportTo"), &dr.export_to);
+    let of = if dr.workload_selector.is_some() {
+        checks::ExportOf::DestinationRuleWithSelector
+    } else {
+        checks::ExportOf::Other
+    };
+    let namespace = ctx.resource.namespace();
+    checks::export_to(ctx, &spec.key("exportTo"), namespace, &dr.export_to, of);
     if let Some(tp) = &dr.traffic_policy {
         traffic_policy(ctx, tp, &spec.key("trafficPolicy"), true);
     }
@@ -531,7 +537,14 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
     for (i, a) in se.addresses.iter().enumerate() {
         checks::ip_or_cidr_check(ctx, &spec.key("addresses").index(i), a);
     }
-    checks::export_to(ctx, &spec.key("exportTo"), &se.export_to);
+    let namespace = ctx.resource.namespace();
+    checks::export_to(
+        ctx,
+        &spec.key("exportTo"),
+        namespace,
+        &se.export_to,
+        checks::ExportOf::ServiceEntry,
+    );
     let mut numbers = BTreeSet::new();
     let mut names = BTreeSet::new();
     for (i, port) in se.ports.iter().enumerate() {

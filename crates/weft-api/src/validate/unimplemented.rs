@@ -20,16 +20,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::VirtualService,
-        "spec.http.fault.abort.http2Error",
-        "HTTP/2 error aborts are not injected; use httpStatus",
-    ),
-    (
-        ResourceKind::VirtualService,
-        "spec.http.fault.delay.exponentialDelay",
-        "exponential delays are not injected (Istio does not support them either)",
-    ),
-    (
-        ResourceKind::VirtualService,
         "spec.http.retries.retryRemoteLocalities",
         "retries do not prefer other localities",
     ),
@@ -47,11 +37,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         ResourceKind::VirtualService,
         "spec.tls.match.destinationSubnets",
         "TLS routes do not match on the destination address",
-    ),
-    (
-        ResourceKind::VirtualService,
-        "spec.http.redirect.prefixRewrite",
-        "redirects do not rewrite the path's prefix; use redirect.uri",
     ),
     (
         ResourceKind::VirtualService,

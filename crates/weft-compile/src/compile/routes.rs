@@ -517,6 +517,10 @@ fn ms(d: &weft_api::types::common::Duration) -> u64 {
 }
 
 fn str_match(m: &StringMatch) -> StrMatch {
+    // `regex: "*"` is Istio's "present", not a regex.
+    if m.regex.as_deref() == Some("*") {
+        return StrMatch::Present;
+    }
     if let Some(e) = &m.exact {
         StrMatch::Exact(e.clone())
     } else if let Some(p) = &m.prefix {
@@ -645,7 +649,9 @@ pub(crate) fn http_routes(
                     continue;
                 }
             }
-            if let (Some(p), Some(arrived)) = (m.port, arrived) {
+            // Port 0 is protobuf's "unset".
+            let match_port = m.port.filter(|p| *p != 0);
+            if let (Some(p), Some(arrived)) = (match_port, arrived) {
                 if p != arrived {
                     continue;
                 }
@@ -663,7 +669,9 @@ pub(crate) fn http_routes(
                         invert,
                     }),
                     None => headers.push(HeaderMatch {
-                        name: k.clone(),
+                        // HTTP names are case-insensitive; the proxy's are
+                        // lowercase.
+                        name: k.to_ascii_lowercase(),
                         matcher: str_match(v),
                         invert,
                     }),
@@ -685,7 +693,7 @@ pub(crate) fn http_routes(
                     })
                     .collect(),
                 claims,
-                port: if me.is_none() { m.port } else { None },
+                port: if me.is_none() { match_port } else { None },
                 source_labels: if me.is_none() {
                     m.source_labels.clone()
                 } else {
@@ -705,16 +713,27 @@ pub(crate) fn http_routes(
                 port: rd.port,
                 port_from_request: rd.derive_port
                     == Some(net::RedirectPortSelection::FromRequestPort),
+                prefix_rewrite: rd.prefix_rewrite.clone().unwrap_or_default(),
                 code: rd.redirect_code.unwrap_or(301),
             })
         } else if let Some(d) = &hr.direct_response {
+            // A `bytes` body is base64 (validation refused it if not);
+            // text travels as text, anything else still encoded.
+            let (body, body_base64) = match d.body.as_ref() {
+                Some(b) => match (&b.string, b.decoded_bytes()) {
+                    (Some(s), _) => (s.clone(), false),
+                    (None, Some(Ok(bytes))) => match String::from_utf8(bytes) {
+                        Ok(text) => (text, false),
+                        Err(_) => (b.bytes.clone().unwrap_or_default(), true),
+                    },
+                    (None, _) => (String::new(), false),
+                },
+                None => (String::new(), false),
+            };
             RouteAction::DirectResponse {
                 status: d.status,
-                body: d
-                    .body
-                    .as_ref()
-                    .and_then(|b| b.string.clone().or_else(|| b.bytes.clone()))
-                    .unwrap_or_default(),
+                body,
+                body_base64,
             }
         } else {
             let total: i64 = hr.route.iter().map(|d| d.weight.unwrap_or(0)).sum();
@@ -908,7 +927,12 @@ fn tcp_routes(
                 let (cluster, _) = cluster_for(c, r, dest, Some(port), out);
                 Some(WeightedCluster {
                     cluster,
-                    weight: u32::try_from(d.weight.unwrap_or(100)).unwrap_or(0),
+                    // Weights are shares; a lone destination takes all.
+                    weight: if dests.len() == 1 {
+                        1
+                    } else {
+                        u32::try_from(d.weight.unwrap_or(0)).unwrap_or(0)
+                    },
                     request_headers: HeaderOps::default(),
                     response_headers: HeaderOps::default(),
                 })
@@ -927,7 +951,7 @@ fn tcp_routes(
             .iter()
             .filter(|m| {
                 match_applies(&m.gateways, r.namespace(), context)
-                    && m.port.is_none_or(|p| p == port)
+                    && m.port.filter(|p| *p != 0).is_none_or(|p| p == port)
                     && crate::registry::labels_match(&m.source_labels, &me.labels)
             })
             .collect();
@@ -947,7 +971,7 @@ fn tcp_routes(
         let ok = t.matches.is_empty()
             || t.matches.iter().any(|m| {
                 match_applies(&m.gateways, r.namespace(), context)
-                    && m.port.is_none_or(|p| p == port)
+                    && m.port.filter(|p| *p != 0).is_none_or(|p| p == port)
                     && crate::registry::labels_match(&m.source_labels, &me.labels)
             });
         push(

@@ -146,8 +146,17 @@ pub async fn fault(route: &RouteRt, ctx: &mut Ctx) -> Option<Response<Body>> {
 
 /// `directResponse`: the route's status and body, with its response
 /// header operations.
-pub fn direct_response(route: &RouteRt, status: u32, body: &str) -> Response<Body> {
-    let mut resp = Response::new(full(body.to_owned()));
+pub fn direct_response(route: &RouteRt, status: u32, body: &str, base64: bool) -> Response<Body> {
+    let bytes = if base64 {
+        use base64::Engine;
+        // The compiler wrote it; it decodes.
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap_or_default()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let mut resp = Response::new(full(bytes));
     *resp.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
     apply_headers(resp.headers_mut(), &route.route.response_headers);
     resp
@@ -155,7 +164,12 @@ pub fn direct_response(route: &RouteRt, status: u32, body: &str) -> Response<Bod
 
 /// `redirect`: the location built from the request and what the route
 /// replaces in it.
-pub fn redirect<B>(rd: &Redirect, req: &Request<B>, authority: &str) -> Response<Body> {
+pub fn redirect<B>(
+    rd: &Redirect,
+    route: &RouteRt,
+    req: &Request<B>,
+    authority: &str,
+) -> Response<Body> {
     let scheme = if rd.scheme.is_empty() {
         req.uri().scheme_str().unwrap_or("http")
     } else {
@@ -175,13 +189,22 @@ pub fn redirect<B>(rd: &Redirect, req: &Request<B>, authority: &str) -> Response
         (None, true) => req_port.map(str::to_owned),
         (None, false) => None,
     };
-    let path = if rd.uri.is_empty() {
-        req.uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned()
-    } else {
+    let path_q = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let path = if !rd.uri.is_empty() {
         rd.uri.clone()
+    } else if !rd.prefix_rewrite.is_empty() {
+        // As a rewrite's uri does: the matched prefix is replaced, the
+        // rest of the path and the query kept.
+        let path = path_q.split('?').next().unwrap_or("/");
+        let matched = route.route.matches.iter().find_map(|m| match &m.uri {
+            Some(StrMatch::Prefix(p)) if path.starts_with(p.as_str()) => Some(p.len()),
+            _ => None,
+        });
+        // A route without a URI match matches the prefix "/".
+        let matched = matched.unwrap_or(usize::from(path.starts_with('/')));
+        format!("{}{}", rd.prefix_rewrite, &path_q[matched..])
+    } else {
+        path_q.to_owned()
     };
     let location = match port {
         Some(p) => format!("{scheme}://{host}:{p}{path}"),
@@ -311,6 +334,15 @@ fn rewrite_path(route: &RouteRt, rw: &weft_model::Rewrite, path_q: &str) -> Stri
     }
 }
 
+/// A header operation's name; `:authority` is the Host header (Istio
+/// allows request `set` and `add` of it).
+fn op_name(name: &str) -> Option<HeaderName> {
+    if name.eq_ignore_ascii_case(":authority") {
+        return Some(HOST);
+    }
+    HeaderName::from_bytes(name.as_bytes()).ok()
+}
+
 pub fn apply_headers(h: &mut http::HeaderMap, ops: &HeaderOps) {
     for name in &ops.remove {
         if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
@@ -318,19 +350,18 @@ pub fn apply_headers(h: &mut http::HeaderMap, ops: &HeaderOps) {
         }
     }
     for hv in &ops.set {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(hv.name.as_bytes()),
-            HeaderValue::from_str(&hv.value),
-        ) {
+        if let (Some(n), Ok(v)) = (op_name(&hv.name), HeaderValue::from_str(&hv.value)) {
             h.insert(n, v);
         }
     }
     for hv in &ops.add {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(hv.name.as_bytes()),
-            HeaderValue::from_str(&hv.value),
-        ) {
-            h.append(n, v);
+        if let (Some(n), Ok(v)) = (op_name(&hv.name), HeaderValue::from_str(&hv.value)) {
+            // A request has one authority: adding one sets it.
+            if n == HOST {
+                h.insert(n, v);
+            } else {
+                h.append(n, v);
+            }
         }
     }
 }
@@ -368,9 +399,14 @@ fn hash_input(
 
 #[cfg(test)]
 mod tests {
-    use super::{cors, hash_input, outgoing, redirect, rewrite_path, Cors};
+    use super::{
+        apply_headers, cors, direct_response, hash_input, outgoing, redirect, rewrite_path, Cors,
+    };
+    use crate::body::Body;
     use crate::snapshot::{RouteRt, TableRt};
     use crate::upstream::{ClientSide, ClusterRt};
+    use http::header::HOST;
+    use http::{HeaderValue, Response};
     use std::sync::Arc;
     use weft_model::{
         Cluster, HashKey, HeaderOps, LbPolicy, Redirect, RegexRewrite, Rewrite, Route, RouteMatch,
@@ -484,9 +520,11 @@ mod tests {
             scheme: "https".into(),
             port: None,
             port_from_request: true,
+            prefix_rewrite: String::new(),
             code: 308,
         };
-        let resp = redirect(&rd, &get("/a/b?c=d"), "old.example:8080");
+        let any = compiled(route());
+        let resp = redirect(&rd, &any, &get("/a/b?c=d"), "old.example:8080");
         assert_eq!(resp.status(), 308);
         assert_eq!(
             resp.headers()["location"],
@@ -498,10 +536,73 @@ mod tests {
             scheme: String::new(),
             port: None,
             port_from_request: false,
+            prefix_rewrite: String::new(),
             code: 301,
         };
-        let resp = redirect(&rd, &get("/a"), "old.example:8080");
+        let resp = redirect(&rd, &any, &get("/a"), "old.example:8080");
         assert_eq!(resp.headers()["location"], "http://old.example/moved");
+        // prefixRewrite: the matched prefix is replaced, the rest kept.
+        let rd = Redirect {
+            uri: String::new(),
+            prefix_rewrite: "/v2/".into(),
+            ..rd
+        };
+        let api = compiled(Route {
+            matches: vec![RouteMatch {
+                uri: Some(StrMatch::Prefix("/api/".into())),
+                ..Default::default()
+            }],
+            ..route()
+        });
+        let resp = redirect(&rd, &api, &get("/api/users?x=1"), "h");
+        assert_eq!(resp.headers()["location"], "http://h/v2/users?x=1");
+        // A route with no URI match matches the prefix "/".
+        let resp = redirect(&rd, &any, &get("/users"), "h");
+        assert_eq!(resp.headers()["location"], "http://h/v2/users");
+    }
+
+    #[test]
+    fn a_request_authority_can_be_set_as_a_header() {
+        let mut h = http::HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_static("old"));
+        let ops = |name: &str| HeaderOps {
+            set: vec![weft_model::HeaderValue {
+                name: name.into(),
+                value: "new".into(),
+            }],
+            ..Default::default()
+        };
+        apply_headers(&mut h, &ops(":authority"));
+        assert_eq!(h[HOST], "new");
+        let add = HeaderOps {
+            add: vec![weft_model::HeaderValue {
+                name: "host".into(),
+                value: "newer".into(),
+            }],
+            ..Default::default()
+        };
+        apply_headers(&mut h, &add);
+        assert_eq!(h.get_all(HOST).iter().count(), 1);
+        assert_eq!(h[HOST], "newer");
+    }
+
+    #[test]
+    fn a_bytes_body_is_sent_decoded() {
+        let r = compiled(route());
+        let resp = direct_response(&r, 200, "AAEC/w==", true);
+        let body = futures_body(resp);
+        assert_eq!(body, vec![0u8, 1, 2, 255]);
+    }
+
+    fn futures_body(resp: Response<Body>) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(resp.into_body().collect())
+            .expect("body")
+            .to_bytes()
+            .to_vec()
     }
 
     fn hashing(key: HashKey) -> ClusterRt {

@@ -152,10 +152,12 @@ async fn serve<B: forward::ClientBody>(
         return aborted;
     }
     let mut resp = match &route.route.action {
-        RouteAction::DirectResponse { status, body } => {
-            filters::direct_response(route, *status, body)
-        }
-        RouteAction::Redirect(rd) => filters::redirect(rd, &req, authority),
+        RouteAction::DirectResponse {
+            status,
+            body,
+            body_base64,
+        } => filters::direct_response(route, *status, body, *body_base64),
+        RouteAction::Redirect(rd) => filters::redirect(rd, route, &req, authority),
         RouteAction::Forward(dests) => {
             // Forward, then the response's header operations.
             let Some(dest) = crate::upstream::pick_weighted(dests) else {
@@ -231,7 +233,8 @@ async fn to_local_app<B: forward::ClientBody>(
             format!("no application address configured for port {port}"),
         ));
     };
-    let app = local.cluster(req.version());
+    let declared = shared.snapshot.load().inbound_protocols.get(&port).copied();
+    let app = local.cluster(declared, req.version());
     let route = &local.route;
     ctx.entry.upstream_cluster = Some(app.name.clone());
     let (parts, body) = req.into_parts();

@@ -17,7 +17,7 @@ spec:
     - destination: {host: reviews, subset: v1}
 ";
 
-/// The same VirtualService with weights that do not add up.
+/// The same VirtualService with a negative weight.
 const REVIEWS_BROKEN: &str = "apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
@@ -26,7 +26,7 @@ spec:
   http:
   - route:
     - destination: {host: reviews, subset: v1}
-      weight: 40
+      weight: -40
 ";
 
 /// Waits until the control plane has loaded a configuration newer than

@@ -136,7 +136,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: secure}
 spec:
-  hosts: [secure]
+  hosts: [secure, a.example.com, "*.b.example.com"]
   tls:
   - match: [{sniHosts: [a.example.com]}]
     route: [{destination: {host: secure, subset: v1}}]
