@@ -469,6 +469,10 @@ pub struct Cluster {
     pub subset: String,
     pub protocol: Protocol,
     pub lb: LbPolicy,
+    /// Slow start for endpoints that join (round robin and least
+    /// request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Warmup>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality: Option<LocalityLb>,
     pub pool: ConnectionPool,
@@ -479,6 +483,29 @@ pub struct Cluster {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_origin: Vec<String>,
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Envoy's slow start: an endpoint that joined `elapsed` ago is picked
+/// with weight `max(min_percent / 100, (elapsed / duration) ^ (1 /
+/// aggression))` until `duration` has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Warmup {
+    pub duration_ms: u64,
+    pub min_percent: f64,
+    pub aggression: f64,
+}
+
+impl Warmup {
+    /// The weight of an endpoint that joined `elapsed_ms` ago, 0..=1.
+    pub fn factor(&self, elapsed_ms: u64) -> f64 {
+        if self.duration_ms == 0 || elapsed_ms >= self.duration_ms {
+            return 1.0;
+        }
+        let time = (elapsed_ms.max(1) as f64) / (self.duration_ms as f64);
+        let curve = time.powf(1.0 / self.aggression.max(f64::MIN_POSITIVE));
+        curve.max(self.min_percent / 100.0).min(1.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -565,6 +592,10 @@ pub struct ConnectionPool {
     /// `tcpKeepalive`); a field left out keeps the OS's value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Speak to the upstream in the protocol the client spoke (Istio's
+    /// `useClientProtocol`), whatever the port declares.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub use_client_protocol: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -40,6 +40,7 @@ pub(crate) fn app_cluster(port: u32, addr: SocketAddr, protocol: Protocol) -> Cl
         subset: String::new(),
         protocol,
         lb: LbPolicy::RoundRobin,
+        warmup: None,
         locality: None,
         pool: ConnectionPool {
             connect_timeout_ms: 10_000,

@@ -340,9 +340,13 @@ impl Snapshot {
             let reuse = previous
                 .and_then(|p| p.clusters.get(&c.name))
                 .filter(|rt| rt.config == *c);
-            let rt = match reuse {
-                Some(rt) => rt.clone(),
-                None => Arc::new(ClusterRt::new(c.clone(), client.clone())),
+            let before = previous.and_then(|p| p.clusters.get(&c.name));
+            let rt = match (reuse, before) {
+                (Some(rt), _) => rt.clone(),
+                (None, Some(before)) => {
+                    Arc::new(ClusterRt::succeeding(c.clone(), client.clone(), before))
+                }
+                (None, None) => Arc::new(ClusterRt::new(c.clone(), client.clone())),
             };
             clusters.insert(c.name.clone(), rt);
         }

@@ -33,6 +33,9 @@ pub struct MeshConfig {
     /// The mesh's trust domain, as written (Istio's default:
     /// cluster.local). Read for validation only.
     pub trust_domain: Option<String>,
+    /// `UPGRADE` speaks HTTP/2 to every port declared HTTP, unless a
+    /// DestinationRule says otherwise; `DO_NOT_UPGRADE` is the default.
+    pub h2_upgrade_policy: Option<String>,
 }
 
 /// `defaultConfig`: the proxies' defaults. weft reads `proxyMetadata`
@@ -46,6 +49,11 @@ pub struct ProxyConfigDefaults {
 }
 
 impl MeshConfig {
+    /// Whether MeshConfig upgrades HTTP/1.1 to HTTP/2 between proxies.
+    pub fn h2_upgrade(&self) -> bool {
+        self.h2_upgrade_policy.as_deref() == Some("UPGRADE")
+    }
+
     /// Whether ServiceEntries without addresses get one allocated, as
     /// Istio's DNS proxy does with `ISTIO_META_DNS_CAPTURE` and
     /// `ISTIO_META_DNS_AUTO_ALLOCATE` (or `PILOT_ENABLE_IP_AUTOALLOCATE`).

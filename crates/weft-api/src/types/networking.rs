@@ -407,8 +407,19 @@ pub struct LoadBalancerSettings {
     pub consistent_hash: Option<ConsistentHashLb>,
     pub locality_lb_setting: Option<LocalityLbSetting>,
     pub warmup_duration_secs: Option<Duration>,
-    pub warmup: Option<serde_json::Value>,
+    pub warmup: Option<Warmup>,
     pub zone_aware_lb_setting: Option<ZoneAwareLbSetting>,
+}
+
+/// Slow start: a new endpoint's share of traffic grows over `duration`
+/// from `minimumPercent` (default 10) along a curve `aggression` (default
+/// 1, linear) shapes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Warmup {
+    pub duration: Option<Duration>,
+    pub minimum_percent: Option<f64>,
+    pub aggression: Option<f64>,
 }
 
 /// Zone-aware routing (Envoy's), newer than `localityLbSetting`.

@@ -60,16 +60,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::DestinationRule,
-        "**.loadBalancer.warmupDurationSecs",
-        "slow-start warm-up is not applied",
-    ),
-    (
-        ResourceKind::DestinationRule,
-        "**.loadBalancer.warmup",
-        "slow-start warm-up is not applied",
-    ),
-    (
-        ResourceKind::DestinationRule,
         "**.loadBalancer.zoneAwareLbSetting",
         "zone-aware routing is not applied; use localityLbSetting",
     ),
@@ -102,16 +92,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         ResourceKind::DestinationRule,
         "**.consistentHash.httpCookie.attributes",
         "cookie attributes are not added to generated cookies",
-    ),
-    (
-        ResourceKind::DestinationRule,
-        "**.connectionPool.http.h2UpgradePolicy",
-        "HTTP/1.1 requests are not upgraded to HTTP/2 upstream",
-    ),
-    (
-        ResourceKind::DestinationRule,
-        "**.connectionPool.http.useClientProtocol",
-        "the upstream protocol follows the port's protocol",
     ),
     (
         ResourceKind::DestinationRule,

@@ -309,6 +309,10 @@ fn cluster(
         }
         None => LbPolicy::LeastRequest,
     };
+    let warmup = eff
+        .lb
+        .and_then(warmup_of)
+        .filter(|_| matches!(lb, LbPolicy::RoundRobin | LbPolicy::LeastRequest));
     let locality = eff
         .lb
         .and_then(|l| l.locality_lb_setting.as_ref())
@@ -351,6 +355,7 @@ fn cluster(
             });
         }
         if let Some(h) = &p.http {
+            pool.use_client_protocol = h.use_client_protocol == Some(true);
             pool.http1_max_pending_requests = u32_of(h.http1_max_pending_requests);
             pool.http2_max_requests = u32_of(h.http2_max_requests);
             pool.max_concurrent_streams = u32_of(h.max_concurrent_streams);
@@ -361,6 +366,7 @@ fn cluster(
             }
         }
     }
+    let protocol = upgraded(c, protocol, eff.pool);
     let outlier = eff.outlier.map(|o| OutlierDetection {
         consecutive_5xx: u32_of(o.consecutive_5xx_errors)
             .or(
@@ -407,12 +413,54 @@ fn cluster(
         subset: key.subset.clone(),
         protocol,
         lb,
+        warmup,
         locality,
         pool,
         outlier,
         tls,
         policy_origin: origin,
         endpoints,
+    }
+}
+
+/// Slow start from `warmup` or, failing it, `warmupDurationSecs`, with
+/// Envoy's defaults (minimumPercent 10, aggression 1: linear).
+fn warmup_of(lb: &net::LoadBalancerSettings) -> Option<Warmup> {
+    let (duration, min_percent, aggression) = match (&lb.warmup, &lb.warmup_duration_secs) {
+        (Some(w), _) => (w.duration.as_ref()?, w.minimum_percent, w.aggression),
+        (None, Some(d)) => (d, None, None),
+        (None, None) => return None,
+    };
+    Some(Warmup {
+        duration_ms: ms(duration),
+        min_percent: min_percent.unwrap_or(10.0),
+        aggression: aggression.unwrap_or(1.0),
+    })
+}
+
+/// Istio's `h2UpgradePolicy`: a DestinationRule's UPGRADE speaks HTTP/2
+/// to an HTTP (or undeclared) port, DO_NOT_UPGRADE keeps HTTP/1.1, and
+/// otherwise MeshConfig's `h2UpgradePolicy: UPGRADE` upgrades ports
+/// declared HTTP. Requests still reach the application behind a sidecar
+/// in the port's own protocol; the upgrade is of the hop to it.
+fn upgraded(
+    c: &Compiler<'_>,
+    protocol: Protocol,
+    pool: Option<&net::ConnectionPoolSettings>,
+) -> Protocol {
+    let policy = pool
+        .and_then(|p| p.http.as_ref())
+        .and_then(|h| h.h2_upgrade_policy);
+    match (protocol, policy) {
+        (Protocol::Http | Protocol::Unknown, Some(net::H2UpgradePolicy::Upgrade)) => {
+            Protocol::Http2
+        }
+        (Protocol::Http, None | Some(net::H2UpgradePolicy::Default))
+            if c.index.mesh_config.h2_upgrade() =>
+        {
+            Protocol::Http2
+        }
+        (p, _) => p,
     }
 }
 

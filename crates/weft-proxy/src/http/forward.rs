@@ -255,7 +255,11 @@ pub async fn forward<B: ClientBody>(
                 ))
             }
         }
-        *upstream.version_mut() = http::Version::HTTP_11;
+        // The pool speaks the cluster's protocol; with `useClientProtocol`
+        // the request keeps the client's version, which picks the pool.
+        if !cluster.config.pool.use_client_protocol {
+            *upstream.version_mut() = http::Version::HTTP_11;
+        }
         let sent = Instant::now();
         // Boxed: the send future is kilobytes, and every future that holds
         // it inline is copied whole when a task is spawned or moved.

@@ -44,6 +44,9 @@ pub struct ClusterRt {
     /// the request URI can then carry the client's authority, which
     /// HTTP/2 sends as `:authority`.
     pools: Vec<Option<Arc<crate::upstream::pool::EndpointPool>>>,
+    /// With `useClientProtocol`, the same endpoints spoken to over
+    /// HTTP/2, for clients that speak it (`pools` then speaks HTTP/1.1).
+    pools_h2: Vec<Option<Arc<crate::upstream::pool::EndpointPool>>>,
     /// Requests sent per endpoint, for `maxRequestsPerConnection`.
     sent: Vec<AtomicU32>,
     rr: AtomicUsize,
@@ -57,6 +60,9 @@ pub struct ClusterRt {
     pending: AtomicU32,
     /// Outlier detection state, one per endpoint.
     health: Vec<Health>,
+    /// When each endpoint joined (`now_ms`), for slow start; `None` for
+    /// endpoints the cluster started with, which are warm.
+    joined_ms: Vec<Option<u64>>,
     /// The proxy using this cluster.
     client: Arc<ClientSide>,
 }
@@ -180,24 +186,33 @@ impl ClusterRt {
             .max_connection_duration_ms
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis);
-        let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
-        let pools = addrs
-            .iter()
-            .zip(&routes)
-            .map(|(a, route)| {
-                a.map(|addr| {
-                    crate::upstream::pool::EndpointPool::new(
-                        addr,
-                        route.clone(),
-                        dial,
-                        idle,
-                        max_age,
-                        h2,
-                        config.pool.max_concurrent_streams,
-                    )
+        let follow_client = config.pool.use_client_protocol;
+        let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) && !follow_client;
+        let pools_of = |h2: bool| -> Vec<Option<Arc<crate::upstream::pool::EndpointPool>>> {
+            addrs
+                .iter()
+                .zip(&routes)
+                .map(|(a, route)| {
+                    a.map(|addr| {
+                        crate::upstream::pool::EndpointPool::new(
+                            addr,
+                            route.clone(),
+                            dial,
+                            idle,
+                            max_age,
+                            h2,
+                            config.pool.max_concurrent_streams,
+                        )
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let pools = pools_of(h2);
+        let pools_h2 = if follow_client {
+            pools_of(true)
+        } else {
+            Vec::new()
+        };
         // Istio's `http2MaxRequests` bounds active requests on HTTP/1.1
         // too; there each request holds a connection, so `maxConnections`
         // bounds them as well.
@@ -225,15 +240,61 @@ impl ClusterRt {
             addrs,
             routes,
             pools,
+            pools_h2,
             rr: AtomicUsize::new(0),
             in_flight: AtomicU32::new(0),
             retries_active: AtomicU32::new(0),
             permits: limit.map(|n| std::sync::Arc::new(Semaphore::new(n.max(1) as usize))),
             pending: AtomicU32::new(0),
             health: config.endpoints.iter().map(|_| Health::default()).collect(),
+            joined_ms: config.endpoints.iter().map(|_| None).collect(),
             client,
             config,
         }
+    }
+
+    /// The cluster that replaces `previous` under a new config: endpoints
+    /// it already had keep their join time, new ones join now (and warm
+    /// up, when the cluster has slow start).
+    pub fn succeeding(
+        config: impl Into<Arc<Cluster>>,
+        client: Arc<ClientSide>,
+        previous: &ClusterRt,
+    ) -> ClusterRt {
+        let mut rt = ClusterRt::new(config, client);
+        let now = now_ms();
+        for (i, e) in rt.config.endpoints.iter().enumerate() {
+            let before = previous
+                .config
+                .endpoints
+                .iter()
+                .position(|p| p.address == e.address);
+            rt.joined_ms[i] = before.map_or(Some(now), |j| previous.joined_ms[j]);
+        }
+        rt
+    }
+
+    /// An endpoint's slow-start weight (1 once warm, or without slow
+    /// start).
+    fn warmth(&self, i: usize, now: u64) -> f64 {
+        match (&self.config.warmup, self.joined_ms[i]) {
+            (Some(w), Some(joined)) => w.factor(now.saturating_sub(joined)),
+            _ => 1.0,
+        }
+    }
+
+    /// A candidate drawn with probability proportional to its slow-start
+    /// weight.
+    fn draw_warm(&self, candidates: &[usize], weights: &[f64]) -> usize {
+        let total: f64 = weights.iter().sum();
+        let mut x = fastrand::f64() * total;
+        for (i, w) in candidates.iter().zip(weights) {
+            if x < *w {
+                return *i;
+            }
+            x -= w;
+        }
+        candidates[candidates.len() - 1]
     }
 
     /// Endpoints that have an address and are not ejected. Below
@@ -443,6 +504,9 @@ impl ClusterRt {
         }
         let candidates = self.by_locality(candidates);
         let n = candidates.len();
+        if let Some(chosen) = self.pick_warming(&candidates) {
+            return Some(chosen);
+        }
         let chosen = match &self.config.lb {
             LbPolicy::RoundRobin | LbPolicy::Passthrough => {
                 candidates[self.rr.fetch_add(1, Ordering::Relaxed) % n]
@@ -474,6 +538,33 @@ impl ClusterRt {
             },
         };
         Some(chosen)
+    }
+
+    /// While an endpoint warms up, round robin and least request draw by
+    /// slow-start weight (least request between two weighted draws), as
+    /// Envoy scales a warming host's weight; `None` when all are warm.
+    fn pick_warming(&self, candidates: &[usize]) -> Option<usize> {
+        if self.config.warmup.is_none()
+            || !matches!(
+                self.config.lb,
+                LbPolicy::RoundRobin | LbPolicy::LeastRequest
+            )
+        {
+            return None;
+        }
+        let now = now_ms();
+        let weights: smallvec::SmallVec<[f64; 8]> =
+            candidates.iter().map(|i| self.warmth(*i, now)).collect();
+        if weights.iter().all(|w| *w >= 1.0) {
+            return None;
+        }
+        let a = self.draw_warm(candidates, &weights);
+        if self.config.lb == LbPolicy::RoundRobin {
+            return Some(a);
+        }
+        let b = self.draw_warm(candidates, &weights);
+        let load = |i: usize| self.active[i].load(Ordering::Relaxed);
+        Some(if load(b) < load(a) { b } else { a })
     }
 
     pub fn hash_key(&self) -> Option<&HashKey> {
@@ -560,7 +651,13 @@ impl ClusterRt {
         mut req: http::Request<Body>,
     ) -> Result<http::Response<crate::upstream::pool::UpstreamBody>, crate::upstream::pool::Unsent>
     {
-        let Some(pool) = self.pools.get(i).and_then(Option::as_ref) else {
+        // `useClientProtocol`: the client's HTTP/2 goes on as HTTP/2.
+        let pools = if req.version() == http::Version::HTTP_2 && !self.pools_h2.is_empty() {
+            &self.pools_h2
+        } else {
+            &self.pools
+        };
+        let Some(pool) = pools.get(i).and_then(Option::as_ref) else {
             return Err((
                 SendError::Connect("the endpoint has no address".into()),
                 Some(Box::new(req)),
@@ -735,6 +832,7 @@ mod tests {
             subset: String::new(),
             protocol: Protocol::Http,
             lb,
+            warmup: None,
             locality,
             pool: ConnectionPool {
                 connect_timeout_ms: 1000,
@@ -772,6 +870,74 @@ mod tests {
             out[c.pick(None, None).unwrap()] += 1;
         }
         out
+    }
+
+    /// An upstream that answers with the HTTP version it was spoken to in.
+    async fn version_echo() -> std::net::SocketAddr {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(format!(
+                                    "{:?}",
+                                    req.version()
+                                ))),
+                            ))
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn spoken(c: &ClusterRt, version: http::Version) -> String {
+        use http_body_util::BodyExt;
+        let req = http::Request::builder()
+            .uri(format!("http://{}/", c.config.endpoints[0].address))
+            .version(version)
+            .body(crate::http::local_reply::empty())
+            .unwrap();
+        let resp = c.send(0, req).await.map_err(|(e, _)| e).unwrap();
+        String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
+    }
+
+    /// `useClientProtocol`: the client's HTTP/2 goes on as HTTP/2 and its
+    /// HTTP/1.1 as HTTP/1.1, whatever the port declares; without it the
+    /// port's protocol decides (`h2UpgradePolicy: UPGRADE` compiles to an
+    /// HTTP/2 port).
+    #[tokio::test]
+    async fn the_upstream_protocol_follows_the_port_or_the_client() {
+        let addr = version_echo().await.to_string();
+        let eps: &[Ep<'_>] = &[(addr.as_str(), "", &[])];
+        let client = || Arc::new(ClientSide::plain("", &BTreeMap::new()));
+        let mut follows = cluster(LbPolicy::RoundRobin, eps, None, false);
+        follows.pool.use_client_protocol = true;
+        let follows = ClusterRt::new(follows, client());
+        assert_eq!(spoken(&follows, http::Version::HTTP_2).await, "HTTP/2.0");
+        assert_eq!(spoken(&follows, http::Version::HTTP_11).await, "HTTP/1.1");
+        let mut upgraded = cluster(LbPolicy::RoundRobin, eps, None, false);
+        upgraded.protocol = Protocol::Http2;
+        let upgraded = ClusterRt::new(upgraded, client());
+        assert_eq!(spoken(&upgraded, http::Version::HTTP_11).await, "HTTP/2.0");
+        let plain = ClusterRt::new(cluster(LbPolicy::RoundRobin, eps, None, false), client());
+        assert_eq!(spoken(&plain, http::Version::HTTP_11).await, "HTTP/1.1");
     }
 
     #[tokio::test]
@@ -861,6 +1027,66 @@ mod tests {
         );
         drop((first, second));
         assert!(c.admit().await.is_some());
+    }
+
+    /// Slow start: an endpoint that joins a cluster with `warmup` gets
+    /// about `minimumPercent` of its share at first, while endpoints the
+    /// previous cluster had keep their full weight; without `warmup` it
+    /// gets its share at once.
+    #[test]
+    fn a_joining_endpoint_warms_up() {
+        let client = || Arc::new(ClientSide::plain("", &BTreeMap::new()));
+        let old = ClusterRt::new(
+            cluster(
+                LbPolicy::RoundRobin,
+                &[("127.0.0.1:1", "", &[]), ("127.0.0.1:2", "", &[])],
+                None,
+                false,
+            ),
+            client(),
+        );
+        let three = [
+            ("127.0.0.1:1", "", &[][..]),
+            ("127.0.0.1:2", "", &[][..]),
+            ("127.0.0.1:3", "", &[][..]),
+        ];
+        let share_of_new = |warmup: Option<Warmup>, lb: LbPolicy| {
+            let c = Cluster {
+                warmup,
+                ..cluster(lb, &three, None, false)
+            };
+            let c = ClusterRt::succeeding(c, client(), &old);
+            let picks = 6000;
+            let hits = (0..picks).filter(|_| c.pick(None, None) == Some(2)).count();
+            hits as f64 / picks as f64
+        };
+        let warm = Warmup {
+            duration_ms: 600_000,
+            min_percent: 10.0,
+            aggression: 1.0,
+        };
+        // Weights 1, 1 and 0.1: the new endpoint's share is 0.1 / 2.1.
+        for lb in [LbPolicy::RoundRobin, LbPolicy::LeastRequest] {
+            let share = share_of_new(Some(warm), lb.clone());
+            assert!(
+                (0.02..0.08).contains(&share),
+                "{lb:?}: a warming endpoint took {share} of the traffic"
+            );
+        }
+        let share = share_of_new(None, LbPolicy::RoundRobin);
+        assert!(
+            (share - 1.0 / 3.0).abs() < 0.01,
+            "without slow start: {share}"
+        );
+        // The weight grows along the curve and is full after the window.
+        assert_eq!(warm.factor(0), 0.1);
+        assert!((warm.factor(300_000) - 0.5).abs() < 1e-9);
+        assert_eq!(warm.factor(600_000), 1.0);
+        let steep = Warmup {
+            aggression: 2.0,
+            ..warm
+        };
+        assert!((steep.factor(150_000) - 0.5).abs() < 1e-9);
     }
 
     #[test]
