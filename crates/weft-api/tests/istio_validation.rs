@@ -3,75 +3,9 @@
 //! Each case is written here from the rule (istio/istio's
 //! `pkg/config/validation` and its test tables), not copied from them.
 
-use weft_api::diag::{codes, Severity};
-use weft_api::load::load_bytes;
+mod want;
 
-/// What loading one document must give.
-enum Want {
-    /// No error and no warning.
-    Clean,
-    /// Accepted, with a warning whose message holds this.
-    Warns(&'static str),
-    /// Accepted, with a WEFT0006 warning whose message holds this.
-    Unimplemented(&'static str),
-    /// Refused, with an error whose message holds this.
-    Refused(&'static str),
-}
-
-fn check(name: &str, doc: &str, want: Want) {
-    let loaded = load_bytes(&format!("{name}.yaml"), doc.as_bytes());
-    let errors: Vec<_> = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .collect();
-    let warnings: Vec<_> = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Warning)
-        .collect();
-    let all = || {
-        loaded
-            .diagnostics
-            .iter()
-            .map(|d| format!("{d}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    match want {
-        Want::Clean => assert!(
-            loaded.diagnostics.is_empty() && loaded.resources.len() == 1,
-            "{name}: expected clean, got:\n{}",
-            all()
-        ),
-        Want::Warns(what) => {
-            assert!(errors.is_empty(), "{name}: refused:\n{}", all());
-            assert!(
-                warnings.iter().any(|d| d.message.contains(what)),
-                "{name}: expected a warning with {what:?}, got:\n{}",
-                all()
-            );
-        }
-        Want::Unimplemented(what) => {
-            assert!(errors.is_empty(), "{name}: refused:\n{}", all());
-            assert!(
-                warnings
-                    .iter()
-                    .any(|d| d.code == codes::UNIMPLEMENTED && d.message.contains(what)),
-                "{name}: expected WEFT0006 with {what:?}, got:\n{}",
-                all()
-            );
-        }
-        Want::Refused(what) => {
-            assert!(loaded.resources.is_empty(), "{name}: accepted:\n{}", all());
-            assert!(
-                errors.iter().any(|d| d.message.contains(what)),
-                "{name}: expected an error with {what:?}, got:\n{}",
-                all()
-            );
-        }
-    }
-}
+use want::{check, Want};
 
 fn authz(rules: &str) -> String {
     format!("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p}}\nspec:\n{rules}")

@@ -89,6 +89,7 @@ impl CaService {
             cert_chain: c.cert_chain,
             private_key: c.private_key,
             ca_certificates: c.ca_certificates,
+            ca_crl: c.ca_crl,
         })
     }
 

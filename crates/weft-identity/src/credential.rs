@@ -1,6 +1,6 @@
 //! TLS credentials named by `credentialName`, read from the secrets
 //! directory: `<dir>/<name>/` with a Kubernetes TLS secret's keys
-//! (`tls.crt`, `tls.key`, `ca.crt`) or Istio's generic ones (`cert`,
+//! (`tls.crt`, `tls.key`, `ca.crt`, `ca.crl`) or Istio's generic ones (`cert`,
 //! `key`, `cacert`). The CA of a mutual-TLS credential may also live in
 //! Istio's separate `<name>-cacert` secret.
 
@@ -12,6 +12,8 @@ pub struct CredentialPem {
     pub cert_chain: String,
     pub private_key: String,
     pub ca_certificates: String,
+    /// Revocation lists for the peer's chain (`ca.crl`).
+    pub ca_crl: String,
 }
 
 fn first(dir: &Path, names: &[&str]) -> Option<String> {
@@ -47,6 +49,9 @@ pub fn read(dir: &Path, name: &str) -> Result<CredentialPem, String> {
     let ca = first(&secret, &["ca.crt", "cacert"])
         .or_else(|| first(&dir.join(format!("{name}-cacert")), &["ca.crt", "cacert"]))
         .unwrap_or_default();
+    let crl = first(&secret, &["ca.crl"])
+        .or_else(|| first(&dir.join(format!("{name}-cacert")), &["ca.crl"]))
+        .unwrap_or_default();
     if cert.is_empty() != key.is_empty() {
         return Err(format!(
             "credential {name:?} in {} has a certificate without a key or a key without a certificate",
@@ -63,6 +68,7 @@ pub fn read(dir: &Path, name: &str) -> Result<CredentialPem, String> {
         cert_chain: cert,
         private_key: key,
         ca_certificates: ca,
+        ca_crl: crl,
     })
 }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::IdentityError;
 
@@ -20,6 +20,23 @@ pub fn certs(what: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, Iden
         ));
     }
     Ok(certs)
+}
+
+/// Every revocation list in a PEM text (`-----BEGIN X509 CRL-----`).
+pub fn crls(
+    what: &str,
+    pem: &str,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, IdentityError> {
+    let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| IdentityError::invalid(what, format!("not PEM revocation lists: {e}")))?;
+    if crls.is_empty() {
+        return Err(IdentityError::invalid(
+            what,
+            "no `-----BEGIN X509 CRL-----` block found",
+        ));
+    }
+    Ok(crls)
 }
 
 pub fn private_key(what: &str, pem: &str) -> Result<PrivateKeyDer<'static>, IdentityError> {

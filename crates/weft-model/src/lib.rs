@@ -161,7 +161,7 @@ pub enum ListenerTarget {
     Local { app_port: u32 },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerTls {
     pub mode: String,
@@ -171,6 +171,27 @@ pub struct ServerTls {
     pub hosts: Vec<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub https_redirect: bool,
+    /// `TLSV1_2` or `TLSV1_3` (weft offers nothing older); empty means
+    /// both.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub min_version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub max_version: String,
+    /// TLS 1.2 suites by their OpenSSL names, in order; empty means
+    /// weft's defaults. TLS 1.3 suites are not configurable (as Envoy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cipher_suites: Vec<String>,
+    /// Client certificates must also match one of these pins: base64
+    /// SHA-256 of the SubjectPublicKeyInfo, or hex SHA-256 of the
+    /// certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify_spki: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify_hash: Vec<String>,
+    /// A PEM file of revocation lists for client certificates (besides
+    /// `ca.crl` in the credential).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_crl: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -651,6 +672,10 @@ pub struct TlsOrigination {
     pub client_certificate: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub private_key: String,
+    /// A PEM file of revocation lists for the server's chain (besides
+    /// `ca.crl` in the credential).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_crl: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -209,6 +209,9 @@ pub struct CredentialResponse {
     /// PEM roots to verify the peer with; may be empty.
     #[prost(string, tag = "3")]
     pub ca_certificates: String,
+    /// PEM revocation lists for the peer's chain; may be empty.
+    #[prost(string, tag = "4")]
+    pub ca_crl: String,
 }
 
 #[cfg(test)]

@@ -347,3 +347,281 @@ spec:
     let r = curl(&["-H", "Host: open.example.com", &url]);
     assert_eq!(r.status, 200, "{}", r.headers);
 }
+
+/// A leaf with a chosen serial number, so a revocation list can name it.
+fn leaf_with_serial(
+    dir: &Path,
+    name: &str,
+    names: &[&str],
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    serial: u64,
+) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
+    let cert = params.signed_by(&key, issuer).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+/// A PEM revocation list from `issuer` revoking `serials`.
+fn crl(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, serials: &[u64]) -> String {
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2025, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(*s),
+                revocation_time: rcgen::date_time_ymd(2025, 6, 1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    params.signed_by(issuer).unwrap().pem().unwrap()
+}
+
+/// SHA-256 of a PEM certificate's DER, as `verifyCertificateHash` takes
+/// it (colon-separated upper-case pairs, as `openssl x509 -fingerprint`
+/// prints it).
+fn fingerprint(pem: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim().rsplit('=').next().unwrap().to_owned()
+}
+
+/// What `openssl s_client` negotiated with the gateway for `sni`, with
+/// extra client `args`: `Some((protocol, cipher))`, or `None` when the
+/// handshake failed.
+fn negotiated(ingress: &str, sni: &str, args: &[&str]) -> Option<(String, String)> {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            ingress,
+            "-servername",
+            sni,
+            "-brief",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    Some((field("Protocol version:")?, field("Ciphersuite:")?))
+}
+
+/// Gateway servers honour verifyCertificateHash/Spki (a client the CA
+/// signed but not pinned is refused), revocation lists (`ca.crl` in the
+/// credential), minProtocolVersion/maxProtocolVersion and cipherSuites;
+/// a DestinationRule's caCrl refuses a revoked external server.
+#[test]
+fn ingress_pins_revocation_versions_and_suites_and_egress_crl() {
+    let certs = std::env::temp_dir().join(format!("weft-gwtls2-{}", std::process::id()));
+    let secrets = certs.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let edge = ca(&certs, "edge-ca", "edge test CA");
+    leaf(
+        &certs,
+        "edge",
+        &[
+            "pinned.example.com",
+            "revoked.example.com",
+            "tls13.example.com",
+            "suites.example.com",
+        ],
+        &edge,
+    );
+    leaf_with_serial(&certs, "client", &["client.example.com"], &edge, 7001);
+    leaf_with_serial(
+        &certs,
+        "pinned",
+        &["pinned-client.example.com"],
+        &edge,
+        7002,
+    );
+    leaf_with_serial(&certs, "external", &["secure.external.test"], &edge, 7003);
+    secret(
+        &secrets,
+        "edge-credential",
+        &certs,
+        Some("edge"),
+        Some("edge-ca"),
+    );
+    secret(
+        &secrets,
+        "revoking-credential",
+        &certs,
+        Some("edge"),
+        Some("edge-ca"),
+    );
+    std::fs::write(
+        secrets.join("revoking-credential/ca.crl"),
+        crl(&edge, &[7001]),
+    )
+    .unwrap();
+    let external_crl = certs.join("external.crl");
+    std::fs::write(&external_crl, crl(&edge, &[7003])).unwrap();
+    let pin = fingerprint(&certs.join("pinned.pem"));
+
+    let ext = "127.109.0.200";
+    let _server = SServer::start(&format!("{ext}:9443"), &certs, "external", None);
+    let extra = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: strict-gateway}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 8443, name: https-pinned, protocol: HTTPS}}
+    tls: {{mode: MUTUAL, credentialName: edge-credential, verifyCertificateHash: ["{pin}"]}}
+    hosts: [pinned.example.com]
+  - port: {{number: 8443, name: https-revoked, protocol: HTTPS}}
+    tls: {{mode: MUTUAL, credentialName: revoking-credential}}
+    hosts: [revoked.example.com]
+  - port: {{number: 8443, name: https-tls13, protocol: HTTPS}}
+    tls: {{mode: SIMPLE, credentialName: edge-credential, minProtocolVersion: TLSV1_3}}
+    hosts: [tls13.example.com]
+  - port: {{number: 8443, name: https-suites, protocol: HTTPS}}
+    tls:
+      mode: SIMPLE
+      credentialName: edge-credential
+      maxProtocolVersion: TLSV1_2
+      cipherSuites: [ECDHE-ECDSA-CHACHA20-POLY1305]
+    hosts: [suites.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: strict}}
+spec:
+  hosts: [pinned.example.com, revoked.example.com, tls13.example.com, suites.example.com]
+  gateways: [strict-gateway]
+  http:
+  - route: [{{destination: {{host: productpage, port: {{number: 9080}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: external}}
+spec:
+  hosts: [secure.external.test, revoked.external.test]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  location: MESH_EXTERNAL
+  endpoints:
+  - {{address: {ext}, ports: {{http: 9443}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: secure-external}}
+spec:
+  host: secure.external.test
+  trafficPolicy: {{tls: {{mode: SIMPLE, caCertificates: "{ca}"}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: revoked-external}}
+spec:
+  host: revoked.external.test
+  trafficPolicy:
+    tls: {{mode: SIMPLE, caCertificates: "{ca}", caCrl: "{crl}", sni: secure.external.test}}
+"#,
+        ca = certs.join("edge-ca.pem").display(),
+        crl = external_crl.display(),
+    );
+    let s = secrets.display().to_string();
+    let m = common::mesh::up_with_args(109, &extra, &["--secrets", &s]);
+    let ingress_ip = m.ingress.rsplit_once(':').unwrap().0.to_owned();
+    let ingress = format!("{ingress_ip}:8443");
+    let cafile = certs.join("edge-ca.pem").display().to_string();
+    let client = |host: &str, who: Option<&str>| {
+        let mut args = vec![
+            "--resolve".to_owned(),
+            format!("{host}:8443:{ingress_ip}"),
+            "--cacert".to_owned(),
+            cafile.clone(),
+        ];
+        if let Some(who) = who {
+            args.push("--cert".into());
+            args.push(certs.join(format!("{who}.pem")).display().to_string());
+            args.push("--key".into());
+            args.push(certs.join(format!("{who}.key")).display().to_string());
+        }
+        args.push(format!("https://{host}:8443/productpage"));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&refs).status
+    };
+
+    // verifyCertificateHash: the CA signed both clients; only the pinned
+    // one gets the page.
+    assert_eq!(client("pinned.example.com", Some("pinned")), 200);
+    assert_eq!(
+        client("pinned.example.com", Some("client")),
+        0,
+        "an unpinned client was served"
+    );
+    // ca.crl in the credential: the revoked client is refused, the other
+    // is served.
+    assert_eq!(
+        client("revoked.example.com", Some("client")),
+        0,
+        "a revoked client was served"
+    );
+    assert_eq!(client("revoked.example.com", Some("pinned")), 200);
+
+    // minProtocolVersion TLSV1_3: a TLS 1.2 client is refused.
+    assert_eq!(
+        negotiated(&ingress, "tls13.example.com", &[]).map(|n| n.0),
+        Some("TLSv1.3".to_owned())
+    );
+    assert_eq!(
+        negotiated(&ingress, "tls13.example.com", &["-tls1_2"]),
+        None
+    );
+    // maxProtocolVersion TLSV1_2 and one suite: that suite, or nothing.
+    assert_eq!(
+        negotiated(&ingress, "suites.example.com", &[]),
+        Some((
+            "TLSv1.2".to_owned(),
+            "ECDHE-ECDSA-CHACHA20-POLY1305".to_owned()
+        ))
+    );
+    assert_eq!(
+        negotiated(
+            &ingress,
+            "suites.example.com",
+            &["-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"]
+        ),
+        None
+    );
+
+    // Egress: caCrl revokes the external server's certificate, so the
+    // revoked name gets 503 UF while the same server is fine without it.
+    let proxy = format!("http://{}", m.w.addr(10, 2, 15001));
+    let r = curl(&["-x", &proxy, "http://secure.external.test/"]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = curl(&["-x", &proxy, "http://revoked.external.test/"]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("UF"),
+        "{}",
+        r.headers
+    );
+    let _ = std::fs::remove_dir_all(&certs);
+}

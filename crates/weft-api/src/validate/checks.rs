@@ -294,6 +294,114 @@ pub fn header_name(ctx: &mut Ctx<'_>, path: &FieldPath, name: &str, must_be_lowe
     }
 }
 
+/// Why `name` is not a fully qualified DNS name as Istio's `ValidateFQDN`
+/// reads one (no wildcard; labels may be upper case; one trailing dot; a
+/// top-level label may not be all digits, even when it is the only one).
+pub fn fqdn_error(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("the name is empty".into());
+    }
+    if name.len() > 255 {
+        return Some(format!("{name:?} is longer than 255 characters"));
+    }
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    let top = trimmed.rsplit('.').next().unwrap_or_default();
+    if !top.is_empty() && top.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(format!(
+            "{name:?} is not a DNS name: its top-level label {top:?} is all digits"
+        ));
+    }
+    trimmed
+        .split('.')
+        .find(|l| !is_istio_label(l))
+        .map(|label| format!("{name:?} is not a DNS name: label {label:?} is not a DNS label"))
+}
+
+pub fn is_ip(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Why the path of a `unix://` address is not one Istio takes: an
+/// absolute path to a file, or an abstract socket (`@name`).
+pub fn unix_path_error(path: &str) -> Option<String> {
+    if path.is_empty() {
+        Some("the unix socket path is empty".into())
+    } else if path.starts_with('@') {
+        None
+    } else if !path.starts_with('/') || path.ends_with('/') {
+        Some(format!("{path:?} is not an absolute path to a file"))
+    } else {
+        None
+    }
+}
+
+pub fn unix_address(ctx: &mut Ctx<'_>, path: &FieldPath, address: &str) {
+    if let Some(why) = address.strip_prefix("unix://").and_then(unix_path_error) {
+        ctx.error(
+            path,
+            format!("unix address {address:?}: {why}"),
+            "write unix:///absolute/path.sock, or unix://@name for an abstract socket",
+        );
+    }
+}
+
+/// A port name as Istio's `ValidatePortName` takes it: a DNS label
+/// (upper case allowed).
+pub fn port_name(ctx: &mut Ctx<'_>, path: &FieldPath, name: &str) {
+    if !is_istio_label(name) {
+        ctx.error(
+            path,
+            format!("port name {name:?} is invalid"),
+            "port names are DNS labels: letters, digits and '-', e.g. http-api",
+        );
+    }
+}
+
+/// Istio's `protocol.Parse(p).IsHTTP()`.
+pub fn is_http_protocol(p: &str) -> bool {
+    ["HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"]
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(p))
+}
+
+/// Istio's `protocol.Parse(p).IsTLS()`.
+pub fn is_tls_protocol(p: &str) -> bool {
+    p.eq_ignore_ascii_case("HTTPS") || p.eq_ignore_ascii_case("TLS")
+}
+
+/// A workload selector with no labels selects every workload of the
+/// namespace; Istio warns (`what` names the kind, as Istio's message does).
+pub fn empty_selector(ctx: &mut Ctx<'_>, path: &FieldPath, empty: bool, what: &str) {
+    if empty {
+        ctx.warn(
+            path,
+            format!("{what}workload selector specified without labels: it selects every workload in the namespace"),
+            "add labels to select the workloads meant, or drop workloadSelector",
+        );
+    }
+}
+
+/// Istio's `ValidateAlphaWorkloadSelector` on ServiceEntry and Sidecar
+/// selectors: no empty key, no `*` in a key or a value.
+pub fn selector_wildcards(ctx: &mut Ctx<'_>, path: &FieldPath, labels: &Labels) {
+    for (k, v) in labels {
+        if k.is_empty() {
+            ctx.error(
+                path,
+                "a selector label key is empty",
+                "give the label's key, e.g. app: reviews",
+            );
+        }
+        if k.contains('*') || v.contains('*') {
+            ctx.error(
+                &path.key(k),
+                format!("wildcard is not supported in selector: {k}={v}"),
+                "selectors match labels exactly; name the value",
+            );
+        }
+    }
+}
+
 pub fn ip_or_cidr(s: &str) -> bool {
     s.parse::<std::net::IpAddr>().is_ok() || s.parse::<ipnet::IpNet>().is_ok()
 }

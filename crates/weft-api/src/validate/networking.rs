@@ -1,6 +1,7 @@
 //! Validation of `networking.istio.io` resources other than
 //! VirtualService, after Istio's `pkg/config/validation` rules.
 
+use base64::Engine;
 use std::collections::BTreeSet;
 
 use crate::path::FieldPath;
@@ -496,16 +497,128 @@ fn server_tls(ctx: &mut Ctx<'_>, tls: &ServerTlsSettings, p: &FieldPath, protoco
             }
         }
     }
-    if let (Some(min), Some(max)) = (tls.min_protocol_version, tls.max_protocol_version) {
-        if (min as u8) > (max as u8) && !matches!(max, TlsProtocolVersion::Auto) {
+    tls_versions(ctx, tls, p);
+    cipher_suites(ctx, &tls.cipher_suites, &p.key("cipherSuites"));
+    for (i, pin) in tls.verify_certificate_spki.iter().enumerate() {
+        let ok = base64::engine::general_purpose::STANDARD
+            .decode(pin.trim())
+            .is_ok_and(|b| b.len() == 32);
+        if !ok {
             ctx.error(
-                p,
-                "minProtocolVersion is above maxProtocolVersion",
-                "swap them",
+                &p.key("verifyCertificateSpki").index(i),
+                format!("{pin:?} is not a SHA-256 SPKI pin"),
+                "write the base64 of the SHA-256 of the certificate's SubjectPublicKeyInfo (44 characters)",
+            );
+        }
+    }
+    for (i, pin) in tls.verify_certificate_hash.iter().enumerate() {
+        let hex: String = pin.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            ctx.error(
+                &p.key("verifyCertificateHash").index(i),
+                format!("{pin:?} is not a SHA-256 certificate fingerprint"),
+                "write 64 hex digits, optionally as colon-separated pairs (openssl x509 -fingerprint -sha256)",
             );
         }
     }
 }
+
+/// Istio's warning for old protocol versions, and weft's when the bounds
+/// leave nothing it speaks (it offers TLS 1.2 and 1.3; such a server
+/// refuses every handshake).
+fn tls_versions(ctx: &mut Ctx<'_>, tls: &ServerTlsSettings, p: &FieldPath) {
+    use TlsProtocolVersion as V;
+    let (min, max) = (tls.min_protocol_version, tls.max_protocol_version);
+    if matches!(min, Some(V::V1_0 | V::V1_1)) && tls.cipher_suites.is_empty() {
+        ctx.warn(
+            &p.key("minProtocolVersion"),
+            "TLS versions below TLSV1_2 require setting compatible ciphers, as the defaults no longer include any",
+            "weft offers TLS 1.2 and 1.3 only; use TLSV1_2",
+        );
+    }
+    let rank = |v: V| match v {
+        V::Auto => None,
+        V::V1_0 => Some(0),
+        V::V1_1 => Some(1),
+        V::V1_2 => Some(2),
+        V::V1_3 => Some(3),
+    };
+    let (lo, hi) = (
+        min.and_then(rank).unwrap_or(0).max(2),
+        max.and_then(rank).unwrap_or(3),
+    );
+    if lo > hi {
+        ctx.warn(
+            p,
+            "minProtocolVersion and maxProtocolVersion leave no TLS version weft offers (1.2 and 1.3): this server refuses every handshake",
+            "set maxProtocolVersion to TLSV1_2 or above, and no higher minProtocolVersion",
+        );
+    }
+}
+
+/// Istio's warnings for cipher suites BoringSSL does not know and for
+/// duplicates, and weft's for those it knows but rustls does not offer.
+fn cipher_suites(ctx: &mut Ctx<'_>, suites: &[String], p: &FieldPath) {
+    let mut invalid = std::collections::BTreeSet::new();
+    let mut duplicate = std::collections::BTreeSet::new();
+    let mut not_offered = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for cs in suites {
+        let expression =
+            cs.is_empty() || cs == "ALL" || !cs.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if expression {
+            continue;
+        }
+        if !ENVOY_CIPHER_SUITES.contains(&cs.as_str()) {
+            invalid.insert(cs.as_str());
+        } else if !seen.insert(cs.as_str()) {
+            duplicate.insert(cs.as_str());
+        } else if !cs.starts_with("ECDHE-") || !(cs.contains("GCM") || cs.contains("CHACHA20")) {
+            not_offered.insert(cs.as_str());
+        }
+    }
+    if !invalid.is_empty() {
+        ctx.warn(
+            p,
+            format!("ignoring invalid cipher suites: {invalid:?}"),
+            "use OpenSSL names, e.g. ECDHE-ECDSA-AES128-GCM-SHA256",
+        );
+    }
+    if !duplicate.is_empty() {
+        ctx.warn(
+            p,
+            format!("ignoring duplicate cipher suites: {duplicate:?}"),
+            "list each suite once",
+        );
+    }
+    if !not_offered.is_empty() {
+        ctx.warn(
+            p,
+            format!("weft does not offer {not_offered:?}: it has only ECDHE suites with AES-GCM or ChaCha20-Poly1305"),
+            "use ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256 or another ECDHE AEAD suite",
+        );
+    }
+}
+
+/// The suites Envoy (BoringSSL) accepts in `cipherSuites`, as Istio's
+/// validation lists them.
+const ENVOY_CIPHER_SUITES: &[&str] = &[
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA",
+    "AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-SHA",
+    "AES256-SHA",
+    "DES-CBC3-SHA",
+];
 
 // ---------------------------------------------------------------- ServiceEntry
 

@@ -114,39 +114,9 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         "upstream certificates are always verified",
     ),
     (
-        ResourceKind::DestinationRule,
-        "**.tls.caCrl",
-        "certificate revocation lists are not checked",
-    ),
-    (
-        ResourceKind::Gateway,
-        "spec.servers.tls.caCrl",
-        "certificate revocation lists are not checked",
-    ),
-    (
-        ResourceKind::Gateway,
-        "spec.servers.tls.verifyCertificateSpki",
-        "client certificates are verified by CA only",
-    ),
-    (
-        ResourceKind::Gateway,
-        "spec.servers.tls.verifyCertificateHash",
-        "client certificates are verified by CA only",
-    ),
-    (
         ResourceKind::Gateway,
         "spec.servers.tls.credentialNames",
         "one certificate per server: the first of credentialName is used, credentialNames is not read",
-    ),
-    (
-        ResourceKind::Gateway,
-        "spec.servers.tls.minProtocolVersion",
-        "TLS 1.2 and 1.3 are both offered",
-    ),
-    (
-        ResourceKind::Gateway,
-        "spec.servers.tls.maxProtocolVersion",
-        "TLS 1.2 and 1.3 are both offered",
     ),
     (
         ResourceKind::Gateway,
@@ -177,11 +147,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         ResourceKind::Gateway,
         "spec.servers.tls.tlsCertificates",
         "one certificate per server: use credentialName or serverCertificate",
-    ),
-    (
-        ResourceKind::Gateway,
-        "spec.servers.tls.cipherSuites",
-        "weft's cipher suites are fixed in one place (TLS 1.2/1.3 AEAD suites)",
     ),
     (
         ResourceKind::Gateway,

@@ -397,6 +397,7 @@ fn cluster(
                 ca_certificates: t.ca_certificates.clone().unwrap_or_default(),
                 client_certificate: t.client_certificate.clone().unwrap_or_default(),
                 private_key: t.private_key.clone().unwrap_or_default(),
+                ca_crl: t.ca_crl.clone().unwrap_or_default(),
             };
             if mode == net::ClientTlsMode::Simple {
                 UpstreamTls::Simple(o)

@@ -512,6 +512,19 @@ fn default_route(svc: &Service, port: u32, out: &mut Output) -> Route {
     }
 }
 
+/// A protocol version bound as the model names it; TLS_AUTO and unset
+/// are no bound.
+fn tls_version(v: Option<net::TlsProtocolVersion>) -> String {
+    match v {
+        None | Some(net::TlsProtocolVersion::Auto) => "",
+        Some(net::TlsProtocolVersion::V1_0) => "TLSV1_0",
+        Some(net::TlsProtocolVersion::V1_1) => "TLSV1_1",
+        Some(net::TlsProtocolVersion::V1_2) => "TLSV1_2",
+        Some(net::TlsProtocolVersion::V1_3) => "TLSV1_3",
+    }
+    .to_owned()
+}
+
 fn ms(d: &weft_api::types::common::Duration) -> u64 {
     u64::try_from(d.as_std().as_millis()).unwrap_or(u64::MAX)
 }
@@ -1033,6 +1046,12 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                     credential_name: tls.credential_name.clone().unwrap_or_default(),
                     hosts: server.hosts.clone(),
                     https_redirect: tls.https_redirect,
+                    min_version: tls_version(tls.min_protocol_version),
+                    max_version: tls_version(tls.max_protocol_version),
+                    cipher_suites: tls.cipher_suites.clone(),
+                    verify_spki: tls.verify_certificate_spki.clone(),
+                    verify_hash: tls.verify_certificate_hash.clone(),
+                    ca_crl: tls.ca_crl.clone().unwrap_or_default(),
                 });
             }
             for (vr, vs) in &c.index.virtual_services {

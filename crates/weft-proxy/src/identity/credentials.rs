@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::{CertificateRevocationListDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use weft_identity::credential::CredentialPem;
@@ -24,6 +24,8 @@ pub struct Credential {
     pub key: Option<Arc<CertifiedKey>>,
     /// Roots to verify the peer with, when it has a CA.
     pub roots: Option<Arc<RootCertStore>>,
+    /// Revocation lists for the peer's chain (`ca.crl`).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
     pem: CredentialPem,
 }
 
@@ -137,6 +139,7 @@ impl Credentials {
                     cert_chain: r.cert_chain,
                     private_key: r.private_key,
                     ca_certificates: r.ca_certificates,
+                    ca_crl: r.ca_crl,
                 })
             }
         }
@@ -168,7 +171,17 @@ fn parse(name: &str, pem: CredentialPem) -> Result<Credential, String> {
         }
         Some(Arc::new(store))
     };
-    Ok(Credential { key, roots, pem })
+    let crls = if pem.ca_crl.trim().is_empty() {
+        Vec::new()
+    } else {
+        weft_identity::pem::crls(&what, &pem.ca_crl).map_err(|e| e.to_string())?
+    };
+    Ok(Credential {
+        key,
+        roots,
+        crls,
+        pem,
+    })
 }
 
 /// Re-reads credentials every `every` for as long as the proxy runs, and

@@ -1,8 +1,9 @@
 //! TLS termination on gateway ports (Gateway servers with `tls.mode`
 //! SIMPLE or MUTUAL): the client's SNI picks the server by its `hosts`,
 //! whose `credentialName` holds the certificate (and, for MUTUAL, the CA
-//! that client certificates must chain to). ALPN offers h2 and
-//! http/1.1.
+//! that client certificates must chain to, the revocation lists and the
+//! pins they are checked against). Protocol versions and TLS 1.2 suites
+//! follow the server's settings. ALPN offers h2 and http/1.1.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use weft_model::ServerTls;
 
-use crate::identity::credentials::Credentials;
+use rustls::pki_types::CertificateRevocationListDer;
+use weft_identity::pins::{CertPins, PinnedClientVerifier};
+
+use crate::identity::credentials::{Credential, Credentials};
 
 /// Whether a server's TLS settings mean this proxy terminates TLS.
 pub fn terminates(t: &ServerTls) -> bool {
@@ -52,8 +56,13 @@ fn config_for(server: &ServerTls, credentials: &Credentials) -> Result<Arc<Serve
             server.credential_name
         )
     })?;
-    let builder = ServerConfig::builder_with_provider(weft_identity::provider())
-        .with_safe_default_protocol_versions()
+    let offer = weft_identity::server_tls::offer(
+        &server.min_version,
+        &server.max_version,
+        &server.cipher_suites,
+    )?;
+    let builder = ServerConfig::builder_with_provider(offer.provider.clone())
+        .with_protocol_versions(&offer.versions)
         .map_err(|e| e.to_string())?;
     let builder = if server.mode == "SIMPLE" {
         builder.with_no_client_auth()
@@ -64,15 +73,37 @@ fn config_for(server: &ServerTls, credentials: &Credentials) -> Result<Arc<Serve
                 server.mode, server.credential_name
             )
         })?;
-        let mut v = WebPkiClientVerifier::builder_with_provider(roots, weft_identity::provider());
+        let mut v = WebPkiClientVerifier::builder_with_provider(roots, offer.provider.clone());
+        let crls = revocation_lists(server, &cred)?;
+        if !crls.is_empty() {
+            v = v.with_crls(crls);
+        }
         if server.mode == "OPTIONAL_MUTUAL" {
             v = v.allow_unauthenticated();
         }
-        builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
+        let pins = CertPins::parse(&server.verify_spki, &server.verify_hash)?;
+        let verifier = PinnedClientVerifier::wrap(v.build().map_err(|e| e.to_string())?, pins);
+        builder.with_client_cert_verifier(verifier)
     };
     let mut cfg = builder.with_cert_resolver(Arc::new(Fixed(key)));
+    cfg.ignore_client_order = offer.server_order;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// The credential's `ca.crl` and the server's `caCrl` file: a client
+/// whose certificate one of them revokes is refused.
+fn revocation_lists(
+    server: &ServerTls,
+    cred: &Credential,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let mut crls = cred.crls.clone();
+    if !server.ca_crl.is_empty() {
+        let text = weft_identity::pem::read(std::path::Path::new(&server.ca_crl))
+            .map_err(|e| e.to_string())?;
+        crls.extend(weft_identity::pem::crls(&server.ca_crl, &text).map_err(|e| e.to_string())?);
+    }
+    Ok(crls)
 }
 
 /// The one certificate of a server (SNI already chose the server).
@@ -119,6 +150,7 @@ mod tests {
             credential_name: cred.into(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             https_redirect: false,
+            ..ServerTls::default()
         }
     }
 

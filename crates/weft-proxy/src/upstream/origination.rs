@@ -89,12 +89,28 @@ impl TlsOrigin {
             }
             None => Arc::new(weft_identity::pem::system_roots().map_err(io::Error::other)?),
         };
+        let mut crls = cred.as_ref().map(|c| c.crls.clone()).unwrap_or_default();
+        if !self.settings.ca_crl.is_empty() {
+            let path = &self.settings.ca_crl;
+            let text =
+                weft_identity::pem::read(std::path::Path::new(path)).map_err(io::Error::other)?;
+            crls.extend(weft_identity::pem::crls(path, &text).map_err(io::Error::other)?);
+        }
         let provider = weft_identity::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?;
-        let builder = if self.settings.subject_alt_names.is_empty() {
+        let builder = if self.settings.subject_alt_names.is_empty() && crls.is_empty() {
             builder.with_root_certificates(roots)
+        } else if self.settings.subject_alt_names.is_empty() {
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots,
+                provider.clone(),
+            )
+            .with_crls(crls)
+            .build()
+            .map_err(io::Error::other)?;
+            builder.with_webpki_verifier(verifier)
         } else {
             builder
                 .dangerous()
@@ -102,6 +118,7 @@ impl TlsOrigin {
                 // subjectAltNames instead of the SNI (see SanVerifier).
                 .with_custom_certificate_verifier(Arc::new(SanVerifier {
                     roots,
+                    crls,
                     sans: self.settings.subject_alt_names.clone(),
                     algs: provider.signature_verification_algorithms,
                 }))
@@ -164,10 +181,12 @@ impl rustls::client::ResolvesClientCert for FixedClient {
 }
 
 /// Istio's `subjectAltNames`: the server's chain must lead to the roots,
-/// and one of its DNS or URI names must be in the list.
+/// revoked by none of the revocation lists, and one of its DNS or URI
+/// names must be in the list.
 #[derive(Debug)]
 struct SanVerifier {
     roots: Arc<RootCertStore>,
+    crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
     sans: Vec<String>,
     algs: WebPkiSupportedAlgorithms,
 }
@@ -181,13 +200,13 @@ impl ServerCertVerifier for SanVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
+        weft_identity::revocation::verify_server_chain(
+            end_entity,
             intermediates,
+            &self.roots,
+            &self.crls,
             now,
-            self.algs.all,
+            &self.algs,
         )?;
         let info = weft_identity::inspect::CertInfo::parse(end_entity)
             .map_err(|e| rustls::Error::General(e.to_string()))?;

@@ -1,0 +1,198 @@
+//! Certificate pins (Istio's `verifyCertificateSpki` and
+//! `verifyCertificateHash`): a client certificate that chains to the CA
+//! must also be one of these, by the SHA-256 of its public key or of the
+//! whole certificate. Either list matching admits it, as Envoy does.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+type Sha256 = [u8; 32];
+
+/// The pins a server admits; empty admits every certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertPins {
+    spki: Vec<Sha256>,
+    cert: Vec<Sha256>,
+}
+
+/// Why a pin is not one: `spki` pins are base64 of 32 bytes, `hash` pins
+/// 64 hex digits, optionally in colon-separated pairs.
+pub fn spki_pin(pin: &str) -> Result<Sha256, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(pin.trim())
+        .map_err(|e| format!("{pin:?} is not base64: {e}"))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        format!(
+            "{pin:?} decodes to {} bytes; a SHA-256 pin is 32 (base64 of the SubjectPublicKeyInfo's digest)",
+            b.len()
+        )
+    })
+}
+
+pub fn hash_pin(pin: &str) -> Result<Sha256, String> {
+    let hex: String = pin.trim().chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{pin:?} is not a SHA-256 fingerprint: 64 hex digits, optionally as colon-separated pairs"
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+impl CertPins {
+    pub fn parse(spki: &[String], hash: &[String]) -> Result<CertPins, String> {
+        Ok(CertPins {
+            spki: spki.iter().map(|p| spki_pin(p)).collect::<Result<_, _>>()?,
+            cert: hash.iter().map(|p| hash_pin(p)).collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spki.is_empty() && self.cert.is_empty()
+    }
+
+    /// Whether a DER certificate matches a pin (true when there are none).
+    pub fn admits(&self, der: &[u8]) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        if self.cert.contains(&sha256(der)) {
+            return true;
+        }
+        if self.spki.is_empty() {
+            return false;
+        }
+        match x509_parser::parse_x509_certificate(der) {
+            Ok((_, cert)) => self.spki.contains(&sha256(cert.public_key().raw)),
+            Err(_) => false,
+        }
+    }
+}
+
+fn sha256(data: &[u8]) -> Sha256 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// A client verifier that runs `inner` (the CA chain, revocation) and
+/// then admits only pinned certificates.
+#[derive(Debug)]
+pub struct PinnedClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    pins: CertPins,
+}
+
+impl PinnedClientVerifier {
+    pub fn wrap(inner: Arc<dyn ClientCertVerifier>, pins: CertPins) -> Arc<dyn ClientCertVerifier> {
+        if pins.is_empty() {
+            return inner;
+        }
+        Arc::new(PinnedClientVerifier { inner, pins })
+    }
+}
+
+impl ClientCertVerifier for PinnedClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.pins.admits(end_entity) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["client.example.com".into()]).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_matches_its_own_pins_only() {
+        let der = cert();
+        let other = cert();
+        let hash: String = sha256(&der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let spki =
+            base64::engine::general_purpose::STANDARD.encode(sha256(parsed.public_key().raw));
+        let by_hash = CertPins::parse(&[], &[hash]).unwrap();
+        let by_spki = CertPins::parse(&[spki], &[]).unwrap();
+        for pins in [&by_hash, &by_spki] {
+            assert!(pins.admits(&der));
+            assert!(!pins.admits(&other));
+        }
+        assert!(CertPins::default().admits(&other), "no pins admit all");
+    }
+
+    #[test]
+    fn malformed_pins_are_refused_with_the_reason() {
+        assert!(hash_pin("abc").unwrap_err().contains("64 hex digits"));
+        assert!(hash_pin(&"g".repeat(64)).is_err());
+        assert!(spki_pin("not base64!").unwrap_err().contains("not base64"));
+        assert!(spki_pin("AAAA").unwrap_err().contains("32"));
+        assert!(hash_pin(&"ab".repeat(32)).is_ok());
+    }
+}

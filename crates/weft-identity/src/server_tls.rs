@@ -1,0 +1,162 @@
+//! What a Gateway server's TLS settings ask of rustls: the protocol
+//! versions between `minProtocolVersion` and `maxProtocolVersion`, and the
+//! TLS 1.2 suites `cipherSuites` names (OpenSSL's names, as Envoy takes
+//! them; TLS 1.3's suites are not configurable, as in Envoy).
+
+use std::sync::Arc;
+
+use rustls::crypto::ring::cipher_suite as suite;
+use rustls::crypto::CryptoProvider;
+use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
+
+/// A TLS 1.2 suite rustls implements, by its OpenSSL name. Envoy also
+/// knows CBC and non-ECDHE suites; rustls has none of them.
+pub fn tls12_suite(name: &str) -> Option<SupportedCipherSuite> {
+    Some(match name {
+        "ECDHE-ECDSA-AES128-GCM-SHA256" => suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "ECDHE-RSA-AES128-GCM-SHA256" => suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "ECDHE-ECDSA-AES256-GCM-SHA384" => suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "ECDHE-RSA-AES256-GCM-SHA384" => suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "ECDHE-ECDSA-CHACHA20-POLY1305" => suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        "ECDHE-RSA-CHACHA20-POLY1305" => suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        _ => return None,
+    })
+}
+
+/// The suite names of a `cipherSuites` list in order, with BoringSSL's
+/// equal-preference groups (`[A|B]`) opened.
+pub fn suite_names(list: &[String]) -> impl Iterator<Item = &str> {
+    list.iter().flat_map(|entry| {
+        entry
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split('|')
+            .map(str::trim)
+    })
+}
+
+/// The provider and protocol versions a server offers.
+pub struct ServerOffer {
+    pub provider: Arc<CryptoProvider>,
+    pub versions: Vec<&'static SupportedProtocolVersion>,
+    /// Whether the server's order of suites wins over the client's (it
+    /// does when `cipherSuites` gives one).
+    pub server_order: bool,
+}
+
+/// The offer for `minProtocolVersion`, `maxProtocolVersion` (each
+/// `TLSV1_0`..`TLSV1_3`, empty for no bound) and `cipherSuites`; an
+/// error when nothing could be negotiated, so the server fails closed
+/// rather than offering what it was told not to.
+pub fn offer(min: &str, max: &str, cipher_suites: &[String]) -> Result<ServerOffer, String> {
+    let base = crate::provider();
+    let tls13_ok = matches!(max, "" | "TLSV1_3");
+    let tls12_allowed = matches!(min, "" | "TLSV1_0" | "TLSV1_1" | "TLSV1_2")
+        && matches!(max, "" | "TLSV1_2" | "TLSV1_3");
+    let all = cipher_suites.is_empty() || suite_names(cipher_suites).any(|n| n == "ALL");
+    let mut tls12: Vec<SupportedCipherSuite> = Vec::new();
+    if all {
+        tls12.extend(
+            base.cipher_suites
+                .iter()
+                .filter(|s| s.tls13().is_none())
+                .copied(),
+        );
+    } else {
+        for s in suite_names(cipher_suites).filter_map(tls12_suite) {
+            if !tls12.iter().any(|t| t.suite() == s.suite()) {
+                tls12.push(s);
+            }
+        }
+    }
+    let tls12_ok = tls12_allowed && !tls12.is_empty();
+    let mut versions = Vec::new();
+    if tls13_ok {
+        versions.push(&rustls::version::TLS13);
+    }
+    if tls12_ok {
+        versions.push(&rustls::version::TLS12);
+    }
+    if versions.is_empty() {
+        return Err(if !tls12_allowed {
+            format!(
+                "minProtocolVersion {min:?} to maxProtocolVersion {max:?} leaves no version weft speaks (TLS 1.2 and 1.3)"
+            )
+        } else {
+            format!(
+                "cipherSuites {cipher_suites:?} names no TLS 1.2 suite weft offers, and TLS 1.3 is excluded"
+            )
+        });
+    }
+    let mut suites: Vec<SupportedCipherSuite> = base
+        .cipher_suites
+        .iter()
+        .filter(|s| s.tls13().is_some())
+        .copied()
+        .collect();
+    suites.extend(tls12);
+    let provider = CryptoProvider {
+        cipher_suites: suites,
+        ..(*base).clone()
+    };
+    Ok(ServerOffer {
+        provider: Arc::new(provider),
+        versions,
+        server_order: !all,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(offer: &ServerOffer) -> Vec<String> {
+        offer
+            .provider
+            .cipher_suites
+            .iter()
+            .filter(|s| s.tls13().is_none())
+            .map(|s| format!("{:?}", s.suite()))
+            .collect()
+    }
+
+    #[test]
+    fn versions_follow_the_bounds() {
+        let v = |min, max| {
+            offer(min, max, &[]).map(|o| {
+                o.versions
+                    .iter()
+                    .map(|v| format!("{:?}", v.version))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        };
+        assert_eq!(v("", "").unwrap(), "TLSv1_3,TLSv1_2");
+        assert_eq!(v("TLSV1_3", "").unwrap(), "TLSv1_3");
+        assert_eq!(v("TLSV1_0", "TLSV1_2").unwrap(), "TLSv1_2");
+        assert!(v("", "TLSV1_1").unwrap_err().contains("no version"));
+    }
+
+    #[test]
+    fn cipher_suites_pick_and_order_the_tls12_suites() {
+        let list = vec![
+            "[ECDHE-RSA-CHACHA20-POLY1305|ECDHE-RSA-AES256-GCM-SHA384]".to_owned(),
+            "AES128-SHA".to_owned(),
+            "ECDHE-RSA-CHACHA20-POLY1305".to_owned(),
+        ];
+        let o = offer("", "", &list).unwrap();
+        assert_eq!(
+            names(&o),
+            [
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+            ]
+        );
+        assert!(o.server_order);
+        // Only suites rustls lacks: TLS 1.2 is not offered, 1.3 still is.
+        let cbc = vec!["AES128-SHA".to_owned()];
+        assert_eq!(offer("", "", &cbc).unwrap().versions.len(), 1);
+        assert!(offer("", "TLSV1_2", &cbc).is_err());
+        assert!(!offer("", "", &["ALL".to_owned()]).unwrap().server_order);
+    }
+}
