@@ -80,3 +80,112 @@ fn gateway_tls_options() {
         Want::Refused("not a SHA-256 SPKI pin"),
     );
 }
+
+fn dr(spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d, namespace: shop}}\nspec:\n  host: reviews\n{spec}")
+}
+
+fn tp(policy: &str) -> String {
+    dr(&format!("  trafficPolicy:\n{policy}"))
+}
+
+#[test]
+fn destination_rule_traffic_policies() {
+    use Want::*;
+    let cases: &[(&str, String, Want)] = &[
+        // What Istio takes and weft used to refuse.
+        ("upper-case subset", dr("  subsets:\n  - {name: V1, labels: {version: v1}}\n"), Clean),
+        ("tcp idle timeout off", tp("    connectionPool: {tcp: {idleTimeout: 0s}}\n"), Clean),
+        ("hash without a key", tp("    loadBalancer: {consistentHash: {ringHash: {minimumRingSize: 1024}}}\n"), Unimplemented("ringHash")),
+        ("source ip false", tp("    loadBalancer: {consistentHash: {useSourceIp: false}}\n"), Clean),
+        ("istio mutual with files", tp("    tls: {mode: ISTIO_MUTUAL, caCertificates: /etc/ca.pem}\n"), Clean),
+        ("tunnel in a subset", dr("  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy:\n      tunnel: {protocol: CONNECT, targetHost: proxy.example.com, targetPort: 3128}\n"), Unimplemented("tunnel")),
+        ("port settings twice", tp("    portLevelSettings:\n    - {port: {number: 80}, loadBalancer: {simple: RANDOM}}\n    - {port: {number: 80}, loadBalancer: {simple: ROUND_ROBIN}}\n"), Clean),
+        ("credential and files, no mode", tp("    tls: {credentialName: c, caCertificates: /etc/ca.pem}\n"), Clean),
+        ("failover without to", tp("    outlierDetection: {consecutive5xxErrors: 3}\n    loadBalancer: {localityLbSetting: {failover: [{from: us-east}]}}\n"), Clean),
+        ("long label value", dr(&format!("  subsets:\n  - {{name: v1, labels: {{version: {}}}}}\n", "a".repeat(70))), Clean),
+        ("selector value with a space", dr("  workloadSelector: {matchLabels: {app: \"a b\"}}\n"), Clean),
+        ("odd sni", tp("    tls: {mode: SIMPLE, sni: foo_bar.example.com}\n"), Clean),
+        // What Istio refuses.
+        ("empty policy", tp("    {}\n"), Refused("traffic policy must have at least one field")),
+        ("empty pool", tp("    connectionPool: {}\n"), Refused("connection pool must have at least one field")),
+        ("port with nothing", tp("    portLevelSettings: [{port: {number: 80}}]\n"), Refused("port traffic policy must have at least one field")),
+        ("port without port", tp("    portLevelSettings: [{loadBalancer: {simple: RANDOM}}]\n"), Refused("portTrafficPolicy must have valid port")),
+        ("tunnel and proxy protocol", tp("    tunnel: {targetHost: proxy.example.com, targetPort: 3128}\n    proxyProtocol: {version: V1}\n"), Refused("must not be set together")),
+        ("tunnel protocol", tp("    tunnel: {protocol: GET, targetHost: proxy.example.com, targetPort: 3128}\n"), Refused("tunnel protocol must be")),
+        ("tunnel host", tp("    tunnel: {targetHost: \"bad host\", targetPort: 3128}\n"), Refused("tunnel target host")),
+        ("proxy protocol version", tp("    proxyProtocol: {version: V3}\n"), Refused("proxy protocol version is invalid")),
+        ("upgrade and client protocol", tp("    connectionPool: {http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}}\n"), Refused("use client protocol must not be true")),
+        ("keepalive without timeout", tp("    connectionPool: {http: {http2KeepAlive: {interval: 10s}}}\n"), Refused("http2 keepalive timeout is required")),
+        ("tcp keepalive time", tp("    connectionPool: {tcp: {tcpKeepalive: {time: 0.5ms}}}\n"), Refused("shorter than 1ms")),
+        ("warmup without duration", tp("    loadBalancer: {warmup: {minimumPercent: 10}}\n"), Refused("duration is required")),
+        ("warmup percent", tp("    loadBalancer: {warmup: {duration: 10s, minimumPercent: 101}}\n"), Refused("minimumPercent value should be")),
+        ("warmup aggression", tp("    loadBalancer: {warmup: {duration: 10s, aggression: 0}}\n"), Refused("aggression should be greater than 0")),
+        ("maglev not prime", tp("    loadBalancer: {consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 1000}}}\n"), Refused("tableSize must be a prime number")),
+        ("maglev unset", tp("    loadBalancer: {consistentHash: {httpHeaderName: x-user, maglev: {}}}\n"), Refused("tableSize must be set")),
+        ("ring size twice", tp("    loadBalancer: {consistentHash: {httpHeaderName: x-user, minimumRingSize: 10, ringHash: {minimumRingSize: 10}}}\n"), Refused("only one of minimumRingSize")),
+        ("cookie attributes", tp("    loadBalancer: {consistentHash: {httpCookie: {name: s, ttl: 0s, attributes: [{name: SameSite, value: Lax}, {name: SameSite, value: Strict}]}}}\n"), Refused("duplicate cookie attribute name")),
+        ("locality and zone aware", tp("    loadBalancer: {localityLbSetting: {enabled: true}, zoneAwareLbSetting: {enabled: true}}\n"), Refused("only one of localityLbSetting and zoneAwareLbSetting")),
+        ("locality weight 0", tp("    loadBalancer: {localityLbSetting: {distribute: [{from: us-east/*, to: {us-east/*: 0, us-west/*: 100}}]}}\n"), Refused("locality weight must be in range")),
+        ("locality wildcard inside", tp("    loadBalancer: {localityLbSetting: {distribute: [{from: \"*/zone1\", to: {us-east/*: 100}}]}}\n"), Refused("must be in the end")),
+        ("localities overlap", tp("    loadBalancer: {localityLbSetting: {distribute: [{from: us-east/*, to: {us-east/*: 100}}, {from: us-east/zone1, to: {us-east/*: 100}}]}}\n"), Refused("overlap with previous specified ones")),
+        ("failover wildcard", tp("    outlierDetection: {consecutive5xxErrors: 3}\n    loadBalancer: {localityLbSetting: {failover: [{from: \"us-*\", to: eu-west}]}}\n"), Refused("should not contain '*'")),
+        ("failover and topology priority", tp("    loadBalancer: {localityLbSetting: {failover: [{from: us-east, to: eu-west}], failoverPriority: [topology.kubernetes.io/region]}}\n"), Refused("can not simultaneously set 'failover'")),
+        ("zone aware topology priority", tp("    outlierDetection: {consecutive5xxErrors: 3}\n    loadBalancer: {zoneAwareLbSetting: {failoverPriority: [topology.kubernetes.io/zone]}}\n"), Refused("must not use topology label")),
+        ("local origin without split", tp("    outlierDetection: {consecutiveLocalOriginFailures: 3}\n"), Refused("split external local origin errors is set to false")),
+        ("skip verify with a CA", tp("    tls: {mode: SIMPLE, insecureSkipVerify: true, caCertificates: /etc/ca.pem}\n"), Refused("when insecureSkipVerify is set true")),
+        ("credential and crl", tp("    tls: {mode: SIMPLE, credentialName: c, caCrl: /etc/crl.pem}\n"), Refused("CA CRL if credentialName is set")),
+        ("mutual without key", tp("    tls: {mode: MUTUAL, clientCertificate: /etc/c.pem}\n"), Refused("private key required for mutual tls")),
+        ("configmap in another namespace", tp("    tls: {mode: SIMPLE, credentialName: configmap://other/ca}\n"), Refused("namespace must match")),
+        // What Istio warns about.
+        ("deprecated consecutive errors", tp("    outlierDetection: {consecutiveErrors: -1}\n"), Warns("consecutive errors is deprecated")),
+        ("deprecated ring size", tp("    loadBalancer: {consistentHash: {httpHeaderName: x-user, minimumRingSize: 10}}\n"), Warns("minimumRingSize is deprecated")),
+        ("failover without outlier detection", tp("    loadBalancer: {localityLbSetting: {failover: [{from: us-east, to: eu-west}]}}\n"), Warns("outlier detection policy must be provided for failover")),
+        ("selector without labels", dr("  workloadSelector: {}\n"), Warns("workload selector specified without labels")),
+    ];
+    for (name, doc, want) in cases {
+        check(name, doc, want.clone());
+    }
+}
+
+fn se(spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: e, namespace: shop}}\nspec:\n{spec}")
+}
+
+#[test]
+fn service_entries_workload_entries_and_groups() {
+    use Want::*;
+    let http = "  ports: [{number: 80, name: http, protocol: HTTP}]\n";
+    let cases: &[(&str, String, Want)] = &[
+        ("static without endpoints", se(&format!("  hosts: [a.example.com]\n{http}  resolution: STATIC\n")), Clean),
+        ("endpoint on another network", se(&format!("  hosts: [a.example.com]\n{http}  resolution: STATIC\n  endpoints: [{{network: west}}]\n")), Warns("address is unset with network")),
+        ("none with endpoints", se(&format!("  hosts: [a.example.com]\n{http}  resolution: NONE\n  endpoints: [{{address: 10.0.0.1}}]\n")), Refused("no endpoints should be provided for resolution type NONE")),
+        ("none with a selector", se(&format!("  hosts: [a.example.com]\n{http}  resolution: NONE\n  workloadSelector: {{labels: {{app: a}}}}\n")), Warns("workloadSelector should not be set")),
+        ("round robin over two", se(&format!("  hosts: [a.example.com]\n{http}  resolution: DNS_ROUND_ROBIN\n  endpoints: [{{address: a1.example.com}}, {{address: a2.example.com}}]\n")), Refused("0 or 1 endpoint")),
+        ("cidr with dns", se(&format!("  hosts: [a.example.com]\n  addresses: [10.0.0.0/24]\n{http}  resolution: DNS\n")), Refused("CIDR addresses are allowed only")),
+        ("dns wildcard without endpoints", se(&format!("  hosts: [\"*.example.com\"]\n{http}  resolution: DNS\n")), Refused("hosts must be FQDN")),
+        ("dns endpoint not a name", se(&format!("  hosts: [a.example.com]\n{http}  resolution: DNS\n  endpoints: [{{address: \"bad name\"}}]\n")), Refused("not a valid FQDN or an IP address")),
+        ("static endpoint a name", se(&format!("  hosts: [a.example.com]\n{http}  resolution: STATIC\n  endpoints: [{{address: a.example.com}}]\n")), Refused("is not a valid IP address")),
+        ("bad port name", se("  hosts: [a.example.com]\n  ports: [{number: 80, name: \"http_1\", protocol: HTTP}]\n  resolution: DNS\n"), Refused("port name \"http_1\" is invalid")),
+        ("two hosts, tcp", se("  hosts: [a.example.com, b.example.com]\n  addresses: [10.0.0.1]\n  ports: [{number: 5432, name: tcp, protocol: TCP}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.2}]\n"), Refused("multiple hosts provided with non-HTTP, non-TLS ports")),
+        ("unix relative", se(&format!("  hosts: [a.example.com]\n{http}  resolution: STATIC\n  endpoints: [{{address: \"unix://relative.sock\"}}]\n")), Refused("not an absolute path")),
+        ("unix with ports", se(&format!("  hosts: [a.example.com]\n{http}  resolution: STATIC\n  endpoints: [{{address: \"unix:///run/a.sock\", ports: {{http: 80}}}}]\n")), Refused("must not include ports")),
+        ("unix two service ports", se("  hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}, {number: 81, name: http2, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: \"unix:///run/a.sock\"}]\n"), Refused("exactly 1 service port required")),
+        ("selector wildcard", se(&format!("  hosts: [a.example.com]\n{http}  resolution: STATIC\n  workloadSelector: {{labels: {{app: \"*\"}}}}\n")), Refused("wildcard is not supported in selector")),
+        ("dynamic dns named host", se(&format!("  hosts: [a.example.com]\n{http}  resolution: DYNAMIC_DNS\n")), Refused("host must be wildcarded")),
+        ("dynamic dns tcp", se("  hosts: [\"*.example.com\"]\n  ports: [{number: 5432, name: tcp, protocol: TCP}]\n  resolution: DYNAMIC_DNS\n"), Refused("only HTTP, TLS, GRPC, and HTTP2")),
+        ("tcp without addresses, opted out", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: e, labels: {networking.istio.io/enable-autoallocate-ip: \"false\"}}\nspec:\n  hosts: [db.example.com]\n  ports: [{number: 5432, name: tcp, protocol: TCP}]\n  resolution: DNS\n".to_owned(), Warns("addresses are required for ports serving TCP")),
+        ("several hosts, address, tls port", se("  hosts: [a.example.com, b.example.com]\n  addresses: [10.0.0.1]\n  ports: [{number: 443, name: https, protocol: HTTPS}]\n  resolution: DNS\n"), Warns("more than one host specified simultaneously")),
+        ("workload entry four-part locality", "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\nspec: {address: 10.0.0.1, locality: a/b/c/d, weight: 0}\n".into(), Clean),
+        ("workload entry bad name", "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\nspec: {address: \"vm:9443\"}\n".into(), Refused("not a valid FQDN or an IP address")),
+        ("workload group template", "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: g}\nspec:\n  template: {address: 10.0.0.1, ports: {http: 0}}\n".into(), Clean),
+        ("workload group probe", "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: g}\nspec:\n  template: {serviceAccount: vm}\n  probe: {periodSeconds: 5, httpGet: {path: /ready, port: 8080, scheme: HTTP, httpHeaders: [{name: x-probe, value: \"1\"}]}}\n".into(), Unimplemented("probe")),
+        ("probe without method", "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: g}\nspec:\n  template: {serviceAccount: vm}\n  probe: {periodSeconds: 5}\n".into(), Refused("unknown health check method")),
+        ("probe scheme", "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: g}\nspec:\n  template: {serviceAccount: vm}\n  probe: {httpGet: {port: 8080, scheme: FTP}}\n".into(), Refused("must be one of")),
+        ("probe negative", "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: g}\nspec:\n  template: {serviceAccount: vm}\n  probe: {failureThreshold: -1, exec: {command: [\"true\"]}}\n".into(), Refused("failureThreshold cannot be negative")),
+        ("probe exec empty", "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: g}\nspec:\n  template: {serviceAccount: vm}\n  probe: {exec: {}}\n".into(), Refused("exec.command is required")),
+    ];
+    for (name, doc, want) in cases {
+        check(name, doc, want.clone());
+    }
+}

@@ -828,7 +828,66 @@ pub struct WorkloadEntry {
 pub struct WorkloadGroup {
     pub metadata: Option<GroupMetadata>,
     pub template: Option<WorkloadEntry>,
-    pub probe: Option<serde_json::Value>,
+    pub probe: Option<ReadinessProbe>,
+}
+
+/// How a WorkloadGroup's VMs are health-checked (read for validation).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReadinessProbe {
+    pub initial_delay_seconds: Option<i64>,
+    pub timeout_seconds: Option<i64>,
+    pub period_seconds: Option<i64>,
+    pub success_threshold: Option<i64>,
+    pub failure_threshold: Option<i64>,
+    pub http_get: Option<HttpHealthCheck>,
+    pub tcp_socket: Option<TcpHealthCheck>,
+    pub exec: Option<ExecHealthCheck>,
+    pub grpc: Option<GrpcHealthCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpHealthCheck {
+    pub path: Option<String>,
+    #[serde(default)]
+    pub port: u32,
+    pub host: Option<String>,
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub http_headers: Vec<HealthCheckHeader>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckHeader {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TcpHealthCheck {
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExecHealthCheck {
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcHealthCheck {
+    #[serde(default)]
+    pub port: u32,
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

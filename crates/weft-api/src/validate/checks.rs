@@ -239,22 +239,27 @@ pub fn labels(ctx: &mut Ctx<'_>, path: &FieldPath, labels: &Labels) {
                 "label keys are [prefix/]name: a DNS-name prefix, and a name of at most 63 characters [A-Za-z0-9-_.] that starts and ends with a letter or digit",
             );
         }
-        if !(v.is_empty() || qualified_name(v)) {
+        // Istio's label-value pattern has no length limit (Kubernetes'
+        // own has 63; Istio's webhook is what users meet first).
+        if !(v.is_empty() || label_value_chars(v)) {
             ctx.error(
                 &path.key(k),
                 format!("label value {v:?} is not valid"),
-                "label values are empty, or at most 63 characters [A-Za-z0-9-_.] starting and ending with a letter or digit",
+                "label values are empty, or [A-Za-z0-9-_.] starting and ending with a letter or digit",
             );
         }
     }
 }
 
-/// A label name or value: `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`,
-/// at most 63 characters.
+/// A label name: `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`, at most 63
+/// characters.
 fn qualified_name(s: &str) -> bool {
+    s.len() <= 63 && label_value_chars(s)
+}
+
+fn label_value_chars(s: &str) -> bool {
     let edge = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
-    s.len() <= 63
-        && edge(s.as_bytes().first())
+    edge(s.as_bytes().first())
         && edge(s.as_bytes().last())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))

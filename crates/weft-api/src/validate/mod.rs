@@ -106,7 +106,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Gateway(s) => networking::gateway(&mut ctx, s, &spec),
         Spec::ServiceEntry(s) => networking::service_entry(&mut ctx, s, &spec),
         Spec::Sidecar(s) => networking::sidecar(&mut ctx, s, &spec),
-        Spec::WorkloadEntry(s) => networking::workload_entry(&mut ctx, s, &spec, true),
+        Spec::WorkloadEntry(s) => networking::workload_entry(&mut ctx, s, &spec),
         Spec::WorkloadGroup(s) => networking::workload_group(&mut ctx, s, &spec),
         Spec::PeerAuthentication(s) => security::peer_authentication(&mut ctx, s, &spec),
         Spec::RequestAuthentication(s) => security::request_authentication(&mut ctx, s, &spec),

@@ -29,7 +29,7 @@ pub fn destination_rule(ctx: &mut Ctx<'_>, dr: &DestinationRule, spec: &FieldPat
     let namespace = ctx.resource.namespace();
     checks::export_to(ctx, &spec.key("exportTo"), namespace, &dr.export_to, of);
     if let Some(tp) = &dr.traffic_policy {
-        traffic_policy(ctx, tp, &spec.key("trafficPolicy"), true);
+        traffic_policy(ctx, tp, &spec.key("trafficPolicy"));
     }
     let mut seen = BTreeSet::new();
     for (i, s) in dr.subsets.iter().enumerate() {
@@ -40,92 +40,159 @@ pub fn destination_rule(ctx: &mut Ctx<'_>, dr: &DestinationRule, spec: &FieldPat
                 "subset name is required",
                 "name the subset, e.g. name: v1",
             );
-        } else if !checks::is_dns_label(&s.name) {
+        } else if !checks::is_istio_label(&s.name) {
             ctx.error(
                 &sp.key("name"),
                 format!("subset name {:?} is invalid", s.name),
-                "subset names are lowercase DNS labels such as v1",
+                "subset names are DNS labels such as v1",
             );
-        } else if !seen.insert(s.name.clone()) {
+        }
+        if !seen.insert(s.name.clone()) {
             ctx.error(
                 &sp.key("name"),
-                format!("subset {:?} is defined twice", s.name),
+                format!("duplicate subset names: {:?}", s.name),
                 "give each subset a unique name",
             );
         }
         checks::labels(ctx, &sp.key("labels"), &s.labels);
         if let Some(tp) = &s.traffic_policy {
-            traffic_policy(ctx, tp, &sp.key("trafficPolicy"), false);
+            traffic_policy(ctx, tp, &sp.key("trafficPolicy"));
         }
     }
     if let Some(ws) = &dr.workload_selector {
-        checks::labels(
-            ctx,
-            &spec.key("workloadSelector").key("matchLabels"),
-            &ws.match_labels,
-        );
+        let wp = spec.key("workloadSelector");
+        checks::selector_wildcards(ctx, &wp.key("matchLabels"), &ws.match_labels);
+        checks::empty_selector(ctx, &wp, ws.match_labels.is_empty(), "");
     }
 }
 
-fn traffic_policy(ctx: &mut Ctx<'_>, tp: &TrafficPolicy, p: &FieldPath, top: bool) {
-    if let Some(lb) = &tp.load_balancer {
-        load_balancer(ctx, lb, &p.key("loadBalancer"));
+/// Istio's `validateTrafficPolicy`, the same at the top level and in a
+/// subset.
+fn traffic_policy(ctx: &mut Ctx<'_>, tp: &TrafficPolicy, p: &FieldPath) {
+    let empty = tp.outlier_detection.is_none()
+        && tp.connection_pool.is_none()
+        && tp.load_balancer.is_none()
+        && tp.tls.is_none()
+        && tp.port_level_settings.is_empty()
+        && tp.tunnel.is_none()
+        && tp.proxy_protocol.is_none()
+        && tp.retry_budget.is_none();
+    if empty {
+        ctx.error(
+            p,
+            "traffic policy must have at least one field",
+            "remove the empty trafficPolicy, or set e.g. loadBalancer",
+        );
+        return;
     }
-    if let Some(cp) = &tp.connection_pool {
-        connection_pool(ctx, cp, &p.key("connectionPool"));
+    if tp.tunnel.is_some() && tp.proxy_protocol.is_some() {
+        ctx.error(
+            p,
+            "tunnel and proxyProtocol must not be set together",
+            "keep one of them",
+        );
+        return;
     }
     if let Some(od) = &tp.outlier_detection {
         outlier(ctx, od, &p.key("outlierDetection"));
     }
+    if let Some(cp) = &tp.connection_pool {
+        connection_pool(ctx, cp, &p.key("connectionPool"));
+    }
+    if let Some(lb) = &tp.load_balancer {
+        load_balancer(
+            ctx,
+            lb,
+            tp.outlier_detection.is_some(),
+            &p.key("loadBalancer"),
+        );
+    }
     if let Some(tls) = &tp.tls {
         client_tls(ctx, tls, &p.key("tls"));
     }
-    let mut ports = BTreeSet::new();
     for (i, pl) in tp.port_level_settings.iter().enumerate() {
-        let pp = p.key("portLevelSettings").index(i);
-        match &pl.port {
-            Some(port) => {
-                checks::port(ctx, &pp.key("port").key("number"), port.number);
-                if !ports.insert(port.number) {
-                    ctx.error(
-                        &pp.key("port"),
-                        format!("port {} has settings twice", port.number),
-                        "merge the two entries",
-                    );
-                }
-            }
-            None => ctx.error(
-                &pp.key("port"),
-                "port is required in portLevelSettings",
-                "add port: {number: 9080}",
-            ),
-        }
-        if let Some(lb) = &pl.load_balancer {
-            load_balancer(ctx, lb, &pp.key("loadBalancer"));
-        }
-        if let Some(cp) = &pl.connection_pool {
-            connection_pool(ctx, cp, &pp.key("connectionPool"));
-        }
-        if let Some(od) = &pl.outlier_detection {
-            outlier(ctx, od, &pp.key("outlierDetection"));
-        }
-        if let Some(tls) = &pl.tls {
-            client_tls(ctx, tls, &pp.key("tls"));
-        }
+        port_traffic_policy(ctx, pl, &p.key("portLevelSettings").index(i));
     }
-    if !top && tp.tunnel.is_some() {
-        ctx.error(
-            &p.key("tunnel"),
-            "tunnel is only allowed in the top-level trafficPolicy",
-            "move it to spec.trafficPolicy",
-        );
+    if let Some(t) = &tp.tunnel {
+        tunnel(ctx, t, &p.key("tunnel"));
     }
+    // The CRD bounds the budget's percent (the webhook does not).
     if let Some(v) = tp.retry_budget.as_ref().and_then(|rb| rb.percent) {
         checks::percent_value(ctx, &p.key("retryBudget").key("percent"), v);
     }
+    if let Some(pp) = &tp.proxy_protocol {
+        if !matches!(pp.version.as_str(), "" | "V1" | "V2") {
+            ctx.error(
+                &p.key("proxyProtocol").key("version"),
+                format!("proxy protocol version is invalid: {:?}", pp.version),
+                "use V1 or V2",
+            );
+        }
+    }
 }
 
-fn load_balancer(ctx: &mut Ctx<'_>, lb: &LoadBalancerSettings, p: &FieldPath) {
+fn port_traffic_policy(ctx: &mut Ctx<'_>, pl: &PortTrafficPolicy, pp: &FieldPath) {
+    if pl.port.is_none() {
+        ctx.error(
+            &pp.key("port"),
+            "portTrafficPolicy must have valid port",
+            "add port: {number: 9080}",
+        );
+    }
+    if pl.outlier_detection.is_none()
+        && pl.connection_pool.is_none()
+        && pl.load_balancer.is_none()
+        && pl.tls.is_none()
+    {
+        ctx.error(
+            pp,
+            "port traffic policy must have at least one field",
+            "set loadBalancer, connectionPool, outlierDetection or tls for the port",
+        );
+        return;
+    }
+    if let Some(od) = &pl.outlier_detection {
+        outlier(ctx, od, &pp.key("outlierDetection"));
+    }
+    if let Some(cp) = &pl.connection_pool {
+        connection_pool(ctx, cp, &pp.key("connectionPool"));
+    }
+    if let Some(lb) = &pl.load_balancer {
+        load_balancer(
+            ctx,
+            lb,
+            pl.outlier_detection.is_some(),
+            &pp.key("loadBalancer"),
+        );
+    }
+    if let Some(tls) = &pl.tls {
+        client_tls(ctx, tls, &pp.key("tls"));
+    }
+}
+
+fn tunnel(ctx: &mut Ctx<'_>, t: &TunnelSettings, p: &FieldPath) {
+    if !matches!(t.protocol.as_str(), "" | "CONNECT" | "POST") {
+        ctx.error(
+            &p.key("protocol"),
+            "tunnel protocol must be \"CONNECT\" or \"POST\"",
+            "use CONNECT or POST",
+        );
+    }
+    if !checks::is_ip(&t.target_host) {
+        if let Some(why) = checks::fqdn_error(&t.target_host) {
+            ctx.error(
+                &p.key("targetHost"),
+                format!("tunnel target host must be a valid FQDN or IP address: {why}"),
+                "name the proxy's host, e.g. proxy.example.com",
+            );
+        }
+    }
+    checks::port(ctx, &p.key("targetPort"), t.target_port);
+}
+
+/// Istio's `validateLoadBalancer`; `outlier` says whether the same policy
+/// has outlier detection, which failover needs.
+fn load_balancer(ctx: &mut Ctx<'_>, lb: &LoadBalancerSettings, outlier: bool, p: &FieldPath) {
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
         ctx.error(
             p,
@@ -134,88 +201,319 @@ fn load_balancer(ctx: &mut Ctx<'_>, lb: &LoadBalancerSettings, p: &FieldPath) {
         );
     }
     if let Some(ch) = &lb.consistent_hash {
-        let cp = p.key("consistentHash");
-        let keys = [
-            ch.http_header_name.is_some(),
-            ch.http_cookie.is_some(),
-            ch.use_source_ip == Some(true),
-            ch.http_query_parameter_name.is_some(),
-        ];
-        match keys.iter().filter(|k| **k).count() {
-            0 => ctx.error(&cp, "consistentHash needs a hash key", "set one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName"),
-            1 => {}
-            _ => ctx.error(&cp, "httpHeaderName, httpCookie, useSourceIp and httpQueryParameterName are mutually exclusive", "keep one hash key"),
-        }
-        if let Some(h) = &ch.http_header_name {
-            checks::header_name(ctx, &cp.key("httpHeaderName"), h, false);
-        }
-        if let Some(c) = &ch.http_cookie {
-            if c.name.is_empty() {
-                ctx.error(
-                    &cp.key("httpCookie").key("name"),
-                    "cookie name is required",
-                    "e.g. name: user",
-                );
-            }
-        }
-        if ch.ring_hash.is_some() && ch.maglev.is_some() {
-            ctx.error(
-                &cp,
-                "ringHash and maglev are mutually exclusive",
-                "keep one hash algorithm",
-            );
-        }
+        consistent_hash(ctx, ch, &p.key("consistentHash"));
+    }
+    if lb.locality_lb_setting.is_some() && lb.zone_aware_lb_setting.is_some() {
+        ctx.error(
+            p,
+            "only one of localityLbSetting and zoneAwareLbSetting can be set",
+            "keep one of them",
+        );
     }
     if let Some(l) = &lb.locality_lb_setting {
-        let lp = p.key("localityLbSetting");
-        if !l.distribute.is_empty() && !l.failover.is_empty() {
+        locality_lb(ctx, l, outlier, &p.key("localityLbSetting"));
+    }
+    if let Some(z) = &lb.zone_aware_lb_setting {
+        zone_aware_lb(ctx, z, outlier, &p.key("zoneAwareLbSetting"));
+    }
+    if let Some(w) = &lb.warmup {
+        let wp = p.key("warmup");
+        match &w.duration {
+            None => ctx.error(
+                &wp.key("duration"),
+                "duration is required",
+                "e.g. duration: 60s",
+            ),
+            Some(d) => checks::duration(ctx, &wp.key("duration"), Some(d)),
+        }
+        if w.minimum_percent.is_some_and(|m| m > 100.0) {
             ctx.error(
-                &lp,
-                "distribute and failover are mutually exclusive",
-                "keep one of them",
+                &wp.key("minimumPercent"),
+                "minimumPercent value should be less than or equal to 100",
+                "use a percentage from 0 to 100",
             );
         }
-        for (i, d) in l.distribute.iter().enumerate() {
-            let total: u64 = d.to.values().map(|w| u64::from(*w)).sum();
-            if total != 100 {
-                ctx.error(
-                    &lp.key("distribute").index(i).key("to"),
-                    format!("locality weights sum to {total}, not 100"),
-                    "make the weights add up to 100",
-                );
-            }
-            if d.from.is_empty() {
-                ctx.error(
-                    &lp.key("distribute").index(i).key("from"),
-                    "from is required",
-                    "e.g. from: us-west/zone1/*",
-                );
-            }
+        if w.aggression.is_some_and(|a| a <= 0.0) {
+            ctx.error(
+                &wp.key("aggression"),
+                "aggression should be greater than 0",
+                "use 1 for a linear ramp, more for a steeper one",
+            );
         }
-        for (i, f) in l.failover.iter().enumerate() {
-            let fp = lp.key("failover").index(i);
-            if f.from.is_empty() || f.to.is_empty() {
+    }
+}
+
+fn consistent_hash(ctx: &mut Ctx<'_>, ch: &ConsistentHashLb, cp: &FieldPath) {
+    let keys = [
+        ch.http_header_name.is_some(),
+        ch.http_cookie.is_some(),
+        ch.use_source_ip.is_some(),
+        ch.http_query_parameter_name.is_some(),
+    ];
+    if keys.iter().filter(|k| **k).count() > 1 {
+        ctx.error(
+            cp,
+            "httpHeaderName, httpCookie, useSourceIp and httpQueryParameterName are mutually exclusive",
+            "keep one hash key",
+        );
+    }
+    if let Some(c) = &ch.http_cookie {
+        let kp = cp.key("httpCookie");
+        if c.name.is_empty() {
+            ctx.error(
+                &kp.key("name"),
+                "name required for HttpCookie",
+                "e.g. name: user",
+            );
+        }
+        let mut names = BTreeSet::new();
+        for (i, a) in c.attributes.iter().enumerate() {
+            let ap = kp.key("attributes").index(i).key("name");
+            if a.name.is_empty() {
                 ctx.error(
-                    &fp,
-                    "failover needs from and to regions",
-                    "e.g. {from: us-east, to: eu-west}",
+                    &ap,
+                    "cookie attribute name cannot be empty",
+                    "e.g. name: SameSite",
                 );
-            } else if f.from == f.to {
+            } else if !names.insert(a.name.as_str()) {
                 ctx.error(
-                    &fp,
-                    "failover from and to are the same region",
-                    "fail over to a different region",
-                );
-            }
-            if f.from.contains('/') || f.to.contains('/') {
-                ctx.error(
-                    &fp,
-                    "failover is between regions, not zones",
-                    "write region names only",
+                    &ap,
+                    format!("duplicate cookie attribute name: {}", a.name),
+                    "give each attribute once",
                 );
             }
         }
     }
+    if ch.ring_hash.is_some() && ch.maglev.is_some() {
+        ctx.error(
+            cp,
+            "ringHash and maglev are mutually exclusive",
+            "keep one hash algorithm",
+        );
+    }
+    if ch.minimum_ring_size.is_some_and(|n| n != 0) {
+        ctx.warn(
+            &cp.key("minimumRingSize"),
+            "consistent hash minimumRingSize is deprecated, use ringHash instead",
+            "write ringHash: {minimumRingSize: N}",
+        );
+        if ch.ring_hash.is_some() || ch.maglev.is_some() {
+            ctx.error(
+                &cp.key("minimumRingSize"),
+                "only one of minimumRingSize or maglev/ringHash can be specified",
+                "move the size into ringHash",
+            );
+        }
+    }
+    if let Some(m) = &ch.maglev {
+        let size = m.table_size.unwrap_or(0);
+        let tp = cp.key("maglev").key("tableSize");
+        if size == 0 {
+            ctx.error(
+                &tp,
+                "tableSize must be set for maglev",
+                "e.g. tableSize: 65537",
+            );
+        }
+        if size >= 5_000_011 {
+            ctx.error(
+                &tp,
+                "tableSize must be less than 5000011 for maglev",
+                "e.g. tableSize: 65537",
+            );
+        }
+        if !is_prime(size) {
+            ctx.error(
+                &tp,
+                "tableSize must be a prime number for maglev",
+                "e.g. tableSize: 65537",
+            );
+        }
+    }
+}
+
+/// Envoy's primality test, which Istio's validation follows (0 counts as
+/// not prime; 1, 2 and 3 as prime).
+fn is_prime(x: u64) -> bool {
+    if x != 0 && x < 4 {
+        return true;
+    }
+    if x & 1 == 0 {
+        return false;
+    }
+    let mut f = 3;
+    while f * f <= x {
+        if x.is_multiple_of(f) {
+            return false;
+        }
+        f += 2;
+    }
+    true
+}
+
+/// Istio's `ValidateLocalityLbSetting`.
+fn locality_lb(ctx: &mut Ctx<'_>, l: &LocalityLbSetting, outlier: bool, lp: &FieldPath) {
+    if !l.distribute.is_empty() && !l.failover.is_empty() {
+        ctx.error(
+            lp,
+            "can not simultaneously specify 'distribute' and 'failover'",
+            "keep one of them",
+        );
+        return;
+    }
+    if !l.failover.is_empty() {
+        if let Some(t) = l.failover_priority.iter().find(|t| is_topology_label(t)) {
+            ctx.error(
+                &lp.key("failoverPriority"),
+                format!("can not simultaneously set 'failover' and topology label {t:?} in 'failoverPriority'"),
+                "drop the topology label: failover already orders by region",
+            );
+            return;
+        }
+    }
+    for (i, d) in l.distribute.iter().enumerate() {
+        let dp = lp.key("distribute").index(i);
+        if d.to.values().any(|w| !(1..=100).contains(w)) {
+            ctx.error(
+                &dp.key("to"),
+                "locality weight must be in range [1, 100]",
+                "use weights from 1 to 100",
+            );
+            return;
+        }
+        let total: u64 = d.to.values().map(|w| u64::from(*w)).sum();
+        if total != 100 {
+            ctx.error(
+                &dp.key("to"),
+                format!("total locality weight {total} != 100"),
+                "make the weights add up to 100",
+            );
+            return;
+        }
+        if let Some(why) = localities_error(d.to.keys().map(String::as_str)) {
+            ctx.error(
+                &dp.key("to"),
+                why,
+                "write region[/zone[/subzone]], with '*' only at the end",
+            );
+        }
+    }
+    if let Some(why) = localities_error(l.distribute.iter().map(|d| d.from.as_str())) {
+        ctx.error(
+            &lp.key("distribute"),
+            why,
+            "write region[/zone[/subzone]], with '*' only at the end",
+        );
+    }
+    if (!l.failover.is_empty() || !l.failover_priority.is_empty()) && !outlier {
+        ctx.warn(
+            lp,
+            "outlier detection policy must be provided for failover",
+            "add outlierDetection to the same traffic policy",
+        );
+    }
+    for (i, f) in l.failover.iter().enumerate() {
+        region_failover(
+            ctx,
+            &f.from,
+            &f.to,
+            &lp.key("failover").index(i),
+            "locality lb",
+        );
+    }
+}
+
+/// Istio's `ValidateZoneAwareLbSetting`.
+fn zone_aware_lb(ctx: &mut Ctx<'_>, z: &ZoneAwareLbSetting, outlier: bool, zp: &FieldPath) {
+    if let Some(t) = z.failover_priority.iter().find(|t| is_topology_label(t)) {
+        ctx.error(
+            &zp.key("failoverPriority"),
+            format!("'failoverPriority' for zone aware lb must not use topology label {t:?}; region- and zone-level routing are handled automatically"),
+            "drop the topology label",
+        );
+    }
+    if (!z.failover.is_empty() || !z.failover_priority.is_empty()) && !outlier {
+        ctx.warn(
+            zp,
+            "outlier detection policy must be provided for failover",
+            "add outlierDetection to the same traffic policy",
+        );
+    }
+    for (i, f) in z.failover.iter().enumerate() {
+        region_failover(
+            ctx,
+            &f.from,
+            &f.to,
+            &zp.key("failover").index(i),
+            "zone aware lb",
+        );
+    }
+}
+
+fn is_topology_label(l: &str) -> bool {
+    matches!(
+        l,
+        "topology.kubernetes.io/region"
+            | "topology.kubernetes.io/zone"
+            | "topology.istio.io/subzone"
+    )
+}
+
+fn region_failover(ctx: &mut Ctx<'_>, from: &str, to: &str, fp: &FieldPath, what: &str) {
+    if from == to {
+        ctx.error(
+            fp,
+            format!("{what} failover settings must specify different regions"),
+            "fail over to a different region",
+        );
+    }
+    if from.contains('/') || to.contains('/') {
+        ctx.error(
+            fp,
+            format!("{what} failover only specifies region"),
+            "write region names only",
+        );
+    }
+    if from.contains('*') || to.contains('*') {
+        ctx.error(
+            fp,
+            format!("{what} failover region should not contain '*' wildcard"),
+            "name the regions",
+        );
+    }
+}
+
+/// Istio's `validateLocalities`: at most one `*`, only at the end; no
+/// empty part; no locality that overlaps one before it.
+fn localities_error<'a>(localities: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut seen: Vec<Vec<&str>> = Vec::new();
+    for loc in localities {
+        let stars = loc.matches('*').count();
+        if stars > 1 || (stars == 1 && !loc.ends_with('*')) {
+            return Some(format!(
+                "locality {loc} wildcard '*' number can not exceed 1 and must be in the end"
+            ));
+        }
+        let parts: Vec<&str> = loc.split('/').collect();
+        if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+            return Some(format!(
+                "locality {loc} must not contain empty region/zone/subzone info"
+            ));
+        }
+        // A trailing `*` covers everything below the parts before it.
+        let key: Vec<&str> = parts.iter().copied().take_while(|p| *p != "*").collect();
+        let overlaps = seen.iter().any(|prev| {
+            let n = prev.len().min(key.len());
+            prev[..n] == key[..n]
+        });
+        if overlaps {
+            return Some(format!(
+                "locality {loc} overlap with previous specified ones"
+            ));
+        }
+        seen.push(key);
+    }
+    None
 }
 
 fn non_negative(ctx: &mut Ctx<'_>, p: &FieldPath, field: &str, v: Option<i64>) {
@@ -230,7 +528,16 @@ fn non_negative(ctx: &mut Ctx<'_>, p: &FieldPath, field: &str, v: Option<i64>) {
     }
 }
 
+/// Istio's `validateConnectionPool`.
 fn connection_pool(ctx: &mut Ctx<'_>, cp: &ConnectionPoolSettings, p: &FieldPath) {
+    if cp.tcp.is_none() && cp.http.is_none() {
+        ctx.error(
+            p,
+            "connection pool must have at least one field",
+            "set tcp or http limits, or remove connectionPool",
+        );
+        return;
+    }
     if let Some(tcp) = &cp.tcp {
         let tp = p.key("tcp");
         non_negative(ctx, &tp, "maxConnections", tcp.max_connections);
@@ -240,7 +547,14 @@ fn connection_pool(ctx: &mut Ctx<'_>, cp: &ConnectionPoolSettings, p: &FieldPath
             &tp.key("maxConnectionDuration"),
             tcp.max_connection_duration.as_ref(),
         );
-        checks::duration(ctx, &tp.key("idleTimeout"), tcp.idle_timeout.as_ref());
+        // 0s switches the idle timeout off.
+        let idle = tcp.idle_timeout.as_ref().filter(|d| !d.as_std().is_zero());
+        checks::duration(ctx, &tp.key("idleTimeout"), idle);
+        if let Some(ka) = &tcp.tcp_keepalive {
+            let kp = tp.key("tcpKeepalive");
+            checks::duration(ctx, &kp.key("time"), ka.time.as_ref());
+            checks::duration(ctx, &kp.key("interval"), ka.interval.as_ref());
+        }
     }
     if let Some(http) = &cp.http {
         let hp = p.key("http");
@@ -265,9 +579,32 @@ fn connection_pool(ctx: &mut Ctx<'_>, cp: &ConnectionPoolSettings, p: &FieldPath
             http.max_concurrent_streams,
         );
         checks::duration(ctx, &hp.key("idleTimeout"), http.idle_timeout.as_ref());
+        if http.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
+            && http.use_client_protocol == Some(true)
+        {
+            ctx.error(
+                &hp.key("useClientProtocol"),
+                "use client protocol must not be true when h2UpgradePolicy is UPGRADE",
+                "keep one of them",
+            );
+        }
+        if let Some(ka) = &http.http2_keep_alive {
+            let kp = hp.key("http2KeepAlive");
+            for (field, d) in [("interval", &ka.interval), ("timeout", &ka.timeout)] {
+                match d {
+                    None => ctx.error(
+                        &kp.key(field),
+                        format!("http2 keepalive {field} is required"),
+                        format!("e.g. {field}: 10s"),
+                    ),
+                    Some(d) => checks::duration(ctx, &kp.key(field), Some(d)),
+                }
+            }
+        }
     }
 }
 
+/// Istio's `validateOutlierDetection`.
 fn outlier(ctx: &mut Ctx<'_>, od: &OutlierDetection, p: &FieldPath) {
     non_negative(
         ctx,
@@ -282,7 +619,22 @@ fn outlier(ctx: &mut Ctx<'_>, od: &OutlierDetection, p: &FieldPath) {
         "consecutiveLocalOriginFailures",
         od.consecutive_local_origin_failures,
     );
-    non_negative(ctx, p, "consecutiveErrors", od.consecutive_errors);
+    if od.consecutive_errors.is_some_and(|n| n != 0) {
+        ctx.warn(
+            &p.key("consecutiveErrors"),
+            "outlier detection consecutive errors is deprecated, use consecutiveGatewayErrors or consecutive5xxErrors instead",
+            "write consecutive5xxErrors",
+        );
+    }
+    if od.split_external_local_origin_errors != Some(true)
+        && od.consecutive_local_origin_failures.is_some_and(|n| n > 0)
+    {
+        ctx.error(
+            &p.key("consecutiveLocalOriginFailures"),
+            "outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false",
+            "set splitExternalLocalOriginErrors: true",
+        );
+    }
     checks::duration(ctx, &p.key("interval"), od.interval.as_ref());
     checks::duration(
         ctx,
@@ -305,41 +657,83 @@ fn outlier(ctx: &mut Ctx<'_>, od: &OutlierDetection, p: &FieldPath) {
     }
 }
 
+/// Istio's `ValidateTLS` for client (DestinationRule) settings.
 fn client_tls(ctx: &mut Ctx<'_>, tls: &ClientTlsSettings, p: &FieldPath) {
-    let files = tls.client_certificate.is_some()
-        || tls.private_key.is_some()
-        || tls.ca_certificates.is_some();
+    let namespace = ctx.resource.namespace().to_owned();
+    if let Some(rest) = tls
+        .credential_name
+        .as_deref()
+        .and_then(|c| c.strip_prefix("configmap://"))
+    {
+        let (ns, name) = match rest.split_once('/') {
+            Some((ns, name)) => (ns, name),
+            None => (namespace.as_str(), rest),
+        };
+        if name.is_empty() || name.contains('/') {
+            ctx.error(
+                &p.key("credentialName"),
+                format!("invalid configmap:// credentialName {rest:?}"),
+                "write configmap://NAME or configmap://NAMESPACE/NAME",
+            );
+        } else if ns != namespace || namespace.is_empty() {
+            ctx.error(
+                &p.key("credentialName"),
+                format!("invalid configmap:// credentialName: namespace must match the configuration namespace {namespace:?}"),
+                "refer to a ConfigMap in the rule's own namespace",
+            );
+        }
+    }
+    let skip = tls.insecure_skip_verify == Some(true);
+    let simple_conflict = tls.ca_certificates.is_some()
+        || tls.credential_name.is_some()
+        || !tls.subject_alt_names.is_empty();
+    let mutual_conflict = tls.ca_certificates.is_some() || !tls.subject_alt_names.is_empty();
     match tls.mode {
-        Some(ClientTlsMode::IstioMutual) => {
-            if files || tls.credential_name.is_some() {
-                ctx.error(p, "ISTIO_MUTUAL uses the mesh's own certificates; clientCertificate, privateKey, caCertificates and credentialName cannot be set", "use mode: MUTUAL to present your own certificate");
-            }
+        Some(ClientTlsMode::Simple) if skip && simple_conflict => ctx.error(
+            &p.key("insecureSkipVerify"),
+            "cannot specify caCertificates or credentialName or subjectAltNames when insecureSkipVerify is set true",
+            "drop insecureSkipVerify: weft verifies the server anyway",
+        ),
+        Some(ClientTlsMode::Mutual) if skip && mutual_conflict => ctx.error(
+            &p.key("insecureSkipVerify"),
+            "cannot specify caCertificates or subjectAltNames when insecureSkipVerify is set true",
+            "drop insecureSkipVerify: weft verifies the server anyway",
+        ),
+        _ => {}
+    }
+    let by_credential = matches!(
+        tls.mode,
+        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual)
+    ) && tls.credential_name.is_some();
+    if by_credential {
+        if tls.client_certificate.is_some()
+            || tls.ca_certificates.is_some()
+            || tls.private_key.is_some()
+            || tls.ca_crl.is_some()
+        {
+            ctx.error(
+                p,
+                "cannot specify client certificates or CA certificate or CA CRL if credentialName is set",
+                "keep credentialName (put ca.crt and ca.crl in its secret) or the file paths",
+            );
         }
-        Some(ClientTlsMode::Mutual) => {
-            if tls.credential_name.is_none()
-                && (tls.client_certificate.is_none() || tls.private_key.is_none())
-            {
-                ctx.error(
-                    p,
-                    "MUTUAL needs clientCertificate and privateKey, or credentialName",
-                    "set credentialName to a secret holding the client certificate",
-                );
-            }
+        return;
+    }
+    if tls.mode == Some(ClientTlsMode::Mutual) {
+        if tls.client_certificate.is_none() {
+            ctx.error(
+                &p.key("clientCertificate"),
+                "client certificate required for mutual tls",
+                "set clientCertificate and privateKey, or credentialName",
+            );
         }
-        Some(ClientTlsMode::Simple) | Some(ClientTlsMode::Disable) | None => {}
-    }
-    if tls.credential_name.is_some() && files {
-        ctx.error(
-            p,
-            "credentialName cannot be combined with certificate files",
-            "keep credentialName or the file paths",
-        );
-    }
-    if tls.insecure_skip_verify == Some(true) {
-        ctx.warn(&p.key("insecureSkipVerify"), "certificate verification is switched off for this destination", "weft never skips verification: the upstream's certificate is still verified; set caCertificates or credentialName to trust it");
-    }
-    if let Some(sni) = &tls.sni {
-        checks::host(ctx, &p.key("sni"), sni);
+        if tls.private_key.is_none() {
+            ctx.error(
+                &p.key("privateKey"),
+                "private key required for mutual tls",
+                "set clientCertificate and privateKey, or credentialName",
+            );
+        }
     }
 }
 
@@ -623,6 +1017,18 @@ const ENVOY_CIPHER_SUITES: &[&str] = &[
 // ---------------------------------------------------------------- ServiceEntry
 
 pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
+    if let Some(ws) = &se.workload_selector {
+        let wp = spec.key("workloadSelector");
+        checks::selector_wildcards(ctx, &wp.key("labels"), &ws.labels);
+        checks::empty_selector(ctx, &wp, ws.labels.is_empty(), "service entry: ");
+    }
+    if se.workload_selector.is_some() && !se.endpoints.is_empty() {
+        ctx.error(
+            &spec.key("workloadSelector"),
+            "only one of workloadSelector or endpoints is allowed in a ServiceEntry",
+            "keep one way of naming the endpoints",
+        );
+    }
     if se.hosts.is_empty() {
         ctx.error(
             &spec.key("hosts"),
@@ -630,16 +1036,19 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
             "e.g. hosts: [api.example.com]",
         );
     }
+    let resolution = se.resolution.unwrap_or(Resolution::None);
     for (i, h) in se.hosts.iter().enumerate() {
         let p = spec.key("hosts").index(i);
-        checks::host(ctx, &p, h);
         if h == "*" {
             ctx.error(
                 &p,
                 "a ServiceEntry host cannot be *",
                 "name the external hosts",
             );
-        } else if checks::is_partial_wildcard(h) && se.resolution != Some(Resolution::DynamicDns) {
+            continue;
+        }
+        checks::host(ctx, &p, h);
+        if checks::is_partial_wildcard(h) && resolution != Resolution::DynamicDns {
             ctx.warn(
                 &p,
                 format!("partial wildcard {h:?} not allowed"),
@@ -647,8 +1056,17 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
             );
         }
     }
+    let mut cidr = false;
     for (i, a) in se.addresses.iter().enumerate() {
+        cidr |= a.contains('/');
         checks::ip_or_cidr_check(ctx, &spec.key("addresses").index(i), a);
+    }
+    if cidr && !matches!(resolution, Resolution::None | Resolution::Static) {
+        ctx.error(
+            &spec.key("addresses"),
+            "CIDR addresses are allowed only for NONE/STATIC resolution types",
+            "give single addresses, or use resolution: NONE",
+        );
     }
     let namespace = ctx.resource.namespace();
     checks::export_to(
@@ -658,175 +1076,379 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
         &se.export_to,
         checks::ExportOf::ServiceEntry,
     );
+    service_entry_ports(ctx, se, resolution, spec);
+    let names: BTreeSet<&str> = se.ports.iter().map(|p| p.name.as_str()).collect();
+    let endpoints = spec.key("endpoints");
+    match resolution {
+        Resolution::None => {
+            if !se.endpoints.is_empty() {
+                ctx.error(
+                    &endpoints,
+                    "no endpoints should be provided for resolution type NONE",
+                    "use resolution: STATIC or DNS with endpoints",
+                );
+            }
+            if se.workload_selector.is_some() {
+                ctx.warn(
+                    &spec.key("workloadSelector"),
+                    "workloadSelector should not be set when resolution mode is NONE",
+                    "use resolution: STATIC to send traffic to the selected workloads",
+                );
+            }
+        }
+        Resolution::Static => {
+            for (i, e) in se.endpoints.iter().enumerate() {
+                endpoint(ctx, e, &endpoints.index(i), Some(&names), false);
+            }
+        }
+        Resolution::Dns | Resolution::DnsRoundRobin => {
+            if se.endpoints.is_empty() {
+                if let Some((i, why)) = se
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, h)| dns_host_error(h).map(|w| (i, w)))
+                {
+                    ctx.error(
+                        &spec.key("hosts").index(i),
+                        format!("hosts must be FQDN or contain only prefix wildcards if no endpoints are provided for resolution mode DNS: {why}"),
+                        "name a host DNS can resolve, or list endpoints",
+                    );
+                }
+            }
+            if resolution == Resolution::DnsRoundRobin && se.endpoints.len() > 1 {
+                ctx.error(
+                    &endpoints,
+                    "there must only be 0 or 1 endpoint for resolution mode DNS_ROUND_ROBIN",
+                    "use resolution: DNS to balance over several endpoints",
+                );
+            }
+            for (i, e) in se.endpoints.iter().enumerate() {
+                let ep = endpoints.index(i);
+                if !checks::is_ip(&e.address) && checks::fqdn_error(&e.address).is_some() {
+                    ctx.error(
+                        &ep.key("address"),
+                        format!(
+                            "endpoint address {:?} is not a valid FQDN or an IP address",
+                            e.address
+                        ),
+                        "give a DNS name or an IP address",
+                    );
+                }
+                checks::labels(ctx, &ep.key("labels"), &e.labels);
+                endpoint_ports(ctx, e, &ep, Some(&names));
+            }
+            let tcp = se.ports.iter().any(|p| is_tcp_protocol(&p.protocol));
+            if !se.addresses.is_empty() && tcp && se.hosts.len() > 1 {
+                ctx.warn(
+                    &spec.key("hosts"),
+                    "service entry can not have more than one host specified simultaneously with address and tcp port",
+                    "give each host its own ServiceEntry",
+                );
+            }
+        }
+        Resolution::DynamicDns => dynamic_dns(ctx, se, spec),
+    }
+    // Plain TCP cannot tell hosts apart; only NONE ignores them.
+    if resolution != Resolution::None && se.hosts.len() > 1 {
+        let opaque = se.ports.iter().any(|p| {
+            !checks::is_http_protocol(&p.protocol) && !checks::is_tls_protocol(&p.protocol)
+        });
+        if opaque {
+            ctx.error(
+                &spec.key("ports"),
+                "multiple hosts provided with non-HTTP, non-TLS ports",
+                "give each host its own ServiceEntry, or declare the ports HTTP or TLS",
+            );
+        }
+    }
+}
+
+fn service_entry_ports(
+    ctx: &mut Ctx<'_>,
+    se: &ServiceEntry,
+    resolution: Resolution,
+    spec: &FieldPath,
+) {
+    // Istio allocates addresses for ServiceEntries (PILOT_ENABLE_IP_AUTOALLOCATE,
+    // on by default) except with resolution NONE or when the label
+    // networking.istio.io/enable-autoallocate-ip is "false".
+    let opted_out = ctx
+        .resource
+        .meta
+        .labels
+        .get("networking.istio.io/enable-autoallocate-ip")
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+    let allocated = resolution != Resolution::None && !opted_out;
     let mut numbers = BTreeSet::new();
     let mut names = BTreeSet::new();
     for (i, port) in se.ports.iter().enumerate() {
         let pp = spec.key("ports").index(i);
-        checks::port(ctx, &pp.key("number"), port.number);
-        if !numbers.insert(port.number) {
-            ctx.error(
-                &pp.key("number"),
-                format!("port {} is listed twice", port.number),
-                "list each port once",
-            );
-        }
-        if port.name.is_empty() {
-            ctx.error(&pp.key("name"), "port name is required", "e.g. name: https");
-        } else if !names.insert(port.name.clone()) {
+        if !names.insert(port.name.as_str()) {
             ctx.error(
                 &pp.key("name"),
-                format!("port name {:?} is used twice", port.name),
+                format!("service entry port name {:?} already defined", port.name),
                 "give each port a unique name",
             );
         }
+        if !numbers.insert(port.number) {
+            ctx.error(
+                &pp.key("number"),
+                format!("service entry port {} already defined", port.number),
+                "list each port once",
+            );
+        }
+        if let Some(t) = port.target_port.filter(|t| *t != 0) {
+            checks::port(ctx, &pp.key("targetPort"), t);
+        }
+        if se.addresses.is_empty() && !allocated && matches!(port.protocol.as_str(), "" | "TCP") {
+            ctx.warn(
+                &pp.key("protocol"),
+                "addresses are required for ports serving TCP (or unset) protocol when IP autoallocation is not enabled",
+                "give the ServiceEntry addresses, or declare the port's protocol",
+            );
+        }
+        checks::port_name(ctx, &pp.key("name"), &port.name);
         if !port.protocol.is_empty() {
             checks::protocol(ctx, &pp.key("protocol"), &port.protocol);
         }
-        if let Some(t) = port.target_port {
-            checks::port(ctx, &pp.key("targetPort"), t);
+        checks::port(ctx, &pp.key("number"), port.number);
+    }
+}
+
+fn dynamic_dns(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
+    ctx.unimplemented(
+        &spec.key("resolution"),
+        "resolution DYNAMIC_DNS is accepted but not implemented by weft: requests go to the address the application resolved, as with NONE",
+        "use DNS with named hosts, or expect NONE's behaviour",
+    );
+    for (i, h) in se.hosts.iter().enumerate() {
+        if !h.starts_with('*') {
+            ctx.error(
+                &spec.key("hosts").index(i),
+                "host must be wildcarded for resolution mode DYNAMIC_DNS",
+                "write e.g. *.example.com",
+            );
         }
     }
-    if se.workload_selector.is_some() && !se.endpoints.is_empty() {
+    if !se.addresses.is_empty() {
         ctx.error(
-            &spec.key("workloadSelector"),
-            "workloadSelector and endpoints are mutually exclusive",
-            "keep one way of naming the endpoints",
+            &spec.key("addresses"),
+            "addresses cannot be set for resolution type DYNAMIC_DNS: HTTP route domains are generated from the hosts only",
+            "remove addresses",
         );
     }
-    let resolution = se.resolution.unwrap_or(Resolution::None);
-    if resolution == Resolution::DynamicDns {
-        ctx.unimplemented(
-            &spec.key("resolution"),
-            "resolution DYNAMIC_DNS is accepted but not implemented by weft: requests go to the address the application resolved, as with NONE",
-            "use DNS with named hosts, or expect NONE's behaviour",
+    if !se.endpoints.is_empty() {
+        ctx.error(
+            &spec.key("endpoints"),
+            "endpoints cannot be set for resolution type DYNAMIC_DNS: the destination address comes from the host",
+            "remove endpoints",
         );
     }
-    match resolution {
-        Resolution::Static if se.endpoints.is_empty() && se.workload_selector.is_none() => {
+    for (i, p) in se.ports.iter().enumerate() {
+        let ok = ["HTTP", "TLS", "GRPC", "HTTP2"]
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(&p.protocol));
+        if !ok {
             ctx.error(
-                &spec.key("endpoints"),
-                "resolution STATIC needs endpoints",
-                "list endpoints with their IP addresses, or use resolution: DNS",
+                &spec.key("ports").index(i).key("protocol"),
+                "only HTTP, TLS, GRPC, and HTTP2 protocols are supported for resolution type DYNAMIC_DNS",
+                "declare the port HTTP, TLS, GRPC or HTTP2",
             );
         }
-        Resolution::Dns | Resolution::DnsRoundRobin if se.endpoints.is_empty() => {
-            for (i, h) in se.hosts.iter().enumerate() {
-                if h.starts_with("*.") {
-                    ctx.error(
-                        &spec.key("hosts").index(i),
-                        "a wildcard host cannot be resolved by DNS without endpoints",
-                        "use resolution: NONE for wildcard hosts",
-                    );
-                }
-            }
-        }
-        _ => {}
     }
-    for (i, e) in se.endpoints.iter().enumerate() {
-        let ep = spec.key("endpoints").index(i);
-        if e.address.is_empty() {
+    let waypoint = ctx
+        .resource
+        .meta
+        .labels
+        .get("istio.io/use-waypoint")
+        .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("none"));
+    if se.location == Some(Location::MeshInternal) && waypoint {
+        ctx.error(
+            &spec.key("location"),
+            "location MESH_INTERNAL with resolution type DYNAMIC_DNS is not supported when using waypoints",
+            "use location: MESH_EXTERNAL",
+        );
+    }
+}
+
+/// Istio's `protocol.Parse(p).IsTCP()`: the protocols carried over TCP
+/// as streams (unset is "unsupported", not TCP).
+fn is_tcp_protocol(p: &str) -> bool {
+    ["TCP", "HTTPS", "TLS", "MONGO", "REDIS", "MYSQL"]
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(p))
+}
+
+/// Why a host cannot be resolved by DNS (Istio's `ValidateFQDN`, which
+/// takes no wildcard).
+fn dns_host_error(h: &str) -> Option<String> {
+    checks::fqdn_error(h)
+}
+
+/// Istio's `validateWorkloadEntry`, for a WorkloadEntry (`services` is
+/// `None`, FQDN addresses allowed) and a STATIC ServiceEntry's endpoints
+/// (`services` names the entry's ports).
+fn endpoint(
+    ctx: &mut Ctx<'_>,
+    e: &WorkloadEntry,
+    ep: &FieldPath,
+    services: Option<&BTreeSet<&str>>,
+    fqdn_allowed: bool,
+) {
+    let addr = e.address.as_str();
+    if addr.is_empty() {
+        if e.network.is_empty() {
             ctx.error(
                 &ep.key("address"),
-                "endpoint address is required",
-                "give an IP address or a DNS name",
+                "address is required",
+                "give the workload's IP address or DNS name",
             );
-        } else if resolution == Resolution::Static
-            && e.address.parse::<std::net::IpAddr>().is_err()
-            && !e.address.starts_with("unix://")
-        {
+            return;
+        }
+        ctx.warn(
+            &ep.key("address"),
+            format!("address is unset with network {:?}", e.network),
+            "weft does not route between networks: give the workload's address to reach it",
+        );
+    }
+    let unix = addr.starts_with("unix://");
+    if unix {
+        checks::unix_address(ctx, &ep.key("address"), addr);
+        if !e.ports.is_empty() {
+            ctx.error(
+                &ep.key("ports"),
+                format!("unix endpoint {addr} must not include ports"),
+                "remove ports: a socket has none",
+            );
+        }
+    } else if !addr.is_empty() && !checks::is_ip(addr) {
+        if !fqdn_allowed {
             ctx.error(
                 &ep.key("address"),
-                format!(
-                    "{:?} is not an IP address; STATIC endpoints need addresses",
-                    e.address
-                ),
-                "use resolution: DNS for host names",
+                format!("endpoint address {addr:?} is not a valid IP address"),
+                "STATIC endpoints need IP addresses; use resolution: DNS for host names",
+            );
+        } else if checks::fqdn_error(addr).is_some() {
+            ctx.error(
+                &ep.key("address"),
+                format!("endpoint address {addr:?} is not a valid FQDN or an IP address"),
+                "give a DNS name or an IP address",
             );
         }
-        for (name, port) in &e.ports {
-            checks::port(ctx, &ep.key("ports").key(name), *port);
-            if !se.ports.iter().any(|p| &p.name == name) {
-                ctx.error(
-                    &ep.key("ports").key(name),
-                    format!("port name {name:?} is not declared in spec.ports"),
-                    "use one of the names in spec.ports",
-                );
-            }
+    }
+    endpoint_ports(ctx, e, ep, services);
+    checks::labels(ctx, &ep.key("labels"), &e.labels);
+    if unix && services.is_some_and(|s| s.len() != 1) {
+        ctx.error(
+            ep,
+            "exactly 1 service port required for unix endpoints",
+            "declare one port in spec.ports",
+        );
+    }
+}
+
+fn endpoint_ports(
+    ctx: &mut Ctx<'_>,
+    e: &WorkloadEntry,
+    ep: &FieldPath,
+    services: Option<&BTreeSet<&str>>,
+) {
+    for (name, port) in &e.ports {
+        let pp = ep.key("ports").key(name);
+        if services.is_some_and(|s| !s.contains(name.as_str())) {
+            ctx.error(
+                &pp,
+                format!("endpoint port {name:?} is not defined by the service entry"),
+                "use one of the names in spec.ports",
+            );
         }
-        checks::labels(ctx, &ep.key("labels"), &e.labels);
+        checks::port_name(ctx, &pp, name);
+        checks::port(ctx, &pp, *port);
     }
 }
 
 // ---------------------------------------------------------------- WorkloadEntry / Group
 
-pub fn workload_entry(
-    ctx: &mut Ctx<'_>,
-    we: &WorkloadEntry,
-    spec: &FieldPath,
-    address_required: bool,
-) {
-    if we.address.is_empty() && address_required {
-        // Istio takes a workload on another network without an address
-        // (it is reached through that network's gateway), with a warning.
-        if we.network.is_empty() {
-            ctx.error(
-                &spec.key("address"),
-                "address is required",
-                "give the workload's IP address or DNS name",
-            );
-        } else {
-            ctx.warn(
-                &spec.key("address"),
-                format!("address is unset with network {:?}", we.network),
-                "weft does not route between networks: give the workload's address to reach it",
-            );
-        }
-    }
-    for (name, port) in &we.ports {
-        checks::port(ctx, &spec.key("ports").key(name), *port);
-    }
-    checks::labels(ctx, &spec.key("labels"), &we.labels);
-    if let Some(w) = we.weight {
-        if w == 0 {
-            ctx.warn(
-                &spec.key("weight"),
-                "weight 0 is treated as 1",
-                "leave weight out or give a positive weight",
-            );
-        }
-    }
-    if !we.locality.is_empty() && we.locality.split('/').count() > 3 {
-        ctx.error(
-            &spec.key("locality"),
-            format!(
-                "locality {:?} has more than region/zone/subzone",
-                we.locality
-            ),
-            "write region/zone/subzone",
-        );
-    }
+pub fn workload_entry(ctx: &mut Ctx<'_>, we: &WorkloadEntry, spec: &FieldPath) {
+    endpoint(ctx, we, spec, None, true);
 }
 
+/// Istio validates the group's labels and probe, not its template (whose
+/// address and other fields are filled in per VM).
 pub fn workload_group(ctx: &mut Ctx<'_>, wg: &WorkloadGroup, spec: &FieldPath) {
-    match &wg.template {
-        Some(t) => {
-            workload_entry(ctx, t, &spec.key("template"), false);
-            if !t.address.is_empty() {
-                ctx.error(
-                    &spec.key("template").key("address"),
-                    "a WorkloadGroup template cannot set address",
-                    "addresses belong to the WorkloadEntries created from the group",
-                );
-            }
-        }
-        None => ctx.error(
+    if wg.template.is_none() {
+        ctx.error(
             &spec.key("template"),
             "template is required",
             "add template: {serviceAccount: my-sa}",
-        ),
+        );
+        return;
     }
     if let Some(m) = &wg.metadata {
         checks::labels(ctx, &spec.key("metadata").key("labels"), &m.labels);
+    }
+    if let Some(p) = &wg.probe {
+        probe(ctx, p, &spec.key("probe"));
+    }
+}
+
+fn probe(ctx: &mut Ctx<'_>, p: &ReadinessProbe, pp: &FieldPath) {
+    for (field, v) in [
+        ("periodSeconds", p.period_seconds),
+        ("initialDelaySeconds", p.initial_delay_seconds),
+        ("timeoutSeconds", p.timeout_seconds),
+        ("successThreshold", p.success_threshold),
+        ("failureThreshold", p.failure_threshold),
+    ] {
+        non_negative(ctx, pp, field, v);
+    }
+    // Istio's validation knows httpGet, tcpSocket and exec; any other
+    // method (grpc among them) is refused.
+    match (&p.http_get, &p.tcp_socket, &p.exec) {
+        (Some(h), _, _) => {
+            let hp = pp.key("httpGet");
+            checks::port(ctx, &hp.key("port"), h.port);
+            if let Some(s) = h
+                .scheme
+                .as_deref()
+                .filter(|s| !matches!(*s, "" | "HTTP" | "HTTPS"))
+            {
+                ctx.error(
+                    &hp.key("scheme"),
+                    format!("httpGet.scheme {s:?} must be one of \"HTTPS\", \"HTTP\""),
+                    "use HTTP or HTTPS",
+                );
+            }
+            for (i, h) in h.http_headers.iter().enumerate() {
+                let ok = !h.name.is_empty()
+                    && h.name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !ok {
+                    ctx.error(
+                        &hp.key("httpHeaders").index(i).key("name"),
+                        format!("header name {:?} is not a valid header name", h.name),
+                        "probe header names are letters, digits and '-'",
+                    );
+                }
+            }
+        }
+        (None, Some(t), _) => checks::port(ctx, &pp.key("tcpSocket").key("port"), t.port),
+        (None, None, Some(e)) => {
+            if e.command.is_empty() {
+                ctx.error(
+                    &pp.key("exec").key("command"),
+                    "exec.command is required",
+                    "e.g. command: [cat, /tmp/healthy]",
+                );
+            }
+        }
+        (None, None, None) => ctx.error(
+            pp,
+            "unknown health check method: a probe needs httpGet, tcpSocket or exec",
+            "e.g. httpGet: {path: /ready, port: 8080}",
+        ),
     }
 }
 

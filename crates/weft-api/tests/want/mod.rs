@@ -7,6 +7,7 @@ use weft_api::diag::{codes, Severity};
 use weft_api::load::load_bytes;
 
 /// What loading one document must give.
+#[derive(Clone)]
 pub enum Want {
     /// No error and no warning.
     Clean,
