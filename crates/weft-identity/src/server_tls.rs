@@ -23,6 +23,16 @@ pub fn tls12_suite(name: &str) -> Option<SupportedCipherSuite> {
     })
 }
 
+/// A key-exchange group rustls (ring) implements, by Istio's name.
+pub fn kx_group(name: &str) -> Option<rustls::NamedGroup> {
+    Some(match name {
+        "X25519" => rustls::NamedGroup::X25519,
+        "P-256" => rustls::NamedGroup::secp256r1,
+        "P-384" => rustls::NamedGroup::secp384r1,
+        _ => return None,
+    })
+}
+
 /// The suite names of a `cipherSuites` list in order, with BoringSSL's
 /// equal-preference groups (`[A|B]`) opened.
 pub fn suite_names(list: &[String]) -> impl Iterator<Item = &str> {
@@ -48,7 +58,12 @@ pub struct ServerOffer {
 /// `TLSV1_0`..`TLSV1_3`, empty for no bound) and `cipherSuites`; an
 /// error when nothing could be negotiated, so the server fails closed
 /// rather than offering what it was told not to.
-pub fn offer(min: &str, max: &str, cipher_suites: &[String]) -> Result<ServerOffer, String> {
+pub fn offer(
+    min: &str,
+    max: &str,
+    cipher_suites: &[String],
+    ecdh_curves: &[String],
+) -> Result<ServerOffer, String> {
     let base = crate::provider();
     let tls13_ok = matches!(max, "" | "TLSV1_3");
     let tls12_allowed = matches!(min, "" | "TLSV1_0" | "TLSV1_1" | "TLSV1_2")
@@ -95,8 +110,22 @@ pub fn offer(min: &str, max: &str, cipher_suites: &[String]) -> Result<ServerOff
         .copied()
         .collect();
     suites.extend(tls12);
+    let mut kx_groups = base.kx_groups.clone();
+    if !ecdh_curves.is_empty() {
+        kx_groups = ecdh_curves
+            .iter()
+            .filter_map(|c| kx_group(c))
+            .filter_map(|name| base.kx_groups.iter().find(|g| g.name() == name).copied())
+            .collect();
+        if kx_groups.is_empty() {
+            return Err(format!(
+                "ecdhCurves {ecdh_curves:?} names no key exchange weft offers (X25519, P-256, P-384)"
+            ));
+        }
+    }
     let provider = CryptoProvider {
         cipher_suites: suites,
+        kx_groups,
         ..(*base).clone()
     };
     Ok(ServerOffer {
@@ -123,7 +152,7 @@ mod tests {
     #[test]
     fn versions_follow_the_bounds() {
         let v = |min, max| {
-            offer(min, max, &[]).map(|o| {
+            offer(min, max, &[], &[]).map(|o| {
                 o.versions
                     .iter()
                     .map(|v| format!("{:?}", v.version))
@@ -138,13 +167,21 @@ mod tests {
     }
 
     #[test]
+    fn ecdh_curves_pick_the_key_exchanges() {
+        let o = offer("", "", &[], &["P-384".to_owned(), "P-521".to_owned()]).unwrap();
+        let names: Vec<_> = o.provider.kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(names, [rustls::NamedGroup::secp384r1]);
+        assert!(offer("", "", &[], &["P-521".to_owned()]).is_err());
+    }
+
+    #[test]
     fn cipher_suites_pick_and_order_the_tls12_suites() {
         let list = vec![
             "[ECDHE-RSA-CHACHA20-POLY1305|ECDHE-RSA-AES256-GCM-SHA384]".to_owned(),
             "AES128-SHA".to_owned(),
             "ECDHE-RSA-CHACHA20-POLY1305".to_owned(),
         ];
-        let o = offer("", "", &list).unwrap();
+        let o = offer("", "", &list, &[]).unwrap();
         assert_eq!(
             names(&o),
             [
@@ -155,8 +192,12 @@ mod tests {
         assert!(o.server_order);
         // Only suites rustls lacks: TLS 1.2 is not offered, 1.3 still is.
         let cbc = vec!["AES128-SHA".to_owned()];
-        assert_eq!(offer("", "", &cbc).unwrap().versions.len(), 1);
-        assert!(offer("", "TLSV1_2", &cbc).is_err());
-        assert!(!offer("", "", &["ALL".to_owned()]).unwrap().server_order);
+        assert_eq!(offer("", "", &cbc, &[]).unwrap().versions.len(), 1);
+        assert!(offer("", "TLSV1_2", &cbc, &[]).is_err());
+        assert!(
+            !offer("", "", &["ALL".to_owned()], &[])
+                .unwrap()
+                .server_order
+        );
     }
 }

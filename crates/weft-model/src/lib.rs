@@ -181,6 +181,10 @@ pub struct ServerTls {
     /// weft's defaults. TLS 1.3 suites are not configurable (as Envoy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cipher_suites: Vec<String>,
+    /// Key-exchange groups by Istio's names (`X25519`, `P-256`), in
+    /// order; empty means weft's defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ecdh_curves: Vec<String>,
     /// Client certificates must also match one of these pins: base64
     /// SHA-256 of the SubjectPublicKeyInfo, or hex SHA-256 of the
     /// certificate.

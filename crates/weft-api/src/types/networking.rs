@@ -728,6 +728,9 @@ pub struct ServerTlsSettings {
     pub max_protocol_version: Option<TlsProtocolVersion>,
     #[serde(default)]
     pub cipher_suites: Vec<String>,
+    /// Key-exchange groups (Istio's `ecdhCurves`, newer than 1.31).
+    #[serde(default)]
+    pub ecdh_curves: Vec<String>,
     pub ca_cert_credential_name: Option<String>,
     pub insecure_skip_verify: Option<bool>,
     #[serde(default)]

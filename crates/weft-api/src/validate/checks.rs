@@ -567,6 +567,18 @@ pub fn protocol(ctx: &mut Ctx<'_>, path: &FieldPath, p: &str) {
     }
 }
 
+pub fn non_negative(ctx: &mut Ctx<'_>, p: &FieldPath, field: &str, v: Option<i64>) {
+    if let Some(v) = v {
+        if v < 0 {
+            ctx.error(
+                &p.key(field),
+                format!("{field} cannot be negative"),
+                "use 0 or a positive number",
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

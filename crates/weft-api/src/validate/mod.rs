@@ -2,13 +2,16 @@
 
 mod authorization_policy;
 pub mod checks;
+mod destination_rule;
+mod gateway;
 mod header_value;
 mod mesh_config;
 mod metadata;
-mod networking;
 mod other;
 mod security;
 mod security_checks;
+mod service_entry;
+mod sidecar;
 mod telemetry;
 mod unimplemented;
 mod virtual_service;
@@ -45,6 +48,15 @@ impl<'a> Ctx<'a> {
 
     pub fn error(&mut self, path: &FieldPath, msg: impl Into<String>, fix: impl Into<String>) {
         self.push(Severity::Error, path, msg.into(), fix.into());
+    }
+
+    /// How many errors this resource has so far, so a check can tell
+    /// whether its part was sound.
+    pub fn error_count(&self) -> usize {
+        self.out
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     pub fn warn(&mut self, path: &FieldPath, msg: impl Into<String>, fix: impl Into<String>) {
@@ -102,12 +114,12 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
     metadata::check(&mut ctx);
     match &resource.spec {
         Spec::VirtualService(s) => virtual_service::virtual_service(&mut ctx, s, &spec),
-        Spec::DestinationRule(s) => networking::destination_rule(&mut ctx, s, &spec),
-        Spec::Gateway(s) => networking::gateway(&mut ctx, s, &spec),
-        Spec::ServiceEntry(s) => networking::service_entry(&mut ctx, s, &spec),
-        Spec::Sidecar(s) => networking::sidecar(&mut ctx, s, &spec),
-        Spec::WorkloadEntry(s) => networking::workload_entry(&mut ctx, s, &spec),
-        Spec::WorkloadGroup(s) => networking::workload_group(&mut ctx, s, &spec),
+        Spec::DestinationRule(s) => destination_rule::destination_rule(&mut ctx, s, &spec),
+        Spec::Gateway(s) => gateway::gateway(&mut ctx, s, &spec),
+        Spec::ServiceEntry(s) => service_entry::service_entry(&mut ctx, s, &spec),
+        Spec::Sidecar(s) => sidecar::sidecar(&mut ctx, s, &spec),
+        Spec::WorkloadEntry(s) => service_entry::workload_entry(&mut ctx, s, &spec),
+        Spec::WorkloadGroup(s) => service_entry::workload_group(&mut ctx, s, &spec),
         Spec::PeerAuthentication(s) => security::peer_authentication(&mut ctx, s, &spec),
         Spec::RequestAuthentication(s) => security::request_authentication(&mut ctx, s, &spec),
         Spec::AuthorizationPolicy(s) => {

@@ -11,6 +11,9 @@ use weft_api::load::load_bytes;
 pub enum Want {
     /// No error and no warning.
     Clean,
+    /// Accepted with no error or warning but WEFT0006 (a field weft does
+    /// not act on).
+    Accepted,
     /// Accepted, with a warning whose message holds this.
     Warns(&'static str),
     /// Accepted, with a WEFT0006 warning whose message holds this.
@@ -43,6 +46,13 @@ pub fn check(name: &str, doc: &str, want: Want) {
         Want::Clean => assert!(
             loaded.diagnostics.is_empty() && loaded.resources.len() == 1,
             "{name}: expected clean, got:\n{}",
+            all()
+        ),
+        Want::Accepted => assert!(
+            errors.is_empty()
+                && loaded.resources.len() == 1
+                && warnings.iter().all(|d| d.code == codes::UNIMPLEMENTED),
+            "{name}: expected accepted, got:\n{}",
             all()
         ),
         Want::Warns(what) => {

@@ -1035,11 +1035,13 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                         // A tls block with only httpsRedirect terminates
                         // nothing.
                         None if tls.https_redirect => "",
-                        None | Some(net::ServerTlsMode::Simple) => "SIMPLE",
+                        // The mode's first value, as Istio reads a tls
+                        // block that leaves it out.
+                        None | Some(net::ServerTlsMode::Passthrough) => "PASSTHROUGH",
+                        Some(net::ServerTlsMode::Simple) => "SIMPLE",
                         Some(net::ServerTlsMode::Mutual) => "MUTUAL",
                         Some(net::ServerTlsMode::OptionalMutual) => "OPTIONAL_MUTUAL",
                         Some(net::ServerTlsMode::IstioMutual) => "ISTIO_MUTUAL",
-                        Some(net::ServerTlsMode::Passthrough) => "PASSTHROUGH",
                         Some(net::ServerTlsMode::AutoPassthrough) => "AUTO_PASSTHROUGH",
                     }
                     .to_owned(),
@@ -1049,6 +1051,7 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                     min_version: tls_version(tls.min_protocol_version),
                     max_version: tls_version(tls.max_protocol_version),
                     cipher_suites: tls.cipher_suites.clone(),
+                    ecdh_curves: tls.ecdh_curves.clone(),
                     verify_spki: tls.verify_certificate_spki.clone(),
                     verify_hash: tls.verify_certificate_hash.clone(),
                     ca_crl: tls.ca_crl.clone().unwrap_or_default(),

@@ -60,6 +60,7 @@ fn config_for(server: &ServerTls, credentials: &Credentials) -> Result<Arc<Serve
         &server.min_version,
         &server.max_version,
         &server.cipher_suites,
+        &server.ecdh_curves,
     )?;
     let builder = ServerConfig::builder_with_provider(offer.provider.clone())
         .with_protocol_versions(&offer.versions)
