@@ -448,6 +448,7 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
         ResourceKind::MetricTemplate => Spec::MetricTemplate(de(tree, spec_node, &path)?),
         ResourceKind::Workload => Spec::Workload(de(tree, spec_node, &path)?),
         ResourceKind::Namespace => Spec::Namespace(de(tree, spec_node, &path)?),
+        ResourceKind::Node => Spec::Node(de(tree, spec_node, &path)?),
         ResourceKind::ConfigMap => Spec::ConfigMap(kube::ConfigMap {
             data: de::<BTreeMap<String, String>>(
                 tree,

@@ -30,10 +30,11 @@ pub enum ResourceKind {
     Workload,
     ConfigMap,
     Namespace,
+    Node,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 19] = [
+    pub const ALL: [ResourceKind; 20] = [
         ResourceKind::VirtualService,
         ResourceKind::DestinationRule,
         ResourceKind::Gateway,
@@ -53,6 +54,7 @@ impl ResourceKind {
         ResourceKind::Workload,
         ResourceKind::ConfigMap,
         ResourceKind::Namespace,
+        ResourceKind::Node,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +78,7 @@ impl ResourceKind {
             ResourceKind::Workload => "Workload",
             ResourceKind::ConfigMap => "ConfigMap",
             ResourceKind::Namespace => "Namespace",
+            ResourceKind::Node => "Node",
         }
     }
 
@@ -93,7 +96,7 @@ impl ResourceKind {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
             Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
-            Service | Pod | ConfigMap | Namespace => &["v1"],
+            Service | Pod | ConfigMap | Namespace | Node => &["v1"],
             Deployment => &["apps/v1"],
             Canary | MetricTemplate => &["flagger.app/v1beta1"],
             Workload => &["weft.dev/v1"],
@@ -102,7 +105,7 @@ impl ResourceKind {
 
     /// Kinds that live in no namespace (Kubernetes' cluster-scoped kinds).
     pub fn cluster_scoped(self) -> bool {
-        self == ResourceKind::Namespace
+        matches!(self, ResourceKind::Namespace | ResourceKind::Node)
     }
 
     pub fn from_name(name: &str) -> Option<ResourceKind> {
@@ -126,6 +129,7 @@ impl ResourceKind {
             "canaries" => Some(ResourceKind::Canary),
             "workloads" => Some(ResourceKind::Workload),
             "ns" | "namespaces" => Some(ResourceKind::Namespace),
+            "no" | "nodes" => Some(ResourceKind::Node),
             _ => None,
         };
         short.or_else(|| {
@@ -172,6 +176,7 @@ pub enum Spec {
     /// A namespace: weft reads its labels (injection, ambient enrolment)
     /// and that it exists.
     Namespace(kube::NamespaceSpec),
+    Node(kube::NodeSpec),
 }
 
 impl Spec {
@@ -196,6 +201,7 @@ impl Spec {
             Spec::Workload(_) => ResourceKind::Workload,
             Spec::ConfigMap(_) => ResourceKind::ConfigMap,
             Spec::Namespace(_) => ResourceKind::Namespace,
+            Spec::Node(_) => ResourceKind::Node,
         }
     }
 }

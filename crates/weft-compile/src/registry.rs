@@ -227,8 +227,9 @@ impl Registry {
         for r in resources {
             reg.add_service(r, mesh);
         }
+        let nodes = node_topology(resources);
         for r in resources {
-            reg.add_instances(r);
+            reg.add_instances(r, &nodes);
         }
         reg.instances
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -402,7 +403,7 @@ impl Registry {
         }
     }
 
-    fn add_instances(&mut self, r: &Resource) {
+    fn add_instances(&mut self, r: &Resource, nodes: &BTreeMap<String, Labels>) {
         let base = |name: String, labels: Labels, sa: &str, ports: Vec<(String, u32)>| Instance {
             name,
             workload: r.name().to_owned(),
@@ -466,6 +467,25 @@ impl Registry {
                     container_ports(p),
                 );
                 inst.ambient = redirected(&r.meta.annotations);
+                // As Istio's registry does (AugmentLabels), a pod carries
+                // its node's name and non-empty topology labels, on which
+                // subsets may select, and its locality comes from them.
+                if let Some(node) = &p.node_name {
+                    inst.labels
+                        .insert("kubernetes.io/hostname".into(), node.clone());
+                    if let Some(topology) = nodes.get(node) {
+                        let part = |k: &str| topology.get(k).map_or("", String::as_str);
+                        for k in [REGION, ZONE, SUBZONE] {
+                            if !part(k).is_empty() {
+                                inst.labels.insert(k.into(), part(k).to_owned());
+                            }
+                        }
+                        inst.locality = [part(REGION), part(ZONE), part(SUBZONE)]
+                            .join("/")
+                            .trim_end_matches('/')
+                            .to_owned();
+                    }
+                }
                 self.instances.push(inst);
             }
             Spec::WorkloadEntry(we) => {
@@ -489,6 +509,28 @@ impl Registry {
     }
 }
 
+const REGION: &str = "topology.kubernetes.io/region";
+const ZONE: &str = "topology.kubernetes.io/zone";
+const SUBZONE: &str = "topology.istio.io/subzone";
+
+/// Each Node's topology labels, by node name.
+fn node_topology(resources: &[Resource]) -> BTreeMap<String, Labels> {
+    resources
+        .iter()
+        .filter(|r| matches!(r.spec, Spec::Node(_)))
+        .map(|r| {
+            let topology = r
+                .meta
+                .labels
+                .iter()
+                .filter(|(k, _)| [REGION, ZONE, SUBZONE].contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (r.name().to_owned(), topology)
+        })
+        .collect()
+}
+
 fn container_ports(spec: &weft_api::types::kube::PodSpec) -> Vec<(String, u32)> {
     spec.containers
         .iter()
@@ -500,6 +542,31 @@ fn container_ports(spec: &weft_api::types::kube::PodSpec) -> Vec<(String, u32)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pod on a node takes the node's topology as labels and locality.
+    #[test]
+    fn pods_take_their_nodes_topology() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: a}}\nspec: {nodeName: n1}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1, other: x}}\n";
+        let loaded = weft_api::load::load_bytes("t.yaml", yaml.as_bytes());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let reg = Registry::build(&loaded.resources, &MeshConfig::default());
+        let pod = &reg.instances[0];
+        assert_eq!(pod.locality, "r1/z1");
+        assert_eq!(
+            pod.labels
+                .get("topology.kubernetes.io/zone")
+                .map(String::as_str),
+            Some("z1")
+        );
+        assert_eq!(
+            pod.labels.get("kubernetes.io/hostname").map(String::as_str),
+            Some("n1")
+        );
+        assert!(
+            !pod.labels.contains_key("other"),
+            "only topology labels carry over"
+        );
+    }
 
     #[test]
     fn protocol_selection() {

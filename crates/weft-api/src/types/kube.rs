@@ -119,6 +119,8 @@ pub struct PodTemplateMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
+    /// The node the pod runs on, whose topology labels are its locality.
+    pub node_name: Option<String>,
     pub service_account_name: Option<String>,
     /// Deprecated spelling still accepted by Kubernetes.
     pub service_account: Option<String>,
@@ -171,6 +173,19 @@ pub struct ContainerPort {
 pub struct NamespaceSpec {
     #[serde(default)]
     pub finalizers: Vec<String>,
+}
+
+/// A Node: its topology labels (`topology.kubernetes.io/region`, `zone`,
+/// `topology.istio.io/subzone`) are in the metadata and give its pods'
+/// locality; the spec's pod CIDR is read for the nodes weft places
+/// workloads on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: Option<String>,
+    #[serde(rename = "podCIDRs", default)]
+    pub pod_cidrs: Vec<String>,
 }
 
 /// A ConfigMap: weft reads the one Istio keeps its mesh configuration in

@@ -185,6 +185,7 @@ pub fn annotations(input: &Input<'_>, out: &mut Findings) {
     for r in input.resources {
         let kind = match r.kind() {
             ResourceKind::Namespace => "Namespace",
+            ResourceKind::Node => "Node",
             ResourceKind::Service => "Service",
             ResourceKind::Pod => "Pod",
             ResourceKind::Deployment => "Deployment",
