@@ -909,6 +909,10 @@ pub struct AuthzMatch {
 #[serde(rename_all = "camelCase")]
 pub struct TelemetryConfig {
     pub access_logging: bool,
+    /// Telemetry `accessLogging.filter.expression`: a CEL expression over
+    /// Envoy's attributes; only requests for which it is true are logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log_filter: Option<String>,
     /// Percentage of new traces to sample (Istio's default is 1).
     pub trace_sampling: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -996,6 +1000,7 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
             access_logging: true,
+            access_log_filter: None,
             trace_sampling: 1.0,
             tracing_providers: Vec::new(),
             tracing: None,

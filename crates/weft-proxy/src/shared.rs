@@ -107,8 +107,14 @@ impl Shared {
 
     /// Logs `entry` when the access log is on for the current config.
     pub(crate) fn log_access(&self, entry: access_log::Entry) {
-        if self.logs_access(&self.snapshot.load()) {
-            self.access_log.log(&entry);
+        self.log_under(&self.snapshot.load(), &entry);
+    }
+
+    /// Logs `entry` when the access log is on under `snap` and its
+    /// accessLogging filter admits the entry.
+    pub(crate) fn log_under(&self, snap: &Snapshot, entry: &access_log::Entry) {
+        if self.logs_access(snap) && snap.log_filter.as_ref().is_none_or(|f| f.admits(entry)) {
+            self.access_log.log(entry);
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub record: RecordedMetrics,
     /// Their tag overrides.
     pub tags: crate::telemetry::metric_tags::TagPlan,
+    /// Telemetry's accessLogging filter, compiled; `None` logs everything.
+    pub log_filter: Option<crate::telemetry::log_filter::LogFilter>,
     /// Inbound port → the service it belongs to, as metrics name it.
     pub inbound_services: HashMap<u32, crate::telemetry::metrics::ServiceNames>,
     /// Inbound port → the protocol it is declared with, which says how
@@ -354,6 +356,11 @@ impl Snapshot {
             me: crate::telemetry::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
             tags: crate::telemetry::metric_tags::TagPlan::compile(&model.telemetry.tag_overrides),
+            log_filter: model
+                .telemetry
+                .access_log_filter
+                .as_deref()
+                .and_then(crate::telemetry::log_filter::LogFilter::compile),
             policy: crate::policy::Policies::compile(
                 &model.security,
                 Some(model.proxy.spiffe_id.as_str()).filter(|s| !s.is_empty()),

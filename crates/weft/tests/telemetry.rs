@@ -1,7 +1,8 @@
 //! The Telemetry resource under `weft up`, applied live: metric tag
 //! overrides (a label removed, one added from a request header), a metric
 //! disabled for one workload, and access logging turned off mesh-wide but
-//! kept for one workload, with the most specific resource winning.
+//! kept for one workload, with the most specific resource winning, then
+//! narrowed there by a CEL filter.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -211,5 +212,44 @@ fn telemetry_overrides_apply_live_per_mesh_and_workload() {
     assert!(
         logs_after.1 > logs_before.1,
         "ratings stopped logging: {logs_before:?} → {logs_after:?}"
+    );
+
+    // An accessLogging filter (CEL) on ratings: a request it is false for
+    // is not logged, one it is true for is.
+    let filtered = |expression: &str| {
+        let doc = TELEMETRY.replace(
+            "  - disabled: false\n",
+            &format!("  - disabled: false\n    filter: {{expression: \"{expression}\"}}\n"),
+        );
+        m.write_config("telemetry.yaml", &doc);
+        std::thread::sleep(Duration::from_millis(300));
+        let before = access_lines(&m, "ratings");
+        // Pages reach ratings through reviews v2 and v3 only: page until
+        // ratings has had three requests (its metrics count them), bounded.
+        let served = || -> u64 {
+            let r = curl(&[&format!("http://{ratings}/metrics")]).body;
+            lines_of(&r, "istio_requests_total", "reporter=\"destination\"")
+                .iter()
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+                .sum()
+        };
+        let start = served();
+        for _ in 0..30 {
+            assert_eq!(m.page(Some("jason")).0, 200);
+            if served() >= start + 3 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        access_lines(&m, "ratings") - before
+    };
+    assert_eq!(
+        filtered("response.code >= 400 || request.url_path == '/never'"),
+        0,
+        "ratings logged requests its filter is false for"
+    );
+    assert!(
+        filtered("request.url_path.startsWith('/ratings') && response.code == 200") >= 3,
+        "ratings did not log the requests its filter admits"
     );
 }

@@ -255,11 +255,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Telemetry,
-        "spec.accessLogging.filter",
-        "access-log filter expressions are not evaluated; every request is logged",
-    ),
-    (
-        ResourceKind::Telemetry,
         "spec.metrics.reportingInterval",
         "metrics are exported on scrape",
     ),

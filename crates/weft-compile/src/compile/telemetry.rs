@@ -32,6 +32,16 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> TelemetryConfig {
     for (_, r, t) in applicable {
         out.origin
             .push(format!("Telemetry {}/{}", r.namespace(), r.name()));
+        if !t.access_logging.is_empty() {
+            // The most specific Telemetry that says anything about access
+            // logging decides the filter too (none: every request).
+            out.access_log_filter = t
+                .access_logging
+                .iter()
+                .find_map(|a| a.filter.as_ref())
+                .map(|f| f.expression.clone())
+                .filter(|e| !e.trim().is_empty());
+        }
         for a in &t.access_logging {
             if let Some(d) = a.disabled {
                 out.access_logging = !d;

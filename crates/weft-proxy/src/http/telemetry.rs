@@ -135,9 +135,7 @@ impl InFlight {
                 me: &self.snapshot.me,
             })
         });
-        if self.shared.logs_access(&self.snapshot) {
-            self.shared.access_log.log(&ctx.entry);
-        }
+        self.shared.log_under(&self.snapshot, &ctx.entry);
         (self.snapshot.record.response_size.then_some(series), span)
     }
 }

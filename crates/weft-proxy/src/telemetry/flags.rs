@@ -59,6 +59,28 @@ impl ResponseFlag {
     }
 }
 
+impl ResponseFlag {
+    /// The flag's bit in Envoy's `response.flags` attribute (0 for
+    /// weft's own RBAC and JWT flags, which Envoy has no bit for).
+    pub fn envoy_bit(self) -> u64 {
+        match self {
+            ResponseFlag::NoHealthyUpstream => 0x2,
+            ResponseFlag::UpstreamRequestTimeout => 0x4,
+            ResponseFlag::UpstreamConnectionFailure => 0x20,
+            ResponseFlag::UpstreamConnectionTermination => 0x40,
+            ResponseFlag::UpstreamOverflow => 0x80,
+            ResponseFlag::NoRoute => 0x100,
+            ResponseFlag::DelayInjected => 0x200,
+            ResponseFlag::FaultInjected => 0x400,
+            ResponseFlag::UnauthorizedExternalService => 0x1000,
+            ResponseFlag::DownstreamConnectionTermination => 0x4000,
+            ResponseFlag::UpstreamRetryLimitExceeded => 0x8000,
+            ResponseFlag::DownstreamProtocolError => 0x40000,
+            ResponseFlag::RbacDenied | ResponseFlag::JwtRejected => 0,
+        }
+    }
+}
+
 /// The order Envoy's access log prints flags in.
 const ENVOY_ORDER: [&str; 15] = [
     "UH", "UF", "UO", "NR", "URX", "DC", "UT", "UC", "DI", "FI", "UAEX", "DPE", "RBAC", "JWT", "NC",
@@ -84,6 +106,11 @@ impl Flags {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The flags as Envoy's bit vector.
+    pub fn envoy_bits(&self) -> u64 {
+        self.0.iter().fold(0, |bits, f| bits | f.envoy_bit())
     }
 }
 

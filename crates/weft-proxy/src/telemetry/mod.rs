@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod flags;
+pub mod log_filter;
 pub mod metric_tags;
 pub mod metrics;
 pub mod trace;
