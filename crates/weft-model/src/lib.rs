@@ -645,6 +645,11 @@ pub struct OutlierDetection {
     pub base_ejection_ms: u64,
     pub max_ejection_percent: u32,
     pub min_health_percent: u32,
+    /// `splitExternalLocalOriginErrors`: failures to reach an endpoint
+    /// (connect failure, reset, timeout) count apart from its 5xx, and
+    /// eject after `consecutive_local_origin` of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_local_origin: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

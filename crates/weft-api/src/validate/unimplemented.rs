@@ -95,18 +95,8 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::DestinationRule,
-        "**.outlierDetection.splitExternalLocalOriginErrors",
-        "local-origin failures are counted with upstream errors",
-    ),
-    (
-        ResourceKind::DestinationRule,
         "**.outlierDetection.outlierDetectionHttpErrorCodes",
         "5xx responses count as errors, and no other status does",
-    ),
-    (
-        ResourceKind::DestinationRule,
-        "**.outlierDetection.consecutiveLocalOriginFailures",
-        "local-origin failures are counted with upstream errors",
     ),
     (
         ResourceKind::DestinationRule,

@@ -383,6 +383,9 @@ fn cluster(
         base_ejection_ms: o.base_ejection_time.as_ref().map_or(30_000, ms),
         max_ejection_percent: u32_of(o.max_ejection_percent).unwrap_or(10),
         min_health_percent: u32_of(o.min_health_percent).unwrap_or(0),
+        // Envoy's default of 5 once the split is on.
+        consecutive_local_origin: (o.split_external_local_origin_errors == Some(true))
+            .then(|| u32_of(o.consecutive_local_origin_failures).unwrap_or(5)),
     });
     let tls = match eff.tls.and_then(|t| t.mode.map(|m| (m, t))) {
         Some((net::ClientTlsMode::Disable, _)) => UpstreamTls::Disable,

@@ -142,6 +142,7 @@ fn now_ms() -> u64 {
 struct Health {
     consecutive_5xx: AtomicU32,
     consecutive_gateway: AtomicU32,
+    consecutive_local_origin: AtomicU32,
     ejected_until_ms: AtomicU64,
     ejections: AtomicU32,
 }
@@ -331,10 +332,6 @@ impl ClusterRt {
         let (Some(od), Some(h)) = (&self.config.outlier, self.health.get(i)) else {
             return;
         };
-        let (is_5xx, is_gateway) = match outcome {
-            TryOutcome::Status(s) => (s >= 500, matches!(s, 502..=504)),
-            TryOutcome::LocalFailure => (true, true),
-        };
         let bump = |c: &AtomicU32, hit: bool| {
             if hit {
                 c.fetch_add(1, Ordering::AcqRel) + 1
@@ -343,10 +340,26 @@ impl ClusterRt {
                 0
             }
         };
-        let c5 = bump(&h.consecutive_5xx, is_5xx);
-        let cg = bump(&h.consecutive_gateway, is_gateway);
-        let trip = od.consecutive_5xx.is_some_and(|n| c5 >= n)
-            || od.consecutive_gateway_errors.is_some_and(|n| cg >= n);
+        let trip = match (outcome, od.consecutive_local_origin) {
+            // Split: a local-origin failure counts only as one, and an
+            // answer (the endpoint was reached) ends a local-origin run.
+            (TryOutcome::LocalFailure, Some(limit)) => {
+                bump(&h.consecutive_local_origin, true) >= limit
+            }
+            (outcome, split) => {
+                if split.is_some() {
+                    bump(&h.consecutive_local_origin, false);
+                }
+                let (is_5xx, is_gateway) = match outcome {
+                    TryOutcome::Status(s) => (s >= 500, matches!(s, 502..=504)),
+                    TryOutcome::LocalFailure => (true, true),
+                };
+                let c5 = bump(&h.consecutive_5xx, is_5xx);
+                let cg = bump(&h.consecutive_gateway, is_gateway);
+                od.consecutive_5xx.is_some_and(|n| c5 >= n)
+                    || od.consecutive_gateway_errors.is_some_and(|n| cg >= n)
+            }
+        };
         let now = now_ms();
         if !trip || h.ejected(now) {
             return;
@@ -363,6 +376,7 @@ impl ClusterRt {
         );
         h.consecutive_5xx.store(0, Ordering::Release);
         h.consecutive_gateway.store(0, Ordering::Release);
+        h.consecutive_local_origin.store(0, Ordering::Release);
         tracing::info!(cluster = %self.config.name, endpoint = ?self.addrs[i], ejections = times, "outlier ejected");
     }
 
@@ -845,6 +859,7 @@ mod tests {
                 base_ejection_ms: 1000,
                 max_ejection_percent: 100,
                 min_health_percent: 0,
+                consecutive_local_origin: None,
             }),
             tls: UpstreamTls::Disable,
             policy_origin: Vec::new(),
@@ -1087,6 +1102,52 @@ mod tests {
             ..warm
         };
         assert!((steep.factor(150_000) - 0.5).abs() < 1e-9);
+    }
+
+    /// `splitExternalLocalOriginErrors`: failures to reach an endpoint
+    /// count on their own (and an answer ends their run), 5xx answers on
+    /// theirs; without the split a connect failure is a 5xx.
+    #[test]
+    fn local_origin_failures_count_apart_when_split() {
+        use crate::upstream::{now_ms, TryOutcome};
+        let client = || Arc::new(ClientSide::plain("", &BTreeMap::new()));
+        let eps: &[Ep<'_>] = &[("127.0.0.1:1", "", &[]), ("127.0.0.1:2", "", &[])];
+        let make = |split: Option<u32>| {
+            let mut c = cluster(LbPolicy::RoundRobin, eps, None, true);
+            if let Some(o) = c.outlier.as_mut() {
+                o.consecutive_local_origin = split;
+            }
+            ClusterRt::new(c, client())
+        };
+        let ejected = |c: &ClusterRt| c.health[0].ejected(now_ms());
+        let local = TryOutcome::LocalFailure;
+        let failed = TryOutcome::Status(503);
+
+        let split = make(Some(3));
+        for o in [local, local, TryOutcome::Status(200), local, local] {
+            split.report(0, o);
+        }
+        assert!(!ejected(&split), "an answer ends a run of local failures");
+        split.report(0, local);
+        assert!(ejected(&split), "three local failures in a row eject");
+
+        let split = make(Some(3));
+        for o in [failed, failed, failed, failed, local, local, failed] {
+            split.report(0, o);
+        }
+        assert!(
+            ejected(&split),
+            "local failures neither count as nor break a run of 5xx"
+        );
+
+        let joined = make(None);
+        for _ in 0..5 {
+            joined.report(0, local);
+        }
+        assert!(
+            ejected(&joined),
+            "without the split, a connect failure is a 5xx"
+        );
     }
 
     #[test]
