@@ -422,6 +422,18 @@ pub struct RetryPolicy {
     /// Status codes for `retriable-status-codes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retriable_status_codes: Vec<u16>,
+    /// `retryRemoteLocalities`: a retry goes to an endpoint outside the
+    /// failed one's locality when there is one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub remote_localities: bool,
+    /// `retryIgnorePreviousHosts: false`: a retry may go back to the
+    /// endpoint that failed (by default it avoids it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reuse_hosts: bool,
+    /// `backoff`: the base of the retries' jittered exponential back-off
+    /// (Envoy's 25 ms by default, capped at ten times the base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

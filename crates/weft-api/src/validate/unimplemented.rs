@@ -20,11 +20,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::VirtualService,
-        "spec.http.retries.retryRemoteLocalities",
-        "retries do not prefer other localities",
-    ),
-    (
-        ResourceKind::VirtualService,
         "spec.tcp.match.destinationSubnets",
         "TCP routes do not match on the destination address",
     ),
@@ -37,16 +32,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         ResourceKind::VirtualService,
         "spec.tls.match.destinationSubnets",
         "TLS routes do not match on the destination address",
-    ),
-    (
-        ResourceKind::VirtualService,
-        "spec.http.retries.retryIgnorePreviousHosts",
-        "a retry may go to the endpoint that failed",
-    ),
-    (
-        ResourceKind::VirtualService,
-        "spec.http.retries.backoff",
-        "retries back off by weft's own schedule",
     ),
     (
         ResourceKind::DestinationRule,

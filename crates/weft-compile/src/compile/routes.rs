@@ -831,6 +831,9 @@ pub(crate) fn http_routes(
                 per_try_timeout_ms: rt.per_try_timeout.as_ref().map(ms),
                 retry_on: on,
                 retriable_status_codes: codes,
+                remote_localities: rt.retry_remote_localities == Some(true),
+                reuse_hosts: rt.retry_ignore_previous_hosts == Some(false),
+                backoff_ms: rt.backoff.as_ref().map(ms).filter(|b| *b > 0),
             }
         });
         // A forwarding route that says nothing of retries gets Istio's
@@ -1150,5 +1153,8 @@ pub fn istio_default_retry() -> RetryPolicy {
         .map(String::from)
         .to_vec(),
         retriable_status_codes: vec![503],
+        remote_localities: false,
+        reuse_hosts: false,
+        backoff_ms: None,
     }
 }

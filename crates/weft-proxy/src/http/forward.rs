@@ -194,12 +194,17 @@ pub async fn forward<B: ClientBody>(
                 ctx.entry.reason = "retry budget exhausted".into();
                 break;
             };
-            // Jittered exponential backoff: 25 ms base, 250 ms cap (Envoy's).
-            let cap = (25u64 << attempt.min(4)).min(250);
+            // Jittered exponential backoff: Envoy's 25 ms base (or the
+            // route's `backoff`), capped at ten times the base.
+            let base = policy.backoff_ms.unwrap_or(25);
+            let cap = base
+                .saturating_mul(1 << attempt.min(4))
+                .min(base.saturating_mul(10));
             tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
         }
         ctx.entry.attempts = attempt + 1;
-        let Some(ep) = cluster.pick(hash.as_deref(), last_endpoint) else {
+        let avoid = crate::upstream::Avoid::after(last_endpoint, retry);
+        let Some(ep) = cluster.pick_avoiding(hash.as_deref(), avoid) else {
             return ctx.fail(Error::new(
                 ErrorKind::NoHealthyUpstream,
                 format!("no healthy upstream in {}", cluster.config.name),
@@ -508,6 +513,9 @@ mod tests {
                 per_try_timeout_ms: None,
                 retry_on,
                 retriable_status_codes: codes.to_vec(),
+                remote_localities: false,
+                reuse_hosts: false,
+                backoff_ms: None,
             },
             compiled,
         )

@@ -67,6 +67,27 @@ pub struct ClusterRt {
     client: Arc<ClientSide>,
 }
 
+/// What a retry steers away from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Avoid {
+    /// The endpoint that failed.
+    pub endpoint: Option<usize>,
+    /// Endpoints in this one's locality.
+    pub locality_of: Option<usize>,
+}
+
+impl Avoid {
+    /// After a try on `failed` under `policy`: its endpoint unless the
+    /// route allows going back to it, and its locality with
+    /// `retryRemoteLocalities`.
+    pub fn after(failed: Option<usize>, policy: Option<&weft_model::RetryPolicy>) -> Avoid {
+        Avoid {
+            endpoint: failed.filter(|_| !policy.is_some_and(|p| p.reuse_hosts)),
+            locality_of: failed.filter(|_| policy.is_some_and(|p| p.remote_localities)),
+        }
+    }
+}
+
 /// Endpoints a pick chooses among: on the stack for the usual few.
 type Candidates = smallvec::SmallVec<[usize; 8]>;
 
@@ -507,12 +528,33 @@ impl ClusterRt {
     /// Chooses an endpoint; `key` is the consistent-hash input when the
     /// policy has one. `exclude` avoids the endpoint a failed try used.
     pub fn pick(&self, key: Option<&[u8]>, exclude: Option<usize>) -> Option<usize> {
-        let candidates: Candidates = self.usable().filter(|i| Some(*i) != exclude).collect();
-        let candidates = if candidates.is_empty() {
-            self.usable().collect()
-        } else {
-            candidates
-        };
+        self.pick_avoiding(
+            key,
+            Avoid {
+                endpoint: exclude,
+                locality_of: None,
+            },
+        )
+    }
+
+    /// Chooses an endpoint away from what a failed try used, when any is
+    /// left: its endpoint, and with `retryRemoteLocalities` its locality.
+    pub fn pick_avoiding(&self, key: Option<&[u8]>, avoid: Avoid) -> Option<usize> {
+        let locality = avoid
+            .locality_of
+            .and_then(|i| self.config.endpoints.get(i))
+            .map(|e| e.locality.as_str());
+        let away = |i: &usize| Some(*i) != avoid.endpoint;
+        let elsewhere =
+            |i: &usize| locality.is_none_or(|l| self.config.endpoints[*i].locality != l);
+        // Away from both if possible, else from the endpoint, else any.
+        let mut candidates: Candidates = self.usable().filter(away).filter(elsewhere).collect();
+        if candidates.is_empty() {
+            candidates = self.usable().filter(away).collect();
+        }
+        if candidates.is_empty() {
+            candidates = self.usable().collect();
+        }
         if candidates.is_empty() {
             return None;
         }
@@ -1147,6 +1189,44 @@ mod tests {
         assert!(
             ejected(&joined),
             "without the split, a connect failure is a 5xx"
+        );
+    }
+
+    /// A retry avoids the endpoint that failed (unless the route lets it
+    /// go back) and, with `retryRemoteLocalities`, its locality.
+    #[test]
+    fn retries_steer_away_from_the_failed_endpoint_and_locality() {
+        use crate::upstream::Avoid;
+        use std::collections::BTreeSet;
+        let client = || Arc::new(ClientSide::plain("", &BTreeMap::new()));
+        let eps: &[Ep<'_>] = &[
+            ("127.0.0.1:1", "r/a", &[]),
+            ("127.0.0.1:2", "r/a", &[]),
+            ("127.0.0.1:3", "r/b", &[]),
+        ];
+        let c = ClusterRt::new(cluster(LbPolicy::Random, eps, None, false), client());
+        let policy = |remote, reuse| weft_model::RetryPolicy {
+            attempts: 2,
+            per_try_timeout_ms: None,
+            retry_on: vec![],
+            retriable_status_codes: vec![],
+            remote_localities: remote,
+            reuse_hosts: reuse,
+            backoff_ms: None,
+        };
+        let picks = |p: &weft_model::RetryPolicy| -> BTreeSet<usize> {
+            (0..300)
+                .filter_map(|_| c.pick_avoiding(None, Avoid::after(Some(0), Some(p))))
+                .collect()
+        };
+        assert_eq!(picks(&policy(false, false)), BTreeSet::from([1, 2]));
+        assert_eq!(picks(&policy(true, false)), BTreeSet::from([2]));
+        assert_eq!(picks(&policy(false, true)), BTreeSet::from([0, 1, 2]));
+        // Nothing outside the locality: any other endpoint will do.
+        let same = ClusterRt::new(cluster(LbPolicy::Random, &eps[..2], None, false), client());
+        let p = policy(true, false);
+        assert!(
+            (0..50).all(|_| same.pick_avoiding(None, Avoid::after(Some(0), Some(&p))) == Some(1))
         );
     }
 
