@@ -230,11 +230,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Telemetry,
-        "spec.metrics.reportingInterval",
-        "metrics are exported on scrape",
-    ),
-    (
-        ResourceKind::Telemetry,
         "spec.metrics.overrides.match.customMetric",
         "only Istio's standard metrics can be overridden",
     ),

@@ -127,11 +127,10 @@ pub async fn handle<S>(
         );
         let series = shared.metrics.tcp(&labels);
         series.opened.fetch_add(1, Ordering::Relaxed);
-        let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        // Bytes are counted as they pass (see l4::counted).
+        let mut counted = crate::l4::counted::Counted::new(&mut client, series.clone());
+        let copied = tokio::io::copy_bidirectional(&mut counted, &mut upstream).await;
         series.closed.fetch_add(1, Ordering::Relaxed);
-        let (received, sent) = copied.as_ref().map_or((0, 0), |(a, b)| (*a, *b));
-        series.received.fetch_add(received, Ordering::Relaxed);
-        series.sent.fetch_add(sent, Ordering::Relaxed);
         copied.map_err(|e| {
             flags.add(ResponseFlag::UpstreamConnectionTermination);
             format!("connection ended: {e}")

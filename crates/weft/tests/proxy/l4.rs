@@ -71,15 +71,46 @@ spec:
     }
     let listener = "outbound|9000||echo.default.svc.cluster.local";
     let bind = w.addr(1, 2, 9000);
-    let (m, b) = (
+    let admin = w.addr(1, 2, 15020);
+    let (m, b, a) = (
         model_path.display().to_string(),
         format!("{listener}={bind}"),
+        admin.to_string(),
     );
     w.spawn(
         "proxy",
-        &["proxy", "--model", &m, "--bind", &b, "--access-log", "off"],
+        &[
+            "proxy",
+            "--model",
+            &m,
+            "--bind",
+            &b,
+            "--admin",
+            &a,
+            "--access-log",
+            "off",
+        ],
         Some(bind),
     );
+    // Bytes are in the metrics while the connection is still open (what
+    // Telemetry's reportingInterval asks for long connections).
+    let tcp_bytes = |metric: &str| -> u64 {
+        curl(&[&format!("http://{admin}/metrics")])
+            .body
+            .lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum()
+    };
+    let mut open = std::net::TcpStream::connect(bind).unwrap();
+    open.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    open.write_all(b"still open\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&open).read_line(&mut line).unwrap();
+    assert_eq!(tcp_bytes("istio_tcp_received_bytes_total"), 11);
+    assert_eq!(tcp_bytes("istio_tcp_sent_bytes_total"), line.len() as u64);
+    drop(open);
     let mut counts = BTreeMap::<String, usize>::new();
     for i in 0..200 {
         let mut s = std::net::TcpStream::connect(bind).unwrap();
