@@ -109,6 +109,24 @@ fn exit_codes_are_0_clean_1_errors_2_usage() {
     assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
 }
 
+/// As Istio's webhook, validate warns of VirtualService rules that can
+/// never match (and accepts the resource).
+#[test]
+fn validate_warns_of_unreachable_rules_as_the_webhook_does() {
+    let o = run_stdin(
+        &["validate", "-f", "-"],
+        b"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews}}]\n  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: reviews}}]\n",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let text = stdout(&o);
+    assert!(
+        text.contains("warning[IST0130]")
+            && text
+                .contains("VirtualService rule #1 not used (route without matches defined before)"),
+        "{text}"
+    );
+}
+
 #[test]
 fn json_output_is_for_tools() {
     let o = run_stdin(&["validate", "-f", "-", "-o", "json"], b"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {mtls: {mode: STRCT}}\n");

@@ -363,6 +363,36 @@ pub fn analyze_with_options(
     })
 }
 
+/// The warnings Istio's validation webhook gives (its VirtualService
+/// unreachable rules, which istioctl analyze reports through its
+/// ValidationAnalyzer): `weft validate` gives them as the webhook would,
+/// from the analyzers that stand for `schema.ValidationAnalyzer.*`.
+pub fn webhook_warnings(resources: &[Resource]) -> Vec<Diagnostic> {
+    let mesh = MeshConfig::default();
+    let registry = Registry::build(resources, &mesh);
+    let input = Input {
+        resources,
+        registry: &registry,
+        mesh: &mesh,
+        index: Index::new(resources),
+        secrets_dir: None,
+        credential_check: None,
+    };
+    let mut findings = Findings::default();
+    let webhook = ANALYZERS.iter().filter(|a| {
+        a.istio
+            .is_some_and(|i| i.starts_with("schema.ValidationAnalyzer."))
+    });
+    for a in webhook {
+        findings.analyzer = Some(a.name);
+        (a.run)(&input, &mut findings);
+    }
+    let mut out = findings.found;
+    out.sort_by(|a, b| (&a.origin, &a.code, &a.message).cmp(&(&b.origin, &b.code, &b.message)));
+    out.dedup();
+    out
+}
+
 pub fn analyze_with(input: &Input<'_>) -> Vec<Diagnostic> {
     let mut findings = Findings::default();
     for a in ANALYZERS {

@@ -1,4 +1,5 @@
-//! `weft validate -f PATH`: every resource checked on its own.
+//! `weft validate -f PATH`: every resource checked on its own, with the
+//! warnings Istio's validation webhook gives.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,10 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     check_paths(&args.files)?;
-    let loaded = load_paths(&args.files);
+    let mut loaded = load_paths(&args.files);
+    // Istio's webhook also warns of VirtualService rules that can never
+    // match; so does validate (analyze calls them IST0130 and IST0131).
+    let warnings = weft_compile::analyze::webhook_warnings(&loaded.resources);
+    loaded.diagnostics.extend(warnings);
     report(&loaded, args.output)
 }
