@@ -7,6 +7,7 @@
 //! to what" is decided in one place.
 
 mod annotations;
+mod conditions;
 mod conflicts;
 mod deployments;
 mod deprecation;
@@ -248,6 +249,12 @@ pub const ANALYZERS: &[Analyzer] = &[
         istio: Some("telemetry.ProviderAnalyzer"),
         codes: &["IST0157"],
         run: deprecation::empty_access_log_providers,
+    },
+    Analyzer {
+        name: "conditions",
+        istio: Some("conditions.ConditionAnalyzer"),
+        codes: &["IST0171"],
+        run: conditions::negative_conditions,
     },
     Analyzer {
         name: "telemetry.lightstep",
