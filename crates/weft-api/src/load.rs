@@ -51,6 +51,17 @@ const CONFIG_MAP_FIELDS: &[&str] = &[
     "immutable",
 ];
 
+/// A Secret has data instead of a spec.
+const SECRET_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "type",
+    "data",
+    "stringData",
+    "immutable",
+];
+
 /// Reads every path: files, directories (recursively, `.yaml`, `.yml` and
 /// `.json` files in name order) and `-` for stdin.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
@@ -327,10 +338,10 @@ fn decode_object(file: &Arc<str>, tree: &Arc<Tree>, node: NodeId, out: &mut Load
         ));
         return;
     }
-    let top_level = if kind == ResourceKind::ConfigMap {
-        CONFIG_MAP_FIELDS
-    } else {
-        TOP_LEVEL_FIELDS
+    let top_level = match kind {
+        ResourceKind::ConfigMap => CONFIG_MAP_FIELDS,
+        ResourceKind::Secret => SECRET_FIELDS,
+        _ => TOP_LEVEL_FIELDS,
     };
     if let Kind::Map(entries) = &tree.node(node).kind {
         for (k, _) in entries {
@@ -449,6 +460,7 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
         ResourceKind::Workload => Spec::Workload(de(tree, spec_node, &path)?),
         ResourceKind::Namespace => Spec::Namespace(de(tree, spec_node, &path)?),
         ResourceKind::Node => Spec::Node(de(tree, spec_node, &path)?),
+        ResourceKind::Secret => Spec::Secret(secret(tree, node)?),
         ResourceKind::ConfigMap => Spec::ConfigMap(kube::ConfigMap {
             data: de::<BTreeMap<String, String>>(
                 tree,
@@ -457,6 +469,58 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
             )?,
         }),
     })
+}
+
+/// A Secret's `data` (base64, decoded) with `stringData` laid over it.
+fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
+    use base64::Engine;
+    let data_path = FieldPath::root().key("data");
+    let encoded: BTreeMap<String, String> = optional(tree, tree.get(node, "data"), &data_path)?;
+    let mut data = BTreeMap::new();
+    for (k, v) in encoded {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|e| {
+                let at = tree
+                    .get(node, "data")
+                    .and_then(|d| tree.get(d, &k))
+                    .map(|n| tree.node(n).mark)
+                    .unwrap_or_default();
+                DeError::at(
+                    format!("data.{k} is not base64: {e}"),
+                    Some("encode the value with base64, or put it as text under stringData".into()),
+                    at,
+                    data_path.key(&k),
+                )
+            })?;
+        data.insert(k, bytes);
+    }
+    let plain: BTreeMap<String, String> = optional(
+        tree,
+        tree.get(node, "stringData"),
+        &FieldPath::root().key("stringData"),
+    )?;
+    for (k, v) in plain {
+        data.insert(k, v.into_bytes());
+    }
+    let secret_type: Option<String> =
+        optional(tree, tree.get(node, "type"), &FieldPath::root().key("type"))?;
+    Ok(kube::Secret {
+        secret_type: secret_type.unwrap_or_else(|| "Opaque".into()),
+        data,
+    })
+}
+
+/// A value under an optional key; its default when the key is absent.
+fn optional<T: DeserializeOwned + Default>(
+    tree: &Tree,
+    node: Option<NodeId>,
+    path: &FieldPath,
+) -> Result<T, DeError> {
+    match node {
+        Some(n) => yaml::from_node(tree, n, path),
+        None => Ok(T::default()),
+    }
 }
 
 fn de_diagnostic(file: &Arc<str>, e: DeError, resource: Option<&str>) -> Diagnostic {
@@ -606,6 +670,35 @@ mod tests {
 
     fn names(l: &Loaded) -> Vec<String> {
         l.resources.iter().map(|r| r.name().to_owned()).collect()
+    }
+
+    /// A Secret's data is decoded, stringData laid over it, and its
+    /// values never printed; data that is not base64 is refused where it
+    /// is written.
+    #[test]
+    fn secrets_decode_and_never_print_their_values() {
+        let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\ndata: {tls.crt: Y2VydA==, tls.key: b2xk}\nstringData: {tls.key: hunter2}\n";
+        let loaded = load_bytes("s.yaml", yaml.as_bytes());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let Spec::Secret(secret) = &loaded.resources[0].spec else {
+            panic!("not a Secret");
+        };
+        assert_eq!(secret.text(&["tls.crt"]).as_deref(), Some("cert"));
+        assert_eq!(secret.text(&["tls.key"]).as_deref(), Some("hunter2"));
+        assert_eq!(secret.secret_type, "kubernetes.io/tls");
+        let shown = format!("{:?}", loaded.resources[0]);
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("cert\""),
+            "{shown}"
+        );
+        let bad = load_bytes(
+            "bad.yaml",
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  tls.crt: not base64!\n",
+        );
+        let d = &bad.diagnostics[0];
+        assert!(d.message.contains("data.tls.crt is not base64"), "{d}");
+        assert_eq!(d.origin.line, 5, "{d}");
+        assert!(bad.resources.is_empty());
     }
 
     /// Set apart: the kernel's file clock ticks every few milliseconds, and

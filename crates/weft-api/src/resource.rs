@@ -31,10 +31,11 @@ pub enum ResourceKind {
     ConfigMap,
     Namespace,
     Node,
+    Secret,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 20] = [
+    pub const ALL: [ResourceKind; 21] = [
         ResourceKind::VirtualService,
         ResourceKind::DestinationRule,
         ResourceKind::Gateway,
@@ -55,6 +56,7 @@ impl ResourceKind {
         ResourceKind::ConfigMap,
         ResourceKind::Namespace,
         ResourceKind::Node,
+        ResourceKind::Secret,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +81,7 @@ impl ResourceKind {
             ResourceKind::ConfigMap => "ConfigMap",
             ResourceKind::Namespace => "Namespace",
             ResourceKind::Node => "Node",
+            ResourceKind::Secret => "Secret",
         }
     }
 
@@ -96,7 +99,7 @@ impl ResourceKind {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
             Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
-            Service | Pod | ConfigMap | Namespace | Node => &["v1"],
+            Service | Pod | ConfigMap | Namespace | Node | Secret => &["v1"],
             Deployment => &["apps/v1"],
             Canary | MetricTemplate => &["flagger.app/v1beta1"],
             Workload => &["weft.dev/v1"],
@@ -130,6 +133,7 @@ impl ResourceKind {
             "workloads" => Some(ResourceKind::Workload),
             "ns" | "namespaces" => Some(ResourceKind::Namespace),
             "no" | "nodes" => Some(ResourceKind::Node),
+            "secrets" => Some(ResourceKind::Secret),
             _ => None,
         };
         short.or_else(|| {
@@ -177,6 +181,7 @@ pub enum Spec {
     /// and that it exists.
     Namespace(kube::NamespaceSpec),
     Node(kube::NodeSpec),
+    Secret(kube::Secret),
 }
 
 impl Spec {
@@ -202,17 +207,27 @@ impl Spec {
             Spec::ConfigMap(_) => ResourceKind::ConfigMap,
             Spec::Namespace(_) => ResourceKind::Namespace,
             Spec::Node(_) => ResourceKind::Node,
+            Spec::Secret(_) => ResourceKind::Secret,
         }
     }
 }
 
 /// Where a resource was written: the file, its parsed tree and the node of
 /// the object inside it, so that any field can be located later.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SourceRef {
     pub file: Arc<str>,
     pub tree: Arc<Tree>,
     pub node: NodeId,
+}
+
+/// The file and where in it: never the tree, which holds every value as
+/// written (a Secret's among them).
+impl fmt::Debug for SourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = self.tree.node(self.node).mark;
+        write!(f, "SourceRef({}:{}:{})", self.file, at.line, at.column)
+    }
 }
 
 impl SourceRef {

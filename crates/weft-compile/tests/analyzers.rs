@@ -38,6 +38,17 @@ fn fixture_credential(dir: &Path, name: &str) -> Result<(), String> {
     }
 }
 
+/// The same stand-in for a Secret resource's certificate and key.
+fn fixture_pem(_name: &str, cert: &str, key: &str) -> Result<(), String> {
+    if cert.trim().is_empty() || key.trim().is_empty() {
+        Err("no certificate and key".into())
+    } else if cert.contains("invalid") {
+        Err("tls.crt does not parse".into())
+    } else {
+        Ok(())
+    }
+}
+
 fn analyzer(path: &Path, text: String) -> datatest_stable::Result<()> {
     let ds = common::directives(&text);
     let mut loaded = common::load_fixture(path, &ds);
@@ -52,6 +63,7 @@ fn analyzer(path: &Path, text: String) -> datatest_stable::Result<()> {
         index: Index::new(&loaded.resources),
         secrets_dir,
         credential_check: Some(fixture_credential),
+        pem_check: Some(fixture_pem),
     };
     loaded.diagnostics.extend(analyze_with(&input));
     let actual: BTreeSet<String> = loaded

@@ -391,7 +391,7 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
                 "file": origin.file.to_string(),
                 "line": origin.line,
                 "applied": Path::new(&*origin.file).starts_with(&applied_dir),
-                "object": weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node),
+                "object": shown_object(r),
             })
         })
         .collect();
@@ -481,6 +481,44 @@ mod tests {
         assert!(
             clusters_seen > 0 && held > 0 && held < named,
             "{held} sections serialized for {named} named: models should share them"
+        );
+    }
+}
+
+/// A resource as the admin API shows it: as written, but a Secret's
+/// values are never shown (only its keys), whoever asks.
+fn shown_object(r: &weft_api::resource::Resource) -> serde_json::Value {
+    let mut object = weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node);
+    if r.kind() == weft_api::resource::ResourceKind::Secret {
+        for field in ["data", "stringData"] {
+            if let Some(serde_json::Value::Object(values)) = object.get_mut(field) {
+                for v in values.values_mut() {
+                    *v = serde_json::Value::String("<redacted>".into());
+                }
+            }
+        }
+    }
+    object
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_are_never_shown() {
+        let loaded = weft_api::load::load_bytes(
+            "s.yaml",
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {tls.key: aHVudGVyMg==}\nstringData: {password: hunter2}\n",
+        );
+        let shown = shown_object(&loaded.resources[0]).to_string();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("aHVudGVyMg"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("tls.key") && shown.contains("<redacted>"),
+            "{shown}"
         );
     }
 }

@@ -125,6 +125,7 @@ impl Store {
             weft_compile::analyze::Options {
                 secrets_dir: self.secrets.as_deref(),
                 credential_check: Some(weft_identity::credential::check_serving),
+                pem_check: Some(weft_identity::credential::check_serving_pem),
                 mesh_config: None,
             },
         ));

@@ -78,13 +78,19 @@ pub fn read(dir: &Path, name: &str) -> Result<CredentialPem, String> {
 /// the gateway itself reports what it cannot load when it loads it.
 pub fn check_serving(dir: &Path, name: &str) -> Result<(), String> {
     let pem = read(dir, name)?;
-    if pem.cert_chain.is_empty() || pem.private_key.is_empty() {
+    check_serving_pem(name, &pem.cert_chain, &pem.private_key)
+}
+
+/// As [`check_serving`], for a credential's PEM texts (a Kubernetes
+/// Secret's `tls.crt` and `tls.key`, say).
+pub fn check_serving_pem(name: &str, cert_chain: &str, private_key: &str) -> Result<(), String> {
+    if cert_chain.trim().is_empty() || private_key.trim().is_empty() {
         return Err(format!(
             "credential {name:?} has no certificate and key to serve with"
         ));
     }
-    crate::pem::private_key(name, &pem.private_key).map_err(|e| e.to_string())?;
-    let chain = crate::pem::certs(name, &pem.cert_chain).map_err(|e| e.to_string())?;
+    crate::pem::private_key(name, private_key).map_err(|e| e.to_string())?;
+    let chain = crate::pem::certs(name, cert_chain).map_err(|e| e.to_string())?;
     let leaf = chain
         .first()
         .ok_or_else(|| format!("credential {name:?} holds no certificate"))?;

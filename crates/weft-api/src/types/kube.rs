@@ -188,6 +188,34 @@ pub struct NodeSpec {
     pub pod_cidrs: Vec<String>,
 }
 
+/// A Secret: weft reads TLS credentials from it (`tls.crt`, `tls.key`,
+/// `ca.crt`, `ca.crl`, or Istio's `cert`, `key`, `cacert`). `data` is
+/// decoded from base64 and `stringData` laid over it, as the API server
+/// does. Its values never reach a log: `Debug` shows the keys only.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret {
+    pub secret_type: String,
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("type", &self.secret_type)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Secret {
+    /// The first of `keys` the secret has, as text.
+    pub fn text(&self, keys: &[&str]) -> Option<String> {
+        keys.iter()
+            .find_map(|k| self.data.get(*k))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
 /// A ConfigMap: weft reads the one Istio keeps its mesh configuration in
 /// (`istio` in the root namespace, key `mesh`); see `types::mesh`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -186,6 +186,7 @@ pub fn annotations(input: &Input<'_>, out: &mut Findings) {
         let kind = match r.kind() {
             ResourceKind::Namespace => "Namespace",
             ResourceKind::Node => "Node",
+            ResourceKind::Secret => "Secret",
             ResourceKind::Service => "Service",
             ResourceKind::Pod => "Pod",
             ResourceKind::Deployment => "Deployment",

@@ -41,10 +41,15 @@ pub struct Input<'a> {
     /// keyed, in date): the identity crate's check, passed in so that
     /// analysis stays free of X.509.
     pub credential_check: Option<CredentialCheck>,
+    /// The same check for a Secret resource's certificate and key.
+    pub pem_check: Option<PemCheck>,
 }
 
 /// `(secrets dir, credentialName)` → why the credential cannot serve.
 pub type CredentialCheck = fn(&std::path::Path, &str) -> Result<(), String>;
+
+/// `(name, certificate chain, private key)` → why they cannot serve.
+pub type PemCheck = fn(&str, &str, &str) -> Result<(), String>;
 
 /// One analyzer: a stable name (for `--list` and tests) and its function.
 pub struct Analyzer {
@@ -344,6 +349,8 @@ pub struct Options<'a> {
     pub secrets_dir: Option<&'a std::path::Path>,
     /// Whether a credential there can serve.
     pub credential_check: Option<CredentialCheck>,
+    /// Whether a Secret resource's certificate and key can serve.
+    pub pem_check: Option<PemCheck>,
     /// A MeshConfig that replaces the one in the `istio` ConfigMap
     /// (istioctl's `--meshConfigFile`).
     pub mesh_config: Option<weft_api::types::mesh::MeshConfig>,
@@ -367,6 +374,7 @@ pub fn analyze_with_options(
         index,
         secrets_dir: options.secrets_dir.map(std::path::Path::to_owned),
         credential_check: options.credential_check,
+        pem_check: options.pem_check,
     })
 }
 
@@ -384,6 +392,7 @@ pub fn webhook_warnings(resources: &[Resource]) -> Vec<Diagnostic> {
         index: Index::new(resources),
         secrets_dir: None,
         credential_check: None,
+        pem_check: None,
     };
     let mut findings = Findings::default();
     let webhook = ANALYZERS.iter().filter(|a| {

@@ -90,15 +90,48 @@ fn gateway_workload_namespace<'a>(
         .map(|w| w.namespace)
 }
 
-/// As istioctl's SecretAnalyzer, against weft's secrets directory: a
-/// `credentialName` that is not there (IST0101), or that cannot serve
-/// (IST0161: no key, a certificate that does not parse, expired or not
-/// yet valid).
+/// As istioctl's SecretAnalyzer: a `credentialName` found neither as a
+/// Secret resource in the namespace of the gateway's workload nor in
+/// weft's secrets directory (IST0101), or one that cannot serve (IST0161:
+/// no key, a certificate that does not parse, expired or not yet valid).
+/// Where credentials are Secret resources (YAML from a cluster), a gateway
+/// whose selector picks no workload is reported as istioctl reports it.
 pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
-    let Some(dir) = &input.secrets_dir else {
+    let secrets: Vec<(&Resource, &weft_api::types::kube::Secret)> = input
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Secret(s) => Some((r, s)),
+            _ => None,
+        })
+        .collect();
+    if secrets.is_empty() && input.secrets_dir.is_none() {
         return;
-    };
+    }
     for (r, gw) in &input.index.gateways {
+        let uses_credentials = gw
+            .servers
+            .iter()
+            .any(|s| s.tls.as_ref().is_some_and(|t| t.credential_name.is_some()));
+        let workload_ns = gateway_workload_namespace(input, gw);
+        if workload_ns.is_none() && !secrets.is_empty() && uses_credentials {
+            let selector = gw
+                .selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            out.add(
+                Severity::Error,
+                "IST0101",
+                r,
+                &FieldPath::root().key("spec").key("selector"),
+                format!("Referenced selector not found: {selector:?}"),
+                "no workload carries these labels, so no gateway serves this resource and its credentials cannot be looked up",
+            );
+            continue;
+        }
+        let ns = workload_ns.unwrap_or(r.namespace());
         for (i, s) in gw.servers.iter().enumerate() {
             let Some(name) = s.tls.as_ref().and_then(|t| t.credential_name.as_ref()) else {
                 continue;
@@ -109,32 +142,63 @@ pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
                 .index(i)
                 .key("tls")
                 .key("credentialName");
-            let exists = dir.join(name).is_dir()
-                || dir.join(format!("{name}.pem")).is_file()
-                || dir.join(format!("{name}.crt")).is_file();
-            if !exists {
-                out.add(
-                    Severity::Error,
-                    "IST0101",
-                    r,
-                    &field,
-                    format!("Referenced credentialName not found: {name:?}"),
-                    &format!("put tls.crt and tls.key in {}/{name}/", dir.display()),
-                );
-                continue;
-            }
-            let Some(check) = input.credential_check else {
-                continue;
-            };
-            if let Err(why) = check(dir, name) {
-                let ns = gateway_workload_namespace(input, gw).unwrap_or(r.namespace());
+            let invalid = |out: &mut Findings, why: &str, fix: String| {
                 out.add(
                     Severity::Error,
                     "IST0161",
                     r,
                     &field,
                     format!("The credential referenced by the Gateway {} in namespace {ns} is invalid, which can cause the traffic not to work as expected.", r.name()),
-                    &format!("{why}; replace tls.crt and tls.key in {}/{name}/", dir.display()),
+                    &format!("{why}; {fix}"),
+                );
+            };
+            let secret = secrets
+                .iter()
+                .find(|(sr, _)| sr.name() == name.as_str() && sr.namespace() == ns);
+            if let Some((sr, secret)) = secret {
+                let cert = secret.text(&["tls.crt", "cert"]).unwrap_or_default();
+                let key = secret.text(&["tls.key", "key"]).unwrap_or_default();
+                if let Some(Err(why)) = input.pem_check.map(|check| check(name, &cert, &key)) {
+                    invalid(
+                        out,
+                        &why,
+                        format!(
+                            "replace tls.crt and tls.key in Secret {}/{}",
+                            sr.namespace(),
+                            sr.name()
+                        ),
+                    );
+                }
+                continue;
+            }
+            let in_dir = input.secrets_dir.as_ref().filter(|dir| {
+                dir.join(name).is_dir()
+                    || dir.join(format!("{name}.pem")).is_file()
+                    || dir.join(format!("{name}.crt")).is_file()
+            });
+            let Some(dir) = in_dir else {
+                let fix = match &input.secrets_dir {
+                    Some(dir) => format!(
+                        "put tls.crt and tls.key in {}/{name}/, or define Secret {ns}/{name}",
+                        dir.display()
+                    ),
+                    None => format!("define Secret {ns}/{name} with tls.crt and tls.key"),
+                };
+                out.add(
+                    Severity::Error,
+                    "IST0101",
+                    r,
+                    &field,
+                    format!("Referenced credentialName not found: {name:?}"),
+                    &fix,
+                );
+                continue;
+            };
+            if let Some(Err(why)) = input.credential_check.map(|check| check(dir, name)) {
+                invalid(
+                    out,
+                    &why,
+                    format!("replace tls.crt and tls.key in {}/{name}/", dir.display()),
                 );
             }
         }

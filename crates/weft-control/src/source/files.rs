@@ -277,9 +277,18 @@ fn status_name(key: &ResourceKey) -> String {
 
 /// Writes `bytes` to `file` through a temporary file and a rename, so a
 /// reader (the watcher, a reload) never sees half of it.
+/// Owner-only (0600): an applied resource may be a Secret.
 fn write_atomically(file: &Path, bytes: &[u8]) -> Result<(), SourceError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = file.with_extension("tmp~");
-    std::fs::write(&tmp, bytes)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
         .and_then(|()| std::fs::rename(&tmp, file))
         .map_err(|source| SourceError::Io {
             what: format!("cannot write {}", file.display()),

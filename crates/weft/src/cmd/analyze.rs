@@ -281,6 +281,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         weft_compile::analyze::Options {
             secrets_dir: secrets.as_deref(),
             credential_check: Some(weft_identity::credential::check_serving),
+            pem_check: Some(weft_identity::credential::check_serving_pem),
             mesh_config,
         },
     );
