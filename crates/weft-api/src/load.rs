@@ -23,6 +23,9 @@ use crate::yaml::{self, DeError, Kind, Limits, NodeId, Tree};
 pub struct Loaded {
     /// Resources that parsed and passed validation (warnings allowed).
     pub resources: Vec<Resource>,
+    /// Resources that parsed but validation refused: never applied, but
+    /// `weft analyze` still looks at them, as istioctl analyze does.
+    pub refused: Vec<Resource>,
     pub diagnostics: Vec<Diagnostic>,
     /// Files read, for the summary line.
     pub files: usize,
@@ -35,6 +38,7 @@ impl Loaded {
 
     fn merge(&mut self, other: Loaded) {
         self.resources.extend(other.resources);
+        self.refused.extend(other.refused);
         self.diagnostics.extend(other.diagnostics);
         self.files += other.files;
     }
@@ -422,6 +426,8 @@ fn decode_object(file: &Arc<str>, tree: &Arc<Tree>, node: NodeId, out: &mut Load
     out.diagnostics.extend(diags);
     if ok {
         out.resources.push(resource);
+    } else {
+        out.refused.push(resource);
     }
 }
 

@@ -53,17 +53,25 @@ fn analyzer(path: &Path, text: String) -> datatest_stable::Result<()> {
     let ds = common::directives(&text);
     let mut loaded = common::load_fixture(path, &ds);
     let mesh = MeshConfig::default();
-    let registry = Registry::build(&loaded.resources, &mesh);
+    // As `weft analyze`: refused resources are analyzed too.
+    let analyzed: Vec<_> = loaded
+        .resources
+        .iter()
+        .chain(&loaded.refused)
+        .cloned()
+        .collect();
+    let registry = Registry::build(&analyzed, &mesh);
     let secrets_dir = common::directive(&ds, "secrets-dir")
         .map(|d| path.parent().unwrap_or(Path::new(".")).join(d));
     let input = Input {
-        resources: &loaded.resources,
+        resources: &analyzed,
         registry: &registry,
         mesh: &mesh,
-        index: Index::new(&loaded.resources),
+        index: Index::new(&analyzed),
         secrets_dir,
         credential_check: Some(fixture_credential),
         pem_check: Some(fixture_pem),
+        refused: weft_compile::analyze::refused_by(&loaded.diagnostics),
     };
     loaded.diagnostics.extend(analyze_with(&input));
     let actual: BTreeSet<String> = loaded

@@ -126,6 +126,7 @@ impl Store {
                 secrets_dir: self.secrets.as_deref(),
                 credential_check: Some(weft_identity::credential::check_serving),
                 pem_check: Some(weft_identity::credential::check_serving_pem),
+                refused: weft_compile::analyze::refused_by(&refused),
                 mesh_config: None,
             },
         ));

@@ -20,6 +20,8 @@ mod selectors;
 mod vs_gateways;
 mod workloads;
 
+use std::collections::BTreeSet;
+
 use std::path::PathBuf;
 
 use weft_api::diag::{Diagnostic, Severity};
@@ -43,6 +45,10 @@ pub struct Input<'a> {
     pub credential_check: Option<CredentialCheck>,
     /// The same check for a Secret resource's certificate and key.
     pub pem_check: Option<PemCheck>,
+    /// Resources that exist but were refused by validation, as
+    /// `Kind ns/name`: a reference to one is not "not found" (its own
+    /// error says what is wrong).
+    pub refused: BTreeSet<String>,
 }
 
 /// `(secrets dir, credentialName)` → why the credential cannot serve.
@@ -78,7 +84,7 @@ pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "virtualservice.gateway",
         istio: Some("virtualservice.GatewayAnalyzer"),
-        codes: &["IST0101", "IST0132"],
+        codes: &["IST0101", "IST0132", "IST0165"],
         run: vs_gateways::gateways,
     },
     Analyzer {
@@ -336,6 +342,16 @@ fn suppressed_by_annotation(resource: &Resource, code: &str) -> bool {
         .is_some_and(|codes| codes.split(',').any(|c| c == "*" || c == code))
 }
 
+/// The resources `diagnostics` refused (an error names them), as
+/// `Kind ns/name`.
+pub fn refused_by(diagnostics: &[Diagnostic]) -> BTreeSet<String> {
+    diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .filter_map(|d| d.resource.clone())
+        .collect()
+}
+
 /// Runs every analyzer over a configuration.
 pub fn analyze(resources: &[Resource], registry: &Registry, mesh: &MeshConfig) -> Vec<Diagnostic> {
     analyze_with_options(resources, registry, mesh, Options::default())
@@ -351,6 +367,8 @@ pub struct Options<'a> {
     pub credential_check: Option<CredentialCheck>,
     /// Whether a Secret resource's certificate and key can serve.
     pub pem_check: Option<PemCheck>,
+    /// Resources validation refused, as `Kind ns/name`.
+    pub refused: BTreeSet<String>,
     /// A MeshConfig that replaces the one in the `istio` ConfigMap
     /// (istioctl's `--meshConfigFile`).
     pub mesh_config: Option<weft_api::types::mesh::MeshConfig>,
@@ -375,6 +393,7 @@ pub fn analyze_with_options(
         secrets_dir: options.secrets_dir.map(std::path::Path::to_owned),
         credential_check: options.credential_check,
         pem_check: options.pem_check,
+        refused: options.refused,
     })
 }
 
@@ -393,6 +412,7 @@ pub fn webhook_warnings(resources: &[Resource]) -> Vec<Diagnostic> {
         secrets_dir: None,
         credential_check: None,
         pem_check: None,
+        refused: BTreeSet::new(),
     };
     let mut findings = Findings::default();
     let webhook = ANALYZERS.iter().filter(|a| {

@@ -254,7 +254,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     check_paths(&args.files)?;
     let mut loaded = load_paths(&args.files);
     let mesh = MeshConfig::default();
-    let registry = Registry::build(&loaded.resources, &mesh);
+    // As istioctl analyze, the analyzers look at resources validation
+    // refused too (their errors are reported as well); none is applied.
+    let analyzed: Vec<_> = loaded
+        .resources
+        .iter()
+        .chain(&loaded.refused)
+        .cloned()
+        .collect();
+    let registry = Registry::build(&analyzed, &mesh);
     // As `weft up` looks for them: `secrets/` in the first directory.
     let secrets = args
         .files
@@ -275,13 +283,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let found = weft_compile::analyze::analyze_with_options(
-        &loaded.resources,
+        &analyzed,
         &registry,
         &mesh,
         weft_compile::analyze::Options {
             secrets_dir: secrets.as_deref(),
             credential_check: Some(weft_identity::credential::check_serving),
             pem_check: Some(weft_identity::credential::check_serving_pem),
+            refused: weft_compile::analyze::refused_by(&loaded.diagnostics),
             mesh_config,
         },
     );
