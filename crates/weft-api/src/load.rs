@@ -434,16 +434,6 @@ fn decode_object(file: &Arc<str>, tree: &Arc<Tree>, node: NodeId, out: &mut Load
 fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, DeError> {
     let path = FieldPath::root().key("spec");
     let spec_node = tree.get(node, "spec");
-    fn de<T: DeserializeOwned + Default>(
-        tree: &Tree,
-        node: Option<NodeId>,
-        path: &FieldPath,
-    ) -> Result<T, DeError> {
-        match node {
-            Some(n) => yaml::from_node(tree, n, path),
-            None => Ok(T::default()),
-        }
-    }
     Ok(match kind {
         ResourceKind::VirtualService => Spec::VirtualService(de(tree, spec_node, &path)?),
         ResourceKind::DestinationRule => Spec::DestinationRule(de(tree, spec_node, &path)?),
@@ -481,7 +471,7 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
 fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
     use base64::Engine;
     let data_path = FieldPath::root().key("data");
-    let encoded: BTreeMap<String, String> = optional(tree, tree.get(node, "data"), &data_path)?;
+    let encoded: BTreeMap<String, String> = de(tree, tree.get(node, "data"), &data_path)?;
     let mut data = BTreeMap::new();
     for (k, v) in encoded {
         let bytes = base64::engine::general_purpose::STANDARD
@@ -501,7 +491,7 @@ fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
             })?;
         data.insert(k, bytes);
     }
-    let plain: BTreeMap<String, String> = optional(
+    let plain: BTreeMap<String, String> = de(
         tree,
         tree.get(node, "stringData"),
         &FieldPath::root().key("stringData"),
@@ -510,7 +500,7 @@ fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
         data.insert(k, v.into_bytes());
     }
     let secret_type: Option<String> =
-        optional(tree, tree.get(node, "type"), &FieldPath::root().key("type"))?;
+        de(tree, tree.get(node, "type"), &FieldPath::root().key("type"))?;
     Ok(kube::Secret {
         secret_type: secret_type.unwrap_or_else(|| "Opaque".into()),
         data,
@@ -518,7 +508,7 @@ fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
 }
 
 /// A value under an optional key; its default when the key is absent.
-fn optional<T: DeserializeOwned + Default>(
+fn de<T: DeserializeOwned + Default>(
     tree: &Tree,
     node: Option<NodeId>,
     path: &FieldPath,

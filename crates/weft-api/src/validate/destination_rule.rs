@@ -90,23 +90,16 @@ fn traffic_policy(ctx: &mut Ctx<'_>, tp: &TrafficPolicy, p: &FieldPath) {
         );
         return;
     }
-    if let Some(od) = &tp.outlier_detection {
-        outlier(ctx, od, &p.key("outlierDetection"));
-    }
-    if let Some(cp) = &tp.connection_pool {
-        connection_pool(ctx, cp, &p.key("connectionPool"));
-    }
-    if let Some(lb) = &tp.load_balancer {
-        load_balancer(
-            ctx,
-            lb,
-            tp.outlier_detection.is_some(),
-            &p.key("loadBalancer"),
-        );
-    }
-    if let Some(tls) = &tp.tls {
-        client_tls(ctx, tls, &p.key("tls"));
-    }
+    settings(
+        ctx,
+        Settings {
+            outlier: tp.outlier_detection.as_ref(),
+            pool: tp.connection_pool.as_ref(),
+            lb: tp.load_balancer.as_ref(),
+            tls: tp.tls.as_ref(),
+        },
+        p,
+    );
     for (i, pl) in tp.port_level_settings.iter().enumerate() {
         port_traffic_policy(ctx, pl, &p.key("portLevelSettings").index(i));
     }
@@ -148,22 +141,38 @@ fn port_traffic_policy(ctx: &mut Ctx<'_>, pl: &PortTrafficPolicy, pp: &FieldPath
         );
         return;
     }
-    if let Some(od) = &pl.outlier_detection {
-        outlier(ctx, od, &pp.key("outlierDetection"));
+    settings(
+        ctx,
+        Settings {
+            outlier: pl.outlier_detection.as_ref(),
+            pool: pl.connection_pool.as_ref(),
+            lb: pl.load_balancer.as_ref(),
+            tls: pl.tls.as_ref(),
+        },
+        pp,
+    );
+}
+
+/// The settings a policy and a port's policy share.
+struct Settings<'a> {
+    outlier: Option<&'a OutlierDetection>,
+    pool: Option<&'a ConnectionPoolSettings>,
+    lb: Option<&'a LoadBalancerSettings>,
+    tls: Option<&'a ClientTlsSettings>,
+}
+
+fn settings(ctx: &mut Ctx<'_>, s: Settings<'_>, p: &FieldPath) {
+    if let Some(od) = s.outlier {
+        outlier(ctx, od, &p.key("outlierDetection"));
     }
-    if let Some(cp) = &pl.connection_pool {
-        connection_pool(ctx, cp, &pp.key("connectionPool"));
+    if let Some(cp) = s.pool {
+        connection_pool(ctx, cp, &p.key("connectionPool"));
     }
-    if let Some(lb) = &pl.load_balancer {
-        load_balancer(
-            ctx,
-            lb,
-            pl.outlier_detection.is_some(),
-            &pp.key("loadBalancer"),
-        );
+    if let Some(lb) = s.lb {
+        load_balancer(ctx, lb, s.outlier.is_some(), &p.key("loadBalancer"));
     }
-    if let Some(tls) = &pl.tls {
-        client_tls(ctx, tls, &pp.key("tls"));
+    if let Some(tls) = s.tls {
+        client_tls(ctx, tls, &p.key("tls"));
     }
 }
 
