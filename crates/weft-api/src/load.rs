@@ -55,6 +55,9 @@ const CONFIG_MAP_FIELDS: &[&str] = &[
     "immutable",
 ];
 
+/// The annotation `kubectl apply` keeps the whole applied object in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// A Secret has data instead of a spec.
 const SECRET_FIELDS: &[&str] = &[
     "apiVersion",
@@ -392,6 +395,11 @@ fn decode_object(file: &Arc<str>, tree: &Arc<Tree>, node: NodeId, out: &mut Load
         ));
         return;
     }
+    if kind == ResourceKind::Secret {
+        // kubectl's copy of the whole object, values and all: nothing
+        // needs it, and nothing may print it.
+        meta.annotations.remove(LAST_APPLIED);
+    }
     if kind.cluster_scoped() {
         // Kubernetes ignores a namespace on a cluster-scoped object.
         meta.namespace.clear();
@@ -468,36 +476,38 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
 }
 
 /// A Secret's `data` (base64, decoded) with `stringData` laid over it.
+/// No message here ever quotes a value: an error names the key and what
+/// is wrong with its value, never the value.
 fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
     use base64::Engine;
-    let data_path = FieldPath::root().key("data");
-    let encoded: BTreeMap<String, String> = de(tree, tree.get(node, "data"), &data_path)?;
     let mut data = BTreeMap::new();
-    for (k, v) in encoded {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .map_err(|e| {
-                let at = tree
-                    .get(node, "data")
+    for (field, decode) in [("data", true), ("stringData", false)] {
+        for (k, text) in secret_strings(tree, tree.get(node, field), field)? {
+            let at = |tree: &Tree| {
+                tree.get(node, field)
                     .and_then(|d| tree.get(d, &k))
                     .map(|n| tree.node(n).mark)
-                    .unwrap_or_default();
-                DeError::at(
-                    format!("data.{k} is not base64: {e}"),
-                    Some("encode the value with base64, or put it as text under stringData".into()),
-                    at,
-                    data_path.key(&k),
-                )
-            })?;
-        data.insert(k, bytes);
-    }
-    let plain: BTreeMap<String, String> = de(
-        tree,
-        tree.get(node, "stringData"),
-        &FieldPath::root().key("stringData"),
-    )?;
-    for (k, v) in plain {
-        data.insert(k, v.into_bytes());
+                    .unwrap_or_default()
+            };
+            let bytes = if decode {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|_| {
+                        DeError::at(
+                            format!("data.{k} is not base64"),
+                            Some(
+                                "encode the value with base64, or put it as text under stringData"
+                                    .into(),
+                            ),
+                            at(tree),
+                            FieldPath::root().key(field).key(&k),
+                        )
+                    })?
+            } else {
+                text.into_bytes()
+            };
+            data.insert(k, bytes);
+        }
     }
     let secret_type: Option<String> =
         de(tree, tree.get(node, "type"), &FieldPath::root().key("type"))?;
@@ -505,6 +515,60 @@ fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
         secret_type: secret_type.unwrap_or_else(|| "Opaque".into()),
         data,
     })
+}
+
+/// The string values of a Secret's map, each checked without quoting it.
+fn secret_strings(
+    tree: &Tree,
+    map: Option<NodeId>,
+    field: &str,
+) -> Result<Vec<(String, String)>, DeError> {
+    let Some(map) = map else {
+        return Ok(Vec::new());
+    };
+    let node = tree.node(map);
+    let entries = match &node.kind {
+        yaml::Kind::Map(entries) => entries,
+        yaml::Kind::Scalar {
+            text,
+            quoted: false,
+        } if text == "null" || text.is_empty() => return Ok(Vec::new()),
+        _ => {
+            return Err(DeError::at(
+                format!("{field} must be a map of keys to strings"),
+                Some(format!("write {field}: {{key: value}}")),
+                node.mark,
+                FieldPath::root().key(field),
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let key = tree.scalar(*k).unwrap_or_default().to_owned();
+        let value = tree.node(*v);
+        let text = match &value.kind {
+            yaml::Kind::Scalar { text, quoted } if *quoted || !looks_typed(text) => text.clone(),
+            _ => return Err(DeError::at(
+                format!("{field}.{key} must be a string"),
+                Some(
+                    "quote the value: Kubernetes does not turn numbers or booleans into strings"
+                        .into(),
+                ),
+                value.mark,
+                FieldPath::root().key(field).key(&key),
+            )),
+        };
+        out.push((key, text));
+    }
+    Ok(out)
+}
+
+/// A plain scalar YAML reads as null, a boolean or a number.
+fn looks_typed(text: &str) -> bool {
+    matches!(
+        text,
+        "null" | "~" | "true" | "false" | "True" | "False" | "TRUE" | "FALSE"
+    ) || text.parse::<f64>().is_ok()
 }
 
 /// A value under an optional key; its default when the key is absent.
@@ -693,8 +757,24 @@ mod tests {
         );
         let d = &bad.diagnostics[0];
         assert!(d.message.contains("data.tls.crt is not base64"), "{d}");
+        assert!(!format!("{d}").contains("not base64!"), "{d}");
         assert_eq!(d.origin.line, 5, "{d}");
         assert!(bad.resources.is_empty());
+        // A value YAML reads as a number: refused without quoting it.
+        let typed = load_bytes(
+            "typed.yaml",
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {pin: 918273}\n",
+        );
+        let d = &typed.diagnostics[0];
+        assert!(d.message.contains("stringData.pin must be a string"), "{d}");
+        assert!(!format!("{d}").contains("918273"), "{d}");
+        // kubectl's last-applied copy holds the values: it is dropped.
+        let applied = load_bytes(
+            "applied.yaml",
+            b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  annotations: {kubectl.kubernetes.io/last-applied-configuration: '{\"stringData\":{\"k\":\"hunter2\"}}'}\nstringData: {k: hunter2}\n",
+        );
+        assert!(applied.diagnostics.is_empty(), "{:?}", applied.diagnostics);
+        assert!(!format!("{:?}", applied.resources[0]).contains("hunter2"));
     }
 
     /// Set apart: the kernel's file clock ticks every few milliseconds, and

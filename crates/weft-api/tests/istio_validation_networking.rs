@@ -129,6 +129,8 @@ fn destination_rule_traffic_policies() {
         ("locality weight 0", tp("    loadBalancer: {localityLbSetting: {distribute: [{from: us-east/*, to: {us-east/*: 0, us-west/*: 100}}]}}\n"), Refused("locality weight must be in range")),
         ("locality wildcard inside", tp("    loadBalancer: {localityLbSetting: {distribute: [{from: \"*/zone1\", to: {us-east/*: 100}}]}}\n"), Refused("must be in the end")),
         ("localities overlap", tp("    loadBalancer: {localityLbSetting: {distribute: [{from: us-east/*, to: {us-east/*: 100}}, {from: us-east/zone1, to: {us-east/*: 100}}]}}\n"), Refused("overlap with previous specified ones")),
+        ("wildcard after a narrower locality", tp("    loadBalancer: {localityLbSetting: {distribute: [{from: us-west/zone1/*, to: {us-west/*: 100}}, {from: us-west/*, to: {us-west/*: 100}}, {from: \"*\", to: {us-west/*: 100}}]}}\n"), Clean),
+        ("four-part locality", tp("    loadBalancer: {localityLbSetting: {distribute: [{from: a/b/c/d, to: {a/*: 100}}]}}\n"), Clean),
         ("failover wildcard", tp("    outlierDetection: {consecutive5xxErrors: 3}\n    loadBalancer: {localityLbSetting: {failover: [{from: \"us-*\", to: eu-west}]}}\n"), Refused("should not contain '*'")),
         ("failover and topology priority", tp("    loadBalancer: {localityLbSetting: {failover: [{from: us-east, to: eu-west}], failoverPriority: [topology.kubernetes.io/region]}}\n"), Refused("can not simultaneously set 'failover'")),
         ("zone aware topology priority", tp("    outlierDetection: {consecutive5xxErrors: 3}\n    loadBalancer: {zoneAwareLbSetting: {failoverPriority: [topology.kubernetes.io/zone]}}\n"), Refused("must not use topology label")),

@@ -468,23 +468,38 @@ impl Registry {
                 );
                 inst.ambient = redirected(&r.meta.annotations);
                 // As Istio's registry does (AugmentLabels), a pod carries
-                // its node's name and non-empty topology labels, on which
-                // subsets may select, and its locality comes from them.
-                if let Some(node) = &p.node_name {
-                    inst.labels
-                        .insert("kubernetes.io/hostname".into(), node.clone());
-                    if let Some(topology) = nodes.get(node) {
-                        let part = |k: &str| topology.get(k).map_or("", String::as_str);
-                        for k in [REGION, ZONE, SUBZONE] {
-                            if !part(k).is_empty() {
-                                inst.labels.insert(k.into(), part(k).to_owned());
+                // its node's name and its locality's non-empty parts as
+                // topology labels, on which subsets may select; the
+                // locality is the pod's `istio-locality` label, else its
+                // node's topology labels.
+                let node = p.node_name.as_deref().filter(|n| !n.is_empty());
+                let from_pod = r
+                    .meta
+                    .labels
+                    .get("istio-locality")
+                    .map(|l| l.replace('.', "/"));
+                let from_node = node.and_then(|n| nodes.get(n)).map(|topology| {
+                    let part = |k: &str| topology.get(k).map_or("", String::as_str);
+                    [part(REGION), part(ZONE), part(SUBZONE)]
+                        .join("/")
+                        .trim_end_matches('/')
+                        .to_owned()
+                });
+                if let Some(locality) = from_pod.or(from_node) {
+                    let mut parts = locality.splitn(3, '/');
+                    for k in [REGION, ZONE, SUBZONE] {
+                        match parts.next() {
+                            Some(v) if !v.is_empty() => {
+                                inst.labels.insert(k.into(), v.to_owned());
                             }
+                            _ => {}
                         }
-                        inst.locality = [part(REGION), part(ZONE), part(SUBZONE)]
-                            .join("/")
-                            .trim_end_matches('/')
-                            .to_owned();
                     }
+                    inst.locality = locality;
+                }
+                if let Some(node) = node {
+                    inst.labels
+                        .insert("kubernetes.io/hostname".into(), node.to_owned());
                 }
                 self.instances.push(inst);
             }
@@ -513,19 +528,27 @@ const REGION: &str = "topology.kubernetes.io/region";
 const ZONE: &str = "topology.kubernetes.io/zone";
 const SUBZONE: &str = "topology.istio.io/subzone";
 
-/// Each Node's topology labels, by node name.
+/// Each Node's topology labels, by node name, the beta
+/// `failure-domain` labels standing in for the current ones.
 fn node_topology(resources: &[Resource]) -> BTreeMap<String, Labels> {
     resources
         .iter()
         .filter(|r| matches!(r.spec, Spec::Node(_)))
         .map(|r| {
-            let topology = r
-                .meta
-                .labels
-                .iter()
-                .filter(|(k, _)| [REGION, ZONE, SUBZONE].contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let label = |names: &[&str]| names.iter().find_map(|n| r.meta.labels.get(*n)).cloned();
+            let mut topology = Labels::new();
+            for (key, names) in [
+                (
+                    REGION,
+                    &[REGION, "failure-domain.beta.kubernetes.io/region"][..],
+                ),
+                (ZONE, &[ZONE, "failure-domain.beta.kubernetes.io/zone"][..]),
+                (SUBZONE, &[SUBZONE][..]),
+            ] {
+                if let Some(v) = label(names) {
+                    topology.insert(key.to_owned(), v);
+                }
+            }
             (r.name().to_owned(), topology)
         })
         .collect()
@@ -566,6 +589,19 @@ mod tests {
             !pod.labels.contains_key("other"),
             "only topology labels carry over"
         );
+
+        // The pod's own istio-locality label wins; the beta labels count.
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {istio-locality: r9.z9}}\nspec: {nodeName: n1}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {failure-domain.beta.kubernetes.io/region: r1}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec: {nodeName: n1}\n";
+        let loaded = weft_api::load::load_bytes("t.yaml", yaml.as_bytes());
+        let reg = Registry::build(&loaded.resources, &MeshConfig::default());
+        let locality = |name: &str| {
+            reg.instances
+                .iter()
+                .find(|i| i.name == name)
+                .map(|i| i.locality.clone())
+        };
+        assert_eq!(locality("p").as_deref(), Some("r9/z9"));
+        assert_eq!(locality("q").as_deref(), Some("r1"));
     }
 
     #[test]

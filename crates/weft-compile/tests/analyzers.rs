@@ -72,6 +72,7 @@ fn analyzer(path: &Path, text: String) -> datatest_stable::Result<()> {
         credential_check: Some(fixture_credential),
         pem_check: Some(fixture_pem),
         refused: weft_compile::analyze::refused_by(&loaded.diagnostics),
+        secret_resources_served: true,
     };
     loaded.diagnostics.extend(analyze_with(&input));
     let actual: BTreeSet<String> = loaded

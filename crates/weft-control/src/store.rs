@@ -127,6 +127,8 @@ impl Store {
                 credential_check: Some(weft_identity::credential::check_serving),
                 pem_check: Some(weft_identity::credential::check_serving_pem),
                 refused: weft_compile::analyze::refused_by(&refused),
+                // Proxies take credentials from --secrets only.
+                secret_resources_served: false,
                 mesh_config: None,
             },
         ));

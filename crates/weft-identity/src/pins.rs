@@ -1,7 +1,8 @@
-//! Certificate pins (Istio's `verifyCertificateSpki` and
-//! `verifyCertificateHash`): a client certificate that chains to the CA
-//! must also be one of these, by the SHA-256 of its public key or of the
-//! whole certificate. Either list matching admits it, as Envoy does.
+//! What a gateway asks of a client certificate beyond its chain: pins
+//! (Istio's `verifyCertificateSpki` and `verifyCertificateHash`: the
+//! SHA-256 of its public key or of the whole certificate; either list
+//! matching admits it, as Envoy does) and `subjectAltNames` (one of its
+//! DNS or URI names must be listed).
 
 use std::sync::Arc;
 
@@ -85,20 +86,40 @@ fn sha256(data: &[u8]) -> Sha256 {
     out
 }
 
+/// Whether a DER certificate names one of `sans` (DNS names compared
+/// without case, URIs exactly); any certificate when `sans` is empty.
+pub fn names_one_of(der: &[u8], sans: &[String]) -> bool {
+    if sans.is_empty() {
+        return true;
+    }
+    let Ok(info) = crate::inspect::CertInfo::parse(der) else {
+        return false;
+    };
+    info.dns_names
+        .iter()
+        .any(|d| sans.iter().any(|s| s.eq_ignore_ascii_case(d)))
+        || info.uris.iter().any(|u| sans.contains(u))
+}
+
 /// A client verifier that runs `inner` (the CA chain, revocation) and
-/// then admits only pinned certificates.
+/// then admits only pinned certificates that name one of `sans`.
 #[derive(Debug)]
 pub struct PinnedClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     pins: CertPins,
+    sans: Vec<String>,
 }
 
 impl PinnedClientVerifier {
-    pub fn wrap(inner: Arc<dyn ClientCertVerifier>, pins: CertPins) -> Arc<dyn ClientCertVerifier> {
-        if pins.is_empty() {
+    pub fn wrap(
+        inner: Arc<dyn ClientCertVerifier>,
+        pins: CertPins,
+        sans: Vec<String>,
+    ) -> Arc<dyn ClientCertVerifier> {
+        if pins.is_empty() && sans.is_empty() {
             return inner;
         }
-        Arc::new(PinnedClientVerifier { inner, pins })
+        Arc::new(PinnedClientVerifier { inner, pins, sans })
     }
 }
 
@@ -124,7 +145,7 @@ impl ClientCertVerifier for PinnedClientVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        if self.pins.admits(end_entity) {
+        if self.pins.admits(end_entity) && names_one_of(end_entity, &self.sans) {
             Ok(verified)
         } else {
             Err(rustls::Error::InvalidCertificate(
@@ -185,6 +206,23 @@ mod tests {
             assert!(!pins.admits(&other));
         }
         assert!(CertPins::default().admits(&other), "no pins admit all");
+    }
+
+    #[test]
+    fn subject_alt_names_admit_only_the_names_listed() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["client.example.com".into()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://example.com/ns/a/sa/b".try_into().unwrap(),
+        ));
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        assert!(names_one_of(&der, &[]));
+        assert!(names_one_of(&der, &["CLIENT.example.com".into()]));
+        assert!(names_one_of(
+            &der,
+            &["spiffe://example.com/ns/a/sa/b".into()]
+        ));
+        assert!(!names_one_of(&der, &["other.example.com".into()]));
     }
 
     #[test]

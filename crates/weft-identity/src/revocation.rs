@@ -36,6 +36,7 @@ pub fn verify_server_chain(
     let refs: Vec<&webpki::CertRevocationList<'_>> = parsed.iter().collect();
     let revocation = webpki::RevocationOptionsBuilder::new(&refs)
         .map_err(|_| rustls::Error::General("no revocation lists".into()))?
+        .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
         .build();
     let ee = webpki::EndEntityCert::try_from(end_entity).map_err(certificate_error)?;
     ee.verify_for_usage(
@@ -55,6 +56,7 @@ fn certificate_error(e: webpki::Error) -> rustls::Error {
     use webpki::Error as E;
     rustls::Error::InvalidCertificate(match e {
         E::CertRevoked => CertificateError::Revoked,
+        E::CrlExpired { .. } => CertificateError::ExpiredRevocationList,
         E::UnknownRevocationStatus => CertificateError::UnknownRevocationStatus,
         E::CertExpired { .. } => CertificateError::Expired,
         E::CertNotValidYet { .. } => CertificateError::NotValidYet,

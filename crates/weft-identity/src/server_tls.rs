@@ -45,6 +45,38 @@ pub fn suite_names(list: &[String]) -> impl Iterator<Item = &str> {
     })
 }
 
+/// BoringSSL's reading of a suite list, for the suites rustls has: `ALL`
+/// adds every one, a name adds it, `-NAME` removes it and `!NAME` removes
+/// it for good; `+NAME` (move to the end) adds it where it stands.
+fn tls12_list(list: &[String], every: &[SupportedCipherSuite]) -> Vec<SupportedCipherSuite> {
+    let mut out: Vec<SupportedCipherSuite> = Vec::new();
+    let mut banned: Vec<SupportedCipherSuite> = Vec::new();
+    let same = |a: &SupportedCipherSuite, b: &SupportedCipherSuite| a.suite() == b.suite();
+    for name in suite_names(list) {
+        let (op, suite) = match name.chars().next() {
+            Some(c @ ('-' | '!' | '+')) => (c, &name[1..]),
+            _ => (' ', name),
+        };
+        let named: Vec<SupportedCipherSuite> = if suite == "ALL" {
+            every.to_vec()
+        } else {
+            tls12_suite(suite).into_iter().collect()
+        };
+        for s in named {
+            match op {
+                '-' => out.retain(|o| !same(o, &s)),
+                '!' => {
+                    out.retain(|o| !same(o, &s));
+                    banned.push(s);
+                }
+                _ if banned.iter().any(|b| same(b, &s)) || out.iter().any(|o| same(o, &s)) => {}
+                _ => out.push(s),
+            }
+        }
+    }
+    out
+}
+
 /// The provider and protocol versions a server offers.
 pub struct ServerOffer {
     pub provider: Arc<CryptoProvider>,
@@ -69,21 +101,17 @@ pub fn offer(
     let tls12_allowed = matches!(min, "" | "TLSV1_0" | "TLSV1_1" | "TLSV1_2")
         && matches!(max, "" | "TLSV1_2" | "TLSV1_3");
     let all = cipher_suites.is_empty() || suite_names(cipher_suites).any(|n| n == "ALL");
-    let mut tls12: Vec<SupportedCipherSuite> = Vec::new();
-    if all {
-        tls12.extend(
-            base.cipher_suites
-                .iter()
-                .filter(|s| s.tls13().is_none())
-                .copied(),
-        );
+    let every: Vec<SupportedCipherSuite> = base
+        .cipher_suites
+        .iter()
+        .filter(|s| s.tls13().is_none())
+        .copied()
+        .collect();
+    let tls12 = if cipher_suites.is_empty() {
+        every
     } else {
-        for s in suite_names(cipher_suites).filter_map(tls12_suite) {
-            if !tls12.iter().any(|t| t.suite() == s.suite()) {
-                tls12.push(s);
-            }
-        }
-    }
+        tls12_list(cipher_suites, &every)
+    };
     let tls12_ok = tls12_allowed && !tls12.is_empty();
     let mut versions = Vec::new();
     if tls13_ok {
@@ -199,5 +227,15 @@ mod tests {
                 .unwrap()
                 .server_order
         );
+        // BoringSSL's operators: ALL, then one removed and one banned.
+        let minus = vec![
+            "ALL".to_owned(),
+            "-ECDHE-RSA-CHACHA20-POLY1305".to_owned(),
+            "!ECDHE-ECDSA-CHACHA20-POLY1305".to_owned(),
+            "ECDHE-ECDSA-CHACHA20-POLY1305".to_owned(),
+        ];
+        let left = names(&offer("", "", &minus, &[]).unwrap());
+        assert_eq!(left.len(), 4, "{left:?}");
+        assert!(left.iter().all(|n| !n.contains("CHACHA20")), "{left:?}");
     }
 }

@@ -192,6 +192,9 @@ pub struct ServerTls {
     pub verify_spki: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verify_hash: Vec<String>,
+    /// MUTUAL: a client certificate must name one of these (DNS or URI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
     /// A PEM file of revocation lists for client certificates (besides
     /// `ca.crl` in the credential).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -659,7 +662,7 @@ pub struct OutlierDetection {
     pub min_health_percent: u32,
     /// `splitExternalLocalOriginErrors`: failures to reach an endpoint
     /// (connect failure, reset, timeout) count apart from its 5xx, and
-    /// eject after `consecutive_local_origin` of them.
+    /// eject after `consecutive_local_origin` of them (0: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_local_origin: Option<u32>,
 }

@@ -427,7 +427,7 @@ fn negotiated(ingress: &str, sni: &str, args: &[&str]) -> Option<(String, String
 }
 
 /// Gateway servers honour verifyCertificateHash/Spki (a client the CA
-/// signed but not pinned is refused), revocation lists (`ca.crl` in the
+/// signed but not pinned is refused), subjectAltNames, revocation lists (`ca.crl` in the
 /// credential), minProtocolVersion/maxProtocolVersion and cipherSuites;
 /// a DestinationRule's caCrl refuses a revoked external server.
 #[test]
@@ -444,6 +444,7 @@ fn ingress_pins_revocation_versions_and_suites_and_egress_crl() {
             "revoked.example.com",
             "tls13.example.com",
             "suites.example.com",
+            "named.example.com",
         ],
         &edge,
     );
@@ -491,6 +492,9 @@ spec:
   - port: {{number: 8443, name: https-pinned, protocol: HTTPS}}
     tls: {{mode: MUTUAL, credentialName: edge-credential, verifyCertificateHash: ["{pin}"]}}
     hosts: [pinned.example.com]
+  - port: {{number: 8443, name: https-named, protocol: HTTPS}}
+    tls: {{mode: MUTUAL, credentialName: edge-credential, subjectAltNames: [pinned-client.example.com]}}
+    hosts: [named.example.com]
   - port: {{number: 8443, name: https-revoked, protocol: HTTPS}}
     tls: {{mode: MUTUAL, credentialName: revoking-credential}}
     hosts: [revoked.example.com]
@@ -509,7 +513,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: strict}}
 spec:
-  hosts: [pinned.example.com, revoked.example.com, tls13.example.com, suites.example.com]
+  hosts: [pinned.example.com, named.example.com, revoked.example.com, tls13.example.com, suites.example.com]
   gateways: [strict-gateway]
   http:
   - route: [{{destination: {{host: productpage, port: {{number: 9080}}}}}}]
@@ -573,6 +577,13 @@ spec:
         client("pinned.example.com", Some("client")),
         0,
         "an unpinned client was served"
+    );
+    // subjectAltNames: only the client the list names.
+    assert_eq!(client("named.example.com", Some("pinned")), 200);
+    assert_eq!(
+        client("named.example.com", Some("client")),
+        0,
+        "a client the list does not name was served"
     );
     // ca.crl in the credential: the revoked client is refused, the other
     // is served.

@@ -490,9 +490,18 @@ fn region_failover(ctx: &mut Ctx<'_>, from: &str, to: &str, fp: &FieldPath, what
 }
 
 /// Istio's `validateLocalities`: at most one `*`, only at the end; no
-/// empty part; no locality that overlaps one before it.
+/// empty part (a locality splits in at most three, the last taking the
+/// rest); no locality that an earlier one already covers (a wildcard
+/// covers what follows it, not what came before).
 fn localities_error<'a>(localities: impl Iterator<Item = &'a str>) -> Option<String> {
-    let mut seen: Vec<Vec<&str>> = Vec::new();
+    use std::collections::BTreeMap;
+    type Zones<'a> = BTreeMap<&'a str, BTreeMap<&'a str, bool>>;
+    let mut seen: BTreeMap<&str, Zones<'_>> = BTreeMap::new();
+    let overlap = |loc: &str| {
+        Some(format!(
+            "locality {loc} overlap with previous specified ones"
+        ))
+    };
     for loc in localities {
         let stars = loc.matches('*').count();
         if stars > 1 || (stars == 1 && !loc.ends_with('*')) {
@@ -500,24 +509,47 @@ fn localities_error<'a>(localities: impl Iterator<Item = &'a str>) -> Option<Str
                 "locality {loc} wildcard '*' number can not exceed 1 and must be in the end"
             ));
         }
-        let parts: Vec<&str> = loc.split('/').collect();
-        if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+        if seen.contains_key("*") {
+            return overlap(loc);
+        }
+        let parts: Vec<&str> = loc.splitn(3, '/').collect();
+        if parts.iter().any(|p| p.is_empty()) {
             return Some(format!(
                 "locality {loc} must not contain empty region/zone/subzone info"
             ));
         }
-        // A trailing `*` covers everything below the parts before it.
-        let key: Vec<&str> = parts.iter().copied().take_while(|p| *p != "*").collect();
-        let overlaps = seen.iter().any(|prev| {
-            let n = prev.len().min(key.len());
-            prev[..n] == key[..n]
-        });
-        if overlaps {
-            return Some(format!(
-                "locality {loc} overlap with previous specified ones"
-            ));
+        let region = parts[0];
+        match parts.len() {
+            1 => {
+                if seen.contains_key(region) {
+                    return overlap(loc);
+                }
+                seen.insert(
+                    region,
+                    BTreeMap::from([("*", BTreeMap::from([("*", true)]))]),
+                );
+            }
+            2 => {
+                let zone = parts[1];
+                let zones = seen.entry(region).or_default();
+                if zones.contains_key("*") || zones.contains_key(zone) {
+                    return overlap(loc);
+                }
+                zones.insert(zone, BTreeMap::from([("*", true)]));
+            }
+            _ => {
+                let (zone, subzone) = (parts[1], parts[2]);
+                let zones = seen.entry(region).or_default();
+                if zones.contains_key("*") {
+                    return overlap(loc);
+                }
+                let subzones = zones.entry(zone).or_default();
+                if subzones.contains_key("*") || subzones.contains_key(subzone) {
+                    return overlap(loc);
+                }
+                subzones.insert(subzone, true);
+            }
         }
-        seen.push(key);
     }
     None
 }

@@ -49,6 +49,10 @@ pub struct Input<'a> {
     /// `Kind ns/name`: a reference to one is not "not found" (its own
     /// error says what is wrong).
     pub refused: BTreeSet<String>,
+    /// Whether Secret resources count as credentials: for files analyzed
+    /// as istioctl analyzes them, yes; for what weft serves, not yet (its
+    /// proxies take credentials from the secrets directory only).
+    pub secret_resources_served: bool,
 }
 
 /// `(secrets dir, credentialName)` → why the credential cannot serve.
@@ -369,6 +373,8 @@ pub struct Options<'a> {
     pub pem_check: Option<PemCheck>,
     /// Resources validation refused, as `Kind ns/name`.
     pub refused: BTreeSet<String>,
+    /// Whether Secret resources count as credentials (see [`Input`]).
+    pub secret_resources_served: bool,
     /// A MeshConfig that replaces the one in the `istio` ConfigMap
     /// (istioctl's `--meshConfigFile`).
     pub mesh_config: Option<weft_api::types::mesh::MeshConfig>,
@@ -394,6 +400,7 @@ pub fn analyze_with_options(
         credential_check: options.credential_check,
         pem_check: options.pem_check,
         refused: options.refused,
+        secret_resources_served: options.secret_resources_served,
     })
 }
 
@@ -413,6 +420,7 @@ pub fn webhook_warnings(resources: &[Resource]) -> Vec<Diagnostic> {
         credential_check: None,
         pem_check: None,
         refused: BTreeSet::new(),
+        secret_resources_served: true,
     };
     let mut findings = Findings::default();
     let webhook = ANALYZERS.iter().filter(|a| {

@@ -100,6 +100,7 @@ pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
     let secrets: Vec<(&Resource, &weft_api::types::kube::Secret)> = input
         .resources
         .iter()
+        .filter(|_| input.secret_resources_served)
         .filter_map(|r| match &r.spec {
             Spec::Secret(s) => Some((r, s)),
             _ => None,
@@ -177,12 +178,16 @@ pub fn gateway_secrets(input: &Input<'_>, out: &mut Findings) {
                     || dir.join(format!("{name}.crt")).is_file()
             });
             let Some(dir) = in_dir else {
-                let fix = match &input.secrets_dir {
-                    Some(dir) => format!(
+                let fix = match (&input.secrets_dir, input.secret_resources_served) {
+                    (Some(dir), true) => format!(
                         "put tls.crt and tls.key in {}/{name}/, or define Secret {ns}/{name}",
                         dir.display()
                     ),
-                    None => format!("define Secret {ns}/{name} with tls.crt and tls.key"),
+                    (Some(dir), false) => format!(
+                        "put tls.crt and tls.key in {}/{name}/ (weft's proxies take credentials from there; Secret resources are not served yet)",
+                        dir.display()
+                    ),
+                    (None, _) => format!("define Secret {ns}/{name} with tls.crt and tls.key"),
                 };
                 out.add(
                     Severity::Error,

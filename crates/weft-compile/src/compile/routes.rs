@@ -1057,6 +1057,7 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                     ecdh_curves: tls.ecdh_curves.clone(),
                     verify_spki: tls.verify_certificate_spki.clone(),
                     verify_hash: tls.verify_certificate_hash.clone(),
+                    subject_alt_names: tls.subject_alt_names.clone(),
                     ca_crl: tls.ca_crl.clone().unwrap_or_default(),
                 });
             }

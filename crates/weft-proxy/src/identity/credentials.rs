@@ -110,10 +110,15 @@ impl Credentials {
             if old.as_ref().is_ok_and(|c| c.pem == pem) {
                 continue;
             }
-            if let Ok(c) = parse(name, pem) {
-                tracing::info!(credential = %name, "credential renewed");
-                next.insert(name.clone(), Ok(Arc::new(c)));
-                changed = true;
+            match parse(name, pem) {
+                Ok(c) => {
+                    tracing::info!(credential = %name, "credential renewed");
+                    next.insert(name.clone(), Ok(Arc::new(c)));
+                    changed = true;
+                }
+                Err(why) => {
+                    tracing::warn!(credential = %name, %why, "a changed credential is unusable; the last good one keeps serving");
+                }
             }
         }
         if changed {

@@ -77,13 +77,18 @@ fn config_for(server: &ServerTls, credentials: &Credentials) -> Result<Arc<Serve
         let mut v = WebPkiClientVerifier::builder_with_provider(roots, offer.provider.clone());
         let crls = revocation_lists(server, &cred)?;
         if !crls.is_empty() {
-            v = v.with_crls(crls);
+            // A list past its nextUpdate is refused, as OpenSSL does.
+            v = v.with_crls(crls).enforce_revocation_expiration();
         }
         if server.mode == "OPTIONAL_MUTUAL" {
             v = v.allow_unauthenticated();
         }
         let pins = CertPins::parse(&server.verify_spki, &server.verify_hash)?;
-        let verifier = PinnedClientVerifier::wrap(v.build().map_err(|e| e.to_string())?, pins);
+        let verifier = PinnedClientVerifier::wrap(
+            v.build().map_err(|e| e.to_string())?,
+            pins,
+            server.subject_alt_names.clone(),
+        );
         builder.with_client_cert_verifier(verifier)
     };
     let mut cfg = builder.with_cert_resolver(Arc::new(Fixed(key)));

@@ -89,7 +89,8 @@ fn attributes(e: &Entry) -> Context<'static, 'static> {
     response.insert("flags".into(), Value::UInt(e.response_flags.envoy_bits()));
     let mut source: HashMap<String, Value> = HashMap::new();
     if let Some(a) = e.downstream_remote_address {
-        source.insert("address".into(), text(&a.ip().to_string()));
+        // Envoy's `source.address` is `ip:port`.
+        source.insert("address".into(), text(&a.to_string()));
         source.insert("port".into(), Value::Int(i64::from(a.port())));
     }
     let mut upstream: HashMap<String, Value> = HashMap::new();
@@ -143,7 +144,7 @@ mod tests {
         assert!(admits("request.path == '/productpage?u=1'", &ok));
         assert!(admits("xds.cluster_name.contains('reviews')", &ok));
         assert!(admits(
-            "request.method == 'GET' && source.address == '127.0.0.1'",
+            "request.method == 'GET' && source.address == '127.0.0.1:5000' && source.port == 5000",
             &ok
         ));
         let mut flagged = entry(503, "/");

@@ -192,12 +192,17 @@ impl ClusterRt {
             .iter()
             .map(|e| e.address.parse::<SocketAddr>().ok())
             .collect();
-        let routes: Vec<crate::upstream::conn::Route> = config
-            .endpoints
-            .iter()
-            .zip(&addrs)
-            .map(|(e, a)| endpoint_route(&config, e, *a, &client))
-            .collect();
+        let follow_client = config.pool.use_client_protocol;
+        let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) && !follow_client;
+        let routes_of = |h2: bool| -> Vec<crate::upstream::conn::Route> {
+            config
+                .endpoints
+                .iter()
+                .zip(&addrs)
+                .map(|(e, a)| endpoint_route(&config, e, *a, &client, h2))
+                .collect()
+        };
+        let routes = routes_of(h2);
         let dial = crate::upstream::conn::DialOptions {
             timeout: Duration::from_millis(config.pool.connect_timeout_ms.max(1)),
             keepalive: config.pool.tcp_keepalive,
@@ -208,12 +213,12 @@ impl ClusterRt {
             .max_connection_duration_ms
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis);
-        let follow_client = config.pool.use_client_protocol;
-        let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) && !follow_client;
-        let pools_of = |h2: bool| -> Vec<Option<Arc<crate::upstream::pool::EndpointPool>>> {
+        let pools_of = |h2: bool,
+                        routes: &[crate::upstream::conn::Route]|
+         -> Vec<Option<Arc<crate::upstream::pool::EndpointPool>>> {
             addrs
                 .iter()
-                .zip(&routes)
+                .zip(routes)
                 .map(|(a, route)| {
                     a.map(|addr| {
                         crate::upstream::pool::EndpointPool::new(
@@ -229,9 +234,10 @@ impl ClusterRt {
                 })
                 .collect()
         };
-        let pools = pools_of(h2);
+        let pools = pools_of(h2, &routes);
+        // Their own routes: a TLS origination offers h2 by ALPN to them.
         let pools_h2 = if follow_client {
-            pools_of(true)
+            pools_of(true, &routes_of(true))
         } else {
             Vec::new()
         };
@@ -364,8 +370,10 @@ impl ClusterRt {
         let trip = match (outcome, od.consecutive_local_origin) {
             // Split: a local-origin failure counts only as one, and an
             // answer (the endpoint was reached) ends a local-origin run.
+            // A limit of 0 counts them apart but never ejects (Envoy).
             (TryOutcome::LocalFailure, Some(limit)) => {
-                bump(&h.consecutive_local_origin, true) >= limit
+                let run = bump(&h.consecutive_local_origin, true);
+                limit > 0 && run >= limit
             }
             (outcome, split) => {
                 if split.is_some() {
@@ -742,13 +750,15 @@ impl ClusterRt {
 
 /// How to reach `e`: through its proxy's tunnel when the cluster is mesh
 /// mTLS and this proxy has an identity; plain otherwise.
+/// How endpoint `e` is reached; `h2` is the protocol the pool speaks (a
+/// TLS origination offers it by ALPN).
 fn endpoint_route(
     config: &Cluster,
     e: &weft_model::Endpoint,
     addr: Option<SocketAddr>,
     client: &ClientSide,
+    h2: bool,
 ) -> crate::upstream::conn::Route {
-    let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc);
     let origin = |mutual: bool, t: &weft_model::TlsOrigination| {
         // The endpoint's host for SNI when it has one, else the service's.
         let host = e
@@ -1181,6 +1191,12 @@ mod tests {
             ejected(&split),
             "local failures neither count as nor break a run of 5xx"
         );
+
+        let never = make(Some(0));
+        for _ in 0..10 {
+            never.report(0, local);
+        }
+        assert!(!ejected(&never), "a limit of 0 never ejects");
 
         let joined = make(None);
         for _ in 0..5 {

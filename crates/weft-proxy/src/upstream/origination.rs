@@ -15,6 +15,10 @@ use weft_model::TlsOrigination;
 
 use crate::identity::credentials::Credentials;
 
+/// What a built configuration depends on: the credential it was built
+/// from and when the caCrl file was written.
+type Stamp = (usize, Option<std::time::SystemTime>);
+
 pub struct TlsOrigin {
     mutual: bool,
     settings: TlsOrigination,
@@ -23,7 +27,7 @@ pub struct TlsOrigin {
     credentials: Option<Arc<Credentials>>,
     /// The built configuration, and the credential it was built from (a
     /// renewed credential rebuilds it).
-    cache: Mutex<Option<(usize, Arc<ClientConfig>)>>,
+    cache: Mutex<Option<(Stamp, Arc<ClientConfig>)>>,
 }
 
 impl TlsOrigin {
@@ -66,7 +70,18 @@ impl TlsOrigin {
                 )))
             }
         };
-        let stamp = cred.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize);
+        // A new credential, or a caCrl file written since, builds anew.
+        let crl_written = (!self.settings.ca_crl.is_empty())
+            .then(|| {
+                std::fs::metadata(&self.settings.ca_crl)
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
+            .flatten();
+        let stamp = (
+            cred.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize),
+            crl_written,
+        );
         if let Ok(cache) = self.cache.lock() {
             if let Some((s, cfg)) = cache.as_ref() {
                 if *s == stamp {
@@ -108,6 +123,7 @@ impl TlsOrigin {
                 provider.clone(),
             )
             .with_crls(crls)
+            .enforce_revocation_expiration()
             .build()
             .map_err(io::Error::other)?;
             builder.with_webpki_verifier(verifier)

@@ -291,6 +291,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             credential_check: Some(weft_identity::credential::check_serving),
             pem_check: Some(weft_identity::credential::check_serving_pem),
             refused: weft_compile::analyze::refused_by(&loaded.diagnostics),
+            secret_resources_served: true,
             mesh_config,
         },
     );
