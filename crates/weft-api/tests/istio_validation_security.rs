@@ -711,6 +711,17 @@ fn telemetry_rules() {
             Want::Refused("provider name is required"),
         );
     }
+    // An accessLogging filter is parsed as CEL, as istiod does.
+    check(
+        "filter",
+        &telemetry("  accessLogging: [{filter: {expression: \"response.code >= 400 && request.url_path.startsWith('/api')\"}}]\n"),
+        Want::Clean,
+    );
+    check(
+        "filter-malformed",
+        &telemetry("  accessLogging: [{filter: {expression: \"response.code >=\"}}]\n"),
+        Want::Refused("must be a valid CEL expression"),
+    );
     // W4–W6.
     check(
         "multiple-tracing",

@@ -14,6 +14,22 @@ pub fn telemetry(ctx: &mut Ctx<'_>, t: &Telemetry, spec: &FieldPath) {
         t.target_ref.as_ref(),
         &t.target_refs,
     );
+    for (i, a) in t.access_logging.iter().enumerate() {
+        if let Some(f) = &a.filter {
+            // Istio's control plane parses the expression (cel-go).
+            if let Err(e) = cel::Program::compile(&f.expression) {
+                ctx.error(
+                    &spec
+                        .key("accessLogging")
+                        .index(i)
+                        .key("filter")
+                        .key("expression"),
+                    format!("must be a valid CEL expression: {e}"),
+                    "write a CEL expression over Envoy's attributes, e.g. response.code >= 400",
+                );
+            }
+        }
+    }
     if t.tracing.len() > 1 {
         ctx.warn(
             &spec.key("tracing"),

@@ -3,9 +3,10 @@
 //! (`response.code >= 400`, `response.flags != 0`,
 //! `request.url_path.startsWith('/api')`, `xds.cluster_name == '…'`).
 //!
-//! The expression is compiled once per configuration. An expression that
-//! does not compile logs everything (and says so once): losing every log
-//! line to a typo is worse than logging too much. One that fails on a
+//! The expression is compiled once per configuration. Validation refuses
+//! one that does not compile, as istiod does; a model that carries one
+//! anyway logs everything (and says so once): losing every log line to a
+//! typo is worse than logging too much. One that fails on a
 //! request (an attribute weft does not have for it) does not log that
 //! request, as Envoy's filter does.
 
