@@ -179,7 +179,7 @@ fn server_bind(ctx: &mut Ctx<'_>, s: &Server, bp: &FieldPath) {
 }
 
 /// An IP address as Go's `netip.ParseAddr` reads one: IPv6 may carry a
-/// zone (`fe80::1%eth0`).
+/// zone (`::1%lo`).
 pub(super) fn bind_ip(ctx: &mut Ctx<'_>, p: &FieldPath, bind: &str) {
     let addr = match bind.split_once('%') {
         Some((ip, zone)) if ip.contains(':') && !zone.is_empty() => ip,
