@@ -32,6 +32,16 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// What analysis looks at: the admitted resources and those
+    /// validation refused, as istioctl analyze looks at both.
+    pub fn analyzed(&self) -> Vec<Resource> {
+        self.resources
+            .iter()
+            .chain(&self.refused)
+            .cloned()
+            .collect()
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }

@@ -54,12 +54,7 @@ fn analyzer(path: &Path, text: String) -> datatest_stable::Result<()> {
     let mut loaded = common::load_fixture(path, &ds);
     let mesh = MeshConfig::default();
     // As `weft analyze`: refused resources are analyzed too.
-    let analyzed: Vec<_> = loaded
-        .resources
-        .iter()
-        .chain(&loaded.refused)
-        .cloned()
-        .collect();
+    let analyzed = loaded.analyzed();
     let registry = Registry::build(&analyzed, &mesh);
     let secrets_dir = common::directive(&ds, "secrets-dir")
         .map(|d| path.parent().unwrap_or(Path::new(".")).join(d));

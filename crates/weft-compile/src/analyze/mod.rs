@@ -422,24 +422,23 @@ pub fn webhook_warnings(resources: &[Resource]) -> Vec<Diagnostic> {
         refused: BTreeSet::new(),
         secret_resources_served: true,
     };
-    let mut findings = Findings::default();
-    let webhook = ANALYZERS.iter().filter(|a| {
-        a.istio
-            .is_some_and(|i| i.starts_with("schema.ValidationAnalyzer."))
-    });
-    for a in webhook {
-        findings.analyzer = Some(a.name);
-        (a.run)(&input, &mut findings);
-    }
-    let mut out = findings.found;
-    out.sort_by(|a, b| (&a.origin, &a.code, &a.message).cmp(&(&b.origin, &b.code, &b.message)));
-    out.dedup();
-    out
+    run(
+        &input,
+        ANALYZERS.iter().filter(|a| {
+            a.istio
+                .is_some_and(|i| i.starts_with("schema.ValidationAnalyzer."))
+        }),
+    )
 }
 
 pub fn analyze_with(input: &Input<'_>) -> Vec<Diagnostic> {
+    run(input, ANALYZERS.iter())
+}
+
+/// Runs `analyzers` in order; findings sorted, each once.
+fn run<'a>(input: &Input<'_>, analyzers: impl Iterator<Item = &'a Analyzer>) -> Vec<Diagnostic> {
     let mut findings = Findings::default();
-    for a in ANALYZERS {
+    for a in analyzers {
         findings.analyzer = Some(a.name);
         (a.run)(input, &mut findings);
     }

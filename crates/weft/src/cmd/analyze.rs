@@ -256,12 +256,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mesh = MeshConfig::default();
     // As istioctl analyze, the analyzers look at resources validation
     // refused too (their errors are reported as well); none is applied.
-    let analyzed: Vec<_> = loaded
-        .resources
-        .iter()
-        .chain(&loaded.refused)
-        .cloned()
-        .collect();
+    let analyzed = loaded.analyzed();
     let registry = Registry::build(&analyzed, &mesh);
     // As `weft up` looks for them: `secrets/` in the first directory.
     let secrets = args
