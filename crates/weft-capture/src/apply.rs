@@ -1,0 +1,164 @@
+//! Installing and removing capture rules with Debian's `nft` (and, for
+//! TPROXY, `ip` for the policy route that delivers marked packets
+//! locally), in a named network namespace or the caller's own.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::settings::{Capture, InterceptionMode};
+use crate::{PROXY_ID, TPROXY_ROUTE_TABLE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("`{0}` is not installed; install Debian's {1} package (apt-get install {1})")]
+    Missing(&'static str, &'static str),
+    #[error("{what} failed in {place}: {stderr}")]
+    Failed {
+        what: String,
+        place: String,
+        stderr: String,
+    },
+    #[error("cannot run {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn place(netns: Option<&str>) -> String {
+    match netns {
+        Some(n) => format!("network namespace {n}"),
+        None => "this network namespace".to_owned(),
+    }
+}
+
+/// `program args…`, inside `netns` when given (through `ip netns exec`).
+fn command(netns: Option<&str>, program: &str, args: &[&str]) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]).args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+    }
+}
+
+fn run(
+    netns: Option<&str>,
+    program: &'static str,
+    package: &'static str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<(), ApplyError> {
+    let what = format!("{program} {}", args.join(" "));
+    let mut cmd = command(netns, program, args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ApplyError::Missing(if netns.is_some() { "ip" } else { program }, package)
+        } else {
+            ApplyError::Io {
+                what: what.clone(),
+                source,
+            }
+        }
+    })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|source| ApplyError::Io {
+                what: what.clone(),
+                source,
+            })?;
+    }
+    let out = child.wait_with_output().map_err(|source| ApplyError::Io {
+        what: what.clone(),
+        source,
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    // `ip netns exec` reports a missing program itself.
+    if stderr.contains(&format!("exec of \"{program}\" failed: No such file")) {
+        return Err(ApplyError::Missing(program, package));
+    }
+    Err(ApplyError::Failed {
+        what,
+        place: place(netns),
+        stderr,
+    })
+}
+
+/// Installs `capture`'s rules in `netns` (or here), replacing any there:
+/// one `nft -f` transaction, so they are all in place or none are.
+pub fn install(netns: Option<&str>, capture: &Capture) -> Result<(), ApplyError> {
+    run(
+        netns,
+        "nft",
+        "nftables",
+        &["-f", "-"],
+        Some(&crate::rules::script(capture)),
+    )?;
+    if capture.mode == InterceptionMode::Tproxy {
+        // Packets TPROXY marked are delivered to the local socket.
+        let table = TPROXY_ROUTE_TABLE.to_string();
+        let mark = PROXY_ID.to_string();
+        let _ = run(
+            netns,
+            "ip",
+            "iproute2",
+            &["-4", "rule", "del", "fwmark", &mark, "lookup", &table],
+            None,
+        );
+        run(
+            netns,
+            "ip",
+            "iproute2",
+            &["-4", "rule", "add", "fwmark", &mark, "lookup", &table],
+            None,
+        )?;
+        run(
+            netns,
+            "ip",
+            "iproute2",
+            &[
+                "-4", "route", "replace", "local", "default", "dev", "lo", "table", &table,
+            ],
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes every capture table from `netns` (or here); tables that are not
+/// there are no error.
+pub fn remove(netns: Option<&str>) -> Result<(), ApplyError> {
+    run(
+        netns,
+        "nft",
+        "nftables",
+        &["-f", "-"],
+        Some(&crate::rules::removal()),
+    )?;
+    let table = TPROXY_ROUTE_TABLE.to_string();
+    let mark = PROXY_ID.to_string();
+    let _ = run(
+        netns,
+        "ip",
+        "iproute2",
+        &["-4", "rule", "del", "fwmark", &mark, "lookup", &table],
+        None,
+    );
+    Ok(())
+}
