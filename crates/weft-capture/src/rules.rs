@@ -29,10 +29,7 @@ struct Table {
 }
 
 impl Table {
-    fn new(
-        name: &'static str,
-        chains: &'static [(&'static str, Option<&'static str>)],
-    ) -> Table {
+    fn new(name: &'static str, chains: &'static [(&'static str, Option<&'static str>)]) -> Table {
         Table {
             name,
             chains,
@@ -159,7 +156,9 @@ pub fn script(c: &Capture) -> String {
                     for p in list {
                         nat.add(
                             "istio-inbound",
-                            format!("meta l4proto tcp tcp dport {p} counter jump istio-in-redirect"),
+                            format!(
+                                "meta l4proto tcp tcp dport {p} counter jump istio-in-redirect"
+                            ),
                         );
                     }
                 }
@@ -175,7 +174,10 @@ pub fn script(c: &Capture) -> String {
     }
     nat.add(
         "istio-output",
-        format!("oifname lo ip saddr {}/32 counter return", crate::INBOUND_PASSTHROUGH_SOURCE),
+        format!(
+            "oifname lo ip saddr {}/32 counter return",
+            crate::INBOUND_PASSTHROUGH_SOURCE
+        ),
     );
     // The proxy's own traffic is left alone, except that what it sends to
     // its own pod's address over loopback is inbound traffic.
@@ -183,7 +185,10 @@ pub fn script(c: &Capture) -> String {
         Select::All => false,
         Select::Only(r) => r.iter().any(|n| n.addr().is_loopback()),
     };
-    for (key, ids, dns_aware) in [("skuid", &c.proxy_uids, dns), ("skgid", &c.proxy_gids, false)] {
+    for (key, ids, dns_aware) in [
+        ("skuid", &c.proxy_uids, dns),
+        ("skgid", &c.proxy_gids, false),
+    ] {
         for id in ids {
             let not_to = if dns_aware {
                 format!("{{ 53, {tunnel} }}")
@@ -531,8 +536,12 @@ add rule inet istio-proxy-nat istio-output counter jump istio-redirect
         ] {
             assert!(s.contains(rule), "missing: {rule}\n{s}");
         }
-        let dns_jump = s.find("istio-output counter jump istio-output-dns").unwrap();
-        let loopback = s.find("istio-output ip daddr 127.0.0.1/32 counter return").unwrap();
+        let dns_jump = s
+            .find("istio-output counter jump istio-output-dns")
+            .unwrap();
+        let loopback = s
+            .find("istio-output ip daddr 127.0.0.1/32 counter return")
+            .unwrap();
         assert!(dns_jump < loopback, "DNS to 127.0.0.x is captured too");
     }
 
@@ -561,7 +570,9 @@ add rule inet istio-proxy-nat istio-output counter jump istio-redirect
                 "meta l4proto tcp counter jump istio-tproxy",
             ]
         );
-        assert!(s.contains("add chain inet istio-proxy-mangle output { type route hook output priority -150 ; }"));
+        assert!(s.contains(
+            "add chain inet istio-proxy-mangle output { type route hook output priority -150 ; }"
+        ));
         assert!(s.contains("istio-tproxy meta l4proto tcp ip daddr != 127.0.0.1/32 tproxy ip to :15006 meta mark set 1337 counter accept"));
         assert!(s.contains("add rule inet istio-proxy-mangle output meta l4proto tcp ct mark 1337 counter meta mark set ct mark"));
         // Inbound goes through mangle, not NAT.

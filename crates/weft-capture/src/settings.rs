@@ -83,7 +83,7 @@ impl Default for Capture {
 }
 
 /// An annotation whose value capture cannot use.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("annotation {annotation}: {value:?} {why}; {fix}")]
 pub struct SettingsError {
     pub annotation: String,
@@ -225,8 +225,7 @@ fn cidr(s: &str) -> Result<Ipv4Net, (String, &'static str)> {
 
 fn interface(s: &str) -> Result<String, (String, &'static str)> {
     let ok = s.len() <= 15
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
     if ok {
         Ok(s.to_owned())
@@ -251,7 +250,9 @@ mod tests {
 
     #[test]
     fn a_pod_without_annotations_takes_the_injectors_defaults() {
-        let c = Capture::from_annotations(&BTreeMap::new()).unwrap().unwrap();
+        let c = Capture::from_annotations(&BTreeMap::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(c, Capture::default());
         assert_eq!(c.inbound_ports_exclude, vec![15020, 15021, 15090]);
     }
@@ -295,8 +296,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_annotation_and_the_fix() {
-        let e = Capture::from_annotations(&ann(&[(EXCLUDE_INBOUND_PORTS, "80,http")]))
-            .unwrap_err();
+        let e = Capture::from_annotations(&ann(&[(EXCLUDE_INBOUND_PORTS, "80,http")])).unwrap_err();
         assert_eq!(e.annotation, EXCLUDE_INBOUND_PORTS);
         assert_eq!(e.value, "http");
         assert!(e.to_string().contains("list port numbers"), "{e}");

@@ -90,11 +90,7 @@ fn every_shape_of_capture_installs_replaces_and_goes() {
         // Installing again replaces: no rule is there twice.
         install(Some(&ns.0), c).unwrap();
         let again = ns.ruleset();
-        assert_eq!(
-            again.matches("redirect to :15001").count(),
-            1,
-            "{again}"
-        );
+        assert_eq!(again.matches("redirect to :15001").count(), 1, "{again}");
     }
     remove(Some(&ns.0)).unwrap();
     assert!(!ns.ruleset().contains("istio-proxy"), "{}", ns.ruleset());

@@ -26,6 +26,14 @@ pub struct MeshConfig {
     pub addresses: Option<std::sync::Arc<dyn AddressBook>>,
     /// The gateways local mode runs, as Istio installs them.
     pub gateways: Vec<GatewayInstance>,
+    /// Under transparent capture, services that declare no address (a
+    /// Service without `clusterIP`, a ServiceEntry without `addresses`,
+    /// as Istio's DNS auto-allocation) get one counting up from here, so
+    /// a connection can be routed by where it was going and DNS can
+    /// answer for the name. `None` (loopback mode): no addresses.
+    pub service_address_base: Option<Ipv4Addr>,
+    /// Where services' addresses are remembered, as replicas' are.
+    pub service_addresses: Option<std::sync::Arc<dyn AddressBook>>,
 }
 
 /// Gives each local replica (`namespace/name`) its address for as long as
@@ -84,6 +92,8 @@ impl Default for MeshConfig {
             domain_suffix: "cluster.local".into(),
             local_address_base: Ipv4Addr::new(127, 0, 10, 1),
             addresses: None,
+            service_address_base: None,
+            service_addresses: None,
             gateways: vec![
                 gw("istio-ingressgateway", "ingressgateway"),
                 gw("istio-egressgateway", "egressgateway"),
@@ -227,6 +237,9 @@ impl Registry {
         for r in resources {
             reg.add_service(r, mesh);
         }
+        if let Some(base) = mesh.service_address_base {
+            reg.allocate_service_addresses(resources, mesh, base);
+        }
         let nodes = node_topology(resources);
         for r in resources {
             reg.add_instances(r, &nodes);
@@ -263,6 +276,56 @@ impl Registry {
                 .push(i);
         }
         reg
+    }
+
+    /// Gives every service that declares no address one of its own (see
+    /// [`MeshConfig::service_address_base`]). A headless Service
+    /// (`clusterIP: None`), a wildcard host and a ServiceEntry with
+    /// resolution NONE get none, as in Istio.
+    fn allocate_service_addresses(
+        &mut self,
+        resources: &[Resource],
+        mesh: &MeshConfig,
+        base: Ipv4Addr,
+    ) {
+        let mut hosts: Vec<String> = Vec::new();
+        for r in resources {
+            match &r.spec {
+                Spec::Service(s) if s.cluster_ip.is_none() && s.cluster_ips.is_empty() => {
+                    hosts.push(format!(
+                        "{}.{}.svc.{}",
+                        r.name(),
+                        r.namespace(),
+                        mesh.domain_suffix
+                    ));
+                }
+                Spec::ServiceEntry(se)
+                    if se.addresses.is_empty()
+                        && !matches!(se.resolution, None | Some(Resolution::None)) =>
+                {
+                    for h in se.hosts.iter().filter(|h| !h.starts_with('*')) {
+                        hosts.push(crate::host::resolve(h, r.namespace(), &mesh.domain_suffix));
+                    }
+                }
+                _ => {}
+            }
+        }
+        hosts.retain(|h| self.services.get(h).is_some_and(|s| s.addresses.is_empty()));
+        hosts.sort();
+        hosts.dedup();
+        let assigned: BTreeMap<String, Ipv4Addr> = match &mesh.service_addresses {
+            Some(book) => book.assign(base, &hosts),
+            None => hosts
+                .iter()
+                .enumerate()
+                .map(|(n, h)| (h.clone(), local_address(base, n as u32)))
+                .collect(),
+        };
+        for (host, ip) in assigned {
+            if let Some(s) = self.services.get_mut(&host) {
+                s.addresses = vec![ip.to_string()];
+            }
+        }
     }
 
     /// The instances in `namespace`, in registry order.
@@ -612,6 +675,87 @@ mod tests {
         assert_eq!(protocol_of("web", Some("http2")), Protocol::Http2);
         assert_eq!(protocol_of("tcp-db", None), Protocol::Tcp);
         assert_eq!(protocol_of("metrics", None), Protocol::Unknown);
+    }
+}
+
+#[cfg(test)]
+mod service_address_tests {
+    use super::*;
+
+    #[test]
+    fn under_capture_services_without_an_address_get_one() {
+        let yaml = "\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec: {ports: [{name: http, port: 9080}], selector: {app: reviews}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: fixed}
+spec: {clusterIP: 198.18.200.9, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec: {clusterIP: None, ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: wild}
+spec:
+  hosts: [\"*.wild.example.com\"]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 198.18.250.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: passthrough}
+spec:
+  hosts: [none.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: NONE
+";
+        let loaded = weft_api::load::load_bytes("t.yaml", yaml.as_bytes());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let addrs = |mesh: &MeshConfig, host: &str| {
+            Registry::build(&loaded.resources, mesh)
+                .service(host)
+                .map(|s| s.addresses.clone())
+                .unwrap_or_default()
+        };
+        let loopback = MeshConfig::default();
+        assert!(addrs(&loopback, "reviews.default.svc.cluster.local").is_empty());
+        let capture = MeshConfig {
+            service_address_base: Some(Ipv4Addr::new(198, 18, 0, 1)),
+            ..MeshConfig::default()
+        };
+        // In name order offline: api.example.com, then reviews.
+        assert_eq!(addrs(&capture, "api.example.com"), ["198.18.0.1"]);
+        assert_eq!(
+            addrs(&capture, "reviews.default.svc.cluster.local"),
+            ["198.18.0.2"]
+        );
+        assert_eq!(
+            addrs(&capture, "fixed.default.svc.cluster.local"),
+            ["198.18.200.9"]
+        );
+        for none in [
+            "headless.default.svc.cluster.local",
+            "*.wild.example.com",
+            "none.example.com",
+        ] {
+            assert!(addrs(&capture, none).is_empty(), "{none}");
+        }
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Options {
     /// `credentialName` secrets: `<dir>/<name>/tls.crt`, `tls.key`, `ca.crt`.
     pub secrets_dir: Option<PathBuf>,
     pub address_base: Ipv4Addr,
+    /// Under transparent capture, services without an address get one
+    /// counting up from here (see `MeshConfig::service_address_base`).
+    pub service_address_base: Option<Ipv4Addr>,
     /// Tokens (tokens/), applied resources (applied/) and their status
     /// (status/).
     pub run_dir: PathBuf,
@@ -90,6 +93,12 @@ pub fn mesh(o: &Options) -> MeshConfig {
         addresses: Some(Arc::new(crate::addresses::AddressFile::new(
             o.run_dir.join("addresses.json"),
         ))),
+        service_address_base: o.service_address_base,
+        service_addresses: o.service_address_base.map(|_| {
+            Arc::new(crate::addresses::AddressFile::new(
+                o.run_dir.join("service-addresses.json"),
+            )) as Arc<dyn weft_compile::registry::AddressBook>
+        }),
         trust_domain: o.trust_domain.clone(),
         ..MeshConfig::default()
     }

@@ -6,6 +6,7 @@
 //! stops everything on Ctrl-C. The control plane can crash or restart on
 //! its own: proxies keep serving and reconnect.
 
+pub mod capture;
 pub mod plan;
 mod prometheus;
 mod supervise;
@@ -54,6 +55,13 @@ pub struct Options {
     pub explain: bool,
     /// Run Prometheus, listening here, scraping every proxy.
     pub prometheus: Option<SocketAddr>,
+    /// Transparent capture: pods in network namespaces on the mesh's
+    /// network (`None`: loopback mode).
+    pub capture: Option<std::sync::Arc<capture::Network>>,
+    /// Where the user on this machine reaches the ingress and the admin
+    /// API (under capture, forwards to the mesh network).
+    pub user_ingress: SocketAddr,
+    pub user_admin: SocketAddr,
 }
 
 impl Options {
@@ -69,6 +77,7 @@ impl Options {
             jwks_refresh: self.jwks_refresh,
             secrets_dir: self.secrets_dir.clone(),
             address_base: self.address_base,
+            service_address_base: self.capture.as_ref().map(|_| capture::SERVICE_BASE),
             run_dir: self.run_dir.clone(),
         }
     }
@@ -109,12 +118,35 @@ fn stream_args(o: &Options, name: &str) -> Vec<String> {
     ]
 }
 
+/// `program args…` inside pod `netns` when there is one.
+fn in_pod(netns: Option<&str>, program: PathBuf, args: Vec<String>) -> (PathBuf, Vec<String>) {
+    match netns {
+        Some(ns) => {
+            let mut a = vec!["netns".to_owned(), "exec".into(), ns.to_owned()];
+            a.push(program.display().to_string());
+            a.extend(args);
+            ("ip".into(), a)
+        }
+        None => (program, args),
+    }
+}
+
+/// The pod namespace of sidecar `s` under capture.
+fn pod_of(o: &Options, s: &SidecarPlan) -> Option<String> {
+    o.capture
+        .as_ref()
+        .map(|c| c.pod_namespace(&s.namespace, &s.instance))
+}
+
 fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
     let mut args = vec!["proxy".to_owned()];
     args.extend(stream_args(o, &s.name));
+    if o.capture.is_some() {
+        args.push("--capture".into());
+    } else {
+        args.extend(["--outbound".into(), s.outbound().to_string()]);
+    }
     args.extend([
-        "--outbound".into(),
-        s.outbound().to_string(),
         "--inbound-ip".into(),
         s.ip.to_string(),
         "--admin".into(),
@@ -130,7 +162,8 @@ fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
         args.push("--app".into());
         args.push(format!("{p}={}", s.app(*p)));
     }
-    for (name, addr, _) in &s.tcp {
+    // Under capture a TCP service is reached at its own address.
+    for (name, addr, _) in s.tcp.iter().filter(|_| o.capture.is_none()) {
         args.push("--bind".into());
         args.push(format!("{name}={addr}"));
     }
@@ -141,9 +174,10 @@ fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
         args.push("--concurrency".into());
         args.push(n.to_string());
     }
+    let (program, args) = in_pod(pod_of(o, s).as_deref(), o.weft.clone(), args);
     Spec {
         name: format!("{} (sidecar)", s.name),
-        program: o.weft.clone(),
+        program,
         args,
         env: Vec::new(),
         log: o
@@ -214,6 +248,10 @@ fn control_plane_spec(o: &Options) -> Spec {
         "--run-dir".into(),
         o.run_dir.display().to_string(),
     ]);
+    if o.capture.is_some() {
+        args.push("--service-address-base".into());
+        args.push(capture::SERVICE_BASE.to_string());
+    }
     if let Some(dir) = &o.secrets_dir {
         args.push("--secrets".into());
         args.push(dir.display().to_string());
@@ -264,11 +302,14 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
             o.run_dir.join("logs/control-plane.log").display()
         );
         cp.stop().await;
+        if let Some(net) = &o.capture {
+            net.teardown();
+        }
         return Err(ControlError::ControlPlaneDidNotStart);
     }
     eprintln!(
         "weft: control plane admin API on http://{}, model stream on {}",
-        o.admin, o.xds
+        o.user_admin, o.xds
     );
     let mut running = Running {
         control_plane: Some(cp),
@@ -300,7 +341,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         "weft: ready: {} workloads, {} proxies; try curl http://{}/productpage",
         running.apps.len(),
         running.proxies.len(),
-        o.ingress
+        o.user_ingress
     );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -333,6 +374,9 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     if let Some(cp) = running.control_plane.take() {
         cp.stop().await;
     }
+    if let Some(net) = &o.capture {
+        net.teardown();
+    }
     eprintln!("weft: stopped");
     Ok(())
 }
@@ -352,7 +396,7 @@ async fn wait_token(path: &Path) -> bool {
 /// sidecars and workloads and stops removed ones. Model changes travel on
 /// the control plane's stream, not through here.
 async fn apply(o: &Options, config: &Config, running: &mut Running) {
-    let plan = plan::plan(config, o.ingress, o.ingress.ip());
+    let plan = plan::plan(config, o.ingress, o.ingress.ip(), o.capture.is_some());
     let mut wanted: BTreeMap<String, Spec> = BTreeMap::new();
     for g in &plan.gateways {
         wanted.insert(g.name.clone(), gateway_spec(o, g));
@@ -362,7 +406,7 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
     // else) there would be served as this workload, unseen by its sidecar.
     running.held.clear();
     for s in &plan.sidecars {
-        if !running.apps.contains_key(&s.name) {
+        if !running.apps.contains_key(&s.name) && o.capture.is_none() {
             if let Some(why) = app_address_held(s) {
                 eprintln!("weft: not starting {}: {why}; stop that process, and weft starts the replica with the next change", s.name);
                 running.held.insert(s.name.clone(), why);
@@ -384,6 +428,35 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
         if let Some(p) = running.proxies.remove(&name) {
             eprintln!("weft: stopping {}", p.spec.name);
             p.stop().await;
+        }
+        if let (Some(net), Some(s)) = (
+            &o.capture,
+            running.plan.sidecars.iter().find(|s| s.name == name),
+        ) {
+            net.remove_pod(&net.pod_namespace(&s.namespace, &s.instance));
+        }
+    }
+    // Under capture each replica's pod is made before its proxy starts,
+    // once: its application and proxy live in it until it is removed.
+    if let Some(net) = &o.capture {
+        for s in &plan.sidecars {
+            if running.proxies.contains_key(&s.name) {
+                continue;
+            }
+            let netns = net.pod_namespace(&s.namespace, &s.instance);
+            let made = match &s.capture {
+                Ok(c) => net.add_pod(&netns, s.ip, c.as_ref()),
+                Err(e) => Err(capture::CaptureError::Failed {
+                    what: format!("workload {}", s.name),
+                    why: e.to_string(),
+                }),
+            };
+            if let Err(e) = made {
+                eprintln!("weft: not starting {}: {e}", s.name);
+                net.remove_pod(&netns);
+                running.held.insert(s.name.clone(), e.to_string());
+                wanted.remove(&s.name);
+            }
         }
     }
     let mut started = Vec::new();
@@ -642,11 +715,19 @@ fn app_spec(o: &Options, s: &SidecarPlan) -> Spec {
     };
     let proxy = format!("http://{}", s.outbound());
     let first = s.ports.first().copied().unwrap_or(8080);
-    let mut env: Vec<(String, String)> = vec![
-        ("HTTP_PROXY".into(), proxy.clone()),
-        ("http_proxy".into(), proxy),
-        ("NO_PROXY".into(), "localhost".into()),
-        ("no_proxy".into(), "localhost".into()),
+    // Under capture the kernel hands the application's connections to
+    // its proxy: it is told nothing.
+    let mut env: Vec<(String, String)> = if o.capture.is_some() {
+        Vec::new()
+    } else {
+        vec![
+            ("HTTP_PROXY".into(), proxy.clone()),
+            ("http_proxy".into(), proxy),
+            ("NO_PROXY".into(), "localhost".into()),
+            ("no_proxy".into(), "localhost".into()),
+        ]
+    };
+    env.extend([
         ("WEFT_LISTEN".into(), s.app(first).to_string()),
         ("PORT".into(), first.to_string()),
         ("HOST".into(), s.app_ip.to_string()),
@@ -654,7 +735,7 @@ fn app_spec(o: &Options, s: &SidecarPlan) -> Spec {
         ("POD_NAME".into(), s.instance.clone()),
         ("POD_NAMESPACE".into(), s.namespace.clone()),
         ("SERVICE_ACCOUNT".into(), s.service_account.clone()),
-    ];
+    ]);
     if let Some(v) = s.labels.get("version") {
         env.push(("WEFT_VERSION".into(), v.clone()));
     }
@@ -663,6 +744,7 @@ fn app_spec(o: &Options, s: &SidecarPlan) -> Spec {
         env.push((format!("{prefix}_SERVICE_PORT"), addr.port().to_string()));
     }
     env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let (program, args) = in_pod(pod_of(o, s).as_deref(), program, args);
     Spec {
         name: s.name.clone(),
         program,

@@ -43,6 +43,10 @@ pub struct SidecarPlan {
     /// Worker threads for the sidecar, from Istio's `proxy.istio.io/config`
     /// annotation (`concurrency: N`); `None` takes the proxy's default.
     pub concurrency: Option<u32>,
+    /// Under capture, what the pod's annotations ask of it (`None`:
+    /// `sidecar.istio.io/interceptionMode: NONE`), or why they cannot be
+    /// used.
+    pub capture: Result<Option<weft_capture::Capture>, weft_capture::SettingsError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +105,9 @@ fn workload_of<'a>(
 /// Plans every sidecar and gateway of `config`. `ingress` is where the
 /// gateway's port 8080 listens; other gateway ports keep their number on
 /// the same address.
-pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> Plan {
+/// Under `capture`, each replica's application listens on the replica's
+/// own address (its pod's) and TCP services are reached at theirs.
+pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capture: bool) -> Plan {
     let mut out = Plan::default();
     for inst in &config.registry.instances {
         let Some((resource, w)) = workload_of(&config.resources, inst) else {
@@ -111,7 +117,11 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> P
             continue;
         };
         let o = ip.octets();
-        let app_ip = Ipv4Addr::new(o[0], o[1], o[2].wrapping_add(1), o[3]);
+        let app_ip = if capture {
+            ip
+        } else {
+            Ipv4Addr::new(o[0], o[1], o[2].wrapping_add(1), o[3])
+        };
         let name = format!("{}/{}", inst.namespace, inst.name);
         let mut used: BTreeSet<u16> = inst.ports.iter().map(|(_, p)| *p as u16).collect();
         used.insert(OUTBOUND_PORT);
@@ -121,6 +131,17 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> P
             for l in &c.model.listeners {
                 if l.direction == Direction::Outbound && matches!(l.target, ListenerTarget::Tcp(_))
                 {
+                    if capture {
+                        if let Some(vip) = l.addresses.iter().find_map(|a| a.parse::<IpAddr>().ok())
+                        {
+                            tcp.push((
+                                l.name.clone(),
+                                SocketAddr::new(vip, l.port as u16),
+                                env_prefix(&l.service),
+                            ));
+                        }
+                        continue;
+                    }
                     let mut port = l.port as u16;
                     while used.contains(&port) {
                         port = port.wrapping_add(10_000).max(1024);
@@ -153,6 +174,7 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr) -> P
             concurrency: weft_api::annotations::proxy_concurrency(&resource.meta.annotations)
                 .ok()
                 .flatten(),
+            capture: weft_capture::Capture::from_annotations(&resource.meta.annotations),
         });
     }
     for (name, c) in &config.models {

@@ -142,6 +142,12 @@ pub struct Listener {
     /// A bind address when the resource asked for one (Gateway `bind`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bind: String,
+    /// An outbound TCP listener's service addresses (its ClusterIP or
+    /// ServiceEntry addresses): under transparent capture a connection
+    /// reaches this listener by its original destination, address and
+    /// port, as there is no Host header to go by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     pub protocol: Protocol,
     pub target: ListenerTarget,
     /// Gateway server TLS, one entry per Gateway server on this port (a

@@ -79,7 +79,9 @@ impl Proxy {
             config.source_ip(),
         ));
         let snapshot = Snapshot::build(model, version, None, client)?;
-        let plain = Arc::new(upstream::ClientSide::plain("", &Default::default()));
+        let plain = Arc::new(
+            upstream::ClientSide::plain("", &Default::default()).leaving_from(config.app_source),
+        );
         let apps: HashMap<u32, crate::shared::App> = config
             .apps
             .iter()

@@ -54,6 +54,15 @@ pub struct RuntimeConfig {
     /// The address connections to mesh workloads leave from; by default
     /// the inbound address (a sidecar's own).
     pub source: Option<IpAddr>,
+    /// Transparent capture: the workload's outbound connections,
+    /// redirected here (15001), are routed by where they were going.
+    pub captured_outbound: Option<SocketAddr>,
+    /// Transparent capture: connections to the workload, redirected here
+    /// (15006), are served by the port they were going to.
+    pub captured_inbound: Option<SocketAddr>,
+    /// Where connections to the application leave from (127.0.0.6 under
+    /// capture, which the rules let through).
+    pub app_source: Option<IpAddr>,
 }
 
 impl RuntimeConfig {

@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub tables: HashMap<String, TableRt>,
     /// TCP listener name → its routes.
     pub tcp: HashMap<String, Vec<weft_model::TcpRoute>>,
+    /// A TCP service's address and port → its listener's name: where a
+    /// captured connection to that address goes.
+    pub tcp_by_address: HashMap<std::net::SocketAddr, String>,
     pub clusters: HashMap<String, Arc<ClusterRt>>,
     /// Which request metrics the Telemetry resources leave on.
     pub record: RecordedMetrics,
@@ -381,6 +384,18 @@ impl Snapshot {
                 .iter()
                 .filter(|l| l.direction == weft_model::Direction::Inbound)
                 .map(|l| (l.port, l.protocol))
+                .collect(),
+            tcp_by_address: model
+                .listeners
+                .iter()
+                .filter(|l| matches!(l.target, ListenerTarget::Tcp(_)))
+                .flat_map(|l| {
+                    let port = u16::try_from(l.port).ok();
+                    l.addresses.iter().filter_map(move |a| {
+                        let ip = a.parse::<std::net::IpAddr>().ok()?;
+                        Some((std::net::SocketAddr::new(ip, port?), l.name.clone()))
+                    })
+                })
                 .collect(),
             model: Arc::new(model),
             version,

@@ -89,6 +89,26 @@ pub async fn connect_with(
         .await
 }
 
+/// Where a captured connection was going before the capture rules
+/// redirected it to the proxy (`SO_ORIGINAL_DST`). A connection that was
+/// not redirected (TPROXY, or a client that dialled the proxy's port
+/// itself) answers with its own local address.
+pub fn original_destination(stream: &TcpStream) -> io::Result<SocketAddr> {
+    let local = stream.local_addr()?;
+    if local.is_ipv6() {
+        return Ok(local);
+    }
+    match nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::OriginalDst) {
+        Ok(dst) => {
+            let dst = nix::sys::socket::SockaddrIn::from(dst);
+            Ok(SocketAddr::new(IpAddr::V4(dst.ip()), dst.port()))
+        }
+        // No NAT entry: the connection came to the proxy as it is.
+        Err(nix::errno::Errno::ENOENT) => Ok(local),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
 fn set_options(socket: &Socket, addr: SocketAddr, opts: &SocketOptions) -> io::Result<()> {
     if let Some(mark) = opts.mark {
         socket.set_mark(mark)?;

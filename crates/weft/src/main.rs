@@ -41,6 +41,8 @@ enum Command {
     Delete(cmd::resources::DeleteArgs),
     /// Print a running workload's log (or its sidecar's with --proxy).
     Logs(cmd::logs::Args),
+    /// Run a command in a running workload's pod (`weft up --capture`).
+    Exec(cmd::exec::Args),
     /// Check resources one by one: syntax, schema and Istio's validation rules.
     Validate(cmd::validate::Args),
     /// Check resources together: references, conflicts and scoping, with
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         Command::ControlPlane(args) => cmd::control_plane::run(&args),
         Command::Status(args) => cmd::status::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),
+        Command::Exec(args) => cmd::exec::run(&args),
         Command::Apply(args) => cmd::resources::apply(&args),
         Command::Get(args) => cmd::resources::get_cmd(&args),
         Command::Delete(args) => cmd::resources::delete(&args),

@@ -1112,3 +1112,280 @@ fn proxies_that_miss_changes_converge_to_the_compiled_models() {
         );
     }
 }
+
+/// Whether this test may make network namespaces and nftables rules; if
+/// not, says why on one line.
+fn can_capture() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    });
+    if !root {
+        eprintln!("skipped: transparent capture needs root (network namespaces, nftables)");
+        return false;
+    }
+    if std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `nft` is not installed (Debian's nftables package)");
+        return false;
+    }
+    true
+}
+
+/// `cmd` inside network namespace `ns`, with its output.
+fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .output()
+        .unwrap()
+}
+
+/// The network namespaces whose names end with `suffix`.
+fn netns_ending(suffix: &str) -> Vec<String> {
+    std::fs::read_dir("/var/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `weft up --capture`: each replica in its own network namespace, its
+/// traffic captured by Istio's nftables rules. A plain curl and nc in a
+/// pod, with no proxy variable, reach services by their addresses over
+/// mTLS the application knows nothing of; an excluded port bypasses the
+/// caller's proxy; the user still reaches the ingress and admin API on
+/// this machine's loopback; and nothing is left behind after SIGTERM.
+#[test]
+fn capture_puts_pods_in_namespaces_and_hands_their_traffic_to_the_mesh() {
+    if !can_capture() {
+        return;
+    }
+    let mut w = common::World::any();
+    let cfg = w.dir.join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let workload = |name: &str, app: &str, port: &str, annotations: &str| {
+        format!(
+            "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\n  annotations: {{{annotations}}}\nspec:\n  command: weft\n  args: [sample-app, {app}]\n  ports: [{port}]\n---\n"
+        )
+    };
+    let yaml = workload("server", "httpbin", "{name: http, port: 8000}", "")
+        + &workload("client", "httpbin", "{name: http, port: 8000}", "")
+        + &workload(
+            "bypass",
+            "httpbin",
+            "{name: http, port: 8000}",
+            "traffic.sidecar.istio.io/excludeOutboundPorts: \"8000\"",
+        )
+        + &workload("echo", "tcp-echo", "{name: tcp, port: 9000}", "")
+        + r#"apiVersion: v1
+kind: Service
+metadata: {name: server}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{name: tcp, port: 9000}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: server}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http: [{route: [{destination: {host: server}}]}]
+"#;
+    std::fs::write(cfg.join("mesh.yaml"), yaml).unwrap();
+    let ingress = w.addr(0, 254, 8080).to_string();
+    let admin = w.addr(0, 253, 15014).to_string();
+    let (c, run) = (
+        cfg.display().to_string(),
+        w.dir.join("run").display().to_string(),
+    );
+    w.spawn_with_env(
+        "up",
+        &[
+            "up",
+            "-f",
+            &c,
+            "--ingress",
+            &ingress,
+            "--admin",
+            &admin,
+            "--run-dir",
+            &run,
+            "--capture",
+        ],
+        &[],
+        None,
+    );
+    let started = Instant::now();
+    while !w.log("up").contains("weft: ready") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "weft up --capture did not become ready:\n{}",
+            w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pod = |replica: &str| {
+        let found = netns_ending(&format!("-default-{replica}-0"));
+        assert_eq!(found.len(), 1, "one pod namespace for {replica}: {found:?}");
+        found[0].clone()
+    };
+    let (client, server, bypass) = (pod("client"), pod("server"), pod("bypass"));
+
+    // Istio's rules, as an Istio user reads them.
+    let rules = String::from_utf8_lossy(&in_netns(&bypass, &["nft", "list", "ruleset"]).stdout)
+        .into_owned();
+    for want in [
+        "table inet istio-proxy-nat",
+        "chain istio-output",
+        "redirect to :15001",
+        "redirect to :15006",
+        "tcp dport 8000 counter",
+    ] {
+        assert!(rules.contains(want), "{want} missing from\n{rules}");
+    }
+
+    // Addresses: the server pod's from the status, the services' as the
+    // control plane gave them.
+    let status: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("http://{admin}/api/status")]).body).unwrap();
+    let server_ip = status["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "default/server-0")
+        .and_then(|w| w["listens"][0].as_str())
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .to_owned();
+    let services: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(w.dir.join("run/service-addresses.json")).unwrap(),
+    )
+    .unwrap();
+    let vip = |host: &str| services["replicas"][host].as_str().unwrap().to_owned();
+    let (server_vip, echo_vip) = (
+        vip("server.default.svc.cluster.local"),
+        vip("echo.default.svc.cluster.local"),
+    );
+
+    // HTTP to the service's address, from a plain curl in the client pod
+    // (`weft exec`, as `kubectl exec`).
+    let got = common::weft()
+        .args(["exec", "client", "--admin", &admin, "--"])
+        .args([
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            &format!("http://{server_vip}:8000/headers"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success(),
+        "curl in the client pod: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&got.stdout).contains("server-0"),
+        "{got:?}"
+    );
+
+    // TCP to the service's address, from nc in the client pod.
+    let echoed = in_netns(
+        &client,
+        &[
+            "sh",
+            "-c",
+            &format!("printf 'hello capture\\n' | nc -q 2 -w 5 {echo_vip} 9000"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&echoed.stdout).contains("hello capture"),
+        "nc to {echo_vip}:9000: {echoed:?}"
+    );
+
+    // An excluded port bypasses the caller's proxy: the server's inbound
+    // capture still takes the call, in plain text.
+    let direct = in_netns(
+        &bypass,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{server_ip}:8000/status/200"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&direct.stdout), "200", "{direct:?}");
+    let bypass_log =
+        std::fs::read_to_string(w.dir.join("run/logs/bypass-0.access.log")).unwrap_or_default();
+    assert!(!bypass_log.contains("/status/200"), "{bypass_log}");
+
+    // The call through capture was mTLS, which neither application knows
+    // of; the bypassing one was not.
+    let metrics = String::from_utf8_lossy(
+        &in_netns(
+            &server,
+            &["curl", "-s", &format!("http://{server_ip}:15020/metrics")],
+        )
+        .stdout,
+    )
+    .into_owned();
+    let series = |source: &str, security: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("istio_requests_total")
+                && l.contains("reporter=\"destination\"")
+                && l.contains(&format!("source_workload=\"{source}\""))
+                && l.contains(&format!("connection_security_policy=\"{security}\""))
+        })
+    };
+    assert!(series("client", "mutual_tls"), "{metrics}");
+    assert!(series("unknown", "none"), "{metrics}");
+
+    // The user on this machine reaches the ingress and the admin API.
+    let page = curl(&[&format!("http://{ingress}/headers")]);
+    assert_eq!(page.status, 200, "{}", page.body);
+
+    // SIGTERM: every namespace of the mesh goes.
+    w.proc("up").signal("TERM");
+    let started = Instant::now();
+    while !w.log("up").contains("weft: stopped") && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for p in [&client, &server, &bypass] {
+        assert!(netns_ending(p).is_empty(), "{p} is left behind");
+    }
+    assert!(netns_ending("-node")
+        .iter()
+        .all(|n| !client.starts_with(n.trim_end_matches("-node"))));
+}

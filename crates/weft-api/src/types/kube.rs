@@ -46,6 +46,8 @@ pub struct ServiceSpec {
     pub ports: Vec<KubeServicePort>,
     #[serde(default, rename = "type")]
     pub service_type: String,
+    // Kubernetes spells these `IP`, which camelCase would not.
+    #[serde(rename = "clusterIP")]
     pub cluster_ip: Option<String>,
     #[serde(default, rename = "clusterIPs")]
     pub cluster_ips: Vec<String>,
@@ -54,6 +56,7 @@ pub struct ServiceSpec {
     pub external_ips: Vec<String>,
     pub session_affinity: Option<String>,
     pub session_affinity_config: Option<serde_json::Value>,
+    #[serde(rename = "loadBalancerIP")]
     pub load_balancer_ip: Option<String>,
     #[serde(default)]
     pub load_balancer_source_ranges: Vec<String>,

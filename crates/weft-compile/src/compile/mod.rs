@@ -339,6 +339,7 @@ impl<'a> Compiler<'a> {
                 port: *port,
                 service,
                 bind: String::new(),
+                addresses: Vec::new(),
                 protocol,
                 target: ListenerTarget::Local { app_port: *port },
                 tls: Vec::new(),

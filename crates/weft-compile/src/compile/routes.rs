@@ -312,6 +312,7 @@ fn sidecar_host(
     }
     for a in &svc.addresses {
         domains.push(format!("{a}:{port}"));
+        domains.push(a.clone());
     }
     let vh = Arc::new(VirtualHost {
         name: format!("{}:{port}", svc.host),
@@ -456,6 +457,7 @@ fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             port,
             service: String::new(),
             bind: String::new(),
+            addresses: Vec::new(),
             protocol: Protocol::Http,
             target: ListenerTarget::Routes(table.clone()),
             tls: Vec::new(),
@@ -470,6 +472,11 @@ fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             name: format!("outbound|{port}||{host}"),
             direction: Direction::Outbound,
             port,
+            addresses: c
+                .registry
+                .service(&host)
+                .map(|s| s.addresses.clone())
+                .unwrap_or_default(),
             service: host,
             bind: String::new(),
             protocol: if matches!(protocol, Protocol::Tls | Protocol::Https) {
@@ -1112,6 +1119,7 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             port,
             service: String::new(),
             bind: plan.bind,
+            addresses: Vec::new(),
             protocol: plan.protocol,
             target,
             tls: plan.tls,

@@ -5,6 +5,7 @@
 //! do for it, and hands the accept loop what serves a connection. The
 //! HTTP, policy, upstream and L4 parts never ask which role they serve.
 
+pub mod captured;
 pub mod gateway;
 pub mod sidecar;
 
@@ -50,7 +51,12 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
     }
     for l in &model.listeners {
         match (&l.direction, &l.target) {
-            (Direction::Inbound, ListenerTarget::Local { .. }) => {
+            // Under capture the application holds its ports itself and
+            // the kernel hands their connections to the inbound capture
+            // port.
+            (Direction::Inbound, ListenerTarget::Local { .. })
+                if config.captured_inbound.is_none() =>
+            {
                 if let (Some(ip), true) = (config.inbound_ip, config.apps.contains_key(&l.port)) {
                     out.push(Planned {
                         name: l.name.clone(),
@@ -75,6 +81,24 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
             }
             _ => {}
         }
+    }
+    if let Some(addr) = config.captured_outbound {
+        out.push(Planned {
+            name: "captured-outbound".to_owned(),
+            addr,
+            shape: "captured outbound".into(),
+            serve: captured::on_outbound(shared.clone()),
+            what: "captured outbound traffic".into(),
+        });
+    }
+    if let Some(addr) = config.captured_inbound {
+        out.push(Planned {
+            name: "captured-inbound".to_owned(),
+            addr,
+            shape: "captured inbound".into(),
+            serve: captured::on_inbound(shared.clone()),
+            what: "captured inbound traffic".into(),
+        });
     }
     if let (Some(addr), Some(mesh)) = (config.tunnel, shared.mesh.clone()) {
         out.push(Planned {

@@ -99,7 +99,7 @@ pub fn on_plaintext(shared: Arc<Shared>, port: u32, protocol: Protocol) -> OnCon
 }
 
 /// Logs a plain-text connection refused under STRICT mTLS.
-fn refuse_plaintext(shared: &Shared, port: u32, remote: SocketAddr) {
+pub(crate) fn refuse_plaintext(shared: &Shared, port: u32, remote: SocketAddr) {
     let snap = shared.snapshot.load();
     let origin = snap.model.security.inbound_mtls.origin.join(", ");
     shared.log_access(Entry {
@@ -138,12 +138,7 @@ pub async fn serve<T>(
     };
     if opaque {
         if let Err(why) = connection_allowed(&shared, port, remote, peer.as_deref()) {
-            // Closing is the only answer TCP has.
-            let mut entry = Entry::starting_now(remote);
-            entry.route_name = Some(format!("inbound|{port}").into());
-            entry.response_flags.add(ResponseFlag::RbacDenied);
-            entry.reason = why;
-            shared.log_access(entry);
+            log_denied(&shared, port, remote, why);
             return;
         }
         let _drain = drain;
@@ -155,8 +150,18 @@ pub async fn serve<T>(
     crate::listen::downstream::serve(&shared, io, remote, &name, listener, drain).await;
 }
 
+/// Logs a connection AuthorizationPolicy refused: closing is the only
+/// answer TCP has.
+pub(crate) fn log_denied(shared: &Shared, port: u32, remote: SocketAddr, why: String) {
+    let mut entry = Entry::starting_now(remote);
+    entry.route_name = Some(format!("inbound|{port}").into());
+    entry.response_flags.add(ResponseFlag::RbacDenied);
+    entry.reason = why;
+    shared.log_access(entry);
+}
+
 /// AuthorizationPolicy on a connection not read as HTTP.
-fn connection_allowed(
+pub(crate) fn connection_allowed(
     shared: &Shared,
     port: u32,
     remote: SocketAddr,
@@ -214,7 +219,7 @@ pub async fn splice_to_app<T: AsyncRead + AsyncWrite + Unpin>(
     let Some(addr) = app.http1.endpoint_addr(0) else {
         return;
     };
-    match tokio::net::TcpStream::connect(addr).await {
+    match crate::sockets::connect(addr, shared.config.app_source).await {
         Ok(mut upstream) => {
             let _ = upstream.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;

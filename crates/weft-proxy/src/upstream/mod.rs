@@ -108,6 +108,10 @@ pub struct ClientSide {
     /// The proxy's own address, which connections to mesh workloads
     /// leave from.
     pub source_ip: Option<std::net::IpAddr>,
+    /// Where connections to anything else leave from: by default
+    /// wherever the kernel says; the application's client under capture
+    /// leaves from 127.0.0.6, so the capture rules let it through.
+    pub unmeshed_source: Option<std::net::IpAddr>,
 }
 
 impl ClientSide {
@@ -133,6 +137,7 @@ impl ClientSide {
                 .unwrap_or_else(|_| http::HeaderValue::from_static("")),
             credentials: Some(credentials),
             source_ip,
+            unmeshed_source: None,
         }
     }
 
@@ -148,7 +153,15 @@ impl ClientSide {
             baggage: http::HeaderValue::from_static(""),
             credentials: None,
             source_ip: None,
+            unmeshed_source: None,
         }
+    }
+
+    /// This client, connecting to what is not a mesh workload from
+    /// `source`.
+    pub fn leaving_from(mut self, source: Option<std::net::IpAddr>) -> ClientSide {
+        self.unmeshed_source = source;
+        self
     }
 }
 
@@ -794,7 +807,11 @@ fn endpoint_route(
                 source: client.source_ip,
             }
         }
-        _ => return crate::upstream::conn::Route::PLAIN,
+        _ => {
+            return crate::upstream::conn::Route::Plain {
+                source: client.unmeshed_source,
+            }
+        }
     };
     // The endpoint's own identity is the strictest check; the cluster's
     // list is what Istio would verify.

@@ -20,6 +20,11 @@ pub struct Args {
     xds: SocketAddr,
     #[arg(long, default_value = "127.0.10.1")]
     address_base: Ipv4Addr,
+    /// Give services that declare no address one counting up from here
+    /// (transparent capture routes connections by address; `weft up
+    /// --capture` passes it).
+    #[arg(long)]
+    service_address_base: Option<Ipv4Addr>,
     #[command(flatten)]
     ca: super::ca_args::CaArgs,
     /// Where proxies' bootstrap tokens are written (tokens/).
@@ -43,6 +48,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         jwks_refresh: args.ca.jwks_refresh(),
         secrets_dir: args.ca.secrets(&args.files),
         address_base: args.address_base,
+        service_address_base: args.service_address_base,
         run_dir,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

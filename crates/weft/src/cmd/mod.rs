@@ -5,6 +5,7 @@ pub mod ca;
 pub mod ca_args;
 pub mod control_plane;
 pub mod dashboard;
+pub mod exec;
 pub mod exec_child;
 pub mod logs;
 pub mod proxy;

@@ -61,6 +61,14 @@ pub struct Args {
     /// `outbound|9000||echo.default.svc.cluster.local`) at ADDR.
     #[arg(long = "bind", value_parser = parse_name_addr)]
     binds: Vec<(String, SocketAddr)>,
+    /// The workload's traffic is captured by the kernel (the nftables
+    /// rules `weft up --capture` installs in its pod): take outbound
+    /// connections on 0.0.0.0:15001 and inbound ones on 0.0.0.0:15006,
+    /// each served by where it was going; reach the application from
+    /// 127.0.0.6; run with group 1337, whose traffic the rules let
+    /// through. Inbound ports are not bound (the application holds them).
+    #[arg(long)]
+    capture: bool,
     /// Admin address (/ready, /config_dump).
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -250,6 +258,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }),
         _ => None,
     };
+    if args.capture {
+        // Before any thread or socket: the capture rules let the traffic
+        // of group 1337 through (Istio's proxy group), so the proxy's own
+        // connections are not captured again. The user stays root, which
+        // the proxy needs for nothing else but keeps for its files.
+        let gid = nix::unistd::Gid::from_raw(weft_capture::PROXY_ID);
+        nix::unistd::setresgid(gid, gid, gid)
+            .context("--capture runs the proxy as group 1337, which needs root (CAP_SETGID)")?;
+    }
     // Before the runtime: threads started afterwards inherit the policy.
     if let Err(why) = crate::sched::apply(args.cpu_policy) {
         tracing::info!("CPU policy {:?} not applied: {why}", args.cpu_policy);
@@ -311,6 +328,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         drain: Duration::from_secs(args.drain_seconds),
         workers,
         source: args.source_ip,
+        captured_outbound: args
+            .capture
+            .then(|| SocketAddr::from(([0, 0, 0, 0], weft_capture::ports::OUTBOUND))),
+        captured_inbound: args
+            .capture
+            .then(|| SocketAddr::from(([0, 0, 0, 0], weft_capture::ports::INBOUND))),
+        app_source: args
+            .capture
+            .then_some(IpAddr::V4(weft_capture::INBOUND_PASSTHROUGH_SOURCE)),
         limits: weft_proxy::listen::limits::Limits {
             idle_timeout: args.idle_timeout,
             request_headers_timeout: args.request_headers_timeout,

@@ -1,0 +1,361 @@
+//! `weft up --capture`: the mesh's network, made of network namespaces
+//! weft creates and removes.
+//!
+//! A node is a namespace (`weft-<mesh>-node`) holding a bridge
+//! (`weft0`, 198.19.0.1/16) that its pods' veths join; the control plane
+//! (198.19.0.1) and the gateways (198.19.0.2) have their addresses on it.
+//! Each Workload replica is a pod: a namespace named
+//! `weft-<mesh>-<namespace>-<replica>` (so `ip netns exec` finds it by the
+//! replica's name) with `eth0` on its own address and a default route
+//! through the bridge, its traffic captured by `weft_capture`'s rules.
+//! Services get addresses from 198.18.0.0/16, routed like any other
+//! through the pod's default route until the rules redirect them.
+//!
+//! The supervisor itself moves into the node's namespace once it has
+//! bound what the user reaches on this machine (the ingress, the admin
+//! API, Prometheus), which it forwards into the mesh as `kubectl
+//! port-forward` does: every process it starts is on the mesh network,
+//! and nothing of the mesh has an address or a route in the machine's own
+//! namespace. All of it lives in 198.18.0.0/15, a range set aside for
+//! benchmarking networks (RFC 2544) that no real network the machine is
+//! on uses.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The node bridge's address: the control plane's.
+pub const CONTROL_PLANE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+/// The gateways' address on the node bridge.
+pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
+/// The first pod address (replicas count up from it, as in loopback mode).
+pub const POD_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 1);
+/// The first service address.
+pub const SERVICE_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const PREFIX_LEN: u8 = 16;
+const BRIDGE: &str = "weft0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("--capture needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make network namespaces: run `sudo weft up --capture …`, or leave out --capture for loopback mode")]
+    NotRoot,
+    #[error("--capture needs `{0}`: install Debian's {1} package (apt-get install {1})")]
+    Missing(&'static str, &'static str),
+    #[error("{what}: {why}")]
+    Failed { what: String, why: String },
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// The mesh's namespaces, made by [`Network::prepare`] and removed by
+/// [`Network::teardown`] (or by the next start, after a SIGKILL).
+#[derive(Debug)]
+pub struct Network {
+    /// `weft-<hash>`: every namespace of this mesh starts with it.
+    prefix: String,
+    node: String,
+    pods: Mutex<BTreeSet<String>>,
+    /// Bound in the machine's own namespace, each forwarded to an address
+    /// on the mesh network.
+    forwards: Mutex<Vec<(std::net::TcpListener, SocketAddr)>>,
+}
+
+fn run(what: &str, program: &'static str, args: &[&str]) -> Result<(), CaptureError> {
+    let out = Command::new(program).args(args).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CaptureError::Missing(
+                program,
+                if program == "nft" {
+                    "nftables"
+                } else {
+                    "iproute2"
+                },
+            )
+        } else {
+            CaptureError::Failed {
+                what: what.to_owned(),
+                why: e.to_string(),
+            }
+        }
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(CaptureError::Failed {
+            what: format!("{what} (`{program} {}`)", args.join(" ")),
+            why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+fn ip(what: &str, args: &[&str]) -> Result<(), CaptureError> {
+    run(what, "ip", args)
+}
+
+/// The names of the network namespaces that exist.
+fn namespaces() -> Vec<String> {
+    std::fs::read_dir("/var/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A short, stable tag for a run directory: the mesh's namespaces carry it.
+fn tag(run_dir: &std::path::Path) -> String {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in run_dir.as_os_str().as_encoded_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{:06x}", h & 0x00ff_ffff)
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+impl Network {
+    /// Makes the node's namespace and bridge, binds each `(here, there)`
+    /// forward's `here` in this namespace, then moves the calling thread
+    /// into the node: threads and processes it starts afterwards are on
+    /// the mesh network. Call it before any runtime starts.
+    pub fn prepare(
+        run_dir: &std::path::Path,
+        forwards: &[(SocketAddr, SocketAddr, &str)],
+    ) -> Result<Network, CaptureError> {
+        if !is_root() {
+            return Err(CaptureError::NotRoot);
+        }
+        for (program, package, arg) in [("ip", "iproute2", "-V"), ("nft", "nftables", "--version")]
+        {
+            if Command::new(program).arg(arg).output().is_err() {
+                return Err(CaptureError::Missing(program, package));
+            }
+        }
+        let prefix = format!("weft-{}", tag(run_dir));
+        let net = Network {
+            node: format!("{prefix}-node"),
+            prefix,
+            pods: Mutex::new(BTreeSet::new()),
+            forwards: Mutex::new(Vec::new()),
+        };
+        // What a killed run left behind goes first.
+        let stale: Vec<String> = namespaces()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{}-", net.prefix)))
+            .collect();
+        for n in &stale {
+            eprintln!("weft: removing network namespace {n}, left by an earlier run");
+            let _ = ip("remove a stale namespace", &["netns", "del", n]);
+        }
+        let mut bound = Vec::new();
+        for (here, there, what) in forwards {
+            let l = std::net::TcpListener::bind(here).map_err(|source| CaptureError::Bind {
+                addr: *here,
+                what: (*what).to_owned(),
+                source,
+            })?;
+            bound.push((l, *there));
+        }
+        *net.forwards.lock().map_err(|_| CaptureError::Failed {
+            what: "forwards".into(),
+            why: "poisoned".into(),
+        })? = bound;
+        let node = net.node.as_str();
+        let made = (|| {
+            ip("make the node's namespace", &["netns", "add", node])?;
+            ip(
+                "bring up the node's loopback",
+                &["-n", node, "link", "set", "lo", "up"],
+            )?;
+            ip(
+                "make the node's bridge",
+                &["-n", node, "link", "add", BRIDGE, "type", "bridge"],
+            )?;
+            for a in [CONTROL_PLANE_IP, GATEWAY_IP] {
+                ip(
+                    "address the node's bridge",
+                    &[
+                        "-n",
+                        node,
+                        "addr",
+                        "add",
+                        &format!("{a}/{PREFIX_LEN}"),
+                        "dev",
+                        BRIDGE,
+                    ],
+                )?;
+            }
+            ip(
+                "bring up the node's bridge",
+                &["-n", node, "link", "set", BRIDGE, "up"],
+            )?;
+            let ns = std::fs::File::open(format!("/var/run/netns/{node}")).map_err(|e| {
+                CaptureError::Failed {
+                    what: format!("open network namespace {node}"),
+                    why: e.to_string(),
+                }
+            })?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                CaptureError::Failed {
+                    what: format!("enter network namespace {node}"),
+                    why: e.to_string(),
+                }
+            })
+        })();
+        if let Err(e) = made {
+            net.teardown();
+            return Err(e);
+        }
+        Ok(net)
+    }
+
+    /// The namespace of pod `namespace/replica`.
+    pub fn pod_namespace(&self, namespace: &str, replica: &str) -> String {
+        format!("{}-{namespace}-{replica}", self.prefix)
+    }
+
+    /// Makes pod `netns` with `addr` on the node's bridge and installs
+    /// `capture`'s rules in it. A pod that exists already is made again.
+    pub fn add_pod(
+        &self,
+        netns: &str,
+        addr: Ipv4Addr,
+        capture: Option<&weft_capture::Capture>,
+    ) -> Result<(), CaptureError> {
+        self.remove_pod(netns);
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.insert(netns.to_owned());
+        }
+        let veth = format!("wv{}", tag(std::path::Path::new(netns)));
+        let node = self.node.as_str();
+        ip("make the pod's namespace", &["netns", "add", netns])?;
+        ip(
+            "bring up the pod's loopback",
+            &["-n", netns, "link", "set", "lo", "up"],
+        )?;
+        ip(
+            "make the pod's veth",
+            &[
+                "-n", node, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+                netns,
+            ],
+        )?;
+        ip(
+            "join the pod to the node's bridge",
+            &["-n", node, "link", "set", &veth, "master", BRIDGE, "up"],
+        )?;
+        ip(
+            "address the pod",
+            &[
+                "-n",
+                netns,
+                "addr",
+                "add",
+                &format!("{addr}/{PREFIX_LEN}"),
+                "dev",
+                "eth0",
+            ],
+        )?;
+        ip(
+            "bring up the pod's eth0",
+            &["-n", netns, "link", "set", "eth0", "up"],
+        )?;
+        ip(
+            "route the pod through the node",
+            &[
+                "-n",
+                netns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &CONTROL_PLANE_IP.to_string(),
+            ],
+        )?;
+        if let Some(c) = capture {
+            weft_capture::install(Some(netns), c).map_err(|e| CaptureError::Failed {
+                what: format!("install the capture rules in {netns}"),
+                why: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Removes a pod's namespace (its veth and rules go with it).
+    pub fn remove_pod(&self, netns: &str) {
+        if namespaces().iter().any(|n| n == netns) {
+            let _ = ip("remove a pod", &["netns", "del", netns]);
+        }
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.remove(netns);
+        }
+    }
+
+    /// Removes every namespace of the mesh.
+    pub fn teardown(&self) {
+        let pods: Vec<String> = self
+            .pods
+            .lock()
+            .map(|p| p.iter().cloned().collect())
+            .unwrap_or_default();
+        for p in pods {
+            self.remove_pod(&p);
+        }
+        let _ = ip("remove the node", &["netns", "del", &self.node]);
+    }
+
+    /// Starts forwarding what was bound in the machine's namespace into
+    /// the mesh (on the runtime this is called on).
+    pub fn spawn_forwards(&self) {
+        let forwards = self
+            .forwards
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default();
+        for (listener, target) in forwards {
+            let _ = listener.set_nonblocking(true);
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                continue;
+            };
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        // Sockets made now are on the mesh network.
+                        if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                            let _ = client.set_nodelay(true);
+                            let _ = upstream.set_nodelay(true);
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        }
+                    });
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tags_are_stable_and_short() {
+        let a = super::tag(std::path::Path::new(".weft/run/bookinfo-1a2b"));
+        assert_eq!(
+            a,
+            super::tag(std::path::Path::new(".weft/run/bookinfo-1a2b"))
+        );
+        assert_eq!(a.len(), 6);
+        assert_ne!(a, super::tag(std::path::Path::new(".weft/run/other")));
+    }
+}

@@ -1,0 +1,60 @@
+//! Connections the mesh has no route for, sent on to where the client was
+//! going (Istio's `PassthroughCluster` outbound, with
+//! `outboundTrafficPolicy: ALLOW_ANY`, and `InboundPassthroughCluster` for
+//! a workload port no Service declares), spliced and logged.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::shared::Shared;
+use crate::telemetry::access_log::Entry;
+use crate::telemetry::flags::{Flags, ResponseFlag};
+
+pub const OUTBOUND: &str = "PassthroughCluster";
+pub const INBOUND: &str = "InboundPassthroughCluster";
+
+/// Splices `client` to `destination`, leaving from `source` when given;
+/// `cluster` names the passthrough in the access log.
+pub async fn splice<S>(
+    shared: &Shared,
+    mut client: S,
+    remote: SocketAddr,
+    destination: SocketAddr,
+    source: Option<IpAddr>,
+    cluster: &'static str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let mut entry = Entry {
+        protocol: "TCP",
+        route_name: Some(cluster.into()),
+        upstream_cluster: Some(cluster.into()),
+        upstream_host: Some(destination),
+        ..Entry::starting_now(remote)
+    };
+    let mut flags = Flags::default();
+    match crate::sockets::connect(destination, source).await {
+        Ok(mut upstream) => {
+            let _ = upstream.set_nodelay(true);
+            match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                Ok((sent, received)) => {
+                    entry.reason = format!("bytes_received={sent} bytes_sent={received}")
+                }
+                Err(e) => {
+                    flags.add(ResponseFlag::UpstreamConnectionTermination);
+                    entry.reason = format!("connection ended: {e}");
+                }
+            }
+        }
+        Err(e) => {
+            flags.add(ResponseFlag::UpstreamConnectionFailure);
+            entry.reason = format!("upstream connect error to {destination}: {e}");
+        }
+    }
+    entry.response_flags = flags;
+    entry.duration = start.elapsed().as_millis() as u64;
+    shared.log_access(entry);
+}

@@ -1,0 +1,180 @@
+//! A sidecar under transparent capture: the workload's connections reach
+//! the proxy through the kernel (`weft_capture`'s rules), not because the
+//! application asked, and are served by where they were going
+//! (`SO_ORIGINAL_DST`), as Envoy's `original_dst` listener filter does.
+//!
+//! Outbound (15001): a TCP service's address and port → its TCP routes;
+//! a port with HTTP routes → HTTP, the virtual host by the Host header
+//! (which names the service or its address); anything else, or what does
+//! not speak HTTP on such a port → passthrough to where it was going.
+//! Inbound (15006): a workload port → served as a plain-text connection
+//! to that port is (mTLS mode, policy, HTTP or splice); any other port →
+//! passthrough to the application, under the workload's policy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use weft_model::Protocol;
+
+use crate::http::listener::{Edge, HttpListener, Reporter, Routing};
+use crate::l4::passthrough;
+use crate::l4::sniff::{sniff, Prefixed};
+use crate::listen::OnConnection;
+use crate::shared::Shared;
+
+/// What serves a captured outbound connection, by its original
+/// destination.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outbound {
+    /// A TCP service's listener.
+    Tcp(String),
+    /// The HTTP route table of the destination's port.
+    Http(u16),
+    Passthrough,
+}
+
+/// Where `destination` goes in `snap`.
+pub fn outbound_target(snap: &crate::snapshot::Snapshot, destination: SocketAddr) -> Outbound {
+    if let Some(name) = snap.tcp_by_address.get(&destination) {
+        return Outbound::Tcp(name.clone());
+    }
+    let port = destination.port();
+    if snap.tables.contains_key(port.to_string().as_str()) {
+        return Outbound::Http(port);
+    }
+    Outbound::Passthrough
+}
+
+/// The HTTP listener for captured requests to port `port`: routed by
+/// that port's table, policy left to the destination, as the outbound
+/// proxy is.
+fn outbound_http(port: u16) -> Arc<HttpListener> {
+    Arc::new(HttpListener {
+        name: "outbound".into(),
+        routing: Routing::Table {
+            table: port.to_string().into(),
+            port: u32::from(port),
+        },
+        edge: Edge::Outbound,
+        policy: None,
+        reporter: Reporter::Source { server_span: false },
+        peer: None,
+        tunnels: None,
+    })
+}
+
+/// Connections redirected to the outbound capture port.
+pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
+    Arc::new(move |stream, remote, drain| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let destination = match crate::sockets::original_destination(&stream) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "a captured connection has no original destination");
+                    return;
+                }
+            };
+            if Some(destination) == shared.config.captured_outbound
+                || stream.local_addr().ok() == Some(destination)
+            {
+                // Sent to the capture port itself: serving it would loop.
+                tracing::debug!(%remote, "a connection to the capture port itself is closed");
+                return;
+            }
+            let target = outbound_target(&shared.snapshot.load(), destination);
+            match target {
+                Outbound::Tcp(name) => {
+                    crate::l4::tcp::handle(shared, name, stream, remote, drain).await
+                }
+                Outbound::Http(port) => {
+                    let (io, is_http) = sniff(stream).await;
+                    if is_http {
+                        crate::listen::downstream::serve(
+                            &shared,
+                            io,
+                            remote,
+                            "captured outbound",
+                            outbound_http(port),
+                            drain,
+                        )
+                        .await;
+                    } else {
+                        let _drain = drain;
+                        passthrough::splice(
+                            &shared,
+                            io,
+                            remote,
+                            destination,
+                            None,
+                            passthrough::OUTBOUND,
+                        )
+                        .await;
+                    }
+                }
+                Outbound::Passthrough => {
+                    let _drain = drain;
+                    passthrough::splice(
+                        &shared,
+                        Prefixed::new(Vec::new(), stream),
+                        remote,
+                        destination,
+                        None,
+                        passthrough::OUTBOUND,
+                    )
+                    .await;
+                }
+            }
+        })
+    })
+}
+
+/// Connections redirected to the inbound capture port.
+pub fn on_inbound(shared: Arc<Shared>) -> OnConnection {
+    Arc::new(move |stream, remote, drain| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let destination = match crate::sockets::original_destination(&stream) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "a captured connection has no original destination");
+                    return;
+                }
+            };
+            let port = u32::from(destination.port());
+            // Plain text to any port is refused under STRICT, as a
+            // sidecar's declared ports refuse it.
+            if shared.mesh.is_some()
+                && super::sidecar::mtls_mode(&shared, port) == weft_model::MtlsMode::Strict
+            {
+                super::sidecar::refuse_plaintext(&shared, port, remote);
+                return;
+            }
+            if shared.apps.contains_key(&port) {
+                let protocol = shared
+                    .snapshot
+                    .load()
+                    .inbound_protocols
+                    .get(&port)
+                    .copied()
+                    .unwrap_or(Protocol::Unknown);
+                super::sidecar::serve(shared, stream, port, protocol, remote, None, drain).await;
+                return;
+            }
+            if let Err(why) = super::sidecar::connection_allowed(&shared, port, remote, None) {
+                super::sidecar::log_denied(&shared, port, remote, why);
+                return;
+            }
+            let _drain = drain;
+            passthrough::splice(
+                &shared,
+                stream,
+                remote,
+                destination,
+                shared.config.app_source,
+                passthrough::INBOUND,
+            )
+            .await;
+        })
+    })
+}
