@@ -114,13 +114,7 @@ pub fn install(netns: Option<&str>, capture: &Capture) -> Result<(), ApplyError>
         // Packets TPROXY marked are delivered to the local socket.
         let table = TPROXY_ROUTE_TABLE.to_string();
         let mark = PROXY_ID.to_string();
-        let _ = run(
-            netns,
-            "ip",
-            "iproute2",
-            &["-4", "rule", "del", "fwmark", &mark, "lookup", &table],
-            None,
-        );
+        drop_tproxy_rule(netns);
         run(
             netns,
             "ip",
@@ -151,6 +145,12 @@ pub fn remove(netns: Option<&str>) -> Result<(), ApplyError> {
         &["-f", "-"],
         Some(&crate::rules::removal()),
     )?;
+    drop_tproxy_rule(netns);
+    Ok(())
+}
+
+/// Removes TPROXY's policy rule, if there is one.
+fn drop_tproxy_rule(netns: Option<&str>) {
     let table = TPROXY_ROUTE_TABLE.to_string();
     let mark = PROXY_ID.to_string();
     let _ = run(
@@ -160,5 +160,4 @@ pub fn remove(netns: Option<&str>) -> Result<(), ApplyError> {
         &["-4", "rule", "del", "fwmark", &mark, "lookup", &table],
         None,
     );
-    Ok(())
 }

@@ -63,17 +63,23 @@ fn outbound_http(port: u16) -> Arc<HttpListener> {
     })
 }
 
+/// Where a captured connection was going; `None` (logged) when the
+/// kernel cannot say.
+fn destination(stream: &tokio::net::TcpStream, remote: SocketAddr) -> Option<SocketAddr> {
+    crate::sockets::original_destination(stream)
+        .map_err(|e| {
+            tracing::warn!(%remote, error = %e, "a captured connection has no original destination")
+        })
+        .ok()
+}
+
 /// Connections redirected to the outbound capture port.
 pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
     Arc::new(move |stream, remote, drain| {
         let shared = shared.clone();
         Box::pin(async move {
-            let destination = match crate::sockets::original_destination(&stream) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(%remote, error = %e, "a captured connection has no original destination");
-                    return;
-                }
+            let Some(destination) = destination(&stream, remote) else {
+                return;
             };
             if Some(destination) == shared.config.captured_outbound
                 || stream.local_addr().ok() == Some(destination)
@@ -134,12 +140,8 @@ pub fn on_inbound(shared: Arc<Shared>) -> OnConnection {
     Arc::new(move |stream, remote, drain| {
         let shared = shared.clone();
         Box::pin(async move {
-            let destination = match crate::sockets::original_destination(&stream) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(%remote, error = %e, "a captured connection has no original destination");
-                    return;
-                }
+            let Some(destination) = destination(&stream, remote) else {
+                return;
             };
             let port = u32::from(destination.port());
             // Plain text to any port is refused under STRICT, as a
