@@ -48,7 +48,10 @@ fn command(netns: Option<&str>, program: &str, args: &[&str]) -> Command {
     }
 }
 
-fn run(
+/// Runs `program args…` (with `stdin` piped in), inside `netns` when
+/// given; a missing program names the Debian `package` that has it, and a
+/// failure carries what the program printed.
+pub fn run_tool(
     netns: Option<&str>,
     program: &'static str,
     package: &'static str,
@@ -103,7 +106,7 @@ fn run(
 /// Installs `capture`'s rules in `netns` (or here), replacing any there:
 /// one `nft -f` transaction, so they are all in place or none are.
 pub fn install(netns: Option<&str>, capture: &Capture) -> Result<(), ApplyError> {
-    run(
+    run_tool(
         netns,
         "nft",
         "nftables",
@@ -115,14 +118,14 @@ pub fn install(netns: Option<&str>, capture: &Capture) -> Result<(), ApplyError>
         let table = TPROXY_ROUTE_TABLE.to_string();
         let mark = PROXY_ID.to_string();
         drop_tproxy_rule(netns);
-        run(
+        run_tool(
             netns,
             "ip",
             "iproute2",
             &["-4", "rule", "add", "fwmark", &mark, "lookup", &table],
             None,
         )?;
-        run(
+        run_tool(
             netns,
             "ip",
             "iproute2",
@@ -138,7 +141,7 @@ pub fn install(netns: Option<&str>, capture: &Capture) -> Result<(), ApplyError>
 /// Removes every capture table from `netns` (or here); tables that are not
 /// there are no error.
 pub fn remove(netns: Option<&str>) -> Result<(), ApplyError> {
-    run(
+    run_tool(
         netns,
         "nft",
         "nftables",
@@ -153,7 +156,7 @@ pub fn remove(netns: Option<&str>) -> Result<(), ApplyError> {
 fn drop_tproxy_rule(netns: Option<&str>) {
     let table = TPROXY_ROUTE_TABLE.to_string();
     let mark = PROXY_ID.to_string();
-    let _ = run(
+    let _ = run_tool(
         netns,
         "ip",
         "iproute2",

@@ -220,6 +220,23 @@ pub fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
     from(prefix).unwrap_or(Protocol::Unknown)
 }
 
+/// Addresses for `names` (in name order) from `base`: those `book`
+/// remembers, or, without one (offline), in name order.
+fn assign(
+    book: Option<&dyn AddressBook>,
+    base: Ipv4Addr,
+    names: &[String],
+) -> BTreeMap<String, Ipv4Addr> {
+    match book {
+        Some(book) => book.assign(base, names),
+        None => names
+            .iter()
+            .enumerate()
+            .map(|(n, r)| (r.clone(), local_address(base, n as u32)))
+            .collect(),
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     /// By fully qualified host.
@@ -229,6 +246,9 @@ pub struct Registry {
     /// endpoints or a proxy's instance looks at one namespace rather than
     /// the whole mesh (every compile asks, for every service it sees).
     by_namespace: std::collections::HashMap<String, Vec<usize>>,
+    /// Hosts that declare no address and may be given one (see
+    /// [`MeshConfig::service_address_base`]), as services are added.
+    unaddressed: Vec<String>,
 }
 
 impl Registry {
@@ -237,8 +257,9 @@ impl Registry {
         for r in resources {
             reg.add_service(r, mesh);
         }
-        if let Some(base) = mesh.service_address_base {
-            reg.allocate_service_addresses(resources, mesh, base);
+        match mesh.service_address_base {
+            Some(base) => reg.allocate_service_addresses(mesh, base),
+            None => reg.unaddressed = Vec::new(),
         }
         let nodes = node_topology(resources);
         for r in resources {
@@ -257,14 +278,11 @@ impl Registry {
             .filter(|i| local(i))
             .map(|i| format!("{}/{}", i.namespace, i.name))
             .collect();
-        let assigned: BTreeMap<String, Ipv4Addr> = match &mesh.addresses {
-            Some(book) => book.assign(mesh.local_address_base, &replicas),
-            None => replicas
-                .iter()
-                .enumerate()
-                .map(|(n, r)| (r.clone(), local_address(mesh.local_address_base, n as u32)))
-                .collect(),
-        };
+        let assigned = assign(
+            mesh.addresses.as_deref(),
+            mesh.local_address_base,
+            &replicas,
+        );
         for inst in reg.instances.iter_mut().filter(|i| local(i)) {
             let key = format!("{}/{}", inst.namespace, inst.name);
             inst.ip = assigned.get(&key).map(Ipv4Addr::to_string);
@@ -282,46 +300,11 @@ impl Registry {
     /// [`MeshConfig::service_address_base`]). A headless Service
     /// (`clusterIP: None`), a wildcard host and a ServiceEntry with
     /// resolution NONE get none, as in Istio.
-    fn allocate_service_addresses(
-        &mut self,
-        resources: &[Resource],
-        mesh: &MeshConfig,
-        base: Ipv4Addr,
-    ) {
-        let mut hosts: Vec<String> = Vec::new();
-        for r in resources {
-            match &r.spec {
-                Spec::Service(s) if s.cluster_ip.is_none() && s.cluster_ips.is_empty() => {
-                    hosts.push(format!(
-                        "{}.{}.svc.{}",
-                        r.name(),
-                        r.namespace(),
-                        mesh.domain_suffix
-                    ));
-                }
-                Spec::ServiceEntry(se)
-                    if se.addresses.is_empty()
-                        && !matches!(se.resolution, None | Some(Resolution::None)) =>
-                {
-                    for h in se.hosts.iter().filter(|h| !h.starts_with('*')) {
-                        hosts.push(crate::host::resolve(h, r.namespace(), &mesh.domain_suffix));
-                    }
-                }
-                _ => {}
-            }
-        }
-        hosts.retain(|h| self.services.get(h).is_some_and(|s| s.addresses.is_empty()));
+    fn allocate_service_addresses(&mut self, mesh: &MeshConfig, base: Ipv4Addr) {
+        let mut hosts = std::mem::take(&mut self.unaddressed);
         hosts.sort();
         hosts.dedup();
-        let assigned: BTreeMap<String, Ipv4Addr> = match &mesh.service_addresses {
-            Some(book) => book.assign(base, &hosts),
-            None => hosts
-                .iter()
-                .enumerate()
-                .map(|(n, h)| (h.clone(), local_address(base, n as u32)))
-                .collect(),
-        };
-        for (host, ip) in assigned {
+        for (host, ip) in assign(mesh.service_addresses.as_deref(), base, &hosts) {
             if let Some(s) = self.services.get_mut(&host) {
                 s.addresses = vec![ip.to_string()];
             }
@@ -375,6 +358,10 @@ impl Registry {
                         },
                     })
                     .collect();
+                // A headless Service (`clusterIP: None`) gets none.
+                if s.cluster_ip.is_none() && s.cluster_ips.is_empty() {
+                    self.unaddressed.push(host.clone());
+                }
                 self.services.insert(
                     host.clone(),
                     Service {
@@ -443,6 +430,15 @@ impl Registry {
                     // ServiceEntry hosts are taken as written (short names
                     // resolve like any other host).
                     let host = crate::host::resolve(h, r.namespace(), &mesh.domain_suffix);
+                    // Istio's auto-allocation: not for a wildcard host, nor
+                    // with resolution NONE.
+                    if se.addresses.is_empty()
+                        && !h.starts_with('*')
+                        && !matches!(se.resolution, None | Some(Resolution::None))
+                        && !self.services.contains_key(&host)
+                    {
+                        self.unaddressed.push(host.clone());
+                    }
                     self.services
                         .entry(host.clone())
                         .or_insert_with(|| Service {

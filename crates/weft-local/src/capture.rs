@@ -22,7 +22,6 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::sync::Mutex;
 
 /// The node bridge's address: the control plane's.
@@ -40,8 +39,11 @@ const BRIDGE: &str = "weft0";
 pub enum CaptureError {
     #[error("--capture needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make network namespaces: run `sudo weft up --capture …`, or leave out --capture for loopback mode")]
     NotRoot,
-    #[error("--capture needs `{0}`: install Debian's {1} package (apt-get install {1})")]
-    Missing(&'static str, &'static str),
+    #[error("--capture cannot {what}: {source}")]
+    Tool {
+        what: String,
+        source: weft_capture::ApplyError,
+    },
     #[error("{what}: {why}")]
     Failed { what: String, why: String },
     #[error("cannot listen on {addr} for {what}: {source}")]
@@ -50,6 +52,41 @@ pub enum CaptureError {
         what: String,
         source: std::io::Error,
     },
+}
+
+/// Puts the mesh `o` describes on its own network: what the user reaches
+/// on this machine (the ingress and its TLS port, the admin API,
+/// Prometheus) is bound where `o` says and forwarded to the same ports on
+/// the mesh network, where `o` now places the control plane, the
+/// gateways and the pods; the calling thread moves onto that network.
+/// Call it before any runtime starts.
+pub fn onto_mesh_network(o: &mut crate::Options) -> Result<(), CaptureError> {
+    let inside = |ip, port| SocketAddr::from((ip, port));
+    let ingress = inside(GATEWAY_IP, 8080);
+    let admin = inside(CONTROL_PLANE_IP, o.admin.port());
+    let mut forwards = vec![
+        (o.ingress, ingress, "the ingress gateway"),
+        (
+            SocketAddr::new(o.ingress.ip(), 8443),
+            inside(GATEWAY_IP, 8443),
+            "the ingress gateway's TLS port",
+        ),
+        (o.admin, admin, "the admin API"),
+    ];
+    let prometheus = o.prometheus.map(|p| {
+        let there = inside(CONTROL_PLANE_IP, p.port());
+        forwards.push((p, there, "Prometheus"));
+        there
+    });
+    let net = Network::prepare(&o.run_dir, &forwards)?;
+    o.ingress = ingress;
+    o.admin = admin;
+    o.xds = inside(CONTROL_PLANE_IP, o.xds.port());
+    o.ca = inside(CONTROL_PLANE_IP, o.ca.port());
+    o.address_base = POD_BASE;
+    o.prometheus = prometheus;
+    o.capture = Some(std::sync::Arc::new(net));
+    Ok(())
 }
 
 /// The mesh's namespaces, made by [`Network::prepare`] and removed by
@@ -65,40 +102,18 @@ pub struct Network {
     forwards: Mutex<Vec<(std::net::TcpListener, SocketAddr)>>,
 }
 
-fn run(what: &str, program: &'static str, args: &[&str]) -> Result<(), CaptureError> {
-    let out = Command::new(program).args(args).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            CaptureError::Missing(
-                program,
-                if program == "nft" {
-                    "nftables"
-                } else {
-                    "iproute2"
-                },
-            )
-        } else {
-            CaptureError::Failed {
-                what: what.to_owned(),
-                why: e.to_string(),
-            }
-        }
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(CaptureError::Failed {
-            what: format!("{what} (`{program} {}`)", args.join(" ")),
-            why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
-    }
-}
-
+/// `ip args…`; `what` says what it was for.
 fn ip(what: &str, args: &[&str]) -> Result<(), CaptureError> {
-    run(what, "ip", args)
+    weft_capture::apply::run_tool(None, "ip", "iproute2", args, None).map_err(|source| {
+        CaptureError::Tool {
+            what: what.to_owned(),
+            source,
+        }
+    })
 }
 
 /// The names of the network namespaces that exist.
-fn namespaces() -> Vec<String> {
+pub fn namespaces() -> Vec<String> {
     std::fs::read_dir("/var/run/netns")
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -108,15 +123,22 @@ fn namespaces() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A short, stable tag for a run directory: the mesh's namespaces carry it.
-fn tag(run_dir: &std::path::Path) -> String {
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in run_dir.as_os_str().as_encoded_bytes() {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("{:06x}", h & 0x00ff_ffff)
+/// The pod namespace of replica `namespace/replica` among `existing`, as
+/// [`Network::pod_namespace`] names it, whatever mesh it belongs to;
+/// `None` when there is none, or one in each of two meshes.
+pub fn find_pod(existing: &[String], full: &str) -> Option<String> {
+    let suffix = format!("-{}", full.replace('/', "-"));
+    let mut found = existing
+        .iter()
+        .filter(|n| n.starts_with("weft-") && n.ends_with(&suffix));
+    let first = found.next()?;
+    found.next().is_none().then(|| first.clone())
+}
+
+/// A short, stable tag for a path: the mesh's namespaces carry it (the
+/// same hash as the run directory's name).
+fn tag(path: &std::path::Path) -> String {
+    weft_model::names::content_version(&path.display().to_string())[..6].to_owned()
 }
 
 fn is_root() -> bool {
@@ -127,8 +149,8 @@ impl Network {
     /// Makes the node's namespace and bridge, binds each `(here, there)`
     /// forward's `here` in this namespace, then moves the calling thread
     /// into the node: threads and processes it starts afterwards are on
-    /// the mesh network. Call it before any runtime starts.
-    pub fn prepare(
+    /// the mesh network.
+    fn prepare(
         run_dir: &std::path::Path,
         forwards: &[(SocketAddr, SocketAddr, &str)],
     ) -> Result<Network, CaptureError> {
@@ -137,9 +159,12 @@ impl Network {
         }
         for (program, package, arg) in [("ip", "iproute2", "-V"), ("nft", "nftables", "--version")]
         {
-            if Command::new(program).arg(arg).output().is_err() {
-                return Err(CaptureError::Missing(program, package));
-            }
+            weft_capture::apply::run_tool(None, program, package, &[arg], None).map_err(
+                |source| CaptureError::Tool {
+                    what: format!("run {program}"),
+                    source,
+                },
+            )?;
         }
         let prefix = format!("weft-{}", tag(run_dir));
         let net = Network {
@@ -219,7 +244,7 @@ impl Network {
         Ok(net)
     }
 
-    /// The namespace of pod `namespace/replica`.
+    /// The namespace of pod `namespace/replica` (which [`find_pod`] finds).
     pub fn pod_namespace(&self, namespace: &str, replica: &str) -> String {
         format!("{}-{namespace}-{replica}", self.prefix)
     }
@@ -283,9 +308,9 @@ impl Network {
             ],
         )?;
         if let Some(c) = capture {
-            weft_capture::install(Some(netns), c).map_err(|e| CaptureError::Failed {
+            weft_capture::install(Some(netns), c).map_err(|source| CaptureError::Tool {
                 what: format!("install the capture rules in {netns}"),
-                why: e.to_string(),
+                source,
             })?;
         }
         Ok(())
@@ -316,7 +341,7 @@ impl Network {
 
     /// Starts forwarding what was bound in the machine's namespace into
     /// the mesh (on the runtime this is called on).
-    pub fn spawn_forwards(&self) {
+    pub(crate) fn spawn_forwards(&self) {
         let forwards = self
             .forwards
             .lock()
@@ -348,6 +373,26 @@ impl Network {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replica_finds_its_pod() {
+        let existing = [
+            "weft-25edda-node".to_owned(),
+            "weft-25edda-default-reviews-v1-0".to_owned(),
+            "weft-25edda-default-reviews-v1-01".to_owned(),
+            "other".to_owned(),
+        ];
+        assert_eq!(
+            super::find_pod(&existing, "default/reviews-v1-0").as_deref(),
+            Some("weft-25edda-default-reviews-v1-0")
+        );
+        assert_eq!(super::find_pod(&existing, "default/ratings-v1-0"), None);
+        let two = [
+            "weft-aaaaaa-default-x-0".to_owned(),
+            "weft-bbbbbb-default-x-0".to_owned(),
+        ];
+        assert_eq!(super::find_pod(&two, "default/x-0"), None);
+    }
+
     #[test]
     fn tags_are_stable_and_short() {
         let a = super::tag(std::path::Path::new(".weft/run/bookinfo-1a2b"));

@@ -266,6 +266,9 @@ fn control_plane_spec(o: &Options) -> Spec {
 }
 
 pub async fn run(o: Options) -> Result<(), ControlError> {
+    if let Some(net) = &o.capture {
+        net.spawn_forwards();
+    }
     let files = std::sync::Arc::new(
         FilesSource::new(o.paths.clone()).with_applied(o.run_dir.join("applied")),
     );

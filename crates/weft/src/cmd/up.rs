@@ -56,77 +56,34 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let weft = std::env::current_exe().context("cannot find the weft binary itself")?;
     let dirs = super::ca_args::RunDir::new(args.run_dir.as_deref(), &args.files)?;
     let run_dir = dirs.path().to_owned();
-    // Under capture the mesh lives on its own network: this process binds
-    // what the user reaches here, then moves onto that network (before
-    // the runtime's threads start, so they are there too).
-    let (network, ingress, admin, xds, ca, address_base, prometheus) = if args.capture {
-        use weft_local::capture::{Network, CONTROL_PLANE_IP, GATEWAY_IP, POD_BASE};
-        let inside = |ip, port| SocketAddr::from((ip, port));
-        let ingress = inside(GATEWAY_IP, 8080);
-        let admin = inside(CONTROL_PLANE_IP, args.admin.port());
-        let prometheus = inside(CONTROL_PLANE_IP, args.prometheus_listen.port());
-        let mut forwards = vec![
-            (args.ingress, ingress, "the ingress gateway"),
-            (
-                SocketAddr::new(args.ingress.ip(), 8443),
-                inside(GATEWAY_IP, 8443),
-                "the ingress gateway's TLS port",
-            ),
-            (args.admin, admin, "the admin API"),
-        ];
-        if args.prometheus {
-            forwards.push((args.prometheus_listen, prometheus, "Prometheus"));
-        }
-        let net = Network::prepare(&run_dir, &forwards)?;
-        let ca_port = args.ca.address(args.xds).port();
-        (
-            Some(std::sync::Arc::new(net)),
-            ingress,
-            admin,
-            inside(CONTROL_PLANE_IP, args.xds.port()),
-            inside(CONTROL_PLANE_IP, ca_port),
-            POD_BASE,
-            prometheus,
-        )
-    } else {
-        (
-            None,
-            args.ingress,
-            args.admin,
-            args.xds,
-            args.ca.address(args.xds),
-            args.address_base,
-            args.prometheus_listen,
-        )
-    };
-    let opts = Options {
+    let mut opts = Options {
         paths: args.files.clone(),
-        ingress,
-        admin,
-        xds,
-        ca,
+        ingress: args.ingress,
+        admin: args.admin,
+        xds: args.xds,
+        ca: args.ca.address(args.xds),
         trust_domain: args.ca.trust_domain(),
         ca_dir: args.ca.dir(&dirs),
         cert_ttl: args.ca.ttl(),
         jwks_refresh: args.ca.jwks_refresh(),
         secrets_dir: args.ca.secrets(&args.files),
-        address_base,
+        address_base: args.address_base,
         run_dir,
         weft,
         explain: args.explain,
-        prometheus: args.prometheus.then_some(prometheus),
-        capture: network.clone(),
+        prometheus: args.prometheus.then_some(args.prometheus_listen),
+        capture: None,
         user_ingress: args.ingress,
         user_admin: args.admin,
     };
+    if args.capture {
+        // Before the runtime: its threads must start on the mesh network.
+        weft_local::capture::onto_mesh_network(&mut opts)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    if let Some(net) = &network {
-        let _guard = rt.enter();
-        net.spawn_forwards();
-    }
     match rt.block_on(local::run(opts)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(weft_control::ControlError::ControlPlaneDidNotStart) => Ok(ExitCode::from(1)),
