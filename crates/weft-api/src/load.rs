@@ -492,13 +492,7 @@ fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
     use base64::Engine;
     let mut data = BTreeMap::new();
     for (field, decode) in [("data", true), ("stringData", false)] {
-        for (k, text) in secret_strings(tree, tree.get(node, field), field)? {
-            let at = |tree: &Tree| {
-                tree.get(node, field)
-                    .and_then(|d| tree.get(d, &k))
-                    .map(|n| tree.node(n).mark)
-                    .unwrap_or_default()
-            };
+        for (k, text, at) in secret_strings(tree, tree.get(node, field), field)? {
             let bytes = if decode {
                 base64::engine::general_purpose::STANDARD
                     .decode(text.trim())
@@ -509,7 +503,7 @@ fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
                                 "encode the value with base64, or put it as text under stringData"
                                     .into(),
                             ),
-                            at(tree),
+                            at,
                             FieldPath::root().key(field).key(&k),
                         )
                     })?
@@ -527,12 +521,13 @@ fn secret(tree: &Tree, node: NodeId) -> Result<kube::Secret, DeError> {
     })
 }
 
-/// The string values of a Secret's map, each checked without quoting it.
+/// The string values of a Secret's map, each with where it is written,
+/// checked without quoting it.
 fn secret_strings(
     tree: &Tree,
     map: Option<NodeId>,
     field: &str,
-) -> Result<Vec<(String, String)>, DeError> {
+) -> Result<Vec<(String, String, yaml::Mark)>, DeError> {
     let Some(map) = map else {
         return Ok(Vec::new());
     };
@@ -568,7 +563,7 @@ fn secret_strings(
                 FieldPath::root().key(field).key(&key),
             )),
         };
-        out.push((key, text));
+        out.push((key, text, value.mark));
     }
     Ok(out)
 }

@@ -5,11 +5,7 @@
 
 mod want;
 
-use want::{check, Want};
-
-fn authz(rules: &str) -> String {
-    format!("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p}}\nspec:\n{rules}")
-}
+use want::{authz, check, Want};
 
 #[test]
 fn authorization_policies() {

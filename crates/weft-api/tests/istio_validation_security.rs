@@ -8,12 +8,8 @@
 
 mod want;
 
-use want::{check, Want};
+use want::{authz, check, Want};
 use weft_api::load::load_bytes;
-
-fn authz(spec: &str) -> String {
-    format!("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p}}\nspec:\n{spec}")
-}
 
 fn reqauthn(spec: &str) -> String {
     format!("apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: r}}\nspec:\n{spec}")

@@ -112,6 +112,18 @@ pub enum AuthzAction {
     Custom,
 }
 
+impl AuthzAction {
+    /// The action as written (`ALLOW`, `DENY`, `AUDIT`, `CUSTOM`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthzAction::Allow => "ALLOW",
+            AuthzAction::Deny => "DENY",
+            AuthzAction::Audit => "AUDIT",
+            AuthzAction::Custom => "CUSTOM",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthorizationPolicy {

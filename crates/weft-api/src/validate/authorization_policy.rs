@@ -37,14 +37,9 @@ pub fn authorization_policy(ctx: &mut Ctx<'_>, ap: &AuthorizationPolicy, spec: &
         _ => {}
     }
     if ap.rules.is_none() && matches!(action, AuthzAction::Custom | AuthzAction::Deny) {
-        let name = if action == AuthzAction::Custom {
-            "CUSTOM"
-        } else {
-            "DENY"
-        };
         ctx.error(
             spec,
-            format!("{name} without rules never applies"),
+            format!("{} without rules never applies", action.name()),
             "add rules: [{}] to apply it to every request, or list the requests it is for",
         );
     }

@@ -277,11 +277,17 @@ pub fn label_key_ok(k: &str) -> bool {
     }
 }
 
+/// Whether every character of `name` is one an HTTP token (a header
+/// name) may hold; an empty name passes.
+pub fn is_header_token(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// An HTTP header name as it may appear in a match or header operation.
 pub fn header_name(ctx: &mut Ctx<'_>, path: &FieldPath, name: &str, must_be_lowercase: bool) {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     let body = name.strip_prefix(':').unwrap_or(name);
-    if body.is_empty() || !body.bytes().all(token) {
+    if body.is_empty() || !is_header_token(body) {
         ctx.error(
             path,
             format!("header name {name:?} is not a valid HTTP header name"),
@@ -350,6 +356,18 @@ pub fn unix_address(ctx: &mut Ctx<'_>, path: &FieldPath, address: &str) {
     }
 }
 
+/// A subset's name where one is written (a DestinationRule's subsets, a
+/// route's destination): a DNS label, upper case allowed.
+pub fn subset_name(ctx: &mut Ctx<'_>, path: &FieldPath, name: &str) {
+    if !is_istio_label(name) {
+        ctx.error(
+            path,
+            format!("subset name {name:?} is invalid"),
+            "subset names are DNS labels such as v1",
+        );
+    }
+}
+
 /// A port name as Istio's `ValidatePortName` takes it: a DNS label
 /// (upper case allowed).
 pub fn port_name(ctx: &mut Ctx<'_>, path: &FieldPath, name: &str) {
@@ -376,8 +394,8 @@ pub fn is_tls_protocol(p: &str) -> bool {
 
 /// A workload selector with no labels selects every workload of the
 /// namespace; Istio warns (`what` names the kind, as Istio's message does).
-pub fn empty_selector(ctx: &mut Ctx<'_>, path: &FieldPath, empty: bool, what: &str) {
-    if empty {
+pub fn empty_selector(ctx: &mut Ctx<'_>, path: &FieldPath, labels: &Labels, what: &str) {
+    if labels.is_empty() {
         ctx.warn(
             path,
             format!("{what}workload selector specified without labels: it selects every workload in the namespace"),
@@ -408,7 +426,7 @@ pub fn selector_wildcards(ctx: &mut Ctx<'_>, path: &FieldPath, labels: &Labels) 
 }
 
 pub fn ip_or_cidr(s: &str) -> bool {
-    s.parse::<std::net::IpAddr>().is_ok() || s.parse::<ipnet::IpNet>().is_ok()
+    is_ip(s) || s.parse::<ipnet::IpNet>().is_ok()
 }
 
 pub fn ip_or_cidr_check(ctx: &mut Ctx<'_>, path: &FieldPath, s: &str) {

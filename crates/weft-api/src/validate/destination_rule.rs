@@ -37,12 +37,8 @@ pub fn destination_rule(ctx: &mut Ctx<'_>, dr: &DestinationRule, spec: &FieldPat
                 "subset name is required",
                 "name the subset, e.g. name: v1",
             );
-        } else if !checks::is_istio_label(&s.name) {
-            ctx.error(
-                &sp.key("name"),
-                format!("subset name {:?} is invalid", s.name),
-                "subset names are DNS labels such as v1",
-            );
+        } else {
+            checks::subset_name(ctx, &sp.key("name"), &s.name);
         }
         if !seen.insert(s.name.clone()) {
             ctx.error(
@@ -59,7 +55,7 @@ pub fn destination_rule(ctx: &mut Ctx<'_>, dr: &DestinationRule, spec: &FieldPat
     if let Some(ws) = &dr.workload_selector {
         let wp = spec.key("workloadSelector");
         checks::selector_wildcards(ctx, &wp.key("matchLabels"), &ws.match_labels);
-        checks::empty_selector(ctx, &wp, ws.match_labels.is_empty(), "");
+        checks::empty_selector(ctx, &wp, &ws.match_labels, "");
     }
 }
 
@@ -411,22 +407,15 @@ fn locality_lb(ctx: &mut Ctx<'_>, l: &LocalityLbSetting, outlier: bool, lp: &Fie
             "write region[/zone[/subzone]], with '*' only at the end",
         );
     }
-    if (!l.failover.is_empty() || !l.failover_priority.is_empty()) && !outlier {
-        ctx.warn(
-            lp,
-            "outlier detection policy must be provided for failover",
-            "add outlierDetection to the same traffic policy",
-        );
-    }
-    for (i, f) in l.failover.iter().enumerate() {
-        region_failover(
-            ctx,
-            &f.from,
-            &f.to,
-            &lp.key("failover").index(i),
-            "locality lb",
-        );
-    }
+    let regions: Vec<_> = l.failover.iter().map(|f| (&*f.from, &*f.to)).collect();
+    failover(
+        ctx,
+        lp,
+        &regions,
+        &l.failover_priority,
+        outlier,
+        "locality lb",
+    );
 }
 
 /// Istio's `ValidateZoneAwareLbSetting`.
@@ -438,21 +427,37 @@ fn zone_aware_lb(ctx: &mut Ctx<'_>, z: &ZoneAwareLbSetting, outlier: bool, zp: &
             "drop the topology label",
         );
     }
-    if (!z.failover.is_empty() || !z.failover_priority.is_empty()) && !outlier {
+    let regions: Vec<_> = z.failover.iter().map(|f| (&*f.from, &*f.to)).collect();
+    failover(
+        ctx,
+        zp,
+        &regions,
+        &z.failover_priority,
+        outlier,
+        "zone aware lb",
+    );
+}
+
+/// What locality and zone-aware settings share: failover needs outlier
+/// detection in the same policy, and each `failover` entry names two
+/// different regions.
+fn failover(
+    ctx: &mut Ctx<'_>,
+    p: &FieldPath,
+    regions: &[(&str, &str)],
+    priority: &[String],
+    outlier: bool,
+    what: &str,
+) {
+    if (!regions.is_empty() || !priority.is_empty()) && !outlier {
         ctx.warn(
-            zp,
+            p,
             "outlier detection policy must be provided for failover",
             "add outlierDetection to the same traffic policy",
         );
     }
-    for (i, f) in z.failover.iter().enumerate() {
-        region_failover(
-            ctx,
-            &f.from,
-            &f.to,
-            &zp.key("failover").index(i),
-            "zone aware lb",
-        );
+    for (i, (from, to)) in regions.iter().enumerate() {
+        region_failover(ctx, from, to, &p.key("failover").index(i), what);
     }
 }
 

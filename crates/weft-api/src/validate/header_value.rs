@@ -18,10 +18,7 @@ enum State {
 
 /// Why `value` is not a header value Envoy takes.
 pub fn check(value: &str) -> Result<(), String> {
-    if let Some(c) = value
-        .chars()
-        .find(|c| (c.is_ascii_control() && *c != '\t') || *c == '\u{7f}')
-    {
+    if let Some(c) = value.chars().find(|c| c.is_ascii_control() && *c != '\t') {
         return Err(format!("it holds the control character {c:?}"));
     }
     let bytes = value.as_bytes();

@@ -65,11 +65,7 @@ pub fn check(ctx: &mut Ctx<'_>) {
             &at.key(DRY_RUN),
             format!(
                 "{DRY_RUN} works with action ALLOW or DENY only, not {}",
-                if action == AuthzAction::Custom {
-                    "CUSTOM"
-                } else {
-                    "AUDIT"
-                }
+                action.name()
             ),
             "remove the annotation, or make the policy an ALLOW or DENY policy",
         );

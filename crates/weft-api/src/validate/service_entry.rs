@@ -13,7 +13,7 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
     if let Some(ws) = &se.workload_selector {
         let wp = spec.key("workloadSelector");
         checks::selector_wildcards(ctx, &wp.key("labels"), &ws.labels);
-        checks::empty_selector(ctx, &wp, ws.labels.is_empty(), "service entry: ");
+        checks::empty_selector(ctx, &wp, &ws.labels, "service entry: ");
     }
     if se.workload_selector.is_some() && !se.endpoints.is_empty() {
         ctx.error(
@@ -91,16 +91,18 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
         }
         Resolution::Static => {
             for (i, e) in se.endpoints.iter().enumerate() {
-                endpoint(ctx, e, &endpoints.index(i), Some(&names), false);
+                endpoint(ctx, e, &endpoints.index(i), Some(&names));
             }
         }
         Resolution::Dns | Resolution::DnsRoundRobin => {
+            // DNS resolves the hosts themselves: no wildcard (Istio's
+            // `ValidateFQDN`).
             if se.endpoints.is_empty() {
                 if let Some((i, why)) = se
                     .hosts
                     .iter()
                     .enumerate()
-                    .find_map(|(i, h)| dns_host_error(h).map(|w| (i, w)))
+                    .find_map(|(i, h)| checks::fqdn_error(h).map(|w| (i, w)))
                 {
                     ctx.error(
                         &spec.key("hosts").index(i),
@@ -118,16 +120,7 @@ pub fn service_entry(ctx: &mut Ctx<'_>, se: &ServiceEntry, spec: &FieldPath) {
             }
             for (i, e) in se.endpoints.iter().enumerate() {
                 let ep = endpoints.index(i);
-                if !checks::is_ip(&e.address) && checks::fqdn_error(&e.address).is_some() {
-                    ctx.error(
-                        &ep.key("address"),
-                        format!(
-                            "endpoint address {:?} is not a valid FQDN or an IP address",
-                            e.address
-                        ),
-                        "give a DNS name or an IP address",
-                    );
-                }
+                fqdn_or_ip_address(ctx, &ep.key("address"), &e.address);
                 checks::labels(ctx, &ep.key("labels"), &e.labels);
                 endpoint_ports(ctx, e, &ep, Some(&names));
             }
@@ -273,21 +266,25 @@ fn is_tcp_protocol(p: &str) -> bool {
         .any(|x| x.eq_ignore_ascii_case(p))
 }
 
-/// Why a host cannot be resolved by DNS (Istio's `ValidateFQDN`, which
-/// takes no wildcard).
-fn dns_host_error(h: &str) -> Option<String> {
-    checks::fqdn_error(h)
+/// An endpoint address DNS can resolve, or an IP address.
+fn fqdn_or_ip_address(ctx: &mut Ctx<'_>, p: &FieldPath, addr: &str) {
+    if !checks::is_ip(addr) && checks::fqdn_error(addr).is_some() {
+        ctx.error(
+            p,
+            format!("endpoint address {addr:?} is not a valid FQDN or an IP address"),
+            "give a DNS name or an IP address",
+        );
+    }
 }
 
 /// Istio's `validateWorkloadEntry`, for a WorkloadEntry (`services` is
 /// `None`, FQDN addresses allowed) and a STATIC ServiceEntry's endpoints
-/// (`services` names the entry's ports).
+/// (`services` names the entry's ports; addresses must be IPs).
 fn endpoint(
     ctx: &mut Ctx<'_>,
     e: &WorkloadEntry,
     ep: &FieldPath,
     services: Option<&BTreeSet<&str>>,
-    fqdn_allowed: bool,
 ) {
     let addr = e.address.as_str();
     if addr.is_empty() {
@@ -316,18 +313,14 @@ fn endpoint(
             );
         }
     } else if !addr.is_empty() && !checks::is_ip(addr) {
-        if !fqdn_allowed {
+        if services.is_some() {
             ctx.error(
                 &ep.key("address"),
                 format!("endpoint address {addr:?} is not a valid IP address"),
                 "STATIC endpoints need IP addresses; use resolution: DNS for host names",
             );
-        } else if checks::fqdn_error(addr).is_some() {
-            ctx.error(
-                &ep.key("address"),
-                format!("endpoint address {addr:?} is not a valid FQDN or an IP address"),
-                "give a DNS name or an IP address",
-            );
+        } else {
+            fqdn_or_ip_address(ctx, &ep.key("address"), addr);
         }
     }
     endpoint_ports(ctx, e, ep, services);
@@ -362,7 +355,7 @@ fn endpoint_ports(
 }
 
 pub fn workload_entry(ctx: &mut Ctx<'_>, we: &WorkloadEntry, spec: &FieldPath) {
-    endpoint(ctx, we, spec, None, true);
+    endpoint(ctx, we, spec, None);
 }
 
 /// Istio validates the group's labels and probe, not its template (whose

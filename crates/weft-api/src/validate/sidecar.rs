@@ -17,7 +17,7 @@ pub fn sidecar(ctx: &mut Ctx<'_>, sc: &Sidecar, spec: &FieldPath) {
         if ctx.error_count() > before {
             return;
         }
-        checks::empty_selector(ctx, &wp, ws.labels.is_empty(), "sidecar: ");
+        checks::empty_selector(ctx, &wp, &ws.labels, "sidecar: ");
     }
     if sc.egress.is_empty()
         && sc.ingress.is_empty()
@@ -54,13 +54,6 @@ fn ingress(ctx: &mut Ctx<'_>, l: &IngressListener, ip: &FieldPath, ports: &mut B
         return;
     };
     let pp = ip.key("port");
-    if port.target_port.is_some_and(|t| t > 0) {
-        ctx.error(
-            &pp.key("targetPort"),
-            "targetPort has no impact on Sidecars",
-            "remove targetPort",
-        );
-    }
     listener_port(ctx, port, &pp);
     checks::port(ctx, &pp.key("number"), port.number);
     if !l.bind.is_empty() {
@@ -94,8 +87,16 @@ fn ingress(ctx: &mut Ctx<'_>, l: &IngressListener, ip: &FieldPath, ports: &mut B
     }
 }
 
-/// A listener port's optional name and its protocol (empty: sniffed).
+/// A listener port: no targetPort, an optional name and its protocol
+/// (empty: sniffed).
 fn listener_port(ctx: &mut Ctx<'_>, port: &Port, pp: &FieldPath) {
+    if port.target_port.is_some_and(|t| t > 0) {
+        ctx.error(
+            &pp.key("targetPort"),
+            "targetPort has no impact on Sidecars",
+            "remove targetPort",
+        );
+    }
     if !port.name.is_empty() {
         checks::port_name(ctx, &pp.key("name"), &port.name);
     }
@@ -215,10 +216,6 @@ fn egress(ctx: &mut Ctx<'_>, sc: &Sidecar, spec: &FieldPath) {
                 "move it to the end",
             ),
             Some(port) => {
-                let pp = ep.key("port");
-                if port.target_port.is_some_and(|t| t > 0) {
-                    ctx.error(&pp.key("targetPort"), "targetPort has no impact on Sidecars", "remove targetPort");
-                }
                 egress_port(ctx, e, port, &ep);
                 let unique = if port.number == 0 {
                     sockets.insert(e.bind.as_str())
@@ -227,7 +224,7 @@ fn egress(ctx: &mut Ctx<'_>, sc: &Sidecar, spec: &FieldPath) {
                 };
                 if !unique {
                     let what = if port.number == 0 { "unix domain socket values for listeners" } else { "ports on IP bound listeners" };
-                    ctx.error(&pp, format!("sidecar: {what} must be unique"), "give each listener its own");
+                    ctx.error(&ep.key("port"), format!("sidecar: {what} must be unique"), "give each listener its own");
                 }
             }
         }

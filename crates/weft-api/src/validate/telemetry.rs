@@ -155,32 +155,42 @@ fn custom_tag(ctx: &mut Ctx<'_>, p: &FieldPath, tag: &str, how: &CustomTag) {
         );
         return;
     }
+    // Each place: its name, what it names (if set), the field holding
+    // that, and what to say when it is empty.
     let sources = [
         (
             "literal",
             how.literal.as_ref().map(|l| l.value.as_str()),
             "value",
+            "literal tag value is empty",
+            "give the value, e.g. literal: {value: prod}",
         ),
         (
             "header",
             how.header.as_ref().map(|h| h.name.as_str()),
             "name",
+            "the header's name is missing",
+            "name the request header to read, e.g. name: x-tenant",
         ),
         (
             "environment",
             how.environment.as_ref().map(|e| e.name.as_str()),
             "name",
+            "the environment variable name is missing",
+            "name the variable to read, e.g. name: POD_NAMESPACE",
         ),
         (
             "formatter",
             how.formatter.as_ref().map(|f| f.value.as_str()),
             "value",
+            "the formatter's value is empty",
+            "give an access-log format, e.g. value: \"%REQ(:PATH)%\"",
         ),
     ];
     let set: Vec<&str> = sources
         .iter()
-        .filter(|(_, v, _)| v.is_some())
-        .map(|(n, _, _)| *n)
+        .filter(|(_, v, ..)| v.is_some())
+        .map(|(n, ..)| *n)
         .collect();
     match set.len() {
         0 => ctx.warn(
@@ -198,20 +208,8 @@ fn custom_tag(ctx: &mut Ctx<'_>, p: &FieldPath, tag: &str, how: &CustomTag) {
             "keep one of literal, header, environment or formatter",
         ),
     }
-    for (kind, value, field) in sources {
+    for (kind, value, field, what, fix) in sources {
         if value == Some("") {
-            let what = match kind {
-                "literal" => "literal tag value is empty",
-                "header" => "the header's name is missing",
-                "environment" => "the environment variable name is missing",
-                _ => "the formatter's value is empty",
-            };
-            let fix = match kind {
-                "literal" => "give the value, e.g. literal: {value: prod}",
-                "header" => "name the request header to read, e.g. name: x-tenant",
-                "environment" => "name the variable to read, e.g. name: POD_NAMESPACE",
-                _ => "give an access-log format, e.g. value: \"%REQ(:PATH)%\"",
-            };
             ctx.error(&p.key(kind).key(field), what, fix);
         }
     }

@@ -199,7 +199,7 @@ fn hosts(ctx: &mut Ctx<'_>, vs: &VirtualService, spec: &FieldPath, gateway_only:
             checks::wildcard_domain_error(h)
         };
         match why {
-            Some(_) if h.parse::<std::net::IpAddr>().is_ok() => {}
+            Some(_) if checks::is_ip(h) => {}
             Some(why) => {
                 all_valid = false;
                 ctx.error(
@@ -265,22 +265,21 @@ fn host_covers(host: &str, sni: &str) -> bool {
 /// `outbound_.<port>_._.<host>`.
 fn auto_sni_error(h: &str) -> Option<String> {
     let parts: Vec<&str> = h.split('_').collect();
-    if parts.len() < 4 {
-        return Some(format!(
+    let ok = parts.len() >= 4
+        && parts[0] == "outbound"
+        && parts[1]
+            .trim_matches('.')
+            .bytes()
+            .any(|b| b.is_ascii_digit())
+        && parts[3]
+            .trim_matches('.')
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic());
+    (!ok).then(|| {
+        format!(
             "host {h:?} is not an auto-generated SNI name of the form outbound_.<port>_._.<host>"
-        ));
-    }
-    let port = parts[1].trim_matches('.');
-    let host = parts[3].trim_matches('.');
-    if parts[0] != "outbound"
-        || !port.bytes().any(|b| b.is_ascii_digit())
-        || !host.bytes().any(|b| b.is_ascii_alphabetic())
-    {
-        return Some(format!(
-            "host {h:?} is not an auto-generated SNI name of the form outbound_.<port>_._.<host>"
-        ));
-    }
-    None
+        )
+    })
 }
 
 fn sni_host(ctx: &mut Ctx<'_>, vs: &VirtualService, p: &FieldPath, h: &str, gateway_only: bool) {
@@ -290,7 +289,7 @@ fn sni_host(ctx: &mut Ctx<'_>, vs: &VirtualService, p: &FieldPath, h: &str, gate
         checks::wildcard_domain_error(h)
     };
     if let Some(why) = why {
-        if h.parse::<std::net::IpAddr>().is_ok() {
+        if checks::is_ip(h) {
             ctx.warn(
                 p,
                 format!("SNI host {h} is an IP address, which SNI does not carry and most clients never send"),
@@ -372,10 +371,9 @@ fn http_route(ctx: &mut Ctx<'_>, r: &HttpRoute, p: &FieldPath, in_delegate: bool
     if let Some(rw) = &r.rewrite {
         rewrite(ctx, rw, &p.key("rewrite"));
     }
-    if let (Some(rw), Some(h)) = (&r.rewrite, &r.headers) {
-        authority_set_once(ctx, rw, h, p);
-    } else if let Some(h) = &r.headers {
-        authority_set_once(ctx, &HttpRewrite::default(), h, p);
+    if let Some(h) = &r.headers {
+        let rewritten = r.rewrite.as_ref().map_or("", |rw| rw.authority.as_str());
+        authority_set_once(ctx, rewritten, h, p);
     }
     checks::duration(ctx, &p.key("timeout"), r.timeout.as_ref());
     if let Some(rt) = &r.retries {
@@ -427,43 +425,37 @@ fn actions(ctx: &mut Ctx<'_>, r: &HttpRoute, p: &FieldPath, in_delegate: bool) {
         }
         return;
     }
-    let conflict = |ctx: &mut Ctx<'_>, field: &str, a: &str, b: &str| {
+    // A redirect or a direct response answers the client itself.
+    let answer = if r.redirect.is_some() {
+        Some(("redirect", "a redirect"))
+    } else if r.direct_response.is_some() {
+        Some(("directResponse", "a direct response"))
+    } else {
+        None
+    };
+    let conflict = |ctx: &mut Ctx<'_>, field: &str, action: &str| {
         ctx.error(
             &p.key(field),
-            format!("{a} and {b} are mutually exclusive in one HTTP route"),
+            format!("{field} and {action} are mutually exclusive in one HTTP route"),
             "keep one action per route; split the rest into another route",
         );
     };
-    if r.redirect.is_some() {
+    if let Some((action, what)) = answer {
         if !r.route.is_empty() {
-            conflict(ctx, "route", "route", "redirect");
+            conflict(ctx, "route", action);
         }
         if r.fault.is_some() {
-            conflict(ctx, "fault", "fault", "redirect");
+            conflict(ctx, "fault", action);
         }
         if r.rewrite.is_some() {
             ctx.error(
                 &p.key("rewrite"),
-                "rewrite cannot be combined with redirect",
-                "a redirect answers the client itself; remove rewrite",
+                format!("rewrite cannot be combined with {action}"),
+                format!("{what} answers the client itself; remove rewrite"),
             );
         }
-        if r.direct_response.is_some() {
-            conflict(ctx, "directResponse", "directResponse", "redirect");
-        }
-    } else if r.direct_response.is_some() {
-        if !r.route.is_empty() {
-            conflict(ctx, "route", "route", "directResponse");
-        }
-        if r.fault.is_some() {
-            conflict(ctx, "fault", "fault", "directResponse");
-        }
-        if r.rewrite.is_some() {
-            ctx.error(
-                &p.key("rewrite"),
-                "rewrite cannot be combined with directResponse",
-                "a direct response answers the client itself; remove rewrite",
-            );
+        if action == "redirect" && r.direct_response.is_some() {
+            conflict(ctx, "directResponse", action);
         }
     } else if r.route.is_empty() {
         ctx.error(
@@ -631,12 +623,12 @@ fn is_authority(name: &str) -> bool {
     name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
 }
 
-/// The authority may be set once: by `rewrite.authority` or by one
-/// request `set` or `add` of `:authority` or `host` (Istio's
-/// `validateAuthorityRewrite`).
-fn authority_set_once(ctx: &mut Ctx<'_>, rw: &HttpRewrite, h: &Headers, p: &FieldPath) {
+/// The authority may be set once: by `rewrite.authority` (`rewritten`,
+/// empty when not set) or by one request `set` or `add` of `:authority`
+/// or `host` (Istio's `validateAuthorityRewrite`).
+fn authority_set_once(ctx: &mut Ctx<'_>, rewritten: &str, h: &Headers, p: &FieldPath) {
     let Some(req) = &h.request else { return };
-    let mut current = (!rw.authority.is_empty()).then(|| rw.authority.clone());
+    let mut current = (!rewritten.is_empty()).then(|| rewritten.to_owned());
     for (op, map) in [("set", &req.set), ("add", &req.add)] {
         for (name, value) in map.iter().filter(|(n, _)| is_authority(n)) {
             if let Some(before) = &current {
@@ -965,7 +957,7 @@ fn header_op_name(ctx: &mut Ctx<'_>, at: &FieldPath, name: &str) {
             format!("header {name:?} cannot be changed with a header operation"),
             "only request set and add may name :authority or host; use rewrite.authority to change the host",
         );
-    } else if !valid_token(name) {
+    } else if !checks::is_header_token(name) {
         // Istio's webhook lets it through and Envoy refuses it; weft's
         // proxy skips it.
         ctx.warn(
@@ -974,11 +966,6 @@ fn header_op_name(ctx: &mut Ctx<'_>, at: &FieldPath, name: &str) {
             "header names are tokens such as x-user or end-user",
         );
     }
-}
-
-fn valid_token(name: &str) -> bool {
-    name.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 pub fn destination(ctx: &mut Ctx<'_>, d: &Destination, p: &FieldPath) {
@@ -997,12 +984,8 @@ pub fn destination(ctx: &mut Ctx<'_>, d: &Destination, p: &FieldPath) {
     } else {
         checks::host(ctx, &p.key("host"), &d.host);
     }
-    if !d.subset.is_empty() && !checks::is_istio_label(&d.subset) {
-        ctx.error(
-            &p.key("subset"),
-            format!("subset name {:?} is invalid", d.subset),
-            "subset names are DNS labels such as v1",
-        );
+    if !d.subset.is_empty() {
+        checks::subset_name(ctx, &p.key("subset"), &d.subset);
     }
     if let Some(port) = &d.port {
         checks::port(ctx, &p.key("port").key("number"), port.number);

@@ -1,4 +1,5 @@
-//! What loading one document must give, shared by the validation tests.
+//! What loading one document must give, shared by the validation tests,
+//! and the documents more than one of them writes.
 
 // Each test binary uses what it needs of these.
 #![allow(dead_code)]
@@ -20,6 +21,11 @@ pub enum Want {
     Unimplemented(&'static str),
     /// Refused, with an error whose message holds this.
     Refused(&'static str),
+}
+
+/// An AuthorizationPolicy `p` whose spec is `spec` (indented lines).
+pub fn authz(spec: &str) -> String {
+    format!("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p}}\nspec:\n{spec}")
 }
 
 pub fn check(name: &str, doc: &str, want: Want) {
