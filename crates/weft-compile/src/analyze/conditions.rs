@@ -24,14 +24,14 @@ fn negative_when_false(kind: ResourceKind, condition: &str) -> bool {
 }
 
 /// One condition as written: its type, status, reason and message.
-struct Condition {
-    kind: String,
-    status: String,
-    reason: String,
-    message: String,
+struct Condition<'a> {
+    kind: &'a str,
+    status: &'a str,
+    reason: &'a str,
+    message: &'a str,
 }
 
-fn conditions(r: &Resource) -> Vec<Condition> {
+fn conditions(r: &Resource) -> Vec<Condition<'_>> {
     let tree = &r.source.tree;
     let Some(list) = tree
         .get(r.source.node, "status")
@@ -46,7 +46,6 @@ fn conditions(r: &Resource) -> Vec<Condition> {
         tree.get(item, key)
             .and_then(|n| tree.scalar(n))
             .unwrap_or("")
-            .to_owned()
     };
     items
         .iter()
@@ -62,7 +61,7 @@ fn conditions(r: &Resource) -> Vec<Condition> {
 pub fn negative_conditions(input: &Input<'_>, out: &mut Findings) {
     for r in input.resources {
         for (i, c) in conditions(r).iter().enumerate() {
-            let negative = (c.status == "False" && negative_when_false(r.kind(), &c.kind))
+            let negative = (c.status == "False" && negative_when_false(r.kind(), c.kind))
                 // Accepted, but only in part: istioctl reports it too.
                 || (r.kind() == ResourceKind::AuthorizationPolicy
                     && c.kind == "WaypointAccepted"

@@ -21,7 +21,6 @@ mod vs_gateways;
 mod workloads;
 
 use std::collections::BTreeSet;
-
 use std::path::PathBuf;
 
 use weft_api::diag::{Diagnostic, Severity};
@@ -53,6 +52,32 @@ pub struct Input<'a> {
     /// as istioctl analyzes them, yes; for what weft serves, not yet (its
     /// proxies take credentials from the secrets directory only).
     pub secret_resources_served: bool,
+}
+
+impl<'a> Input<'a> {
+    /// What analysis looks at: `resources`, and what `options` add.
+    pub fn new(
+        resources: &'a [Resource],
+        registry: &'a Registry,
+        mesh: &'a MeshConfig,
+        options: Options<'_>,
+    ) -> Input<'a> {
+        let mut index = Index::new(resources);
+        if let Some(mc) = options.mesh_config {
+            index.mesh_config = mc;
+        }
+        Input {
+            resources,
+            registry,
+            mesh,
+            index,
+            secrets_dir: options.secrets_dir.map(std::path::Path::to_owned),
+            credential_check: options.credential_check,
+            pem_check: options.pem_check,
+            refused: options.refused,
+            secret_resources_served: options.secret_resources_served,
+        }
+    }
 }
 
 /// `(secrets dir, credentialName)` → why the credential cannot serve.
@@ -387,21 +412,7 @@ pub fn analyze_with_options(
     mesh: &MeshConfig,
     options: Options<'_>,
 ) -> Vec<Diagnostic> {
-    let mut index = Index::new(resources);
-    if let Some(mc) = options.mesh_config {
-        index.mesh_config = mc;
-    }
-    analyze_with(&Input {
-        resources,
-        registry,
-        mesh,
-        index,
-        secrets_dir: options.secrets_dir.map(std::path::Path::to_owned),
-        credential_check: options.credential_check,
-        pem_check: options.pem_check,
-        refused: options.refused,
-        secret_resources_served: options.secret_resources_served,
-    })
+    analyze_with(&Input::new(resources, registry, mesh, options))
 }
 
 /// The warnings Istio's validation webhook gives (its VirtualService
@@ -411,17 +422,11 @@ pub fn analyze_with_options(
 pub fn webhook_warnings(resources: &[Resource]) -> Vec<Diagnostic> {
     let mesh = MeshConfig::default();
     let registry = Registry::build(resources, &mesh);
-    let input = Input {
-        resources,
-        registry: &registry,
-        mesh: &mesh,
-        index: Index::new(resources),
-        secrets_dir: None,
-        credential_check: None,
-        pem_check: None,
-        refused: BTreeSet::new(),
+    let options = Options {
         secret_resources_served: true,
+        ..Options::default()
     };
+    let input = Input::new(resources, &registry, &mesh, options);
     run(
         &input,
         ANALYZERS.iter().filter(|a| {

@@ -3,8 +3,9 @@
 //! none of the VirtualService's hosts (IST0132, which a missing gateway
 //! gets too). A reference to the Gateway Istio generates for a Kubernetes
 //! Gateway is refused by validation, as Istio's webhook refuses it, and
-//! analyze (which looks at refused resources) says IST0165 as istioctl. Gateways named in a match are weft's own check
-//! (WEFT0105): istioctl does not look at them.
+//! analyze (which looks at refused resources) says IST0165 as istioctl.
+//! Gateways named in a match are weft's own check (WEFT0105): istioctl
+//! does not look at them.
 
 use weft_api::diag::Severity;
 use weft_api::path::FieldPath;

@@ -128,7 +128,7 @@ async fn serve<B: forward::ClientBody>(
     // Route.
     let mut port_digits = [0u8; 10];
     let (table, port) = match &listener.routing {
-        Routing::LocalApp { port } => return to_local_app(shared, *port, req, ctx).await,
+        Routing::LocalApp { port } => return to_local_app(shared, snap, *port, req, ctx).await,
         Routing::Table { table, port } => (&**table, *port),
         Routing::RequestedPort => {
             let port = route::requested_port(authority);
@@ -223,6 +223,7 @@ async fn serve<B: forward::ClientBody>(
 /// `port` unchanged, through its fixed route.
 async fn to_local_app<B: forward::ClientBody>(
     shared: &Shared,
+    snap: &Snapshot,
     port: u32,
     req: Request<B>,
     ctx: &mut Ctx,
@@ -233,7 +234,7 @@ async fn to_local_app<B: forward::ClientBody>(
             format!("no application address configured for port {port}"),
         ));
     };
-    let declared = shared.snapshot.load().inbound_protocols.get(&port).copied();
+    let declared = snap.inbound_protocols.get(&port).copied();
     let app = local.cluster(declared, req.version());
     let route = &local.route;
     ctx.entry.upstream_cluster = Some(app.name.clone());

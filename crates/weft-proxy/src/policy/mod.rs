@@ -233,14 +233,9 @@ impl Policies {
                 why: format!("{policy} names extension provider {provider:?}, which meshConfig does not define as envoyExtAuthzHttp or envoyExtAuthzGrpc"),
             });
         };
-        let path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
         let input = ext_authz::CheckInput {
             method: req.method(),
-            path_and_query: &path,
+            path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
             headers: req.headers(),
             version: req.version(),
             authority: req.uri().authority().map(|a| a.as_str()),

@@ -13,13 +13,48 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cel::{Context, Program, Value};
+use cel::{Context, Env, Program, Value};
 
 use crate::telemetry::access_log::Entry;
 
 pub struct LogFilter {
     expression: String,
     program: Program,
+    /// CEL's standard functions, registered once: a context built with
+    /// `Context::default` registers them all again for every entry.
+    env: Arc<Env>,
+    /// The attribute maps the expression reads; only those are built.
+    reads: Reads,
+}
+
+/// Which of Envoy's attribute maps an expression names.
+#[derive(Clone, Copy)]
+struct Reads {
+    request: bool,
+    response: bool,
+    source: bool,
+    upstream: bool,
+    xds: bool,
+}
+
+impl Reads {
+    fn of(program: &Program) -> Reads {
+        let references = program.references();
+        let variables = references.variables();
+        // `a.b` may be one qualified name; its first part is the map.
+        let names = |name: &str| {
+            variables
+                .iter()
+                .any(|v| v.trim_start_matches('.').split('.').next() == Some(name))
+        };
+        Reads {
+            request: names("request"),
+            response: names("response"),
+            source: names("source"),
+            upstream: names("upstream"),
+            xds: names("xds"),
+        }
+    }
 }
 
 impl std::fmt::Debug for LogFilter {
@@ -37,7 +72,9 @@ impl LogFilter {
         match Program::compile(expression) {
             Ok(program) => Some(LogFilter {
                 expression: expression.to_owned(),
+                reads: Reads::of(&program),
                 program,
+                env: Arc::new(Env::stdlib()),
             }),
             Err(e) => {
                 tracing::warn!(
@@ -52,7 +89,7 @@ impl LogFilter {
 
     /// Whether `entry` is logged: the expression is `true` for it.
     pub fn admits(&self, entry: &Entry) -> bool {
-        let ctx = attributes(entry);
+        let ctx = attributes(entry, self.reads, self.env.clone());
         matches!(self.program.execute(&ctx), Ok(Value::Bool(true)))
     }
 }
@@ -61,9 +98,51 @@ fn text(s: &str) -> Value {
     Value::String(Arc::new(s.to_owned()))
 }
 
-/// Envoy's attribute maps for what the entry knows; an attribute it does
-/// not know is left out, so an expression that reads it fails.
-fn attributes(e: &Entry) -> Context<'static, 'static> {
+/// Envoy's attribute maps the expression `reads`, for what the entry
+/// knows; an attribute it does not know is left out, so an expression
+/// that reads it fails.
+fn attributes(e: &Entry, reads: Reads, env: Arc<Env>) -> Context<'static, 'static> {
+    let mut ctx = Context::with_env(env);
+    if reads.request {
+        ctx.add_variable_from_value("request", request(e));
+    }
+    if reads.response {
+        let mut response: HashMap<String, Value> = HashMap::new();
+        response.insert("code".into(), Value::Int(i64::from(e.response_code)));
+        response.insert("flags".into(), Value::UInt(e.response_flags.envoy_bits()));
+        ctx.add_variable_from_value("response", response);
+    }
+    if reads.source {
+        // Envoy's `source.address` is `ip:port`.
+        ctx.add_variable_from_value("source", address(e.downstream_remote_address));
+    }
+    if reads.upstream {
+        ctx.add_variable_from_value("upstream", address(e.upstream_host));
+    }
+    if reads.xds {
+        let mut xds: HashMap<String, Value> = HashMap::new();
+        if e.upstream_cluster.is_some() {
+            xds.insert("cluster_name".into(), text(e.upstream_cluster_str()));
+        }
+        if let Some(r) = &e.route_name {
+            xds.insert("route_name".into(), text(r));
+        }
+        ctx.add_variable_from_value("xds", xds);
+    }
+    ctx
+}
+
+/// `source` or `upstream`: the peer's `ip:port` and port.
+fn address(a: Option<std::net::SocketAddr>) -> HashMap<String, Value> {
+    let mut peer: HashMap<String, Value> = HashMap::new();
+    if let Some(a) = a {
+        peer.insert("address".into(), text(&a.to_string()));
+        peer.insert("port".into(), Value::Int(i64::from(a.port())));
+    }
+    peer
+}
+
+fn request(e: &Entry) -> HashMap<String, Value> {
     let mut request: HashMap<String, Value> = HashMap::new();
     if let Some(m) = &e.method {
         request.insert("method".into(), text(m.as_str()));
@@ -85,34 +164,7 @@ fn attributes(e: &Entry) -> Context<'static, 'static> {
     if let Some(ua) = e.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
         request.insert("useragent".into(), text(ua));
     }
-    let mut response: HashMap<String, Value> = HashMap::new();
-    response.insert("code".into(), Value::Int(i64::from(e.response_code)));
-    response.insert("flags".into(), Value::UInt(e.response_flags.envoy_bits()));
-    let mut source: HashMap<String, Value> = HashMap::new();
-    if let Some(a) = e.downstream_remote_address {
-        // Envoy's `source.address` is `ip:port`.
-        source.insert("address".into(), text(&a.to_string()));
-        source.insert("port".into(), Value::Int(i64::from(a.port())));
-    }
-    let mut upstream: HashMap<String, Value> = HashMap::new();
-    if let Some(a) = e.upstream_host {
-        upstream.insert("address".into(), text(&a.to_string()));
-        upstream.insert("port".into(), Value::Int(i64::from(a.port())));
-    }
-    let mut xds: HashMap<String, Value> = HashMap::new();
-    if e.upstream_cluster.is_some() {
-        xds.insert("cluster_name".into(), text(e.upstream_cluster_str()));
-    }
-    if let Some(r) = &e.route_name {
-        xds.insert("route_name".into(), text(r));
-    }
-    let mut ctx = Context::default();
-    ctx.add_variable_from_value("request", request);
-    ctx.add_variable_from_value("response", response);
-    ctx.add_variable_from_value("source", source);
-    ctx.add_variable_from_value("upstream", upstream);
-    ctx.add_variable_from_value("xds", xds);
-    ctx
+    request
 }
 
 #[cfg(test)]

@@ -57,8 +57,8 @@ pub async fn unary(
         if resp.status() != StatusCode::OK {
             return Err(format!("the call was answered HTTP {}", resp.status()));
         }
-        let head = resp.headers().clone();
-        let collected = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+        let (http::response::Parts { headers: head, .. }, body) = resp.into_parts();
+        let collected = http_body_util::Limited::new(body, MAX_ANSWER)
             .collect()
             .await
             .map_err(|e| format!("the answer could not be read: {e}"))?;

@@ -63,6 +63,10 @@ pub struct ClusterRt {
     /// When each endpoint joined (`now_ms`), for slow start; `None` for
     /// endpoints the cluster started with, which are warm.
     joined_ms: Vec<Option<u64>>,
+    /// When the last endpoint to join is warm (`now_ms`): 0 when none
+    /// warms up (no slow start, or a policy it does not apply to), so
+    /// picks after it weigh nothing.
+    warm_until_ms: u64,
     /// The proxy using this cluster.
     client: Arc<ClientSide>,
 }
@@ -289,6 +293,7 @@ impl ClusterRt {
             pending: AtomicU32::new(0),
             health: config.endpoints.iter().map(|_| Health::default()).collect(),
             joined_ms: config.endpoints.iter().map(|_| None).collect(),
+            warm_until_ms: 0,
             client,
             config,
         }
@@ -304,14 +309,26 @@ impl ClusterRt {
     ) -> ClusterRt {
         let mut rt = ClusterRt::new(config, client);
         let now = now_ms();
-        for (i, e) in rt.config.endpoints.iter().enumerate() {
-            let before = previous
-                .config
-                .endpoints
-                .iter()
-                .position(|p| p.address == e.address);
-            rt.joined_ms[i] = before.map_or(Some(now), |j| previous.joined_ms[j]);
+        // By address, the first of a repeated one: a push of a large
+        // cluster stays linear.
+        let mut before: std::collections::HashMap<&str, Option<u64>> =
+            std::collections::HashMap::with_capacity(previous.joined_ms.len());
+        for (e, joined) in previous.config.endpoints.iter().zip(&previous.joined_ms) {
+            before.entry(e.address.as_str()).or_insert(*joined);
         }
+        for (joined, e) in rt.joined_ms.iter_mut().zip(&rt.config.endpoints) {
+            *joined = before.get(e.address.as_str()).map_or(Some(now), |j| *j);
+        }
+        rt.warm_until_ms = match (&rt.config.warmup, &rt.config.lb) {
+            (Some(w), LbPolicy::RoundRobin | LbPolicy::LeastRequest) => rt
+                .joined_ms
+                .iter()
+                .flatten()
+                .map(|joined| joined.saturating_add(w.duration_ms))
+                .max()
+                .unwrap_or(0),
+            _ => 0,
+        };
         rt
     }
 
@@ -322,20 +339,6 @@ impl ClusterRt {
             (Some(w), Some(joined)) => w.factor(now.saturating_sub(joined)),
             _ => 1.0,
         }
-    }
-
-    /// A candidate drawn with probability proportional to its slow-start
-    /// weight.
-    fn draw_warm(&self, candidates: &[usize], weights: &[f64]) -> usize {
-        let total: f64 = weights.iter().sum();
-        let mut x = fastrand::f64() * total;
-        for (i, w) in candidates.iter().zip(weights) {
-            if x < *w {
-                return *i;
-            }
-            x -= w;
-        }
-        candidates[candidates.len() - 1]
     }
 
     /// Endpoints that have an address and are not ejected. Below
@@ -621,25 +624,20 @@ impl ClusterRt {
     /// slow-start weight (least request between two weighted draws), as
     /// Envoy scales a warming host's weight; `None` when all are warm.
     fn pick_warming(&self, candidates: &[usize]) -> Option<usize> {
-        if self.config.warmup.is_none()
-            || !matches!(
-                self.config.lb,
-                LbPolicy::RoundRobin | LbPolicy::LeastRequest
-            )
-        {
+        let now = now_ms();
+        if now >= self.warm_until_ms {
             return None;
         }
-        let now = now_ms();
         let weights: smallvec::SmallVec<[f64; 8]> =
             candidates.iter().map(|i| self.warmth(*i, now)).collect();
         if weights.iter().all(|w| *w >= 1.0) {
             return None;
         }
-        let a = self.draw_warm(candidates, &weights);
+        let a = draw_warm(candidates, &weights);
         if self.config.lb == LbPolicy::RoundRobin {
             return Some(a);
         }
-        let b = self.draw_warm(candidates, &weights);
+        let b = draw_warm(candidates, &weights);
         let load = |i: usize| self.active[i].load(Ordering::Relaxed);
         Some(if load(b) < load(a) { b } else { a })
     }
@@ -762,9 +760,8 @@ impl ClusterRt {
 }
 
 /// How to reach `e`: through its proxy's tunnel when the cluster is mesh
-/// mTLS and this proxy has an identity; plain otherwise.
-/// How endpoint `e` is reached; `h2` is the protocol the pool speaks (a
-/// TLS origination offers it by ALPN).
+/// mTLS and this proxy has an identity; plain otherwise. `h2` is the
+/// protocol the pool speaks (a TLS origination offers it by ALPN).
 fn endpoint_route(
     config: &Cluster,
     e: &weft_model::Endpoint,
@@ -858,6 +855,20 @@ impl Drop for EndpointActive<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A candidate drawn with probability proportional to its slow-start
+/// weight.
+fn draw_warm(candidates: &[usize], weights: &[f64]) -> usize {
+    let total: f64 = weights.iter().sum();
+    let mut x = fastrand::f64() * total;
+    for (i, w) in candidates.iter().zip(weights) {
+        if x < *w {
+            return *i;
+        }
+        x -= w;
+    }
+    candidates[candidates.len() - 1]
 }
 
 /// `us-east/zone1/*`, `us-east/*` or `us-east` against `region/zone/subzone`.

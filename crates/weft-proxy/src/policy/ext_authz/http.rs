@@ -17,16 +17,14 @@ const ALWAYS: [&str; 2] = ["authorization", "cookie"];
 const MAX_BODY: usize = 64 * 1024;
 
 fn pick(names: &[String], from: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-    names
+    let mut picked = Vec::new();
+    for n in names
         .iter()
         .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .flat_map(|n| {
-            from.get_all(&n)
-                .iter()
-                .map(|v| (n.clone(), v.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    {
+        picked.extend(from.get_all(&n).iter().map(|v| (n.clone(), v.clone())));
+    }
+    picked
 }
 
 pub(super) async fn ask(
@@ -43,9 +41,8 @@ pub(super) async fn ask(
         .method(input.method.clone())
         .uri(&uri);
     for name in ALWAYS
-        .iter()
-        .map(|s| s.to_string())
-        .chain(provider.include_request_headers.iter().cloned())
+        .into_iter()
+        .chain(provider.include_request_headers.iter().map(String::as_str))
     {
         if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
             for v in input.headers.get_all(&n) {
@@ -68,8 +65,8 @@ pub(super) async fn ask(
     .await
     .map_err(|_| format!("no answer within {} ms", provider.timeout_ms))?
     .map_err(|(e, _)| e.to_string())?;
-    let status = resp.status();
-    let resp_headers = resp.headers().clone();
+    let (head, body) = resp.into_parts();
+    let (status, resp_headers) = (head.status, head.headers);
     if status.is_success() {
         return Ok(Outcome::Allow(Allowed {
             set: pick(&provider.headers_to_upstream_on_allow, &resp_headers),
@@ -77,7 +74,7 @@ pub(super) async fn ask(
             ..Allowed::default()
         }));
     }
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
+    let body = http_body_util::Limited::new(body, MAX_BODY)
         .collect()
         .await
         .map(|c| c.to_bytes())

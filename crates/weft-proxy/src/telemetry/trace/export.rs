@@ -181,11 +181,14 @@ fn build(shared: &Arc<Shared>, config: &TracingExport) -> Result<Exporter, Strin
     let resource = Resource::builder_empty()
         .with_service_name(config.service_name.clone())
         .build();
+    let collector = Collector {
+        shared: Arc::downgrade(shared),
+        cluster: config.cluster.clone(),
+        authority: config.authority.clone(),
+    };
     if config.transport == OtlpTransport::Grpc {
         return Ok(Exporter::Grpc(GrpcExporter {
-            shared: Arc::downgrade(shared),
-            cluster: config.cluster.clone(),
-            authority: config.authority.clone(),
+            collector,
             metadata: config
                 .headers
                 .iter()
@@ -200,11 +203,7 @@ fn build(shared: &Arc<Shared>, config: &TracingExport) -> Result<Exporter, Strin
             timeout: Duration::from_millis(config.timeout_ms.max(1)),
         }));
     }
-    let client = ThroughCluster {
-        shared: Arc::downgrade(shared),
-        cluster: config.cluster.clone(),
-        authority: config.authority.clone(),
-    };
+    let client = ThroughCluster(collector);
     let headers: HashMap<String, String> = config
         .headers
         .iter()
@@ -223,11 +222,31 @@ fn build(shared: &Arc<Shared>, config: &TracingExport) -> Result<Exporter, Strin
     Ok(Exporter::Http(exporter))
 }
 
-/// OTLP over gRPC: one `TraceService/Export` call per batch.
-struct GrpcExporter {
+/// The collector, as this proxy's cluster for it.
+#[derive(Debug)]
+struct Collector {
     shared: Weak<Shared>,
     cluster: String,
     authority: String,
+}
+
+impl Collector {
+    /// The collector's cluster in the current configuration.
+    fn cluster(&self) -> Result<Arc<crate::upstream::ClusterRt>, String> {
+        let shared = self.shared.upgrade().ok_or("the proxy has stopped")?;
+        let snapshot = shared.snapshot.load();
+        snapshot.cluster(&self.cluster).cloned().ok_or_else(|| {
+            format!(
+                "no cluster {} in this proxy's configuration: declare the collector as a Service or ServiceEntry",
+                self.cluster
+            )
+        })
+    }
+}
+
+/// OTLP over gRPC: one `TraceService/Export` call per batch.
+struct GrpcExporter {
+    collector: Collector,
     metadata: Vec<(http::HeaderName, http::HeaderValue)>,
     resource: opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema,
     timeout: Duration,
@@ -239,11 +258,7 @@ impl GrpcExporter {
             ExportTraceServiceRequest, ExportTraceServiceResponse,
         };
         use prost::Message;
-        let shared = self.shared.upgrade().ok_or("the proxy has stopped")?;
-        let snapshot = shared.snapshot.load_full();
-        let cluster = snapshot
-            .cluster(&self.cluster)
-            .ok_or_else(|| no_cluster(&self.cluster))?;
+        let cluster = self.collector.cluster()?;
         let request = ExportTraceServiceRequest {
             resource_spans:
                 opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
@@ -252,8 +267,8 @@ impl GrpcExporter {
                 ),
         };
         let answer = crate::upstream::grpc_call::unary(
-            cluster,
-            &self.authority,
+            &cluster,
+            &self.collector.authority,
             weft_model::OTLP_GRPC_EXPORT,
             request.encode_to_vec(),
             &self.metadata,
@@ -273,17 +288,9 @@ impl GrpcExporter {
     }
 }
 
-fn no_cluster(name: &str) -> String {
-    format!("no cluster {name} in this proxy's configuration: declare the collector as a Service or ServiceEntry")
-}
-
 /// opentelemetry-otlp's HTTP client, sending through the proxy's cluster.
 #[derive(Debug)]
-struct ThroughCluster {
-    shared: Weak<Shared>,
-    cluster: String,
-    authority: String,
-}
+struct ThroughCluster(Collector);
 
 #[async_trait::async_trait]
 impl HttpClient for ThroughCluster {
@@ -291,19 +298,15 @@ impl HttpClient for ThroughCluster {
         &self,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, HttpError> {
-        let shared = self.shared.upgrade().ok_or("the proxy has stopped")?;
-        let snapshot = shared.snapshot.load_full();
-        let cluster = snapshot
-            .cluster(&self.cluster)
-            .ok_or_else(|| no_cluster(&self.cluster))?;
+        let cluster = self.0.cluster()?;
         let endpoint = cluster
             .pick(None, None)
-            .ok_or_else(|| format!("no healthy endpoint in {}", self.cluster))?;
+            .ok_or_else(|| format!("no healthy endpoint in {}", self.0.cluster))?;
         let mut request = request.map(crate::http::local_reply::full);
         if !request.headers().contains_key(http::header::HOST) {
             request.headers_mut().insert(
                 http::header::HOST,
-                http::HeaderValue::from_str(&self.authority)?,
+                http::HeaderValue::from_str(&self.0.authority)?,
             );
         }
         let response = cluster
