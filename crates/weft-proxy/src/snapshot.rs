@@ -86,6 +86,9 @@ pub struct RouteRt {
     pub cors_origins: Vec<Matcher>,
     /// The retry policy's conditions, compiled.
     pub retry_on: crate::http::retry::RetryOn,
+    /// A direct response's body, decoded once (`bytes` are base64 in the
+    /// model); empty for other actions.
+    pub direct_body: bytes::Bytes,
 }
 
 pub struct MatchRt {
@@ -206,6 +209,24 @@ fn query_values<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item
     })
 }
 
+/// The body a direct response sends, as bytes.
+fn direct_body(action: &weft_model::RouteAction) -> Result<bytes::Bytes, ProxyError> {
+    let weft_model::RouteAction::DirectResponse {
+        body, body_base64, ..
+    } = action
+    else {
+        return Ok(bytes::Bytes::new());
+    };
+    if !body_base64 {
+        return Ok(bytes::Bytes::from(body.clone()));
+    }
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map(bytes::Bytes::from)
+        .map_err(|e| ProxyError::InvalidModel(format!("direct response body is not base64: {e}")))
+}
+
 impl RouteRt {
     pub fn matches(&self, req: &RequestFacts<'_>, port: u32) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req, port))
@@ -272,6 +293,7 @@ impl TableRt {
                             .as_ref()
                             .map(|p| crate::http::retry::RetryOn::parse(&p.retry_on))
                             .unwrap_or_default(),
+                        direct_body: direct_body(&r.action)?,
                     })
                 })
                 .collect::<Result<_, ProxyError>>()?;

@@ -146,17 +146,8 @@ pub async fn fault(route: &RouteRt, ctx: &mut Ctx) -> Option<Response<Body>> {
 
 /// `directResponse`: the route's status and body, with its response
 /// header operations.
-pub fn direct_response(route: &RouteRt, status: u32, body: &str, base64: bool) -> Response<Body> {
-    let bytes = if base64 {
-        use base64::Engine;
-        // The compiler wrote it; it decodes.
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap_or_default()
-    } else {
-        body.as_bytes().to_vec()
-    };
-    let mut resp = Response::new(full(bytes));
+pub fn direct_response(route: &RouteRt, status: u32) -> Response<Body> {
+    let mut resp = Response::new(full(route.direct_body.clone()));
     *resp.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
     apply_headers(resp.headers_mut(), &route.route.response_headers);
     resp
@@ -588,8 +579,15 @@ mod tests {
 
     #[test]
     fn a_bytes_body_is_sent_decoded() {
-        let r = compiled(route());
-        let resp = direct_response(&r, 200, "AAEC/w==", true);
+        let r = compiled(Route {
+            action: weft_model::RouteAction::DirectResponse {
+                status: 200,
+                body: "AAEC/w==".into(),
+                body_base64: true,
+            },
+            ..route()
+        });
+        let resp = direct_response(&r, 200);
         let body = futures_body(resp);
         assert_eq!(body, vec![0u8, 1, 2, 255]);
     }

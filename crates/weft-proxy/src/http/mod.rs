@@ -152,11 +152,7 @@ async fn serve<B: forward::ClientBody>(
         return aborted;
     }
     let mut resp = match &route.route.action {
-        RouteAction::DirectResponse {
-            status,
-            body,
-            body_base64,
-        } => filters::direct_response(route, *status, body, *body_base64),
+        RouteAction::DirectResponse { status, .. } => filters::direct_response(route, *status),
         RouteAction::Redirect(rd) => filters::redirect(rd, route, &req, authority),
         RouteAction::Forward(dests) => {
             // Forward, then the response's header operations.
