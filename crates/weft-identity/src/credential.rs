@@ -46,12 +46,15 @@ pub fn read(dir: &Path, name: &str) -> Result<CredentialPem, String> {
     }
     let cert = first(&secret, &["tls.crt", "cert"]).unwrap_or_default();
     let key = first(&secret, &["tls.key", "key"]).unwrap_or_default();
-    let ca = first(&secret, &["ca.crt", "cacert"])
-        .or_else(|| first(&dir.join(format!("{name}-cacert")), &["ca.crt", "cacert"]))
-        .unwrap_or_default();
-    let crl = first(&secret, &["ca.crl"])
-        .or_else(|| first(&dir.join(format!("{name}-cacert")), &["ca.crl"]))
-        .unwrap_or_default();
+    // The CA and its revocation lists may live in `<name>-cacert`.
+    let cacert = dir.join(format!("{name}-cacert"));
+    let ca_side = |names: &[&str]| {
+        first(&secret, names)
+            .or_else(|| first(&cacert, names))
+            .unwrap_or_default()
+    };
+    let ca = ca_side(&["ca.crt", "cacert"]);
+    let crl = ca_side(&["ca.crl"]);
     if cert.is_empty() != key.is_empty() {
         return Err(format!(
             "credential {name:?} in {} has a certificate without a key or a key without a certificate",

@@ -10,16 +10,7 @@ use crate::IdentityError;
 /// Every certificate in a PEM text, in order. `what` names the source
 /// (a file, "the CA's answer") in errors.
 pub fn certs(what: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| IdentityError::invalid(what, format!("not PEM certificates: {e}")))?;
-    if certs.is_empty() {
-        return Err(IdentityError::invalid(
-            what,
-            "no `-----BEGIN CERTIFICATE-----` block found",
-        ));
-    }
-    Ok(certs)
+    blocks(what, pem, "certificates", "CERTIFICATE")
 }
 
 /// Every revocation list in a PEM text (`-----BEGIN X509 CRL-----`).
@@ -27,16 +18,26 @@ pub fn crls(
     what: &str,
     pem: &str,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, IdentityError> {
-    let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+    blocks(what, pem, "revocation lists", "X509 CRL")
+}
+
+/// Every `label` block in a PEM text, at least one.
+fn blocks<T: PemObject>(
+    what: &str,
+    pem: &str,
+    kind: &str,
+    label: &str,
+) -> Result<Vec<T>, IdentityError> {
+    let items: Vec<T> = T::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| IdentityError::invalid(what, format!("not PEM revocation lists: {e}")))?;
-    if crls.is_empty() {
+        .map_err(|e| IdentityError::invalid(what, format!("not PEM {kind}: {e}")))?;
+    if items.is_empty() {
         return Err(IdentityError::invalid(
             what,
-            "no `-----BEGIN X509 CRL-----` block found",
+            format!("no `-----BEGIN {label}-----` block found"),
         ));
     }
-    Ok(crls)
+    Ok(items)
 }
 
 pub fn private_key(what: &str, pem: &str) -> Result<PrivateKeyDer<'static>, IdentityError> {

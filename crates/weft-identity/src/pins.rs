@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::CertificateDer;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::CertificateError;
+
+use crate::verify::{CheckedClientVerifier, LeafCheck};
 
 type Sha256 = [u8; 32];
 
@@ -101,16 +102,32 @@ pub fn names_one_of(der: &[u8], sans: &[String]) -> bool {
         || info.uris.iter().any(|u| sans.contains(u))
 }
 
-/// A client verifier that runs `inner` (the CA chain, revocation) and
-/// then admits only pinned certificates that name one of `sans`.
+/// Pins and `subjectAltNames` asked of a client certificate after its
+/// chain (see [`PinnedClientVerifier`]).
 #[derive(Debug)]
-pub struct PinnedClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+pub struct Pinned {
     pins: CertPins,
     sans: Vec<String>,
 }
 
+impl LeafCheck for Pinned {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if self.pins.admits(end_entity) && names_one_of(end_entity, &self.sans) {
+            Ok(())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+}
+
+/// A client verifier that runs `inner` (the CA chain, revocation) and
+/// then admits only pinned certificates that name one of `sans`.
+pub type PinnedClientVerifier = CheckedClientVerifier<Pinned>;
+
 impl PinnedClientVerifier {
+    /// `inner` itself when there are neither pins nor names to ask for.
     pub fn wrap(
         inner: Arc<dyn ClientCertVerifier>,
         pins: CertPins,
@@ -119,61 +136,10 @@ impl PinnedClientVerifier {
         if pins.is_empty() && sans.is_empty() {
             return inner;
         }
-        Arc::new(PinnedClientVerifier { inner, pins, sans })
-    }
-}
-
-impl ClientCertVerifier for PinnedClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if self.pins.admits(end_entity) && names_one_of(end_entity, &self.sans) {
-            Ok(verified)
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        Arc::new(CheckedClientVerifier::with_check(
+            inner,
+            Pinned { pins, sans },
+        ))
     }
 }
 

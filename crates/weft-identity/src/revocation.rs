@@ -1,7 +1,8 @@
 //! A server's chain checked against the roots and, when there are any,
 //! revocation lists (a DestinationRule's `caCrl`, or `ca.crl` in its
-//! credential), without checking the server name: callers that match
-//! `subjectAltNames` instead use it.
+//! credential), without checking the server name: the verifiers that
+//! check a SPIFFE ID or `subjectAltNames` instead use it
+//! (`verify::CheckedServerVerifier`).
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};

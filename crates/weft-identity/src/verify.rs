@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
 };
@@ -78,27 +78,68 @@ fn check_identity(
     Ok(id)
 }
 
-/// Verifies the server a proxy dials (the tunnel peer, the CA).
-#[derive(Debug)]
-pub struct SpiffeServerVerifier {
-    bundle: TrustBundle,
-    trust_domain: String,
-    expected: Vec<String>,
-    algs: WebPkiSupportedAlgorithms,
+/// What a verifier asks of a peer's leaf certificate once its chain is
+/// verified (a SPIFFE ID, pins, `subjectAltNames`).
+pub trait LeafCheck: std::fmt::Debug + Send + Sync {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error>;
 }
 
-impl SpiffeServerVerifier {
-    pub fn new(bundle: TrustBundle, trust_domain: &str, expected: Vec<String>) -> Self {
-        SpiffeServerVerifier {
-            bundle,
-            trust_domain: trust_domain.to_owned(),
-            expected,
+/// The mesh's identity check: a SPIFFE ID in `trust_domain`, and one of
+/// `expected` when that is not empty.
+#[derive(Debug)]
+pub struct MeshIdentity {
+    trust_domain: String,
+    expected: Vec<String>,
+}
+
+impl LeafCheck for MeshIdentity {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        check_identity(end_entity, &self.trust_domain, &self.expected).map(|_| ())
+    }
+}
+
+/// Verifies a server by its chain (to `roots`, revoked by none of `crls`)
+/// and `check`, not by the name dialed.
+#[derive(Debug)]
+pub struct CheckedServerVerifier<C> {
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    algs: WebPkiSupportedAlgorithms,
+    check: C,
+}
+
+impl<C: LeafCheck> CheckedServerVerifier<C> {
+    pub fn with_check(
+        roots: Arc<RootCertStore>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+        check: C,
+    ) -> Self {
+        CheckedServerVerifier {
+            roots,
+            crls,
             algs: crate::provider().signature_verification_algorithms,
+            check,
         }
     }
 }
 
-impl ServerCertVerifier for SpiffeServerVerifier {
+/// Verifies the server a proxy dials (the tunnel peer, the CA).
+pub type SpiffeServerVerifier = CheckedServerVerifier<MeshIdentity>;
+
+impl SpiffeServerVerifier {
+    pub fn new(bundle: TrustBundle, trust_domain: &str, expected: Vec<String>) -> Self {
+        CheckedServerVerifier::with_check(
+            bundle.roots,
+            Vec::new(),
+            MeshIdentity {
+                trust_domain: trust_domain.to_owned(),
+                expected,
+            },
+        )
+    }
+}
+
+impl<C: LeafCheck> ServerCertVerifier for CheckedServerVerifier<C> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -107,15 +148,15 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.bundle.roots,
+        crate::revocation::verify_server_chain(
+            end_entity,
             intermediates,
+            &self.roots,
+            &self.crls,
             now,
-            self.algs.all,
+            &self.algs,
         )?;
-        check_identity(end_entity, &self.trust_domain, &self.expected)?;
+        self.check.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -142,14 +183,24 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
+/// A client verifier that runs `inner` (the chain, revocation, whether a
+/// certificate is required) and then `check` on the leaf.
+#[derive(Debug)]
+pub struct CheckedClientVerifier<C> {
+    inner: Arc<dyn ClientCertVerifier>,
+    check: C,
+}
+
+impl<C: LeafCheck> CheckedClientVerifier<C> {
+    pub fn with_check(inner: Arc<dyn ClientCertVerifier>, check: C) -> Self {
+        CheckedClientVerifier { inner, check }
+    }
+}
+
 /// Verifies the clients of a proxy's tunnel port: a client certificate is
 /// required, chained to the mesh's roots, with a SPIFFE ID in the trust
 /// domain. Which identities may do what is authorization's job.
-#[derive(Debug)]
-pub struct SpiffeClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    trust_domain: String,
-}
+pub type SpiffeClientVerifier = CheckedClientVerifier<MeshIdentity>;
 
 impl SpiffeClientVerifier {
     pub fn new(bundle: &TrustBundle, trust_domain: &str) -> Result<Self, IdentityError> {
@@ -157,14 +208,25 @@ impl SpiffeClientVerifier {
             WebPkiClientVerifier::builder_with_provider(bundle.roots.clone(), crate::provider())
                 .build()
                 .map_err(|e| IdentityError::invalid("trust bundle", e))?;
-        Ok(SpiffeClientVerifier {
+        Ok(CheckedClientVerifier::with_check(
             inner,
-            trust_domain: trust_domain.to_owned(),
-        })
+            MeshIdentity {
+                trust_domain: trust_domain.to_owned(),
+                expected: Vec::new(),
+            },
+        ))
     }
 }
 
-impl ClientCertVerifier for SpiffeClientVerifier {
+impl<C: LeafCheck> ClientCertVerifier for CheckedClientVerifier<C> {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.inner.root_hint_subjects()
     }
@@ -175,10 +237,11 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
+        let verified = self
+            .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        check_identity(end_entity, &self.trust_domain, &[])?;
-        Ok(ClientCertVerified::assertion())
+        self.check.check(end_entity)?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(

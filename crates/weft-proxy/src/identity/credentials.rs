@@ -6,15 +6,16 @@
 //! re-read periodically so a renewed secret takes effect.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateRevocationListDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-use rustls::RootCertStore;
+use rustls::{RootCertStore, ServerConfig};
 use weft_identity::credential::CredentialPem;
+use weft_model::ServerTls;
 
 use crate::identity::mesh::{CaClient, Mesh};
 
@@ -27,6 +28,9 @@ pub struct Credential {
     /// Revocation lists for the peer's chain (`ca.crl`).
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     pem: CredentialPem,
+    /// The gateway server configurations built from this credential (a
+    /// renewed credential is a new `Credential`, so it starts empty).
+    server_configs: Mutex<Vec<BuiltServer>>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -36,6 +40,76 @@ impl std::fmt::Debug for Credential {
             .field("has_roots", &self.roots.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// A gateway server's configuration, with the settings it was built for
+/// and when their caCrl file was written.
+struct BuiltServer {
+    server: ServerTls,
+    crl_written: Option<SystemTime>,
+    config: Arc<ServerConfig>,
+}
+
+/// How many server configurations a credential keeps: those of servers a
+/// new model changed are never asked for again.
+const SERVER_CONFIGS: usize = 8;
+
+impl Credential {
+    /// `server`'s configuration, made by `build` from this credential the
+    /// first time it is asked for and again when `server`'s caCrl file is
+    /// rewritten; otherwise a handshake takes it as it is.
+    pub fn server_config(
+        &self,
+        server: &ServerTls,
+        build: impl FnOnce() -> Result<ServerConfig, String>,
+    ) -> Result<Arc<ServerConfig>, String> {
+        let crl_written = crl_file_written(&server.ca_crl);
+        if let Ok(built) = self.server_configs.lock() {
+            if let Some(b) = built
+                .iter()
+                .find(|b| b.server == *server && b.crl_written == crl_written)
+            {
+                return Ok(b.config.clone());
+            }
+        }
+        let config = Arc::new(build()?);
+        if let Ok(mut built) = self.server_configs.lock() {
+            built.retain(|b| b.server != *server);
+            if built.len() >= SERVER_CONFIGS {
+                built.remove(0);
+            }
+            built.push(BuiltServer {
+                server: server.clone(),
+                crl_written,
+                config: config.clone(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+/// The revocation lists a peer's chain is checked against: the
+/// credential's `ca.crl` and the `caCrl` file (a Gateway server's or a
+/// DestinationRule's), when there is one.
+pub fn revocation_lists(
+    credential: Option<&Credential>,
+    ca_crl: &str,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let mut crls = credential.map(|c| c.crls.clone()).unwrap_or_default();
+    if !ca_crl.is_empty() {
+        let text = weft_identity::pem::read(Path::new(ca_crl)).map_err(|e| e.to_string())?;
+        crls.extend(weft_identity::pem::crls(ca_crl, &text).map_err(|e| e.to_string())?);
+    }
+    Ok(crls)
+}
+
+/// When the `caCrl` file was last written (`None` without one): a
+/// configuration built from an older file is built anew.
+pub fn crl_file_written(ca_crl: &str) -> Option<SystemTime> {
+    if ca_crl.is_empty() {
+        return None;
+    }
+    std::fs::metadata(ca_crl).and_then(|m| m.modified()).ok()
 }
 
 pub enum Source {
@@ -186,6 +260,7 @@ fn parse(name: &str, pem: CredentialPem) -> Result<Credential, String> {
         roots,
         crls,
         pem,
+        server_configs: Mutex::new(Vec::new()),
     })
 }
 
@@ -203,5 +278,67 @@ pub async fn keep_fresh(credentials: Arc<Credentials>, every: Duration) {
             since_all = Duration::ZERO;
         }
         credentials.refresh(all).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Result<ServerConfig, String> {
+        Ok(
+            ServerConfig::builder_with_provider(weft_identity::provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new())),
+        )
+    }
+
+    #[test]
+    fn a_server_configuration_is_built_once_and_again_for_a_rewritten_crl_file() {
+        let cred = Credential {
+            key: None,
+            roots: None,
+            crls: Vec::new(),
+            pem: CredentialPem::default(),
+            server_configs: Mutex::new(Vec::new()),
+        };
+        let crl =
+            std::env::temp_dir().join(format!("weft-server-config-{}.crl", std::process::id()));
+        std::fs::write(&crl, "a revocation list").unwrap();
+        let server = ServerTls {
+            mode: "MUTUAL".into(),
+            ca_crl: crl.display().to_string(),
+            ..ServerTls::default()
+        };
+        let other = ServerTls {
+            mode: "SIMPLE".into(),
+            ..ServerTls::default()
+        };
+        let builds = std::cell::Cell::new(0);
+        let get = |server: &ServerTls| {
+            cred.server_config(server, || {
+                builds.set(builds.get() + 1);
+                config()
+            })
+            .unwrap()
+        };
+        let first = get(&server);
+        assert!(Arc::ptr_eq(&first, &get(&server)), "a handshake rebuilt it");
+        get(&other);
+        assert_eq!(builds.get(), 2, "one build per server");
+
+        let file = std::fs::File::options().write(true).open(&crl).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(60))
+            .unwrap();
+        let rebuilt = get(&server);
+        assert!(
+            !Arc::ptr_eq(&first, &rebuilt),
+            "a rewritten caCrl was not read"
+        );
+        assert!(Arc::ptr_eq(&rebuilt, &get(&server)));
+        assert_eq!(builds.get(), 3);
+        std::fs::remove_file(&crl).unwrap();
     }
 }

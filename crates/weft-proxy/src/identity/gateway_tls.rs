@@ -8,16 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use weft_identity::pins::{CertPins, PinnedClientVerifier};
 use weft_model::ServerTls;
 
-use rustls::pki_types::CertificateRevocationListDer;
-use weft_identity::pins::{CertPins, PinnedClientVerifier};
-
-use crate::identity::credentials::{Credential, Credentials};
+use crate::identity::credentials::{revocation_lists, Credential, Credentials};
 
 /// Whether a server's TLS settings mean this proxy terminates TLS.
 pub fn terminates(t: &ServerTls) -> bool {
@@ -48,8 +46,14 @@ pub fn pick<'a>(servers: &'a [ServerTls], sni: Option<&str>) -> Option<&'a Serve
     }
 }
 
+/// `server`'s configuration: built once per credential version (and
+/// caCrl file), so a handshake neither parses nor reads files.
 fn config_for(server: &ServerTls, credentials: &Credentials) -> Result<Arc<ServerConfig>, String> {
     let cred = credentials.get(&server.credential_name)?;
+    cred.server_config(server, || build(server, &cred))
+}
+
+fn build(server: &ServerTls, cred: &Credential) -> Result<ServerConfig, String> {
     let key = cred.key.clone().ok_or_else(|| {
         format!(
             "credential {:?} has no certificate and key",
@@ -75,7 +79,7 @@ fn config_for(server: &ServerTls, credentials: &Credentials) -> Result<Arc<Serve
             )
         })?;
         let mut v = WebPkiClientVerifier::builder_with_provider(roots, offer.provider.clone());
-        let crls = revocation_lists(server, &cred)?;
+        let crls = revocation_lists(Some(cred), &server.ca_crl)?;
         if !crls.is_empty() {
             // A list past its nextUpdate is refused, as OpenSSL does.
             v = v.with_crls(crls).enforce_revocation_expiration();
@@ -92,24 +96,12 @@ fn config_for(server: &ServerTls, credentials: &Credentials) -> Result<Arc<Serve
         builder.with_client_cert_verifier(verifier)
     };
     let mut cfg = builder.with_cert_resolver(Arc::new(Fixed(key)));
+    // No session is resumed: every handshake is a full one, with the
+    // client certificate checked against the current pins and lists.
+    cfg.session_storage = Arc::new(NoServerSessionStorage {});
     cfg.ignore_client_order = offer.server_order;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
-}
-
-/// The credential's `ca.crl` and the server's `caCrl` file: a client
-/// whose certificate one of them revokes is refused.
-fn revocation_lists(
-    server: &ServerTls,
-    cred: &Credential,
-) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
-    let mut crls = cred.crls.clone();
-    if !server.ca_crl.is_empty() {
-        let text = weft_identity::pem::read(std::path::Path::new(&server.ca_crl))
-            .map_err(|e| e.to_string())?;
-        crls.extend(weft_identity::pem::crls(&server.ca_crl, &text).map_err(|e| e.to_string())?);
-    }
-    Ok(crls)
+    Ok(cfg)
 }
 
 /// The one certificate of a server (SNI already chose the server).

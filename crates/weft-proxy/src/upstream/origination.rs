@@ -6,18 +6,29 @@
 
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, SignatureScheme};
+use weft_identity::verify::{CheckedServerVerifier, LeafCheck};
 use weft_model::TlsOrigination;
 
-use crate::identity::credentials::Credentials;
+use crate::identity::credentials::{crl_file_written, revocation_lists, Credential, Credentials};
 
 /// What a built configuration depends on: the credential it was built
-/// from and when the caCrl file was written.
-type Stamp = (usize, Option<std::time::SystemTime>);
+/// from (held, so a renewed one is never mistaken for it) and when the
+/// caCrl file was written.
+struct Stamp {
+    credential: Option<Arc<Credential>>,
+    crl_written: Option<SystemTime>,
+}
+
+impl PartialEq for Stamp {
+    fn eq(&self, other: &Stamp) -> bool {
+        let credential = |s: &Stamp| s.credential.as_ref().map(Arc::as_ptr);
+        credential(self) == credential(other) && self.crl_written == other.crl_written
+    }
+}
 
 pub struct TlsOrigin {
     mutual: bool,
@@ -25,8 +36,8 @@ pub struct TlsOrigin {
     pub server_name: ServerName<'static>,
     alpn: Vec<Vec<u8>>,
     credentials: Option<Arc<Credentials>>,
-    /// The built configuration, and the credential it was built from (a
-    /// renewed credential rebuilds it).
+    /// The built configuration, and what it was built from (a renewed
+    /// credential or a rewritten caCrl file rebuilds it).
     cache: Mutex<Option<(Stamp, Arc<ClientConfig>)>>,
 }
 
@@ -71,17 +82,10 @@ impl TlsOrigin {
             }
         };
         // A new credential, or a caCrl file written since, builds anew.
-        let crl_written = (!self.settings.ca_crl.is_empty())
-            .then(|| {
-                std::fs::metadata(&self.settings.ca_crl)
-                    .and_then(|m| m.modified())
-                    .ok()
-            })
-            .flatten();
-        let stamp = (
-            cred.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize),
-            crl_written,
-        );
+        let stamp = Stamp {
+            credential: cred.clone(),
+            crl_written: crl_file_written(&self.settings.ca_crl),
+        };
         if let Ok(cache) = self.cache.lock() {
             if let Some((s, cfg)) = cache.as_ref() {
                 if *s == stamp {
@@ -104,13 +108,8 @@ impl TlsOrigin {
             }
             None => Arc::new(weft_identity::pem::system_roots().map_err(io::Error::other)?),
         };
-        let mut crls = cred.as_ref().map(|c| c.crls.clone()).unwrap_or_default();
-        if !self.settings.ca_crl.is_empty() {
-            let path = &self.settings.ca_crl;
-            let text =
-                weft_identity::pem::read(std::path::Path::new(path)).map_err(io::Error::other)?;
-            crls.extend(weft_identity::pem::crls(path, &text).map_err(io::Error::other)?);
-        }
+        let crls =
+            revocation_lists(cred.as_deref(), &self.settings.ca_crl).map_err(io::Error::other)?;
         let provider = weft_identity::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -118,26 +117,23 @@ impl TlsOrigin {
         let builder = if self.settings.subject_alt_names.is_empty() && crls.is_empty() {
             builder.with_root_certificates(roots)
         } else if self.settings.subject_alt_names.is_empty() {
-            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                roots,
-                provider.clone(),
-            )
-            .with_crls(crls)
-            .enforce_revocation_expiration()
-            .build()
-            .map_err(io::Error::other)?;
+            let verifier =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .with_crls(crls)
+                    .enforce_revocation_expiration()
+                    .build()
+                    .map_err(io::Error::other)?;
             builder.with_webpki_verifier(verifier)
         } else {
             builder
                 .dangerous()
                 // Chain verified as webpki does; the name checked against
-                // subjectAltNames instead of the SNI (see SanVerifier).
-                .with_custom_certificate_verifier(Arc::new(SanVerifier {
+                // subjectAltNames instead of the SNI (see SubjectAltNames).
+                .with_custom_certificate_verifier(Arc::new(CheckedServerVerifier::with_check(
                     roots,
                     crls,
-                    sans: self.settings.subject_alt_names.clone(),
-                    algs: provider.signature_verification_algorithms,
-                }))
+                    SubjectAltNames(self.settings.subject_alt_names.clone()),
+                )))
         };
         let mut cfg = if self.mutual {
             let key = match cred.as_ref().and_then(|c| c.key.clone()) {
@@ -196,68 +192,26 @@ impl rustls::client::ResolvesClientCert for FixedClient {
     }
 }
 
-/// Istio's `subjectAltNames`: the server's chain must lead to the roots,
-/// revoked by none of the revocation lists, and one of its DNS or URI
-/// names must be in the list.
+/// Istio's `subjectAltNames`: once the server's chain leads to the roots,
+/// revoked by none of the revocation lists, one of its DNS or URI names
+/// must be in the list.
 #[derive(Debug)]
-struct SanVerifier {
-    roots: Arc<RootCertStore>,
-    crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
-    sans: Vec<String>,
-    algs: WebPkiSupportedAlgorithms,
-}
+struct SubjectAltNames(Vec<String>);
 
-impl ServerCertVerifier for SanVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        weft_identity::revocation::verify_server_chain(
-            end_entity,
-            intermediates,
-            &self.roots,
-            &self.crls,
-            now,
-            &self.algs,
-        )?;
+impl LeafCheck for SubjectAltNames {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let info = weft_identity::inspect::CertInfo::parse(end_entity)
             .map_err(|e| rustls::Error::General(e.to_string()))?;
         let names = info.dns_names.iter().chain(info.uris.iter());
-        let wanted = |n: &String| self.sans.iter().any(|s| s.eq_ignore_ascii_case(n));
+        let wanted = |n: &String| self.0.iter().any(|s| s.eq_ignore_ascii_case(n));
         if names.clone().any(wanted) {
-            Ok(ServerCertVerified::assertion())
+            Ok(())
         } else {
             Err(rustls::Error::General(format!(
                 "the server's certificate names {:?}, none of subjectAltNames {:?}",
                 names.collect::<Vec<_>>(),
-                self.sans
+                self.0
             )))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
     }
 }
