@@ -39,10 +39,12 @@ pub fn on_connection(shared: Arc<Shared>, listener: Arc<HttpListener>, port: u32
     Arc::new(move |stream, remote, drain| {
         let (shared, listener) = (shared.clone(), listener.clone());
         Box::pin(async move {
-            let servers = tls_servers(&shared, port);
+            // Held for the handshake only: the servers are read in place.
+            let snap = shared.snapshot.load_full();
+            let servers = tls_servers(&snap, port);
             let name = listener.name.clone();
             if servers.iter().any(gateway_tls::terminates) {
-                let tls = match gateway_tls::accept(stream, &servers, &shared.credentials).await {
+                let tls = match gateway_tls::accept(stream, servers, &shared.credentials).await {
                     Ok(tls) => tls,
                     Err(why) => {
                         refuse_tls(&shared, port, remote, why);
@@ -58,18 +60,13 @@ pub fn on_connection(shared: Arc<Shared>, listener: Arc<HttpListener>, port: u32
     })
 }
 
-/// The TLS settings of the gateway servers on `port`, from the current
-/// model.
-fn tls_servers(shared: &Shared, port: u32) -> Vec<ServerTls> {
-    shared
-        .snapshot
-        .load()
-        .model
+/// The TLS settings of the gateway servers on `port` in `snap`.
+fn tls_servers(snap: &crate::snapshot::Snapshot, port: u32) -> &[ServerTls] {
+    snap.model
         .listeners
         .iter()
         .find(|l| l.direction == Direction::Gateway && l.port == port)
-        .map(|l| l.tls.clone())
-        .unwrap_or_default()
+        .map_or(&[], |l| l.tls.as_slice())
 }
 
 /// Logs a TLS connection the gateway could not accept.
