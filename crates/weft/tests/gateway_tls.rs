@@ -19,10 +19,23 @@ use common::curl;
 /// Writes `name.pem` / `name.key` for a certificate with DNS `names`,
 /// signed by `issuer`.
 fn leaf(dir: &Path, name: &str, names: &[&str], issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) {
+    leaf_with_serial(dir, name, names, issuer, None);
+}
+
+/// As `leaf`, with serial number `serial` when given, so a revocation
+/// list can name it.
+fn leaf_with_serial(
+    dir: &Path,
+    name: &str,
+    names: &[&str],
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    serial: Option<u64>,
+) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let params =
+    let mut params =
         rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
+    params.serial_number = serial.map(rcgen::SerialNumber::from);
     let cert = params.signed_by(&key, issuer).unwrap();
     std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
     std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
@@ -84,6 +97,41 @@ impl Drop for SServer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `https://{host}:8443/productpage` from the gateway at `ingress_ip`,
+/// trusting `edge-ca` of `certs`, with the client certificate `who` of
+/// `certs` when given.
+fn productpage(ingress_ip: &str, certs: &Path, host: &str, who: Option<&str>) -> common::Reply {
+    let mut args = vec![
+        "--resolve".to_owned(),
+        format!("{host}:8443:{ingress_ip}"),
+        "--cacert".to_owned(),
+        certs.join("edge-ca.pem").display().to_string(),
+    ];
+    if let Some(who) = who {
+        args.push("--cert".into());
+        args.push(certs.join(format!("{who}.pem")).display().to_string());
+        args.push("--key".into());
+        args.push(certs.join(format!("{who}.key")).display().to_string());
+    }
+    args.push(format!("https://{host}:8443/productpage"));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(&refs)
+}
+
+/// A sidecar's answer to a request for an external server it would not
+/// trust: 503, flagged UF (upstream connection failure).
+#[track_caller]
+fn assert_upstream_failure(r: &common::Reply) {
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.header("x-weft-reason")
+            .unwrap_or_default()
+            .starts_with("UF"),
+        "{}",
+        r.headers
+    );
 }
 
 #[test]
@@ -181,11 +229,14 @@ spec:
   endpoints:
   - {{address: {ext}, ports: {{http: 9445}}}}
 ---
+# Sidecars take a credentialName only from a rule that selects them, as in
+# Istio.
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: secure-external}}
 spec:
   host: secure.external.test
+  workloadSelector: {{matchLabels: {{app: productpage}}}}
   trafficPolicy: {{tls: {{mode: SIMPLE, credentialName: external-ca}}}}
 ---
 apiVersion: networking.istio.io/v1
@@ -193,6 +244,7 @@ kind: DestinationRule
 metadata: {{name: mutual-external}}
 spec:
   host: mutual.external.test
+  workloadSelector: {{matchLabels: {{app: productpage}}}}
   trafficPolicy: {{tls: {{mode: MUTUAL, credentialName: client-credential, sni: secure.external.test}}}}
 ---
 apiVersion: networking.istio.io/v1
@@ -200,6 +252,7 @@ kind: DestinationRule
 metadata: {{name: untrusted-external}}
 spec:
   host: untrusted.external.test
+  workloadSelector: {{matchLabels: {{app: productpage}}}}
   trafficPolicy: {{tls: {{mode: SIMPLE, credentialName: external-ca}}}}
 "#
     );
@@ -232,27 +285,9 @@ spec:
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
 
     // MUTUAL: no client certificate, no page; the client's, the page.
-    let url = "https://mtls.example.com:8443/productpage";
-    let r = curl(&[
-        "--resolve",
-        &resolve("mtls.example.com"),
-        "--cacert",
-        &cafile,
-        url,
-    ]);
+    let r = productpage(&ingress_ip, &certs, "mtls.example.com", None);
     assert_eq!(r.status, 0, "served without a client certificate");
-    let (c, k) = (certs.join("client.pem"), certs.join("client.key"));
-    let r = curl(&[
-        "--resolve",
-        &resolve("mtls.example.com"),
-        "--cacert",
-        &cafile,
-        "--cert",
-        &c.display().to_string(),
-        "--key",
-        &k.display().to_string(),
-        url,
-    ]);
+    let r = productpage(&ingress_ip, &certs, "mtls.example.com", Some("client"));
     assert_eq!(r.status, 200, "{}", r.headers);
 
     // A name no server admits: no handshake.
@@ -276,15 +311,7 @@ spec:
     let r = curl(&["-x", &proxy, "http://mutual.external.test/"]);
     assert_eq!(r.status, 200, "{}", r.body);
     // A server whose certificate the CA did not sign is refused: 503 UF.
-    let r = curl(&["-x", &proxy, "http://untrusted.external.test/"]);
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert!(
-        r.header("x-weft-reason")
-            .unwrap_or_default()
-            .starts_with("UF"),
-        "{}",
-        r.headers
-    );
+    assert_upstream_failure(&curl(&["-x", &proxy, "http://untrusted.external.test/"]));
     std::thread::sleep(Duration::from_millis(100));
     let _ = std::fs::remove_dir_all(&certs);
 }
@@ -346,24 +373,6 @@ spec:
     );
     let r = curl(&["-H", "Host: open.example.com", &url]);
     assert_eq!(r.status, 200, "{}", r.headers);
-}
-
-/// A leaf with a chosen serial number, so a revocation list can name it.
-fn leaf_with_serial(
-    dir: &Path,
-    name: &str,
-    names: &[&str],
-    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
-    serial: u64,
-) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    params.serial_number = Some(rcgen::SerialNumber::from(serial));
-    let cert = params.signed_by(&key, issuer).unwrap();
-    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
 }
 
 /// A PEM revocation list from `issuer` revoking `serials`.
@@ -448,15 +457,21 @@ fn ingress_pins_revocation_versions_and_suites_and_egress_crl() {
         ],
         &edge,
     );
-    leaf_with_serial(&certs, "client", &["client.example.com"], &edge, 7001);
+    leaf_with_serial(&certs, "client", &["client.example.com"], &edge, Some(7001));
     leaf_with_serial(
         &certs,
         "pinned",
         &["pinned-client.example.com"],
         &edge,
-        7002,
+        Some(7002),
     );
-    leaf_with_serial(&certs, "external", &["secure.external.test"], &edge, 7003);
+    leaf_with_serial(
+        &certs,
+        "external",
+        &["secure.external.test"],
+        &edge,
+        Some(7003),
+    );
     secret(
         &secrets,
         "edge-credential",
@@ -529,6 +544,8 @@ spec:
   endpoints:
   - {{address: {ext}, ports: {{http: 9443}}}}
 ---
+# Sidecars take a credentialName only from a rule that selects them, as in
+# Istio.
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: secure-external}}
@@ -551,24 +568,7 @@ spec:
     let m = common::mesh::up_with_args(109, &extra, &["--secrets", &s]);
     let ingress_ip = m.ingress.rsplit_once(':').unwrap().0.to_owned();
     let ingress = format!("{ingress_ip}:8443");
-    let cafile = certs.join("edge-ca.pem").display().to_string();
-    let client = |host: &str, who: Option<&str>| {
-        let mut args = vec![
-            "--resolve".to_owned(),
-            format!("{host}:8443:{ingress_ip}"),
-            "--cacert".to_owned(),
-            cafile.clone(),
-        ];
-        if let Some(who) = who {
-            args.push("--cert".into());
-            args.push(certs.join(format!("{who}.pem")).display().to_string());
-            args.push("--key".into());
-            args.push(certs.join(format!("{who}.key")).display().to_string());
-        }
-        args.push(format!("https://{host}:8443/productpage"));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        curl(&refs).status
-    };
+    let client = |host: &str, who: Option<&str>| productpage(&ingress_ip, &certs, host, who).status;
 
     // verifyCertificateHash: the CA signed both clients; only the pinned
     // one gets the page.
@@ -625,14 +625,6 @@ spec:
     let proxy = format!("http://{}", m.w.addr(10, 2, 15001));
     let r = curl(&["-x", &proxy, "http://secure.external.test/"]);
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = curl(&["-x", &proxy, "http://revoked.external.test/"]);
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert!(
-        r.header("x-weft-reason")
-            .unwrap_or_default()
-            .starts_with("UF"),
-        "{}",
-        r.headers
-    );
+    assert_upstream_failure(&curl(&["-x", &proxy, "http://revoked.external.test/"]));
     let _ = std::fs::remove_dir_all(&certs);
 }

@@ -131,11 +131,10 @@ pub fn mtls_conflicts(input: &Input<'_>, out: &mut Findings) {
 }
 
 /// The TLS mode when it originates TLS without a CA to verify the server.
-/// A `credentialName` stands in for `caCertificates` on any
-/// DestinationRule: weft's sidecars read credentials as its gateways do.
-/// (istioctl accepts it only with a workload selector, since Istio's
-/// sidecars cannot read one: the one place weft says less than istioctl.)
-fn lacks_ca(tls: &ClientTlsSettings) -> Option<&'static str> {
+/// A `credentialName` stands in for `caCertificates` only on a rule that
+/// selects workloads: without one, Istio's sidecars (and weft's) leave
+/// the credential to gateways, as istioctl says.
+fn lacks_ca(tls: &ClientTlsSettings, selects_workloads: bool) -> Option<&'static str> {
     let mode = match tls.mode {
         Some(ClientTlsMode::Simple) => "SIMPLE",
         Some(ClientTlsMode::Mutual) => "MUTUAL",
@@ -145,10 +144,11 @@ fn lacks_ca(tls: &ClientTlsSettings) -> Option<&'static str> {
         .ca_certificates
         .as_deref()
         .is_some_and(|c| !c.is_empty())
-        || tls
-            .credential_name
-            .as_deref()
-            .is_some_and(|c| !c.is_empty());
+        || (selects_workloads
+            && tls
+                .credential_name
+                .as_deref()
+                .is_some_and(|c| !c.is_empty()));
     (!verified).then_some(mode)
 }
 
@@ -160,11 +160,12 @@ pub fn server_verification(input: &Input<'_>, out: &mut Findings) {
         let spec = FieldPath::root().key("spec").key("trafficPolicy");
         let ns = r.namespace();
         let name = format!("{ns}/{}", r.name());
-        if let Some(mode) = tp.tls.as_ref().and_then(|t| lacks_ca(t)) {
+        let selects = dr.workload_selector.is_some();
+        if let Some(mode) = tp.tls.as_ref().and_then(|t| lacks_ca(t, selects)) {
             out.add(Severity::Warning, "IST0128", r, &spec.key("tls"), format!("DestinationRule {name} in namespace {ns} has TLS mode set to {mode} but no caCertificates are set to validate server identity for host: {}", dr.host), "set caCertificates so the server's certificate can be verified (or a credentialName whose secret holds ca.crt)");
         }
         for (i, pl) in tp.port_level_settings.iter().enumerate() {
-            if let Some(mode) = pl.tls.as_ref().and_then(|t| lacks_ca(t)) {
+            if let Some(mode) = pl.tls.as_ref().and_then(|t| lacks_ca(t, selects)) {
                 let port = pl.port.map(|p| p.number.to_string()).unwrap_or_default();
                 out.add(Severity::Warning, "IST0129", r, &spec.key("portLevelSettings").index(i).key("tls"), format!("DestinationRule {name} in namespace {ns} has TLS mode set to {mode} but no caCertificates are set to validate server identity for host: {} at port {port}", dr.host), "set caCertificates for this port");
             }

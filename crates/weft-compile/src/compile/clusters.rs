@@ -30,6 +30,7 @@ pub(crate) struct ClusterMemoKey {
     rules: Revision,
     service: Revision,
     instances: Revision,
+    credentials: bool,
 }
 
 pub(crate) type Memo = super::carry::Carried<ClusterMemoKey, Arc<Cluster>>;
@@ -39,19 +40,24 @@ pub fn build(c: &Compiler<'_>, me: &Me, keys: &BTreeSet<ClusterKey>) -> Vec<Arc<
         .map(|key| {
             let svc = c.registry.service(&key.host);
             let dr = destination_rule_for(c, me, &key.host, svc.map(|s| s.namespace.as_str()));
+            // Istio's sidecars take a DestinationRule's credentialName only
+            // when the rule selects workloads; gateways always do.
+            let credentials = me.kind == weft_model::ProxyKind::Gateway
+                || dr.is_none_or(|(_, d)| d.workload_selector.is_some());
             let memo_key = ClusterMemoKey {
                 key: key.clone(),
                 rule: c.revisions.of_rule(dr.map(|(r, _)| r)),
                 rules: c.revisions.destination_rules,
                 service: c.revisions.of_service(svc),
                 instances: c.revisions.instances,
+                credentials,
             };
             if let Some(found) = c.carry.clusters.get(&memo_key) {
                 return found;
             }
             c.carry
                 .clusters
-                .put(memo_key, Arc::new(cluster(c, dr, key)))
+                .put(memo_key, Arc::new(cluster(c, dr, key, credentials)))
         })
         .collect()
 }
@@ -136,10 +142,13 @@ fn u32_of(v: Option<i64>) -> Option<u32> {
     v.and_then(|x| u32::try_from(x).ok())
 }
 
+/// The cluster for `key` under `dr`; `credentials`: whether the rule's
+/// `credentialName` applies to this proxy.
 fn cluster(
     c: &Compiler<'_>,
     dr: Option<(&Resource, &net::DestinationRule)>,
     key: &ClusterKey,
+    credentials: bool,
 ) -> Cluster {
     let svc = c.registry.service(&key.host);
     let mut eff = Effective::default();
@@ -396,7 +405,11 @@ fn cluster(
             let o = TlsOrigination {
                 sni: t.sni.clone().unwrap_or_default(),
                 subject_alt_names: t.subject_alt_names.clone(),
-                credential_name: t.credential_name.clone().unwrap_or_default(),
+                credential_name: t
+                    .credential_name
+                    .clone()
+                    .filter(|_| credentials)
+                    .unwrap_or_default(),
                 ca_certificates: t.ca_certificates.clone().unwrap_or_default(),
                 client_certificate: t.client_certificate.clone().unwrap_or_default(),
                 private_key: t.private_key.clone().unwrap_or_default(),
