@@ -558,6 +558,14 @@ fn request_authentication() {
         &rule("{issuer: a, timeout: 0.0015s}"),
         Want::Refused("not a whole number of milliseconds"),
     );
+    // One error, as Istio's duration check gives, not one per check.
+    let loaded = load_bytes("t.yaml", rule("{issuer: a, timeout: 0.0015s}").as_bytes());
+    let timeouts = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.field.ends_with("timeout"))
+        .count();
+    assert_eq!(timeouts, 1, "{:?}", loaded.diagnostics);
     check(
         "space-delimited-claim-empty",
         &rule("{issuer: a, spaceDelimitedClaims: [\"\"]}"),

@@ -314,15 +314,6 @@ fn jwt_rule(ctx: &mut Ctx<'_>, r: &JwtRule, p: &FieldPath) {
         checks::header_name(ctx, &p.key("outputPayloadToHeader"), h, false);
     }
     checks::duration(ctx, &p.key("timeout"), r.timeout.as_ref());
-    if let Some(t) = &r.timeout {
-        if t.as_std().subsec_nanos() % 1_000_000 != 0 {
-            ctx.error(
-                &p.key("timeout"),
-                format!("timeout {t} is not a whole number of milliseconds"),
-                "round it to milliseconds, e.g. 1500ms",
-            );
-        }
-    }
     if r.presence == Some(JwtPresence::Required) {
         ctx.unimplemented(
             &p.key("presence"),
