@@ -93,9 +93,13 @@ pub fn names_one_of(der: &[u8], sans: &[String]) -> bool {
     if sans.is_empty() {
         return true;
     }
-    let Ok(info) = crate::inspect::CertInfo::parse(der) else {
-        return false;
-    };
+    crate::inspect::CertInfo::parse(der).is_ok_and(|info| names_match(&info, sans))
+}
+
+/// Whether `info` carries one of `sans`, as Envoy's exact matchers read
+/// Istio's `subjectAltNames`: DNS names without regard to case (DNS has
+/// none), URIs (SPIFFE IDs) exactly.
+pub fn names_match(info: &crate::inspect::CertInfo, sans: &[String]) -> bool {
     info.dns_names
         .iter()
         .any(|d| sans.iter().any(|s| s.eq_ignore_ascii_case(d)))
@@ -146,6 +150,25 @@ impl PinnedClientVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_names_match_without_case_and_uris_exactly() {
+        let info = crate::inspect::CertInfo {
+            subject: String::new(),
+            issuer: String::new(),
+            uris: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
+            dns_names: vec!["api.example.com".into()],
+            serial: String::new(),
+            not_before: std::time::SystemTime::UNIX_EPOCH,
+            not_after: std::time::SystemTime::UNIX_EPOCH,
+            is_ca: false,
+        };
+        let m = |s: &str| names_match(&info, &[s.to_owned()]);
+        assert!(m("API.example.com"));
+        assert!(m("spiffe://cluster.local/ns/a/sa/b"));
+        assert!(!m("spiffe://cluster.local/ns/A/sa/b"));
+        assert!(!m("other.example.com"));
+    }
 
     fn cert() -> Vec<u8> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

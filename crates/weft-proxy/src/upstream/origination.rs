@@ -194,7 +194,7 @@ impl rustls::client::ResolvesClientCert for FixedClient {
 
 /// Istio's `subjectAltNames`: once the server's chain leads to the roots,
 /// revoked by none of the revocation lists, one of its DNS or URI names
-/// must be in the list.
+/// must be in the list (matched as a gateway matches a client's).
 #[derive(Debug)]
 struct SubjectAltNames(Vec<String>);
 
@@ -202,14 +202,15 @@ impl LeafCheck for SubjectAltNames {
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let info = weft_identity::inspect::CertInfo::parse(end_entity)
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        let names = info.dns_names.iter().chain(info.uris.iter());
-        let wanted = |n: &String| self.0.iter().any(|s| s.eq_ignore_ascii_case(n));
-        if names.clone().any(wanted) {
+        if weft_identity::pins::names_match(&info, &self.0) {
             Ok(())
         } else {
             Err(rustls::Error::General(format!(
                 "the server's certificate names {:?}, none of subjectAltNames {:?}",
-                names.collect::<Vec<_>>(),
+                info.dns_names
+                    .iter()
+                    .chain(info.uris.iter())
+                    .collect::<Vec<_>>(),
                 self.0
             )))
         }
