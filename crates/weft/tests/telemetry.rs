@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::curl;
+use common::{curl, metric_lines, metric_sum};
 
 const TELEMETRY: &str = r#"
 apiVersion: telemetry.istio.io/v1
@@ -73,14 +73,6 @@ fn proxy_admin(m: &common::mesh::Mesh, prefix: &str) -> String {
     }
 }
 
-fn lines_of(metrics: &str, name: &str, filter: &str) -> Vec<String> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(filter))
-        .map(str::to_owned)
-        .collect()
-}
-
 fn access_lines(m: &common::mesh::Mesh, prefix: &str) -> usize {
     std::fs::read_dir(m.w.dir.join("run/logs"))
         .unwrap()
@@ -111,7 +103,7 @@ fn telemetry_overrides_apply_live_per_mesh_and_workload() {
         assert_eq!(m.page(None).0, 200);
         pages += 1;
         let before = curl(&[&format!("http://{reviews}/metrics")]).body;
-        let total = lines_of(&before, "istio_requests_total", "reporter=\"destination\"");
+        let total = metric_lines(&before, "istio_requests_total", "reporter=\"destination\"");
         if !total.is_empty() {
             break total;
         }
@@ -146,7 +138,7 @@ fn telemetry_overrides_apply_live_per_mesh_and_workload() {
             break;
         }
     }
-    let total = lines_of(&after, "istio_requests_total", "reporter=\"destination\"");
+    let total = metric_lines(&after, "istio_requests_total", "reporter=\"destination\"");
     assert!(
         total.iter().all(|l| !l.contains("request_protocol=")),
         "request_protocol removed: {total:#?}"
@@ -160,7 +152,7 @@ fn telemetry_overrides_apply_live_per_mesh_and_workload() {
         "the default when the header is absent: {total:#?}"
     );
     // Other metrics keep Istio's labels.
-    let duration = lines_of(
+    let duration = metric_lines(
         &after,
         "istio_request_duration_milliseconds_count",
         "reporter=\"destination\"",
@@ -179,27 +171,20 @@ fn telemetry_overrides_apply_live_per_mesh_and_workload() {
 
     // ratings: its own Telemetry turns the duration metric off there only.
     let r = curl(&[&format!("http://{ratings}/metrics")]).body;
-    let ratings_duration = lines_of(
+    let ratings_before = metric_sum(
         &r,
         "istio_request_duration_milliseconds_count",
         "reporter=\"destination\"",
     );
-    let ratings_before: u64 = ratings_duration
-        .iter()
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
-        .sum();
     for _ in 0..5 {
         assert_eq!(m.page(Some("jason")).0, 200);
     }
     let r2 = curl(&[&format!("http://{ratings}/metrics")]).body;
-    let ratings_after: u64 = lines_of(
+    let ratings_after = metric_sum(
         &r2,
         "istio_request_duration_milliseconds_count",
         "reporter=\"destination\"",
-    )
-    .iter()
-    .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
-    .sum();
+    );
     assert_eq!(ratings_before, ratings_after, "duration is off on ratings");
 
     // Access logs: off mesh-wide, on for ratings.
@@ -226,12 +211,9 @@ fn telemetry_overrides_apply_live_per_mesh_and_workload() {
         let before = access_lines(&m, "ratings");
         // Pages reach ratings through reviews v2 and v3 only: page until
         // ratings has had three requests (its metrics count them), bounded.
-        let served = || -> u64 {
+        let served = || {
             let r = curl(&[&format!("http://{ratings}/metrics")]).body;
-            lines_of(&r, "istio_requests_total", "reporter=\"destination\"")
-                .iter()
-                .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
-                .sum()
+            metric_sum(&r, "istio_requests_total", "reporter=\"destination\"")
         };
         let start = served();
         for _ in 0..30 {

@@ -1116,13 +1116,7 @@ fn proxies_that_miss_changes_converge_to_the_compiled_models() {
 /// Whether this test may make network namespaces and nftables rules; if
 /// not, says why on one line.
 fn can_capture() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    });
-    if !root {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: transparent capture needs root (network namespaces, nftables)");
         return false;
     }
@@ -1169,7 +1163,7 @@ fn capture_puts_pods_in_namespaces_and_hands_their_traffic_to_the_mesh() {
     if !can_capture() {
         return;
     }
-    let mut w = common::World::any();
+    let w = common::World::any();
     let cfg = w.dir.join("config");
     std::fs::create_dir_all(&cfg).unwrap();
     let workload = |name: &str, app: &str, port: &str, annotations: &str| {
@@ -1216,38 +1210,7 @@ spec:
   http: [{route: [{destination: {host: server}}]}]
 "#;
     std::fs::write(cfg.join("mesh.yaml"), yaml).unwrap();
-    let ingress = w.addr(0, 254, 8080).to_string();
-    let admin = w.addr(0, 253, 15014).to_string();
-    let (c, run) = (
-        cfg.display().to_string(),
-        w.dir.join("run").display().to_string(),
-    );
-    w.spawn_with_env(
-        "up",
-        &[
-            "up",
-            "-f",
-            &c,
-            "--ingress",
-            &ingress,
-            "--admin",
-            &admin,
-            "--run-dir",
-            &run,
-            "--capture",
-        ],
-        &[],
-        None,
-    );
-    let started = Instant::now();
-    while !w.log("up").contains("weft: ready") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "weft up --capture did not become ready:\n{}",
-            w.log("up")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let m = common::mesh::start(w, &["--capture"], &[]);
     let pod = |replica: &str| {
         let found = netns_ending(&format!("-default-{replica}-0"));
         assert_eq!(found.len(), 1, "one pod namespace for {replica}: {found:?}");
@@ -1271,7 +1234,7 @@ spec:
     // Addresses: the server pod's from the status, the services' as the
     // control plane gave them.
     let status: serde_json::Value =
-        serde_json::from_str(&curl(&[&format!("http://{admin}/api/status")]).body).unwrap();
+        serde_json::from_str(&curl(&[&format!("http://{}/api/status", m.admin)]).body).unwrap();
     let server_ip = status["workloads"]
         .as_array()
         .unwrap()
@@ -1284,7 +1247,7 @@ spec:
         .0
         .to_owned();
     let services: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(w.dir.join("run/service-addresses.json")).unwrap(),
+        &std::fs::read_to_string(m.w.dir.join("run/service-addresses.json")).unwrap(),
     )
     .unwrap();
     let vip = |host: &str| services["replicas"][host].as_str().unwrap().to_owned();
@@ -1296,7 +1259,7 @@ spec:
     // HTTP to the service's address, from a plain curl in the client pod
     // (`weft exec`, as `kubectl exec`).
     let got = common::weft()
-        .args(["exec", "client", "--admin", &admin, "--"])
+        .args(["exec", "client", "--admin", &m.admin, "--"])
         .args([
             "curl",
             "-s",
@@ -1348,7 +1311,7 @@ spec:
     );
     assert_eq!(String::from_utf8_lossy(&direct.stdout), "200", "{direct:?}");
     let bypass_log =
-        std::fs::read_to_string(w.dir.join("run/logs/bypass-0.access.log")).unwrap_or_default();
+        std::fs::read_to_string(m.w.dir.join("run/logs/bypass-0.access.log")).unwrap_or_default();
     assert!(!bypass_log.contains("/status/200"), "{bypass_log}");
 
     // The call through capture was mTLS, which neither application knows
@@ -1373,13 +1336,13 @@ spec:
     assert!(series("unknown", "none"), "{metrics}");
 
     // The user on this machine reaches the ingress and the admin API.
-    let page = curl(&[&format!("http://{ingress}/headers")]);
+    let page = curl(&[&format!("http://{}/headers", m.ingress)]);
     assert_eq!(page.status, 200, "{}", page.body);
 
     // SIGTERM: every namespace of the mesh goes.
-    w.proc("up").signal("TERM");
+    m.w.proc("up").signal("TERM");
     let started = Instant::now();
-    while !w.log("up").contains("weft: stopped") && started.elapsed() < Duration::from_secs(30) {
+    while !m.w.log("up").contains("weft: stopped") && started.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));
     }
     for p in [&client, &server, &bypass] {

@@ -48,7 +48,7 @@ pub fn up_with_env(net: u8, extra: &str, more: &[&str], env: &[(&str, &str)]) ->
 /// The bundled example plus `extra`, under `weft up` with `more`
 /// arguments and `env`, in world `w` (`World::any()` for one the harness
 /// allocates).
-pub fn up_in(mut w: World, extra: &str, more: &[&str], env: &[(&str, &str)]) -> Mesh {
+pub fn up_in(w: World, extra: &str, more: &[&str], env: &[(&str, &str)]) -> Mesh {
     let cfg = w.dir.join("config");
     std::fs::create_dir_all(&cfg).unwrap();
     for e in std::fs::read_dir(super::repo().join("examples/bookinfo")).unwrap() {
@@ -58,13 +58,23 @@ pub fn up_in(mut w: World, extra: &str, more: &[&str], env: &[(&str, &str)]) -> 
     if !extra.is_empty() {
         std::fs::write(cfg.join("extra.yaml"), extra).unwrap();
     }
+    let (xds, base) = (w.addr(0, 253, 15010).to_string(), w.ip(10, 1));
+    let mut args = vec!["--xds", &xds, "--address-base", &base, "--explain"];
+    args.extend_from_slice(more);
+    start(w, &args, env)
+}
+
+/// `weft up` on the configuration the caller wrote to `w.dir/config`,
+/// with the ingress on 127.N.0.254:8080, the admin API on
+/// 127.N.0.253:15014, its run directory in `w.dir/run`, `more` arguments
+/// and `env`; returns once it says it is ready.
+pub fn start(mut w: World, more: &[&str], env: &[(&str, &str)]) -> Mesh {
+    let cfg = w.dir.join("config");
     let ingress = w.addr(0, 254, 8080).to_string();
     let admin = w.addr(0, 253, 15014).to_string();
-    let xds = w.addr(0, 253, 15010).to_string();
-    let (c, run, base) = (
+    let (c, run) = (
         cfg.display().to_string(),
         w.dir.join("run").display().to_string(),
-        w.ip(10, 1),
     );
     let mut args = vec![
         "up",
@@ -74,13 +84,8 @@ pub fn up_in(mut w: World, extra: &str, more: &[&str], env: &[(&str, &str)]) -> 
         &ingress,
         "--admin",
         &admin,
-        "--xds",
-        &xds,
-        "--address-base",
-        &base,
         "--run-dir",
         &run,
-        "--explain",
     ];
     args.extend_from_slice(more);
     w.spawn_with_env("up", &args, env, None);

@@ -264,6 +264,24 @@ pub fn curl(args: &[&str]) -> Reply {
     }
 }
 
+/// The lines of metric `name` (any labels) in Prometheus `metrics` text
+/// that contain `filter`.
+pub fn metric_lines(metrics: &str, name: &str, filter: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(filter))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The sum of the values of `metric_lines(metrics, name, filter)`.
+pub fn metric_sum(metrics: &str, name: &str, filter: &str) -> u64 {
+    metric_lines(metrics, name, filter)
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
 /// `/proc/PID` of each proxy whose command line holds `needle`.
 pub fn proxy_dirs(needle: &str) -> Vec<std::path::PathBuf> {
     std::fs::read_dir("/proc")

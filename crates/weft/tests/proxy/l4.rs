@@ -94,13 +94,12 @@ spec:
     );
     // Bytes are in the metrics while the connection is still open (what
     // Telemetry's reportingInterval asks for long connections).
-    let tcp_bytes = |metric: &str| -> u64 {
-        curl(&[&format!("http://{admin}/metrics")])
-            .body
-            .lines()
-            .filter(|l| l.starts_with(&format!("{metric}{{")))
-            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
-            .sum()
+    let tcp_bytes = |metric: &str| {
+        common::metric_sum(
+            &curl(&[&format!("http://{admin}/metrics")]).body,
+            metric,
+            "",
+        )
     };
     let mut open = std::net::TcpStream::connect(bind).unwrap();
     open.set_read_timeout(Some(Duration::from_secs(10)))

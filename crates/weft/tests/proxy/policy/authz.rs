@@ -335,6 +335,8 @@ spec:
     let m = up_in(World::any(), extra, &[], &[]);
     // From productpage's sidecar (127.N.10.4 after details, ext-authz, httpbin).
     let proxy = format!("http://{}", m.w.addr(10, 4, 15001));
+    // With the header the sample authorizer allows on.
+    let allowed = |url: &str| curl(&["-x", &proxy, "-H", "x-ext-authz: allow", url]);
     let r = curl(&["-x", &proxy, "http://httpbin:8000/headers"]);
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("denied by ext_authz"), "{}", r.body);
@@ -342,13 +344,7 @@ spec:
         r.header("x-ext-authz-check-result").as_deref(),
         Some("denied")
     );
-    let r = curl(&[
-        "-x",
-        &proxy,
-        "-H",
-        "x-ext-authz: allow",
-        "http://httpbin:8000/headers",
-    ]);
+    let r = allowed("http://httpbin:8000/headers");
     assert_eq!(r.status, 200, "{}", r.body);
     let seen: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(
@@ -390,13 +386,7 @@ spec:
         r.header("x-ext-authz-check-result").as_deref(),
         Some("denied")
     );
-    let r = curl(&[
-        "-x",
-        &proxy,
-        "-H",
-        "x-ext-authz: allow",
-        "http://details:9080/details/0",
-    ]);
+    let r = allowed("http://details:9080/details/0");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.header("x-ext-authz-check-result").as_deref(),
