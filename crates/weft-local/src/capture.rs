@@ -21,7 +21,7 @@
 //! on uses.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
 /// The node bridge's address: the control plane's.
@@ -78,7 +78,11 @@ pub fn onto_mesh_network(o: &mut crate::Options) -> Result<(), CaptureError> {
         forwards.push((p, there, "Prometheus"));
         there
     });
-    let net = Network::prepare(&o.run_dir, &forwards)?;
+    let net = Network::prepare(
+        &o.run_dir,
+        &forwards,
+        o.dns_upstream.or_else(host_nameserver),
+    )?;
     o.ingress = ingress;
     o.admin = admin;
     o.xds = inside(CONTROL_PLANE_IP, o.xds.port());
@@ -100,6 +104,41 @@ pub struct Network {
     /// Bound in the machine's own namespace, each forwarded to an address
     /// on the mesh network.
     forwards: Mutex<Vec<(std::net::TcpListener, SocketAddr)>>,
+    /// The resolver pods' `resolv.conf` names: their proxies answer the
+    /// mesh's names and ask it the rest.
+    nameserver: Option<IpAddr>,
+}
+
+/// Where `ip netns exec` finds a namespace's own `/etc` files.
+const ETC_NETNS: &str = "/etc/netns";
+
+/// The first nameserver of this machine's `/etc/resolv.conf` that a pod
+/// could reach (not a loopback stub).
+fn host_nameserver() -> Option<IpAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    text.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next() == Some("nameserver"))
+            .then(|| w.next()?.parse::<IpAddr>().ok())
+            .flatten()
+            .filter(|ip| !ip.is_loopback())
+    })
+}
+
+/// A pod's `resolv.conf`, as Kubernetes writes one: its namespace's
+/// search domains, so `reviews` is asked as
+/// `reviews.<namespace>.svc.cluster.local`, which its proxy answers.
+fn resolv_conf(namespace: &str, nameserver: Option<IpAddr>) -> String {
+    let mut out = String::from(
+        "# Written by weft up: queries to port 53 are answered by the pod's proxy (15053),\n# which asks this nameserver what is not the mesh's.\n",
+    );
+    if let Some(ns) = nameserver {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    out.push_str(&format!(
+        "search {namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+    ));
+    out
 }
 
 /// `ip args…`; `what` says what it was for.
@@ -153,6 +192,7 @@ impl Network {
     fn prepare(
         run_dir: &std::path::Path,
         forwards: &[(SocketAddr, SocketAddr, &str)],
+        nameserver: Option<IpAddr>,
     ) -> Result<Network, CaptureError> {
         if !is_root() {
             return Err(CaptureError::NotRoot);
@@ -172,15 +212,24 @@ impl Network {
             prefix,
             pods: Mutex::new(BTreeSet::new()),
             forwards: Mutex::new(Vec::new()),
+            nameserver,
         };
-        // What a killed run left behind goes first.
-        let stale: Vec<String> = namespaces()
-            .into_iter()
-            .filter(|n| n.starts_with(&format!("{}-", net.prefix)))
-            .collect();
-        for n in &stale {
+        // What a killed run left behind goes first: namespaces and their
+        // files under /etc/netns.
+        let ours = |n: &String| n.starts_with(&format!("{}-", net.prefix));
+        for n in namespaces().iter().filter(|n| ours(n)) {
             eprintln!("weft: removing network namespace {n}, left by an earlier run");
             let _ = ip("remove a stale namespace", &["netns", "del", n]);
+        }
+        let etc: Vec<String> = std::fs::read_dir(ETC_NETNS)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for n in etc.iter().filter(|n| ours(n)) {
+            let _ = std::fs::remove_dir_all(std::path::Path::new(ETC_NETNS).join(n));
         }
         let mut bound = Vec::new();
         for (here, there, what) in forwards {
@@ -254,6 +303,7 @@ impl Network {
     pub fn add_pod(
         &self,
         netns: &str,
+        namespace: &str,
         addr: Ipv4Addr,
         capture: Option<&weft_capture::Capture>,
     ) -> Result<(), CaptureError> {
@@ -261,6 +311,18 @@ impl Network {
         if let Ok(mut pods) = self.pods.lock() {
             pods.insert(netns.to_owned());
         }
+        let etc = std::path::Path::new(ETC_NETNS).join(netns);
+        std::fs::create_dir_all(&etc)
+            .and_then(|()| {
+                std::fs::write(
+                    etc.join("resolv.conf"),
+                    resolv_conf(namespace, self.nameserver),
+                )
+            })
+            .map_err(|e| CaptureError::Failed {
+                what: format!("write {}/resolv.conf", etc.display()),
+                why: e.to_string(),
+            })?;
         let veth = format!("wv{}", tag(std::path::Path::new(netns)));
         let node = self.node.as_str();
         ip("make the pod's namespace", &["netns", "add", netns])?;
@@ -321,6 +383,7 @@ impl Network {
         if namespaces().iter().any(|n| n == netns) {
             let _ = ip("remove a pod", &["netns", "del", netns]);
         }
+        let _ = std::fs::remove_dir_all(std::path::Path::new(ETC_NETNS).join(netns));
         if let Ok(mut pods) = self.pods.lock() {
             pods.remove(netns);
         }
@@ -373,6 +436,15 @@ impl Network {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pods_resolv_conf_searches_its_namespace_first() {
+        let conf = super::resolv_conf("default", "198.19.0.1".parse().ok());
+        assert!(conf.contains("\nnameserver 198.19.0.1\n"), "{conf}");
+        assert!(conf.contains(
+            "\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+        ));
+    }
+
     #[test]
     fn a_replica_finds_its_pod() {
         let existing = [

@@ -62,6 +62,9 @@ pub struct Options {
     /// API (under capture, forwards to the mesh network).
     pub user_ingress: SocketAddr,
     pub user_admin: SocketAddr,
+    /// Under capture, the resolver pods ask for names that are not the
+    /// mesh's; by default this machine's first nameserver.
+    pub dns_upstream: Option<IpAddr>,
 }
 
 impl Options {
@@ -448,7 +451,7 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
             }
             let netns = net.pod_namespace(&s.namespace, &s.instance);
             let made = match &s.capture {
-                Ok(c) => net.add_pod(&netns, s.ip, c.as_ref()),
+                Ok(c) => net.add_pod(&netns, &s.namespace, s.ip, c.as_ref()),
                 Err(e) => Err(capture::CaptureError::Failed {
                     what: format!("workload {}", s.name),
                     why: e.to_string(),

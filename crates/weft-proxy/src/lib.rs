@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod body;
 pub mod control;
+pub mod dns;
 pub mod error;
 pub mod facts;
 pub mod held;

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use weft_model::{Cluster, ConnectionPool, Endpoint, LbPolicy, Protocol, ProxyModel, UpstreamTls};
 
-use crate::error::ProxyError;
+use crate::error::{BindError, ProxyError};
 use crate::identity::{credentials, mesh};
 use crate::listen::bind;
 use crate::listen::drain::Drain;
@@ -139,6 +139,22 @@ impl Proxy {
             proxy.shared.clone(),
             background_rx.clone(),
         )));
+        if let Some((addr, upstream)) = proxy.shared.config.dns {
+            let err = |source| BindError {
+                addr,
+                what: "DNS".into(),
+                source,
+            };
+            let udp = tokio::net::UdpSocket::bind(addr).await.map_err(err)?;
+            let (tcp, _) = bind(addr, "DNS").await?;
+            proxy.background.push(tokio::spawn(crate::dns::serve(
+                proxy.shared.clone(),
+                udp,
+                tcp,
+                upstream,
+                background_rx.clone(),
+            )));
+        }
         if let Some(addr) = proxy.shared.config.admin {
             let (listener, local) = bind(addr, "admin").await?;
             proxy.admin = Some(local);

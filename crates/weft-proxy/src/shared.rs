@@ -63,6 +63,9 @@ pub struct RuntimeConfig {
     /// Where connections to the application leave from (127.0.0.6 under
     /// capture, which the rules let through).
     pub app_source: Option<IpAddr>,
+    /// Transparent capture: DNS answered here (15053, UDP and TCP), and
+    /// where names that are not the mesh's are asked.
+    pub dns: Option<(SocketAddr, crate::dns::Upstream)>,
 }
 
 impl RuntimeConfig {

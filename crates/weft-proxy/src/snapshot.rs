@@ -24,6 +24,8 @@ pub struct Snapshot {
     /// A TCP service's address and port → its listener's name: where a
     /// captured connection to that address goes.
     pub tcp_by_address: HashMap<std::net::SocketAddr, String>,
+    /// The mesh names DNS answers for, and their addresses.
+    pub names: crate::dns::names::NameTable,
     pub clusters: HashMap<String, Arc<ClusterRt>>,
     /// Which request metrics the Telemetry resources leave on.
     pub record: RecordedMetrics,
@@ -407,6 +409,7 @@ impl Snapshot {
                 .filter(|l| l.direction == weft_model::Direction::Inbound)
                 .map(|l| (l.port, l.protocol))
                 .collect(),
+            names: crate::dns::names::NameTable::of(&model.route_tables, &model.listeners),
             tcp_by_address: model
                 .listeners
                 .iter()

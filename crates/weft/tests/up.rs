@@ -1163,9 +1163,6 @@ fn capture_puts_pods_in_namespaces_and_hands_their_traffic_to_the_mesh() {
     if !can_capture() {
         return;
     }
-    let w = common::World::any();
-    let cfg = w.dir.join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
     let workload = |name: &str, app: &str, port: &str, annotations: &str| {
         format!(
             "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\n  annotations: {{{annotations}}}\nspec:\n  command: weft\n  args: [sample-app, {app}]\n  ports: [{port}]\n---\n"
@@ -1193,30 +1190,46 @@ metadata: {name: echo}
 spec:
   selector: {app: echo}
   ports: [{name: tcp, port: 9000}]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw}
-spec:
-  selector: {istio: ingressgateway}
-  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: server}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http: [{route: [{destination: {host: server}}]}]
 "#;
-    std::fs::write(cfg.join("mesh.yaml"), yaml).unwrap();
-    let m = common::mesh::start(w, &["--capture"], &[]);
+    // Bookinfo beside them, unchanged: its services find each other by
+    // name through the proxies' DNS. Names that are not the mesh's go to
+    // 198.19.0.1, where the test runs a resolver of its own.
+    let m = common::mesh::up_in(
+        common::World::any(),
+        &yaml,
+        &["--capture", "--dns-upstream", "198.19.0.1"],
+        &[],
+    );
     let pod = |replica: &str| {
         let found = netns_ending(&format!("-default-{replica}-0"));
         assert_eq!(found.len(), 1, "one pod namespace for {replica}: {found:?}");
         found[0].clone()
     };
     let (client, server, bypass) = (pod("client"), pod("server"), pod("bypass"));
+    let node = format!("{}-node", client.split("-default-").next().unwrap());
+    let _resolver = common::Proc {
+        child: std::process::Command::new("ip")
+            .args(["netns", "exec", &node, "dnsmasq", "--keep-in-foreground"])
+            .args([
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--user=root",
+            ])
+            .args([
+                "--listen-address=198.19.0.1",
+                "--bind-interfaces",
+                "--port=53",
+            ])
+            .arg(format!(
+                "--pid-file={}",
+                m.w.dir.join("dnsmasq.pid").display()
+            ))
+            .arg("--address=/outside.test/198.51.100.7")
+            .spawn()
+            .expect("dnsmasq (Debian's dnsmasq-base)"),
+        name: "dnsmasq".into(),
+    };
 
     // Istio's rules, as an Istio user reads them.
     let rules = String::from_utf8_lossy(&in_netns(&bypass, &["nft", "list", "ruleset"]).stdout)
@@ -1314,6 +1327,50 @@ spec:
         std::fs::read_to_string(m.w.dir.join("run/logs/bypass-0.access.log")).unwrap_or_default();
     assert!(!bypass_log.contains("/status/200"), "{bypass_log}");
 
+    // DNS by the mesh: the pod's resolver (Kubernetes' search path) is
+    // answered by its proxy, over UDP and TCP, so names work as in a
+    // cluster; other names are asked upstream.
+    let dig = |args: &[&str]| {
+        let out = in_netns(
+            &client,
+            &[&["dig", "+short", "+time=2", "+tries=1"], args].concat(),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(dig(&["server.default.svc.cluster.local"]), server_vip);
+    assert_eq!(dig(&["+tcp", "echo.default.svc.cluster.local"]), echo_vip);
+    assert_eq!(dig(&["+search", "server"]), server_vip);
+    let started = Instant::now();
+    while dig(&["outside.test"]) != "198.51.100.7" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "outside.test is not asked upstream: {:?}",
+            dig(&["outside.test"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let by_name = common::weft()
+        .args(["exec", "client", "--admin", &m.admin, "--"])
+        .args(["curl", "-s", "-m", "10", "http://server:8000/headers"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&by_name.stdout).contains("server-0"),
+        "{by_name:?}"
+    );
+    let echoed = in_netns(
+        &client,
+        &[
+            "sh",
+            "-c",
+            "printf 'hello by name\\n' | nc -q 2 -w 5 echo 9000",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&echoed.stdout).contains("hello by name"),
+        "nc to echo:9000: {echoed:?}"
+    );
+
     // The call through capture was mTLS, which neither application knows
     // of; the bypassing one was not.
     let metrics = String::from_utf8_lossy(
@@ -1335,9 +1392,11 @@ spec:
     assert!(series("client", "mutual_tls"), "{metrics}");
     assert!(series("unknown", "none"), "{metrics}");
 
-    // The user on this machine reaches the ingress and the admin API.
-    let page = curl(&[&format!("http://{}/headers", m.ingress)]);
-    assert_eq!(page.status, 200, "{}", page.body);
+    // The user on this machine reaches the ingress, and bookinfo works
+    // unchanged under capture.
+    let (status, page) = m.page(None);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Reviews served by"), "{page}");
 
     // SIGTERM: every namespace of the mesh goes.
     m.w.proc("up").signal("TERM");

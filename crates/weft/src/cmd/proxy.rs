@@ -69,6 +69,11 @@ pub struct Args {
     /// through. Inbound ports are not bound (the application holds them).
     #[arg(long)]
     capture: bool,
+    /// Under --capture, where DNS queries for names that are not the
+    /// mesh's go (`IP` or `IP:PORT`); by default the first nameserver of
+    /// /etc/resolv.conf (in a pod, the pod's).
+    #[arg(long, value_parser = parse_dns_upstream, requires = "capture")]
+    dns_upstream: Option<SocketAddr>,
     /// Admin address (/ready, /config_dump).
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -167,6 +172,13 @@ fn parse_port_addr(s: &str) -> Result<(u32, SocketAddr), String> {
         .parse::<SocketAddr>()
         .map_err(|e| format!("address {a:?}: {e}"))?;
     Ok((port, addr))
+}
+
+/// A resolver's address: `IP:PORT`, or `IP` for port 53.
+fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|e| format!("{s:?} is not an address: {e}"))
 }
 
 fn parse_name_addr(s: &str) -> Result<(String, SocketAddr), String> {
@@ -337,6 +349,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         app_source: args
             .capture
             .then_some(IpAddr::V4(weft_capture::INBOUND_PASSTHROUGH_SOURCE)),
+        dns: args.capture.then(|| {
+            (
+                // On loopback, as Istio's agent: REDIRECT hands the query
+                // to 127.0.0.1, and a reply must leave from there for
+                // conntrack to turn it back into the resolver's.
+                SocketAddr::from(([127, 0, 0, 1], weft_capture::ports::DNS)),
+                weft_proxy::dns::Upstream::resolve(args.dns_upstream),
+            )
+        }),
         limits: weft_proxy::listen::limits::Limits {
             idle_timeout: args.idle_timeout,
             request_headers_timeout: args.request_headers_timeout,

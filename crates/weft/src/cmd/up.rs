@@ -49,6 +49,11 @@ pub struct Args {
     /// where they are on this machine, forwarded into the mesh.
     #[arg(long)]
     capture: bool,
+    /// Under --capture, the resolver pods' proxies ask for names that are
+    /// not the mesh's (what their resolv.conf names); by default this
+    /// machine's first nameserver.
+    #[arg(long, requires = "capture")]
+    dns_upstream: Option<std::net::IpAddr>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -75,6 +80,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         capture: None,
         user_ingress: args.ingress,
         user_admin: args.admin,
+        dns_upstream: args.dns_upstream,
     };
     if args.capture {
         // Before the runtime: its threads must start on the mesh network.
