@@ -174,6 +174,38 @@ pub fn find_pod(existing: &[String], full: &str) -> Option<String> {
     found.next().is_none().then(|| first.clone())
 }
 
+/// Whether `ip` is on a `--capture` mesh's network (198.18.0.0/15),
+/// reached only from inside its namespaces.
+pub fn on_mesh_network(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            a == 198 && (b == 18 || b == 19)
+        }
+        IpAddr::V6(_) => false,
+    }
+}
+
+/// The node namespace from which proxy `namespace/name` is reached, among
+/// `existing`: its pod's mesh's, or for a proxy without a pod (a gateway)
+/// the only mesh's; `None` when that cannot be told.
+pub fn node_of(existing: &[String], proxy: &str) -> Option<String> {
+    let nodes: Vec<&String> = existing
+        .iter()
+        .filter(|n| n.starts_with("weft-") && n.ends_with("-node"))
+        .collect();
+    if let Some(pod) = find_pod(existing, proxy) {
+        return nodes
+            .into_iter()
+            .find(|n| pod.starts_with(n.trim_end_matches("node")))
+            .cloned();
+    }
+    match nodes.as_slice() {
+        [only] => Some((*only).clone()),
+        _ => None,
+    }
+}
+
 /// A short, stable tag for a path: the mesh's namespaces carry it (the
 /// same hash as the run directory's name).
 fn tag(path: &std::path::Path) -> String {
@@ -463,6 +495,16 @@ mod tests {
             "weft-bbbbbb-default-x-0".to_owned(),
         ];
         assert_eq!(super::find_pod(&two, "default/x-0"), None);
+        assert_eq!(
+            super::node_of(&existing, "default/reviews-v1-0").as_deref(),
+            Some("weft-25edda-node")
+        );
+        assert_eq!(
+            super::node_of(&existing, "istio-system/istio-ingressgateway").as_deref(),
+            Some("weft-25edda-node")
+        );
+        assert!(super::on_mesh_network("198.19.1.4".parse().unwrap()));
+        assert!(!super::on_mesh_network("127.0.10.1".parse().unwrap()));
     }
 
     #[test]

@@ -125,7 +125,7 @@ fn set_options(socket: &Socket, addr: SocketAddr, opts: &SocketOptions) -> io::R
 /// Runs `open` in network namespace `netns`, on a thread of its own: a
 /// thread's namespace is its own to change, and a socket keeps the
 /// namespace it was made in after the thread is gone.
-fn in_namespace<T: Send>(
+pub fn in_namespace<T: Send>(
     netns: Option<&Path>,
     open: impl FnOnce() -> io::Result<T> + Send,
 ) -> io::Result<T> {

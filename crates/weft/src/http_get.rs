@@ -3,16 +3,44 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Where a request goes: an address, reached from this machine's network
+/// namespace or from another one (a proxy on a `weft up --capture`
+/// mesh's network is reached from its node's).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub netns: Option<PathBuf>,
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Target {
+        Target { addr, netns: None }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.netns {
+            Some(ns) => write!(f, "{} (in network namespace {})", self.addr, ns.display()),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
 
 /// Sends one request; returns the status code and body.
 pub fn request(
-    addr: SocketAddr,
+    to: impl Into<Target>,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    let Target { addr, netns } = to.into();
+    let mut s = weft_proxy::sockets::in_namespace(netns.as_deref(), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    })?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len())?;
     s.write_all(body)?;
@@ -46,8 +74,8 @@ pub fn request(
 }
 
 /// GET that must answer 200.
-pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let (status, body) = request(addr, "GET", path, b"")?;
+pub fn get(to: impl Into<Target>, path: &str) -> anyhow::Result<String> {
+    let (status, body) = request(to, "GET", path, b"")?;
     if status != 200 {
         anyhow::bail!("{path}: HTTP {status}: {body}");
     }

@@ -1392,6 +1392,46 @@ spec:
     assert!(series("client", "mutual_tls"), "{metrics}");
     assert!(series("unknown", "none"), "{metrics}");
 
+    // The operator's commands reach proxies on the mesh's network as in
+    // loopback mode: a pod's by app name, and the gateway.
+    for (who, want) in [
+        (
+            "productpage",
+            "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+        ),
+        (
+            "istio-ingressgateway",
+            "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+        ),
+    ] {
+        let out = common::weft()
+            .args(["x509", who, "--admin", &m.admin, "-o", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(want),
+            "weft x509 {who}: {out:?}"
+        );
+    }
+    let pc = common::weft()
+        .args([
+            "proxy-config",
+            "client",
+            "--admin",
+            &m.admin,
+            "--section",
+            "clusters",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&pc.stdout)
+            .contains("outbound|8000||server.default.svc.cluster.local"),
+        "weft proxy-config client: {pc:?}"
+    );
+
     // The user on this machine reaches the ingress, and bookinfo works
     // unchanged under capture.
     let (status, page) = m.page(None);

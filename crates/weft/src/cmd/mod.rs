@@ -39,11 +39,13 @@ pub fn load_reporting_errors(paths: &[PathBuf]) -> Loaded {
 }
 
 /// The admin address of the proxy serving `name` (a proxy or workload
-/// name, with or without its namespace), from the control plane's status.
+/// name, with or without its namespace), from the control plane's status;
+/// a proxy on a `weft up --capture` mesh's network is reached from its
+/// node's namespace.
 pub fn proxy_admin(
     control: std::net::SocketAddr,
     name: &str,
-) -> anyhow::Result<std::net::SocketAddr> {
+) -> anyhow::Result<crate::http_get::Target> {
     use anyhow::Context;
     let text = crate::http_get::get(control, "/api/status").with_context(|| {
         format!("no control plane answers on {control} (start one with `weft up`, or pass --admin)")
@@ -65,8 +67,16 @@ pub fn proxy_admin(
                 .context("that workload has no proxy")?
         }
     };
-    Ok(wanted["admin"]
+    let addr: std::net::SocketAddr = wanted["admin"]
         .as_str()
         .context("the proxy has no admin address")?
-        .parse()?)
+        .parse()?;
+    let netns = weft_local::capture::on_mesh_network(addr.ip())
+        .then(|| {
+            let proxy = wanted["name"].as_str().unwrap_or(name);
+            weft_local::capture::node_of(&weft_local::capture::namespaces(), proxy)
+        })
+        .flatten()
+        .map(|n| std::path::Path::new("/var/run/netns").join(n));
+    Ok(crate::http_get::Target { addr, netns })
 }

@@ -157,7 +157,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 /// The model a running proxy serves, from its own admin port.
 fn live(args: &Args, name: &str) -> anyhow::Result<ExitCode> {
     let admin = super::proxy_admin(args.admin, name)?;
-    let dump = crate::http_get::get(admin, "/config_dump")
+    let dump = crate::http_get::get(admin.clone(), "/config_dump")
         .with_context(|| format!("the proxy does not answer on {admin}"))?;
     let dump: serde_json::Value = serde_json::from_str(&dump)?;
     let model = &dump["model"];

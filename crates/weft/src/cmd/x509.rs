@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let admin = super::proxy_admin(args.admin, &args.workload)?;
-    let text = crate::http_get::get(admin, "/certs")
+    let text = crate::http_get::get(admin.clone(), "/certs")
         .with_context(|| format!("the proxy does not answer on {admin}"))?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("the proxy has no certificate: {}", text.trim()))?;
