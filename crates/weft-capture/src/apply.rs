@@ -18,11 +18,8 @@ pub enum ApplyError {
         place: String,
         stderr: String,
     },
-    #[error("cannot run {what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("cannot run {what}: {error}")]
+    Io { what: String, error: std::io::Error },
 }
 
 fn place(netns: Option<&str>) -> String {
@@ -67,26 +64,26 @@ pub fn run_tool(
     })
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+    let mut child = cmd.spawn().map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
             ApplyError::Missing(if netns.is_some() { "ip" } else { program }, package)
         } else {
             ApplyError::Io {
                 what: what.clone(),
-                source,
+                error,
             }
         }
     })?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(text.as_bytes())
-            .map_err(|source| ApplyError::Io {
+            .map_err(|error| ApplyError::Io {
                 what: what.clone(),
-                source,
+                error,
             })?;
     }
-    let out = child.wait_with_output().map_err(|source| ApplyError::Io {
+    let out = child.wait_with_output().map_err(|error| ApplyError::Io {
         what: what.clone(),
-        source,
+        error,
     })?;
     if out.status.success() {
         return Ok(());

@@ -39,18 +39,20 @@ const BRIDGE: &str = "weft0";
 pub enum CaptureError {
     #[error("--capture needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make network namespaces: run `sudo weft up --capture …`, or leave out --capture for loopback mode")]
     NotRoot,
-    #[error("--capture cannot {what}: {source}")]
+    // `cause`, not `source`: the reason is part of this one line, and
+    // an error chain would print it twice.
+    #[error("--capture cannot {what}: {cause}")]
     Tool {
         what: String,
-        source: weft_capture::ApplyError,
+        cause: weft_capture::ApplyError,
     },
     #[error("{what}: {why}")]
     Failed { what: String, why: String },
-    #[error("cannot listen on {addr} for {what}: {source}")]
+    #[error("cannot listen on {addr} for {what}: {error}")]
     Bind {
         addr: SocketAddr,
         what: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -143,10 +145,10 @@ fn resolv_conf(namespace: &str, nameserver: Option<IpAddr>) -> String {
 
 /// `ip args…`; `what` says what it was for.
 fn ip(what: &str, args: &[&str]) -> Result<(), CaptureError> {
-    weft_capture::apply::run_tool(None, "ip", "iproute2", args, None).map_err(|source| {
+    weft_capture::apply::run_tool(None, "ip", "iproute2", args, None).map_err(|cause| {
         CaptureError::Tool {
             what: what.to_owned(),
-            source,
+            cause,
         }
     })
 }
@@ -232,9 +234,9 @@ impl Network {
         for (program, package, arg) in [("ip", "iproute2", "-V"), ("nft", "nftables", "--version")]
         {
             weft_capture::apply::run_tool(None, program, package, &[arg], None).map_err(
-                |source| CaptureError::Tool {
+                |cause| CaptureError::Tool {
                     what: format!("run {program}"),
-                    source,
+                    cause,
                 },
             )?;
         }
@@ -265,10 +267,10 @@ impl Network {
         }
         let mut bound = Vec::new();
         for (here, there, what) in forwards {
-            let l = std::net::TcpListener::bind(here).map_err(|source| CaptureError::Bind {
+            let l = std::net::TcpListener::bind(here).map_err(|error| CaptureError::Bind {
                 addr: *here,
                 what: (*what).to_owned(),
-                source,
+                error,
             })?;
             bound.push((l, *there));
         }
@@ -402,9 +404,9 @@ impl Network {
             ],
         )?;
         if let Some(c) = capture {
-            weft_capture::install(Some(netns), c).map_err(|source| CaptureError::Tool {
+            weft_capture::install(Some(netns), c).map_err(|cause| CaptureError::Tool {
                 what: format!("install the capture rules in {netns}"),
-                source,
+                cause,
             })?;
         }
         Ok(())

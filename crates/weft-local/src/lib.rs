@@ -526,10 +526,12 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
             running.apps.insert(s.name.clone(), Managed::start(spec));
         }
     }
-    // Wait for the workloads together, under one deadline.
+    // Wait for the workloads together, under one deadline (not for those
+    // not started).
     let waits: Vec<_> = plan
         .sidecars
         .iter()
+        .filter(|s| !running.held.contains_key(&s.name))
         .filter_map(|s| {
             s.ports.first().map(|p| {
                 (

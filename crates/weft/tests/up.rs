@@ -1177,6 +1177,14 @@ fn capture_puts_pods_in_namespaces_and_hands_their_traffic_to_the_mesh() {
             "traffic.sidecar.istio.io/excludeOutboundPorts: \"8000\"",
         )
         + &workload("echo", "tcp-echo", "{name: tcp, port: 9000}", "")
+        // A pod whose capture cannot be built: refused alone, with the
+        // annotation and the fix; the rest of the mesh serves.
+        + &workload(
+            "broken",
+            "httpbin",
+            "{name: http, port: 8000}",
+            "traffic.sidecar.istio.io/includeInboundPorts: \"http\"",
+        )
         + r#"apiVersion: v1
 kind: Service
 metadata: {name: server}
@@ -1206,6 +1214,14 @@ spec:
         found[0].clone()
     };
     let (client, server, bypass) = (pod("client"), pod("server"), pod("bypass"));
+    let up_log = m.w.log("up");
+    assert!(
+        up_log.contains("not starting default/broken-0")
+            && up_log.contains("traffic.sidecar.istio.io/includeInboundPorts")
+            && up_log.contains("list port numbers"),
+        "{up_log}"
+    );
+    assert!(netns_ending("-default-broken-0").is_empty());
     let node = format!("{}-node", client.split("-default-").next().unwrap());
     let _resolver = common::Proc {
         child: std::process::Command::new("ip")
@@ -1450,4 +1466,63 @@ spec:
     assert!(netns_ending("-node")
         .iter()
         .all(|n| !client.starts_with(n.trim_end_matches("-node"))));
+}
+
+/// `weft up --capture` without what it needs stops at once, with one line
+/// saying what is missing and how to get it.
+#[test]
+fn capture_without_root_or_nft_says_what_is_missing() {
+    if !can_capture() {
+        return;
+    }
+    let w = common::World::any();
+    let cfg = w.write("mesh.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{name: http, port: 80}]}\n");
+    // Writable by the user the first run drops to.
+    let run = w.dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let writable: std::fs::Permissions = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+    std::fs::set_permissions(&run, writable).unwrap();
+    let (c, r) = (cfg.display().to_string(), run.display().to_string());
+    let (ingress, admin) = (
+        w.addr(0, 254, 8080).to_string(),
+        w.addr(0, 253, 15014).to_string(),
+    );
+    let up = [
+        "up",
+        "-f",
+        &c,
+        "--capture",
+        "--run-dir",
+        &r,
+        "--ingress",
+        &ingress,
+        "--admin",
+        &admin,
+    ];
+    let one_line = |out: &std::process::Output| {
+        assert!(!out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+
+    let nobody = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_weft"))
+        .args(up)
+        .output()
+        .unwrap();
+    let err = one_line(&nobody);
+    assert!(
+        err.contains("--capture needs root") && err.contains("sudo weft up --capture"),
+        "{err}"
+    );
+
+    // `ip` alone on the PATH: nft is missing.
+    let bin = w.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/usr/sbin/ip", bin.join("ip")).unwrap();
+    let no_nft = common::weft().env("PATH", &bin).args(up).output().unwrap();
+    let err = one_line(&no_nft);
+    assert!(err.contains("apt-get install nftables"), "{err}");
 }
