@@ -146,6 +146,9 @@ fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
     args.extend(stream_args(o, &s.name));
     if o.capture.is_some() {
         args.push("--capture".into());
+        if matches!(&s.capture, Ok(Some(c)) if c.mode == weft_capture::InterceptionMode::Tproxy) {
+            args.extend(["--interception-mode".into(), "TPROXY".into()]);
+        }
     } else {
         args.extend(["--outbound".into(), s.outbound().to_string()]);
     }
@@ -591,6 +594,8 @@ fn write_status(o: &Options, running: &Running) {
                 "listens": s.map(|s| s.ports.iter().map(|p| s.app(*p).to_string()).collect::<Vec<_>>()),
                 // The sidecar's mTLS tunnel (HBONE's port), where peers reach it.
                 "tunnel": s.map(|s| std::net::SocketAddr::from((s.ip, TUNNEL_PORT)).to_string()),
+                // Under capture, the pod's network namespace (`ip netns exec`).
+                "netns": s.and_then(|s| pod_of(o, s)),
                 "log": m.spec.log.display().to_string(),
                 "process": m.snapshot(),
             })

@@ -19,7 +19,7 @@ use crate::shared::{RuntimeConfig, Shared};
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::{metrics, trace};
-use crate::upstream::{self, ClusterRt};
+use crate::upstream;
 
 /// A running proxy.
 pub struct Proxy {
@@ -85,18 +85,7 @@ impl Proxy {
         let apps: HashMap<u32, crate::shared::App> = config
             .apps
             .iter()
-            .map(|(port, addr)| {
-                let cluster =
-                    |p| Arc::new(ClusterRt::new(app_cluster(*port, *addr, p), plain.clone()));
-                (
-                    *port,
-                    crate::shared::App {
-                        http1: cluster(Protocol::Http),
-                        http2: cluster(Protocol::Http2),
-                        route: crate::roles::sidecar::inbound_route(*port),
-                    },
-                )
-            })
+            .map(|(port, addr)| (*port, crate::shared::App::new(*port, *addr, &plain)))
             .collect();
         let (spans, queued) = trace::Sink::new();
         let shared = Arc::new_cyclic(|me| Shared {

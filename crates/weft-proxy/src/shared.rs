@@ -66,6 +66,9 @@ pub struct RuntimeConfig {
     /// Transparent capture: DNS answered here (15053, UDP and TCP), and
     /// where names that are not the mesh's are asked.
     pub dns: Option<(SocketAddr, crate::dns::Upstream)>,
+    /// TPROXY capture: inbound connections arrive with the client's own
+    /// address, and the application is reached from it.
+    pub tproxy: bool,
 }
 
 impl RuntimeConfig {
@@ -141,9 +144,38 @@ pub(crate) struct App {
     pub http1: Arc<ClusterRt>,
     pub http2: Arc<ClusterRt>,
     pub route: weft_model::Route,
+    /// How connections to it are opened (where they leave from).
+    pub client: Arc<crate::upstream::ClientSide>,
 }
 
 impl App {
+    /// The application at `addr` behind inbound `port`, reached by
+    /// `client`.
+    pub fn new(port: u32, addr: SocketAddr, client: &Arc<crate::upstream::ClientSide>) -> App {
+        let cluster = |p| {
+            Arc::new(ClusterRt::new(
+                crate::proxy::app_cluster(port, addr, p),
+                client.clone(),
+            ))
+        };
+        App {
+            http1: cluster(weft_model::Protocol::Http),
+            http2: cluster(weft_model::Protocol::Http2),
+            route: crate::roles::sidecar::inbound_route(port),
+            client: client.clone(),
+        }
+    }
+
+    /// This application reached from `client_ip` itself (TPROXY): a client
+    /// of its own for one client connection.
+    pub fn as_seen_by(&self, port: u32, client_ip: std::net::IpAddr) -> Option<App> {
+        let addr = self.http1.endpoint_addr(0)?;
+        let client = Arc::new(
+            crate::upstream::ClientSide::plain("", &Default::default()).leaving_as(client_ip),
+        );
+        Some(App::new(port, addr, &client))
+    }
+
     pub fn cluster(
         &self,
         declared: Option<weft_model::Protocol>,

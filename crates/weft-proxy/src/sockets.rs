@@ -33,6 +33,11 @@ pub struct SocketOptions {
     pub netns: Option<PathBuf>,
 }
 
+/// The mark TPROXY capture routes back to the proxy (Istio's 1337): a
+/// connection that leaves from a client's address carries it, so the
+/// replies to that foreign address come back to this socket.
+pub const TPROXY_MARK: u32 = 1337;
+
 /// How many connections may wait to be accepted (tokio's default).
 const BACKLOG: i32 = 1024;
 
@@ -56,6 +61,25 @@ pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Tcp
         return TcpStream::connect(addr).await;
     };
     connect_with(addr, Some(source), &plain).await
+}
+
+/// Connects to `addr` from `source`; `transparent`: `source` may be an
+/// address of another host (a client's, under TPROXY capture), so the
+/// socket is transparent and marked for TPROXY's return route.
+pub async fn connect_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    transparent: bool,
+) -> io::Result<TcpStream> {
+    if !transparent {
+        return connect(addr, source).await;
+    }
+    let opts = SocketOptions {
+        mark: Some(TPROXY_MARK),
+        transparent: true,
+        netns: None,
+    };
+    connect_with(addr, source, &opts).await
 }
 
 /// Connects to `addr` on a socket opened as `opts` say, from `source` when

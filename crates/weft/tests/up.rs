@@ -1168,7 +1168,14 @@ fn capture_puts_pods_in_namespaces_and_hands_their_traffic_to_the_mesh() {
             "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\n  annotations: {{{annotations}}}\nspec:\n  command: weft\n  args: [sample-app, {app}]\n  ports: [{port}]\n---\n"
         )
     };
-    let yaml = workload("server", "httpbin", "{name: http, port: 8000}", "")
+    // The server's inbound side is captured with TPROXY: its application
+    // sees each client's own address.
+    let yaml = workload(
+        "server",
+        "httpbin",
+        "{name: http, port: 8000}",
+        "sidecar.istio.io/interceptionMode: TPROXY",
+    )
         + &workload("client", "httpbin", "{name: http, port: 8000}", "")
         + &workload(
             "bypass",
@@ -1208,10 +1215,22 @@ spec:
         &["--capture", "--dns-upstream", "198.19.0.1"],
         &[],
     );
-    let pod = |replica: &str| {
-        let found = netns_ending(&format!("-default-{replica}-0"));
-        assert_eq!(found.len(), 1, "one pod namespace for {replica}: {found:?}");
-        found[0].clone()
+    // Each replica's pod, as `weft status` names it.
+    let status: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("http://{}/api/status", m.admin)]).body).unwrap();
+    let replica = |name: &str| {
+        status["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == format!("default/{name}-0"))
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+            .clone()
+    };
+    let pod = |name: &str| {
+        let ns = replica(name)["netns"].as_str().unwrap().to_owned();
+        assert_eq!(netns_ending(&ns), vec![ns.clone()], "{name}'s pod exists");
+        ns
     };
     let (client, server, bypass) = (pod("client"), pod("server"), pod("bypass"));
     let up_log = m.w.log("up");
@@ -1221,8 +1240,9 @@ spec:
             && up_log.contains("list port numbers"),
         "{up_log}"
     );
-    assert!(netns_ending("-default-broken-0").is_empty());
-    let node = format!("{}-node", client.split("-default-").next().unwrap());
+    let mesh_prefix = client.split("-default-").next().unwrap();
+    assert!(netns_ending(&format!("{mesh_prefix}-default-broken-0")).is_empty());
+    let node = format!("{mesh_prefix}-node");
     let _resolver = common::Proc {
         child: std::process::Command::new("ip")
             .args(["netns", "exec", &node, "dnsmasq", "--keep-in-foreground"])
@@ -1262,19 +1282,16 @@ spec:
 
     // Addresses: the server pod's from the status, the services' as the
     // control plane gave them.
-    let status: serde_json::Value =
-        serde_json::from_str(&curl(&[&format!("http://{}/api/status", m.admin)]).body).unwrap();
-    let server_ip = status["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["name"] == "default/server-0")
-        .and_then(|w| w["listens"][0].as_str())
-        .unwrap()
-        .rsplit_once(':')
-        .unwrap()
-        .0
-        .to_owned();
+    let pod_ip = |name: &str| {
+        replica(name)["listens"][0]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .0
+            .to_owned()
+    };
+    let server_ip = pod_ip("server");
     let services: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(m.w.dir.join("run/service-addresses.json")).unwrap(),
     )
@@ -1385,6 +1402,26 @@ spec:
     assert!(
         String::from_utf8_lossy(&echoed.stdout).contains("hello by name"),
         "nc to echo:9000: {echoed:?}"
+    );
+
+    // TPROXY: Istio's mangle rules in the server's pod, and its
+    // application sees who called, over mTLS or in plain text.
+    let server_rules =
+        String::from_utf8_lossy(&in_netns(&server, &["nft", "list", "ruleset"]).stdout)
+            .into_owned();
+    assert!(
+        server_rules.contains("tproxy ip to :15006"),
+        "{server_rules}"
+    );
+    let origin = |pod: &str, url: &str| {
+        let out = in_netns(pod, &["curl", "-s", "-m", "10", url]);
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        body["origin"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(origin(&client, "http://server:8000/ip"), pod_ip("client"));
+    assert_eq!(
+        origin(&bypass, &format!("http://{server_ip}:8000/ip")),
+        pod_ip("bypass")
     );
 
     // The call through capture was mTLS, which neither application knows

@@ -25,6 +25,9 @@ pub struct HttpListener {
     pub peer: Option<Arc<Peer>>,
     /// Whether CONNECT opens tunnels here, and what serves them.
     pub tunnels: Option<TunnelServer>,
+    /// The local application as this connection alone reaches it (from
+    /// the client's address, under TPROXY); `None`: the proxy's own.
+    pub(crate) app: Option<Arc<crate::shared::App>>,
 }
 
 /// What a CONNECT tunnel carries, as the CONNECT stage found it.

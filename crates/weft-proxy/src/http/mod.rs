@@ -128,7 +128,10 @@ async fn serve<B: forward::ClientBody>(
     // Route.
     let mut port_digits = [0u8; 10];
     let (table, port) = match &listener.routing {
-        Routing::LocalApp { port } => return to_local_app(shared, snap, *port, req, ctx).await,
+        Routing::LocalApp { port } => {
+            let app = listener.app.as_deref();
+            return to_local_app(shared, snap, *port, app, req, ctx).await;
+        }
         Routing::Table { table, port } => (&**table, *port),
         Routing::RequestedPort => {
             let port = route::requested_port(authority);
@@ -221,10 +224,11 @@ async fn to_local_app<B: forward::ClientBody>(
     shared: &Shared,
     snap: &Snapshot,
     port: u32,
+    app: Option<&crate::shared::App>,
     req: Request<B>,
     ctx: &mut Ctx,
 ) -> Response<Body> {
-    let Some(local) = shared.apps.get(&port) else {
+    let Some(local) = app.or_else(|| shared.apps.get(&port)) else {
         return ctx.fail(Error::new(
             ErrorKind::NoHealthyUpstream,
             format!("no application address configured for port {port}"),

@@ -15,14 +15,15 @@ use crate::telemetry::flags::{Flags, ResponseFlag};
 pub const OUTBOUND: &str = "PassthroughCluster";
 pub const INBOUND: &str = "InboundPassthroughCluster";
 
-/// Splices `client` to `destination`, leaving from `source` when given;
-/// `cluster` names the passthrough in the access log.
+/// Splices `client` to `destination`, leaving from `source` when given
+/// (`transparent`: a client's own address, under TPROXY); `cluster` names
+/// the passthrough in the access log.
 pub async fn splice<S>(
     shared: &Shared,
     mut client: S,
     remote: SocketAddr,
     destination: SocketAddr,
-    source: Option<IpAddr>,
+    (source, transparent): (Option<IpAddr>, bool),
     cluster: &'static str,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -36,7 +37,7 @@ pub async fn splice<S>(
         ..Entry::starting_now(remote)
     };
     let mut flags = Flags::default();
-    match crate::sockets::connect(destination, source).await {
+    match crate::sockets::connect_from(destination, source, transparent).await {
         Ok(mut upstream) => {
             let _ = upstream.set_nodelay(true);
             match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {

@@ -21,13 +21,21 @@ use crate::error::BindError;
 
 /// Binds a listener through the socket factory, naming it in the error.
 pub async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), BindError> {
+    bind_with(addr, what, &crate::sockets::SocketOptions::default()).await
+}
+
+/// [`bind`], the socket opened as `opts` say.
+pub async fn bind_with(
+    addr: SocketAddr,
+    what: &str,
+    opts: &crate::sockets::SocketOptions,
+) -> Result<(TcpListener, SocketAddr), BindError> {
     let err = |source| BindError {
         addr,
         what: what.to_owned(),
         source,
     };
-    let socket =
-        crate::sockets::listen(addr, &crate::sockets::SocketOptions::default()).map_err(err)?;
+    let socket = crate::sockets::listen(addr, opts).map_err(err)?;
     let listener = TcpListener::from_std(socket).map_err(err)?;
     let local = listener.local_addr().map_err(err)?;
     Ok((listener, local))

@@ -31,6 +31,8 @@ pub struct Planned {
     pub serve: OnConnection,
     /// What a bind error calls it.
     pub what: String,
+    /// How its socket is opened (transparent for TPROXY capture).
+    pub socket: crate::sockets::SocketOptions,
 }
 
 struct Running {
@@ -105,7 +107,7 @@ impl ListenerSet {
                     drain_in_background(old.drain.clone(), old.addr, drain);
                     match listener {
                         Some(l) => (l, true),
-                        None => match super::bind(p.addr, &p.what).await {
+                        None => match super::bind_with(p.addr, &p.what, &p.socket).await {
                             Ok((l, _)) => (l, true),
                             Err(e) => {
                                 errors.push(e);
@@ -114,7 +116,7 @@ impl ListenerSet {
                         },
                     }
                 }
-                None => match super::bind(p.addr, &p.what).await {
+                None => match super::bind_with(p.addr, &p.what, &p.socket).await {
                     Ok((l, _)) => (l, false),
                     Err(e) => {
                         errors.push(e);

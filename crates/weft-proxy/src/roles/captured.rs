@@ -60,6 +60,7 @@ fn outbound_http(port: u16) -> Arc<HttpListener> {
         reporter: Reporter::Source { server_span: false },
         peer: None,
         tunnels: None,
+        app: None,
     })
 }
 
@@ -112,7 +113,7 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                             io,
                             remote,
                             destination,
-                            None,
+                            (None, false),
                             passthrough::OUTBOUND,
                         )
                         .await;
@@ -125,7 +126,7 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                         Prefixed::new(Vec::new(), stream),
                         remote,
                         destination,
-                        None,
+                        (None, false),
                         passthrough::OUTBOUND,
                     )
                     .await;
@@ -173,7 +174,12 @@ pub fn on_inbound(shared: Arc<Shared>) -> OnConnection {
                 stream,
                 remote,
                 destination,
-                shared.config.app_source,
+                // Under TPROXY the application sees the client itself.
+                if shared.config.tproxy {
+                    (Some(remote.ip()), true)
+                } else {
+                    (shared.config.app_source, false)
+                },
                 passthrough::INBOUND,
             )
             .await;

@@ -30,6 +30,7 @@ pub fn listener(table: &str, port: u32) -> Arc<HttpListener> {
         reporter: Reporter::Source { server_span: true },
         peer: None,
         tunnels: None,
+        app: None,
     })
 }
 

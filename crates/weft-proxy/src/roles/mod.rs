@@ -30,6 +30,7 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
                 shape: "tcp".into(),
                 serve: crate::l4::tcp::on_connection(shared.clone(), l.name.clone()),
                 what: l.name.clone(),
+                socket: Default::default(),
             });
         }
     }
@@ -46,6 +47,7 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
                 shape: "outbound".into(),
                 serve: crate::listen::downstream::on_connection(shared.clone(), listener),
                 what: "outbound".into(),
+                socket: Default::default(),
             });
         }
     }
@@ -64,6 +66,7 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
                         shape: format!("inbound {:?}", l.protocol),
                         serve: sidecar::on_plaintext(shared.clone(), l.port, l.protocol),
                         what: l.name.clone(),
+                        socket: Default::default(),
                     });
                 }
             }
@@ -76,6 +79,7 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
                         shape: format!("gateway {table}"),
                         serve: gateway::on_connection(shared.clone(), listener, l.port),
                         what: l.name.clone(),
+                        socket: Default::default(),
                     });
                 }
             }
@@ -89,6 +93,7 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
             shape: "captured outbound".into(),
             serve: captured::on_outbound(shared.clone()),
             what: "captured outbound traffic".into(),
+            socket: Default::default(),
         });
     }
     if let Some(addr) = config.captured_inbound {
@@ -98,6 +103,11 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
             shape: "captured inbound".into(),
             serve: captured::on_inbound(shared.clone()),
             what: "captured inbound traffic".into(),
+            // TPROXY delivers to a transparent socket only.
+            socket: crate::sockets::SocketOptions {
+                transparent: config.tproxy,
+                ..Default::default()
+            },
         });
     }
     if let (Some(addr), Some(mesh)) = (config.tunnel, shared.mesh.clone()) {
@@ -107,6 +117,7 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
             shape: "tunnel".into(),
             serve: crate::identity::tunnel::on_connection(shared.clone(), mesh),
             what: "the mTLS tunnel".into(),
+            socket: Default::default(),
         });
     }
     out

@@ -32,6 +32,7 @@ pub fn outbound() -> Arc<HttpListener> {
         reporter: Reporter::Source { server_span: false },
         peer: None,
         tunnels: Some(Arc::new(serve_tunnel)),
+        app: None,
     })
 }
 
@@ -66,7 +67,12 @@ fn serve_tunnel(
 
 /// Workload port `port`'s inbound HTTP: judged by the workload's
 /// policies, then delivered to the application.
-pub fn inbound(shared: &Shared, port: u32, peer: Option<Arc<Peer>>) -> Arc<HttpListener> {
+pub(crate) fn inbound(
+    shared: &Shared,
+    port: u32,
+    peer: Option<Arc<Peer>>,
+    app: Option<Arc<crate::shared::App>>,
+) -> Arc<HttpListener> {
     Arc::new(HttpListener {
         name: format!("inbound|{port}").into(),
         routing: Routing::LocalApp { port },
@@ -79,6 +85,7 @@ pub fn inbound(shared: &Shared, port: u32, peer: Option<Arc<Peer>>) -> Arc<HttpL
         reporter: Reporter::Destination { port },
         peer,
         tunnels: None,
+        app,
     })
 }
 
@@ -128,6 +135,14 @@ pub async fn serve<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Under TPROXY the application sees the client's own address: this
+    // connection reaches it from there, on connections of its own.
+    let app = shared
+        .config
+        .tproxy
+        .then(|| shared.apps.get(&port)?.as_seen_by(port, remote.ip()))
+        .flatten()
+        .map(Arc::new);
     let (io, opaque) = match protocol {
         Protocol::Tcp | Protocol::Tls | Protocol::Https => (Prefixed::new(Vec::new(), io), true),
         Protocol::Unknown => {
@@ -142,10 +157,10 @@ pub async fn serve<T>(
             return;
         }
         let _drain = drain;
-        splice_to_app(&shared, port, io).await;
+        splice_to_app(&shared, port, io, app.as_deref()).await;
         return;
     }
-    let listener = inbound(&shared, port, peer);
+    let listener = inbound(&shared, port, peer, app);
     let name = listener.name.clone();
     crate::listen::downstream::serve(&shared, io, remote, &name, listener, drain).await;
 }
@@ -208,18 +223,20 @@ pub fn inbound_route(port: u32) -> weft_model::Route {
 }
 
 /// Splices an opaque inbound connection to the application.
-pub async fn splice_to_app<T: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn splice_to_app<T: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     port: u32,
     mut client: T,
+    app: Option<&crate::shared::App>,
 ) {
-    let Some(app) = shared.apps.get(&port) else {
+    let Some(app) = app.or_else(|| shared.apps.get(&port)) else {
         return;
     };
     let Some(addr) = app.http1.endpoint_addr(0) else {
         return;
     };
-    match crate::sockets::connect(addr, shared.config.app_source).await {
+    let from = &app.client;
+    match crate::sockets::connect_from(addr, from.unmeshed_source, from.transparent).await {
         Ok(mut upstream) => {
             let _ = upstream.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;

@@ -24,8 +24,12 @@ pub enum Conn {
 #[derive(Clone)]
 pub enum Route {
     /// A plain TCP connection; to a mesh workload, it leaves from this
-    /// proxy's own address (`source`).
-    Plain { source: Option<std::net::IpAddr> },
+    /// proxy's own address (`source`); `transparent`: from a client's
+    /// (TPROXY).
+    Plain {
+        source: Option<std::net::IpAddr>,
+        transparent: bool,
+    },
     /// Through the peer proxy's tunnel port, verifying it is one of
     /// `expected`.
     Tunnel {
@@ -44,7 +48,10 @@ pub enum Route {
 
 impl Route {
     /// A plain connection from no particular address.
-    pub const PLAIN: Route = Route::Plain { source: None };
+    pub const PLAIN: Route = Route::Plain {
+        source: None,
+        transparent: false,
+    };
 }
 
 /// How upstream connections are opened: the connect timeout, and TCP
@@ -86,10 +93,12 @@ fn set_keepalive(stream: &TcpStream, k: &weft_model::TcpKeepalive) -> io::Result
 async fn tcp(
     addr: SocketAddr,
     source: Option<std::net::IpAddr>,
+    transparent: bool,
     opts: &DialOptions,
 ) -> io::Result<TcpStream> {
     let timeout = opts.timeout;
-    let stream = tokio::time::timeout(timeout, crate::sockets::connect(addr, source))
+    let connecting = crate::sockets::connect_from(addr, source, transparent);
+    let stream = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| {
             io::Error::new(
@@ -107,11 +116,14 @@ async fn tcp(
 pub async fn dial(addr: SocketAddr, route: &Route, opts: &DialOptions) -> io::Result<Conn> {
     let timeout = opts.timeout;
     match route {
-        Route::Plain { source } => Ok(Conn::Tcp(tcp(addr, *source, opts).await?)),
+        Route::Plain {
+            source,
+            transparent,
+        } => Ok(Conn::Tcp(tcp(addr, *source, *transparent, opts).await?)),
         Route::Unavailable(why) => Err(io::Error::other(why.to_string())),
         Route::Tls(origin) => {
             let config = origin.config()?;
-            let stream = tcp(addr, None, opts).await?;
+            let stream = tcp(addr, None, false, opts).await?;
             let tls = tokio::time::timeout(
                 timeout,
                 tokio_rustls::TlsConnector::from(config)

@@ -116,6 +116,8 @@ pub struct ClientSide {
     /// wherever the kernel says; the application's client under capture
     /// leaves from 127.0.0.6, so the capture rules let it through.
     pub unmeshed_source: Option<std::net::IpAddr>,
+    /// `unmeshed_source` is a client's address (TPROXY capture).
+    pub transparent: bool,
 }
 
 impl ClientSide {
@@ -142,6 +144,7 @@ impl ClientSide {
             credentials: Some(credentials),
             source_ip,
             unmeshed_source: None,
+            transparent: false,
         }
     }
 
@@ -158,6 +161,7 @@ impl ClientSide {
             credentials: None,
             source_ip: None,
             unmeshed_source: None,
+            transparent: false,
         }
     }
 
@@ -165,6 +169,14 @@ impl ClientSide {
     /// `source`.
     pub fn leaving_from(mut self, source: Option<std::net::IpAddr>) -> ClientSide {
         self.unmeshed_source = source;
+        self
+    }
+
+    /// This client, connecting to what is not a mesh workload from a
+    /// client's own address `source` (TPROXY capture keeps it).
+    pub fn leaving_as(mut self, source: std::net::IpAddr) -> ClientSide {
+        self.unmeshed_source = Some(source);
+        self.transparent = true;
         self
     }
 }
@@ -802,11 +814,13 @@ fn endpoint_route(
         _ if !e.identity.is_empty() => {
             return crate::upstream::conn::Route::Plain {
                 source: client.source_ip,
+                transparent: false,
             }
         }
         _ => {
             return crate::upstream::conn::Route::Plain {
                 source: client.unmeshed_source,
+                transparent: client.transparent,
             }
         }
     };

@@ -74,6 +74,11 @@ pub struct Args {
     /// /etc/resolv.conf (in a pod, the pod's).
     #[arg(long, value_parser = parse_dns_upstream, requires = "capture")]
     dns_upstream: Option<SocketAddr>,
+    /// Under --capture, how inbound traffic was captured (Istio's
+    /// `sidecar.istio.io/interceptionMode`): TPROXY keeps the client's
+    /// address, which the application then sees.
+    #[arg(long, value_enum, default_value = "REDIRECT", requires = "capture")]
+    interception_mode: InterceptionMode,
     /// Admin address (/ready, /config_dump).
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -172,6 +177,15 @@ fn parse_port_addr(s: &str) -> Result<(u32, SocketAddr), String> {
         .parse::<SocketAddr>()
         .map_err(|e| format!("address {a:?}: {e}"))?;
     Ok((port, addr))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[allow(clippy::upper_case_acronyms)]
+enum InterceptionMode {
+    #[value(name = "REDIRECT")]
+    Redirect,
+    #[value(name = "TPROXY")]
+    Tproxy,
 }
 
 /// A resolver's address: `IP:PORT`, or `IP` for port 53.
@@ -349,6 +363,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         app_source: args
             .capture
             .then_some(IpAddr::V4(weft_capture::INBOUND_PASSTHROUGH_SOURCE)),
+        tproxy: args.capture && args.interception_mode == InterceptionMode::Tproxy,
         dns: args.capture.then(|| {
             (
                 // On loopback, as Istio's agent: REDIRECT hands the query
