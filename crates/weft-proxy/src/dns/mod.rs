@@ -217,18 +217,7 @@ mod tests {
     }
 
     fn table() -> names::NameTable {
-        let listeners = [weft_model::Listener {
-            name: "outbound|9000||echo.default.svc.cluster.local".into(),
-            direction: weft_model::Direction::Outbound,
-            port: 9000,
-            service: "echo.default.svc.cluster.local".into(),
-            bind: String::new(),
-            addresses: vec!["198.18.0.9".into()],
-            protocol: weft_model::Protocol::Tcp,
-            target: weft_model::ListenerTarget::Tcp(Vec::new()),
-            tls: Vec::new(),
-        }];
-        names::NameTable::of(&[], &listeners)
+        names::NameTable::of(&[], &[names::echo_listener()])
     }
 
     #[test]

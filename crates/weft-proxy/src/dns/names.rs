@@ -83,11 +83,28 @@ impl NameTable {
     }
 }
 
+/// The outbound TCP listener of `echo.default.svc.cluster.local:9000` at
+/// 198.18.0.9, for tests.
+#[cfg(test)]
+pub(crate) fn echo_listener() -> Listener {
+    Listener {
+        name: "outbound|9000||echo.default.svc.cluster.local".into(),
+        direction: weft_model::Direction::Outbound,
+        port: 9000,
+        service: "echo.default.svc.cluster.local".into(),
+        bind: String::new(),
+        addresses: vec!["198.18.0.9".into()],
+        protocol: weft_model::Protocol::Tcp,
+        target: ListenerTarget::Tcp(Vec::new()),
+        tls: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use weft_model::{Protocol, VirtualHost};
+    use weft_model::VirtualHost;
 
     #[test]
     fn hosts_aliases_and_tcp_services_with_their_addresses() {
@@ -116,18 +133,7 @@ mod tests {
                 }),
             ],
         }];
-        let listeners = vec![Listener {
-            name: "outbound|9000||echo.default.svc.cluster.local".into(),
-            direction: weft_model::Direction::Outbound,
-            port: 9000,
-            service: "echo.default.svc.cluster.local".into(),
-            bind: String::new(),
-            addresses: vec!["198.18.0.9".into()],
-            protocol: Protocol::Tcp,
-            target: ListenerTarget::Tcp(Vec::new()),
-            tls: Vec::new(),
-        }];
-        let t = NameTable::of(&tables, &listeners);
+        let t = NameTable::of(&tables, &[echo_listener()]);
         let seven: &[Ipv4Addr] = &[Ipv4Addr::new(198, 18, 0, 7)];
         assert_eq!(t.lookup("reviews"), Some(seven));
         assert_eq!(t.lookup("Reviews.Default.svc.cluster.local."), Some(seven));
