@@ -1373,6 +1373,9 @@ spec:
     assert_eq!(dig(&["server.default.svc.cluster.local"]), server_vip);
     assert_eq!(dig(&["+tcp", "echo.default.svc.cluster.local"]), echo_vip);
     assert_eq!(dig(&["+search", "server"]), server_vip);
+    // `server.default` is first tried as `server.default.default.svc…`,
+    // which the proxy knows does not exist: no trip upstream.
+    assert_eq!(dig(&["+search", "server.default"]), server_vip);
     let started = Instant::now();
     while dig(&["outside.test"]) != "198.51.100.7" {
         assert!(

@@ -41,13 +41,21 @@ pub fn answer(table: &names::NameTable, query: &[u8]) -> Option<Answer> {
     let packet = Packet::parse(query).ok()?;
     let question = packet.questions.first()?;
     let name = question.qname.to_string();
-    let Some(addresses) = table.lookup(&name) else {
-        return Some(Answer::Upstream);
+    let addresses = match table.lookup(&name) {
+        Some(a) => a,
+        // The cluster's service domain holds only the mesh's services: a
+        // name there that is not one does not exist (as the cluster's DNS
+        // says), without asking upstream for each search-path guess.
+        None if table.in_service_domain(&name) => &[],
+        None => return Some(Answer::Upstream),
     };
     let mut reply = Packet::new_reply(packet.id());
     reply.set_flags(PacketFlag::AUTHORITATIVE_ANSWER | PacketFlag::RECURSION_AVAILABLE);
     if packet.has_flags(PacketFlag::RECURSION_DESIRED) {
         reply.set_flags(PacketFlag::RECURSION_DESIRED);
+    }
+    if addresses.is_empty() {
+        *reply.rcode_mut() = RCODE::NameError;
     }
     reply.questions.push(question.clone());
     // A mesh name has IPv4 addresses only: an AAAA (or any other) query
@@ -251,6 +259,14 @@ mod tests {
             answer(&t, &query("example.org", TYPE::A)),
             Some(Answer::Upstream)
         );
+        // A search-path guess in the service domain: NXDOMAIN here.
+        let Some(Answer::Local(bytes)) = answer(
+            &t,
+            &query("echo.default.default.svc.cluster.local", TYPE::A),
+        ) else {
+            panic!("answered here");
+        };
+        assert_eq!(Packet::parse(&bytes).unwrap().rcode(), RCODE::NameError);
         assert_eq!(answer(&t, b"not dns"), None);
     }
 

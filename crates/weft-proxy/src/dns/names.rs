@@ -11,6 +11,10 @@ use weft_model::{Listener, ListenerTarget, RouteTable};
 #[derive(Debug, Default)]
 pub struct NameTable {
     by_name: HashMap<String, Vec<Ipv4Addr>>,
+    /// The cluster's service domains (`svc.cluster.local`), from the
+    /// Kubernetes hosts seen: a name under one that the table lacks does
+    /// not exist, as the cluster's DNS would say.
+    service_domains: Vec<String>,
 }
 
 /// A domain without its port (`reviews:9080` → `reviews`).
@@ -58,7 +62,14 @@ impl NameTable {
     }
 
     fn add(&mut self, name: &str, addresses: &[Ipv4Addr]) {
-        let known = self.by_name.entry(name.to_ascii_lowercase()).or_default();
+        let name = name.to_ascii_lowercase();
+        if let Some((_, domain)) = name.split_once(".svc.") {
+            let domain = format!("svc.{domain}");
+            if !self.service_domains.contains(&domain) {
+                self.service_domains.push(domain);
+            }
+        }
+        let known = self.by_name.entry(name).or_default();
         for a in addresses {
             if !known.contains(a) {
                 known.push(*a);
@@ -72,6 +83,17 @@ impl NameTable {
         self.by_name
             .get(name.to_ascii_lowercase().as_str())
             .map(Vec::as_slice)
+    }
+
+    /// Whether `name` is under the cluster's service domain, where the
+    /// table knows every name there is.
+    pub fn in_service_domain(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        self.service_domains.iter().any(|d| {
+            name.len() > d.len()
+                && name.ends_with(d.as_str())
+                && name[..name.len() - d.len()].ends_with('.')
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -143,6 +165,9 @@ mod tests {
         );
         assert_eq!(t.lookup("ratings"), None);
         assert_eq!(t.lookup("198.18.0.7"), None);
+        assert!(t.in_service_domain("nope.default.svc.cluster.local."));
+        assert!(!t.in_service_domain("svc.cluster.local"));
+        assert!(!t.in_service_domain("example.org"));
         assert_eq!(t.len(), 3);
     }
 }
