@@ -1566,3 +1566,71 @@ fn capture_without_root_or_nft_says_what_is_missing() {
     let err = one_line(&no_nft);
     assert!(err.contains("apt-get install nftables"), "{err}");
 }
+
+/// A host joining the mesh (a namespace standing in for it): `weft proxy
+/// --capture --install-capture` installs Istio's rules there, with the
+/// annotations it is given, and removes them when it stops.
+#[test]
+fn a_host_proxy_installs_its_capture_rules_and_removes_them() {
+    if !can_capture() {
+        return;
+    }
+    let w = common::World::any();
+    let host = format!("weft-hosttest-{}", std::process::id());
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    assert!(std::process::Command::new("ip")
+        .args(["netns", "add", &host])
+        .status()
+        .unwrap()
+        .success());
+    let _gone = Gone(host.clone());
+    in_netns(&host, &["ip", "link", "set", "lo", "up"]);
+    let cfg = w.write(
+        "vm.yaml",
+        "apiVersion: weft.dev/v1\nkind: Workload\nmetadata: {name: vm, labels: {app: vm}}\nspec:\n  command: weft\n  args: [sample-app, httpbin]\n  ports: [{name: http, port: 8000}]\n",
+    );
+    let model = w.model("vm", &[cfg], "vm.json");
+    let model = model.display().to_string();
+    let mut proxy = common::Proc {
+        child: std::process::Command::new("ip")
+            .args(["netns", "exec", &host])
+            .arg(env!("CARGO_BIN_EXE_weft"))
+            .args(["proxy", "--model", &model, "--no-mtls", "--capture"])
+            .args(["--install-capture", "--interception-mode", "TPROXY"])
+            .args([
+                "--capture-setting",
+                "traffic.sidecar.istio.io/excludeOutboundPorts=5432",
+            ])
+            .args(["--admin", "127.0.0.1:15020", "--access-log", "off"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        name: "host proxy".into(),
+    };
+    let ruleset = || {
+        String::from_utf8_lossy(&in_netns(&host, &["nft", "list", "ruleset"]).stdout).into_owned()
+    };
+    let started = Instant::now();
+    while !ruleset().contains("tproxy ip to :15006") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no rules: {}",
+            ruleset()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rules = ruleset();
+    assert!(rules.contains("table inet istio-proxy-nat"), "{rules}");
+    assert!(rules.contains("tcp dport 5432 counter"), "{rules}");
+    proxy.signal("TERM");
+    let _ = proxy.child.wait();
+    assert!(!ruleset().contains("istio-proxy"), "{}", ruleset());
+}

@@ -79,6 +79,17 @@ pub struct Args {
     /// address, which the application then sees.
     #[arg(long, value_enum, default_value = "REDIRECT", requires = "capture")]
     interception_mode: InterceptionMode,
+    /// Under --capture, install the capture rules in this process's
+    /// network namespace first (as a host or VM that joins the mesh does;
+    /// `weft up` installs a pod's itself) and remove them at exit. Run it
+    /// in the namespace to capture (`ip netns exec`).
+    #[arg(long, requires = "capture")]
+    install_capture: bool,
+    /// `ANNOTATION=VALUE`: Istio's capture annotations for the rules
+    /// --install-capture installs
+    /// (`traffic.sidecar.istio.io/excludeOutboundPorts=5432`).
+    #[arg(long = "capture-setting", value_parser = parse_setting, requires = "install_capture")]
+    capture_settings: Vec<(String, String)>,
     /// Admin address (/ready, /config_dump).
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -188,6 +199,41 @@ enum InterceptionMode {
     Tproxy,
 }
 
+/// Capture rules this process installed, removed when it ends, whatever
+/// way it ends short of being killed (the next start replaces them then).
+struct InstalledRules;
+
+impl Drop for InstalledRules {
+    fn drop(&mut self) {
+        match weft_capture::remove(None) {
+            Ok(()) => eprintln!("weft proxy: capture rules removed"),
+            Err(e) => eprintln!("weft proxy: the capture rules could not be removed: {e}"),
+        }
+    }
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or(
+        "expected ANNOTATION=VALUE, e.g. traffic.sidecar.istio.io/excludeOutboundPorts=5432",
+    )?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// The rules --install-capture installs: Istio's defaults, the given
+/// annotations, and --interception-mode.
+fn capture_rules(args: &Args) -> anyhow::Result<Option<weft_capture::Capture>> {
+    if !args.install_capture {
+        return Ok(None);
+    }
+    let settings = args.capture_settings.iter().cloned().collect();
+    let mut capture = weft_capture::Capture::from_annotations(&settings)?
+        .context("sidecar.istio.io/interceptionMode NONE leaves nothing to install")?;
+    if args.interception_mode == InterceptionMode::Tproxy {
+        capture.mode = weft_capture::InterceptionMode::Tproxy;
+    }
+    Ok(Some(capture))
+}
+
 /// A resolver's address: `IP:PORT`, or `IP` for port 53.
 fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
@@ -284,6 +330,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }),
         _ => None,
     };
+    let rules = capture_rules(args)?;
     if args.capture {
         // Before any thread or socket: the capture rules let the traffic
         // of group 1337 through (Istio's proxy group), so the proxy's own
@@ -363,7 +410,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         app_source: args
             .capture
             .then_some(IpAddr::V4(weft_capture::INBOUND_PASSTHROUGH_SOURCE)),
-        tproxy: args.capture && args.interception_mode == InterceptionMode::Tproxy,
+        tproxy: args.capture
+            && (args.interception_mode == InterceptionMode::Tproxy
+                || rules
+                    .as_ref()
+                    .is_some_and(|c| c.mode == weft_capture::InterceptionMode::Tproxy)),
         dns: args.capture.then(|| {
             (
                 // On loopback, as Istio's agent: REDIRECT hands the query
@@ -378,6 +429,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             request_headers_timeout: args.request_headers_timeout,
             ..Default::default()
         },
+    };
+    let _installed = match &rules {
+        Some(c) => {
+            weft_capture::install(None, c).context("cannot install the capture rules")?;
+            eprintln!("weft proxy: capture rules installed (nft list table inet istio-proxy-nat)");
+            Some(InstalledRules)
+        }
+        None => None,
     };
     rt.block_on(async move {
         let log = match args.access_log.as_str() {
