@@ -95,6 +95,7 @@ impl Proxy {
             access_log,
             metrics: metrics::Metrics::new(),
             apps,
+            passthrough_client: Arc::new(upstream::ClientSide::plain("", &Default::default())),
             mesh,
             credentials,
             spans,

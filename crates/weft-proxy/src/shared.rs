@@ -96,6 +96,9 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// Inbound port → the application's clusters and fixed route.
     pub(crate) apps: HashMap<u32, App>,
+    /// Opens plain connections to where captured requests the mesh does
+    /// not know were going.
+    pub(crate) passthrough_client: Arc<crate::upstream::ClientSide>,
     /// This proxy's identity and tunnels; `None` with `--no-mtls`.
     pub mesh: Option<Arc<mesh::Mesh>>,
     /// `credentialName` credentials for gateway TLS and TLS origination.
@@ -162,6 +165,26 @@ impl App {
             http1: cluster(weft_model::Protocol::Http),
             http2: cluster(weft_model::Protocol::Http2),
             route: crate::roles::sidecar::inbound_route(port),
+            client: client.clone(),
+        }
+    }
+
+    /// Where a captured outbound request for a host the mesh does not
+    /// know goes: on to `destination`, in the client's protocol, as
+    /// Istio's `allow_any` route to `PassthroughCluster`.
+    pub fn passthrough(destination: SocketAddr, client: &Arc<crate::upstream::ClientSide>) -> App {
+        let cluster = |p| {
+            let mut c = crate::proxy::app_cluster(u32::from(destination.port()), destination, p);
+            c.name = crate::l4::passthrough::OUTBOUND.into();
+            Arc::new(ClusterRt::new(c, client.clone()))
+        };
+        let mut route = crate::roles::sidecar::inbound_route(u32::from(destination.port()));
+        route.name = "allow_any".into();
+        route.origin = "allow_any".into();
+        App {
+            http1: cluster(weft_model::Protocol::Http),
+            http2: cluster(weft_model::Protocol::Http2),
+            route,
             client: client.clone(),
         }
     }

@@ -28,6 +28,10 @@ pub struct HttpListener {
     /// The local application as this connection alone reaches it (from
     /// the client's address, under TPROXY); `None`: the proxy's own.
     pub(crate) app: Option<Arc<crate::shared::App>>,
+    /// Under capture, where an outbound connection was going: a request
+    /// whose host is no virtual host of its port's table goes there
+    /// (Istio's `allow_any` virtual host, to `PassthroughCluster`).
+    pub(crate) passthrough: Option<Arc<crate::shared::App>>,
 }
 
 /// What a CONNECT tunnel carries, as the CONNECT stage found it.

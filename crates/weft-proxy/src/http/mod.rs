@@ -141,6 +141,15 @@ async fn serve<B: forward::ClientBody>(
     let facts = RequestFacts::with_authority(&req, remote, authority).with_jwt(jwt.as_ref());
     let route = match route::select(&snap.tables, table, port, &facts) {
         Ok(route) => route,
+        Err(_)
+            if listener.passthrough.is_some()
+                && !route::knows_host(&snap.tables, table, &facts) =>
+        {
+            let Some(to) = listener.passthrough.as_deref() else {
+                return ctx.fail(Error::new(ErrorKind::NoRoute, "no passthrough".to_owned()));
+            };
+            return to_app(to, None, req, ctx).await;
+        }
         Err(e) => return ctx.fail(e),
     };
     ctx.entry.route_name = route.name.clone();
@@ -234,7 +243,17 @@ async fn to_local_app<B: forward::ClientBody>(
             format!("no application address configured for port {port}"),
         ));
     };
-    let declared = snap.inbound_protocols.get(&port).copied();
+    to_app(local, snap.inbound_protocols.get(&port).copied(), req, ctx).await
+}
+
+/// Sends `req` to `local` through its fixed route, in the protocol
+/// `declared` names, else the request's own.
+async fn to_app<B: forward::ClientBody>(
+    local: &crate::shared::App,
+    declared: Option<weft_model::Protocol>,
+    req: Request<B>,
+    ctx: &mut Ctx,
+) -> Response<Body> {
     let app = local.cluster(declared, req.version());
     let route = &local.route;
     ctx.entry.upstream_cluster = Some(app.name.clone());

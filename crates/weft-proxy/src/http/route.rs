@@ -50,6 +50,16 @@ pub fn select<'s>(
         })
 }
 
+/// Whether table `table` has a virtual host for `req`'s authority or
+/// host (a route of it may still not match).
+pub fn knows_host(tables: &HashMap<String, TableRt>, table: &str, req: &RequestFacts<'_>) -> bool {
+    tables.get(table).is_some_and(|rt| {
+        rt.find(req.authority)
+            .or_else(|| rt.find(req.host))
+            .is_some()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{requested_port, select};

@@ -45,10 +45,15 @@ pub fn outbound_target(snap: &crate::snapshot::Snapshot, destination: SocketAddr
     Outbound::Passthrough
 }
 
-/// The HTTP listener for captured requests to port `port`: routed by
-/// that port's table, policy left to the destination, as the outbound
-/// proxy is.
-fn outbound_http(port: u16) -> Arc<HttpListener> {
+/// The HTTP listener for captured requests to `destination`: routed by
+/// its port's table, policy left to the destination, as the outbound
+/// proxy is; a request for a host the table does not know goes on to
+/// `destination` (`client` opens its connections).
+fn outbound_http(
+    destination: SocketAddr,
+    client: &Arc<crate::upstream::ClientSide>,
+) -> Arc<HttpListener> {
+    let port = destination.port();
     Arc::new(HttpListener {
         name: "outbound".into(),
         routing: Routing::Table {
@@ -61,6 +66,10 @@ fn outbound_http(port: u16) -> Arc<HttpListener> {
         peer: None,
         tunnels: None,
         app: None,
+        passthrough: Some(Arc::new(crate::shared::App::passthrough(
+            destination,
+            client,
+        ))),
     })
 }
 
@@ -94,7 +103,7 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                 Outbound::Tcp(name) => {
                     crate::l4::tcp::handle(shared, name, stream, remote, drain).await
                 }
-                Outbound::Http(port) => {
+                Outbound::Http(_) => {
                     let (io, is_http) = sniff(stream).await;
                     if is_http {
                         crate::listen::downstream::serve(
@@ -102,7 +111,7 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                             io,
                             remote,
                             "captured outbound",
-                            outbound_http(port),
+                            outbound_http(destination, &shared.passthrough_client),
                             drain,
                         )
                         .await;

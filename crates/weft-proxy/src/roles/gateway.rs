@@ -31,6 +31,7 @@ pub fn listener(table: &str, port: u32) -> Arc<HttpListener> {
         peer: None,
         tunnels: None,
         app: None,
+        passthrough: None,
     })
 }
 

@@ -33,6 +33,7 @@ pub fn outbound() -> Arc<HttpListener> {
         peer: None,
         tunnels: Some(Arc::new(serve_tunnel)),
         app: None,
+        passthrough: None,
     })
 }
 
@@ -86,6 +87,7 @@ pub(crate) fn inbound(
         peer,
         tunnels: None,
         app,
+        passthrough: None,
     })
 }
 
