@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod compile;
 pub mod host;
+pub mod nodes;
 pub mod registry;
 
 pub use compile::{Carry, CompileError, Compiler, ProxyRef, Reuse};

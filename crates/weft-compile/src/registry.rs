@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
+
 use weft_api::resource::{Resource, ResourceKey, Spec};
 use weft_api::types::common::{IntOrString, Labels};
 use weft_api::types::networking::{Location, Resolution};
@@ -34,14 +36,95 @@ pub struct MeshConfig {
     pub service_address_base: Option<Ipv4Addr>,
     /// Where services' addresses are remembered, as replicas' are.
     pub service_addresses: Option<std::sync::Arc<dyn AddressBook>>,
+    /// Under transparent capture, each node's pods take addresses from
+    /// its pod range (see [`crate::nodes`]); `None` (loopback mode): from
+    /// `local_address_base`.
+    pub pod_ranges: Option<crate::nodes::PodRanges>,
 }
 
 /// Gives each local replica (`namespace/name`) its address for as long as
 /// the mesh lives: an address, once given, belongs to that replica alone.
 pub trait AddressBook: std::fmt::Debug + Send + Sync {
-    /// The addresses of `replicas` (in name order), those seen before
-    /// keeping theirs.
-    fn assign(&self, base: Ipv4Addr, replicas: &[String]) -> BTreeMap<String, Ipv4Addr>;
+    /// The addresses of `replicas` (in name order) from `pool`, those seen
+    /// before keeping theirs while it still holds them.
+    fn assign(&self, pool: &Pool, replicas: &[String]) -> BTreeMap<String, Ipv4Addr>;
+}
+
+/// Where a kind of address comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pool {
+    /// Counting up from a base as [`local_address`] does (loopback
+    /// replicas, service addresses).
+    Local(Ipv4Addr),
+    /// A node's pods: the hosts of its range from the third address on
+    /// (the second is the node's bridge).
+    Hosts(Ipv4Net),
+    /// Nodes' pod ranges: ranges of `first`'s size one after another
+    /// within its /16, skipping those that overlap `avoid` (ranges nodes
+    /// declare).
+    Subnets { first: Ipv4Net, avoid: Vec<Ipv4Net> },
+}
+
+impl Pool {
+    /// Its `n`th address, whether or not it may be given; `None` past its
+    /// end.
+    pub fn nth(&self, n: u32) -> Option<Ipv4Addr> {
+        match self {
+            Pool::Local(base) => (n < 64 * 254).then(|| local_address(*base, n)),
+            Pool::Hosts(net) => {
+                let ip = u32::from(net.network()).checked_add(2)?.checked_add(n)?;
+                (ip < u32::from(net.broadcast())).then(|| Ipv4Addr::from(ip))
+            }
+            Pool::Subnets { first, .. } => {
+                let size = 1u32.checked_shl(32 - u32::from(first.prefix_len()))?;
+                let ip = u32::from(first.network()).checked_add(n.checked_mul(size)?)?;
+                let block = u32::from(first.network()) & 0xffff_0000;
+                (ip & 0xffff_0000 == block).then(|| Ipv4Addr::from(ip))
+            }
+        }
+    }
+
+    /// Whether `ip` may be given from it.
+    pub fn allows(&self, ip: Ipv4Addr) -> bool {
+        match self {
+            Pool::Local(base) => {
+                let ([a, b, c, d], [ba, bb, bc, bd]) = (ip.octets(), base.octets());
+                a == ba
+                    && b >= bb
+                    && (c, d) >= (bc, bd.max(1))
+                    && d != 0
+                    && d != 255
+                    && (u32::from(b) * 256 + u32::from(c) - u32::from(bc)) % 2 == 0
+            }
+            Pool::Hosts(net) => {
+                net.contains(&ip)
+                    && u32::from(ip) >= u32::from(net.network()) + 2
+                    && ip != net.broadcast()
+            }
+            Pool::Subnets { first, avoid } => {
+                let Ok(net) = Ipv4Net::new(ip, first.prefix_len()) else {
+                    return false;
+                };
+                net.network() == ip
+                    && u32::from(ip) & 0xffff_0000 == u32::from(first.network()) & 0xffff_0000
+                    && ip >= first.network()
+                    && !avoid
+                        .iter()
+                        .any(|a| a.contains(&net.network()) || net.contains(&a.network()))
+            }
+        }
+    }
+
+    /// Addresses for `names` in name order, as without a book.
+    pub fn in_order(&self, names: &[String]) -> BTreeMap<String, Ipv4Addr> {
+        let mut free = (0..)
+            .map_while(|n| self.nth(n))
+            .filter(|ip| self.allows(*ip));
+        names
+            .iter()
+            .map_while(|r| Some((r.clone(), free.next()?)))
+            .collect()
+    }
 }
 
 /// The `n`th local replica address from `base`. Replicas take every other
@@ -94,6 +177,7 @@ impl Default for MeshConfig {
             addresses: None,
             service_address_base: None,
             service_addresses: None,
+            pod_ranges: None,
             gateways: vec![
                 gw("istio-ingressgateway", "ingressgateway"),
                 gw("istio-egressgateway", "egressgateway"),
@@ -186,6 +270,12 @@ pub struct Instance {
     /// Its pod carries `ambient.istio.io/redirection: enabled`, as Istio's
     /// CNI marks a pod whose traffic the node proxy takes (no sidecar).
     pub ambient: bool,
+    /// The node it runs on (a Workload replica, a Pod with `nodeName`).
+    pub node: Option<String>,
+    /// Why a Workload replica cannot run (no node fits it, its node has
+    /// no pod range): it is pending, as a Kubernetes pod, and has no
+    /// address.
+    pub pending: Option<String>,
     pub origin: ResourceKey,
 }
 
@@ -220,25 +310,24 @@ pub fn protocol_of(name: &str, app_protocol: Option<&str>) -> Protocol {
     from(prefix).unwrap_or(Protocol::Unknown)
 }
 
-/// Addresses for `names` (in name order) from `base`: those `book`
+/// Addresses for `names` (in name order) from `pool`: those `book`
 /// remembers, or, without one (offline), in name order.
 fn assign(
     book: Option<&dyn AddressBook>,
-    base: Ipv4Addr,
+    pool: &Pool,
     names: &[String],
 ) -> BTreeMap<String, Ipv4Addr> {
     match book {
-        Some(book) => book.assign(base, names),
-        None => names
-            .iter()
-            .enumerate()
-            .map(|(n, r)| (r.clone(), local_address(base, n as u32)))
-            .collect(),
+        Some(book) => book.assign(pool, names),
+        None => pool.in_order(names),
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
+    /// Where Workload replicas run (the implicit node when none is
+    /// declared), in name order.
+    pub nodes: Vec<crate::nodes::Node>,
     /// By fully qualified host.
     pub services: BTreeMap<String, Service>,
     pub instances: Vec<Instance>,
@@ -261,32 +350,17 @@ impl Registry {
             Some(base) => reg.allocate_service_addresses(mesh, base),
             None => reg.unaddressed = Vec::new(),
         }
-        let nodes = node_topology(resources);
+        reg.nodes = crate::nodes::nodes(
+            resources,
+            mesh.pod_ranges.as_ref(),
+            mesh.addresses.as_deref(),
+        );
         for r in resources {
-            reg.add_instances(r, &nodes);
+            reg.add_instances(r);
         }
         reg.instances
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        // Local Workloads get their own loopback address: the one the
-        // address book remembers, or, offline, in name order.
-        let local = |i: &Instance| {
-            i.ip.is_none() && i.origin.kind == weft_api::resource::ResourceKind::Workload
-        };
-        let replicas: Vec<String> = reg
-            .instances
-            .iter()
-            .filter(|i| local(i))
-            .map(|i| format!("{}/{}", i.namespace, i.name))
-            .collect();
-        let assigned = assign(
-            mesh.addresses.as_deref(),
-            mesh.local_address_base,
-            &replicas,
-        );
-        for inst in reg.instances.iter_mut().filter(|i| local(i)) {
-            let key = format!("{}/{}", inst.namespace, inst.name);
-            inst.ip = assigned.get(&key).map(Ipv4Addr::to_string);
-        }
+        reg.assign_replica_addresses(mesh);
         for (i, inst) in reg.instances.iter().enumerate() {
             reg.by_namespace
                 .entry(inst.namespace.clone())
@@ -294,6 +368,68 @@ impl Registry {
                 .push(i);
         }
         reg
+    }
+
+    /// Gives each placed Workload replica its address: under capture from
+    /// its node's pod range, else a loopback one from
+    /// `local_address_base`. The address book keeps each where it was.
+    fn assign_replica_addresses(&mut self, mesh: &MeshConfig) {
+        let local = |i: &Instance| {
+            i.ip.is_none()
+                && i.pending.is_none()
+                && i.origin.kind == weft_api::resource::ResourceKind::Workload
+        };
+        let key = |i: &Instance| format!("{}/{}", i.namespace, i.name);
+        let mut pools: Vec<(Pool, Vec<String>)> = Vec::new();
+        match &mesh.pod_ranges {
+            None => pools.push((
+                Pool::Local(mesh.local_address_base),
+                self.instances
+                    .iter()
+                    .filter(|i| local(i))
+                    .map(key)
+                    .collect(),
+            )),
+            Some(_) => {
+                for node in &self.nodes {
+                    let on_node: Vec<String> = self
+                        .instances
+                        .iter()
+                        .filter(|i| local(i) && i.node.as_deref() == Some(node.name.as_str()))
+                        .map(key)
+                        .collect();
+                    match &node.pod_range {
+                        Some(Ok(range)) => pools.push((Pool::Hosts(*range), on_node)),
+                        Some(Err(why)) => {
+                            for inst in self
+                                .instances
+                                .iter_mut()
+                                .filter(|i| on_node.contains(&key(i)))
+                            {
+                                inst.pending = Some(format!("its node {}: {why}", node.name));
+                            }
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        for (pool, names) in pools {
+            let assigned = assign(mesh.addresses.as_deref(), &pool, &names);
+            for inst in self
+                .instances
+                .iter_mut()
+                .filter(|i| names.contains(&key(i)))
+            {
+                match assigned.get(&key(inst)) {
+                    Some(ip) => inst.ip = Some(ip.to_string()),
+                    None => inst.pending = Some(
+                        "no address is left in its pool; fix: give its node a larger spec.podCIDR"
+                            .into(),
+                    ),
+                }
+            }
+        }
     }
 
     /// Gives every service that declares no address one of its own (see
@@ -304,7 +440,11 @@ impl Registry {
         let mut hosts = std::mem::take(&mut self.unaddressed);
         hosts.sort();
         hosts.dedup();
-        for (host, ip) in assign(mesh.service_addresses.as_deref(), base, &hosts) {
+        for (host, ip) in assign(
+            mesh.service_addresses.as_deref(),
+            &Pool::Local(base),
+            &hosts,
+        ) {
             if let Some(s) = self.services.get_mut(&host) {
                 s.addresses = vec![ip.to_string()];
             }
@@ -462,7 +602,8 @@ impl Registry {
         }
     }
 
-    fn add_instances(&mut self, r: &Resource, nodes: &BTreeMap<String, Labels>) {
+    fn add_instances(&mut self, r: &Resource) {
+        let nodes = crate::nodes::by_name(&self.nodes);
         let base = |name: String, labels: Labels, sa: &str, ports: Vec<(String, u32)>| Instance {
             name,
             workload: r.name().to_owned(),
@@ -479,6 +620,8 @@ impl Registry {
             weight: 1,
             meshed: true,
             ambient: false,
+            node: None,
+            pending: None,
             origin: r.key(),
         };
         let redirected = |annotations: &std::collections::BTreeMap<String, String>| {
@@ -493,6 +636,7 @@ impl Registry {
                     .into_iter()
                     .map(|p| (p.name, p.port))
                     .collect::<Vec<_>>();
+                let key = format!("{}/{}", r.namespace(), r.name());
                 for i in 0..w.replicas.unwrap_or(1) {
                     let mut inst = base(
                         format!("{}-{i}", r.name()),
@@ -500,7 +644,16 @@ impl Registry {
                         &w.service_account,
                         ports.clone(),
                     );
-                    inst.locality = w.locality.clone();
+                    match crate::nodes::place(&self.nodes, &w.node_selector, &key, i) {
+                        Ok(node) => {
+                            on_node(&mut inst, node);
+                            // The Workload's own locality wins over its node's.
+                            if !w.locality.is_empty() {
+                                set_locality(&mut inst, &w.locality);
+                            }
+                        }
+                        Err(why) => inst.pending = Some(why),
+                    }
                     self.instances.push(inst);
                 }
             }
@@ -532,33 +685,18 @@ impl Registry {
                 // locality is the pod's `istio-locality` label, else its
                 // node's topology labels.
                 let node = p.node_name.as_deref().filter(|n| !n.is_empty());
-                let from_pod = r
-                    .meta
-                    .labels
-                    .get("istio-locality")
-                    .map(|l| l.replace('.', "/"));
-                let from_node = node.and_then(|n| nodes.get(n)).map(|topology| {
-                    let part = |k: &str| topology.get(k).map_or("", String::as_str);
-                    [part(REGION), part(ZONE), part(SUBZONE)]
-                        .join("/")
-                        .trim_end_matches('/')
-                        .to_owned()
-                });
-                if let Some(locality) = from_pod.or(from_node) {
-                    let mut parts = locality.splitn(3, '/');
-                    for k in [REGION, ZONE, SUBZONE] {
-                        match parts.next() {
-                            Some(v) if !v.is_empty() => {
-                                inst.labels.insert(k.into(), v.to_owned());
-                            }
-                            _ => {}
+                match node.and_then(|n| nodes.get(n)) {
+                    Some(known) if known.declared => on_node(&mut inst, known),
+                    _ => {
+                        if let Some(n) = node {
+                            inst.labels
+                                .insert(crate::nodes::HOSTNAME.into(), n.to_owned());
+                            inst.node = Some(n.to_owned());
                         }
                     }
-                    inst.locality = locality;
                 }
-                if let Some(node) = node {
-                    inst.labels
-                        .insert("kubernetes.io/hostname".into(), node.to_owned());
+                if let Some(l) = r.meta.labels.get("istio-locality") {
+                    set_locality(&mut inst, &l.replace('.', "/"));
                 }
                 self.instances.push(inst);
             }
@@ -583,34 +721,37 @@ impl Registry {
     }
 }
 
-const REGION: &str = "topology.kubernetes.io/region";
-const ZONE: &str = "topology.kubernetes.io/zone";
-const SUBZONE: &str = "topology.istio.io/subzone";
+/// Places `inst` on `node`: its name and topology become the instance's
+/// labels (as Istio's registry augments a pod's), and its locality the
+/// instance's.
+fn on_node(inst: &mut Instance, node: &crate::nodes::Node) {
+    inst.node = Some(node.name.clone());
+    // The implicit node is no Node of the user's: it lends no label.
+    if node.declared {
+        inst.labels
+            .insert(crate::nodes::HOSTNAME.into(), node.name.clone());
+    }
+    if !node.locality.is_empty() {
+        set_locality(inst, &node.locality);
+    }
+}
 
-/// Each Node's topology labels, by node name, the beta
-/// `failure-domain` labels standing in for the current ones.
-fn node_topology(resources: &[Resource]) -> BTreeMap<String, Labels> {
-    resources
-        .iter()
-        .filter(|r| matches!(r.spec, Spec::Node(_)))
-        .map(|r| {
-            let label = |names: &[&str]| names.iter().find_map(|n| r.meta.labels.get(*n)).cloned();
-            let mut topology = Labels::new();
-            for (key, names) in [
-                (
-                    REGION,
-                    &[REGION, "failure-domain.beta.kubernetes.io/region"][..],
-                ),
-                (ZONE, &[ZONE, "failure-domain.beta.kubernetes.io/zone"][..]),
-                (SUBZONE, &[SUBZONE][..]),
-            ] {
-                if let Some(v) = label(names) {
-                    topology.insert(key.to_owned(), v);
-                }
+/// `region/zone/subzone` as the instance's locality and its non-empty
+/// parts as its topology labels, replacing any from its node.
+fn set_locality(inst: &mut Instance, locality: &str) {
+    use crate::nodes::{REGION, SUBZONE, ZONE};
+    let mut parts = locality.splitn(3, '/');
+    for k in [REGION, ZONE, SUBZONE] {
+        match parts.next() {
+            Some(v) if !v.is_empty() => {
+                inst.labels.insert(k.into(), v.to_owned());
             }
-            (r.name().to_owned(), topology)
-        })
-        .collect()
+            _ => {
+                inst.labels.remove(k);
+            }
+        }
+    }
+    inst.locality = locality.to_owned();
 }
 
 fn container_ports(spec: &weft_api::types::kube::PodSpec) -> Vec<(String, u32)> {

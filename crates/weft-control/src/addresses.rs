@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use weft_compile::registry::{local_address, AddressBook};
+use weft_compile::registry::{AddressBook, Pool};
 
 #[derive(Debug)]
 pub struct AddressFile {
@@ -20,11 +20,13 @@ pub struct AddressFile {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Table {
-    /// The `--address-base` the table was made from; another base starts
-    /// a new table.
-    base: Option<Ipv4Addr>,
     /// `namespace/replica` → address.
     replicas: BTreeMap<String, Ipv4Addr>,
+    /// Addresses whose replica moved to another pool (another node's
+    /// range, another `--address-base`): never given again, as a stale
+    /// process may hold one.
+    #[serde(default)]
+    retired: std::collections::BTreeSet<Ipv4Addr>,
 }
 
 impl AddressFile {
@@ -34,7 +36,7 @@ impl AddressFile {
 
     fn assign_locked(
         &self,
-        base: Ipv4Addr,
+        pool: &Pool,
         replicas: &[String],
     ) -> std::io::Result<BTreeMap<String, Ipv4Addr>> {
         if let Some(dir) = self.path.parent() {
@@ -51,26 +53,34 @@ impl AddressFile {
         let mut text = String::new();
         file.read_to_string(&mut text)?;
         let mut table: Table = serde_json::from_str(&text).unwrap_or_default();
-        if table.base != Some(base) {
-            table = Table {
-                base: Some(base),
-                replicas: BTreeMap::new(),
-            };
-        }
-        let mut used: std::collections::BTreeSet<Ipv4Addr> =
-            table.replicas.values().copied().collect();
-        let mut next = 0u32;
         let mut changed = false;
+        // A replica whose address this pool does not hold has moved: its
+        // old address is retired and it takes a new one.
+        for r in replicas {
+            if let Some(ip) = table.replicas.get(r).copied() {
+                if !pool.allows(ip) {
+                    table.replicas.remove(r);
+                    table.retired.insert(ip);
+                    changed = true;
+                }
+            }
+        }
+        let mut used: std::collections::BTreeSet<Ipv4Addr> = table
+            .replicas
+            .values()
+            .chain(table.retired.iter())
+            .copied()
+            .collect();
+        let mut free = (0..)
+            .map_while(|n| pool.nth(n))
+            .filter(|ip| pool.allows(*ip));
         for r in replicas {
             if table.replicas.contains_key(r) {
                 continue;
             }
-            let ip = loop {
-                let ip = local_address(base, next);
-                next += 1;
-                if !used.contains(&ip) {
-                    break ip;
-                }
+            // An exhausted pool leaves the replica without one.
+            let Some(ip) = free.by_ref().find(|ip| !used.contains(ip)) else {
+                break;
             };
             used.insert(ip);
             table.replicas.insert(r.clone(), ip);
@@ -91,8 +101,8 @@ impl AddressFile {
 }
 
 impl AddressBook for AddressFile {
-    fn assign(&self, base: Ipv4Addr, replicas: &[String]) -> BTreeMap<String, Ipv4Addr> {
-        match self.assign_locked(base, replicas) {
+    fn assign(&self, pool: &Pool, replicas: &[String]) -> BTreeMap<String, Ipv4Addr> {
+        match self.assign_locked(pool, replicas) {
             Ok(m) => m,
             Err(e) => {
                 // Both processes fall back alike, so they still agree.
@@ -101,11 +111,7 @@ impl AddressBook for AddressFile {
                     "weft: cannot keep replica addresses in {}: {e}; giving them in name order",
                     self.path.display()
                 );
-                replicas
-                    .iter()
-                    .enumerate()
-                    .map(|(n, r)| (r.clone(), local_address(base, n as u32)))
-                    .collect()
+                pool.in_order(replicas)
             }
         }
     }
@@ -124,27 +130,52 @@ mod tests {
     fn a_new_replica_takes_a_new_address_and_moves_no_other() {
         let dir = std::env::temp_dir().join(format!("weft-addr-{}", std::process::id()));
         let book = AddressFile::new(dir.join("addresses.json"));
-        let base = "127.0.10.1".parse().unwrap();
-        let first = book.assign(base, &names(&["default/b-0", "default/c-0"]));
+        let base = weft_compile::registry::Pool::Local("127.0.10.1".parse().unwrap());
+        let first = book.assign(&base, &names(&["default/b-0", "default/c-0"]));
         assert_eq!(first["default/b-0"].to_string(), "127.0.10.1");
         assert_eq!(first["default/c-0"].to_string(), "127.0.10.2");
         // `a-0` sorts first, but takes the next free address.
-        let second = book.assign(base, &names(&["default/a-0", "default/b-0", "default/c-0"]));
+        let second = book.assign(
+            &base,
+            &names(&["default/a-0", "default/b-0", "default/c-0"]),
+        );
         assert_eq!(second["default/a-0"].to_string(), "127.0.10.3");
         assert_eq!(second["default/b-0"], first["default/b-0"]);
         assert_eq!(second["default/c-0"], first["default/c-0"]);
         // A removed replica's address is given to nobody else; it comes
         // back to the same replica.
-        let third = book.assign(base, &names(&["default/d-0"]));
+        let third = book.assign(&base, &names(&["default/d-0"]));
         assert_eq!(third["default/d-0"].to_string(), "127.0.10.4");
-        let again = book.assign(base, &names(&["default/b-0", "default/d-0"]));
+        let again = book.assign(&base, &names(&["default/b-0", "default/d-0"]));
         assert_eq!(again["default/b-0"], first["default/b-0"]);
         // A second reader (the other process) sees the same table.
         let other = AddressFile::new(dir.join("addresses.json"));
         assert_eq!(
-            other.assign(base, &names(&["default/a-0"]))["default/a-0"],
+            other.assign(&base, &names(&["default/a-0"]))["default/a-0"],
             second["default/a-0"]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_replica_moved_to_another_node_takes_an_address_there_and_its_old_one_is_never_reused() {
+        let dir = std::env::temp_dir().join(format!("weft-addr-move-{}", std::process::id()));
+        let book = AddressFile::new(dir.join("addresses.json"));
+        let node = |cidr: &str| weft_compile::registry::Pool::Hosts(cidr.parse().unwrap());
+        let (a, b) = (node("198.19.1.0/24"), node("198.19.2.0/24"));
+        let first = book.assign(&a, &names(&["default/x-0", "default/y-0"]));
+        assert_eq!(first["default/x-0"].to_string(), "198.19.1.2");
+        assert_eq!(first["default/y-0"].to_string(), "198.19.1.3");
+        let moved = book.assign(&b, &names(&["default/x-0"]));
+        assert_eq!(moved["default/x-0"].to_string(), "198.19.2.2");
+        // x-0's old address is retired, not handed to the next replica.
+        let next = book.assign(&a, &names(&["default/y-0", "default/z-0"]));
+        assert_eq!(next["default/y-0"].to_string(), "198.19.1.3");
+        assert_eq!(next["default/z-0"].to_string(), "198.19.1.4");
+        // A /30 holds one pod (.2); the next gets none.
+        let tiny = node("10.0.0.0/30");
+        let full = book.assign(&tiny, &names(&["default/p-0", "default/q-0"]));
+        assert_eq!(full.len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -44,6 +44,9 @@ pub struct Options {
     /// Under transparent capture, services without an address get one
     /// counting up from here (see `MeshConfig::service_address_base`).
     pub service_address_base: Option<Ipv4Addr>,
+    /// Under transparent capture, where nodes' pod ranges come from (see
+    /// `MeshConfig::pod_ranges`).
+    pub pod_ranges: Option<weft_compile::nodes::PodRanges>,
     /// Tokens (tokens/), applied resources (applied/) and their status
     /// (status/).
     pub run_dir: PathBuf,
@@ -100,6 +103,7 @@ pub fn mesh(o: &Options) -> MeshConfig {
             )) as Arc<dyn weft_compile::registry::AddressBook>
         }),
         trust_domain: o.trust_domain.clone(),
+        pod_ranges: o.pod_ranges.clone(),
         ..MeshConfig::default()
     }
 }

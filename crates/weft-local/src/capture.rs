@@ -1,38 +1,57 @@
 //! `weft up --capture`: the mesh's network, made of network namespaces
 //! weft creates and removes.
 //!
-//! A node is a namespace (`weft-<mesh>-node`) holding a bridge
-//! (`weft0`, 198.19.0.1/16) that its pods' veths join; the control plane
-//! (198.19.0.1) and the gateways (198.19.0.2) have their addresses on it.
-//! Each Workload replica is a pod: a namespace named
-//! `weft-<mesh>-<namespace>-<replica>` (so `ip netns exec` finds it by the
-//! replica's name) with `eth0` on its own address and a default route
-//! through the bridge, its traffic captured by `weft_capture`'s rules.
-//! Services get addresses from 198.18.0.0/16, routed like any other
-//! through the pod's default route until the rules redirect them.
+//! The mesh network is a namespace (`weft-<mesh>-mesh`) holding a bridge
+//! (`weft0`, 198.19.0.0/24) on which the control plane (198.19.0.1), the
+//! gateways (198.19.0.2) and every node (198.19.0.10 and up) have an
+//! address, and which routes each node's pod range to it. A node is a
+//! namespace (`weft-<mesh>-node.<name>`) with its own bridge, on the first
+//! address of its pod range, that its pods' veths join. Each Workload
+//! replica is a pod: a namespace named `weft-<mesh>-<namespace>-<replica>`
+//! (so `ip netns exec` finds it by the replica's name) with `eth0` on its
+//! own address from its node's range and a default route through the
+//! node, its traffic captured by `weft_capture`'s rules. Services get
+//! addresses from 198.18.0.0/16, routed like any other through the pod's
+//! default route until the rules redirect them.
 //!
-//! The supervisor itself moves into the node's namespace once it has
-//! bound what the user reaches on this machine (the ingress, the admin
-//! API, Prometheus), which it forwards into the mesh as `kubectl
+//! The supervisor itself moves into the mesh network's namespace once it
+//! has bound what the user reaches on this machine (the ingress, the
+//! admin API, Prometheus), which it forwards into the mesh as `kubectl
 //! port-forward` does: every process it starts is on the mesh network,
 //! and nothing of the mesh has an address or a route in the machine's own
 //! namespace. All of it lives in 198.18.0.0/15, a range set aside for
 //! benchmarking networks (RFC 2544) that no real network the machine is
-//! on uses.
+//! on uses, unless a Node declares a `podCIDR` elsewhere.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
-/// The node bridge's address: the control plane's.
+use ipnet::Ipv4Net;
+
+/// The mesh network's bridge address: the control plane's.
 pub const CONTROL_PLANE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
-/// The gateways' address on the node bridge.
+/// The gateways' address on the mesh network.
 pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
-/// The first pod address (replicas count up from it, as in loopback mode).
-pub const POD_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 1);
+/// The first node's address on the mesh network; the next count up.
+const FIRST_NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
+/// The mesh network: the control plane, the gateways and the nodes.
+pub fn mesh_network() -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::new(198, 19, 0, 0), 24).unwrap_or_default()
+}
 /// The first service address.
 pub const SERVICE_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const PREFIX_LEN: u8 = 16;
+/// Where service addresses come from.
+pub fn service_range() -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 16).unwrap_or_default()
+}
+/// Where nodes' pod ranges come from when they declare none.
+pub fn pod_ranges() -> weft_compile::nodes::PodRanges {
+    weft_compile::nodes::PodRanges {
+        first: weft_compile::nodes::default_first_range(),
+        reserved: vec![mesh_network(), service_range()],
+    }
+}
 const BRIDGE: &str = "weft0";
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +108,6 @@ pub fn onto_mesh_network(o: &mut crate::Options) -> Result<(), CaptureError> {
     o.admin = admin;
     o.xds = inside(CONTROL_PLANE_IP, o.xds.port());
     o.ca = inside(CONTROL_PLANE_IP, o.ca.port());
-    o.address_base = POD_BASE;
     o.prometheus = prometheus;
     o.capture = Some(std::sync::Arc::new(net));
     Ok(())
@@ -101,7 +119,11 @@ pub fn onto_mesh_network(o: &mut crate::Options) -> Result<(), CaptureError> {
 pub struct Network {
     /// `weft-<hash>`: every namespace of this mesh starts with it.
     prefix: String,
-    node: String,
+    /// The mesh network's namespace, where the supervisor, the control
+    /// plane and the gateways run.
+    mesh: String,
+    /// Node name → its namespace, made when its first pod is.
+    nodes: Mutex<BTreeMap<String, NodeNet>>,
     pods: Mutex<BTreeSet<String>>,
     /// Bound in the machine's own namespace, each forwarded to an address
     /// on the mesh network.
@@ -109,6 +131,16 @@ pub struct Network {
     /// The resolver pods' `resolv.conf` names: their proxies answer the
     /// mesh's names and ask it the rest.
     nameserver: Option<IpAddr>,
+}
+
+/// A node's namespace and where it sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeNet {
+    netns: String,
+    /// Its address on the mesh network.
+    uplink: Ipv4Addr,
+    /// Its pods' range; the first address is its bridge's.
+    range: Ipv4Net,
 }
 
 /// Where `ip netns exec` finds a namespace's own `/etc` files.
@@ -188,21 +220,32 @@ pub fn on_mesh_network(ip: IpAddr) -> bool {
     }
 }
 
-/// The node namespace from which proxy `namespace/name` is reached, among
-/// `existing`: its pod's mesh's, or for a proxy without a pod (a gateway)
-/// the only mesh's; `None` when that cannot be told.
-pub fn node_of(existing: &[String], proxy: &str) -> Option<String> {
-    let nodes: Vec<&String> = existing
+/// The mesh network's namespace of the mesh pod `pod` (a namespace
+/// [`Network::pod_namespace`] named) belongs to.
+pub fn mesh_of_pod(pod: &str) -> String {
+    let mut parts = pod.splitn(3, '-');
+    format!(
+        "{}-{}-mesh",
+        parts.next().unwrap_or("weft"),
+        parts.next().unwrap_or_default()
+    )
+}
+
+/// The mesh network's namespace from which proxy `namespace/name` is
+/// reached, among `existing`: its pod's mesh's, or for a proxy without a
+/// pod (a gateway) the only mesh's; `None` when that cannot be told.
+pub fn mesh_of(existing: &[String], proxy: &str) -> Option<String> {
+    let meshes: Vec<&String> = existing
         .iter()
-        .filter(|n| n.starts_with("weft-") && n.ends_with("-node"))
+        .filter(|n| n.starts_with("weft-") && n.ends_with("-mesh"))
         .collect();
     if let Some(pod) = find_pod(existing, proxy) {
-        return nodes
+        return meshes
             .into_iter()
-            .find(|n| pod.starts_with(n.trim_end_matches("node")))
+            .find(|n| pod.starts_with(n.trim_end_matches("mesh")))
             .cloned();
     }
-    match nodes.as_slice() {
+    match meshes.as_slice() {
         [only] => Some((*only).clone()),
         _ => None,
     }
@@ -218,11 +261,38 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Sets `/proc/sys/<key>` to `value` in network namespace `netns`, from a
+/// thread that enters it (per-namespace sysctls are those of the opener's
+/// namespace), so no tool is needed.
+fn sysctl(netns: &str, key: &str, value: &str) -> Result<(), CaptureError> {
+    let (netns, path, value) = (
+        netns.to_owned(),
+        format!("/proc/sys/{}", key.replace('.', "/")),
+        value.to_owned(),
+    );
+    let what = format!("set {key} in {netns}");
+    std::thread::spawn(move || -> Result<(), String> {
+        let ns =
+            std::fs::File::open(format!("/var/run/netns/{netns}")).map_err(|e| e.to_string())?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+        std::fs::write(&path, value).map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "the thread panicked".to_owned())
+    .and_then(|r| r)
+    .map_err(|why| CaptureError::Failed { what, why })
+}
+
+/// The first address of `range`: its node's bridge, its pods' gateway.
+fn gateway_of(range: &Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(range.network()).saturating_add(1))
+}
+
 impl Network {
-    /// Makes the node's namespace and bridge, binds each `(here, there)`
-    /// forward's `here` in this namespace, then moves the calling thread
-    /// into the node: threads and processes it starts afterwards are on
-    /// the mesh network.
+    /// Makes the mesh network's namespace and bridge, binds each `(here,
+    /// there)` forward's `here` in this namespace, then moves the calling
+    /// thread onto the mesh network: threads and processes it starts
+    /// afterwards are there.
     fn prepare(
         run_dir: &std::path::Path,
         forwards: &[(SocketAddr, SocketAddr, &str)],
@@ -242,8 +312,9 @@ impl Network {
         }
         let prefix = format!("weft-{}", tag(run_dir));
         let net = Network {
-            node: format!("{prefix}-node"),
+            mesh: format!("{prefix}-mesh"),
             prefix,
+            nodes: Mutex::new(BTreeMap::new()),
             pods: Mutex::new(BTreeSet::new()),
             forwards: Mutex::new(Vec::new()),
             nameserver,
@@ -278,44 +349,47 @@ impl Network {
             what: "forwards".into(),
             why: "poisoned".into(),
         })? = bound;
-        let node = net.node.as_str();
+        let mesh = net.mesh.as_str();
+        let prefix_len = mesh_network().prefix_len();
         let made = (|| {
-            ip("make the node's namespace", &["netns", "add", node])?;
+            ip("make the mesh network's namespace", &["netns", "add", mesh])?;
             ip(
-                "bring up the node's loopback",
-                &["-n", node, "link", "set", "lo", "up"],
+                "bring up the mesh network's loopback",
+                &["-n", mesh, "link", "set", "lo", "up"],
             )?;
             ip(
-                "make the node's bridge",
-                &["-n", node, "link", "add", BRIDGE, "type", "bridge"],
+                "make the mesh network's bridge",
+                &["-n", mesh, "link", "add", BRIDGE, "type", "bridge"],
             )?;
             for a in [CONTROL_PLANE_IP, GATEWAY_IP] {
                 ip(
-                    "address the node's bridge",
+                    "address the mesh network's bridge",
                     &[
                         "-n",
-                        node,
+                        mesh,
                         "addr",
                         "add",
-                        &format!("{a}/{PREFIX_LEN}"),
+                        &format!("{a}/{prefix_len}"),
                         "dev",
                         BRIDGE,
                     ],
                 )?;
             }
             ip(
-                "bring up the node's bridge",
-                &["-n", node, "link", "set", BRIDGE, "up"],
+                "bring up the mesh network's bridge",
+                &["-n", mesh, "link", "set", BRIDGE, "up"],
             )?;
-            let ns = std::fs::File::open(format!("/var/run/netns/{node}")).map_err(|e| {
+            // It routes between nodes.
+            sysctl(mesh, "net.ipv4.ip_forward", "1")?;
+            let ns = std::fs::File::open(format!("/var/run/netns/{mesh}")).map_err(|e| {
                 CaptureError::Failed {
-                    what: format!("open network namespace {node}"),
+                    what: format!("open network namespace {mesh}"),
                     why: e.to_string(),
                 }
             })?;
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
                 CaptureError::Failed {
-                    what: format!("enter network namespace {node}"),
+                    what: format!("enter network namespace {mesh}"),
                     why: e.to_string(),
                 }
             })
@@ -332,16 +406,170 @@ impl Network {
         format!("{}-{namespace}-{replica}", self.prefix)
     }
 
-    /// Makes pod `netns` with `addr` on the node's bridge and installs
+    /// The namespace of node `name`.
+    pub fn node_namespace(&self, name: &str) -> String {
+        format!("{}-node.{name}", self.prefix)
+    }
+
+    /// Node `name`'s namespace, made (joined to the mesh network, its
+    /// range routed to it) if it is not there yet.
+    fn node(&self, name: &str, range: Ipv4Net) -> Result<NodeNet, CaptureError> {
+        let mut nodes = self.nodes.lock().map_err(|_| CaptureError::Failed {
+            what: "nodes".into(),
+            why: "poisoned".into(),
+        })?;
+        if let Some(n) = nodes.get(name) {
+            if n.range == range && namespaces().contains(&n.netns) {
+                return Ok(n.clone());
+            }
+        }
+        let netns = self.node_namespace(name);
+        if let Some(old) = nodes.remove(name) {
+            self.remove_node(&old);
+        }
+        let used: BTreeSet<Ipv4Addr> = nodes.values().map(|n| n.uplink).collect();
+        let uplink = (u32::from(FIRST_NODE_IP)..u32::from(mesh_network().broadcast()))
+            .map(Ipv4Addr::from)
+            .find(|a| !used.contains(a))
+            .ok_or_else(|| CaptureError::Failed {
+                what: format!("node {name}"),
+                why: format!(
+                    "no address is left for it on the mesh network {}",
+                    mesh_network()
+                ),
+            })?;
+        let node = NodeNet {
+            netns,
+            uplink,
+            range,
+        };
+        if let Err(e) = self.make_node(&node) {
+            self.remove_node(&node);
+            return Err(e);
+        }
+        nodes.insert(name.to_owned(), node.clone());
+        Ok(node)
+    }
+
+    fn make_node(&self, node: &NodeNet) -> Result<(), CaptureError> {
+        let (mesh, netns) = (self.mesh.as_str(), node.netns.as_str());
+        let veth = format!("wu{}", tag(std::path::Path::new(netns)));
+        let bridge = format!("{}/{}", gateway_of(&node.range), node.range.prefix_len());
+        let uplink = format!("{}/{}", node.uplink, mesh_network().prefix_len());
+        ip("make a node's namespace", &["netns", "add", netns])?;
+        ip(
+            "bring up a node's loopback",
+            &["-n", netns, "link", "set", "lo", "up"],
+        )?;
+        ip(
+            "make a node's bridge",
+            &["-n", netns, "link", "add", BRIDGE, "type", "bridge"],
+        )?;
+        ip(
+            "address a node's bridge",
+            &["-n", netns, "addr", "add", &bridge, "dev", BRIDGE],
+        )?;
+        ip(
+            "bring up a node's bridge",
+            &["-n", netns, "link", "set", BRIDGE, "up"],
+        )?;
+        ip(
+            "join a node to the mesh network",
+            &[
+                "-n", mesh, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+                netns,
+            ],
+        )?;
+        ip(
+            "join a node to the mesh network",
+            &["-n", mesh, "link", "set", &veth, "master", BRIDGE, "up"],
+        )?;
+        ip(
+            "address a node on the mesh network",
+            &["-n", netns, "addr", "add", &uplink, "dev", "eth0"],
+        )?;
+        ip(
+            "bring up a node's uplink",
+            &["-n", netns, "link", "set", "eth0", "up"],
+        )?;
+        ip(
+            "route a node through the mesh network",
+            &[
+                "-n",
+                netns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &CONTROL_PLANE_IP.to_string(),
+            ],
+        )?;
+        sysctl(netns, "net.ipv4.ip_forward", "1")?;
+        ip(
+            "route a node's pods to it",
+            &[
+                "-n",
+                mesh,
+                "route",
+                "replace",
+                &node.range.to_string(),
+                "via",
+                &node.uplink.to_string(),
+            ],
+        )
+    }
+
+    fn remove_node(&self, node: &NodeNet) {
+        let _ = ip(
+            "unroute a node's pods",
+            &["-n", &self.mesh, "route", "del", &node.range.to_string()],
+        );
+        if namespaces().contains(&node.netns) {
+            let _ = ip("remove a node", &["netns", "del", &node.netns]);
+        }
+    }
+
+    /// Nodes whose namespace has gone (removed by hand, as a machine is
+    /// lost): their pods have lost the mesh.
+    pub fn lost_nodes(&self) -> Vec<String> {
+        let existing = namespaces();
+        self.nodes
+            .lock()
+            .map(|n| {
+                n.iter()
+                    .filter(|(_, node)| !existing.contains(&node.netns))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Forgets nodes that were lost: the next pod placed on one makes it
+    /// again.
+    pub fn forget_nodes(&self, lost: &[String]) {
+        let gone: Vec<NodeNet> = self
+            .nodes
+            .lock()
+            .map(|mut n| lost.iter().filter_map(|name| n.remove(name)).collect())
+            .unwrap_or_default();
+        for node in gone {
+            self.remove_node(&node);
+        }
+    }
+
+    /// Makes pod `netns` with `addr` on node `node` (whose pod range is
+    /// `range`; the node is made with its first pod) and installs
     /// `capture`'s rules in it. A pod that exists already is made again.
     pub fn add_pod(
         &self,
         netns: &str,
         namespace: &str,
+        (node, range): (&str, Ipv4Net),
         addr: Ipv4Addr,
         capture: Option<&weft_capture::Capture>,
     ) -> Result<(), CaptureError> {
         self.remove_pod(netns);
+        let node = self.node(node, range)?;
         if let Ok(mut pods) = self.pods.lock() {
             pods.insert(netns.to_owned());
         }
@@ -358,7 +586,7 @@ impl Network {
                 why: e.to_string(),
             })?;
         let veth = format!("wv{}", tag(std::path::Path::new(netns)));
-        let node = self.node.as_str();
+        let on = node.netns.as_str();
         ip("make the pod's namespace", &["netns", "add", netns])?;
         ip(
             "bring up the pod's loopback",
@@ -367,13 +595,13 @@ impl Network {
         ip(
             "make the pod's veth",
             &[
-                "-n", node, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+                "-n", on, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
                 netns,
             ],
         )?;
         ip(
-            "join the pod to the node's bridge",
-            &["-n", node, "link", "set", &veth, "master", BRIDGE, "up"],
+            "join the pod to its node's bridge",
+            &["-n", on, "link", "set", &veth, "master", BRIDGE, "up"],
         )?;
         ip(
             "address the pod",
@@ -382,7 +610,7 @@ impl Network {
                 netns,
                 "addr",
                 "add",
-                &format!("{addr}/{PREFIX_LEN}"),
+                &format!("{addr}/{}", range.prefix_len()),
                 "dev",
                 "eth0",
             ],
@@ -392,7 +620,7 @@ impl Network {
             &["-n", netns, "link", "set", "eth0", "up"],
         )?;
         ip(
-            "route the pod through the node",
+            "route the pod through its node",
             &[
                 "-n",
                 netns,
@@ -400,7 +628,7 @@ impl Network {
                 "add",
                 "default",
                 "via",
-                &CONTROL_PLANE_IP.to_string(),
+                &gateway_of(&range).to_string(),
             ],
         )?;
         if let Some(c) = capture {
@@ -433,7 +661,17 @@ impl Network {
         for p in pods {
             self.remove_pod(&p);
         }
-        let _ = ip("remove the node", &["netns", "del", &self.node]);
+        let nodes: Vec<NodeNet> = self
+            .nodes
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n).into_values().collect())
+            .unwrap_or_default();
+        for n in nodes {
+            if namespaces().contains(&n.netns) {
+                let _ = ip("remove a node", &["netns", "del", &n.netns]);
+            }
+        }
+        let _ = ip("remove the mesh network", &["netns", "del", &self.mesh]);
     }
 
     /// Starts forwarding what was bound in the machine's namespace into
@@ -482,7 +720,8 @@ mod tests {
     #[test]
     fn a_replica_finds_its_pod() {
         let existing = [
-            "weft-25edda-node".to_owned(),
+            "weft-25edda-mesh".to_owned(),
+            "weft-25edda-node.local".to_owned(),
             "weft-25edda-default-reviews-v1-0".to_owned(),
             "weft-25edda-default-reviews-v1-01".to_owned(),
             "other".to_owned(),
@@ -498,12 +737,16 @@ mod tests {
         ];
         assert_eq!(super::find_pod(&two, "default/x-0"), None);
         assert_eq!(
-            super::node_of(&existing, "default/reviews-v1-0").as_deref(),
-            Some("weft-25edda-node")
+            super::mesh_of(&existing, "default/reviews-v1-0").as_deref(),
+            Some("weft-25edda-mesh")
         );
         assert_eq!(
-            super::node_of(&existing, "istio-system/istio-ingressgateway").as_deref(),
-            Some("weft-25edda-node")
+            super::mesh_of(&existing, "istio-system/istio-ingressgateway").as_deref(),
+            Some("weft-25edda-mesh")
+        );
+        assert_eq!(
+            super::mesh_of_pod("weft-25edda-default-reviews-v1-0"),
+            "weft-25edda-mesh"
         );
         assert!(super::on_mesh_network("198.19.1.4".parse().unwrap()));
         assert!(!super::on_mesh_network("127.0.10.1".parse().unwrap()));

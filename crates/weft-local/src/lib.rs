@@ -81,6 +81,7 @@ impl Options {
             secrets_dir: self.secrets_dir.clone(),
             address_base: self.address_base,
             service_address_base: self.capture.as_ref().map(|_| capture::SERVICE_BASE),
+            pod_ranges: self.capture.as_ref().map(|_| capture::pod_ranges()),
             run_dir: self.run_dir.clone(),
         }
     }
@@ -257,6 +258,13 @@ fn control_plane_spec(o: &Options) -> Spec {
     if o.capture.is_some() {
         args.push("--service-address-base".into());
         args.push(capture::SERVICE_BASE.to_string());
+        let ranges = capture::pod_ranges();
+        args.push("--pod-ranges".into());
+        args.push(ranges.first.to_string());
+        for r in ranges.reserved {
+            args.push("--reserved-range".into());
+            args.push(r.to_string());
+        }
     }
     if let Some(dir) = &o.secrets_dir {
         args.push("--secrets".into());
@@ -367,7 +375,16 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                 current = next;
                 write_status(&o, &running);
             }
-            _ = tick.tick() => write_status(&o, &running),
+            _ = tick.tick() => {
+                if let Some(net) = &o.capture {
+                    let lost = net.lost_nodes();
+                    if !lost.is_empty() {
+                        remake_lost_nodes(&o, net, &lost, &mut running).await;
+                        apply(&o, &current, &mut running).await;
+                    }
+                }
+                write_status(&o, &running);
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
@@ -388,6 +405,49 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     }
     eprintln!("weft: stopped");
     Ok(())
+}
+
+/// Nodes whose namespace went away (as a machine is lost) took their
+/// pods off the mesh: their processes are stopped and their pods removed,
+/// so the next [`apply`] makes the node again and starts them there, as a
+/// kubelet coming back would.
+async fn remake_lost_nodes(
+    o: &Options,
+    net: &capture::Network,
+    lost: &[String],
+    running: &mut Running,
+) {
+    let on_lost: Vec<SidecarPlan> = running
+        .plan
+        .sidecars
+        .iter()
+        .filter(|s| s.node.as_ref().is_some_and(|n| lost.contains(n)))
+        .cloned()
+        .collect();
+    for node in lost {
+        let pods: Vec<&str> = on_lost
+            .iter()
+            .filter(|s| s.node.as_ref() == Some(node))
+            .map(|s| s.name.as_str())
+            .collect();
+        eprintln!(
+            "weft: node {node} was lost (its network namespace {} is gone), and with it the network of {}; making it again and restarting them there",
+            net.node_namespace(node),
+            if pods.is_empty() { "no pod".to_owned() } else { pods.join(", ") }
+        );
+    }
+    for s in on_lost {
+        if let Some(app) = running.apps.remove(&s.name) {
+            app.stop().await;
+        }
+        if let Some(proxy) = running.proxies.remove(&s.name) {
+            proxy.stop().await;
+        }
+        if let Some(pod) = pod_of(o, &s) {
+            net.remove_pod(&pod);
+        }
+    }
+    net.forget_nodes(lost);
 }
 
 /// Waits until the control plane has written a proxy's token.
@@ -414,6 +474,17 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
     // application's address: a process left from before (or anything
     // else) there would be served as this workload, unseen by its sidecar.
     running.held.clear();
+    for (name, why) in &plan.pending {
+        if !running
+            .plan
+            .pending
+            .iter()
+            .any(|(n, w)| n == name && w == why)
+        {
+            eprintln!("weft: {name} is pending: {why}");
+        }
+        running.held.insert(name.clone(), format!("pending: {why}"));
+    }
     for s in &plan.sidecars {
         if !running.apps.contains_key(&s.name) && o.capture.is_none() {
             if let Some(why) = app_address_held(s) {
@@ -453,9 +524,21 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
                 continue;
             }
             let netns = net.pod_namespace(&s.namespace, &s.instance);
-            let made = match &s.capture {
-                Ok(c) => net.add_pod(&netns, &s.namespace, s.ip, c.as_ref()),
-                Err(e) => Err(capture::CaptureError::Failed {
+            let range = config
+                .registry
+                .nodes
+                .iter()
+                .find(|n| Some(&n.name) == s.node.as_ref())
+                .and_then(|n| n.pod_range.clone()?.ok());
+            let made = match (&s.capture, range, &s.node) {
+                (Ok(c), Some(range), Some(node)) => {
+                    net.add_pod(&netns, &s.namespace, (node, range), s.ip, c.as_ref())
+                }
+                (Ok(_), _, _) => Err(capture::CaptureError::Failed {
+                    what: format!("workload {}", s.name),
+                    why: "its node has no pod range".into(),
+                }),
+                (Err(e), _, _) => Err(capture::CaptureError::Failed {
                     what: format!("workload {}", s.name),
                     why: e.to_string(),
                 }),
@@ -596,6 +679,7 @@ fn write_status(o: &Options, running: &Running) {
                 "tunnel": s.map(|s| std::net::SocketAddr::from((s.ip, TUNNEL_PORT)).to_string()),
                 // Under capture, the pod's network namespace (`ip netns exec`).
                 "netns": s.and_then(|s| pod_of(o, s)),
+                "node": s.and_then(|s| s.node.clone()),
                 "log": m.spec.log.display().to_string(),
                 "process": m.snapshot(),
             })

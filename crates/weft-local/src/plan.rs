@@ -31,6 +31,8 @@ pub struct SidecarPlan {
     pub namespace: String,
     pub ip: Ipv4Addr,
     pub app_ip: Ipv4Addr,
+    /// The node it runs on.
+    pub node: Option<String>,
     /// Declared ports (the app listens on `app_ip` with the same numbers).
     pub ports: Vec<u32>,
     /// TCP service listener name → (local address, environment prefix).
@@ -66,6 +68,9 @@ pub struct GatewayPlan {
 pub struct Plan {
     pub sidecars: Vec<SidecarPlan>,
     pub gateways: Vec<GatewayPlan>,
+    /// Replicas that cannot run (`namespace/name`, why): no node fits
+    /// them, or their node has no pod range.
+    pub pending: Vec<(String, String)>,
 }
 
 impl SidecarPlan {
@@ -113,6 +118,11 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capt
         let Some((resource, w)) = workload_of(&config.resources, inst) else {
             continue;
         };
+        if let Some(why) = &inst.pending {
+            out.pending
+                .push((format!("{}/{}", inst.namespace, inst.name), why.clone()));
+            continue;
+        }
         let Some(ip) = inst.ip.as_deref().and_then(|i| i.parse::<Ipv4Addr>().ok()) else {
             continue;
         };
@@ -162,6 +172,7 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capt
             namespace: inst.namespace.clone(),
             ip,
             app_ip,
+            node: inst.node.clone(),
             ports: inst.ports.iter().map(|(_, p)| *p).collect(),
             tcp,
             command: w.command.clone(),

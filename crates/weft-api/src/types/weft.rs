@@ -23,9 +23,14 @@ pub struct Workload {
     pub service_account: String,
     pub replicas: Option<u32>,
     pub working_dir: Option<String>,
-    /// `region/zone/subzone`, for locality-aware load balancing.
+    /// `region/zone/subzone`, for locality-aware load balancing; by
+    /// default its node's.
     #[serde(default)]
     pub locality: String,
+    /// The labels of the nodes its replicas may run on (Kubernetes'
+    /// `nodeSelector`); they spread across those nodes.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
 }
 
 impl Workload {

@@ -128,7 +128,8 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Telemetry(s) => telemetry::telemetry(&mut ctx, s, &spec),
         Spec::Service(s) => other::service(&mut ctx, s, &spec),
         Spec::Deployment(s) => other::deployment(&mut ctx, s, &spec),
-        Spec::Pod(_) | Spec::Namespace(_) | Spec::Node(_) | Spec::Secret(_) => {}
+        Spec::Node(s) => other::node(&mut ctx, s, &spec),
+        Spec::Pod(_) | Spec::Namespace(_) | Spec::Secret(_) => {}
         Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
         Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
         Spec::Workload(s) => other::workload(&mut ctx, s, &spec),

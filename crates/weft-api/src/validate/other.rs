@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use crate::path::FieldPath;
 use crate::types::common::{parse_duration, IntOrString};
 use crate::types::flagger::{Canary, MetricTemplate};
-use crate::types::kube::{DeploymentSpec, ServiceSpec};
+use crate::types::kube::{DeploymentSpec, NodeSpec, ServiceSpec};
 use crate::types::weft::Workload;
 
 use super::{checks, Ctx};
@@ -92,6 +92,37 @@ pub fn deployment(ctx: &mut Ctx<'_>, d: &DeploymentSpec, spec: &FieldPath) {
     }
 }
 
+/// A Node's pod range: under `weft up --capture` its pods' addresses
+/// come from it, so it must be a range, and one weft can use.
+pub fn node(ctx: &mut Ctx<'_>, n: &NodeSpec, spec: &FieldPath) {
+    let ranges = n.pod_cidr.iter().map(|c| (spec.key("podCIDR"), c)).chain(
+        n.pod_cidrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (spec.key("podCIDRs").index(i), c)),
+    );
+    for (path, cidr) in ranges {
+        match cidr.parse::<ipnet::IpNet>() {
+            Err(_) => ctx.error(
+                &path,
+                format!("{cidr:?} is not an address range"),
+                "give a range in CIDR notation, e.g. 10.244.1.0/24",
+            ),
+            Ok(ipnet::IpNet::V6(_)) => ctx.warn(
+                &path,
+                format!("{cidr} is an IPv6 range: weft gives pods IPv4 addresses only, so this node's pods take none from it"),
+                "give an IPv4 range, e.g. 10.244.1.0/24",
+            ),
+            Ok(ipnet::IpNet::V4(v4)) if v4.prefix_len() > 29 => ctx.error(
+                &path,
+                format!("{cidr} is too small to hold pods"),
+                "give a /29 or larger, e.g. a /24",
+            ),
+            Ok(_) => {}
+        }
+    }
+}
+
 pub fn workload(ctx: &mut Ctx<'_>, w: &Workload, spec: &FieldPath) {
     proxy_config(
         ctx,
@@ -127,6 +158,7 @@ pub fn workload(ctx: &mut Ctx<'_>, w: &Workload, spec: &FieldPath) {
             );
         }
     }
+    checks::labels(ctx, &spec.key("nodeSelector"), &w.node_selector);
     if w.replicas == Some(0) {
         ctx.warn(
             &spec.key("replicas"),
@@ -350,6 +382,54 @@ pub fn metric_template(ctx: &mut Ctx<'_>, m: &MetricTemplate, spec: &FieldPath) 
             &spec.key("query"),
             "query is required",
             "write the PromQL query that yields one number",
+        );
+    }
+}
+
+#[cfg(test)]
+mod node_tests {
+    /// What loading `yaml` says (loading validates).
+    fn findings(yaml: &str) -> Vec<String> {
+        crate::load::load_bytes("n.yaml", yaml.as_bytes())
+            .diagnostics
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{} {} {}",
+                    d.origin.file, d.origin.line, d.field, d.message
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nodes_pod_range_is_checked_where_it_is_written() {
+        let node = |spec: &str| {
+            format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n1}}\nspec: {spec}\n")
+        };
+        assert!(findings(&node("{podCIDR: 10.244.1.0/24}")).is_empty());
+        let bad = findings(&node("{podCIDR: 10.244.1.0}"));
+        assert!(
+            bad.len() == 1
+                && bad[0].contains("n.yaml:4")
+                && bad[0].contains("podCIDR")
+                && bad[0].contains("not an address range"),
+            "{bad:?}"
+        );
+        let small = findings(&node("{podCIDRs: [10.244.1.0/30]}"));
+        assert!(
+            small.len() == 1 && small[0].contains("too small"),
+            "{small:?}"
+        );
+        let v6 = findings(&node("{podCIDR: 'fd00::/64'}"));
+        assert!(
+            v6.len() == 1 && v6[0].contains("IPv4 addresses only"),
+            "{v6:?}"
+        );
+        let selector = findings("apiVersion: weft.dev/v1\nkind: Workload\nmetadata: {name: w}\nspec: {command: weft, nodeSelector: {'bad key!': x}}\n");
+        assert!(
+            selector.len() == 1 && selector[0].contains("nodeSelector"),
+            "{selector:?}"
         );
     }
 }

@@ -25,6 +25,15 @@ pub struct Args {
     /// --capture` passes it).
     #[arg(long)]
     service_address_base: Option<Ipv4Addr>,
+    /// Give each node's pods addresses from its pod range: `spec.podCIDR`,
+    /// else ranges of this one's size counting up from it (`weft up
+    /// --capture` passes it).
+    #[arg(long)]
+    pod_ranges: Option<ipnet::Ipv4Net>,
+    /// A range the mesh keeps for itself, which no node's `podCIDR` may
+    /// overlap (repeatable).
+    #[arg(long = "reserved-range")]
+    reserved_ranges: Vec<ipnet::Ipv4Net>,
     #[command(flatten)]
     ca: super::ca_args::CaArgs,
     /// Where proxies' bootstrap tokens are written (tokens/).
@@ -49,6 +58,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         secrets_dir: args.ca.secrets(&args.files),
         address_base: args.address_base,
         service_address_base: args.service_address_base,
+        pod_ranges: args.pod_ranges.map(|first| weft_compile::nodes::PodRanges {
+            first,
+            reserved: args.reserved_ranges.clone(),
+        }),
         run_dir,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -30,8 +30,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let status: serde_json::Value = serde_json::from_str(&text)?;
     let w = super::workload_name::resolve(&status, &args.workload)?;
     let full = w["name"].as_str().context("the workload has no name")?;
-    let Some(netns) = weft_local::capture::find_pod(&weft_local::capture::namespaces(), full)
-    else {
+    // The pod this mesh's status names; by name among the namespaces for
+    // a status without one.
+    let netns = w["netns"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| weft_local::capture::find_pod(&weft_local::capture::namespaces(), full));
+    let Some(netns) = netns else {
         bail!("{full} has no pod namespace: it runs in a pod only under `weft up --capture` (in loopback mode run the command directly, with HTTP_PROXY set to its sidecar)");
     };
     let err = std::process::Command::new("ip")

@@ -71,12 +71,34 @@ pub fn proxy_admin(
         .as_str()
         .context("the proxy has no admin address")?
         .parse()?;
-    let netns = weft_local::capture::on_mesh_network(addr.ip())
-        .then(|| {
-            let proxy = wanted["name"].as_str().unwrap_or(name);
-            weft_local::capture::node_of(&weft_local::capture::namespaces(), proxy)
-        })
-        .flatten()
-        .map(|n| std::path::Path::new("/var/run/netns").join(n));
+    // A proxy in a pod (its address from a node's range, which a Node
+    // may declare anywhere) or a gateway on the mesh network is reached
+    // from the mesh network's namespace.
+    // The mesh is told by this status's pods (its own first), so that
+    // two meshes running at once are never confused.
+    let proxy = wanted["name"].as_str().unwrap_or(name);
+    let workloads: Vec<&serde_json::Value> =
+        v["workloads"].as_array().into_iter().flatten().collect();
+    let own = workloads
+        .iter()
+        .find(|w| w["name"] == proxy)
+        .and_then(|w| w["netns"].as_str());
+    let any = workloads.iter().find_map(|w| w["netns"].as_str());
+    let netns = match (own, any) {
+        (Some(pod), _) => Some(weft_local::capture::mesh_of_pod(pod)),
+        (None, Some(pod)) if weft_local::capture::on_mesh_network(addr.ip()) => {
+            Some(weft_local::capture::mesh_of_pod(pod))
+        }
+        _ if weft_local::capture::on_mesh_network(addr.ip()) => {
+            weft_local::capture::mesh_of(&weft_local::capture::namespaces(), proxy)
+        }
+        _ => None,
+    }
+    .map(|n| std::path::Path::new("/var/run/netns").join(n));
+    // Never from this machine's own namespace: the address means nothing
+    // there.
+    if netns.is_none() && weft_local::capture::on_mesh_network(addr.ip()) {
+        anyhow::bail!("{proxy} is on a `weft up --capture` mesh network ({addr}), but which mesh's namespace reaches it cannot be told; pass the --admin of the weft up that runs it");
+    }
     Ok(crate::http_get::Target { addr, netns })
 }

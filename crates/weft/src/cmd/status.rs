@@ -123,19 +123,27 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "\n{:<40} {:<10} {:<22} {:<22} RESTARTS",
-        "WORKLOAD", "STATE", "LISTENS", "TUNNEL"
+        "\n{:<40} {:<10} {:<12} {:<22} {:<22} RESTARTS",
+        "WORKLOAD", "STATE", "NODE", "LISTENS", "TUNNEL"
     );
     let mut down = 0;
     for w in v["workloads"].as_array().into_iter().flatten() {
         let running = w["process"]["running"].as_bool().unwrap_or(false);
+        let pending = w["process"]["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not started: pending"));
         if !running {
             down += 1;
         }
         println!(
-            "{:<40} {:<10} {:<22} {:<22} {}{}",
+            "{:<40} {:<10} {:<12} {:<22} {:<22} {}{}",
             w["name"].as_str().unwrap_or(""),
-            if running { "running" } else { "DOWN" },
+            match (running, pending) {
+                (true, _) => "running",
+                (false, true) => "Pending",
+                (false, false) => "DOWN",
+            },
+            w["node"].as_str().unwrap_or("-"),
             w["listens"][0].as_str().unwrap_or("-"),
             w["tunnel"].as_str().unwrap_or("-"),
             w["process"]["restarts"],

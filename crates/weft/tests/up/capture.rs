@@ -1,0 +1,795 @@
+//! `weft up --capture` and `weft proxy --capture`: pods in network
+//! namespaces on nodes, Istio's capture rules, DNS by the mesh. Root only:
+//! each test says why it skips without it.
+
+use std::time::{Duration, Instant};
+
+use super::common;
+use super::common::curl;
+
+/// Whether this test may make network namespaces and nftables rules; if
+/// not, says why on one line.
+fn can_capture() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: transparent capture needs root (network namespaces, nftables)");
+        return false;
+    }
+    if std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `nft` is not installed (Debian's nftables package)");
+        return false;
+    }
+    true
+}
+
+/// `cmd` inside network namespace `ns`, with its output.
+fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .output()
+        .unwrap()
+}
+
+/// The network namespaces whose names start with `prefix`.
+fn netns_starting(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/var/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The network namespaces whose names end with `suffix`.
+fn netns_ending(suffix: &str) -> Vec<String> {
+    std::fs::read_dir("/var/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `weft up --capture`: each replica in its own network namespace, its
+/// traffic captured by Istio's nftables rules. A plain curl and nc in a
+/// pod, with no proxy variable, reach services by their addresses over
+/// mTLS the application knows nothing of; an excluded port bypasses the
+/// caller's proxy; the user still reaches the ingress and admin API on
+/// this machine's loopback; and nothing is left behind after SIGTERM.
+#[test]
+fn capture_puts_pods_in_namespaces_and_hands_their_traffic_to_the_mesh() {
+    if !can_capture() {
+        return;
+    }
+    let workload = |name: &str, app: &str, port: &str, annotations: &str| {
+        format!(
+            "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\n  annotations: {{{annotations}}}\nspec:\n  command: weft\n  args: [sample-app, {app}]\n  ports: [{port}]\n---\n"
+        )
+    };
+    // The server's inbound side is captured with TPROXY: its application
+    // sees each client's own address.
+    let yaml = workload(
+        "server",
+        "httpbin",
+        "{name: http, port: 8000}",
+        "sidecar.istio.io/interceptionMode: TPROXY",
+    )
+        + &workload("client", "httpbin", "{name: http, port: 8000}", "")
+        + &workload(
+            "bypass",
+            "httpbin",
+            "{name: http, port: 8000}",
+            "traffic.sidecar.istio.io/excludeOutboundPorts: \"8000\"",
+        )
+        + &workload("echo", "tcp-echo", "{name: tcp, port: 9000}", "")
+        // A pod whose capture cannot be built: refused alone, with the
+        // annotation and the fix; the rest of the mesh serves.
+        + &workload(
+            "broken",
+            "httpbin",
+            "{name: http, port: 8000}",
+            "traffic.sidecar.istio.io/includeInboundPorts: \"http\"",
+        )
+        + r#"apiVersion: v1
+kind: Service
+metadata: {name: server}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{name: tcp, port: 9000}]
+"#;
+    // Bookinfo beside them, unchanged: its services find each other by
+    // name through the proxies' DNS. Names that are not the mesh's go to
+    // 198.19.0.1, where the test runs a resolver of its own.
+    let m = common::mesh::up_in(
+        common::World::any(),
+        &yaml,
+        &["--capture", "--dns-upstream", "198.19.0.1"],
+        &[],
+    );
+    // Each replica's pod, as `weft status` names it.
+    let status: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("http://{}/api/status", m.admin)]).body).unwrap();
+    let replica = |name: &str| {
+        status["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == format!("default/{name}-0"))
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+            .clone()
+    };
+    let pod = |name: &str| {
+        let ns = replica(name)["netns"].as_str().unwrap().to_owned();
+        assert_eq!(netns_ending(&ns), vec![ns.clone()], "{name}'s pod exists");
+        ns
+    };
+    let (client, server, bypass) = (pod("client"), pod("server"), pod("bypass"));
+    let up_log = m.w.log("up");
+    assert!(
+        up_log.contains("not starting default/broken-0")
+            && up_log.contains("traffic.sidecar.istio.io/includeInboundPorts")
+            && up_log.contains("list port numbers"),
+        "{up_log}"
+    );
+    let mesh_prefix = client.split("-default-").next().unwrap();
+    assert!(netns_ending(&format!("{mesh_prefix}-default-broken-0")).is_empty());
+    let mesh_net = format!("{mesh_prefix}-mesh");
+    let _resolver = common::Proc {
+        child: std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &mesh_net,
+                "dnsmasq",
+                "--keep-in-foreground",
+            ])
+            .args([
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--user=root",
+            ])
+            .args([
+                "--listen-address=198.19.0.1",
+                "--bind-interfaces",
+                "--port=53",
+            ])
+            .arg(format!(
+                "--pid-file={}",
+                m.w.dir.join("dnsmasq.pid").display()
+            ))
+            .arg("--address=/outside.test/198.51.100.7")
+            .spawn()
+            .expect("dnsmasq (Debian's dnsmasq-base)"),
+        name: "dnsmasq".into(),
+    };
+
+    // Istio's rules, as an Istio user reads them.
+    let rules = String::from_utf8_lossy(&in_netns(&bypass, &["nft", "list", "ruleset"]).stdout)
+        .into_owned();
+    for want in [
+        "table inet istio-proxy-nat",
+        "chain istio-output",
+        "redirect to :15001",
+        "redirect to :15006",
+        "tcp dport 8000 counter",
+    ] {
+        assert!(rules.contains(want), "{want} missing from\n{rules}");
+    }
+
+    // Addresses: the server pod's from the status, the services' as the
+    // control plane gave them.
+    let pod_ip = |name: &str| {
+        replica(name)["listens"][0]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .0
+            .to_owned()
+    };
+    let server_ip = pod_ip("server");
+    let services: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(m.w.dir.join("run/service-addresses.json")).unwrap(),
+    )
+    .unwrap();
+    let vip = |host: &str| services["replicas"][host].as_str().unwrap().to_owned();
+    let (server_vip, echo_vip) = (
+        vip("server.default.svc.cluster.local"),
+        vip("echo.default.svc.cluster.local"),
+    );
+
+    // HTTP to the service's address, from a plain curl in the client pod
+    // (`weft exec`, as `kubectl exec`).
+    let got = common::weft()
+        .args(["exec", "client", "--admin", &m.admin, "--"])
+        .args([
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            &format!("http://{server_vip}:8000/headers"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success(),
+        "curl in the client pod: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&got.stdout).contains("server-0"),
+        "{got:?}"
+    );
+
+    // TCP to the service's address, from nc in the client pod.
+    let echoed = in_netns(
+        &client,
+        &[
+            "sh",
+            "-c",
+            &format!("printf 'hello capture\\n' | nc -q 2 -w 5 {echo_vip} 9000"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&echoed.stdout).contains("hello capture"),
+        "nc to {echo_vip}:9000: {echoed:?}"
+    );
+
+    // An excluded port bypasses the caller's proxy: the server's inbound
+    // capture still takes the call, in plain text.
+    let direct = in_netns(
+        &bypass,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{server_ip}:8000/status/200"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&direct.stdout), "200", "{direct:?}");
+    let bypass_log =
+        std::fs::read_to_string(m.w.dir.join("run/logs/bypass-0.access.log")).unwrap_or_default();
+    assert!(!bypass_log.contains("/status/200"), "{bypass_log}");
+
+    // DNS by the mesh: the pod's resolver (Kubernetes' search path) is
+    // answered by its proxy, over UDP and TCP, so names work as in a
+    // cluster; other names are asked upstream.
+    let dig = |args: &[&str]| {
+        let out = in_netns(
+            &client,
+            &[&["dig", "+short", "+time=2", "+tries=1"], args].concat(),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(dig(&["server.default.svc.cluster.local"]), server_vip);
+    assert_eq!(dig(&["+tcp", "echo.default.svc.cluster.local"]), echo_vip);
+    assert_eq!(dig(&["+search", "server"]), server_vip);
+    // `server.default` is first tried as `server.default.default.svc…`,
+    // which the proxy knows does not exist: no trip upstream.
+    assert_eq!(dig(&["+search", "server.default"]), server_vip);
+    let started = Instant::now();
+    while dig(&["outside.test"]) != "198.51.100.7" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "outside.test is not asked upstream: {:?}",
+            dig(&["outside.test"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let by_name = common::weft()
+        .args(["exec", "client", "--admin", &m.admin, "--"])
+        .args(["curl", "-s", "-m", "10", "http://server:8000/headers"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&by_name.stdout).contains("server-0"),
+        "{by_name:?}"
+    );
+    let echoed = in_netns(
+        &client,
+        &[
+            "sh",
+            "-c",
+            "printf 'hello by name\\n' | nc -q 2 -w 5 echo 9000",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&echoed.stdout).contains("hello by name"),
+        "nc to echo:9000: {echoed:?}"
+    );
+
+    // TPROXY: Istio's mangle rules in the server's pod, and its
+    // application sees who called, over mTLS or in plain text.
+    let server_rules =
+        String::from_utf8_lossy(&in_netns(&server, &["nft", "list", "ruleset"]).stdout)
+            .into_owned();
+    assert!(
+        server_rules.contains("tproxy ip to :15006"),
+        "{server_rules}"
+    );
+    let origin = |pod: &str, url: &str| {
+        let out = in_netns(pod, &["curl", "-s", "-m", "10", url]);
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        body["origin"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(origin(&client, "http://server:8000/ip"), pod_ip("client"));
+    assert_eq!(
+        origin(&bypass, &format!("http://{server_ip}:8000/ip")),
+        pod_ip("bypass")
+    );
+
+    // The call through capture was mTLS, which neither application knows
+    // of; the bypassing one was not.
+    let metrics = String::from_utf8_lossy(
+        &in_netns(
+            &server,
+            &["curl", "-s", &format!("http://{server_ip}:15020/metrics")],
+        )
+        .stdout,
+    )
+    .into_owned();
+    let series = |source: &str, security: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("istio_requests_total")
+                && l.contains("reporter=\"destination\"")
+                && l.contains(&format!("source_workload=\"{source}\""))
+                && l.contains(&format!("connection_security_policy=\"{security}\""))
+        })
+    };
+    assert!(series("client", "mutual_tls"), "{metrics}");
+    assert!(series("unknown", "none"), "{metrics}");
+
+    // The operator's commands reach proxies on the mesh's network as in
+    // loopback mode: a pod's by app name, and the gateway.
+    for (who, want) in [
+        (
+            "productpage",
+            "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+        ),
+        (
+            "istio-ingressgateway",
+            "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+        ),
+    ] {
+        let out = common::weft()
+            .args(["x509", who, "--admin", &m.admin, "-o", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(want),
+            "weft x509 {who}: {out:?}"
+        );
+    }
+    let pc = common::weft()
+        .args([
+            "proxy-config",
+            "client",
+            "--admin",
+            &m.admin,
+            "--section",
+            "clusters",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&pc.stdout)
+            .contains("outbound|8000||server.default.svc.cluster.local"),
+        "weft proxy-config client: {pc:?}"
+    );
+
+    // The user on this machine reaches the ingress, and bookinfo works
+    // unchanged under capture.
+    let (status, page) = m.page(None);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Reviews served by"), "{page}");
+
+    // SIGTERM: every namespace of the mesh goes.
+    m.w.proc("up").signal("TERM");
+    let started = Instant::now();
+    while !m.w.log("up").contains("weft: stopped") && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for p in [&client, &server, &bypass] {
+        assert!(netns_ending(p).is_empty(), "{p} is left behind");
+    }
+    assert!(
+        netns_starting(&format!("{mesh_prefix}-")).is_empty(),
+        "the mesh network and its nodes are left behind"
+    );
+}
+
+/// `weft up --capture` without what it needs stops at once, with one line
+/// saying what is missing and how to get it.
+#[test]
+fn capture_without_root_or_nft_says_what_is_missing() {
+    if !can_capture() {
+        return;
+    }
+    let w = common::World::any();
+    let cfg = w.write("mesh.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{name: http, port: 80}]}\n");
+    // Writable by the user the first run drops to.
+    let run = w.dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let writable: std::fs::Permissions = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+    std::fs::set_permissions(&run, writable).unwrap();
+    let (c, r) = (cfg.display().to_string(), run.display().to_string());
+    let (ingress, admin) = (
+        w.addr(0, 254, 8080).to_string(),
+        w.addr(0, 253, 15014).to_string(),
+    );
+    let up = [
+        "up",
+        "-f",
+        &c,
+        "--capture",
+        "--run-dir",
+        &r,
+        "--ingress",
+        &ingress,
+        "--admin",
+        &admin,
+    ];
+    let one_line = |out: &std::process::Output| {
+        assert!(!out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+
+    let nobody = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_weft"))
+        .args(up)
+        .output()
+        .unwrap();
+    let err = one_line(&nobody);
+    assert!(
+        err.contains("--capture needs root") && err.contains("sudo weft up --capture"),
+        "{err}"
+    );
+
+    // `ip` alone on the PATH: nft is missing.
+    let bin = w.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/usr/sbin/ip", bin.join("ip")).unwrap();
+    let no_nft = common::weft().env("PATH", &bin).args(up).output().unwrap();
+    let err = one_line(&no_nft);
+    assert!(err.contains("apt-get install nftables"), "{err}");
+}
+
+/// A host joining the mesh (a namespace standing in for it): `weft proxy
+/// --capture --install-capture` installs Istio's rules there, with the
+/// annotations it is given, and removes them when it stops.
+#[test]
+fn a_host_proxy_installs_its_capture_rules_and_removes_them() {
+    if !can_capture() {
+        return;
+    }
+    let w = common::World::any();
+    let host = format!("weft-hosttest-{}", std::process::id());
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    assert!(std::process::Command::new("ip")
+        .args(["netns", "add", &host])
+        .status()
+        .unwrap()
+        .success());
+    let _gone = Gone(host.clone());
+    in_netns(&host, &["ip", "link", "set", "lo", "up"]);
+    let cfg = w.write(
+        "vm.yaml",
+        "apiVersion: weft.dev/v1\nkind: Workload\nmetadata: {name: vm, labels: {app: vm}}\nspec:\n  command: weft\n  args: [sample-app, httpbin]\n  ports: [{name: http, port: 8000}]\n",
+    );
+    let model = w.model("vm", &[cfg], "vm.json");
+    let model = model.display().to_string();
+    let mut proxy = common::Proc {
+        child: std::process::Command::new("ip")
+            .args(["netns", "exec", &host])
+            .arg(env!("CARGO_BIN_EXE_weft"))
+            .args(["proxy", "--model", &model, "--no-mtls", "--capture"])
+            .args(["--install-capture", "--interception-mode", "TPROXY"])
+            .args([
+                "--capture-setting",
+                "traffic.sidecar.istio.io/excludeOutboundPorts=5432",
+            ])
+            .args(["--admin", "127.0.0.1:15020", "--access-log", "off"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        name: "host proxy".into(),
+    };
+    let ruleset = || {
+        String::from_utf8_lossy(&in_netns(&host, &["nft", "list", "ruleset"]).stdout).into_owned()
+    };
+    let started = Instant::now();
+    while !ruleset().contains("tproxy ip to :15006") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no rules: {}",
+            ruleset()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rules = ruleset();
+    assert!(rules.contains("table inet istio-proxy-nat"), "{rules}");
+    assert!(rules.contains("tcp dport 5432 counter"), "{rules}");
+    proxy.signal("TERM");
+    let _ = proxy.child.wait();
+    assert!(!ruleset().contains("istio-proxy"), "{}", ruleset());
+}
+
+/// Several nodes: `v1 Node`s place pods (by `nodeSelector`, or spread),
+/// give them addresses from their `podCIDR` (or one weft allocates), and
+/// lend them their topology as locality. A client keeps to its zone,
+/// fails over to the other zone when its zone's node drops off the mesh
+/// network, and comes back when it returns; a replica no node fits, or
+/// whose node's range collides with another's, is pending with the
+/// reason while the rest serves; a node lost with pods on it is made
+/// again and its pods restarted.
+#[test]
+fn pods_run_on_nodes_and_fail_over_between_zones() {
+    if !can_capture() {
+        return;
+    }
+    let node = |name: &str, zone: &str, cidr: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: {zone}}}\nspec: {{{cidr}}}\n---\n"
+        )
+    };
+    let workload = |name: &str, app: &str, selector: &str, replicas: u32| {
+        format!(
+            "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\n  labels: {{app: {app}}}\nspec:\n  command: weft\n  args: [sample-app, httpbin]\n  ports: [{{name: http, port: 8000}}]\n  replicas: {replicas}\n  nodeSelector: {{{selector}}}\n---\n"
+        )
+    };
+    let yaml = node("node-a1", "z1", "")
+        + &node("node-a2", "z1", "")
+        + &node("node-b", "z2", "podCIDR: 10.244.7.0/24")
+        + &node("node-c", "z3", "podCIDR: 10.244.7.128/25")
+        + &workload("client", "client", "kubernetes.io/hostname: node-a1", 1)
+        + &workload("web-a", "web", "kubernetes.io/hostname: node-a2", 1)
+        + &workload("web-b", "web", "topology.kubernetes.io/zone: z2", 1)
+        + &workload("spread", "spread", "topology.kubernetes.io/zone: z1", 2)
+        + &workload("nowhere", "nowhere", "topology.kubernetes.io/zone: z9", 1)
+        + &workload("collided", "collided", "kubernetes.io/hostname: node-c", 1)
+        + r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy:
+    connectionPool: {tcp: {connectTimeout: 500ms}}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3s, maxEjectionPercent: 100}
+"#;
+    let m = common::mesh::up_in(common::World::any(), &yaml, &["--capture"], &[]);
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&curl(&[&format!("http://{}/api/status", m.admin)]).body).unwrap()
+    };
+    let replica = |status: &serde_json::Value, name: &str| {
+        status["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == format!("default/{name}"))
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+            .clone()
+    };
+    let now = status();
+    let node_of = |name: &str| {
+        replica(&now, name)["node"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let ip_of = |name: &str| {
+        replica(&now, name)["listens"][0]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .0
+            .to_owned()
+    };
+    assert_eq!(node_of("client-0"), "node-a1");
+    assert_eq!(node_of("web-a-0"), "node-a2");
+    assert_eq!(node_of("web-b-0"), "node-b");
+    // Spread over the two nodes of zone z1.
+    let spread = [node_of("spread-0"), node_of("spread-1")];
+    assert!(
+        spread.contains(&"node-a1".to_owned()) && spread.contains(&"node-a2".to_owned()),
+        "{spread:?}"
+    );
+    // Addresses from the declared range, and from allocated ones.
+    assert!(ip_of("web-b-0").starts_with("10.244.7."), "{now}");
+    assert_ne!(
+        ip_of("client-0").rsplit_once('.').unwrap().0,
+        ip_of("web-a-0").rsplit_once('.').unwrap().0,
+        "nodes have ranges of their own"
+    );
+    // Pending, each with its reason.
+    for (name, why) in [
+        ("nowhere-0", "no node matches its nodeSelector"),
+        ("collided-0", "collides with node node-b's 10.244.7.0/24"),
+    ] {
+        let exit = replica(&now, name)["process"]["last_exit"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(
+            exit.contains("pending") && exit.contains(why),
+            "{name}: {exit}"
+        );
+    }
+    let text = common::weft()
+        .args(["status", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("default/nowhere-0") && l.contains("Pending")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("default/web-b-0") && l.contains("node-b")),
+        "{text}"
+    );
+    let client = replica(&now, "client-0")["netns"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let prefix = client.split("-default-").next().unwrap().to_owned();
+    let node_ns = |n: &str| format!("{prefix}-node.{n}");
+    for n in ["node-a1", "node-a2", "node-b"] {
+        assert_eq!(netns_ending(&node_ns(n)), vec![node_ns(n)]);
+    }
+
+    // Who serves `web` for a plain curl in the client's pod.
+    let served = || {
+        let out = in_netns(
+            &client,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %header{x-served-by}",
+                "http://web:8000/get",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let until = |want: &str, within: Duration| {
+        let started = Instant::now();
+        loop {
+            let got = served();
+            if got == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{want} not reached in {within:?}; last: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Its own zone first (web-a on node-a2), every time.
+    until("200 web-a-0", Duration::from_secs(10));
+    for _ in 0..10 {
+        assert_eq!(served(), "200 web-a-0");
+    }
+    // Zone z1's web node cuts its pods off (its bridge goes down): web-a
+    // is ejected, then the other zone serves.
+    let bridge_down = in_netns(&node_ns("node-a2"), &["ip", "link", "set", "weft0", "down"]);
+    assert!(bridge_down.status.success(), "{bridge_down:?}");
+    let took = until("200 web-b-0", Duration::from_secs(15));
+    eprintln!("failed over to zone z2 in {took:?}");
+    for _ in 0..5 {
+        assert_eq!(served(), "200 web-b-0");
+    }
+    // It comes back: once its ejection ends, traffic returns to the zone.
+    let bridge_up = in_netns(&node_ns("node-a2"), &["ip", "link", "set", "weft0", "up"]);
+    assert!(bridge_up.status.success(), "{bridge_up:?}");
+    let took = until("200 web-a-0", Duration::from_secs(20));
+    eprintln!("came back to zone z1 in {took:?}");
+
+    // node-b is lost with web-b on it: weft says so, makes it again, and
+    // web-b serves from it once more.
+    let del = std::process::Command::new("ip")
+        .args(["netns", "del", &node_ns("node-b")])
+        .output()
+        .unwrap();
+    assert!(del.status.success(), "{del:?}");
+    let started = Instant::now();
+    while !m.w.log("up").contains("node node-b was lost") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        m.w.log("up").contains("default/web-b-0"),
+        "{}",
+        m.w.log("up")
+    );
+    let web_b = ip_of("web-b-0");
+    let started = Instant::now();
+    loop {
+        let out = in_netns(
+            &client,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %header{x-served-by}",
+                &format!("http://{web_b}:8000/get"),
+            ],
+        );
+        if String::from_utf8_lossy(&out.stdout).trim() == "200 web-b-0" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "web-b does not serve again: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // SIGTERM: the mesh network, every node and every pod go.
+    m.w.proc("up").signal("TERM");
+    let started = Instant::now();
+    while !m.w.log("up").contains("weft: stopped") && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        netns_starting(&format!("{prefix}-")).is_empty(),
+        "left behind: {:?}",
+        netns_starting(&format!("{prefix}-"))
+    );
+}
