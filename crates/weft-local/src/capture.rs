@@ -2,9 +2,10 @@
 //! weft creates and removes.
 //!
 //! The mesh network is a namespace (`weft-<mesh>-mesh`) holding a bridge
-//! (`weft0`, 198.19.0.0/24) on which the control plane (198.19.0.1), the
-//! gateways (198.19.0.2) and every node (198.19.0.10 and up) have an
-//! address, and which routes each node's pod range to it. A node is a
+//! (`weft0`, 198.19.0.0/24) on which the control plane's model stream and
+//! CA (198.19.0.1), the gateways (198.19.0.2) and every node (198.19.0.10
+//! and up) have an address, and which routes each node's pod range to
+//! it. The admin API and Prometheus listen on its loopback only. A node is a
 //! namespace (`weft-<mesh>-node.<name>`) with its own bridge, on the first
 //! address of its pod range, that its pods' veths join. Each Workload
 //! replica is a pod: a namespace named `weft-<mesh>-<namespace>-<replica>`
@@ -84,7 +85,10 @@ pub enum CaptureError {
 pub fn onto_mesh_network(o: &mut crate::Options) -> Result<(), CaptureError> {
     let inside = |ip, port| SocketAddr::from((ip, port));
     let ingress = inside(GATEWAY_IP, 8080);
-    let admin = inside(CONTROL_PLANE_IP, o.admin.port());
+    // The admin API (which applies configuration) and Prometheus listen
+    // on the mesh network namespace's loopback: the user reaches them
+    // through the forwards, no pod or host on the mesh network can.
+    let admin = inside(Ipv4Addr::LOCALHOST, o.admin.port());
     let mut forwards = vec![
         (o.ingress, ingress, "the ingress gateway"),
         (
@@ -95,7 +99,7 @@ pub fn onto_mesh_network(o: &mut crate::Options) -> Result<(), CaptureError> {
         (o.admin, admin, "the admin API"),
     ];
     let prometheus = o.prometheus.map(|p| {
-        let there = inside(CONTROL_PLANE_IP, p.port());
+        let there = inside(Ipv4Addr::LOCALHOST, p.port());
         forwards.push((p, there, "Prometheus"));
         there
     });
