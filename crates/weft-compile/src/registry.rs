@@ -272,6 +272,9 @@ pub struct Instance {
     pub ambient: bool,
     /// The node it runs on (a Workload replica, a Pod with `nodeName`).
     pub node: Option<String>,
+    /// A WorkloadEntry a VM's proxy registered (Istio's
+    /// `istio.io/autoRegistrationGroup`): that proxy is served a model.
+    pub auto_registered: bool,
     /// Why a Workload replica cannot run (no node fits it, its node has
     /// no pod range): it is pending, as a Kubernetes pod, and has no
     /// address.
@@ -621,6 +624,7 @@ impl Registry {
             meshed: true,
             ambient: false,
             node: None,
+            auto_registered: false,
             pending: None,
             origin: r.key(),
         };
@@ -712,6 +716,10 @@ impl Registry {
                     inst.labels.entry(k.clone()).or_insert_with(|| v.clone());
                 }
                 inst.ip = Some(we.address.clone()).filter(|a| !a.is_empty());
+                inst.auto_registered = r
+                    .meta
+                    .annotations
+                    .contains_key("istio.io/autoRegistrationGroup");
                 inst.locality = we.locality.clone();
                 inst.weight = we.weight.unwrap_or(1).max(1);
                 self.instances.push(inst);

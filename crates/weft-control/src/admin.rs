@@ -37,6 +37,20 @@ pub struct Docs {
     /// (`PUT /api/processes`): shown beside what the proxies say of
     /// themselves.
     pub processes: Option<Value>,
+    /// What hosts and VMs joining by auto-registration are given.
+    pub enrolment: Option<Enrolment>,
+}
+
+/// What `weft workload configure` is given for a WorkloadGroup's VMs.
+#[derive(Clone)]
+pub struct Enrolment {
+    pub grants: Arc<crate::registration::Grants>,
+    /// Where a VM's proxy reaches the control plane: the CA's TLS port,
+    /// which carries the model stream too.
+    pub ca: std::net::SocketAddr,
+    pub trust_domain: String,
+    /// The mesh's roots (PEM).
+    pub roots: std::path::PathBuf,
 }
 
 /// What `/api/status` is built from when it is asked. The proxies' stream
@@ -277,6 +291,58 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
                 })
                 .unwrap_or_default();
             (200, Value::Array(items).to_string())
+        }
+        ("POST", p) if p.starts_with("/api/workloadgroups/") && p.ends_with("/token") => {
+            let parts: Vec<&str> = p
+                .trim_start_matches("/api/workloadgroups/")
+                .trim_end_matches("/token")
+                .split('/')
+                .collect();
+            let [ns, name] = parts.as_slice() else {
+                return (404, error("POST /api/workloadgroups/NAMESPACE/NAME/token"));
+            };
+            let seconds = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("duration="))
+                .map_or(Ok(3600), str::parse::<u64>);
+            let Ok(seconds) = seconds else {
+                return (400, error("duration is a number of seconds"));
+            };
+            let (group, enrolment) = match docs.lock() {
+                Ok(d) => (
+                    d.resources
+                        .iter()
+                        .find(|r| r["kind"] == "WorkloadGroup" && r["namespace"] == *ns && r["name"] == *name)
+                        .cloned(),
+                    d.enrolment.clone(),
+                ),
+                Err(_) => return (500, error("poisoned")),
+            };
+            let Some(group) = group else {
+                return (404, error(format!("no WorkloadGroup {ns}/{name}: apply one first (weft apply -f workloadgroup.yaml)")));
+            };
+            let Some(e) = enrolment else {
+                return (503, error("this control plane does not enrol VMs"));
+            };
+            let roots = match std::fs::read_to_string(&e.roots) {
+                Ok(r) => r,
+                Err(err) => return (500, error(format!("cannot read the mesh's roots: {err}"))),
+            };
+            match e.grants.issue(ns, name, std::time::Duration::from_secs(seconds)) {
+                Ok(token) => (
+                    200,
+                    serde_json::json!({
+                        "token": token,
+                        "expiresInSeconds": seconds,
+                        "controlPlane": e.ca.to_string(),
+                        "trustDomain": e.trust_domain,
+                        "rootCert": roots,
+                        "workloadGroup": group["object"],
+                    })
+                    .to_string(),
+                ),
+                Err(err) => (500, error(format!("cannot keep the token: {err}"))),
+            }
         }
         ("POST", "/api/ca/rotate") => {
             let sent = docs

@@ -65,7 +65,7 @@ impl CaService {
 
     /// A credential, for a proxy whose model names it.
     fn credential(&self, req: &CredentialRequest) -> Result<CredentialResponse, Status> {
-        if !self.hub.token_matches(&req.proxy, &req.token) {
+        if !self.hub.accepts(&req.proxy, &req.token) {
             return Err(Status::unauthenticated(format!(
                 "{}: wrong or unknown bootstrap token",
                 req.proxy
@@ -94,7 +94,7 @@ impl CaService {
     }
 
     fn sign(&self, req: &CertificateRequest) -> Result<CertificateResponse, Status> {
-        if !self.hub.token_matches(&req.proxy, &req.token) {
+        if !self.hub.accepts(&req.proxy, &req.token) {
             tracing::warn!(proxy = %req.proxy, "refused a certificate request with a wrong bootstrap token");
             return Err(Status::unauthenticated(format!(
                 "{}: wrong or unknown bootstrap token",
@@ -291,8 +291,9 @@ pub async fn serve(listener: TcpListener, ca: Arc<CaService>) -> Result<(), Iden
                 Err(_) => return,
             };
             let svc =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     let ca = ca.clone();
+                    req.extensions_mut().insert(crate::push::Peer(peer));
                     async move {
                         // The model stream, over TLS (as istiod serves xDS on 15012).
                         if req.uri().path() == weft_model::wire::STREAM_PATH {

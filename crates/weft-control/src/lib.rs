@@ -9,6 +9,7 @@ pub mod jwks;
 pub mod listen;
 mod parallel;
 pub mod push;
+pub mod registration;
 pub mod served;
 pub mod server;
 pub mod source;

@@ -89,7 +89,24 @@ pub struct Hub {
     /// How many distinct sections the models being served hold, and their
     /// bytes (each held once however many models have it).
     sections_held: Mutex<(usize, usize)>,
+    /// Group tokens VMs register with (see `registration`).
+    grants: Mutex<Option<Arc<crate::registration::Grants>>>,
+    /// Where registrations and departures are told.
+    registrations: Mutex<Option<mpsc::UnboundedSender<Registration>>>,
 }
+
+/// A VM's proxy came or went (see `registration`).
+#[derive(Debug, Clone)]
+pub enum Registration {
+    Joined(crate::registration::Admitted),
+    /// Its last stream ended.
+    Left(String),
+}
+
+/// The peer address of a stream's connection, put in the request's
+/// extensions where it was accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
 
 /// How many streams send a whole model at the same time.
 const WHOLE_SENDS: usize = 8;
@@ -118,7 +135,34 @@ impl Hub {
             part_bytes: std::sync::atomic::AtomicUsize::new(weft_model::wire::PART_BYTES),
             whole_sends: tokio::sync::Semaphore::new(WHOLE_SENDS),
             sections_held: Mutex::new((0, 0)),
+            grants: Mutex::new(None),
+            registrations: Mutex::new(None),
         })
+    }
+
+    /// VMs may register with the tokens `grants` holds; each joining and
+    /// leaving is told on `tell`.
+    pub fn set_registrations(
+        &self,
+        grants: Arc<crate::registration::Grants>,
+        tell: mpsc::UnboundedSender<Registration>,
+    ) {
+        if let Ok(mut g) = self.grants.lock() {
+            *g = Some(grants);
+        }
+        if let Ok(mut r) = self.registrations.lock() {
+            *r = Some(tell);
+        }
+    }
+
+    fn grants(&self) -> Option<Arc<crate::registration::Grants>> {
+        self.grants.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn tell(&self, what: Registration) {
+        if let Some(tx) = self.registrations.lock().ok().and_then(|r| r.clone()) {
+            let _ = tx.send(what);
+        }
     }
 
     /// Sends models to proxies that take parts in parts of `bytes`.
@@ -234,8 +278,32 @@ impl Hub {
         }
     }
 
-    fn authorized(&self, hello: &Hello) -> bool {
-        self.token_matches(&hello.proxy, &hello.token)
+    /// Whether `hello` may open a stream: its proxy's own token, or a
+    /// group token that registers it (`Some`: it joins by registration).
+    fn authorized(
+        &self,
+        hello: &Hello,
+        peer: Option<SocketAddr>,
+    ) -> Result<Option<crate::registration::Admitted>, String> {
+        if self.token_matches(&hello.proxy, &hello.token) {
+            return Ok(None);
+        }
+        let Some(grants) = self.grants() else {
+            return Err(format!("{}: wrong or unknown bootstrap token", hello.proxy));
+        };
+        match grants.admit(&hello.proxy, &hello.token, peer.map(|p| p.ip())) {
+            Ok(admitted) => Ok(Some(admitted)),
+            Err(crate::registration::Refused::Unknown) => {
+                Err(format!("{}: wrong or unknown bootstrap token", hello.proxy))
+            }
+            Err(why) => Err(format!("{}: {why}", hello.proxy)),
+        }
+    }
+
+    /// Whether `token` proves `proxy` (the CA asks): its own token, or
+    /// the group token it registered with.
+    pub fn accepts(&self, proxy: &str, token: &str) -> bool {
+        self.token_matches(proxy, token) || self.grants().is_some_and(|g| g.bound(proxy, token))
     }
 
     /// Whether `token` is `proxy`'s bootstrap token.
@@ -286,7 +354,7 @@ impl Hub {
     }
 }
 
-fn fastrand_u128() -> u128 {
+pub(crate) fn fastrand_u128() -> u128 {
     // Tokens only need to be unguessable by other local users; the OS
     // random source seeds them.
     let mut buf = [0u8; 16];
@@ -296,7 +364,7 @@ fn fastrand_u128() -> u128 {
     u128::from_le_bytes(buf)
 }
 
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -323,6 +391,7 @@ impl StreamingService<ProxyMessage> for StreamSvc {
 
     fn call(&mut self, req: Request<Streaming<ProxyMessage>>) -> Self::Future {
         let hub = self.0.clone();
+        let peer = req.extensions().get::<Peer>().map(|p| p.0);
         Box::pin(async move {
             let mut inbound = req.into_inner();
             let hello = match inbound.message().await? {
@@ -331,17 +400,21 @@ impl StreamingService<ProxyMessage> for StreamSvc {
                 }) => h,
                 _ => return Err(Status::invalid_argument("the first message must be Hello")),
             };
-            if !hub.authorized(&hello) {
-                tracing::warn!(proxy = %hello.proxy, "refused a proxy with a wrong bootstrap token");
-                return Err(Status::unauthenticated(format!(
-                    "{}: wrong or unknown bootstrap token",
-                    hello.proxy
-                )));
+            let registered = match hub.authorized(&hello, peer) {
+                Ok(r) => r,
+                Err(why) => {
+                    tracing::warn!(proxy = %hello.proxy, "refused a proxy: {why}");
+                    return Err(Status::unauthenticated(why));
+                }
+            };
+            let joined = registered.is_some();
+            if let Some(admitted) = registered {
+                hub.tell(Registration::Joined(admitted));
             }
             // One message queued: a model's parts are slices of one buffer,
             // which lives until the last of them is written.
             let (tx, rx) = mpsc::channel(1);
-            tokio::spawn(session(hub, hello, inbound, tx));
+            tokio::spawn(session(hub, hello, inbound, tx, joined));
             Ok(Response::new(ReceiverStream::new(rx)))
         })
     }
@@ -352,6 +425,7 @@ async fn session(
     hello: Hello,
     mut inbound: Streaming<ProxyMessage>,
     tx: mpsc::Sender<Result<ModelUpdate, Status>>,
+    registered: bool,
 ) {
     let proxy = hello.proxy.clone();
     let mut models = hub.models.subscribe();
@@ -529,11 +603,16 @@ async fn session(
             },
         }
     }
+    let mut gone = false;
     hub.record(&proxy, |s| {
         s.streams = s.streams.saturating_sub(1);
         s.connected = s.streams > 0;
+        gone = !s.connected;
     });
     tracing::info!(%proxy, "proxy disconnected");
+    if registered && gone {
+        hub.tell(Registration::Left(proxy));
+    }
 }
 
 /// How a proxy's stream carries a model.
@@ -586,14 +665,15 @@ pub async fn serve_stream(
 pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let hub = hub.clone();
         tokio::spawn(async move {
             let svc =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     let hub = hub.clone();
+                    req.extensions_mut().insert(Peer(peer));
                     async move {
                         if req.uri().path() != STREAM_PATH {
                             let mut resp = http::Response::new(tonic::body::Body::empty());

@@ -139,10 +139,23 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let (commands, mut command_rx) = tokio::sync::mpsc::unbounded_channel();
     let traffic = Arc::new(crate::telemetry::Traffic::new());
     tokio::spawn(collect_traffic(traffic.clone(), hub.clone()));
+    let grants = Arc::new(crate::registration::Grants::load(
+        o.run_dir.join("tokens").join("groups.json"),
+    ));
+    let (registrations, mut registration_rx) = tokio::sync::mpsc::unbounded_channel();
+    hub.set_registrations(grants.clone(), registrations);
+    // A VM gone for the grace period: its entry goes, unless it came back.
+    let (expired, mut expired_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs {
         commands: Some(commands),
         traffic: Some(traffic),
         source: Some(store.source().clone()),
+        enrolment: Some(admin::Enrolment {
+            grants,
+            ca: o.ca,
+            trust_domain: mesh(&o).trust_domain,
+            roots: trust_bundle_path(&o.run_dir),
+        }),
         ..admin::Docs::default()
     }));
     tokio::spawn(admin::serve(admin_listener, docs.clone()));
@@ -183,6 +196,22 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     Err(e) => eprintln!("weft: root rotation refused: {e}"),
                 },
             },
+            Some(event) = registration_rx.recv() => match event {
+                crate::push::Registration::Joined(vm) => register_vm(store.source().as_ref(), &current, &vm),
+                crate::push::Registration::Left(proxy) => {
+                    let expired = expired.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(crate::registration::grace_period()).await;
+                        let _ = expired.send(proxy);
+                    });
+                }
+            },
+            Some(proxy) = expired_rx.recv() => {
+                if !hub.sync().get(&proxy).is_some_and(|s| s.connected) {
+                    store.source().release(&proxy);
+                    eprintln!("weft: {proxy} has been gone for {:?}: its WorkloadEntry is removed", crate::registration::grace_period());
+                }
+            }
             _ = jwks_changed.changed() => {
                 jwks_changed.borrow_and_update();
                 serve_config(&o, &hub, &sections, &current, &jwks, &ca_service.roots());
@@ -252,6 +281,47 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         publish(&docs, &o, &hub, &current, &ca_service);
     }
     Ok(())
+}
+
+/// Registers the WorkloadEntry of a VM that joined with its group's
+/// token, made from the WorkloadGroup's template.
+fn register_vm(
+    source: &dyn crate::source::ConfigSource,
+    config: &Config,
+    vm: &crate::registration::Admitted,
+) {
+    let group = config.resources.iter().find_map(|r| match &r.spec {
+        weft_api::resource::Spec::WorkloadGroup(wg)
+            if r.namespace() == vm.namespace && r.name() == vm.group =>
+        {
+            Some(wg)
+        }
+        _ => None,
+    });
+    let Some(wg) = group else {
+        eprintln!(
+            "weft: {} connected with a token of WorkloadGroup {}/{}, which no longer exists: it is not registered",
+            vm.proxy, vm.namespace, vm.group
+        );
+        return;
+    };
+    let yaml = crate::registration::entry_yaml(&vm.namespace, &vm.group, wg, vm.address);
+    let loaded =
+        weft_api::load::load_bytes(&format!("<registered by {}>", vm.proxy), yaml.as_bytes());
+    if loaded.has_errors() {
+        eprintln!("weft: {} cannot be registered:", vm.proxy);
+        print_diagnostics(&loaded.diagnostics);
+        return;
+    }
+    eprintln!(
+        "weft: {} joined: WorkloadEntry {}/{} registered from WorkloadGroup {}/{}",
+        vm.proxy,
+        vm.namespace,
+        crate::registration::entry_name(&vm.group, vm.address),
+        vm.namespace,
+        vm.group
+    );
+    source.register(&vm.proxy, loaded.resources);
 }
 
 /// How often the proxies' metrics are read for the dashboard.

@@ -57,8 +57,11 @@ enum Command {
     Ca(cmd::ca::Args),
     /// Open the dashboard: the live service graph, details, validations.
     Dashboard(cmd::dashboard::Args),
-    /// Run one proxy from a compiled model file.
+    /// Run one proxy from a compiled model file, the control plane's
+    /// stream, or (`--bootstrap`) as a host or VM joining the mesh.
     Proxy(Box<cmd::proxy::Args>),
+    /// Hosts and VMs: write the files one joins the mesh with.
+    Workload(cmd::workload::Args),
     /// Run a workload command for `weft up`, dying with it.
     #[command(name = "exec-child", hide = true)]
     ExecChild(cmd::exec_child::Args),
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd::status::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),
         Command::Exec(args) => cmd::exec::run(&args),
+        Command::Workload(args) => cmd::workload::run(&args),
         Command::Apply(args) => cmd::resources::apply(&args),
         Command::Get(args) => cmd::resources::get_cmd(&args),
         Command::Delete(args) => cmd::resources::delete(&args),

@@ -124,14 +124,19 @@ impl<'a> Compiler<'a> {
         self.carry.hand_on()
     }
 
-    /// Every proxy this configuration implies: one sidecar per workload
-    /// instance and every configured gateway.
+    /// Every proxy this configuration implies: one sidecar per Workload
+    /// replica and per VM registered by its proxy, and every configured
+    /// gateway.
     pub fn proxies(&self) -> Vec<ProxyRef> {
         let mut out: Vec<ProxyRef> = self
             .registry
             .instances
             .iter()
-            .filter(|i| i.meshed && i.origin.kind == weft_api::resource::ResourceKind::Workload)
+            .filter(|i| {
+                i.meshed
+                    && (i.origin.kind == weft_api::resource::ResourceKind::Workload
+                        || i.auto_registered)
+            })
             .map(|i| ProxyRef::Sidecar {
                 namespace: i.namespace.clone(),
                 name: i.name.clone(),

@@ -15,6 +15,7 @@ pub mod sample_app;
 pub mod status;
 pub mod up;
 pub mod validate;
+pub mod workload;
 pub mod workload_name;
 pub mod x509;
 

@@ -13,11 +13,18 @@ use anyhow::{bail, Context};
 use weft_proxy::telemetry::access_log::AccessLog;
 use weft_proxy::{Proxy, RuntimeConfig};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     /// The compiled model (JSON); SIGHUP re-reads it.
-    #[arg(long, required_unless_present = "control_plane")]
+    #[arg(long, required_unless_present_any = ["control_plane", "bootstrap"])]
     model: Option<PathBuf>,
+    /// Join the mesh as a host or VM, with the files `weft workload
+    /// configure` wrote here (cluster.env, istio-token, root-cert.pem):
+    /// the control plane, the CA and trust domain, and the WorkloadGroup
+    /// whose WorkloadEntry this proxy registers, named after the address
+    /// it reaches the control plane from (or cluster.env's ISTIO_SVC_IP).
+    #[arg(long, conflicts_with_all = ["model", "control_plane", "proxy", "token_file"])]
+    bootstrap: Option<PathBuf>,
     /// Follow the control plane's model stream at this address instead.
     #[arg(long, requires_all = ["proxy", "token_file"])]
     control_plane: Option<SocketAddr>,
@@ -292,6 +299,14 @@ fn needs_identity(model: &weft_model::ProxyModel) -> Option<String> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let bootstrapped;
+    let args = match &args.bootstrap {
+        Some(dir) => {
+            bootstrapped = bootstrap(args, dir)?;
+            &bootstrapped
+        }
+        None => args,
+    };
     // With a CA, the proxy has an identity: the model stream and the CA
     // both run over TLS on the CA's port, verified against these roots.
     let identity = match (&args.ca, &args.ca_root) {
@@ -502,4 +517,107 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
         return Err("a timeout must be longer than 0".into());
     }
     Ok(d)
+}
+
+/// `KEY='value'` lines of a `cluster.env`, as `weft workload configure`
+/// (and istioctl) write them.
+fn read_cluster_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(v);
+            (k.trim().to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// `args` filled in from the files in `dir` (see `--bootstrap`).
+fn bootstrap(args: &Args, dir: &Path) -> anyhow::Result<Args> {
+    let env_path = dir.join("cluster.env");
+    let text = std::fs::read_to_string(&env_path).with_context(|| {
+        format!(
+            "cannot read {}: write it with `weft workload configure -o {}`",
+            env_path.display(),
+            dir.display()
+        )
+    })?;
+    let env = read_cluster_env(&text);
+    let need = |k: &str| {
+        env.get(k)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .with_context(|| format!("{} has no {k}", env_path.display()))
+    };
+    let ca: SocketAddr = need("CA_ADDR")?
+        .parse()
+        .with_context(|| format!("{}: CA_ADDR is not an address", env_path.display()))?;
+    let namespace = need("POD_NAMESPACE")?;
+    let group = need("ISTIO_META_AUTO_REGISTER_GROUP")?;
+    // The address peers reach this host at: as said, or the one it
+    // reaches the control plane from.
+    let ip: IpAddr = match env.get("ISTIO_SVC_IP").filter(|v| !v.is_empty()) {
+        Some(ip) => ip
+            .parse()
+            .with_context(|| format!("{}: ISTIO_SVC_IP is not an address", env_path.display()))?,
+        None => {
+            let probe =
+                std::net::UdpSocket::bind(if ca.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+            probe
+                .connect(ca)
+                .with_context(|| format!("no route to the control plane at {ca}"))?;
+            probe.local_addr()?.ip()
+        }
+    };
+    let mut out = args.clone();
+    out.control_plane = Some(ca);
+    out.ca = Some(ca);
+    out.proxy = Some(format!(
+        "{namespace}/{}",
+        weft_control::registration::entry_name(&group, ip)
+    ));
+    out.token_file = Some(dir.join("istio-token"));
+    out.ca_root = Some(dir.join("root-cert.pem"));
+    if let Some(td) = env.get("TRUST_DOMAIN").filter(|v| !v.is_empty()) {
+        out.trust_domain = td.clone();
+    }
+    out.inbound_ip = out.inbound_ip.or(Some(ip));
+    out.admin = out
+        .admin
+        .or(Some(SocketAddr::new(ip, weft_capture::ports::ADMIN)));
+    out.model_cache = out.model_cache.or(Some(dir.join("model.json")));
+    // The group's ports: its application listens on them at this address.
+    if out.apps.is_empty() {
+        for p in env
+            .get("ISTIO_INBOUND_PORTS")
+            .map(String::as_str)
+            .unwrap_or("*")
+            .split(',')
+            .filter_map(|p| p.trim().parse::<u16>().ok())
+        {
+            out.apps.push((u32::from(p), SocketAddr::new(ip, p)));
+        }
+    }
+    eprintln!(
+        "weft proxy: joining the mesh as {} (WorkloadGroup {namespace}/{group}) through {ca}",
+        out.proxy.as_deref().unwrap_or_default()
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod bootstrap_tests {
+    #[test]
+    fn cluster_env_reads_as_istioctl_writes_it() {
+        let env = super::read_cluster_env(
+            "CA_ADDR='198.19.0.1:15012'\nPOD_NAMESPACE='vms'\nISTIO_SERVICE_CIDR='*'\nPLAIN=x\n",
+        );
+        assert_eq!(env["CA_ADDR"], "198.19.0.1:15012");
+        assert_eq!(env["POD_NAMESPACE"], "vms");
+        assert_eq!(env["ISTIO_SERVICE_CIDR"], "*");
+        assert_eq!(env["PLAIN"], "x");
+    }
 }

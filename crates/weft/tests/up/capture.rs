@@ -793,3 +793,367 @@ spec:
         netns_starting(&format!("{prefix}-"))
     );
 }
+
+/// A network namespace standing in for a VM on the mesh network, removed
+/// when dropped.
+struct Vm {
+    netns: String,
+}
+
+impl Vm {
+    /// Joins a new namespace to mesh network `mesh_net`'s bridge at `ip`.
+    fn on(mesh_net: &str, ip: &str) -> Vm {
+        let tag = format!("{:06x}", std::process::id() & 0xff_ffff);
+        let vm = Vm {
+            netns: format!("weftvm-{tag}"),
+        };
+        let veth = format!("wm{tag}");
+        let ip_cmd = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        ip_cmd(&["netns", "add", &vm.netns]);
+        ip_cmd(&["-n", &vm.netns, "link", "set", "lo", "up"]);
+        ip_cmd(&[
+            "-n", mesh_net, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+            &vm.netns,
+        ]);
+        ip_cmd(&[
+            "-n", mesh_net, "link", "set", &veth, "master", "weft0", "up",
+        ]);
+        ip_cmd(&[
+            "-n",
+            &vm.netns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip_cmd(&["-n", &vm.netns, "link", "set", "eth0", "up"]);
+        ip_cmd(&[
+            "-n",
+            &vm.netns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.19.0.1",
+        ]);
+        // Its resolver is the mesh's: the proxy answers port 53.
+        let etc = std::path::Path::new("/etc/netns").join(&vm.netns);
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(
+            etc.join("resolv.conf"),
+            "nameserver 198.19.0.1\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+        )
+        .unwrap();
+        vm
+    }
+}
+
+impl Vm {
+    /// `weft args…` in the VM, logging to `log`.
+    fn spawn(&self, log: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> common::Proc {
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.netns, env!("CARGO_BIN_EXE_weft")])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        common::Proc {
+            child,
+            name: args.first().copied().unwrap_or("weft").to_owned(),
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&self.netns));
+    }
+}
+
+/// Mesh expansion: a VM (a namespace on the mesh network) of a
+/// WorkloadGroup gets its files from `weft workload configure`, runs
+/// `weft proxy --bootstrap … --capture --install-capture`, registers its
+/// WorkloadEntry, serves the group's Service over mTLS and calls the mesh
+/// by name, all with plain clients; when it leaves, its entry goes after
+/// the grace period. The admin API is out of reach of pods and VMs.
+#[test]
+fn a_vm_joins_by_its_workload_group_and_leaves() {
+    if !can_capture() {
+        return;
+    }
+    let yaml = r#"apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {name: billing}
+spec:
+  metadata: {labels: {app: billing}}
+  template: {serviceAccount: vm-sa, ports: {http: 8000}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: billing}
+spec:
+  selector: {app: billing}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec: {command: weft, args: [sample-app, httpbin], ports: [{name: http, port: 8000}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: client}
+spec:
+  selector: {app: client}
+  ports: [{name: http, port: 8000}]
+"#;
+    let m = common::mesh::up_in(
+        common::World::any(),
+        yaml,
+        &["--capture"],
+        &[("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD", "2s")],
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("http://{}/api/status", m.admin)]).body).unwrap();
+    let client = status["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "default/client-0")
+        .and_then(|w| w["netns"].as_str())
+        .unwrap()
+        .to_owned();
+    let prefix = client.split("-default-").next().unwrap().to_owned();
+    let mesh_net = format!("{prefix}-mesh");
+
+    // Nothing on the mesh network reaches the admin API, which applies
+    // configuration.
+    let admin_port = m.admin.rsplit_once(':').unwrap().1.to_owned();
+    let from_pod = in_netns(
+        &client,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://198.19.0.1:{admin_port}/api/status"),
+        ],
+    );
+    assert_ne!(
+        String::from_utf8_lossy(&from_pod.stdout),
+        "200",
+        "a pod reached the admin API"
+    );
+
+    // The files a VM joins with.
+    let dir = m.w.dir.join("vm-files");
+    let configured = common::weft()
+        .args([
+            "workload",
+            "configure",
+            "--name",
+            "billing",
+            "-n",
+            "default",
+        ])
+        .args(["-o", &dir.display().to_string(), "--admin", &m.admin])
+        .arg("--autoregister")
+        .output()
+        .unwrap();
+    assert!(configured.status.success(), "{configured:?}");
+    let env = std::fs::read_to_string(dir.join("cluster.env")).unwrap();
+    for want in [
+        "CA_ADDR='198.19.0.1:15012'",
+        "ISTIO_META_AUTO_REGISTER_GROUP='billing'",
+        "ISTIO_INBOUND_PORTS='8000'",
+        "SERVICE_ACCOUNT='vm-sa'",
+        "POD_NAMESPACE='default'",
+    ] {
+        assert!(env.contains(want), "{want} missing from\n{env}");
+    }
+    let token_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("istio-token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(token_mode & 0o777, 0o600);
+    for f in ["mesh.yaml", "root-cert.pem", "hosts"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    // Without --autoregister weft says how it enrols.
+    let manual = common::weft()
+        .args([
+            "workload",
+            "configure",
+            "--name",
+            "billing",
+            "-o",
+            "/nonexistent",
+        ])
+        .args(["--admin", &m.admin])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&manual.stderr).contains("--autoregister"),
+        "{manual:?}"
+    );
+
+    // The VM: its application, and its proxy from those files.
+    let vm = Vm::on(&mesh_net, "198.19.0.200");
+    let d = dir.display().to_string();
+    let _vm_app = vm.spawn(
+        &m.w.dir.join("vm-app.log"),
+        &["sample-app", "httpbin"],
+        &[
+            ("WEFT_LISTEN", "198.19.0.200:8000"),
+            ("WEFT_INSTANCE", "vm-host"),
+        ],
+    );
+    let vm_proxy_log = m.w.dir.join("vm-proxy.log");
+    let vm_proxy = vm.spawn(
+        &vm_proxy_log,
+        &[
+            "proxy",
+            "--bootstrap",
+            &d,
+            "--capture",
+            "--install-capture",
+            "--access-log",
+            "off",
+        ],
+        &[],
+    );
+    let proxy_log = || std::fs::read_to_string(&vm_proxy_log).unwrap_or_default();
+    let cp_log =
+        || std::fs::read_to_string(m.w.dir.join("run/logs/control-plane.log")).unwrap_or_default();
+    let started = Instant::now();
+    while !cp_log().contains("joined: WorkloadEntry default/billing-198.19.0.200") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the VM did not register:\n{}\n{}",
+            cp_log(),
+            proxy_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let entries = curl(&[&format!(
+        "http://{}/api/resources?kind=WorkloadEntry",
+        m.admin
+    )])
+    .body;
+    assert!(
+        entries.contains("billing-198.19.0.200")
+            && entries.contains("istio.io/autoRegistrationGroup"),
+        "{entries}"
+    );
+
+    // A pod calls the VM's service by name with a plain curl.
+    let call = |netns: &str, url: &str| {
+        let out = in_netns(
+            netns,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %header{x-served-by}",
+                url,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let started = Instant::now();
+    while call(&client, "http://billing:8000/get") != "200 vm-host" {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the VM does not serve: {:?}\n{}",
+            call(&client, "http://billing:8000/get"),
+            proxy_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The VM calls the mesh by name, its DNS and traffic captured.
+    assert_eq!(call(&vm.netns, "http://client:8000/get"), "200 client-0");
+    // Both ways over mTLS, as the VM's proxy reports it.
+    let metrics = String::from_utf8_lossy(
+        &in_netns(
+            &mesh_net,
+            &["curl", "-s", "http://198.19.0.200:15020/metrics"],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total")
+                && l.contains("reporter=\"destination\"")
+                && l.contains("source_workload=\"client\"")
+                && l.contains("connection_security_policy=\"mutual_tls\"")),
+        "{metrics}"
+    );
+    let x509 = common::weft()
+        .args([
+            "x509",
+            "default/billing-198.19.0.200",
+            "--admin",
+            &m.admin,
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&x509.stdout)
+            .contains("spiffe://cluster.local/ns/default/sa/vm-sa"),
+        "{x509:?}"
+    );
+
+    // The VM leaves: its rules go with its proxy, and after the grace
+    // period its WorkloadEntry.
+    drop(vm_proxy);
+    let rules = String::from_utf8_lossy(&in_netns(&vm.netns, &["nft", "list", "ruleset"]).stdout)
+        .into_owned();
+    assert!(!rules.contains("istio-proxy-nat"), "{rules}");
+    let started = Instant::now();
+    while !cp_log().contains("default/billing-198.19.0.200 has been gone") {
+        assert!(started.elapsed() < Duration::from_secs(15), "{}", cp_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    while curl(&[&format!(
+        "http://{}/api/resources?kind=WorkloadEntry",
+        m.admin
+    )])
+    .body
+    .contains("billing-198.19.0.200")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the entry stays"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(call(&client, "http://billing:8000/get").starts_with("503"));
+}
