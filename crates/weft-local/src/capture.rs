@@ -103,11 +103,25 @@ pub fn onto_mesh_network(o: &mut crate::Options) -> Result<(), CaptureError> {
         forwards.push((p, there, "Prometheus"));
         there
     });
-    let net = Network::prepare(
-        &o.run_dir,
-        &forwards,
-        o.dns_upstream.or_else(host_nameserver),
-    )?;
+    // A resolver given is asked directly (it must be on the mesh
+    // network); else the mesh's own, at the control plane's address,
+    // relays to this machine's, from this namespace.
+    let (nameserver, relay) = match (o.dns_upstream, host_nameserver()) {
+        (Some(given), _) => (Some(given), None),
+        (None, Some(machine)) => {
+            let relay =
+                crate::dns_relay::Relay::start(machine).map_err(|e| CaptureError::Failed {
+                    what: "start the DNS relay".into(),
+                    why: e.to_string(),
+                })?;
+            (Some(IpAddr::V4(CONTROL_PLANE_IP)), Some(relay))
+        }
+        (None, None) => (None, None),
+    };
+    let net = Network::prepare(&o.run_dir, &forwards, nameserver)?;
+    if let Ok(mut r) = net.relay.lock() {
+        *r = relay;
+    }
     o.ingress = ingress;
     o.admin = admin;
     o.xds = inside(CONTROL_PLANE_IP, o.xds.port());
@@ -135,6 +149,9 @@ pub struct Network {
     /// The resolver pods' `resolv.conf` names: their proxies answer the
     /// mesh's names and ask it the rest.
     nameserver: Option<IpAddr>,
+    /// Relays the mesh's other queries to this machine's resolver, served
+    /// at the control plane's address once the runtime runs.
+    relay: Mutex<Option<crate::dns_relay::Relay>>,
 }
 
 /// A node's namespace and where it sits.
@@ -150,8 +167,8 @@ struct NodeNet {
 /// Where `ip netns exec` finds a namespace's own `/etc` files.
 const ETC_NETNS: &str = "/etc/netns";
 
-/// The first nameserver of this machine's `/etc/resolv.conf` that a pod
-/// could reach (not a loopback stub).
+/// The first nameserver of this machine's `/etc/resolv.conf` (a
+/// loopback stub too: the relay asks it from this namespace).
 fn host_nameserver() -> Option<IpAddr> {
     let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
     text.lines().find_map(|l| {
@@ -159,7 +176,6 @@ fn host_nameserver() -> Option<IpAddr> {
         (w.next() == Some("nameserver"))
             .then(|| w.next()?.parse::<IpAddr>().ok())
             .flatten()
-            .filter(|ip| !ip.is_loopback())
     })
 }
 
@@ -322,6 +338,7 @@ impl Network {
             pods: Mutex::new(BTreeSet::new()),
             forwards: Mutex::new(Vec::new()),
             nameserver,
+            relay: Mutex::new(None),
         };
         // What a killed run left behind goes first: namespaces and their
         // files under /etc/netns.
@@ -681,6 +698,14 @@ impl Network {
     /// Starts forwarding what was bound in the machine's namespace into
     /// the mesh (on the runtime this is called on).
     pub(crate) fn spawn_forwards(&self) {
+        if let Some(relay) = self.relay.lock().ok().and_then(|mut r| r.take()) {
+            let at = SocketAddr::from((CONTROL_PLANE_IP, 53));
+            tokio::spawn(async move {
+                if let Err(e) = relay.serve(at).await {
+                    eprintln!("weft: the mesh's resolver cannot listen on {at}: {e}; pods resolve only the mesh's names");
+                }
+            });
+        }
         let forwards = self
             .forwards
             .lock()

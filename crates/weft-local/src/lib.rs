@@ -7,6 +7,7 @@
 //! its own: proxies keep serving and reconnect.
 
 pub mod capture;
+mod dns_relay;
 pub mod plan;
 mod prometheus;
 mod supervise;
