@@ -131,6 +131,20 @@ fn processes(system: System, nginx: Option<u32>, haproxy: Option<u32>) -> Vec<(S
         System::Haproxy => haproxy
             .map(|p| vec![("haproxy".into(), procstat::with_children(p))])
             .unwrap_or_default(),
+        // The capture mesh's own (see `capture_processes`).
+        System::DirectVeth | System::NginxVeth | System::WeftMeshCapture => Vec::new(),
+    }
+}
+
+/// The processes of a system of the capture mesh.
+fn capture_processes(
+    system: System,
+    mesh: &crate::capture::CaptureMesh,
+) -> Vec<(String, Vec<u32>)> {
+    match system {
+        System::NginxVeth => vec![("nginx (across veths)".into(), mesh.nginx_pids())],
+        System::WeftMeshCapture => mesh.sidecar_pids(),
+        _ => Vec::new(),
     }
 }
 
@@ -142,7 +156,26 @@ fn measure(
     procs: &[(String, Vec<u32>)],
     idle: &std::collections::BTreeMap<String, (u64, u64)>,
 ) -> anyhow::Result<Case> {
-    let target = setup::target(system, load.proto);
+    measure_at(
+        setup::target(system, load.proto),
+        system,
+        round,
+        load,
+        warmup,
+        procs,
+        idle,
+    )
+}
+
+fn measure_at(
+    target: crate::oha::Target,
+    system: System,
+    round: u32,
+    load: &Load,
+    warmup: Duration,
+    procs: &[(String, Vec<u32>)],
+    idle: &std::collections::BTreeMap<String, (u64, u64)>,
+) -> anyhow::Result<Case> {
     if !warmup.is_zero() {
         oha::run(
             &target,
@@ -237,6 +270,23 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
     };
     let nginx_pid = nginx.as_ref().map(|p| p.child.id());
     let haproxy_pid = haproxy.as_ref().map(|p| p.child.id());
+    // The mesh path under capture, beside the direct call and nginx
+    // across the same veths, where this machine allows it.
+    let capture = match crate::capture::unavailable() {
+        Some(why) => {
+            eprintln!("weft-bench: the capture rows are skipped: {why}");
+            None
+        }
+        None => {
+            eprintln!("weft-bench: starting weft up --capture");
+            Some(crate::capture::CaptureMesh::start(weft, bench, work)?)
+        }
+    };
+    let capture_systems = [
+        System::DirectVeth,
+        System::NginxVeth,
+        System::WeftMeshCapture,
+    ];
     let mut systems = vec![System::Direct, System::WeftGateway, System::WeftMesh];
     if plan.with_references {
         systems.extend([System::Nginx, System::Haproxy]);
@@ -253,6 +303,19 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
                 name,
                 (procstat::total_rss(&pids), procstat::total_pss(&pids)),
             );
+        }
+    }
+    if let Some(mesh) = &capture {
+        for s in capture_systems {
+            for (name, pids) in capture_processes(s, mesh) {
+                if pids.is_empty() {
+                    anyhow::bail!("found no process for {name}");
+                }
+                idle.insert(
+                    name,
+                    (procstat::total_rss(&pids), procstat::total_pss(&pids)),
+                );
+            }
         }
     }
     let mut cases = Vec::new();
@@ -311,6 +374,20 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
                 cases.push(headline_case(system, round)?);
             }
             setup::set_batch(&weft_pids, true)?;
+            if let Some(mesh) = &capture {
+                for system in capture_systems {
+                    let procs = capture_processes(system, mesh);
+                    cases.push(measure_at(
+                        mesh.target(system),
+                        system,
+                        round,
+                        &headline,
+                        plan.warmup,
+                        &procs,
+                        &idle,
+                    )?);
+                }
+            }
             if let Some(pid) = nginx_pid {
                 let pids = procstat::with_children(pid);
                 setup::set_batch(&pids, true)?;
@@ -368,6 +445,7 @@ pub fn run(plan: &Plan, weft: &Path, bench: &Path, work: &Path) -> anyhow::Resul
         }
         cases.push(case);
     }
+    drop(capture);
     drop(nginx);
     drop(haproxy);
     drop(mesh);

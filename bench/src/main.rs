@@ -3,6 +3,7 @@
 //! `bench/run` installs what it needs and runs it; see bench/README.md.
 
 mod backend;
+mod capture;
 mod dataplane;
 mod oha;
 mod plot;

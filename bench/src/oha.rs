@@ -30,6 +30,8 @@ impl Proto {
 pub struct Target {
     pub url: String,
     pub connect_to: Option<String>,
+    /// Run oha in this network namespace (a pod's, under capture).
+    pub netns: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,7 +80,14 @@ pub fn oha_path() -> PathBuf {
 }
 
 pub fn run(target: &Target, load: &Load) -> anyhow::Result<Outcome> {
-    let mut cmd = Command::new(oha_path());
+    let mut cmd = match &target.netns {
+        None => Command::new(oha_path()),
+        Some(netns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", netns]).arg(oha_path());
+            c
+        }
+    };
     cmd.args(["--no-tui", "--output-format", "json"])
         // One thread for the client leaves the other core to what is
         // measured; oha on one thread does far more than 5000 requests/s.
@@ -101,6 +110,9 @@ pub fn run(target: &Target, load: &Load) -> anyhow::Result<Outcome> {
         cmd.arg("--connect-to").arg(c);
     }
     cmd.arg(&target.url);
+    if std::env::var_os("WEFT_BENCH_DEBUG").is_some() {
+        eprintln!("weft-bench: {cmd:?}");
+    }
     let out = cmd.output().map_err(|e| {
         anyhow::anyhow!(
             "cannot run oha ({}): {e}; install it with `cargo install oha`",

@@ -191,6 +191,31 @@ pub fn targets(r: &Report) -> Vec<(String, String, String, bool)> {
             ));
         }
     }
+    if let Some(c) = capture_cost(&r.cases) {
+        // Issue 21: capture adds no more than the noise beyond the veths.
+        out.push((
+            format!(
+                "capture's added p99 beyond the veth path, median of {} rounds",
+                c.rounds
+            ),
+            format!(
+                "{} ms (noise {:.3} ms)",
+                signed(c.extra_p99_ms),
+                c.p99_noise_ms
+            ),
+            "≤ the noise".into(),
+            c.extra_p99_ms <= c.p99_noise_ms,
+        ));
+        out.push((
+            format!(
+                "capture's added sidecar CPU per request, median of {} rounds",
+                c.rounds
+            ),
+            format!("{:+.3} ms (noise {:.3} ms)", c.extra_cpu_ms, c.cpu_noise_ms),
+            "≤ the noise".into(),
+            c.extra_cpu_ms <= c.cpu_noise_ms,
+        ));
+    }
     if let Some(scale) = &r.scale {
         for s in scale {
             let whole = s.scope == crate::scale::WHOLE_MESH;
@@ -400,6 +425,130 @@ fn scheduling_section(r: &Report, o: &mut String) {
     o.push('\n');
 }
 
+/// What the mesh path under capture adds beyond the veth path's own
+/// cost, against what the loopback mesh path adds, with the spread of the
+/// latter over the rounds as the noise.
+pub struct CaptureCost {
+    pub rounds: usize,
+    /// Median over rounds of the capture path's added p99 (against the
+    /// direct call across veths) minus the loopback path's (against the
+    /// direct call on loopback).
+    pub extra_p99_ms: f64,
+    /// Max minus min of the loopback path's added p99 over the rounds.
+    pub p99_noise_ms: f64,
+    pub capture_added_p99_ms: f64,
+    pub loopback_added_p99_ms: f64,
+    /// The same for the two sidecars' CPU, ms per request.
+    pub extra_cpu_ms: f64,
+    pub cpu_noise_ms: f64,
+    pub capture_cpu_ms: f64,
+    pub loopback_cpu_ms: f64,
+}
+
+fn capture_cost(cases: &[Case]) -> Option<CaptureCost> {
+    let by_round = |s: System| -> std::collections::BTreeMap<u32, &Case> {
+        headline_runs(cases, s)
+            .into_iter()
+            .map(|c| (c.round, c))
+            .collect()
+    };
+    let (mesh, direct, cap, veth) = (
+        by_round(System::WeftMesh),
+        by_round(System::Direct),
+        by_round(System::WeftMeshCapture),
+        by_round(System::DirectVeth),
+    );
+    let cpu = |c: &Case| {
+        c.processes
+            .iter()
+            .map(|p| p.cpu_seconds_per_1000_requests)
+            .sum::<f64>()
+    };
+    let mut rows = Vec::new();
+    for (round, c) in &cap {
+        let (Some(m), Some(d), Some(v)) = (mesh.get(round), direct.get(round), veth.get(round))
+        else {
+            continue;
+        };
+        let loop_added = m.outcome.latency.p99 - d.outcome.latency.p99;
+        let cap_added = c.outcome.latency.p99 - v.outcome.latency.p99;
+        rows.push((cap_added, loop_added, cpu(c), cpu(m)));
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let spread = |v: Vec<f64>| {
+        v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min)
+    };
+    Some(CaptureCost {
+        rounds: rows.len(),
+        extra_p99_ms: median(rows.iter().map(|r| r.0 - r.1).collect())?,
+        p99_noise_ms: spread(rows.iter().map(|r| r.1).collect()),
+        capture_added_p99_ms: median(rows.iter().map(|r| r.0).collect())?,
+        loopback_added_p99_ms: median(rows.iter().map(|r| r.1).collect())?,
+        extra_cpu_ms: median(rows.iter().map(|r| r.2 - r.3).collect())?,
+        cpu_noise_ms: spread(rows.iter().map(|r| r.3).collect()),
+        capture_cpu_ms: median(rows.iter().map(|r| r.2).collect())?,
+        loopback_cpu_ms: median(rows.iter().map(|r| r.3).collect())?,
+    })
+}
+
+/// The capture rows: each system's added p99 against its own direct call.
+fn capture_section(r: &Report, o: &mut String) {
+    let Some(c) = capture_cost(&r.cases) else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "## The mesh path under transparent capture (the headline load)
+"
+    );
+    let _ = writeln!(o, "`weft up --capture` runs the client and the server in pods (network namespaces on one node's bridge, Istio's nftables rules). The direct call and nginx are measured across the same veths and bridge: oha runs in the client's pod as the proxy's group (which the rules let through) and reaches a second backend, or nginx in front of it, on server ports the rules exclude. The mesh path is oha in the client's pod calling the service's address as an application does, captured on both sides. Each path's added p99 is against its own direct call in the same round; medians over {} rounds.
+", c.rounds);
+    let _ = writeln!(
+        o,
+        "| path | added p99 ms | sidecars' CPU ms per request |
+|---|---|---|"
+    );
+    let _ = writeln!(
+        o,
+        "| weft mesh on loopback (HTTP_PROXY) | {} | {:.3} |",
+        signed(c.loopback_added_p99_ms),
+        c.loopback_cpu_ms
+    );
+    let _ = writeln!(
+        o,
+        "| weft mesh under capture, across veths | {} | {:.3} |",
+        signed(c.capture_added_p99_ms),
+        c.capture_cpu_ms
+    );
+    if let Some(n) = median(added_by_veth(&r.cases)) {
+        let _ = writeln!(o, "| nginx (1 hop) across veths | {} | – |", signed(n));
+    }
+    let _ = writeln!(
+        o,
+        "
+Beyond what the veths cost the direct call, capture adds {} ms at p99 (the loopback path's added p99 moves by {:.3} ms between rounds) and {:+.3} ms of the sidecars' CPU per request (which moves by {:.3}).
+",
+        signed(c.extra_p99_ms),
+        c.p99_noise_ms,
+        c.extra_cpu_ms,
+        c.cpu_noise_ms
+    );
+}
+
+/// nginx across veths minus the direct call across veths, round by round.
+fn added_by_veth(cases: &[Case]) -> Vec<f64> {
+    let direct = headline_runs(cases, System::DirectVeth);
+    headline_runs(cases, System::NginxVeth)
+        .iter()
+        .filter_map(|c| {
+            let d = direct.iter().find(|d| d.round == c.round)?;
+            Some(c.outcome.latency.p99 - d.outcome.latency.p99)
+        })
+        .collect()
+}
+
 /// "client sidecar 0.132, server sidecar 0.115": CPU s per 1000 requests.
 fn cpu_per_process(c: &Case) -> String {
     c.processes
@@ -456,6 +605,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
 
     rounds_section(r, &mut o);
     scheduling_section(r, &mut o);
+    capture_section(r, &mut o);
 
     let _ = writeln!(o, "## Latency at fixed rates\n");
     let _ = writeln!(o, "Added = this system's percentile minus the direct call's at the same load. \"÷ nginx\" divides the added p99 by nginx's added p99.\n");

@@ -482,6 +482,7 @@ pub fn target(system: System, proto: crate::oha::Proto) -> Target {
         (System::Direct, _) => Target {
             url: url(BACKEND),
             connect_to: None,
+            netns: None,
         },
         (
             System::WeftGateway | System::WeftGatewayNoTelemetry | System::WeftGatewaySchedOther,
@@ -489,6 +490,7 @@ pub fn target(system: System, proto: crate::oha::Proto) -> Target {
         ) => Target {
             url: url(INGRESS),
             connect_to: None,
+            netns: None,
         },
         // As transparent capture would: the app asks for bench-server:9080
         // and the connection lands on its sidecar's outbound port.
@@ -501,22 +503,33 @@ pub fn target(system: System, proto: crate::oha::Proto) -> Target {
         ) => Target {
             url: "http://bench-server:9080/".into(),
             connect_to: Some(format!("bench-server:9080:{CLIENT_SIDECAR_OUTBOUND}")),
+            netns: None,
+        },
+        // Aimed by the capture mesh (`capture::CaptureMesh::target`).
+        (System::DirectVeth | System::NginxVeth | System::WeftMeshCapture, _) => Target {
+            url: String::new(),
+            connect_to: None,
+            netns: None,
         },
         (System::Nginx | System::NginxSchedBatch, Http1) => Target {
             url: url(NGINX_H1),
             connect_to: None,
+            netns: None,
         },
         (System::Nginx | System::NginxSchedBatch, Http2) => Target {
             url: url(NGINX_H2),
             connect_to: None,
+            netns: None,
         },
         (System::Haproxy, Http1) => Target {
             url: url(HAPROXY_H1),
             connect_to: None,
+            netns: None,
         },
         (System::Haproxy, Http2) => Target {
             url: url(HAPROXY_H2),
             connect_to: None,
+            netns: None,
         },
     }
 }
@@ -540,6 +553,11 @@ pub enum System {
     WeftGatewaySchedOther,
     WeftMeshSchedOther,
     NginxSchedBatch,
+    /// Under capture (`weft up --capture`): the direct call, nginx and the
+    /// mesh path across the same veths and bridge (see `capture`).
+    DirectVeth,
+    NginxVeth,
+    WeftMeshCapture,
 }
 
 impl System {
@@ -556,6 +574,9 @@ impl System {
             System::WeftGatewaySchedOther => "weft gateway, SCHED_OTHER",
             System::WeftMeshSchedOther => "weft mesh, SCHED_OTHER",
             System::NginxSchedBatch => "nginx (1 hop), SCHED_BATCH",
+            System::DirectVeth => "direct across veths (capture network)",
+            System::NginxVeth => "nginx (1 hop) across veths",
+            System::WeftMeshCapture => "weft mesh under capture, across veths",
         }
     }
 }

@@ -681,6 +681,25 @@ spec:
         assert_eq!(netns_ending(&node_ns(n)), vec![node_ns(n)]);
     }
 
+    // A name that is not the mesh's is asked of this machine's resolver,
+    // which the mesh's relays to: the pod hears what the machine hears.
+    let status_of = |out: std::process::Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.split("status: ").nth(1))
+            .map(|s| s.split(',').next().unwrap_or_default().to_owned())
+    };
+    let dig = ["dig", "+time=2", "+tries=1", "nonexistent.invalid"];
+    match status_of(
+        std::process::Command::new(dig[0])
+            .args(&dig[1..])
+            .output()
+            .unwrap(),
+    ) {
+        Some(machine) => assert_eq!(status_of(in_netns(&client, &dig)), Some(machine)),
+        None => eprintln!("this machine's resolver does not answer: the relay is not checked"),
+    }
+
     // Who serves `web` for a plain curl in the client's pod.
     let served = || {
         let out = in_netns(
