@@ -503,7 +503,7 @@ fn capture_section(r: &Report, o: &mut String) {
         "## The mesh path under transparent capture (the headline load)
 "
     );
-    let _ = writeln!(o, "`weft up --capture` runs the client and the server in pods (network namespaces on one node's bridge, Istio's nftables rules). The direct call and nginx are measured across the same veths and bridge: oha runs in the client's pod as the proxy's group (which the rules let through) and reaches a second backend, or nginx in front of it, on server ports the rules exclude. The mesh path is oha in the client's pod calling the service's address as an application does, captured on both sides. Each path's added p99 is against its own direct call in the same round; medians over {} rounds.
+    let _ = writeln!(o, "`weft up --capture` runs the client and the server in pods (network namespaces on one node's bridge, Istio's nftables rules). The direct call and nginx are measured across the same veths and bridge: oha runs in a plain namespace joined to the node's bridge as a pod is and reaches a second backend, or nginx in front of it, on server ports the server's rules exclude. The mesh path is oha in the client's pod calling the service's address as an application does, captured on both sides. Each path's added p99 is against its own direct call in the same round; medians over {} rounds.
 ", c.rounds);
     let _ = writeln!(
         o,

@@ -406,6 +406,28 @@ spec:
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Reviews served by"), "{page}");
 
+    // Istio's bookinfo task YAMLs, unchanged, under capture: routing, then
+    // authorization by identity.
+    m.apply("virtual-service-reviews-v3.yaml");
+    assert_eq!(
+        m.served_by(5, None),
+        std::collections::BTreeMap::from([("reviews-v3-0".to_owned(), 5)])
+    );
+    m.apply("authorization-allow-nothing.yaml");
+    let (status, body) = m.page(None);
+    assert_eq!((status, body.trim()), (403, "RBAC: access denied"));
+    m.apply("authorization-allow-nothing.yaml,authorization-productpage-viewer.yaml");
+    let (status, body) = m.page(None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Error fetching product details!"), "{body}");
+    m.apply("authorization-allow-nothing.yaml,authorization-productpage-viewer.yaml,authorization-details-viewer.yaml,authorization-reviews-viewer.yaml,authorization-ratings-viewer.yaml");
+    let (status, body) = m.page(None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("Error fetching") && body.contains("glyphicon-star"),
+        "{body}"
+    );
+
     // SIGTERM: every namespace of the mesh goes.
     m.w.proc("up").signal("TERM");
     let started = Instant::now();
