@@ -303,6 +303,55 @@ fn sysctl(netns: &str, key: &str, value: &str) -> Result<(), CaptureError> {
     .map_err(|why| CaptureError::Failed { what, why })
 }
 
+/// Makes namespace `netns` (what it is for: `what`) with `eth0` on
+/// `addr` (CIDR), the other end of its veth `veth` on the bridge in
+/// namespace `host`, and a default route via `gateway`.
+fn join_bridge(
+    what: &str,
+    netns: &str,
+    host: &str,
+    veth: &str,
+    addr: &str,
+    gateway: Ipv4Addr,
+) -> Result<(), CaptureError> {
+    let step = |doing: &str, args: &[&str]| ip(&format!("{doing} {what}"), args);
+    step("make the namespace of", &["netns", "add", netns])?;
+    step(
+        "bring up the loopback of",
+        &["-n", netns, "link", "set", "lo", "up"],
+    )?;
+    step(
+        "make the veth of",
+        &[
+            "-n", host, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ],
+    )?;
+    step(
+        "join to its bridge",
+        &["-n", host, "link", "set", veth, "master", BRIDGE, "up"],
+    )?;
+    step(
+        "address",
+        &["-n", netns, "addr", "add", addr, "dev", "eth0"],
+    )?;
+    step(
+        "bring up the eth0 of",
+        &["-n", netns, "link", "set", "eth0", "up"],
+    )?;
+    step(
+        "route",
+        &[
+            "-n",
+            netns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &gateway.to_string(),
+        ],
+    )
+}
+
 /// The first address of `range`: its node's bridge, its pods' gateway.
 fn gateway_of(range: &Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(range.network()).saturating_add(1))
@@ -474,14 +523,15 @@ impl Network {
 
     fn make_node(&self, node: &NodeNet) -> Result<(), CaptureError> {
         let (mesh, netns) = (self.mesh.as_str(), node.netns.as_str());
-        let veth = format!("wu{}", tag(std::path::Path::new(netns)));
-        let bridge = format!("{}/{}", gateway_of(&node.range), node.range.prefix_len());
-        let uplink = format!("{}/{}", node.uplink, mesh_network().prefix_len());
-        ip("make a node's namespace", &["netns", "add", netns])?;
-        ip(
-            "bring up a node's loopback",
-            &["-n", netns, "link", "set", "lo", "up"],
+        join_bridge(
+            "a node",
+            netns,
+            mesh,
+            &format!("wu{}", tag(std::path::Path::new(netns))),
+            &format!("{}/{}", node.uplink, mesh_network().prefix_len()),
+            CONTROL_PLANE_IP,
         )?;
+        let bridge = format!("{}/{}", gateway_of(&node.range), node.range.prefix_len());
         ip(
             "make a node's bridge",
             &["-n", netns, "link", "add", BRIDGE, "type", "bridge"],
@@ -493,37 +543,6 @@ impl Network {
         ip(
             "bring up a node's bridge",
             &["-n", netns, "link", "set", BRIDGE, "up"],
-        )?;
-        ip(
-            "join a node to the mesh network",
-            &[
-                "-n", mesh, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
-                netns,
-            ],
-        )?;
-        ip(
-            "join a node to the mesh network",
-            &["-n", mesh, "link", "set", &veth, "master", BRIDGE, "up"],
-        )?;
-        ip(
-            "address a node on the mesh network",
-            &["-n", netns, "addr", "add", &uplink, "dev", "eth0"],
-        )?;
-        ip(
-            "bring up a node's uplink",
-            &["-n", netns, "link", "set", "eth0", "up"],
-        )?;
-        ip(
-            "route a node through the mesh network",
-            &[
-                "-n",
-                netns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &CONTROL_PLANE_IP.to_string(),
-            ],
         )?;
         sysctl(netns, "net.ipv4.ip_forward", "1")?;
         ip(
@@ -606,51 +625,13 @@ impl Network {
                 what: format!("write {}/resolv.conf", etc.display()),
                 why: e.to_string(),
             })?;
-        let veth = format!("wv{}", tag(std::path::Path::new(netns)));
-        let on = node.netns.as_str();
-        ip("make the pod's namespace", &["netns", "add", netns])?;
-        ip(
-            "bring up the pod's loopback",
-            &["-n", netns, "link", "set", "lo", "up"],
-        )?;
-        ip(
-            "make the pod's veth",
-            &[
-                "-n", on, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
-                netns,
-            ],
-        )?;
-        ip(
-            "join the pod to its node's bridge",
-            &["-n", on, "link", "set", &veth, "master", BRIDGE, "up"],
-        )?;
-        ip(
-            "address the pod",
-            &[
-                "-n",
-                netns,
-                "addr",
-                "add",
-                &format!("{addr}/{}", range.prefix_len()),
-                "dev",
-                "eth0",
-            ],
-        )?;
-        ip(
-            "bring up the pod's eth0",
-            &["-n", netns, "link", "set", "eth0", "up"],
-        )?;
-        ip(
-            "route the pod through its node",
-            &[
-                "-n",
-                netns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &gateway_of(&range).to_string(),
-            ],
+        join_bridge(
+            "the pod",
+            netns,
+            &node.netns,
+            &format!("wv{}", tag(std::path::Path::new(netns))),
+            &format!("{addr}/{}", range.prefix_len()),
+            gateway_of(&range),
         )?;
         if let Some(c) = capture {
             weft_capture::install(Some(netns), c).map_err(|cause| CaptureError::Tool {

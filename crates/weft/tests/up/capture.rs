@@ -34,28 +34,26 @@ fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// The network namespaces whose names start with `prefix`.
-fn netns_starting(prefix: &str) -> Vec<String> {
+/// The network namespaces whose names pass `keep`.
+fn netns_where(keep: impl Fn(&str) -> bool) -> Vec<String> {
     std::fs::read_dir("/var/run/netns")
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with(prefix))
+                .filter(|n| keep(n))
                 .collect()
         })
         .unwrap_or_default()
 }
 
+/// The network namespaces whose names start with `prefix`.
+fn netns_starting(prefix: &str) -> Vec<String> {
+    netns_where(|n| n.starts_with(prefix))
+}
+
 /// The network namespaces whose names end with `suffix`.
 fn netns_ending(suffix: &str) -> Vec<String> {
-    std::fs::read_dir("/var/run/netns")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.ends_with(suffix))
-                .collect()
-        })
-        .unwrap_or_default()
+    netns_where(|n| n.ends_with(suffix))
 }
 
 /// `weft up --capture`: each replica in its own network namespace, its
