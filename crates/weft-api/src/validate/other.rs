@@ -106,12 +106,12 @@ pub fn node(ctx: &mut Ctx<'_>, n: &NodeSpec, spec: &FieldPath) {
             Err(_) => ctx.error(
                 &path,
                 format!("{cidr:?} is not an address range"),
-                "give a range in CIDR notation, e.g. 10.244.1.0/24",
+                "give a range in CIDR notation, e.g. 198.19.8.0/24",
             ),
             Ok(ipnet::IpNet::V6(_)) => ctx.warn(
                 &path,
                 format!("{cidr} is an IPv6 range: weft gives pods IPv4 addresses only, so this node's pods take none from it"),
-                "give an IPv4 range, e.g. 10.244.1.0/24",
+                "give an IPv4 range, e.g. 198.19.8.0/24",
             ),
             Ok(ipnet::IpNet::V4(v4)) if v4.prefix_len() > 29 => ctx.error(
                 &path,
@@ -407,8 +407,8 @@ mod node_tests {
         let node = |spec: &str| {
             format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n1}}\nspec: {spec}\n")
         };
-        assert!(findings(&node("{podCIDR: 10.244.1.0/24}")).is_empty());
-        let bad = findings(&node("{podCIDR: 10.244.1.0}"));
+        assert!(findings(&node("{podCIDR: 198.19.8.0/24}")).is_empty());
+        let bad = findings(&node("{podCIDR: 198.19.8.0}"));
         assert!(
             bad.len() == 1
                 && bad[0].contains("n.yaml:4")
@@ -416,7 +416,7 @@ mod node_tests {
                 && bad[0].contains("not an address range"),
             "{bad:?}"
         );
-        let small = findings(&node("{podCIDRs: [10.244.1.0/30]}"));
+        let small = findings(&node("{podCIDRs: [198.19.8.0/30]}"));
         assert!(
             small.len() == 1 && small[0].contains("too small"),
             "{small:?}"

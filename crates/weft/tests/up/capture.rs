@@ -593,8 +593,8 @@ fn pods_run_on_nodes_and_fail_over_between_zones() {
     };
     let yaml = node("node-a1", "z1", "")
         + &node("node-a2", "z1", "")
-        + &node("node-b", "z2", "podCIDR: 10.244.7.0/24")
-        + &node("node-c", "z3", "podCIDR: 10.244.7.128/25")
+        + &node("node-b", "z2", "podCIDR: 198.19.7.0/24")
+        + &node("node-c", "z3", "podCIDR: 198.19.7.128/25")
         + &workload("client", "client", "kubernetes.io/hostname: node-a1", 1)
         + &workload("web-a", "web", "kubernetes.io/hostname: node-a2", 1)
         + &workload("web-b", "web", "topology.kubernetes.io/zone: z2", 1)
@@ -656,7 +656,7 @@ spec:
         "{spread:?}"
     );
     // Addresses from the declared range, and from allocated ones.
-    assert!(ip_of("web-b-0").starts_with("10.244.7."), "{now}");
+    assert!(ip_of("web-b-0").starts_with("198.19.7."), "{now}");
     assert_ne!(
         ip_of("client-0").rsplit_once('.').unwrap().0,
         ip_of("web-a-0").rsplit_once('.').unwrap().0,
@@ -665,7 +665,7 @@ spec:
     // Pending, each with its reason.
     for (name, why) in [
         ("nowhere-0", "no node matches its nodeSelector"),
-        ("collided-0", "collides with node node-b's 10.244.7.0/24"),
+        ("collided-0", "collides with node node-b's 198.19.7.0/24"),
     ] {
         let exit = replica(&now, name)["process"]["last_exit"]
             .as_str()
