@@ -127,31 +127,8 @@ impl CaptureMesh {
             config.join("mesh.yaml"),
             MESH_YAML.replace("BACKEND_COMMAND", &bench.display().to_string()),
         )?;
-        let log = work.join("weft-up.log");
-        let args: Vec<String> = [
-            "up",
-            "-f",
-            &config.display().to_string(),
-            "--capture",
-            "--ingress",
-            INGRESS,
-            "--admin",
-            ADMIN,
-            "--xds",
-            XDS,
-            "--run-dir",
-            &work.join("run").display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let up = spawn(weft, &args, &log)?;
-        crate::setup::wait_for_log(
-            &log,
-            "weft: ready",
-            "weft up --capture",
-            Duration::from_secs(60),
-        )?;
+        let up =
+            crate::setup::weft_up(weft, &config, &work, (INGRESS, ADMIN, XDS), &["--capture"])?;
         let v = status()?;
         let replica = |name: &str| {
             v["workloads"]
@@ -294,52 +271,12 @@ impl CaptureMesh {
 /// the pod's loopback.
 fn nginx_in(netns: &str, ip: &str, work: &Path) -> anyhow::Result<Proc> {
     let dir = work.join("nginx");
-    std::fs::create_dir_all(dir.join("tmp"))?;
-    let d = dir.display();
-    let conf = format!(
-        r#"# As the loopback run's nginx, in the server's pod.
-worker_processes auto;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/tmp/body;
-  proxy_temp_path {d}/tmp/proxy;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  keepalive_requests 1000000;
-  upstream backend {{
-    server 127.0.0.1:{DIRECT_PORT};
-    keepalive 128;
-    keepalive_requests 1000000;
-  }}
-  server {{
-    listen {ip}:{NGINX_PORT};
-    location / {{
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"#
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf)?;
-    in_netns(
-        netns,
-        "nginx",
-        &[
-            "-c".into(),
-            path.display().to_string(),
-            "-e".into(),
-            dir.join("error.log").display().to_string(),
-        ],
-        &dir.join("stdout.log"),
-    )
+    let (program, args) = crate::setup::nginx_command(
+        &dir,
+        &format!("127.0.0.1:{DIRECT_PORT}"),
+        &[format!("{ip}:{NGINX_PORT}")],
+    )?;
+    in_netns(netns, &program, &args, &dir.join("stdout.log"))
 }
 
 /// A namespace joined to a node's bridge as a pod is, without capture

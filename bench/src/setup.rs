@@ -234,27 +234,13 @@ impl Weft {
                 .replace("BACKEND_COMMAND", &bench.display().to_string())
                 .replace("BACKEND_IP", backend_ip),
         )?;
-        let log = work.join("weft-up.log");
-        let args: Vec<String> = [
-            "up",
-            "-f",
-            &config.display().to_string(),
-            "--ingress",
-            INGRESS,
-            "--admin",
-            ADMIN,
-            "--xds",
-            XDS,
-            "--address-base",
-            ADDRESS_BASE,
-            "--run-dir",
-            &work.join("run").display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let up = spawn(weft, &args, &log)?;
-        wait_for_log(&log, "weft: ready", "weft up", Duration::from_secs(60))?;
+        let up = weft_up(
+            weft,
+            &config,
+            work,
+            (INGRESS, ADMIN, XDS),
+            &["--address-base", ADDRESS_BASE],
+        )?;
         wait_http(BACKEND, None, Duration::from_secs(10))
             .context("the bench-server workload is not where weft up should have put it")?;
         wait_http(INGRESS, None, Duration::from_secs(10))?;
@@ -371,8 +357,30 @@ fn pushed_versions() -> anyhow::Result<std::collections::BTreeMap<String, (Strin
 
 pub fn nginx(work: &Path) -> anyhow::Result<Proc> {
     let dir = work.join("nginx");
+    let (program, args) = nginx_command(
+        &dir,
+        BACKEND,
+        &[NGINX_H1.into(), format!("{NGINX_H2} http2")],
+    )?;
+    let p = spawn(Path::new(&program), &args, &dir.join("stdout.log"))?;
+    wait_http(NGINX_H1, None, Duration::from_secs(10))?;
+    Ok(p)
+}
+
+/// nginx as a plain keep-alive reverse proxy in front of `upstream`,
+/// listening on each of `listens` (an nginx `listen` argument): its
+/// configuration written under `dir`, and the command that runs it.
+pub fn nginx_command(
+    dir: &Path,
+    upstream: &str,
+    listens: &[String],
+) -> anyhow::Result<(String, Vec<String>)> {
     std::fs::create_dir_all(dir.join("tmp"))?;
     let d = dir.display();
+    let listen: String = listens
+        .iter()
+        .map(|l| format!("    listen {l};\n"))
+        .collect();
     let conf = format!(
         r#"# A plain keep-alive reverse proxy, as a user would write one.
 worker_processes auto;
@@ -389,14 +397,12 @@ http {{
   scgi_temp_path {d}/tmp/scgi;
   keepalive_requests 1000000;
   upstream backend {{
-    server {BACKEND};
+    server {upstream};
     keepalive 128;
     keepalive_requests 1000000;
   }}
   server {{
-    listen {NGINX_H1};
-    listen {NGINX_H2} http2;
-    location / {{
+{listen}    location / {{
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -407,18 +413,48 @@ http {{
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf)?;
-    let p = spawn(
-        Path::new("nginx"),
-        &[
+    Ok((
+        "nginx".into(),
+        vec![
             "-c".into(),
             path.display().to_string(),
             "-e".into(),
             dir.join("error.log").display().to_string(),
         ],
-        &dir.join("stdout.log"),
-    )?;
-    wait_http(NGINX_H1, None, Duration::from_secs(10))?;
-    Ok(p)
+    ))
+}
+
+/// `weft up -f config` with its ingress, admin API and model stream where
+/// given, its run directory under `work`, and `extra` arguments; returns
+/// once it says it is ready.
+pub fn weft_up(
+    weft: &Path,
+    config: &Path,
+    work: &Path,
+    (ingress, admin, xds): (&str, &str, &str),
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
+    let log = work.join("weft-up.log");
+    let mut args: Vec<String> = [
+        "up",
+        "-f",
+        &config.display().to_string(),
+        "--ingress",
+        ingress,
+        "--admin",
+        admin,
+        "--xds",
+        xds,
+        "--run-dir",
+        &work.join("run").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let up = spawn(weft, &args, &log)?;
+    wait_for_log(&log, "weft: ready", "weft up", Duration::from_secs(60))?;
+    Ok(up)
 }
 
 pub fn haproxy(work: &Path) -> anyhow::Result<Proc> {

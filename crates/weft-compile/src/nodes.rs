@@ -145,7 +145,7 @@ pub fn nodes(
         let Some(cidr) = cidr else { continue };
         let checked = cidr
             .parse::<Ipv4Net>()
-            .map_err(|_| format!("spec.podCIDR {cidr:?} is not an IPv4 range; fix: give one such as 10.244.1.0/24"))
+            .map_err(|_| format!("spec.podCIDR {cidr:?} is not an IPv4 range; fix: give one such as 198.19.8.0/24"))
             .and_then(|net| {
                 if net.prefix_len() > 29 {
                     return Err(format!("spec.podCIDR {cidr} is too small for pods; fix: give a /29 or larger, such as a /24"));
@@ -175,9 +175,11 @@ pub fn nodes(
         first: ranges.first,
         avoid: taken.iter().map(|(t, _)| *t).collect(),
     };
+    // The book is a locked file: not opened when every node declares its
+    // range.
     let given = match book {
-        Some(book) => book.assign(&pool, &wanting),
-        None => pool.in_order(&wanting),
+        Some(book) if !wanting.is_empty() => book.assign(&pool, &wanting),
+        _ => pool.in_order(&wanting),
     };
     for (node, _) in out.iter_mut().filter(|(_, c)| c.is_none()) {
         node.pod_range = Some(
@@ -281,7 +283,7 @@ mod tests {
     #[test]
     fn nodes_take_their_ranges_and_localities() {
         let resources = load(
-            "apiVersion: v1\nkind: Node\nmetadata: {name: b, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z2}}\nspec: {podCIDR: 10.244.2.0/24}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: a, labels: {failure-domain.beta.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1}}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: c}\nspec: {podCIDR: 10.244.2.128/25}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: d}\nspec: {podCIDR: 198.19.0.0/25}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: e}\n",
+            "apiVersion: v1\nkind: Node\nmetadata: {name: b, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z2}}\nspec: {podCIDR: 198.19.20.0/24}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: a, labels: {failure-domain.beta.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1}}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: c}\nspec: {podCIDR: 198.19.20.128/25}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: d}\nspec: {podCIDR: 198.19.0.0/25}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: e}\n",
         );
         let nodes = nodes(&resources, Some(&ranges()), None);
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
@@ -300,11 +302,11 @@ mod tests {
         );
         assert_eq!(
             nodes[1].pod_range,
-            Some(Ok("10.244.2.0/24".parse().unwrap()))
+            Some(Ok("198.19.20.0/24".parse().unwrap()))
         );
         let refused = |i: usize| nodes[i].pod_range.clone().unwrap().unwrap_err();
         assert!(
-            refused(2).contains("collides with node b's 10.244.2.0/24"),
+            refused(2).contains("collides with node b's 198.19.20.0/24"),
             "{}",
             refused(2)
         );

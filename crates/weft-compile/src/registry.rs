@@ -382,34 +382,30 @@ impl Registry {
                 && i.pending.is_none()
                 && i.origin.kind == weft_api::resource::ResourceKind::Workload
         };
-        let key = |i: &Instance| format!("{}/{}", i.namespace, i.name);
-        let mut pools: Vec<(Pool, Vec<String>)> = Vec::new();
+        // Positions in `instances`, by the pool their addresses come from.
+        let mut pools: Vec<(Pool, Vec<usize>)> = Vec::new();
+        let placed = |instances: &[Instance], node: Option<&str>| -> Vec<usize> {
+            instances
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| local(i) && (node.is_none() || i.node.as_deref() == node))
+                .map(|(n, _)| n)
+                .collect()
+        };
         match &mesh.pod_ranges {
             None => pools.push((
                 Pool::Local(mesh.local_address_base),
-                self.instances
-                    .iter()
-                    .filter(|i| local(i))
-                    .map(key)
-                    .collect(),
+                placed(&self.instances, None),
             )),
             Some(_) => {
                 for node in &self.nodes {
-                    let on_node: Vec<String> = self
-                        .instances
-                        .iter()
-                        .filter(|i| local(i) && i.node.as_deref() == Some(node.name.as_str()))
-                        .map(key)
-                        .collect();
+                    let on_node = placed(&self.instances, Some(&node.name));
                     match &node.pod_range {
                         Some(Ok(range)) => pools.push((Pool::Hosts(*range), on_node)),
                         Some(Err(why)) => {
-                            for inst in self
-                                .instances
-                                .iter_mut()
-                                .filter(|i| on_node.contains(&key(i)))
-                            {
-                                inst.pending = Some(format!("its node {}: {why}", node.name));
+                            for n in on_node {
+                                self.instances[n].pending =
+                                    Some(format!("its node {}: {why}", node.name));
                             }
                         }
                         None => {}
@@ -417,14 +413,18 @@ impl Registry {
                 }
             }
         }
-        for (pool, names) in pools {
+        for (pool, members) in pools {
+            let names: Vec<String> = members
+                .iter()
+                .map(|n| {
+                    let i = &self.instances[*n];
+                    format!("{}/{}", i.namespace, i.name)
+                })
+                .collect();
             let assigned = assign(mesh.addresses.as_deref(), &pool, &names);
-            for inst in self
-                .instances
-                .iter_mut()
-                .filter(|i| names.contains(&key(i)))
-            {
-                match assigned.get(&key(inst)) {
+            for (n, name) in members.into_iter().zip(&names) {
+                let inst = &mut self.instances[n];
+                match assigned.get(name) {
                     Some(ip) => inst.ip = Some(ip.to_string()),
                     None => inst.pending = Some(
                         "no address is left in its pool; fix: give its node a larger spec.podCIDR"

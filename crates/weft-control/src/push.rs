@@ -375,7 +375,7 @@ pub(crate) fn write_private(path: &std::path::Path, text: &str) -> std::io::Resu
     std::io::Write::write_all(&mut f, text.as_bytes())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -157,7 +157,7 @@ impl Grants {
         let grant = table
             .grants
             .iter_mut()
-            .find(|g| constant_time_eq(g.token.as_bytes(), token.as_bytes()))
+            .find(|g| crate::push::constant_time_eq(g.token.as_bytes(), token.as_bytes()))
             .ok_or(Refused::Unknown)?;
         let (namespace, name) = proxy.split_once('/').unwrap_or(("", proxy));
         let misnamed = || Refused::Misnamed {
@@ -184,31 +184,26 @@ impl Grants {
                 peer,
             });
         }
-        if !grant.bound.contains(proxy) {
-            if grant.expires_unix <= now_unix() {
-                return Err(Refused::Expired(format!(
-                    "{}/{}",
-                    grant.namespace, grant.group
-                )));
-            }
-            grant.bound.insert(proxy.to_owned());
-            let admitted = Admitted {
-                proxy: proxy.to_owned(),
-                namespace: grant.namespace.clone(),
-                group: grant.group.clone(),
-                address,
-            };
-            if let Err(e) = self.save(&table) {
-                tracing::warn!(error = %e, "cannot keep the VM registrations");
-            }
-            return Ok(admitted);
-        }
-        Ok(Admitted {
+        let admitted = Admitted {
             proxy: proxy.to_owned(),
             namespace: grant.namespace.clone(),
             group: grant.group.clone(),
             address,
-        })
+        };
+        if grant.bound.contains(proxy) {
+            return Ok(admitted);
+        }
+        if grant.expires_unix <= now_unix() {
+            return Err(Refused::Expired(format!(
+                "{}/{}",
+                grant.namespace, grant.group
+            )));
+        }
+        grant.bound.insert(proxy.to_owned());
+        if let Err(e) = self.save(&table) {
+            tracing::warn!(error = %e, "cannot keep the VM registrations");
+        }
+        Ok(admitted)
     }
 
     /// Whether `token` is the one `proxy` registered with (the CA asks).
@@ -218,15 +213,11 @@ impl Grants {
             .map(|t| {
                 t.grants.iter().any(|g| {
                     g.bound.contains(proxy)
-                        && constant_time_eq(g.token.as_bytes(), token.as_bytes())
+                        && crate::push::constant_time_eq(g.token.as_bytes(), token.as_bytes())
                 })
             })
             .unwrap_or(false)
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The WorkloadEntry a VM at `address` registers from WorkloadGroup
