@@ -418,11 +418,15 @@ spec:
     let (status, body) = m.page(None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Error fetching product details!"), "{body}");
-    m.apply("authorization-allow-nothing.yaml,authorization-productpage-viewer.yaml,authorization-details-viewer.yaml,authorization-reviews-viewer.yaml,authorization-ratings-viewer.yaml");
+    // reviews-v3 stays routed, so the stars prove ratings is allowed (v1
+    // shows none, and without the route a third of the pages are v1's).
+    m.apply("virtual-service-reviews-v3.yaml,authorization-allow-nothing.yaml,authorization-productpage-viewer.yaml,authorization-details-viewer.yaml,authorization-reviews-viewer.yaml,authorization-ratings-viewer.yaml");
     let (status, body) = m.page(None);
     assert_eq!(status, 200, "{body}");
     assert!(
-        !body.contains("Error fetching") && body.contains("glyphicon-star"),
+        !body.contains("Error fetching")
+            && body.contains("Reviews served by: <u>reviews-v3-0")
+            && body.contains("glyphicon-star"),
         "{body}"
     );
 
