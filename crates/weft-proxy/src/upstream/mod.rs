@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use weft_model::{Cluster, HashKey, LbPolicy, Protocol};
+use weft_model::{Cluster, HashKey, LbPolicy, OutlierDetection, Protocol};
 
 pub mod conn;
 pub mod error;
@@ -186,6 +186,24 @@ impl ClientSide {
 fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Envoy's default `max_ejection_time`, which Istio does not expose.
+const MAX_EJECTION_MS: u64 = 300_000;
+
+/// Envoy's ejection backoff: the multiplier on `baseEjectionTime` drops
+/// by one for each `interval` the endpoint spent back in service
+/// (`healthy_for_ms` since its last ejection ended), then grows by one
+/// for this ejection while the time stays under `max_ejection_time`.
+/// Returns the new multiplier and how long to eject for.
+fn ejection_backoff(prior: u32, healthy_for_ms: u64, od: &OutlierDetection) -> (u32, u64) {
+    let base = od.base_ejection_ms.max(1);
+    let healthy_intervals = healthy_for_ms / od.interval_ms.max(1);
+    let decayed = u64::from(prior).saturating_sub(healthy_intervals);
+    let cap = MAX_EJECTION_MS.max(base) / base;
+    let times = if decayed < cap { decayed + 1 } else { cap };
+    let times = u32::try_from(times).unwrap_or(u32::MAX);
+    (times, base.saturating_mul(u64::from(times)))
 }
 
 #[derive(Default)]
@@ -426,11 +444,16 @@ impl ClusterRt {
         if ejected > 0 && (ejected + 1) * 100 > od.max_ejection_percent as usize * n {
             return;
         }
-        let times = h.ejections.fetch_add(1, Ordering::AcqRel) + 1;
-        h.ejected_until_ms.store(
-            now + od.base_ejection_ms.saturating_mul(u64::from(times)),
-            Ordering::Release,
-        );
+        let last_until = h.ejected_until_ms.load(Ordering::Acquire);
+        let healthy_for = if last_until == 0 {
+            0
+        } else {
+            now.saturating_sub(last_until)
+        };
+        let (times, eject_for) =
+            ejection_backoff(h.ejections.load(Ordering::Acquire), healthy_for, od);
+        h.ejections.store(times, Ordering::Release);
+        h.ejected_until_ms.store(now + eject_for, Ordering::Release);
         h.consecutive_5xx.store(0, Ordering::Release);
         h.consecutive_gateway.store(0, Ordering::Release);
         h.consecutive_local_origin.store(0, Ordering::Release);
@@ -919,7 +942,7 @@ pub fn pick_weighted(
 
 #[cfg(test)]
 mod tests {
-    use super::{locality_matches, ClientSide, ClusterRt};
+    use super::{ejection_backoff, locality_matches, ClientSide, ClusterRt};
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use weft_model::*;
@@ -971,6 +994,35 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn ejections_back_off_while_failing_and_forgive_with_time() {
+        let od = OutlierDetection {
+            consecutive_5xx: Some(1),
+            consecutive_gateway_errors: None,
+            interval_ms: 10_000,
+            base_ejection_ms: 30_000,
+            max_ejection_percent: 100,
+            min_health_percent: 0,
+            consecutive_local_origin: None,
+        };
+        // Ejected again as soon as it returns: 30 s, 60 s, 90 s...
+        assert_eq!(ejection_backoff(0, 0, &od), (1, 30_000));
+        assert_eq!(ejection_backoff(1, 0, &od), (2, 60_000));
+        assert_eq!(ejection_backoff(2, 5_000, &od), (3, 90_000));
+        // ...up to Envoy's max_ejection_time of 300 s, and no further.
+        assert_eq!(ejection_backoff(10, 0, &od), (10, 300_000));
+        assert_eq!(ejection_backoff(40, 0, &od), (10, 300_000));
+        // Each interval back in service takes one step off.
+        assert_eq!(ejection_backoff(3, 20_000, &od), (2, 60_000));
+        assert_eq!(ejection_backoff(3, 600_000, &od), (1, 30_000));
+        // A base above the maximum is kept, as Envoy keeps it.
+        let long = OutlierDetection {
+            base_ejection_ms: 400_000,
+            ..od
+        };
+        assert_eq!(ejection_backoff(5, 0, &long), (1, 400_000));
     }
 
     fn counts(c: &ClusterRt, n: usize) -> Vec<usize> {
