@@ -576,7 +576,9 @@ fn a_host_proxy_installs_its_capture_rules_and_removes_them() {
 /// give them addresses from their `podCIDR` (or one weft allocates), and
 /// lend them their topology as locality. A client keeps to its zone,
 /// fails over to the other zone when its zone's node drops off the mesh
-/// network, and comes back when it returns; a replica no node fits, or
+/// network, then to the region `failover` names, and comes back when they
+/// return; `failoverPriority` ranks by the client's labels across nodes
+/// before locality; a replica no node fits, or
 /// whose node's range collides with another's, is pending with the
 /// reason while the rest serves; a node lost with pods on it is made
 /// again and its pods restarted.
@@ -585,31 +587,60 @@ fn pods_run_on_nodes_and_fail_over_between_zones() {
     if !can_capture() {
         return;
     }
-    let node = |name: &str, zone: &str, cidr: &str| {
+    let node = |name: &str, region: &str, zone: &str, cidr: &str| {
         format!(
-            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: {zone}}}\nspec: {{{cidr}}}\n---\n"
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{topology.kubernetes.io/region: {region}, topology.kubernetes.io/zone: {zone}}}\nspec: {{{cidr}}}\n---\n"
         )
     };
-    let workload = |name: &str, app: &str, selector: &str, replicas: u32| {
+    let workload = |name: &str, labels: &str, selector: &str, replicas: u32| {
         format!(
-            "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\n  labels: {{app: {app}}}\nspec:\n  command: weft\n  args: [sample-app, httpbin]\n  ports: [{{name: http, port: 8000}}]\n  replicas: {replicas}\n  nodeSelector: {{{selector}}}\n---\n"
+            "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\nspec:\n  command: weft\n  args: [sample-app, httpbin]\n  ports: [{{name: http, port: 8000}}]\n  replicas: {replicas}\n  nodeSelector: {{{selector}}}\n---\n"
         )
     };
-    let yaml = node("node-a1", "z1", "")
-        + &node("node-a2", "z1", "")
-        + &node("node-b", "z2", "podCIDR: 198.19.7.0/24")
-        + &node("node-c", "z3", "podCIDR: 198.19.7.128/25")
-        + &workload("client", "client", "kubernetes.io/hostname: node-a1", 1)
-        + &workload("web-a", "web", "kubernetes.io/hostname: node-a2", 1)
-        + &workload("web-b", "web", "topology.kubernetes.io/zone: z2", 1)
-        + &workload("spread", "spread", "topology.kubernetes.io/zone: z1", 2)
-        + &workload("nowhere", "nowhere", "topology.kubernetes.io/zone: z9", 1)
-        + &workload("collided", "collided", "kubernetes.io/hostname: node-c", 1)
+    // Region r1 has zones z1 (the client's) and z2; r2 and r3 are further.
+    let yaml = node("node-a1", "r1", "z1", "")
+        + &node("node-a2", "r1", "z1", "")
+        + &node("node-b", "r1", "z2", "podCIDR: 198.19.7.0/24")
+        + &node("node-c", "r1", "z3", "podCIDR: 198.19.7.128/25")
+        + &node("node-d", "r2", "z4", "")
+        + &node("node-e", "r3", "z5", "")
+        + &workload(
+            "client",
+            "app: client, tier: gold",
+            "kubernetes.io/hostname: node-a1",
+            1,
+        )
+        + &workload("web-a", "app: web", "kubernetes.io/hostname: node-a2", 1)
+        + &workload("web-b", "app: web", "topology.kubernetes.io/zone: z2", 1)
+        + &workload("web-d", "app: web", "topology.kubernetes.io/region: r2", 1)
+        + &workload("web-e", "app: web", "topology.kubernetes.io/region: r3", 1)
+        + &workload(
+            "api-gold",
+            "app: api, tier: gold",
+            "kubernetes.io/hostname: node-b",
+            1,
+        )
+        + &workload(
+            "api-silver",
+            "app: api, tier: silver",
+            "kubernetes.io/hostname: node-a1",
+            1,
+        )
+        + &workload("spread", "app: spread", "topology.kubernetes.io/zone: z1", 2)
+        + &workload("nowhere", "app: nowhere", "topology.kubernetes.io/zone: z9", 1)
+        + &workload("collided", "app: collided", "kubernetes.io/hostname: node-c", 1)
         + r#"apiVersion: v1
 kind: Service
 metadata: {name: web}
 spec:
   selector: {app: web}
+  ports: [{name: http, port: 8000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  selector: {app: api}
   ports: [{name: http, port: 8000}]
 ---
 apiVersion: networking.istio.io/v1
@@ -620,7 +651,37 @@ spec:
   trafficPolicy:
     connectionPool: {tcp: {connectTimeout: 500ms}}
     outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3s, maxEjectionPercent: 100}
-"#;
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        enabled: true
+        failover: [{from: r1, to: r3}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api}
+spec:
+  host: api
+  trafficPolicy:
+    connectionPool: {tcp: {connectTimeout: 500ms}}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3s, maxEjectionPercent: 100}
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        enabled: true
+        failoverPriority: [tier]
+"#
+        // A node whose bridge goes down drops packets: a request on a
+        // pooled connection waits for an answer that never comes. A
+        // per-try timeout ends that try, ejects the endpoint and retries
+        // elsewhere, as an Istio user who wants fast failover writes it.
+        + &["web", "api"]
+            .map(|host| {
+                format!(
+                    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {host}}}\nspec:\n  hosts: [{host}]\n  http:\n  - route: [{{destination: {{host: {host}}}}}]\n    retries: {{attempts: 3, perTryTimeout: 500ms, retryOn: \"gateway-error,connect-failure,reset\"}}\n"
+                )
+            })
+            .concat();
     let m = common::mesh::up_in(common::World::any(), &yaml, &["--capture"], &[]);
     let status = || -> serde_json::Value {
         serde_json::from_str(&curl(&[&format!("http://{}/api/status", m.admin)]).body).unwrap()
@@ -724,8 +785,8 @@ spec:
         None => eprintln!("this machine's resolver does not answer: the relay is not checked"),
     }
 
-    // Who serves `web` for a plain curl in the client's pod.
-    let served = || {
+    // Who serves `service` for a plain curl in the client's pod.
+    let served = |service: &str| {
         let out = in_netns(
             &client,
             &[
@@ -737,44 +798,67 @@ spec:
                 "/dev/null",
                 "-w",
                 "%{http_code} %header{x-served-by}",
-                "http://web:8000/get",
+                &format!("http://{service}:8000/get"),
             ],
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
-    let until = |want: &str, within: Duration| {
+    let until = |service: &str, want: &str, within: Duration| {
         let started = Instant::now();
         loop {
-            let got = served();
+            let got = served(service);
             if got == want {
                 return started.elapsed();
             }
             assert!(
                 started.elapsed() < within,
-                "{want} not reached in {within:?}; last: {got:?}"
+                "{service}: {want} not reached in {within:?}; last: {got:?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    // Its own zone first (web-a on node-a2), every time.
-    until("200 web-a-0", Duration::from_secs(10));
-    for _ in 0..10 {
-        assert_eq!(served(), "200 web-a-0");
-    }
-    // Zone z1's web node cuts its pods off (its bridge goes down): web-a
-    // is ejected, then the other zone serves.
-    let bridge_down = in_netns(&node_ns("node-a2"), &["ip", "link", "set", "weft0", "down"]);
-    assert!(bridge_down.status.success(), "{bridge_down:?}");
-    let took = until("200 web-b-0", Duration::from_secs(15));
+    let always = |service: &str, want: &str| {
+        for _ in 0..8 {
+            assert_eq!(served(service), want, "{service}");
+        }
+    };
+    // A node cuts its pods off when its bridge goes down.
+    let bridge = |node: &str, state: &str| {
+        let out = in_netns(&node_ns(node), &["ip", "link", "set", "weft0", state]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    // Its own zone first (web-a on node-a2), every time; `api` ranks by
+    // `failoverPriority: [tier]` before locality, so the client's tier
+    // (gold, in zone z2) wins over its own zone's silver replica.
+    until("web", "200 web-a-0", Duration::from_secs(10));
+    always("web", "200 web-a-0");
+    until("api", "200 api-gold-0", Duration::from_secs(10));
+    always("api", "200 api-gold-0");
+    // Zone z1's web node goes: web-a is ejected, then the region's other
+    // zone serves; when it returns, so does the traffic.
+    bridge("node-a2", "down");
+    let took = until("web", "200 web-b-0", Duration::from_secs(15));
     eprintln!("failed over to zone z2 in {took:?}");
-    for _ in 0..5 {
-        assert_eq!(served(), "200 web-b-0");
-    }
-    // It comes back: once its ejection ends, traffic returns to the zone.
-    let bridge_up = in_netns(&node_ns("node-a2"), &["ip", "link", "set", "weft0", "up"]);
-    assert!(bridge_up.status.success(), "{bridge_up:?}");
-    let took = until("200 web-a-0", Duration::from_secs(20));
+    always("web", "200 web-b-0");
+    bridge("node-a2", "up");
+    let took = until("web", "200 web-a-0", Duration::from_secs(20));
     eprintln!("came back to zone z1 in {took:?}");
+    // Zone z2 goes, with the gold replica: `api` falls back to the other
+    // tier. Then z1's web node goes again, leaving region r1 without
+    // `web`: `failover: r1 -> r3` picks region r3 over r2.
+    bridge("node-b", "down");
+    until("api", "200 api-silver-0", Duration::from_secs(15));
+    always("api", "200 api-silver-0");
+    bridge("node-a2", "down");
+    let took = until("web", "200 web-e-0", Duration::from_secs(15));
+    eprintln!("failed over to region r3 in {took:?}");
+    always("web", "200 web-e-0");
+    // Both return: traffic comes back to the nearest replicas.
+    bridge("node-a2", "up");
+    bridge("node-b", "up");
+    let took = until("web", "200 web-a-0", Duration::from_secs(20));
+    eprintln!("came back to zone z1 in {took:?}");
+    until("api", "200 api-gold-0", Duration::from_secs(20));
 
     // node-b is lost with web-b on it: weft says so, makes it again, and
     // web-b serves from it once more.
