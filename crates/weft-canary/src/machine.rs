@@ -1,0 +1,752 @@
+//! One tick of a canary, as Flagger's `advanceCanary` runs it
+//! (`pkg/controller/scheduler.go` and its hooks and metrics): the same
+//! steps in the same order, the same status writes, the same events.
+//! The tick is pure: the controller says what it observed ([`Observed`])
+//! and answers webhooks and metrics ([`Checks`]); the tick returns the
+//! status to record, the effects to carry out in order and the events.
+
+use weft_api::types::flagger::{CanaryMetric, CanaryWebhook};
+
+use crate::judge::{self, MetricError, MetricKind};
+use crate::settings::{Settings, Strategy, TOTAL_WEIGHT};
+use crate::status::{Phase, Status};
+
+/// How a workload's replicas stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not ready yet, with Flagger's reason ("waiting for rollout to
+    /// finish: 0 of 1 (readyThreshold 100%) updated replicas are
+    /// available"); the tick waits.
+    Waiting(String),
+    /// Past its progress deadline: the run fails.
+    Stuck(String),
+}
+
+/// The weights the controller's VirtualService holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routes {
+    pub primary: u32,
+    pub canary: u32,
+    pub mirrored: bool,
+}
+
+impl Routes {
+    pub const PRIMARY: Routes = Routes {
+        primary: TOTAL_WEIGHT,
+        canary: 0,
+        mirrored: false,
+    };
+    const CANARY: Routes = Routes {
+        primary: 0,
+        canary: TOTAL_WEIGHT,
+        mirrored: false,
+    };
+}
+
+/// What the controller saw before the tick.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Now, as Kubernetes writes times (`status::kube_time`).
+    pub now: String,
+    /// The hash of the target's spec and tracked configs.
+    pub target_hash: String,
+    pub primary: Readiness,
+    pub canary: Readiness,
+    pub routes: Routes,
+}
+
+/// The answers a tick asks for.
+pub trait Checks {
+    /// Whether the metric providers the analysis names answer.
+    fn providers(&mut self) -> Result<(), String>;
+    /// Calls a webhook; `Err` holds why it refused or failed.
+    fn webhook(&mut self, hook: &CanaryWebhook, phase: Phase) -> Result<(), String>;
+    /// A metric's value over its interval.
+    fn metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError>;
+}
+
+/// What the controller carries out, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Make `<target>-primary` from the target's spec, if missing.
+    CreatePrimary,
+    ScaleToZero,
+    ScaleFromZero,
+    /// Copy the target's spec to the primary.
+    Promote,
+    SetRoutes(Routes),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    pub message: String,
+}
+
+/// How a run ended, for `flagger_canary_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Skipped,
+    Failed,
+}
+
+/// What a tick decided.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    pub status: Status,
+    pub effects: Vec<Effect>,
+    pub events: Vec<Event>,
+    /// Each metric's value, as `flagger_canary_metric_analysis` shows it.
+    pub analysis: Vec<(String, f64)>,
+    pub outcome: Option<Outcome>,
+}
+
+struct Run<'a> {
+    s: &'a Settings,
+    seen: &'a Observed,
+    checks: &'a mut dyn Checks,
+    t: Tick,
+}
+
+/// Runs one tick of the canary `s` whose recorded status is `status`.
+pub fn advance(s: &Settings, status: &Status, seen: &Observed, checks: &mut dyn Checks) -> Tick {
+    let mut run = Run {
+        s,
+        seen,
+        checks,
+        t: Tick {
+            status: status.clone(),
+            effects: Vec::new(),
+            events: Vec::new(),
+            analysis: Vec::new(),
+            outcome: None,
+        },
+    };
+    run.tick();
+    run.t
+}
+
+impl Run<'_> {
+    fn info(&mut self, message: String) {
+        self.t.events.push(Event {
+            warning: false,
+            message,
+        });
+    }
+
+    fn warn(&mut self, message: String) {
+        self.t.events.push(Event {
+            warning: true,
+            message,
+        });
+    }
+
+    fn effect(&mut self, e: Effect) {
+        self.t.effects.push(e);
+    }
+
+    fn phase(&self) -> Phase {
+        self.t.status.phase
+    }
+
+    /// Flagger's `SyncStatus`: the phase and counters together, and the
+    /// spec hash the run is about.
+    fn sync(&mut self, phase: Phase, canary_weight: u32) {
+        let now = self.seen.now.clone();
+        let st = &mut self.t.status;
+        st.set_condition(phase, &self.s.target_kind, &now);
+        st.phase = phase;
+        st.canary_weight = canary_weight;
+        st.failed_checks = 0;
+        st.iterations = 0;
+        st.last_applied_spec = self.seen.target_hash.clone();
+        if phase == Phase::Initialized {
+            st.last_promoted_spec = self.seen.target_hash.clone();
+        }
+        st.last_transition_time = now;
+    }
+
+    /// Flagger's `SetStatusPhase`: outside a run the weight and iterations
+    /// go back to zero; a promotion records the spec it promoted.
+    fn set_phase(&mut self, phase: Phase) {
+        let now = self.seen.now.clone();
+        let iterations = self.s.iterations;
+        let st = &mut self.t.status;
+        st.set_condition(phase, &self.s.target_kind, &now);
+        st.phase = phase;
+        st.last_transition_time = now;
+        if !matches!(
+            phase,
+            Phase::Progressing | Phase::Waiting | Phase::Promoting
+        ) {
+            st.canary_weight = 0;
+            st.iterations = 0;
+            if phase == Phase::WaitingPromotion {
+                st.iterations = iterations.saturating_sub(1);
+            }
+        }
+        if matches!(phase, Phase::Initialized | Phase::Succeeded) {
+            st.last_promoted_spec = st.last_applied_spec.clone();
+        }
+    }
+
+    fn touch(&mut self, set: impl FnOnce(&mut Status)) {
+        set(&mut self.t.status);
+        self.t.status.last_transition_time = self.seen.now.clone();
+    }
+
+    /// Flagger's `hasSpecChanged`: a new hash is a new revision, unless
+    /// it is the promoted one (a manual revert starts no run).
+    fn spec_changed(&self, st: &Status) -> bool {
+        let hash = &self.seen.target_hash;
+        if st.last_applied_spec.is_empty() {
+            return true;
+        }
+        if &st.last_promoted_spec == hash {
+            return false;
+        }
+        &st.last_applied_spec != hash
+    }
+
+    fn hooks(&self, kind: &str) -> Vec<CanaryWebhook> {
+        self.s
+            .webhooks
+            .iter()
+            .filter(|w| w.hook_type == kind || (kind == "rollout" && w.hook_type.is_empty()))
+            .cloned()
+            .collect()
+    }
+
+    fn tick(&mut self) {
+        let s = self.s;
+        if s.suspend {
+            self.info("skipping canary run as object is suspended".into());
+            return;
+        }
+        if self.phase() == Phase::New {
+            let now = self.seen.now.clone();
+            let st = &mut self.t.status;
+            st.set_condition(Phase::Initializing, &s.target_kind, &now);
+            st.phase = Phase::Initializing;
+            st.last_transition_time = now;
+        }
+        let initializing = self.phase() == Phase::Initializing;
+        if !s.skip_analysis && initializing {
+            match self.checks.providers() {
+                Ok(()) => self.info("all the metrics providers are available!".into()),
+                Err(e) => self.warn(format!("Error checking metric providers: {e}")),
+            }
+        }
+        self.effect(Effect::CreatePrimary);
+        if initializing && !s.skip_analysis {
+            if let Readiness::Waiting(why) | Readiness::Stuck(why) = &self.seen.primary {
+                let why = why.clone();
+                self.warn(format!("{}.{} not ready: {why}", s.primary(), s.namespace));
+                return;
+            }
+        }
+        if initializing {
+            self.effect(Effect::ScaleToZero);
+            self.sync(Phase::Initialized, 0);
+            self.info(format!("Initialization done! {}", s.canary_ref()));
+        }
+
+        let should_advance = match self.phase() {
+            Phase::Progressing
+            | Phase::Waiting
+            | Phase::WaitingPromotion
+            | Phase::Promoting
+            | Phase::Finalising => true,
+            Phase::Failed => {
+                // The revision is judged against what the failed run was
+                // about; the recorded hash follows the target anyway.
+                let changed = self.spec_changed(&self.t.status.clone());
+                self.t.status.last_applied_spec = self.seen.target_hash.clone();
+                changed
+            }
+            _ => self.spec_changed(&self.t.status.clone()),
+        };
+        if !should_advance {
+            return;
+        }
+        let max_weight = s.max_weight();
+
+        if !s.skip_analysis {
+            match self.seen.primary.clone() {
+                Readiness::Ready => {}
+                Readiness::Waiting(why) => {
+                    self.warn(format!("{}.{} not ready: {why}", s.primary(), s.namespace));
+                    return;
+                }
+                Readiness::Stuck(why) => {
+                    self.warn(format!("{}.{} not ready: {why}", s.primary(), s.namespace));
+                    if matches!(self.phase(), Phase::Promoting | Phase::Finalising) {
+                        self.failed_promotion(&why);
+                    } else {
+                        self.rollback();
+                    }
+                    return;
+                }
+            }
+        }
+        let routes = self.seen.routes;
+
+        // A run starts (through the confirm-rollout gate) or goes on.
+        if !matches!(
+            self.phase(),
+            Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising
+        ) {
+            if !self.confirm_rollout() {
+                return;
+            }
+            self.info(format!(
+                "New revision detected! Scaling up {}",
+                s.target_ref()
+            ));
+            self.effect(Effect::ScaleFromZero);
+            self.sync(Phase::Progressing, 0);
+            return;
+        }
+
+        if matches!(self.phase(), Phase::Progressing | Phase::WaitingPromotion)
+            && self.spec_changed(&self.t.status.clone())
+        {
+            self.info(format!(
+                "New revision detected! Restarting analysis for {}",
+                s.target_ref()
+            ));
+            self.effect(Effect::SetRoutes(Routes::PRIMARY));
+            self.sync(Phase::Progressing, 0);
+            return;
+        }
+
+        match self.seen.canary.clone() {
+            Readiness::Ready => {}
+            Readiness::Waiting(why) => {
+                self.warn(self.canary_not_ready(&why));
+                return;
+            }
+            Readiness::Stuck(why) => {
+                self.warn(self.canary_not_ready(&why));
+                self.rollback();
+                return;
+            }
+        }
+
+        if s.skip_analysis {
+            self.effect(Effect::SetRoutes(Routes::PRIMARY));
+            self.copying();
+            self.effect(Effect::Promote);
+            self.effect(Effect::ScaleToZero);
+            self.set_phase(Phase::Succeeded);
+            self.t.outcome = Some(Outcome::Skipped);
+            self.post_rollout(Phase::Succeeded);
+            self.info(format!(
+                "Promotion completed! Canary analysis was skipped for {}",
+                s.target_ref()
+            ));
+            return;
+        }
+
+        if matches!(
+            self.phase(),
+            Phase::Progressing | Phase::Waiting | Phase::WaitingPromotion
+        ) && self.rollback_requested()
+        {
+            self.warn(format!(
+                "Rolling back {} manual webhook invoked",
+                s.canary_ref()
+            ));
+            self.rollback();
+            return;
+        }
+
+        if self.phase() == Phase::Promoting {
+            self.promotion_traffic_shift(routes);
+            return;
+        }
+
+        if self.phase() == Phase::Finalising {
+            self.effect(Effect::ScaleToZero);
+            self.set_phase(Phase::Succeeded);
+            self.t.outcome = Some(Outcome::Succeeded);
+            self.post_rollout(Phase::Succeeded);
+            self.info(format!(
+                "Promotion completed! Scaling down {}",
+                s.target_ref()
+            ));
+            return;
+        }
+
+        if matches!(self.phase(), Phase::Progressing | Phase::WaitingPromotion)
+            && self.t.status.failed_checks >= s.threshold
+        {
+            self.rollback();
+            return;
+        }
+
+        // The first tick of a run only runs the pre-rollout hooks; the
+        // others judge the metrics.
+        let passed = if routes.canary == 0
+            && self.t.status.iterations == 0
+            && !(s.mirror && routes.mirrored)
+        {
+            self.info(format!("Starting canary analysis for {}", s.target_ref()));
+            self.pre_rollout()
+        } else {
+            self.analysis()
+        };
+        if !passed {
+            let failed = self.t.status.failed_checks + 1;
+            self.touch(|st| st.failed_checks = failed);
+            return;
+        }
+
+        match s.strategy {
+            Strategy::AbTesting => self.ab_testing(),
+            Strategy::BlueGreen => self.blue_green(routes),
+            Strategy::Canary => {
+                if s.next_step_weight(routes.canary) > 0 {
+                    if !routes.mirrored
+                        && !matches!(
+                            self.phase(),
+                            Phase::Promoting | Phase::WaitingPromotion | Phase::Finalising
+                        )
+                        && !self.confirm_traffic_increase()
+                    {
+                        return;
+                    }
+                    self.canary_step(routes, max_weight);
+                }
+            }
+        }
+    }
+
+    fn canary_not_ready(&self, why: &str) -> String {
+        format!(
+            "canary {} {} not ready: {why}",
+            self.s.target_kind.to_ascii_lowercase(),
+            self.s.target_ref()
+        )
+    }
+
+    fn copying(&mut self) {
+        self.info(format!(
+            "Copying {} template spec to {}.{}",
+            self.s.target_ref(),
+            self.s.primary(),
+            self.s.namespace
+        ));
+    }
+
+    fn promote(&mut self) {
+        self.copying();
+        self.effect(Effect::Promote);
+        self.set_phase(Phase::Promoting);
+    }
+
+    /// Steps the weight up, or promotes once it reached `maxWeight`.
+    fn canary_step(&mut self, mut routes: Routes, max_weight: u32) {
+        let s = self.s;
+        if routes.canary < max_weight {
+            let next = s.next_step_weight(routes.canary);
+            // Mirroring first shows the canary a copy of the traffic for
+            // one step, then shifts the first step to it.
+            if s.mirror && routes.canary == 0 {
+                if !routes.mirrored {
+                    routes = Routes {
+                        primary: TOTAL_WEIGHT,
+                        canary: 0,
+                        mirrored: true,
+                    };
+                } else {
+                    routes = Routes {
+                        primary: TOTAL_WEIGHT.saturating_sub(next),
+                        canary: next,
+                        mirrored: false,
+                    };
+                }
+            } else {
+                routes.primary = routes.primary.saturating_sub(next);
+                routes.canary = (routes.canary + next).min(TOTAL_WEIGHT);
+            }
+            self.effect(Effect::SetRoutes(routes));
+            let weight = routes.canary;
+            self.touch(|st| st.canary_weight = weight);
+            self.info(format!("Advance {} canary weight {weight}", s.canary_ref()));
+            return;
+        }
+        if self.confirm_promotion() {
+            self.promote();
+        }
+    }
+
+    fn ab_testing(&mut self) {
+        let s = self.s;
+        let done = self.t.status.iterations;
+        if s.iterations > done {
+            self.effect(Effect::SetRoutes(Routes::CANARY));
+            self.touch(|st| st.iterations = done + 1);
+            self.info(format!(
+                "Advance {} canary iteration {}/{}",
+                s.canary_ref(),
+                done + 1,
+                s.iterations
+            ));
+            return;
+        }
+        if !self.confirm_promotion() {
+            return;
+        }
+        if s.iterations == self.t.status.iterations {
+            self.promote();
+        }
+    }
+
+    fn blue_green(&mut self, routes: Routes) {
+        let s = self.s;
+        let done = self.t.status.iterations;
+        if s.iterations > done {
+            if s.mirror && !routes.mirrored {
+                self.effect(Effect::SetRoutes(Routes {
+                    primary: TOTAL_WEIGHT,
+                    canary: 0,
+                    mirrored: true,
+                }));
+            }
+            self.touch(|st| st.iterations = done + 1);
+            self.info(format!(
+                "Advance {} canary iteration {}/{}",
+                s.canary_ref(),
+                done + 1,
+                s.iterations
+            ));
+            return;
+        }
+        if !self.confirm_promotion() {
+            return;
+        }
+        let done = self.t.status.iterations;
+        if s.iterations == done {
+            self.info(if s.mirror {
+                "Stop traffic mirroring and route all traffic to canary".into()
+            } else {
+                "Routing all traffic to canary".into()
+            });
+            self.effect(Effect::SetRoutes(Routes::CANARY));
+            self.touch(|st| st.iterations = done + 1);
+            return;
+        }
+        if s.iterations < done {
+            self.promote();
+        }
+    }
+
+    /// After the primary took the new spec: traffic back to it, at once
+    /// or by `stepWeightPromotion`.
+    fn promotion_traffic_shift(&mut self, routes: Routes) {
+        let s = self.s;
+        if s.step_weight_promotion == 0 {
+            self.info("Routing all traffic to primary".into());
+            self.effect(Effect::SetRoutes(Routes::PRIMARY));
+            self.set_phase(Phase::Finalising);
+            return;
+        }
+        if routes.canary > 0 {
+            let primary = (routes.primary + s.step_weight_promotion).min(TOTAL_WEIGHT);
+            let canary = routes.canary.saturating_sub(s.step_weight_promotion);
+            self.effect(Effect::SetRoutes(Routes {
+                primary,
+                canary,
+                mirrored: false,
+            }));
+            self.info(format!(
+                "Advance {} primary weight {primary}",
+                s.canary_ref()
+            ));
+            if primary == TOTAL_WEIGHT {
+                self.set_phase(Phase::Finalising);
+            } else {
+                self.touch(|st| st.canary_weight = canary);
+            }
+        }
+    }
+
+    fn rollback(&mut self) {
+        let s = self.s;
+        if self.t.status.failed_checks >= s.threshold {
+            self.warn(format!(
+                "Rolling back {} failed checks threshold reached {}",
+                s.canary_ref(),
+                self.t.status.failed_checks
+            ));
+        }
+        self.effect(Effect::SetRoutes(Routes::PRIMARY));
+        self.warn(format!("Canary failed! Scaling down {}", s.canary_ref()));
+        self.effect(Effect::ScaleToZero);
+        self.sync(Phase::Failed, 0);
+        self.t.outcome = Some(Outcome::Failed);
+        self.post_rollout(Phase::Failed);
+    }
+
+    /// The primary broke while taking the new spec: the canary is the
+    /// only healthy copy, so traffic goes to it.
+    fn failed_promotion(&mut self, why: &str) {
+        self.warn(format!(
+            "Promotion of {} failed, primary not ready: {why}",
+            self.s.target_ref()
+        ));
+        self.effect(Effect::SetRoutes(Routes::CANARY));
+        self.sync(Phase::Failed, TOTAL_WEIGHT);
+        self.t.outcome = Some(Outcome::Failed);
+        self.post_rollout(Phase::Failed);
+    }
+
+    fn confirm_rollout(&mut self) -> bool {
+        let phase = self.phase();
+        for hook in self.hooks("confirm-rollout") {
+            if self.checks.webhook(&hook, phase).is_err() {
+                if self.phase() != Phase::Waiting {
+                    self.set_phase(Phase::Waiting);
+                    self.warn(format!(
+                        "Halt {} advancement waiting for approval {}",
+                        self.s.canary_ref(),
+                        hook.name
+                    ));
+                }
+                return false;
+            }
+            self.info(format!("Confirm-rollout check {} passed", hook.name));
+        }
+        true
+    }
+
+    fn confirm_traffic_increase(&mut self) -> bool {
+        for hook in self.hooks("confirm-traffic-increase") {
+            if self.checks.webhook(&hook, Phase::Progressing).is_err() {
+                self.warn(format!(
+                    "Halt {} advancement waiting for traffic increase approval {}",
+                    self.s.canary_ref(),
+                    hook.name
+                ));
+                return false;
+            }
+            self.info(format!(
+                "Confirm-traffic-increase check {} passed",
+                hook.name
+            ));
+        }
+        true
+    }
+
+    fn confirm_promotion(&mut self) -> bool {
+        for hook in self.hooks("confirm-promotion") {
+            if self.checks.webhook(&hook, Phase::Progressing).is_err() {
+                if self.phase() != Phase::WaitingPromotion {
+                    self.set_phase(Phase::WaitingPromotion);
+                    self.warn(format!(
+                        "Halt {} advancement waiting for promotion approval {}",
+                        self.s.canary_ref(),
+                        hook.name
+                    ));
+                } else {
+                    let left = self.s.iterations.saturating_sub(1);
+                    self.touch(|st| st.iterations = left);
+                }
+                return false;
+            }
+            self.info(format!("Confirm-promotion check {} passed", hook.name));
+        }
+        true
+    }
+
+    fn pre_rollout(&mut self) -> bool {
+        for hook in self.hooks("pre-rollout") {
+            if let Err(e) = self.checks.webhook(&hook, Phase::Progressing) {
+                self.warn(format!(
+                    "Halt {} advancement pre-rollout check {} failed {e}",
+                    self.s.canary_ref(),
+                    hook.name
+                ));
+                return false;
+            }
+            self.info(format!("Pre-rollout check {} passed", hook.name));
+        }
+        true
+    }
+
+    fn post_rollout(&mut self, phase: Phase) {
+        for hook in self.hooks("post-rollout") {
+            if let Err(e) = self.checks.webhook(&hook, phase) {
+                self.warn(format!("Post-rollout hook {} failed {e}", hook.name));
+                return;
+            }
+            self.info(format!("Post-rollout check {} passed", hook.name));
+        }
+    }
+
+    /// Whether a rollback hook asks for a rollback (answers 2xx).
+    fn rollback_requested(&mut self) -> bool {
+        let phase = self.phase();
+        for hook in self.hooks("rollback") {
+            if self.checks.webhook(&hook, phase).is_err() {
+                self.info(format!(
+                    "Rollback hook {} not signaling a rollback",
+                    hook.name
+                ));
+            } else {
+                self.warn(format!("Rollback check {} passed", hook.name));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The rollout webhooks, then the built-in and inline metrics, then
+    /// the templates, each in the order written; the first failure halts.
+    fn analysis(&mut self) -> bool {
+        for hook in self.hooks("rollout") {
+            if let Err(e) = self.checks.webhook(&hook, Phase::Progressing) {
+                self.warn(format!(
+                    "Halt {} advancement external check {} failed {e}",
+                    self.s.canary_ref(),
+                    hook.name
+                ));
+                return false;
+            }
+        }
+        let metrics = self.s.metrics.clone();
+        let builtin = |k: MetricKind| {
+            matches!(
+                k,
+                MetricKind::SuccessRate | MetricKind::Duration | MetricKind::Query
+            )
+        };
+        for pass in [true, false] {
+            for m in metrics.iter().filter(|m| builtin(judge::kind(m)) == pass) {
+                if judge::kind(m) == MetricKind::Unusable {
+                    self.warn(
+                        "Metric query failed for no usable metrics template and query were configured"
+                            .into(),
+                    );
+                    return false;
+                }
+                let value = self.checks.metric(m);
+                match judge::judge(self.s, m, "istio", value) {
+                    Ok(v) => self.t.analysis.push((m.name.clone(), v)),
+                    Err(why) => {
+                        self.warn(why);
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
