@@ -103,6 +103,17 @@ pub struct Tick {
     pub outcome: Option<Outcome>,
 }
 
+/// What the analysis of a tick found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    /// A failed check, counted toward the threshold.
+    Fail,
+    /// Too little traffic to judge (weft's minimum-sample guard): no
+    /// step, no failed check.
+    Hold,
+}
+
 struct Run<'a> {
     s: &'a Settings,
     seen: &'a Observed,
@@ -389,19 +400,27 @@ impl Run<'_> {
 
         // The first tick of a run only runs the pre-rollout hooks; the
         // others judge the metrics.
-        let passed = if routes.canary == 0
+        let verdict = if routes.canary == 0
             && self.t.status.iterations == 0
             && !(s.mirror && routes.mirrored)
         {
             self.info(format!("Starting canary analysis for {}", s.target_ref()));
-            self.pre_rollout()
+            if self.pre_rollout() {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            }
         } else {
             self.analysis()
         };
-        if !passed {
-            let failed = self.t.status.failed_checks + 1;
-            self.touch(|st| st.failed_checks = failed);
-            return;
+        match verdict {
+            Verdict::Pass => {}
+            Verdict::Hold => return,
+            Verdict::Fail => {
+                let failed = self.t.status.failed_checks + 1;
+                self.touch(|st| st.failed_checks = failed);
+                return;
+            }
         }
 
         match s.strategy {
@@ -706,7 +725,7 @@ impl Run<'_> {
 
     /// The rollout webhooks, then the built-in and inline metrics, then
     /// the templates, each in the order written; the first failure halts.
-    fn analysis(&mut self) -> bool {
+    fn analysis(&mut self) -> Verdict {
         for hook in self.hooks("rollout") {
             if let Err(e) = self.checks.webhook(&hook, Phase::Progressing) {
                 self.warn(format!(
@@ -714,7 +733,7 @@ impl Run<'_> {
                     self.s.canary_ref(),
                     hook.name
                 ));
-                return false;
+                return Verdict::Fail;
             }
         }
         let metrics = self.s.metrics.clone();
@@ -731,19 +750,28 @@ impl Run<'_> {
                         "Metric query failed for no usable metrics template and query were configured"
                             .into(),
                     );
-                    return false;
+                    return Verdict::Fail;
                 }
                 let value = self.checks.metric(m);
+                let held =
+                    self.s.min_requests > 0 && matches!(value, Err(MetricError::NoValues(_)));
                 match judge::judge(self.s, m, "istio", value) {
                     Ok(v) => self.t.analysis.push((m.name.clone(), v)),
+                    Err(why) if held => {
+                        self.warn(format!(
+                            "{why} (held: not a failed check until {} requests reach it, as weft.dev/canary-min-requests says)",
+                            self.s.min_requests
+                        ));
+                        return Verdict::Hold;
+                    }
                     Err(why) => {
                         self.warn(why);
-                        return false;
+                        return Verdict::Fail;
                     }
                 }
             }
         }
-        true
+        Verdict::Pass
     }
 }
 

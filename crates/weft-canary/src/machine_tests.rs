@@ -278,18 +278,49 @@ fn failed_checks_add_up_over_a_run_and_roll_it_back() {
 }
 
 #[test]
-fn no_traffic_halts_with_flaggers_message_and_counts_as_a_failed_check() {
+fn no_traffic_holds_the_analysis_unless_the_guard_is_off() {
     let s = settings(PROGRESSIVE);
     let mut w = World::started(&s);
     w.tick(&s);
     w.take_events();
     w.success_rate = Err(MetricError::NoValues("no values found".into()));
-    w.tick(&s);
+    for _ in 0..10 {
+        w.tick(&s);
+    }
     assert_eq!(
-        w.take_events(),
+        (w.status.phase, w.status.failed_checks),
+        (Phase::Progressing, 0)
+    );
+    assert_eq!(w.status.canary_weight, 10, "held where it was");
+    let said = w.take_events();
+    assert_eq!(said.len(), 10);
+    assert_eq!(
+        said[0],
+        "Halt advancement no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic: no values found (held: not a failed check until 1 requests reach it, as weft.dev/canary-min-requests says)"
+    );
+    // Traffic comes: the analysis goes on.
+    w.success_rate = Ok(100.0);
+    w.tick(&s);
+    assert_eq!(w.status.canary_weight, 20);
+
+    // `weft.dev/canary-min-requests: "0"`: Flagger's way, a failed check.
+    let flagger = settings(PROGRESSIVE).with_annotations(
+        &[(
+            crate::settings::MIN_REQUESTS_ANNOTATION.to_owned(),
+            "0".to_owned(),
+        )]
+        .into(),
+    );
+    let mut v = World::started(&flagger);
+    v.tick(&flagger);
+    v.take_events();
+    v.success_rate = Err(MetricError::NoValues("no values found".into()));
+    v.tick(&flagger);
+    assert_eq!(
+        v.take_events(),
         ["Halt advancement no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic: no values found"]
     );
-    assert_eq!(w.status.failed_checks, 1);
+    assert_eq!(v.status.failed_checks, 1);
 }
 
 #[test]

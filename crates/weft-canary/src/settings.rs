@@ -67,7 +67,15 @@ pub struct Settings {
     pub canary_ready_threshold: u32,
     pub metrics: Vec<CanaryMetric>,
     pub webhooks: Vec<CanaryWebhook>,
+    /// weft's minimum-sample guard (`weft.dev/canary-min-requests`, 1
+    /// unless set): a metric with fewer requests behind it holds the
+    /// analysis, neither passed nor failed. 0 is Flagger's behaviour,
+    /// where no values is a failed check.
+    pub min_requests: u32,
 }
+
+/// The annotation that sets [`Settings::min_requests`].
+pub const MIN_REQUESTS_ANNOTATION: &str = "weft.dev/canary-min-requests";
 
 fn non_negative(v: Option<i64>) -> u32 {
     v.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32
@@ -130,7 +138,22 @@ impl Settings {
                 .map_or(100, |v| non_negative(Some(v))),
             metrics: analysis.metrics,
             webhooks: analysis.webhooks,
+            min_requests: 1,
         }
+    }
+
+    /// Reads weft's own settings from the Canary's annotations.
+    pub fn with_annotations(
+        mut self,
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Settings {
+        if let Some(n) = annotations
+            .get(MIN_REQUESTS_ANNOTATION)
+            .and_then(|v| v.trim().parse().ok())
+        {
+            self.min_requests = n;
+        }
+        self
     }
 
     /// `<name>.<namespace>`, as Flagger names a canary in its messages.

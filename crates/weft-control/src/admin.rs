@@ -39,6 +39,9 @@ pub struct Docs {
     pub processes: Option<Value>,
     /// What hosts and VMs joining by auto-registration are given.
     pub enrolment: Option<Enrolment>,
+    /// Each canary's events (`Canary/namespace/name`), as the controller
+    /// recorded them.
+    pub canary_events: Option<crate::canary::SharedEvents>,
 }
 
 /// What `weft workload configure` is given for a WorkloadGroup's VMs.
@@ -264,6 +267,7 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
                 .unwrap_or_default(),
         ),
         ("GET", "/ready") => (200, "ready".to_owned()),
+        ("GET", "/api/canaries") => (200, canaries(docs).to_string()),
         ("GET", "/api/resources") => {
             let param = |k: &str| {
                 query
@@ -430,4 +434,45 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             error("not found: try /api/status, /api/graph, /api/services/HOST, /api/validations, /api/resources"),
         ),
     }
+}
+
+/// Every Canary with its recorded status and events.
+fn canaries(docs: &Shared) -> Value {
+    let Ok(d) = docs.lock() else {
+        return Value::Array(Vec::new());
+    };
+    let events = d
+        .canary_events
+        .as_ref()
+        .and_then(|e| e.lock().ok().map(|e| e.clone()))
+        .unwrap_or_default();
+    let items: Vec<Value> = d
+        .resources
+        .iter()
+        .filter(|r| r["kind"] == "Canary")
+        .map(|r| {
+            let (ns, name) = (
+                r["namespace"].as_str().unwrap_or_default(),
+                r["name"].as_str().unwrap_or_default(),
+            );
+            let key = weft_api::resource::ResourceKey {
+                kind: weft_api::resource::ResourceKind::Canary,
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+            };
+            let status = d
+                .source
+                .as_ref()
+                .and_then(|s| s.read_status(&key))
+                .unwrap_or(Value::Null);
+            serde_json::json!({
+                "namespace": ns,
+                "name": name,
+                "spec": r["object"]["spec"],
+                "status": status,
+                "events": events.get(&format!("Canary/{ns}/{name}")).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    Value::Array(items)
 }

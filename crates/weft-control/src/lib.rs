@@ -4,6 +4,7 @@
 pub mod addresses;
 pub mod admin;
 pub mod ca;
+pub mod canary;
 pub mod dashboard;
 pub mod jwks;
 pub mod listen;

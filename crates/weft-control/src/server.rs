@@ -139,6 +139,16 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let (commands, mut command_rx) = tokio::sync::mpsc::unbounded_channel();
     let traffic = Arc::new(crate::telemetry::Traffic::new());
     tokio::spawn(collect_traffic(traffic.clone(), hub.clone()));
+    // The canary controller sees each configuration the control plane
+    // accepts, and writes through the same source.
+    let (canary_config, canary_rx) =
+        tokio::sync::watch::channel(Arc::new(config.resources.clone()));
+    let canary_events = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    tokio::spawn(crate::canary::run(
+        crate::canary::Controller::new(store.source().clone(), traffic.clone(), hub.clone()),
+        canary_rx,
+        canary_events.clone(),
+    ));
     let grants = Arc::new(crate::registration::Grants::load(
         o.run_dir.join("tokens").join("groups.json"),
     ));
@@ -149,6 +159,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs {
         commands: Some(commands),
         traffic: Some(traffic),
+        canary_events: Some(canary_events),
         source: Some(store.source().clone()),
         enrolment: Some(admin::Enrolment {
             grants,
@@ -269,6 +280,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     );
                     print_diagnostics(&next.diagnostics);
                     print_refused(&next);
+                    canary_config.send_replace(Arc::new(next.resources.clone()));
                     current = next;
                 }
             }

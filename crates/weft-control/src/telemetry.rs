@@ -501,6 +501,63 @@ impl Traffic {
     }
 }
 
+/// A workload's inbound HTTP requests over a window, as its own proxy
+/// counted them (Istio's `reporter="destination"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadTraffic {
+    pub requests: f64,
+    /// Those answered 5xx.
+    pub errors: f64,
+    /// The 99th percentile of their durations, in milliseconds.
+    pub p99_ms: Option<f64>,
+}
+
+impl Traffic {
+    /// What reached `namespace/workload` over the last `window` (less
+    /// when watching began later), as Prometheus's `rate(…[window])`
+    /// would see it.
+    pub fn workload_traffic(
+        &self,
+        namespace: &str,
+        workload: &str,
+        window: Duration,
+    ) -> WorkloadTraffic {
+        let mut out = WorkloadTraffic {
+            requests: 0.0,
+            errors: 0.0,
+            p99_ms: None,
+        };
+        let Ok(inner) = self.inner.lock() else {
+            return out;
+        };
+        let Some(last) = inner.samples.back() else {
+            return out;
+        };
+        let first = inner
+            .samples
+            .iter()
+            .find(|s| last.at.duration_since(s.at) <= window)
+            .unwrap_or(last);
+        let mut buckets: Vec<f64> = Vec::new();
+        for (k, c) in &last.edges {
+            if k.dst_ns != namespace || k.dst_workload != workload || k.protocol == "tcp" {
+                continue;
+            }
+            let d = c.since(first.edges.get(k));
+            out.requests += d.requests;
+            out.errors += d.errors;
+            if buckets.len() < d.buckets.len() {
+                buckets.resize(d.buckets.len(), 0.0);
+            }
+            for (a, b) in buckets.iter_mut().zip(&d.buckets) {
+                *a += b;
+            }
+        }
+        out.p99_ms = quantile(0.99, &inner.bounds, &buckets);
+        out
+    }
+}
+
 /// Reads `/stats/json` from each proxy admin address, together, each
 /// within a second; proxies that do not answer are left out of this round.
 pub async fn scrape(proxies: Vec<(String, SocketAddr)>) -> Vec<(String, Value)> {
@@ -574,6 +631,27 @@ mod tests {
             }],
             "tcp": [],
         })
+    }
+
+    #[test]
+    fn a_workloads_traffic_is_what_its_own_proxy_counted_in_the_window() {
+        let t = Traffic::new();
+        t.record(vec![(
+            "a".into(),
+            snap(10, 200, "destination", "reviews-v2"),
+        )]);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut errors = snap(4, 503, "destination", "reviews-v2");
+        errors["http"]
+            .as_array_mut()
+            .unwrap()
+            .push(snap(30, 200, "destination", "reviews-v2")["http"][0].clone());
+        t.record(vec![("a".into(), errors)]);
+        let w = t.workload_traffic("default", "reviews-v2", Duration::from_secs(60));
+        assert_eq!((w.requests, w.errors), (34.0, 4.0));
+        assert!(w.p99_ms.is_some_and(|p| p > 1.0 && p <= 10.0), "{w:?}");
+        let none = t.workload_traffic("default", "reviews-v3", Duration::from_secs(60));
+        assert_eq!(none.requests, 0.0);
     }
 
     #[test]

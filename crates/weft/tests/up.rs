@@ -1115,3 +1115,6 @@ fn proxies_that_miss_changes_converge_to_the_compiled_models() {
 
 #[path = "up/capture.rs"]
 mod capture;
+
+#[path = "up/canary.rs"]
+mod canary;

@@ -28,6 +28,10 @@ pub struct FilesSource {
     secrets: Option<PathBuf>,
     /// Where status is recorded, a file per resource.
     status: Option<PathBuf>,
+    /// What controllers manage, a file per owner: `managed/` holds their
+    /// resources, `scale/` the replicas they set.
+    managed: Option<PathBuf>,
+    scale: Option<PathBuf>,
     state: Mutex<State>,
     registered: Mutex<BTreeMap<String, Vec<Resource>>>,
     revision: tokio::sync::watch::Sender<u64>,
@@ -38,6 +42,7 @@ struct State {
     /// The files as last parsed: a change parses only what changed.
     parsed: Parsed,
     parsed_applied: Parsed,
+    parsed_managed: Parsed,
     /// Where each resource of the user's files was, as last listed.
     defined_in: HashMap<ResourceKey, (String, u32)>,
     fingerprint: u64,
@@ -51,6 +56,8 @@ impl FilesSource {
             applied: None,
             secrets: None,
             status: None,
+            managed: None,
+            scale: None,
             state: Mutex::new(State::default()),
             registered: Mutex::new(BTreeMap::new()),
             revision,
@@ -61,6 +68,8 @@ impl FilesSource {
     /// its sibling `status/`.
     pub fn with_applied(mut self, dir: PathBuf) -> FilesSource {
         self.status = dir.parent().map(|p| p.join("status"));
+        self.managed = dir.parent().map(|p| p.join("managed"));
+        self.scale = dir.parent().map(|p| p.join("scale"));
         self.applied = Some(dir);
         self
     }
@@ -73,6 +82,8 @@ impl FilesSource {
     fn watched(&self) -> Vec<PathBuf> {
         let mut all = self.paths.clone();
         all.extend(self.applied.iter().cloned());
+        all.extend(self.managed.iter().cloned());
+        all.extend(self.scale.iter().cloned());
         all.extend(self.secrets.iter().cloned());
         all
     }
@@ -130,6 +141,37 @@ impl FilesSource {
         self.bump();
     }
 
+    /// Every controller's replicas, merged.
+    fn scale_overrides(&self) -> BTreeMap<String, u32> {
+        let mut all = BTreeMap::new();
+        let Some(dir) = &self.scale else {
+            return all;
+        };
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "json") {
+                let parsed: Option<BTreeMap<String, u32>> = std::fs::read(entry.path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                all.extend(parsed.unwrap_or_default());
+            }
+        }
+        all
+    }
+
+    fn owner_file(dir: &Path, owner: &str, ext: &str) -> PathBuf {
+        let safe: String = owner
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        dir.join(format!("{safe}.{ext}"))
+    }
+
     fn applied_file(&self, key: &ResourceKey) -> Option<PathBuf> {
         self.applied
             .as_ref()
@@ -161,6 +203,24 @@ impl ConfigSource for FilesSource {
             loaded.resources.retain(|r| !keys.contains(&r.key()));
             loaded.resources.extend(applied.resources);
             loaded.diagnostics.extend(applied.diagnostics);
+        }
+        if let Some(dir) = self.managed.as_ref().filter(|d| d.is_dir()) {
+            let managed = load_paths_with(std::slice::from_ref(dir), &mut state.parsed_managed);
+            let keys: std::collections::BTreeSet<_> =
+                managed.resources.iter().map(|r| r.key()).collect();
+            loaded.resources.retain(|r| !keys.contains(&r.key()));
+            loaded.resources.extend(managed.resources);
+            loaded.diagnostics.extend(managed.diagnostics);
+        }
+        let scale = self.scale_overrides();
+        if !scale.is_empty() {
+            for r in &mut loaded.resources {
+                if let (Some(n), weft_api::resource::Spec::Workload(w)) =
+                    (scale.get(&super::scale_key(&r.key())), &mut r.spec)
+                {
+                    w.replicas = Some(*n);
+                }
+            }
         }
         if let Ok(registered) = self.registered.lock() {
             let present: std::collections::BTreeSet<_> =
@@ -241,6 +301,55 @@ impl ConfigSource for FilesSource {
             r.insert(owner.to_owned(), resources);
         }
         self.bump();
+    }
+
+    fn manage(&self, owner: &str, managed: &super::Managed) -> Result<(), SourceError> {
+        let dir = writable(self.managed.as_deref(), "managed resources")?.to_owned();
+        let scale_dir = writable(self.scale.as_deref(), "managed replicas")?.to_owned();
+        if self.managed(owner) == *managed {
+            return Ok(());
+        }
+        let file = Self::owner_file(&dir, owner, "yaml");
+        write_atomically(&file, managed.documents.as_bytes())?;
+        let scale = Self::owner_file(&scale_dir, owner, "json");
+        let text = serde_json::to_vec_pretty(&managed.scale).unwrap_or_default();
+        write_atomically(&scale, &text)?;
+        self.wrote();
+        Ok(())
+    }
+
+    fn unmanage(&self, owner: &str) -> Result<(), SourceError> {
+        let mut removed = false;
+        for (dir, ext) in [(&self.managed, "yaml"), (&self.scale, "json")] {
+            let Some(dir) = dir else { continue };
+            let file = Self::owner_file(dir, owner, ext);
+            if file.exists() {
+                std::fs::remove_file(&file).map_err(|source| SourceError::Io {
+                    what: format!("cannot remove {}", file.display()),
+                    source,
+                })?;
+                removed = true;
+            }
+        }
+        if removed {
+            self.wrote();
+        }
+        Ok(())
+    }
+
+    fn managed(&self, owner: &str) -> super::Managed {
+        let read = |dir: &Option<PathBuf>, ext: &str| {
+            dir.as_ref()
+                .and_then(|d| std::fs::read(Self::owner_file(d, owner, ext)).ok())
+        };
+        super::Managed {
+            documents: read(&self.managed, "yaml")
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+            scale: read(&self.scale, "json")
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default(),
+        }
     }
 
     fn release(&self, owner: &str) {
@@ -412,6 +521,54 @@ mod tests {
         s.write_status(&key, &status).expect("written");
         assert_eq!(s.read_status(&key), Some(status));
         assert!(names(&s).is_empty(), "status is not a resource");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn managed_resources_replace_the_users_until_let_go_and_scale_their_workloads() {
+        let d = dir("managed");
+        std::fs::create_dir_all(d.join("config")).unwrap();
+        let workload = "apiVersion: weft.dev/v1\nkind: Workload\nmetadata: {name: podinfo}\nspec: {command: sleep, replicas: 2}\n---\n";
+        std::fs::write(d.join("config/a.yaml"), format!("{workload}{VS}")).unwrap();
+        let s = FilesSource::new(vec![d.join("config")]).with_applied(d.join("applied"));
+        let taken = VS.replace("host: reviews}", "host: reviews-primary}");
+        let owner = "Canary/default/reviews";
+        let managed = crate::source::Managed {
+            documents: taken.clone(),
+            scale: [("Workload/default/podinfo".to_owned(), 0)].into(),
+        };
+        s.manage(owner, &managed).unwrap();
+        assert_eq!(s.managed(owner), managed);
+        let listed = s.list();
+        let vs = listed
+            .resources
+            .iter()
+            .filter(|r| r.kind() == ResourceKind::VirtualService)
+            .collect::<Vec<_>>();
+        assert_eq!(vs.len(), 1);
+        assert!(
+            vs[0].origin().file.contains("managed"),
+            "{}",
+            vs[0].origin().file
+        );
+        let replicas = listed.resources.iter().find_map(|r| match &r.spec {
+            weft_api::resource::Spec::Workload(w) => w.replicas,
+            _ => None,
+        });
+        assert_eq!(replicas, Some(0));
+        s.unmanage(owner).unwrap();
+        let listed = s.list();
+        let vs = listed
+            .resources
+            .iter()
+            .find(|r| r.kind() == ResourceKind::VirtualService)
+            .unwrap();
+        assert!(vs.origin().file.contains("config"), "the user's comes back");
+        let replicas = listed.resources.iter().find_map(|r| match &r.spec {
+            weft_api::resource::Spec::Workload(w) => w.replicas,
+            _ => None,
+        });
+        assert_eq!(replicas, Some(2));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -69,4 +69,34 @@ pub trait ConfigSource: Send + Sync {
 
     /// `owner` is gone: what it registered is no longer listed.
     fn release(&self, owner: &str);
+
+    /// Resources a controller owns (a Canary's primary, Services,
+    /// DestinationRules and VirtualService), kept by the source apart from
+    /// what users write and listed in place of same-named ones, as Flagger
+    /// takes over a user's Service or VirtualService; and the replicas it
+    /// sets on workloads it does not own (a Canary's target scaled to
+    /// zero), as Kubernetes' scale subresource. Replaces what `owner`
+    /// managed before; survives restarts.
+    fn manage(&self, owner: &str, managed: &Managed) -> Result<(), SourceError>;
+
+    /// `owner` lets go of everything it managed: the user's own versions
+    /// come back.
+    fn unmanage(&self, owner: &str) -> Result<(), SourceError>;
+
+    /// What `owner` manages now.
+    fn managed(&self, owner: &str) -> Managed;
+}
+
+/// What one controller owns: resources as documents (YAML or JSON), and
+/// replicas set on others' workloads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Managed {
+    pub documents: String,
+    /// `Kind/namespace/name` → replicas.
+    pub scale: std::collections::BTreeMap<String, u32>,
+}
+
+/// The key a scale override is kept under.
+pub fn scale_key(key: &ResourceKey) -> String {
+    format!("{}/{}/{}", key.kind, key.namespace, key.name)
 }

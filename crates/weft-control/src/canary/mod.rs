@@ -1,0 +1,354 @@
+//! The canary controller: Flagger's scheduler inside the control plane.
+//! Every Canary gets a tick per `analysis.interval`; a tick reads what
+//! runs (the target's spec, whose replicas are connected), the status it
+//! recorded and the routes of the VirtualService it owns, asks
+//! `weft_canary::machine` what to do, and carries it out through the
+//! configuration source: the objects the Canary owns and the target's
+//! replicas are kept by the source apart from the user's files
+//! ([`crate::source::ConfigSource::manage`]), the status as a status
+//! subresource. The events are Flagger's, logged as Flagger logs them.
+
+pub mod checks;
+pub mod objects;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use weft_api::resource::{Resource, ResourceKey, ResourceKind, Spec};
+use weft_canary::machine::{self, Effect, Readiness, Routes};
+use weft_canary::settings::Settings;
+use weft_canary::status::{kube_time, Status};
+
+use crate::push::Hub;
+use crate::source::{scale_key, ConfigSource, Managed};
+use crate::telemetry::Traffic;
+
+/// How many events are kept per canary for the admin API.
+const KEEP_EVENTS: usize = 100;
+
+/// `WEFT_CANARY_TIME_SCALE`: divides every canary interval, deadline and
+/// metric window, so tests run Flagger's schedule faster. Not part of the
+/// YAML; 1 unless set.
+pub fn time_scale() -> f64 {
+    std::env::var("WEFT_CANARY_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 1.0)
+        .unwrap_or(1.0)
+}
+
+/// One event, as `kubectl get events` would list it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CanaryEvent {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub message: String,
+    pub time: String,
+}
+
+/// Each canary's events (`Canary/namespace/name`), shared with the
+/// admin API.
+pub type SharedEvents = Arc<std::sync::Mutex<BTreeMap<String, Vec<CanaryEvent>>>>;
+
+pub struct Controller {
+    source: Arc<dyn ConfigSource>,
+    traffic: Arc<Traffic>,
+    hub: Arc<Hub>,
+    time_scale: f64,
+    next_tick: HashMap<ResourceKey, Instant>,
+    /// Since when each workload (`ns/name`) has not been ready.
+    unready_since: HashMap<String, Instant>,
+    /// The canaries this controller manages objects for.
+    owners: BTreeMap<String, ResourceKey>,
+    pub events: BTreeMap<String, Vec<CanaryEvent>>,
+}
+
+fn owner_of(key: &ResourceKey) -> String {
+    format!("Canary/{}/{}", key.namespace, key.name)
+}
+
+/// The hash Flagger keeps in `lastAppliedSpec`: of the spec that makes a
+/// revision.
+fn revision_hash(spec: &Value) -> String {
+    format!(
+        "{:x}",
+        xxhash_rust::xxh3::xxh3_64(spec.to_string().as_bytes())
+    )
+}
+
+impl Controller {
+    pub fn new(source: Arc<dyn ConfigSource>, traffic: Arc<Traffic>, hub: Arc<Hub>) -> Controller {
+        Controller {
+            source,
+            traffic,
+            hub,
+            time_scale: time_scale(),
+            next_tick: HashMap::new(),
+            unready_since: HashMap::new(),
+            owners: BTreeMap::new(),
+            events: BTreeMap::new(),
+        }
+    }
+
+    fn scaled(&self, d: Duration) -> Duration {
+        d.div_f64(self.time_scale)
+    }
+
+    /// Ticks every canary whose interval came round; lets go of the
+    /// objects of canaries that were deleted.
+    pub fn run_due(&mut self, resources: &[Resource]) {
+        let canaries: Vec<&Resource> = resources
+            .iter()
+            .filter(|r| r.kind() == ResourceKind::Canary)
+            .collect();
+        let live: std::collections::BTreeSet<String> =
+            canaries.iter().map(|r| owner_of(&r.key())).collect();
+        let gone: Vec<String> = self
+            .owners
+            .keys()
+            .filter(|o| !live.contains(*o))
+            .cloned()
+            .collect();
+        for owner in gone {
+            if let Some(key) = self.owners.remove(&owner) {
+                self.next_tick.remove(&key);
+                match self.source.unmanage(&owner) {
+                    Ok(()) => eprintln!(
+                        "weft: canary {}.{} deleted: its primary, services and routes are removed, and what the files define serves again",
+                        key.name, key.namespace
+                    ),
+                    Err(e) => eprintln!("weft: canary {}.{}: {e}", key.name, key.namespace),
+                }
+            }
+        }
+        let now = Instant::now();
+        for r in canaries {
+            let Spec::Canary(c) = &r.spec else { continue };
+            let key = r.key();
+            let settings =
+                Settings::of(r.name(), r.namespace(), c).with_annotations(&r.meta.annotations);
+            if self.next_tick.get(&key).is_some_and(|t| *t > now) {
+                continue;
+            }
+            self.next_tick
+                .insert(key.clone(), now + self.scaled(settings.interval));
+            self.owners.insert(owner_of(&key), key.clone());
+            self.tick(r, &settings, resources);
+        }
+    }
+
+    fn event(&mut self, owner: &str, s: &Settings, warning: bool, message: String) {
+        eprintln!(
+            "weft: canary {}: {}{message}",
+            s.canary_ref(),
+            if warning { "warning: " } else { "" }
+        );
+        let list = self.events.entry(owner.to_owned()).or_default();
+        list.push(CanaryEvent {
+            kind: if warning { "Warning" } else { "Normal" },
+            message,
+            time: kube_time(time::OffsetDateTime::now_utc()),
+        });
+        if list.len() > KEEP_EVENTS {
+            list.remove(0);
+        }
+    }
+
+    /// Whether `replicas` of `namespace/name` are connected to the
+    /// stream, with Flagger's words when not; past the progress deadline
+    /// it is stuck.
+    fn readiness(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        replicas: u32,
+        threshold: u32,
+        deadline: Duration,
+    ) -> Readiness {
+        let id = format!("{namespace}/{name}");
+        let sync = self.hub.sync();
+        let available = (0..replicas)
+            .filter(|i| {
+                sync.get(&format!("{namespace}/{name}-{i}"))
+                    .is_some_and(|p| p.connected)
+            })
+            .count() as u32;
+        let needed = replicas * threshold / 100;
+        if replicas > 0 && available >= needed {
+            self.unready_since.remove(&id);
+            return Readiness::Ready;
+        }
+        let since = *self.unready_since.entry(id).or_insert_with(Instant::now);
+        let why = format!(
+            "waiting for rollout to finish: {available} of {needed} (readyThreshold {threshold}%) updated replicas are available"
+        );
+        if since.elapsed() > self.scaled(deadline) {
+            return Readiness::Stuck(format!("{name} exceeded its progress deadline"));
+        }
+        Readiness::Waiting(why)
+    }
+
+    fn tick(&mut self, canary: &Resource, s: &Settings, resources: &[Resource]) {
+        let key = canary.key();
+        let owner = owner_of(&key);
+        if s.target_kind != "Workload" {
+            self.event(
+                &owner,
+                s,
+                true,
+                format!(
+                    "{} {}: local mode releases weft.dev/v1 Workloads; a {} target is not supported yet",
+                    s.target_kind,
+                    s.target_ref(),
+                    s.target_kind
+                ),
+            );
+            return;
+        }
+        let managed = self.source.managed(&owner);
+        let docs = objects::parse(&managed.documents);
+        // The user's target, not anything this controller made.
+        let target = resources.iter().find(|r| {
+            r.kind() == ResourceKind::Workload
+                && r.namespace() == s.namespace
+                && r.name() == s.target
+        });
+        let Some(target) = target else {
+            self.event(
+                &owner,
+                s,
+                true,
+                format!("Workload {} get query error: not found", s.target_ref()),
+            );
+            return;
+        };
+        let target_json =
+            weft_api::yaml::emit::node_to_json(&target.source.tree, target.source.node);
+        let canary_json =
+            weft_api::yaml::emit::node_to_json(&canary.source.tree, canary.source.node);
+        let spec = objects::revision_spec(&target_json);
+        let hash = revision_hash(&spec);
+        let status: Status = self
+            .source
+            .read_status(&key)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let routes = objects::routes_of(s, &docs).unwrap_or(Routes::PRIMARY);
+        let declared = target_json["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
+        let primary_spec = docs
+            .iter()
+            .find(|d| d["kind"] == "Workload" && d["metadata"]["name"] == s.primary().as_str())
+            .map(objects::revision_spec);
+        let mut scale = managed.scale.clone();
+        let target_key = scale_key(&target.key());
+        let canary_replicas = if scale.get(&target_key) == Some(&0) {
+            0
+        } else {
+            declared
+        };
+        let seen = machine::Observed {
+            now: kube_time(time::OffsetDateTime::now_utc()),
+            target_hash: hash.clone(),
+            primary: self.readiness(
+                &s.namespace,
+                &s.primary(),
+                if primary_spec.is_some() { declared } else { 0 },
+                s.primary_ready_threshold,
+                s.progress_deadline,
+            ),
+            canary: self.readiness(
+                &s.namespace,
+                &s.target,
+                canary_replicas,
+                s.canary_ready_threshold,
+                s.progress_deadline,
+            ),
+            routes,
+        };
+        let mut live = checks::Live {
+            settings: s,
+            traffic: &self.traffic,
+            checksum: status.last_applied_spec.clone(),
+            time_scale: self.time_scale,
+        };
+        let t = machine::advance(s, &status, &seen, &mut live);
+        let mut routes = routes;
+        let mut primary_spec = primary_spec;
+        for e in &t.effects {
+            match e {
+                Effect::CreatePrimary => {
+                    primary_spec.get_or_insert_with(|| spec.clone());
+                }
+                Effect::Promote => primary_spec = Some(spec.clone()),
+                Effect::ScaleToZero => {
+                    scale.insert(target_key.clone(), 0);
+                }
+                Effect::ScaleFromZero => {
+                    scale.remove(&target_key);
+                }
+                Effect::SetRoutes(r) => routes = *r,
+            }
+        }
+        for e in &t.events {
+            self.event(&owner, s, e.warning, e.message.clone());
+        }
+        let primary_spec = primary_spec.unwrap_or(spec);
+        match objects::render(s, &canary_json, &target_json, &primary_spec, routes) {
+            Ok(documents) => {
+                if let Err(e) = self.source.manage(&owner, &Managed { documents, scale }) {
+                    self.event(&owner, s, true, e.to_string());
+                    return;
+                }
+            }
+            Err(e) => {
+                self.event(&owner, s, true, e);
+                return;
+            }
+        }
+        if t.status != status {
+            match serde_json::to_value(&t.status) {
+                Ok(v) => {
+                    if let Err(e) = self.source.write_status(&key, &v) {
+                        self.event(&owner, s, true, e.to_string());
+                    }
+                }
+                Err(e) => self.event(&owner, s, true, e.to_string()),
+            }
+        }
+    }
+}
+
+/// Runs the controller beside the control loop: every 250 ms it ticks the
+/// canaries that are due, on a blocking thread (webhooks wait on their
+/// answers), with the configuration the control plane last accepted.
+pub async fn run(
+    mut controller: Controller,
+    config: tokio::sync::watch::Receiver<Arc<Vec<Resource>>>,
+    events: SharedEvents,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let resources = config.borrow().clone();
+        let done = tokio::task::spawn_blocking(move || {
+            controller.run_due(&resources);
+            controller
+        })
+        .await;
+        match done {
+            Ok(c) => {
+                controller = c;
+                if let Ok(mut e) = events.lock() {
+                    e.clone_from(&controller.events);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the canary controller stopped");
+                return;
+            }
+        }
+    }
+}

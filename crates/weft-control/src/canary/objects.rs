@@ -1,0 +1,368 @@
+//! The objects a Canary owns, named as Flagger names them: the primary
+//! copy of the target (`<target>-primary`), the Services `<svc>` (the
+//! apex, onto the primary), `<svc>-primary` and `<svc>-canary`, the
+//! DestinationRules `<svc>-primary` and `<svc>-canary`, and the
+//! VirtualService `<svc>` whose only moving parts are the weights, the
+//! mirror and the A/B match. Rendered as JSON documents from the
+//! objects' own trees, so every field the user wrote carries over.
+
+use serde_json::{json, Map, Value};
+
+use weft_canary::machine::Routes;
+use weft_canary::settings::{Settings, Strategy};
+
+/// The labels Flagger selects a target's pods by, in its order.
+const SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"];
+
+/// The label the target's pods are told apart by, and its value.
+pub fn selector(target: &Value) -> Option<(String, String)> {
+    let labels = &target["metadata"]["labels"];
+    SELECTOR_LABELS
+        .iter()
+        .find_map(|k| labels[*k].as_str().map(|v| ((*k).to_owned(), v.to_owned())))
+}
+
+/// The target's spec with what does not make a revision left out (the
+/// replicas, which the canary itself scales).
+pub fn revision_spec(target: &Value) -> Value {
+    let mut spec = target["spec"].clone();
+    if let Some(m) = spec.as_object_mut() {
+        m.remove("replicas");
+    }
+    spec
+}
+
+/// The primary: the target's object under `<target>-primary`, its pods
+/// labelled `<value>-primary`, running `spec` (the promoted one).
+pub fn primary(s: &Settings, target: &Value, spec: &Value) -> Value {
+    let mut p = json!({
+        "apiVersion": target["apiVersion"],
+        "kind": target["kind"],
+        "metadata": {
+            "name": s.primary(),
+            "namespace": s.namespace,
+            "labels": target["metadata"]["labels"].clone(),
+        },
+        "spec": spec,
+    });
+    if let Some((k, v)) = selector(target) {
+        p["metadata"]["labels"][k] = json!(format!("{v}-primary"));
+    }
+    if let Some(r) = target["spec"]["replicas"].as_u64() {
+        p["spec"]["replicas"] = json!(r);
+    }
+    p
+}
+
+fn service(s: &Settings, canary: &Value, name: &str, selector: (&str, &str)) -> Value {
+    let svc = &canary["spec"]["service"];
+    let port = svc["port"].clone();
+    let mut p = json!({
+        "name": svc["portName"].as_str().unwrap_or("http"),
+        "port": port,
+        "targetPort": if svc["targetPort"].is_null() { port.clone() } else { svc["targetPort"].clone() },
+    });
+    if let Some(ap) = svc["appProtocol"].as_str() {
+        p["appProtocol"] = json!(ap);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": s.namespace},
+        "spec": {"selector": {selector.0: selector.1}, "ports": [p]},
+    })
+}
+
+fn destination_rule(s: &Settings, canary: &Value, host: &str) -> Value {
+    let mut dr = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": host, "namespace": s.namespace},
+        "spec": {"host": host},
+    });
+    let policy = &canary["spec"]["service"]["trafficPolicy"];
+    if !policy.is_null() {
+        dr["spec"]["trafficPolicy"] = policy.clone();
+    }
+    dr
+}
+
+/// The VirtualService `<svc>` at `routes`.
+fn virtual_service(s: &Settings, canary: &Value, routes: Routes) -> Value {
+    let svc = &canary["spec"]["service"];
+    let (primary, canary_host) = (
+        format!("{}-primary", s.service),
+        format!("{}-canary", s.service),
+    );
+    let mut hosts = vec![json!(s.service)];
+    hosts.extend(svc["hosts"].as_array().cloned().unwrap_or_default());
+    let weighted = |p: u32, c: u32| {
+        json!([
+            {"destination": {"host": primary}, "weight": p},
+            {"destination": {"host": canary_host}, "weight": c},
+        ])
+    };
+    // What the service says of every route, as Flagger copies it.
+    let mut base = Map::new();
+    for field in ["retries", "timeout", "headers", "corsPolicy", "rewrite"] {
+        if !svc[field].is_null() {
+            base.insert(field.to_owned(), svc[field].clone());
+        }
+    }
+    let service_match = svc["match"].as_array().cloned().unwrap_or_default();
+    let mut main = base.clone();
+    if !service_match.is_empty() {
+        main.insert("match".into(), json!(service_match));
+    }
+    main.insert("route".into(), weighted(routes.primary, routes.canary));
+    if routes.mirrored {
+        main.insert("mirror".into(), json!({"host": canary_host}));
+        if let Some(w) = canary["spec"]["analysis"]["mirrorWeight"].as_u64() {
+            main.insert("mirrorPercentage".into(), json!({"value": w}));
+        }
+    }
+    let mut http = Vec::new();
+    if s.strategy == Strategy::AbTesting {
+        // The analysis' matches, each merged with the service's, go where
+        // the weights say; everything else stays on the primary.
+        let matches: Vec<Value> = canary["spec"]["analysis"]["match"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|m| {
+                if service_match.is_empty() {
+                    vec![m]
+                } else {
+                    service_match
+                        .iter()
+                        .map(|sm| merge(sm, &m))
+                        .collect::<Vec<_>>()
+                }
+            })
+            .collect();
+        let mut ab = base.clone();
+        ab.insert("match".into(), json!(matches));
+        ab.insert("route".into(), weighted(routes.primary, routes.canary));
+        http.push(Value::Object(ab));
+        main.insert("route".into(), weighted(100, 0));
+    }
+    http.push(Value::Object(main));
+    let mut vs = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": s.service, "namespace": s.namespace},
+        "spec": {"hosts": hosts, "http": http},
+    });
+    if let Some(g) = svc["gateways"].as_array().filter(|g| !g.is_empty()) {
+        vs["spec"]["gateways"] = json!(g);
+    }
+    vs
+}
+
+/// A match request with `extra`'s conditions added to `base`'s.
+fn merge(base: &Value, extra: &Value) -> Value {
+    let mut out = base.clone();
+    if let (Some(o), Some(e)) = (out.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            match (o.get_mut(k), v) {
+                (Some(Value::Object(have)), Value::Object(add)) => {
+                    for (kk, vv) in add {
+                        have.insert(kk.clone(), vv.clone());
+                    }
+                }
+                _ => {
+                    o.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Everything the canary owns, as documents.
+pub fn render(
+    s: &Settings,
+    canary: &Value,
+    target: &Value,
+    primary_spec: &Value,
+    routes: Routes,
+) -> Result<String, String> {
+    let (key, value) = selector(target).ok_or_else(|| {
+        format!(
+            "{} {} has none of the labels {} to select its pods by",
+            s.target_kind,
+            s.target_ref(),
+            SELECTOR_LABELS.join(", ")
+        )
+    })?;
+    let primary_value = format!("{value}-primary");
+    let docs = [
+        primary(s, target, primary_spec),
+        service(s, canary, &s.service, (&key, &primary_value)),
+        service(
+            s,
+            canary,
+            &format!("{}-primary", s.service),
+            (&key, &primary_value),
+        ),
+        service(s, canary, &format!("{}-canary", s.service), (&key, &value)),
+        destination_rule(s, canary, &format!("{}-primary", s.service)),
+        destination_rule(s, canary, &format!("{}-canary", s.service)),
+        virtual_service(s, canary, routes),
+    ];
+    Ok(docs
+        .iter()
+        .map(|d| serde_json::to_string_pretty(d).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n---\n"))
+}
+
+/// The weights of the VirtualService among `docs` (the last route that
+/// names both hosts), as Flagger's `GetRoutes` reads them back.
+pub fn routes_of(s: &Settings, docs: &[Value]) -> Option<Routes> {
+    let (primary, canary) = (
+        format!("{}-primary", s.service),
+        format!("{}-canary", s.service),
+    );
+    let vs = docs
+        .iter()
+        .find(|d| d["kind"] == "VirtualService" && d["metadata"]["name"] == s.service.as_str())?;
+    let http = vs["spec"]["http"].as_array()?;
+    // A/B: the matched route carries the canary's weight.
+    let route = if s.strategy == Strategy::AbTesting {
+        http.first()?
+    } else {
+        http.last()?
+    };
+    let weight = |host: &str| {
+        route["route"].as_array().and_then(|r| {
+            r.iter()
+                .find(|d| d["destination"]["host"] == host)
+                .map(|d| d["weight"].as_u64().unwrap_or(0) as u32)
+        })
+    };
+    Some(Routes {
+        primary: weight(&primary)?,
+        canary: weight(&canary)?,
+        mirrored: !route["mirror"].is_null(),
+    })
+}
+
+/// The documents of a rendering, back as JSON.
+pub fn parse(docs: &str) -> Vec<Value> {
+    docs.split("\n---\n")
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canary(analysis: &str) -> (Settings, Value) {
+        let text = format!("apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata: {{name: podinfo, namespace: test}}\nspec:\n  targetRef: {{apiVersion: weft.dev/v1, kind: Workload, name: podinfo}}\n  service:\n    port: 9898\n    retries: {{attempts: 3, perTryTimeout: 1s}}\n    trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}\n  analysis: {analysis}\n");
+        let loaded = weft_api::load::load_bytes("c.yaml", text.as_bytes());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let r = &loaded.resources[0];
+        let json = weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node);
+        match &r.spec {
+            weft_api::resource::Spec::Canary(c) => (Settings::of("podinfo", "test", c), json),
+            _ => panic!("not a Canary"),
+        }
+    }
+
+    fn target() -> Value {
+        json!({"apiVersion": "weft.dev/v1", "kind": "Workload",
+            "metadata": {"name": "podinfo", "namespace": "test", "labels": {"app": "podinfo", "version": "v1"}},
+            "spec": {"command": "podinfo", "args": ["--version", "6.0.1"], "replicas": 2}})
+    }
+
+    #[test]
+    fn the_objects_are_flaggers_and_the_weights_read_back() {
+        let (s, c) = canary("{interval: 1m, maxWeight: 50, stepWeight: 10}");
+        let t = target();
+        let routes = Routes {
+            primary: 70,
+            canary: 30,
+            mirrored: false,
+        };
+        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), routes).unwrap());
+        let names: Vec<String> = docs
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}",
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Workload podinfo-primary",
+                "Service podinfo",
+                "Service podinfo-primary",
+                "Service podinfo-canary",
+                "DestinationRule podinfo-primary",
+                "DestinationRule podinfo-canary",
+                "VirtualService podinfo"
+            ]
+        );
+        assert_eq!(docs[0]["metadata"]["labels"]["app"], "podinfo-primary");
+        assert_eq!(docs[0]["spec"]["replicas"], 2);
+        assert_eq!(docs[1]["spec"]["selector"]["app"], "podinfo-primary");
+        assert_eq!(docs[3]["spec"]["selector"]["app"], "podinfo");
+        assert_eq!(
+            docs[4]["spec"]["trafficPolicy"]["tls"]["mode"],
+            "ISTIO_MUTUAL"
+        );
+        assert_eq!(docs[6]["spec"]["http"][0]["retries"]["attempts"], 3);
+        assert_eq!(routes_of(&s, &docs), Some(routes));
+        // Every document is a resource weft admits.
+        let all = render(&s, &c, &t, &revision_spec(&t), routes).unwrap();
+        let loaded = weft_api::load::load_bytes("<managed>", all.as_bytes());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.resources.len(), 7);
+    }
+
+    #[test]
+    fn ab_testing_sends_the_matched_requests_by_the_weights() {
+        let (s, c) = canary(
+            "{interval: 1m, iterations: 5, match: [{headers: {x-canary: {exact: insider}}}]}",
+        );
+        let t = target();
+        let docs = parse(
+            &render(
+                &s,
+                &c,
+                &t,
+                &revision_spec(&t),
+                Routes {
+                    primary: 0,
+                    canary: 100,
+                    mirrored: false,
+                },
+            )
+            .unwrap(),
+        );
+        let http = &docs[6]["spec"]["http"];
+        assert_eq!(
+            http[0]["match"][0]["headers"]["x-canary"]["exact"],
+            "insider"
+        );
+        assert_eq!(http[0]["route"][1]["weight"], 100);
+        assert_eq!(http[1]["route"][0]["weight"], 100);
+        assert_eq!(routes_of(&s, &docs).map(|r| r.canary), Some(100));
+    }
+
+    #[test]
+    fn a_target_without_a_selector_label_is_refused_with_the_labels_to_add() {
+        let (s, c) = canary("{interval: 1m, maxWeight: 50, stepWeight: 10}");
+        let mut t = target();
+        t["metadata"]["labels"] = json!({"version": "v1"});
+        let e = render(&s, &c, &t, &revision_spec(&t), Routes::PRIMARY).unwrap_err();
+        assert!(e.contains("app, name, app.kubernetes.io/name"), "{e}");
+    }
+}
