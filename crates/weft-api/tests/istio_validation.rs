@@ -706,3 +706,46 @@ fn virtual_service_policies() {
         Want::Refused("an allowed origin needs a non-empty exact, prefix or regex"),
     );
 }
+
+/// Every field of Flagger 1.44's Canary and MetricTemplate loads; those
+/// weft does not act on yet say so.
+#[test]
+fn flaggers_canary_and_metric_template_fields_are_accepted() {
+    check(
+        "canary-1.44",
+        r#"apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  provider: istio
+  metricsServer: http://prometheus:9090
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  progressDeadlineSeconds: 60
+  service:
+    port: 9898
+    targetPort: 9898
+    portName: http
+    appProtocol: http
+    trafficDistribution: PreferClose
+    headless: false
+    timeout: 30s
+    backendTimeout: 10s
+    gatewayRefs: [{name: public-gateway, namespace: istio-ingress}]
+    mirror: [{backendRef: {name: podinfo-canary, port: 9898}}]
+    unmanagedMetadata: {annotations: [a.example.com/x], labels: [l]}
+  analysis:
+    interval: 1m
+    threshold: 5
+    maxWeight: 50
+    stepWeight: 10
+    webhooks:
+    - {name: load, url: http://loadtester/, timeout: 5s, disableTLS: true, metadata: {cmd: "hey http://podinfo-canary:9898/"}}
+"#,
+        Want::Unimplemented("metricsServer is accepted but not implemented by weft"),
+    );
+    check(
+        "metric-template-headers",
+        "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: errors}\nspec:\n  provider: {type: prometheus, address: http://prometheus:9090, headers: {X-Scope-OrgID: [tenant]}}\n  query: sum(rate(x[1m]))\n",
+        Want::Unimplemented("headers is accepted but not implemented by weft"),
+    );
+}

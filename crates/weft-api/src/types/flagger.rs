@@ -13,6 +13,8 @@ use super::networking::{
 pub struct Canary {
     #[serde(default)]
     pub provider: String,
+    /// The Prometheus the built-in metrics are asked of.
+    pub metrics_server: Option<String>,
     pub target_ref: Option<CrossNamespaceRef>,
     pub autoscaler_ref: Option<serde_json::Value>,
     pub ingress_ref: Option<CrossNamespaceRef>,
@@ -54,7 +56,12 @@ pub struct CanaryService {
     pub port_name: Option<String>,
     pub target_port: Option<super::common::IntOrString>,
     pub app_protocol: Option<String>,
+    pub traffic_distribution: Option<String>,
     pub port_discovery: Option<bool>,
+    pub headless: Option<bool>,
+    pub backend_timeout: Option<String>,
+    #[serde(default)]
+    pub gateway_refs: Vec<serde_json::Value>,
     #[serde(default)]
     pub gateways: Vec<String>,
     #[serde(default)]
@@ -67,6 +74,9 @@ pub struct CanaryService {
     pub headers: Option<Headers>,
     pub cors_policy: Option<CorsPolicy>,
     pub rewrite: Option<HttpRewrite>,
+    /// Gateway API request mirrors.
+    #[serde(default)]
+    pub mirror: Vec<serde_json::Value>,
     pub delegation: Option<bool>,
     pub apex: Option<serde_json::Value>,
     pub primary: Option<serde_json::Value>,
@@ -74,6 +84,7 @@ pub struct CanaryService {
     #[serde(default)]
     pub backends: Vec<String>,
     pub mesh_name: Option<String>,
+    pub unmanaged_metadata: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -139,6 +150,8 @@ pub struct CanaryWebhook {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     pub retries: Option<i64>,
+    #[serde(rename = "disableTLS")]
+    pub disable_tls: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -156,6 +169,7 @@ pub struct MetricProvider {
     pub provider_type: String,
     #[serde(default)]
     pub address: String,
+    pub headers: Option<serde_json::Value>,
     pub secret_ref: Option<serde_json::Value>,
     pub insecure_skip_verify: Option<bool>,
     pub region: Option<String>,

@@ -318,6 +318,51 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         "spec.service.delegation",
         "VirtualService delegation is not supported",
     ),
+    (
+        ResourceKind::Canary,
+        "spec.metricsServer",
+        "the built-in metrics come from the mesh's own telemetry; no Prometheus is asked yet",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.gatewayRefs",
+        "Gateway API routes are not generated yet",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.mirror",
+        "Gateway API mirrors are not generated yet",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.headless",
+        "the generated Services are not headless",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.trafficDistribution",
+        "Service trafficDistribution is not applied",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.backendTimeout",
+        "only the Istio-style provider is supported",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.service.unmanagedMetadata",
+        "apex/primary/canary metadata is not applied",
+    ),
+    (
+        ResourceKind::Canary,
+        "spec.analysis.webhooks.disableTLS",
+        "only http:// webhooks are called yet",
+    ),
+    (
+        ResourceKind::MetricTemplate,
+        "spec.provider.headers",
+        "MetricTemplate providers are not queried yet",
+    ),
 ];
 
 /// One warning per unimplemented field present in `resource`.

@@ -57,7 +57,6 @@ impl Checks for Live<'_> {
             "namespace": self.settings.namespace,
             "phase": phase.as_str(),
             "checksum": self.checksum,
-            "type": hook.hook_type,
             "metadata": hook.metadata,
         });
         let timeout = hook
