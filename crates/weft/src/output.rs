@@ -15,6 +15,9 @@ pub enum Format {
     Text,
     Json,
     Yaml,
+    /// kubectl's wide table: more columns where a command has them
+    /// (`weft get canaries`); text elsewhere.
+    Wide,
 }
 
 /// Paths given with `-f`; a path that does not exist is a usage error.
@@ -62,7 +65,7 @@ pub fn report(loaded: &Loaded, format: Format) -> anyhow::Result<ExitCode> {
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        Format::Text => {
+        Format::Text | Format::Wide => {
             let summary = format!(
                 "{} files, {} resources",
                 loaded.files,

@@ -145,7 +145,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
-        Format::Yaml | Format::Text => print!("{}", weft_api::yaml::emit::to_yaml_string(&value)?),
+        Format::Yaml | Format::Text | Format::Wide => {
+            print!("{}", weft_api::yaml::emit::to_yaml_string(&value)?)
+        }
     }
     Ok(if loaded.has_errors() {
         ExitCode::from(1)
@@ -171,7 +173,9 @@ fn live(args: &Args, name: &str) -> anyhow::Result<ExitCode> {
     };
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
-        Format::Yaml | Format::Text => print!("{}", weft_api::yaml::emit::to_yaml_string(&value)?),
+        Format::Yaml | Format::Text | Format::Wide => {
+            print!("{}", weft_api::yaml::emit::to_yaml_string(&value)?)
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

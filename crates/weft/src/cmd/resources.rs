@@ -221,8 +221,28 @@ pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
     if let Some(ns) = &args.namespace {
         path.push_str(&format!("&namespace={ns}"));
     }
-    let items: Vec<serde_json::Value> =
+    let mut items: Vec<serde_json::Value> =
         serde_json::from_str(&get(args.admin, &path).with_context(|| unreachable(args.admin))?)?;
+    if kind == weft_api::resource::ResourceKind::Canary {
+        // A Canary's status is the controller's, kept apart from its spec.
+        let canaries: Vec<serde_json::Value> = serde_json::from_str(
+            &get(args.admin, "/api/canaries").with_context(|| unreachable(args.admin))?,
+        )?;
+        for r in &mut items {
+            if let Some(c) = canaries
+                .iter()
+                .find(|c| c["namespace"] == r["namespace"] && c["name"] == r["name"])
+            {
+                if !c["status"].is_null() {
+                    r["object"]["status"] = c["status"].clone();
+                }
+            }
+        }
+        if matches!(args.output, Format::Text | Format::Wide) {
+            print_canaries(&items, args.output == Format::Wide);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     if items.is_empty() {
         bail!(
             "no {}{} found",
@@ -234,7 +254,7 @@ pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
         );
     }
     match args.output {
-        Format::Text if args.name.is_none() => {
+        Format::Text | Format::Wide if args.name.is_none() => {
             println!("{:<16} {:<32} {:<8} FILE", "NAMESPACE", "NAME", "SOURCE");
             for r in &items {
                 println!(
@@ -270,6 +290,66 @@ pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Canaries as `kubectl get canaries` prints them (Flagger's printer
+/// columns; `-o wide` adds those of priority 1).
+fn print_canaries(items: &[serde_json::Value], wide: bool) {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "<none>".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut rows = vec![{
+        let mut h = vec!["NAMESPACE", "NAME", "STATUS", "WEIGHT"];
+        if wide {
+            h.extend([
+                "SUSPENDED",
+                "FAILEDCHECKS",
+                "INTERVAL",
+                "MIRROR",
+                "STEPWEIGHT",
+                "STEPWEIGHTS",
+                "MAXWEIGHT",
+            ]);
+        }
+        h.push("LASTTRANSITIONTIME");
+        h.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    }];
+    for r in items {
+        let o = &r["object"];
+        let (spec, status, analysis) = (&o["spec"], &o["status"], &o["spec"]["analysis"]);
+        let mut row = vec![
+            text(&r["namespace"]),
+            text(&r["name"]),
+            text(&status["phase"]),
+            text(&status["canaryWeight"]),
+        ];
+        if wide {
+            row.extend([
+                text(&spec["suspend"]),
+                text(&status["failedChecks"]),
+                text(&analysis["interval"]),
+                text(&analysis["mirror"]),
+                text(&analysis["stepWeight"]),
+                text(&analysis["stepWeights"]),
+                text(&analysis["maxWeight"]),
+            ]);
+        }
+        row.push(text(&status["lastTransitionTime"]));
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
 }
 
 pub fn delete(args: &DeleteArgs) -> anyhow::Result<ExitCode> {

@@ -29,7 +29,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         Format::Yaml => print!("{}", weft_api::yaml::emit::to_yaml_string(&v)?),
-        Format::Text => print_text(&v),
+        Format::Text | Format::Wide => print_text(&v),
     }
     Ok(if v["state"] == "ACTIVE" {
         ExitCode::SUCCESS

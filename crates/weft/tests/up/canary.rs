@@ -229,6 +229,52 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
         ],
         "{said:#?}"
     );
+    // kubectl's view of it.
+    let get = |args: &[&str]| {
+        let o = common::weft()
+            .arg("get")
+            .args(args)
+            .args(["--admin", &m.admin])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let table = get(&["canaries"]);
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "NAMESPACE",
+            "NAME",
+            "STATUS",
+            "WEIGHT",
+            "LASTTRANSITIONTIME"
+        ],
+        "{table}"
+    );
+    assert_eq!(
+        lines[1][..4],
+        ["default", "podinfo", "Succeeded", "0"],
+        "{table}"
+    );
+    let wide = get(&["canaries", "-o", "wide"]);
+    assert!(
+        wide.lines()
+            .next()
+            .unwrap_or("")
+            .contains("FAILEDCHECKS   INTERVAL"),
+        "{wide}"
+    );
+    assert!(wide.contains(" 10s "), "{wide}");
+    let yaml = get(&["canary", "podinfo", "-o", "yaml"]);
+    assert!(
+        yaml.contains("phase: Succeeded") && yaml.contains("lastPromotedSpec:"),
+        "{yaml}"
+    );
+
     let seen = load.take();
     let canary_served = seen.iter().filter(|(_, who)| who == "podinfo-0").count();
     let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
