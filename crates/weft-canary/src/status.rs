@@ -43,18 +43,13 @@ impl Phase {
         }
     }
 
-    /// `flagger_canary_status`: 1 while a run is under way, 2 once it
-    /// succeeded, 3 once it failed, 0 otherwise.
+    /// `flagger_canary_status`, as Flagger sets it: 0 while progressing,
+    /// 2 once failed, 1 otherwise.
     pub fn metric_value(self) -> u8 {
         match self {
-            Phase::Progressing
-            | Phase::Waiting
-            | Phase::WaitingPromotion
-            | Phase::Promoting
-            | Phase::Finalising => 1,
-            Phase::Succeeded => 2,
-            Phase::Failed => 3,
-            _ => 0,
+            Phase::Progressing => 0,
+            Phase::Failed => 2,
+            _ => 1,
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct Docs {
     /// Each canary's events (`Canary/namespace/name`), as the controller
     /// recorded them.
     pub canary_events: Option<crate::canary::SharedEvents>,
+    /// Flagger's metrics, as the canary controller last rendered them.
+    pub canary_metrics: Option<Arc<std::sync::Mutex<String>>>,
 }
 
 /// What `weft workload configure` is given for a WorkloadGroup's VMs.
@@ -268,6 +270,14 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
         ),
         ("GET", "/ready") => (200, "ready".to_owned()),
         ("GET", "/api/canaries") => (200, canaries(docs).to_string()),
+        ("GET", "/metrics") => (
+            200,
+            docs.lock()
+                .ok()
+                .and_then(|d| d.canary_metrics.clone())
+                .and_then(|m| m.lock().ok().map(|m| m.clone()))
+                .unwrap_or_default(),
+        ),
         ("GET", "/api/resources") => {
             let param = |k: &str| {
                 query

@@ -144,10 +144,12 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let (canary_config, canary_rx) =
         tokio::sync::watch::channel(Arc::new(config.resources.clone()));
     let canary_events = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let canary_metrics = Arc::new(Mutex::new(String::new()));
     tokio::spawn(crate::canary::run(
         crate::canary::Controller::new(store.source().clone(), traffic.clone(), hub.clone()),
         canary_rx,
         canary_events.clone(),
+        canary_metrics.clone(),
     ));
     let grants = Arc::new(crate::registration::Grants::load(
         o.run_dir.join("tokens").join("groups.json"),
@@ -160,6 +162,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         commands: Some(commands),
         traffic: Some(traffic),
         canary_events: Some(canary_events),
+        canary_metrics: Some(canary_metrics),
         source: Some(store.source().clone()),
         enrolment: Some(admin::Enrolment {
             grants,

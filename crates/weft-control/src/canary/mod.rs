@@ -9,6 +9,7 @@
 //! subresource. The events are Flagger's, logged as Flagger logs them.
 
 pub mod checks;
+pub mod metrics;
 pub mod objects;
 
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +64,7 @@ pub struct Controller {
     /// The canaries this controller manages objects for.
     owners: BTreeMap<String, ResourceKey>,
     pub events: BTreeMap<String, Vec<CanaryEvent>>,
+    pub recorder: metrics::Recorder,
 }
 
 fn owner_of(key: &ResourceKey) -> String {
@@ -89,6 +91,7 @@ impl Controller {
             unready_since: HashMap::new(),
             owners: BTreeMap::new(),
             events: BTreeMap::new(),
+            recorder: metrics::Recorder::default(),
         }
     }
 
@@ -123,6 +126,11 @@ impl Controller {
                 }
             }
         }
+        let mut total: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &canaries {
+            *total.entry(r.namespace().to_owned()).or_default() += 1;
+        }
+        self.recorder.set_total(total);
         let now = Instant::now();
         for r in canaries {
             let Spec::Canary(c) = &r.spec else { continue };
@@ -135,7 +143,9 @@ impl Controller {
             self.next_tick
                 .insert(key.clone(), now + self.scaled(settings.interval));
             self.owners.insert(owner_of(&key), key.clone());
+            let started = Instant::now();
             self.tick(r, &settings, resources);
+            self.recorder.observe_duration(&settings, started.elapsed());
         }
     }
 
@@ -294,6 +304,14 @@ impl Controller {
         for e in &t.events {
             self.event(&owner, s, e.warning, e.message.clone());
         }
+        self.recorder.set_status(s, t.status.phase);
+        self.recorder.set_weight(s, routes);
+        for (metric, value) in &t.analysis {
+            self.recorder.set_analysis(s, metric, *value);
+        }
+        if let Some(outcome) = t.outcome {
+            self.recorder.outcome(s, outcome);
+        }
         let primary_spec = primary_spec.unwrap_or(spec);
         match objects::render(s, &canary_json, &target_json, &primary_spec, routes) {
             Ok(documents) => {
@@ -327,6 +345,7 @@ pub async fn run(
     mut controller: Controller,
     config: tokio::sync::watch::Receiver<Arc<Vec<Resource>>>,
     events: SharedEvents,
+    exposition: Arc<std::sync::Mutex<String>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -343,6 +362,9 @@ pub async fn run(
                 controller = c;
                 if let Ok(mut e) = events.lock() {
                     e.clone_from(&controller.events);
+                }
+                if let Ok(mut m) = exposition.lock() {
+                    *m = controller.recorder.render();
                 }
             }
             Err(e) => {

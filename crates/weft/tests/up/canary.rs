@@ -229,6 +229,21 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
         ],
         "{said:#?}"
     );
+    // Flagger's metrics on the control plane's /metrics.
+    let metrics = || common::curl(&[&format!("http://{}/metrics", m.admin)]).body;
+    let said = metrics();
+    for line in [
+        "flagger_canary_total{namespace=\"default\"} 1",
+        "flagger_canary_status{name=\"podinfo\",namespace=\"default\"} 1",
+        "flagger_canary_weight{namespace=\"default\",workload=\"podinfo-primary\"} 100",
+        "flagger_canary_weight{namespace=\"default\",workload=\"podinfo\"} 0",
+        "flagger_canary_successes_total{analysis_status=\"completed\",deployment_strategy=\"canary\",name=\"podinfo\",namespace=\"default\"} 1",
+        "flagger_canary_metric_analysis{metric=\"request-success-rate\",name=\"podinfo\",namespace=\"default\"} 100",
+    ] {
+        assert!(said.lines().any(|l| l == line), "{line} missing:\n{said}");
+    }
+    assert!(said.contains("flagger_canary_duration_seconds_count{name=\"podinfo\",namespace=\"default\"}"), "{said}");
+
     // kubectl's view of it.
     let get = |args: &[&str]| {
         let o = common::weft()
@@ -312,6 +327,13 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
         ]
     );
     assert_eq!(c["status"]["canaryWeight"], 0);
+    let said = metrics();
+    for line in [
+        "flagger_canary_status{name=\"podinfo\",namespace=\"default\"} 2",
+        "flagger_canary_failures_total{analysis_status=\"completed\",deployment_strategy=\"canary\",name=\"podinfo\",namespace=\"default\"} 1",
+    ] {
+        assert!(said.lines().any(|l| l == line), "{line} missing:\n{said}");
+    }
     // All traffic is back on the primary, still the promoted revision.
     std::thread::sleep(Duration::from_secs(1));
     load.take();
