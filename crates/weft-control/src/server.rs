@@ -141,8 +141,13 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     tokio::spawn(collect_traffic(traffic.clone(), hub.clone()));
     // The canary controller sees each configuration the control plane
     // accepts, and writes through the same source.
-    let (canary_config, canary_rx) =
-        tokio::sync::watch::channel(Arc::new(config.resources.clone()));
+    let seen = |c: &Config| {
+        Arc::new(crate::canary::Seen {
+            resources: c.resources.clone(),
+            registry: c.registry.clone(),
+        })
+    };
+    let (canary_config, canary_rx) = tokio::sync::watch::channel(seen(&config));
     let canary_events = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
     let canary_metrics = Arc::new(Mutex::new(String::new()));
     tokio::spawn(crate::canary::run(
@@ -283,7 +288,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     );
                     print_diagnostics(&next.diagnostics);
                     print_refused(&next);
-                    canary_config.send_replace(Arc::new(next.resources.clone()));
+                    canary_config.send_replace(seen(&next));
                     current = next;
                 }
             }

@@ -20,6 +20,10 @@ const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Live<'a> {
     pub settings: &'a Settings,
     pub traffic: &'a Traffic,
+    /// Services' endpoints: a webhook naming a mesh service
+    /// (`http://loadtester.test/`) is called at one of them, as cluster
+    /// DNS would send Flagger's call.
+    pub registry: &'a weft_compile::registry::Registry,
     /// The spec hash the run is about (the payload's `checksum`).
     pub checksum: String,
     /// Divides every interval (tests only; 1 for users).
@@ -65,7 +69,11 @@ impl Checks for Live<'_> {
             .and_then(|t| weft_api::types::common::parse_duration(t).ok())
             .filter(|t| *t >= Duration::from_secs(1))
             .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
-        post(&hook.url, &payload.to_string(), timeout)
+        let registry = self.registry;
+        let namespace = self.settings.namespace.clone();
+        post(&hook.url, &payload.to_string(), timeout, &|host, port| {
+            service_endpoint(registry, &namespace, host, port)
+        })
     }
 
     fn metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError> {
@@ -100,9 +108,46 @@ impl Checks for Live<'_> {
     }
 }
 
+/// Where a mesh service named as Kubernetes DNS names it (`name`,
+/// `name.namespace`, `name.namespace.svc[.cluster.local]`) answers on
+/// `port`: one of its endpoints, at the port the service sends it to.
+pub fn service_endpoint(
+    registry: &weft_compile::registry::Registry,
+    namespace: &str,
+    host: &str,
+    port: u32,
+) -> Option<std::net::SocketAddr> {
+    let host = host
+        .trim_end_matches(".cluster.local")
+        .trim_end_matches(".svc");
+    let (name, ns) = host.split_once('.').unwrap_or((host, namespace));
+    if ns.contains('.') {
+        return None;
+    }
+    let svc = registry
+        .services
+        .values()
+        .find(|s| s.name == name && s.namespace == ns)?;
+    let sp = svc
+        .port(port)
+        .or_else(|| (svc.ports.len() == 1).then(|| &svc.ports[0]))?;
+    registry.instances_of(svc).find_map(|i| {
+        let ip: std::net::IpAddr = i.ip.as_deref()?.parse().ok()?;
+        let target = match &sp.target {
+            weft_compile::registry::TargetPort::Number(n) => *n,
+            weft_compile::registry::TargetPort::Name(n) => {
+                i.ports.iter().find(|(pn, _)| pn == n)?.1
+            }
+        };
+        Some(std::net::SocketAddr::new(ip, u16::try_from(target).ok()?))
+    })
+}
+
+type Resolve<'a> = &'a dyn Fn(&str, u32) -> Option<std::net::SocketAddr>;
+
 /// POSTs `body` to an `http://` URL; a status above 202 is a refusal,
 /// as Flagger's.
-fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
+fn post(url: &str, body: &str, timeout: Duration, resolve: Resolve<'_>) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// webhooks are supported yet"))?;
@@ -110,18 +155,20 @@ fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = {
-        use std::net::ToSocketAddrs;
-        let with_port = if authority.contains(':') {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        with_port
-            .to_socket_addrs()
-            .map_err(|e| format!("{url}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{url}: no address"))?
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|e| format!("{url}: {e}"))?),
+        None => (authority, 80),
+    };
+    let addr = match resolve(host, u32::from(port)) {
+        Some(a) => a,
+        None => {
+            use std::net::ToSocketAddrs;
+            (host, port)
+                .to_socket_addrs()
+                .map_err(|e| format!("Post \"{url}\": dial tcp: lookup {host}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("Post \"{url}\": no address for {host}"))?
+        }
     };
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("Post \"{url}\": {e}"))?;

@@ -26,6 +26,14 @@ use crate::push::Hub;
 use crate::source::{scale_key, ConfigSource, Managed};
 use crate::telemetry::Traffic;
 
+/// What the controller works from: the configuration the control plane
+/// last accepted.
+pub struct Seen {
+    pub resources: Vec<Resource>,
+    /// Where services' endpoints are, to reach webhooks by service name.
+    pub registry: weft_compile::registry::Registry,
+}
+
 /// How many events are kept per canary for the admin API.
 const KEEP_EVENTS: usize = 100;
 
@@ -101,7 +109,8 @@ impl Controller {
 
     /// Ticks every canary whose interval came round; lets go of the
     /// objects of canaries that were deleted.
-    pub fn run_due(&mut self, resources: &[Resource]) {
+    pub fn run_due(&mut self, seen: &Seen) {
+        let resources = seen.resources.as_slice();
         let canaries: Vec<&Resource> = resources
             .iter()
             .filter(|r| r.kind() == ResourceKind::Canary)
@@ -144,7 +153,7 @@ impl Controller {
                 .insert(key.clone(), now + self.scaled(settings.interval));
             self.owners.insert(owner_of(&key), key.clone());
             let started = Instant::now();
-            self.tick(r, &settings, resources);
+            self.tick(r, &settings, seen);
             self.recorder.observe_duration(&settings, started.elapsed());
         }
     }
@@ -200,7 +209,8 @@ impl Controller {
         Readiness::Waiting(why)
     }
 
-    fn tick(&mut self, canary: &Resource, s: &Settings, resources: &[Resource]) {
+    fn tick(&mut self, canary: &Resource, s: &Settings, seen: &Seen) {
+        let resources = seen.resources.as_slice();
         let key = canary.key();
         let owner = owner_of(&key);
         if s.target_kind != "Workload" {
@@ -258,7 +268,7 @@ impl Controller {
         } else {
             declared
         };
-        let seen = machine::Observed {
+        let observed = machine::Observed {
             now: kube_time(time::OffsetDateTime::now_utc()),
             target_hash: hash.clone(),
             primary: self.readiness(
@@ -280,10 +290,11 @@ impl Controller {
         let mut live = checks::Live {
             settings: s,
             traffic: &self.traffic,
+            registry: &seen.registry,
             checksum: status.last_applied_spec.clone(),
             time_scale: self.time_scale,
         };
-        let t = machine::advance(s, &status, &seen, &mut live);
+        let t = machine::advance(s, &status, &observed, &mut live);
         let mut routes = routes;
         let mut primary_spec = primary_spec;
         for e in &t.effects {
@@ -343,7 +354,7 @@ impl Controller {
 /// answers), with the configuration the control plane last accepted.
 pub async fn run(
     mut controller: Controller,
-    config: tokio::sync::watch::Receiver<Arc<Vec<Resource>>>,
+    config: tokio::sync::watch::Receiver<Arc<Seen>>,
     events: SharedEvents,
     exposition: Arc<std::sync::Mutex<String>>,
 ) {
@@ -351,9 +362,9 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let resources = config.borrow().clone();
+        let seen = config.borrow().clone();
         let done = tokio::task::spawn_blocking(move || {
-            controller.run_due(&resources);
+            controller.run_due(&seen);
             controller
         })
         .await;

@@ -21,6 +21,9 @@ enum App {
     /// An external authorizer like Istio's ext-authz sample: allows
     /// requests with `x-ext-authz: allow`, over HTTP and gRPC.
     ExtAuthz(sample::ext_authz::Args),
+    /// Flagger's load tester: webhooks that run commands (`cmd`,
+    /// `bash`) and manual gates (`/gate/…`, `/rollback/…`).
+    Loadtester(sample::loadtester::Args),
     /// A curl-like client that goes through the sidecar (HTTP_PROXY).
     Curl(sample::curl::Args),
     /// Istio's bookinfo: productpage (calls details and reviews).
@@ -44,6 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             App::TcpEcho(c) => sample::tcp_echo::run(c).await,
             App::GrpcEcho(c) => sample::grpc_echo::run(c).await,
             App::Curl(a) => sample::curl::run(a).await,
+            App::Loadtester(a) => sample::loadtester::run(a).await,
             App::ExtAuthz(c) => sample::ext_authz::run(c).await,
             App::Productpage(a) => {
                 sample::bookinfo::run(sample::bookinfo::Service::Productpage, a).await

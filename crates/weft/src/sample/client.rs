@@ -54,12 +54,30 @@ pub async fn get(
     incoming: &HeaderMap,
     timeout: Duration,
 ) -> Result<Reply, String> {
-    tokio::time::timeout(timeout, get_inner(authority, path, incoming))
+    tokio::time::timeout(timeout, get_inner(authority, path, incoming, false))
         .await
         .map_err(|_| format!("timeout after {} ms", timeout.as_millis()))?
 }
 
-async fn get_inner(authority: &str, path: &str, incoming: &HeaderMap) -> Result<Reply, String> {
+/// As [`get`], sending every header of `headers` (a client's own, as
+/// `curl -H` gives them) rather than only the propagated ones.
+pub async fn get_with_headers(
+    authority: &str,
+    path: &str,
+    headers: &HeaderMap,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    tokio::time::timeout(timeout, get_inner(authority, path, headers, true))
+        .await
+        .map_err(|_| format!("timeout after {} ms", timeout.as_millis()))?
+}
+
+async fn get_inner(
+    authority: &str,
+    path: &str,
+    incoming: &HeaderMap,
+    all: bool,
+) -> Result<Reply, String> {
     let target = match proxy() {
         Some(p) => p
             .trim_start_matches("http://")
@@ -83,9 +101,15 @@ async fn get_inner(authority: &str, path: &str, incoming: &HeaderMap) -> Result<
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let mut req = Request::get(path).header("host", authority);
-    for name in PROPAGATED {
-        if let Some(v) = incoming.get(*name) {
-            req = req.header(*name, v.clone());
+    if all {
+        for (name, v) in incoming {
+            req = req.header(name, v.clone());
+        }
+    } else {
+        for name in PROPAGATED {
+            if let Some(v) = incoming.get(*name) {
+                req = req.header(*name, v.clone());
+            }
         }
     }
     let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;

@@ -28,6 +28,9 @@ pub struct Args {
     /// Give up on a request after this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
+    /// Fail (exit 1) when a response is 400 or above, as `curl -f`.
+    #[arg(short = 'f', long)]
+    pub fail: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -58,7 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if i > 0 && args.interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
         }
-        match client::get(
+        match client::get_with_headers(
             &authority,
             path,
             &headers,
@@ -66,6 +69,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await
         {
+            Ok(r) if args.fail && r.status.as_u16() >= 400 => {
+                failures += 1;
+                println!(
+                    "{} {}",
+                    r.status.as_u16(),
+                    r.served_by.as_deref().unwrap_or("-")
+                );
+            }
             Ok(r) if args.body => println!("{}", String::from_utf8_lossy(&r.body)),
             Ok(r) => println!(
                 "{} {}",

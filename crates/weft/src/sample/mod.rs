@@ -7,6 +7,7 @@ pub mod curl;
 pub mod ext_authz;
 pub mod grpc_echo;
 pub mod httpbin;
+pub mod loadtester;
 pub mod tcp_echo;
 
 use std::net::SocketAddr;

@@ -242,7 +242,12 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
     ] {
         assert!(said.lines().any(|l| l == line), "{line} missing:\n{said}");
     }
-    assert!(said.contains("flagger_canary_duration_seconds_count{name=\"podinfo\",namespace=\"default\"}"), "{said}");
+    assert!(
+        said.contains(
+            "flagger_canary_duration_seconds_count{name=\"podinfo\",namespace=\"default\"}"
+        ),
+        "{said}"
+    );
 
     // kubectl's view of it.
     let get = |args: &[&str]| {
@@ -347,4 +352,172 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
         "{after:?}"
     );
     drop(load);
+}
+
+fn ab_config(version: &str, weft: &str) -> String {
+    format!(
+        r#"apiVersion: weft.dev/v1
+kind: Workload
+metadata:
+  name: client
+  labels: {{app: client}}
+spec:
+  command: sleep
+  args: ["100000"]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata:
+  name: loadtester
+  labels: {{app: loadtester}}
+spec:
+  command: weft
+  args: [sample-app, loadtester]
+  ports: [{{name: http, port: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: loadtester}}
+spec:
+  selector: {{app: loadtester}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: weft.dev/v1
+kind: Workload
+metadata:
+  name: podinfo
+  labels: {{app: podinfo}}
+spec:
+  command: weft
+  args: [sample-app, httpbin]
+  env: [{{name: PODINFO_VERSION, value: "{version}"}}]
+  ports: [{{name: http, port: 8000}}]
+---
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  targetRef: {{apiVersion: weft.dev/v1, kind: Workload, name: podinfo}}
+  service: {{port: 8000}}
+  analysis:
+    interval: 10s
+    threshold: 2
+    iterations: 3
+    match:
+    - headers:
+        cookie: {{regex: "^(.*?;)?(canary=always)(;.*)?$"}}
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {{min: 99}}
+      interval: 30s
+    webhooks:
+    - name: smoke
+      type: pre-rollout
+      url: http://loadtester.default/
+      timeout: 15s
+      metadata:
+        type: bash
+        cmd: "{weft} sample-app curl --fail http://podinfo-canary:8000/status/200"
+    - name: load
+      url: http://loadtester.default/
+      metadata:
+        cmd: "{weft} sample-app curl http://podinfo:8000/get -H 'Cookie: canary=always' --count 6000 --interval-ms 20"
+    - name: promotion gate
+      type: confirm-promotion
+      url: http://loadtester.default/gate/check
+    - name: end
+      type: post-rollout
+      url: http://loadtester.default/
+      metadata: {{type: bash, cmd: "true"}}
+"#
+    )
+}
+
+/// Flagger's A/B testing: the requests with the canary cookie go to the
+/// new version for three iterations, driven by Flagger's load tester
+/// (a pre-rollout smoke test, a background load command), then wait at
+/// a confirm-promotion gate until it is opened, as Flagger's
+/// `/gate/open` does; the load ends with the rollout.
+#[test]
+fn ab_testing_by_cookie_waits_for_its_promotion_gate() {
+    let w = common::World::any();
+    let cfg = w.dir.join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let weft = env!("CARGO_BIN_EXE_weft");
+    std::fs::write(cfg.join("podinfo.yaml"), ab_config("1", weft)).unwrap();
+    let (xds, base) = (w.addr(0, 253, 15010).to_string(), w.ip(10, 1));
+    let m = common::mesh::start(
+        w,
+        &["--xds", &xds, "--address-base", &base],
+        &[("WEFT_CANARY_TIME_SCALE", "10")],
+    );
+    until_phase(&m, "Initialized", Duration::from_secs(20));
+    let outbound = m.outbound_of("default/client-0");
+    std::fs::write(cfg.join("podinfo.yaml"), ab_config("2", weft)).unwrap();
+    let c = until_phase(&m, "WaitingPromotion", Duration::from_secs(40));
+    let said = messages(&c);
+    let from = said
+        .iter()
+        .position(|m| m == "New revision detected! Scaling up podinfo.default")
+        .unwrap_or_else(|| panic!("{said:#?}"));
+    let run: Vec<&str> = said[from..]
+        .iter()
+        .map(String::as_str)
+        .filter(|m| !m.contains("not ready") && !m.contains("(held: "))
+        .collect();
+    assert_eq!(
+        run,
+        [
+            "New revision detected! Scaling up podinfo.default",
+            "Starting canary analysis for podinfo.default",
+            "Pre-rollout check smoke passed",
+            "Advance podinfo.default canary iteration 1/3",
+            "Advance podinfo.default canary iteration 2/3",
+            "Advance podinfo.default canary iteration 3/3",
+            "Halt podinfo.default advancement waiting for promotion approval promotion gate",
+        ],
+        "{said:#?}"
+    );
+    // The cookie decides: with it the canary, without it the primary.
+    let who = |cookie: Option<&str>| {
+        let mut args = vec!["-x", outbound.as_str()];
+        if let Some(c) = cookie {
+            args.extend(["-b", c]);
+        }
+        args.push("http://podinfo:8000/get");
+        common::curl(&args)
+            .header("x-served-by")
+            .unwrap_or_default()
+    };
+    assert_eq!(who(Some("canary=always")), "podinfo-0");
+    assert_eq!(who(None), "podinfo-primary-0");
+    // It waits, the background load still going, until the gate opens.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(canary(&m.admin)["status"]["phase"], "WaitingPromotion");
+    let opened = common::curl(&[
+        "-x",
+        &outbound,
+        "-X",
+        "POST",
+        "-d",
+        r#"{"name":"podinfo","namespace":"default"}"#,
+        "http://loadtester/gate/open",
+    ]);
+    assert_eq!(opened.status, 202, "{}", opened.body);
+    let c = until_phase(&m, "Succeeded", Duration::from_secs(30));
+    let said = messages(&c);
+    assert!(
+        said.contains(&"Confirm-promotion check promotion gate passed".to_owned())
+            && said.contains(&"Post-rollout check end passed".to_owned()),
+        "{said:#?}"
+    );
+    assert_eq!(who(Some("canary=always")), "podinfo-primary-0");
+    // The load command ended with the rollout.
+    let log =
+        std::fs::read_to_string(m.w.dir.join("run/logs/loadtester-0.log")).unwrap_or_default();
+    assert!(
+        log.contains("podinfo.default rollout ended: command stopped"),
+        "{log}"
+    );
 }
