@@ -41,9 +41,11 @@ pub struct Docs {
     pub enrolment: Option<Enrolment>,
     /// Each canary's events (`Canary/namespace/name`), as the controller
     /// recorded them.
-    pub canary_events: Option<crate::canary::SharedEvents>,
-    /// Flagger's metrics, as the canary controller last rendered them.
-    pub canary_metrics: Option<Arc<std::sync::Mutex<String>>>,
+    /// Each canary's events and decisions, and Flagger's metrics, as the
+    /// canary controller last published them.
+    pub canaries: Option<crate::canary::Shared>,
+    /// Where `weft canary promote|abort|…` go.
+    pub canary_commands: Option<crate::canary::Commands>,
 }
 
 /// What `weft workload configure` is given for a WorkloadGroup's VMs.
@@ -274,10 +276,11 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             200,
             docs.lock()
                 .ok()
-                .and_then(|d| d.canary_metrics.clone())
-                .and_then(|m| m.lock().ok().map(|m| m.clone()))
+                .and_then(|d| d.canaries.clone())
+                .and_then(|m| m.lock().ok().map(|m| m.metrics.clone()))
                 .unwrap_or_default(),
         ),
+        ("POST", p) if p.starts_with("/api/canaries/") => canary_command(docs, p),
         ("GET", "/api/resources") => {
             let param = |k: &str| {
                 query
@@ -451,10 +454,14 @@ fn canaries(docs: &Shared) -> Value {
     let Ok(d) = docs.lock() else {
         return Value::Array(Vec::new());
     };
-    let events = d
-        .canary_events
+    let (events, decisions) = d
+        .canaries
         .as_ref()
-        .and_then(|e| e.lock().ok().map(|e| e.clone()))
+        .and_then(|e| {
+            e.lock()
+                .ok()
+                .map(|e| (e.events.clone(), e.decisions.clone()))
+        })
         .unwrap_or_default();
     let items: Vec<Value> = d
         .resources
@@ -481,8 +488,44 @@ fn canaries(docs: &Shared) -> Value {
                 "spec": r["object"]["spec"],
                 "status": status,
                 "events": events.get(&format!("Canary/{ns}/{name}")).cloned().unwrap_or_default(),
+                "decisions": decisions.get(&format!("Canary/{ns}/{name}")).cloned().unwrap_or_default(),
             })
         })
         .collect();
     Value::Array(items)
+}
+
+/// `POST /api/canaries/NAMESPACE/NAME/ACTION`: `weft canary ACTION`.
+fn canary_command(docs: &Shared, path: &str) -> (u16, String) {
+    let parts: Vec<&str> = path
+        .trim_start_matches("/api/canaries/")
+        .split('/')
+        .collect();
+    let [ns, name, action] = parts.as_slice() else {
+        return (404, error("POST /api/canaries/NAMESPACE/NAME/ACTION"));
+    };
+    let Some(action) = crate::canary::manual::Action::parse(action) else {
+        return (
+            400,
+            error("the actions are promote, abort, retry, pause and resume"),
+        );
+    };
+    let Ok(d) = docs.lock() else {
+        return (500, error("state poisoned"));
+    };
+    if !d
+        .resources
+        .iter()
+        .any(|r| r["kind"] == "Canary" && r["namespace"] == *ns && r["name"] == *name)
+    {
+        return (404, error(format!("no Canary {ns}/{name}")));
+    }
+    match &d.canary_commands {
+        Some(c) if c.send(((*ns).to_owned(), (*name).to_owned(), action)).is_ok() => (
+            202,
+            serde_json::json!({"canary": format!("{name}.{ns}"), "action": format!("{action:?}").to_lowercase()})
+                .to_string(),
+        ),
+        _ => (503, error("the canary controller is not running")),
+    }
 }

@@ -148,13 +148,13 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         })
     };
     let (canary_config, canary_rx) = tokio::sync::watch::channel(seen(&config));
-    let canary_events = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
-    let canary_metrics = Arc::new(Mutex::new(String::new()));
+    let canaries = crate::canary::Shared::default();
+    let (canary_commands, canary_command_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(crate::canary::run(
         crate::canary::Controller::new(store.source().clone(), traffic.clone(), hub.clone()),
         canary_rx,
-        canary_events.clone(),
-        canary_metrics.clone(),
+        canary_command_rx,
+        canaries.clone(),
     ));
     let grants = Arc::new(crate::registration::Grants::load(
         o.run_dir.join("tokens").join("groups.json"),
@@ -166,8 +166,8 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let docs: admin::Shared = Arc::new(Mutex::new(admin::Docs {
         commands: Some(commands),
         traffic: Some(traffic),
-        canary_events: Some(canary_events),
-        canary_metrics: Some(canary_metrics),
+        canaries: Some(canaries),
+        canary_commands: Some(canary_commands),
         source: Some(store.source().clone()),
         enrolment: Some(admin::Enrolment {
             grants,

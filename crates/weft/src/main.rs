@@ -39,6 +39,9 @@ enum Command {
     Get(cmd::resources::GetArgs),
     /// Delete an applied resource.
     Delete(cmd::resources::DeleteArgs),
+    /// A canary's decisions, and manual control: promote, abort, retry,
+    /// pause, resume.
+    Canary(cmd::canary::Args),
     /// Print a running workload's log (or its sidecar's with --proxy).
     Logs(cmd::logs::Args),
     /// Run a command in a running workload's pod (`weft up --capture`).
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => cmd::resources::apply(&args),
         Command::Get(args) => cmd::resources::get_cmd(&args),
         Command::Delete(args) => cmd::resources::delete(&args),
+        Command::Canary(args) => cmd::canary::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::ProxyConfig(args) => cmd::proxy_config::run(&args),

@@ -24,6 +24,8 @@ pub struct Live<'a> {
     /// (`http://loadtester.test/`) is called at one of them, as cluster
     /// DNS would send Flagger's call.
     pub registry: &'a weft_compile::registry::Registry,
+    /// What the user asked with `weft canary`.
+    pub manual: &'a super::manual::Manual,
     /// The spec hash the run is about (the payload's `checksum`).
     pub checksum: String,
     /// Divides every interval (tests only; 1 for users).
@@ -56,6 +58,9 @@ impl Checks for Live<'_> {
     }
 
     fn webhook(&mut self, hook: &CanaryWebhook, phase: Phase) -> Result<(), String> {
+        if let Some(answer) = self.manual.answer(hook) {
+            return answer;
+        }
         let payload = serde_json::json!({
             "name": self.settings.name,
             "namespace": self.settings.namespace,

@@ -9,6 +9,7 @@
 //! subresource. The events are Flagger's, logged as Flagger logs them.
 
 pub mod checks;
+pub mod manual;
 pub mod metrics;
 pub mod objects;
 
@@ -57,9 +58,19 @@ pub struct CanaryEvent {
     pub time: String,
 }
 
-/// Each canary's events (`Canary/namespace/name`), shared with the
-/// admin API.
-pub type SharedEvents = Arc<std::sync::Mutex<BTreeMap<String, Vec<CanaryEvent>>>>;
+/// What the controller shows the admin API: each canary's events and
+/// decisions (by `Canary/namespace/name`) and Flagger's metrics.
+#[derive(Default)]
+pub struct Published {
+    pub events: BTreeMap<String, Vec<CanaryEvent>>,
+    pub decisions: BTreeMap<String, Vec<Decision>>,
+    pub metrics: String,
+}
+
+pub type Shared = Arc<std::sync::Mutex<Published>>;
+
+/// A `weft canary` request, on its way from the admin API.
+pub type Commands = tokio::sync::mpsc::UnboundedSender<(String, String, manual::Action)>;
 
 pub struct Controller {
     source: Arc<dyn ConfigSource>,
@@ -73,7 +84,29 @@ pub struct Controller {
     owners: BTreeMap<String, ResourceKey>,
     pub events: BTreeMap<String, Vec<CanaryEvent>>,
     pub recorder: metrics::Recorder,
+    /// What users asked with `weft canary`, by owner.
+    manual: BTreeMap<String, manual::Manual>,
+    /// Each canary's last decisions, newest last.
+    pub decisions: BTreeMap<String, Vec<Decision>>,
 }
+
+/// One tick's decision, as `weft canary status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Decision {
+    pub time: String,
+    pub phase: &'static str,
+    #[serde(rename = "canaryWeight")]
+    pub canary_weight: u32,
+    #[serde(rename = "failedChecks")]
+    pub failed_checks: u32,
+    /// Each metric judged: its name and value.
+    pub metrics: Vec<(String, f64)>,
+    /// What the tick said.
+    pub said: Vec<String>,
+}
+
+/// How many decisions are kept per canary.
+const KEEP_DECISIONS: usize = 50;
 
 fn owner_of(key: &ResourceKey) -> String {
     format!("Canary/{}/{}", key.namespace, key.name)
@@ -100,6 +133,37 @@ impl Controller {
             owners: BTreeMap::new(),
             events: BTreeMap::new(),
             recorder: metrics::Recorder::default(),
+            manual: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+        }
+    }
+
+    /// A user's request for `Canary/namespace/name`; it takes effect at
+    /// the canary's next tick, which comes at once.
+    pub fn command(&mut self, namespace: &str, name: &str, action: manual::Action) {
+        let key = ResourceKey {
+            kind: ResourceKind::Canary,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        let owner = owner_of(&key);
+        eprintln!("weft: canary {name}.{namespace}: weft canary {action:?}");
+        self.manual.entry(owner).or_default().apply(action);
+        self.next_tick.remove(&key);
+    }
+
+    fn decide(&mut self, owner: &str, now: &str, t: &machine::Tick) {
+        let decisions = self.decisions.entry(owner.to_owned()).or_default();
+        decisions.push(Decision {
+            time: now.to_owned(),
+            phase: t.status.phase.as_str(),
+            canary_weight: t.status.canary_weight,
+            failed_checks: t.status.failed_checks,
+            metrics: t.analysis.clone(),
+            said: t.events.iter().map(|e| e.message.clone()).collect(),
+        });
+        if decisions.len() > KEEP_DECISIONS {
+            decisions.remove(0);
         }
     }
 
@@ -250,11 +314,25 @@ impl Controller {
             weft_api::yaml::emit::node_to_json(&canary.source.tree, canary.source.node);
         let spec = objects::revision_spec(&target_json);
         let hash = revision_hash(&spec);
-        let status: Status = self
+        let mut status: Status = self
             .source
             .read_status(&key)
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
+        let manual = self.manual.get(&owner).cloned().unwrap_or_default();
+        if manual.retry {
+            if let Some(m) = self.manual.get_mut(&owner) {
+                m.retry = false;
+            }
+            if status.phase == weft_canary::status::Phase::Failed {
+                // Flagger starts a run when the recorded revision is
+                // unknown: the same spec is tried again.
+                status.last_applied_spec.clear();
+            }
+        }
+        let mut s = s.clone();
+        s.webhooks.extend(manual.gates());
+        let s = &s;
         let routes = objects::routes_of(s, &docs).unwrap_or(Routes::PRIMARY);
         let declared = target_json["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
         let primary_spec = docs
@@ -291,6 +369,7 @@ impl Controller {
             settings: s,
             traffic: &self.traffic,
             registry: &seen.registry,
+            manual: &manual,
             checksum: status.last_applied_spec.clone(),
             time_scale: self.time_scale,
         };
@@ -322,6 +401,19 @@ impl Controller {
         }
         if let Some(outcome) = t.outcome {
             self.recorder.outcome(s, outcome);
+        }
+        if t.outcome.is_some() || t.status.last_applied_spec != status.last_applied_spec {
+            // A run ended or a new one began: what the user asked of the
+            // last one is spent (a pause stays until resumed).
+            if let Some(m) = self.manual.get_mut(&owner) {
+                m.promote = false;
+                m.abort = false;
+            }
+        }
+        if t.events.is_empty() && t.analysis.is_empty() {
+            // Nothing happened: a quiet tick is no decision.
+        } else {
+            self.decide(&owner, &observed.now, &t);
         }
         let primary_spec = primary_spec.unwrap_or(spec);
         match objects::render(s, &canary_json, &target_json, &primary_spec, routes) {
@@ -355,13 +447,19 @@ impl Controller {
 pub async fn run(
     mut controller: Controller,
     config: tokio::sync::watch::Receiver<Arc<Seen>>,
-    events: SharedEvents,
-    exposition: Arc<std::sync::Mutex<String>>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<(String, String, manual::Action)>,
+    published: Shared,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some((ns, name, action)) = commands.recv() => controller.command(&ns, &name, action),
+        }
+        while let Ok((ns, name, action)) = commands.try_recv() {
+            controller.command(&ns, &name, action);
+        }
         let seen = config.borrow().clone();
         let done = tokio::task::spawn_blocking(move || {
             controller.run_due(&seen);
@@ -371,11 +469,10 @@ pub async fn run(
         match done {
             Ok(c) => {
                 controller = c;
-                if let Ok(mut e) = events.lock() {
-                    e.clone_from(&controller.events);
-                }
-                if let Ok(mut m) = exposition.lock() {
-                    *m = controller.recorder.render();
+                if let Ok(mut p) = published.lock() {
+                    p.events.clone_from(&controller.events);
+                    p.decisions.clone_from(&controller.decisions);
+                    p.metrics = controller.recorder.render();
                 }
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod ca;
 pub mod ca_args;
+pub mod canary;
 pub mod control_plane;
 pub mod dashboard;
 pub mod exec;

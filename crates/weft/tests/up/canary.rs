@@ -520,4 +520,71 @@ fn ab_testing_by_cookie_waits_for_its_promotion_gate() {
         log.contains("podinfo.default rollout ended: command stopped"),
         "{log}"
     );
+
+    // By hand: a paused run waits at promotion even with its gate open;
+    // an abort rolls it back; a retry runs the same spec again; promote
+    // opens the user's own gate.
+    let canary_cmd = |action: &str| {
+        let o = common::weft()
+            .args(["canary", action, "podinfo", "--admin", &m.admin])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "weft canary {action}: {o:?}");
+    };
+    let gate = |what: &str| {
+        let r = common::curl(&[
+            "-x",
+            &outbound,
+            "-X",
+            "POST",
+            "-d",
+            r#"{"name":"podinfo","namespace":"default"}"#,
+            &format!("http://loadtester/gate/{what}"),
+        ]);
+        assert_eq!(r.status, 202, "{}", r.body);
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    canary_cmd("pause");
+    std::fs::write(cfg.join("podinfo.yaml"), ab_config("3", weft)).unwrap();
+    let c = until_phase(&m, "WaitingPromotion", Duration::from_secs(40));
+    assert!(
+        messages(&c).contains(
+            &"Halt podinfo.default advancement waiting for promotion approval weft canary pause"
+                .to_owned()
+        ),
+        "{:#?}",
+        messages(&c)
+    );
+    canary_cmd("abort");
+    let c = until_phase(&m, "Failed", Duration::from_secs(10));
+    let said = messages(&c);
+    assert!(
+        said.contains(&"Rolling back podinfo.default manual webhook invoked".to_owned())
+            && said.contains(&"Rollback check weft canary abort passed".to_owned()),
+        "{said:#?}"
+    );
+    assert_eq!(who(Some("canary=always")), "podinfo-primary-0");
+    gate("close");
+    canary_cmd("resume");
+    canary_cmd("retry");
+    until_phase(&m, "Progressing", Duration::from_secs(10));
+    until_phase(&m, "WaitingPromotion", Duration::from_secs(40));
+    let o = common::weft()
+        .args(["canary", "status", "podinfo", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.starts_with("Canary podinfo.default: WaitingPromotion")
+            && text.contains("request-success-rate 100.00 (min 99)")
+            && text.contains("waiting for promotion approval promotion gate"),
+        "{text}"
+    );
+    canary_cmd("promote");
+    let c = until_phase(&m, "Succeeded", Duration::from_secs(20));
+    assert!(
+        messages(&c).contains(&"Confirm-promotion check promotion gate passed".to_owned()),
+        "{:#?}",
+        messages(&c)
+    );
 }
