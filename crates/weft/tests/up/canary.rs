@@ -314,8 +314,40 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
     std::thread::sleep(Duration::from_secs(4));
     std::fs::write(cfg.join("podinfo.yaml"), config("3", "0.34")).unwrap();
     until_phase(&m, "Progressing", Duration::from_secs(15));
+    // The control plane dies mid-run: restarted by weft up, it resumes
+    // the run from its recorded status rather than starting it again.
+    let started = Instant::now();
+    while canary(&m.admin)["status"]["canaryWeight"] == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no traffic shifted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = m.status()["controlPlane"]["process"]["pid"]
+        .as_u64()
+        .expect("the control plane's pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    while m.status()["controlPlane"]["process"]["pid"].as_u64() == Some(pid)
+        || canary(&m.admin).is_null()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the control plane did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let c = until_phase(&m, "Failed", Duration::from_secs(60));
     let said = messages(&c);
+    assert!(
+        !said.iter().any(|m| m.starts_with("New revision detected")),
+        "the run started again after the restart: {said:#?}"
+    );
     assert!(
         said.iter().any(
             |m| m.starts_with("Halt podinfo.default advancement success rate ")
