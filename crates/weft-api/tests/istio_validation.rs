@@ -741,11 +741,11 @@ spec:
     webhooks:
     - {name: load, url: http://loadtester/, timeout: 5s, disableTLS: true, metadata: {cmd: "hey http://podinfo-canary:9898/"}}
 "#,
-        Want::Unimplemented("metricsServer is accepted but not implemented by weft"),
+        Want::Unimplemented("gatewayRefs is accepted but not implemented by weft"),
     );
     check(
         "metric-template-headers",
         "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: errors}\nspec:\n  provider: {type: prometheus, address: http://prometheus:9090, headers: {X-Scope-OrgID: [tenant]}}\n  query: sum(rate(x[1m]))\n",
-        Want::Unimplemented("headers is accepted but not implemented by weft"),
+        Want::Clean,
     );
 }

@@ -11,3 +11,4 @@ pub mod judge;
 pub mod machine;
 pub mod settings;
 pub mod status;
+pub mod template;

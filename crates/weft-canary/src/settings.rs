@@ -72,6 +72,12 @@ pub struct Settings {
     /// analysis, neither passed nor failed. 0 is Flagger's behaviour,
     /// where no values is a failed check.
     pub min_requests: u32,
+    /// The Prometheus the built-in metrics are asked of
+    /// (`spec.metricsServer`); without one, the mesh's own telemetry.
+    pub metrics_server: Option<String>,
+    /// `service.name` as written, for the template model.
+    pub ingress: String,
+    pub route: String,
 }
 
 /// The annotation that sets [`Settings::min_requests`].
@@ -139,6 +145,15 @@ impl Settings {
             metrics: analysis.metrics,
             webhooks: analysis.webhooks,
             min_requests: 1,
+            metrics_server: canary.metrics_server.clone().filter(|m| !m.is_empty()),
+            ingress: canary
+                .ingress_ref
+                .as_ref()
+                .map_or_else(|| target.name.clone(), |r| r.name.clone()),
+            route: canary
+                .route_ref
+                .as_ref()
+                .map_or_else(|| target.name.clone(), |r| r.name.clone()),
         }
     }
 
@@ -154,6 +169,24 @@ impl Settings {
             self.min_requests = n;
         }
         self
+    }
+
+    /// What a metric's query is rendered with (Flagger's `toMetricModel`).
+    pub fn template_model(
+        &self,
+        interval: &str,
+        variables: &std::collections::BTreeMap<String, String>,
+    ) -> crate::template::Model {
+        crate::template::Model {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            target: self.target.clone(),
+            service: self.service.clone(),
+            ingress: self.ingress.clone(),
+            route: self.route.clone(),
+            interval: interval.to_owned(),
+            variables: variables.clone(),
+        }
     }
 
     /// `<name>.<namespace>`, as Flagger names a canary in its messages.

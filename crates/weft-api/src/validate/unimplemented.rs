@@ -320,11 +320,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Canary,
-        "spec.metricsServer",
-        "the built-in metrics come from the mesh's own telemetry; no Prometheus is asked yet",
-    ),
-    (
-        ResourceKind::Canary,
         "spec.service.gatewayRefs",
         "Gateway API routes are not generated yet",
     ),
@@ -357,11 +352,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
         ResourceKind::Canary,
         "spec.analysis.webhooks.disableTLS",
         "only http:// webhooks are called yet",
-    ),
-    (
-        ResourceKind::MetricTemplate,
-        "spec.provider.headers",
-        "MetricTemplate providers are not queried yet",
     ),
 ];
 

@@ -26,6 +26,8 @@ pub struct Live<'a> {
     pub registry: &'a weft_compile::registry::Registry,
     /// What the user asked with `weft canary`.
     pub manual: &'a super::manual::Manual,
+    /// The configuration, for the MetricTemplates metrics name.
+    pub resources: &'a [weft_api::resource::Resource],
     /// The spec hash the run is about (the payload's `checksum`).
     pub checksum: String,
     /// Divides every interval (tests only; 1 for users).
@@ -45,13 +47,34 @@ impl Live<'_> {
 
 impl Checks for Live<'_> {
     fn providers(&mut self) -> Result<(), String> {
-        // The built-ins are the mesh's own telemetry, always there.
-        for m in &self.settings.metrics {
-            if matches!(judge::kind(m), MetricKind::Query | MetricKind::Template) {
-                return Err(format!(
-                    "metric {} needs a metrics server, and weft does not query one yet",
-                    m.name
-                ));
+        let s = self.settings;
+        for m in &s.metrics {
+            match judge::kind(m) {
+                MetricKind::SuccessRate | MetricKind::Duration | MetricKind::Query => {
+                    if let Some(server) = &s.metrics_server {
+                        online(server, &[]).map_err(|e| format!("prometheus not avaiable: {e}"))?;
+                    } else if judge::kind(m) == MetricKind::Query {
+                        return Err(format!(
+                            "metric {}: an inline query needs spec.metricsServer (a Prometheus)",
+                            m.name
+                        ));
+                    }
+                }
+                MetricKind::Template => {
+                    let (t, ns, name) = self.template(m).map_err(|e| match e {
+                        MetricError::Template(t)
+                        | MetricError::Failed(t)
+                        | MetricError::NoValues(t) => t,
+                    })?;
+                    let provider = t.provider.clone().unwrap_or_default();
+                    online(&provider.address, &headers(&provider)).map_err(|e| {
+                        format!(
+                            "{} in metric template {name}.{ns} not avaiable: {e}",
+                            provider.provider_type
+                        )
+                    })?;
+                }
+                MetricKind::Unusable => {}
             }
         }
         Ok(())
@@ -84,10 +107,41 @@ impl Checks for Live<'_> {
     fn metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError> {
         let s = self.settings;
         let kind = judge::kind(metric);
-        if matches!(kind, MetricKind::Query | MetricKind::Template) {
-            return Err(MetricError::Failed(
-                "no metrics server: weft computes the built-in metrics from the mesh's own telemetry and does not run PromQL yet".into(),
-            ));
+        let interval = self.interval_text(metric);
+        let model = s.template_model(&interval, &metric.template_variables);
+        let render =
+            |q: &str| weft_canary::template::render(q, &model).map_err(MetricError::Failed);
+        match kind {
+            MetricKind::Template => {
+                let (t, ns, name) = self.template(metric)?;
+                let provider = t.provider.clone().unwrap_or_default();
+                let query = weft_canary::template::render(&t.query, &model).map_err(|e| {
+                    MetricError::Template(format!(
+                        "Metric template {name}.{ns} query render error: {e}"
+                    ))
+                })?;
+                return prometheus_query(&provider.address, &headers(&provider), &query);
+            }
+            MetricKind::Query => {
+                let Some(server) = &s.metrics_server else {
+                    return Err(MetricError::Failed(
+                        "no metrics server: set spec.metricsServer to the Prometheus the query is for".into(),
+                    ));
+                };
+                let query = render(metric.query.as_deref().unwrap_or_default())?;
+                return prometheus_query(server, &[], &query);
+            }
+            MetricKind::Unusable => {
+                return Err(MetricError::Failed(
+                    "no usable metrics template and query were configured".into(),
+                ))
+            }
+            MetricKind::SuccessRate | MetricKind::Duration => {}
+        }
+        if let Some(server) = &s.metrics_server {
+            let query =
+                render(weft_canary::template::istio_query(&metric.name).unwrap_or_default())?;
+            return prometheus_query(server, &[], &query);
         }
         let window = self.window(metric);
         let seen = self
@@ -111,6 +165,188 @@ impl Checks for Live<'_> {
                 .ok_or_else(|| MetricError::NoValues("no values found".into())),
         }
     }
+}
+
+impl Live<'_> {
+    /// The metric's interval as the query says it: scaled with the
+    /// controller's clock (tests only), in Go's duration syntax.
+    fn interval_text(&self, metric: &CanaryMetric) -> String {
+        if self.time_scale <= 1.0 {
+            return metric
+                .interval
+                .clone()
+                .unwrap_or_else(|| DEFAULT_METRIC_INTERVAL.into());
+        }
+        let ms = self.window(metric).as_millis().max(1000) / 1000;
+        format!("{ms}s")
+    }
+
+    /// The MetricTemplate `metric` names, its namespace and name.
+    fn template(
+        &self,
+        metric: &CanaryMetric,
+    ) -> Result<(weft_api::types::flagger::MetricTemplate, String, String), MetricError> {
+        let r = metric.template_ref.clone().unwrap_or_default();
+        let ns = if r.namespace.is_empty() {
+            self.settings.namespace.clone()
+        } else {
+            r.namespace.clone()
+        };
+        let found = self.resources.iter().find_map(|res| match &res.spec {
+            weft_api::resource::Spec::MetricTemplate(t)
+                if res.namespace() == ns && res.name() == r.name =>
+            {
+                Some(t.clone())
+            }
+            _ => None,
+        });
+        let Some(t) = found else {
+            return Err(MetricError::Template(format!(
+                "Metric template {}.{ns} error: metrictemplate.flagger.app \"{}\" not found",
+                r.name, r.name
+            )));
+        };
+        let provider = t.provider.clone().unwrap_or_default();
+        if provider.provider_type != "prometheus" {
+            return Err(MetricError::Template(format!(
+                "Metric template {}.{ns} provider {} error: weft queries Prometheus providers only",
+                r.name, provider.provider_type
+            )));
+        }
+        Ok((t, ns, r.name))
+    }
+}
+
+/// A provider's `headers` (`{Name: [values]}`), as pairs.
+fn headers(p: &weft_api::types::flagger::MetricProvider) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(serde_json::Value::Object(h)) = &p.headers {
+        for (k, v) in h {
+            match v {
+                serde_json::Value::Array(vs) => out.extend(
+                    vs.iter()
+                        .filter_map(|v| v.as_str())
+                        .map(|v| (k.clone(), v.to_owned())),
+                ),
+                serde_json::Value::String(v) => out.push((k.clone(), v.clone())),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Flagger's `IsOnline`: `vector(1)` answers 1.
+fn online(server: &str, headers: &[(String, String)]) -> Result<(), String> {
+    match prometheus_query(server, headers, "vector(1)") {
+        Ok(v) if (v - 1.0).abs() < f64::EPSILON => Ok(()),
+        Ok(_) => Err("value is not 1 for query: vector(1)".into()),
+        Err(MetricError::NoValues(e) | MetricError::Failed(e) | MetricError::Template(e)) => {
+            Err(format!("running query failed: {e}"))
+        }
+    }
+}
+
+/// Runs an instant query against Prometheus's HTTP API, as Flagger's
+/// provider does: whitespace collapsed, one value expected, none (or
+/// NaN) being "no values found".
+pub fn prometheus_query(
+    server: &str,
+    headers: &[(String, String)],
+    query: &str,
+) -> Result<f64, MetricError> {
+    let collapsed = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    let base = server.trim_end_matches('/');
+    let url = format!("{base}/api/v1/query?query={}", percent_encode(&collapsed));
+    let (status, body) = http_get(&url, headers, Duration::from_secs(5))
+        .map_err(|e| MetricError::Failed(format!("request failed: {e}")))?;
+    if status >= 400 {
+        return Err(MetricError::Failed(format!(
+            "error response: Status {status}: {body}"
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| MetricError::Failed(format!("error unmarshaling result: {e}, '{body}'")))?;
+    let mut value = None;
+    for r in v["data"]["result"].as_array().into_iter().flatten() {
+        if !r["values"].is_null() {
+            return Err(MetricError::Failed("multiple values returned".into()));
+        }
+        if let Some(f) = r["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()) {
+            value = Some(f);
+        }
+    }
+    // A scalar result (`vector(1)` is a vector; `1` alone a scalar).
+    if v["data"]["resultType"] == "scalar" {
+        value = v["data"]["result"][1].as_str().and_then(|s| s.parse().ok());
+    }
+    match value {
+        Some(f) if !f.is_nan() => Ok(f),
+        _ => Err(MetricError::NoValues("no values found".into())),
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A GET over HTTP/1.0 to an `http://` URL; the status and body.
+fn http_get(
+    url: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// is supported yet"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = {
+        use std::net::ToSocketAddrs;
+        let with_port = if authority.contains(':') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        with_port
+            .to_socket_addrs()
+            .map_err(|e| format!("dial tcp: lookup {authority}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("dial tcp: no address for {authority}"))?
+    };
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    s.take(16 << 20)
+        .read_to_end(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no HTTP answer")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
 }
 
 /// Where a mesh service named as Kubernetes DNS names it (`name`,

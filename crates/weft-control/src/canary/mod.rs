@@ -370,6 +370,7 @@ impl Controller {
             traffic: &self.traffic,
             registry: &seen.registry,
             manual: &manual,
+            resources,
             checksum: status.last_applied_spec.clone(),
             time_scale: self.time_scale,
         };

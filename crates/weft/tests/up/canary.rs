@@ -620,3 +620,102 @@ fn ab_testing_by_cookie_waits_for_its_promotion_gate() {
         messages(&c)
     );
 }
+
+/// The same canary judged through a real Prometheus (Debian's, started
+/// by `weft up --prometheus`): the built-in success rate by Flagger's own
+/// Istio query (`metricsServer`), and a MetricTemplate whose query uses
+/// Flagger's template variables.
+#[test]
+fn a_canary_is_judged_by_prometheus_queries_and_a_metric_template() {
+    assert!(
+        std::path::Path::new("/usr/bin/prometheus").exists(),
+        "Debian's prometheus is missing: scripts/test installs it (apt-get install prometheus)"
+    );
+    let w = common::World::any();
+    let prom = w.addr(0, 250, 9090).to_string();
+    let cfg = w.dir.join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let yaml = |version: &str| {
+        // Prometheus scrapes every 2 s: a window of 6 s (1m on the
+        // controller's clock) holds three samples.
+        config(version, "0")
+            .replace(
+                "  targetRef:",
+                &format!("  metricsServer: http://{prom}\n  targetRef:"),
+            )
+            .replace("interval: 30s", "interval: 1m")
+            + &format!(
+                r#"    - name: error-rate
+      templateRef: {{name: error-rate}}
+      templateVariables: {{codes: "5.*"}}
+      thresholdRange: {{max: 1}}
+      interval: 1m
+---
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: error-rate
+spec:
+  provider: {{type: prometheus, address: "http://{prom}"}}
+  query: |
+    100 - sum(rate(istio_requests_total{{reporter="destination", destination_workload_namespace="{{{{ namespace }}}}", destination_workload="{{{{ target }}}}", response_code!~"{{{{ variables.codes }}}}"}}[{{{{ interval }}}}]))
+    / sum(rate(istio_requests_total{{reporter="destination", destination_workload_namespace="{{{{ namespace }}}}", destination_workload="{{{{ target }}}}"}}[{{{{ interval }}}}])) * 100
+"#
+            )
+    };
+    std::fs::write(cfg.join("podinfo.yaml"), yaml("1")).unwrap();
+    let (xds, base) = (w.addr(0, 253, 15010).to_string(), w.ip(10, 1));
+    let m = common::mesh::start(
+        w,
+        &[
+            "--xds",
+            &xds,
+            "--address-base",
+            &base,
+            "--prometheus",
+            "--prometheus-listen",
+            &prom,
+        ],
+        &[("WEFT_CANARY_TIME_SCALE", "10")],
+    );
+    let c = until_phase(&m, "Initialized", Duration::from_secs(30));
+    assert!(
+        messages(&c).contains(&"all the metrics providers are available!".to_owned()),
+        "{:#?}",
+        messages(&c)
+    );
+    let outbound = m
+        .outbound_of("default/client-0")
+        .trim_start_matches("http://")
+        .to_owned();
+    let load = Load::start(outbound);
+    std::fs::write(cfg.join("podinfo.yaml"), yaml("2")).unwrap();
+    let c = until_phase(&m, "Succeeded", Duration::from_secs(90));
+    let said = messages(&c);
+    assert!(
+        said.contains(&"Advance podinfo.default canary weight 30".to_owned())
+            && said.contains(&"Promotion completed! Scaling down podinfo.default".to_owned()),
+        "{said:#?}"
+    );
+    // No query failed (Prometheus may start after the first tick, whose
+    // provider check then says so).
+    assert!(
+        !said.iter().any(|m| m.starts_with("Prometheus query failed")
+            || m.starts_with("Metric query failed")
+            || m.contains("render error")),
+        "{said:#?}"
+    );
+    let metrics = common::curl(&[&format!("http://{}/metrics", m.admin)]).body;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("flagger_canary_metric_analysis{metric=\"error-rate\""))
+        .unwrap_or_else(|| panic!("no error-rate analysis: {metrics}"));
+    assert!(line.ends_with(" 0"), "{line}");
+    assert!(
+        metrics.contains(
+            "flagger_canary_metric_analysis{metric=\"request-success-rate\",name=\"podinfo\",namespace=\"default\"} 100"
+        ),
+        "{metrics}"
+    );
+    drop(load);
+}
