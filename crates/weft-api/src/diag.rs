@@ -143,6 +143,9 @@ pub mod codes {
     pub const UNIMPLEMENTED: &str = "WEFT0006";
     /// Two documents define the same resource.
     pub const DUPLICATE: &str = "WEFT0007";
+    /// A resource of the user's is replaced, while a controller needs it,
+    /// by the one the controller manages (a Canary's VirtualService).
+    pub const TAKEN_OVER: &str = "WEFT0008";
 }
 
 /// Sorts diagnostics by file, position and code so output is deterministic.

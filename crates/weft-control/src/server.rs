@@ -514,6 +514,13 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
             // was), and the refused resources still served as they were.
             "lastRefusedChange": (!config.refused.is_empty()).then_some(&config.refused),
             "keptLastGood": &config.kept,
+            // The user's resources a controller replaced while it needs
+            // them (a Canary's Service and VirtualService).
+            "takenOver": config
+                .diagnostics
+                .iter()
+                .filter(|d| d.code == weft_api::diag::codes::TAKEN_OVER)
+                .collect::<Vec<_>>(),
             // What the analyzers call errors in what was admitted (a
             // credentialName with no secret, say): it runs, but not as meant.
             "problems": config

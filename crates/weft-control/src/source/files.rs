@@ -206,9 +206,31 @@ impl ConfigSource for FilesSource {
         }
         if let Some(dir) = self.managed.as_ref().filter(|d| d.is_dir()) {
             let managed = load_paths_with(std::slice::from_ref(dir), &mut state.parsed_managed);
-            let keys: std::collections::BTreeSet<_> =
-                managed.resources.iter().map(|r| r.key()).collect();
-            loaded.resources.retain(|r| !keys.contains(&r.key()));
+            let owners: BTreeMap<ResourceKey, String> = managed
+                .resources
+                .iter()
+                .map(|r| (r.key(), owner_named_by(&r.origin().file)))
+                .collect();
+            for r in loaded
+                .resources
+                .iter()
+                .filter(|r| owners.contains_key(&r.key()))
+            {
+                let owner = &owners[&r.key()];
+                loaded.diagnostics.push(
+                    weft_api::diag::Diagnostic::new(
+                        weft_api::diag::Severity::Info,
+                        weft_api::diag::codes::TAKEN_OVER,
+                        r.origin(),
+                        format!(
+                            "{} is taken over by {owner} while it exists; this one serves again when {owner} is deleted",
+                            r.display_name()
+                        ),
+                    )
+                    .with_resource(r.display_name()),
+                );
+            }
+            loaded.resources.retain(|r| !owners.contains_key(&r.key()));
             loaded.resources.extend(managed.resources);
             loaded.diagnostics.extend(managed.diagnostics);
         }
@@ -362,6 +384,19 @@ impl ConfigSource for FilesSource {
         if removed {
             self.bump();
         }
+    }
+}
+
+/// The owner a managed file is kept for (`managed/Canary_test_podinfo.yaml`
+/// is `Canary test/podinfo`; Kubernetes names hold no `_`).
+fn owner_named_by(file: &str) -> String {
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(file);
+    match stem.splitn(3, '_').collect::<Vec<_>>().as_slice() {
+        [kind, ns, name] => format!("{kind} {ns}/{name}"),
+        _ => stem.to_owned(),
     }
 }
 
@@ -551,6 +586,17 @@ mod tests {
             "{}",
             vs[0].origin().file
         );
+        let said: Vec<_> = listed
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == weft_api::diag::codes::TAKEN_OVER)
+            .collect();
+        assert_eq!(said.len(), 1, "{:?}", listed.diagnostics);
+        assert_eq!(
+            said[0].message,
+            "VirtualService default/reviews is taken over by Canary default/reviews while it exists; this one serves again when Canary default/reviews is deleted"
+        );
+        assert!(said[0].origin.file.contains("config"), "at the user's own");
         let replicas = listed.resources.iter().find_map(|r| match &r.spec {
             weft_api::resource::Spec::Workload(w) => w.replicas,
             _ => None,

@@ -48,6 +48,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    for t in cp["takenOver"].as_array().into_iter().flatten() {
+        println!(
+            "  {}:{}: {}",
+            t["file"].as_str().unwrap_or(""),
+            t["line"],
+            t["message"].as_str().unwrap_or("")
+        );
+    }
     for kept in cp["keptLastGood"].as_array().into_iter().flatten() {
         println!(
             "  {}: refused; its last good version keeps serving",

@@ -33,6 +33,13 @@ spec:
   env: [{{name: PODINFO_VERSION, value: "{version}"}}]
   ports: [{{name: http, port: 8000}}]
 ---
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo}}
+spec:
+  selector: {{app: podinfo}}
+  ports: [{{name: http, port: 8000}}]
+---
 apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata:
@@ -176,6 +183,15 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
         "{c:#}"
     );
     assert_eq!(c["status"]["conditions"][0]["reason"], "Initialized");
+    // The user's Service is taken over while the Canary exists.
+    let status = m.status_text();
+    assert!(
+        status.contains("podinfo.yaml:")
+            && status.contains(
+                "Service default/podinfo is taken over by Canary default/podinfo while it exists"
+            ),
+        "{status}"
+    );
     // The objects Flagger makes, in the control plane's store.
     let resources = common::curl(&[&format!("http://{}/api/resources", m.admin)]).body;
     for name in [
@@ -198,7 +214,7 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let load = Load::start(outbound);
+    let load = Load::start(outbound.clone());
 
     // A new revision: shifted 10, 20, 30, promoted, finalised.
     std::fs::write(cfg.join("podinfo.yaml"), config("2", "0")).unwrap();
@@ -384,6 +400,28 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
         "{after:?}"
     );
     drop(load);
+
+    // The Canary deleted: what it made goes, the target runs again, and
+    // the user's Service serves it.
+    let text = std::fs::read_to_string(cfg.join("podinfo.yaml")).unwrap();
+    let without: String = text
+        .split("\n---\n")
+        .filter(|d| !d.contains("kind: Canary"))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    std::fs::write(cfg.join("podinfo.yaml"), without).unwrap();
+    let started = Instant::now();
+    while call(&outbound) != (200, "podinfo-0".to_owned()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the target does not serve after the Canary went: {}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let resources = common::curl(&[&format!("http://{}/api/resources", m.admin)]).body;
+    assert!(!resources.contains("podinfo-primary"), "{resources}");
+    assert!(!m.status_text().contains("taken over"));
 }
 
 fn ab_config(version: &str, weft: &str) -> String {
