@@ -525,3 +525,45 @@ fn a_canary_that_never_becomes_ready_is_rolled_back_and_a_suspended_one_waits() 
         ["skipping canary run as object is suspended"]
     );
 }
+
+#[test]
+fn mirroring_shows_the_canary_a_copy_for_one_step_before_shifting() {
+    let s = settings("  analysis: {interval: 1m, maxWeight: 20, stepWeight: 10, mirror: true, mirrorWeight: 50}\n");
+    let mut w = World::started(&s);
+    w.tick(&s);
+    assert_eq!(
+        w.routes,
+        Routes {
+            primary: 100,
+            canary: 0,
+            mirrored: true
+        },
+        "the first step only mirrors"
+    );
+    assert_eq!(
+        w.take_events(),
+        [
+            "Starting canary analysis for podinfo.test",
+            "Advance podinfo.test canary weight 0"
+        ]
+    );
+    w.tick(&s);
+    assert_eq!(
+        w.routes,
+        Routes {
+            primary: 90,
+            canary: 10,
+            mirrored: false
+        }
+    );
+    w.tick(&s);
+    assert_eq!(
+        w.routes,
+        Routes {
+            primary: 80,
+            canary: 20,
+            mirrored: false
+        }
+    );
+    w.until(&s, Phase::Succeeded, 4);
+}

@@ -315,11 +315,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Canary,
-        "spec.service.delegation",
-        "VirtualService delegation is not supported",
-    ),
-    (
-        ResourceKind::Canary,
         "spec.service.gatewayRefs",
         "Gateway API routes are not generated yet",
     ),

@@ -87,15 +87,34 @@ fn destination_rule(s: &Settings, canary: &Value, host: &str) -> Value {
     dr
 }
 
-/// The VirtualService `<svc>` at `routes`.
-fn virtual_service(s: &Settings, canary: &Value, routes: Routes) -> Value {
+/// The VirtualService `<svc>` at `routes`: the service's `hosts` with the
+/// apex added when missing, its `gateways` or `mesh`; none of either for
+/// a delegate (`delegation`), which may not name any.
+fn virtual_service(s: &Settings, canary: &Value, routes: Routes) -> Result<Value, String> {
     let svc = &canary["spec"]["service"];
     let (primary, canary_host) = (
         format!("{}-primary", s.service),
         format!("{}-canary", s.service),
     );
-    let mut hosts = vec![json!(s.service)];
-    hosts.extend(svc["hosts"].as_array().cloned().unwrap_or_default());
+    let mut hosts = svc["hosts"].as_array().cloned().unwrap_or_default();
+    let mut gateways = svc["gateways"].as_array().cloned().unwrap_or_default();
+    let delegation = svc["delegation"].as_bool().unwrap_or(false);
+    if delegation && !(hosts.is_empty() && gateways.is_empty()) {
+        return Err(format!(
+            "VirtualService {}.{} cannot have hosts and gateways when delegation enabled",
+            s.service, s.namespace
+        ));
+    }
+    if !hosts.iter().any(|h| h == s.service.as_str() || h == "*") {
+        hosts.push(json!(s.service));
+    }
+    if gateways.is_empty() {
+        gateways.push(json!("mesh"));
+    }
+    if delegation {
+        hosts.clear();
+        gateways.clear();
+    }
     let weighted = |p: u32, c: u32| {
         json!([
             {"destination": {"host": primary}, "weight": p},
@@ -152,12 +171,15 @@ fn virtual_service(s: &Settings, canary: &Value, routes: Routes) -> Value {
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
         "metadata": {"name": s.service, "namespace": s.namespace},
-        "spec": {"hosts": hosts, "http": http},
+        "spec": {"http": http},
     });
-    if let Some(g) = svc["gateways"].as_array().filter(|g| !g.is_empty()) {
-        vs["spec"]["gateways"] = json!(g);
+    if !hosts.is_empty() {
+        vs["spec"]["hosts"] = json!(hosts);
     }
-    vs
+    if !gateways.is_empty() {
+        vs["spec"]["gateways"] = json!(gateways);
+    }
+    Ok(vs)
 }
 
 /// A match request with `extra`'s conditions added to `base`'s.
@@ -209,7 +231,7 @@ pub fn render(
         service(s, canary, &format!("{}-canary", s.service), (&key, &value)),
         destination_rule(s, canary, &format!("{}-primary", s.service)),
         destination_rule(s, canary, &format!("{}-canary", s.service)),
-        virtual_service(s, canary, routes),
+        virtual_service(s, canary, routes)?,
     ];
     Ok(docs
         .iter()
@@ -355,6 +377,55 @@ mod tests {
         assert_eq!(http[0]["route"][1]["weight"], 100);
         assert_eq!(http[1]["route"][0]["weight"], 100);
         assert_eq!(routes_of(&s, &docs).map(|r| r.canary), Some(100));
+    }
+
+    #[test]
+    fn hosts_gateways_mirror_and_delegation_are_flaggers() {
+        let (s, c) =
+            canary("{interval: 1m, maxWeight: 50, stepWeight: 10, mirror: true, mirrorWeight: 20}");
+        let t = target();
+        let mirrored = Routes {
+            primary: 100,
+            canary: 0,
+            mirrored: true,
+        };
+        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), mirrored).unwrap());
+        let vs = &docs[6]["spec"];
+        assert_eq!(vs["hosts"], json!(["podinfo"]));
+        assert_eq!(vs["gateways"], json!(["mesh"]));
+        assert_eq!(vs["http"][0]["mirror"]["host"], "podinfo-canary");
+        assert_eq!(vs["http"][0]["mirrorPercentage"]["value"], 20);
+        assert_eq!(routes_of(&s, &docs), Some(mirrored));
+
+        let mut c2 = c.clone();
+        c2["spec"]["service"]["hosts"] = json!(["app.example.com"]);
+        c2["spec"]["service"]["gateways"] = json!(["public-gateway"]);
+        let docs = parse(&render(&s, &c2, &t, &revision_spec(&t), Routes::PRIMARY).unwrap());
+        assert_eq!(
+            docs[6]["spec"]["hosts"],
+            json!(["app.example.com", "podinfo"])
+        );
+        assert_eq!(docs[6]["spec"]["gateways"], json!(["public-gateway"]));
+
+        c2["spec"]["service"]["delegation"] = json!(true);
+        assert_eq!(
+            render(&s, &c2, &t, &revision_spec(&t), Routes::PRIMARY).unwrap_err(),
+            "VirtualService podinfo.test cannot have hosts and gateways when delegation enabled"
+        );
+        let mut c3 = c.clone();
+        c3["spec"]["service"]["delegation"] = json!(true);
+        let all = render(&s, &c3, &t, &revision_spec(&t), Routes::PRIMARY).unwrap();
+        let docs = parse(&all);
+        assert!(docs[6]["spec"]["hosts"].is_null() && docs[6]["spec"]["gateways"].is_null());
+        let loaded = weft_api::load::load_bytes("<managed>", all.as_bytes());
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .all(|d| d.severity != weft_api::diag::Severity::Error),
+            "a delegate is admitted: {:?}",
+            loaded.diagnostics
+        );
     }
 
     #[test]
