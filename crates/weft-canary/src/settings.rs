@@ -75,9 +75,63 @@ pub struct Settings {
     /// The Prometheus the built-in metrics are asked of
     /// (`spec.metricsServer`); without one, the mesh's own telemetry.
     pub metrics_server: Option<String>,
+    /// `analysis.sessionAffinity`.
+    pub session_affinity: Option<SessionAffinity>,
     /// `service.name` as written, for the template model.
     pub ingress: String,
     pub route: String,
+}
+
+/// Flagger's `sessionAffinity`: cookies that keep a client on the
+/// version it first reached during a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SessionAffinity {
+    pub cookie_name: String,
+    pub primary_cookie_name: String,
+    pub max_age: i64,
+    pub domain: String,
+    pub http_only: bool,
+    pub partitioned: bool,
+    pub path: String,
+    pub same_site: String,
+    pub secure: bool,
+}
+
+impl SessionAffinity {
+    /// Flagger's default: a day.
+    pub fn max_age(&self) -> i64 {
+        if self.max_age == 0 {
+            86_400
+        } else {
+            self.max_age
+        }
+    }
+
+    /// A `Set-Cookie` value for `cookie` (`name=value`), as Flagger's
+    /// `BuildCookie` writes it.
+    pub fn build_cookie(&self, cookie: &str, max_age: i64) -> String {
+        let mut c = format!("{cookie}; Max-Age={max_age}");
+        if !self.domain.is_empty() {
+            c.push_str(&format!("; Domain={}", self.domain));
+        }
+        if self.http_only {
+            c.push_str("; HttpOnly");
+        }
+        if self.partitioned {
+            c.push_str("; Partitioned");
+        }
+        if !self.path.is_empty() {
+            c.push_str(&format!("; Path={}", self.path));
+        }
+        if !self.same_site.is_empty() {
+            c.push_str(&format!("; SameSite={}", self.same_site));
+        }
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        c
+    }
 }
 
 /// The annotation that sets [`Settings::min_requests`].
@@ -146,6 +200,10 @@ impl Settings {
             webhooks: analysis.webhooks,
             min_requests: 1,
             metrics_server: canary.metrics_server.clone().filter(|m| !m.is_empty()),
+            session_affinity: analysis
+                .session_affinity
+                .as_ref()
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
             ingress: canary
                 .ingress_ref
                 .as_ref()

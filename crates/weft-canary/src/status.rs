@@ -87,6 +87,15 @@ pub struct Status {
     pub last_transition_time: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Session affinity (`analysis.sessionAffinity`): the cookie that
+    /// holds a client on the canary during a run (`name=value`), the one
+    /// of the last run (expired on sight), and the primary's.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub session_affinity_cookie: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub previous_session_affinity_cookie: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub primary_session_affinity_cookie: String,
 }
 
 impl Status {

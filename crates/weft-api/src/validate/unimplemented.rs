@@ -290,11 +290,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Canary,
-        "spec.analysis.sessionAffinity",
-        "session affinity during canaries is not supported",
-    ),
-    (
-        ResourceKind::Canary,
         "spec.service.apex",
         "apex/primary/canary metadata is not applied",
     ),

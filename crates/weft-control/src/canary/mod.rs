@@ -417,7 +417,16 @@ impl Controller {
             self.decide(&owner, &observed.now, &t);
         }
         let primary_spec = primary_spec.unwrap_or(spec);
-        match objects::render(s, &canary_json, &target_json, &primary_spec, routes) {
+        let mut t = t;
+        let cookies = session_cookies(s, &mut t.status, routes);
+        match objects::render(
+            s,
+            &canary_json,
+            &target_json,
+            &primary_spec,
+            routes,
+            &cookies,
+        ) {
             Ok(documents) => {
                 if let Err(e) = self.source.manage(&owner, &Managed { documents, scale }) {
                     self.event(&owner, s, true, e.to_string());
@@ -439,6 +448,42 @@ impl Controller {
                 Err(e) => self.event(&owner, s, true, e.to_string()),
             }
         }
+    }
+}
+
+/// Flagger's session cookies: made when a run first sends traffic to
+/// the canary, kept for the run, and remembered as the previous run's
+/// (to be expired) once the canary's weight is back at zero.
+fn session_cookies(s: &Settings, st: &mut Status, routes: Routes) -> objects::Cookies {
+    let Some(sa) = &s.session_affinity else {
+        return objects::Cookies::default();
+    };
+    let token = || {
+        (0..10)
+            .map(|_| {
+                let i = fastrand::usize(..52);
+                (if i < 26 {
+                    b'a' + i as u8
+                } else {
+                    b'A' + (i - 26) as u8
+                }) as char
+            })
+            .collect::<String>()
+    };
+    if routes.canary != 0 {
+        if st.session_affinity_cookie.is_empty() {
+            st.session_affinity_cookie = format!("{}={}", sa.cookie_name, token());
+        }
+        if st.primary_session_affinity_cookie.is_empty() && !sa.primary_cookie_name.is_empty() {
+            st.primary_session_affinity_cookie = format!("{}={}", sa.primary_cookie_name, token());
+        }
+    } else if !st.session_affinity_cookie.is_empty() {
+        st.previous_session_affinity_cookie = std::mem::take(&mut st.session_affinity_cookie);
+    }
+    objects::Cookies {
+        canary: st.session_affinity_cookie.clone(),
+        previous: st.previous_session_affinity_cookie.clone(),
+        primary: st.primary_session_affinity_cookie.clone(),
     }
 }
 

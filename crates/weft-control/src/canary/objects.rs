@@ -90,7 +90,12 @@ fn destination_rule(s: &Settings, canary: &Value, host: &str) -> Value {
 /// The VirtualService `<svc>` at `routes`: the service's `hosts` with the
 /// apex added when missing, its `gateways` or `mesh`; none of either for
 /// a delegate (`delegation`), which may not name any.
-fn virtual_service(s: &Settings, canary: &Value, routes: Routes) -> Result<Value, String> {
+fn virtual_service(
+    s: &Settings,
+    canary: &Value,
+    routes: Routes,
+    cookies: &Cookies,
+) -> Result<Value, String> {
     let svc = &canary["spec"]["service"];
     let (primary, canary_host) = (
         format!("{}-primary", s.service),
@@ -129,44 +134,50 @@ fn virtual_service(s: &Settings, canary: &Value, routes: Routes) -> Result<Value
         }
     }
     let service_match = svc["match"].as_array().cloned().unwrap_or_default();
-    let mut main = base.clone();
+    let mut weighted_route = base.clone();
     if !service_match.is_empty() {
-        main.insert("match".into(), json!(service_match));
+        weighted_route.insert("match".into(), json!(service_match));
     }
-    main.insert("route".into(), weighted(routes.primary, routes.canary));
+    weighted_route.insert("route".into(), weighted(routes.primary, routes.canary));
+    let mut http = vec![weighted_route.clone()];
+    if let Some(sa) = &s.session_affinity {
+        http = affinity_rules(
+            sa,
+            cookies,
+            routes.canary,
+            weighted_route,
+            &service_match,
+            (&primary, &canary_host),
+            interval_secs(canary),
+        );
+    }
     if routes.mirrored {
-        main.insert("mirror".into(), json!({"host": canary_host}));
+        http[0].insert("mirror".into(), json!({"host": canary_host}));
         if let Some(w) = canary["spec"]["analysis"]["mirrorWeight"].as_u64() {
-            main.insert("mirrorPercentage".into(), json!({"value": w}));
+            http[0].insert("mirrorPercentage".into(), json!({"value": w}));
         }
     }
-    let mut http = Vec::new();
     if s.strategy == Strategy::AbTesting {
         // The analysis' matches, each merged with the service's, go where
         // the weights say; everything else stays on the primary.
-        let matches: Vec<Value> = canary["spec"]["analysis"]["match"]
+        let analysis_match = canary["spec"]["analysis"]["match"]
             .as_array()
             .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|m| {
-                if service_match.is_empty() {
-                    vec![m]
-                } else {
-                    service_match
-                        .iter()
-                        .map(|sm| merge(sm, &m))
-                        .collect::<Vec<_>>()
-                }
-            })
-            .collect();
+            .unwrap_or_default();
         let mut ab = base.clone();
-        ab.insert("match".into(), json!(matches));
+        ab.insert(
+            "match".into(),
+            json!(merge_matches(&analysis_match, &service_match)),
+        );
         ab.insert("route".into(), weighted(routes.primary, routes.canary));
-        http.push(Value::Object(ab));
-        main.insert("route".into(), weighted(100, 0));
+        let mut rest = base.clone();
+        if !service_match.is_empty() {
+            rest.insert("match".into(), json!(service_match));
+        }
+        rest.insert("route".into(), weighted(100, 0));
+        http = vec![ab, rest];
     }
-    http.push(Value::Object(main));
+    let http: Vec<Value> = http.into_iter().map(Value::Object).collect();
     let mut vs = json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
@@ -182,24 +193,116 @@ fn virtual_service(s: &Settings, canary: &Value, routes: Routes) -> Result<Value
     Ok(vs)
 }
 
-/// A match request with `extra`'s conditions added to `base`'s.
-fn merge(base: &Value, extra: &Value) -> Value {
-    let mut out = base.clone();
-    if let (Some(o), Some(e)) = (out.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            match (o.get_mut(k), v) {
-                (Some(Value::Object(have)), Value::Object(add)) => {
-                    for (kk, vv) in add {
-                        have.insert(kk.clone(), vv.clone());
-                    }
-                }
-                _ => {
-                    o.insert(k.clone(), v.clone());
+/// Flagger's `mergeMatchConditions`: each of the canary's matches over
+/// each of the service's, the canary's `headers` and `sourceLabels`
+/// taking the place of the service's.
+fn merge_matches(canary: &[Value], defaults: &[Value]) -> Vec<Value> {
+    if defaults.is_empty() {
+        return canary.to_vec();
+    }
+    let mut out = Vec::new();
+    for c in canary {
+        for d in defaults {
+            let mut m = d.clone();
+            for field in ["headers", "sourceLabels"] {
+                if !c[field].is_null() {
+                    m[field] = c[field].clone();
                 }
             }
+            out.push(m);
         }
     }
     out
+}
+
+/// `analysis.interval` in seconds, the primary cookie's lifetime.
+fn interval_secs(canary: &Value) -> i64 {
+    canary["spec"]["analysis"]["interval"]
+        .as_str()
+        .and_then(|i| weft_api::types::common::parse_duration(i).ok())
+        .map_or(60, |d| d.as_secs() as i64)
+}
+
+/// The session cookies a run holds (`name=value`), from its status.
+#[derive(Debug, Clone, Default)]
+pub struct Cookies {
+    pub canary: String,
+    pub previous: String,
+    pub primary: String,
+}
+
+/// A match on a session cookie, as Flagger writes it.
+fn cookie_match(cookie: &str, service_match: &[Value]) -> Vec<Value> {
+    let (name, value) = cookie.split_once('=').unwrap_or((cookie, ""));
+    let m = json!({"headers": {"Cookie": {"regex": format!(".*{name}.*{value}.*")}}});
+    merge_matches(&[m], service_match)
+}
+
+fn add_response_header(dest: &mut Value, name: &str, value: String) {
+    dest["headers"]["response"]["add"][name] = json!(value);
+}
+
+/// Flagger's session affinity rules: during a run a client the canary
+/// served gets its cookie and stays there (and, with a primary cookie,
+/// one the primary served stays there); between runs the last run's
+/// cookie is expired on sight.
+#[allow(clippy::too_many_arguments)]
+fn affinity_rules(
+    sa: &weft_canary::settings::SessionAffinity,
+    cookies: &Cookies,
+    canary_weight: u32,
+    mut weighted: Map<String, Value>,
+    service_match: &[Value],
+    (primary, canary): (&str, &str),
+    interval_secs: i64,
+) -> Vec<Map<String, Value>> {
+    let mut sticky_canary = weighted.clone();
+    let dest = |host: &str, w: u32| json!({"destination": {"host": host}, "weight": w});
+    if canary_weight != 0 {
+        if let Some(Value::Array(route)) = weighted.get_mut("route") {
+            for d in route.iter_mut() {
+                if d["destination"]["host"] == canary {
+                    add_response_header(
+                        d,
+                        "Set-Cookie",
+                        sa.build_cookie(&cookies.canary, sa.max_age()),
+                    );
+                } else if !sa.primary_cookie_name.is_empty() {
+                    add_response_header(
+                        d,
+                        "Set-Cookie",
+                        sa.build_cookie(&cookies.primary, interval_secs),
+                    );
+                }
+            }
+        }
+        sticky_canary.insert(
+            "match".into(),
+            json!(cookie_match(&cookies.canary, service_match)),
+        );
+        sticky_canary.insert("route".into(), json!([dest(primary, 0), dest(canary, 100)]));
+        if !sa.primary_cookie_name.is_empty() {
+            let mut sticky_primary = sticky_canary.clone();
+            sticky_primary.insert(
+                "match".into(),
+                json!(cookie_match(&cookies.primary, service_match)),
+            );
+            sticky_primary.insert("route".into(), json!([dest(primary, 100), dest(canary, 0)]));
+            return vec![sticky_canary, sticky_primary, weighted];
+        }
+        return vec![sticky_canary, weighted];
+    }
+    if !cookies.previous.is_empty() {
+        sticky_canary.insert(
+            "match".into(),
+            json!(cookie_match(&cookies.previous, service_match)),
+        );
+        let mut headers = sticky_canary.get("headers").cloned().unwrap_or(json!({}));
+        headers["response"]["add"]["Set-Cookie"] =
+            json!(format!("{}; Max-Age=-1", cookies.previous));
+        sticky_canary.insert("headers".into(), headers);
+    }
+    vec![sticky_canary, weighted]
 }
 
 /// Everything the canary owns, as documents.
@@ -209,6 +312,7 @@ pub fn render(
     target: &Value,
     primary_spec: &Value,
     routes: Routes,
+    cookies: &Cookies,
 ) -> Result<String, String> {
     let (key, value) = selector(target).ok_or_else(|| {
         format!(
@@ -231,7 +335,7 @@ pub fn render(
         service(s, canary, &format!("{}-canary", s.service), (&key, &value)),
         destination_rule(s, canary, &format!("{}-primary", s.service)),
         destination_rule(s, canary, &format!("{}-canary", s.service)),
-        virtual_service(s, canary, routes)?,
+        virtual_service(s, canary, routes, cookies)?,
     ];
     Ok(docs
         .iter()
@@ -267,7 +371,8 @@ pub fn routes_of(s: &Settings, docs: &[Value]) -> Option<Routes> {
     Some(Routes {
         primary: weight(&primary)?,
         canary: weight(&canary)?,
-        mirrored: !route["mirror"].is_null(),
+        // Flagger mirrors on the first rule.
+        mirrored: !http.first()?["mirror"].is_null(),
     })
 }
 
@@ -309,7 +414,8 @@ mod tests {
             canary: 30,
             mirrored: false,
         };
-        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), routes).unwrap());
+        let docs =
+            parse(&render(&s, &c, &t, &revision_spec(&t), routes, &Cookies::default()).unwrap());
         let names: Vec<String> = docs
             .iter()
             .map(|d| {
@@ -343,7 +449,7 @@ mod tests {
         assert_eq!(docs[6]["spec"]["http"][0]["retries"]["attempts"], 3);
         assert_eq!(routes_of(&s, &docs), Some(routes));
         // Every document is a resource weft admits.
-        let all = render(&s, &c, &t, &revision_spec(&t), routes).unwrap();
+        let all = render(&s, &c, &t, &revision_spec(&t), routes, &Cookies::default()).unwrap();
         let loaded = weft_api::load::load_bytes("<managed>", all.as_bytes());
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         assert_eq!(loaded.resources.len(), 7);
@@ -366,6 +472,7 @@ mod tests {
                     canary: 100,
                     mirrored: false,
                 },
+                &Cookies::default(),
             )
             .unwrap(),
         );
@@ -389,7 +496,17 @@ mod tests {
             canary: 0,
             mirrored: true,
         };
-        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), mirrored).unwrap());
+        let docs = parse(
+            &render(
+                &s,
+                &c,
+                &t,
+                &revision_spec(&t),
+                mirrored,
+                &Cookies::default(),
+            )
+            .unwrap(),
+        );
         let vs = &docs[6]["spec"];
         assert_eq!(vs["hosts"], json!(["podinfo"]));
         assert_eq!(vs["gateways"], json!(["mesh"]));
@@ -400,7 +517,17 @@ mod tests {
         let mut c2 = c.clone();
         c2["spec"]["service"]["hosts"] = json!(["app.example.com"]);
         c2["spec"]["service"]["gateways"] = json!(["public-gateway"]);
-        let docs = parse(&render(&s, &c2, &t, &revision_spec(&t), Routes::PRIMARY).unwrap());
+        let docs = parse(
+            &render(
+                &s,
+                &c2,
+                &t,
+                &revision_spec(&t),
+                Routes::PRIMARY,
+                &Cookies::default(),
+            )
+            .unwrap(),
+        );
         assert_eq!(
             docs[6]["spec"]["hosts"],
             json!(["app.example.com", "podinfo"])
@@ -409,12 +536,28 @@ mod tests {
 
         c2["spec"]["service"]["delegation"] = json!(true);
         assert_eq!(
-            render(&s, &c2, &t, &revision_spec(&t), Routes::PRIMARY).unwrap_err(),
+            render(
+                &s,
+                &c2,
+                &t,
+                &revision_spec(&t),
+                Routes::PRIMARY,
+                &Cookies::default()
+            )
+            .unwrap_err(),
             "VirtualService podinfo.test cannot have hosts and gateways when delegation enabled"
         );
         let mut c3 = c.clone();
         c3["spec"]["service"]["delegation"] = json!(true);
-        let all = render(&s, &c3, &t, &revision_spec(&t), Routes::PRIMARY).unwrap();
+        let all = render(
+            &s,
+            &c3,
+            &t,
+            &revision_spec(&t),
+            Routes::PRIMARY,
+            &Cookies::default(),
+        )
+        .unwrap();
         let docs = parse(&all);
         assert!(docs[6]["spec"]["hosts"].is_null() && docs[6]["spec"]["gateways"].is_null());
         let loaded = weft_api::load::load_bytes("<managed>", all.as_bytes());
@@ -429,11 +572,72 @@ mod tests {
     }
 
     #[test]
+    fn session_affinity_holds_the_canarys_clients_and_expires_their_cookie_after() {
+        let (s, c) = canary("{interval: 1m, maxWeight: 50, stepWeight: 10, sessionAffinity: {cookieName: flagger-cookie, maxAge: 21600}}");
+        let t = target();
+        let cookies = Cookies {
+            canary: "flagger-cookie=abcdefghij".into(),
+            ..Cookies::default()
+        };
+        let during = Routes {
+            primary: 90,
+            canary: 10,
+            mirrored: false,
+        };
+        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), during, &cookies).unwrap());
+        let http = &docs[6]["spec"]["http"];
+        assert_eq!(
+            http[0]["match"][0]["headers"]["Cookie"]["regex"],
+            ".*flagger-cookie.*abcdefghij.*"
+        );
+        assert_eq!(http[0]["route"][1]["weight"], 100);
+        assert_eq!(
+            http[1]["route"][1]["headers"]["response"]["add"]["Set-Cookie"],
+            "flagger-cookie=abcdefghij; Max-Age=21600"
+        );
+        assert_eq!(routes_of(&s, &docs), Some(during));
+        let after = Cookies {
+            previous: "flagger-cookie=abcdefghij".into(),
+            ..Cookies::default()
+        };
+        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), Routes::PRIMARY, &after).unwrap());
+        let http = &docs[6]["spec"]["http"];
+        assert_eq!(
+            http[0]["headers"]["response"]["add"]["Set-Cookie"],
+            "flagger-cookie=abcdefghij; Max-Age=-1"
+        );
+        assert_eq!(http[0]["route"][0]["weight"], 100);
+        assert_eq!(routes_of(&s, &docs), Some(Routes::PRIMARY));
+        let loaded = weft_api::load::load_bytes(
+            "<managed>",
+            render(&s, &c, &t, &revision_spec(&t), during, &cookies)
+                .unwrap()
+                .as_bytes(),
+        );
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .all(|d| d.severity != weft_api::diag::Severity::Error),
+            "{:?}",
+            loaded.diagnostics
+        );
+    }
+
+    #[test]
     fn a_target_without_a_selector_label_is_refused_with_the_labels_to_add() {
         let (s, c) = canary("{interval: 1m, maxWeight: 50, stepWeight: 10}");
         let mut t = target();
         t["metadata"]["labels"] = json!({"version": "v1"});
-        let e = render(&s, &c, &t, &revision_spec(&t), Routes::PRIMARY).unwrap_err();
+        let e = render(
+            &s,
+            &c,
+            &t,
+            &revision_spec(&t),
+            Routes::PRIMARY,
+            &Cookies::default(),
+        )
+        .unwrap_err();
         assert!(e.contains("app, name, app.kubernetes.io/name"), "{e}");
     }
 }

@@ -682,6 +682,10 @@ fn a_canary_is_judged_by_prometheus_queries_and_a_metric_template() {
                 &format!("  metricsServer: http://{prom}\n  targetRef:"),
             )
             .replace("interval: 30s", "interval: 1m")
+            .replace(
+                "    maxWeight: 30\n",
+                "    maxWeight: 30\n    sessionAffinity: {cookieName: flagger-cookie}\n",
+            )
             + &format!(
                 r#"    - name: error-rate
       templateRef: {{name: error-rate}}
@@ -722,13 +726,76 @@ spec:
         "{:#?}",
         messages(&c)
     );
-    let outbound = m
-        .outbound_of("default/client-0")
-        .trim_start_matches("http://")
-        .to_owned();
+    let proxy = m.outbound_of("default/client-0");
+    let outbound = proxy.trim_start_matches("http://").to_owned();
     let load = Load::start(outbound);
     std::fs::write(cfg.join("podinfo.yaml"), yaml("2")).unwrap();
+
+    // Session affinity: a client the canary served keeps its cookie and
+    // stays on the canary (the run paused meanwhile, so it cannot end).
+    let started = Instant::now();
+    while canary(&m.admin)["status"]["canaryWeight"] == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no traffic shifted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pause = common::weft()
+        .args(["canary", "pause", "podinfo", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    assert!(pause.status.success(), "{pause:?}");
+    let get = |cookie: Option<&str>| {
+        let mut args = vec!["-x", proxy.as_str()];
+        if let Some(c) = cookie {
+            args.extend(["-b", c]);
+        }
+        args.push("http://podinfo:8000/get");
+        common::curl(&args)
+    };
+    let started = Instant::now();
+    let cookie = loop {
+        let r = get(None);
+        if r.header("x-served-by").as_deref() == Some("podinfo-0") {
+            let set = r.header("set-cookie").unwrap_or_default();
+            assert!(
+                set.starts_with("flagger-cookie=") && set.contains("Max-Age=86400"),
+                "{}",
+                r.headers
+            );
+            break set.split(';').next().unwrap_or_default().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the canary never served"
+        );
+    };
+    for _ in 0..10 {
+        assert_eq!(
+            get(Some(&cookie)).header("x-served-by").as_deref(),
+            Some("podinfo-0")
+        );
+    }
+    let resume = common::weft()
+        .args(["canary", "resume", "podinfo", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    assert!(resume.status.success(), "{resume:?}");
     let c = until_phase(&m, "Succeeded", Duration::from_secs(90));
+    // After the run, the cookie is expired and its holder is on the
+    // primary.
+    let r = get(Some(&cookie));
+    assert_eq!(
+        r.header("x-served-by").as_deref(),
+        Some("podinfo-primary-0")
+    );
+    assert_eq!(
+        r.header("set-cookie"),
+        Some(format!("{cookie}; Max-Age=-1")),
+        "{}",
+        r.headers
+    );
     let said = messages(&c);
     assert!(
         said.contains(&"Advance podinfo.default canary weight 30".to_owned())
