@@ -149,7 +149,7 @@ pub const ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "canary.target",
         istio: None,
-        codes: &["IST0101"],
+        codes: &["IST0101", "WEFT0111"],
         run: references::canary_targets,
     },
     Analyzer {

@@ -335,6 +335,7 @@ pub fn canary_targets(input: &Input<'_>, out: &mut Findings) {
                     "point targetRef at an existing Deployment or Workload",
                 );
             }
+            canary_port(input, r, c, ns, &t.name, &spec, out);
         }
         let analysis = c.analysis.as_ref().or(c.canary_analysis.as_ref());
         let field = if c.analysis.is_some() {
@@ -348,17 +349,45 @@ pub fn canary_targets(input: &Input<'_>, out: &mut Findings) {
             .iter()
             .enumerate()
         {
+            let settings = weft_canary::settings::Settings::of(r.name(), r.namespace(), c);
+            let model = settings
+                .template_model(m.interval.as_deref().unwrap_or("1m"), &m.template_variables);
+            let at = spec.key(field).key("metrics").index(i);
+            if let Some(q) = m.query.as_deref().filter(|q| !q.is_empty()) {
+                if let Err(e) = weft_canary::template::render(q, &model) {
+                    out.add(
+                        Severity::Error,
+                        "WEFT0111",
+                        r,
+                        &at.key("query"),
+                        format!("the query does not render: {e}"),
+                        "use only Flagger's variables: name, namespace, target, service, ingress, route, interval, variables.KEY",
+                    );
+                }
+            }
             let Some(t) = &m.template_ref else { continue };
             let ns = if t.namespace.is_empty() {
                 r.namespace()
             } else {
                 &t.namespace
             };
-            let found = input.resources.iter().any(|x| {
-                x.kind() == ResourceKind::MetricTemplate
-                    && x.namespace() == ns
-                    && x.name() == t.name
+            let template = input.resources.iter().find_map(|x| match &x.spec {
+                Spec::MetricTemplate(mt) if x.namespace() == ns && x.name() == t.name => Some(mt),
+                _ => None,
             });
+            if let Some(Err(e)) =
+                template.map(|mt| weft_canary::template::render(&mt.query, &model))
+            {
+                out.add(
+                    Severity::Error,
+                    "WEFT0111",
+                    r,
+                    &at.key("templateRef"),
+                    format!("MetricTemplate {ns}/{}'s query does not render for this canary: {e}", t.name),
+                    "give the variable in templateVariables, or use only Flagger's template variables",
+                );
+            }
+            let found = template.is_some();
             if !found {
                 out.add(
                     Severity::Error,
@@ -370,6 +399,50 @@ pub fn canary_targets(input: &Input<'_>, out: &mut Findings) {
                 );
             }
         }
+    }
+}
+
+/// A Canary's `service.port` (or `targetPort`) is a port its Workload
+/// target declares: the generated Services send traffic there.
+fn canary_port(
+    input: &Input<'_>,
+    r: &Resource,
+    c: &weft_api::types::flagger::Canary,
+    ns: &str,
+    target: &str,
+    spec: &FieldPath,
+    out: &mut Findings,
+) {
+    let Some(svc) = &c.service else { return };
+    let workload = input.resources.iter().find_map(|x| match &x.spec {
+        Spec::Workload(w) if x.namespace() == ns && x.name() == target => Some(w),
+        _ => None,
+    });
+    let Some(w) = workload else { return };
+    let ports: Vec<u32> = w.all_ports().iter().map(|p| p.port).collect();
+    if ports.is_empty() {
+        return;
+    }
+    let wanted = match &svc.target_port {
+        Some(weft_api::types::common::IntOrString::Int(p)) => u32::try_from(*p).unwrap_or(0),
+        _ => svc.port,
+    };
+    if !ports.contains(&wanted) {
+        out.add(
+            Severity::Error,
+            "WEFT0111",
+            r,
+            &spec.key("service").key("port"),
+            format!(
+                "Workload {ns}/{target} does not listen on port {wanted}: it declares {}",
+                ports
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "set service.port (or targetPort) to a port the Workload declares",
+        );
     }
 }
 
