@@ -471,6 +471,7 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
         ResourceKind::Pod => Spec::Pod(de(tree, spec_node, &path)?),
         ResourceKind::Canary => Spec::Canary(Box::new(de(tree, spec_node, &path)?)),
         ResourceKind::MetricTemplate => Spec::MetricTemplate(de(tree, spec_node, &path)?),
+        ResourceKind::AlertProvider => Spec::AlertProvider(de(tree, spec_node, &path)?),
         ResourceKind::Workload => Spec::Workload(de(tree, spec_node, &path)?),
         ResourceKind::Namespace => Spec::Namespace(de(tree, spec_node, &path)?),
         ResourceKind::Node => Spec::Node(de(tree, spec_node, &path)?),
@@ -690,11 +691,6 @@ const NOT_APPLIED: &[(&str, &str, &str)] = &[
         "extensions.istio.io",
         "TrafficExtension",
         "traffic extensions do not run in weft's proxy",
-    ),
-    (
-        "flagger.app",
-        "AlertProvider",
-        "canary alerts are not sent; the events and the canary's status say what happened",
     ),
 ];
 

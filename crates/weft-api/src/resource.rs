@@ -27,6 +27,7 @@ pub enum ResourceKind {
     Pod,
     Canary,
     MetricTemplate,
+    AlertProvider,
     Workload,
     ConfigMap,
     Namespace,
@@ -35,7 +36,7 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 21] = [
+    pub const ALL: [ResourceKind; 22] = [
         ResourceKind::VirtualService,
         ResourceKind::DestinationRule,
         ResourceKind::Gateway,
@@ -52,6 +53,7 @@ impl ResourceKind {
         ResourceKind::Pod,
         ResourceKind::Canary,
         ResourceKind::MetricTemplate,
+        ResourceKind::AlertProvider,
         ResourceKind::Workload,
         ResourceKind::ConfigMap,
         ResourceKind::Namespace,
@@ -77,6 +79,7 @@ impl ResourceKind {
             ResourceKind::Pod => "Pod",
             ResourceKind::Canary => "Canary",
             ResourceKind::MetricTemplate => "MetricTemplate",
+            ResourceKind::AlertProvider => "AlertProvider",
             ResourceKind::Workload => "Workload",
             ResourceKind::ConfigMap => "ConfigMap",
             ResourceKind::Namespace => "Namespace",
@@ -101,7 +104,7 @@ impl ResourceKind {
             Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
             Service | Pod | ConfigMap | Namespace | Node | Secret => &["v1"],
             Deployment => &["apps/v1"],
-            Canary | MetricTemplate => &["flagger.app/v1beta1"],
+            Canary | MetricTemplate | AlertProvider => &["flagger.app/v1beta1"],
             Workload => &["weft.dev/v1"],
         }
     }
@@ -130,6 +133,7 @@ impl ResourceKind {
             "we" | "workloadentries" => Some(ResourceKind::WorkloadEntry),
             "wg" | "workloadgroups" => Some(ResourceKind::WorkloadGroup),
             "canaries" => Some(ResourceKind::Canary),
+            "alertproviders" => Some(ResourceKind::AlertProvider),
             "workloads" => Some(ResourceKind::Workload),
             "ns" | "namespaces" => Some(ResourceKind::Namespace),
             "no" | "nodes" => Some(ResourceKind::Node),
@@ -175,6 +179,7 @@ pub enum Spec {
     Pod(kube::PodSpec),
     Canary(Box<flagger::Canary>),
     MetricTemplate(flagger::MetricTemplate),
+    AlertProvider(flagger::AlertProvider),
     Workload(weft::Workload),
     ConfigMap(kube::ConfigMap),
     /// A namespace: weft reads its labels (injection, ambient enrolment)
@@ -203,6 +208,7 @@ impl Spec {
             Spec::Pod(_) => ResourceKind::Pod,
             Spec::Canary(_) => ResourceKind::Canary,
             Spec::MetricTemplate(_) => ResourceKind::MetricTemplate,
+            Spec::AlertProvider(_) => ResourceKind::AlertProvider,
             Spec::Workload(_) => ResourceKind::Workload,
             Spec::ConfigMap(_) => ResourceKind::ConfigMap,
             Spec::Namespace(_) => ResourceKind::Namespace,

@@ -128,7 +128,6 @@ fn kinds_weft_does_not_model_are_accepted_and_said_so() {
         ("networking.istio.io/v1alpha3", "EnvoyFilter"),
         ("networking.istio.io/v1beta1", "ProxyConfig"),
         ("extensions.istio.io/v1alpha1", "WasmPlugin"),
-        ("flagger.app/v1beta1", "AlertProvider"),
     ] {
         check(
             kind,
@@ -747,5 +746,24 @@ spec:
         "metric-template-headers",
         "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: errors}\nspec:\n  provider: {type: prometheus, address: http://prometheus:9090, headers: {X-Scope-OrgID: [tenant]}}\n  query: sum(rate(x[1m]))\n",
         Want::Clean,
+    );
+}
+
+#[test]
+fn alert_providers_are_flaggers() {
+    check(
+        "alert-provider",
+        "apiVersion: flagger.app/v1beta1\nkind: AlertProvider\nmetadata: {name: on-call}\nspec: {type: slack, channel: on-call-alerts, username: flagger, address: https://hooks.slack.com/services/T/B/X}\n",
+        Want::Clean,
+    );
+    check(
+        "alert-provider-type",
+        "apiVersion: flagger.app/v1beta1\nkind: AlertProvider\nmetadata: {name: on-call}\nspec: {type: pager, address: https://example.com/}\n",
+        Want::Refused("alert provider type \"pager\" is not one of Flagger's"),
+    );
+    check(
+        "alert-provider-address",
+        "apiVersion: flagger.app/v1beta1\nkind: AlertProvider\nmetadata: {name: on-call}\nspec: {type: slack}\n",
+        Want::Refused("needs an address"),
     );
 }

@@ -84,6 +84,17 @@ pub struct Event {
     pub message: String,
 }
 
+/// An alert for the canary's alert providers, as Flagger's `alert`
+/// raises it: with the canary's metadata (target, threshold, deadline,
+/// routing) as fields or without.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub message: String,
+    pub metadata: bool,
+    /// "info", "warn" or "error".
+    pub severity: &'static str,
+}
+
 /// How a run ended, for `flagger_canary_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -101,6 +112,7 @@ pub struct Tick {
     /// Each metric's value, as `flagger_canary_metric_analysis` shows it.
     pub analysis: Vec<(String, f64)>,
     pub outcome: Option<Outcome>,
+    pub alerts: Vec<Alert>,
 }
 
 /// What the analysis of a tick found.
@@ -133,6 +145,7 @@ pub fn advance(s: &Settings, status: &Status, seen: &Observed, checks: &mut dyn 
             events: Vec::new(),
             analysis: Vec::new(),
             outcome: None,
+            alerts: Vec::new(),
         },
     };
     run.tick();
@@ -151,6 +164,14 @@ impl Run<'_> {
         self.t.events.push(Event {
             warning: true,
             message,
+        });
+    }
+
+    fn alert(&mut self, message: impl Into<String>, metadata: bool, severity: &'static str) {
+        self.t.alerts.push(Alert {
+            message: message.into(),
+            metadata,
+            severity,
         });
     }
 
@@ -262,6 +283,11 @@ impl Run<'_> {
             self.effect(Effect::ScaleToZero);
             self.sync(Phase::Initialized, 0);
             self.info(format!("Initialization done! {}", s.canary_ref()));
+            self.alert(
+                format!("New {} detected, initialization completed.", s.target_kind),
+                true,
+                "info",
+            );
         }
 
         let should_advance = match self.phase() {
@@ -316,6 +342,11 @@ impl Run<'_> {
                 "New revision detected! Scaling up {}",
                 s.target_ref()
             ));
+            self.alert(
+                "New revision detected, progressing canary analysis.",
+                true,
+                "info",
+            );
             self.effect(Effect::ScaleFromZero);
             self.sync(Phase::Progressing, 0);
             return;
@@ -354,6 +385,11 @@ impl Run<'_> {
             self.set_phase(Phase::Succeeded);
             self.t.outcome = Some(Outcome::Skipped);
             self.post_rollout(Phase::Succeeded);
+            self.alert(
+                "Canary analysis was skipped, promotion finished.",
+                false,
+                "info",
+            );
             self.info(format!(
                 "Promotion completed! Canary analysis was skipped for {}",
                 s.target_ref()
@@ -370,6 +406,7 @@ impl Run<'_> {
                 "Rolling back {} manual webhook invoked",
                 s.canary_ref()
             ));
+            self.alert("Rolling back manual webhook invoked", false, "warn");
             self.rollback();
             return;
         }
@@ -384,6 +421,11 @@ impl Run<'_> {
             self.set_phase(Phase::Succeeded);
             self.t.outcome = Some(Outcome::Succeeded);
             self.post_rollout(Phase::Succeeded);
+            self.alert(
+                "Canary analysis completed successfully, promotion finished.",
+                false,
+                "info",
+            );
             self.info(format!(
                 "Promotion completed! Scaling down {}",
                 s.target_ref()
@@ -601,6 +643,14 @@ impl Run<'_> {
                 s.canary_ref(),
                 self.t.status.failed_checks
             ));
+            self.alert(
+                format!(
+                    "Failed checks threshold reached {}",
+                    self.t.status.failed_checks
+                ),
+                false,
+                "error",
+            );
         }
         self.effect(Effect::SetRoutes(Routes::PRIMARY));
         self.warn(format!("Canary failed! Scaling down {}", s.canary_ref()));
@@ -617,6 +667,11 @@ impl Run<'_> {
             "Promotion of {} failed, primary not ready: {why}",
             self.s.target_ref()
         ));
+        self.alert(
+            format!("Promotion failed, primary not ready: {why}"),
+            false,
+            "error",
+        );
         self.effect(Effect::SetRoutes(Routes::CANARY));
         self.sync(Phase::Failed, TOTAL_WEIGHT);
         self.t.outcome = Some(Outcome::Failed);
@@ -634,6 +689,9 @@ impl Run<'_> {
                         self.s.canary_ref(),
                         hook.name
                     ));
+                    if !hook.mute_alert.unwrap_or(false) {
+                        self.alert("Canary is waiting for approval.", false, "warn");
+                    }
                 }
                 return false;
             }
@@ -650,6 +708,13 @@ impl Run<'_> {
                     self.s.canary_ref(),
                     hook.name
                 ));
+                if !hook.mute_alert.unwrap_or(false) {
+                    self.alert(
+                        "Canary traffic increase is waiting for approval.",
+                        false,
+                        "warn",
+                    );
+                }
                 return false;
             }
             self.info(format!(
@@ -670,6 +735,9 @@ impl Run<'_> {
                         self.s.canary_ref(),
                         hook.name
                     ));
+                    if !hook.mute_alert.unwrap_or(false) {
+                        self.alert("Canary promotion is waiting for approval.", false, "warn");
+                    }
                 } else {
                     let left = self.s.iterations.saturating_sub(1);
                     self.touch(|st| st.iterations = left);

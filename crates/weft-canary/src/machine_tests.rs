@@ -214,9 +214,15 @@ fn a_progressive_canary_is_initialized_advanced_promoted_and_finalised() {
     assert_eq!(t.outcome, Some(Outcome::Succeeded));
     assert!(!w.canary_replicas);
     assert_eq!(w.status.last_promoted_spec, "rev2");
+    let t_events = w.take_events();
+    assert_eq!(t_events, ["Promotion completed! Scaling down podinfo.test"]);
     assert_eq!(
-        w.take_events(),
-        ["Promotion completed! Scaling down podinfo.test"]
+        t.alerts,
+        [Alert {
+            message: "Canary analysis completed successfully, promotion finished.".into(),
+            metadata: false,
+            severity: "info"
+        }]
     );
     let c = &w.status.conditions[0];
     assert_eq!(

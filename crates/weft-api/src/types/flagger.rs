@@ -174,3 +174,21 @@ pub struct MetricProvider {
     pub insecure_skip_verify: Option<bool>,
     pub region: Option<String>,
 }
+
+/// Flagger's `AlertProvider`: where a canary's alerts go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AlertProvider {
+    /// slack, msteams, discord, rocket, gchat.
+    #[serde(default, rename = "type")]
+    pub provider_type: String,
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub proxy: String,
+    pub secret_ref: Option<serde_json::Value>,
+}

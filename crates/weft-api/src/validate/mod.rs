@@ -132,6 +132,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Pod(_) | Spec::Namespace(_) | Spec::Secret(_) => {}
         Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
         Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
+        Spec::AlertProvider(s) => other::alert_provider(&mut ctx, s, &spec),
         Spec::Workload(s) => other::workload(&mut ctx, s, &spec),
         Spec::ConfigMap(_) => mesh_config::config_map(&mut ctx),
     }

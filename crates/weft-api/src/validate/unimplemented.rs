@@ -285,11 +285,6 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Canary,
-        "spec.analysis.alerts",
-        "alerts are written to the log and the API, not sent to providers",
-    ),
-    (
-        ResourceKind::Canary,
         "spec.service.apex",
         "apex/primary/canary metadata is not applied",
     ),

@@ -343,6 +343,31 @@ pub fn canary_targets(input: &Input<'_>, out: &mut Findings) {
         } else {
             "canaryAnalysis"
         };
+        for (i, a) in analysis
+            .map(|a| a.alerts.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let name = a["providerRef"]["name"].as_str().unwrap_or_default();
+            let ns = a["providerRef"]["namespace"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(r.namespace());
+            let found = input.resources.iter().any(|x| {
+                x.kind() == ResourceKind::AlertProvider && x.namespace() == ns && x.name() == name
+            });
+            if !found {
+                out.add(
+                    Severity::Error,
+                    "IST0101",
+                    r,
+                    &spec.key(field).key("alerts").index(i).key("providerRef"),
+                    format!("Referenced AlertProvider not found: {name:?}"),
+                    "define the AlertProvider, or give its namespace",
+                );
+            }
+        }
         for (i, m) in analysis
             .map(|a| a.metrics.as_slice())
             .unwrap_or_default()

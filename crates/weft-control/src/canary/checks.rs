@@ -384,6 +384,57 @@ pub fn service_endpoint(
     })
 }
 
+/// POSTs JSON to an `http://` URL (an alert hook), with a bearer token
+/// when one is given; a status of 400 or more is a failure.
+pub fn post_json(url: &str, body: &str, token: &str, timeout: Duration) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// hooks are supported yet"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = {
+        use std::net::ToSocketAddrs;
+        let with_port = if authority.contains(':') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        with_port
+            .to_socket_addrs()
+            .map_err(|e| format!("dial tcp: lookup {authority}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("dial tcp: no address for {authority}"))?
+    };
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let auth = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
+    let req = format!(
+        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    s.take(1 << 20)
+        .read_to_end(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&answer);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no HTTP answer")?;
+    if status >= 400 {
+        return Err(format!("status {status}"));
+    }
+    Ok(())
+}
+
 type Resolve<'a> = &'a dyn Fn(&str, u32) -> Option<std::net::SocketAddr>;
 
 /// POSTs `body` to an `http://` URL; a status above 202 is a refusal,

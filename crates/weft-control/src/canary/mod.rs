@@ -8,6 +8,7 @@
 //! ([`crate::source::ConfigSource::manage`]), the status as a status
 //! subresource. The events are Flagger's, logged as Flagger logs them.
 
+pub mod alerts;
 pub mod checks;
 pub mod manual;
 pub mod metrics;
@@ -394,6 +395,11 @@ impl Controller {
         }
         for e in &t.events {
             self.event(&owner, s, e.warning, e.message.clone());
+        }
+        for a in &t.alerts {
+            for why in alerts::send(s, &canary_json, resources, a) {
+                eprintln!("weft: canary {}: {why}", s.canary_ref());
+            }
         }
         self.recorder.set_status(s, t.status.phase);
         self.recorder.set_weight(s, routes);

@@ -671,6 +671,44 @@ fn a_canary_is_judged_by_prometheus_queries_and_a_metric_template() {
     );
     let w = common::World::any();
     let prom = w.addr(0, 250, 9090).to_string();
+    // A Slack-compatible hook that keeps what it is sent.
+    let listener = std::net::TcpListener::bind(w.addr(0, 249, 8099)).unwrap();
+    let hook = listener.local_addr().unwrap().to_string();
+    let received = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let kept = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_owned)
+                        })
+                        .and_then(|l| l.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        if let Ok(v) = serde_json::from_str(body) {
+                            kept.lock().unwrap().push(v);
+                        }
+                        break;
+                    }
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
     let cfg = w.dir.join("config");
     std::fs::create_dir_all(&cfg).unwrap();
     let yaml = |version: &str| {
@@ -684,7 +722,7 @@ fn a_canary_is_judged_by_prometheus_queries_and_a_metric_template() {
             .replace("interval: 30s", "interval: 1m")
             .replace(
                 "    maxWeight: 30\n",
-                "    maxWeight: 30\n    sessionAffinity: {cookieName: flagger-cookie}\n",
+                "    maxWeight: 30\n    sessionAffinity: {cookieName: flagger-cookie}\n    alerts: [{name: on-call, severity: info, providerRef: {name: on-call}}]\n",
             )
             + &format!(
                 r#"    - name: error-rate
@@ -692,6 +730,12 @@ fn a_canary_is_judged_by_prometheus_queries_and_a_metric_template() {
       templateVariables: {{codes: "5.*"}}
       thresholdRange: {{max: 1}}
       interval: 1m
+---
+apiVersion: flagger.app/v1beta1
+kind: AlertProvider
+metadata:
+  name: on-call
+spec: {{type: slack, channel: releases, address: "http://{hook}/services/hook"}}
 ---
 apiVersion: flagger.app/v1beta1
 kind: MetricTemplate
@@ -795,6 +839,31 @@ spec:
         Some(format!("{cookie}; Max-Age=-1")),
         "{}",
         r.headers
+    );
+    // The alerts reached the on-call channel in Flagger's Slack form.
+    let sent = received.lock().unwrap().clone();
+    let texts: Vec<&str> = sent
+        .iter()
+        .filter_map(|v| v["attachments"][0]["text"].as_str())
+        .collect();
+    assert!(
+        texts.contains(&"New revision detected, progressing canary analysis.")
+            && texts.contains(&"Canary analysis completed successfully, promotion finished."),
+        "{sent:#?}"
+    );
+    let started = sent
+        .iter()
+        .find(|v| {
+            v["attachments"][0]["text"] == "New revision detected, progressing canary analysis."
+        })
+        .unwrap();
+    assert_eq!(started["channel"], "releases");
+    assert_eq!(started["username"], "flagger");
+    assert_eq!(started["attachments"][0]["author_name"], "podinfo.default");
+    assert_eq!(started["attachments"][0]["fields"][0]["title"], "Target");
+    assert_eq!(
+        started["attachments"][0]["fields"][0]["value"],
+        "Workload/podinfo.default"
     );
     let said = messages(&c);
     assert!(
