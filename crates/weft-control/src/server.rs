@@ -151,7 +151,12 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let canaries = crate::canary::Shared::default();
     let (canary_commands, canary_command_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(crate::canary::run(
-        crate::canary::Controller::new(store.source().clone(), traffic.clone(), hub.clone()),
+        crate::canary::Controller::new(
+            store.source().clone(),
+            traffic.clone(),
+            hub.clone(),
+            canaries.clone(),
+        ),
         canary_rx,
         canary_command_rx,
         canaries.clone(),

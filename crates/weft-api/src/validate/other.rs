@@ -386,6 +386,29 @@ pub fn metric_template(ctx: &mut Ctx<'_>, m: &MetricTemplate, spec: &FieldPath) 
     }
 }
 
+/// Flagger's notifiers: the types it knows, and an address (or a secret
+/// holding one).
+pub fn alert_provider(ctx: &mut Ctx<'_>, a: &AlertProvider, spec: &FieldPath) {
+    const TYPES: [&str; 5] = ["slack", "msteams", "discord", "rocket", "gchat"];
+    if !TYPES.contains(&a.provider_type.as_str()) {
+        ctx.error(
+            &spec.key("type"),
+            format!(
+                "alert provider type {:?} is not one of Flagger's",
+                a.provider_type
+            ),
+            "use slack, msteams, discord, rocket or gchat",
+        );
+    }
+    if a.address.is_empty() && a.secret_ref.is_none() {
+        ctx.error(
+            &spec.key("address"),
+            "an alert provider needs an address (or a secretRef holding one)",
+            "e.g. address: https://hooks.slack.com/services/…",
+        );
+    }
+}
+
 #[cfg(test)]
 mod node_tests {
     /// What loading `yaml` says (loading validates).
@@ -430,29 +453,6 @@ mod node_tests {
         assert!(
             selector.len() == 1 && selector[0].contains("nodeSelector"),
             "{selector:?}"
-        );
-    }
-}
-
-/// Flagger's notifiers: the types it knows, and an address (or a secret
-/// holding one).
-pub fn alert_provider(ctx: &mut Ctx<'_>, a: &AlertProvider, spec: &FieldPath) {
-    const TYPES: [&str; 5] = ["slack", "msteams", "discord", "rocket", "gchat"];
-    if !TYPES.contains(&a.provider_type.as_str()) {
-        ctx.error(
-            &spec.key("type"),
-            format!(
-                "alert provider type {:?} is not one of Flagger's",
-                a.provider_type
-            ),
-            "use slack, msteams, discord, rocket or gchat",
-        );
-    }
-    if a.address.is_empty() && a.secret_ref.is_none() {
-        ctx.error(
-            &spec.key("address"),
-            "an alert provider needs an address (or a secretRef holding one)",
-            "e.g. address: https://hooks.slack.com/services/…",
         );
     }
 }

@@ -84,6 +84,9 @@ pub struct Controller {
     /// The canaries this controller manages objects for.
     owners: BTreeMap<String, ResourceKey>,
     pub events: BTreeMap<String, Vec<CanaryEvent>>,
+    /// Where events are shown as soon as they happen, so that nobody
+    /// reads a status the events leading to it are not yet beside.
+    published: Shared,
     pub recorder: metrics::Recorder,
     /// What users asked with `weft canary`, by owner.
     manual: BTreeMap<String, manual::Manual>,
@@ -123,11 +126,17 @@ fn revision_hash(spec: &Value) -> String {
 }
 
 impl Controller {
-    pub fn new(source: Arc<dyn ConfigSource>, traffic: Arc<Traffic>, hub: Arc<Hub>) -> Controller {
+    pub fn new(
+        source: Arc<dyn ConfigSource>,
+        traffic: Arc<Traffic>,
+        hub: Arc<Hub>,
+        published: Shared,
+    ) -> Controller {
         Controller {
             source,
             traffic,
             hub,
+            published,
             time_scale: time_scale(),
             next_tick: HashMap::new(),
             unready_since: HashMap::new(),
@@ -237,6 +246,10 @@ impl Controller {
         });
         if list.len() > KEEP_EVENTS {
             list.remove(0);
+        }
+        let list = list.clone();
+        if let Ok(mut p) = self.published.lock() {
+            p.events.insert(owner.to_owned(), list);
         }
     }
 
@@ -522,7 +535,6 @@ pub async fn run(
             Ok(c) => {
                 controller = c;
                 if let Ok(mut p) = published.lock() {
-                    p.events.clone_from(&controller.events);
                     p.decisions.clone_from(&controller.decisions);
                     p.metrics = controller.recorder.render();
                 }
