@@ -258,7 +258,7 @@ pub fn prometheus_query(
     let collapsed = query.split_whitespace().collect::<Vec<_>>().join(" ");
     let base = server.trim_end_matches('/');
     let url = format!("{base}/api/v1/query?query={}", percent_encode(&collapsed));
-    let (status, body) = http_get(&url, headers, Duration::from_secs(5))
+    let (status, body) = http("GET", &url, headers, "", Duration::from_secs(5), &by_dns)
         .map_err(|e| MetricError::Failed(format!("request failed: {e}")))?;
     if status >= 400 {
         return Err(MetricError::Failed(format!(
@@ -298,57 +298,6 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// A GET over HTTP/1.0 to an `http://` URL; the status and body.
-fn http_get(
-    url: &str,
-    headers: &[(String, String)],
-    timeout: Duration,
-) -> Result<(u16, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// is supported yet"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = {
-        use std::net::ToSocketAddrs;
-        let with_port = if authority.contains(':') {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        with_port
-            .to_socket_addrs()
-            .map_err(|e| format!("dial tcp: lookup {authority}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("dial tcp: no address for {authority}"))?
-    };
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    s.take(16 << 20)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&answer);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("no HTTP answer")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
-}
-
 /// Where a mesh service named as Kubernetes DNS names it (`name`,
 /// `name.namespace`, `name.namespace.svc[.cluster.local]`) answers on
 /// `port`: one of its endpoints, at the port the service sends it to.
@@ -384,65 +333,20 @@ pub fn service_endpoint(
     })
 }
 
-/// POSTs JSON to an `http://` URL (an alert hook), with a bearer token
-/// when one is given; a status of 400 or more is a failure.
-pub fn post_json(url: &str, body: &str, token: &str, timeout: Duration) -> Result<(), String> {
+/// One HTTP/1.0 exchange with an `http://` URL (webhooks, Prometheus,
+/// alert hooks: small, rare requests, so no pooled client): the status
+/// and body. `resolve` may name where a host is before DNS is asked.
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &str,
+    timeout: Duration,
+    resolve: Resolve<'_>,
+) -> Result<(u16, String), String> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// hooks are supported yet"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = {
-        use std::net::ToSocketAddrs;
-        let with_port = if authority.contains(':') {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        with_port
-            .to_socket_addrs()
-            .map_err(|e| format!("dial tcp: lookup {authority}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("dial tcp: no address for {authority}"))?
-    };
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let auth = if token.is_empty() {
-        String::new()
-    } else {
-        format!("Authorization: Bearer {token}\r\n")
-    };
-    let req = format!(
-        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    s.take(1 << 20)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&answer);
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("no HTTP answer")?;
-    if status >= 400 {
-        return Err(format!("status {status}"));
-    }
-    Ok(())
-}
-
-type Resolve<'a> = &'a dyn Fn(&str, u32) -> Option<std::net::SocketAddr>;
-
-/// POSTs `body` to an `http://` URL; a status above 202 is a refusal,
-/// as Flagger's.
-fn post(url: &str, body: &str, timeout: Duration, resolve: Resolve<'_>) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// webhooks are supported yet"))?;
+        .ok_or_else(|| format!("{url}: only http:// is supported yet"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -457,37 +361,76 @@ fn post(url: &str, body: &str, timeout: Duration, resolve: Resolve<'_>) -> Resul
             use std::net::ToSocketAddrs;
             (host, port)
                 .to_socket_addrs()
-                .map_err(|e| format!("Post \"{url}\": dial tcp: lookup {host}: {e}"))?
+                .map_err(|e| format!("dial tcp: lookup {host}: {e}"))?
                 .next()
-                .ok_or_else(|| format!("Post \"{url}\": no address for {host}"))?
+                .ok_or_else(|| format!("dial tcp: no address for {host}"))?
         }
     };
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("Post \"{url}\": {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
-    let req = format!(
-        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("Post \"{url}\": {e}"))?;
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {authority}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
-    s.take(1 << 20)
+    s.take(16 << 20)
         .read_to_end(&mut answer)
-        .map_err(|e| format!("Post \"{url}\": {e}"))?;
+        .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&answer);
-    let status: u16 = text
+    let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Post \"{url}\": no HTTP answer"))?;
+        .ok_or("no HTTP answer")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+/// Where no host is known in advance: DNS decides.
+pub fn by_dns(_: &str, _: u32) -> Option<std::net::SocketAddr> {
+    None
+}
+
+type Resolve<'a> = &'a dyn Fn(&str, u32) -> Option<std::net::SocketAddr>;
+
+/// POSTs JSON to an alert hook, with a bearer token when one is given;
+/// a status of 400 or more is a failure.
+pub fn post_json(url: &str, body: &str, token: &str, timeout: Duration) -> Result<(), String> {
+    let auth: Vec<(String, String)> = if token.is_empty() {
+        Vec::new()
+    } else {
+        vec![("Authorization".into(), format!("Bearer {token}"))]
+    };
+    match http("POST", url, &auth, body, timeout, &by_dns)? {
+        (status, _) if status >= 400 => Err(format!("status {status}")),
+        _ => Ok(()),
+    }
+}
+
+/// POSTs a webhook payload; as Flagger, a status above 202 is a refusal
+/// whose body says why.
+fn post(url: &str, body: &str, timeout: Duration, resolve: Resolve<'_>) -> Result<(), String> {
+    let (status, answer) = http("POST", url, &[], body, timeout, resolve)
+        .map_err(|e| format!("Post \"{url}\": {e}"))?;
     if status > 202 {
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
-        return Err(if body.is_empty() {
+        let answer = answer.trim();
+        return Err(if answer.is_empty() {
             format!("{status}")
         } else {
-            body.to_owned()
+            answer.to_owned()
         });
     }
     Ok(())
