@@ -420,6 +420,19 @@ pub fn post_json(url: &str, body: &str, token: &str, timeout: Duration) -> Resul
     }
 }
 
+/// POSTs a webhook payload to `url`, a mesh service's endpoint when it
+/// names one, within Flagger's default timeout.
+pub fn post_webhook(
+    url: &str,
+    body: &str,
+    registry: &weft_compile::registry::Registry,
+    namespace: &str,
+) -> Result<(), String> {
+    post(url, body, DEFAULT_WEBHOOK_TIMEOUT, &|host, port| {
+        service_endpoint(registry, namespace, host, port)
+    })
+}
+
 /// POSTs a webhook payload; as Flagger, a status above 202 is a refusal
 /// whose body says why.
 fn post(url: &str, body: &str, timeout: Duration, resolve: Resolve<'_>) -> Result<(), String> {

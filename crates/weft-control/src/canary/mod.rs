@@ -162,6 +162,60 @@ impl Controller {
         self.next_tick.remove(&key);
     }
 
+    /// Flagger's `event` webhooks: every event of the tick, with its
+    /// type and a timestamp, to each of them.
+    fn send_events(
+        &self,
+        s: &Settings,
+        t: &machine::Tick,
+        registry: &weft_compile::registry::Registry,
+    ) {
+        let hooks: Vec<_> = s
+            .webhooks
+            .iter()
+            .filter(|w| w.hook_type == "event")
+            .collect();
+        if hooks.is_empty() {
+            return;
+        }
+        for e in &t.events {
+            for hook in &hooks {
+                let mut metadata = serde_json::Map::new();
+                metadata.insert("eventMessage".into(), e.message.clone().into());
+                metadata.insert(
+                    "eventType".into(),
+                    if e.warning { "Warning" } else { "Normal" }.into(),
+                );
+                metadata.insert(
+                    "timestamp".into(),
+                    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                        .to_string()
+                        .into(),
+                );
+                for (k, v) in &hook.metadata {
+                    metadata
+                        .entry(k.clone())
+                        .or_insert_with(|| v.clone().into());
+                }
+                let payload = serde_json::json!({
+                    "name": s.name,
+                    "namespace": s.namespace,
+                    "phase": t.status.phase.as_str(),
+                    "checksum": t.status.last_applied_spec,
+                    "metadata": metadata,
+                });
+                if let Err(e) =
+                    checks::post_webhook(&hook.url, &payload.to_string(), registry, &s.namespace)
+                {
+                    eprintln!(
+                        "weft: canary {}: error sending event to webhook: {e}",
+                        s.canary_ref()
+                    );
+                }
+            }
+        }
+    }
+
     fn decide(&mut self, owner: &str, now: &str, t: &machine::Tick) {
         let decisions = self.decisions.entry(owner.to_owned()).or_default();
         decisions.push(Decision {
@@ -409,6 +463,7 @@ impl Controller {
         for e in &t.events {
             self.event(&owner, s, e.warning, e.message.clone());
         }
+        self.send_events(s, &t, &seen.registry);
         for a in &t.alerts {
             for why in alerts::send(s, &canary_json, resources, a) {
                 eprintln!("weft: canary {}: {why}", s.canary_ref());

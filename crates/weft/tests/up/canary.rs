@@ -677,7 +677,7 @@ fn a_canary_is_judged_by_prometheus_queries_and_a_metric_template() {
     let received = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
     let kept = received.clone();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(50) {
+        for stream in listener.incoming().take(1000) {
             let Ok(mut s) = stream else { continue };
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let mut buf = Vec::new();
@@ -722,7 +722,7 @@ fn a_canary_is_judged_by_prometheus_queries_and_a_metric_template() {
             .replace("interval: 30s", "interval: 1m")
             .replace(
                 "    maxWeight: 30\n",
-                "    maxWeight: 30\n    sessionAffinity: {cookieName: flagger-cookie}\n    alerts: [{name: on-call, severity: info, providerRef: {name: on-call}}]\n",
+                &format!("    maxWeight: 30\n    sessionAffinity: {{cookieName: flagger-cookie}}\n    alerts: [{{name: on-call, severity: info, providerRef: {{name: on-call}}}}]\n    webhooks: [{{name: events, type: event, url: \"http://{hook}/events\", metadata: {{team: web}}}}]\n"),
             )
             + &format!(
                 r#"    - name: error-rate
@@ -840,6 +840,20 @@ spec:
         "{}",
         r.headers
     );
+    // Every event went to the event webhook, with Flagger's metadata.
+    let sent = received.lock().unwrap().clone();
+    let event = sent
+        .iter()
+        .find(|v| {
+            v["metadata"]["eventMessage"] == "New revision detected! Scaling up podinfo.default"
+        })
+        .unwrap_or_else(|| panic!("{sent:#?}"));
+    assert_eq!(event["metadata"]["eventType"], "Normal");
+    assert_eq!(event["metadata"]["team"], "web");
+    assert_eq!(event["phase"], "Progressing");
+    assert!(event["metadata"]["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.parse::<u64>().is_ok()));
     // The alerts reached the on-call channel in Flagger's Slack form.
     let sent = received.lock().unwrap().clone();
     let texts: Vec<&str> = sent
