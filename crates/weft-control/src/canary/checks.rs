@@ -91,17 +91,24 @@ impl Checks for Live<'_> {
             "checksum": self.checksum,
             "metadata": hook.metadata,
         });
+        // Flagger: a timeout shorter than two characters is its default.
         let timeout = hook
             .timeout
             .as_deref()
+            .filter(|t| t.len() >= 2)
             .and_then(|t| weft_api::types::common::parse_duration(t).ok())
-            .filter(|t| *t >= Duration::from_secs(1))
+            .filter(|t| !t.is_zero())
             .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
+        let retries = hook.retries.unwrap_or(0).clamp(0, 10) as u32;
         let registry = self.registry;
         let namespace = self.settings.namespace.clone();
-        post(&hook.url, &payload.to_string(), timeout, &|host, port| {
-            service_endpoint(registry, &namespace, host, port)
-        })
+        post(
+            &hook.url,
+            &payload.to_string(),
+            timeout,
+            retries,
+            &|host, port| service_endpoint(registry, &namespace, host, port),
+        )
     }
 
     fn metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError> {
@@ -428,23 +435,90 @@ pub fn post_webhook(
     registry: &weft_compile::registry::Registry,
     namespace: &str,
 ) -> Result<(), String> {
-    post(url, body, DEFAULT_WEBHOOK_TIMEOUT, &|host, port| {
+    post(url, body, DEFAULT_WEBHOOK_TIMEOUT, 0, &|host, port| {
         service_endpoint(registry, namespace, host, port)
     })
 }
 
-/// POSTs a webhook payload; as Flagger, a status above 202 is a refusal
-/// whose body says why.
-fn post(url: &str, body: &str, timeout: Duration, resolve: Resolve<'_>) -> Result<(), String> {
-    let (status, answer) = http("POST", url, &[], body, timeout, resolve)
-        .map_err(|e| format!("Post \"{url}\": {e}"))?;
-    if status > 202 {
-        let answer = answer.trim();
-        return Err(if answer.is_empty() {
-            format!("{status}")
-        } else {
-            answer.to_owned()
-        });
+/// POSTs a webhook payload as Flagger's retrying client does: a failed
+/// connection, a 429 or a 5xx other than 501 is tried again `retries`
+/// times (waiting 1 s, 2 s, 4 s…, at most 30 s) and then given up with
+/// its words; any other status above 202 is a refusal whose body says
+/// why.
+fn post(
+    url: &str,
+    body: &str,
+    timeout: Duration,
+    retries: u32,
+    resolve: Resolve<'_>,
+) -> Result<(), String> {
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let result = http("POST", url, &[], body, timeout, resolve);
+        let retriable = match &result {
+            Err(_) => true,
+            Ok((status, _)) => *status == 429 || (*status >= 500 && *status != 501),
+        };
+        if !retriable {
+            let (status, answer) = result.unwrap_or_default();
+            if status > 202 {
+                return Err(answer.trim().to_owned());
+            }
+            return Ok(());
+        }
+        if attempts > retries {
+            return Err(match result {
+                Err(e) => {
+                    format!("POST {url} giving up after {attempts} attempt(s): Post \"{url}\": {e}")
+                }
+                Ok(_) => format!("POST {url} giving up after {attempts} attempt(s)"),
+            });
+        }
+        let wait = Duration::from_secs(1u64 << (attempts - 1).min(5)).min(Duration::from_secs(30));
+        std::thread::sleep(wait);
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A server answering each connection with the next of `statuses`.
+    fn answers(statuses: &'static [(u16, &'static str)]) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for ((status, body), stream) in statuses.iter().zip(l.incoming()) {
+                let Ok(mut s) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    format!(
+                        "HTTP/1.0 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        format!("http://{addr}/hook")
+    }
+
+    #[test]
+    fn webhooks_are_retried_and_refused_as_flaggers_client_does() {
+        let t = Duration::from_secs(2);
+        let url = answers(&[(503, ""), (200, "")]);
+        assert_eq!(post(&url, "{}", t, 1, &by_dns), Ok(()));
+        let url = answers(&[(500, "boom")]);
+        assert_eq!(
+            post(&url, "{}", t, 0, &by_dns),
+            Err(format!("POST {url} giving up after 1 attempt(s)"))
+        );
+        let url = answers(&[(403, "Forbidden")]);
+        assert_eq!(post(&url, "{}", t, 3, &by_dns), Err("Forbidden".into()));
+        let url = answers(&[(202, "")]);
+        assert_eq!(post(&url, "{}", t, 0, &by_dns), Ok(()));
+    }
 }
