@@ -678,99 +678,108 @@ impl Run<'_> {
         self.post_rollout(Phase::Failed);
     }
 
+    /// Calls the webhooks of `kind` in order, saying "`label` check NAME
+    /// passed" of each that passes (when there is a label); the first
+    /// refusal stops them and is returned with its reason.
+    fn call_hooks(
+        &mut self,
+        kind: &str,
+        phase: Phase,
+        label: Option<&str>,
+    ) -> Option<(CanaryWebhook, String)> {
+        for hook in self.hooks(kind) {
+            if let Err(why) = self.checks.webhook(&hook, phase) {
+                return Some((hook, why));
+            }
+            if let Some(label) = label {
+                self.info(format!("{label} check {} passed", hook.name));
+            }
+        }
+        None
+    }
+
+    /// An alert about a gate, unless the hook mutes them.
+    fn gate_alert(&mut self, hook: &CanaryWebhook, message: &str) {
+        if !hook.mute_alert.unwrap_or(false) {
+            self.alert(message, false, "warn");
+        }
+    }
+
     fn confirm_rollout(&mut self) -> bool {
         let phase = self.phase();
-        for hook in self.hooks("confirm-rollout") {
-            if self.checks.webhook(&hook, phase).is_err() {
-                if self.phase() != Phase::Waiting {
-                    self.set_phase(Phase::Waiting);
-                    self.warn(format!(
-                        "Halt {} advancement waiting for approval {}",
-                        self.s.canary_ref(),
-                        hook.name
-                    ));
-                    if !hook.mute_alert.unwrap_or(false) {
-                        self.alert("Canary is waiting for approval.", false, "warn");
-                    }
-                }
-                return false;
-            }
-            self.info(format!("Confirm-rollout check {} passed", hook.name));
+        let Some((hook, _)) = self.call_hooks("confirm-rollout", phase, Some("Confirm-rollout"))
+        else {
+            return true;
+        };
+        if self.phase() != Phase::Waiting {
+            self.set_phase(Phase::Waiting);
+            self.warn(format!(
+                "Halt {} advancement waiting for approval {}",
+                self.s.canary_ref(),
+                hook.name
+            ));
+            self.gate_alert(&hook, "Canary is waiting for approval.");
         }
-        true
+        false
     }
 
     fn confirm_traffic_increase(&mut self) -> bool {
-        for hook in self.hooks("confirm-traffic-increase") {
-            if self.checks.webhook(&hook, Phase::Progressing).is_err() {
-                self.warn(format!(
-                    "Halt {} advancement waiting for traffic increase approval {}",
-                    self.s.canary_ref(),
-                    hook.name
-                ));
-                if !hook.mute_alert.unwrap_or(false) {
-                    self.alert(
-                        "Canary traffic increase is waiting for approval.",
-                        false,
-                        "warn",
-                    );
-                }
-                return false;
-            }
-            self.info(format!(
-                "Confirm-traffic-increase check {} passed",
-                hook.name
-            ));
-        }
-        true
+        let Some((hook, _)) = self.call_hooks(
+            "confirm-traffic-increase",
+            Phase::Progressing,
+            Some("Confirm-traffic-increase"),
+        ) else {
+            return true;
+        };
+        self.warn(format!(
+            "Halt {} advancement waiting for traffic increase approval {}",
+            self.s.canary_ref(),
+            hook.name
+        ));
+        self.gate_alert(&hook, "Canary traffic increase is waiting for approval.");
+        false
     }
 
     fn confirm_promotion(&mut self) -> bool {
-        for hook in self.hooks("confirm-promotion") {
-            if self.checks.webhook(&hook, Phase::Progressing).is_err() {
-                if self.phase() != Phase::WaitingPromotion {
-                    self.set_phase(Phase::WaitingPromotion);
-                    self.warn(format!(
-                        "Halt {} advancement waiting for promotion approval {}",
-                        self.s.canary_ref(),
-                        hook.name
-                    ));
-                    if !hook.mute_alert.unwrap_or(false) {
-                        self.alert("Canary promotion is waiting for approval.", false, "warn");
-                    }
-                } else {
-                    let left = self.s.iterations.saturating_sub(1);
-                    self.touch(|st| st.iterations = left);
-                }
-                return false;
-            }
-            self.info(format!("Confirm-promotion check {} passed", hook.name));
+        let Some((hook, _)) = self.call_hooks(
+            "confirm-promotion",
+            Phase::Progressing,
+            Some("Confirm-promotion"),
+        ) else {
+            return true;
+        };
+        if self.phase() != Phase::WaitingPromotion {
+            self.set_phase(Phase::WaitingPromotion);
+            self.warn(format!(
+                "Halt {} advancement waiting for promotion approval {}",
+                self.s.canary_ref(),
+                hook.name
+            ));
+            self.gate_alert(&hook, "Canary promotion is waiting for approval.");
+        } else {
+            let left = self.s.iterations.saturating_sub(1);
+            self.touch(|st| st.iterations = left);
         }
-        true
+        false
     }
 
     fn pre_rollout(&mut self) -> bool {
-        for hook in self.hooks("pre-rollout") {
-            if let Err(e) = self.checks.webhook(&hook, Phase::Progressing) {
-                self.warn(format!(
-                    "Halt {} advancement pre-rollout check {} failed {e}",
-                    self.s.canary_ref(),
-                    hook.name
-                ));
-                return false;
-            }
-            self.info(format!("Pre-rollout check {} passed", hook.name));
-        }
-        true
+        let Some((hook, why)) =
+            self.call_hooks("pre-rollout", Phase::Progressing, Some("Pre-rollout"))
+        else {
+            return true;
+        };
+        self.warn(format!(
+            "Halt {} advancement pre-rollout check {} failed {why}",
+            self.s.canary_ref(),
+            hook.name
+        ));
+        false
     }
 
     fn post_rollout(&mut self, phase: Phase) {
-        for hook in self.hooks("post-rollout") {
-            if let Err(e) = self.checks.webhook(&hook, phase) {
-                self.warn(format!("Post-rollout hook {} failed {e}", hook.name));
-                return;
-            }
-            self.info(format!("Post-rollout check {} passed", hook.name));
+        if let Some((hook, why)) = self.call_hooks("post-rollout", phase, Some("Post-rollout")) {
+            self.warn(format!("Post-rollout hook {} failed {why}", hook.name));
         }
     }
 
@@ -794,15 +803,13 @@ impl Run<'_> {
     /// The rollout webhooks, then the built-in and inline metrics, then
     /// the templates, each in the order written; the first failure halts.
     fn analysis(&mut self) -> Verdict {
-        for hook in self.hooks("rollout") {
-            if let Err(e) = self.checks.webhook(&hook, Phase::Progressing) {
-                self.warn(format!(
-                    "Halt {} advancement external check {} failed {e}",
-                    self.s.canary_ref(),
-                    hook.name
-                ));
-                return Verdict::Fail;
-            }
+        if let Some((hook, why)) = self.call_hooks("rollout", Phase::Progressing, None) {
+            self.warn(format!(
+                "Halt {} advancement external check {} failed {why}",
+                self.s.canary_ref(),
+                hook.name
+            ));
+            return Verdict::Fail;
         }
         let metrics = self.s.metrics.clone();
         let builtin = |k: MetricKind| {

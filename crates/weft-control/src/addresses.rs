@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(next["default/y-0"].to_string(), "198.19.1.3");
         assert_eq!(next["default/z-0"].to_string(), "198.19.1.4");
         // A /30 holds one pod (.2); the next gets none.
-        let tiny = node("10.0.0.0/30");
+        let tiny = node("198.19.3.0/30");
         let full = book.assign(&tiny, &names(&["default/p-0", "default/q-0"]));
         assert_eq!(full.len(), 1);
         let _ = std::fs::remove_dir_all(&dir);

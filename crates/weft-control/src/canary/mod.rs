@@ -236,8 +236,8 @@ impl Controller {
     }
 
     /// Ticks every canary whose interval came round; lets go of the
-    /// objects of canaries that were deleted.
-    pub fn run_due(&mut self, seen: &Seen) {
+    /// objects of canaries that were deleted. Says whether anything did.
+    pub fn run_due(&mut self, seen: &Seen) -> bool {
         let resources = seen.resources.as_slice();
         let canaries: Vec<&Resource> = resources
             .iter()
@@ -251,6 +251,7 @@ impl Controller {
             .filter(|o| !live.contains(*o))
             .cloned()
             .collect();
+        let mut ran = !gone.is_empty();
         for owner in gone {
             if let Some(key) = self.owners.remove(&owner) {
                 self.next_tick.remove(&key);
@@ -269,21 +270,29 @@ impl Controller {
         }
         self.recorder.set_total(total);
         let now = Instant::now();
-        for r in canaries {
+        let due: Vec<&Resource> = canaries
+            .into_iter()
+            .filter(|r| self.next_tick.get(&r.key()).is_none_or(|t| *t <= now))
+            .collect();
+        if due.is_empty() {
+            return ran;
+        }
+        // Which proxies are connected, read once for every canary due.
+        let sync = self.hub.sync();
+        for r in due {
             let Spec::Canary(c) = &r.spec else { continue };
             let key = r.key();
             let settings =
                 Settings::of(r.name(), r.namespace(), c).with_annotations(&r.meta.annotations);
-            if self.next_tick.get(&key).is_some_and(|t| *t > now) {
-                continue;
-            }
             self.next_tick
                 .insert(key.clone(), now + self.scaled(settings.interval));
             self.owners.insert(owner_of(&key), key.clone());
             let started = Instant::now();
-            self.tick(r, &settings, seen);
+            self.tick(r, &settings, seen, &sync);
             self.recorder.observe_duration(&settings, started.elapsed());
+            ran = true;
         }
+        ran
     }
 
     fn event(&mut self, owner: &str, s: &Settings, warning: bool, message: String) {
@@ -312,6 +321,7 @@ impl Controller {
     /// it is stuck.
     fn readiness(
         &mut self,
+        sync: &BTreeMap<String, crate::push::ProxySync>,
         namespace: &str,
         name: &str,
         replicas: u32,
@@ -319,7 +329,6 @@ impl Controller {
         deadline: Duration,
     ) -> Readiness {
         let id = format!("{namespace}/{name}");
-        let sync = self.hub.sync();
         let available = (0..replicas)
             .filter(|i| {
                 sync.get(&format!("{namespace}/{name}-{i}"))
@@ -341,7 +350,13 @@ impl Controller {
         Readiness::Waiting(why)
     }
 
-    fn tick(&mut self, canary: &Resource, s: &Settings, seen: &Seen) {
+    fn tick(
+        &mut self,
+        canary: &Resource,
+        s: &Settings,
+        seen: &Seen,
+        sync: &BTreeMap<String, crate::push::ProxySync>,
+    ) {
         let resources = seen.resources.as_slice();
         let key = canary.key();
         let owner = owner_of(&key);
@@ -418,6 +433,7 @@ impl Controller {
             now: kube_time(time::OffsetDateTime::now_utc()),
             target_hash: hash.clone(),
             primary: self.readiness(
+                sync,
                 &s.namespace,
                 &s.primary(),
                 if primary_spec.is_some() { declared } else { 0 },
@@ -425,6 +441,7 @@ impl Controller {
                 s.progress_deadline,
             ),
             canary: self.readiness(
+                sync,
                 &s.namespace,
                 &s.target,
                 canary_replicas,
@@ -582,16 +599,19 @@ pub async fn run(
         }
         let seen = config.borrow().clone();
         let done = tokio::task::spawn_blocking(move || {
-            controller.run_due(&seen);
-            controller
+            let ran = controller.run_due(&seen);
+            (controller, ran)
         })
         .await;
         match done {
-            Ok(c) => {
+            Ok((c, ran)) => {
                 controller = c;
-                if let Ok(mut p) = published.lock() {
-                    p.decisions.clone_from(&controller.decisions);
-                    p.metrics = controller.recorder.render();
+                // What is shown changes only when a canary ticked.
+                if ran {
+                    if let Ok(mut p) = published.lock() {
+                        p.decisions.clone_from(&controller.decisions);
+                        p.metrics = controller.recorder.render();
+                    }
                 }
             }
             Err(e) => {

@@ -399,6 +399,20 @@ mod tests {
         }
     }
 
+    /// Every document is one weft admits, without an error.
+    fn assert_admitted(docs: &str) {
+        let loaded = weft_api::load::load_bytes("<managed>", docs.as_bytes());
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .all(|d| d.severity != weft_api::diag::Severity::Error),
+            "{:?}",
+            loaded.diagnostics
+        );
+        assert_eq!(loaded.resources.len(), parse(docs).len());
+    }
+
     fn target() -> Value {
         json!({"apiVersion": "weft.dev/v1", "kind": "Workload",
             "metadata": {"name": "podinfo", "namespace": "test", "labels": {"app": "podinfo", "version": "v1"}},
@@ -560,15 +574,7 @@ mod tests {
         .unwrap();
         let docs = parse(&all);
         assert!(docs[6]["spec"]["hosts"].is_null() && docs[6]["spec"]["gateways"].is_null());
-        let loaded = weft_api::load::load_bytes("<managed>", all.as_bytes());
-        assert!(
-            loaded
-                .diagnostics
-                .iter()
-                .all(|d| d.severity != weft_api::diag::Severity::Error),
-            "a delegate is admitted: {:?}",
-            loaded.diagnostics
-        );
+        assert_admitted(&all);
     }
 
     #[test]
@@ -608,20 +614,7 @@ mod tests {
         );
         assert_eq!(http[0]["route"][0]["weight"], 100);
         assert_eq!(routes_of(&s, &docs), Some(Routes::PRIMARY));
-        let loaded = weft_api::load::load_bytes(
-            "<managed>",
-            render(&s, &c, &t, &revision_spec(&t), during, &cookies)
-                .unwrap()
-                .as_bytes(),
-        );
-        assert!(
-            loaded
-                .diagnostics
-                .iter()
-                .all(|d| d.severity != weft_api::diag::Severity::Error),
-            "{:?}",
-            loaded.diagnostics
-        );
+        assert_admitted(&render(&s, &c, &t, &revision_spec(&t), during, &cookies).unwrap());
     }
 
     #[test]

@@ -65,6 +65,20 @@ spec:
     )
 }
 
+/// `weft up` on `yaml` (written as `config/podinfo.yaml`, where the test
+/// rewrites it) with the controller's clock ten times faster; `more`
+/// arguments for `weft up`.
+fn start(w: common::World, yaml: &str, more: &[&str]) -> (common::mesh::Mesh, std::path::PathBuf) {
+    let cfg = w.dir.join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("podinfo.yaml"), yaml).unwrap();
+    let (xds, base) = (w.addr(0, 253, 15010).to_string(), w.ip(10, 1));
+    let mut args = vec!["--xds", xds.as_str(), "--address-base", base.as_str()];
+    args.extend_from_slice(more);
+    let m = common::mesh::start(w, &args, &[("WEFT_CANARY_TIME_SCALE", "10")]);
+    (m, cfg)
+}
+
 /// One request through the client's sidecar: its status and who served.
 fn call(outbound: &str) -> (u16, String) {
     let Ok(mut s) = std::net::TcpStream::connect(outbound) else {
@@ -167,16 +181,7 @@ impl Drop for Load {
 /// third of its requests, rolled back; the primary serving throughout.
 #[test]
 fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
-    let w = common::World::any();
-    let cfg = w.dir.join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(cfg.join("podinfo.yaml"), config("1", "0")).unwrap();
-    let (xds, base) = (w.addr(0, 253, 15010).to_string(), w.ip(10, 1));
-    let m = common::mesh::start(
-        w,
-        &["--xds", &xds, "--address-base", &base],
-        &[("WEFT_CANARY_TIME_SCALE", "10")],
-    );
+    let (m, cfg) = start(common::World::any(), &config("1", "0"), &[]);
     let c = until_phase(&m, "Initialized", Duration::from_secs(20));
     assert!(
         messages(&c).contains(&"Initialization done! podinfo.default".to_owned()),
@@ -511,17 +516,8 @@ spec:
 /// `/gate/open` does; the load ends with the rollout.
 #[test]
 fn ab_testing_by_cookie_waits_for_its_promotion_gate() {
-    let w = common::World::any();
-    let cfg = w.dir.join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
     let weft = env!("CARGO_BIN_EXE_weft");
-    std::fs::write(cfg.join("podinfo.yaml"), ab_config("1", weft)).unwrap();
-    let (xds, base) = (w.addr(0, 253, 15010).to_string(), w.ip(10, 1));
-    let m = common::mesh::start(
-        w,
-        &["--xds", &xds, "--address-base", &base],
-        &[("WEFT_CANARY_TIME_SCALE", "10")],
-    );
+    let (m, cfg) = start(common::World::any(), &ab_config("1", weft), &[]);
     until_phase(&m, "Initialized", Duration::from_secs(20));
     let outbound = m.outbound_of("default/client-0");
     std::fs::write(cfg.join("podinfo.yaml"), ab_config("2", weft)).unwrap();
@@ -709,8 +705,6 @@ fn a_canary_is_judged_by_prometheus_queries_and_a_metric_template() {
             let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
         }
     });
-    let cfg = w.dir.join("config");
-    std::fs::create_dir_all(&cfg).unwrap();
     let yaml = |version: &str| {
         // Prometheus scrapes every 2 s: a window of 6 s (1m on the
         // controller's clock) holds three samples.
@@ -749,20 +743,10 @@ spec:
 "#
             )
     };
-    std::fs::write(cfg.join("podinfo.yaml"), yaml("1")).unwrap();
-    let (xds, base) = (w.addr(0, 253, 15010).to_string(), w.ip(10, 1));
-    let m = common::mesh::start(
+    let (m, cfg) = start(
         w,
-        &[
-            "--xds",
-            &xds,
-            "--address-base",
-            &base,
-            "--prometheus",
-            "--prometheus-listen",
-            &prom,
-        ],
-        &[("WEFT_CANARY_TIME_SCALE", "10")],
+        &yaml("1"),
+        &["--prometheus", "--prometheus-listen", &prom],
     );
     let c = until_phase(&m, "Initialized", Duration::from_secs(30));
     assert!(
