@@ -682,8 +682,9 @@ impl Network {
         if let Some(relay) = self.relay.lock().ok().and_then(|mut r| r.take()) {
             let at = SocketAddr::from((CONTROL_PLANE_IP, 53));
             tokio::spawn(async move {
-                if let Err(e) = relay.serve(at).await {
-                    eprintln!("weft: the mesh's resolver cannot listen on {at}: {e}; pods resolve only the mesh's names");
+                match relay.bind(at).await {
+                    Ok(bound) => bound.serve().await,
+                    Err(e) => eprintln!("weft: the mesh's resolver cannot listen on {at}: {e}; pods resolve only the mesh's names"),
                 }
             });
         }

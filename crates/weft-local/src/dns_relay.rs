@@ -64,18 +64,55 @@ impl Relay {
         answer.await.ok().flatten()
     }
 
-    /// Answers on `listen` (UDP and TCP) by asking upstream; runs on the
-    /// runtime it is called on, in that thread's namespace.
-    pub async fn serve(self, listen: SocketAddr) -> std::io::Result<()> {
-        let udp = std::sync::Arc::new(tokio::net::UdpSocket::bind(listen).await?);
-        let tcp = tokio::net::TcpListener::bind(listen).await?;
-        let relay = self.clone();
+    /// Binds `listen` for UDP and TCP (port 0 takes one port free for
+    /// both) in the calling thread's namespace.
+    pub async fn bind(self, listen: SocketAddr) -> std::io::Result<Bound> {
+        // A port free for UDP may be taken for TCP; with port 0 try a few.
+        let mut tries = if listen.port() == 0 { 8 } else { 1 };
+        loop {
+            let udp = tokio::net::UdpSocket::bind(listen).await?;
+            let at = udp.local_addr()?;
+            match tokio::net::TcpListener::bind(at).await {
+                Ok(tcp) => {
+                    return Ok(Bound {
+                        relay: self,
+                        udp: std::sync::Arc::new(udp),
+                        tcp,
+                    })
+                }
+                Err(e) if tries <= 1 => return Err(e),
+                Err(_) => tries -= 1,
+            }
+        }
+    }
+}
+
+/// A relay bound to its listeners, ready to serve.
+pub struct Bound {
+    relay: Relay,
+    udp: std::sync::Arc<tokio::net::UdpSocket>,
+    tcp: tokio::net::TcpListener,
+}
+
+impl Bound {
+    /// Where it listens (the same port for UDP and TCP); the mesh's
+    /// resolver has a fixed address, so only tests ask.
+    #[cfg(test)]
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// Answers on its listeners by asking upstream; runs on the runtime
+    /// it is called on.
+    pub async fn serve(self) {
+        let Bound { relay, udp, tcp } = self;
+        let answering = relay.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = tcp.accept().await else {
                     continue;
                 };
-                let relay = relay.clone();
+                let relay = answering.clone();
                 tokio::spawn(async move {
                     // Length-prefixed messages, one after another.
                     loop {
@@ -105,7 +142,7 @@ impl Relay {
             let Ok((n, from)) = udp.recv_from(&mut buf).await else {
                 continue;
             };
-            let (q, relay, udp) = (buf[..n].to_vec(), self.clone(), udp.clone());
+            let (q, relay, udp) = (buf[..n].to_vec(), relay.clone(), udp.clone());
             tokio::spawn(async move {
                 if let Some(a) = relay.ask(q, false).await {
                     let _ = udp.send_to(&a, from).await;
@@ -174,12 +211,9 @@ mod tests {
             }
         });
         let relay = super::Relay::start(up_ip).unwrap();
-        let listen: std::net::SocketAddr = (ip, 0).into();
-        let probe = std::net::UdpSocket::bind(listen).unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
-        tokio::spawn(relay.serve(addr));
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let bound = relay.bind((ip, 0).into()).await.unwrap();
+        let addr = bound.local_addr().unwrap();
+        tokio::spawn(bound.serve());
         let query = [0x12u8, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         let c = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
         c.send_to(&query, addr).await.unwrap();
