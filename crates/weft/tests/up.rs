@@ -332,7 +332,19 @@ fn sigkill_of_weft_up_leaves_no_orphans() {
         .iter()
         .map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default())
         .collect();
-    assert!(left.is_empty(), "sleep 300 survived: {left:?} {status:?}");
+    // The wrapper writes why it left into the workload's log.
+    let logs: Vec<String> = std::fs::read_dir(m.w.dir.join("run").join("logs"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("sleeper"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "sleep 300 survived: {left:?} {status:?}; its logs: {logs:?}"
+    );
     m.w.procs.clear();
 }
 
