@@ -41,9 +41,15 @@ pub enum MetricError {
     /// The query ran and found nothing (Flagger's `ErrNoValuesFound`):
     /// usually no traffic reached the canary.
     NoValues(String),
-    /// The provider failed or the query could not be made.
+    /// The provider failed to answer: down, unreachable, or an error of
+    /// its own (a 5xx). It may well answer next time.
     Failed(String),
-    /// The MetricTemplate the metric names is missing or unusable.
+    /// The provider refused the query as written (a 4xx, several series
+    /// where one was expected), or it could not be written (no metrics
+    /// server, a query that does not render). Asking again will not help.
+    Refused(String),
+    /// The MetricTemplate the metric names is missing or unusable; the
+    /// message is whole.
     Template(String),
 }
 
@@ -80,7 +86,7 @@ pub fn judge(
                 _ => format!("Halt advancement no values found for metric: {name}"),
             })
         }
-        Err(MetricError::Failed(e)) => {
+        Err(MetricError::Failed(e) | MetricError::Refused(e)) => {
             return Err(match kind {
                 MetricKind::SuccessRate | MetricKind::Duration => {
                     format!("Prometheus query failed: {e}")
@@ -167,6 +173,19 @@ pub fn judge(
         }
     }
     Ok(value)
+}
+
+/// The limits a metric is judged against, as `judge` applies them: the
+/// `thresholdRange`, else the legacy `threshold` (a minimum for the
+/// success rate, a maximum for everything else).
+pub fn bounds(metric: &CanaryMetric) -> (Option<f64>, Option<f64>) {
+    if let Some(r) = &metric.threshold_range {
+        return (r.min, r.max);
+    }
+    match kind(metric) {
+        MetricKind::SuccessRate => (metric.threshold, None),
+        _ => (None, Some(metric.threshold.unwrap_or(0.0))),
+    }
 }
 
 /// A float as Go's `%v` prints it for the values thresholds take

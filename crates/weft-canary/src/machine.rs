@@ -109,10 +109,37 @@ pub struct Tick {
     pub status: Status,
     pub effects: Vec<Effect>,
     pub events: Vec<Event>,
-    /// Each metric's value, as `flagger_canary_metric_analysis` shows it.
-    pub analysis: Vec<(String, f64)>,
+    /// Each metric judged this tick, in the order judged.
+    pub analysis: Vec<Judged>,
     pub outcome: Option<Outcome>,
     pub alerts: Vec<Alert>,
+}
+
+/// One metric as a tick judged it: its value (when the provider gave
+/// one), the limits it was held to and what came of it. The value is what
+/// `flagger_canary_metric_analysis` shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Judged {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    pub verdict: Judgement,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Judgement {
+    Passed,
+    /// Outside its limits, or unusable: a failed check.
+    Failed,
+    /// Too little traffic behind it (the minimum-sample guard).
+    Held,
+    /// The metrics provider failed to answer.
+    ProviderError,
 }
 
 /// What the analysis of a tick found.
@@ -124,6 +151,9 @@ enum Verdict {
     /// Too little traffic to judge (weft's minimum-sample guard): no
     /// step, no failed check.
     Hold,
+    /// The metrics provider failed: counted apart from failed checks
+    /// (`status.providerErrors`), no step.
+    ProviderError,
 }
 
 struct Run<'a> {
@@ -192,6 +222,7 @@ impl Run<'_> {
         st.phase = phase;
         st.canary_weight = canary_weight;
         st.failed_checks = 0;
+        st.provider_errors = 0;
         st.iterations = 0;
         st.last_applied_spec = self.seen.target_hash.clone();
         if phase == Phase::Initialized {
@@ -434,7 +465,8 @@ impl Run<'_> {
         }
 
         if matches!(self.phase(), Phase::Progressing | Phase::WaitingPromotion)
-            && self.t.status.failed_checks >= s.threshold
+            && (self.t.status.failed_checks >= s.threshold
+                || (s.provider_errors > 0 && self.t.status.provider_errors >= s.provider_errors))
         {
             self.rollback();
             return;
@@ -461,6 +493,11 @@ impl Run<'_> {
             Verdict::Fail => {
                 let failed = self.t.status.failed_checks + 1;
                 self.touch(|st| st.failed_checks = failed);
+                return;
+            }
+            Verdict::ProviderError => {
+                let errors = self.t.status.provider_errors + 1;
+                self.touch(|st| st.provider_errors = errors);
                 return;
             }
         }
@@ -652,6 +689,21 @@ impl Run<'_> {
                 "error",
             );
         }
+        if s.provider_errors > 0 && self.t.status.provider_errors >= s.provider_errors {
+            self.warn(format!(
+                "Rolling back {} metrics provider errors threshold reached {}",
+                s.canary_ref(),
+                self.t.status.provider_errors
+            ));
+            self.alert(
+                format!(
+                    "Metrics provider errors threshold reached {}",
+                    self.t.status.provider_errors
+                ),
+                false,
+                "error",
+            );
+        }
         self.effect(Effect::SetRoutes(Routes::PRIMARY));
         self.warn(format!("Canary failed! Scaling down {}", s.canary_ref()));
         self.effect(Effect::ScaleToZero);
@@ -821,6 +873,13 @@ impl Run<'_> {
         for pass in [true, false] {
             for m in metrics.iter().filter(|m| builtin(judge::kind(m)) == pass) {
                 if judge::kind(m) == MetricKind::Unusable {
+                    self.t.analysis.push(Judged {
+                        name: m.name.clone(),
+                        value: None,
+                        min: None,
+                        max: None,
+                        verdict: Judgement::Failed,
+                    });
                     self.warn(
                         "Metric query failed for no usable metrics template and query were configured"
                             .into(),
@@ -830,19 +889,47 @@ impl Run<'_> {
                 let value = self.checks.metric(m);
                 let held =
                     self.s.min_requests > 0 && matches!(value, Err(MetricError::NoValues(_)));
-                match judge::judge(self.s, m, "istio", value) {
-                    Ok(v) => self.t.analysis.push((m.name.clone(), v)),
+                let provider_failed =
+                    self.s.provider_errors > 0 && matches!(value, Err(MetricError::Failed(_)));
+                let (min, max) = judge::bounds(m);
+                let mut judged = Judged {
+                    name: m.name.clone(),
+                    value: value.as_ref().ok().copied(),
+                    min,
+                    max,
+                    verdict: Judgement::Passed,
+                };
+                let verdict = match judge::judge(self.s, m, "istio", value) {
+                    Ok(_) => Verdict::Pass,
                     Err(why) if held => {
                         self.warn(format!(
                             "{why} (held: not a failed check until {} requests reach it, as weft.dev/canary-min-requests says)",
                             self.s.min_requests
                         ));
-                        return Verdict::Hold;
+                        Verdict::Hold
+                    }
+                    Err(why) if provider_failed => {
+                        self.warn(format!(
+                            "{why} (a metrics provider error, not a failed check: {} of {} allowed, as weft.dev/canary-provider-errors says)",
+                            self.t.status.provider_errors + 1,
+                            self.s.provider_errors
+                        ));
+                        Verdict::ProviderError
                     }
                     Err(why) => {
                         self.warn(why);
-                        return Verdict::Fail;
+                        Verdict::Fail
                     }
+                };
+                judged.verdict = match verdict {
+                    Verdict::Pass => Judgement::Passed,
+                    Verdict::Fail => Judgement::Failed,
+                    Verdict::Hold => Judgement::Held,
+                    Verdict::ProviderError => Judgement::ProviderError,
+                };
+                self.t.analysis.push(judged);
+                if verdict != Verdict::Pass {
+                    return verdict;
                 }
             }
         }

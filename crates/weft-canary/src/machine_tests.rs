@@ -179,8 +179,20 @@ fn a_progressive_canary_is_initialized_advanced_promoted_and_finalised() {
         assert_eq!(
             t.analysis,
             [
-                ("request-success-rate".to_owned(), 100.0),
-                ("request-duration".to_owned(), 20.0)
+                Judged {
+                    name: "request-success-rate".into(),
+                    value: Some(100.0),
+                    min: Some(99.0),
+                    max: None,
+                    verdict: Judgement::Passed
+                },
+                Judged {
+                    name: "request-duration".into(),
+                    value: Some(20.0),
+                    min: None,
+                    max: Some(500.0),
+                    verdict: Judgement::Passed
+                }
             ]
         );
         assert_eq!(
@@ -327,6 +339,76 @@ fn no_traffic_holds_the_analysis_unless_the_guard_is_off() {
         ["Halt advancement no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic: no values found"]
     );
     assert_eq!(v.status.failed_checks, 1);
+}
+
+#[test]
+fn provider_errors_are_counted_apart_and_roll_back_at_their_own_limit() {
+    let s = settings(PROGRESSIVE);
+    let mut w = World::started(&s);
+    w.tick(&s);
+    w.take_events();
+    // A failing check first: it stays a failed check.
+    w.success_rate = Ok(50.0);
+    let t = w.tick(&s);
+    assert_eq!(t.analysis[0].verdict, Judgement::Failed);
+    assert_eq!(t.analysis[0].value, Some(50.0));
+    w.take_events();
+    w.success_rate = Err(MetricError::Failed("connection refused".into()));
+    for n in 1..=4 {
+        let t = w.tick(&s);
+        assert_eq!(t.analysis[0].verdict, Judgement::ProviderError);
+        assert_eq!(t.analysis[0].value, None);
+        assert_eq!((w.status.failed_checks, w.status.provider_errors), (1, n));
+    }
+    assert_eq!(w.status.canary_weight, 10, "held where it was");
+    let said = w.take_events();
+    assert_eq!(
+        said[0],
+        "Prometheus query failed: connection refused (a metrics provider error, not a failed check: 1 of 5 allowed, as weft.dev/canary-provider-errors says)"
+    );
+    // The provider recovers: the run goes on, the count stays.
+    w.success_rate = Ok(100.0);
+    w.tick(&s);
+    assert_eq!(w.status.canary_weight, 20);
+    w.success_rate = Err(MetricError::Failed("connection refused".into()));
+    w.tick(&s);
+    assert_eq!(w.status.provider_errors, 5);
+    let t = w.tick(&s);
+    assert_eq!(t.outcome, Some(Outcome::Failed));
+    let said = w.take_events();
+    assert_eq!(
+        said[said.len() - 2..],
+        [
+            "Rolling back podinfo.test metrics provider errors threshold reached 5",
+            "Canary failed! Scaling down podinfo.test"
+        ]
+    );
+    assert!(t
+        .alerts
+        .iter()
+        .any(|a| a.message == "Metrics provider errors threshold reached 5"));
+    // Failing starts the counts again, as Flagger's SyncStatus does.
+    assert_eq!(w.status.provider_errors, 0);
+
+    // `weft.dev/canary-provider-errors: "0"`: Flagger's way, a failed check.
+    let flagger = settings(PROGRESSIVE).with_annotations(
+        &[(
+            crate::settings::PROVIDER_ERRORS_ANNOTATION.to_owned(),
+            "0".to_owned(),
+        )]
+        .into(),
+    );
+    let mut v = World::started(&flagger);
+    v.tick(&flagger);
+    v.take_events();
+    v.success_rate = Err(MetricError::Failed("connection refused".into()));
+    let t = v.tick(&flagger);
+    assert_eq!(t.analysis[0].verdict, Judgement::Failed);
+    assert_eq!(
+        v.take_events(),
+        ["Prometheus query failed: connection refused"]
+    );
+    assert_eq!((v.status.failed_checks, v.status.provider_errors), (1, 0));
 }
 
 #[test]

@@ -72,6 +72,12 @@ pub struct Settings {
     /// analysis, neither passed nor failed. 0 is Flagger's behaviour,
     /// where no values is a failed check.
     pub min_requests: u32,
+    /// How many metrics-provider failures a run takes before it is rolled
+    /// back (`weft.dev/canary-provider-errors`; `threshold` unless set):
+    /// they are counted apart from failed checks and hold the analysis,
+    /// so a run rolled back for them says so. 0 is Flagger's behaviour,
+    /// where a provider failure is a failed check.
+    pub provider_errors: u32,
     /// The Prometheus the built-in metrics are asked of
     /// (`spec.metricsServer`); without one, the mesh's own telemetry.
     pub metrics_server: Option<String>,
@@ -134,6 +140,9 @@ impl SessionAffinity {
     }
 }
 
+/// The annotation that sets [`Settings::provider_errors`].
+pub const PROVIDER_ERRORS_ANNOTATION: &str = "weft.dev/canary-provider-errors";
+
 /// The annotation that sets [`Settings::min_requests`].
 pub const MIN_REQUESTS_ANNOTATION: &str = "weft.dev/canary-min-requests";
 
@@ -164,6 +173,7 @@ impl Settings {
         } else {
             Strategy::Canary
         };
+        let threshold = non_negative(analysis.threshold).max(1);
         Settings {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
@@ -171,7 +181,7 @@ impl Settings {
             target: target.name.clone(),
             service,
             interval: interval(&analysis.interval),
-            threshold: non_negative(analysis.threshold).max(1),
+            threshold,
             max_weight: non_negative(analysis.max_weight),
             step_weight: non_negative(analysis.step_weight),
             step_weights: analysis
@@ -199,6 +209,7 @@ impl Settings {
             metrics: analysis.metrics,
             webhooks: analysis.webhooks,
             min_requests: 1,
+            provider_errors: threshold,
             metrics_server: canary.metrics_server.clone().filter(|m| !m.is_empty()),
             session_affinity: analysis
                 .session_affinity
@@ -225,6 +236,12 @@ impl Settings {
             .and_then(|v| v.trim().parse().ok())
         {
             self.min_requests = n;
+        }
+        if let Some(n) = annotations
+            .get(PROVIDER_ERRORS_ANNOTATION)
+            .and_then(|v| v.trim().parse().ok())
+        {
+            self.provider_errors = n;
         }
         self
     }

@@ -75,6 +75,10 @@ pub struct Status {
     pub phase: Phase,
     pub canary_weight: u32,
     pub failed_checks: u32,
+    /// weft's: the metrics provider's failures in this run, counted apart
+    /// from failed checks (`weft.dev/canary-provider-errors`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub provider_errors: u32,
     pub iterations: u32,
     /// The hash of the target's spec the current run is about.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -96,6 +100,10 @@ pub struct Status {
     pub previous_session_affinity_cookie: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub primary_session_affinity_cookie: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Status {

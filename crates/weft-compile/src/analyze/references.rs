@@ -312,6 +312,27 @@ pub fn canary_targets(input: &Input<'_>, out: &mut Findings) {
     for r in input.resources {
         let Spec::Canary(c) = &r.spec else { continue };
         let spec = FieldPath::root().key("spec");
+        for name in [
+            weft_canary::settings::MIN_REQUESTS_ANNOTATION,
+            weft_canary::settings::PROVIDER_ERRORS_ANNOTATION,
+        ] {
+            let Some(v) = r.meta.annotations.get(name) else {
+                continue;
+            };
+            if v.trim().parse::<u32>().is_err() {
+                out.add(
+                    Severity::Error,
+                    "WEFT0111",
+                    r,
+                    &FieldPath::root()
+                        .key("metadata")
+                        .key("annotations")
+                        .key(name),
+                    format!("{name} is {v:?}, not a count"),
+                    "give a whole number of 0 or more, quoted (\"0\" is Flagger's behaviour)",
+                );
+            }
+        }
         if let Some(t) = &c.target_ref {
             let kind = ResourceKind::from_name(&t.kind);
             let ns = if t.namespace.is_empty() {

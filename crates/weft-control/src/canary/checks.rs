@@ -62,7 +62,8 @@ impl Checks for Live<'_> {
                 }
                 MetricKind::Template => {
                     let (t, ns, name) = self.template(m).map_err(|e| match e {
-                        MetricError::Template(t)
+                        MetricError::Refused(t)
+                        | MetricError::Template(t)
                         | MetricError::Failed(t)
                         | MetricError::NoValues(t) => t,
                     })?;
@@ -117,7 +118,7 @@ impl Checks for Live<'_> {
         let interval = self.interval_text(metric);
         let model = s.template_model(&interval, &metric.template_variables);
         let render =
-            |q: &str| weft_canary::template::render(q, &model).map_err(MetricError::Failed);
+            |q: &str| weft_canary::template::render(q, &model).map_err(MetricError::Refused);
         match kind {
             MetricKind::Template => {
                 let (t, ns, name) = self.template(metric)?;
@@ -131,7 +132,7 @@ impl Checks for Live<'_> {
             }
             MetricKind::Query => {
                 let Some(server) = &s.metrics_server else {
-                    return Err(MetricError::Failed(
+                    return Err(MetricError::Refused(
                         "no metrics server: set spec.metricsServer to the Prometheus the query is for".into(),
                     ));
                 };
@@ -139,7 +140,7 @@ impl Checks for Live<'_> {
                 return prometheus_query(server, &[], &query);
             }
             MetricKind::Unusable => {
-                return Err(MetricError::Failed(
+                return Err(MetricError::Refused(
                     "no usable metrics template and query were configured".into(),
                 ))
             }
@@ -248,9 +249,12 @@ fn online(server: &str, headers: &[(String, String)]) -> Result<(), String> {
     match prometheus_query(server, headers, "vector(1)") {
         Ok(v) if (v - 1.0).abs() < f64::EPSILON => Ok(()),
         Ok(_) => Err("value is not 1 for query: vector(1)".into()),
-        Err(MetricError::NoValues(e) | MetricError::Failed(e) | MetricError::Template(e)) => {
-            Err(format!("running query failed: {e}"))
-        }
+        Err(
+            MetricError::NoValues(e)
+            | MetricError::Failed(e)
+            | MetricError::Refused(e)
+            | MetricError::Template(e),
+        ) => Err(format!("running query failed: {e}")),
     }
 }
 
@@ -268,16 +272,21 @@ pub fn prometheus_query(
     let (status, body) = http("GET", &url, headers, "", Duration::from_secs(5), &by_dns)
         .map_err(|e| MetricError::Failed(format!("request failed: {e}")))?;
     if status >= 400 {
-        return Err(MetricError::Failed(format!(
-            "error response: Status {status}: {body}"
-        )));
+        // Prometheus answers a query it cannot run with a 4xx (bad_data);
+        // only its own failures (5xx) may pass.
+        let says = format!("error response: Status {status}: {body}");
+        return Err(if status < 500 {
+            MetricError::Refused(says)
+        } else {
+            MetricError::Failed(says)
+        });
     }
     let v: serde_json::Value = serde_json::from_str(&body)
         .map_err(|e| MetricError::Failed(format!("error unmarshaling result: {e}, '{body}'")))?;
     let mut value = None;
     for r in v["data"]["result"].as_array().into_iter().flatten() {
         if !r["values"].is_null() {
-            return Err(MetricError::Failed("multiple values returned".into()));
+            return Err(MetricError::Refused("multiple values returned".into()));
         }
         if let Some(f) = r["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()) {
             value = Some(f);
@@ -519,5 +528,54 @@ mod tests {
         assert_eq!(post(&url, "{}", t, 3, &by_dns), Err("Forbidden".into()));
         let url = answers(&[(202, "")]);
         assert_eq!(post(&url, "{}", t, 0, &by_dns), Ok(()));
+    }
+
+    /// What Prometheus says decides whether a failure is the provider's
+    /// (it may answer next time) or the query's (it never will).
+    #[test]
+    fn provider_failures_are_told_from_refused_queries() {
+        let base = |url: String| url.trim_end_matches("/hook").to_owned();
+        let url = base(answers(&[(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"99.5"]}]}}"#,
+        )]));
+        assert_eq!(prometheus_query(&url, &[], "up"), Ok(99.5));
+        let url = base(answers(&[(
+            400,
+            r#"{"status":"error","errorType":"bad_data"}"#,
+        )]));
+        assert!(matches!(
+            prometheus_query(&url, &[], "sum("),
+            Err(MetricError::Refused(_))
+        ));
+        let url = base(answers(&[(503, "unavailable")]));
+        assert!(matches!(
+            prometheus_query(&url, &[], "up"),
+            Err(MetricError::Failed(_))
+        ));
+        let url = base(answers(&[(
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1,"1"],[2,"2"]]}]}}"#,
+        )]));
+        assert!(matches!(
+            prometheus_query(&url, &[], "up"),
+            Err(MetricError::Refused(_))
+        ));
+        // Nobody listening.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        assert!(matches!(
+            prometheus_query(&gone, &[], "up"),
+            Err(MetricError::Failed(_))
+        ));
+        let url = base(answers(&[(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+        )]));
+        assert!(matches!(
+            prometheus_query(&url, &[], "up"),
+            Err(MetricError::NoValues(_))
+        ));
     }
 }

@@ -103,8 +103,10 @@ pub struct Decision {
     pub canary_weight: u32,
     #[serde(rename = "failedChecks")]
     pub failed_checks: u32,
-    /// Each metric judged: its name and value.
-    pub metrics: Vec<(String, f64)>,
+    /// Each metric judged: its value, limits and verdict.
+    pub metrics: Vec<machine::Judged>,
+    #[serde(rename = "providerErrors")]
+    pub provider_errors: u32,
     /// What the tick said.
     pub said: Vec<String>,
 }
@@ -223,6 +225,7 @@ impl Controller {
             phase: t.status.phase.as_str(),
             canary_weight: t.status.canary_weight,
             failed_checks: t.status.failed_checks,
+            provider_errors: t.status.provider_errors,
             metrics: t.analysis.clone(),
             said: t.events.iter().map(|e| e.message.clone()).collect(),
         });
@@ -488,8 +491,8 @@ impl Controller {
         }
         self.recorder.set_status(s, t.status.phase);
         self.recorder.set_weight(s, routes);
-        for (metric, value) in &t.analysis {
-            self.recorder.set_analysis(s, metric, *value);
+        for (metric, value) in t.analysis.iter().filter_map(|j| Some((&j.name, j.value?))) {
+            self.recorder.set_analysis(s, metric, value);
         }
         if let Some(outcome) = t.outcome {
             self.recorder.outcome(s, outcome);

@@ -105,7 +105,7 @@ fn status(t: &Target, output: Format) -> anyhow::Result<ExitCode> {
     let st = &c["status"];
     let analysis = &c["spec"]["analysis"];
     println!(
-        "Canary {}.{}: {}, canary weight {}, failed checks {} of {}",
+        "Canary {}.{}: {}, canary weight {}, failed checks {} of {}{}",
         t.name,
         t.namespace,
         st["phase"]
@@ -115,31 +115,14 @@ fn status(t: &Target, output: Format) -> anyhow::Result<ExitCode> {
         st["canaryWeight"].as_u64().unwrap_or(0),
         st["failedChecks"].as_u64().unwrap_or(0),
         analysis["threshold"].as_u64().unwrap_or(1),
+        match st["providerErrors"].as_u64() {
+            Some(n) if n > 0 => format!(", metrics provider errors {n}"),
+            _ => String::new(),
+        },
     );
     if let Some(m) = st["conditions"][0]["message"].as_str() {
         println!("  {m}");
     }
-    // Each metric's limits, to show beside its values.
-    let limits = |name: &str| -> String {
-        let m = analysis["metrics"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["name"] == name);
-        let Some(m) = m else { return String::new() };
-        let r = &m["thresholdRange"];
-        match (
-            r["min"].as_f64(),
-            r["max"].as_f64(),
-            m["threshold"].as_f64(),
-        ) {
-            (Some(lo), Some(hi), _) => format!(" (between {lo} and {hi})"),
-            (Some(lo), None, _) => format!(" (min {lo})"),
-            (None, Some(hi), _) => format!(" (max {hi})"),
-            (None, None, Some(t)) => format!(" (threshold {t})"),
-            _ => String::new(),
-        }
-    };
     let decisions = c["decisions"].as_array().cloned().unwrap_or_default();
     if decisions.is_empty() {
         println!("No decisions yet.");
@@ -151,17 +134,18 @@ fn status(t: &Target, output: Format) -> anyhow::Result<ExitCode> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|m| {
-                let name = m[0].as_str()?;
-                Some(format!("{name} {:.2}{}", m[1].as_f64()?, limits(name)))
-            })
+            .map(judged)
             .collect();
         println!(
-            "  {}  {:<16} weight {:>3}  failed {}{}",
+            "  {}  {:<16} weight {:>3}  failed {}{}{}",
             d["time"].as_str().unwrap_or(""),
             d["phase"].as_str().unwrap_or(""),
             d["canaryWeight"],
             d["failedChecks"],
+            match d["providerErrors"].as_u64() {
+                Some(n) if n > 0 => format!("  provider errors {n}"),
+                _ => String::new(),
+            },
             if metrics.is_empty() {
                 String::new()
             } else {
@@ -173,4 +157,27 @@ fn status(t: &Target, output: Format) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One judged metric of a decision: `request-success-rate 69.17 (min 99)
+/// failed`.
+fn judged(m: &serde_json::Value) -> String {
+    let name = m["name"].as_str().unwrap_or("?");
+    let value = m["value"]
+        .as_f64()
+        .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    let limits = match (m["min"].as_f64(), m["max"].as_f64()) {
+        (Some(lo), Some(hi)) => format!(" (between {lo} and {hi})"),
+        (Some(lo), None) => format!(" (min {lo})"),
+        (None, Some(hi)) => format!(" (max {hi})"),
+        (None, None) => String::new(),
+    };
+    let verdict = match m["verdict"].as_str() {
+        Some("passed") | None => "",
+        Some("failed") => " FAILED",
+        Some("held") => " held",
+        Some("providerError") => " PROVIDER ERROR",
+        Some(other) => return format!("{name} {value}{limits} {other}"),
+    };
+    format!("{name} {value}{limits}{verdict}")
 }
