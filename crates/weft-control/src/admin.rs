@@ -178,7 +178,10 @@ pub async fn serve(listener: TcpListener, docs: Shared) {
                             return Ok::<_, std::convert::Infallible>(resp);
                         }
                     }
-                    let (status, body) = route(&docs, req).await;
+                    let (status, body) = match refused_from_a_browser(&req) {
+                        Some(why) => (403, error(why)),
+                        None => route(&docs, req).await,
+                    };
                     let mut resp = http::Response::new(Full::new(Bytes::from(body)));
                     *resp.status_mut() =
                         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
@@ -194,6 +197,49 @@ pub async fn serve(listener: TcpListener, docs: Shared) {
                 .await;
         });
     }
+}
+
+/// Why a request that changes something is refused when a web page made
+/// it, or `None`. A page on another site may POST to an address on this
+/// machine (no preflight for a plain form or `text/plain` body) and the
+/// admin API has no login: a change is taken only from clients that send
+/// no `Origin` (the CLI, curl) or from the dashboard itself, at the
+/// address it was opened on. A hostname is refused even when it matches,
+/// since a name can be rebound to this machine's address by whoever owns
+/// it (DNS rebinding).
+fn refused_from_a_browser<B>(req: &http::Request<B>) -> Option<&'static str> {
+    if matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) {
+        return None;
+    }
+    let origin = req.headers().get(http::header::ORIGIN)?;
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let origin_authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+        })
+        .unwrap_or_default();
+    if origin_authority.is_empty() || !origin_authority.eq_ignore_ascii_case(host) {
+        return Some("refused: a change from another site's page (its Origin is not this address); use the weft CLI or the dashboard");
+    }
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(name, _)| name)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if name.parse::<std::net::IpAddr>().is_err() && !name.eq_ignore_ascii_case("localhost") {
+        return Some("refused: a change from a page opened by a host name; open the dashboard by the admin API's address");
+    }
+    None
 }
 
 fn error(msg: impl std::fmt::Display) -> String {
@@ -527,5 +573,58 @@ fn canary_command(docs: &Shared, path: &str) -> (u16, String) {
                 .to_string(),
         ),
         _ => (503, error("the canary controller is not running")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_from_a_browser;
+
+    fn req(method: &str, host: &str, origin: Option<&str>) -> http::Request<()> {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri("/api/ca/rotate")
+            .header("host", host);
+        if let Some(o) = origin {
+            b = b.header("origin", o);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn changes_are_refused_from_other_sites_pages() {
+        // The CLI and curl send no Origin.
+        assert_eq!(
+            refused_from_a_browser(&req("POST", "127.0.0.1:15000", None)),
+            None
+        );
+        // The dashboard, opened at the admin address.
+        for (host, origin) in [
+            ("127.0.0.1:15000", "http://127.0.0.1:15000"),
+            ("[::1]:15000", "http://[::1]:15000"),
+            ("localhost:15000", "http://localhost:15000"),
+        ] {
+            assert_eq!(
+                refused_from_a_browser(&req("POST", host, Some(origin))),
+                None
+            );
+        }
+        // Reading is never refused.
+        assert_eq!(
+            refused_from_a_browser(&req("GET", "127.0.0.1:15000", Some("http://evil.example"))),
+            None
+        );
+        // Another site's page, a rebound name, an opaque origin.
+        for (host, origin) in [
+            ("127.0.0.1:15000", "http://evil.example"),
+            ("127.0.0.1:15000", "http://127.0.0.1:15001"),
+            ("evil.example:15000", "http://evil.example:15000"),
+            ("127.0.0.1:15000", "null"),
+        ] {
+            assert!(
+                refused_from_a_browser(&req("POST", host, Some(origin))).is_some(),
+                "{host} {origin}"
+            );
+        }
     }
 }
