@@ -500,13 +500,13 @@ fn canaries(docs: &Shared) -> Value {
     let Ok(d) = docs.lock() else {
         return Value::Array(Vec::new());
     };
-    let (events, decisions) = d
+    let (events, decisions, manual) = d
         .canaries
         .as_ref()
         .and_then(|e| {
             e.lock()
                 .ok()
-                .map(|e| (e.events.clone(), e.decisions.clone()))
+                .map(|e| (e.events.clone(), e.decisions.clone(), e.manual.clone()))
         })
         .unwrap_or_default();
     let items: Vec<Value> = d
@@ -535,6 +535,7 @@ fn canaries(docs: &Shared) -> Value {
                 "status": status,
                 "events": events.get(&format!("Canary/{ns}/{name}")).cloned().unwrap_or_default(),
                 "decisions": decisions.get(&format!("Canary/{ns}/{name}")).cloned().unwrap_or_default(),
+                "manual": manual.get(&format!("Canary/{ns}/{name}")).cloned().unwrap_or_default(),
             })
         })
         .collect();

@@ -9,36 +9,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::curl;
 
-/// The browser harness's directory, with playwright-core installed.
-fn harness() -> std::path::PathBuf {
-    let dir = common::repo().join("crates/weft/tests/browser");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let ok = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "npm install of playwright-core failed in {}; scripts/test installs it",
-            dir.display()
-        );
-    }
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "Debian's chromium is missing: scripts/test installs it (apt-get install chromium)"
-    );
-    dir
-}
-
 #[test]
 fn the_service_graph_in_a_browser() {
-    let dir = harness();
     let m = common::mesh::up(112);
     let url = format!("http://{}/productpage", m.ingress);
     let started = Instant::now();
@@ -60,17 +36,14 @@ fn the_service_graph_in_a_browser() {
     let artifacts = common::repo().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("dashboard.png");
-    let out = Command::new("node")
-        .arg("dashboard.mjs")
-        .current_dir(&dir)
-        .env("WEFT_DASHBOARD", format!("http://{}/", m.admin))
-        .env("WEFT_SCREENSHOT", &shot)
-        .output()
-        .unwrap();
+    let report = common::browser::run(
+        "dashboard.mjs",
+        &[
+            ("WEFT_DASHBOARD", &format!("http://{}/", m.admin)),
+            ("WEFT_SCREENSHOT", &shot.display().to_string()),
+        ],
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
     assert!(report["error"].is_null(), "{report}");
     assert!(report["pageErrors"].is_null(), "{report}");
     let edges = report["edges"].as_array().unwrap();

@@ -19,6 +19,12 @@ async function getJson(path) {
   return r.json();
 }
 
+// Names, messages and reasons come from users' YAML and from webhooks'
+// answers: they are escaped before they go into the page.
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
 function fmt(n, digits = 1) {
   if (n === null || n === undefined) return "-";
   return Number(n).toFixed(digits);
@@ -164,7 +170,7 @@ async function refreshGraph() {
   $("#updated").textContent = `${g.nodes.length} nodes, ${g.edges.length} edges · updated ${new Date().toLocaleTimeString()}`;
 }
 
-function chart(id, title, points, key, unit) {
+function chart(id, title, points, key, unit, { range, width = 420, height = 120 } = {}) {
   const el = $(`#${id}`);
   const xs = points.map((p) => -p.secondsAgo);
   const ys = points.map((p) => (p[key] === null || p[key] === undefined ? null : p[key]));
@@ -177,9 +183,9 @@ function chart(id, title, points, key, unit) {
   state.charts[id] = new uPlot(
     {
       title,
-      width: 420,
-      height: 120,
-      scales: { x: { time: false } },
+      width,
+      height,
+      scales: { x: { time: false }, ...(range ? { y: { range } } : {}) },
       axes: [{ label: "seconds ago" }, { label: unit }],
       series: [{}, { label: title, stroke: "#0066cc", width: 1.5 }],
       legend: { show: false },
@@ -201,12 +207,12 @@ async function refreshDetail() {
   chart("chart-in-p95", "p95 latency", pts, "inboundP95Ms", "ms");
   chart("chart-out-rps", "requests/s out", pts, "outboundRps", "rps");
   $("#detail-resources").innerHTML = (d.resources || [])
-    .map((r) => `<li>${r.kind} ${r.namespace}/${r.name} <span class="muted">${r.file}:${r.line}</span></li>`)
+    .map((r) => `<li>${esc(r.kind)} ${esc(r.namespace)}/${esc(r.name)} <span class="muted">${esc(r.file)}:${esc(r.line)}</span></li>`)
     .join("") || "<li class='muted'>none</li>";
   $("#detail-proxies").innerHTML =
     "<tr><th>proxy</th><th>sync</th><th>certificate expires</th></tr>" +
     (d.proxies || [])
-      .map((p) => `<tr><td>${p.name}</td><td>${p.sync}</td><td>${(p.certificate && p.certificate.notAfter) || "-"}</td></tr>`)
+      .map((p) => `<tr><td>${esc(p.name)}</td><td>${esc(p.sync)}</td><td>${esc((p.certificate && p.certificate.notAfter) || "-")}</td></tr>`)
       .join("");
 }
 
@@ -220,7 +226,7 @@ function select(id) {
 async function refreshValidations() {
   const v = await getJson("/api/validations");
   const rows = (v.diagnostics || []).map(
-    (d) => `<tr><td class="sev-${d.severity}">${d.severity}</td><td>${d.code || ""}</td><td>${d.resource || ""}</td><td>${d.file}:${d.line}:${d.column}</td><td>${d.message}</td></tr>`,
+    (d) => `<tr><td class="sev-${esc(d.severity)}">${esc(d.severity)}</td><td>${esc(d.code)}</td><td>${esc(d.resource)}</td><td>${esc(d.file)}:${esc(d.line)}:${esc(d.column)}</td><td>${esc(d.message)}</td></tr>`,
   );
   $("#validations").innerHTML =
     "<tr><th>severity</th><th>code</th><th>resource</th><th>where</th><th>message</th></tr>" +
@@ -234,9 +240,82 @@ async function refreshProxies() {
     (s.proxies || [])
       .map((p) => {
         const cert = p.stream && p.stream.certificate;
-        return `<tr><td>${p.name}</td><td>${p.kind}</td><td>${p.sync}</td><td>${p.pushedVersion}</td><td>${(cert && cert.notAfter) || "-"}</td></tr>`;
+        return `<tr><td>${esc(p.name)}</td><td>${esc(p.kind)}</td><td>${esc(p.sync)}</td><td>${esc(p.pushedVersion)}</td><td>${esc((cert && cert.notAfter) || "-")}</td></tr>`;
       })
       .join("");
+}
+
+// Canaries: kubectl's columns for Flagger's Canary, and for the one
+// selected its phase, its weight over the decisions recorded, the last
+// analysis's metrics against their limits, its events, and the actions
+// of `weft canary`, through the same admin API.
+async function refreshCanaries() {
+  const list = await getJson("/api/canaries");
+  const key = (c) => `${c.namespace}/${c.name}`;
+  $("#canaries").innerHTML =
+    "<tr><th>NAMESPACE</th><th>NAME</th><th>STATUS</th><th>WEIGHT</th><th>FAILEDCHECKS</th><th>LASTTRANSITIONTIME</th></tr>" +
+    (list
+      .map((c) => {
+        const st = c.status || {};
+        const phase = st.phase || "";
+        const selected = state.canary === key(c) ? " class='selected'" : "";
+        return `<tr data-canary="${esc(key(c))}"${selected}><td>${esc(c.namespace)}</td><td>${esc(c.name)}</td><td class="phase-${esc(phase)}">${esc(phase || "-")}</td><td>${esc(st.canaryWeight ?? 0)}</td><td>${esc(st.failedChecks ?? 0)}</td><td>${esc(st.lastTransitionTime || "-")}</td></tr>`;
+      })
+      .join("") || "<tr><td colspan=6 class='muted'>no canaries: a Flagger Canary in the configuration appears here</td></tr>");
+  for (const tr of document.querySelectorAll("#canaries tr[data-canary]")) {
+    tr.addEventListener("click", () => {
+      state.canary = tr.dataset.canary;
+      delete state.charts["chart-canary-weight"];
+      $("#canary-said").textContent = "";
+      refreshCanaries().catch(showError);
+    });
+  }
+  const c = list.find((c) => key(c) === state.canary);
+  $("#canary").hidden = !c;
+  if (c) showCanary(c);
+}
+
+function showCanary(c) {
+  const st = c.status || {};
+  const analysis = (c.spec && c.spec.analysis) || {};
+  $("#canary-title").textContent = `${c.name}.${c.namespace}`;
+  const parts = [
+    st.phase || "not started",
+    `canary weight ${st.canaryWeight ?? 0}%`,
+    `failed checks ${st.failedChecks ?? 0} of ${analysis.threshold ?? 1}`,
+  ];
+  if (st.providerErrors) parts.push(`metrics provider errors ${st.providerErrors}`);
+  if (c.manual && c.manual.paused) parts.push("paused");
+  const condition = st.conditions && st.conditions[0] && st.conditions[0].message;
+  $("#canary-sub").textContent = parts.join(" · ") + (condition ? ` — ${condition}` : "");
+  const now = Date.now();
+  const decisions = c.decisions || [];
+  const points = decisions.map((d) => ({ secondsAgo: Math.max(0, (now - Date.parse(d.time)) / 1000), weight: d.canaryWeight }));
+  chart("chart-canary-weight", "canary weight", points, "weight", "%", { range: [0, 100], width: 640, height: 220 });
+  const last = [...decisions].reverse().find((d) => (d.metrics || []).length > 0);
+  const limits = (m) =>
+    m.min !== undefined && m.max !== undefined ? `${m.min} – ${m.max}` : m.min !== undefined ? `≥ ${m.min}` : m.max !== undefined ? `≤ ${m.max}` : "-";
+  $("#canary-metrics").innerHTML =
+    "<tr><th>metric</th><th>value</th><th>limits</th><th>verdict</th></tr>" +
+    ((last ? last.metrics : [])
+      .map((m) => `<tr data-metric="${esc(m.name)}"><td>${esc(m.name)}</td><td>${esc(m.value === undefined ? "-" : fmt(m.value, 2))}</td><td>${esc(limits(m))}</td><td class="verdict-${esc(m.verdict)}">${esc(m.verdict)}</td></tr>`)
+      .join("") || "<tr><td colspan=4 class='muted'>no analysis yet</td></tr>");
+  $("#canary-events").innerHTML =
+    "<tr><th>time</th><th>type</th><th>message</th></tr>" +
+    ((c.events || [])
+      .slice(-40)
+      .reverse()
+      .map((e) => `<tr class="event-${esc(e.type)}"><td>${esc(e.time)}</td><td>${esc(e.type)}</td><td>${esc(e.message)}</td></tr>`)
+      .join("") || "<tr><td colspan=3 class='muted'>no events since the control plane started</td></tr>");
+}
+
+async function canaryAction(action) {
+  if (!state.canary) return;
+  const [ns, name] = state.canary.split("/");
+  const r = await fetch(`/api/canaries/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/${action}`, { method: "POST" });
+  const body = await r.json().catch(() => ({}));
+  $("#canary-said").textContent = r.ok ? `${action}: accepted` : `${action}: ${body.error || `HTTP ${r.status}`}`;
+  await refreshCanaries();
 }
 
 function showError(e) {
@@ -250,6 +329,7 @@ async function tick() {
       await refreshGraph();
       await refreshDetail();
     } else if (tab === "validations") await refreshValidations();
+    else if (tab === "canaries") await refreshCanaries();
     else await refreshProxies();
   } catch (e) {
     showError(e);
@@ -261,6 +341,9 @@ cy.on("tap", (ev) => {
   if (ev.target === cy) select(null);
 });
 $("#close").addEventListener("click", () => select(null));
+for (const b of document.querySelectorAll("#canary-actions button")) {
+  b.addEventListener("click", () => canaryAction(b.dataset.action).catch(showError));
+}
 $("#view").addEventListener("change", () => {
   state.topology = "";
   select(null);

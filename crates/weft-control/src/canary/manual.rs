@@ -31,7 +31,7 @@ impl Action {
 }
 
 /// What a user asked of one canary and has not been used up yet.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Manual {
     pub promote: bool,
     pub abort: bool,

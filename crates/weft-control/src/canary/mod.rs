@@ -65,6 +65,8 @@ pub struct CanaryEvent {
 pub struct Published {
     pub events: BTreeMap<String, Vec<CanaryEvent>>,
     pub decisions: BTreeMap<String, Vec<Decision>>,
+    /// What users asked with `weft canary` and is still in force.
+    pub manual: BTreeMap<String, manual::Manual>,
     pub metrics: String,
 }
 
@@ -89,7 +91,7 @@ pub struct Controller {
     published: Shared,
     pub recorder: metrics::Recorder,
     /// What users asked with `weft canary`, by owner.
-    manual: BTreeMap<String, manual::Manual>,
+    pub manual: BTreeMap<String, manual::Manual>,
     /// Each canary's last decisions, newest last.
     pub decisions: BTreeMap<String, Vec<Decision>>,
 }
@@ -162,6 +164,9 @@ impl Controller {
         eprintln!("weft: canary {name}.{namespace}: weft canary {action:?}");
         self.manual.entry(owner).or_default().apply(action);
         self.next_tick.remove(&key);
+        if let Ok(mut p) = self.published.lock() {
+            p.manual.clone_from(&self.manual);
+        }
     }
 
     /// Flagger's `event` webhooks: every event of the tick, with its
@@ -613,6 +618,7 @@ pub async fn run(
                 if ran {
                     if let Ok(mut p) = published.lock() {
                         p.decisions.clone_from(&controller.decisions);
+                        p.manual.clone_from(&controller.manual);
                         p.metrics = controller.recorder.render();
                     }
                 }

@@ -123,6 +123,12 @@ fn status(t: &Target, output: Format) -> anyhow::Result<ExitCode> {
     if let Some(m) = st["conditions"][0]["message"].as_str() {
         println!("  {m}");
     }
+    if c["manual"]["paused"] == true {
+        println!(
+            "  Paused (weft canary pause): it waits before each traffic increase and before promotion; `weft canary resume {}` lets it go on",
+            t.name
+        );
+    }
     let decisions = c["decisions"].as_array().cloned().unwrap_or_default();
     if decisions.is_empty() {
         println!("No decisions yet.");

@@ -2,6 +2,7 @@
 //! loopback range of the test's own (127.N.0.0/16) so tests never collide.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod mesh;
 
 use std::net::{SocketAddr, TcpStream};

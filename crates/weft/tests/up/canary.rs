@@ -889,5 +889,72 @@ spec:
         ),
         "{metrics}"
     );
+
+    // The dashboard's canary panel shows the same run, and its buttons
+    // steer it as `weft canary` does.
+    let artifacts = common::repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let report = common::browser::run(
+        "canary.mjs",
+        &[
+            ("WEFT_DASHBOARD", &format!("http://{}/", m.admin)),
+            ("WEFT_CANARY", "default/podinfo"),
+            (
+                "WEFT_SCREENSHOT",
+                &artifacts.join("dashboard-canary.png").display().to_string(),
+            ),
+        ],
+    );
+    assert!(
+        report["error"].is_null() && report["pageErrors"].is_null(),
+        "{report}"
+    );
+    assert_eq!(report["rows"][0][1], "podinfo", "{report}");
+    assert_eq!(report["rows"][0][2], "Succeeded", "{report}");
+    assert_eq!(report["title"], "podinfo.default");
+    let metric = |name: &str| -> Vec<String> {
+        report["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("no {name} row: {report}"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        metric("request-success-rate"),
+        ["request-success-rate", "100.00", "≥ 99", "passed"]
+    );
+    assert_eq!(
+        metric("error-rate"),
+        ["error-rate", "0.00", "≤ 1", "passed"]
+    );
+    assert_eq!(metric("request-duration")[2], "≤ 500");
+    assert!(
+        report["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "Promotion completed! Scaling down podinfo.default"),
+        "{report}"
+    );
+    assert!(
+        report["paused"].as_str().unwrap().contains("paused")
+            && !report["resumed"].as_str().unwrap().contains("paused"),
+        "{report}"
+    );
+    // A page of another site cannot do the same.
+    let forged = common::curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Origin: http://evil.example",
+        &format!("http://{}/api/canaries/default/podinfo/abort", m.admin),
+    ]);
+    assert_eq!(forged.status, 403, "{}", forged.body);
     drop(load);
 }
