@@ -642,6 +642,12 @@ pub struct ConnectionPool {
     /// `useClientProtocol`), whatever the port declares.
     #[serde(default, skip_serializing_if = "is_false")]
     pub use_client_protocol: bool,
+    /// While the endpoint refuses connections, keep dialing for this long
+    /// before failing the request: a sidecar's own application, being
+    /// restarted, refuses for a moment and then serves again. Set by the
+    /// proxy for its application alone, never from configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_patience_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -32,6 +32,12 @@ pub struct Proxy {
     admin: Option<SocketAddr>,
 }
 
+/// How long a request waits for the local application while it refuses
+/// connections: long enough for a restart in place (a promotion, a new
+/// spec) to go unnoticed by callers, short enough that an application
+/// that is gone fails requests quickly (503, flag UF).
+pub(crate) const APP_RESTART_PATIENCE_MS: u64 = 3_000;
+
 pub(crate) fn app_cluster(port: u32, addr: SocketAddr, protocol: Protocol) -> Cluster {
     Cluster {
         name: format!("inbound|{port}||"),
@@ -44,6 +50,7 @@ pub(crate) fn app_cluster(port: u32, addr: SocketAddr, protocol: Protocol) -> Cl
         locality: None,
         pool: ConnectionPool {
             connect_timeout_ms: 10_000,
+            refused_patience_ms: Some(APP_RESTART_PATIENCE_MS),
             ..Default::default()
         },
         outlier: None,

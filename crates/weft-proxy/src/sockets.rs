@@ -82,6 +82,31 @@ pub async fn connect_from(
     connect_with(addr, source, &opts).await
 }
 
+/// As `connect_from`, and while `addr` refuses the connection (nothing
+/// listens yet), dials again with a growing pause until `patience` has
+/// passed: for a local application that is restarting.
+pub async fn connect_patiently(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    transparent: bool,
+    patience: std::time::Duration,
+) -> io::Result<TcpStream> {
+    let until = tokio::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match connect_from(addr, source, transparent).await {
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    && tokio::time::Instant::now() + pause < until =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Connects to `addr` on a socket opened as `opts` say, from `source` when
 /// given.
 pub async fn connect_with(
@@ -182,6 +207,41 @@ pub fn in_namespace<T: Send>(
 mod tests {
     use super::{connect, connect_with, listen, SocketOptions};
     use std::process::Command;
+
+    /// An application that refuses for a moment (restarting) is waited
+    /// for; one that keeps refusing fails once the patience is spent.
+    #[tokio::test]
+    async fn a_refusing_application_is_waited_for_a_while() {
+        use std::time::{Duration, Instant};
+        // An address of this test's own (no other test uses 127.253/16),
+        // so nobody else can take the port while it is closed.
+        let addr: std::net::SocketAddr = "127.253.0.1:7070".parse().unwrap();
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+            let _ = l.accept().await;
+        });
+        let started = Instant::now();
+        super::connect_patiently(addr, None, false, Duration::from_secs(3))
+            .await
+            .expect("connected once it listened");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        late.await.unwrap();
+
+        let gone: std::net::SocketAddr = "127.253.0.1:7071".parse().unwrap();
+        let started = Instant::now();
+        let e = super::connect_patiently(gone, None, false, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Without patience, a refusal is at once.
+        let started = Instant::now();
+        assert!(super::connect_patiently(gone, None, false, Duration::ZERO)
+            .await
+            .is_err());
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
 
     #[tokio::test]
     async fn a_bound_connection_leaves_from_its_source() {

@@ -238,7 +238,10 @@ pub(crate) async fn splice_to_app<T: AsyncRead + AsyncWrite + Unpin>(
         return;
     };
     let from = &app.client;
-    match crate::sockets::connect_from(addr, from.unmeshed_source, from.transparent).await {
+    let patience = std::time::Duration::from_millis(crate::proxy::APP_RESTART_PATIENCE_MS);
+    match crate::sockets::connect_patiently(addr, from.unmeshed_source, from.transparent, patience)
+        .await
+    {
         Ok(mut upstream) => {
             let _ = upstream.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;

@@ -60,6 +60,9 @@ impl Route {
 pub struct DialOptions {
     pub timeout: Duration,
     pub keepalive: Option<weft_model::TcpKeepalive>,
+    /// How long a refused connection is dialed again (the pool's
+    /// `refused_patience_ms`).
+    pub refused_patience: Option<Duration>,
 }
 
 impl DialOptions {
@@ -67,6 +70,16 @@ impl DialOptions {
         DialOptions {
             timeout,
             keepalive: None,
+            refused_patience: None,
+        }
+    }
+
+    /// The options a cluster's connection pool sets.
+    pub fn of(pool: &weft_model::ConnectionPool) -> DialOptions {
+        DialOptions {
+            timeout: Duration::from_millis(pool.connect_timeout_ms.max(1)),
+            keepalive: pool.tcp_keepalive,
+            refused_patience: pool.refused_patience_ms.map(Duration::from_millis),
         }
     }
 }
@@ -97,7 +110,12 @@ async fn tcp(
     opts: &DialOptions,
 ) -> io::Result<TcpStream> {
     let timeout = opts.timeout;
-    let connecting = crate::sockets::connect_from(addr, source, transparent);
+    let connecting = crate::sockets::connect_patiently(
+        addr,
+        source,
+        transparent,
+        opts.refused_patience.unwrap_or_default(),
+    );
     let stream = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| {
@@ -240,6 +258,7 @@ mod tests {
                 interval_ms: Some(3_000),
                 probes: Some(4),
             }),
+            refused_patience: None,
         };
         let Conn::Tcp(stream) = dial(addr, &Route::PLAIN, &opts).await.unwrap() else {
             panic!("a plain route gives a TCP connection");

@@ -250,10 +250,7 @@ impl ClusterRt {
                 .collect()
         };
         let routes = routes_of(h2);
-        let dial = crate::upstream::conn::DialOptions {
-            timeout: Duration::from_millis(config.pool.connect_timeout_ms.max(1)),
-            keepalive: config.pool.tcp_keepalive,
-        };
+        let dial = crate::upstream::conn::DialOptions::of(&config.pool);
         let idle = Duration::from_millis(config.pool.idle_timeout_ms.unwrap_or(90_000));
         let max_age = config
             .pool
@@ -693,10 +690,7 @@ impl ClusterRt {
         let (Some(addr), Some(route)) = (self.endpoint_addr(i), self.routes.get(i)) else {
             return Err(std::io::Error::other("the endpoint has no address"));
         };
-        let dial = crate::upstream::conn::DialOptions {
-            timeout: Duration::from_millis(self.config.pool.connect_timeout_ms.max(1)),
-            keepalive: self.config.pool.tcp_keepalive,
-        };
+        let dial = crate::upstream::conn::DialOptions::of(&self.config.pool);
         crate::upstream::conn::dial(addr, route, &dial).await
     }
 

@@ -28,17 +28,42 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let common = Arc::new(common);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    // As podinfo does: on SIGTERM, stop accepting, let the requests under
+    // way finish (connections close after their response), then exit.
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let (stream, remote) = listener.accept().await?;
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = term.recv() => break,
+        };
         let common = common.clone();
+        let svc = service_fn(move |req| handle(common.clone(), remote, req));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(common.clone(), remote, req));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            let _ = conn.await;
         });
     }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "httpbin {}: requests still under way after {} s; exiting",
+            common.name,
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    Ok(())
 }
+
+/// How long requests under way may take once SIGTERM came.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 fn json(status: StatusCode, v: &serde_json::Value, name: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(
