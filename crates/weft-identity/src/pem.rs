@@ -98,12 +98,17 @@ pub fn write_public(path: &Path, text: &str) -> Result<(), IdentityError> {
 /// Debian's bundle of the system's trusted roots.
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// The system's trusted roots, for TLS to servers outside the mesh.
+/// The system's trusted roots, for TLS to servers outside the mesh: the
+/// bundle `SSL_CERT_FILE` names, as OpenSSL and Go (Flagger's, istiod's)
+/// read it, else Debian's.
 pub fn system_roots() -> Result<rustls::RootCertStore, IdentityError> {
-    let path = Path::new(SYSTEM_ROOTS);
-    let text = read(path)?;
+    let named = std::env::var("SSL_CERT_FILE")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let file = named.as_deref().unwrap_or(SYSTEM_ROOTS);
+    let text = read(Path::new(file))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in certs(SYSTEM_ROOTS, &text)? {
+    for cert in certs(file, &text)? {
         // A bundle may carry certificates webpki cannot use; skip them.
         let _ = roots.add(cert);
     }

@@ -336,7 +336,12 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     (
         ResourceKind::Canary,
         "spec.analysis.webhooks.disableTLS",
-        "only http:// webhooks are called yet",
+        "an https:// webhook's certificate is always verified (SSL_CERT_FILE names other roots)",
+    ),
+    (
+        ResourceKind::MetricTemplate,
+        "spec.provider.insecureSkipVerify",
+        "an https:// provider's certificate is always verified (SSL_CERT_FILE names other roots)",
     ),
 ];
 

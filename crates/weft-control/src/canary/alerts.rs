@@ -1,8 +1,9 @@
 //! A canary's alerts, sent as Flagger's `alert` sends them: to each of
 //! `analysis.alerts` whose severity admits the alert, through the
-//! AlertProvider it names, with Flagger's Slack payload (which Slack,
-//! Rocket.Chat and Discord's Slack-compatible hooks take). The address
-//! (and a token) may come from the provider's Secret, as in Flagger.
+//! AlertProvider it names, with Flagger's payloads: Slack's (which Slack,
+//! Rocket.Chat and Discord's Slack-compatible hooks take), a Microsoft
+//! Teams message card, a Google Chat card. The address (and Slack's
+//! token) may come from the provider's Secret, as in Flagger.
 
 use std::time::Duration;
 
@@ -81,6 +82,49 @@ pub fn slack_payload(
     })
 }
 
+/// Flagger's Microsoft Teams message card.
+pub fn teams_payload(s: &Settings, alert: &Alert, fields: &[(String, String)]) -> Value {
+    let who = format!("{}.{}", s.name, s.namespace);
+    json!({
+        "@type": "MessageCard",
+        "@context": "http://schema.org/extensions",
+        "themeColor": if alert.severity == "error" { "FF0000" } else { "0076D7" },
+        "summary": who,
+        "sections": [{
+            "activityTitle": alert.message,
+            "activitySubtitle": who,
+            "facts": fields
+                .iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect::<Vec<_>>(),
+        }],
+    })
+}
+
+/// Flagger's Google Chat card: the message, then a section per field.
+pub fn gchat_payload(s: &Settings, alert: &Alert, fields: &[(String, String)]) -> Value {
+    let paragraph = |text: String| json!({"widgets": [{"textParagraph": {"text": text}}]});
+    let mut sections = vec![paragraph(format!(
+        "<font color=#848484><strong>{}</strong></font>",
+        alert.message
+    ))];
+    sections.extend(fields.iter().map(|(k, v)| {
+        paragraph(format!(
+            "{k}<br><font color=#848484><strong>{v}</strong></font>"
+        ))
+    }));
+    json!({
+        "cards": [{
+            "header": {
+                "title": "Flagger",
+                "subtitle": format!("{}.{}", s.name, s.namespace),
+                "imageUrl": "https://flagger.app/favicon.png",
+            },
+            "sections": sections,
+        }],
+    })
+}
+
 /// Sends `alert` to the canary's providers; what could not be sent is
 /// returned as Flagger logs it.
 pub fn send(s: &Settings, canary: &Value, resources: &[Resource], alert: &Alert) -> Vec<String> {
@@ -150,20 +194,30 @@ pub fn send(s: &Settings, canary: &Value, resources: &[Resource], alert: &Alert)
         } else {
             &p.channel
         };
-        let url = match p.provider_type.as_str() {
-            "slack" | "rocket" => address.clone(),
+        let slack = || slack_payload(s, channel, username, alert, &fields);
+        // Only Slack's API takes the token (chat.postMessage).
+        let (url, body, token) = match p.provider_type.as_str() {
+            "slack" => (address.clone(), slack(), token.as_str()),
+            "rocket" => (address.clone(), slack(), ""),
             // Discord takes Slack's payload at its hook's /slack path.
-            "discord" if !address.ends_with("/slack") => format!("{address}/slack"),
-            "discord" => address.clone(),
+            "discord" if !address.ends_with("/slack") => (format!("{address}/slack"), slack(), ""),
+            "discord" => (address.clone(), slack(), ""),
+            "msteams" => (address.clone(), teams_payload(s, alert, &fields), ""),
+            "gchat" => (address.clone(), gchat_payload(s, alert, &fields), ""),
             other => {
                 failed.push(format!(
-                    "alert provider {name}.{ns} error: weft sends slack, rocket and discord alerts; {other} is not supported yet"
+                    "alert provider {name}.{ns} error: provider {other} not supported"
                 ));
                 continue;
             }
         };
-        let body = slack_payload(s, channel, username, alert, &fields).to_string();
-        if let Err(e) = super::checks::post_json(&url, &body, &token, Duration::from_secs(5)) {
+        if address.is_empty() {
+            // Flagger's notifier without an address does nothing.
+            continue;
+        }
+        if let Err(e) =
+            super::checks::post_json(&url, &body.to_string(), token, Duration::from_secs(5))
+        {
             failed.push(format!(
                 "alert provider {name}.{ns} send error: postMessage failed: {e}"
             ));
@@ -175,6 +229,56 @@ pub fn send(s: &Settings, canary: &Value, resources: &[Resource], alert: &Alert)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings() -> Settings {
+        let text = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata: {name: podinfo, namespace: test}\nspec:\n  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}\n  service: {port: 9898}\n  analysis: {interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}\n";
+        let loaded = weft_api::load::load_bytes("canary.yaml", text.as_bytes());
+        match &loaded.resources[0].spec {
+            Spec::Canary(c) => Settings::of("podinfo", "test", c),
+            _ => panic!("not a Canary"),
+        }
+    }
+
+    /// The cards are Flagger's, field for field.
+    #[test]
+    fn teams_and_google_chat_get_flaggers_cards() {
+        let s = settings();
+        let alert = Alert {
+            message: "Canary analysis failed".into(),
+            metadata: true,
+            severity: "error",
+        };
+        let fields = vec![("Target".to_owned(), "Deployment/podinfo.test".to_owned())];
+        assert_eq!(
+            teams_payload(&s, &alert, &fields),
+            json!({
+                "@type": "MessageCard",
+                "@context": "http://schema.org/extensions",
+                "themeColor": "FF0000",
+                "summary": "podinfo.test",
+                "sections": [{
+                    "activityTitle": "Canary analysis failed",
+                    "activitySubtitle": "podinfo.test",
+                    "facts": [{"name": "Target", "value": "Deployment/podinfo.test"}],
+                }],
+            })
+        );
+        assert_eq!(
+            gchat_payload(&s, &alert, &fields),
+            json!({"cards": [{
+                "header": {"title": "Flagger", "subtitle": "podinfo.test", "imageUrl": "https://flagger.app/favicon.png"},
+                "sections": [
+                    {"widgets": [{"textParagraph": {"text": "<font color=#848484><strong>Canary analysis failed</strong></font>"}}]},
+                    {"widgets": [{"textParagraph": {"text": "Target<br><font color=#848484><strong>Deployment/podinfo.test</strong></font>"}}]},
+                ],
+            }]})
+        );
+        let info = Alert {
+            severity: "info",
+            ..alert
+        };
+        assert_eq!(teams_payload(&s, &info, &[])["themeColor"], "0076D7");
+    }
 
     #[test]
     fn severities_reach_the_channels_that_asked() {

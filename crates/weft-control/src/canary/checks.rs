@@ -4,6 +4,7 @@
 //! Flagger's payload.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use weft_api::types::flagger::{CanaryMetric, CanaryWebhook};
@@ -348,9 +349,9 @@ pub fn service_endpoint(
     })
 }
 
-/// One HTTP/1.0 exchange with an `http://` URL (webhooks, Prometheus,
-/// alert hooks: small, rare requests, so no pooled client): the status
-/// and body. `resolve` may name where a host is before DNS is asked.
+/// One HTTP/1.0 exchange with an `http://` or `https://` URL (webhooks,
+/// Prometheus, alert hooks: small, rare requests, so no pooled client):
+/// the status and body. `resolve` may name where a host is before DNS is asked.
 pub fn http(
     method: &str,
     url: &str,
@@ -359,16 +360,57 @@ pub fn http(
     timeout: Duration,
     resolve: Resolve<'_>,
 ) -> Result<(u16, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// is supported yet"))?;
+    exchange(method, url, headers, body, timeout, resolve, &system_tls)
+}
+
+/// TLS to servers outside the mesh, verified against the system's roots
+/// (`SSL_CERT_FILE` where set), made once.
+fn system_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = weft_identity::pem::system_roots().map_err(|e| e.to_string())?;
+            tls_trusting(roots)
+        })
+        .clone()
+}
+
+fn tls_trusting(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
+    let cfg = rustls::ClientConfig::builder_with_provider(weft_identity::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// As [`http`], with `tls` for an `https://` URL.
+fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &str,
+    timeout: Duration,
+    resolve: Resolve<'_>,
+    tls: &dyn Fn() -> Result<Arc<rustls::ClientConfig>, String>,
+) -> Result<(u16, String), String> {
+    let (rest, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => {
+            return Err(format!(
+                "{url}: only http:// and https:// URLs are supported"
+            ))
+        }
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|e| format!("{url}: {e}"))?),
-        None => (authority, 80),
+        None => (authority, if https { 443 } else { 80 }),
     };
     let addr = match resolve(host, u32::from(port)) {
         Some(a) => a,
@@ -381,9 +423,17 @@ pub fn http(
                 .ok_or_else(|| format!("dial tcp: no address for {host}"))?
         }
     };
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
+    let tcp = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout));
+    let mut s: Box<dyn ReadWrite> = if https {
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let conn = rustls::ClientConnection::new(tls()?, name).map_err(|e| e.to_string())?;
+        Box::new(rustls::StreamOwned::new(conn, tcp))
+    } else {
+        Box::new(tcp)
+    };
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {authority}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -398,9 +448,13 @@ pub fn http(
     req.push_str(body);
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
-    s.take(16 << 20)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
+    // A server that closes without TLS's close_notify has still said
+    // what it said (HTTP/1.0 ends at the close).
+    match s.take(16 << 20).read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
     let text = String::from_utf8_lossy(&answer);
     let status = text
         .split_whitespace()
@@ -413,6 +467,10 @@ pub fn http(
         .to_owned();
     Ok((status, body))
 }
+
+/// A plain or TLS connection.
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 /// Where no host is known in advance: DNS decides.
 pub fn by_dns(_: &str, _: u32) -> Option<std::net::SocketAddr> {
@@ -429,9 +487,13 @@ pub fn post_json(url: &str, body: &str, token: &str, timeout: Duration) -> Resul
     } else {
         vec![("Authorization".into(), format!("Bearer {token}"))]
     };
-    match http("POST", url, &auth, body, timeout, &by_dns)? {
-        (status, _) if status >= 400 => Err(format!("status {status}")),
-        _ => Ok(()),
+    match http("POST", url, &auth, body, timeout, &by_dns)
+        .map_err(|e| format!("sending notification failed to send: {e}"))?
+    {
+        (status, _) if (200..300).contains(&status) => Ok(()),
+        (status, body) => Err(format!(
+            "sending notification bad response {status}: {body}"
+        )),
     }
 }
 
@@ -577,5 +639,63 @@ mod tests {
             prometheus_query(&url, &[], "up"),
             Err(MetricError::NoValues(_))
         ));
+    }
+
+    /// An `https://` hook or Prometheus is verified against the roots
+    /// trusted: a server whose issuer is not among them is refused.
+    #[test]
+    fn https_servers_are_verified() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(weft_identity::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let server = Arc::new(server);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in l.incoming().take(2) {
+                let Ok(tcp) = stream else { continue };
+                let conn = rustls::ServerConnection::new(server.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 4096];
+                if tls.read(&mut buf).is_ok() {
+                    let _ = tls.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nsecure");
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                }
+            }
+        });
+        let url = format!("https://localhost:{port}/hook");
+        let t = Duration::from_secs(2);
+        let trusted = || {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca_cert.der().clone()).unwrap();
+            tls_trusting(roots)
+        };
+        assert_eq!(
+            exchange("POST", &url, &[], "{}", t, &by_dns, &trusted),
+            Ok((200, "secure".into()))
+        );
+        let untrusted = || tls_trusting(rustls::RootCertStore::empty());
+        let refused = exchange("POST", &url, &[], "{}", t, &by_dns, &untrusted).unwrap_err();
+        assert!(refused.contains("UnknownIssuer"), "{refused}");
+        assert!(http("GET", "ftp://x/", &[], "", t, &by_dns)
+            .unwrap_err()
+            .contains("only http:// and https://"));
     }
 }
