@@ -64,6 +64,9 @@ pub trait Checks {
     fn webhook(&mut self, hook: &CanaryWebhook, phase: Phase) -> Result<(), String>;
     /// A metric's value over its interval.
     fn metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError>;
+    /// The same metric of the primary (`<target>-primary`), for weft's
+    /// comparison with it.
+    fn primary_metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError>;
 }
 
 /// What the controller carries out, in order.
@@ -127,6 +130,12 @@ pub struct Judged {
     pub min: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// The primary's value, when the metric is compared with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<f64>,
+    /// The comparison's rule (`<= primary * 1.2`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared: Option<String>,
     pub verdict: Judgement,
 }
 
@@ -878,6 +887,8 @@ impl Run<'_> {
                         value: None,
                         min: None,
                         max: None,
+                        primary: None,
+                        compared: None,
                         verdict: Judgement::Failed,
                     });
                     self.warn(
@@ -897,10 +908,12 @@ impl Run<'_> {
                     value: value.as_ref().ok().copied(),
                     min,
                     max,
+                    primary: None,
+                    compared: None,
                     verdict: Judgement::Passed,
                 };
                 let verdict = match judge::judge(self.s, m, "istio", value) {
-                    Ok(_) => Verdict::Pass,
+                    Ok(v) => self.compare(m, v, &mut judged),
                     Err(why) if held => {
                         self.warn(format!(
                             "{why} (held: not a failed check until {} requests reach it, as weft.dev/canary-min-requests says)",
@@ -934,6 +947,57 @@ impl Run<'_> {
             }
         }
         Verdict::Pass
+    }
+}
+
+impl Run<'_> {
+    /// weft's comparison with the primary, for a metric whose value
+    /// passed its own thresholds: the primary's value over the same
+    /// interval sets the limit the rule makes. A primary without traffic
+    /// (all of it on the canary, as in blue/green) cannot be compared
+    /// with and leaves the verdict to the absolute thresholds.
+    fn compare(&mut self, m: &CanaryMetric, value: f64, judged: &mut Judged) -> Verdict {
+        let Some(rule) = self.s.compare.iter().find(|r| r.metric == m.name).cloned() else {
+            return Verdict::Pass;
+        };
+        judged.compared = Some(rule.to_string());
+        let primary = match self.checks.primary_metric(m) {
+            Ok(p) => p,
+            Err(MetricError::NoValues(_)) => return Verdict::Pass,
+            Err(MetricError::Failed(e)) if self.s.provider_errors > 0 => {
+                self.warn(format!(
+                    "Prometheus query failed for the primary's {}: {e} (a metrics provider error, not a failed check: {} of {} allowed, as weft.dev/canary-provider-errors says)",
+                    m.name,
+                    self.t.status.provider_errors + 1,
+                    self.s.provider_errors
+                ));
+                return Verdict::ProviderError;
+            }
+            Err(MetricError::Failed(e) | MetricError::Refused(e) | MetricError::Template(e)) => {
+                self.warn(format!(
+                    "Halt {} advancement {} of the primary could not be read: {e}",
+                    self.s.canary_ref(),
+                    m.name
+                ));
+                return Verdict::Fail;
+            }
+        };
+        judged.primary = Some(primary);
+        if rule.admits(value, primary) {
+            return Verdict::Pass;
+        }
+        let op = match rule.bound {
+            crate::compare::Bound::AtMost => ">",
+            crate::compare::Bound::AtLeast => "<",
+        };
+        self.warn(format!(
+            "Halt {} advancement {} {value:.2} {op} {:.2}, the primary's {primary:.2} as {} {rule} says",
+            self.s.canary_ref(),
+            m.name,
+            rule.limit(primary),
+            crate::compare::ANNOTATION,
+        ));
+        Verdict::Fail
     }
 }
 

@@ -29,6 +29,8 @@ struct World {
     primary_ready: Readiness,
     success_rate: Result<f64, MetricError>,
     duration_ms: f64,
+    primary_success_rate: Result<f64, MetricError>,
+    primary_duration_ms: f64,
     /// A webhook's answer by name (missing: accepted).
     hooks: BTreeMap<String, Result<(), String>>,
     called: Vec<String>,
@@ -45,6 +47,13 @@ impl Checks for World {
         self.called
             .push(format!("{} {}", hook.name, phase.as_str()));
         self.hooks.get(&hook.name).cloned().unwrap_or(Ok(()))
+    }
+    fn primary_metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError> {
+        match judge::kind(metric) {
+            MetricKind::SuccessRate => self.primary_success_rate.clone(),
+            MetricKind::Duration => Ok(self.primary_duration_ms),
+            _ => Err(MetricError::Failed("no provider".into())),
+        }
     }
     fn metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError> {
         match judge::kind(metric) {
@@ -66,6 +75,8 @@ impl World {
             primary_ready: Readiness::Ready,
             success_rate: Ok(100.0),
             duration_ms: 20.0,
+            primary_success_rate: Ok(100.0),
+            primary_duration_ms: 20.0,
             hooks: BTreeMap::new(),
             called: Vec::new(),
             status: Status::default(),
@@ -184,6 +195,8 @@ fn a_progressive_canary_is_initialized_advanced_promoted_and_finalised() {
                     value: Some(100.0),
                     min: Some(99.0),
                     max: None,
+                    primary: None,
+                    compared: None,
                     verdict: Judgement::Passed
                 },
                 Judged {
@@ -191,6 +204,8 @@ fn a_progressive_canary_is_initialized_advanced_promoted_and_finalised() {
                     value: Some(20.0),
                     min: None,
                     max: Some(500.0),
+                    primary: None,
+                    compared: None,
                     verdict: Judgement::Passed
                 }
             ]
@@ -409,6 +424,78 @@ fn provider_errors_are_counted_apart_and_roll_back_at_their_own_limit() {
         ["Prometheus query failed: connection refused"]
     );
     assert_eq!((v.status.failed_checks, v.status.provider_errors), (1, 0));
+}
+
+#[test]
+fn the_canary_is_held_to_the_primary_where_the_annotation_says() {
+    let s = settings(PROGRESSIVE).with_annotations(
+        &[(
+            crate::compare::ANNOTATION.to_owned(),
+            "request-duration <= primary * 1.5, request-success-rate >= primary - 1".to_owned(),
+        )]
+        .into(),
+    );
+    let mut w = World::started(&s);
+    w.tick(&s);
+    w.take_events();
+    // Well within the absolute limits (500 ms), but three times slower
+    // than the primary: a failed check.
+    w.primary_duration_ms = 40.0;
+    w.duration_ms = 120.0;
+    let t = w.tick(&s);
+    assert_eq!(w.status.failed_checks, 1);
+    let d = &t.analysis[1];
+    assert_eq!(
+        (d.value, d.primary, d.compared.as_deref(), d.verdict),
+        (
+            Some(120.0),
+            Some(40.0),
+            Some("<= primary * 1.5"),
+            Judgement::Failed
+        )
+    );
+    assert_eq!(
+        w.take_events(),
+        ["Halt podinfo.test advancement request-duration 120.00 > 60.00, the primary's 40.00 as weft.dev/canary-compare-to-primary <= primary * 1.5 says"]
+    );
+    // Close to the primary: it advances.
+    w.duration_ms = 55.0;
+    let t = w.tick(&s);
+    assert_eq!(w.status.canary_weight, 20);
+    assert_eq!(t.analysis[1].verdict, Judgement::Passed);
+    // The success rate, one point under the primary's at most.
+    w.take_events();
+    w.primary_success_rate = Ok(99.95);
+    w.success_rate = Ok(99.2);
+    w.tick(&s);
+    // 99.2 is within a point of 99.95.
+    assert_eq!(w.take_events(), ["Advance podinfo.test canary weight 30"]);
+    w.primary_success_rate = Ok(100.0);
+    w.success_rate = Ok(99.5);
+    w.tick(&s);
+    assert_eq!(w.status.canary_weight, 40);
+    // Past the limit: 99.5 is over the absolute 99 but more than a
+    // point under the primary's 100.9 (a made-up value, to make the
+    // point).
+    w.primary_success_rate = Ok(100.9);
+    w.tick(&s);
+    assert_eq!(w.status.canary_weight, 40);
+    assert_eq!(w.status.failed_checks, 2);
+    assert_eq!(
+        w.take_events().last().map(String::as_str),
+        Some("Halt podinfo.test advancement request-success-rate 99.50 < 99.90, the primary's 100.90 as weft.dev/canary-compare-to-primary >= primary - 1 says")
+    );
+    w.primary_success_rate = Ok(100.0);
+    w.tick(&s);
+    assert_eq!(w.status.canary_weight, 50);
+    // No traffic on the primary: nothing to compare with, the absolute
+    // limits decide.
+    w.primary_success_rate = Err(MetricError::NoValues("no values found".into()));
+    w.success_rate = Ok(99.5);
+    let t = w.tick(&s);
+    assert_eq!(t.analysis[0].verdict, Judgement::Passed);
+    assert_eq!(t.analysis[0].primary, None);
+    assert_eq!(w.status.phase, Phase::Promoting);
 }
 
 #[test]

@@ -78,6 +78,10 @@ pub struct Settings {
     /// so a run rolled back for them says so. 0 is Flagger's behaviour,
     /// where a provider failure is a failed check.
     pub provider_errors: u32,
+    /// weft's comparison with the primary
+    /// (`weft.dev/canary-compare-to-primary`), one rule per metric; a
+    /// malformed annotation is refused at admission, so it is empty here.
+    pub compare: Vec<crate::compare::Rule>,
     /// The Prometheus the built-in metrics are asked of
     /// (`spec.metricsServer`); without one, the mesh's own telemetry.
     pub metrics_server: Option<String>,
@@ -210,6 +214,7 @@ impl Settings {
             webhooks: analysis.webhooks,
             min_requests: 1,
             provider_errors: threshold,
+            compare: Vec::new(),
             metrics_server: canary.metrics_server.clone().filter(|m| !m.is_empty()),
             session_affinity: analysis
                 .session_affinity
@@ -242,6 +247,12 @@ impl Settings {
             .and_then(|v| v.trim().parse().ok())
         {
             self.provider_errors = n;
+        }
+        if let Some(Ok(rules)) = annotations
+            .get(crate::compare::ANNOTATION)
+            .map(|v| crate::compare::parse(v))
+        {
+            self.compare = rules;
         }
         self
     }

@@ -359,6 +359,42 @@ pub fn canary_targets(input: &Input<'_>, out: &mut Findings) {
             canary_port(input, r, c, ns, &t.name, &spec, out);
         }
         let analysis = c.analysis.as_ref().or(c.canary_analysis.as_ref());
+        if let Some(text) = r.meta.annotations.get(weft_canary::compare::ANNOTATION) {
+            let at = FieldPath::root()
+                .key("metadata")
+                .key("annotations")
+                .key(weft_canary::compare::ANNOTATION);
+            match weft_canary::compare::parse(text) {
+                Err(why) => out.add(
+                    Severity::Error,
+                    "WEFT0111",
+                    r,
+                    &at,
+                    format!("{} does not parse: {why}", weft_canary::compare::ANNOTATION),
+                    "write rules such as \"request-success-rate >= primary - 1, request-duration <= primary * 1.2\"",
+                ),
+                Ok(rules) => {
+                    for rule in rules {
+                        let named = analysis
+                            .is_some_and(|a| a.metrics.iter().any(|m| m.name == rule.metric));
+                        if !named {
+                            out.add(
+                                Severity::Error,
+                                "WEFT0111",
+                                r,
+                                &at,
+                                format!(
+                                    "{} compares {}, which the analysis does not judge",
+                                    weft_canary::compare::ANNOTATION,
+                                    rule.metric
+                                ),
+                                "name a metric of spec.analysis.metrics",
+                            );
+                        }
+                    }
+                }
+            }
+        }
         let field = if c.analysis.is_some() {
             "analysis"
         } else {

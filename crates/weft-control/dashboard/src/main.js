@@ -293,8 +293,13 @@ function showCanary(c) {
   const points = decisions.map((d) => ({ secondsAgo: Math.max(0, (now - Date.parse(d.time)) / 1000), weight: d.canaryWeight }));
   chart("chart-canary-weight", "canary weight", points, "weight", "%", { range: [0, 100], width: 640, height: 220 });
   const last = [...decisions].reverse().find((d) => (d.metrics || []).length > 0);
-  const limits = (m) =>
+  const absolute = (m) =>
     m.min !== undefined && m.max !== undefined ? `${m.min} – ${m.max}` : m.min !== undefined ? `≥ ${m.min}` : m.max !== undefined ? `≤ ${m.max}` : "-";
+  // weft's comparison with the primary, beside the absolute limits.
+  const limits = (m) =>
+    m.compared === undefined
+      ? absolute(m)
+      : `${absolute(m)}; ${m.compared} (${m.primary === undefined ? "primary: no traffic" : `primary ${fmt(m.primary, 2)}`})`;
   $("#canary-metrics").innerHTML =
     "<tr><th>metric</th><th>value</th><th>limits</th><th>verdict</th></tr>" +
     ((last ? last.metrics : [])

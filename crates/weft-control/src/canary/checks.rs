@@ -113,6 +113,23 @@ impl Checks for Live<'_> {
         )
     }
 
+    fn primary_metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError> {
+        // The same query, of `<target>-primary`: the mesh's telemetry of
+        // that workload, or the template rendered with it as `target`.
+        let mut primary = self.settings.clone();
+        primary.target = self.settings.primary();
+        Live {
+            settings: &primary,
+            traffic: self.traffic,
+            registry: self.registry,
+            manual: self.manual,
+            resources: self.resources,
+            checksum: self.checksum.clone(),
+            time_scale: self.time_scale,
+        }
+        .metric(metric)
+    }
+
     fn metric(&mut self, metric: &CanaryMetric) -> Result<f64, MetricError> {
         let s = self.settings;
         let kind = judge::kind(metric);

@@ -178,6 +178,11 @@ fn judged(m: &serde_json::Value) -> String {
         (None, Some(hi)) => format!(" (max {hi})"),
         (None, None) => String::new(),
     };
+    let limits = match (m["compared"].as_str(), m["primary"].as_f64()) {
+        (Some(rule), Some(p)) => format!("{limits} ({rule}, the primary {p:.2})"),
+        (Some(rule), None) => format!("{limits} ({rule}, the primary had no traffic)"),
+        _ => limits,
+    };
     let verdict = match m["verdict"].as_str() {
         Some("passed") | None => "",
         Some("failed") => " FAILED",

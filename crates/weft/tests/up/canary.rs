@@ -44,6 +44,8 @@ apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata:
   name: podinfo
+  # weft's comparison with the primary, beside the absolute limits.
+  annotations: {{weft.dev/canary-compare-to-primary: "request-success-rate >= primary - 5"}}
 spec:
   targetRef: {{apiVersion: weft.dev/v1, kind: Workload, name: podinfo}}
   service:
@@ -249,6 +251,22 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
             "Promotion completed! Scaling down podinfo.default",
         ],
         "{said:#?}"
+    );
+    // The success rate was held to the primary's too, whose own traffic
+    // the mesh measured.
+    let compared: Vec<serde_json::Value> = c["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["metrics"].as_array().cloned().unwrap_or_default())
+        .filter(|j| j["compared"] == ">= primary - 5")
+        .collect();
+    assert!(
+        compared
+            .iter()
+            .any(|j| j["primary"].as_f64().is_some_and(|p| p > 99.0)
+                && j["verdict"] == "passed"),
+        "{compared:#?}"
     );
     // Flagger's metrics on the control plane's /metrics.
     let metrics = || common::curl(&[&format!("http://{}/metrics", m.admin)]).body;
@@ -928,7 +946,12 @@ spec:
     };
     assert_eq!(
         metric("request-success-rate"),
-        ["request-success-rate", "100.00", "≥ 99", "passed"]
+        [
+            "request-success-rate",
+            "100.00",
+            "≥ 99; >= primary - 5 (primary 100.00)",
+            "passed"
+        ]
     );
     assert_eq!(
         metric("error-rate"),
