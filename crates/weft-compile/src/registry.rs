@@ -279,6 +279,10 @@ pub struct Instance {
     /// no pod range): it is pending, as a Kubernetes pod, and has no
     /// address.
     pub pending: Option<String>,
+    /// A process this mesh runs itself, with a sidecar of its own: a
+    /// Workload replica, or a Deployment's whose first container names a
+    /// local command.
+    pub runs_locally: bool,
     pub origin: ResourceKey,
 }
 
@@ -377,11 +381,7 @@ impl Registry {
     /// its node's pod range, else a loopback one from
     /// `local_address_base`. The address book keeps each where it was.
     fn assign_replica_addresses(&mut self, mesh: &MeshConfig) {
-        let local = |i: &Instance| {
-            i.ip.is_none()
-                && i.pending.is_none()
-                && i.origin.kind == weft_api::resource::ResourceKind::Workload
-        };
+        let local = |i: &Instance| i.ip.is_none() && i.pending.is_none() && i.runs_locally;
         // Positions in `instances`, by the pool their addresses come from.
         let mut pools: Vec<(Pool, Vec<usize>)> = Vec::new();
         let placed = |instances: &[Instance], node: Option<&str>| -> Vec<usize> {
@@ -626,6 +626,7 @@ impl Registry {
             node: None,
             auto_registered: false,
             pending: None,
+            runs_locally: false,
             origin: r.key(),
         };
         let redirected = |annotations: &std::collections::BTreeMap<String, String>| {
@@ -648,6 +649,7 @@ impl Registry {
                         &w.service_account,
                         ports.clone(),
                     );
+                    inst.runs_locally = true;
                     match crate::nodes::place(&self.nodes, &w.node_selector, &key, i) {
                         Ok(node) => {
                             on_node(&mut inst, node);
@@ -664,6 +666,8 @@ impl Registry {
             Spec::Deployment(d) => {
                 let ports = container_ports(&d.template.spec);
                 let replicas = d.replicas.unwrap_or(1).max(0);
+                let runs_locally = d.template.spec.local_container().is_some();
+                let key = format!("{}/{}", r.namespace(), r.name());
                 for i in 0..replicas {
                     let mut inst = base(
                         format!("{}-{i}", r.name()),
@@ -672,6 +676,21 @@ impl Registry {
                         ports.clone(),
                     );
                     inst.ambient = redirected(&d.template.metadata.annotations);
+                    // A Deployment that names a local command runs here,
+                    // placed on nodes as a Workload's replicas are.
+                    if runs_locally {
+                        inst.runs_locally = true;
+                        let replica = u32::try_from(i).unwrap_or(0);
+                        match crate::nodes::place(
+                            &self.nodes,
+                            &d.template.spec.node_selector,
+                            &key,
+                            replica,
+                        ) {
+                            Ok(node) => on_node(&mut inst, node),
+                            Err(why) => inst.pending = Some(why),
+                        }
+                    }
                     self.instances.push(inst);
                 }
             }

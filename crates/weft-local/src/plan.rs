@@ -97,13 +97,74 @@ fn env_prefix(host: &str) -> String {
         .replace('-', "_")
 }
 
-fn workload_of<'a>(
+/// What a replica runs: a Workload's command, or the command of a
+/// Deployment's first container, with its environment.
+struct Runnable<'a> {
+    command: String,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    /// The pod's annotations (a Workload's own).
+    annotations: &'a BTreeMap<String, String>,
+}
+
+/// What `inst` runs, or why it cannot start (a ConfigMap or Secret its
+/// environment needs is missing, as Kubernetes' CreateContainerConfigError).
+fn runnable_of<'a>(
     resources: &'a [Resource],
     inst: &Instance,
-) -> Option<(&'a Resource, &'a Workload)> {
-    resources.iter().find_map(|r| match &r.spec {
-        Spec::Workload(w) if r.key() == inst.origin => Some((r, w)),
+) -> Option<Result<Runnable<'a>, String>> {
+    let r = resources.iter().find(|r| r.key() == inst.origin)?;
+    match &r.spec {
+        Spec::Workload(w) => Some(Ok(workload_runnable(r, w))),
+        Spec::Deployment(d) => {
+            let c = d.template.spec.local_container()?;
+            let lookup =
+                |kind: &str, name: &str| config_data(resources, &inst.namespace, kind, name);
+            Some(
+                c.environment(&lookup)
+                    .map(|env| Runnable {
+                        command: c.command[0].clone(),
+                        args: c.command[1..].iter().chain(&c.args).cloned().collect(),
+                        env,
+                        annotations: &d.template.metadata.annotations,
+                    })
+                    .map_err(|e| format!("CreateContainerConfigError: {e}")),
+            )
+        }
         _ => None,
+    }
+}
+
+fn workload_runnable<'a>(r: &'a Resource, w: &'a Workload) -> Runnable<'a> {
+    Runnable {
+        command: w.command.clone(),
+        args: w.args.clone(),
+        env: w.env.0.clone(),
+        annotations: &r.meta.annotations,
+    }
+}
+
+/// A ConfigMap's data, or a Secret's as text, in `namespace`.
+fn config_data(
+    resources: &[Resource],
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Option<BTreeMap<String, String>> {
+    resources.iter().find_map(|r| {
+        if r.namespace() != namespace || r.name() != name {
+            return None;
+        }
+        match &r.spec {
+            Spec::ConfigMap(c) if kind == "ConfigMap" => Some(c.data.clone()),
+            Spec::Secret(s) if kind == "Secret" => Some(
+                s.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            ),
+            _ => None,
+        }
     })
 }
 
@@ -115,8 +176,14 @@ fn workload_of<'a>(
 pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capture: bool) -> Plan {
     let mut out = Plan::default();
     for inst in &config.registry.instances {
-        let Some((resource, w)) = workload_of(&config.resources, inst) else {
-            continue;
+        let w = match runnable_of(&config.resources, inst) {
+            None => continue,
+            Some(Ok(w)) => w,
+            Some(Err(why)) => {
+                out.pending
+                    .push((format!("{}/{}", inst.namespace, inst.name), why));
+                continue;
+            }
         };
         if let Some(why) = &inst.pending {
             out.pending
@@ -177,15 +244,15 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capt
             tcp,
             command: w.command.clone(),
             args: w.args.clone(),
-            env: w.env.0.clone(),
+            env: w.env.clone(),
             labels: inst.labels.clone(),
             service_account: inst.service_account.clone(),
             // A malformed annotation is a `weft validate` warning; the
             // proxy's default applies.
-            concurrency: weft_api::annotations::proxy_concurrency(&resource.meta.annotations)
+            concurrency: weft_api::annotations::proxy_concurrency(w.annotations)
                 .ok()
                 .flatten(),
-            capture: weft_capture::Capture::from_annotations(&resource.meta.annotations),
+            capture: weft_capture::Capture::from_annotations(w.annotations),
         });
     }
     for (name, c) in &config.models {

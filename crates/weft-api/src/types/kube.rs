@@ -124,6 +124,9 @@ pub struct PodTemplateMeta {
 pub struct PodSpec {
     /// The node the pod runs on, whose topology labels are its locality.
     pub node_name: Option<String>,
+    /// The labels of the nodes its pods may run on.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
     pub service_account_name: Option<String>,
     /// Deprecated spelling still accepted by Kubernetes.
     pub service_account: Option<String>,
@@ -141,6 +144,12 @@ pub struct SecurityContext {
 }
 
 impl PodSpec {
+    /// In local mode, the container that runs: the first, when it names a
+    /// command.
+    pub fn local_container(&self) -> Option<&Container> {
+        self.containers.first().filter(|c| !c.command.is_empty())
+    }
+
     pub fn service_account(&self) -> &str {
         self.service_account_name
             .as_deref()
@@ -157,6 +166,146 @@ pub struct Container {
     #[serde(default)]
     pub ports: Vec<ContainerPort>,
     pub security_context: Option<SecurityContext>,
+    /// In local mode, the program the container runs (its image is not
+    /// pulled): a Deployment whose first container names one runs as a
+    /// Workload does.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+    #[serde(default)]
+    pub env_from: Vec<EnvFromSource>,
+    pub working_dir: Option<String>,
+}
+
+/// A container's environment variable: a value, or a key of a ConfigMap
+/// or Secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    #[serde(default)]
+    pub name: String,
+    pub value: Option<String>,
+    pub value_from: Option<EnvVarSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource {
+    pub config_map_key_ref: Option<KeyRef>,
+    pub secret_key_ref: Option<KeyRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub key: String,
+    pub optional: Option<bool>,
+}
+
+/// Every key of a ConfigMap or Secret as variables (`envFrom`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvFromSource {
+    pub prefix: Option<String>,
+    pub config_map_ref: Option<NameRef>,
+    pub secret_ref: Option<NameRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NameRef {
+    #[serde(default)]
+    pub name: String,
+    pub optional: Option<bool>,
+}
+
+/// A ConfigMap's or Secret's data as text, by kind and name.
+pub type ConfigLookup<'a> = dyn Fn(&str, &str) -> Option<BTreeMap<String, String>> + 'a;
+
+impl Container {
+    /// The ConfigMaps and Secrets its environment reads, as
+    /// `("ConfigMap" | "Secret", name)`: what Flagger tracks.
+    pub fn config_refs(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::new();
+        for e in &self.env {
+            if let Some(from) = &e.value_from {
+                if let Some(r) = &from.config_map_key_ref {
+                    out.push(("ConfigMap", r.name.as_str()));
+                }
+                if let Some(r) = &from.secret_key_ref {
+                    out.push(("Secret", r.name.as_str()));
+                }
+            }
+        }
+        for f in &self.env_from {
+            if let Some(r) = &f.config_map_ref {
+                out.push(("ConfigMap", r.name.as_str()));
+            }
+            if let Some(r) = &f.secret_ref {
+                out.push(("Secret", r.name.as_str()));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The environment as Kubernetes would set it, reading referenced
+    /// keys through `lookup(kind, name)` (a ConfigMap's or Secret's data
+    /// as text). `envFrom` first, then `env`, later ones winning; a
+    /// reference to something missing that is not `optional` is the
+    /// error Kubernetes gives the pod (CreateContainerConfigError).
+    pub fn environment(
+        &self,
+        lookup: &ConfigLookup<'_>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        for f in &self.env_from {
+            let (kind, r) = match (&f.config_map_ref, &f.secret_ref) {
+                (Some(r), _) => ("ConfigMap", r),
+                (None, Some(r)) => ("Secret", r),
+                (None, None) => continue,
+            };
+            match lookup(kind, &r.name) {
+                Some(data) => {
+                    let prefix = f.prefix.as_deref().unwrap_or("");
+                    for (k, v) in data {
+                        out.insert(format!("{prefix}{k}"), v);
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("{kind} {:?} not found", r.name)),
+            }
+        }
+        for e in &self.env {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => v.clone(),
+                (None, Some(from)) => {
+                    let (kind, r) = match (&from.config_map_key_ref, &from.secret_key_ref) {
+                        (Some(r), _) => ("ConfigMap", r),
+                        (None, Some(r)) => ("Secret", r),
+                        (None, None) => continue,
+                    };
+                    match lookup(kind, &r.name).and_then(|d| d.get(&r.key).cloned()) {
+                        Some(v) => v,
+                        None if r.optional == Some(true) => continue,
+                        None => {
+                            return Err(format!("couldn't find key {} in {kind} {}", r.key, r.name))
+                        }
+                    }
+                }
+                (None, None) => String::new(),
+            };
+            out.insert(e.name.clone(), value);
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -224,4 +373,74 @@ impl Secret {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConfigMap {
     pub data: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(yaml_env: serde_json::Value) -> Container {
+        serde_json::from_value(yaml_env).unwrap()
+    }
+
+    /// A container's environment is set as Kubernetes sets it: envFrom
+    /// first (with its prefix), then env, later ones winning; a missing
+    /// reference fails unless optional.
+    #[test]
+    fn the_environment_reads_configmaps_and_secrets_as_kubernetes_does() {
+        let c = container(serde_json::json!({
+            "name": "app",
+            "command": ["app"],
+            "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "APP_"},
+                        {"secretRef": {"name": "gone", "optional": true}}],
+            "env": [
+                {"name": "APP_COLOR", "value": "red"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "token", "key": "t"}}},
+                {"name": "MAYBE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope", "optional": true}}},
+                {"name": "EMPTY"}
+            ]
+        }));
+        let lookup = |kind: &str, name: &str| -> Option<BTreeMap<String, String>> {
+            match (kind, name) {
+                ("ConfigMap", "settings") => Some(
+                    [
+                        ("COLOR".to_owned(), "blue".to_owned()),
+                        ("SIZE".to_owned(), "2".to_owned()),
+                    ]
+                    .into(),
+                ),
+                ("Secret", "token") => Some([("t".to_owned(), "s3cret".to_owned())].into()),
+                _ => None,
+            }
+        };
+        let env = c.environment(&lookup).unwrap();
+        assert_eq!(env.get("APP_COLOR").map(String::as_str), Some("red"));
+        assert_eq!(env.get("APP_SIZE").map(String::as_str), Some("2"));
+        assert_eq!(env.get("TOKEN").map(String::as_str), Some("s3cret"));
+        assert_eq!(env.get("EMPTY").map(String::as_str), Some(""));
+        assert!(!env.contains_key("MAYBE"));
+        assert_eq!(
+            c.config_refs(),
+            [
+                ("ConfigMap", "settings"),
+                ("Secret", "gone"),
+                ("Secret", "token")
+            ]
+        );
+        let missing = container(serde_json::json!({
+            "command": ["app"],
+            "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope"}}}]
+        }));
+        assert_eq!(
+            missing.environment(&lookup).unwrap_err(),
+            "couldn't find key nope in ConfigMap settings"
+        );
+        let gone = container(
+            serde_json::json!({"command": ["app"], "envFrom": [{"secretRef": {"name": "gone"}}]}),
+        );
+        assert_eq!(
+            gone.environment(&lookup).unwrap_err(),
+            "Secret \"gone\" not found"
+        );
+    }
 }

@@ -496,12 +496,24 @@ fn canary_port(
     out: &mut Findings,
 ) {
     let Some(svc) = &c.service else { return };
-    let workload = input.resources.iter().find_map(|x| match &x.spec {
-        Spec::Workload(w) if x.namespace() == ns && x.name() == target => Some(w),
-        _ => None,
-    });
-    let Some(w) = workload else { return };
-    let ports: Vec<u32> = w.all_ports().iter().map(|p| p.port).collect();
+    let kind = c
+        .target_ref
+        .as_ref()
+        .map_or("Workload", |t| t.kind.as_str());
+    let ports: Vec<u32> = match input.resources.iter().find_map(|x| {
+        (x.namespace() == ns && x.name() == target && x.kind().name() == kind).then_some(&x.spec)
+    }) {
+        Some(Spec::Workload(w)) => w.all_ports().iter().map(|p| p.port).collect(),
+        Some(Spec::Deployment(d)) => d
+            .template
+            .spec
+            .containers
+            .iter()
+            .flat_map(|c| &c.ports)
+            .filter_map(|p| u32::try_from(p.container_port).ok())
+            .collect(),
+        _ => return,
+    };
     if ports.is_empty() {
         return;
     }
@@ -516,14 +528,14 @@ fn canary_port(
             r,
             &spec.key("service").key("port"),
             format!(
-                "Workload {ns}/{target} does not listen on port {wanted}: it declares {}",
+                "{kind} {ns}/{target} does not listen on port {wanted}: it declares {}",
                 ports
                     .iter()
                     .map(u32::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            "set service.port (or targetPort) to a port the Workload declares",
+            "set service.port (or targetPort) to a port the target declares",
         );
     }
 }

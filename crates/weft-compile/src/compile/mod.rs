@@ -124,19 +124,16 @@ impl<'a> Compiler<'a> {
         self.carry.hand_on()
     }
 
-    /// Every proxy this configuration implies: one sidecar per Workload
-    /// replica and per VM registered by its proxy, and every configured
+    /// Every proxy this configuration implies: one sidecar per replica
+    /// the mesh runs (a Workload's, a Deployment's that names a local
+    /// command) and per VM registered by its proxy, and every configured
     /// gateway.
     pub fn proxies(&self) -> Vec<ProxyRef> {
         let mut out: Vec<ProxyRef> = self
             .registry
             .instances
             .iter()
-            .filter(|i| {
-                i.meshed
-                    && (i.origin.kind == weft_api::resource::ResourceKind::Workload
-                        || i.auto_registered)
-            })
+            .filter(|i| i.meshed && (i.runs_locally || i.auto_registered))
             .map(|i| ProxyRef::Sidecar {
                 namespace: i.namespace.clone(),
                 name: i.name.clone(),

@@ -368,43 +368,80 @@ impl Controller {
         let resources = seen.resources.as_slice();
         let key = canary.key();
         let owner = owner_of(&key);
-        if s.target_kind != "Workload" {
-            self.event(
-                &owner,
-                s,
-                true,
-                format!(
-                    "{} {}: local mode releases weft.dev/v1 Workloads; a {} target is not supported yet",
-                    s.target_kind,
-                    s.target_ref(),
-                    s.target_kind
-                ),
-            );
-            return;
-        }
+        let target_kind = match s.target_kind.as_str() {
+            "Workload" => ResourceKind::Workload,
+            "Deployment" => ResourceKind::Deployment,
+            other => {
+                self.event(
+                    &owner,
+                    s,
+                    true,
+                    format!(
+                        "{other} {}: local mode releases weft.dev/v1 Workloads and Deployments; a {other} target is not supported yet",
+                        s.target_ref(),
+                    ),
+                );
+                return;
+            }
+        };
         let managed = self.source.managed(&owner);
         let docs = objects::parse(&managed.documents);
         // The user's target, not anything this controller made.
         let target = resources.iter().find(|r| {
-            r.kind() == ResourceKind::Workload
-                && r.namespace() == s.namespace
-                && r.name() == s.target
+            r.kind() == target_kind && r.namespace() == s.namespace && r.name() == s.target
         });
         let Some(target) = target else {
             self.event(
                 &owner,
                 s,
                 true,
-                format!("Workload {} get query error: not found", s.target_ref()),
+                format!(
+                    "{} {} get query error: not found",
+                    s.target_kind,
+                    s.target_ref()
+                ),
             );
             return;
         };
+        if let Spec::Deployment(d) = &target.spec {
+            if d.template.spec.local_container().is_none() {
+                self.event(
+                    &owner,
+                    s,
+                    true,
+                    format!(
+                        "Deployment {} names no command: in local mode a Deployment runs its first container's command (its image is not pulled)",
+                        s.target_ref()
+                    ),
+                );
+                return;
+            }
+        }
         let target_json =
             weft_api::yaml::emit::node_to_json(&target.source.tree, target.source.node);
         let canary_json =
             weft_api::yaml::emit::node_to_json(&canary.source.tree, canary.source.node);
         let spec = objects::revision_spec(&target_json);
-        let hash = revision_hash(&spec);
+        // Flagger's tracked configs: the ConfigMaps and Secrets the pods
+        // read are part of the revision, so changing one starts a run.
+        let tracked = tracked_configs(resources, &s.namespace, &target_json);
+        let hash = if tracked.is_empty() {
+            revision_hash(&spec)
+        } else {
+            let configs: Vec<Value> = tracked
+                .iter()
+                .map(|c| {
+                    serde_json::json!([
+                        c["kind"],
+                        c["metadata"]["name"],
+                        c["data"],
+                        c["stringData"],
+                        c["binaryData"]
+                    ])
+                })
+                .collect();
+            revision_hash(&serde_json::json!({"spec": spec, "configs": configs}))
+        };
         let mut status: Status = self
             .source
             .read_status(&key)
@@ -428,8 +465,11 @@ impl Controller {
         let declared = target_json["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
         let primary_spec = docs
             .iter()
-            .find(|d| d["kind"] == "Workload" && d["metadata"]["name"] == s.primary().as_str())
+            .find(|d| {
+                d["kind"] == s.target_kind.as_str() && d["metadata"]["name"] == s.primary().as_str()
+            })
             .map(objects::revision_spec);
+        let primary_existed = primary_spec.is_some();
         let mut scale = managed.scale.clone();
         let target_key = scale_key(&target.key());
         let canary_replicas = if scale.get(&target_key) == Some(&0) {
@@ -515,6 +555,21 @@ impl Controller {
         } else {
             self.decide(&owner, &observed.now, &t);
         }
+        // The primary's copies of the tracked configs: made with the
+        // primary and on promotion from what the target reads now, kept
+        // as they were otherwise.
+        let copying = !primary_existed || t.effects.contains(&Effect::Promote);
+        let configs: Vec<Value> = if copying {
+            tracked
+                .iter()
+                .map(|c| objects::primary_config(c, &s.namespace))
+                .collect()
+        } else {
+            docs.iter()
+                .filter(|d| d["kind"] == "ConfigMap" || d["kind"] == "Secret")
+                .cloned()
+                .collect()
+        };
         let primary_spec = primary_spec.unwrap_or(spec);
         let mut t = t;
         let cookies = session_cookies(s, &mut t.status, routes);
@@ -523,6 +578,7 @@ impl Controller {
             &canary_json,
             &target_json,
             &primary_spec,
+            &configs,
             routes,
             &cookies,
         ) {
@@ -548,6 +604,28 @@ impl Controller {
             }
         }
     }
+}
+
+/// The ConfigMaps and Secrets `target`'s pods read, as the user wrote
+/// them, but for those annotated `flagger.app/config-tracking: disabled`
+/// and those missing (the pods cannot start then anyway).
+fn tracked_configs(resources: &[Resource], namespace: &str, target: &Value) -> Vec<Value> {
+    objects::config_refs(target)
+        .iter()
+        .filter_map(|(kind, name)| {
+            resources
+                .iter()
+                .find(|r| r.kind().name() == kind && r.namespace() == namespace && r.name() == name)
+        })
+        .filter(|r| {
+            r.meta
+                .annotations
+                .get("flagger.app/config-tracking")
+                .map(String::as_str)
+                != Some("disabled")
+        })
+        .map(|r| weft_api::yaml::emit::node_to_json(&r.source.tree, r.source.node))
+        .collect()
 }
 
 /// Flagger's session cookies: made when a run first sends traffic to
@@ -628,5 +706,23 @@ pub async fn run(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tracked_tests {
+    #[test]
+    fn a_deployments_configs_are_tracked_unless_disabled() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: podinfo-config}\ndata: {version: \"1\"}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: other, annotations: {flagger.app/config-tracking: disabled}}\ndata: {a: b}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: podinfo}\nspec:\n  selector: {matchLabels: {app: podinfo}}\n  template:\n    metadata: {labels: {app: podinfo}}\n    spec:\n      containers:\n      - name: podinfo\n        command: [podinfo]\n        env:\n        - name: V\n          valueFrom: {configMapKeyRef: {name: podinfo-config, key: version}}\n        envFrom: [{configMapRef: {name: other}}, {secretRef: {name: missing}}]\n";
+        let loaded = weft_api::load::load_bytes("c.yaml", text.as_bytes());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let d = &loaded.resources[2];
+        let target = weft_api::yaml::emit::node_to_json(&d.source.tree, d.source.node);
+        let tracked = super::tracked_configs(&loaded.resources, "default", &target);
+        let names: Vec<&str> = tracked
+            .iter()
+            .filter_map(|c| c["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(names, ["podinfo-config"]);
     }
 }

@@ -14,12 +14,109 @@ use weft_canary::settings::{Settings, Strategy};
 /// The labels Flagger selects a target's pods by, in its order.
 const SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"];
 
-/// The label the target's pods are told apart by, and its value.
+/// The label the target's pods are told apart by, and its value: a
+/// Deployment's selector (else its pods' labels), a Workload's labels.
 pub fn selector(target: &Value) -> Option<(String, String)> {
-    let labels = &target["metadata"]["labels"];
-    SELECTOR_LABELS
-        .iter()
-        .find_map(|k| labels[*k].as_str().map(|v| ((*k).to_owned(), v.to_owned())))
+    let find = |labels: &Value| {
+        SELECTOR_LABELS
+            .iter()
+            .find_map(|k| labels[*k].as_str().map(|v| ((*k).to_owned(), v.to_owned())))
+    };
+    if is_deployment(target) {
+        return find(&target["spec"]["selector"]["matchLabels"])
+            .or_else(|| find(&target["spec"]["template"]["metadata"]["labels"]));
+    }
+    find(&target["metadata"]["labels"])
+}
+
+fn is_deployment(target: &Value) -> bool {
+    target["kind"] == "Deployment"
+}
+
+/// The ConfigMaps and Secrets a Deployment's containers read
+/// (`env[].valueFrom`, `envFrom`): Flagger's tracked configs, as
+/// `(kind, name)`.
+pub fn config_refs(target: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |kind: &str, name: &Value| {
+        if let Some(n) = name.as_str() {
+            out.push((kind.to_owned(), n.to_owned()));
+        }
+    };
+    for c in target["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for e in c["env"].as_array().into_iter().flatten() {
+            add("ConfigMap", &e["valueFrom"]["configMapKeyRef"]["name"]);
+            add("Secret", &e["valueFrom"]["secretKeyRef"]["name"]);
+        }
+        for e in c["envFrom"].as_array().into_iter().flatten() {
+            add("ConfigMap", &e["configMapRef"]["name"]);
+            add("Secret", &e["secretRef"]["name"]);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A tracked config's copy for the primary, `<name>-primary`, with the
+/// data it has now (Flagger copies them on promotion).
+pub fn primary_config(config: &Value, namespace: &str) -> Value {
+    let mut c = json!({
+        "apiVersion": "v1",
+        "kind": config["kind"],
+        "metadata": {
+            "name": format!("{}-primary", config["metadata"]["name"].as_str().unwrap_or_default()),
+            "namespace": namespace,
+        },
+    });
+    for field in ["data", "stringData", "binaryData", "type"] {
+        if !config[field].is_null() {
+            c[field] = config[field].clone();
+        }
+    }
+    c
+}
+
+/// A Deployment's pod spec reading `<name>-primary` for every tracked
+/// config in `tracked` (left alone where it already does).
+fn rename_config_refs(spec: &mut Value, tracked: &[(String, String)]) {
+    // Through `pointer_mut`: indexing a Value mutably would add the
+    // fields it looks for.
+    let renamed = |kind: &str, name: Option<&mut Value>| {
+        let Some(name) = name else { return };
+        if let Some(n) = name.as_str() {
+            if tracked.iter().any(|(k, t)| k == kind && t == n) {
+                *name = json!(format!("{n}-primary"));
+            }
+        }
+    };
+    let Some(containers) = spec
+        .pointer_mut("/template/spec/containers")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for c in containers {
+        if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
+            for e in env {
+                renamed(
+                    "ConfigMap",
+                    e.pointer_mut("/valueFrom/configMapKeyRef/name"),
+                );
+                renamed("Secret", e.pointer_mut("/valueFrom/secretKeyRef/name"));
+            }
+        }
+        if let Some(from) = c.get_mut("envFrom").and_then(Value::as_array_mut) {
+            for e in from {
+                renamed("ConfigMap", e.pointer_mut("/configMapRef/name"));
+                renamed("Secret", e.pointer_mut("/secretRef/name"));
+            }
+        }
+    }
 }
 
 /// The target's spec with what does not make a revision left out (the
@@ -33,8 +130,10 @@ pub fn revision_spec(target: &Value) -> Value {
 }
 
 /// The primary: the target's object under `<target>-primary`, its pods
-/// labelled `<value>-primary`, running `spec` (the promoted one).
-pub fn primary(s: &Settings, target: &Value, spec: &Value) -> Value {
+/// labelled `<value>-primary`, running `spec` (the promoted one). A
+/// Deployment's selector and pod labels say `<value>-primary` too, and
+/// its pods read the `-primary` copies of the configs in `tracked`.
+pub fn primary(s: &Settings, target: &Value, spec: &Value, tracked: &[(String, String)]) -> Value {
     let mut p = json!({
         "apiVersion": target["apiVersion"],
         "kind": target["kind"],
@@ -46,7 +145,19 @@ pub fn primary(s: &Settings, target: &Value, spec: &Value) -> Value {
         "spec": spec,
     });
     if let Some((k, v)) = selector(target) {
-        p["metadata"]["labels"][k] = json!(format!("{v}-primary"));
+        let value = json!(format!("{v}-primary"));
+        if is_deployment(target) {
+            p["spec"]["selector"]["matchLabels"][&k] = value.clone();
+            p["spec"]["template"]["metadata"]["labels"][&k] = value.clone();
+            if !p["metadata"]["labels"][&k].is_null() {
+                p["metadata"]["labels"][&k] = value;
+            }
+        } else {
+            p["metadata"]["labels"][k] = value;
+        }
+    }
+    if is_deployment(target) {
+        rename_config_refs(&mut p["spec"], tracked);
     }
     if let Some(r) = target["spec"]["replicas"].as_u64() {
         p["spec"]["replicas"] = json!(r);
@@ -311,6 +422,7 @@ pub fn render(
     canary: &Value,
     target: &Value,
     primary_spec: &Value,
+    configs: &[Value],
     routes: Routes,
     cookies: &Cookies,
 ) -> Result<String, String> {
@@ -323,8 +435,16 @@ pub fn render(
         )
     })?;
     let primary_value = format!("{value}-primary");
-    let docs = [
-        primary(s, target, primary_spec),
+    // The configs the primary reads its copies of.
+    let tracked: Vec<(String, String)> = configs
+        .iter()
+        .filter_map(|c| {
+            let name = c["metadata"]["name"].as_str()?.strip_suffix("-primary")?;
+            Some((c["kind"].as_str()?.to_owned(), name.to_owned()))
+        })
+        .collect();
+    let mut docs = vec![
+        primary(s, target, primary_spec, &tracked),
         service(s, canary, &s.service, (&key, &primary_value)),
         service(
             s,
@@ -337,6 +457,7 @@ pub fn render(
         destination_rule(s, canary, &format!("{}-canary", s.service)),
         virtual_service(s, canary, routes, cookies)?,
     ];
+    docs.extend(configs.iter().cloned());
     Ok(docs
         .iter()
         .map(|d| serde_json::to_string_pretty(d).unwrap_or_default())
@@ -428,8 +549,18 @@ mod tests {
             canary: 30,
             mirrored: false,
         };
-        let docs =
-            parse(&render(&s, &c, &t, &revision_spec(&t), routes, &Cookies::default()).unwrap());
+        let docs = parse(
+            &render(
+                &s,
+                &c,
+                &t,
+                &revision_spec(&t),
+                &[],
+                routes,
+                &Cookies::default(),
+            )
+            .unwrap(),
+        );
         let names: Vec<String> = docs
             .iter()
             .map(|d| {
@@ -463,7 +594,16 @@ mod tests {
         assert_eq!(docs[6]["spec"]["http"][0]["retries"]["attempts"], 3);
         assert_eq!(routes_of(&s, &docs), Some(routes));
         // Every document is a resource weft admits.
-        let all = render(&s, &c, &t, &revision_spec(&t), routes, &Cookies::default()).unwrap();
+        let all = render(
+            &s,
+            &c,
+            &t,
+            &revision_spec(&t),
+            &[],
+            routes,
+            &Cookies::default(),
+        )
+        .unwrap();
         let loaded = weft_api::load::load_bytes("<managed>", all.as_bytes());
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         assert_eq!(loaded.resources.len(), 7);
@@ -481,6 +621,7 @@ mod tests {
                 &c,
                 &t,
                 &revision_spec(&t),
+                &[],
                 Routes {
                     primary: 0,
                     canary: 100,
@@ -516,6 +657,7 @@ mod tests {
                 &c,
                 &t,
                 &revision_spec(&t),
+                &[],
                 mirrored,
                 &Cookies::default(),
             )
@@ -537,6 +679,7 @@ mod tests {
                 &c2,
                 &t,
                 &revision_spec(&t),
+                &[],
                 Routes::PRIMARY,
                 &Cookies::default(),
             )
@@ -555,6 +698,7 @@ mod tests {
                 &c2,
                 &t,
                 &revision_spec(&t),
+                &[],
                 Routes::PRIMARY,
                 &Cookies::default()
             )
@@ -568,6 +712,7 @@ mod tests {
             &c3,
             &t,
             &revision_spec(&t),
+            &[],
             Routes::PRIMARY,
             &Cookies::default(),
         )
@@ -590,7 +735,7 @@ mod tests {
             canary: 10,
             mirrored: false,
         };
-        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), during, &cookies).unwrap());
+        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), &[], during, &cookies).unwrap());
         let http = &docs[6]["spec"]["http"];
         assert_eq!(
             http[0]["match"][0]["headers"]["Cookie"]["regex"],
@@ -606,7 +751,8 @@ mod tests {
             previous: "flagger-cookie=abcdefghij".into(),
             ..Cookies::default()
         };
-        let docs = parse(&render(&s, &c, &t, &revision_spec(&t), Routes::PRIMARY, &after).unwrap());
+        let docs =
+            parse(&render(&s, &c, &t, &revision_spec(&t), &[], Routes::PRIMARY, &after).unwrap());
         let http = &docs[6]["spec"]["http"];
         assert_eq!(
             http[0]["headers"]["response"]["add"]["Set-Cookie"],
@@ -614,7 +760,7 @@ mod tests {
         );
         assert_eq!(http[0]["route"][0]["weight"], 100);
         assert_eq!(routes_of(&s, &docs), Some(Routes::PRIMARY));
-        assert_admitted(&render(&s, &c, &t, &revision_spec(&t), during, &cookies).unwrap());
+        assert_admitted(&render(&s, &c, &t, &revision_spec(&t), &[], during, &cookies).unwrap());
     }
 
     #[test]
@@ -627,10 +773,112 @@ mod tests {
             &c,
             &t,
             &revision_spec(&t),
+            &[],
             Routes::PRIMARY,
             &Cookies::default(),
         )
         .unwrap_err();
         assert!(e.contains("app, name, app.kubernetes.io/name"), "{e}");
+    }
+
+    /// A Deployment target: its primary selects and labels its pods
+    /// `<app>-primary` and reads the `-primary` copies of the configs it
+    /// tracks; every document is one weft admits.
+    #[test]
+    fn a_deployments_primary_reads_copies_of_its_configs() {
+        let (s, c) = canary("{interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}");
+        let t = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "podinfo"}},
+                "template": {"metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{"name": "podinfo", "image": "podinfo:6",
+                        "command": ["podinfo", "--port", "9898"],
+                        "env": [{"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "podinfo-config", "key": "color"}}},
+                                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "podinfo-token", "key": "token"}}}],
+                        "envFrom": [{"configMapRef": {"name": "untracked"}}]}]}}}});
+        assert_eq!(
+            config_refs(&t),
+            [
+                ("ConfigMap".to_owned(), "podinfo-config".to_owned()),
+                ("ConfigMap".to_owned(), "untracked".to_owned()),
+                ("Secret".to_owned(), "podinfo-token".to_owned()),
+            ]
+        );
+        let configs = [
+            primary_config(
+                &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "podinfo-config", "namespace": "test", "labels": {"a": "b"}},
+                "data": {"color": "blue"}}),
+                "test",
+            ),
+            primary_config(
+                &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "podinfo-token", "namespace": "test"},
+                "type": "Opaque", "data": {"token": "c2VjcmV0"}}),
+                "test",
+            ),
+        ];
+        let all = render(
+            &s,
+            &c,
+            &t,
+            &revision_spec(&t),
+            &configs,
+            Routes::PRIMARY,
+            &Cookies::default(),
+        )
+        .unwrap();
+        assert_admitted(&all);
+        let docs = parse(&all);
+        let p = &docs[0];
+        assert_eq!(p["kind"], "Deployment");
+        assert_eq!(p["metadata"]["name"], "podinfo-primary");
+        assert_eq!(p["spec"]["replicas"], 2);
+        assert_eq!(
+            p["spec"]["selector"]["matchLabels"]["app"],
+            "podinfo-primary"
+        );
+        assert_eq!(
+            p["spec"]["template"]["metadata"]["labels"]["app"],
+            "podinfo-primary"
+        );
+        let container = &p["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["env"][0]["valueFrom"]["configMapKeyRef"]["name"],
+            "podinfo-config-primary"
+        );
+        assert_eq!(
+            container["env"][1]["valueFrom"]["secretKeyRef"]["name"],
+            "podinfo-token-primary"
+        );
+        assert_eq!(
+            container["envFrom"][0]["configMapRef"]["name"], "untracked",
+            "not tracked: not renamed"
+        );
+        // The Services select the pods by the selector's label.
+        assert_eq!(docs[1]["spec"]["selector"]["app"], "podinfo-primary");
+        assert_eq!(docs[3]["spec"]["selector"]["app"], "podinfo");
+        let copies: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "ConfigMap" || d["kind"] == "Secret")
+            .collect();
+        assert_eq!(copies.len(), 2);
+        assert_eq!(copies[0]["metadata"]["name"], "podinfo-config-primary");
+        assert_eq!(copies[0]["data"]["color"], "blue");
+        assert_eq!(copies[0]["metadata"]["namespace"], "test");
+        assert!(copies[0]["metadata"]["labels"].is_null());
+        assert_eq!(copies[1]["type"], "Opaque");
+        // Rendered again from the primary read back, nothing changes.
+        let again = render(
+            &s,
+            &c,
+            &t,
+            &revision_spec(p),
+            &configs,
+            Routes::PRIMARY,
+            &Cookies::default(),
+        )
+        .unwrap();
+        assert_eq!(parse(&again)[0], docs[0]);
     }
 }

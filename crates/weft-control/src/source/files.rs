@@ -237,10 +237,13 @@ impl ConfigSource for FilesSource {
         let scale = self.scale_overrides();
         if !scale.is_empty() {
             for r in &mut loaded.resources {
-                if let (Some(n), weft_api::resource::Spec::Workload(w)) =
-                    (scale.get(&super::scale_key(&r.key())), &mut r.spec)
-                {
-                    w.replicas = Some(*n);
+                let Some(n) = scale.get(&super::scale_key(&r.key())) else {
+                    continue;
+                };
+                match &mut r.spec {
+                    weft_api::resource::Spec::Workload(w) => w.replicas = Some(*n),
+                    weft_api::resource::Spec::Deployment(d) => d.replicas = Some(i64::from(*n)),
+                    _ => {}
                 }
             }
         }

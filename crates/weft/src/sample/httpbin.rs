@@ -1,5 +1,5 @@
 //! An httpbin-like service: `/headers`, `/status/N`, `/delay/N`, `/ip`,
-//! `/anything`, `/get`. Every response names the instance that served it
+//! `/anything`, `/get`, and podinfo's `/version` (`$PODINFO_VERSION`). Every response names the instance that served it
 //! in `x-served-by`, so tests can measure traffic splits.
 
 use std::convert::Infallible;
@@ -150,6 +150,14 @@ async fn handle(
         ["ip"] => json(
             StatusCode::OK,
             &serde_json::json!({"origin": remote.ip().to_string()}),
+            name,
+        ),
+        // As podinfo's: the version its environment says.
+        ["version"] => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "version": std::env::var("PODINFO_VERSION").unwrap_or_else(|_| "unknown".into())
+            }),
             name,
         ),
         ["status", code] => {

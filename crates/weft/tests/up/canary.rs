@@ -264,8 +264,7 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
     assert!(
         compared
             .iter()
-            .any(|j| j["primary"].as_f64().is_some_and(|p| p > 99.0)
-                && j["verdict"] == "passed"),
+            .any(|j| j["primary"].as_f64().is_some_and(|p| p > 99.0) && j["verdict"] == "passed"),
         "{compared:#?}"
     );
     // Flagger's metrics on the control plane's /metrics.
@@ -476,23 +475,36 @@ spec:
   selector: {{app: loadtester}}
   ports: [{{name: http, port: 80, targetPort: 8080}}]
 ---
-apiVersion: weft.dev/v1
-kind: Workload
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: podinfo-config}}
+data: {{version: "{version}"}}
+---
+apiVersion: apps/v1
+kind: Deployment
 metadata:
   name: podinfo
-  labels: {{app: podinfo}}
 spec:
-  command: weft
-  args: [sample-app, httpbin]
-  env: [{{name: PODINFO_VERSION, value: "{version}"}}]
-  ports: [{{name: http, port: 8000}}]
+  replicas: 1
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata: {{labels: {{app: podinfo}}}}
+    spec:
+      containers:
+      - name: podinfo
+        image: ghcr.io/stefanprodan/podinfo:6.7.0
+        command: [weft, sample-app, httpbin]
+        ports: [{{name: http, containerPort: 8000}}]
+        env:
+        - name: PODINFO_VERSION
+          valueFrom: {{configMapKeyRef: {{name: podinfo-config, key: version}}}}
 ---
 apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata:
   name: podinfo
 spec:
-  targetRef: {{apiVersion: weft.dev/v1, kind: Workload, name: podinfo}}
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
   service: {{port: 8000}}
   analysis:
     interval: 10s
@@ -577,6 +589,20 @@ fn ab_testing_by_cookie_waits_for_its_promotion_gate() {
     };
     assert_eq!(who(Some("canary=always")), "podinfo-0");
     assert_eq!(who(None), "podinfo-primary-0");
+    // The target is a Deployment whose version comes from a ConfigMap:
+    // the change to the ConfigMap was the new revision, the canary reads
+    // it, the primary still its copy of the old one.
+    let version = |cookie: Option<&str>| {
+        let mut args = vec!["-x", outbound.as_str()];
+        if let Some(c) = cookie {
+            args.extend(["-b", c]);
+        }
+        args.push("http://podinfo:8000/version");
+        let body = common::curl(&args).body;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["version"].clone()
+    };
+    assert_eq!(version(Some("canary=always")), "2");
+    assert_eq!(version(None), "1");
     // It waits, the background load still going, until the gate opens.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(canary(&m.admin)["status"]["phase"], "WaitingPromotion");
@@ -598,6 +624,7 @@ fn ab_testing_by_cookie_waits_for_its_promotion_gate() {
         "{said:#?}"
     );
     assert_eq!(who(Some("canary=always")), "podinfo-primary-0");
+    assert_eq!(version(None), "2", "the primary reads the promoted copy");
     // The load command ended with the rollout.
     let log =
         std::fs::read_to_string(m.w.dir.join("run/logs/loadtester-0.log")).unwrap_or_default();
