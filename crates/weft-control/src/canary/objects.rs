@@ -237,6 +237,35 @@ fn virtual_service(
             {"destination": {"host": canary_host}, "weight": c},
         ])
     };
+    if is_tcp(canary) {
+        // Flagger's TCP canary: one weighted TCP route, matched by the
+        // ports `service.match` names; no HTTP features, no A/B.
+        let mut route = Map::new();
+        let ports: Vec<Value> = svc["match"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["port"].as_u64())
+            .map(|p| json!({"port": p}))
+            .collect();
+        if !ports.is_empty() {
+            route.insert("match".into(), json!(ports));
+        }
+        route.insert("route".into(), weighted(routes.primary, routes.canary));
+        let mut vs = json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": s.service, "namespace": s.namespace},
+            "spec": {"tcp": [route]},
+        });
+        if !hosts.is_empty() {
+            vs["spec"]["hosts"] = json!(hosts);
+        }
+        if !gateways.is_empty() {
+            vs["spec"]["gateways"] = json!(gateways);
+        }
+        return Ok(vs);
+    }
     // What the service says of every route, as Flagger copies it.
     let mut base = Map::new();
     for field in ["retries", "timeout", "headers", "corsPolicy", "rewrite"] {
@@ -302,6 +331,13 @@ fn virtual_service(
         vs["spec"]["gateways"] = json!(gateways);
     }
     Ok(vs)
+}
+
+/// Flagger's `isTcp`: the service's `appProtocol` is `tcp`.
+fn is_tcp(canary: &Value) -> bool {
+    canary["spec"]["service"]["appProtocol"]
+        .as_str()
+        .is_some_and(|p| p.eq_ignore_ascii_case("tcp"))
 }
 
 /// Flagger's `mergeMatchConditions`: each of the canary's matches over
@@ -475,6 +511,27 @@ pub fn routes_of(s: &Settings, docs: &[Value]) -> Option<Routes> {
     let vs = docs
         .iter()
         .find(|d| d["kind"] == "VirtualService" && d["metadata"]["name"] == s.service.as_str())?;
+    if let Some(tcp) = vs["spec"]["tcp"].as_array() {
+        // The TCP route that names the canary; never mirrored.
+        let route = tcp.iter().find(|r| {
+            r["route"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|d| d["destination"]["host"] == canary.as_str())
+            })
+        })?;
+        let weight = |host: &str| {
+            route["route"].as_array().and_then(|r| {
+                r.iter()
+                    .find(|d| d["destination"]["host"] == host)
+                    .map(|d| d["weight"].as_u64().unwrap_or(0) as u32)
+            })
+        };
+        return Some(Routes {
+            primary: weight(&primary).unwrap_or(0),
+            canary: weight(&canary).unwrap_or(0),
+            mirrored: false,
+        });
+    }
     let http = vs["spec"]["http"].as_array()?;
     // A/B: the matched route carries the canary's weight.
     let route = if s.strategy == Strategy::AbTesting {
@@ -880,5 +937,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parse(&again)[0], docs[0]);
+    }
+
+    /// Flagger's TCP canary (`service.appProtocol: tcp`): a weighted TCP
+    /// route on the ports `service.match` names, read back as rendered.
+    #[test]
+    fn a_tcp_canary_shifts_a_tcp_route() {
+        let (s, mut c) = canary("{interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}");
+        c["spec"]["service"]["appProtocol"] = json!("tcp");
+        c["spec"]["service"]["match"] = json!([{"port": 9898}]);
+        let t = target();
+        let routes = Routes {
+            primary: 70,
+            canary: 30,
+            mirrored: false,
+        };
+        let all = render(
+            &s,
+            &c,
+            &t,
+            &revision_spec(&t),
+            &[],
+            routes,
+            &Cookies::default(),
+        )
+        .unwrap();
+        assert_admitted(&all);
+        let docs = parse(&all);
+        let vs = docs.iter().find(|d| d["kind"] == "VirtualService").unwrap();
+        assert!(vs["spec"]["http"].is_null(), "{vs}");
+        assert_eq!(
+            vs["spec"]["tcp"],
+            json!([{"match": [{"port": 9898}], "route": [
+                {"destination": {"host": "podinfo-primary"}, "weight": 70},
+                {"destination": {"host": "podinfo-canary"}, "weight": 30}]}])
+        );
+        assert_eq!(routes_of(&s, &docs), Some(routes));
+        let svc = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+        assert_eq!(svc["spec"]["ports"][0]["appProtocol"], "tcp");
     }
 }
