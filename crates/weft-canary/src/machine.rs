@@ -121,7 +121,7 @@ pub struct Tick {
 /// One metric as a tick judged it: its value (when the provider gave
 /// one), the limits it was held to and what came of it. The value is what
 /// `flagger_canary_metric_analysis` shows.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Judged {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,7 +139,7 @@ pub struct Judged {
     pub verdict: Judgement,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Judgement {
     Passed,

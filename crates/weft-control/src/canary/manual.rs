@@ -31,7 +31,8 @@ impl Action {
 }
 
 /// What a user asked of one canary and has not been used up yet.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Manual {
     pub promote: bool,
     pub abort: bool,

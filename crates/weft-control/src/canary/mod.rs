@@ -51,10 +51,10 @@ pub fn time_scale() -> f64 {
 }
 
 /// One event, as `kubectl get events` would list it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CanaryEvent {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     pub message: String,
     pub time: String,
 }
@@ -94,13 +94,19 @@ pub struct Controller {
     pub manual: BTreeMap<String, manual::Manual>,
     /// Each canary's last decisions, newest last.
     pub decisions: BTreeMap<String, Vec<Decision>>,
+    /// The canaries whose records (events, decisions, manual requests)
+    /// were read back from the source since this controller started.
+    restored: std::collections::BTreeSet<String>,
+    /// Whether the owners of managed objects were read at start, so that
+    /// canaries deleted while the control plane was down are let go of.
+    swept: bool,
 }
 
 /// One tick's decision, as `weft canary status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     pub time: String,
-    pub phase: &'static str,
+    pub phase: String,
     #[serde(rename = "canaryWeight")]
     pub canary_weight: u32,
     #[serde(rename = "failedChecks")]
@@ -118,6 +124,17 @@ const KEEP_DECISIONS: usize = 50;
 
 fn owner_of(key: &ResourceKey) -> String {
     format!("Canary/{}/{}", key.namespace, key.name)
+}
+
+/// The resource an owner string (`Kind/namespace/name`) names.
+fn key_of(owner: &str) -> Option<ResourceKey> {
+    let mut parts = owner.splitn(3, '/');
+    let (kind, namespace, name) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(ResourceKey {
+        kind: ResourceKind::from_name(kind)?,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    })
 }
 
 /// The hash Flagger keeps in `lastAppliedSpec`: of the spec that makes a
@@ -149,7 +166,55 @@ impl Controller {
             recorder: metrics::Recorder::default(),
             manual: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            restored: std::collections::BTreeSet::new(),
+            swept: false,
         }
+    }
+
+    /// Keeps one of a canary's records with the source, so it outlives
+    /// a restart of the control plane; a failure is logged, not fatal.
+    fn keep(&self, owner: &str, record: &str, value: &Value) {
+        let Some(key) = key_of(owner) else { return };
+        if let Err(e) = self.source.write_record(&key, record, value) {
+            eprintln!(
+                "weft: canary {}.{}: cannot keep its {record}: {e}",
+                key.name, key.namespace
+            );
+        }
+    }
+
+    /// Reads back what the source kept of `owner` before a restart.
+    fn restore(&mut self, owner: &str) {
+        if !self.restored.insert(owner.to_owned()) {
+            return;
+        }
+        let Some(key) = key_of(owner) else { return };
+        let read = |record: &str| self.source.read_record(&key, record);
+        if let Some(events) = read("events").and_then(|v| serde_json::from_value(v).ok()) {
+            self.events.insert(owner.to_owned(), events);
+        }
+        if let Some(decisions) = read("decisions").and_then(|v| serde_json::from_value(v).ok()) {
+            self.decisions.insert(owner.to_owned(), decisions);
+        }
+        if let Some(manual) = read("manual").and_then(|v| serde_json::from_value(v).ok()) {
+            self.manual.insert(owner.to_owned(), manual);
+        }
+        if let Ok(mut p) = self.published.lock() {
+            if let Some(e) = self.events.get(owner) {
+                p.events.insert(owner.to_owned(), e.clone());
+            }
+            p.decisions.clone_from(&self.decisions);
+            p.manual.clone_from(&self.manual);
+        }
+    }
+
+    fn keep_manual(&self, owner: &str) {
+        let value = self
+            .manual
+            .get(owner)
+            .and_then(|m| serde_json::to_value(m).ok())
+            .unwrap_or(Value::Null);
+        self.keep(owner, "manual", &value);
     }
 
     /// A user's request for `Canary/namespace/name`; it takes effect at
@@ -162,7 +227,9 @@ impl Controller {
         };
         let owner = owner_of(&key);
         eprintln!("weft: canary {name}.{namespace}: weft canary {action:?}");
-        self.manual.entry(owner).or_default().apply(action);
+        self.restore(&owner);
+        self.manual.entry(owner.clone()).or_default().apply(action);
+        self.keep_manual(&owner);
         self.next_tick.remove(&key);
         if let Ok(mut p) = self.published.lock() {
             p.manual.clone_from(&self.manual);
@@ -227,7 +294,7 @@ impl Controller {
         let decisions = self.decisions.entry(owner.to_owned()).or_default();
         decisions.push(Decision {
             time: now.to_owned(),
-            phase: t.status.phase.as_str(),
+            phase: t.status.phase.as_str().to_owned(),
             canary_weight: t.status.canary_weight,
             failed_checks: t.status.failed_checks,
             provider_errors: t.status.provider_errors,
@@ -237,6 +304,8 @@ impl Controller {
         if decisions.len() > KEEP_DECISIONS {
             decisions.remove(0);
         }
+        let kept = serde_json::to_value(&*decisions).unwrap_or(Value::Null);
+        self.keep(owner, "decisions", &kept);
     }
 
     fn scaled(&self, d: Duration) -> Duration {
@@ -253,6 +322,16 @@ impl Controller {
             .collect();
         let live: std::collections::BTreeSet<String> =
             canaries.iter().map(|r| owner_of(&r.key())).collect();
+        if !self.swept {
+            // Canaries deleted while the control plane was down still
+            // own what they made: let go of it now.
+            self.swept = true;
+            for owner in self.source.managed_owners() {
+                if let Some(key) = key_of(&owner).filter(|k| k.kind == ResourceKind::Canary) {
+                    self.owners.entry(owner).or_insert(key);
+                }
+            }
+        }
         let gone: Vec<String> = self
             .owners
             .keys()
@@ -263,6 +342,19 @@ impl Controller {
         for owner in gone {
             if let Some(key) = self.owners.remove(&owner) {
                 self.next_tick.remove(&key);
+                // Its records go with it, as its Events would.
+                for record in ["events", "decisions", "manual"] {
+                    let _ = self.source.write_record(&key, record, &Value::Null);
+                }
+                self.events.remove(&owner);
+                self.decisions.remove(&owner);
+                self.manual.remove(&owner);
+                self.restored.remove(&owner);
+                if let Ok(mut p) = self.published.lock() {
+                    p.events.remove(&owner);
+                    p.decisions.remove(&owner);
+                    p.manual.remove(&owner);
+                }
                 match self.source.unmanage(&owner) {
                     Ok(()) => eprintln!(
                         "weft: canary {}.{} deleted: its primary, services and routes are removed, and what the files define serves again",
@@ -295,6 +387,7 @@ impl Controller {
             self.next_tick
                 .insert(key.clone(), now + self.scaled(settings.interval));
             self.owners.insert(owner_of(&key), key.clone());
+            self.restore(&owner_of(&key));
             let started = Instant::now();
             self.tick(r, &settings, seen, &sync);
             self.recorder.observe_duration(&settings, started.elapsed());
@@ -311,7 +404,7 @@ impl Controller {
         );
         let list = self.events.entry(owner.to_owned()).or_default();
         list.push(CanaryEvent {
-            kind: if warning { "Warning" } else { "Normal" },
+            kind: if warning { "Warning" } else { "Normal" }.to_owned(),
             message,
             time: kube_time(time::OffsetDateTime::now_utc()),
         });
@@ -319,6 +412,11 @@ impl Controller {
             list.remove(0);
         }
         let list = list.clone();
+        self.keep(
+            owner,
+            "events",
+            &serde_json::to_value(&list).unwrap_or(Value::Null),
+        );
         if let Ok(mut p) = self.published.lock() {
             p.events.insert(owner.to_owned(), list);
         }
@@ -452,6 +550,7 @@ impl Controller {
             if let Some(m) = self.manual.get_mut(&owner) {
                 m.retry = false;
             }
+            self.keep_manual(&owner);
             if status.phase == weft_canary::status::Phase::Failed {
                 // Flagger starts a run when the recorded revision is
                 // unknown: the same spec is tried again.
@@ -549,6 +648,7 @@ impl Controller {
                 m.promote = false;
                 m.abort = false;
             }
+            self.keep_manual(&owner);
         }
         if t.events.is_empty() && t.analysis.is_empty() {
             // Nothing happened: a quiet tick is no decision.

@@ -321,6 +321,53 @@ impl ConfigSource for FilesSource {
         serde_json::from_slice(&text).ok()
     }
 
+    fn write_record(
+        &self,
+        key: &ResourceKey,
+        record: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), SourceError> {
+        let dir = writable(self.status.as_deref(), "status")?;
+        let file = dir.join(record_name(key, record));
+        if value.is_null() {
+            return match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SourceError::Io {
+                    what: format!("cannot remove {}", file.display()),
+                    source: e,
+                }),
+                _ => Ok(()),
+            };
+        }
+        write_atomically(&file, &serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    fn read_record(&self, key: &ResourceKey, record: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read(self.status.as_ref()?.join(record_name(key, record))).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn managed_owners(&self) -> Vec<String> {
+        let Some(dir) = &self.managed else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut owners: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let stem = name.strip_suffix(".yaml")?;
+                // Kinds, namespaces and names have no `_`: the file name
+                // `Kind_namespace_name` is the owner `Kind/namespace/name`.
+                let parts: Vec<&str> = stem.splitn(3, '_').collect();
+                (parts.len() == 3).then(|| parts.join("/"))
+            })
+            .collect();
+        owners.sort();
+        owners
+    }
+
     fn register(&self, owner: &str, resources: Vec<Resource>) {
         if let Ok(mut r) = self.registered.lock() {
             r.insert(owner.to_owned(), resources);
@@ -420,6 +467,11 @@ fn writable<'a>(dir: Option<&'a Path>, what: &str) -> Result<&'a Path, SourceErr
 
 fn status_name(key: &ResourceKey) -> String {
     format!("{}.{}.{}.json", key.kind, key.namespace, key.name)
+}
+
+/// Where a resource's `record` is kept, beside its status.
+fn record_name(key: &ResourceKey, record: &str) -> String {
+    format!("{}.{}.{}.{record}.json", key.kind, key.namespace, key.name)
 }
 
 /// Writes `bytes` to `file` through a temporary file and a rename, so a
@@ -577,6 +629,22 @@ mod tests {
         };
         s.manage(owner, &managed).unwrap();
         assert_eq!(s.managed(owner), managed);
+        assert_eq!(s.managed_owners(), [owner]);
+        // A controller's records of the owner, kept beside its status.
+        let key = weft_api::resource::ResourceKey {
+            kind: ResourceKind::Canary,
+            namespace: "default".into(),
+            name: "reviews".into(),
+        };
+        let events = serde_json::json!([{"type": "Normal", "message": "hi"}]);
+        s.write_record(&key, "events", &events).unwrap();
+        assert_eq!(s.read_record(&key, "events"), Some(events));
+        assert_eq!(s.read_record(&key, "decisions"), None);
+        s.write_record(&key, "events", &serde_json::Value::Null)
+            .unwrap();
+        assert_eq!(s.read_record(&key, "events"), None);
+        s.write_record(&key, "events", &serde_json::Value::Null)
+            .unwrap();
         let listed = s.list();
         let vs = listed
             .resources
@@ -613,6 +681,7 @@ mod tests {
             .find(|r| r.kind() == ResourceKind::VirtualService)
             .unwrap();
         assert!(vs.origin().file.contains("config"), "the user's comes back");
+        assert!(s.managed_owners().is_empty());
         let replicas = listed.resources.iter().find_map(|r| match &r.spec {
             weft_api::resource::Spec::Workload(w) => w.replicas,
             _ => None,

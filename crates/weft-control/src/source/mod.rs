@@ -85,6 +85,31 @@ pub trait ConfigSource: Send + Sync {
 
     /// What `owner` manages now.
     fn managed(&self, owner: &str) -> Managed;
+
+    /// Every owner that manages something now (`Kind/namespace/name`),
+    /// so a controller that restarts can let go of what the owners
+    /// deleted meanwhile managed.
+    fn managed_owners(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Keeps what a controller says of a resource beyond its status (a
+    /// Canary's events and decisions, its manual requests) under
+    /// `record`, as Kubernetes keeps Events apart from the object; `Null`
+    /// removes it.
+    fn write_record(
+        &self,
+        _key: &ResourceKey,
+        _record: &str,
+        _value: &serde_json::Value,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// A record kept by `write_record`.
+    fn read_record(&self, _key: &ResourceKey, _record: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// What one controller owns: resources as documents (YAML or JSON), and

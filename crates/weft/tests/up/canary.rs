@@ -363,6 +363,14 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let detected = |c: &serde_json::Value| {
+        messages(c)
+            .iter()
+            .filter(|m| m.starts_with("New revision detected"))
+            .count()
+    };
+    let before = canary(&m.admin);
+    let runs_before = detected(&before);
     let pid = m.status()["controlPlane"]["process"]["pid"]
         .as_u64()
         .expect("the control plane's pid");
@@ -383,9 +391,23 @@ fn a_canary_is_promoted_by_its_metrics_and_a_failing_one_rolled_back() {
     }
     let c = until_phase(&m, "Failed", Duration::from_secs(60));
     let said = messages(&c);
-    assert!(
-        !said.iter().any(|m| m.starts_with("New revision detected")),
+    // The events from before the restart were kept, and none says a
+    // run started again.
+    assert!(runs_before >= 2, "{before:#}");
+    assert_eq!(
+        detected(&c),
+        runs_before,
         "the run started again after the restart: {said:#?}"
+    );
+    assert!(
+        messages(&before).iter().all(|m| said.contains(m)),
+        "events were lost in the restart: {said:#?}"
+    );
+    assert!(
+        c["decisions"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["phase"] == "Succeeded")),
+        "decisions were lost in the restart: {c:#}"
     );
     assert!(
         said.iter().any(
