@@ -176,7 +176,7 @@ async fn fetch(uri: &str) -> Result<String, String> {
         .body(Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
     let resp = if https {
-        let tls = tokio_rustls::TlsConnector::from(system_roots_config()?)
+        let tls = tokio_rustls::TlsConnector::from(weft_identity::outside_client()?)
             .connect(
                 rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?,
                 tcp,
@@ -216,14 +216,4 @@ where
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     sender.send_request(req).await.map_err(|e| e.to_string())
-}
-
-fn system_roots_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    let roots = weft_identity::pem::system_roots().map_err(|e| e.to_string())?;
-    let cfg = rustls::ClientConfig::builder_with_provider(weft_identity::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
 }

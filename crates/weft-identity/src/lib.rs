@@ -64,5 +64,32 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
         .clone()
 }
 
+/// A client configuration for TLS to servers outside the mesh, verified
+/// against `roots`.
+pub fn client_trusting(
+    roots: rustls::RootCertStore,
+) -> Result<Arc<rustls::ClientConfig>, IdentityError> {
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| IdentityError::invalid("the TLS client configuration", e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// As [`client_trusting`] the system's roots (`SSL_CERT_FILE` where
+/// set), read once.
+pub fn outside_client() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            pem::system_roots()
+                .and_then(client_trusting)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
 #[cfg(test)]
 mod tests;

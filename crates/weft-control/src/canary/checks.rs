@@ -377,29 +377,15 @@ pub fn http(
     timeout: Duration,
     resolve: Resolve<'_>,
 ) -> Result<(u16, String), String> {
-    exchange(method, url, headers, body, timeout, resolve, &system_tls)
-}
-
-/// TLS to servers outside the mesh, verified against the system's roots
-/// (`SSL_CERT_FILE` where set), made once.
-fn system_tls() -> Result<Arc<rustls::ClientConfig>, String> {
-    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
-        std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = weft_identity::pem::system_roots().map_err(|e| e.to_string())?;
-            tls_trusting(roots)
-        })
-        .clone()
-}
-
-fn tls_trusting(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
-    let cfg = rustls::ClientConfig::builder_with_provider(weft_identity::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
+    exchange(
+        method,
+        url,
+        headers,
+        body,
+        timeout,
+        resolve,
+        &weft_identity::outside_client,
+    )
 }
 
 /// As [`http`], with `tls` for an `https://` URL.
@@ -702,13 +688,16 @@ mod tests {
         let trusted = || {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(ca_cert.der().clone()).unwrap();
-            tls_trusting(roots)
+            weft_identity::client_trusting(roots).map_err(|e| e.to_string())
         };
         assert_eq!(
             exchange("POST", &url, &[], "{}", t, &by_dns, &trusted),
             Ok((200, "secure".into()))
         );
-        let untrusted = || tls_trusting(rustls::RootCertStore::empty());
+        let untrusted = || {
+            weft_identity::client_trusting(rustls::RootCertStore::empty())
+                .map_err(|e| e.to_string())
+        };
         let refused = exchange("POST", &url, &[], "{}", t, &by_dns, &untrusted).unwrap_err();
         assert!(refused.contains("UnknownIssuer"), "{refused}");
         assert!(http("GET", "ftp://x/", &[], "", t, &by_dns)

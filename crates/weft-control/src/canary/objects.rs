@@ -519,16 +519,9 @@ pub fn routes_of(s: &Settings, docs: &[Value]) -> Option<Routes> {
                     .any(|d| d["destination"]["host"] == canary.as_str())
             })
         })?;
-        let weight = |host: &str| {
-            route["route"].as_array().and_then(|r| {
-                r.iter()
-                    .find(|d| d["destination"]["host"] == host)
-                    .map(|d| d["weight"].as_u64().unwrap_or(0) as u32)
-            })
-        };
         return Some(Routes {
-            primary: weight(&primary).unwrap_or(0),
-            canary: weight(&canary).unwrap_or(0),
+            primary: weight_of(route, &primary).unwrap_or(0),
+            canary: weight_of(route, &canary).unwrap_or(0),
             mirrored: false,
         });
     }
@@ -539,18 +532,20 @@ pub fn routes_of(s: &Settings, docs: &[Value]) -> Option<Routes> {
     } else {
         http.last()?
     };
-    let weight = |host: &str| {
-        route["route"].as_array().and_then(|r| {
-            r.iter()
-                .find(|d| d["destination"]["host"] == host)
-                .map(|d| d["weight"].as_u64().unwrap_or(0) as u32)
-        })
-    };
     Some(Routes {
-        primary: weight(&primary)?,
-        canary: weight(&canary)?,
+        primary: weight_of(route, &primary)?,
+        canary: weight_of(route, &canary)?,
         // Flagger mirrors on the first rule.
         mirrored: !http.first()?["mirror"].is_null(),
+    })
+}
+
+/// The weight a route gives `host`, if it names it.
+fn weight_of(route: &Value, host: &str) -> Option<u32> {
+    route["route"].as_array().and_then(|r| {
+        r.iter()
+            .find(|d| d["destination"]["host"] == host)
+            .map(|d| d["weight"].as_u64().unwrap_or(0) as u32)
     })
 }
 
