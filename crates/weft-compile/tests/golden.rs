@@ -2,7 +2,7 @@
 //!
 //! `tests/golden/NAME.yaml` starts with `# proxy: sidecar NS/NAME` (or
 //! `gateway NS/NAME`), optionally `# section: routes|clusters|listeners|
-//! security|telemetry` and `# include: PATH`. The expected model is
+//! security|telemetry|http` and `# include: PATH`. The expected model is
 //! `NAME.golden.yaml`. Run with `UPDATE_GOLDEN=1` to rewrite the goldens
 //! after an intended change, and review the diff.
 
@@ -53,6 +53,7 @@ fn golden(path: &Path, text: String) -> datatest_stable::Result<()> {
         "listeners" => serde_json::to_value(&model.listeners)?,
         "security" => serde_json::to_value(&model.security)?,
         "telemetry" => serde_json::to_value(&model.telemetry)?,
+        "http" => serde_json::to_value(model.http)?,
         other => return Err(format!("unknown section {other}").into()),
     };
     let actual = weft_api::yaml::emit::to_yaml_string(&value)?;

@@ -41,13 +41,38 @@ pub struct ProxyModel {
     pub http: HttpSettings,
 }
 
-/// Mesh-wide settings for how every listener reads a request.
+/// How every listener reads a request (mesh-wide), and what a
+/// connection to a host the mesh does not know meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpSettings {
     /// MeshConfig `pathNormalization`.
     #[serde(default)]
     pub path_normalization: PathNormalization,
+    /// Istio's `outboundTrafficPolicy`: the Sidecar's that scopes the
+    /// proxy, else MeshConfig's.
+    #[serde(default, skip_serializing_if = "OutboundPolicy::is_allow_any")]
+    pub outbound: OutboundPolicy,
+}
+
+/// Istio's `outboundTrafficPolicy.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutboundPolicy {
+    /// A host the registry does not know is reached as the client asked
+    /// (`PassthroughCluster`).
+    #[default]
+    AllowAny,
+    /// Only hosts in the registry (Services, ServiceEntries) are reached:
+    /// HTTP to another is answered 502 (`block_all`), a TCP connection
+    /// closed (`BlackHoleCluster`).
+    RegistryOnly,
+}
+
+impl OutboundPolicy {
+    pub fn is_allow_any(&self) -> bool {
+        *self == OutboundPolicy::AllowAny
+    }
 }
 
 impl HttpSettings {

@@ -36,6 +36,10 @@ pub struct MeshConfig {
     /// `UPGRADE` speaks HTTP/2 to every port declared HTTP, unless a
     /// DestinationRule says otherwise; `DO_NOT_UPGRADE` is the default.
     pub h2_upgrade_policy: Option<String>,
+    /// What sidecars do with traffic to hosts outside the registry
+    /// (`ALLOW_ANY` unless set); a Sidecar may say otherwise for its
+    /// workloads.
+    pub outbound_traffic_policy: Option<crate::types::networking::OutboundTrafficPolicy>,
 }
 
 /// `defaultConfig`: the proxies' defaults. weft reads `proxyMetadata`

@@ -145,8 +145,8 @@ const UNIMPLEMENTED: &[(ResourceKind, &str, &str)] = &[
     ),
     (
         ResourceKind::Sidecar,
-        "spec.outboundTrafficPolicy",
-        "traffic to hosts outside the registry is not restricted by the Sidecar",
+        "spec.outboundTrafficPolicy.egressProxy",
+        "traffic to hosts outside the registry goes where it was going, not to an egress proxy",
     ),
     (
         ResourceKind::Sidecar,

@@ -290,8 +290,32 @@ impl<'a> Compiler<'a> {
             telemetry,
             http: weft_model::HttpSettings {
                 path_normalization: self.index.mesh_config.path_normalization(),
+                outbound: self.outbound_policy(&me),
             },
         })
+    }
+
+    /// Istio's `outboundTrafficPolicy` for a sidecar: the Sidecar's that
+    /// scopes it, else MeshConfig's, else ALLOW_ANY. A gateway's is
+    /// ALLOW_ANY: it routes only what its Gateways and routes name.
+    fn outbound_policy(&self, me: &Me) -> weft_model::OutboundPolicy {
+        use weft_api::types::networking::OutboundMode;
+        if me.kind != weft_model::ProxyKind::Sidecar {
+            return weft_model::OutboundPolicy::AllowAny;
+        }
+        let mode = routes::sidecar_for(self, me)
+            .and_then(|(_, s)| s.outbound_traffic_policy.as_ref()?.mode)
+            .or_else(|| {
+                self.index
+                    .mesh_config
+                    .outbound_traffic_policy
+                    .as_ref()?
+                    .mode
+            });
+        match mode {
+            Some(OutboundMode::RegistryOnly) => weft_model::OutboundPolicy::RegistryOnly,
+            _ => weft_model::OutboundPolicy::AllowAny,
+        }
     }
 
     /// Whether any DestinationRule has a workloadSelector (then which rule

@@ -52,6 +52,9 @@ pub enum ErrorKind {
     Timeout,
     /// The proxy is stopping.
     ShuttingDown,
+    /// `outboundTrafficPolicy: REGISTRY_ONLY` and a host the registry
+    /// does not know (Istio's `block_all` virtual host: 502).
+    NotInRegistry,
 }
 
 /// A failure with the words that explain it.
@@ -76,7 +79,9 @@ impl Error {
                 Side::Downstream
             }
             ConnectFailure | Reset { .. } | Timeout => Side::Upstream,
-            NoRoute | NoCluster | NoHealthyUpstream | Overflow | ShuttingDown => Side::Internal,
+            NoRoute | NoCluster | NoHealthyUpstream | Overflow | ShuttingDown | NotInRegistry => {
+                Side::Internal
+            }
         }
     }
 
@@ -88,6 +93,7 @@ impl Error {
             }
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             NoRoute => StatusCode::NOT_FOUND,
+            NotInRegistry => StatusCode::BAD_GATEWAY,
             Timeout => StatusCode::GATEWAY_TIMEOUT,
             NoCluster
             | NoHealthyUpstream
@@ -104,7 +110,7 @@ impl Error {
         Some(match self.kind {
             MalformedRequest | MalformedBody => ResponseFlag::DownstreamProtocolError,
             AbortedBody => ResponseFlag::DownstreamConnectionTermination,
-            NoRoute | NoCluster => ResponseFlag::NoRoute,
+            NoRoute | NoCluster | NotInRegistry => ResponseFlag::NoRoute,
             NoHealthyUpstream => ResponseFlag::NoHealthyUpstream,
             Overflow => ResponseFlag::UpstreamOverflow,
             ConnectFailure => ResponseFlag::UpstreamConnectionFailure,
@@ -168,6 +174,12 @@ mod tests {
             (
                 ErrorKind::NoRoute,
                 404,
+                Some(ResponseFlag::NoRoute),
+                Side::Internal,
+            ),
+            (
+                ErrorKind::NotInRegistry,
+                502,
                 Some(ResponseFlag::NoRoute),
                 Side::Internal,
             ),

@@ -32,6 +32,10 @@ pub struct HttpListener {
     /// whose host is no virtual host of its port's table goes there
     /// (Istio's `allow_any` virtual host, to `PassthroughCluster`).
     pub(crate) passthrough: Option<Arc<crate::shared::App>>,
+    /// Under capture with `outboundTrafficPolicy: REGISTRY_ONLY`: a
+    /// request whose host no virtual host knows is answered 502
+    /// (`block_all`) instead of going on.
+    pub(crate) registry_only: bool,
 }
 
 /// What a CONNECT tunnel carries, as the CONNECT stage found it.

@@ -150,6 +150,16 @@ async fn serve<B: forward::ClientBody>(
             };
             return to_app(to, None, req, ctx).await;
         }
+        Err(_) if listener.registry_only && !route::knows_host(&snap.tables, table, &facts) => {
+            ctx.entry.route_name = Some("block_all".into());
+            ctx.entry.upstream_cluster = Some(crate::l4::passthrough::BLACK_HOLE.into());
+            return ctx.fail(Error::new(
+                ErrorKind::NotInRegistry,
+                format!(
+                    "outboundTrafficPolicy REGISTRY_ONLY: {authority} is not in the mesh's registry; a ServiceEntry for it lets it through"
+                ),
+            ));
+        }
         Err(e) => return ctx.fail(e),
     };
     ctx.entry.route_name = route.name.clone();

@@ -14,6 +14,48 @@ use crate::telemetry::flags::{Flags, ResponseFlag};
 
 pub const OUTBOUND: &str = "PassthroughCluster";
 pub const INBOUND: &str = "InboundPassthroughCluster";
+/// Where `outboundTrafficPolicy: REGISTRY_ONLY` sends what the registry
+/// does not know: nowhere.
+pub const BLACK_HOLE: &str = "BlackHoleCluster";
+
+/// Closes a connection REGISTRY_ONLY does not let out, logged against
+/// `BlackHoleCluster` as Istio's is.
+pub fn black_hole(shared: &Shared, remote: SocketAddr, destination: SocketAddr) {
+    let mut flags = Flags::default();
+    flags.add(ResponseFlag::NoRoute);
+    // Counted as a connection to `BlackHoleCluster`, opened and closed.
+    let labels = crate::telemetry::metrics::RequestLabels::new(
+        "source",
+        &shared.snapshot.load().me,
+        &shared.metrics.unknown,
+        &crate::telemetry::metrics::ServiceNames::of(BLACK_HOLE),
+        crate::telemetry::metrics::Outcome {
+            protocol: "tcp",
+            code: 0,
+            flags: std::sync::Arc::new(flags.to_string()),
+            security: "unknown",
+        },
+    );
+    let series = shared.metrics.tcp(&labels);
+    series
+        .opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    series
+        .closed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let entry = Entry {
+        protocol: "TCP",
+        route_name: Some(BLACK_HOLE.into()),
+        upstream_cluster: Some(BLACK_HOLE.into()),
+        upstream_host: Some(destination),
+        response_flags: flags,
+        reason: format!(
+            "outboundTrafficPolicy REGISTRY_ONLY: {destination} is not in the mesh's registry; a ServiceEntry for it lets it through"
+        ),
+        ..Entry::starting_now(remote)
+    };
+    shared.log_access(entry);
+}
 
 /// Splices `client` to `destination`, leaving from `source` when given
 /// (`transparent`: a client's own address, under TPROXY); `cluster` names

@@ -31,6 +31,8 @@ pub enum Outbound {
     /// The HTTP route table of the destination's port.
     Http(u16),
     Passthrough,
+    /// `outboundTrafficPolicy: REGISTRY_ONLY` and nothing knows it.
+    BlackHole,
 }
 
 /// Where `destination` goes in `snap`.
@@ -42,7 +44,14 @@ pub fn outbound_target(snap: &crate::snapshot::Snapshot, destination: SocketAddr
     if snap.tables.contains_key(port.to_string().as_str()) {
         return Outbound::Http(port);
     }
+    if registry_only(snap) {
+        return Outbound::BlackHole;
+    }
     Outbound::Passthrough
+}
+
+fn registry_only(snap: &crate::snapshot::Snapshot) -> bool {
+    snap.model.http.outbound == weft_model::OutboundPolicy::RegistryOnly
 }
 
 /// The HTTP listener for captured requests to `destination`: routed by
@@ -52,6 +61,7 @@ pub fn outbound_target(snap: &crate::snapshot::Snapshot, destination: SocketAddr
 fn outbound_http(
     destination: SocketAddr,
     client: &Arc<crate::upstream::ClientSide>,
+    registry_only: bool,
 ) -> Arc<HttpListener> {
     let port = destination.port();
     Arc::new(HttpListener {
@@ -66,10 +76,9 @@ fn outbound_http(
         peer: None,
         tunnels: None,
         app: None,
-        passthrough: Some(Arc::new(crate::shared::App::passthrough(
-            destination,
-            client,
-        ))),
+        passthrough: (!registry_only)
+            .then(|| Arc::new(crate::shared::App::passthrough(destination, client))),
+        registry_only,
     })
 }
 
@@ -98,7 +107,9 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                 tracing::debug!(%remote, "a connection to the capture port itself is closed");
                 return;
             }
-            let target = outbound_target(&shared.snapshot.load(), destination);
+            let snap = shared.snapshot.load();
+            let (target, blocked) = (outbound_target(&snap, destination), registry_only(&snap));
+            drop(snap);
             match target {
                 Outbound::Tcp(name) => {
                     crate::l4::tcp::handle(shared, name, stream, remote, drain).await
@@ -111,10 +122,12 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                             io,
                             remote,
                             "captured outbound",
-                            outbound_http(destination, &shared.passthrough_client),
+                            outbound_http(destination, &shared.passthrough_client, blocked),
                             drain,
                         )
                         .await;
+                    } else if blocked {
+                        passthrough::black_hole(&shared, remote, destination);
                     } else {
                         let _drain = drain;
                         passthrough::splice(
@@ -128,6 +141,7 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                         .await;
                     }
                 }
+                Outbound::BlackHole => passthrough::black_hole(&shared, remote, destination),
                 Outbound::Passthrough => {
                     let _drain = drain;
                     passthrough::splice(

@@ -32,6 +32,7 @@ pub fn listener(table: &str, port: u32) -> Arc<HttpListener> {
         tunnels: None,
         app: None,
         passthrough: None,
+        registry_only: false,
     })
 }
 

@@ -34,6 +34,7 @@ pub fn outbound() -> Arc<HttpListener> {
         tunnels: Some(Arc::new(serve_tunnel)),
         app: None,
         passthrough: None,
+        registry_only: false,
     })
 }
 
@@ -88,6 +89,7 @@ pub(crate) fn inbound(
         tunnels: None,
         app,
         passthrough: None,
+        registry_only: false,
     })
 }
 

@@ -430,6 +430,130 @@ spec:
         "{body}"
     );
 
+    // A host outside the registry (an httpbin on the mesh network's own
+    // address, which no Service or ServiceEntry names): ALLOW_ANY lets a
+    // pod reach it, as Istio's PassthroughCluster does; REGISTRY_ONLY,
+    // written in MeshConfig, answers HTTP with 502 (block_all) and closes
+    // other TCP (BlackHoleCluster), logged and counted as Istio's are.
+    let _outside = common::Proc {
+        child: std::process::Command::new("ip")
+            .args(["netns", "exec", &mesh_net, env!("CARGO_BIN_EXE_weft")])
+            .args(["sample-app", "httpbin", "--name", "outside"])
+            .args(["--listen", "198.19.0.1:8000"])
+            .spawn()
+            .unwrap(),
+        name: "outside".into(),
+    };
+    let outside = |port: &str| {
+        let out = in_netns(
+            &client,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://198.19.0.1:{port}/status/200"),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let started = Instant::now();
+    while outside("8000") != "200" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "ALLOW_ANY: no way out to 198.19.0.1:8000 ({})",
+            outside("8000")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cfg = m.w.dir.join("config");
+    std::fs::write(
+        cfg.join("mesh.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    while outside("8000") != "502" {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "REGISTRY_ONLY: 198.19.0.1:8000 still answers {}",
+            outside("8000")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Port 9999 has no route table in the mesh: plain TCP, closed.
+    let _other = common::Proc {
+        child: std::process::Command::new("ip")
+            .args(["netns", "exec", &mesh_net, env!("CARGO_BIN_EXE_weft")])
+            .args(["sample-app", "httpbin", "--name", "outside"])
+            .args(["--listen", "198.19.0.1:9999"])
+            .spawn()
+            .unwrap(),
+        name: "outside-9999".into(),
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(outside("9999"), "000", "REGISTRY_ONLY lets TCP out");
+    // The access log is written as it goes: wait for the last entry.
+    let read_log = || {
+        std::fs::read_to_string(m.w.dir.join("run/logs/client-0.access.log")).unwrap_or_default()
+    };
+    let started = Instant::now();
+    while !read_log().contains("198.19.0.1:9999") && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let access = read_log();
+    let entries: Vec<serde_json::Value> = access
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        entries.iter().any(|e| e["response_code"] == 502
+            && e["response_flags"] == "NR"
+            && e["route_name"] == "block_all"
+            && e["upstream_cluster"] == "BlackHoleCluster"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("REGISTRY_ONLY"))),
+        "{access}"
+    );
+    assert!(
+        entries.iter().any(|e| e["protocol"] == "TCP"
+            && e["upstream_cluster"] == "BlackHoleCluster"
+            && e["upstream_host"] == "198.19.0.1:9999"),
+        "{access}"
+    );
+    let client_ip = pod_ip("client");
+    let metrics = String::from_utf8_lossy(
+        &in_netns(
+            &client,
+            &["curl", "-s", &format!("http://{client_ip}:15020/metrics")],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_tcp_connections_opened_total")
+                && l.contains("destination_service=\"BlackHoleCluster\"")),
+        "{metrics}"
+    );
+    // ALLOW_ANY again: the way out opens under traffic.
+    std::fs::remove_file(cfg.join("mesh.yaml")).unwrap();
+    let started = Instant::now();
+    while outside("8000") != "200" {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "ALLOW_ANY again: {}",
+            outside("8000")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // SIGTERM: every namespace of the mesh goes.
     m.w.proc("up").signal("TERM");
     let started = Instant::now();
