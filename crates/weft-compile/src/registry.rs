@@ -292,6 +292,17 @@ impl Instance {
     }
 }
 
+/// A ServiceEntry address as the proxies match it: a prefix of one host
+/// (`198.51.100.7/32`, `2001:db8::7/128`) is that host's address; a wider
+/// range stays a range.
+fn one_host(address: &str) -> String {
+    match address.split_once('/') {
+        Some((ip, "32")) if ip.parse::<std::net::Ipv4Addr>().is_ok() => ip.to_owned(),
+        Some((ip, "128")) if ip.parse::<std::net::Ipv6Addr>().is_ok() => ip.to_owned(),
+        _ => address.to_owned(),
+    }
+}
+
 /// Every `key: value` of `selector` is in `labels`. An empty selector
 /// matches everything, as in Kubernetes.
 pub fn labels_match(selector: &Labels, labels: &Labels) -> bool {
@@ -591,7 +602,7 @@ impl Registry {
                             ports: ports.clone(),
                             selector: se.workload_selector.as_ref().map(|s| s.labels.clone()),
                             export_to: se.export_to.clone(),
-                            addresses: se.addresses.clone(),
+                            addresses: se.addresses.iter().map(|a| one_host(a)).collect(),
                             source: ServiceSource::ServiceEntry {
                                 external,
                                 resolution,
@@ -938,5 +949,14 @@ mod address_tests {
         let far = local_address(base, 254 * 200);
         assert_eq!(far.octets()[2] % 2, 0, "{far}");
         assert!(far.octets()[1] > 0, "{far}");
+    }
+
+    #[test]
+    fn a_one_host_prefix_is_that_hosts_address() {
+        assert_eq!(super::one_host("198.51.100.7/32"), "198.51.100.7");
+        assert_eq!(super::one_host("2001:db8::7/128"), "2001:db8::7");
+        assert_eq!(super::one_host("198.51.100.0/24"), "198.51.100.0/24");
+        assert_eq!(super::one_host("198.51.100.7"), "198.51.100.7");
+        assert_eq!(super::one_host("x/32"), "x/32");
     }
 }

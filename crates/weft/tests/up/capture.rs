@@ -542,6 +542,24 @@ spec:
                 && l.contains("destination_service=\"BlackHoleCluster\"")),
         "{metrics}"
     );
+    // A ServiceEntry puts the host in the registry: Istio's egress
+    // control task, REGISTRY_ONLY then a ServiceEntry for the one host.
+    std::fs::write(
+        cfg.join("outside.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: outside}\nspec:\n  hosts: [outside.example]\n  addresses: [198.19.0.1/32]\n  ports: [{number: 8000, name: http, protocol: HTTP}, {number: 9999, name: tcp, protocol: TCP}]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  endpoints: [{address: 198.19.0.1}]\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    while (outside("8000"), outside("9999")) != ("200".to_owned(), "200".to_owned()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a ServiceEntry does not let the host through: {} {}",
+            outside("8000"),
+            outside("9999")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::remove_file(cfg.join("outside.yaml")).unwrap();
     // ALLOW_ANY again: the way out opens under traffic.
     std::fs::remove_file(cfg.join("mesh.yaml")).unwrap();
     let started = Instant::now();
