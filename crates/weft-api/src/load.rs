@@ -473,6 +473,7 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
         ResourceKind::MetricTemplate => Spec::MetricTemplate(de(tree, spec_node, &path)?),
         ResourceKind::AlertProvider => Spec::AlertProvider(de(tree, spec_node, &path)?),
         ResourceKind::Workload => Spec::Workload(de(tree, spec_node, &path)?),
+        ResourceKind::Guardrail => Spec::Guardrail(de(tree, spec_node, &path)?),
         ResourceKind::Namespace => Spec::Namespace(de(tree, spec_node, &path)?),
         ResourceKind::Node => Spec::Node(de(tree, spec_node, &path)?),
         ResourceKind::Secret => Spec::Secret(secret(tree, node)?),

@@ -29,6 +29,7 @@ pub enum ResourceKind {
     MetricTemplate,
     AlertProvider,
     Workload,
+    Guardrail,
     ConfigMap,
     Namespace,
     Node,
@@ -36,7 +37,7 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 22] = [
+    pub const ALL: [ResourceKind; 23] = [
         ResourceKind::VirtualService,
         ResourceKind::DestinationRule,
         ResourceKind::Gateway,
@@ -55,6 +56,7 @@ impl ResourceKind {
         ResourceKind::MetricTemplate,
         ResourceKind::AlertProvider,
         ResourceKind::Workload,
+        ResourceKind::Guardrail,
         ResourceKind::ConfigMap,
         ResourceKind::Namespace,
         ResourceKind::Node,
@@ -81,6 +83,7 @@ impl ResourceKind {
             ResourceKind::MetricTemplate => "MetricTemplate",
             ResourceKind::AlertProvider => "AlertProvider",
             ResourceKind::Workload => "Workload",
+            ResourceKind::Guardrail => "Guardrail",
             ResourceKind::ConfigMap => "ConfigMap",
             ResourceKind::Namespace => "Namespace",
             ResourceKind::Node => "Node",
@@ -105,7 +108,7 @@ impl ResourceKind {
             Service | Pod | ConfigMap | Namespace | Node | Secret => &["v1"],
             Deployment => &["apps/v1"],
             Canary | MetricTemplate | AlertProvider => &["flagger.app/v1beta1"],
-            Workload => &["weft.dev/v1"],
+            Workload | Guardrail => &["weft.dev/v1"],
         }
     }
 
@@ -135,6 +138,7 @@ impl ResourceKind {
             "canaries" => Some(ResourceKind::Canary),
             "alertproviders" => Some(ResourceKind::AlertProvider),
             "workloads" => Some(ResourceKind::Workload),
+            "guardrails" => Some(ResourceKind::Guardrail),
             "ns" | "namespaces" => Some(ResourceKind::Namespace),
             "no" | "nodes" => Some(ResourceKind::Node),
             "secrets" => Some(ResourceKind::Secret),
@@ -181,6 +185,7 @@ pub enum Spec {
     MetricTemplate(flagger::MetricTemplate),
     AlertProvider(flagger::AlertProvider),
     Workload(weft::Workload),
+    Guardrail(weft::Guardrail),
     ConfigMap(kube::ConfigMap),
     /// A namespace: weft reads its labels (injection, ambient enrolment)
     /// and that it exists.
@@ -210,6 +215,7 @@ impl Spec {
             Spec::MetricTemplate(_) => ResourceKind::MetricTemplate,
             Spec::AlertProvider(_) => ResourceKind::AlertProvider,
             Spec::Workload(_) => ResourceKind::Workload,
+            Spec::Guardrail(_) => ResourceKind::Guardrail,
             Spec::ConfigMap(_) => ResourceKind::ConfigMap,
             Spec::Namespace(_) => ResourceKind::Namespace,
             Spec::Node(_) => ResourceKind::Node,

@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod compile;
+pub mod guardrails;
 pub mod host;
 pub mod nodes;
 pub mod registry;

@@ -68,6 +68,7 @@ fn analyzer(path: &Path, text: String) -> datatest_stable::Result<()> {
         pem_check: Some(fixture_pem),
         refused: weft_compile::analyze::refused_by(&loaded.diagnostics),
         secret_resources_served: true,
+        guardrails_judged: false,
     };
     loaded.diagnostics.extend(analyze_with(&input));
     let actual: BTreeSet<String> = loaded

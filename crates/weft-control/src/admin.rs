@@ -452,6 +452,15 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             let Some(source) = docs.lock().ok().and_then(|d| d.source.clone()) else {
                 return (500, error("this control plane has no configuration source"));
             };
+            // The platform's Guardrails judge what is applied, beside
+            // what is there, as an admission webhook would.
+            let refused = guardrail_refusals(source.as_ref(), &loaded.resources);
+            if !refused.is_empty() {
+                return (
+                    400,
+                    serde_json::json!({ "error": "the resources break the platform's Guardrails", "diagnostics": refused }).to_string(),
+                );
+            }
             match source.apply(&loaded.resources) {
                 Ok(applied) => (
                     200,
@@ -540,6 +549,30 @@ fn canaries(docs: &Shared) -> Value {
         })
         .collect();
     Value::Array(items)
+}
+
+/// What the Guardrails (those applied among them) refuse of `applied`,
+/// judged with the configuration the source holds now.
+fn guardrail_refusals(
+    source: &dyn crate::source::ConfigSource,
+    applied: &[weft_api::resource::Resource],
+) -> Vec<weft_api::diag::Diagnostic> {
+    let keys: std::collections::BTreeSet<_> = applied.iter().map(|r| r.key()).collect();
+    let mut all: Vec<weft_api::resource::Resource> = source
+        .list()
+        .resources
+        .into_iter()
+        .filter(|r| !keys.contains(&r.key()))
+        .collect();
+    all.extend(applied.iter().cloned());
+    let names: std::collections::BTreeSet<String> =
+        applied.iter().map(|r| r.display_name()).collect();
+    let root = weft_compile::registry::MeshConfig::default().root_namespace;
+    weft_compile::guardrails::check(&all, &root)
+        .into_iter()
+        .filter(|d| d.severity == weft_api::diag::Severity::Error)
+        .filter(|d| d.resource.as_ref().is_some_and(|r| names.contains(r)))
+        .collect()
 }
 
 /// `POST /api/canaries/NAMESPACE/NAME/ACTION`: `weft canary ACTION`.

@@ -109,9 +109,23 @@ impl Store {
     pub fn load(&mut self, last: Option<&Config>) -> Config {
         let started = std::time::Instant::now();
         let mut loaded = self.source.list();
+        // The platform's Guardrails judge every resource at admission: what
+        // breaks an Enforce rule is refused as an invalid resource is.
+        let guarded = weft_compile::guardrails::check(&loaded.resources, &self.mesh.root_namespace);
+        let broken: std::collections::BTreeSet<&str> = guarded
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .filter_map(|d| d.resource.as_deref())
+            .collect();
+        if !broken.is_empty() {
+            loaded
+                .resources
+                .retain(|r| !broken.contains(r.display_name().as_str()));
+        }
         let (mut refused, mut diagnostics): (Vec<Diagnostic>, Vec<Diagnostic>) = loaded
             .diagnostics
             .into_iter()
+            .chain(guarded)
             .partition(|d| d.severity == Severity::Error);
         let kept = keep_last_good(&mut loaded.resources, &refused, last);
         let registry = Registry::build(&loaded.resources, &self.mesh);
@@ -130,6 +144,7 @@ impl Store {
                 // Proxies take credentials from --secrets only.
                 secret_resources_served: false,
                 mesh_config: None,
+                guardrails_judged: true,
             },
         ));
         weft_api::diag::sort(&mut diagnostics);

@@ -127,6 +127,34 @@ fn validate_warns_of_unreachable_rules_as_the_webhook_does() {
     );
 }
 
+/// A Guardrail among the files judges the rest, as admission would:
+/// Enforce fails validation at the field, Audit warns.
+#[test]
+fn validate_judges_the_files_by_their_guardrails() {
+    let files = |action: &str| {
+        format!("apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {{name: platform, namespace: istio-system}}\nspec:\n  validationFailureAction: {action}\n  rules: {{strictMtls: true}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: lenient}}\nspec: {{mtls: {{mode: PERMISSIVE}}}}\n")
+    };
+    let o = run_stdin(&["validate", "-f", "-"], files("Enforce").as_bytes());
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let text = stdout(&o);
+    assert!(
+        text.contains("<stdin>:11:21: error[WEFT0130]")
+            && text.contains("rule strictMtls")
+            && text.contains("set mtls.mode to STRICT"),
+        "{text}"
+    );
+    let o = run_stdin(&["validate", "-f", "-"], files("Audit").as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("warning[WEFT0130]"), "{}", stdout(&o));
+    // A misspelt rule is refused with the ones there are.
+    let o = run_stdin(
+        &["validate", "-f", "-"],
+        b"apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {name: p}\nspec:\n  rules: {strictMTLS: true}\n",
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stdout(&o).contains("strictMtls"), "{}", stdout(&o));
+}
+
 #[test]
 fn json_output_is_for_tools() {
     let o = run_stdin(&["validate", "-f", "-", "-o", "json"], b"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {mtls: {mode: STRCT}}\n");

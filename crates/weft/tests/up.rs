@@ -156,6 +156,67 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // The platform's Guardrail: Enforce refuses a DestinationRule that
+    // turns TLS off, at the field, while the mesh keeps serving; Audit
+    // admits it with a warning.
+    let guardrail = |action: &str| {
+        format!("apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {{name: platform, namespace: istio-system}}\nspec:\n  validationFailureAction: {action}\n  rules: {{noTlsDisable: true}}\n")
+    };
+    std::fs::write(m.cfg.join("guardrail.yaml"), guardrail("Enforce")).unwrap();
+    // Admitted first: a rule already serving when a Guardrail arrives
+    // keeps serving (its last good version), as Kubernetes keeps objects
+    // a new policy would refuse.
+    let started = Instant::now();
+    while !curl(&[&format!("http://{}/api/resources?kind=Guardrail", m.admin)])
+        .body
+        .contains("\"name\":\"platform\"")
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "no Guardrail");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(
+        m.cfg.join("plain.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: plain}\nspec:\n  host: ratings\n  trafficPolicy: {tls: {mode: DISABLE}}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    while !m.w.log("up").contains("plain.yaml:6:31: error[WEFT0130]") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        m.w.log("up")
+            .contains("refused by Guardrail istio-system/platform, rule noTlsDisable"),
+        "{}",
+        m.w.log("up")
+    );
+    let served = |m: &Mesh| {
+        curl(&[&format!(
+            "http://{}/api/resources?kind=DestinationRule",
+            m.admin
+        )])
+        .body
+        .contains("\"name\":\"plain\"")
+    };
+    assert!(!served(&m), "an enforced Guardrail let the rule in");
+    assert_eq!(m.page(None).0, 200);
+    std::fs::write(m.cfg.join("guardrail.yaml"), guardrail("Audit")).unwrap();
+    let started = Instant::now();
+    while !served(&m) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "an audited Guardrail refused the rule: {}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_file(m.cfg.join("plain.yaml")).unwrap();
+    std::fs::remove_file(m.cfg.join("guardrail.yaml")).unwrap();
+
     // A workload that dies is restarted and reported.
     let status_json = |m: &Mesh| -> serde_json::Value {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
@@ -632,6 +693,18 @@ fn apply_get_delete_against_a_running_mesh() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("<apply>:6:") && err.contains("did you mean `ROUND_ROBIN`"),
+        "{err}"
+    );
+    // A Guardrail applied first refuses what breaks it, at admission.
+    let rail = m.w.write("rail.yaml", "apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {name: platform, namespace: istio-system}\nspec:\n  validationFailureAction: Enforce\n  rules: {noWildcardHosts: true}\n");
+    let o = weft(&["apply", "-f", &rail.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let wild = m.w.write("wild.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: wild}\nspec:\n  hosts: [\"*.example.com\"]\n  http: [{route: [{destination: {host: reviews}}]}]\n");
+    let o = weft(&["apply", "-f", &wild.display().to_string()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("<apply>:5:") && err.contains("rule noWildcardHosts"),
         "{err}"
     );
 }

@@ -106,3 +106,68 @@ impl<'de> Deserialize<'de> for Env {
         d.deserialize_any(V)
     }
 }
+
+/// A platform team's guard rails for the mesh (weft's own kind, in the
+/// manner of Kyverno's policies for Istio): in the root namespace it
+/// holds mesh-wide, elsewhere in its own namespace. Each rule judges what
+/// users write; `Enforce` refuses a resource that breaks one, `Audit`
+/// (the default, as Kyverno's) reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Guardrail {
+    #[serde(default)]
+    pub validation_failure_action: FailureAction,
+    #[serde(default)]
+    pub rules: GuardrailRules,
+}
+
+/// Kyverno's `validationFailureAction`, in either case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailureAction {
+    #[default]
+    Audit,
+    Enforce,
+}
+
+impl<'de> Deserialize<'de> for FailureAction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.to_ascii_lowercase().as_str() {
+            "audit" => Ok(FailureAction::Audit),
+            "enforce" => Ok(FailureAction::Enforce),
+            _ => Err(de::Error::custom(format!("{s:?} is not Audit or Enforce"))),
+        }
+    }
+}
+
+/// The rules of Kyverno's published Istio policies, each on when `true`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GuardrailRules {
+    /// PeerAuthentication mTLS is STRICT (or unset): not PERMISSIVE or
+    /// DISABLE, here or on a port (`enforce-strict-mtls`).
+    #[serde(default)]
+    pub strict_mtls: bool,
+    /// No DestinationRule turns TLS off (`tls.mode: DISABLE`).
+    #[serde(default)]
+    pub no_tls_disable: bool,
+    /// No workload or namespace opts out of the mesh
+    /// (`sidecar.istio.io/inject: "false"`, `prevent-disabling-injection-pods`).
+    #[serde(default)]
+    pub no_injection_opt_out: bool,
+    /// No workload opts out of capture
+    /// (`traffic.sidecar.istio.io/exclude*` annotations).
+    #[serde(default)]
+    pub no_capture_exclusions: bool,
+    /// Every namespace with workloads has an AuthorizationPolicy (or the
+    /// root namespace has one for the mesh).
+    #[serde(default)]
+    pub require_authorization_policy: bool,
+    /// No VirtualService host is or holds `*`
+    /// (`restrict-virtual-service-wildcard`).
+    #[serde(default)]
+    pub no_wildcard_hosts: bool,
+    /// The only namespaces that may declare MESH_EXTERNAL ServiceEntries
+    /// (where egress is allowed); unset: any.
+    pub external_service_entry_namespaces: Option<Vec<String>>,
+}

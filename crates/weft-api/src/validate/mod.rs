@@ -129,7 +129,10 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         Spec::Service(s) => other::service(&mut ctx, s, &spec),
         Spec::Deployment(s) => other::deployment(&mut ctx, s, &spec),
         Spec::Node(s) => other::node(&mut ctx, s, &spec),
-        Spec::Pod(_) | Spec::Namespace(_) | Spec::Secret(_) => {}
+        // A Guardrail's shape is its type's (unknown rules are refused
+        // with the ones there are); what it judges is judged across
+        // resources, at admission.
+        Spec::Pod(_) | Spec::Namespace(_) | Spec::Secret(_) | Spec::Guardrail(_) => {}
         Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
         Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
         Spec::AlertProvider(s) => other::alert_provider(&mut ctx, s, &spec),

@@ -52,6 +52,8 @@ pub struct Input<'a> {
     /// as istioctl analyzes them, yes; for what weft serves, not yet (its
     /// proxies take credentials from the secrets directory only).
     pub secret_resources_served: bool,
+    /// Whether the Guardrails were judged before analysis (at admission).
+    pub guardrails_judged: bool,
 }
 
 impl<'a> Input<'a> {
@@ -76,6 +78,7 @@ impl<'a> Input<'a> {
             pem_check: options.pem_check,
             refused: options.refused,
             secret_resources_served: options.secret_resources_served,
+            guardrails_judged: options.guardrails_judged,
         }
     }
 }
@@ -314,7 +317,25 @@ pub const ANALYZERS: &[Analyzer] = &[
         codes: &["WEFT0110"],
         run: annotations::cluster_only,
     },
+    Analyzer {
+        name: "guardrails",
+        istio: None,
+        codes: &[crate::guardrails::CODE],
+        run: guardrails,
+    },
 ];
+
+/// The platform's Guardrails, unless the caller judged them already (the
+/// control plane does, at admission, to refuse what breaks one).
+fn guardrails(input: &Input<'_>, findings: &mut Findings) {
+    if input.guardrails_judged {
+        return;
+    }
+    for mut d in crate::guardrails::check(input.resources, &input.mesh.root_namespace) {
+        d.analyzer = findings.analyzer;
+        findings.found.push(d);
+    }
+}
 
 /// Collected findings, each marked with the analyzer that found it.
 #[derive(Default)]
@@ -403,6 +424,8 @@ pub struct Options<'a> {
     /// A MeshConfig that replaces the one in the `istio` ConfigMap
     /// (istioctl's `--meshConfigFile`).
     pub mesh_config: Option<weft_api::types::mesh::MeshConfig>,
+    /// The Guardrails were judged already (see [`Input`]).
+    pub guardrails_judged: bool,
 }
 
 /// As [`analyze`], with `options`.

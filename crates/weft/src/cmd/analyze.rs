@@ -288,6 +288,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             refused: weft_compile::analyze::refused_by(&loaded.diagnostics),
             secret_resources_served: true,
             mesh_config,
+            guardrails_judged: false,
         },
     );
     loaded.diagnostics.extend(
