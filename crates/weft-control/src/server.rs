@@ -526,6 +526,12 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
                 .iter()
                 .filter(|d| d.code == weft_api::diag::codes::TAKEN_OVER)
                 .collect::<Vec<_>>(),
+            // What an Audit Guardrail lets in but reports.
+            "audited": config
+                .diagnostics
+                .iter()
+                .filter(|d| d.code == weft_compile::guardrails::CODE)
+                .collect::<Vec<_>>(),
             // What the analyzers call errors in what was admitted (a
             // credentialName with no secret, say): it runs, but not as meant.
             "problems": config

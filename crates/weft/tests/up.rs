@@ -214,6 +214,21 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let started = Instant::now();
+    while !m.status_text().contains("AUDITED (1)") {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            m.status_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        m.status_text()
+            .contains("plain.yaml:6:31: spec.trafficPolicy.tls.mode: TLS must not be turned off"),
+        "{}",
+        m.status_text()
+    );
     std::fs::remove_file(m.cfg.join("plain.yaml")).unwrap();
     std::fs::remove_file(m.cfg.join("guardrail.yaml")).unwrap();
 

@@ -56,6 +56,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             t["message"].as_str().unwrap_or("")
         );
     }
+    if let Some(audited) = cp["audited"].as_array().filter(|a| !a.is_empty()) {
+        println!(
+            "AUDITED ({}): admitted, but the platform's Guardrails would refuse them",
+            audited.len()
+        );
+        for a in audited {
+            println!(
+                "  {}:{}:{}: {}: {}",
+                a["file"].as_str().unwrap_or(""),
+                a["line"],
+                a["column"],
+                a["field"].as_str().unwrap_or(""),
+                a["message"].as_str().unwrap_or("")
+            );
+        }
+    }
     for kept in cp["keptLastGood"].as_array().into_iter().flatten() {
         println!(
             "  {}: refused; its last good version keeps serving",
