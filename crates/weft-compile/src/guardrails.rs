@@ -22,6 +22,88 @@ use weft_api::types::weft::{FailureAction, Guardrail};
 /// The code every guard-rail finding carries.
 pub const CODE: &str = "WEFT0130";
 
+/// One rule of one Guardrail applied to one resource, as Kyverno's
+/// PolicyReports list results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleResult {
+    /// The Guardrail, `namespace/name`.
+    pub guardrail: String,
+    pub rule: &'static str,
+    pub kind: ResourceKind,
+    pub namespace: String,
+    pub name: String,
+    /// The finding, when the resource breaks the rule.
+    pub failure: Option<Diagnostic>,
+}
+
+/// What each rule of each Guardrail says of each resource it judges:
+/// a pass, or the failure `check` reports.
+pub fn results(resources: &[Resource], root: &str) -> Vec<RuleResult> {
+    let failures = check(resources, root);
+    let mut out = Vec::new();
+    for g in resources {
+        let Spec::Guardrail(rail) = &g.spec else {
+            continue;
+        };
+        let name = format!("{}/{}", g.namespace(), g.name());
+        let scope = (g.namespace() != root).then(|| g.namespace().to_owned());
+        let rules = &rail.rules;
+        let on: [(&'static str, bool); 7] = [
+            ("strictMtls", rules.strict_mtls),
+            ("noTlsDisable", rules.no_tls_disable),
+            ("noInjectionOptOut", rules.no_injection_opt_out),
+            ("noCaptureExclusions", rules.no_capture_exclusions),
+            (
+                "requireAuthorizationPolicy",
+                rules.require_authorization_policy,
+            ),
+            ("noWildcardHosts", rules.no_wildcard_hosts),
+            (
+                "externalServiceEntryNamespaces",
+                rules.external_service_entry_namespaces.is_some(),
+            ),
+        ];
+        for r in resources
+            .iter()
+            .filter(|r| scope.as_deref().is_none_or(|ns| r.namespace() == ns) && !made_by_weft(r))
+        {
+            for (rule, _) in on.iter().filter(|(rule, on)| *on && judges(rule, r)) {
+                let tag = format!("Guardrail {name}, rule {rule})");
+                let failure = failures
+                    .iter()
+                    .find(|d| {
+                        d.resource.as_deref() == Some(r.display_name().as_str())
+                            && d.message.ends_with(&tag)
+                    })
+                    .cloned();
+                out.push(RuleResult {
+                    guardrail: name.clone(),
+                    rule,
+                    kind: r.kind(),
+                    namespace: r.namespace().to_owned(),
+                    name: r.name().to_owned(),
+                    failure,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether `rule` judges resources of `r`'s kind.
+fn judges(rule: &str, r: &Resource) -> bool {
+    let workload = pod_metadata(r).is_some();
+    match rule {
+        "strictMtls" => r.kind() == ResourceKind::PeerAuthentication,
+        "noTlsDisable" => r.kind() == ResourceKind::DestinationRule,
+        "noWildcardHosts" => r.kind() == ResourceKind::VirtualService,
+        "externalServiceEntryNamespaces" => r.kind() == ResourceKind::ServiceEntry,
+        "noInjectionOptOut" => workload || r.kind() == ResourceKind::Namespace,
+        "noCaptureExclusions" | "requireAuthorizationPolicy" => workload,
+        _ => false,
+    }
+}
+
 /// Every guard-rail finding over `resources`; `root` is the mesh's root
 /// namespace.
 pub fn check(resources: &[Resource], root: &str) -> Vec<Diagnostic> {
@@ -350,6 +432,32 @@ mod tests {
             .message
             .contains("audited by Guardrail team-a/team"));
         assert_eq!(found[0].origin.line, 4);
+    }
+
+    /// Each rule's result for each resource it judges: the passes too.
+    #[test]
+    fn results_list_passes_and_failures_by_rule() {
+        let mut resources = load(
+            "rails.yaml",
+            "apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {name: team, namespace: team-a}\nspec:\n  rules: {noWildcardHosts: true, strictMtls: true}\n",
+        );
+        resources.extend(load("a.yaml", &WILD.replace("NS", "team-a")));
+        resources.extend(load(
+            "b.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: named, namespace: team-a}\nspec: {hosts: [a.example.com], http: [{route: [{destination: {host: a.example.com}}]}]}\n",
+        ));
+        let all = results(&resources, "istio-system");
+        let got: Vec<(&str, &str, bool)> = all
+            .iter()
+            .map(|r| (r.rule, r.name.as_str(), r.failure.is_none()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("noWildcardHosts", "wild", false),
+                ("noWildcardHosts", "named", true)
+            ]
+        );
     }
 
     /// A root-namespace AuthorizationPolicy guards every namespace.

@@ -28,6 +28,8 @@ pub struct Docs {
     pub commands: Option<tokio::sync::mpsc::UnboundedSender<Command>>,
     pub status: Option<Status>,
     pub validations: Value,
+    /// The Guardrails' results as Kyverno's PolicyReports.
+    pub policy_reports: Value,
     /// Every resource: kind, namespace, name, where it was written, and the
     /// object itself.
     pub resources: Vec<Value>,
@@ -310,6 +312,12 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
                 (_, Err(_)) => (500, error("state poisoned")),
             }
         }
+        ("GET", "/api/policyreports") => (
+            200,
+            docs.lock()
+                .map(|d| d.policy_reports.to_string())
+                .unwrap_or_default(),
+        ),
         ("GET", "/api/validations") => (
             200,
             docs.lock()

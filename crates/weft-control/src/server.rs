@@ -548,11 +548,69 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
         "diagnostics": config.diagnostics,
         "refused": (!config.refused.is_empty()).then_some(&config.refused),
     });
+    let reports = policy_reports(&config.resources);
     if let Ok(mut d) = docs.lock() {
         d.status = Some(status);
         d.validations = validations;
         d.resources = resources;
+        d.policy_reports = reports;
     }
+}
+
+/// The Guardrails' results for what was admitted, as Kyverno's
+/// PolicyReports (`wgpolicyk8s.io/v1alpha2`): one per namespace, each
+/// rule's pass or fail for each resource it judges, and a summary.
+fn policy_reports(resources: &[weft_api::resource::Resource]) -> serde_json::Value {
+    let root = weft_compile::registry::MeshConfig::default().root_namespace;
+    let mut by_ns: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+        std::collections::BTreeMap::new();
+    for r in weft_compile::guardrails::results(resources, &root) {
+        let (result, message) = match &r.failure {
+            Some(d) => ("fail", d.message.clone()),
+            None => (
+                "pass",
+                format!("{} keeps to rule {}", r.kind.name(), r.rule),
+            ),
+        };
+        let api_version = r.kind.api_versions().first().copied().unwrap_or("v1");
+        let mut entry = serde_json::json!({
+            "policy": r.guardrail,
+            "rule": r.rule,
+            "result": result,
+            "message": message,
+            "source": "weft",
+            "category": "Guardrail",
+            "scored": true,
+            "resources": [{
+                "apiVersion": api_version,
+                "kind": r.kind.name(),
+                "namespace": r.namespace,
+                "name": r.name,
+            }],
+        });
+        if let Some(d) = &r.failure {
+            entry["properties"] = serde_json::json!({
+                "file": d.origin.file.to_string(),
+                "line": d.origin.line.to_string(),
+                "field": d.field.clone(),
+            });
+        }
+        by_ns.entry(r.namespace.clone()).or_default().push(entry);
+    }
+    let reports: Vec<serde_json::Value> = by_ns
+        .into_iter()
+        .map(|(ns, results)| {
+            let count = |what: &str| results.iter().filter(|r| r["result"] == what).count();
+            serde_json::json!({
+                "apiVersion": "wgpolicyk8s.io/v1alpha2",
+                "kind": "PolicyReport",
+                "metadata": {"name": format!("polr-ns-{ns}"), "namespace": ns},
+                "summary": {"pass": count("pass"), "fail": count("fail"), "warn": 0, "error": 0, "skip": 0},
+                "results": results,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(reports)
 }
 
 #[cfg(test)]

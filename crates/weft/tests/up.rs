@@ -229,6 +229,36 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         "{}",
         m.status_text()
     );
+    // And as Kyverno's PolicyReports: bookinfo's DestinationRules pass,
+    // the plain one fails.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["get", "policyreports", "-o", "json", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let report = &reports[0];
+    assert_eq!(report["kind"], "PolicyReport", "{reports}");
+    assert_eq!(report["metadata"]["name"], "polr-ns-default");
+    assert_eq!(report["summary"]["fail"], 1, "{report}");
+    assert!(report["summary"]["pass"].as_u64().unwrap() >= 4, "{report}");
+    let failed = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["result"] == "fail")
+        .unwrap();
+    assert_eq!(failed["policy"], "istio-system/platform");
+    assert_eq!(failed["rule"], "noTlsDisable");
+    assert_eq!(failed["resources"][0]["name"], "plain");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["get", "polr", "--admin", &m.admin])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.starts_with("NAMESPACE") && table.contains("polr-ns-default"),
+        "{table}"
+    );
     std::fs::remove_file(m.cfg.join("plain.yaml")).unwrap();
     std::fs::remove_file(m.cfg.join("guardrail.yaml")).unwrap();
 

@@ -212,6 +212,12 @@ fn wait_for_acks(admin: SocketAddr, generation: u64, wait: Duration) -> anyhow::
 }
 
 pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
+    if matches!(
+        args.kind.to_ascii_lowercase().as_str(),
+        "policyreports" | "policyreport" | "polr"
+    ) {
+        return get_policy_reports(args);
+    }
     let kind = weft_api::resource::ResourceKind::from_cli_name(&args.kind)
         .with_context(|| format!("unknown kind {}", args.kind))?;
     let mut path = format!("/api/resources?kind={}", kind.name());
@@ -286,6 +292,54 @@ pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
                     "---\n{}",
                     weft_api::yaml::emit::to_yaml_string(&r["object"])?
                 );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft get policyreports`: the Guardrails' results as Kyverno's
+/// PolicyReports, with kubectl's columns for them.
+fn get_policy_reports(args: &GetArgs) -> anyhow::Result<ExitCode> {
+    let reports: Vec<serde_json::Value> = serde_json::from_str(
+        &get(args.admin, "/api/policyreports").with_context(|| unreachable(args.admin))?,
+    )?;
+    let reports: Vec<&serde_json::Value> = reports
+        .iter()
+        .filter(|r| {
+            args.namespace
+                .as_deref()
+                .is_none_or(|ns| r["metadata"]["namespace"] == ns)
+                && args
+                    .name
+                    .as_deref()
+                    .is_none_or(|n| r["metadata"]["name"] == n)
+        })
+        .collect();
+    match args.output {
+        Format::Text | Format::Wide => {
+            println!(
+                "{:<16} {:<24} {:<6} {:<6} {:<6} {:<6} SKIP",
+                "NAMESPACE", "NAME", "PASS", "FAIL", "WARN", "ERROR"
+            );
+            for r in &reports {
+                let n = |k: &str| r["summary"][k].as_u64().unwrap_or(0);
+                println!(
+                    "{:<16} {:<24} {:<6} {:<6} {:<6} {:<6} {}",
+                    r["metadata"]["namespace"].as_str().unwrap_or(""),
+                    r["metadata"]["name"].as_str().unwrap_or(""),
+                    n("pass"),
+                    n("fail"),
+                    n("warn"),
+                    n("error"),
+                    n("skip")
+                );
+            }
+        }
+        Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Format::Yaml => {
+            for r in &reports {
+                print!("---\n{}", weft_api::yaml::emit::to_yaml_string(r)?);
             }
         }
     }
