@@ -135,7 +135,7 @@ pub fn check(resources: &[Resource], root: &str) -> Vec<Diagnostic> {
 
 /// Made by a controller of weft's (the source's managed layer), not
 /// written by a user.
-fn made_by_weft(r: &Resource) -> bool {
+pub fn made_by_weft(r: &Resource) -> bool {
     let file = &r.origin().file;
     file.contains("/managed/") || file.starts_with("managed/")
 }
@@ -363,6 +363,11 @@ type PodMeta<'a> = (
     FieldPath,
     &'a std::collections::BTreeMap<String, String>,
 );
+
+/// Whether `r` runs pods (a Workload, a Deployment, a Pod).
+pub fn runs_pods(r: &Resource) -> bool {
+    pod_metadata(r).is_some()
+}
 
 fn pod_metadata(r: &Resource) -> Option<PodMeta<'_>> {
     let meta = FieldPath::root().key("metadata");

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod ca;
 pub mod canary;
 pub mod dashboard;
+pub mod guardrails;
 pub mod jwks;
 pub mod listen;
 mod parallel;

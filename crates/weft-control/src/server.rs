@@ -120,6 +120,11 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
     let config = store.load(None);
     print_diagnostics(&config.diagnostics);
     print_refused(&config);
+    crate::guardrails::reconcile(
+        store.source().as_ref(),
+        &config.resources,
+        store.root_namespace(),
+    );
     std::fs::create_dir_all(o.run_dir.join("tokens"))?;
     let admin_listener = crate::listen::bind(o.admin, "the admin API").await?;
     let xds_listener = push::bind(o.xds).await?;
@@ -294,6 +299,11 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
                     print_diagnostics(&next.diagnostics);
                     print_refused(&next);
                     canary_config.send_replace(seen(&next));
+                    crate::guardrails::reconcile(
+                        store.source().as_ref(),
+                        &next.resources,
+                        store.root_namespace(),
+                    );
                     current = next;
                 }
             }

@@ -99,6 +99,11 @@ impl Store {
         self
     }
 
+    /// The mesh's root namespace (MeshConfig's `rootNamespace`).
+    pub fn root_namespace(&self) -> &str {
+        &self.mesh.root_namespace
+    }
+
     pub fn source(&self) -> &Arc<dyn ConfigSource> {
         &self.source
     }

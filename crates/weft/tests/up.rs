@@ -260,7 +260,41 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         "{table}"
     );
     std::fs::remove_file(m.cfg.join("plain.yaml")).unwrap();
+    // On request, the Guardrail makes the default-deny policy a namespace
+    // lacks: bookinfo is closed until its owners say who may call it, and
+    // open again when the request goes.
+    std::fs::write(
+        m.cfg.join("guardrail.yaml"),
+        "apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {name: platform, namespace: istio-system}\nspec:\n  rules: {requireAuthorizationPolicy: true, generateDefaultDeny: true}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    while m.page(None).0 != 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no default deny: {}",
+            m.w.log("up")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        curl(&[&format!(
+            "http://{}/api/resources?kind=AuthorizationPolicy",
+            m.admin
+        )])
+        .body
+        .contains("\"name\":\"allow-nothing\""),
+        "the policy made is not listed"
+    );
     std::fs::remove_file(m.cfg.join("guardrail.yaml")).unwrap();
+    let started = Instant::now();
+    while m.page(None).0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the default deny outlived its Guardrail"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A workload that dies is restarted and reported.
     let status_json = |m: &Mesh| -> serde_json::Value {

@@ -163,6 +163,11 @@ pub struct GuardrailRules {
     /// root namespace has one for the mesh).
     #[serde(default)]
     pub require_authorization_policy: bool,
+    /// With `requireAuthorizationPolicy`: the control plane makes an
+    /// allow-nothing AuthorizationPolicy (`allow-nothing`) in each such
+    /// namespace that has none of its users', until they write one.
+    #[serde(default)]
+    pub generate_default_deny: bool,
     /// No VirtualService host is or holds `*`
     /// (`restrict-virtual-service-wildcard`).
     #[serde(default)]

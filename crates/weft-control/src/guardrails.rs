@@ -1,0 +1,135 @@
+//! What the platform's Guardrails make on request: with
+//! `requireAuthorizationPolicy` and `generateDefaultDeny`, an
+//! allow-nothing AuthorizationPolicy in each namespace of the Guardrail's
+//! scope that runs workloads and has no AuthorizationPolicy of its
+//! users' (as Kyverno's generate rules make one). They are written
+//! through the source's managed layer, owned by the Guardrail, and go
+//! when the Guardrail (or its request) goes or the users write their own.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use weft_api::resource::{Resource, ResourceKind, Spec};
+use weft_compile::guardrails::{made_by_weft, runs_pods};
+
+use crate::source::{ConfigSource, Managed};
+
+/// The name of each policy made.
+pub const DEFAULT_DENY: &str = "allow-nothing";
+
+/// Brings the managed layer in line with what the Guardrails among
+/// `resources` ask to be made; `root` is the mesh's root namespace.
+pub fn reconcile(source: &dyn ConfigSource, resources: &[Resource], root: &str) {
+    let wanted = wanted(resources, root);
+    for (owner, documents) in &wanted {
+        if source.managed(owner).documents != *documents {
+            let managed = Managed {
+                documents: documents.clone(),
+                scale: BTreeMap::new(),
+            };
+            match source.manage(owner, &managed) {
+                Ok(()) => eprintln!("weft: {owner} made its default-deny AuthorizationPolicies"),
+                Err(e) => eprintln!("weft: {owner}: cannot make its AuthorizationPolicies: {e}"),
+            }
+        }
+    }
+    for owner in source.managed_owners() {
+        if owner.starts_with("Guardrail/") && !wanted.contains_key(&owner) {
+            if let Err(e) = source.unmanage(&owner) {
+                eprintln!("weft: {owner}: cannot remove what it made: {e}");
+            }
+        }
+    }
+}
+
+/// Owner (`Guardrail/namespace/name`) → the documents it makes.
+fn wanted(resources: &[Resource], root: &str) -> BTreeMap<String, String> {
+    let users_policies: BTreeSet<&str> = resources
+        .iter()
+        .filter(|r| r.kind() == ResourceKind::AuthorizationPolicy && !made_by_weft(r))
+        .map(Resource::namespace)
+        .collect();
+    let mut out = BTreeMap::new();
+    if users_policies.contains(root) {
+        // A mesh-wide policy of the users' already holds everywhere.
+        return out;
+    }
+    for g in resources {
+        let Spec::Guardrail(rail) = &g.spec else {
+            continue;
+        };
+        if !(rail.rules.require_authorization_policy && rail.rules.generate_default_deny) {
+            continue;
+        }
+        let in_scope = |ns: &str| g.namespace() == root || g.namespace() == ns;
+        let namespaces: BTreeSet<&str> = resources
+            .iter()
+            .filter(|r| runs_pods(r) && !made_by_weft(r) && in_scope(r.namespace()))
+            .map(Resource::namespace)
+            .filter(|ns| !users_policies.contains(ns))
+            .collect();
+        if namespaces.is_empty() {
+            continue;
+        }
+        let documents: Vec<String> = namespaces
+            .iter()
+            .map(|ns| {
+                serde_json::json!({
+                    "apiVersion": "security.istio.io/v1",
+                    "kind": "AuthorizationPolicy",
+                    "metadata": {"name": DEFAULT_DENY, "namespace": ns},
+                    "spec": {},
+                })
+                .to_string()
+            })
+            .collect();
+        out.insert(
+            format!("Guardrail/{}/{}", g.namespace(), g.name()),
+            documents.join("\n---\n"),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: &str, text: &str) -> Vec<Resource> {
+        weft_api::load::load_bytes(file, text.as_bytes()).resources
+    }
+
+    #[test]
+    fn namespaces_without_a_policy_of_their_own_get_one() {
+        let rail = "apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {name: platform, namespace: istio-system}\nspec:\n  rules: {requireAuthorizationPolicy: true, generateDefaultDeny: true}\n";
+        let app = |ns: &str| {
+            format!("apiVersion: weft.dev/v1\nkind: Workload\nmetadata: {{name: app, namespace: {ns}}}\nspec: {{command: sleep}}\n")
+        };
+        let mut resources = load("rail.yaml", rail);
+        resources.extend(load("a.yaml", &app("team-a")));
+        resources.extend(load("b.yaml", &app("team-b")));
+        resources.extend(load(
+            "ap.yaml",
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: mine, namespace: team-b}\nspec: {}\n",
+        ));
+        // The one made before does not count as the users'.
+        resources.extend(load(
+            "run/managed/Guardrail_istio-system_platform.yaml",
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: team-a}\nspec: {}\n",
+        ));
+        let wanted = wanted(&resources, "istio-system");
+        let docs = &wanted["Guardrail/istio-system/platform"];
+        assert!(docs.contains("\"namespace\":\"team-a\""), "{docs}");
+        assert!(!docs.contains("team-b"), "{docs}");
+        // Without the request, nothing is made.
+        let quiet = load(
+            "rail.yaml",
+            &rail.replace(", generateDefaultDeny: true", ""),
+        );
+        assert!(wanted_of(quiet, &resources[1..]).is_empty());
+    }
+
+    fn wanted_of(mut rail: Vec<Resource>, rest: &[Resource]) -> BTreeMap<String, String> {
+        rail.extend(rest.iter().cloned());
+        wanted(&rail, "istio-system")
+    }
+}
