@@ -30,7 +30,7 @@ fn place(netns: Option<&str>) -> String {
 }
 
 /// `program args…`, inside `netns` when given (through `ip netns exec`).
-fn command(netns: Option<&str>, program: &str, args: &[&str]) -> Command {
+pub(crate) fn command(netns: Option<&str>, program: &str, args: &[&str]) -> Command {
     match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -75,11 +75,18 @@ pub fn run_tool(
         }
     })?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|error| ApplyError::Io {
-                what: what.clone(),
-                error,
-            })?;
+        // A program that stopped before reading (`ip netns exec` on a
+        // namespace that is not there) says why on stderr: a broken pipe
+        // here is not the error to report.
+        match pipe.write_all(text.as_bytes()) {
+            Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(ApplyError::Io {
+                    what: what.clone(),
+                    error,
+                })
+            }
+            _ => {}
+        }
     }
     let out = child.wait_with_output().map_err(|error| ApplyError::Io {
         what: what.clone(),

@@ -90,6 +90,30 @@ pub fn results(resources: &[Resource], root: &str) -> Vec<RuleResult> {
     out
 }
 
+/// The Guardrail whose `noBypass` holds the pods of `namespace`
+/// (`namespace/name`, and whether it enforces): its namespace's own, else
+/// the root namespace's; of several, an enforcing one.
+pub fn bypass_guard(resources: &[Resource], root: &str, namespace: &str) -> Option<(String, bool)> {
+    let mut found: Option<(String, bool, bool)> = None;
+    for g in resources {
+        let Spec::Guardrail(rail) = &g.spec else {
+            continue;
+        };
+        if !rail.rules.no_bypass || !(g.namespace() == namespace || g.namespace() == root) {
+            continue;
+        }
+        let own = g.namespace() == namespace;
+        let enforce = rail.validation_failure_action == FailureAction::Enforce;
+        let better = found
+            .as_ref()
+            .is_none_or(|(_, e, o)| (own, enforce) > (*o, *e));
+        if better {
+            found = Some((format!("{}/{}", g.namespace(), g.name()), enforce, own));
+        }
+    }
+    found.map(|(name, enforce, _)| (name, enforce))
+}
+
 /// Whether `rule` judges resources of `r`'s kind.
 fn judges(rule: &str, r: &Resource) -> bool {
     let workload = pod_metadata(r).is_some();

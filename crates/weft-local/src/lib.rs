@@ -99,6 +99,9 @@ struct Running {
     /// application's address, and what holds it.
     held: BTreeMap<String, String>,
     plan: Plan,
+    /// Under capture, the Guardrail each pod is held to (`noBypass`), as
+    /// installed.
+    guards: BTreeMap<String, Option<weft_capture::guard::Guard>>,
     /// What was last reported to the control plane, and when.
     reported: std::sync::Mutex<(String, Option<std::time::Instant>)>,
 }
@@ -336,6 +339,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         apps: BTreeMap::new(),
         held: BTreeMap::new(),
         plan: Plan::default(),
+        guards: BTreeMap::new(),
         reported: std::sync::Mutex::new((String::new(), None)),
     };
     apply(&o, &config, &mut running).await;
@@ -514,7 +518,9 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
             &o.capture,
             running.plan.sidecars.iter().find(|s| s.name == name),
         ) {
-            net.remove_pod(&net.pod_namespace(&s.namespace, &s.instance));
+            let netns = net.pod_namespace(&s.namespace, &s.instance);
+            net.remove_pod(&netns);
+            running.guards.remove(&netns);
         }
     }
     // Under capture each replica's pod is made before its proxy starts,
@@ -544,6 +550,8 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
                     why: e.to_string(),
                 }),
             };
+            // A pod made (again) has no guard until one is installed.
+            running.guards.remove(&netns);
             if let Err(e) = made {
                 eprintln!("weft: not starting {}: {e}", s.name);
                 net.remove_pod(&netns);
@@ -642,7 +650,43 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
     for w in waits {
         let _ = w.await;
     }
+    if let Some(net) = &o.capture {
+        hold_to_guardrails(net, config, &plan, running);
+    }
     running.plan = plan;
+}
+
+/// Holds each captured pod to the Guardrail whose `noBypass` covers its
+/// namespace, or lets it go; only what changed is installed.
+fn hold_to_guardrails(net: &capture::Network, config: &Config, plan: &Plan, running: &mut Running) {
+    let root = weft_compile::registry::MeshConfig::default().root_namespace;
+    for s in &plan.sidecars {
+        // A pod without capture (interceptionMode NONE) has no proxy's
+        // ways to keep to.
+        if !matches!(&s.capture, Ok(Some(_))) || running.held.contains_key(&s.name) {
+            continue;
+        }
+        let netns = net.pod_namespace(&s.namespace, &s.instance);
+        let wanted = weft_compile::guardrails::bypass_guard(&config.resources, &root, &s.namespace)
+            .map(|(policy, enforce)| weft_capture::guard::Guard { policy, enforce });
+        if running.guards.get(&netns) == Some(&wanted) {
+            continue;
+        }
+        match weft_capture::guard::install(Some(&netns), wanted.as_ref()) {
+            Ok(()) => {
+                if let Some(g) = &wanted {
+                    eprintln!(
+                        "weft: {} is held to the mesh by Guardrail {} ({})",
+                        s.name,
+                        g.policy,
+                        if g.enforce { "enforced" } else { "audited" }
+                    );
+                }
+                running.guards.insert(netns, wanted);
+            }
+            Err(e) => eprintln!("weft: cannot hold {} to the mesh: {e}", s.name),
+        }
+    }
 }
 
 /// What the supervisor knows, for the control plane's `/api/status`.

@@ -172,6 +172,12 @@ pub struct GuardrailRules {
     /// (`restrict-virtual-service-wildcard`).
     #[serde(default)]
     pub no_wildcard_hosts: bool,
+    /// Under capture, each pod is held to the mesh in its own namespace:
+    /// a filter lets its traffic out and in only by its proxy's ways, and
+    /// what tries another way is counted and logged (and dropped, when
+    /// the Guardrail enforces).
+    #[serde(default)]
+    pub no_bypass: bool,
     /// The only namespaces that may declare MESH_EXTERNAL ServiceEntries
     /// (where egress is allowed); unset: any.
     pub external_service_entry_namespaces: Option<Vec<String>>,

@@ -1,0 +1,143 @@
+//! No bypass of the mesh, enforced in a pod's own namespace: a filter
+//! table (`inet weft-guard`) beside the capture tables that lets out only
+//! what went to the proxy (anything to loopback, where capture redirects
+//! the workload's TCP and DNS) and the proxy's own traffic, and lets in
+//! only what the proxy takes (the inbound capture and tunnel ports, its
+//! status and metrics ports, what TPROXY marked) and replies. Anything
+//! else (a process that excluded a port, a raw socket to a peer's
+//! application port, a connection straight to the application) is
+//! counted and logged with the Guardrail's name, and dropped when the
+//! Guardrail enforces.
+
+use std::fmt::Write;
+
+use crate::apply::{run_tool, ApplyError};
+use crate::{ports, PROXY_ID};
+
+pub const TABLE: &str = "weft-guard";
+
+/// The Guardrail a pod is held to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// `namespace/name`, as logs and counters name it.
+    pub policy: String,
+    /// Drop what would bypass the mesh; otherwise only count and log it.
+    pub enforce: bool,
+}
+
+/// The `nft -f` script that installs `g` (replacing what is there).
+pub fn script(g: &Guard) -> String {
+    let verdict = if g.enforce { "drop" } else { "accept" };
+    // A log prefix is at most 127 bytes and must not hold quotes.
+    let name: String = g
+        .policy
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '.'))
+        .take(64)
+        .collect();
+    let mut s = String::new();
+    let t = TABLE;
+    let _ = writeln!(s, "add table inet {t}");
+    let _ = writeln!(s, "flush table inet {t}");
+    let _ = writeln!(
+        s,
+        "add chain inet {t} output {{ type filter hook output priority 0 ; policy accept ; }}"
+    );
+    let _ = writeln!(
+        s,
+        "add chain inet {t} input {{ type filter hook input priority 0 ; policy accept ; }}"
+    );
+    let _ = writeln!(s, "add rule inet {t} output oifname \"lo\" accept");
+    // What capture redirected to the proxy (the route may still name the
+    // interface it would have left by).
+    let _ = writeln!(s, "add rule inet {t} output ct status dnat accept");
+    let _ = writeln!(s, "add rule inet {t} output ip daddr 127.0.0.0/8 accept");
+    let _ = writeln!(s, "add rule inet {t} output meta skgid {PROXY_ID} accept");
+    let _ = writeln!(
+        s,
+        "add rule inet {t} output counter log prefix \"weft-guardrail {name} outbound: \" {verdict}"
+    );
+    let _ = writeln!(s, "add rule inet {t} input iifname \"lo\" accept");
+    let _ = writeln!(
+        s,
+        "add rule inet {t} input ct state established,related accept"
+    );
+    let _ = writeln!(
+        s,
+        "add rule inet {t} input tcp dport {{ {}, {}, {}, {}, {} }} accept",
+        ports::INBOUND,
+        ports::TUNNEL,
+        ports::ADMIN,
+        ports::HEALTH,
+        ports::METRICS
+    );
+    let _ = writeln!(s, "add rule inet {t} input meta mark {PROXY_ID} accept");
+    let _ = writeln!(
+        s,
+        "add rule inet {t} input counter log prefix \"weft-guardrail {name} inbound: \" {verdict}"
+    );
+    s
+}
+
+/// Holds `netns` (or here) to `guard`, or lets it go (`None`).
+pub fn install(netns: Option<&str>, guard: Option<&Guard>) -> Result<(), ApplyError> {
+    let script = match guard {
+        Some(g) => script(g),
+        // Adding first makes deleting a table that is not there no error.
+        None => format!("add table inet {TABLE}\ndelete table inet {TABLE}\n"),
+    };
+    run_tool(netns, "nft", "nftables", &["-f", "-"], Some(&script))
+}
+
+/// What the guard counted in `netns`: packets stopped (or, auditing,
+/// seen) going out and coming in.
+pub fn counted(netns: Option<&str>) -> Option<(u64, u64)> {
+    let out = crate::apply::command(netns, "nft", &["-j", "list", "table", "inet", TABLE])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let mut counts = (0, 0);
+    for item in v["nftables"].as_array()? {
+        let rule = &item["rule"];
+        let Some(exprs) = rule["expr"].as_array() else {
+            continue;
+        };
+        for e in exprs {
+            if let Some(n) = e["counter"]["packets"].as_u64() {
+                match rule["chain"].as_str() {
+                    Some("output") => counts.0 += n,
+                    Some("input") => counts.1 += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_lets_through_only_the_proxys_ways() {
+        let s = script(&Guard {
+            policy: "istio-system/platform\"; drop".into(),
+            enforce: true,
+        });
+        assert!(s.contains("add rule inet weft-guard output oifname \"lo\" accept"));
+        assert!(s.contains("output meta skgid 1337 accept"));
+        assert!(s.contains("input tcp dport { 15006, 15008, 15020, 15021, 15090 } accept"));
+        assert!(s.contains(
+            "output counter log prefix \"weft-guardrail istio-system/platformdrop outbound: \" drop"
+        ));
+        let audit = script(&Guard {
+            policy: "team/rails".into(),
+            enforce: false,
+        });
+        assert!(audit.contains("inbound: \" accept"), "{audit}");
+        assert!(!audit.contains(" drop"), "{audit}");
+    }
+}
