@@ -89,32 +89,75 @@ pub fn install(netns: Option<&str>, guard: Option<&Guard>) -> Result<(), ApplyEr
     run_tool(netns, "nft", "nftables", &["-f", "-"], Some(&script))
 }
 
-/// What the guard counted in `netns`: packets stopped (or, auditing,
-/// seen) going out and coming in.
-pub fn counted(netns: Option<&str>) -> Option<(u64, u64)> {
-    let out = crate::apply::command(netns, "nft", &["-j", "list", "table", "inet", TABLE])
+/// One of the guard's counters, as its rule names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    /// The Guardrail, from the rule's log prefix.
+    pub policy: String,
+    /// `outbound` or `inbound`.
+    pub direction: String,
+    /// Whether the rule drops (Enforce) or only counts (Audit).
+    pub drops: bool,
+    pub packets: u64,
+}
+
+/// The guard's counters in `netns` (or here), each with the Guardrail
+/// its rule names; none when no guard is installed.
+pub fn counters(netns: Option<&str>) -> Vec<Counter> {
+    let Some(out) = crate::apply::command(netns, "nft", &["-j", "list", "table", "inet", TABLE])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()
-        .filter(|o| o.status.success())?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let mut counts = (0, 0);
-    for item in v["nftables"].as_array()? {
-        let rule = &item["rule"];
-        let Some(exprs) = rule["expr"].as_array() else {
+        .filter(|o| o.status.success())
+    else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let Some(exprs) = item["rule"]["expr"].as_array() else {
             continue;
         };
-        for e in exprs {
-            if let Some(n) = e["counter"]["packets"].as_u64() {
-                match rule["chain"].as_str() {
-                    Some("output") => counts.0 += n,
-                    Some("input") => counts.1 += n,
-                    _ => {}
-                }
-            }
-        }
+        let packets = exprs.iter().find_map(|e| e["counter"]["packets"].as_u64());
+        let prefix = exprs.iter().find_map(|e| e["log"]["prefix"].as_str());
+        let (Some(packets), Some(prefix)) = (packets, prefix) else {
+            continue;
+        };
+        // "weft-guardrail NS/NAME outbound: "
+        let mut words = prefix
+            .trim()
+            .trim_end_matches(':')
+            .split_whitespace()
+            .skip(1);
+        let (Some(policy), Some(direction)) = (words.next(), words.next()) else {
+            continue;
+        };
+        found.push(Counter {
+            policy: policy.to_owned(),
+            direction: direction.to_owned(),
+            drops: exprs.iter().any(|e| e.get("drop").is_some()),
+            packets,
+        });
     }
-    Some(counts)
+    found
+}
+
+/// What the guard counted in `netns`: packets stopped (or, auditing,
+/// seen) going out and coming in; `None` when no guard is installed.
+pub fn counted(netns: Option<&str>) -> Option<(u64, u64)> {
+    let all = counters(netns);
+    if all.is_empty() {
+        return None;
+    }
+    let sum = |d: &str| {
+        all.iter()
+            .filter(|c| c.direction == d)
+            .map(|c| c.packets)
+            .sum()
+    };
+    Some((sum("outbound"), sum("inbound")))
 }
 
 #[cfg(test)]

@@ -28,6 +28,15 @@ pub async fn serve(
                     let shared = shared.clone();
                     async move {
                         let snap = shared.snapshot.load();
+                        // Under capture, the pod's guard counts what tried
+                        // to go around the mesh (read from nftables).
+                        let guard = if shared.config.captured_outbound.is_some()
+                            && matches!(req.uri().path(), "/metrics" | "/stats/prometheus")
+                        {
+                            guard_metrics().await
+                        } else {
+                            String::new()
+                        };
                         let (status, body) = match req.uri().path() {
                             "/ready" | "/healthz/ready" => match &shared.mesh {
                                 Some(m) if !m.ready() => (503, "waiting for the workload certificate\n".to_owned()),
@@ -35,7 +44,7 @@ pub async fn serve(
                             },
                             "/config_dump" => (200, serde_json::to_string_pretty(&serde_json::json!({"version": snap.version, "model": &*snap.model})).unwrap_or_default()),
                             "/metrics" | "/stats/prometheus" => (200, format!(
-                                "{}# HELP weft_access_log_dropped_total Access log entries dropped because the writer fell behind.\n# TYPE weft_access_log_dropped_total counter\nweft_access_log_dropped_total {}\n",
+                                "{}# HELP weft_access_log_dropped_total Access log entries dropped because the writer fell behind.\n# TYPE weft_access_log_dropped_total counter\nweft_access_log_dropped_total {}\n{guard}",
                                 shared.metrics.render(&snap.tags),
                                 shared.access_log.dropped()
                             )),
@@ -61,4 +70,38 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         }
     }
+}
+
+/// The pod guard's counters (Guardrail `noBypass`) as metrics: packets
+/// dropped under Enforce, or let through and counted under Audit.
+async fn guard_metrics() -> String {
+    let counters = tokio::task::spawn_blocking(|| weft_capture::guard::counters(None))
+        .await
+        .unwrap_or_default();
+    let mut out = String::new();
+    for (name, help, drops) in [
+        (
+            "weft_policy_dropped_total",
+            "Packets a Guardrail dropped for going around the mesh.",
+            true,
+        ),
+        (
+            "weft_policy_audited_total",
+            "Packets an audited Guardrail counted going around the mesh.",
+            false,
+        ),
+    ] {
+        let mine: Vec<_> = counters.iter().filter(|c| c.drops == drops).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for c in mine {
+            out.push_str(&format!(
+                "{name}{{policy=\"{}\",direction=\"{}\",reason=\"noBypass\"}} {}\n",
+                c.policy, c.direction, c.packets
+            ));
+        }
+    }
+    out
 }

@@ -641,6 +641,26 @@ spec:
     );
     let (dropped, _) = weft_capture::guard::counted(Some(&bypass)).expect("the guard's counters");
     assert!(dropped > 0, "nothing counted");
+    // Counted beside the proxy's own metrics.
+    let bypass_ip = pod_ip("bypass");
+    let metrics = String::from_utf8_lossy(
+        &in_netns(
+            &bypass,
+            &["curl", "-s", &format!("http://{bypass_ip}:15020/metrics")],
+        )
+        .stdout,
+    )
+    .into_owned();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("weft_policy_dropped_total{policy=\"default/no-bypass\",direction=\"outbound\",reason=\"noBypass\"}")
+        })
+        .unwrap_or_else(|| panic!("no weft_policy_dropped_total: {metrics}"));
+    assert!(
+        line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()) > Some(0),
+        "{line}"
+    );
     assert!(
         m.w.log("up").contains(
             "default/bypass-0 is held to the mesh by Guardrail default/no-bypass (enforced)"
