@@ -35,6 +35,26 @@ fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
 }
 
 /// The network namespaces whose names pass `keep`.
+/// The HTTP status `curl` gets for `url` from inside `ns` (`000` when
+/// it got no answer within `secs`).
+fn status_from(ns: &str, url: &str, secs: u32) -> String {
+    let out = in_netns(
+        ns,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            &secs.to_string(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn netns_where(keep: impl Fn(&str) -> bool) -> Vec<String> {
     std::fs::read_dir("/var/run/netns")
         .map(|d| {
@@ -444,23 +464,8 @@ spec:
             .unwrap(),
         name: "outside".into(),
     };
-    let outside = |port: &str| {
-        let out = in_netns(
-            &client,
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "5",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &format!("http://198.19.0.1:{port}/status/200"),
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let outside =
+        |port: &str| status_from(&client, &format!("http://198.19.0.1:{port}/status/200"), 5);
     let started = Instant::now();
     while outside("8000") != "200" {
         assert!(
@@ -576,40 +581,8 @@ spec:
     // the pod that excluded port 8000 from capture no longer reaches the
     // server around the mesh; through the mesh it does. Audit counts and
     // lets it through again.
-    let around = || {
-        let out = in_netns(
-            &bypass,
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "3",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &format!("http://{server_ip}:8000/status/200"),
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let through = || {
-        let out = in_netns(
-            &client,
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "5",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &format!("http://{server_vip}:8000/status/200"),
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let around = || status_from(&bypass, &format!("http://{server_ip}:8000/status/200"), 3);
+    let through = || status_from(&client, &format!("http://{server_vip}:8000/status/200"), 5);
     // The bookinfo policies applied above deny the server's callers
     // (403): what counts here is whether the call reaches it at all.
     assert_ne!(around(), "000");
