@@ -438,6 +438,7 @@ fn decode_object(file: &Arc<str>, tree: &Arc<Tree>, node: NodeId, out: &mut Load
             tree: tree.clone(),
             node,
         },
+        managed_by: None,
     };
     let diags = validate::validate(&resource);
     let ok = !diags.iter().any(Diagnostic::is_error);

@@ -283,6 +283,10 @@ pub struct Resource {
     pub meta: crate::types::kube::ObjectMeta,
     pub spec: Spec,
     pub source: SourceRef,
+    /// The controller of weft's that made it (`Canary/ns/name`), when it
+    /// comes from the source's managed layer; never from what a user
+    /// writes, so a user's resource cannot pass for a controller's.
+    pub managed_by: Option<String>,
 }
 
 impl Resource {

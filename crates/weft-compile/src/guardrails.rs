@@ -157,11 +157,10 @@ pub fn check(resources: &[Resource], root: &str) -> Vec<Diagnostic> {
     out
 }
 
-/// Made by a controller of weft's (the source's managed layer), not
-/// written by a user.
+/// Made by a controller of weft's (the source's managed layer says so),
+/// not written by a user.
 pub fn made_by_weft(r: &Resource) -> bool {
-    let file = &r.origin().file;
-    file.contains("/managed/") || file.starts_with("managed/")
+    r.managed_by.is_some()
 }
 
 struct Judge<'a> {
@@ -444,14 +443,27 @@ mod tests {
         );
         resources.extend(load("a.yaml", &WILD.replace("NS", "team-a")));
         resources.extend(load("b.yaml", &WILD.replace("NS", "team-b")));
-        resources.extend(load(
+        let mut made = load(
             "run/managed/Canary_team-a_x.yaml",
             &WILD
                 .replace("NS", "team-a")
                 .replace("name: wild", "name: made"),
+        );
+        made[0].managed_by = Some("Canary/team-a/x".into());
+        resources.extend(made);
+        // A user's file in a directory called `managed` is still judged.
+        resources.extend(load(
+            "config/managed/sneaky.yaml",
+            &WILD
+                .replace("NS", "team-a")
+                .replace("name: wild", "name: sneaky"),
         ));
         let found = check(&resources, "istio-system");
-        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            found[1].resource.as_deref(),
+            Some("VirtualService team-a/sneaky")
+        );
         assert_eq!(found[0].severity, Severity::Warning);
         assert_eq!(
             found[0].resource.as_deref(),

@@ -112,10 +112,12 @@ mod tests {
             "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: mine, namespace: team-b}\nspec: {}\n",
         ));
         // The one made before does not count as the users'.
-        resources.extend(load(
+        let mut made = load(
             "run/managed/Guardrail_istio-system_platform.yaml",
             "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: team-a}\nspec: {}\n",
-        ));
+        );
+        made[0].managed_by = Some("Guardrail/istio-system/platform".into());
+        resources.extend(made);
         let wanted = wanted(&resources, "istio-system");
         let docs = &wanted["Guardrail/istio-system/platform"];
         assert!(docs.contains("\"namespace\":\"team-a\""), "{docs}");

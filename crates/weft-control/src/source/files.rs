@@ -205,7 +205,10 @@ impl ConfigSource for FilesSource {
             loaded.diagnostics.extend(applied.diagnostics);
         }
         if let Some(dir) = self.managed.as_ref().filter(|d| d.is_dir()) {
-            let managed = load_paths_with(std::slice::from_ref(dir), &mut state.parsed_managed);
+            let mut managed = load_paths_with(std::slice::from_ref(dir), &mut state.parsed_managed);
+            for r in &mut managed.resources {
+                r.managed_by = Some(owner_of_file(&r.origin().file));
+            }
             let owners: BTreeMap<ResourceKey, String> = managed
                 .resources
                 .iter()
@@ -439,6 +442,15 @@ impl ConfigSource for FilesSource {
 
 /// The owner a managed file is kept for (`managed/Canary_test_podinfo.yaml`
 /// is `Canary test/podinfo`; Kubernetes names hold no `_`).
+/// The owner (`Kind/namespace/name`) a managed file belongs to.
+fn owner_of_file(file: &str) -> String {
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(file);
+    stem.splitn(3, '_').collect::<Vec<_>>().join("/")
+}
+
 fn owner_named_by(file: &str) -> String {
     let stem = Path::new(file)
         .file_stem()
