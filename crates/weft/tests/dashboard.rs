@@ -36,6 +36,14 @@ fn the_service_graph_in_a_browser() {
     let artifacts = common::repo().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("dashboard.png");
+    // A Guardrail that audits TLS turned off, and one DestinationRule
+    // that turns it off (for a host bookinfo does not call): the Policies
+    // tab shows the report, bookinfo's own rules passing.
+    std::fs::write(
+        m.cfg.join("guardrail.yaml"),
+        "apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {name: platform, namespace: istio-system}\nspec:\n  rules: {noTlsDisable: true}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: plain}\nspec:\n  host: nowhere.example.com\n  trafficPolicy: {tls: {mode: DISABLE}}\n",
+    )
+    .unwrap();
     let report = common::browser::run(
         "dashboard.mjs",
         &[
@@ -46,6 +54,22 @@ fn the_service_graph_in_a_browser() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(report["error"].is_null(), "{report}");
     assert!(report["pageErrors"].is_null(), "{report}");
+    let polr = report["policyReports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[1] == "polr-ns-default")
+        .unwrap_or_else(|| panic!("no polr-ns-default: {report}"));
+    assert_eq!(polr[3], "1", "one fails: {polr}");
+    assert_eq!(polr[2], "4", "bookinfo's own DestinationRules pass: {polr}");
+    let failure = &report["policyFailures"][0];
+    assert_eq!(failure[0], "istio-system/platform");
+    assert_eq!(failure[1], "noTlsDisable");
+    assert_eq!(failure[2], "DestinationRule default/plain");
+    assert!(
+        failure[3].as_str().unwrap().contains("guardrail.yaml:"),
+        "{failure}"
+    );
     let edges = report["edges"].as_array().unwrap();
     let edge = |s: &str, t: &str| {
         edges

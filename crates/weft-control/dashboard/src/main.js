@@ -314,6 +314,30 @@ function showCanary(c) {
       .join("") || "<tr><td colspan=3 class='muted'>no events since the control plane started</td></tr>");
 }
 
+// Policies: the Guardrails' results as Kyverno's PolicyReports, a line
+// per namespace, then each result that fails with where it was written.
+async function refreshPolicies() {
+  const reports = await getJson("/api/policyreports");
+  $("#policy-reports").innerHTML =
+    "<tr><th>NAMESPACE</th><th>NAME</th><th>PASS</th><th>FAIL</th><th>WARN</th><th>ERROR</th><th>SKIP</th></tr>" +
+    (reports
+      .map((r) => {
+        const s = r.summary || {};
+        return `<tr data-report="${esc(r.metadata.name)}"><td>${esc(r.metadata.namespace)}</td><td>${esc(r.metadata.name)}</td><td>${esc(s.pass ?? 0)}</td><td class="${s.fail ? "verdict-failed" : ""}">${esc(s.fail ?? 0)}</td><td>${esc(s.warn ?? 0)}</td><td>${esc(s.error ?? 0)}</td><td>${esc(s.skip ?? 0)}</td></tr>`;
+      })
+      .join("") || "<tr><td colspan=7 class='muted'>no policy reports: a weft.dev/v1 Guardrail's results appear here</td></tr>");
+  const failures = reports.flatMap((r) => (r.results || []).filter((x) => x.result === "fail"));
+  $("#policy-failures").innerHTML =
+    "<tr><th>policy</th><th>rule</th><th>resource</th><th>where</th><th>message</th></tr>" +
+    (failures
+      .map((x) => {
+        const res = (x.resources || [])[0] || {};
+        const where = x.properties ? `${x.properties.file}:${x.properties.line}` : "";
+        return `<tr class="policy-failure"><td>${esc(x.policy)}</td><td>${esc(x.rule)}</td><td>${esc(res.kind)} ${esc(res.namespace)}/${esc(res.name)}</td><td>${esc(where)}</td><td>${esc(x.message)}</td></tr>`;
+      })
+      .join("") || "<tr><td colspan=5 class='muted'>none</td></tr>");
+}
+
 async function canaryAction(action) {
   if (!state.canary) return;
   const [ns, name] = state.canary.split("/");
@@ -335,6 +359,7 @@ async function tick() {
       await refreshDetail();
     } else if (tab === "validations") await refreshValidations();
     else if (tab === "canaries") await refreshCanaries();
+    else if (tab === "policies") await refreshPolicies();
     else await refreshProxies();
   } catch (e) {
     showError(e);

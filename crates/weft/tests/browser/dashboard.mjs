@@ -144,6 +144,13 @@ try {
   out.detailTitle = await page.textContent("#detail-title");
   out.detailResources = await page.textContent("#detail-resources");
   if (shot) await page.screenshot({ path: shot, fullPage: true });
+  // The Policies tab: the Guardrails' results as PolicyReports.
+  await page.click("nav button[data-tab=policies]");
+  await page.waitForSelector('#policy-reports tr[data-report="polr-ns-default"]', { timeout: 15000 });
+  const cells = (sel) =>
+    page.$$eval(sel, (rows) => rows.map((r) => [...r.querySelectorAll("td")].map((td) => td.textContent)));
+  out.policyReports = await cells("#policy-reports tr[data-report]");
+  out.policyFailures = await cells("#policy-failures tr.policy-failure");
   out.scale = await scale(browser);
 } catch (e) {
   out.error = String(e);
