@@ -39,15 +39,10 @@ pub struct RuleResult {
 /// What each rule of each Guardrail says of each resource it judges:
 /// a pass, or the failure `check` reports.
 pub fn results(resources: &[Resource], root: &str) -> Vec<RuleResult> {
-    let failures = check(resources, root);
+    let found = findings(resources, root);
     let mut out = Vec::new();
-    for g in resources {
-        let Spec::Guardrail(rail) = &g.spec else {
-            continue;
-        };
-        let name = format!("{}/{}", g.namespace(), g.name());
-        let scope = (g.namespace() != root).then(|| g.namespace().to_owned());
-        let rules = &rail.rules;
+    for judge in judges_of(resources, root) {
+        let rules = &judge.rail.rules;
         let on: [(&'static str, bool); 7] = [
             ("strictMtls", rules.strict_mtls),
             ("noTlsDisable", rules.no_tls_disable),
@@ -65,19 +60,16 @@ pub fn results(resources: &[Resource], root: &str) -> Vec<RuleResult> {
         ];
         for r in resources
             .iter()
-            .filter(|r| scope.as_deref().is_none_or(|ns| r.namespace() == ns) && !made_by_weft(r))
+            .filter(|r| judge.covers(r) && !made_by_weft(r))
         {
+            let shown = r.display_name();
             for (rule, _) in on.iter().filter(|(rule, on)| *on && judges(rule, r)) {
-                let tag = format!("Guardrail {name}, rule {rule})");
-                let failure = failures
+                let failure = found
                     .iter()
-                    .find(|d| {
-                        d.resource.as_deref() == Some(r.display_name().as_str())
-                            && d.message.ends_with(&tag)
-                    })
-                    .cloned();
+                    .find(|f| f.guardrail == judge.name && f.rule == *rule && f.resource == shown)
+                    .map(|f| f.diagnostic.clone());
                 out.push(RuleResult {
-                    guardrail: name.clone(),
+                    guardrail: judge.name.clone(),
                     rule,
                     kind: r.kind(),
                     namespace: r.namespace().to_owned(),
@@ -90,28 +82,41 @@ pub fn results(resources: &[Resource], root: &str) -> Vec<RuleResult> {
     out
 }
 
-/// The Guardrail whose `noBypass` holds the pods of `namespace`
-/// (`namespace/name`, and whether it enforces): its namespace's own, else
-/// the root namespace's; of several, an enforcing one.
-pub fn bypass_guard(resources: &[Resource], root: &str, namespace: &str) -> Option<(String, bool)> {
-    let mut found: Option<(String, bool, bool)> = None;
-    for g in resources {
-        let Spec::Guardrail(rail) = &g.spec else {
-            continue;
-        };
-        if !rail.rules.no_bypass || !(g.namespace() == namespace || g.namespace() == root) {
-            continue;
-        }
-        let own = g.namespace() == namespace;
-        let enforce = rail.validation_failure_action == FailureAction::Enforce;
-        let better = found
-            .as_ref()
-            .is_none_or(|(_, e, o)| (own, enforce) > (*o, *e));
-        if better {
-            found = Some((format!("{}/{}", g.namespace(), g.name()), enforce, own));
-        }
+/// The Guardrails whose `noBypass` hold pods, read once from a
+/// configuration: `(namespace, namespace/name, enforces)`.
+pub struct BypassGuards<'a> {
+    root: &'a str,
+    guards: Vec<(&'a str, String, bool)>,
+}
+
+impl<'a> BypassGuards<'a> {
+    pub fn of(resources: &'a [Resource], root: &'a str) -> BypassGuards<'a> {
+        let guards = resources
+            .iter()
+            .filter_map(|g| match &g.spec {
+                Spec::Guardrail(rail) if rail.rules.no_bypass => Some((
+                    g.namespace(),
+                    format!("{}/{}", g.namespace(), g.name()),
+                    rail.validation_failure_action == FailureAction::Enforce,
+                )),
+                _ => None,
+            })
+            .collect();
+        BypassGuards { root, guards }
     }
-    found.map(|(name, enforce, _)| (name, enforce))
+
+    /// The Guardrail that holds the pods of `namespace` (`namespace/name`,
+    /// and whether it enforces): its namespace's own, else the root
+    /// namespace's; of several, an enforcing one.
+    pub fn of_namespace(&self, namespace: &str) -> Option<(String, bool)> {
+        self.guards
+            .iter()
+            .filter(|(ns, _, _)| *ns == namespace || *ns == self.root)
+            // The first of equals, as written.
+            .rev()
+            .max_by_key(|(ns, _, enforce)| (*ns == namespace, *enforce))
+            .map(|(_, name, enforce)| (name.clone(), *enforce))
+    }
 }
 
 /// Whether `rule` judges resources of `r`'s kind.
@@ -128,30 +133,53 @@ fn judges(rule: &str, r: &Resource) -> bool {
     }
 }
 
-/// Every guard-rail finding over `resources`; `root` is the mesh's root
-/// namespace.
-pub fn check(resources: &[Resource], root: &str) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    for g in resources {
-        let Spec::Guardrail(rail) = &g.spec else {
-            continue;
-        };
-        let judge = Judge {
+/// One rule broken by one resource.
+struct Finding {
+    /// The Guardrail, `namespace/name`.
+    guardrail: String,
+    rule: &'static str,
+    /// The resource, `Kind namespace/name`.
+    resource: String,
+    diagnostic: Diagnostic,
+}
+
+/// The Guardrails among `resources`, each with its judge.
+fn judges_of<'a>(resources: &'a [Resource], root: &'a str) -> impl Iterator<Item = Judge<'a>> {
+    resources.iter().filter_map(move |g| match &g.spec {
+        Spec::Guardrail(rail) => Some(Judge {
             rail,
             name: format!("{}/{}", g.namespace(), g.name()),
             scope: (g.namespace() != root).then(|| g.namespace().to_owned()),
             root,
-        };
+        }),
+        _ => None,
+    })
+}
+
+/// What every Guardrail finds over `resources`.
+fn findings(resources: &[Resource], root: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for judge in judges_of(resources, root) {
         for r in resources
             .iter()
             .filter(|r| judge.covers(r) && !made_by_weft(r))
         {
             judge.resource(r, &mut out);
         }
-        if rail.rules.require_authorization_policy {
+        if judge.rail.rules.require_authorization_policy {
             judge.authorization_policies(resources, &mut out);
         }
     }
+    out
+}
+
+/// Every guard-rail finding over `resources`; `root` is the mesh's root
+/// namespace.
+pub fn check(resources: &[Resource], root: &str) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = findings(resources, root)
+        .into_iter()
+        .map(|f| f.diagnostic)
+        .collect();
     out.sort_by(|a, b| (&a.origin, &a.message).cmp(&(&b.origin, &b.message)));
     out.dedup();
     out
@@ -186,10 +214,10 @@ impl Judge<'_> {
 
     fn find(
         &self,
-        out: &mut Vec<Diagnostic>,
+        out: &mut Vec<Finding>,
         r: &Resource,
         field: &FieldPath,
-        rule: &str,
+        rule: &'static str,
         what: String,
         fix: &str,
     ) {
@@ -197,8 +225,11 @@ impl Judge<'_> {
             FailureAction::Enforce => "refused",
             FailureAction::Audit => "audited",
         };
-        out.push(
-            Diagnostic::new(
+        out.push(Finding {
+            guardrail: self.name.clone(),
+            rule,
+            resource: r.display_name(),
+            diagnostic: Diagnostic::new(
                 self.severity(),
                 CODE,
                 r.locate(field),
@@ -207,11 +238,11 @@ impl Judge<'_> {
             .with_field(field)
             .with_resource(r.display_name())
             .with_fix(fix),
-        );
+        });
     }
 
     /// The rules that judge one resource on its own.
-    fn resource(&self, r: &Resource, out: &mut Vec<Diagnostic>) {
+    fn resource(&self, r: &Resource, out: &mut Vec<Finding>) {
         let rules = &self.rail.rules;
         let spec = FieldPath::root().key("spec");
         match &r.spec {
@@ -357,7 +388,7 @@ impl Judge<'_> {
 
     /// `requireAuthorizationPolicy`: a workload in a namespace with no
     /// AuthorizationPolicy (and none in the root namespace) breaks it.
-    fn authorization_policies(&self, resources: &[Resource], out: &mut Vec<Diagnostic>) {
+    fn authorization_policies(&self, resources: &[Resource], out: &mut Vec<Finding>) {
         let guarded: BTreeSet<&str> = resources
             .iter()
             .filter(|r| r.kind() == ResourceKind::AuthorizationPolicy)

@@ -30,6 +30,11 @@ pub struct Docs {
     pub validations: Value,
     /// The Guardrails' results as Kyverno's PolicyReports.
     pub policy_reports: Value,
+    /// What the control plane admitted last (the canary controller's
+    /// view), for judging what `weft apply` brings against it.
+    pub admitted: Option<tokio::sync::watch::Receiver<Arc<crate::canary::Seen>>>,
+    /// The mesh's root namespace.
+    pub root_namespace: String,
     /// Every resource: kind, namespace, name, where it was written, and the
     /// object itself.
     pub resources: Vec<Value>,
@@ -462,7 +467,7 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             };
             // The platform's Guardrails judge what is applied, beside
             // what is there, as an admission webhook would.
-            let refused = guardrail_refusals(source.as_ref(), &loaded.resources);
+            let refused = guardrail_refusals(docs, &loaded.resources);
             if !refused.is_empty() {
                 return (
                     400,
@@ -560,22 +565,29 @@ fn canaries(docs: &Shared) -> Value {
 }
 
 /// What the Guardrails (those applied among them) refuse of `applied`,
-/// judged with the configuration the source holds now.
+/// judged with what the control plane admitted last.
 fn guardrail_refusals(
-    source: &dyn crate::source::ConfigSource,
+    docs: &Shared,
     applied: &[weft_api::resource::Resource],
 ) -> Vec<weft_api::diag::Diagnostic> {
+    let Some((admitted, root)) = docs.lock().ok().and_then(|d| {
+        Some((
+            d.admitted.as_ref()?.borrow().clone(),
+            d.root_namespace.clone(),
+        ))
+    }) else {
+        return Vec::new();
+    };
     let keys: std::collections::BTreeSet<_> = applied.iter().map(|r| r.key()).collect();
-    let mut all: Vec<weft_api::resource::Resource> = source
-        .list()
+    let mut all: Vec<weft_api::resource::Resource> = admitted
         .resources
-        .into_iter()
+        .iter()
         .filter(|r| !keys.contains(&r.key()))
+        .cloned()
         .collect();
     all.extend(applied.iter().cloned());
     let names: std::collections::BTreeSet<String> =
         applied.iter().map(|r| r.display_name()).collect();
-    let root = weft_compile::registry::MeshConfig::default().root_namespace;
     weft_compile::guardrails::check(&all, &root)
         .into_iter()
         .filter(|d| d.severity == weft_api::diag::Severity::Error)

@@ -179,6 +179,8 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         canaries: Some(canaries),
         canary_commands: Some(canary_commands),
         source: Some(store.source().clone()),
+        admitted: Some(canary_config.subscribe()),
+        root_namespace: store.root_namespace().to_owned(),
         enrolment: Some(admin::Enrolment {
             grants,
             ca: o.ca,
@@ -558,7 +560,7 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
         "diagnostics": config.diagnostics,
         "refused": (!config.refused.is_empty()).then_some(&config.refused),
     });
-    let reports = policy_reports(&config.resources);
+    let reports = policy_reports(&config.resources, &config.root_namespace);
     if let Ok(mut d) = docs.lock() {
         d.status = Some(status);
         d.validations = validations;
@@ -570,11 +572,10 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
 /// The Guardrails' results for what was admitted, as Kyverno's
 /// PolicyReports (`wgpolicyk8s.io/v1alpha2`): one per namespace, each
 /// rule's pass or fail for each resource it judges, and a summary.
-fn policy_reports(resources: &[weft_api::resource::Resource]) -> serde_json::Value {
-    let root = weft_compile::registry::MeshConfig::default().root_namespace;
+fn policy_reports(resources: &[weft_api::resource::Resource], root: &str) -> serde_json::Value {
     let mut by_ns: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
         std::collections::BTreeMap::new();
-    for r in weft_compile::guardrails::results(resources, &root) {
+    for r in weft_compile::guardrails::results(resources, root) {
         let (result, message) = match &r.failure {
             Some(d) => ("fail", d.message.clone()),
             None => (

@@ -47,6 +47,8 @@ pub struct Config {
     pub kept: Vec<String>,
     /// Where loading it went.
     pub timings: Timings,
+    /// The mesh's root namespace, where mesh-wide resources live.
+    pub root_namespace: String,
 }
 
 /// Milliseconds spent listing (reading and validating what changed),
@@ -210,6 +212,7 @@ impl Store {
             diagnostics,
             refused,
             kept,
+            root_namespace: self.mesh.root_namespace.clone(),
         }
     }
 }

@@ -659,7 +659,8 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
 /// Holds each captured pod to the Guardrail whose `noBypass` covers its
 /// namespace, or lets it go; only what changed is installed.
 fn hold_to_guardrails(net: &capture::Network, config: &Config, plan: &Plan, running: &mut Running) {
-    let root = weft_compile::registry::MeshConfig::default().root_namespace;
+    let guards =
+        weft_compile::guardrails::BypassGuards::of(&config.resources, &config.root_namespace);
     for s in &plan.sidecars {
         // A pod without capture (interceptionMode NONE) has no proxy's
         // ways to keep to.
@@ -667,7 +668,8 @@ fn hold_to_guardrails(net: &capture::Network, config: &Config, plan: &Plan, runn
             continue;
         }
         let netns = net.pod_namespace(&s.namespace, &s.instance);
-        let wanted = weft_compile::guardrails::bypass_guard(&config.resources, &root, &s.namespace)
+        let wanted = guards
+            .of_namespace(&s.namespace)
             .map(|(policy, enforce)| weft_capture::guard::Guard { policy, enforce });
         if running.guards.get(&netns) == Some(&wanted) {
             continue;

@@ -166,28 +166,25 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
     // Admitted first: a rule already serving when a Guardrail arrives
     // keeps serving (its last good version), as Kubernetes keeps objects
     // a new policy would refuse.
-    let started = Instant::now();
-    while !curl(&[&format!("http://{}/api/resources?kind=Guardrail", m.admin)])
-        .body
-        .contains("\"name\":\"platform\"")
-    {
-        assert!(started.elapsed() < Duration::from_secs(10), "no Guardrail");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until(
+        Duration::from_secs(10),
+        || {
+            curl(&[&format!("http://{}/api/resources?kind=Guardrail", m.admin)])
+                .body
+                .contains("\"name\":\"platform\"")
+        },
+        || "no Guardrail".into(),
+    );
     std::fs::write(
         m.cfg.join("plain.yaml"),
         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: plain}\nspec:\n  host: ratings\n  trafficPolicy: {tls: {mode: DISABLE}}\n",
     )
     .unwrap();
-    let started = Instant::now();
-    while !m.w.log("up").contains("plain.yaml:6:31: error[WEFT0130]") {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{}",
-            m.w.log("up")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until(
+        Duration::from_secs(10),
+        || m.w.log("up").contains("plain.yaml:6:31: error[WEFT0130]"),
+        || m.w.log("up"),
+    );
     assert!(
         m.w.log("up")
             .contains("refused by Guardrail istio-system/platform, rule noTlsDisable"),
@@ -205,24 +202,16 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
     assert!(!served(&m), "an enforced Guardrail let the rule in");
     assert_eq!(m.page(None).0, 200);
     std::fs::write(m.cfg.join("guardrail.yaml"), guardrail("Audit")).unwrap();
-    let started = Instant::now();
-    while !served(&m) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "an audited Guardrail refused the rule: {}",
-            m.w.log("up")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let started = Instant::now();
-    while !m.status_text().contains("AUDITED (1)") {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{}",
-            m.status_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(
+        Duration::from_secs(10),
+        || served(&m),
+        || format!("an audited Guardrail refused the rule: {}", m.w.log("up")),
+    );
+    common::wait_until(
+        Duration::from_secs(5),
+        || m.status_text().contains("AUDITED (1)"),
+        || m.status_text(),
+    );
     assert!(
         m.status_text()
             .contains("plain.yaml:6:31: spec.trafficPolicy.tls.mode: TLS must not be turned off"),
@@ -268,15 +257,11 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         "apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {name: platform, namespace: istio-system}\nspec:\n  rules: {requireAuthorizationPolicy: true, generateDefaultDeny: true}\n",
     )
     .unwrap();
-    let started = Instant::now();
-    while m.page(None).0 != 403 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no default deny: {}",
-            m.w.log("up")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(
+        Duration::from_secs(10),
+        || m.page(None).0 == 403,
+        || format!("no default deny: {}", m.w.log("up")),
+    );
     assert!(
         curl(&[&format!(
             "http://{}/api/resources?kind=AuthorizationPolicy",
@@ -287,14 +272,11 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         "the policy made is not listed"
     );
     std::fs::remove_file(m.cfg.join("guardrail.yaml")).unwrap();
-    let started = Instant::now();
-    while m.page(None).0 != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the default deny outlived its Guardrail"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(
+        Duration::from_secs(10),
+        || m.page(None).0 == 200,
+        || "the default deny outlived its Guardrail".into(),
+    );
 
     // A workload that dies is restarted and reported.
     let status_json = |m: &Mesh| -> serde_json::Value {

@@ -360,11 +360,9 @@ impl ConfigSource for FilesSource {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".yaml")?;
-                // Kinds, namespaces and names have no `_`: the file name
-                // `Kind_namespace_name` is the owner `Kind/namespace/name`.
-                let parts: Vec<&str> = stem.splitn(3, '_').collect();
-                (parts.len() == 3).then(|| parts.join("/"))
+                name.strip_suffix(".yaml")?;
+                let owner = owner_of_file(&name);
+                (owner.split('/').count() == 3).then_some(owner)
             })
             .collect();
         owners.sort();
@@ -442,7 +440,9 @@ impl ConfigSource for FilesSource {
 
 /// The owner a managed file is kept for (`managed/Canary_test_podinfo.yaml`
 /// is `Canary test/podinfo`; Kubernetes names hold no `_`).
-/// The owner (`Kind/namespace/name`) a managed file belongs to.
+/// The owner (`Kind/namespace/name`) a managed file belongs to: kinds,
+/// namespaces and names have no `_`, so the file `Kind_namespace_name`
+/// names it.
 fn owner_of_file(file: &str) -> String {
     let stem = Path::new(file)
         .file_stem()
@@ -451,14 +451,12 @@ fn owner_of_file(file: &str) -> String {
     stem.splitn(3, '_').collect::<Vec<_>>().join("/")
 }
 
+/// The owner as messages name it: `Kind namespace/name`.
 fn owner_named_by(file: &str) -> String {
-    let stem = Path::new(file)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or(file);
-    match stem.splitn(3, '_').collect::<Vec<_>>().as_slice() {
-        [kind, ns, name] => format!("{kind} {ns}/{name}"),
-        _ => stem.to_owned(),
+    let owner = owner_of_file(file);
+    match owner.split_once('/') {
+        Some((kind, rest)) if rest.contains('/') => format!("{kind} {rest}"),
+        _ => owner,
     }
 }
 

@@ -1,21 +1,13 @@
 // Opens the dashboard's Canaries tab in headless Chromium, selects one
 // canary and reports what the panel shows, as JSON on stdout; pauses and
 // resumes it with the panel's buttons. Run by crates/weft/tests/up/canary.rs.
-import { chromium } from "playwright-core";
+import { cells, launch } from "./lib.mjs";
 
 const url = process.env.WEFT_DASHBOARD;
 const shot = process.env.WEFT_SCREENSHOT;
 const want = process.env.WEFT_CANARY; // namespace/name
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-  ],
-});
+const browser = await launch();
 const out = {};
-const cells = (page, sel) =>
-  page.$$eval(sel, (rows) => rows.map((r) => [...r.querySelectorAll("td")].map((td) => td.textContent)));
 
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });

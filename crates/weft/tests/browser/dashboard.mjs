@@ -1,17 +1,11 @@
 // Opens the weft dashboard in headless Chromium and reports what the
 // graph shows, as JSON on stdout; clicks a node and saves a screenshot.
 // Run by crates/weft/tests/dashboard.rs.
-import { chromium } from "playwright-core";
+import { cells, launch } from "./lib.mjs";
 
 const url = process.env.WEFT_DASHBOARD;
 const shot = process.env.WEFT_SCREENSHOT;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-  ],
-});
+const browser = await launch();
 const out = {};
 
 // 200 services with two versions each, calling one another: the graph
@@ -147,10 +141,8 @@ try {
   // The Policies tab: the Guardrails' results as PolicyReports.
   await page.click("nav button[data-tab=policies]");
   await page.waitForSelector('#policy-reports tr[data-report="polr-ns-default"]', { timeout: 15000 });
-  const cells = (sel) =>
-    page.$$eval(sel, (rows) => rows.map((r) => [...r.querySelectorAll("td")].map((td) => td.textContent)));
-  out.policyReports = await cells("#policy-reports tr[data-report]");
-  out.policyFailures = await cells("#policy-failures tr.policy-failure");
+  out.policyReports = await cells(page, "#policy-reports tr[data-report]");
+  out.policyFailures = await cells(page, "#policy-failures tr.policy-failure");
   out.scale = await scale(browser);
 } catch (e) {
   out.error = String(e);

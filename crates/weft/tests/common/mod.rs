@@ -10,6 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Polls `done` every 50 ms until it holds; fails with `why()` once
+/// `within` has passed.
+pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < within, "{}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn weft() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weft"))
 }

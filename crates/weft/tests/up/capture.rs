@@ -466,30 +466,32 @@ spec:
     };
     let outside =
         |port: &str| status_from(&client, &format!("http://198.19.0.1:{port}/status/200"), 5);
-    let started = Instant::now();
-    while outside("8000") != "200" {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "ALLOW_ANY: no way out to 198.19.0.1:8000 ({})",
-            outside("8000")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_until(
+        Duration::from_secs(10),
+        || outside("8000") == "200",
+        || {
+            format!(
+                "ALLOW_ANY: no way out to 198.19.0.1:8000 ({})",
+                outside("8000")
+            )
+        },
+    );
     let cfg = m.w.dir.join("config");
     std::fs::write(
         cfg.join("mesh.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n",
     )
     .unwrap();
-    let started = Instant::now();
-    while outside("8000") != "502" {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "REGISTRY_ONLY: 198.19.0.1:8000 still answers {}",
-            outside("8000")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_until(
+        Duration::from_secs(15),
+        || outside("8000") == "502",
+        || {
+            format!(
+                "REGISTRY_ONLY: 198.19.0.1:8000 still answers {}",
+                outside("8000")
+            )
+        },
+    );
     // Port 9999 has no route table in the mesh: plain TCP, closed.
     let _other = common::Proc {
         child: std::process::Command::new("ip")
@@ -554,28 +556,25 @@ spec:
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: outside}\nspec:\n  hosts: [outside.example]\n  addresses: [198.19.0.1/32]\n  ports: [{number: 8000, name: http, protocol: HTTP}, {number: 9999, name: tcp, protocol: TCP}]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  endpoints: [{address: 198.19.0.1}]\n",
     )
     .unwrap();
-    let started = Instant::now();
-    while (outside("8000"), outside("9999")) != ("200".to_owned(), "200".to_owned()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "a ServiceEntry does not let the host through: {} {}",
-            outside("8000"),
-            outside("9999")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_until(
+        Duration::from_secs(15),
+        || (outside("8000"), outside("9999")) == ("200".to_owned(), "200".to_owned()),
+        || {
+            format!(
+                "a ServiceEntry does not let the host through: {} {}",
+                outside("8000"),
+                outside("9999")
+            )
+        },
+    );
     std::fs::remove_file(cfg.join("outside.yaml")).unwrap();
     // ALLOW_ANY again: the way out opens under traffic.
     std::fs::remove_file(cfg.join("mesh.yaml")).unwrap();
-    let started = Instant::now();
-    while outside("8000") != "200" {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "ALLOW_ANY again: {}",
-            outside("8000")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_until(
+        Duration::from_secs(15),
+        || outside("8000") == "200",
+        || format!("ALLOW_ANY again: {}", outside("8000")),
+    );
 
     // No bypass, held in each pod's own namespace (Guardrail noBypass):
     // the pod that excluded port 8000 from capture no longer reaches the
@@ -594,15 +593,11 @@ spec:
         .unwrap();
     };
     no_bypass("Enforce");
-    let started = Instant::now();
-    while around() != "000" {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "noBypass is not enforced: {}",
-            m.w.log("up")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_until(
+        Duration::from_secs(15),
+        || around() == "000",
+        || format!("noBypass is not enforced: {}", m.w.log("up")),
+    );
     let code = through();
     assert_ne!(
         code,
@@ -642,14 +637,11 @@ spec:
         m.w.log("up")
     );
     no_bypass("Audit");
-    let started = Instant::now();
-    while around() == "000" {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "an audited noBypass still drops"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_until(
+        Duration::from_secs(15),
+        || around() != "000",
+        || "an audited noBypass still drops".to_string(),
+    );
     let (seen, _) = weft_capture::guard::counted(Some(&bypass)).expect("the guard's counters");
     assert!(seen > 0, "audit counts what it lets through");
     std::fs::remove_file(cfg.join("no-bypass.yaml")).unwrap();
