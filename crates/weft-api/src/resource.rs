@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::diag::Origin;
 use crate::path::FieldPath;
-use crate::types::{flagger, kube, networking, security, telemetry, weft};
+use crate::types::{flagger, kube, kyverno, networking, security, telemetry, weft};
 use crate::yaml::{NodeId, Tree};
 
 /// Every kind weft reads, with the API group and versions it is served at.
@@ -34,10 +34,12 @@ pub enum ResourceKind {
     Namespace,
     Node,
     Secret,
+    ClusterPolicy,
+    Policy,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 23] = [
+    pub const ALL: [ResourceKind; 25] = [
         ResourceKind::VirtualService,
         ResourceKind::DestinationRule,
         ResourceKind::Gateway,
@@ -61,6 +63,8 @@ impl ResourceKind {
         ResourceKind::Namespace,
         ResourceKind::Node,
         ResourceKind::Secret,
+        ResourceKind::ClusterPolicy,
+        ResourceKind::Policy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +92,8 @@ impl ResourceKind {
             ResourceKind::Namespace => "Namespace",
             ResourceKind::Node => "Node",
             ResourceKind::Secret => "Secret",
+            ResourceKind::ClusterPolicy => "ClusterPolicy",
+            ResourceKind::Policy => "Policy",
         }
     }
 
@@ -109,12 +115,16 @@ impl ResourceKind {
             Deployment => &["apps/v1"],
             Canary | MetricTemplate | AlertProvider => &["flagger.app/v1beta1"],
             Workload | Guardrail => &["weft.dev/v1"],
+            ClusterPolicy | Policy => &["kyverno.io/v1", "kyverno.io/v2beta1"],
         }
     }
 
     /// Kinds that live in no namespace (Kubernetes' cluster-scoped kinds).
     pub fn cluster_scoped(self) -> bool {
-        matches!(self, ResourceKind::Namespace | ResourceKind::Node)
+        matches!(
+            self,
+            ResourceKind::Namespace | ResourceKind::Node | ResourceKind::ClusterPolicy
+        )
     }
 
     pub fn from_name(name: &str) -> Option<ResourceKind> {
@@ -142,6 +152,8 @@ impl ResourceKind {
             "ns" | "namespaces" => Some(ResourceKind::Namespace),
             "no" | "nodes" => Some(ResourceKind::Node),
             "secrets" => Some(ResourceKind::Secret),
+            "cpol" | "clusterpolicies" => Some(ResourceKind::ClusterPolicy),
+            "pol" | "policies" => Some(ResourceKind::Policy),
             _ => None,
         };
         short.or_else(|| {
@@ -192,6 +204,9 @@ pub enum Spec {
     Namespace(kube::NamespaceSpec),
     Node(kube::NodeSpec),
     Secret(kube::Secret),
+    /// Kyverno's policies, cluster-wide and namespaced: one shape.
+    ClusterPolicy(kyverno::PolicySpec),
+    Policy(kyverno::PolicySpec),
 }
 
 impl Spec {
@@ -220,6 +235,8 @@ impl Spec {
             Spec::Namespace(_) => ResourceKind::Namespace,
             Spec::Node(_) => ResourceKind::Node,
             Spec::Secret(_) => ResourceKind::Secret,
+            Spec::ClusterPolicy(_) => ResourceKind::ClusterPolicy,
+            Spec::Policy(_) => ResourceKind::Policy,
         }
     }
 }
@@ -321,6 +338,40 @@ impl Resource {
             &self.source.file,
             self.source.tree.node(self.source.node).mark,
         )
+    }
+
+    /// The object as the Kubernetes API would return it: what was
+    /// written, with `metadata.namespace` filled in as kubectl does. A
+    /// Secret's values are never in it (each reads `<redacted>`), so that
+    /// nothing that quotes this view can print one.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.source.tree.to_json(self.source.node);
+        if let serde_json::Value::Object(obj) = &mut v {
+            if !self.meta.namespace.is_empty() {
+                if let Some(serde_json::Value::Object(meta)) = obj.get_mut("metadata") {
+                    meta.insert(
+                        "namespace".into(),
+                        serde_json::Value::String(self.meta.namespace.clone()),
+                    );
+                }
+            }
+            if self.kind() == ResourceKind::Secret {
+                // kubectl's copy of the whole object, values and all.
+                if let Some(serde_json::Value::Object(meta)) = obj.get_mut("metadata") {
+                    if let Some(serde_json::Value::Object(notes)) = meta.get_mut("annotations") {
+                        notes.remove(crate::load::LAST_APPLIED);
+                    }
+                }
+                for field in ["data", "stringData"] {
+                    if let Some(serde_json::Value::Object(values)) = obj.get_mut(field) {
+                        for value in values.values_mut() {
+                            *value = serde_json::Value::String("<redacted>".into());
+                        }
+                    }
+                }
+            }
+        }
+        v
     }
 
     /// Where a field of this resource was written.

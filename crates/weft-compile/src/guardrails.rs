@@ -22,18 +22,25 @@ use weft_api::types::weft::{FailureAction, Guardrail};
 /// The code every guard-rail finding carries.
 pub const CODE: &str = "WEFT0130";
 
-/// One rule of one Guardrail applied to one resource, as Kyverno's
+/// One rule of one policy applied to one resource, as Kyverno's
 /// PolicyReports list results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleResult {
-    /// The Guardrail, `namespace/name`.
-    pub guardrail: String,
-    pub rule: &'static str,
+    /// A Guardrail or a Kyverno Policy, `namespace/name`; a
+    /// ClusterPolicy, `name` (as PolicyReports name them).
+    pub policy: String,
+    pub rule: String,
     pub kind: ResourceKind,
     pub namespace: String,
     pub name: String,
-    /// The finding, when the resource breaks the rule.
+    /// `pass`, `fail`, `skip` or `error`.
+    pub result: &'static str,
+    pub message: String,
+    /// The finding, when the resource breaks the rule (or the rule could
+    /// not be evaluated).
     pub failure: Option<Diagnostic>,
+    /// `weft` for a Guardrail, `kyverno` for Kyverno's policies.
+    pub source: &'static str,
 }
 
 /// What each rule of each Guardrail says of each resource it judges:
@@ -69,16 +76,23 @@ pub fn results(resources: &[Resource], root: &str) -> Vec<RuleResult> {
                     .find(|f| f.guardrail == judge.name && f.rule == *rule && f.resource == shown)
                     .map(|f| f.diagnostic.clone());
                 out.push(RuleResult {
-                    guardrail: judge.name.clone(),
-                    rule,
+                    policy: judge.name.clone(),
+                    rule: (*rule).to_owned(),
                     kind: r.kind(),
                     namespace: r.namespace().to_owned(),
                     name: r.name().to_owned(),
+                    result: if failure.is_some() { "fail" } else { "pass" },
+                    message: match &failure {
+                        Some(d) => d.message.clone(),
+                        None => format!("{} keeps to rule {rule}", r.kind().name()),
+                    },
                     failure,
+                    source: "weft",
                 });
             }
         }
     }
+    out.extend(crate::kyverno::results(resources));
     out
 }
 
@@ -179,6 +193,7 @@ pub fn check(resources: &[Resource], root: &str) -> Vec<Diagnostic> {
     let mut out: Vec<Diagnostic> = findings(resources, root)
         .into_iter()
         .map(|f| f.diagnostic)
+        .chain(crate::kyverno::check(resources))
         .collect();
     out.sort_by(|a, b| (&a.origin, &a.message).cmp(&(&b.origin, &b.message)));
     out.dedup();
@@ -521,7 +536,7 @@ mod tests {
         let all = results(&resources, "istio-system");
         let got: Vec<(&str, &str, bool)> = all
             .iter()
-            .map(|r| (r.rule, r.name.as_str(), r.failure.is_none()))
+            .map(|r| (r.rule.as_str(), r.name.as_str(), r.failure.is_none()))
             .collect();
         assert_eq!(
             got,

@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod compile;
 pub mod guardrails;
 pub mod host;
+pub mod kyverno;
 pub mod nodes;
 pub mod registry;
 

@@ -576,21 +576,14 @@ fn policy_reports(resources: &[weft_api::resource::Resource], root: &str) -> ser
     let mut by_ns: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
         std::collections::BTreeMap::new();
     for r in weft_compile::guardrails::results(resources, root) {
-        let (result, message) = match &r.failure {
-            Some(d) => ("fail", d.message.clone()),
-            None => (
-                "pass",
-                format!("{} keeps to rule {}", r.kind.name(), r.rule),
-            ),
-        };
         let api_version = r.kind.api_versions().first().copied().unwrap_or("v1");
         let mut entry = serde_json::json!({
-            "policy": r.guardrail,
+            "policy": r.policy,
             "rule": r.rule,
-            "result": result,
-            "message": message,
-            "source": "weft",
-            "category": "Guardrail",
+            "result": r.result,
+            "message": r.message,
+            "source": r.source,
+            "category": if r.source == "weft" { "Guardrail" } else { "Kyverno" },
             "scored": true,
             "resources": [{
                 "apiVersion": api_version,
@@ -612,11 +605,21 @@ fn policy_reports(resources: &[weft_api::resource::Resource], root: &str) -> ser
         .into_iter()
         .map(|(ns, results)| {
             let count = |what: &str| results.iter().filter(|r| r["result"] == what).count();
+            // Cluster-scoped resources (Namespaces) are reported in the
+            // ClusterPolicyReport, as Kyverno reports them.
+            let (kind, metadata) = if ns.is_empty() {
+                ("ClusterPolicyReport", serde_json::json!({"name": "cpolr"}))
+            } else {
+                (
+                    "PolicyReport",
+                    serde_json::json!({"name": format!("polr-ns-{ns}"), "namespace": ns}),
+                )
+            };
             serde_json::json!({
                 "apiVersion": "wgpolicyk8s.io/v1alpha2",
-                "kind": "PolicyReport",
-                "metadata": {"name": format!("polr-ns-{ns}"), "namespace": ns},
-                "summary": {"pass": count("pass"), "fail": count("fail"), "warn": 0, "error": 0, "skip": 0},
+                "kind": kind,
+                "metadata": metadata,
+                "summary": {"pass": count("pass"), "fail": count("fail"), "warn": 0, "error": count("error"), "skip": count("skip")},
                 "results": results,
             })
         })

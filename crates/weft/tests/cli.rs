@@ -155,6 +155,60 @@ fn validate_judges_the_files_by_their_guardrails() {
     assert!(stdout(&o).contains("strictMtls"), "{}", stdout(&o));
 }
 
+/// Kyverno's published Istio policies, unchanged, judge the files as
+/// Kyverno would: their Audit findings are warnings with Kyverno's
+/// message at the field that broke the rule, and the same policy set to
+/// Enforce fails validation.
+#[test]
+fn validate_judges_the_files_by_kyverno_policies() {
+    let fixtures = repo().join("crates/weft-kyverno/tests/fixtures");
+    let policies = fixtures.join("kyverno-policies-istio");
+    let resources = fixtures.join("resources.yaml");
+    let o = run(&[
+        "validate",
+        "-f",
+        policies.to_str().unwrap(),
+        "-f",
+        resources.to_str().unwrap(),
+    ]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("resources.yaml:48:11: warning[WEFT0130]")
+            && text.contains("validation error: PeerAuthentication resources may only set UNSET or STRICT for the mode. rule validate-mtls failed at path /spec/mtls/mode/ (audited by ClusterPolicy enforce-strict-mtls, rule validate-mtls)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weft does not run Kyverno's mutate rules"),
+        "{text}"
+    );
+    let dir = tmp("kyverno-enforce");
+    std::fs::create_dir_all(&dir).unwrap();
+    let enforced = std::fs::read_to_string(policies.join("enforce-strict-mtls.yaml"))
+        .unwrap()
+        .replace(
+            "validationFailureAction: Audit",
+            "validationFailureAction: Enforce",
+        );
+    std::fs::write(dir.join("policy.yaml"), enforced).unwrap();
+    let o = run(&[
+        "validate",
+        "-f",
+        dir.to_str().unwrap(),
+        "-f",
+        resources.to_str().unwrap(),
+    ]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("resources.yaml:48:11: error[WEFT0130]")
+            && text.contains("refused by ClusterPolicy enforce-strict-mtls")
+            && text.contains("make spec.mtls.mode match \"UNSET | STRICT\""),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn json_output_is_for_tools() {
     let o = run_stdin(&["validate", "-f", "-", "-o", "json"], b"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {mtls: {mode: STRCT}}\n");

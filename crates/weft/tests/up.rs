@@ -249,6 +249,94 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
         "{table}"
     );
     std::fs::remove_file(m.cfg.join("plain.yaml")).unwrap();
+    // Kyverno's own policies work as written: its published
+    // enforce-tls-hosts-host-subnets, switched to Enforce, refuses a
+    // DestinationRule that turns TLS off, at the field, with Kyverno's
+    // message; unchanged (Audit) it admits it and reports the failure in
+    // the PolicyReport as Kyverno would.
+    let published = std::fs::read_to_string(common::repo().join(
+        "crates/weft-kyverno/tests/fixtures/kyverno-policies-istio/enforce-tls-hosts-host-subnets.yaml",
+    ))
+    .unwrap();
+    std::fs::write(
+        m.cfg.join("kyverno.yaml"),
+        published.replace(
+            "validationFailureAction: Audit",
+            "validationFailureAction: Enforce",
+        ),
+    )
+    .unwrap();
+    common::wait_until(
+        Duration::from_secs(10),
+        || {
+            curl(&[&format!(
+                "http://{}/api/resources?kind=ClusterPolicy",
+                m.admin
+            )])
+            .body
+            .contains("enforce-tls-hosts-host-subnets")
+        },
+        || format!("no ClusterPolicy: {}", m.w.log("up")),
+    );
+    let plain_k = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: plain-k}\nspec:\n  host: ratings\n  trafficPolicy: {tls: {mode: DISABLE}}\n";
+    std::fs::write(m.cfg.join("plain-k.yaml"), plain_k).unwrap();
+    common::wait_until(
+        Duration::from_secs(10),
+        || {
+            let log = m.w.log("up");
+            log.contains("plain-k.yaml:6:31: error[WEFT0130]")
+                && log.contains("rule destrule failed at path /spec/trafficPolicy/tls/mode/ (refused by ClusterPolicy enforce-tls-hosts-host-subnets, rule destrule)")
+        },
+        || m.w.log("up"),
+    );
+    let served_k = |m: &Mesh| {
+        curl(&[&format!(
+            "http://{}/api/resources?kind=DestinationRule",
+            m.admin
+        )])
+        .body
+        .contains("\"name\":\"plain-k\"")
+    };
+    assert!(!served_k(&m), "an enforced ClusterPolicy let the rule in");
+    std::fs::write(m.cfg.join("kyverno.yaml"), &published).unwrap();
+    common::wait_until(
+        Duration::from_secs(10),
+        || served_k(&m),
+        || {
+            format!(
+                "an audited ClusterPolicy refused the rule: {}",
+                m.w.log("up")
+            )
+        },
+    );
+    let kyverno_result = |m: &Mesh| -> Option<serde_json::Value> {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args([
+                "get", "polr", "-n", "default", "-o", "json", "--admin", &m.admin,
+            ])
+            .output()
+            .unwrap();
+        let reports: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        reports[0]["results"]
+            .as_array()?
+            .iter()
+            .find(|r| r["source"] == "kyverno" && r["resources"][0]["name"] == "plain-k")
+            .cloned()
+    };
+    common::wait_until(
+        Duration::from_secs(5),
+        || kyverno_result(&m).is_some(),
+        || "no Kyverno result in the PolicyReport".into(),
+    );
+    let result = kyverno_result(&m).unwrap();
+    assert_eq!(
+        result["policy"], "enforce-tls-hosts-host-subnets",
+        "{result}"
+    );
+    assert_eq!(result["rule"], "destrule", "{result}");
+    assert_eq!(result["result"], "fail", "{result}");
+    std::fs::remove_file(m.cfg.join("plain-k.yaml")).unwrap();
+    std::fs::remove_file(m.cfg.join("kyverno.yaml")).unwrap();
     // On request, the Guardrail makes the default-deny policy a namespace
     // lacks: bookinfo is closed until its owners say who may call it, and
     // open again when the request goes.

@@ -3,6 +3,7 @@
 pub mod common;
 pub mod flagger;
 pub mod kube;
+pub mod kyverno;
 pub mod mesh;
 pub mod networking;
 pub mod security;

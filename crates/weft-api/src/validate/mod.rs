@@ -5,6 +5,7 @@ pub mod checks;
 mod destination_rule;
 mod gateway;
 mod header_value;
+mod kyverno;
 mod mesh_config;
 mod metadata;
 mod other;
@@ -133,6 +134,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         // with the ones there are); what it judges is judged across
         // resources, at admission.
         Spec::Pod(_) | Spec::Namespace(_) | Spec::Secret(_) | Spec::Guardrail(_) => {}
+        Spec::ClusterPolicy(p) | Spec::Policy(p) => kyverno::policy(&mut ctx, p, &spec),
         Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
         Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
         Spec::AlertProvider(s) => other::alert_provider(&mut ctx, s, &spec),

@@ -273,6 +273,37 @@ impl Tree {
         }
     }
 
+    /// The node as JSON, as Kubernetes turns YAML into its objects:
+    /// scalars by YAML 1.2's core schema, keys as strings.
+    pub fn to_json(&self, id: NodeId) -> serde_json::Value {
+        use serde_json::Value;
+        let node = self.node(id);
+        match &node.kind {
+            Kind::Seq(items) => Value::Array(items.iter().map(|i| self.to_json(*i)).collect()),
+            Kind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match self.node(*k).resolve() {
+                            Some(Resolved::Str(s)) => s.to_owned(),
+                            _ => self.scalar(*k).unwrap_or_default().to_owned(),
+                        };
+                        (key, self.to_json(*v))
+                    })
+                    .collect(),
+            ),
+            Kind::Scalar { .. } => match node.resolve() {
+                Some(Resolved::Bool(b)) => Value::Bool(b),
+                Some(Resolved::Int(i)) => Value::from(i),
+                Some(Resolved::Float(f)) => serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
+                Some(Resolved::Str(s)) => Value::String(s.to_owned()),
+                Some(Resolved::Null) | None => Value::Null,
+            },
+        }
+    }
+
     pub fn scalar(&self, id: NodeId) -> Option<&str> {
         match &self.node(id).kind {
             Kind::Scalar { text, .. } => Some(text),

@@ -212,11 +212,12 @@ fn wait_for_acks(admin: SocketAddr, generation: u64, wait: Duration) -> anyhow::
 }
 
 pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
-    if matches!(
-        args.kind.to_ascii_lowercase().as_str(),
-        "policyreports" | "policyreport" | "polr"
-    ) {
-        return get_policy_reports(args);
+    match args.kind.to_ascii_lowercase().as_str() {
+        "policyreports" | "policyreport" | "polr" => return get_policy_reports(args, false),
+        "clusterpolicyreports" | "clusterpolicyreport" | "cpolr" => {
+            return get_policy_reports(args, true)
+        }
+        _ => {}
     }
     let kind = weft_api::resource::ResourceKind::from_cli_name(&args.kind)
         .with_context(|| format!("unknown kind {}", args.kind))?;
@@ -298,18 +299,27 @@ pub fn get_cmd(args: &GetArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `weft get policyreports`: the Guardrails' results as Kyverno's
-/// PolicyReports, with kubectl's columns for them.
-fn get_policy_reports(args: &GetArgs) -> anyhow::Result<ExitCode> {
+/// `weft get policyreports` (and `clusterpolicyreports`): the results of
+/// the Guardrails and of Kyverno's policies as Kyverno's PolicyReports,
+/// with kubectl's columns for them.
+fn get_policy_reports(args: &GetArgs, cluster: bool) -> anyhow::Result<ExitCode> {
+    let wanted_kind = if cluster {
+        "ClusterPolicyReport"
+    } else {
+        "PolicyReport"
+    };
     let reports: Vec<serde_json::Value> = serde_json::from_str(
         &get(args.admin, "/api/policyreports").with_context(|| unreachable(args.admin))?,
     )?;
     let reports: Vec<&serde_json::Value> = reports
         .iter()
         .filter(|r| {
-            args.namespace
-                .as_deref()
-                .is_none_or(|ns| r["metadata"]["namespace"] == ns)
+            r["kind"] == wanted_kind
+                && (cluster
+                    || args
+                        .namespace
+                        .as_deref()
+                        .is_none_or(|ns| r["metadata"]["namespace"] == ns))
                 && args
                     .name
                     .as_deref()
@@ -318,15 +328,27 @@ fn get_policy_reports(args: &GetArgs) -> anyhow::Result<ExitCode> {
         .collect();
     match args.output {
         Format::Text | Format::Wide => {
+            let namespace_column = |text: &str| {
+                if cluster {
+                    String::new()
+                } else {
+                    format!("{text:<16} ")
+                }
+            };
             println!(
-                "{:<16} {:<24} {:<6} {:<6} {:<6} {:<6} SKIP",
-                "NAMESPACE", "NAME", "PASS", "FAIL", "WARN", "ERROR"
+                "{}{:<24} {:<6} {:<6} {:<6} {:<6} SKIP",
+                namespace_column("NAMESPACE"),
+                "NAME",
+                "PASS",
+                "FAIL",
+                "WARN",
+                "ERROR"
             );
             for r in &reports {
                 let n = |k: &str| r["summary"][k].as_u64().unwrap_or(0);
                 println!(
-                    "{:<16} {:<24} {:<6} {:<6} {:<6} {:<6} {}",
-                    r["metadata"]["namespace"].as_str().unwrap_or(""),
+                    "{}{:<24} {:<6} {:<6} {:<6} {:<6} {}",
+                    namespace_column(r["metadata"]["namespace"].as_str().unwrap_or("")),
                     r["metadata"]["name"].as_str().unwrap_or(""),
                     n("pass"),
                     n("fail"),
