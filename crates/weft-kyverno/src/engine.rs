@@ -99,6 +99,39 @@ fn view(world: &World<'_>, r: &Resource) -> (String, String, Value) {
     }
 }
 
+/// The namespace whose labels a resource's `namespaceSelector` reads:
+/// its own, or a Namespace's own name.
+fn namespace_of(target: &Resource) -> &str {
+    if target.kind() == ResourceKind::Namespace {
+        target.name()
+    } else {
+        target.namespace()
+    }
+}
+
+fn candidate<'a>(
+    api_version: &'a str,
+    kind: &'a str,
+    target: &'a Resource,
+    operation: &'a str,
+    world: &World<'a>,
+) -> Candidate<'a> {
+    Candidate {
+        api_version,
+        kind,
+        name: target.name(),
+        namespace: target.namespace(),
+        labels: &target.meta.labels,
+        annotations: &target.meta.annotations,
+        operation,
+        namespace_labels: if target.kind() == ResourceKind::Namespace {
+            None
+        } else {
+            world.namespace_labels(namespace_of(target))
+        },
+    }
+}
+
 /// Every response of `policy`'s rules to `req`.
 pub fn evaluate(policy: &Resource, req: &Request<'_>, world: &World<'_>) -> Vec<Response> {
     let Some((spec, namespace)) = policy_spec(policy) else {
@@ -121,25 +154,8 @@ pub fn evaluate(policy: &Resource, req: &Request<'_>, world: &World<'_>) -> Vec<
                 .map(std::borrow::Cow::Owned),
         );
     }
-    let ns_of_target = if target.kind() == ResourceKind::Namespace {
-        target.name()
-    } else {
-        target.namespace()
-    };
-    let candidate = Candidate {
-        api_version: &api_version,
-        kind: &kind,
-        name: target.name(),
-        namespace: target.namespace(),
-        labels: &target.meta.labels,
-        annotations: &target.meta.annotations,
-        operation: req.operation,
-        namespace_labels: if target.kind() == ResourceKind::Namespace {
-            None
-        } else {
-            world.namespace_labels(ns_of_target)
-        },
-    };
+    let ns_of_target = namespace_of(target);
+    let candidate = candidate(&api_version, &kind, target, req.operation, world);
     let old = req.old.map(|o| view(world, o).2);
     let mut out = Vec::new();
     for rule in &rules {
@@ -182,6 +198,40 @@ pub fn evaluate(policy: &Resource, req: &Request<'_>, world: &World<'_>) -> Vec<
         out.push(response);
     }
     out
+}
+
+/// The request data a rule's variables read when `rule` selects the
+/// request's resource and its context and preconditions hold; `None`
+/// otherwise (what a generate rule is made from).
+pub fn selected_data(
+    policy: &Resource,
+    rule: &Rule,
+    req: &Request<'_>,
+    world: &World<'_>,
+) -> Option<Value> {
+    let (_, namespace) = policy_spec(policy)?;
+    let target = req.object;
+    if namespace.is_some_and(|ns| ns != target.namespace()) {
+        return None;
+    }
+    let (api_version, kind, object) = view(world, target);
+    let candidate = candidate(&api_version, &kind, target, req.operation, world);
+    if !matcher::selects(&rule.match_, &candidate)
+        || rule
+            .exclude
+            .as_ref()
+            .is_some_and(|e| excluded(e, &candidate))
+    {
+        return None;
+    }
+    let mut data = request_data(&object, None, req.operation, target.namespace());
+    load_context(&rule.context, &mut data, world).ok()?;
+    if let Some(pre) = &rule.preconditions {
+        if !conditions(pre, &data).ok()?.0 {
+            return None;
+        }
+    }
+    Some(data)
 }
 
 fn excluded(m: &weft_api::types::kyverno::MatchResources, c: &Candidate<'_>) -> bool {

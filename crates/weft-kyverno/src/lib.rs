@@ -5,6 +5,7 @@
 
 pub mod autogen;
 pub mod engine;
+pub mod generate;
 pub mod jmes;
 pub mod matcher;
 pub mod operators;

@@ -336,7 +336,37 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
     assert_eq!(result["rule"], "destrule", "{result}");
     assert_eq!(result["result"], "fail", "{result}");
     std::fs::remove_file(m.cfg.join("plain-k.yaml")).unwrap();
+    // Kyverno's published create-authorizationpolicy, unchanged, closes
+    // bookinfo's namespace with its default-deny policy, and opens it
+    // again when it goes.
+    std::fs::write(
+        m.cfg.join("kyverno.yaml"),
+        std::fs::read_to_string(common::repo().join(
+            "crates/weft-kyverno/tests/fixtures/kyverno-policies-istio/create-authorizationpolicy.yaml",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    common::wait_until(
+        Duration::from_secs(10),
+        || m.page(None).0 == 403,
+        || format!("no generated default deny: {}", m.w.log("up")),
+    );
+    assert!(
+        curl(&[&format!(
+            "http://{}/api/resources?kind=AuthorizationPolicy",
+            m.admin
+        )])
+        .body
+        .contains("\"name\":\"default-deny\""),
+        "the generated policy is not listed"
+    );
     std::fs::remove_file(m.cfg.join("kyverno.yaml")).unwrap();
+    common::wait_until(
+        Duration::from_secs(10),
+        || m.page(None).0 == 200,
+        || "the generated default deny outlived its ClusterPolicy".into(),
+    );
     // On request, the Guardrail makes the default-deny policy a namespace
     // lacks: bookinfo is closed until its owners say who may call it, and
     // open again when the request goes.

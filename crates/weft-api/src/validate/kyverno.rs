@@ -1,7 +1,7 @@
 //! Kyverno policies, checked as Kyverno's own admission checks them
 //! before it takes one: each rule is named, matches something, and says
-//! one thing to do. A rule weft does not run (mutate, generate, image
-//! verification, CEL) is accepted with a warning that says so, so that
+//! one thing to do. A rule weft does not run (mutate, image verification,
+//! a generate rule other than data or clone, CEL) is accepted with a warning that says so, so that
 //! nobody believes a policy is in force that is not.
 
 use super::Ctx;
@@ -32,9 +32,13 @@ pub fn policy(ctx: &mut Ctx<'_>, p: &PolicySpec, spec: &FieldPath) {
                 "say which resources the rule judges: match: {any: [{resources: {kinds: [Pod]}}]}",
             );
         }
+        let generate_unsupported = rule
+            .generate
+            .as_ref()
+            .is_some_and(|g| g.get("data").is_none() && g.get("clone").is_none());
         for (field, what) in [
             (rule.mutate.is_some(), "mutate"),
-            (rule.generate.is_some(), "generate"),
+            (generate_unsupported, "generate"),
             (rule.verify_images.is_some(), "verifyImages"),
         ]
         .into_iter()
@@ -43,9 +47,9 @@ pub fn policy(ctx: &mut Ctx<'_>, p: &PolicySpec, spec: &FieldPath) {
         {
             ctx.warn(
                 &field,
-                format!("weft does not run Kyverno's {what} rules: rule {:?} has no effect here", rule.name),
+                format!("weft does not run Kyverno's {what} rules{}: rule {:?} has no effect here", if what == "generate" { " other than data and clone" } else { "" }, rule.name),
                 match what {
-                    "generate" => "for a default-deny AuthorizationPolicy per namespace, use a weft.dev/v1 Guardrail with requireAuthorizationPolicy and generateDefaultDeny",
+                    "generate" => "describe the resource under generate.data, or copy one with generate.clone",
                     _ => "write the resources as they should be; weft's validate rules can refuse the ones that are not",
                 },
             );
