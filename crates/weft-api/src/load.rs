@@ -480,6 +480,7 @@ fn decode_spec(kind: ResourceKind, tree: &Tree, node: NodeId) -> Result<Spec, De
         ResourceKind::Secret => Spec::Secret(secret(tree, node)?),
         ResourceKind::ClusterPolicy => Spec::ClusterPolicy(de(tree, spec_node, &path)?),
         ResourceKind::Policy => Spec::Policy(de(tree, spec_node, &path)?),
+        ResourceKind::NetworkPolicy => Spec::NetworkPolicy(de(tree, spec_node, &path)?),
         ResourceKind::ConfigMap => Spec::ConfigMap(kube::ConfigMap {
             data: de::<BTreeMap<String, String>>(
                 tree,

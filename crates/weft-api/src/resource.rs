@@ -36,10 +36,11 @@ pub enum ResourceKind {
     Secret,
     ClusterPolicy,
     Policy,
+    NetworkPolicy,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 25] = [
+    pub const ALL: [ResourceKind; 26] = [
         ResourceKind::VirtualService,
         ResourceKind::DestinationRule,
         ResourceKind::Gateway,
@@ -65,6 +66,7 @@ impl ResourceKind {
         ResourceKind::Secret,
         ResourceKind::ClusterPolicy,
         ResourceKind::Policy,
+        ResourceKind::NetworkPolicy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +96,7 @@ impl ResourceKind {
             ResourceKind::Secret => "Secret",
             ResourceKind::ClusterPolicy => "ClusterPolicy",
             ResourceKind::Policy => "Policy",
+            ResourceKind::NetworkPolicy => "NetworkPolicy",
         }
     }
 
@@ -116,6 +119,7 @@ impl ResourceKind {
             Canary | MetricTemplate | AlertProvider => &["flagger.app/v1beta1"],
             Workload | Guardrail => &["weft.dev/v1"],
             ClusterPolicy | Policy => &["kyverno.io/v1", "kyverno.io/v2beta1"],
+            NetworkPolicy => &["networking.k8s.io/v1"],
         }
     }
 
@@ -154,6 +158,7 @@ impl ResourceKind {
             "secrets" => Some(ResourceKind::Secret),
             "cpol" | "clusterpolicies" => Some(ResourceKind::ClusterPolicy),
             "pol" | "policies" => Some(ResourceKind::Policy),
+            "netpol" | "networkpolicies" => Some(ResourceKind::NetworkPolicy),
             _ => None,
         };
         short.or_else(|| {
@@ -207,6 +212,7 @@ pub enum Spec {
     /// Kyverno's policies, cluster-wide and namespaced: one shape.
     ClusterPolicy(kyverno::PolicySpec),
     Policy(kyverno::PolicySpec),
+    NetworkPolicy(kube::NetworkPolicySpec),
 }
 
 impl Spec {
@@ -237,6 +243,7 @@ impl Spec {
             Spec::Secret(_) => ResourceKind::Secret,
             Spec::ClusterPolicy(_) => ResourceKind::ClusterPolicy,
             Spec::Policy(_) => ResourceKind::Policy,
+            Spec::NetworkPolicy(_) => ResourceKind::NetworkPolicy,
         }
     }
 }

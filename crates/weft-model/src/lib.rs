@@ -789,6 +789,19 @@ pub struct Security {
     /// address, but not hold another workload's certificate).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub workload_addresses: BTreeMap<String, String>,
+    /// Kubernetes NetworkPolicy: when one isolates this workload for
+    /// ingress, the connections they allow (each policy an ALLOW list
+    /// over `source.ip` and `destination.port`; none matching denies),
+    /// judged before and apart from AuthorizationPolicy. `None`: not
+    /// isolated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_ingress: Option<Vec<AuthzPolicy>>,
+    /// The NetworkPolicies that isolate this workload for egress: an
+    /// ALLOW list over `destination.ip` and `destination.port` (the
+    /// endpoint and port the connection is for, as a CNI sees it after
+    /// the service is resolved). `None`: not isolated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_egress: Option<Vec<AuthzPolicy>>,
 }
 
 /// An `envoyExtAuthzHttp` or `envoyExtAuthzGrpc` extension provider: a

@@ -79,12 +79,17 @@ impl Proxy {
             m.adopt_bundle(&model.security.trust_bundle);
         }
         credentials.ensure(&model.credential_names()).await;
-        let client = Arc::new(upstream::ClientSide::new(
-            &model.proxy,
-            mesh.clone(),
-            credentials.clone(),
-            config.source_ip(),
-        ));
+        let client = Arc::new(
+            upstream::ClientSide::new(
+                &model.proxy,
+                mesh.clone(),
+                credentials.clone(),
+                config.source_ip(),
+            )
+            .with_egress(crate::policy::Egress::compile(
+                model.security.network_egress.as_ref(),
+            )),
+        );
         let snapshot = Snapshot::build(model, version, None, client)?;
         let plain = Arc::new(
             upstream::ClientSide::plain("", &Default::default()).leaving_from(config.app_source),

@@ -56,12 +56,17 @@ fn swap(shared: &Shared, model: ProxyModel, version: String) -> Result<(), Proxy
         mesh.adopt_bundle(&model.security.trust_bundle);
     }
     let current = shared.snapshot.load();
-    let client = Arc::new(upstream::ClientSide::new(
-        &model.proxy,
-        shared.mesh.clone(),
-        shared.credentials.clone(),
-        shared.config.source_ip(),
-    ));
+    let client = Arc::new(
+        upstream::ClientSide::new(
+            &model.proxy,
+            shared.mesh.clone(),
+            shared.credentials.clone(),
+            shared.config.source_ip(),
+        )
+        .with_egress(crate::policy::Egress::compile(
+            model.security.network_egress.as_ref(),
+        )),
+    );
     let next = Snapshot::build(model, version, Some(&current), client)?;
     shared.snapshot.store(Arc::new(next));
     Ok(())

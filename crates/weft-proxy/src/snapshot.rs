@@ -368,7 +368,7 @@ impl Snapshot {
         for c in model.clusters.iter() {
             let reuse = previous
                 .and_then(|p| p.clusters.get(&c.name))
-                .filter(|rt| rt.config == *c);
+                .filter(|rt| rt.config == *c && rt.judged_like(&client));
             let before = previous.and_then(|p| p.clusters.get(&c.name));
             let rt = match (reuse, before) {
                 (Some(rt), _) => rt.clone(),

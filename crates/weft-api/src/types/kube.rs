@@ -318,6 +318,118 @@ pub struct ContainerPort {
     pub protocol: Option<String>,
 }
 
+/// `networking.k8s.io/v1` NetworkPolicy: which pods may talk to the
+/// pods it selects (ingress) and to whom those pods may talk (egress), by
+/// pod and namespace labels, address blocks and ports, as a CNI enforces
+/// it. In weft the pods' proxies enforce it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// The pods of the policy's namespace it isolates; empty: all of them.
+    #[serde(default)]
+    pub pod_selector: NetworkSelector,
+    /// `Ingress`, `Egress`; unset: Ingress, and Egress when egress rules
+    /// are written.
+    pub policy_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub ingress: Vec<NetworkPolicyRule>,
+    #[serde(default)]
+    pub egress: Vec<NetworkPolicyRule>,
+}
+
+impl NetworkPolicySpec {
+    pub fn isolates_ingress(&self) -> bool {
+        match &self.policy_types {
+            Some(t) => t.iter().any(|t| t == "Ingress"),
+            None => true,
+        }
+    }
+
+    pub fn isolates_egress(&self) -> bool {
+        match &self.policy_types {
+            Some(t) => t.iter().any(|t| t == "Egress"),
+            None => !self.egress.is_empty(),
+        }
+    }
+}
+
+/// One ingress (`from`) or egress (`to`) rule: any of its peers, on any of
+/// its ports. No peers: every peer; no ports: every port.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkPolicyRule {
+    #[serde(default)]
+    pub from: Vec<NetworkPolicyPeer>,
+    #[serde(default)]
+    pub to: Vec<NetworkPolicyPeer>,
+    #[serde(default)]
+    pub ports: Vec<NetworkPolicyPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkPolicyPeer {
+    pub pod_selector: Option<NetworkSelector>,
+    pub namespace_selector: Option<NetworkSelector>,
+    pub ip_block: Option<IpBlock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IpBlock {
+    pub cidr: String,
+    #[serde(default)]
+    pub except: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkPolicyPort {
+    /// TCP (the default), UDP or SCTP.
+    pub protocol: Option<String>,
+    /// A number or a container port's name; unset: every port.
+    pub port: Option<IntOrString>,
+    pub end_port: Option<u32>,
+}
+
+/// Kubernetes' label selector with match expressions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkSelector {
+    #[serde(default)]
+    pub match_labels: Labels,
+    #[serde(default)]
+    pub match_expressions: Vec<SelectorRequirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl NetworkSelector {
+    /// Whether `labels` meet every label and expression.
+    pub fn selects(&self, labels: &Labels) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| {
+                let v = labels.get(&e.key);
+                match e.operator.as_str() {
+                    "In" => v.is_some_and(|v| e.values.contains(v)),
+                    "NotIn" => v.is_none_or(|v| !e.values.contains(v)),
+                    "Exists" => v.is_some(),
+                    "DoesNotExist" => v.is_none(),
+                    _ => false,
+                }
+            })
+    }
+}
+
 /// A Namespace's spec: only finalizers, which weft has no use for; its
 /// labels are in the metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

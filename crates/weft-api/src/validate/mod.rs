@@ -135,6 +135,7 @@ pub fn validate(resource: &Resource) -> Vec<Diagnostic> {
         // resources, at admission.
         Spec::Pod(_) | Spec::Namespace(_) | Spec::Secret(_) | Spec::Guardrail(_) => {}
         Spec::ClusterPolicy(p) | Spec::Policy(p) => kyverno::policy(&mut ctx, p, &spec),
+        Spec::NetworkPolicy(p) => other::network_policy(&mut ctx, p, &spec),
         Spec::Canary(s) => other::canary(&mut ctx, s, &spec),
         Spec::MetricTemplate(s) => other::metric_template(&mut ctx, s, &spec),
         Spec::AlertProvider(s) => other::alert_provider(&mut ctx, s, &spec),

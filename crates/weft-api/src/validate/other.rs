@@ -94,6 +94,114 @@ pub fn deployment(ctx: &mut Ctx<'_>, d: &DeploymentSpec, spec: &FieldPath) {
 
 /// A Node's pod range: under `weft up --capture` its pods' addresses
 /// come from it, so it must be a range, and one weft can use.
+/// A NetworkPolicy as the API server checks one: known policy types,
+/// address blocks that parse (each `except` inside its block), ports in
+/// range with `endPort` only after a numbered port.
+pub fn network_policy(
+    ctx: &mut Ctx<'_>,
+    p: &crate::types::kube::NetworkPolicySpec,
+    spec: &FieldPath,
+) {
+    use crate::types::kube::NetworkPolicyRule;
+    for (i, t) in p.policy_types.iter().flatten().enumerate() {
+        if t != "Ingress" && t != "Egress" {
+            ctx.error(
+                &spec.key("policyTypes").index(i),
+                format!("policy type {t:?} is not Ingress or Egress"),
+                "write Ingress, Egress, or both",
+            );
+        }
+    }
+    let rules =
+        |field: &'static str, list: &[NetworkPolicyRule]| -> Vec<(FieldPath, NetworkPolicyRule)> {
+            list.iter()
+                .enumerate()
+                .map(|(i, r)| (spec.key(field).index(i), r.clone()))
+                .collect()
+        };
+    for (at, rule) in rules("ingress", &p.ingress)
+        .into_iter()
+        .chain(rules("egress", &p.egress))
+    {
+        for (field, peers) in [("from", &rule.from), ("to", &rule.to)] {
+            for (j, peer) in peers.iter().enumerate() {
+                let here = at.key(field).index(j);
+                let Some(block) = &peer.ip_block else {
+                    continue;
+                };
+                if peer.pod_selector.is_some() || peer.namespace_selector.is_some() {
+                    ctx.error(
+                        &here.key("ipBlock"),
+                        "a peer with ipBlock may not also select pods or namespaces",
+                        "make the address block a peer of its own",
+                    );
+                }
+                match block.cidr.parse::<ipnet::IpNet>() {
+                    Err(_) => ctx.error(
+                        &here.key("ipBlock").key("cidr"),
+                        format!("{:?} is not a CIDR", block.cidr),
+                        "write an address block such as 10.0.0.0/8",
+                    ),
+                    Ok(net) => {
+                        for (k, e) in block.except.iter().enumerate() {
+                            let inside = e.parse::<ipnet::IpNet>().is_ok_and(|x| net.contains(&x));
+                            if !inside {
+                                ctx.error(
+                                    &here.key("ipBlock").key("except").index(k),
+                                    format!("{e:?} is not a CIDR inside {}", block.cidr),
+                                    "each except must be a block within cidr",
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (j, port) in rule.ports.iter().enumerate() {
+            let here = at.key("ports").index(j);
+            if let Some(proto) = &port.protocol {
+                if !matches!(proto.as_str(), "TCP" | "UDP" | "SCTP") {
+                    ctx.error(
+                        &here.key("protocol"),
+                        format!("protocol {proto:?} is not TCP, UDP or SCTP"),
+                        "write TCP (the default), UDP or SCTP",
+                    );
+                }
+            }
+            match &port.port {
+                Some(crate::types::common::IntOrString::Int(n)) => {
+                    if !(1..=65535).contains(n) {
+                        ctx.error(
+                            &here.key("port"),
+                            format!("port {n} is out of range"),
+                            "ports are 1 to 65535",
+                        );
+                    }
+                    if let Some(end) = port.end_port {
+                        if i64::from(end) < *n || end > 65535 {
+                            ctx.error(
+                                &here.key("endPort"),
+                                format!("endPort {end} is below port {n} or above 65535"),
+                                "endPort closes a range that port opens",
+                            );
+                        }
+                    }
+                }
+                Some(crate::types::common::IntOrString::Str(_)) | None
+                    if port.end_port.is_some() =>
+                {
+                    ctx.error(
+                        &here.key("endPort"),
+                        "endPort needs a numbered port",
+                        "give port a number, or remove endPort",
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 pub fn node(ctx: &mut Ctx<'_>, n: &NodeSpec, spec: &FieldPath) {
     let ranges = n.pod_cidr.iter().map(|c| (spec.key("podCIDR"), c)).chain(
         n.pod_cidrs
@@ -453,6 +561,33 @@ mod node_tests {
         assert!(
             selector.len() == 1 && selector[0].contains("nodeSelector"),
             "{selector:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod network_policy_tests {
+    fn findings(yaml: &str) -> Vec<String> {
+        crate::load::load_bytes("np.yaml", yaml.as_bytes())
+            .diagnostics
+            .iter()
+            .map(|d| format!("{}:{} {}", d.origin.line, d.field, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_network_policy_is_checked_as_the_api_server_checks_it() {
+        let found = findings("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np}\nspec:\n  policyTypes: [Ingres]\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/33}\n    - ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}\n    ports:\n    - port: 70000\n    - port: http\n      endPort: 90\n    - protocol: ICMP\n");
+        assert_eq!(
+            found,
+            [
+                "5:spec.policyTypes[0] policy type \"Ingres\" is not Ingress or Egress",
+                "8:spec.ingress[0].from[0].ipBlock.cidr \"10.0.0.0/33\" is not a CIDR",
+                "9:spec.ingress[0].from[1].ipBlock.except[0] \"192.168.0.0/16\" is not a CIDR inside 10.0.0.0/8",
+                "11:spec.ingress[0].ports[0].port port 70000 is out of range",
+                "13:spec.ingress[0].ports[1].endPort endPort needs a numbered port",
+                "14:spec.ingress[0].ports[2].protocol protocol \"ICMP\" is not TCP, UDP or SCTP",
+            ]
         );
     }
 }

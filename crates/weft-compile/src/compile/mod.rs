@@ -8,6 +8,7 @@ mod carry;
 mod clusters;
 mod delegation;
 mod index;
+mod network_policy;
 mod routes;
 mod security;
 mod telemetry;

@@ -9,13 +9,17 @@ use super::{Compiler, Me};
 
 pub fn build(c: &Compiler<'_>, me: &Me) -> Security {
     let authorization = authorization(c, me);
+    let network_ingress = super::network_policy::ingress(c, me);
+    let network_egress = super::network_policy::egress(c, me);
     Security {
         trust_domain: c.mesh.trust_domain.clone(),
         inbound_mtls: peer_mode(c, me),
         jwt_rules: jwt_rules(c, me),
         ext_authz: ext_authz(c, &authorization),
-        workload_addresses: workload_addresses(c, &authorization),
+        workload_addresses: workload_addresses(c, &authorization, network_ingress.as_deref()),
         authorization,
+        network_ingress,
+        network_egress,
         trust_bundle: Vec::new(),
     }
 }
@@ -26,10 +30,12 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> Security {
 fn workload_addresses(
     c: &Compiler<'_>,
     authz: &Authorization,
+    network: Option<&[AuthzPolicy]>,
 ) -> std::collections::BTreeMap<String, String> {
     let reads_source_ip = [&authz.custom, &authz.deny, &authz.allow, &authz.audit]
         .into_iter()
         .flatten()
+        .chain(network.into_iter().flatten())
         .flat_map(|p| &p.rules)
         .flat_map(|r| r.from.iter().chain(&r.to).flatten().chain(&r.when))
         .any(|m| m.attribute == "source.ip");

@@ -57,6 +57,23 @@ pub fn black_hole(shared: &Shared, remote: SocketAddr, destination: SocketAddr) 
     shared.log_access(entry);
 }
 
+/// Closes a connection the workload's egress NetworkPolicies do not let
+/// out, logged with the policy (flag RBAC).
+pub fn denied(shared: &Shared, remote: SocketAddr, destination: SocketAddr, why: String) {
+    let mut flags = Flags::default();
+    flags.add(ResponseFlag::RbacDenied);
+    tracing::info!(%remote, %destination, %why, "connection refused by network policy");
+    shared.log_access(Entry {
+        protocol: "TCP",
+        route_name: Some(OUTBOUND.into()),
+        upstream_cluster: Some(OUTBOUND.into()),
+        upstream_host: Some(destination),
+        response_flags: flags,
+        reason: why,
+        ..Entry::starting_now(remote)
+    });
+}
+
 /// Splices `client` to `destination`, leaving from `source` when given
 /// (`transparent`: a client's own address, under TPROXY); `cluster` names
 /// the passthrough in the access log.

@@ -24,9 +24,64 @@ use crate::facts::RequestFacts;
 use crate::telemetry::flags::ResponseFlag;
 use crate::upstream::ClusterRt;
 
+/// The NetworkPolicies that isolate a workload for egress: where its
+/// connections may go, by the endpoint's address and port.
+pub struct Egress {
+    /// As the model says them, to tell a change.
+    written: Vec<weft_model::AuthzPolicy>,
+    check: authz::Authorizer,
+}
+
+impl Egress {
+    pub fn compile(
+        written: Option<&Vec<weft_model::AuthzPolicy>>,
+    ) -> Option<std::sync::Arc<Egress>> {
+        let written = written?.clone();
+        let check = authz::Authorizer::compile(&weft_model::Authorization {
+            allow: written.clone(),
+            ..Default::default()
+        });
+        Some(std::sync::Arc::new(Egress { written, check }))
+    }
+
+    /// Why a connection to `to` may not be made; `None` when one of the
+    /// policies allows it.
+    pub fn denies(&self, to: std::net::SocketAddr) -> Option<String> {
+        let attributes = authz::Attributes {
+            principal: None,
+            source_ip: None,
+            remote_ip: None,
+            destination_ip: Some(to.ip()),
+            destination_port: to.port(),
+            sni: None,
+            http: None,
+            jwt: None,
+        };
+        match self.check.check(&attributes).decision {
+            Some(authz::Decision::Allow) => None,
+            Some(authz::Decision::Deny { policy, .. }) => {
+                Some(format!("egress to {to} is not allowed by {policy}"))
+            }
+            None => Some(format!(
+                "egress to {to}: network policy could not be evaluated"
+            )),
+        }
+    }
+
+    pub fn same_as(&self, other: &Egress) -> bool {
+        self.written == other.written
+    }
+}
+
 /// One workload's policies, compiled once per push.
 pub struct Policies {
     pub authz: authz::Authorizer,
+    /// The NetworkPolicies that isolate this workload for ingress, as an
+    /// ALLOW list judged before the AuthorizationPolicies (both must let
+    /// a connection in); `None` when none does.
+    network: Option<authz::Authorizer>,
+    /// The NetworkPolicies that isolate it for egress.
+    egress: Option<Arc<Egress>>,
     pub jwt: jwt::JwtAuthn,
     /// MeshConfig's `envoyExtAuthzHttp` and `envoyExtAuthzGrpc`
     /// providers, by the name CUSTOM policies give.
@@ -86,14 +141,49 @@ impl Policies {
             spiffe_id: spiffe_id.map(str::to_owned),
             authz: authz::Authorizer::compile(&security.authorization)
                 .with_owners(&security.workload_addresses),
+            network: security.network_ingress.as_ref().map(|allow| {
+                authz::Authorizer::compile(&weft_model::Authorization {
+                    allow: allow.clone(),
+                    ..Default::default()
+                })
+            }),
             jwt: jwt::JwtAuthn::compile(&security.jwt_rules),
+            egress: Egress::compile(security.network_egress.as_ref()),
             providers: security.ext_authz.clone(),
         }
     }
 
     /// Whether no policy applies: the stage has nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.jwt.is_empty() && self.authz.is_empty()
+        self.jwt.is_empty() && self.authz.is_empty() && self.network.is_none()
+    }
+
+    /// The egress NetworkPolicies, when any isolates this workload.
+    pub fn egress(&self) -> Option<&Arc<Egress>> {
+        self.egress.as_ref()
+    }
+
+    /// The NetworkPolicies' verdict on a connection: L4 attributes only.
+    fn check_network(&self, caller: &authz::Attributes<'_>) -> Result<(), Denial> {
+        let Some(network) = &self.network else {
+            return Ok(());
+        };
+        let l4 = authz::Attributes {
+            http: None,
+            jwt: None,
+            ..*caller
+        };
+        match network.check(&l4).decision {
+            Some(authz::Decision::Allow) => Ok(()),
+            Some(authz::Decision::Deny { policy, .. }) => Err(Denial::Forbidden {
+                policy: Some(policy),
+                why: "no NetworkPolicy allows this connection".into(),
+            }),
+            None => Err(Denial::Forbidden {
+                policy: None,
+                why: "network policy could not be evaluated".into(),
+            }),
+        }
     }
 
     /// The address a connection from `ip` is believed to come from: an
@@ -114,6 +204,15 @@ impl Policies {
         req: &mut Request<B>,
         remote: std::net::SocketAddr,
     ) -> Checked {
+        if let Err(denial) = self.check_network(caller) {
+            return Checked {
+                audited_by: None,
+                outcome: Err(denial),
+                jwt: None,
+                dry_run: Default::default(),
+                response_headers: Vec::new(),
+            };
+        }
         let jwt = if self.jwt.is_empty() {
             None
         } else {
@@ -198,6 +297,7 @@ impl Policies {
     /// DENY and ALLOW on a connection: only L4 attributes exist, and rules
     /// that need more fail closed.
     pub fn check_connection(&self, caller: &authz::Attributes<'_>) -> Result<(), Denial> {
+        self.check_network(caller)?;
         if self.authz.is_empty() {
             return Ok(());
         }
@@ -276,6 +376,49 @@ impl Policies {
                 why: format!("{why} ({policy})"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod egress_tests {
+    use super::Egress;
+    use weft_model::{AuthzMatch, AuthzPolicy, AuthzRule};
+
+    #[test]
+    fn egress_is_held_to_address_and_port() {
+        let m = |a: &str, v: &[&str]| AuthzMatch {
+            attribute: a.into(),
+            values: v.iter().map(|s| s.to_string()).collect(),
+            negate: false,
+        };
+        let written = vec![AuthzPolicy {
+            name: "NetworkPolicy default/out".into(),
+            provider: None,
+            rules: vec![AuthzRule {
+                to: vec![vec![m("destination.ip", &["10.0.0.0/24"])]],
+                when: vec![m("destination.port", &["9080"])],
+                ..Default::default()
+            }],
+        }];
+        let egress = Egress::compile(Some(&written)).expect("isolated");
+        assert_eq!(egress.denies("10.0.0.7:9080".parse().unwrap()), None);
+        assert_eq!(
+            egress.denies("10.0.0.7:22".parse().unwrap()).as_deref(),
+            Some("egress to 10.0.0.7:22 is not allowed by NetworkPolicy default/out")
+        );
+        assert!(egress.denies("10.0.1.7:9080".parse().unwrap()).is_some());
+        // No policies written: nothing is held.
+        assert!(Egress::compile(None).is_none());
+        // A policy with no rules allows nothing.
+        let closed = vec![AuthzPolicy {
+            name: "NetworkPolicy default/closed".into(),
+            provider: None,
+            rules: vec![],
+        }];
+        assert!(Egress::compile(Some(&closed))
+            .unwrap()
+            .denies("10.0.0.7:9080".parse().unwrap())
+            .is_some());
     }
 }
 

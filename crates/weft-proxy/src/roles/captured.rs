@@ -109,7 +109,16 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
             }
             let snap = shared.snapshot.load();
             let (target, blocked) = (outbound_target(&snap, destination), registry_only(&snap));
+            let egress = snap.policy.egress().cloned();
             drop(snap);
+            // Where the connection goes on as it was addressed, the
+            // workload's egress NetworkPolicies judge that address; mesh
+            // services are judged by the endpoint picked for them.
+            let passthrough_denied = egress.as_ref().and_then(|e| e.denies(destination));
+            let passthrough_client = match &egress {
+                Some(_) => Arc::new((*shared.passthrough_client).clone().with_egress(egress)),
+                None => shared.passthrough_client.clone(),
+            };
             match target {
                 Outbound::Tcp(name) => {
                     crate::l4::tcp::handle(shared, name, stream, remote, drain).await
@@ -122,12 +131,14 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                             io,
                             remote,
                             "captured outbound",
-                            outbound_http(destination, &shared.passthrough_client, blocked),
+                            outbound_http(destination, &passthrough_client, blocked),
                             drain,
                         )
                         .await;
                     } else if blocked {
                         passthrough::black_hole(&shared, remote, destination);
+                    } else if let Some(why) = passthrough_denied {
+                        passthrough::denied(&shared, remote, destination, why);
                     } else {
                         let _drain = drain;
                         passthrough::splice(
@@ -142,6 +153,14 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                     }
                 }
                 Outbound::BlackHole => passthrough::black_hole(&shared, remote, destination),
+                Outbound::Passthrough if passthrough_denied.is_some() => {
+                    passthrough::denied(
+                        &shared,
+                        remote,
+                        destination,
+                        passthrough_denied.unwrap_or_default(),
+                    );
+                }
                 Outbound::Passthrough => {
                     let _drain = drain;
                     passthrough::splice(

@@ -96,6 +96,7 @@ impl Avoid {
 type Candidates = smallvec::SmallVec<[usize; 8]>;
 
 /// What a cluster needs to know about the proxy that uses it.
+#[derive(Clone)]
 pub struct ClientSide {
     /// `region/zone/subzone`, for locality-aware balancing.
     pub locality: String,
@@ -118,6 +119,9 @@ pub struct ClientSide {
     pub unmeshed_source: Option<std::net::IpAddr>,
     /// `unmeshed_source` is a client's address (TPROXY capture).
     pub transparent: bool,
+    /// The NetworkPolicies that say where this proxy's workload may
+    /// connect: an endpoint they do not allow is unavailable.
+    pub egress: Option<Arc<crate::policy::Egress>>,
 }
 
 impl ClientSide {
@@ -145,6 +149,7 @@ impl ClientSide {
             source_ip,
             unmeshed_source: None,
             transparent: false,
+            egress: None,
         }
     }
 
@@ -162,6 +167,22 @@ impl ClientSide {
             source_ip: None,
             unmeshed_source: None,
             transparent: false,
+            egress: None,
+        }
+    }
+
+    /// This client, held to its workload's egress NetworkPolicies.
+    pub fn with_egress(mut self, egress: Option<Arc<crate::policy::Egress>>) -> ClientSide {
+        self.egress = egress;
+        self
+    }
+
+    /// Whether `other` holds its workload to the same egress policies.
+    pub fn same_egress(&self, other: &ClientSide) -> bool {
+        match (&self.egress, &other.egress) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same_as(b),
+            _ => false,
         }
     }
 
@@ -681,6 +702,12 @@ impl ClusterRt {
         }
     }
 
+    /// Whether this cluster's endpoints were judged by the egress
+    /// policies `client` holds (so it may be kept across a push).
+    pub fn judged_like(&self, client: &ClientSide) -> bool {
+        self.client.same_egress(client)
+    }
+
     pub fn endpoint_addr(&self, i: usize) -> Option<SocketAddr> {
         self.addrs.get(i).copied().flatten()
     }
@@ -798,6 +825,11 @@ fn endpoint_route(
     client: &ClientSide,
     h2: bool,
 ) -> crate::upstream::conn::Route {
+    if let (Some(egress), Some(addr)) = (&client.egress, addr) {
+        if let Some(why) = egress.denies(addr) {
+            return crate::upstream::conn::Route::Unavailable(why.into());
+        }
+    }
     let origin = |mutual: bool, t: &weft_model::TlsOrigination| {
         // The endpoint's host for SNI when it has one, else the service's.
         let host = e

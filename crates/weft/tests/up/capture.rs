@@ -378,6 +378,35 @@ spec:
     assert!(series("client", "mutual_tls"), "{metrics}");
     assert!(series("unknown", "none"), "{metrics}");
 
+    // A NetworkPolicy isolating the server to callers labelled
+    // app=client, judged by pod address as a CNI would: the client's call
+    // (over the tunnel, from its pod's address) gets in, the bypassing
+    // pod's plain call to the server's address does not; with the policy
+    // gone, it does again.
+    std::fs::write(
+        m.cfg.join("netpol.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: server-ingress}\nspec:\n  podSelector: {matchLabels: {app: server}}\n  ingress:\n  - from:\n    - podSelector: {matchLabels: {app: client}}\n    ports:\n    - port: http\n",
+    )
+    .unwrap();
+    let direct = format!("http://{server_ip}:8000/ip");
+    common::wait_until(
+        Duration::from_secs(15),
+        || status_from(&bypass, &direct, 5) == "403",
+        || {
+            format!(
+                "the bypassing pod still gets in: {}",
+                status_from(&bypass, &direct, 5)
+            )
+        },
+    );
+    assert_eq!(status_from(&client, "http://server:8000/ip", 10), "200");
+    std::fs::remove_file(m.cfg.join("netpol.yaml")).unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        || status_from(&bypass, &direct, 5) == "200",
+        || "the NetworkPolicy outlived its file".into(),
+    );
+
     // The operator's commands reach proxies on the mesh's network as in
     // loopback mode: a pod's by app name, and the gateway.
     for (who, want) in [
