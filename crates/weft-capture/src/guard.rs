@@ -25,16 +25,20 @@ pub struct Guard {
     pub enforce: bool,
 }
 
-/// The `nft -f` script that installs `g` (replacing what is there).
-pub fn script(g: &Guard) -> String {
-    let verdict = if g.enforce { "drop" } else { "accept" };
-    // A log prefix is at most 127 bytes and must not hold quotes.
-    let name: String = g
-        .policy
+/// A Guardrail's name as a log prefix may hold it: at most 127 bytes,
+/// and no quotes.
+pub(crate) fn prefix_name(policy: &str) -> String {
+    policy
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '.'))
         .take(64)
-        .collect();
+        .collect()
+}
+
+/// The `nft -f` script that installs `g` (replacing what is there).
+pub fn script(g: &Guard) -> String {
+    let verdict = if g.enforce { "drop" } else { "accept" };
+    let name = prefix_name(&g.policy);
     let mut s = String::new();
     let t = TABLE;
     let _ = writeln!(s, "add table inet {t}");
@@ -104,7 +108,13 @@ pub struct Counter {
 /// The guard's counters in `netns` (or here), each with the Guardrail
 /// its rule names; none when no guard is installed.
 pub fn counters(netns: Option<&str>) -> Vec<Counter> {
-    let Some(out) = crate::apply::command(netns, "nft", &["-j", "list", "table", "inet", TABLE])
+    counters_of(netns, TABLE)
+}
+
+/// The counters of a guard table (`table`) whose rules log
+/// `weft-guardrail NS/NAME DIRECTION: `.
+pub fn counters_of(netns: Option<&str>, table: &str) -> Vec<Counter> {
+    let Some(out) = crate::apply::command(netns, "nft", &["-j", "list", "table", "inet", table])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()
@@ -142,6 +152,39 @@ pub fn counters(netns: Option<&str>) -> Vec<Counter> {
         });
     }
     found
+}
+
+/// Guard counters as Prometheus metrics, `reason` the Guardrail rule
+/// they enforce: packets dropped under Enforce
+/// (`weft_policy_dropped_total`), or let through and counted under Audit
+/// (`weft_policy_audited_total`).
+pub fn render(counters: &[Counter], reason: &str) -> String {
+    let mut out = String::new();
+    for (name, help, drops) in [
+        (
+            "weft_policy_dropped_total",
+            "Packets a Guardrail dropped for going around the mesh.",
+            true,
+        ),
+        (
+            "weft_policy_audited_total",
+            "Packets an audited Guardrail counted going around the mesh.",
+            false,
+        ),
+    ] {
+        let mine: Vec<_> = counters.iter().filter(|c| c.drops == drops).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for c in mine {
+            out.push_str(&format!(
+                "{name}{{policy=\"{}\",direction=\"{}\",reason=\"{reason}\"}} {}\n",
+                c.policy, c.direction, c.packets
+            ));
+        }
+    }
+    out
 }
 
 /// What the guard counted in `netns`: packets stopped (or, auditing,

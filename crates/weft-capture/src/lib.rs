@@ -15,6 +15,7 @@
 //!   a named network namespace, and removes it.
 
 pub mod apply;
+pub mod egress_guard;
 pub mod guard;
 pub mod rules;
 pub mod settings;

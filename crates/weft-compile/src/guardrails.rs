@@ -133,6 +133,24 @@ impl<'a> BypassGuards<'a> {
     }
 }
 
+/// The root namespace's Guardrail that holds the mesh's egress to the
+/// egress gateway (`namespace/name`, and whether it enforces); of
+/// several, an enforcing one.
+pub fn egress_guard(resources: &[Resource], root: &str) -> Option<(String, bool)> {
+    resources
+        .iter()
+        .filter(|g| g.namespace() == root)
+        .filter_map(|g| match &g.spec {
+            Spec::Guardrail(rail) if rail.rules.egress_through_gateway => Some((
+                format!("{}/{}", g.namespace(), g.name()),
+                rail.validation_failure_action == FailureAction::Enforce,
+            )),
+            _ => None,
+        })
+        .rev()
+        .max_by_key(|(_, enforce)| *enforce)
+}
+
 /// Whether `rule` judges resources of `r`'s kind.
 fn judges(rule: &str, r: &Resource) -> bool {
     let workload = pod_metadata(r).is_some();

@@ -335,8 +335,21 @@ async fn route(docs: &Shared, req: http::Request<hyper::body::Incoming>) -> (u16
             200,
             docs.lock()
                 .ok()
-                .and_then(|d| d.canaries.clone())
-                .and_then(|m| m.lock().ok().map(|m| m.metrics.clone()))
+                .map(|d| {
+                    let canaries = d
+                        .canaries
+                        .clone()
+                        .and_then(|m| m.lock().ok().map(|m| m.metrics.clone()))
+                        .unwrap_or_default();
+                    // What the supervisor's guards counted (the mesh's
+                    // egress guard, under capture).
+                    let guards = d
+                        .processes
+                        .as_ref()
+                        .and_then(|p| p["guardMetrics"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    canaries + &guards
+                })
                 .unwrap_or_default(),
         ),
         ("POST", p) if p.starts_with("/api/canaries/") => canary_command(docs, p),

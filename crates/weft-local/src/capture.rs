@@ -471,6 +471,28 @@ impl Network {
         Ok(net)
     }
 
+    /// The mesh network's namespace, where the gateways run.
+    pub fn mesh_namespace(&self) -> &str {
+        &self.mesh
+    }
+
+    /// The mesh's own ranges: its network, its services' and every
+    /// node's pods'. Traffic within them is not egress.
+    pub fn internal_ranges(&self) -> Vec<ipnet::IpNet> {
+        let mut out = vec![
+            ipnet::IpNet::V4(mesh_network()),
+            ipnet::IpNet::V4(service_range()),
+            // Everything weft places by default (RFC 2544's range).
+            "198.18.0.0/15".parse().unwrap_or_default(),
+        ];
+        if let Ok(nodes) = self.nodes.lock() {
+            out.extend(nodes.values().map(|n| ipnet::IpNet::V4(n.range)));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The namespace of pod `namespace/replica` (which [`find_pod`] finds).
     pub fn pod_namespace(&self, namespace: &str, replica: &str) -> String {
         format!("{}-{namespace}-{replica}", self.prefix)

@@ -102,6 +102,9 @@ struct Running {
     /// Under capture, the Guardrail each pod is held to (`noBypass`), as
     /// installed.
     guards: BTreeMap<String, Option<weft_capture::guard::Guard>>,
+    /// Under capture, the Guardrail the mesh's egress is held to
+    /// (`egressThroughGateway`), as installed; `None` before the first.
+    egress_guard: Option<Option<weft_capture::egress_guard::EgressGuard>>,
     /// What was last reported to the control plane, and when.
     reported: std::sync::Mutex<(String, Option<std::time::Instant>)>,
 }
@@ -340,6 +343,7 @@ pub async fn run(o: Options) -> Result<(), ControlError> {
         held: BTreeMap::new(),
         plan: Plan::default(),
         guards: BTreeMap::new(),
+        egress_guard: None,
         reported: std::sync::Mutex::new((String::new(), None)),
     };
     apply(&o, &config, &mut running).await;
@@ -652,6 +656,7 @@ async fn apply(o: &Options, config: &Config, running: &mut Running) {
     }
     if let Some(net) = &o.capture {
         hold_to_guardrails(net, config, &plan, running);
+        hold_egress(net, config, running);
     }
     running.plan = plan;
 }
@@ -688,6 +693,41 @@ fn hold_to_guardrails(net: &capture::Network, config: &Config, plan: &Plan, runn
             }
             Err(e) => eprintln!("weft: cannot hold {} to the mesh: {e}", s.name),
         }
+    }
+}
+
+/// Holds the mesh network to the Guardrail whose `egressThroughGateway`
+/// covers the mesh, or lets it go; installed again only when it changed.
+/// The supervisor runs in the mesh network's namespace.
+fn hold_egress(net: &capture::Network, config: &Config, running: &mut Running) {
+    let wanted = weft_compile::guardrails::egress_guard(&config.resources, &config.root_namespace)
+        .map(
+            |(policy, enforce)| weft_capture::egress_guard::EgressGuard {
+                policy,
+                enforce,
+                mesh: net.internal_ranges(),
+            },
+        );
+    if running.egress_guard.as_ref() == Some(&wanted) {
+        return;
+    }
+    match weft_capture::egress_guard::install(None, wanted.as_ref()) {
+        Ok(()) => {
+            match &wanted {
+                Some(g) => eprintln!(
+                    "weft: the mesh's egress is held to the egress gateway by Guardrail {} ({}), in {}",
+                    g.policy,
+                    if g.enforce { "enforced" } else { "audited" },
+                    net.mesh_namespace()
+                ),
+                None if running.egress_guard.is_some() => {
+                    eprintln!("weft: the mesh's egress is no longer held to the egress gateway")
+                }
+                None => {}
+            }
+            running.egress_guard = Some(wanted);
+        }
+        Err(e) => eprintln!("weft: cannot hold the mesh's egress to the egress gateway: {e}"),
     }
 }
 
@@ -750,7 +790,17 @@ fn write_status(o: &Options, running: &Running) {
             .collect();
         prometheus::write_targets(&o.run_dir, &targets);
     }
+    // The mesh's egress guard counts in the supervisor's own namespace
+    // (the mesh network's); the control plane serves it with its metrics.
+    let guard_metrics = match &running.egress_guard {
+        Some(Some(_)) => weft_capture::guard::render(
+            &weft_capture::egress_guard::counters(None),
+            "egressThroughGateway",
+        ),
+        _ => String::new(),
+    };
     let doc = serde_json::json!({
+        "guardMetrics": guard_metrics,
         "ingress": o.ingress.to_string(),
         "prometheus": o.prometheus.map(|p| p.to_string()),
         "controlPlane": running.control_plane.as_ref().map(Managed::snapshot),

@@ -78,30 +78,5 @@ async fn guard_metrics() -> String {
     let counters = tokio::task::spawn_blocking(|| weft_capture::guard::counters(None))
         .await
         .unwrap_or_default();
-    let mut out = String::new();
-    for (name, help, drops) in [
-        (
-            "weft_policy_dropped_total",
-            "Packets a Guardrail dropped for going around the mesh.",
-            true,
-        ),
-        (
-            "weft_policy_audited_total",
-            "Packets an audited Guardrail counted going around the mesh.",
-            false,
-        ),
-    ] {
-        let mine: Vec<_> = counters.iter().filter(|c| c.drops == drops).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-        for c in mine {
-            out.push_str(&format!(
-                "{name}{{policy=\"{}\",direction=\"{}\",reason=\"noBypass\"}} {}\n",
-                c.policy, c.direction, c.packets
-            ));
-        }
-    }
-    out
+    weft_capture::guard::render(&counters, "noBypass")
 }

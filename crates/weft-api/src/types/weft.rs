@@ -178,6 +178,13 @@ pub struct GuardrailRules {
     /// the Guardrail enforces).
     #[serde(default)]
     pub no_bypass: bool,
+    /// Mesh-wide (in the root namespace), under capture: nothing leaves
+    /// the mesh's network but through the egress gateway. What a pod
+    /// sends beyond the mesh's ranges another way is counted and logged
+    /// where the mesh meets the outside (and dropped, when the Guardrail
+    /// enforces), whatever the pod does in its own namespace.
+    #[serde(default)]
+    pub egress_through_gateway: bool,
     /// The only namespaces that may declare MESH_EXTERNAL ServiceEntries
     /// (where egress is allowed); unset: any.
     pub external_service_entry_namespaces: Option<Vec<String>>,

@@ -55,6 +55,83 @@ fn status_from(ns: &str, url: &str, secs: u32) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A host outside the mesh: a namespace of the test's own with an
+/// httpbin on 192.0.2.10:8000, joined by a veth to the mesh network's
+/// namespace only (192.0.2.1 there). Removed when dropped, whatever the
+/// test's outcome.
+struct OutsideHost {
+    // Dropped in this order: the server, then its namespace.
+    _server: common::Proc,
+    _netns: NetnsGone,
+}
+
+/// Deletes a namespace of the test's when dropped.
+struct NetnsGone(String);
+
+impl Drop for NetnsGone {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
+impl OutsideHost {
+    fn attach(mesh_net: &str) -> OutsideHost {
+        let netns = format!("weft-e2e-outside-{}", std::process::id());
+        let tag = std::process::id() % 100_000;
+        let (inner, outer) = (format!("wxo{tag}"), format!("wxm{tag}"));
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &netns])
+            .output();
+        ip(&["netns", "add", &netns]);
+        let gone = NetnsGone(netns.clone());
+        ip(&[
+            "link", "add", &inner, "netns", &netns, "type", "veth", "peer", "name", &outer,
+            "netns", mesh_net,
+        ]);
+        ip(&["-n", &netns, "link", "set", "lo", "up"]);
+        ip(&["-n", &netns, "addr", "add", "192.0.2.10/24", "dev", &inner]);
+        ip(&["-n", &netns, "link", "set", &inner, "up"]);
+        ip(&["-n", &netns, "route", "add", "default", "via", "192.0.2.1"]);
+        ip(&["-n", mesh_net, "addr", "add", "192.0.2.1/24", "dev", &outer]);
+        ip(&["-n", mesh_net, "link", "set", &outer, "up"]);
+        let host = OutsideHost {
+            _server: common::Proc {
+                child: std::process::Command::new("ip")
+                    .args(["netns", "exec", &netns, env!("CARGO_BIN_EXE_weft")])
+                    .args([
+                        "sample-app",
+                        "httpbin",
+                        "--listen",
+                        "192.0.2.10:8000",
+                        "--name",
+                        "outside",
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+                name: "outside".into(),
+            },
+            _netns: gone,
+        };
+        common::wait_until(
+            Duration::from_secs(10),
+            || status_from(mesh_net, "http://192.0.2.10:8000/ip", 2) == "200",
+            || "the outside host does not answer".into(),
+        );
+        host
+    }
+}
+
 fn netns_where(keep: impl Fn(&str) -> bool) -> Vec<String> {
     std::fs::read_dir("/var/run/netns")
         .map(|d| {
@@ -406,6 +483,85 @@ spec:
         || status_from(&bypass, &direct, 5) == "200",
         || "the NetworkPolicy outlived its file".into(),
     );
+
+    // An external host outside the mesh network (a namespace of the
+    // test's, 192.0.2.10, reached only through the mesh network's
+    // namespace, where the gateways run). With a Guardrail holding egress
+    // to the egress gateway, a pod's own way out (through its sidecar's
+    // passthrough, or bypassing it as root) is dropped where the mesh
+    // meets the outside, counted and logged; the gateways' namespace still
+    // gets out; audited, it passes and is counted; gone, the table is too.
+    let outside = OutsideHost::attach(&mesh_net);
+    let outside_url = "http://192.0.2.10:8000/ip";
+    assert_eq!(status_from(&client, outside_url, 10), "200");
+    let egress_rail = |action: &str| {
+        format!("apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {{name: egress, namespace: istio-system}}\nspec:\n  validationFailureAction: {action}\n  rules: {{egressThroughGateway: true}}\n")
+    };
+    std::fs::write(m.cfg.join("egress.yaml"), egress_rail("Enforce")).unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        || status_from(&client, outside_url, 3) == "000",
+        || format!("the client still gets out: {}", m.w.log("up")),
+    );
+    assert_eq!(
+        status_from(&bypass, outside_url, 3),
+        "000",
+        "a bypassing pod got out"
+    );
+    assert_eq!(
+        status_from(&mesh_net, outside_url, 10),
+        "200",
+        "the gateways' namespace is held too"
+    );
+    let guard_table = || {
+        String::from_utf8_lossy(
+            &in_netns(&mesh_net, &["nft", "list", "table", "inet", "weft-egress"]).stdout,
+        )
+        .into_owned()
+    };
+    let table = guard_table();
+    assert!(
+        table.contains("weft-guardrail istio-system/egress egress: ") && table.contains("drop"),
+        "{table}"
+    );
+    let dropped = |t: &str| -> u64 {
+        t.lines()
+            .find(|l| l.contains("weft-guardrail"))
+            .and_then(|l| l.split("packets ").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(dropped(&table) > 0, "nothing counted: {table}");
+    // The control plane serves the guard's counter with its metrics.
+    common::wait_until(
+        Duration::from_secs(10),
+        || {
+            curl(&[&format!("http://{}/metrics", m.admin)]).body.lines().any(|l| {
+                l.starts_with("weft_policy_dropped_total{policy=\"istio-system/egress\",direction=\"egress\",reason=\"egressThroughGateway\"}")
+                    && !l.ends_with(" 0")
+            })
+        },
+        || curl(&[&format!("http://{}/metrics", m.admin)]).body,
+    );
+    std::fs::write(m.cfg.join("egress.yaml"), egress_rail("Audit")).unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        || status_from(&client, outside_url, 5) == "200",
+        || format!("audit still drops: {}", guard_table()),
+    );
+    assert!(
+        guard_table().contains("egress: \" accept"),
+        "{}",
+        guard_table()
+    );
+    std::fs::remove_file(m.cfg.join("egress.yaml")).unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        || !guard_table().contains("weft-guardrail"),
+        || format!("the egress guard outlived its Guardrail: {}", guard_table()),
+    );
+    drop(outside);
 
     // The operator's commands reach proxies on the mesh's network as in
     // loopback mode: a pod's by app name, and the gateway.
