@@ -51,6 +51,100 @@ fn judge_all(resources: &[Resource]) -> Vec<(&Resource, &Resource, Response)> {
     out
 }
 
+/// Applies the policies' mutate rules (`patchStrategicMerge`) to the
+/// resources users wrote, before anything judges them, as Kyverno's
+/// mutating webhook runs before its validating one. A mutated resource
+/// is read again from its new object (its positions are then those of
+/// that object, in a file named after the original and the policy); each
+/// mutation is reported as information, each rule that cannot be applied
+/// as a warning.
+pub fn mutate(resources: &mut [Resource]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mutating: Vec<Resource> = resources
+        .iter()
+        .filter(|r| is_policy(r))
+        .filter(|p| match &p.spec {
+            weft_api::resource::Spec::ClusterPolicy(s) | weft_api::resource::Spec::Policy(s) => {
+                s.rules.iter().any(|r| r.mutate.is_some())
+            }
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    if mutating.is_empty() {
+        return out;
+    }
+    let snapshot: Vec<Resource> = resources.to_vec();
+    let world = World::new(&snapshot);
+    for (i, original) in snapshot.iter().enumerate() {
+        if made_by_weft(original) || is_policy(original) {
+            continue;
+        }
+        let mut object = world.json(original);
+        let mut by = Vec::new();
+        for p in &mutating {
+            let (mutation, errors) = weft_kyverno::mutate::mutate(p, original, &object, &world);
+            for e in errors {
+                out.push(
+                    Diagnostic::new(
+                        Severity::Warning,
+                        CODE,
+                        original.origin(),
+                        format!("{} {} could not mutate it: {e}", p.kind(), policy_name(p)),
+                    )
+                    .with_resource(original.display_name()),
+                );
+            }
+            if let Some(m) = mutation {
+                object = m.object;
+                by.push(format!("{} {} (rule {})", p.kind(), policy_name(p), m.rule));
+            }
+        }
+        if by.is_empty() {
+            continue;
+        }
+        let file = format!("{} (mutated by {})", original.source.file, by.join(", "));
+        let text = serde_json::to_string_pretty(&object).unwrap_or_default();
+        let reloaded = weft_api::load::load_bytes(&file, text.as_bytes());
+        match reloaded.resources.into_iter().next() {
+            Some(mutated) => {
+                out.push(
+                    Diagnostic::new(
+                        Severity::Info,
+                        CODE,
+                        original.origin(),
+                        format!("mutated by {}", by.join(", ")),
+                    )
+                    .with_resource(original.display_name()),
+                );
+                resources[i] = mutated;
+            }
+            None => {
+                let why: Vec<String> = reloaded
+                    .diagnostics
+                    .iter()
+                    .map(|d| d.message.clone())
+                    .collect();
+                out.push(
+                    Diagnostic::new(
+                        Severity::Warning,
+                        CODE,
+                        original.origin(),
+                        format!(
+                            "the mutation by {} does not make a valid {}, so it is not applied: {}",
+                            by.join(", "),
+                            original.kind(),
+                            why.join("; ")
+                        ),
+                    )
+                    .with_resource(original.display_name()),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// Every failing or unevaluable rule, as diagnostics.
 pub fn check(resources: &[Resource]) -> Vec<Diagnostic> {
     judge_all(resources)

@@ -599,6 +599,8 @@ fn guardrail_refusals(
         .cloned()
         .collect();
     all.extend(applied.iter().cloned());
+    // Judged as the control plane will judge them: mutated first.
+    weft_compile::kyverno::mutate(&mut all);
     let names: std::collections::BTreeSet<String> =
         applied.iter().map(|r| r.display_name()).collect();
     weft_compile::guardrails::check(&all, &root)

@@ -116,6 +116,10 @@ impl Store {
     pub fn load(&mut self, last: Option<&Config>) -> Config {
         let started = std::time::Instant::now();
         let mut loaded = self.source.list();
+        // Kyverno's mutate rules change what they change before anything
+        // judges it, as Kyverno's mutating webhook runs first.
+        let mutated = weft_compile::kyverno::mutate(&mut loaded.resources);
+        loaded.diagnostics.extend(mutated);
         // The platform's Guardrails judge every resource at admission: what
         // breaks an Enforce rule is refused as an invalid resource is.
         let guarded = weft_compile::guardrails::check(&loaded.resources, &self.mesh.root_namespace);

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod generate;
 pub mod jmes;
 pub mod matcher;
+pub mod mutate;
 pub mod operators;
 pub mod pattern;
 pub mod scalar;

@@ -178,8 +178,15 @@ fn validate_judges_the_files_by_kyverno_policies() {
             && text.contains("validation error: PeerAuthentication resources may only set UNSET or STRICT for the mode. rule validate-mtls failed at path /spec/mtls/mode/ (audited by ClusterPolicy enforce-strict-mtls, rule validate-mtls)"),
         "{text}"
     );
+    // The mutate policies label the Namespaces first: the one without
+    // the injection label passes the policy that asks for it.
     assert!(
-        text.contains("weft does not run Kyverno's mutate rules"),
+        text.lines().any(|l| l.contains("info[WEFT0130]: Namespace unlabelled: mutated by")
+            && l.contains("ClusterPolicy add-sidecar-injection-namespace (rule add-istio-injection-enabled)")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("rule check-istio-injection-enabled failed"),
         "{text}"
     );
     let dir = tmp("kyverno-enforce");

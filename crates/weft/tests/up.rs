@@ -336,6 +336,35 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
     assert_eq!(result["rule"], "destrule", "{result}");
     assert_eq!(result["result"], "fail", "{result}");
     std::fs::remove_file(m.cfg.join("plain-k.yaml")).unwrap();
+    // Kyverno's published add-sidecar-injection-namespace, unchanged,
+    // labels a Namespace as the control plane admits it.
+    std::fs::write(
+        m.cfg.join("kyverno.yaml"),
+        std::fs::read_to_string(common::repo().join(
+            "crates/weft-kyverno/tests/fixtures/kyverno-policies-istio/add-sidecar-injection-namespace.yaml",
+        ))
+        .unwrap()
+            + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: team-x}\n",
+    )
+    .unwrap();
+    common::wait_until(
+        Duration::from_secs(10),
+        || {
+            curl(&[&format!(
+                "http://{}/api/resources?kind=Namespace&name=team-x",
+                m.admin
+            )])
+            .body
+            .contains("\"istio-injection\":\"enabled\"")
+        },
+        || {
+            curl(&[&format!(
+                "http://{}/api/resources?kind=Namespace&name=team-x",
+                m.admin
+            )])
+            .body
+        },
+    );
     // Kyverno's published create-authorizationpolicy, unchanged, closes
     // bookinfo's namespace with its default-deny policy, and opens it
     // again when it goes.

@@ -1,7 +1,8 @@
 //! Kyverno policies, checked as Kyverno's own admission checks them
 //! before it takes one: each rule is named, matches something, and says
-//! one thing to do. A rule weft does not run (mutate, image verification,
-//! a generate rule other than data or clone, CEL) is accepted with a warning that says so, so that
+//! one thing to do. A rule weft does not run (image verification, a
+//! mutate rule other than patchStrategicMerge, a generate rule other than
+//! data or clone, CEL) is accepted with a warning that says so, so that
 //! nobody believes a policy is in force that is not.
 
 use super::Ctx;
@@ -36,8 +37,14 @@ pub fn policy(ctx: &mut Ctx<'_>, p: &PolicySpec, spec: &FieldPath) {
             .generate
             .as_ref()
             .is_some_and(|g| g.get("data").is_none() && g.get("clone").is_none());
+        // weft runs patchStrategicMerge; not JSON patches, foreach
+        // mutations or mutations of other resources (targets).
+        let mutate_unsupported = rule
+            .mutate
+            .as_ref()
+            .is_some_and(|m| m.get("patchStrategicMerge").is_none() || m.get("targets").is_some());
         for (field, what) in [
-            (rule.mutate.is_some(), "mutate"),
+            (mutate_unsupported, "mutate"),
             (generate_unsupported, "generate"),
             (rule.verify_images.is_some(), "verifyImages"),
         ]
@@ -47,7 +54,15 @@ pub fn policy(ctx: &mut Ctx<'_>, p: &PolicySpec, spec: &FieldPath) {
         {
             ctx.warn(
                 &field,
-                format!("weft does not run Kyverno's {what} rules{}: rule {:?} has no effect here", if what == "generate" { " other than data and clone" } else { "" }, rule.name),
+                format!(
+                    "weft does not run Kyverno's {what} rules{}: rule {:?} has no effect here",
+                    match what {
+                        "generate" => " other than data and clone",
+                        "mutate" => " other than patchStrategicMerge on the resource itself",
+                        _ => "",
+                    },
+                    rule.name
+                ),
                 match what {
                     "generate" => "describe the resource under generate.data, or copy one with generate.clone",
                     _ => "write the resources as they should be; weft's validate rules can refuse the ones that are not",

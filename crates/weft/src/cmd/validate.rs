@@ -25,8 +25,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     // match; so does validate (analyze calls them IST0130 and IST0131).
     let warnings = weft_compile::analyze::webhook_warnings(&loaded.resources);
     loaded.diagnostics.extend(warnings);
-    // The platform's Guardrails among the files judge the rest, as the
+    // The platform's Kyverno policies mutate what they mutate first, then
+    // the Guardrails and policies among the files judge the rest, as the
     // control plane would at admission.
+    let mutated = weft_compile::kyverno::mutate(&mut loaded.resources);
+    loaded.diagnostics.extend(mutated);
     let root = weft_compile::registry::MeshConfig::default().root_namespace;
     loaded
         .diagnostics
