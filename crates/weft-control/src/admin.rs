@@ -144,6 +144,20 @@ fn with_processes(mut status: Value, processes: &Value) -> Value {
     status["controlPlane"]["ingress"] = processes["ingress"].clone();
     status["controlPlane"]["process"] = processes["controlPlane"].clone();
     status["workloads"] = processes["workloads"].clone();
+    // What the supervisor's guards counted, on the policy that counts it.
+    if let Some(policies) = status["controlPlane"]["policies"].as_array_mut() {
+        for counter in processes["guardCounters"].as_array().into_iter().flatten() {
+            if let Some(p) = policies.iter_mut().find(|p| p["name"] == counter["policy"]) {
+                let key = if counter["drops"] == true {
+                    "dropped"
+                } else {
+                    "audited"
+                };
+                let before = p[key].as_u64().unwrap_or(0);
+                p[key] = Value::from(before + counter["packets"].as_u64().unwrap_or(0));
+            }
+        }
+    }
     if let Some(proxies) = status["proxies"].as_array_mut() {
         for p in proxies {
             let name = p["name"].as_str().unwrap_or("").to_owned();

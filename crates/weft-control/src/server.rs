@@ -544,6 +544,9 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
                 .iter()
                 .filter(|d| d.code == weft_compile::guardrails::CODE)
                 .collect::<Vec<_>>(),
+            // The mesh's policies and what each found (its hits in the
+            // data plane are added from the supervisor's report).
+            "policies": policy_summary(&config.resources, &config.root_namespace),
             // What the analyzers call errors in what was admitted (a
             // credentialName with no secret, say): it runs, but not as meant.
             "problems": config
@@ -567,6 +570,61 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
         d.resources = resources;
         d.policy_reports = reports;
     }
+}
+
+/// Each Guardrail, Kyverno policy and NetworkPolicy: its action and how
+/// many resources its rules passed and failed (a NetworkPolicy: how many
+/// workload instances it selects).
+fn policy_summary(resources: &[weft_api::resource::Resource], root: &str) -> serde_json::Value {
+    use weft_api::resource::Spec;
+    use weft_api::types::weft::FailureAction;
+    let results = weft_compile::guardrails::results(resources, root);
+    let action = |a: FailureAction| match a {
+        FailureAction::Enforce => "Enforce",
+        FailureAction::Audit => "Audit",
+    };
+    let mut out = Vec::new();
+    for r in resources {
+        let (name, act) = match &r.spec {
+            Spec::Guardrail(g) => (
+                format!("{}/{}", r.namespace(), r.name()),
+                action(g.validation_failure_action),
+            ),
+            Spec::ClusterPolicy(p) => (r.name().to_owned(), action(p.validation_failure_action)),
+            Spec::Policy(p) => (
+                format!("{}/{}", r.namespace(), r.name()),
+                action(p.validation_failure_action),
+            ),
+            Spec::NetworkPolicy(p) => {
+                let selected = resources
+                    .iter()
+                    .filter(|w| {
+                        w.namespace() == r.namespace()
+                            && weft_compile::guardrails::runs_pods(w)
+                            && p.pod_selector.selects(&w.meta.labels)
+                    })
+                    .count();
+                out.push(serde_json::json!({
+                    "kind": "NetworkPolicy",
+                    "name": format!("{}/{}", r.namespace(), r.name()),
+                    "action": "Enforce",
+                    "selects": selected,
+                }));
+                continue;
+            }
+            _ => continue,
+        };
+        let mine = results.iter().filter(|x| x.policy == name);
+        let count = |what: &str| mine.clone().filter(|x| x.result == what).count();
+        out.push(serde_json::json!({
+            "kind": r.kind().name(),
+            "name": name,
+            "action": act,
+            "pass": count("pass"),
+            "fail": count("fail") + count("error"),
+        }));
+    }
+    serde_json::Value::Array(out)
 }
 
 /// The Guardrails' results for what was admitted, as Kyverno's

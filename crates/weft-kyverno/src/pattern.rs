@@ -353,21 +353,8 @@ fn array(resource: &[Value], pattern: &[Value], path: &str) -> Checked {
         return Err(Error::plain(path, "pattern Array empty".into()));
     };
     match first {
-        Value::Object(_) => {
-            let mut skips = Vec::new();
-            let mut applied = 0;
-            for (i, item) in resource.iter().enumerate() {
-                match element(item, first, &format!("{path}{i}/")) {
-                    Ok(()) => applied += 1,
-                    Err(e) if e.skips() => skips.push(e),
-                    Err(e) => return Err(e),
-                }
-            }
-            if applied == 0 && !skips.is_empty() {
-                return Err(Error::skipped(path, &skips));
-            }
-            Ok(())
-        }
+        // Every element against the first pattern.
+        Value::Object(_) => each(resource.iter().map(|item| (item, first)), path),
         Value::Array(_) => {
             if resource.len() < pattern.len() {
                 return Err(Error::plain(
@@ -379,22 +366,30 @@ fn array(resource: &[Value], pattern: &[Value], path: &str) -> Checked {
                     ),
                 ));
             }
-            let mut skips = Vec::new();
-            let mut applied = 0;
-            for (i, p) in pattern.iter().enumerate() {
-                match element(&resource[i], p, &format!("{path}{i}/")) {
-                    Ok(()) => applied += 1,
-                    Err(e) if e.skips() => skips.push(e),
-                    Err(e) => return Err(e),
-                }
-            }
-            if applied == 0 && !skips.is_empty() {
-                return Err(Error::skipped(path, &skips));
-            }
-            Ok(())
+            // Element by element.
+            each(resource.iter().zip(pattern), path)
         }
         leaf => element(&Value::Array(resource.to_vec()), leaf, path),
     }
+}
+
+/// Each `(element, pattern)` of a list at `path`: the first failure
+/// fails it; skipped elements are passed over, and a list whose every
+/// element was skipped is skipped.
+fn each<'a>(pairs: impl Iterator<Item = (&'a Value, &'a Value)>, path: &str) -> Checked {
+    let mut skips = Vec::new();
+    let mut applied = 0;
+    for (i, (item, p)) in pairs.enumerate() {
+        match element(item, p, &format!("{path}{i}/")) {
+            Ok(()) => applied += 1,
+            Err(e) if e.skips() => skips.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    if applied == 0 && !skips.is_empty() {
+        return Err(Error::skipped(path, &skips));
+    }
+    Ok(())
 }
 
 /// Wildcard keys under `metadata.labels` and `metadata.annotations` name

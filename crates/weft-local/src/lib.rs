@@ -792,15 +792,22 @@ fn write_status(o: &Options, running: &Running) {
     }
     // The mesh's egress guard counts in the supervisor's own namespace
     // (the mesh network's); the control plane serves it with its metrics.
-    let guard_metrics = match &running.egress_guard {
-        Some(Some(_)) => weft_capture::guard::render(
-            &weft_capture::egress_guard::counters(None),
-            "egressThroughGateway",
-        ),
-        _ => String::new(),
+    let counters = match &running.egress_guard {
+        Some(Some(_)) => weft_capture::egress_guard::counters(None),
+        _ => Vec::new(),
     };
+    let guard_metrics = weft_capture::guard::render(&counters, "egressThroughGateway");
     let doc = serde_json::json!({
         "guardMetrics": guard_metrics,
+        "guardCounters": counters
+            .iter()
+            .map(|c| serde_json::json!({
+                "policy": c.policy,
+                "direction": c.direction,
+                "drops": c.drops,
+                "packets": c.packets,
+            }))
+            .collect::<Vec<_>>(),
         "ingress": o.ingress.to_string(),
         "prometheus": o.prometheus.map(|p| p.to_string()),
         "controlPlane": running.control_plane.as_ref().map(Managed::snapshot),

@@ -335,6 +335,15 @@ fn a_bad_change_is_refused_and_ctrl_c_leaves_no_process() {
     );
     assert_eq!(result["rule"], "destrule", "{result}");
     assert_eq!(result["result"], "fail", "{result}");
+    // `weft status` lists the mesh's policies with what they found.
+    let listed = m.status_text();
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("enforce-tls-hosts-host-subnets"))
+        .unwrap_or_else(|| panic!("no policy line: {listed}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&columns[1..3], ["ClusterPolicy", "Audit"], "{line}");
+    assert_eq!(columns[4], "1", "one DestinationRule fails: {line}");
     std::fs::remove_file(m.cfg.join("plain-k.yaml")).unwrap();
     // Kyverno's published add-sidecar-injection-namespace, unchanged,
     // labels a Namespace as the control plane admits it.

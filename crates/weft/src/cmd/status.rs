@@ -78,6 +78,33 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             kept.as_str().unwrap_or("")
         );
     }
+    if let Some(policies) = cp["policies"].as_array().filter(|p| !p.is_empty()) {
+        println!(
+            "\n{:<44} {:<14} {:<8} {:<6} {:<6} HITS",
+            "POLICY", "KIND", "ACTION", "PASS", "FAIL"
+        );
+        for p in policies {
+            let n = |k: &str| p[k].as_u64().map_or("-".to_owned(), |n| n.to_string());
+            let hits = match (
+                p["dropped"].as_u64(),
+                p["audited"].as_u64(),
+                p["selects"].as_u64(),
+            ) {
+                (Some(d), _, _) => format!("{d} packets dropped"),
+                (_, Some(a), _) => format!("{a} packets audited"),
+                (_, _, Some(s)) => format!("selects {s} workloads"),
+                _ => "-".to_owned(),
+            };
+            println!(
+                "{:<44} {:<14} {:<8} {:<6} {:<6} {hits}",
+                p["name"].as_str().unwrap_or(""),
+                p["kind"].as_str().unwrap_or(""),
+                p["action"].as_str().unwrap_or(""),
+                n("pass"),
+                n("fail"),
+            );
+        }
+    }
     println!(
         "\n{:<40} {:<8} {:<22} {:<12} {:<18} {:<10} RESTARTS",
         "PROXY", "KIND", "ADDRESS", "SYNC", "VERSION", "CERT"

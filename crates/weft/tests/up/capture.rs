@@ -497,11 +497,35 @@ spec:
     let egress_rail = |action: &str| {
         format!("apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {{name: egress, namespace: istio-system}}\nspec:\n  validationFailureAction: {action}\n  rules: {{egressThroughGateway: true}}\n")
     };
+    // Switched on under traffic inside the mesh: no call the Guardrail
+    // allows fails while it goes in (calls until it is in, at most 400).
+    let guard_in = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = {
+        let (client, guard_in) = (client.clone(), guard_in.clone());
+        std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            let mut made = 0;
+            while made < 400 && !guard_in.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = status_from(&client, "http://server:8000/ip", 10);
+                if status != "200" {
+                    failed.push(status);
+                }
+                made += 1;
+            }
+            (made, failed)
+        })
+    };
     std::fs::write(m.cfg.join("egress.yaml"), egress_rail("Enforce")).unwrap();
     common::wait_until(
         Duration::from_secs(15),
         || status_from(&client, outside_url, 3) == "000",
         || format!("the client still gets out: {}", m.w.log("up")),
+    );
+    guard_in.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (made, failed) = calls.join().unwrap();
+    assert!(
+        made > 1 && failed.is_empty(),
+        "{made} calls inside the mesh, {failed:?} failed while the guard went in"
     );
     assert_eq!(
         status_from(&bypass, outside_url, 3),
@@ -533,6 +557,23 @@ spec:
             .unwrap_or(0)
     };
     assert!(dropped(&table) > 0, "nothing counted: {table}");
+    // `weft status` puts the hits on the Guardrail.
+    common::wait_until(
+        Duration::from_secs(10),
+        || {
+            let status: serde_json::Value =
+                serde_json::from_str(&curl(&[&format!("http://{}/api/status", m.admin)]).body)
+                    .unwrap_or_default();
+            status["controlPlane"]["policies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| {
+                    p["name"] == "istio-system/egress" && p["dropped"].as_u64().unwrap_or(0) > 0
+                })
+        },
+        || curl(&[&format!("http://{}/api/status", m.admin)]).body,
+    );
     // The control plane serves the guard's counter with its metrics.
     common::wait_until(
         Duration::from_secs(10),
