@@ -48,7 +48,7 @@ fn m(attribute: &str, values: &[&str], negate: bool) -> AuthzMatch {
 
 #[test]
 fn peers_ports_and_isolation() {
-    let policies = "apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {team: books}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: ratings}\nspec:\n  podSelector: {matchLabels: {app: ratings}}\n  ingress:\n  - from:\n    - podSelector: {matchExpressions: [{key: app, operator: In, values: [reviews]}]}\n    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n    ports:\n    - port: http\n    - port: 8000\n      endPort: 8002\n    - port: 53\n      protocol: UDP\n  - from:\n    - namespaceSelector: {matchLabels: {team: books}}\n      podSelector: {matchLabels: {app: nothing-has-this}}\n";
+    let policies = "apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {team: books}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: ratings}\nspec:\n  podSelector: {matchLabels: {app: ratings}}\n  ingress:\n  - from:\n    - podSelector: {matchExpressions: [{key: app, operator: In, values: [reviews]}]}\n    - ipBlock: {cidr: 198.18.0.0/15, except: [198.18.1.0/24]}\n    ports:\n    - port: http\n    - port: 8000\n      endPort: 8002\n    - port: 53\n      protocol: UDP\n  - from:\n    - namespaceSelector: {matchLabels: {team: books}}\n      podSelector: {matchLabels: {app: nothing-has-this}}\n";
     let ingress = ingress_of("ratings-v1", policies).expect("ratings is isolated");
     assert_eq!(ingress.len(), 1);
     let p = &ingress[0];
@@ -64,8 +64,8 @@ fn peers_ports_and_isolation() {
                 false
             )],
             vec![
-                m("source.ip", &["10.0.0.0/8"], false),
-                m("source.ip", &["10.1.0.0/16"], true)
+                m("source.ip", &["198.18.0.0/15"], false),
+                m("source.ip", &["198.18.1.0/24"], true)
             ],
         ]
     );

@@ -140,7 +140,7 @@ pub fn network_policy(
                     Err(_) => ctx.error(
                         &here.key("ipBlock").key("cidr"),
                         format!("{:?} is not a CIDR", block.cidr),
-                        "write an address block such as 10.0.0.0/8",
+                        "write an address block such as 192.0.2.0/24",
                     ),
                     Ok(net) => {
                         for (k, e) in block.except.iter().enumerate() {
@@ -577,13 +577,13 @@ mod network_policy_tests {
 
     #[test]
     fn a_network_policy_is_checked_as_the_api_server_checks_it() {
-        let found = findings("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np}\nspec:\n  policyTypes: [Ingres]\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/33}\n    - ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}\n    ports:\n    - port: 70000\n    - port: http\n      endPort: 90\n    - protocol: ICMP\n");
+        let found = findings("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np}\nspec:\n  policyTypes: [Ingres]\n  ingress:\n  - from:\n    - ipBlock: {cidr: 198.18.0.0/33}\n    - ipBlock: {cidr: 198.18.0.0/15, except: [203.0.113.0/24]}\n    ports:\n    - port: 70000\n    - port: http\n      endPort: 90\n    - protocol: ICMP\n");
         assert_eq!(
             found,
             [
                 "5:spec.policyTypes[0] policy type \"Ingres\" is not Ingress or Egress",
-                "8:spec.ingress[0].from[0].ipBlock.cidr \"10.0.0.0/33\" is not a CIDR",
-                "9:spec.ingress[0].from[1].ipBlock.except[0] \"192.168.0.0/16\" is not a CIDR inside 10.0.0.0/8",
+                "8:spec.ingress[0].from[0].ipBlock.cidr \"198.18.0.0/33\" is not a CIDR",
+                "9:spec.ingress[0].from[1].ipBlock.except[0] \"203.0.113.0/24\" is not a CIDR inside 198.18.0.0/15",
                 "11:spec.ingress[0].ports[0].port port 70000 is out of range",
                 "13:spec.ingress[0].ports[1].endPort endPort needs a numbered port",
                 "14:spec.ingress[0].ports[2].protocol protocol \"ICMP\" is not TCP, UDP or SCTP",

@@ -395,18 +395,18 @@ mod egress_tests {
             name: "NetworkPolicy default/out".into(),
             provider: None,
             rules: vec![AuthzRule {
-                to: vec![vec![m("destination.ip", &["10.0.0.0/24"])]],
+                to: vec![vec![m("destination.ip", &["198.18.10.0/24"])]],
                 when: vec![m("destination.port", &["9080"])],
                 ..Default::default()
             }],
         }];
         let egress = Egress::compile(Some(&written)).expect("isolated");
-        assert_eq!(egress.denies("10.0.0.7:9080".parse().unwrap()), None);
+        assert_eq!(egress.denies("198.18.10.7:9080".parse().unwrap()), None);
         assert_eq!(
-            egress.denies("10.0.0.7:22".parse().unwrap()).as_deref(),
-            Some("egress to 10.0.0.7:22 is not allowed by NetworkPolicy default/out")
+            egress.denies("198.18.10.7:22".parse().unwrap()).as_deref(),
+            Some("egress to 198.18.10.7:22 is not allowed by NetworkPolicy default/out")
         );
-        assert!(egress.denies("10.0.1.7:9080".parse().unwrap()).is_some());
+        assert!(egress.denies("198.18.11.7:9080".parse().unwrap()).is_some());
         // No policies written: nothing is held.
         assert!(Egress::compile(None).is_none());
         // A policy with no rules allows nothing.
@@ -417,7 +417,7 @@ mod egress_tests {
         }];
         assert!(Egress::compile(Some(&closed))
             .unwrap()
-            .denies("10.0.0.7:9080".parse().unwrap())
+            .denies("198.18.10.7:9080".parse().unwrap())
             .is_some());
     }
 }
