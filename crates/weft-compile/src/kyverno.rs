@@ -62,12 +62,8 @@ pub fn mutate(resources: &mut [Resource]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mutating: Vec<Resource> = resources
         .iter()
-        .filter(|r| is_policy(r))
-        .filter(|p| match &p.spec {
-            weft_api::resource::Spec::ClusterPolicy(s) | weft_api::resource::Spec::Policy(s) => {
-                s.rules.iter().any(|r| r.mutate.is_some())
-            }
-            _ => false,
+        .filter(|p| {
+            engine::policy_spec(p).is_some_and(|(s, _)| s.rules.iter().any(|r| r.mutate.is_some()))
         })
         .cloned()
         .collect();

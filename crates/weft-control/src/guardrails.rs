@@ -104,11 +104,9 @@ fn generated_by_kyverno(resources: &[Resource], root: &str) -> BTreeMap<String, 
     let mut out = BTreeMap::new();
     let generating: Vec<&Resource> = resources
         .iter()
-        .filter(|r| match &r.spec {
-            Spec::ClusterPolicy(p) | Spec::Policy(p) => {
-                p.rules.iter().any(|r| r.generate.is_some())
-            }
-            _ => false,
+        .filter(|r| {
+            weft_kyverno::engine::policy_spec(r)
+                .is_some_and(|(p, _)| p.rules.iter().any(|r| r.generate.is_some()))
         })
         .collect();
     if generating.is_empty() {

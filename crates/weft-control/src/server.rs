@@ -515,6 +515,8 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
             })
         })
         .collect();
+    // Each policy's results, judged once for the summary and the reports.
+    let results = weft_compile::guardrails::results(&config.resources, &config.root_namespace);
     let status = admin::Status {
         control_plane: serde_json::json!({
             "admin": o.admin.to_string(),
@@ -546,7 +548,7 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
                 .collect::<Vec<_>>(),
             // The mesh's policies and what each found (its hits in the
             // data plane are added from the supervisor's report).
-            "policies": policy_summary(&config.resources, &config.root_namespace),
+            "policies": policy_summary(&config.resources, &results),
             // What the analyzers call errors in what was admitted (a
             // credentialName with no secret, say): it runs, but not as meant.
             "problems": config
@@ -563,7 +565,7 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
         "diagnostics": config.diagnostics,
         "refused": (!config.refused.is_empty()).then_some(&config.refused),
     });
-    let reports = policy_reports(&config.resources, &config.root_namespace);
+    let reports = policy_reports(&results);
     if let Ok(mut d) = docs.lock() {
         d.status = Some(status);
         d.validations = validations;
@@ -575,10 +577,12 @@ fn publish(docs: &admin::Shared, o: &Options, hub: &Arc<Hub>, config: &Config, c
 /// Each Guardrail, Kyverno policy and NetworkPolicy: its action and how
 /// many resources its rules passed and failed (a NetworkPolicy: how many
 /// workload instances it selects).
-fn policy_summary(resources: &[weft_api::resource::Resource], root: &str) -> serde_json::Value {
+fn policy_summary(
+    resources: &[weft_api::resource::Resource],
+    results: &[weft_compile::guardrails::RuleResult],
+) -> serde_json::Value {
     use weft_api::resource::Spec;
     use weft_api::types::weft::FailureAction;
-    let results = weft_compile::guardrails::results(resources, root);
     let action = |a: FailureAction| match a {
         FailureAction::Enforce => "Enforce",
         FailureAction::Audit => "Audit",
@@ -630,10 +634,10 @@ fn policy_summary(resources: &[weft_api::resource::Resource], root: &str) -> ser
 /// The Guardrails' results for what was admitted, as Kyverno's
 /// PolicyReports (`wgpolicyk8s.io/v1alpha2`): one per namespace, each
 /// rule's pass or fail for each resource it judges, and a summary.
-fn policy_reports(resources: &[weft_api::resource::Resource], root: &str) -> serde_json::Value {
+fn policy_reports(results: &[weft_compile::guardrails::RuleResult]) -> serde_json::Value {
     let mut by_ns: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
         std::collections::BTreeMap::new();
-    for r in weft_compile::guardrails::results(resources, root) {
+    for r in results {
         let api_version = r.kind.api_versions().first().copied().unwrap_or("v1");
         let mut entry = serde_json::json!({
             "policy": r.policy,

@@ -163,7 +163,7 @@ pub fn evaluate(policy: &Resource, req: &Request<'_>, world: &World<'_>) -> Vec<
             || rule
                 .exclude
                 .as_ref()
-                .is_some_and(|e| excluded(e, &candidate))
+                .is_some_and(|e| matcher::excludes(e, &candidate))
         {
             continue;
         }
@@ -220,7 +220,7 @@ pub fn selected_data(
         || rule
             .exclude
             .as_ref()
-            .is_some_and(|e| excluded(e, &candidate))
+            .is_some_and(|e| matcher::excludes(e, &candidate))
     {
         return None;
     }
@@ -232,39 +232,6 @@ pub fn selected_data(
         }
     }
     Some(data)
-}
-
-fn excluded(m: &weft_api::types::kyverno::MatchResources, c: &Candidate<'_>) -> bool {
-    let legacy = m.resources.is_some();
-    if !m.any.is_empty() {
-        let any = weft_api::types::kyverno::MatchResources {
-            any: m.any.clone(),
-            ..Default::default()
-        };
-        if matcher::selects(&any, c) {
-            return true;
-        }
-    }
-    if !m.all.is_empty() {
-        let all = weft_api::types::kyverno::MatchResources {
-            all: m.all.clone(),
-            ..Default::default()
-        };
-        if matcher::selects(&all, c) {
-            return true;
-        }
-    }
-    legacy
-        && matcher::selects(
-            &weft_api::types::kyverno::MatchResources {
-                resources: m.resources.clone(),
-                subjects: m.subjects.clone(),
-                roles: m.roles.clone(),
-                cluster_roles: m.cluster_roles.clone(),
-                ..Default::default()
-            },
-            c,
-        )
 }
 
 fn request_data(object: &Value, old: Option<&Value>, operation: &str, namespace: &str) -> Value {
@@ -612,10 +579,7 @@ fn wanted_at(pattern: &Value, path: &str) -> Option<Value> {
                     let key = segments[i..end].join("/");
                     if let Some((_, v)) = m.iter().find(|(k, _)| {
                         k.as_str() == key
-                            || k.trim()
-                                .strip_suffix(')')
-                                .and_then(|k| k.split_once('('))
-                                .is_some_and(|(_, inner)| inner == key)
+                            || pattern::parse_anchor(k).is_some_and(|(_, inner)| inner == key)
                     }) {
                         found = Some((v, end));
                         break;

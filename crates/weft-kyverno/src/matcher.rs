@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use weft_api::types::kyverno::{
-    LabelSelector, LabelSelectorRequirement, MatchResources, ResourceDescription, ResourceFilter,
+    LabelSelector, MatchResources, ResourceDescription, ResourceFilter,
 };
 
 use crate::wildcard;
@@ -28,27 +28,37 @@ pub struct Candidate<'a> {
 /// Whether `m` selects `c`: any of `any`, all of `all`, and the legacy
 /// inline filter.
 pub fn selects(m: &MatchResources, c: &Candidate<'_>) -> bool {
-    let legacy = m.resources.as_ref().map(|r| ResourceFilter {
-        resources: r.clone(),
-        subjects: m.subjects.clone(),
-        roles: m.roles.clone(),
-        cluster_roles: m.cluster_roles.clone(),
-    });
+    let legacy = legacy_selects(m, c);
     if m.any.is_empty() && m.all.is_empty() && legacy.is_none() {
         return false;
     }
     (m.any.is_empty() || m.any.iter().any(|f| filter_selects(f, c)))
         && m.all.iter().all(|f| filter_selects(f, c))
-        && legacy.as_ref().is_none_or(|f| filter_selects(f, c))
+        && legacy.unwrap_or(true)
+}
+
+/// Whether an `exclude` holds for `c`: any of `any`, all of a written
+/// `all`, or the legacy inline filter.
+pub fn excludes(m: &MatchResources, c: &Candidate<'_>) -> bool {
+    (!m.any.is_empty() && m.any.iter().any(|f| filter_selects(f, c)))
+        || (!m.all.is_empty() && m.all.iter().all(|f| filter_selects(f, c)))
+        || legacy_selects(m, c) == Some(true)
+}
+
+/// The legacy filter written inline (`match.resources`), when there is one.
+fn legacy_selects(m: &MatchResources, c: &Candidate<'_>) -> Option<bool> {
+    let d = m.resources.as_ref()?;
+    Some(!names_users(&m.subjects, &m.roles, &m.cluster_roles) && description_selects(d, c))
 }
 
 fn filter_selects(f: &ResourceFilter, c: &Candidate<'_>) -> bool {
-    // weft's admissions have no requesting user: a filter that names
-    // users, groups or roles holds for none.
-    if f.subjects.is_some() || f.roles.is_some() || f.cluster_roles.is_some() {
-        return false;
-    }
-    description_selects(&f.resources, c)
+    !names_users(&f.subjects, &f.roles, &f.cluster_roles) && description_selects(&f.resources, c)
+}
+
+/// weft's admissions have no requesting user: a filter that names
+/// users, groups or roles holds for none.
+fn names_users<T>(subjects: &Option<T>, roles: &Option<T>, cluster_roles: &Option<T>) -> bool {
+    subjects.is_some() || roles.is_some() || cluster_roles.is_some()
 }
 
 fn description_selects(d: &ResourceDescription, c: &Candidate<'_>) -> bool {
@@ -116,22 +126,7 @@ pub fn label_selects(s: &LabelSelector, labels: &BTreeMap<String, String>) -> bo
         labels
             .iter()
             .any(|(lk, lv)| wildcard::matches(k, lk) && wildcard::matches(v, lv))
-    }) && s
-        .match_expressions
-        .iter()
-        .all(|e| requirement_holds(e, labels))
-}
-
-fn requirement_holds(e: &LabelSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
-    let value = labels.get(&e.key);
-    match e.operator.as_str() {
-        "In" => value.is_some_and(|v| e.values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !e.values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        // An operator Kubernetes does not have selects nothing.
-        _ => false,
-    }
+    }) && s.match_expressions.iter().all(|e| e.holds(labels))
 }
 
 #[cfg(test)]
@@ -178,7 +173,7 @@ mod tests {
         let labels: BTreeMap<String, String> = [("app".to_owned(), "reviews".to_owned())].into();
         let s = LabelSelector {
             match_labels: [("app".to_owned(), "rev*".to_owned())].into(),
-            match_expressions: vec![LabelSelectorRequirement {
+            match_expressions: vec![weft_api::types::kube::SelectorRequirement {
                 key: "version".into(),
                 operator: "DoesNotExist".into(),
                 values: vec![],

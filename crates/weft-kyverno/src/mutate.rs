@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use weft_api::resource::Resource;
 
 use crate::engine::{self, policy_spec, Request};
-use crate::pattern::{self, Outcome};
+use crate::pattern::{self, parse_anchor, Anchor, Outcome};
 use crate::vars;
 use crate::world::World;
 
@@ -83,14 +83,12 @@ pub fn mutate(
     (mutation, errors)
 }
 
-fn anchor(key: &str) -> Option<(char, &str)> {
-    let key = key.trim();
-    let (kind, rest) = match key.chars().next()? {
-        c @ ('+' | '<' | '=' | 'X' | '^') => (c, &key[1..]),
-        _ => (' ', key),
-    };
-    let inner = rest.strip_prefix('(')?.strip_suffix(')')?;
-    (!inner.is_empty()).then_some((kind, inner))
+/// Whether `key` is a condition on the resource (`(key)`, `<(key)`).
+fn is_condition(key: &str) -> bool {
+    matches!(
+        parse_anchor(key),
+        Some((Anchor::Condition | Anchor::Global, _))
+    )
 }
 
 /// The patch with its anchors taken out: what is written when a key is
@@ -99,8 +97,8 @@ fn plain(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter_map(|(k, v)| match anchor(k) {
-                    Some(('+', name)) => Some((name.to_owned(), plain(v))),
+                .filter_map(|(k, v)| match parse_anchor(k) {
+                    Some((Anchor::AddIfNotPresent, name)) => Some((name.to_owned(), plain(v))),
                     Some(_) => None,
                     None => Some((k.clone(), plain(v))),
                 })
@@ -126,7 +124,7 @@ fn merge(resource: &mut Value, patch: &Value) -> Result<(), NotApplied> {
     }
     // Conditions first: a patch whose conditions fail changes nothing.
     for (k, v) in p {
-        if let Some(('<' | ' ', name)) = anchor(k) {
+        if let Some((Anchor::Condition | Anchor::Global, name)) = parse_anchor(k) {
             if !holds(resource.get(name), v) {
                 return Err(NotApplied::Condition);
             }
@@ -136,8 +134,8 @@ fn merge(resource: &mut Value, patch: &Value) -> Result<(), NotApplied> {
         return Ok(());
     };
     for (k, v) in p {
-        match anchor(k) {
-            Some(('+', name)) => {
+        match parse_anchor(k) {
+            Some((Anchor::AddIfNotPresent, name)) => {
                 if !r.contains_key(name) {
                     r.insert(name.to_owned(), plain(v));
                 }
@@ -180,7 +178,7 @@ fn merge_list(resource: &mut Value, patches: &[Value]) -> Result<(), NotApplied>
     for p in patches {
         let conditional = p
             .as_object()
-            .is_some_and(|m| m.keys().any(|k| matches!(anchor(k), Some(('<' | ' ', _)))));
+            .is_some_and(|m| m.keys().any(|k| is_condition(k)));
         if conditional {
             for item in items.iter_mut() {
                 let mut next = item.clone();

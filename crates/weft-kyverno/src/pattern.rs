@@ -115,7 +115,7 @@ impl Error {
 type Checked = Result<(), Error>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Anchor {
+pub(crate) enum Anchor {
     Condition,
     Global,
     Negation,
@@ -125,7 +125,7 @@ enum Anchor {
 }
 
 /// `(k)`, `<(k)`, `X(k)`, `+(k)`, `=(k)`, `^(k)`.
-fn parse_anchor(key: &str) -> Option<(Anchor, &str)> {
+pub(crate) fn parse_anchor(key: &str) -> Option<(Anchor, &str)> {
     let key = key.trim();
     let (kind, rest) = match key.chars().next()? {
         '<' => (Anchor::Global, &key[1..]),

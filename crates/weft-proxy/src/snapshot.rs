@@ -41,6 +41,10 @@ pub struct Snapshot {
     /// This workload's RequestAuthentications and AuthorizationPolicies,
     /// compiled.
     pub policy: crate::policy::Policies,
+    /// The client captured connections for hosts the mesh does not know
+    /// go on with, held to the workload's egress NetworkPolicies (made
+    /// once per push); `None`: the proxy's plain one, no policy applies.
+    pub egress_passthrough: Option<Arc<crate::upstream::ClientSide>>,
 }
 
 /// The Telemetry `metrics` overrides, decided once per push.
@@ -379,6 +383,10 @@ impl Snapshot {
             };
             clusters.insert(c.name.clone(), rt);
         }
+        let policy = crate::policy::Policies::compile(
+            &model.security,
+            Some(model.proxy.spiffe_id.as_str()).filter(|s| !s.is_empty()),
+        );
         Ok(Snapshot {
             me: crate::telemetry::metrics::Peer::of_proxy(&model.proxy),
             record: RecordedMetrics::of(&model.telemetry.disabled_metrics),
@@ -388,10 +396,13 @@ impl Snapshot {
                 .access_log_filter
                 .as_deref()
                 .and_then(crate::telemetry::log_filter::LogFilter::compile),
-            policy: crate::policy::Policies::compile(
-                &model.security,
-                Some(model.proxy.spiffe_id.as_str()).filter(|s| !s.is_empty()),
-            ),
+            egress_passthrough: policy.egress().map(|e| {
+                Arc::new(
+                    crate::upstream::ClientSide::plain("", &Default::default())
+                        .with_egress(Some(e.clone())),
+                )
+            }),
+            policy,
             inbound_services: model
                 .listeners
                 .iter()

@@ -417,16 +417,22 @@ impl NetworkSelector {
         self.match_labels
             .iter()
             .all(|(k, v)| labels.get(k) == Some(v))
-            && self.match_expressions.iter().all(|e| {
-                let v = labels.get(&e.key);
-                match e.operator.as_str() {
-                    "In" => v.is_some_and(|v| e.values.contains(v)),
-                    "NotIn" => v.is_none_or(|v| !e.values.contains(v)),
-                    "Exists" => v.is_some(),
-                    "DoesNotExist" => v.is_none(),
-                    _ => false,
-                }
-            })
+            && self.match_expressions.iter().all(|e| e.holds(labels))
+    }
+}
+
+impl SelectorRequirement {
+    /// Whether `labels` meet this expression; an operator Kubernetes does
+    /// not have holds for none.
+    pub fn holds(&self, labels: &Labels) -> bool {
+        let v = labels.get(&self.key);
+        match self.operator.as_str() {
+            "In" => v.is_some_and(|v| self.values.contains(v)),
+            "NotIn" => v.is_none_or(|v| !self.values.contains(v)),
+            "Exists" => v.is_some(),
+            "DoesNotExist" => v.is_none(),
+            _ => false,
+        }
     }
 }
 

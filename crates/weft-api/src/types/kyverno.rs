@@ -123,23 +123,15 @@ pub struct ResourceDescription {
     pub operations: Vec<String>,
 }
 
-/// Kubernetes' label selector, whole (match labels and expressions).
+/// Kubernetes' label selector, whole (match labels, with Kyverno's
+/// wildcards, and expressions).
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelSelector {
     #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
     #[serde(default)]
-    pub match_expressions: Vec<LabelSelectorRequirement>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LabelSelectorRequirement {
-    pub key: String,
-    pub operator: String,
-    #[serde(default)]
-    pub values: Vec<String>,
+    pub match_expressions: Vec<super::kube::SelectorRequirement>,
 }
 
 /// A named value a rule's variables can use.

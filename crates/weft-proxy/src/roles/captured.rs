@@ -110,15 +110,15 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
             let snap = shared.snapshot.load();
             let (target, blocked) = (outbound_target(&snap, destination), registry_only(&snap));
             let egress = snap.policy.egress().cloned();
+            let passthrough_client = snap
+                .egress_passthrough
+                .clone()
+                .unwrap_or_else(|| shared.passthrough_client.clone());
             drop(snap);
             // Where the connection goes on as it was addressed, the
             // workload's egress NetworkPolicies judge that address; mesh
             // services are judged by the endpoint picked for them.
-            let passthrough_denied = egress.as_ref().and_then(|e| e.denies(destination));
-            let passthrough_client = match &egress {
-                Some(_) => Arc::new((*shared.passthrough_client).clone().with_egress(egress)),
-                None => shared.passthrough_client.clone(),
-            };
+            let passthrough_denied = || egress.as_ref().and_then(|e| e.denies(destination));
             match target {
                 Outbound::Tcp(name) => {
                     crate::l4::tcp::handle(shared, name, stream, remote, drain).await
@@ -137,7 +137,7 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                         .await;
                     } else if blocked {
                         passthrough::black_hole(&shared, remote, destination);
-                    } else if let Some(why) = passthrough_denied {
+                    } else if let Some(why) = passthrough_denied() {
                         passthrough::denied(&shared, remote, destination, why);
                     } else {
                         let _drain = drain;
@@ -153,26 +153,21 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                     }
                 }
                 Outbound::BlackHole => passthrough::black_hole(&shared, remote, destination),
-                Outbound::Passthrough if passthrough_denied.is_some() => {
-                    passthrough::denied(
-                        &shared,
-                        remote,
-                        destination,
-                        passthrough_denied.unwrap_or_default(),
-                    );
-                }
-                Outbound::Passthrough => {
-                    let _drain = drain;
-                    passthrough::splice(
-                        &shared,
-                        Prefixed::new(Vec::new(), stream),
-                        remote,
-                        destination,
-                        (None, false),
-                        passthrough::OUTBOUND,
-                    )
-                    .await;
-                }
+                Outbound::Passthrough => match passthrough_denied() {
+                    Some(why) => passthrough::denied(&shared, remote, destination, why),
+                    None => {
+                        let _drain = drain;
+                        passthrough::splice(
+                            &shared,
+                            Prefixed::new(Vec::new(), stream),
+                            remote,
+                            destination,
+                            (None, false),
+                            passthrough::OUTBOUND,
+                        )
+                        .await;
+                    }
+                },
             }
         })
     })

@@ -96,7 +96,6 @@ impl Avoid {
 type Candidates = smallvec::SmallVec<[usize; 8]>;
 
 /// What a cluster needs to know about the proxy that uses it.
-#[derive(Clone)]
 pub struct ClientSide {
     /// `region/zone/subzone`, for locality-aware balancing.
     pub locality: String,
