@@ -214,8 +214,14 @@ pub async fn forward<B: ClientBody>(
         if let Some(peer) = cluster.peers.get(ep) {
             ctx.dest = Some((peer.clone(), cluster.service.clone()));
         }
-        let Some(addr) = cluster.endpoint_addr(ep) else {
-            continue;
+        let addr = match cluster.endpoint_target(ep).await {
+            Ok(a) => a,
+            Err(crate::upstream::resolve::Unreached::Unresolved(why)) => {
+                return ctx.fail(Error::new(ErrorKind::NoHealthyUpstream, why));
+            }
+            Err(crate::upstream::resolve::Unreached::Denied(why)) => {
+                return ctx.fail(Error::new(ErrorKind::ConnectFailure, why));
+            }
         };
         ctx.entry.upstream_host = Some(addr);
         let Some(_permit) = cluster.admit().await else {
@@ -446,9 +452,9 @@ fn mirror(
     let Some(ep) = cluster.pick(None, None) else {
         return;
     };
-    let Some(addr) = cluster.endpoint_addr(ep) else {
-        return;
-    };
+    // An endpoint known by name has no address yet: the copy's own Host
+    // is its authority; the pool looks the name up.
+    let addr = cluster.endpoint_addr(ep);
     let mut head = clone_parts(parts, false);
     if let Some(host) = head.headers.get(HOST).and_then(|h| h.to_str().ok()) {
         let shadow = match host.rsplit_once(':') {
@@ -461,7 +467,11 @@ fn mirror(
     }
     let Ok(uri) = Uri::builder()
         .scheme("http")
-        .authority(host_authority(&head.headers).unwrap_or_else(|| addr_authority(addr)))
+        .authority(match (host_authority(&head.headers), addr) {
+            (Some(a), _) => a,
+            (None, Some(addr)) => addr_authority(addr),
+            (None, None) => return,
+        })
         .path_and_query(path_q.clone())
         .build()
     else {

@@ -87,9 +87,12 @@ pub async fn handle<S>(
                 flags.add(ResponseFlag::NoHealthyUpstream);
                 format!("no healthy upstream in {}", cluster.config.name)
             })?;
-        let addr = cluster
-            .endpoint_addr(ep)
-            .ok_or_else(|| "endpoint has no address".to_owned())?;
+        let addr = cluster.endpoint_target(ep).await.map_err(|e| {
+            if matches!(e, crate::upstream::resolve::Unreached::Unresolved(_)) {
+                flags.add(ResponseFlag::NoHealthyUpstream);
+            }
+            e.to_string()
+        })?;
         entry.upstream_host = Some(addr);
         let _permit = cluster.admit().await.ok_or_else(|| {
             flags.add(ResponseFlag::UpstreamOverflow);

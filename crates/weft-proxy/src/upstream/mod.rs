@@ -18,6 +18,7 @@ pub mod error;
 pub mod grpc_call;
 pub mod origination;
 pub mod pool;
+pub mod resolve;
 pub mod streams;
 
 use crate::body::Body;
@@ -37,6 +38,8 @@ pub struct ClusterRt {
     pub peers: Vec<crate::telemetry::metrics::Peer>,
     pub service: crate::telemetry::metrics::ServiceNames,
     addrs: Vec<Option<SocketAddr>>,
+    /// Endpoints known by name (`resolution: DNS`), looked up when used.
+    names: Vec<Option<resolve::Named>>,
     /// How each endpoint is reached: plain, or through its proxy's mTLS
     /// tunnel.
     routes: Vec<crate::upstream::conn::Route>,
@@ -259,6 +262,15 @@ impl ClusterRt {
             .iter()
             .map(|e| e.address.parse::<SocketAddr>().ok())
             .collect();
+        let names: Vec<Option<resolve::Named>> = config
+            .endpoints
+            .iter()
+            .zip(&addrs)
+            .map(|(e, a)| match a {
+                Some(_) => None,
+                None => resolve::Named::parse(&e.address, client.egress.clone()),
+            })
+            .collect();
         let follow_client = config.pool.use_client_protocol;
         let h2 = matches!(config.protocol, Protocol::Http2 | Protocol::Grpc) && !follow_client;
         let routes_of = |h2: bool| -> Vec<crate::upstream::conn::Route> {
@@ -282,11 +294,17 @@ impl ClusterRt {
          -> Vec<Option<Arc<crate::upstream::pool::EndpointPool>>> {
             addrs
                 .iter()
+                .zip(&names)
                 .zip(routes)
-                .map(|(a, route)| {
-                    a.map(|addr| {
+                .map(|((a, name), route)| {
+                    let target = match (a, name) {
+                        (Some(addr), _) => Some(crate::upstream::pool::Target::Addr(*addr)),
+                        (None, Some(n)) => Some(crate::upstream::pool::Target::Name(n.clone())),
+                        (None, None) => None,
+                    };
+                    target.map(|target| {
                         crate::upstream::pool::EndpointPool::new(
-                            addr,
+                            target,
                             route.clone(),
                             dial,
                             idle,
@@ -330,6 +348,7 @@ impl ClusterRt {
             active: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             sent: config.endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             addrs,
+            names,
             routes,
             pools,
             pools_h2,
@@ -393,12 +412,12 @@ impl ClusterRt {
     /// mode) rather than concentrating all traffic on a few hosts.
     fn usable(&self) -> impl Iterator<Item = usize> + '_ {
         let now = now_ms();
-        let with_addr = self.addrs.iter().filter(|a| a.is_some()).count().max(1);
-        let healthy = self
-            .addrs
-            .iter()
-            .zip(&self.health)
-            .filter(|(a, h)| a.is_some() && !h.ejected(now))
+        let with_addr = (0..self.addrs.len())
+            .filter(|i| self.reachable(*i))
+            .count()
+            .max(1);
+        let healthy = (0..self.addrs.len())
+            .filter(|i| self.reachable(*i) && !self.health[*i].ejected(now))
             .count();
         let min = self
             .config
@@ -406,12 +425,13 @@ impl ClusterRt {
             .as_ref()
             .map_or(0, |o| o.min_health_percent) as usize;
         let panic = min > 0 && healthy * 100 < min * with_addr;
-        self.addrs
-            .iter()
-            .zip(&self.health)
-            .enumerate()
-            .filter(move |(_, (a, h))| a.is_some() && (panic || !h.ejected(now)))
-            .map(|(i, _)| i)
+        (0..self.addrs.len())
+            .filter(move |i| self.reachable(*i) && (panic || !self.health[*i].ejected(now)))
+    }
+
+    /// Whether endpoint `i` has an address, or a name to look one up by.
+    fn reachable(&self, i: usize) -> bool {
+        self.addrs[i].is_some() || self.names[i].is_some()
     }
 
     /// Outlier detection: counts consecutive errors per endpoint and
@@ -711,10 +731,28 @@ impl ClusterRt {
         self.addrs.get(i).copied().flatten()
     }
 
+    /// Where endpoint `i` is now: its address, or what its name resolves
+    /// to (`Err` says why there is none, or why egress policy forbids it).
+    pub async fn endpoint_target(&self, i: usize) -> Result<SocketAddr, resolve::Unreached> {
+        if let Some(a) = self.endpoint_addr(i) {
+            return Ok(a);
+        }
+        match self.names.get(i).and_then(Option::as_ref) {
+            Some(n) => n.resolve().await,
+            None => Err(resolve::Unreached::Unresolved(
+                "the endpoint has no address".into(),
+            )),
+        }
+    }
+
     /// Opens a connection to endpoint `i` (for TCP splicing).
     pub async fn dial(&self, i: usize) -> std::io::Result<crate::upstream::conn::Conn> {
-        let (Some(addr), Some(route)) = (self.endpoint_addr(i), self.routes.get(i)) else {
-            return Err(std::io::Error::other("the endpoint has no address"));
+        let addr = self
+            .endpoint_target(i)
+            .await
+            .map_err(std::io::Error::other)?;
+        let Some(route) = self.routes.get(i) else {
+            return Err(std::io::Error::other("the endpoint has no route"));
         };
         let dial = crate::upstream::conn::DialOptions::of(&self.config.pool);
         crate::upstream::conn::dial(addr, route, &dial).await

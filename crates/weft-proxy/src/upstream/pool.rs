@@ -37,8 +37,26 @@ use crate::upstream::streams::{Slot, StreamCount};
 /// the failure is the rare path, and a request head is hundreds of bytes).
 pub type Unsent = (SendError, Option<Box<http::Request<Body>>>);
 
+/// Where a pool's connections go: an address, or a name looked up when
+/// a connection is made.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Addr(SocketAddr),
+    Name(crate::upstream::resolve::Named),
+}
+
+impl Target {
+    /// The address to connect to now.
+    pub async fn addr(&self) -> Result<SocketAddr, crate::upstream::resolve::Unreached> {
+        match self {
+            Target::Addr(a) => Ok(*a),
+            Target::Name(n) => n.resolve().await,
+        }
+    }
+}
+
 pub struct EndpointPool {
-    addr: SocketAddr,
+    target: Target,
     route: Route,
     dial: DialOptions,
     idle_timeout: Duration,
@@ -85,7 +103,7 @@ enum Ready {
 
 impl EndpointPool {
     pub fn new(
-        addr: SocketAddr,
+        target: Target,
         route: Route,
         dial: DialOptions,
         idle_timeout: Duration,
@@ -94,7 +112,7 @@ impl EndpointPool {
         h2_streams: Option<u32>,
     ) -> Arc<EndpointPool> {
         Arc::new(EndpointPool {
-            addr,
+            target,
             route,
             dial,
             idle_timeout,
@@ -220,13 +238,17 @@ impl EndpointPool {
         } else {
             None
         };
-        let conn = crate::upstream::conn::dial(self.addr, &self.route, &self.dial)
+        let addr = self
+            .target
+            .addr()
+            .await
+            .map_err(|why| SendError::Connect(Box::new(why)))?;
+        let conn = crate::upstream::conn::dial(addr, &self.route, &self.dial)
             .await
             .map_err(|e| SendError::Connect(Box::new(e)))?;
         let born = Instant::now();
         let negotiated_h2 =
             matches!(&conn, Conn::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
-        let addr = self.addr;
         if self.h2_only || negotiated_h2 {
             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
@@ -518,7 +540,7 @@ mod tests {
 
     fn plain_pool(addr: std::net::SocketAddr, idle: Duration) -> Arc<EndpointPool> {
         EndpointPool::new(
-            addr,
+            super::Target::Addr(addr),
             Route::PLAIN,
             DialOptions::within(Duration::from_secs(1)),
             idle,
@@ -561,7 +583,7 @@ mod tests {
         let (addr, seen) = counting_upstream(true, Duration::from_millis(200)).await;
         let conns = seen.accepted;
         let pool = EndpointPool::new(
-            addr,
+            super::Target::Addr(addr),
             Route::PLAIN,
             DialOptions::within(Duration::from_secs(1)),
             Duration::from_secs(60),
@@ -641,7 +663,7 @@ mod tests {
         for h2 in [false, true] {
             let (addr, seen) = counting_upstream(h2, Duration::ZERO).await;
             let pool = EndpointPool::new(
-                addr,
+                super::Target::Addr(addr),
                 Route::PLAIN,
                 DialOptions::within(Duration::from_secs(1)),
                 Duration::from_secs(60),

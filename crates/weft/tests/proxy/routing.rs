@@ -460,3 +460,68 @@ spec:
         "UNAVAILABLE"
     );
 }
+
+/// A ServiceEntry with `resolution: DNS` sends to a name the proxy looks
+/// up itself (here `localhost`, which every resolver answers from
+/// `/etc/hosts`), as Istio's egress tasks rely on; a name that does not
+/// resolve is 503 UH with the lookup's failure as the reason.
+#[test]
+fn a_dns_service_entry_is_reached_by_its_name() {
+    let mut w = World::any();
+    // A free port on 127.0.0.1, where `localhost` resolves.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    w.httpbin(
+        "outside",
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        &[],
+    );
+    let entries = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: outside}}
+spec:
+  hosts: [outside.example.test]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  endpoints: [{{address: localhost, ports: {{http: {port}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: nowhere}}
+spec:
+  hosts: [nowhere.invalid]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  location: MESH_EXTERNAL
+  resolution: DNS
+"
+    );
+    let p = bookinfo(&mut w, &entries, &[]);
+    let r = curl(&["-x", &p, "http://outside.example.test/get"]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-served-by").as_deref(), Some("outside"));
+    let r = curl(&["-x", &p, "http://nowhere.invalid/get"]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.header("x-weft-reason")
+            .is_some_and(|why| why.starts_with("UH: DNS: nowhere.invalid did not resolve")),
+        "{:?}",
+        r.headers
+    );
+    let log = access_log(&w);
+    let e = log
+        .iter()
+        .find(|e| e["authority"] == "outside.example.test")
+        .expect("access log entry");
+    assert_eq!(e["upstream_host"], format!("127.0.0.1:{port}"));
+    assert_eq!(e["upstream_cluster"], "outbound|80||outside.example.test");
+    let e = log
+        .iter()
+        .find(|e| e["authority"] == "nowhere.invalid")
+        .expect("access log entry");
+    assert_eq!(e["response_flags"], "UH");
+}
