@@ -155,6 +155,28 @@ pub struct GatewayInstance {
     /// (Istio's 8080/8443) and the ports of Istio's default gateway Service
     /// in front of them (80→8080, 443→8443, and 15021 for status).
     pub ports: Vec<u32>,
+    /// Where it listens, when the mesh runs it (`weft up`); otherwise a
+    /// running loopback mesh gives it an address after its replicas'.
+    pub address: Option<Ipv4Addr>,
+}
+
+/// The ports of the Service Istio's install puts in front of each gateway
+/// (`istio-ingressgateway`, `istio-egressgateway`): name, port, the
+/// gateway's container port.
+const GATEWAY_SERVICE_PORTS: [(&str, u32, u32); 2] = [("http2", 80, 8080), ("https", 443, 8443)];
+
+impl MeshConfig {
+    /// The mesh with its gateways at the addresses `given` names them
+    /// (`istio-egressgateway` → IP); the others have none given.
+    pub fn with_gateway_addresses(mut self, given: &[(String, Ipv4Addr)]) -> MeshConfig {
+        for g in &mut self.gateways {
+            g.address = given
+                .iter()
+                .find(|(name, _)| *name == g.name)
+                .map(|(_, ip)| *ip);
+        }
+        self
+    }
 }
 
 impl Default for MeshConfig {
@@ -168,6 +190,7 @@ impl Default for MeshConfig {
                 .collect(),
             service_account: format!("{name}-service-account"),
             ports: vec![15021, 80, 8080, 443, 8443],
+            address: None,
         };
         MeshConfig {
             trust_domain: "cluster.local".into(),
@@ -242,6 +265,8 @@ impl Service {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedEndpoint {
     pub address: String,
+    /// The workload behind it when the mesh knows one (a gateway's).
+    pub workload: String,
     pub ports: BTreeMap<String, u32>,
     pub labels: Labels,
     pub locality: String,
@@ -356,6 +381,10 @@ pub struct Registry {
     /// Hosts that declare no address and may be given one (see
     /// [`MeshConfig::service_address_base`]), as services are added.
     unaddressed: Vec<String>,
+    /// The gateways' Services of those, given theirs last.
+    unaddressed_gateways: Vec<String>,
+    /// Each gateway's address (`namespace/name`), given or assigned.
+    pub gateway_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 impl Registry {
@@ -364,9 +393,13 @@ impl Registry {
         for r in resources {
             reg.add_service(r, mesh);
         }
+        reg.add_gateway_services(mesh);
         match mesh.service_address_base {
             Some(base) => reg.allocate_service_addresses(mesh, base),
-            None => reg.unaddressed = Vec::new(),
+            None => {
+                reg.unaddressed = Vec::new();
+                reg.unaddressed_gateways = Vec::new();
+            }
         }
         reg.nodes = crate::nodes::nodes(
             resources,
@@ -379,6 +412,7 @@ impl Registry {
         reg.instances
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         reg.assign_replica_addresses(mesh);
+        reg.add_gateway_endpoints(mesh);
         for (i, inst) in reg.instances.iter().enumerate() {
             reg.by_namespace
                 .entry(inst.namespace.clone())
@@ -403,11 +437,21 @@ impl Registry {
                 .map(|(n, _)| n)
                 .collect()
         };
+        // In loopback mode, gateways without a given address take theirs
+        // from the replicas' pool, after the replicas (`usize::MAX - g`
+        // stands for the mesh's gateway `g`).
         match &mesh.pod_ranges {
-            None => pools.push((
-                Pool::Local(mesh.local_address_base),
-                placed(&self.instances, None),
-            )),
+            None => {
+                let mut members = placed(&self.instances, None);
+                members.extend(
+                    mesh.gateways
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, g)| g.address.is_none())
+                        .map(|(g, _)| usize::MAX - g),
+                );
+                pools.push((Pool::Local(mesh.local_address_base), members));
+            }
             Some(_) => {
                 for node in &self.nodes {
                     let on_node = placed(&self.instances, Some(&node.name));
@@ -424,23 +468,108 @@ impl Registry {
                 }
             }
         }
+        let gateway_of = |n: usize| mesh.gateways.get(usize::MAX - n);
         for (pool, members) in pools {
             let names: Vec<String> = members
                 .iter()
-                .map(|n| {
-                    let i = &self.instances[*n];
-                    format!("{}/{}", i.namespace, i.name)
+                .map(|n| match self.instances.get(*n) {
+                    Some(i) => format!("{}/{}", i.namespace, i.name),
+                    None => gateway_of(*n)
+                        .map(|g| format!("{}/{}", g.namespace, g.name))
+                        .unwrap_or_default(),
                 })
                 .collect();
             let assigned = assign(mesh.addresses.as_deref(), &pool, &names);
             for (n, name) in members.into_iter().zip(&names) {
-                let inst = &mut self.instances[n];
+                let Some(inst) = self.instances.get_mut(n) else {
+                    if let Some(ip) = assigned.get(name) {
+                        self.gateway_addresses.insert(name.clone(), *ip);
+                    }
+                    continue;
+                };
                 match assigned.get(name) {
                     Some(ip) => inst.ip = Some(ip.to_string()),
                     None => inst.pending = Some(
                         "no address is left in its pool; fix: give its node a larger spec.podCIDR"
                             .into(),
                     ),
+                }
+            }
+        }
+    }
+
+    /// Istio's install puts a Service in front of each gateway it deploys;
+    /// the mesh has them too (http2 80→8080, https 443→8443), so the
+    /// egress tasks' VirtualServices can send to
+    /// `istio-egressgateway.istio-system.svc.cluster.local`. A Service the
+    /// configuration declares under the same name is kept as written.
+    fn add_gateway_services(&mut self, mesh: &MeshConfig) {
+        for g in &mesh.gateways {
+            let host = format!("{}.{}.svc.{}", g.name, g.namespace, mesh.domain_suffix);
+            if self.services.contains_key(&host) {
+                continue;
+            }
+            self.unaddressed_gateways.push(host.clone());
+            self.services.insert(
+                host.clone(),
+                Service {
+                    host,
+                    name: g.name.clone(),
+                    namespace: g.namespace.clone(),
+                    ports: GATEWAY_SERVICE_PORTS
+                        .iter()
+                        .map(|(name, port, target)| ServicePort {
+                            name: (*name).to_owned(),
+                            number: *port,
+                            protocol: protocol_of(name, None),
+                            target: TargetPort::Number(*target),
+                        })
+                        .collect(),
+                    selector: Some(g.labels.clone()),
+                    export_to: Vec::new(),
+                    addresses: Vec::new(),
+                    source: ServiceSource::Kubernetes,
+                    listed_endpoints: Vec::new(),
+                    origin: ResourceKey {
+                        kind: weft_api::resource::ResourceKind::Service,
+                        namespace: g.namespace.clone(),
+                        name: g.name.clone(),
+                    },
+                },
+            );
+        }
+    }
+
+    /// Each gateway with an address is an endpoint of the Services in its
+    /// namespace that select it. It is reached in plain text, as Istio's
+    /// gateway pods are (they carry no `security.istio.io/tlsMode` label,
+    /// so auto mTLS leaves them out).
+    fn add_gateway_endpoints(&mut self, mesh: &MeshConfig) {
+        for g in &mesh.gateways {
+            let key = format!("{}/{}", g.namespace, g.name);
+            let Some(ip) = g
+                .address
+                .or_else(|| self.gateway_addresses.get(&key).copied())
+            else {
+                continue;
+            };
+            self.gateway_addresses.insert(key, ip);
+            for svc in self.services.values_mut() {
+                let selects = svc.namespace == g.namespace
+                    && svc
+                        .selector
+                        .as_ref()
+                        .is_some_and(|sel| !sel.is_empty() && labels_match(sel, &g.labels));
+                if selects {
+                    svc.listed_endpoints.push(ListedEndpoint {
+                        address: ip.to_string(),
+                        workload: g.name.clone(),
+                        ports: BTreeMap::new(),
+                        labels: g.labels.clone(),
+                        locality: String::new(),
+                        weight: 1,
+                        service_account: String::new(),
+                    });
                 }
             }
         }
@@ -454,6 +583,9 @@ impl Registry {
         let mut hosts = std::mem::take(&mut self.unaddressed);
         hosts.sort();
         hosts.dedup();
+        // The gateways' Services after the configuration's, so that
+        // adding them moved no address a mesh gave before.
+        hosts.extend(std::mem::take(&mut self.unaddressed_gateways));
         for (host, ip) in assign(
             mesh.service_addresses.as_deref(),
             &Pool::Local(base),
@@ -573,6 +705,7 @@ impl Registry {
                     .iter()
                     .map(|e| ListedEndpoint {
                         address: e.address.clone(),
+                        workload: String::new(),
                         ports: e.ports.clone(),
                         labels: e.labels.clone(),
                         locality: e.locality.clone(),

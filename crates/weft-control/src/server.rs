@@ -47,6 +47,9 @@ pub struct Options {
     /// Under transparent capture, where nodes' pod ranges come from (see
     /// `MeshConfig::pod_ranges`).
     pub pod_ranges: Option<weft_compile::nodes::PodRanges>,
+    /// Where the mesh's gateways listen (by name): their Services'
+    /// endpoints.
+    pub gateway_addresses: Vec<(String, std::net::Ipv4Addr)>,
     /// Tokens (tokens/), applied resources (applied/) and their status
     /// (status/).
     pub run_dir: PathBuf,
@@ -106,6 +109,7 @@ pub fn mesh(o: &Options) -> MeshConfig {
         pod_ranges: o.pod_ranges.clone(),
         ..MeshConfig::default()
     }
+    .with_gateway_addresses(&o.gateway_addresses)
 }
 
 pub async fn run(o: Options) -> Result<(), ControlError> {

@@ -3,7 +3,8 @@
 //!
 //! The mesh network is a namespace (`weft-<mesh>-mesh`) holding a bridge
 //! (`weft0`, 198.19.0.0/24) on which the control plane's model stream and
-//! CA (198.19.0.1), the gateways (198.19.0.2) and every node (198.19.0.10
+//! CA (198.19.0.1), the ingress and egress gateways (198.19.0.2 and .3)
+//! and every node (198.19.0.10
 //! and up) have an address, and which routes each node's pod range to
 //! it. The admin API and Prometheus listen on its loopback only. A node is a
 //! namespace (`weft-<mesh>-node.<name>`) with its own bridge, on the first
@@ -32,8 +33,12 @@ use ipnet::Ipv4Net;
 
 /// The mesh network's bridge address: the control plane's.
 pub const CONTROL_PLANE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
-/// The gateways' address on the mesh network.
+/// The ingress gateway's address on the mesh network.
 pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
+/// The egress gateway's address on the mesh network: its own, so that
+/// both keep Istio's ports (8080, 8443) and the mesh's edge can tell its
+/// traffic from the ingress's.
+pub const EGRESS_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 3);
 /// The first node's address on the mesh network; the next count up.
 const FIRST_NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 /// The mesh network: the control plane, the gateways and the nodes.
@@ -431,7 +436,7 @@ impl Network {
                 "make the mesh network's bridge",
                 &["-n", mesh, "link", "add", BRIDGE, "type", "bridge"],
             )?;
-            for a in [CONTROL_PLANE_IP, GATEWAY_IP] {
+            for a in [CONTROL_PLANE_IP, GATEWAY_IP, EGRESS_GATEWAY_IP] {
                 ip(
                     "address the mesh network's bridge",
                     &[
@@ -467,6 +472,22 @@ impl Network {
         if let Err(e) = made {
             net.teardown();
             return Err(e);
+        }
+        // The gateways run in the mesh network's namespace through `ip
+        // netns exec`, which gives them this resolver: the egress gateway
+        // looks up the external hosts of DNS ServiceEntries there.
+        let etc = std::path::Path::new(ETC_NETNS).join(&net.mesh);
+        if let Err(e) = std::fs::create_dir_all(&etc).and_then(|()| {
+            std::fs::write(
+                etc.join("resolv.conf"),
+                resolv_conf("istio-system", net.nameserver),
+            )
+        }) {
+            net.teardown();
+            return Err(CaptureError::Failed {
+                what: format!("write {}/resolv.conf", etc.display()),
+                why: e.to_string(),
+            });
         }
         Ok(net)
     }
@@ -696,6 +717,7 @@ impl Network {
             }
         }
         let _ = ip("remove the mesh network", &["netns", "del", &self.mesh]);
+        let _ = std::fs::remove_dir_all(std::path::Path::new(ETC_NETNS).join(&self.mesh));
     }
 
     /// Starts forwarding what was bound in the machine's namespace into

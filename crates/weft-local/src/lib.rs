@@ -83,8 +83,25 @@ impl Options {
             address_base: self.address_base,
             service_address_base: self.capture.as_ref().map(|_| capture::SERVICE_BASE),
             pod_ranges: self.capture.as_ref().map(|_| capture::pod_ranges()),
+            gateway_addresses: self.gateway_addresses(),
             run_dir: self.run_dir.clone(),
         }
+    }
+
+    /// Where the mesh's gateways listen, as the control plane is told:
+    /// the ingress where the user reaches it (on the mesh network under
+    /// capture), the egress gateway on its own address under capture. In
+    /// loopback mode the egress gateway takes a replica address, which
+    /// the control plane gives.
+    fn gateway_addresses(&self) -> Vec<(String, Ipv4Addr)> {
+        let mut out = Vec::new();
+        if let IpAddr::V4(ip) = self.ingress.ip() {
+            out.push(("istio-ingressgateway".to_owned(), ip));
+        }
+        if self.capture.is_some() {
+            out.push(("istio-egressgateway".to_owned(), capture::EGRESS_GATEWAY_IP));
+        }
+        out
     }
 }
 
@@ -227,9 +244,13 @@ fn gateway_spec(o: &Options, g: &GatewayPlan) -> Spec {
     if o.explain {
         args.push("--explain".into());
     }
+    // Under capture through `ip netns exec` into the mesh network's
+    // namespace (where it already is), for that namespace's resolver.
+    let mesh_net = o.capture.as_ref().map(|c| c.mesh_namespace().to_owned());
+    let (program, args) = in_pod(mesh_net.as_deref(), o.weft.clone(), args);
     Spec {
         name: format!("{} (gateway)", g.name),
-        program: o.weft.clone(),
+        program,
         args,
         env: Vec::new(),
         log: o.run_dir.join("logs").join(format!("{short}.log")),
@@ -262,6 +283,10 @@ fn control_plane_spec(o: &Options) -> Spec {
         "--run-dir".into(),
         o.run_dir.display().to_string(),
     ]);
+    for (name, ip) in o.gateway_addresses() {
+        args.push("--gateway-address".into());
+        args.push(format!("{name}={ip}"));
+    }
     if o.capture.is_some() {
         args.push("--service-address-base".into());
         args.push(capture::SERVICE_BASE.to_string());
@@ -474,7 +499,7 @@ async fn wait_token(path: &Path) -> bool {
 /// sidecars and workloads and stops removed ones. Model changes travel on
 /// the control plane's stream, not through here.
 async fn apply(o: &Options, config: &Config, running: &mut Running) {
-    let plan = plan::plan(config, o.ingress, o.ingress.ip(), o.capture.is_some());
+    let plan = plan::plan(config, o.ingress, o.capture.is_some());
     let mut wanted: BTreeMap<String, Spec> = BTreeMap::new();
     for g in &plan.gateways {
         wanted.insert(g.name.clone(), gateway_spec(o, g));

@@ -169,11 +169,11 @@ fn config_data(
 }
 
 /// Plans every sidecar and gateway of `config`. `ingress` is where the
-/// gateway's port 8080 listens; other gateway ports keep their number on
-/// the same address.
+/// ingress gateway's port 8080 listens; other gateway ports keep their
+/// number on the same address.
 /// Under `capture`, each replica's application listens on the replica's
 /// own address (its pod's) and TCP services are reached at theirs.
-pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capture: bool) -> Plan {
+pub fn plan(config: &Config, ingress: SocketAddr, capture: bool) -> Plan {
     let mut out = Plan::default();
     for inst in &config.registry.instances {
         let w = match runnable_of(&config.resources, inst) {
@@ -219,8 +219,10 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capt
                         }
                         continue;
                     }
+                    // Loopback mode runs without root: a privileged port
+                    // (a gateway Service's 443) moves up as a taken one.
                     let mut port = l.port as u16;
-                    while used.contains(&port) {
+                    while used.contains(&port) || port < 1024 {
                         port = port.wrapping_add(10_000).max(1024);
                     }
                     used.insert(port);
@@ -259,13 +261,25 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capt
         if !matches!(c.proxy, ProxyRef::Gateway { .. }) || c.model.listeners.is_empty() {
             continue;
         }
-        // As Istio's ingress Service: 80 and 8080 reach the ingress
-        // address, 443 and 8443 its port 8443; other ports bind the
-        // ingress IP as numbered (`listen_ip`). Fixed, so that a Gateway
+        // The ingress gateway listens where the user reaches it; another
+        // on its own address, which the control plane gave it.
+        let ip = config
+            .registry
+            .gateway_addresses
+            .get(name)
+            .map_or(ingress.ip(), |ip| IpAddr::V4(*ip));
+        let http = if ip == ingress.ip() {
+            ingress
+        } else {
+            SocketAddr::new(ip, 8080)
+        };
+        // As Istio's gateway Services: 80 and 8080 reach the gateway's
+        // port 8080, 443 and 8443 its port 8443; other ports bind its
+        // address as numbered (`listen_ip`). Fixed, so that a Gateway
         // server added or removed changes the proxy's model, not its
         // command line: it binds and unbinds without a restart.
-        let tls = SocketAddr::new(ingress.ip(), 8443);
-        let binds = vec![(80, ingress), (8080, ingress), (443, tls), (8443, tls)];
+        let tls = SocketAddr::new(ip, 8443);
+        let binds = vec![(80, http), (8080, http), (443, tls), (8443, tls)];
         let listens = c
             .model
             .listeners
@@ -274,17 +288,16 @@ pub fn plan(config: &Config, ingress: SocketAddr, gateway_admin_ip: IpAddr, capt
                 let addr = binds
                     .iter()
                     .find(|(p, _)| *p == l.port)
-                    .map_or(SocketAddr::new(ingress.ip(), l.port as u16), |(_, a)| *a);
+                    .map_or(SocketAddr::new(ip, l.port as u16), |(_, a)| *a);
                 (l.port, addr)
             })
             .collect();
-        let idx = out.gateways.len() as u16;
         out.gateways.push(GatewayPlan {
             name: name.clone(),
             listens,
             binds,
-            listen_ip: ingress.ip(),
-            admin: SocketAddr::new(gateway_admin_ip, 15021 + idx),
+            listen_ip: ip,
+            admin: SocketAddr::new(ip, 15021),
         });
     }
     out

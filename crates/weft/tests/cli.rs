@@ -370,10 +370,11 @@ fn proxy_config_prints_a_sidecar_and_a_gateway() {
         String::from_utf8_lossy(&o.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let reviews = v[0]["virtualHosts"]
+    let reviews = v
         .as_array()
         .unwrap()
         .iter()
+        .flat_map(|t| t["virtualHosts"].as_array().unwrap())
         .find(|vh| vh["name"] == "reviews.default.svc.cluster.local:9080")
         .unwrap();
     assert_eq!(

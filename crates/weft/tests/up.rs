@@ -1450,6 +1450,11 @@ fn proxies_that_miss_changes_converge_to_the_compiled_models() {
                 "json",
                 "--local-address-base",
                 &base,
+                "--gateway-address",
+                &format!(
+                    "istio-ingressgateway={}",
+                    m.ingress.rsplit_once(':').unwrap().0
+                ),
                 "-f",
             ])
             .arg(&m.cfg)

@@ -255,8 +255,8 @@ fn cluster(
                     });
                 endpoints.push(Endpoint {
                     address: format!("{}:{port}", le.address),
-                    workload: String::new(),
-                    instance: String::new(),
+                    workload: le.workload.clone(),
+                    instance: le.workload.clone(),
                     namespace: svc.namespace.clone(),
                     labels: le.labels.clone(),
                     locality: le.locality.clone(),

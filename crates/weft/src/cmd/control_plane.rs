@@ -34,6 +34,11 @@ pub struct Args {
     /// overlap (repeatable).
     #[arg(long = "reserved-range")]
     reserved_ranges: Vec<ipnet::Ipv4Net>,
+    /// `NAME=IP`: where the mesh's gateway NAME (`istio-ingressgateway`,
+    /// `istio-egressgateway`) listens, the endpoint of its Service
+    /// (repeatable; `weft up` passes them).
+    #[arg(long = "gateway-address", value_parser = parse_gateway_address)]
+    gateway_addresses: Vec<(String, Ipv4Addr)>,
     #[command(flatten)]
     ca: super::ca_args::CaArgs,
     /// Where proxies' bootstrap tokens are written (tokens/).
@@ -62,6 +67,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             first,
             reserved: args.reserved_ranges.clone(),
         }),
+        gateway_addresses: args.gateway_addresses.clone(),
         run_dir,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -73,4 +79,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Err(weft_control::ControlError::ControlPlaneDidNotStart) => Ok(ExitCode::from(1)),
         Err(e) => Err(e.into()),
     }
+}
+
+pub(crate) fn parse_gateway_address(s: &str) -> Result<(String, Ipv4Addr), String> {
+    let (name, ip) = s
+        .split_once('=')
+        .ok_or("expected NAME=IP, e.g. istio-egressgateway=198.19.0.3")?;
+    let ip = ip
+        .parse::<Ipv4Addr>()
+        .map_err(|e| format!("address {ip:?}: {e}"))?;
+    Ok((name.to_owned(), ip))
 }

@@ -35,6 +35,11 @@ pub struct Args {
     /// First loopback address given to local Workload replicas.
     #[arg(long, default_value = "127.0.10.1")]
     local_address_base: std::net::Ipv4Addr,
+    /// `NAME=IP`: where the mesh's gateway NAME listens, as `weft
+    /// control-plane --gateway-address` (repeatable); a gateway not named
+    /// takes a loopback address after the replicas'.
+    #[arg(long = "gateway-address", value_parser = super::control_plane::parse_gateway_address)]
+    gateway_addresses: Vec<(String, std::net::Ipv4Addr)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,7 +70,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mesh = MeshConfig {
         local_address_base: args.local_address_base,
         ..MeshConfig::default()
-    };
+    }
+    .with_gateway_addresses(&args.gateway_addresses);
     let registry = Registry::build(&loaded.resources, &mesh);
     let compiler = Compiler::new(&loaded.resources, &registry, &mesh);
     let is_gateway = mesh.gateways.iter().any(|g| g.name == name);
