@@ -1475,3 +1475,6 @@ mod capture;
 
 #[path = "up/canary.rs"]
 mod canary;
+
+#[path = "up/egress.rs"]
+mod egress;

@@ -9,7 +9,7 @@ use super::common::curl;
 
 /// Whether this test may make network namespaces and nftables rules; if
 /// not, says why on one line.
-fn can_capture() -> bool {
+pub(super) fn can_capture() -> bool {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: transparent capture needs root (network namespaces, nftables)");
         return false;
@@ -26,7 +26,7 @@ fn can_capture() -> bool {
 }
 
 /// `cmd` inside network namespace `ns`, with its output.
-fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
+pub(super) fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
     std::process::Command::new("ip")
         .args(["netns", "exec", ns])
         .args(cmd)
@@ -37,7 +37,7 @@ fn in_netns(ns: &str, cmd: &[&str]) -> std::process::Output {
 /// The network namespaces whose names pass `keep`.
 /// The HTTP status `curl` gets for `url` from inside `ns` (`000` when
 /// it got no answer within `secs`).
-fn status_from(ns: &str, url: &str, secs: u32) -> String {
+pub(super) fn status_from(ns: &str, url: &str, secs: u32) -> String {
     let out = in_netns(
         ns,
         &[
@@ -59,7 +59,7 @@ fn status_from(ns: &str, url: &str, secs: u32) -> String {
 /// httpbin on 192.0.2.10:8000, joined by a veth to the mesh network's
 /// namespace only (192.0.2.1 there). Removed when dropped, whatever the
 /// test's outcome.
-struct OutsideHost {
+pub(super) struct OutsideHost {
     // Dropped in this order: the server, then its namespace.
     _server: common::Proc,
     _netns: NetnsGone,
@@ -77,7 +77,13 @@ impl Drop for NetnsGone {
 }
 
 impl OutsideHost {
+    /// With its httpbin on port 8000.
     fn attach(mesh_net: &str) -> OutsideHost {
+        OutsideHost::attach_on(mesh_net, 8000)
+    }
+
+    /// With its httpbin on `port`.
+    pub(super) fn attach_on(mesh_net: &str, port: u16) -> OutsideHost {
         let netns = format!("weft-e2e-outside-{}", std::process::id());
         let tag = std::process::id() % 100_000;
         let (inner, outer) = (format!("wxo{tag}"), format!("wxm{tag}"));
@@ -111,7 +117,7 @@ impl OutsideHost {
                         "sample-app",
                         "httpbin",
                         "--listen",
-                        "192.0.2.10:8000",
+                        &format!("192.0.2.10:{port}"),
                         "--name",
                         "outside",
                     ])
@@ -125,7 +131,7 @@ impl OutsideHost {
         };
         common::wait_until(
             Duration::from_secs(10),
-            || status_from(mesh_net, "http://192.0.2.10:8000/ip", 2) == "200",
+            || status_from(mesh_net, &format!("http://192.0.2.10:{port}/ip"), 2) == "200",
             || "the outside host does not answer".into(),
         );
         host
@@ -144,12 +150,12 @@ fn netns_where(keep: impl Fn(&str) -> bool) -> Vec<String> {
 }
 
 /// The network namespaces whose names start with `prefix`.
-fn netns_starting(prefix: &str) -> Vec<String> {
+pub(super) fn netns_starting(prefix: &str) -> Vec<String> {
     netns_where(|n| n.starts_with(prefix))
 }
 
 /// The network namespaces whose names end with `suffix`.
-fn netns_ending(suffix: &str) -> Vec<String> {
+pub(super) fn netns_ending(suffix: &str) -> Vec<String> {
     netns_where(|n| n.ends_with(suffix))
 }
 

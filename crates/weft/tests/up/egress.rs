@@ -1,0 +1,320 @@
+//! Istio's egress tasks under `weft up --capture`, their YAML unchanged,
+//! against an external host the test makes (a namespace outside the mesh
+//! network, 192.0.2.10) whose names a resolver of the test's answers.
+//! Root only.
+
+use std::time::{Duration, Instant};
+
+use super::capture::{can_capture, in_netns, netns_ending, status_from, OutsideHost};
+use super::common;
+
+/// Istio's "Accessing External Services" task's ServiceEntry.
+const HTTPBIN_EXT: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: httpbin-ext
+spec:
+  hosts:
+  - httpbin.org
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: DNS
+  location: MESH_EXTERNAL
+";
+
+/// The same task's VirtualService: a 3 s timeout on calls to httpbin.org.
+const HTTPBIN_EXT_TIMEOUT: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: httpbin-ext
+spec:
+  hosts:
+    - httpbin.org
+  http:
+  - timeout: 3s
+    route:
+      - destination:
+          host: httpbin.org
+        weight: 100
+";
+
+/// Istio's "Egress Gateways" task, HTTP traffic: the ServiceEntry, the
+/// Gateway on the egress gateway, its DestinationRule subset and the
+/// two-leg VirtualService.
+const CNN_THROUGH_EGRESS_GATEWAY: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: cnn
+spec:
+  hosts:
+  - edition.cnn.com
+  ports:
+  - number: 80
+    name: http-port
+    protocol: HTTP
+  - number: 443
+    name: https
+    protocol: HTTPS
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts:
+    - edition.cnn.com
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-cnn
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: cnn
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: direct-cnn-through-egress-gateway
+spec:
+  hosts:
+  - edition.cnn.com
+  gateways:
+  - istio-egressgateway
+  - mesh
+  http:
+  - match:
+    - gateways:
+      - mesh
+      port: 80
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: cnn
+        port:
+          number: 80
+      weight: 100
+  - match:
+    - gateways:
+      - istio-egressgateway
+      port: 80
+    route:
+    - destination:
+        host: edition.cnn.com
+        port:
+          number: 80
+      weight: 100
+";
+
+/// A resolver of the test's on the mesh network (198.19.0.1, which `weft
+/// up --dns-upstream` names to pods and gateways) answering the tasks'
+/// external names with the outside host's address.
+fn test_resolver(mesh_net: &str, pid_file: &std::path::Path) -> common::Proc {
+    common::Proc {
+        child: std::process::Command::new("ip")
+            .args(["netns", "exec", mesh_net, "dnsmasq", "--keep-in-foreground"])
+            .args([
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--user=root",
+                "--listen-address=198.19.0.1",
+                "--bind-interfaces",
+                "--port=53",
+            ])
+            .arg(format!("--pid-file={}", pid_file.display()))
+            .args([
+                "--address=/httpbin.org/192.0.2.10",
+                "--address=/edition.cnn.com/192.0.2.10",
+            ])
+            .spawn()
+            .expect("dnsmasq (Debian's dnsmasq-base)"),
+        name: "dnsmasq".into(),
+    }
+}
+
+/// The access log entries of `file` in the run's logs.
+fn access_log(run: &std::path::Path, file: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("logs").join(file))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway() {
+    if !can_capture() {
+        return;
+    }
+    let w = common::World::any();
+    let cfg = w.dir.join("config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    // Istio's `sleep` sample's part here: a pod to run curl in.
+    std::fs::write(
+        cfg.join("sleep.yaml"),
+        "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: sleep\n  labels: {app: sleep}\nspec:\n  command: weft\n  args: [sample-app, httpbin]\n  ports: [{name: http, port: 8000}]\n",
+    )
+    .unwrap();
+    let m = common::mesh::start(w, &["--capture", "--dns-upstream", "198.19.0.1"], &[]);
+    let sleep = netns_ending("-default-sleep-0").pop().expect("sleep's pod");
+    let mesh_net = format!("{}-mesh", sleep.split("-default-").next().unwrap());
+    let _resolver = test_resolver(&mesh_net, &m.w.dir.join("dnsmasq.pid"));
+    let _outside = OutsideHost::attach_on(&mesh_net, 80);
+    let run = m.w.dir.join("run");
+    let get = |url: &str, secs: u32| status_from(&sleep, url, secs);
+
+    // Egress control. ALLOW_ANY (Istio's default): the pod reaches the
+    // host through its sidecar's passthrough.
+    common::wait_until(
+        Duration::from_secs(15),
+        || get("http://httpbin.org/headers", 5) == "200",
+        || format!("ALLOW_ANY: {}", get("http://httpbin.org/headers", 5)),
+    );
+    // REGISTRY_ONLY: 502 from the sidecar.
+    std::fs::write(
+        cfg.join("mesh.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    outboundTrafficPolicy:\n      mode: REGISTRY_ONLY\n",
+    )
+    .unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        || get("http://httpbin.org/headers", 5) == "502",
+        || format!("REGISTRY_ONLY: {}", get("http://httpbin.org/headers", 5)),
+    );
+    // The task's ServiceEntry (resolution: DNS) lets the one host out.
+    std::fs::write(cfg.join("httpbin-ext.yaml"), HTTPBIN_EXT).unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        || get("http://httpbin.org/headers", 5) == "200",
+        || format!("the ServiceEntry: {}", get("http://httpbin.org/headers", 5)),
+    );
+    // Its VirtualService's 3 s timeout: /delay/5 is 504 after 3 s.
+    std::fs::write(
+        cfg.join("httpbin-ext.yaml"),
+        format!("{HTTPBIN_EXT}---\n{HTTPBIN_EXT_TIMEOUT}"),
+    )
+    .unwrap();
+    common::wait_until(
+        Duration::from_secs(20),
+        || {
+            let started = Instant::now();
+            let code = get("http://httpbin.org/delay/5", 10);
+            let took = started.elapsed();
+            code == "504" && took >= Duration::from_millis(2900) && took < Duration::from_secs(5)
+        },
+        || "the VirtualService's 3 s timeout does not hold".into(),
+    );
+
+    // The egress gateway task, HTTP: the sidecar sends edition.cnn.com to
+    // the egress gateway, which sends it out; its access log shows the
+    // external call.
+    std::fs::write(cfg.join("cnn.yaml"), CNN_THROUGH_EGRESS_GATEWAY).unwrap();
+    let politics = || {
+        let out = in_netns(
+            &sleep,
+            &[
+                "curl",
+                "-sS",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                "http://edition.cnn.com/politics",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    let through_gateway = || {
+        access_log(&run, "istio-egressgateway.access.log")
+            .iter()
+            .any(|e| {
+                e["authority"] == "edition.cnn.com"
+                    && e["path"] == "/politics"
+                    && e["upstream_cluster"] == "outbound|80||edition.cnn.com"
+                    && e["upstream_host"] == "192.0.2.10:80"
+            })
+    };
+    common::wait_until(
+        Duration::from_secs(20),
+        || politics().contains("x-served-by: outside") && through_gateway(),
+        || {
+            format!(
+                "edition.cnn.com through the egress gateway: {}\n{:?}\n{}",
+                politics(),
+                access_log(&run, "istio-egressgateway.access.log"),
+                m.w.log("up")
+            )
+        },
+    );
+    // The sidecar's own log names the gateway as where the call went.
+    let sidecar = access_log(&run, "sleep-0.access.log");
+    assert!(
+        sidecar.iter().any(|e| e["authority"] == "edition.cnn.com"
+            && e["upstream_cluster"]
+                == "outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local"
+            && e["upstream_host"] == "198.19.0.3:8080"),
+        "{sidecar:?}"
+    );
+
+    // A process as the proxy's own uid bypasses capture: before the
+    // Guardrail, it gets out.
+    let bypassing = |url: &str| {
+        let out = in_netns(
+            &sleep,
+            &[
+                "setpriv",
+                "--reuid=1337",
+                "--regid=1337",
+                "--clear-groups",
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                url,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(bypassing("http://192.0.2.10/headers"), "200");
+
+    // Egress only through the gateway (a Guardrail, mesh-wide): the pod's
+    // own way out is dropped where the mesh meets the outside, even for a
+    // host its ServiceEntry names; the gateway's way still gets out.
+    std::fs::write(
+        cfg.join("egress.yaml"),
+        "apiVersion: weft.dev/v1\nkind: Guardrail\nmetadata: {name: egress, namespace: istio-system}\nspec:\n  validationFailureAction: Enforce\n  rules: {egressThroughGateway: true}\n",
+    )
+    .unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        // Dropped, not refused: the sidecar's connect waits past curl's 3 s.
+        || get("http://httpbin.org/headers", 3) == "000",
+        || "a pod still leaves the mesh on its own".into(),
+    );
+    assert!(
+        politics().contains("x-served-by: outside"),
+        "the gateway's way is closed too: {}",
+        politics()
+    );
+    // A process that bypasses its sidecar (as the proxy's own uid, which
+    // capture lets through) is dropped all the same.
+    assert_eq!(bypassing("http://192.0.2.10/headers"), "000");
+}
