@@ -78,9 +78,11 @@ pub enum Unreached {
 }
 
 type Answer = Result<IpAddr, String>;
+/// Each name's last answer, and until when it is used.
+type Cache = Mutex<HashMap<Arc<str>, (Answer, Instant)>>;
 
-fn cache() -> &'static Mutex<HashMap<Arc<str>, (Answer, Instant)>> {
-    static CACHE: OnceLock<Mutex<HashMap<Arc<str>, (Answer, Instant)>>> = OnceLock::new();
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
