@@ -66,6 +66,19 @@ pub struct Options {
     /// Under capture, the resolver pods ask for names that are not the
     /// mesh's; by default this machine's first nameserver.
     pub dns_upstream: Option<IpAddr>,
+    /// The roots proxies trust for servers outside the mesh, in place of
+    /// the system's (their `SSL_CERT_FILE`).
+    pub external_roots: Option<PathBuf>,
+}
+
+impl Options {
+    /// The environment every proxy gets.
+    fn proxy_env(&self) -> Vec<(String, String)> {
+        self.external_roots
+            .iter()
+            .map(|p| ("SSL_CERT_FILE".to_owned(), p.display().to_string()))
+            .collect()
+    }
 }
 
 impl Options {
@@ -210,7 +223,7 @@ fn sidecar_spec(o: &Options, s: &SidecarPlan) -> Spec {
         name: format!("{} (sidecar)", s.name),
         program,
         args,
-        env: Vec::new(),
+        env: o.proxy_env(),
         log: o
             .run_dir
             .join("logs")
@@ -252,7 +265,7 @@ fn gateway_spec(o: &Options, g: &GatewayPlan) -> Spec {
         name: format!("{} (gateway)", g.name),
         program,
         args,
-        env: Vec::new(),
+        env: o.proxy_env(),
         log: o.run_dir.join("logs").join(format!("{short}.log")),
     }
 }

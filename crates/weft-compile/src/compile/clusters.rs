@@ -274,8 +274,14 @@ fn cluster(
             } = svc.source
             {
                 if svc.listed_endpoints.is_empty() {
+                    // The host itself, on the port's `targetPort` (Istio's
+                    // TLS origination task sends port 80 to 443).
+                    let port = sport.map_or(key.port, |p| match p.target {
+                        TargetPort::Number(n) => n,
+                        TargetPort::Name(_) => key.port,
+                    });
                     endpoints.push(Endpoint {
-                        address: format!("{}:{}", key.host, key.port),
+                        address: format!("{}:{port}", key.host),
                         weight: 1,
                         ..Endpoint::default()
                     });

@@ -1016,6 +1016,9 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
         bind: String,
         tls: Vec<ServerTls>,
         vhosts: BTreeMap<String, VirtualHost>,
+        /// VirtualService `tls` and `tcp` routes, for a port the gateway
+        /// passes through (TLS PASSTHROUGH, TCP).
+        tcp: Vec<TcpRoute>,
     }
     let mut ports: BTreeMap<u32, PortPlan> = BTreeMap::new();
     for (gr, gw) in &c.index.gateways {
@@ -1038,6 +1041,7 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                 bind: server.bind.clone(),
                 tls: Vec::new(),
                 vhosts: BTreeMap::new(),
+                tcp: Vec::new(),
             });
             if let Some(tls) = &server.tls {
                 plan.tls.push(ServerTls {
@@ -1087,7 +1091,24 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                             .any(|sh| server_host_admits(sh, vr.namespace(), h))
                     })
                     .collect();
-                if domains.is_empty() || !protocol.is_http() && protocol != Protocol::Https {
+                if domains.is_empty() {
+                    continue;
+                }
+                if passes_through(protocol, server.tls.as_ref()) {
+                    // TLS routes whose SNI hosts the server admits, and TCP
+                    // routes, as Istio builds a passthrough filter chain.
+                    let routes = tcp_routes(c, vr, vs, &gw_name, me, port.number, out);
+                    plan.tcp.extend(routes.into_iter().filter(|t| {
+                        t.sni_hosts.iter().all(|sni| {
+                            server
+                                .hosts
+                                .iter()
+                                .any(|sh| server_host_admits(sh, vr.namespace(), sni))
+                        })
+                    }));
+                    continue;
+                }
+                if !protocol.is_http() && protocol != Protocol::Https {
                     continue;
                 }
                 let routes = http_routes(c, vr, vs, &gw_name, None, None, out);
@@ -1104,7 +1125,12 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
     }
     for (port, plan) in ports {
         let table = format!("http.{port}");
-        let target = if plan.protocol.is_http() || plan.protocol == Protocol::Https {
+        let passthrough = plan.protocol == Protocol::Tls
+            || plan.protocol == Protocol::Tcp
+            || plan.tls.iter().any(|t| t.mode == "PASSTHROUGH");
+        let target = if passthrough {
+            ListenerTarget::Tcp(plan.tcp)
+        } else if plan.protocol.is_http() || plan.protocol == Protocol::Https {
             out.route_tables.push(RouteTable {
                 name: table.clone(),
                 virtual_hosts: plan.vhosts.into_values().map(Arc::new).collect(),
@@ -1125,6 +1151,16 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             tls: plan.tls,
         });
     }
+}
+
+/// Whether a gateway server passes connections through by SNI or as TCP
+/// rather than serving HTTP: protocol TLS or TCP, or a TLS block in
+/// PASSTHROUGH mode (the mode Istio reads a block that names none as).
+fn passes_through(protocol: Protocol, tls: Option<&net::ServerTlsSettings>) -> bool {
+    matches!(protocol, Protocol::Tls | Protocol::Tcp)
+        || tls.is_some_and(|t| {
+            !t.https_redirect && matches!(t.mode, None | Some(net::ServerTlsMode::Passthrough))
+        })
 }
 
 /// A Gateway server host (`ns/host` or `host`) admits a VirtualService host

@@ -23,10 +23,16 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
     let config = &shared.config;
     let mut out = Vec::new();
     for l in &model.listeners {
-        if let (ListenerTarget::Tcp(_), Some(addr)) = (&l.target, config.binds.get(&l.name)) {
+        // A gateway's passthrough port (TLS by SNI, or TCP) binds where
+        // its port does.
+        let bind = match l.direction {
+            Direction::Gateway => config.gateway_bind(l.port),
+            _ => config.binds.get(&l.name).copied(),
+        };
+        if let (ListenerTarget::Tcp(_), Some(addr)) = (&l.target, bind) {
             out.push(Planned {
                 name: l.name.clone(),
-                addr: *addr,
+                addr,
                 shape: "tcp".into(),
                 serve: crate::l4::tcp::on_connection(shared.clone(), l.name.clone()),
                 what: l.name.clone(),

@@ -54,6 +54,12 @@ pub struct Args {
     /// machine's first nameserver.
     #[arg(long, requires = "capture")]
     dns_upstream: Option<std::net::IpAddr>,
+    /// PEM roots the proxies trust for servers outside the mesh (TLS they
+    /// originate without `caCertificates` or a credential's CA), in place
+    /// of the system's bundle; a test CA is trusted this way, never by
+    /// adding it to the system's store.
+    #[arg(long)]
+    external_roots: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -81,6 +87,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         user_ingress: args.ingress,
         user_admin: args.admin,
         dns_upstream: args.dns_upstream,
+        external_roots: args
+            .external_roots
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()
+            .context("--external-roots")?,
     };
     if args.capture {
         // Before the runtime: its threads must start on the mesh network.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod certs;
 pub mod mesh;
 
 use std::net::{SocketAddr, TcpStream};

@@ -82,6 +82,20 @@ impl OutsideHost {
         OutsideHost::attach_on(mesh_net, 8000)
     }
 
+    /// Runs `cmd` on the outside host, stopped when the result drops.
+    pub(super) fn spawn(&self, name: &str, cmd: &[&str]) -> common::Proc {
+        common::Proc {
+            child: std::process::Command::new("ip")
+                .args(["netns", "exec", &self._netns.0])
+                .args(cmd)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+            name: name.into(),
+        }
+    }
+
     /// With its httpbin on `port`.
     pub(super) fn attach_on(mesh_net: &str, port: u16) -> OutsideHost {
         let netns = format!("weft-e2e-outside-{}", std::process::id());

@@ -117,6 +117,117 @@ spec:
       weight: 100
 ";
 
+/// Istio's "Egress TLS Origination" task: the application speaks HTTP
+/// to port 80, its sidecar TLS to the host's port 443.
+const CNN_TLS_ORIGINATION: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: edition-cnn-com
+spec:
+  hosts:
+  - edition.cnn.com
+  ports:
+  - number: 80
+    name: http-port
+    protocol: HTTP
+    targetPort: 443
+  - number: 443
+    name: https-port
+    protocol: HTTPS
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: edition-cnn-com
+spec:
+  host: edition.cnn.com
+  trafficPolicy:
+    portLevelSettings:
+    - port:
+        number: 80
+      tls:
+        mode: SIMPLE # initiates HTTPS when accessing edition.cnn.com
+";
+
+/// Istio's egress gateway task for HTTPS: the sidecar and the gateway
+/// pass the application's TLS through by SNI.
+const CNN_HTTPS_THROUGH_EGRESS_GATEWAY: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: cnn
+spec:
+  hosts:
+  - edition.cnn.com
+  ports:
+  - number: 443
+    name: tls
+    protocol: TLS
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 443
+      name: tls
+      protocol: TLS
+    hosts:
+    - edition.cnn.com
+    tls:
+      mode: PASSTHROUGH
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-cnn
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: cnn
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: direct-cnn-through-egress-gateway
+spec:
+  hosts:
+  - edition.cnn.com
+  gateways:
+  - mesh
+  - istio-egressgateway
+  tls:
+  - match:
+    - gateways:
+      - mesh
+      port: 443
+      sniHosts:
+      - edition.cnn.com
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: cnn
+        port:
+          number: 443
+  - match:
+    - gateways:
+      - istio-egressgateway
+      port: 443
+      sniHosts:
+      - edition.cnn.com
+    route:
+    - destination:
+        host: edition.cnn.com
+        port:
+          number: 443
+      weight: 100
+";
+
 /// A resolver of the test's on the mesh network (198.19.0.1, which `weft
 /// up --dns-upstream` names to pods and gateways) answering the tasks'
 /// external names with the outside host's address.
@@ -167,11 +278,48 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
         "apiVersion: weft.dev/v1\nkind: Workload\nmetadata:\n  name: sleep\n  labels: {app: sleep}\nspec:\n  command: weft\n  args: [sample-app, httpbin]\n  ports: [{name: http, port: 8000}]\n",
     )
     .unwrap();
-    let m = common::mesh::start(w, &["--capture", "--dns-upstream", "198.19.0.1"], &[]);
+    // The external host's certificate, from a CA the proxies trust by
+    // `--external-roots` alone.
+    let certs = w.dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let ca = common::certs::ca(&certs, "egress-ca", "weft e2e egress CA");
+    common::certs::leaf(&certs, "cnn", &["edition.cnn.com"], &ca);
+    let (ca_pem, cnn_pem, cnn_key) = (
+        certs.join("egress-ca.pem").display().to_string(),
+        certs.join("cnn.pem").display().to_string(),
+        certs.join("cnn.key").display().to_string(),
+    );
+    let m = common::mesh::start(
+        w,
+        &[
+            "--capture",
+            "--dns-upstream",
+            "198.19.0.1",
+            "--external-roots",
+            &ca_pem,
+        ],
+        &[],
+    );
     let sleep = netns_ending("-default-sleep-0").pop().expect("sleep's pod");
     let mesh_net = format!("{}-mesh", sleep.split("-default-").next().unwrap());
     let _resolver = test_resolver(&mesh_net, &m.w.dir.join("dnsmasq.pid"));
-    let _outside = OutsideHost::attach_on(&mesh_net, 80);
+    let outside = OutsideHost::attach_on(&mesh_net, 80);
+    // HTTPS on the outside host's 443: openssl's status page.
+    let _https = outside.spawn(
+        "https",
+        &[
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            "192.0.2.10:443",
+            "-cert",
+            &cnn_pem,
+            "-key",
+            &cnn_key,
+        ],
+    );
     let run = m.w.dir.join("run");
     let get = |url: &str, secs: u32| status_from(&sleep, url, secs);
 
@@ -215,6 +363,36 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
             code == "504" && took >= Duration::from_millis(2900) && took < Duration::from_secs(5)
         },
         || "the VirtualService's 3 s timeout does not hold".into(),
+    );
+
+    // TLS origination at the sidecar: HTTP to edition.cnn.com:80 leaves
+    // the pod as verified TLS to its port 443.
+    std::fs::write(cfg.join("cnn.yaml"), CNN_TLS_ORIGINATION).unwrap();
+    let politics_page = || {
+        let out = in_netns(
+            &sleep,
+            &["curl", "-sS", "-m", "5", "http://edition.cnn.com/politics"],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let originated = || {
+        access_log(&run, "sleep-0.access.log").iter().any(|e| {
+            e["authority"] == "edition.cnn.com"
+                && e["upstream_cluster"] == "outbound|80||edition.cnn.com"
+                && e["upstream_host"] == "192.0.2.10:443"
+                && e["response_code"] == 200
+        })
+    };
+    common::wait_until(
+        Duration::from_secs(20),
+        || politics_page().contains("s_server") && originated(),
+        || {
+            format!(
+                "TLS origination at the sidecar: {}\n{:?}",
+                politics_page(),
+                access_log(&run, "sleep-0.access.log").last()
+            )
+        },
     );
 
     // The egress gateway task, HTTP: the sidecar sends edition.cnn.com to
@@ -261,13 +439,61 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
         },
     );
     // The sidecar's own log names the gateway as where the call went.
-    let sidecar = access_log(&run, "sleep-0.access.log");
-    assert!(
-        sidecar.iter().any(|e| e["authority"] == "edition.cnn.com"
-            && e["upstream_cluster"]
-                == "outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local"
-            && e["upstream_host"] == "198.19.0.3:8080"),
-        "{sidecar:?}"
+    common::wait_until(
+        Duration::from_secs(5),
+        || {
+            access_log(&run, "sleep-0.access.log").iter().any(|e| {
+                e["authority"] == "edition.cnn.com"
+                    && e["upstream_cluster"]
+                        == "outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local"
+                    && e["upstream_host"] == "198.19.0.3:8080"
+            })
+        },
+        || format!("{:?}", access_log(&run, "sleep-0.access.log")),
+    );
+
+    // The egress gateway task, HTTPS: the application's own TLS passes
+    // through the sidecar and the gateway by SNI.
+    std::fs::write(cfg.join("cnn.yaml"), CNN_HTTPS_THROUGH_EGRESS_GATEWAY).unwrap();
+    let https_politics = || {
+        let out = in_netns(
+            &sleep,
+            &[
+                "curl",
+                "-sS",
+                "-m",
+                "5",
+                "--cacert",
+                &ca_pem,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "https://edition.cnn.com/politics",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let passed_through = || {
+        access_log(&run, "istio-egressgateway.access.log")
+            .iter()
+            .any(|e| {
+                e["protocol"] == "TCP"
+                    && e["authority"] == "edition.cnn.com"
+                    && e["upstream_cluster"] == "outbound|443||edition.cnn.com"
+                    && e["upstream_host"] == "192.0.2.10:443"
+            })
+    };
+    common::wait_until(
+        Duration::from_secs(20),
+        || https_politics() == "200" && passed_through(),
+        || {
+            format!(
+                "HTTPS through the egress gateway: {}\n{:?}",
+                https_politics(),
+                access_log(&run, "istio-egressgateway.access.log").last()
+            )
+        },
     );
 
     // A process as the proxy's own uid bypasses capture: before the
@@ -309,11 +535,7 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
         || get("http://httpbin.org/headers", 3) == "000",
         || "a pod still leaves the mesh on its own".into(),
     );
-    assert!(
-        politics().contains("x-served-by: outside"),
-        "the gateway's way is closed too: {}",
-        politics()
-    );
+    assert_eq!(https_politics(), "200", "the gateway's way is closed too");
     // A process that bypasses its sidecar (as the proxy's own uid, which
     // capture lets through) is dropped all the same.
     assert_eq!(bypassing("http://192.0.2.10/headers"), "000");
