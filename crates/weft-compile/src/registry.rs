@@ -267,6 +267,11 @@ pub struct ListedEndpoint {
     pub address: String,
     /// The workload behind it when the mesh knows one (a gateway's).
     pub workload: String,
+    /// Whether Istio's auto mTLS may choose mutual TLS for it (its pod
+    /// would carry `security.istio.io/tlsMode: istio`). A gateway's does
+    /// not: it is reached in plain text unless a DestinationRule asks for
+    /// ISTIO_MUTUAL.
+    pub auto_mtls: bool,
     pub ports: BTreeMap<String, u32>,
     pub labels: Labels,
     pub locality: String,
@@ -541,9 +546,9 @@ impl Registry {
     }
 
     /// Each gateway with an address is an endpoint of the Services in its
-    /// namespace that select it. It is reached in plain text, as Istio's
-    /// gateway pods are (they carry no `security.istio.io/tlsMode` label,
-    /// so auto mTLS leaves them out).
+    /// namespace that select it, with its identity. Auto mTLS leaves it
+    /// out, as Istio's gateway pods carry no `security.istio.io/tlsMode`
+    /// label: plain text unless a DestinationRule says ISTIO_MUTUAL.
     fn add_gateway_endpoints(&mut self, mesh: &MeshConfig) {
         for g in &mesh.gateways {
             let key = format!("{}/{}", g.namespace, g.name);
@@ -564,11 +569,12 @@ impl Registry {
                     svc.listed_endpoints.push(ListedEndpoint {
                         address: ip.to_string(),
                         workload: g.name.clone(),
+                        auto_mtls: false,
                         ports: BTreeMap::new(),
                         labels: g.labels.clone(),
                         locality: String::new(),
                         weight: 1,
-                        service_account: String::new(),
+                        service_account: g.service_account.clone(),
                     });
                 }
             }
@@ -706,6 +712,7 @@ impl Registry {
                     .map(|e| ListedEndpoint {
                         address: e.address.clone(),
                         workload: String::new(),
+                        auto_mtls: true,
                         ports: e.ports.clone(),
                         labels: e.labels.clone(),
                         locality: e.locality.clone(),

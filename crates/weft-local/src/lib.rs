@@ -254,6 +254,13 @@ fn gateway_spec(o: &Options, g: &GatewayPlan) -> Spec {
     }
     args.push("--listen-ip".into());
     args.push(g.listen_ip.to_string());
+    // The mTLS tunnel, where sidecars send what a DestinationRule says is
+    // ISTIO_MUTUAL to the gateway. Not on the address the user reaches
+    // the ingress at in loopback mode: 15008 there may be anyone's.
+    if o.capture.is_some() || g.listen_ip != o.ingress.ip() {
+        args.push("--tunnel".into());
+        args.push(SocketAddr::new(g.listen_ip, TUNNEL_PORT).to_string());
+    }
     if o.explain {
         args.push("--explain".into());
     }

@@ -196,6 +196,9 @@ fn cluster(
         .and_then(|s| s.port(key.port))
         .map_or(Protocol::Unknown, |p| p.protocol);
     let mut endpoints = Vec::new();
+    // An endpoint auto mTLS leaves out (a gateway) makes the cluster plain
+    // text unless a DestinationRule says otherwise.
+    let mut plain_by_default = false;
     if let Some(svc) = svc {
         let sport = svc.port(key.port);
         // A subset that the DestinationRule does not define selects nothing.
@@ -253,6 +256,7 @@ fn cluster(
                             TargetPort::Name(_) => key.port,
                         })
                     });
+                plain_by_default |= !le.auto_mtls;
                 endpoints.push(Endpoint {
                     address: format!("{}:{port}", le.address),
                     workload: le.workload.clone(),
@@ -427,6 +431,7 @@ fn cluster(
                 UpstreamTls::Mutual(o)
             }
         }
+        None if plain_by_default => UpstreamTls::Disable,
         None => auto_mtls(c, svc, &endpoints),
     };
     Cluster {

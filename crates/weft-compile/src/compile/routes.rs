@@ -301,7 +301,7 @@ fn sidecar_host(
     let mut own = Output::default();
     let routes = match vs {
         Some((r, v)) if !v.http.is_empty() => {
-            http_routes(c, r, v, "mesh", Some(me), Some((svc, port)), &mut own)
+            http_routes(c, r, v, "mesh", Some(me), Some(port), &mut own)
         }
         _ => vec![default_route(svc, port, &mut own)],
     };
@@ -448,6 +448,7 @@ fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             }
         }
     }
+    port_80_hosts(c, me, scope, &mut http_ports, out);
     for (port, mut vhosts) in http_ports {
         vhosts.sort_by(|a, b| a.name.cmp(&b.name));
         let table = port.to_string();
@@ -487,6 +488,77 @@ fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
             target: ListenerTarget::Tcp(routes),
             tls: Vec::new(),
         });
+    }
+}
+
+/// As Istio's sidecar does on port 80 alone: the hosts of mesh
+/// VirtualServices that are no reachable service's port 80 (a name outside
+/// the registry, or a service reached on other ports) get a virtual host
+/// with those VirtualServices' routes for port 80. Istio's egress tasks
+/// rely on it: `curl http://my-nginx.mesh-external.svc.cluster.local` to a
+/// Service with port 443 alone, sent to the egress gateway by a route
+/// matching port 80.
+fn port_80_hosts(
+    c: &Compiler<'_>,
+    me: &Me,
+    scope: Option<(&Resource, &net::Sidecar)>,
+    http_ports: &mut BTreeMap<u32, Vec<Arc<VirtualHost>>>,
+    out: &mut Output,
+) {
+    const PORT: u32 = 80;
+    // The names port 80's services already answer to.
+    let mut taken: std::collections::HashSet<String> = http_ports
+        .get(&PORT)
+        .into_iter()
+        .flatten()
+        .flat_map(|vh| vh.domains.iter().cloned())
+        .collect();
+    for (r, vs) in &c.index.virtual_services {
+        let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+        if !binds_mesh
+            || vs.http.is_empty()
+            || !host::exported_to(&vs.export_to, r.namespace(), &me.namespace)
+        {
+            continue;
+        }
+        let mut routes = None;
+        for h in &vs.hosts {
+            let host = host::resolve(h, r.namespace(), &c.mesh.domain_suffix);
+            let svc = c.registry.service(&host);
+            if svc.is_some_and(|svc| !reachable(scope, me, svc) || svc.port(PORT).is_some()) {
+                continue;
+            }
+            // Another VirtualService may route this host better.
+            let chosen = mesh_virtual_service(c, &me.namespace, &host)
+                .is_some_and(|(best, _)| std::ptr::eq(best, *r));
+            if !chosen || taken.contains(&host) {
+                continue;
+            }
+            let vh = match svc {
+                // Built once for every sidecar that sees it alike.
+                Some(svc) => sidecar_host(c, me, svc, PORT, Some((*r, *vs)), out),
+                None => {
+                    let routes = routes.get_or_insert_with(|| {
+                        http_routes(c, r, vs, "mesh", Some(me), Some(PORT), out)
+                    });
+                    // As written (Istio's), and fully qualified.
+                    let mut domains = vec![host.clone(), format!("{host}:{PORT}")];
+                    let written = h.to_ascii_lowercase();
+                    if written != host {
+                        domains.extend([written.clone(), format!("{written}:{PORT}")]);
+                    }
+                    Arc::new(VirtualHost {
+                        name: format!("{host}:{PORT}"),
+                        domains,
+                        routes: routes.clone(),
+                    })
+                }
+            };
+            if !vh.routes.is_empty() {
+                taken.extend(vh.domains.iter().cloned());
+                http_ports.entry(PORT).or_default().push(vh);
+            }
+        }
     }
 }
 
@@ -641,10 +713,9 @@ pub(crate) fn http_routes(
     vs: &net::VirtualService,
     context: &str,
     me: Option<&Me>,
-    svc: Option<(&Service, u32)>,
+    arrived: Option<u32>,
     out: &mut Output,
 ) -> Vec<Route> {
-    let arrived = svc.map(|(_, p)| p);
     let mut routes = Vec::new();
     let root = r;
     for (n, e) in delegation::expand(c, r, vs).into_iter().enumerate() {
@@ -1111,7 +1182,7 @@ pub fn gateway(c: &Compiler<'_>, me: &Me, out: &mut Output) {
                 if !protocol.is_http() && protocol != Protocol::Https {
                     continue;
                 }
-                let routes = http_routes(c, vr, vs, &gw_name, None, None, out);
+                let routes = http_routes(c, vr, vs, &gw_name, None, Some(port.number), out);
                 for d in domains {
                     let vh = plan.vhosts.entry(d.clone()).or_insert_with(|| VirtualHost {
                         name: format!("{d}:{}", port.number),

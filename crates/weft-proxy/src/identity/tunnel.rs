@@ -1,6 +1,7 @@
 //! The tunnel port (15008): mutual TLS 1.3 with a mesh certificate
 //! required, then HTTP/2 whose CONNECT streams each carry one connection
-//! to a workload port of this proxy (HBONE, as Istio's ambient mode).
+//! to a workload port of this proxy (HBONE, as Istio's ambient mode), or
+//! to a gateway's port (what a sidecar sends a gateway with ISTIO_MUTUAL).
 //! The peer's SPIFFE ID comes from its verified certificate; its workload
 //! name and labels from the `baggage` it sends, for metrics only.
 
@@ -118,15 +119,36 @@ fn open_stream(
     }
     let port = u32::from(target.port());
     let snap = shared.snapshot.load();
+    let peer = Arc::new(peer_from(&principal, req.headers().get("baggage")));
     let Some(listener) = snap.model.listeners.iter().find(|l| {
         l.direction == Direction::Inbound
             && l.port == port
             && matches!(l.target, ListenerTarget::Local { .. })
     }) else {
-        return reply(http::StatusCode::NOT_FOUND);
+        return match crate::roles::gateway::tunneled(&shared, &snap, target, peer) {
+            Some(what) => {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => {
+                            crate::roles::gateway::serve_tunneled(
+                                shared,
+                                what,
+                                TokioIo::new(upgraded),
+                                remote,
+                                drain,
+                            )
+                            .await
+                        }
+                        Err(e) => tracing::debug!(error = %e, "tunnel stream did not open"),
+                    }
+                });
+                reply(http::StatusCode::OK)
+            }
+            None => reply(http::StatusCode::NOT_FOUND),
+        };
     };
     let protocol = listener.protocol;
-    let peer = Arc::new(peer_from(&principal, req.headers().get("baggage")));
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {

@@ -5,16 +5,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use weft_model::{Direction, ServerTls};
+use weft_model::{Direction, ListenerTarget, ServerTls};
 
 use crate::http::listener::{Edge, HttpListener, PolicyPoint, Reporter, Routing};
 use crate::identity::gateway_tls;
 use crate::listen::OnConnection;
 use crate::shared::Shared;
 use crate::telemetry::access_log::Entry;
+use crate::telemetry::metrics::Peer;
 
 /// Gateway port `port`'s HTTP, routed by `table`.
 pub fn listener(table: &str, port: u32) -> Arc<HttpListener> {
+    listener_for(table, port, None)
+}
+
+/// As [`listener`], for connections from `peer` (through the tunnel).
+fn listener_for(table: &str, port: u32, peer: Option<Arc<Peer>>) -> Arc<HttpListener> {
     Arc::new(HttpListener {
         name: format!("gateway|{port}").into(),
         routing: Routing::Table {
@@ -28,7 +34,7 @@ pub fn listener(table: &str, port: u32) -> Arc<HttpListener> {
             vouched_sources: false,
         }),
         reporter: Reporter::Source { server_span: true },
-        peer: None,
+        peer,
         tunnels: None,
         app: None,
         passthrough: None,
@@ -46,6 +52,17 @@ pub fn on_connection(shared: Arc<Shared>, listener: Arc<HttpListener>, port: u32
             let snap = shared.snapshot.load_full();
             let servers = tls_servers(&snap, port);
             let name = listener.name.clone();
+            // ISTIO_MUTUAL is the mesh's mTLS: only the tunnel carries it,
+            // and a plain connection must not get around it.
+            if servers.iter().any(|t| t.mode == "ISTIO_MUTUAL") {
+                refuse_tls(
+                    &shared,
+                    port,
+                    remote,
+                    format!("gateway port {port} takes ISTIO_MUTUAL: only mesh mTLS (the tunnel, 15008) reaches it"),
+                );
+                return;
+            }
             if servers.iter().any(gateway_tls::terminates) {
                 let tls = match gateway_tls::accept(stream, servers, &shared.credentials).await {
                     Ok(tls) => tls,
@@ -79,4 +96,54 @@ fn refuse_tls(shared: &Shared, port: u32, remote: SocketAddr, why: String) {
         reason: why,
         ..Entry::starting_now(remote)
     });
+}
+
+/// What a stream the tunnel carries to one of this gateway's addresses
+/// is served as.
+pub enum Tunneled {
+    /// HTTP on a gateway port, from the tunnel's verified peer.
+    Http(Arc<HttpListener>),
+    /// A passthrough port (TLS by SNI, or TCP): the listener's name.
+    Tcp(String),
+}
+
+/// The gateway port bound at `target`, for a stream from `peer` that
+/// came through the mTLS tunnel (a sidecar's ISTIO_MUTUAL); `None` when
+/// no port is bound there, or its servers terminate TLS of their own
+/// (SIMPLE, MUTUAL), which a tunneled stream does not carry.
+pub fn tunneled(
+    shared: &Shared,
+    snap: &crate::snapshot::Snapshot,
+    target: SocketAddr,
+    peer: Arc<Peer>,
+) -> Option<Tunneled> {
+    let l = snap.model.listeners.iter().find(|l| {
+        l.direction == Direction::Gateway && shared.config.gateway_bind(l.port) == Some(target)
+    })?;
+    match &l.target {
+        ListenerTarget::Tcp(_) => Some(Tunneled::Tcp(l.name.clone())),
+        ListenerTarget::Routes(table) if !l.tls.iter().any(gateway_tls::terminates) => {
+            Some(Tunneled::Http(listener_for(table, l.port, Some(peer))))
+        }
+        _ => None,
+    }
+}
+
+/// Serves a tunneled stream as [`tunneled`] found it.
+pub async fn serve_tunneled<T>(
+    shared: Arc<Shared>,
+    what: Tunneled,
+    io: T,
+    remote: SocketAddr,
+    drain: crate::listen::drain::Watch,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match what {
+        Tunneled::Http(listener) => {
+            let name = listener.name.clone();
+            crate::listen::downstream::serve(&shared, io, remote, &name, listener, drain).await
+        }
+        Tunneled::Tcp(name) => crate::l4::tcp::handle(shared, name, io, remote, drain).await,
+    }
 }

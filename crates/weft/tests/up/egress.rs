@@ -228,6 +228,214 @@ spec:
       weight: 100
 ";
 
+/// Istio's "Egress Gateways with TLS Origination" task: the sidecar
+/// speaks mesh mTLS (ISTIO_MUTUAL) to the egress gateway, which
+/// originates TLS (SIMPLE) to the external host.
+const CNN_TLS_AT_EGRESS_GATEWAY: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: cnn
+spec:
+  hosts:
+  - edition.cnn.com
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  - number: 443
+    name: https
+    protocol: HTTPS
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 80
+      name: https-port-for-tls-origination
+      protocol: HTTPS
+    hosts:
+    - edition.cnn.com
+    tls:
+      mode: ISTIO_MUTUAL
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-cnn
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: cnn
+    trafficPolicy:
+      loadBalancer:
+        simple: ROUND_ROBIN
+      portLevelSettings:
+      - port:
+          number: 80
+        tls:
+          mode: ISTIO_MUTUAL
+          sni: edition.cnn.com
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: direct-cnn-through-egress-gateway
+spec:
+  hosts:
+  - edition.cnn.com
+  gateways:
+  - istio-egressgateway
+  - mesh
+  http:
+  - match:
+    - gateways:
+      - mesh
+      port: 80
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: cnn
+        port:
+          number: 80
+      weight: 100
+  - match:
+    - gateways:
+      - istio-egressgateway
+      port: 80
+    route:
+    - destination:
+        host: edition.cnn.com
+        port:
+          number: 443
+      weight: 100
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: originate-tls-for-edition-cnn-com
+spec:
+  host: edition.cnn.com
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+    portLevelSettings:
+    - port:
+        number: 443
+      tls:
+        mode: SIMPLE # initiates HTTPS for connections to edition.cnn.com
+";
+
+/// The same task's mutual TLS origination: the egress gateway presents
+/// the client certificate of the `client-credential` secret to an nginx
+/// outside the mesh. The nginx is the test's outside host, known to the
+/// mesh by a ServiceEntry (Istio's task deploys it with a Service).
+const NGINX_MTLS_AT_EGRESS_GATEWAY: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: my-nginx
+  namespace: mesh-external
+spec:
+  hosts:
+  - my-nginx.mesh-external.svc.cluster.local
+  ports:
+  - number: 443
+    name: https
+    protocol: HTTPS
+  location: MESH_EXTERNAL
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 443
+      name: https
+      protocol: HTTPS
+    hosts:
+    - my-nginx.mesh-external.svc.cluster.local
+    tls:
+      mode: ISTIO_MUTUAL
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-nginx
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: nginx
+    trafficPolicy:
+      loadBalancer:
+        simple: ROUND_ROBIN
+      portLevelSettings:
+      - port:
+          number: 443
+        tls:
+          mode: ISTIO_MUTUAL
+          sni: my-nginx.mesh-external.svc.cluster.local
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: direct-nginx-through-egress-gateway
+spec:
+  hosts:
+  - my-nginx.mesh-external.svc.cluster.local
+  gateways:
+  - istio-egressgateway
+  - mesh
+  http:
+  - match:
+    - gateways:
+      - mesh
+      port: 80
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: nginx
+        port:
+          number: 443
+      weight: 100
+  - match:
+    - gateways:
+      - istio-egressgateway
+      port: 443
+    route:
+    - destination:
+        host: my-nginx.mesh-external.svc.cluster.local
+        port:
+          number: 443
+      weight: 100
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: originate-mtls-for-nginx
+spec:
+  host: my-nginx.mesh-external.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+    portLevelSettings:
+    - port:
+        number: 443
+      tls:
+        mode: MUTUAL
+        credentialName: client-credential # this must match the secret created earlier to hold client certs
+        sni: my-nginx.mesh-external.svc.cluster.local
+";
+
 /// A resolver of the test's on the mesh network (198.19.0.1, which `weft
 /// up --dns-upstream` names to pods and gateways) answering the tasks'
 /// external names with the outside host's address.
@@ -248,6 +456,7 @@ fn test_resolver(mesh_net: &str, pid_file: &std::path::Path) -> common::Proc {
             .args([
                 "--address=/httpbin.org/192.0.2.10",
                 "--address=/edition.cnn.com/192.0.2.10",
+                "--address=/my-nginx.mesh-external.svc.cluster.local/192.0.2.11",
             ])
             .spawn()
             .expect("dnsmasq (Debian's dnsmasq-base)"),
@@ -284,6 +493,23 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
     std::fs::create_dir_all(&certs).unwrap();
     let ca = common::certs::ca(&certs, "egress-ca", "weft e2e egress CA");
     common::certs::leaf(&certs, "cnn", &["edition.cnn.com"], &ca);
+    common::certs::leaf(
+        &certs,
+        "nginx",
+        &["my-nginx.mesh-external.svc.cluster.local"],
+        &ca,
+    );
+    common::certs::leaf(&certs, "client", &["client.example.com"], &ca);
+    // Istio's task's `client-credential` secret, in the secrets directory.
+    let credential = w.dir.join("config/secrets/client-credential");
+    std::fs::create_dir_all(&credential).unwrap();
+    for (from, to) in [
+        ("client.pem", "tls.crt"),
+        ("client.key", "tls.key"),
+        ("egress-ca.pem", "ca.crt"),
+    ] {
+        std::fs::copy(certs.join(from), credential.join(to)).unwrap();
+    }
     let (ca_pem, cnn_pem, cnn_key) = (
         certs.join("egress-ca.pem").display().to_string(),
         certs.join("cnn.pem").display().to_string(),
@@ -492,6 +718,99 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
                 "HTTPS through the egress gateway: {}\n{:?}",
                 https_politics(),
                 access_log(&run, "istio-egressgateway.access.log").last()
+            )
+        },
+    );
+
+    // TLS origination at the egress gateway: ISTIO_MUTUAL from the
+    // sidecar (the gateway refuses its port to anything else), SIMPLE on.
+    std::fs::write(cfg.join("cnn.yaml"), CNN_TLS_AT_EGRESS_GATEWAY).unwrap();
+    let originated_at_gateway = || {
+        access_log(&run, "istio-egressgateway.access.log")
+            .iter()
+            .any(|e| {
+                e["authority"] == "edition.cnn.com"
+                    && e["path"] == "/politics"
+                    && e["upstream_cluster"] == "outbound|443||edition.cnn.com"
+                    && e["upstream_host"] == "192.0.2.10:443"
+                    && e["response_code"] == 200
+            })
+    };
+    common::wait_until(
+        Duration::from_secs(20),
+        || politics_page().contains("s_server") && originated_at_gateway(),
+        || {
+            format!(
+                "TLS origination at the egress gateway: {}\n{:?}",
+                politics_page(),
+                access_log(&run, "istio-egressgateway.access.log").last()
+            )
+        },
+    );
+    // The port is ISTIO_MUTUAL: a plain connection to it is refused.
+    assert_eq!(
+        status_from(&sleep, "http://198.19.0.3:8080/politics", 5),
+        "000",
+        "the gateway's ISTIO_MUTUAL port serves plain text"
+    );
+    // Mutual TLS origination with the client-credential secret.
+    let _nginx = outside.spawn(
+        "nginx",
+        &[
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            "192.0.2.11:443",
+            "-cert",
+            &certs.join("nginx.pem").display().to_string(),
+            "-key",
+            &certs.join("nginx.key").display().to_string(),
+            "-Verify",
+            "1",
+            "-CAfile",
+            &ca_pem,
+        ],
+    );
+    std::fs::write(cfg.join("cnn.yaml"), NGINX_MTLS_AT_EGRESS_GATEWAY).unwrap();
+    let nginx_page = || {
+        let out = in_netns(
+            &sleep,
+            &[
+                "curl",
+                "-sS",
+                "-m",
+                "5",
+                "http://my-nginx.mesh-external.svc.cluster.local",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // openssl's page shows the client certificate it verified.
+    common::wait_until(
+        Duration::from_secs(20),
+        || {
+            let page = nginx_page();
+            page.contains("s_server") && page.contains("client.example.com")
+        },
+        || {
+            format!(
+                "mutual TLS origination at the egress gateway: {}\n{:?}",
+                nginx_page(),
+                access_log(&run, "istio-egressgateway.access.log").last()
+            )
+        },
+    );
+    // The HTTPS task again, for what follows.
+    std::fs::write(cfg.join("cnn.yaml"), CNN_HTTPS_THROUGH_EGRESS_GATEWAY).unwrap();
+    common::wait_until(
+        Duration::from_secs(20),
+        || https_politics() == "200",
+        || {
+            format!(
+                "HTTPS through the egress gateway again: {}",
+                https_politics()
             )
         },
     );
