@@ -24,6 +24,11 @@ pub struct Snapshot {
     /// A TCP service's address and port → its listener's name: where a
     /// captured connection to that address goes.
     pub tcp_by_address: HashMap<std::net::SocketAddr, String>,
+    /// Outbound TLS listeners bound to no address (a wildcard host's, a
+    /// VirtualService's TLS routes for names outside the registry), by
+    /// port: a captured connection to any address there is theirs when
+    /// its SNI is (Envoy's filter chains on 0.0.0.0:port).
+    pub tcp_by_port: HashMap<u16, Vec<String>>,
     /// The mesh names DNS answers for, and their addresses.
     pub names: crate::dns::names::NameTable,
     pub clusters: HashMap<String, Arc<ClusterRt>>,
@@ -433,6 +438,24 @@ impl Snapshot {
                     })
                 })
                 .collect(),
+            tcp_by_port: {
+                let mut by_port: HashMap<u16, Vec<String>> = HashMap::new();
+                for l in &model.listeners {
+                    let ListenerTarget::Tcp(routes) = &l.target else {
+                        continue;
+                    };
+                    let by_sni = routes.iter().any(|r| !r.sni_hosts.is_empty());
+                    if l.direction == weft_model::Direction::Outbound
+                        && l.addresses.is_empty()
+                        && by_sni
+                    {
+                        if let Ok(port) = u16::try_from(l.port) {
+                            by_port.entry(port).or_default().push(l.name.clone());
+                        }
+                    }
+                }
+                by_port
+            },
             model: Arc::new(model),
             version,
             tables,

@@ -449,6 +449,7 @@ fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
         }
     }
     port_80_hosts(c, me, scope, &mut http_ports, out);
+    unregistered_tls_hosts(c, me, &mut tcp_ports, out);
     for (port, mut vhosts) in http_ports {
         vhosts.sort_by(|a, b| a.name.cmp(&b.name));
         let table = port.to_string();
@@ -557,6 +558,51 @@ fn port_80_hosts(
             if !vh.routes.is_empty() {
                 taken.extend(vh.domains.iter().cloned());
                 http_ports.entry(PORT).or_default().push(vh);
+            }
+        }
+    }
+}
+
+/// The TLS routes of mesh VirtualServices for hosts no service names
+/// (`*.wikipedia.org` in Istio's wildcard egress task, sent to the egress
+/// gateway): a listener bound to no address on each port their matches
+/// name, which a captured connection to that port joins by its SNI, as
+/// Istio's sidecar builds an SNI filter chain on `0.0.0.0:port`.
+fn unregistered_tls_hosts(
+    c: &Compiler<'_>,
+    me: &Me,
+    tcp_ports: &mut BTreeMap<(u32, String), (Protocol, Vec<TcpRoute>)>,
+    out: &mut Output,
+) {
+    for (r, vs) in &c.index.virtual_services {
+        let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+        if !binds_mesh
+            || vs.tls.is_empty()
+            || !host::exported_to(&vs.export_to, r.namespace(), &me.namespace)
+        {
+            continue;
+        }
+        let ports: BTreeSet<u32> = vs
+            .tls
+            .iter()
+            .flat_map(|t| &t.matches)
+            .filter(|m| match_applies(&m.gateways, r.namespace(), "mesh"))
+            .filter_map(|m| m.port.filter(|p| *p != 0))
+            .collect();
+        for h in &vs.hosts {
+            let host = host::resolve(h, r.namespace(), &c.mesh.domain_suffix);
+            let chosen = mesh_virtual_service(c, &me.namespace, &host)
+                .is_some_and(|(best, _)| std::ptr::eq(best, *r));
+            if c.registry.service(&host).is_some() || !chosen {
+                continue;
+            }
+            for port in &ports {
+                let routes = tcp_routes(c, r, vs, "mesh", me, *port, out);
+                if routes.iter().any(|t| !t.sni_hosts.is_empty()) {
+                    tcp_ports
+                        .entry((*port, host.clone()))
+                        .or_insert((Protocol::Tls, routes));
+                }
             }
         }
     }

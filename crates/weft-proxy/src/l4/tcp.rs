@@ -16,7 +16,14 @@ use crate::telemetry::flags::{Flags, ResponseFlag};
 /// Connections accepted on TCP listener `name`.
 pub fn on_connection(shared: Arc<Shared>, name: String) -> OnConnection {
     Arc::new(move |stream, remote, drain| {
-        Box::pin(handle(shared.clone(), name.clone(), stream, remote, drain))
+        Box::pin(handle(
+            shared.clone(),
+            name.clone(),
+            stream,
+            remote,
+            None,
+            drain,
+        ))
     })
 }
 
@@ -34,13 +41,23 @@ fn pick_route<'a>(routes: &'a [TcpRoute], sni: Option<&str>) -> Option<&'a TcpRo
     by_sni.or_else(|| routes.iter().find(|r| r.sni_hosts.is_empty()))
 }
 
+/// Whether a TLS route of `routes` names `sni` among its SNI hosts.
+pub(crate) fn routes_sni(routes: &[TcpRoute], sni: &str) -> bool {
+    pick_route(routes, Some(sni)).is_some_and(|r| !r.sni_hosts.is_empty())
+}
+
 /// Routes one client connection (a TCP stream, or a CONNECT tunnel) by
 /// the routes of listener `name`.
+///
+/// `destination` is where a captured connection was going: a cluster of
+/// a ServiceEntry with `resolution: NONE` and no endpoints sends there,
+/// as Envoy's original-destination cluster does.
 pub async fn handle<S>(
     shared: Arc<Shared>,
     name: String,
     mut client: S,
     remote: SocketAddr,
+    destination: Option<SocketAddr>,
     drain: crate::listen::drain::Watch,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -81,18 +98,28 @@ pub async fn handle<S>(
             .ok_or_else(|| format!("cluster {} is not configured", dest.cluster))?
             .clone();
         let _in_flight = cluster.start_request();
-        let ep = cluster
-            .pick(Some(remote.ip().to_string().as_bytes()), None)
-            .ok_or_else(|| {
-                flags.add(ResponseFlag::NoHealthyUpstream);
-                format!("no healthy upstream in {}", cluster.config.name)
-            })?;
-        let addr = cluster.endpoint_target(ep).await.map_err(|e| {
-            if matches!(e, crate::upstream::resolve::Unreached::Unresolved(_)) {
-                flags.add(ResponseFlag::NoHealthyUpstream);
-            }
-            e.to_string()
-        })?;
+        let original = destination.filter(|_| cluster.to_original_destination());
+        let ep = match original {
+            Some(_) => None,
+            None => Some(
+                cluster
+                    .pick(Some(remote.ip().to_string().as_bytes()), None)
+                    .ok_or_else(|| {
+                        flags.add(ResponseFlag::NoHealthyUpstream);
+                        format!("no healthy upstream in {}", cluster.config.name)
+                    })?,
+            ),
+        };
+        let addr = match (original, ep) {
+            (Some(d), _) => d,
+            (None, Some(ep)) => cluster.endpoint_target(ep).await.map_err(|e| {
+                if matches!(e, crate::upstream::resolve::Unreached::Unresolved(_)) {
+                    flags.add(ResponseFlag::NoHealthyUpstream);
+                }
+                e.to_string()
+            })?,
+            (None, None) => return Err("no endpoint".into()),
+        };
         entry.upstream_host = Some(addr);
         let _permit = cluster.admit().await.ok_or_else(|| {
             flags.add(ResponseFlag::UpstreamOverflow);
@@ -101,15 +128,23 @@ pub async fn handle<S>(
                 cluster.config.name
             )
         })?;
-        let mut upstream = match cluster.dial(ep).await {
+        let dialed = match ep {
+            Some(ep) => cluster.dial(ep).await,
+            None => cluster.dial_original(addr).await,
+        };
+        let mut upstream = match dialed {
             Ok(s) => s,
             Err(e) => {
-                cluster.report(ep, crate::upstream::TryOutcome::LocalFailure);
+                if let Some(ep) = ep {
+                    cluster.report(ep, crate::upstream::TryOutcome::LocalFailure);
+                }
                 flags.add(ResponseFlag::UpstreamConnectionFailure);
                 return Err(format!("upstream connect error to {addr}: {e}"));
             }
         };
-        cluster.report(ep, crate::upstream::TryOutcome::Status(200));
+        if let Some(ep) = ep {
+            cluster.report(ep, crate::upstream::TryOutcome::Status(200));
+        }
         // Replay what was read to find the SNI.
         if !hello.is_empty() {
             tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello)
@@ -119,7 +154,8 @@ pub async fn handle<S>(
         let labels = crate::telemetry::metrics::RequestLabels::new(
             "source",
             &snap.me,
-            cluster.peers.get(ep).unwrap_or(&shared.metrics.unknown),
+            ep.and_then(|ep| cluster.peers.get(ep))
+                .unwrap_or(&shared.metrics.unknown),
             &cluster.service,
             crate::telemetry::metrics::Outcome {
                 protocol: "tcp",

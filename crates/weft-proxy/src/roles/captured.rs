@@ -30,6 +30,9 @@ pub enum Outbound {
     Tcp(String),
     /// The HTTP route table of the destination's port.
     Http(u16),
+    /// The TLS listeners bound to no address on the destination's port,
+    /// one of which the client's SNI picks.
+    Sni(u16),
     Passthrough,
     /// `outboundTrafficPolicy: REGISTRY_ONLY` and nothing knows it.
     BlackHole,
@@ -43,6 +46,9 @@ pub fn outbound_target(snap: &crate::snapshot::Snapshot, destination: SocketAddr
     let port = destination.port();
     if snap.tables.contains_key(port.to_string().as_str()) {
         return Outbound::Http(port);
+    }
+    if snap.tcp_by_port.contains_key(&port) {
+        return Outbound::Sni(port);
     }
     if registry_only(snap) {
         return Outbound::BlackHole;
@@ -121,7 +127,8 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
             let passthrough_denied = || egress.as_ref().and_then(|e| e.denies(destination));
             match target {
                 Outbound::Tcp(name) => {
-                    crate::l4::tcp::handle(shared, name, stream, remote, drain).await
+                    crate::l4::tcp::handle(shared, name, stream, remote, Some(destination), drain)
+                        .await
                 }
                 Outbound::Http(_) => {
                     let (io, is_http) = sniff(stream).await;
@@ -150,6 +157,54 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                             passthrough::OUTBOUND,
                         )
                         .await;
+                    }
+                }
+                Outbound::Sni(port) => {
+                    let (mut stream, mut hello) = (stream, Vec::new());
+                    let sni = crate::l4::sni::read_sni(
+                        &mut stream,
+                        &mut hello,
+                        std::time::Duration::from_secs(5),
+                    )
+                    .await;
+                    let listener = sni.and_then(|sni| {
+                        let snap = shared.snapshot.load();
+                        snap.tcp_by_port.get(&port)?.iter().find_map(|name| {
+                            snap.tcp
+                                .get(name)
+                                .filter(|routes| crate::l4::tcp::routes_sni(routes, &sni))
+                                .map(|_| name.clone())
+                        })
+                    });
+                    let io = Prefixed::new(hello, stream);
+                    match listener {
+                        Some(name) => {
+                            crate::l4::tcp::handle(
+                                shared,
+                                name,
+                                io,
+                                remote,
+                                Some(destination),
+                                drain,
+                            )
+                            .await
+                        }
+                        None if blocked => passthrough::black_hole(&shared, remote, destination),
+                        None => match passthrough_denied() {
+                            Some(why) => passthrough::denied(&shared, remote, destination, why),
+                            None => {
+                                let _drain = drain;
+                                passthrough::splice(
+                                    &shared,
+                                    io,
+                                    remote,
+                                    destination,
+                                    (None, false),
+                                    passthrough::OUTBOUND,
+                                )
+                                .await;
+                            }
+                        },
                     }
                 }
                 Outbound::BlackHole => passthrough::black_hole(&shared, remote, destination),

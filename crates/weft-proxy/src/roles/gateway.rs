@@ -144,6 +144,6 @@ pub async fn serve_tunneled<T>(
             let name = listener.name.clone();
             crate::listen::downstream::serve(&shared, io, remote, &name, listener, drain).await
         }
-        Tunneled::Tcp(name) => crate::l4::tcp::handle(shared, name, io, remote, drain).await,
+        Tunneled::Tcp(name) => crate::l4::tcp::handle(shared, name, io, remote, None, drain).await,
     }
 }

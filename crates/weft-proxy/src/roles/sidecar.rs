@@ -51,7 +51,9 @@ fn serve_tunnel(
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let drain = shared.drain.watch();
         match tunnel {
-            Tunnel::Tcp(name) => crate::l4::tcp::handle(shared, name, io, remote, drain).await,
+            Tunnel::Tcp(name) => {
+                crate::l4::tcp::handle(shared, name, io, remote, None, drain).await
+            }
             Tunnel::Http(http) => {
                 crate::listen::downstream::serve(
                     &shared,

@@ -745,6 +745,36 @@ impl ClusterRt {
         }
     }
 
+    /// Whether connections go where they were going (a ServiceEntry with
+    /// `resolution: NONE` and no endpoints: Envoy's original-destination
+    /// cluster).
+    pub fn to_original_destination(&self) -> bool {
+        self.config.lb == LbPolicy::Passthrough && self.config.endpoints.is_empty()
+    }
+
+    /// Opens a connection to `destination`, where a captured connection
+    /// was going, as something outside the mesh is reached, if the
+    /// caller's egress policies allow it.
+    pub async fn dial_original(
+        &self,
+        destination: SocketAddr,
+    ) -> std::io::Result<crate::upstream::conn::Conn> {
+        if let Some(why) = self
+            .client
+            .egress
+            .as_ref()
+            .and_then(|e| e.denies(destination))
+        {
+            return Err(std::io::Error::other(why));
+        }
+        let route = crate::upstream::conn::Route::Plain {
+            source: self.client.unmeshed_source,
+            transparent: self.client.transparent,
+        };
+        let dial = crate::upstream::conn::DialOptions::of(&self.config.pool);
+        crate::upstream::conn::dial(destination, &route, &dial).await
+    }
+
     /// Opens a connection to endpoint `i` (for TCP splicing).
     pub async fn dial(&self, i: usize) -> std::io::Result<crate::upstream::conn::Conn> {
         let addr = self

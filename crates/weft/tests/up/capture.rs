@@ -119,8 +119,10 @@ impl OutsideHost {
         ]);
         ip(&["-n", &netns, "link", "set", "lo", "up"]);
         ip(&["-n", &netns, "addr", "add", "192.0.2.10/24", "dev", &inner]);
-        // A second server on the same host (the egress tasks' nginx).
+        // More servers on the same host (the egress tasks' nginx and
+        // Wikipedia).
         ip(&["-n", &netns, "addr", "add", "192.0.2.11/24", "dev", &inner]);
+        ip(&["-n", &netns, "addr", "add", "192.0.2.12/24", "dev", &inner]);
         ip(&["-n", &netns, "link", "set", &inner, "up"]);
         ip(&["-n", &netns, "route", "add", "default", "via", "192.0.2.1"]);
         ip(&["-n", mesh_net, "addr", "add", "192.0.2.1/24", "dev", &outer]);

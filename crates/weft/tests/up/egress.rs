@@ -436,6 +436,99 @@ spec:
         sni: my-nginx.mesh-external.svc.cluster.local
 ";
 
+/// Istio's "Egress using Wildcard Hosts" task, direct: a ServiceEntry
+/// for `*.wikipedia.org` (resolution NONE) lets every Wikipedia site out.
+const WIKIPEDIA_DIRECT: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: wikipedia
+spec:
+  hosts:
+  - \"*.wikipedia.org\"
+  ports:
+  - number: 443
+    name: https
+    protocol: HTTPS
+";
+
+/// The same task through the egress gateway, to a single hosting server.
+const WIKIPEDIA_THROUGH_EGRESS_GATEWAY: &str = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 443
+      name: https
+      protocol: HTTPS
+    hosts:
+    - \"*.wikipedia.org\"
+    tls:
+      mode: PASSTHROUGH
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-wikipedia
+spec:
+    host: istio-egressgateway.istio-system.svc.cluster.local
+    subsets:
+    - name: wikipedia
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: direct-wikipedia-through-egress-gateway
+spec:
+  hosts:
+  - \"*.wikipedia.org\"
+  gateways:
+  - mesh
+  - istio-egressgateway
+  tls:
+  - match:
+    - gateways:
+      - mesh
+      port: 443
+      sniHosts:
+      - \"*.wikipedia.org\"
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: wikipedia
+        port:
+          number: 443
+      weight: 100
+  - match:
+    - gateways:
+      - istio-egressgateway
+      port: 443
+      sniHosts:
+      - \"*.wikipedia.org\"
+    route:
+    - destination:
+        host: www.wikipedia.org
+        port:
+          number: 443
+      weight: 100
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: www-wikipedia
+spec:
+  hosts:
+  - www.wikipedia.org
+  ports:
+  - number: 443
+    name: https
+    protocol: HTTPS
+  resolution: DNS
+";
+
 /// A resolver of the test's on the mesh network (198.19.0.1, which `weft
 /// up --dns-upstream` names to pods and gateways) answering the tasks'
 /// external names with the outside host's address.
@@ -457,6 +550,7 @@ fn test_resolver(mesh_net: &str, pid_file: &std::path::Path) -> common::Proc {
                 "--address=/httpbin.org/192.0.2.10",
                 "--address=/edition.cnn.com/192.0.2.10",
                 "--address=/my-nginx.mesh-external.svc.cluster.local/192.0.2.11",
+                "--address=/wikipedia.org/192.0.2.12",
             ])
             .spawn()
             .expect("dnsmasq (Debian's dnsmasq-base)"),
@@ -500,6 +594,7 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
         &ca,
     );
     common::certs::leaf(&certs, "client", &["client.example.com"], &ca);
+    common::certs::leaf(&certs, "wikipedia", &["*.wikipedia.org"], &ca);
     // Istio's task's `client-credential` secret, in the secrets directory.
     let credential = w.dir.join("config/secrets/client-credential");
     std::fs::create_dir_all(&credential).unwrap();
@@ -802,6 +897,92 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
             )
         },
     );
+    // Wildcard hosts, direct: under REGISTRY_ONLY a Wikipedia site is
+    // unknown until the ServiceEntry for `*.wikipedia.org` names them all;
+    // the sidecar sends each where it was going, picked by its SNI.
+    let _wikipedia = outside.spawn(
+        "wikipedia",
+        &[
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            "192.0.2.12:443",
+            "-cert",
+            &certs.join("wikipedia.pem").display().to_string(),
+            "-key",
+            &certs.join("wikipedia.key").display().to_string(),
+        ],
+    );
+    let wiki = |site: &str| {
+        let out = in_netns(
+            &sleep,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "--cacert",
+                &ca_pem,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("https://{site}.wikipedia.org/wiki/Main_Page"),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(wiki("en"), "000", "REGISTRY_ONLY lets an unknown site out");
+    std::fs::write(cfg.join("wikipedia.yaml"), WIKIPEDIA_DIRECT).unwrap();
+    common::wait_until(
+        Duration::from_secs(20),
+        || wiki("en") == "200" && wiki("de") == "200",
+        || {
+            format!(
+                "*.wikipedia.org, direct: en {} de {}",
+                wiki("en"),
+                wiki("de")
+            )
+        },
+    );
+    common::wait_until(
+        Duration::from_secs(5),
+        || {
+            access_log(&run, "sleep-0.access.log").iter().any(|e| {
+                e["authority"] == "de.wikipedia.org"
+                    && e["upstream_cluster"] == "outbound|443||*.wikipedia.org"
+                    && e["upstream_host"] == "192.0.2.12:443"
+            })
+        },
+        || format!("{:?}", access_log(&run, "sleep-0.access.log").last()),
+    );
+    // Through the egress gateway, to one hosting server.
+    std::fs::remove_file(cfg.join("wikipedia.yaml")).unwrap();
+    std::fs::write(cfg.join("cnn.yaml"), WIKIPEDIA_THROUGH_EGRESS_GATEWAY).unwrap();
+    let via_gateway = |site: &str| {
+        access_log(&run, "istio-egressgateway.access.log")
+            .iter()
+            .any(|e| {
+                e["authority"] == format!("{site}.wikipedia.org").as_str()
+                    && e["upstream_cluster"] == "outbound|443||www.wikipedia.org"
+                    && e["upstream_host"] == "192.0.2.12:443"
+            })
+    };
+    common::wait_until(
+        Duration::from_secs(20),
+        || wiki("en") == "200" && wiki("de") == "200" && via_gateway("en") && via_gateway("de"),
+        || {
+            format!(
+                "*.wikipedia.org through the egress gateway: en {} de {}\n{:?}",
+                wiki("en"),
+                wiki("de"),
+                access_log(&run, "istio-egressgateway.access.log").last()
+            )
+        },
+    );
+
     // The HTTPS task again, for what follows.
     std::fs::write(cfg.join("cnn.yaml"), CNN_HTTPS_THROUGH_EGRESS_GATEWAY).unwrap();
     common::wait_until(
