@@ -444,7 +444,7 @@ impl Judge<'_> {
 
 /// Where a workload's pod labels and annotations are, and what they are:
 /// a Workload's and a Pod's own, a Deployment's pod template's.
-type PodMeta<'a> = (
+pub(crate) type PodMeta<'a> = (
     FieldPath,
     &'a std::collections::BTreeMap<String, String>,
     FieldPath,
@@ -456,7 +456,7 @@ pub fn runs_pods(r: &Resource) -> bool {
     pod_metadata(r).is_some()
 }
 
-fn pod_metadata(r: &Resource) -> Option<PodMeta<'_>> {
+pub(crate) fn pod_metadata(r: &Resource) -> Option<PodMeta<'_>> {
     let meta = FieldPath::root().key("metadata");
     match &r.spec {
         Spec::Workload(_) | Spec::Pod(_) => Some((

@@ -17,6 +17,7 @@ mod policy;
 mod references;
 mod routing;
 mod selectors;
+mod traffic_loss;
 mod vs_gateways;
 mod workloads;
 
@@ -322,6 +323,18 @@ pub const ANALYZERS: &[Analyzer] = &[
         istio: None,
         codes: &[crate::guardrails::CODE],
         run: guardrails,
+    },
+    Analyzer {
+        name: "guardrails.egress",
+        istio: None,
+        codes: &[traffic_loss::CODE],
+        run: traffic_loss::egress_outside_the_gateway,
+    },
+    Analyzer {
+        name: "guardrails.bypass",
+        istio: None,
+        codes: &[traffic_loss::CODE],
+        run: traffic_loss::bypass_around_the_proxy,
     },
 ];
 
