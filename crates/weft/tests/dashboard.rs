@@ -62,6 +62,27 @@ fn the_service_graph_in_a_browser() {
         .unwrap_or_else(|| panic!("no polr-ns-default: {report}"));
     assert_eq!(polr[3], "1", "one fails: {polr}");
     assert_eq!(polr[2], "4", "bookinfo's own DestinationRules pass: {polr}");
+    // The policies in force, each with its hits: the Guardrail audits,
+    // four pass and one fails (no data-plane rule: nothing counted).
+    let policy = report["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[1] == "istio-system/platform")
+        .unwrap_or_else(|| panic!("no Guardrail in the policies: {report}"));
+    assert_eq!(
+        policy,
+        &serde_json::json!([
+            "Guardrail",
+            "istio-system/platform",
+            "Audit",
+            "4",
+            "1",
+            "-",
+            "-",
+            "-"
+        ])
+    );
     let failure = &report["policyFailures"][0];
     assert_eq!(failure[0], "istio-system/platform");
     assert_eq!(failure[1], "noTlsDisable");

@@ -314,9 +314,23 @@ function showCanary(c) {
       .join("") || "<tr><td colspan=3 class='muted'>no events since the control plane started</td></tr>");
 }
 
-// Policies: the Guardrails' results as Kyverno's PolicyReports, a line
-// per namespace, then each result that fails with where it was written.
+// Policies: each policy of the mesh with what it found at admission and
+// what its data-plane rules counted (dropped under Enforce, let through
+// and counted under Audit); then the Guardrails' results as Kyverno's
+// PolicyReports, a line per namespace, and each result that fails with
+// where it was written.
 async function refreshPolicies() {
+  const status = await getJson("/api/status");
+  const policies = (status.controlPlane || {}).policies || [];
+  const count = (n) => (n === undefined ? "-" : String(n));
+  $("#policies").innerHTML =
+    "<tr><th>kind</th><th>name</th><th>action</th><th>pass</th><th>fail</th><th>selects</th><th>dropped</th><th>audited</th></tr>" +
+    (policies
+      .map(
+        (p) =>
+          `<tr data-policy="${esc(p.name)}"><td>${esc(p.kind)}</td><td>${esc(p.name)}</td><td>${esc(p.action)}</td><td>${esc(count(p.pass))}</td><td class="${p.fail ? "verdict-failed" : ""}">${esc(count(p.fail))}</td><td>${esc(count(p.selects))}</td><td class="${p.dropped ? "verdict-failed" : ""}">${esc(count(p.dropped))}</td><td>${esc(count(p.audited))}</td></tr>`,
+      )
+      .join("") || "<tr><td colspan=8 class='muted'>no policies: Guardrails, Kyverno policies and NetworkPolicies appear here</td></tr>");
   const reports = await getJson("/api/policyreports");
   $("#policy-reports").innerHTML =
     "<tr><th>NAMESPACE</th><th>NAME</th><th>PASS</th><th>FAIL</th><th>WARN</th><th>ERROR</th><th>SKIP</th></tr>" +

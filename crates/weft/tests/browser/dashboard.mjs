@@ -142,6 +142,7 @@ try {
   await page.click("nav button[data-tab=policies]");
   await page.waitForSelector('#policy-reports tr[data-report="polr-ns-default"]', { timeout: 15000 });
   out.policyReports = await cells(page, "#policy-reports tr[data-report]");
+  out.policies = await cells(page, "#policies tr[data-policy]");
   out.policyFailures = await cells(page, "#policy-failures tr.policy-failure");
   out.scale = await scale(browser);
 } catch (e) {
