@@ -603,6 +603,13 @@ impl Registry {
         }
     }
 
+    /// Where gateway `g` of the mesh listens, when it has an address.
+    pub fn gateway_address(&self, g: &GatewayInstance) -> Option<Ipv4Addr> {
+        self.gateway_addresses
+            .get(&format!("{}/{}", g.namespace, g.name))
+            .copied()
+    }
+
     /// The instances in `namespace`, in registry order.
     pub fn instances_in<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Instance> + 'a {
         self.by_namespace

@@ -115,3 +115,26 @@ fn egress_rules_judge_the_endpoint_and_its_port() {
     assert_eq!(ingress_of("productpage-v1", policies), None);
     assert_eq!(egress_of("details-v1", policies), None);
 }
+
+/// The mesh's gateways are pods to a policy's selectors: the ingress
+/// gateway (`istio: ingressgateway` in istio-system) is a peer by its
+/// address, and it is believed only from the gateway's certificate.
+#[test]
+fn gateways_are_peers_by_their_labels() {
+    let policies = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: productpage}\nspec:\n  podSelector: {matchLabels: {app: productpage}}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: istio-system}}\n      podSelector: {matchLabels: {istio: ingressgateway}}\n";
+    let security = security_of("productpage-v1", policies);
+    let ingress = security.network_ingress.expect("productpage is isolated");
+    // Offline, the gateways take loopback addresses after the six
+    // bookinfo replicas': the ingress gateway the seventh.
+    assert_eq!(
+        ingress[0].rules[0].from,
+        vec![vec![m("source.ip", &["127.0.10.7"], false)]]
+    );
+    assert_eq!(
+        security
+            .workload_addresses
+            .get("127.0.10.7")
+            .map(String::as_str),
+        Some("spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account")
+    );
+}

@@ -2,9 +2,9 @@
 //! select a workload for ingress become an ALLOW list over the caller's
 //! address and the port called; for egress, over the endpoint's address
 //! and port (what a CNI sees once the service is resolved). Peers selected by pod and namespace
-//! labels are the addresses of the instances they select (each believed
-//! only from the holder of that instance's certificate); address blocks
-//! are what they say, `except` taken out.
+//! labels are the addresses of the instances and gateways they select
+//! (each believed only from the holder of its certificate); address
+//! blocks are what they say, `except` taken out.
 
 use weft_api::resource::{Resource, ResourceKind, Spec};
 use weft_api::types::common::{IntOrString, Labels};
@@ -184,6 +184,20 @@ fn selected_addresses(c: &Compiler<'_>, namespace: &str, peer: &NetworkPolicyPee
         .filter(|i| selects_instance(c, namespace, peer, i))
         .filter_map(|i| i.ip.clone())
         .collect();
+    // The mesh's gateways are pods to a CNI too: `istio: ingressgateway`
+    // in `istio-system` selects the ingress gateway's address.
+    for g in &c.mesh.gateways {
+        let selected = (match &peer.namespace_selector {
+            Some(ns) => ns.selects(&namespace_labels(c, &g.namespace)),
+            None => g.namespace == namespace,
+        }) && peer
+            .pod_selector
+            .as_ref()
+            .is_none_or(|s| s.selects(&g.labels));
+        if selected {
+            out.extend(c.registry.gateway_address(g).map(|ip| ip.to_string()));
+        }
+    }
     out.sort();
     out.dedup();
     out

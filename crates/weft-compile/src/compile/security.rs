@@ -24,7 +24,7 @@ pub fn build(c: &Compiler<'_>, me: &Me) -> Security {
     }
 }
 
-/// Every meshed workload's address and identity, when a policy of this
+/// Every meshed workload's and gateway's address and identity, when a policy of this
 /// proxy matches on `source.ip` (the proxy checks a caller's address
 /// against its certificate); nothing otherwise, so models stay small.
 fn workload_addresses(
@@ -42,6 +42,13 @@ fn workload_addresses(
     if !reads_source_ip {
         return Default::default();
     }
+    let gateways = c.mesh.gateways.iter().filter_map(|g| {
+        let ip = c.registry.gateway_address(g)?;
+        Some((
+            ip.to_string(),
+            weft_model::names::spiffe_id(&c.mesh.trust_domain, &g.namespace, &g.service_account),
+        ))
+    });
     c.registry
         .instances
         .iter()
@@ -57,6 +64,7 @@ fn workload_addresses(
                 ),
             ))
         })
+        .chain(gateways)
         .collect()
 }
 
