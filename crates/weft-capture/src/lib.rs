@@ -14,6 +14,7 @@
 //! * [`apply`] installs a script atomically (one `nft -f` transaction) in
 //!   a named network namespace, and removes it.
 
+pub mod antispoof;
 pub mod apply;
 pub mod egress_guard;
 pub mod guard;

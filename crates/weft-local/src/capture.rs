@@ -148,6 +148,9 @@ pub struct Network {
     /// Node name → its namespace, made when its first pod is.
     nodes: Mutex<BTreeMap<String, NodeNet>>,
     pods: Mutex<BTreeSet<String>>,
+    /// Each pod's node namespace, veth and address, as the node's
+    /// anti-spoofing filter admits it.
+    speaking: Mutex<BTreeMap<String, (String, String, Ipv4Addr)>>,
     /// Bound in the machine's own namespace, each forwarded to an address
     /// on the mesh network.
     forwards: Mutex<Vec<(std::net::TcpListener, SocketAddr)>>,
@@ -390,6 +393,7 @@ impl Network {
             prefix,
             nodes: Mutex::new(BTreeMap::new()),
             pods: Mutex::new(BTreeSet::new()),
+            speaking: Mutex::new(BTreeMap::new()),
             forwards: Mutex::new(Vec::new()),
             nameserver,
             relay: Mutex::new(None),
@@ -588,6 +592,10 @@ impl Network {
             &["-n", netns, "link", "set", BRIDGE, "up"],
         )?;
         sysctl(netns, "net.ipv4.ip_forward", "1")?;
+        weft_capture::antispoof::install(netns).map_err(|cause| CaptureError::Tool {
+            what: format!("install the anti-spoofing filter in {netns}"),
+            cause,
+        })?;
         ip(
             "route a node's pods to it",
             &[
@@ -668,14 +676,24 @@ impl Network {
                 what: format!("write {}/resolv.conf", etc.display()),
                 why: e.to_string(),
             })?;
+        let veth = format!("wv{}", tag(std::path::Path::new(netns)));
         join_bridge(
             "the pod",
             netns,
             &node.netns,
-            &format!("wv{}", tag(std::path::Path::new(netns))),
+            &veth,
             &format!("{addr}/{}", range.prefix_len()),
             gateway_of(&range),
         )?;
+        weft_capture::antispoof::admit(&node.netns, &veth, addr).map_err(|cause| {
+            CaptureError::Tool {
+                what: format!("let {netns} speak from {addr}"),
+                cause,
+            }
+        })?;
+        if let Ok(mut pods) = self.speaking.lock() {
+            pods.insert(netns.to_owned(), (node.netns.clone(), veth, addr));
+        }
         if let Some(c) = capture {
             weft_capture::install(Some(netns), c).map_err(|cause| CaptureError::Tool {
                 what: format!("install the capture rules in {netns}"),
@@ -689,6 +707,11 @@ impl Network {
     pub fn remove_pod(&self, netns: &str) {
         if namespaces().iter().any(|n| n == netns) {
             let _ = ip("remove a pod", &["netns", "del", netns]);
+        }
+        if let Some((node, veth, addr)) =
+            self.speaking.lock().ok().and_then(|mut s| s.remove(netns))
+        {
+            weft_capture::antispoof::forget(&node, &veth, addr);
         }
         let _ = std::fs::remove_dir_all(std::path::Path::new(ETC_NETNS).join(netns));
         if let Ok(mut pods) = self.pods.lock() {

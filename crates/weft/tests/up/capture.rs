@@ -826,6 +826,67 @@ spec:
         || format!("ALLOW_ANY again: {}", outside("8000")),
     );
 
+    // A pod speaks only from its own address: the client, as root in its
+    // pod, takes the bypass pod's address and calls the server around its
+    // proxy (as the proxy's uid) from there; its node drops that, while
+    // the same call from its own address gets through.
+    let as_proxy_from = |from: Option<&str>| {
+        let mut cmd = vec![
+            "setpriv",
+            "--reuid=1337",
+            "--regid=1337",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        if let Some(ip) = from {
+            cmd.extend(["--interface", ip]);
+        }
+        let url = format!("http://{server_ip}:8000/status/200");
+        cmd.push(&url);
+        String::from_utf8_lossy(&in_netns(&client, &cmd).stdout).into_owned()
+    };
+    let spoofed = pod_ip("bypass");
+    let added = in_netns(
+        &client,
+        &["ip", "addr", "add", &format!("{spoofed}/32"), "dev", "eth0"],
+    );
+    assert!(added.status.success(), "{added:?}");
+    assert_eq!(
+        as_proxy_from(Some(&spoofed)),
+        "000",
+        "a spoofed source got through"
+    );
+    assert_ne!(
+        as_proxy_from(None),
+        "000",
+        "the pod's own address is refused"
+    );
+    let node_rules = String::from_utf8_lossy(
+        &in_netns(
+            &format!("{mesh_prefix}-node.local"),
+            &["nft", "list", "table", "bridge", "weft-antispoof"],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        node_rules
+            .lines()
+            .any(|l| l.contains("weft-antispoof ip: ") && !l.contains("packets 0 ")),
+        "nothing counted: {node_rules}"
+    );
+    let _ = in_netns(
+        &client,
+        &["ip", "addr", "del", &format!("{spoofed}/32"), "dev", "eth0"],
+    );
+
     // No bypass, held in each pod's own namespace (Guardrail noBypass):
     // the pod that excluded port 8000 from capture no longer reaches the
     // server around the mesh; through the mesh it does. Audit counts and
