@@ -2,7 +2,7 @@
 //! Cilium's anti-spoofing): in its node's namespace a bridge filter
 //! (`bridge weft-antispoof`) drops what arrives from a pod's veth with
 //! another source address (an IPv4 packet, or an ARP claim), counted and
-//! logged. The pod cannot touch it: it is outside the pod's namespace, so
+//! logged, and any other kind of frame (pods have IPv4 addresses alone). The pod cannot touch it: it is outside the pod's namespace, so
 //! root in the pod does not help.
 
 use std::net::Ipv4Addr;
@@ -27,6 +27,11 @@ pub fn table_script() -> String {
         ),
         format!(
             "add rule bridge {t} prerouting iifname \"wv*\" ether type arp iifname . arp saddr ip != @pods counter log prefix \"weft-antispoof arp: \" drop"
+        ),
+        // Pods have IPv4 addresses alone: anything else from them (IPv6,
+        // a VLAN tag around a spoofed packet) is not theirs to send.
+        format!(
+            "add rule bridge {t} prerouting iifname \"wv*\" ether type != {{ ip, arp }} counter drop"
         ),
     ]
     .join("\n")

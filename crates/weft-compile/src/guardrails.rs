@@ -382,10 +382,7 @@ impl Judge<'_> {
                 }
             }
             if rules.no_capture_exclusions {
-                for key in annotations
-                    .keys()
-                    .filter(|k| k.starts_with("traffic.sidecar.istio.io/exclude"))
-                {
+                for key in annotations.keys().filter(|k| excludes_from_capture(k)) {
                     self.find(
                         out,
                         r,
@@ -452,6 +449,13 @@ pub(crate) type PodMeta<'a> = (
 );
 
 /// Whether `r` runs pods (a Workload, a Deployment, a Pod).
+/// Whether annotation `key` takes traffic out of capture (Istio's
+/// `traffic.sidecar.istio.io/exclude*`): what noCaptureExclusions refuses
+/// and noBypass drops.
+pub(crate) fn excludes_from_capture(key: &str) -> bool {
+    key.starts_with("traffic.sidecar.istio.io/exclude")
+}
+
 pub fn runs_pods(r: &Resource) -> bool {
     pod_metadata(r).is_some()
 }

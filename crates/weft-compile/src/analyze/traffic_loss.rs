@@ -12,7 +12,7 @@ use weft_api::path::FieldPath;
 
 use super::{Findings, Input};
 use crate::compile::{Compiler, ProxyRef};
-use crate::guardrails::{egress_guard, pod_metadata, BypassGuards};
+use crate::guardrails::{egress_guard, excludes_from_capture, pod_metadata, BypassGuards};
 use crate::registry::ServiceSource;
 
 pub const CODE: &str = "WEFT0131";
@@ -144,6 +144,10 @@ pub fn bypass_around_the_proxy(input: &Input<'_>, out: &mut Findings) {
                 "traffic.sidecar.istio.io/excludeInboundPorts" => {
                     format!("inbound traffic on ports {value}")
                 }
+                "traffic.sidecar.istio.io/excludeInterfaces" => {
+                    format!("traffic on interfaces {value}")
+                }
+                k if excludes_from_capture(k) => format!("the traffic {k}={value} names"),
                 "sidecar.istio.io/interceptionMode" if value == "NONE" => {
                     "connections, as its capture is off,".to_owned()
                 }

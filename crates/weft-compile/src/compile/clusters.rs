@@ -242,6 +242,11 @@ fn cluster(
                     },
                 });
             }
+            // The port's numbered `targetPort`, else the port itself.
+            let numbered_target = sport.map_or(key.port, |p| match p.target {
+                TargetPort::Number(n) => n,
+                TargetPort::Name(_) => key.port,
+            });
             for le in &svc.listed_endpoints {
                 if let Some(sl) = subset_labels {
                     if !labels_match(sl, &le.labels) {
@@ -250,12 +255,7 @@ fn cluster(
                 }
                 let port = sport
                     .and_then(|p| le.ports.get(&p.name).copied())
-                    .unwrap_or_else(|| {
-                        sport.map_or(key.port, |p| match p.target {
-                            TargetPort::Number(n) => n,
-                            TargetPort::Name(_) => key.port,
-                        })
-                    });
+                    .unwrap_or(numbered_target);
                 plain_by_default |= !le.auto_mtls;
                 endpoints.push(Endpoint {
                     address: format!("{}:{port}", le.address),
@@ -280,10 +280,7 @@ fn cluster(
                 if svc.listed_endpoints.is_empty() {
                     // The host itself, on the port's `targetPort` (Istio's
                     // TLS origination task sends port 80 to 443).
-                    let port = sport.map_or(key.port, |p| match p.target {
-                        TargetPort::Number(n) => n,
-                        TargetPort::Name(_) => key.port,
-                    });
+                    let port = numbered_target;
                     endpoints.push(Endpoint {
                         address: format!("{}:{port}", key.host),
                         weight: 1,

@@ -37,6 +37,23 @@ pub struct Output {
 
 /// Whether `me` may reach `svc` (its exportTo and the egress of `scope`,
 /// the Sidecar that scopes `me`).
+/// Whether `me`'s Sidecar lets it see `host` of a VirtualService in
+/// `vs_ns` that names no service (no Sidecar: it does).
+fn scope_covers(
+    scope: Option<(&Resource, &net::Sidecar)>,
+    me: &Me,
+    vs_ns: &str,
+    host: &str,
+) -> bool {
+    scope.is_none_or(|(_, sc)| {
+        sc.egress.iter().any(|e| {
+            e.hosts
+                .iter()
+                .any(|h| egress_host_covers(h, &me.namespace, vs_ns, host))
+        })
+    })
+}
+
 fn reachable(scope: Option<(&Resource, &net::Sidecar)>, me: &Me, svc: &Service) -> bool {
     if !host::exported_to(&svc.export_to, &svc.namespace, &me.namespace) {
         return false;
@@ -449,7 +466,7 @@ fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
         }
     }
     port_80_hosts(c, me, scope, &mut http_ports, out);
-    unregistered_tls_hosts(c, me, &mut tcp_ports, out);
+    unregistered_tls_hosts(c, me, scope, &mut tcp_ports, out);
     for (port, mut vhosts) in http_ports {
         vhosts.sort_by(|a, b| a.name.cmp(&b.name));
         let table = port.to_string();
@@ -526,7 +543,11 @@ fn port_80_hosts(
         for h in &vs.hosts {
             let host = host::resolve(h, r.namespace(), &c.mesh.domain_suffix);
             let svc = c.registry.service(&host);
-            if svc.is_some_and(|svc| !reachable(scope, me, svc) || svc.port(PORT).is_some()) {
+            let hidden = match svc {
+                Some(svc) => !reachable(scope, me, svc) || svc.port(PORT).is_some(),
+                None => !scope_covers(scope, me, r.namespace(), &host),
+            };
+            if hidden {
                 continue;
             }
             // Another VirtualService may route this host better.
@@ -571,6 +592,7 @@ fn port_80_hosts(
 fn unregistered_tls_hosts(
     c: &Compiler<'_>,
     me: &Me,
+    scope: Option<(&Resource, &net::Sidecar)>,
     tcp_ports: &mut BTreeMap<(u32, String), (Protocol, Vec<TcpRoute>)>,
     out: &mut Output,
 ) {
@@ -593,7 +615,10 @@ fn unregistered_tls_hosts(
             let host = host::resolve(h, r.namespace(), &c.mesh.domain_suffix);
             let chosen = mesh_virtual_service(c, &me.namespace, &host)
                 .is_some_and(|(best, _)| std::ptr::eq(best, *r));
-            if c.registry.service(&host).is_some() || !chosen {
+            if c.registry.service(&host).is_some()
+                || !chosen
+                || !scope_covers(scope, me, r.namespace(), &host)
+            {
                 continue;
             }
             for port in &ports {

@@ -27,23 +27,41 @@ pub fn on_connection(shared: Arc<Shared>, name: String) -> OnConnection {
     })
 }
 
-/// The route for a connection: a TLS route whose `sniHosts` match the
-/// client's SNI, else the first route without SNI hosts.
-fn pick_route<'a>(routes: &'a [TcpRoute], sni: Option<&str>) -> Option<&'a TcpRoute> {
-    let by_sni = sni.and_then(|name| {
-        routes.iter().find(|r| {
-            r.sni_hosts.iter().any(|h| match h.strip_prefix('*') {
-                Some(suffix) => name.ends_with(suffix),
-                None => h.eq_ignore_ascii_case(name),
-            })
-        })
-    });
-    by_sni.or_else(|| routes.iter().find(|r| r.sni_hosts.is_empty()))
+/// How well SNI host pattern `host` names `sni`, as Envoy ranks server
+/// names: an exact name above any wildcard, a longer wildcard suffix
+/// above a shorter; `None` when it does not.
+fn sni_rank(host: &str, sni: &str) -> Option<(bool, usize)> {
+    match host.strip_prefix('*') {
+        Some(suffix) => (sni.len() > suffix.len()
+            && sni[sni.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
+        .then_some((false, suffix.len())),
+        None => host.eq_ignore_ascii_case(sni).then_some((true, host.len())),
+    }
 }
 
-/// Whether a TLS route of `routes` names `sni` among its SNI hosts.
-pub(crate) fn routes_sni(routes: &[TcpRoute], sni: &str) -> bool {
-    pick_route(routes, Some(sni)).is_some_and(|r| !r.sni_hosts.is_empty())
+/// The best rank of `routes`' SNI hosts for `sni`, and the route.
+fn best_by_sni<'a>(routes: &'a [TcpRoute], sni: &str) -> Option<((bool, usize), &'a TcpRoute)> {
+    routes
+        .iter()
+        .filter_map(|r| {
+            let rank = r.sni_hosts.iter().filter_map(|h| sni_rank(h, sni)).max()?;
+            Some((rank, r))
+        })
+        // The first of equals, as written.
+        .rev()
+        .max_by_key(|(rank, _)| *rank)
+}
+
+/// The route for a connection: the TLS route whose `sniHosts` name the
+/// client's SNI best, else the first route without SNI hosts.
+fn pick_route<'a>(routes: &'a [TcpRoute], sni: Option<&str>) -> Option<&'a TcpRoute> {
+    sni.and_then(|name| best_by_sni(routes, name).map(|(_, r)| r))
+        .or_else(|| routes.iter().find(|r| r.sni_hosts.is_empty()))
+}
+
+/// How well a TLS route of `routes` names `sni` (see [`sni_rank`]).
+pub(crate) fn routes_sni(routes: &[TcpRoute], sni: &str) -> Option<(bool, usize)> {
+    best_by_sni(routes, sni).map(|(rank, _)| rank)
 }
 
 /// Routes one client connection (a TCP stream, or a CONNECT tunnel) by
@@ -185,4 +203,38 @@ pub async fn handle<S>(
     entry.response_flags = flags;
     entry.duration = start.elapsed().as_millis() as u64;
     shared.log_access(entry);
+}
+
+#[cfg(test)]
+mod sni_tests {
+    use weft_model::TcpRoute;
+
+    fn route(hosts: &[&str], origin: &str) -> TcpRoute {
+        TcpRoute {
+            sni_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            source_labels: Default::default(),
+            destinations: Vec::new(),
+            origin: origin.into(),
+        }
+    }
+
+    #[test]
+    fn the_most_specific_sni_host_wins() {
+        let routes = [
+            route(&["*.wikipedia.org"], "wildcard"),
+            route(&["*.en.wikipedia.org"], "longer wildcard"),
+            route(&["en.wikipedia.org"], "exact"),
+            route(&[], "any"),
+        ];
+        let pick = |sni: &str| super::pick_route(&routes, Some(sni)).map(|r| r.origin.as_str());
+        assert_eq!(pick("EN.Wikipedia.org"), Some("exact"));
+        assert_eq!(pick("m.en.wikipedia.org"), Some("longer wildcard"));
+        assert_eq!(pick("de.WIKIPEDIA.org"), Some("wildcard"));
+        // A wildcard names subdomains only, not the bare suffix.
+        assert_eq!(pick("wikipedia.org"), Some("any"));
+        assert_eq!(
+            super::pick_route(&routes, None).map(|r| r.origin.as_str()),
+            Some("any")
+        );
+    }
 }

@@ -142,90 +142,125 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                             drain,
                         )
                         .await;
-                    } else if blocked {
-                        passthrough::black_hole(&shared, remote, destination);
-                    } else if let Some(why) = passthrough_denied() {
-                        passthrough::denied(&shared, remote, destination, why);
                     } else {
-                        let _drain = drain;
-                        passthrough::splice(
-                            &shared,
-                            io,
-                            remote,
-                            destination,
-                            (None, false),
-                            passthrough::OUTBOUND,
-                        )
-                        .await;
+                        let refusal = if blocked {
+                            Refusal::BlackHole
+                        } else {
+                            Refusal::Passthrough(passthrough_denied())
+                        };
+                        // Not HTTP on a port with a route table: TLS may
+                        // still be a wildcard host's, by its SNI.
+                        let port = destination.port();
+                        if shared.snapshot.load().tcp_by_port.contains_key(&port) {
+                            by_sni(&shared, port, io, remote, destination, refusal, drain).await;
+                        } else {
+                            refusal.serve(&shared, io, remote, destination, drain).await;
+                        }
                     }
                 }
                 Outbound::Sni(port) => {
-                    let (mut stream, mut hello) = (stream, Vec::new());
-                    let sni = crate::l4::sni::read_sni(
-                        &mut stream,
-                        &mut hello,
-                        std::time::Duration::from_secs(5),
-                    )
-                    .await;
-                    let listener = sni.and_then(|sni| {
-                        let snap = shared.snapshot.load();
-                        snap.tcp_by_port.get(&port)?.iter().find_map(|name| {
-                            snap.tcp
-                                .get(name)
-                                .filter(|routes| crate::l4::tcp::routes_sni(routes, &sni))
-                                .map(|_| name.clone())
-                        })
-                    });
-                    let io = Prefixed::new(hello, stream);
-                    match listener {
-                        Some(name) => {
-                            crate::l4::tcp::handle(
-                                shared,
-                                name,
-                                io,
-                                remote,
-                                Some(destination),
-                                drain,
-                            )
-                            .await
-                        }
-                        None if blocked => passthrough::black_hole(&shared, remote, destination),
-                        None => match passthrough_denied() {
-                            Some(why) => passthrough::denied(&shared, remote, destination, why),
-                            None => {
-                                let _drain = drain;
-                                passthrough::splice(
-                                    &shared,
-                                    io,
-                                    remote,
-                                    destination,
-                                    (None, false),
-                                    passthrough::OUTBOUND,
-                                )
-                                .await;
-                            }
-                        },
-                    }
+                    let refusal = if blocked {
+                        Refusal::BlackHole
+                    } else {
+                        Refusal::Passthrough(passthrough_denied())
+                    };
+                    by_sni(&shared, port, stream, remote, destination, refusal, drain).await
                 }
                 Outbound::BlackHole => passthrough::black_hole(&shared, remote, destination),
-                Outbound::Passthrough => match passthrough_denied() {
-                    Some(why) => passthrough::denied(&shared, remote, destination, why),
-                    None => {
-                        let _drain = drain;
-                        passthrough::splice(
+                Outbound::Passthrough => {
+                    Refusal::Passthrough(passthrough_denied())
+                        .serve(
                             &shared,
                             Prefixed::new(Vec::new(), stream),
                             remote,
                             destination,
-                            (None, false),
-                            passthrough::OUTBOUND,
+                            drain,
                         )
-                        .await;
-                    }
-                },
+                        .await
+                }
             }
         })
     })
+}
+
+/// What a captured outbound connection nothing in the mesh takes gets:
+/// the black hole (REGISTRY_ONLY), or passthrough to where it was going
+/// unless an egress NetworkPolicy denies it (why).
+enum Refusal {
+    BlackHole,
+    Passthrough(Option<String>),
+}
+
+impl Refusal {
+    async fn serve<T>(
+        self,
+        shared: &Arc<Shared>,
+        io: T,
+        remote: SocketAddr,
+        destination: SocketAddr,
+        drain: crate::listen::drain::Watch,
+    ) where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        match self {
+            Refusal::BlackHole => passthrough::black_hole(shared, remote, destination),
+            Refusal::Passthrough(Some(why)) => {
+                passthrough::denied(shared, remote, destination, why)
+            }
+            Refusal::Passthrough(None) => {
+                let _drain = drain;
+                passthrough::splice(
+                    shared,
+                    io,
+                    remote,
+                    destination,
+                    (None, false),
+                    passthrough::OUTBOUND,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// A captured TLS connection to an address no listener holds on `port`:
+/// the listener bound to no address there whose routes name its SNI best
+/// takes it, as Envoy picks among a port's filter chains; none, `refusal`.
+async fn by_sni<T>(
+    shared: &Arc<Shared>,
+    port: u16,
+    mut io: T,
+    remote: SocketAddr,
+    destination: SocketAddr,
+    refusal: Refusal,
+    drain: crate::listen::drain::Watch,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut hello = Vec::new();
+    let sni =
+        crate::l4::sni::read_sni(&mut io, &mut hello, std::time::Duration::from_secs(5)).await;
+    let listener = sni.and_then(|sni| {
+        let snap = shared.snapshot.load();
+        snap.tcp_by_port
+            .get(&port)?
+            .iter()
+            .filter_map(|name| {
+                let rank = crate::l4::tcp::routes_sni(snap.tcp.get(name)?, &sni)?;
+                Some((rank, name))
+            })
+            // The first of equals, in the model's order.
+            .rev()
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, name)| name.clone())
+    });
+    let io = Prefixed::new(hello, io);
+    match listener {
+        Some(name) => {
+            crate::l4::tcp::handle(shared.clone(), name, io, remote, Some(destination), drain).await
+        }
+        None => refusal.serve(shared, io, remote, destination, drain).await,
+    }
 }
 
 /// Connections redirected to the inbound capture port.

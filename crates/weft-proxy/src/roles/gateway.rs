@@ -54,13 +54,8 @@ pub fn on_connection(shared: Arc<Shared>, listener: Arc<HttpListener>, port: u32
             let name = listener.name.clone();
             // ISTIO_MUTUAL is the mesh's mTLS: only the tunnel carries it,
             // and a plain connection must not get around it.
-            if servers.iter().any(|t| t.mode == "ISTIO_MUTUAL") {
-                refuse_tls(
-                    &shared,
-                    port,
-                    remote,
-                    format!("gateway port {port} takes ISTIO_MUTUAL: only mesh mTLS (the tunnel, 15008) reaches it"),
-                );
+            if istio_mutual(&snap, port) {
+                refuse_tls(&shared, port, remote, plain_refused(port));
                 return;
             }
             if servers.iter().any(gateway_tls::terminates) {
@@ -103,8 +98,9 @@ fn refuse_tls(shared: &Shared, port: u32, remote: SocketAddr, why: String) {
 pub enum Tunneled {
     /// HTTP on a gateway port, from the tunnel's verified peer.
     Http(Arc<HttpListener>),
-    /// A passthrough port (TLS by SNI, or TCP): the listener's name.
-    Tcp(String),
+    /// A passthrough port (TLS by SNI, or TCP): the listener's name and
+    /// port, and the tunnel's verified peer.
+    Tcp(String, u32, Arc<Peer>),
 }
 
 /// The gateway port bound at `target`, for a stream from `peer` that
@@ -121,12 +117,73 @@ pub fn tunneled(
         l.direction == Direction::Gateway && shared.config.gateway_bind(l.port) == Some(target)
     })?;
     match &l.target {
-        ListenerTarget::Tcp(_) => Some(Tunneled::Tcp(l.name.clone())),
+        ListenerTarget::Tcp(_) => Some(Tunneled::Tcp(l.name.clone(), l.port, peer)),
         ListenerTarget::Routes(table) if !l.tls.iter().any(gateway_tls::terminates) => {
             Some(Tunneled::Http(listener_for(table, l.port, Some(peer))))
         }
         _ => None,
     }
+}
+
+/// Connections on a gateway's passthrough port (TLS by SNI, or TCP)
+/// `name`, bound for gateway port `port`.
+pub fn on_passthrough(shared: Arc<Shared>, name: String, port: u32) -> OnConnection {
+    Arc::new(move |stream, remote, drain| {
+        Box::pin(serve_passthrough(
+            shared.clone(),
+            name.clone(),
+            port,
+            stream,
+            remote,
+            None,
+            drain,
+        ))
+    })
+}
+
+/// One connection on a passthrough port, from `peer` when it came through
+/// the tunnel: a port whose servers say ISTIO_MUTUAL takes only those,
+/// and the gateway's AuthorizationPolicies judge it as a connection.
+async fn serve_passthrough<T>(
+    shared: Arc<Shared>,
+    name: String,
+    port: u32,
+    io: T,
+    remote: SocketAddr,
+    peer: Option<Arc<Peer>>,
+    drain: crate::listen::drain::Watch,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if peer.is_none() && istio_mutual(&shared.snapshot.load(), port) {
+        refuse_tls(&shared, port, remote, plain_refused(port));
+        return;
+    }
+    if let Err(why) =
+        crate::roles::sidecar::connection_allowed(&shared, port, remote, peer.as_deref())
+    {
+        let mut entry = Entry::starting_now(remote);
+        entry.route_name = Some(format!("gateway|{port}").into());
+        entry
+            .response_flags
+            .add(crate::telemetry::flags::ResponseFlag::RbacDenied);
+        entry.reason = why;
+        shared.log_access(entry);
+        return;
+    }
+    crate::l4::tcp::handle(shared, name, io, remote, None, drain).await
+}
+
+/// Whether a server on gateway port `port` says ISTIO_MUTUAL: the mesh's
+/// mTLS, which only the tunnel carries.
+fn istio_mutual(snap: &crate::snapshot::Snapshot, port: u32) -> bool {
+    tls_servers(snap, port)
+        .iter()
+        .any(|t| t.mode == "ISTIO_MUTUAL")
+}
+
+fn plain_refused(port: u32) -> String {
+    format!("gateway port {port} takes ISTIO_MUTUAL: only mesh mTLS (the tunnel, 15008) reaches it")
 }
 
 /// Serves a tunneled stream as [`tunneled`] found it.
@@ -144,6 +201,8 @@ pub async fn serve_tunneled<T>(
             let name = listener.name.clone();
             crate::listen::downstream::serve(&shared, io, remote, &name, listener, drain).await
         }
-        Tunneled::Tcp(name) => crate::l4::tcp::handle(shared, name, io, remote, None, drain).await,
+        Tunneled::Tcp(name, port, peer) => {
+            serve_passthrough(shared, name, port, io, remote, Some(peer), drain).await
+        }
     }
 }

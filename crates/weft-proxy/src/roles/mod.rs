@@ -30,11 +30,17 @@ pub fn plan(model: &ProxyModel, shared: &Arc<Shared>) -> Vec<Planned> {
             _ => config.binds.get(&l.name).copied(),
         };
         if let (ListenerTarget::Tcp(_), Some(addr)) = (&l.target, bind) {
+            let serve = match l.direction {
+                Direction::Gateway => {
+                    gateway::on_passthrough(shared.clone(), l.name.clone(), l.port)
+                }
+                _ => crate::l4::tcp::on_connection(shared.clone(), l.name.clone()),
+            };
             out.push(Planned {
                 name: l.name.clone(),
                 addr,
                 shape: "tcp".into(),
-                serve: crate::l4::tcp::on_connection(shared.clone(), l.name.clone()),
+                serve,
                 what: l.name.clone(),
                 socket: Default::default(),
             });

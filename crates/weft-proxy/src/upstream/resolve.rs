@@ -3,10 +3,14 @@
 //! Envoy's DNS clusters do. The lookup goes through the system's resolver
 //! (`getaddrinfo`: `/etc/hosts`, then the nameserver the proxy's
 //! `resolv.conf` names, which under capture is the pod's), and answers
-//! are kept for a while, so a request does not wait on DNS each time.
+//! are kept for a while, so a request does not wait on DNS each time. As
+//! Envoy's STRICT_DNS cluster, connections take the answer's addresses in
+//! turn, one lookup runs for a name at a time, and a failed lookup keeps
+//! the last good answer serving while it is asked again.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,6 +33,8 @@ pub struct Named {
     /// The NetworkPolicies that hold the caller's egress, judged against
     /// the address the name resolves to.
     pub egress: Option<Arc<crate::policy::Egress>>,
+    /// Which of the answer's addresses the next connection takes.
+    turn: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Named {
@@ -50,13 +56,16 @@ impl Named {
             host: Arc::from(host),
             port,
             egress,
+            turn: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    /// The address to connect to: the name's first address (as Envoy's
-    /// logical DNS takes it), if the caller's egress policies allow it.
+    /// The address to connect to: the name's addresses in turn (IPv4
+    /// first, as Envoy's default lookup family), if the caller's egress
+    /// policies allow it.
     pub async fn resolve(&self) -> Result<SocketAddr, Unreached> {
-        let ip = lookup(&self.host).await.map_err(Unreached::Unresolved)?;
+        let ips = lookup(&self.host).await.map_err(Unreached::Unresolved)?;
+        let ip = ips[self.turn.fetch_add(1, Ordering::Relaxed) % ips.len()];
         let addr = SocketAddr::new(ip, self.port);
         if let Some(why) = self.egress.as_ref().and_then(|e| e.denies(addr)) {
             return Err(Unreached::Denied(why));
@@ -77,56 +86,111 @@ pub enum Unreached {
     Denied(String),
 }
 
-type Answer = Result<IpAddr, String>;
-/// Each name's last answer, and until when it is used.
-type Cache = Mutex<HashMap<Arc<str>, (Answer, Instant)>>;
+/// A lookup's addresses (never empty), or why there are none.
+type Answer = Result<Arc<[IpAddr]>, String>;
+
+/// What is known of a name.
+struct Known {
+    answer: Answer,
+    /// Until when the answer is used without asking again.
+    fresh_until: Instant,
+    /// Held by the one lookup of this name under way.
+    asking: Arc<tokio::sync::Mutex<()>>,
+}
+
+type Cache = Mutex<HashMap<Arc<str>, Known>>;
 
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// `host`'s address, from the cache while its answer is fresh.
-async fn lookup(host: &Arc<str>) -> Answer {
-    let now = Instant::now();
-    if let Ok(c) = cache().lock() {
-        if let Some((answer, until)) = c.get(host) {
-            if *until > now {
-                return answer.clone();
+/// The cached answer for `host` while fresh; else the lock its lookup
+/// takes, with the answer to fall back on.
+fn cached(
+    host: &Arc<str>,
+    now: Instant,
+) -> Result<Answer, (Arc<tokio::sync::Mutex<()>>, Option<Answer>)> {
+    let Ok(mut c) = cache().lock() else {
+        return Err((Arc::new(tokio::sync::Mutex::new(())), None));
+    };
+    match c.get(host) {
+        Some(k) if k.fresh_until > now => Ok(k.answer.clone()),
+        Some(k) => Err((k.asking.clone(), Some(k.answer.clone()))),
+        None => {
+            // Bounded by the names the models hold; long-stale ones go.
+            if c.len() > 4096 {
+                c.retain(|_, k| k.fresh_until + ANSWER_TTL > now);
             }
+            let asking = Arc::new(tokio::sync::Mutex::new(()));
+            c.insert(
+                host.clone(),
+                Known {
+                    answer: Err(format!("DNS: {host} was not looked up yet")),
+                    fresh_until: now,
+                    asking: asking.clone(),
+                },
+            );
+            Err((asking, None))
         }
     }
-    let answer =
-        match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((&**host, 0))).await {
-            Err(_) => Err(format!(
-                "DNS: {host} did not resolve within {} s",
-                LOOKUP_TIMEOUT.as_secs()
-            )),
-            Ok(Err(e)) => Err(format!("DNS: {host} did not resolve: {e}")),
-            Ok(Ok(addrs)) => {
-                let addrs: Vec<SocketAddr> = addrs.collect();
-                // IPv4 first, as Envoy's default lookup family (V4_PREFERRED).
-                addrs
-                    .iter()
-                    .find(|a| a.is_ipv4())
-                    .or(addrs.first())
-                    .map(SocketAddr::ip)
-                    .ok_or_else(|| format!("DNS: {host} has no address"))
-            }
-        };
-    let ttl = if answer.is_ok() {
-        ANSWER_TTL
-    } else {
-        FAILURE_TTL
+}
+
+/// `host`'s addresses: from the cache while fresh; else one lookup for
+/// all who ask, and while it fails, the last good answer.
+async fn lookup(host: &Arc<str>) -> Answer {
+    let (asking, before) = match cached(host, Instant::now()) {
+        Ok(answer) => return answer,
+        Err(stale) => stale,
+    };
+    let _one = asking.lock().await;
+    // Another caller may have looked it up while this one waited.
+    if let Ok(answer) = cached(host, Instant::now()) {
+        return answer;
+    }
+    let answer = ask(host).await;
+    let good_before = before.filter(|b| b.is_ok());
+    let (kept, ttl) = match (&answer, good_before) {
+        (Ok(_), _) => (answer.clone(), ANSWER_TTL),
+        // Envoy keeps the hosts it had while DNS fails.
+        (Err(why), Some(good)) => {
+            tracing::warn!(%host, error = %why, "DNS lookup failed; the last answer keeps serving");
+            (good, FAILURE_TTL)
+        }
+        (Err(_), None) => (answer.clone(), FAILURE_TTL),
     };
     if let Ok(mut c) = cache().lock() {
-        // Bounded by the names the model holds; entries long expired go.
-        if c.len() > 4096 {
-            c.retain(|_, (_, until)| *until > now);
+        if let Some(k) = c.get_mut(host) {
+            k.answer = kept.clone();
+            k.fresh_until = Instant::now() + ttl;
         }
-        c.insert(host.clone(), (answer.clone(), now + ttl));
     }
-    answer
+    kept
+}
+
+/// One lookup through the system's resolver.
+async fn ask(host: &str) -> Answer {
+    match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, 0))).await {
+        Err(_) => Err(format!(
+            "DNS: {host} did not resolve within {} s",
+            LOOKUP_TIMEOUT.as_secs()
+        )),
+        Ok(Err(e)) => Err(format!("DNS: {host} did not resolve: {e}")),
+        Ok(Ok(addrs)) => {
+            let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+            // The IPv4 addresses when there are any, as Envoy's default
+            // lookup family (V4_PREFERRED).
+            if ips.iter().any(IpAddr::is_ipv4) {
+                ips.retain(IpAddr::is_ipv4);
+            }
+            ips.dedup();
+            if ips.is_empty() {
+                Err(format!("DNS: {host} has no address"))
+            } else {
+                Ok(ips.into())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

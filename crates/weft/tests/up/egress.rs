@@ -817,6 +817,42 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
         },
     );
 
+    // The egress gateway's AuthorizationPolicies judge what it passes
+    // through as connections: a DENY closes the way, logged with the
+    // policy; gone, the way opens.
+    std::fs::write(
+        cfg.join("egress-closed.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: egress-closed, namespace: istio-system}\nspec:\n  selector: {matchLabels: {istio: egressgateway}}\n  action: DENY\n  rules: [{}]\n",
+    )
+    .unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        || {
+            https_politics() == "000"
+                && access_log(&run, "istio-egressgateway.access.log")
+                    .iter()
+                    .any(|e| {
+                        e["response_flags"] == "RBAC"
+                            && e["reason"].as_str().is_some_and(|r| {
+                                r.contains("AuthorizationPolicy istio-system/egress-closed")
+                            })
+                    })
+        },
+        || {
+            format!(
+                "a DENY on the egress gateway does not close its passthrough: {}\n{:?}",
+                https_politics(),
+                access_log(&run, "istio-egressgateway.access.log").last()
+            )
+        },
+    );
+    std::fs::remove_file(cfg.join("egress-closed.yaml")).unwrap();
+    common::wait_until(
+        Duration::from_secs(15),
+        || https_politics() == "200",
+        || format!("the DENY outlived its file: {}", https_politics()),
+    );
+
     // TLS origination at the egress gateway: ISTIO_MUTUAL from the
     // sidecar (the gateway refuses its port to anything else), SIMPLE on.
     std::fs::write(cfg.join("cnn.yaml"), CNN_TLS_AT_EGRESS_GATEWAY).unwrap();
