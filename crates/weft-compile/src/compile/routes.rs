@@ -509,6 +509,17 @@ fn sidecar_outbound(c: &Compiler<'_>, me: &Me, out: &mut Output) {
     }
 }
 
+/// The VirtualServices bound to the mesh that `me`'s namespace sees.
+fn mesh_virtual_services_for<'a, 'c>(
+    c: &'c Compiler<'a>,
+    me: &'c Me,
+) -> impl Iterator<Item = &'c (&'a Resource, &'a net::VirtualService)> + 'c {
+    c.index.virtual_services.iter().filter(|(r, vs)| {
+        (vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh"))
+            && host::exported_to(&vs.export_to, r.namespace(), &me.namespace)
+    })
+}
+
 /// As Istio's sidecar does on port 80 alone: the hosts of mesh
 /// VirtualServices that are no reachable service's port 80 (a name outside
 /// the registry, or a service reached on other ports) get a virtual host
@@ -531,12 +542,8 @@ fn port_80_hosts(
         .flatten()
         .flat_map(|vh| vh.domains.iter().cloned())
         .collect();
-    for (r, vs) in &c.index.virtual_services {
-        let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-        if !binds_mesh
-            || vs.http.is_empty()
-            || !host::exported_to(&vs.export_to, r.namespace(), &me.namespace)
-        {
+    for (r, vs) in mesh_virtual_services_for(c, me) {
+        if vs.http.is_empty() {
             continue;
         }
         let mut routes = None;
@@ -596,12 +603,8 @@ fn unregistered_tls_hosts(
     tcp_ports: &mut BTreeMap<(u32, String), (Protocol, Vec<TcpRoute>)>,
     out: &mut Output,
 ) {
-    for (r, vs) in &c.index.virtual_services {
-        let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-        if !binds_mesh
-            || vs.tls.is_empty()
-            || !host::exported_to(&vs.export_to, r.namespace(), &me.namespace)
-        {
+    for (r, vs) in mesh_virtual_services_for(c, me) {
+        if vs.tls.is_empty() {
             continue;
         }
         let ports: BTreeSet<u32> = vs

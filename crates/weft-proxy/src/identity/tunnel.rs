@@ -126,44 +126,32 @@ fn open_stream(
             && matches!(l.target, ListenerTarget::Local { .. })
     }) else {
         return match crate::roles::gateway::tunneled(&shared, &snap, target, peer) {
-            Some(what) => {
-                let on_upgrade = hyper::upgrade::on(&mut req);
-                tokio::spawn(async move {
-                    match on_upgrade.await {
-                        Ok(upgraded) => {
-                            crate::roles::gateway::serve_tunneled(
-                                shared,
-                                what,
-                                TokioIo::new(upgraded),
-                                remote,
-                                drain,
-                            )
-                            .await
-                        }
-                        Err(e) => tracing::debug!(error = %e, "tunnel stream did not open"),
-                    }
-                });
-                reply(http::StatusCode::OK)
-            }
+            Some(what) => opened(&mut req, move |io| {
+                crate::roles::gateway::serve_tunneled(shared, what, io, remote, drain)
+            }),
             None => reply(http::StatusCode::NOT_FOUND),
         };
     };
     let protocol = listener.protocol;
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    opened(&mut req, move |io| {
+        crate::roles::sidecar::serve(shared, io, port, protocol, remote, Some(peer), drain)
+    })
+}
+
+/// Answers a CONNECT 200 and serves its stream with `serve` once the
+/// client's side is upgraded.
+fn opened<F, Fut>(
+    req: &mut http::Request<hyper::body::Incoming>,
+    serve: F,
+) -> http::Response<Empty<Bytes>>
+where
+    F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => {
-                crate::roles::sidecar::serve(
-                    shared,
-                    TokioIo::new(upgraded),
-                    port,
-                    protocol,
-                    remote,
-                    Some(peer),
-                    drain,
-                )
-                .await
-            }
+            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
             Err(e) => tracing::debug!(error = %e, "tunnel stream did not open"),
         }
     });

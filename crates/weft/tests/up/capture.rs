@@ -55,6 +55,31 @@ pub(super) fn status_from(ns: &str, url: &str, secs: u32) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The HTTP status `curl` gets for `url` from inside `ns` when it runs as
+/// the proxy's own uid and gid (1337), which capture lets go around the
+/// proxy, from address `from` when given (`000`: no answer within 3 s).
+pub(super) fn status_as_proxy_uid(ns: &str, url: &str, from: Option<&str>) -> String {
+    let mut cmd = vec![
+        "setpriv",
+        "--reuid=1337",
+        "--regid=1337",
+        "--clear-groups",
+        "curl",
+        "-s",
+        "-m",
+        "3",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ];
+    if let Some(ip) = from {
+        cmd.extend(["--interface", ip]);
+    }
+    cmd.push(url);
+    String::from_utf8_lossy(&in_netns(ns, &cmd).stdout).into_owned()
+}
+
 /// A host outside the mesh: a namespace of the test's own with an
 /// httpbin on 192.0.2.10:8000, joined by a veth to the mesh network's
 /// namespace only (192.0.2.1 there). Removed when dropped, whatever the
@@ -831,26 +856,11 @@ spec:
     // proxy (as the proxy's uid) from there; its node drops that, while
     // the same call from its own address gets through.
     let as_proxy_from = |from: Option<&str>| {
-        let mut cmd = vec![
-            "setpriv",
-            "--reuid=1337",
-            "--regid=1337",
-            "--clear-groups",
-            "curl",
-            "-s",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ];
-        if let Some(ip) = from {
-            cmd.extend(["--interface", ip]);
-        }
-        let url = format!("http://{server_ip}:8000/status/200");
-        cmd.push(&url);
-        String::from_utf8_lossy(&in_netns(&client, &cmd).stdout).into_owned()
+        status_as_proxy_uid(
+            &client,
+            &format!("http://{server_ip}:8000/status/200"),
+            from,
+        )
     };
     let spoofed = pod_ip("bypass");
     let added = in_netns(

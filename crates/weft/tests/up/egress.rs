@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::capture::{can_capture, in_netns, netns_ending, status_from, OutsideHost};
+use super::capture::{
+    can_capture, in_netns, netns_ending, status_as_proxy_uid, status_from, OutsideHost,
+};
 use super::common;
 
 /// Istio's "Accessing External Services" task's ServiceEntry.
@@ -1034,27 +1036,7 @@ fn istios_egress_tasks_work_unchanged_and_egress_leaves_only_through_the_gateway
 
     // A process as the proxy's own uid bypasses capture: before the
     // Guardrail, it gets out.
-    let bypassing = |url: &str| {
-        let out = in_netns(
-            &sleep,
-            &[
-                "setpriv",
-                "--reuid=1337",
-                "--regid=1337",
-                "--clear-groups",
-                "curl",
-                "-s",
-                "-m",
-                "3",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                url,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let bypassing = |url: &str| status_as_proxy_uid(&sleep, url, None);
     assert_eq!(bypassing("http://192.0.2.10/headers"), "200");
 
     // Egress only through the gateway (a Guardrail, mesh-wide): the pod's
