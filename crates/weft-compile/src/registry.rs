@@ -429,7 +429,8 @@ impl Registry {
 
     /// Gives each placed Workload replica its address: under capture from
     /// its node's pod range, else a loopback one from
-    /// `local_address_base`. The address book keeps each where it was.
+    /// `local_address_base` (and after them, the gateways given none).
+    /// The address book keeps each where it was.
     fn assign_replica_addresses(&mut self, mesh: &MeshConfig) {
         let local = |i: &Instance| i.ip.is_none() && i.pending.is_none() && i.runs_locally;
         // Positions in `instances`, by the pool their addresses come from.
@@ -443,20 +444,18 @@ impl Registry {
                 .collect()
         };
         // In loopback mode, gateways without a given address take theirs
-        // from the replicas' pool, after the replicas (`usize::MAX - g`
-        // stands for the mesh's gateway `g`).
+        // from the replicas' pool, after the replicas.
+        let unaddressed_gateways: Vec<String> = mesh
+            .gateways
+            .iter()
+            .filter(|g| g.address.is_none())
+            .map(|g| format!("{}/{}", g.namespace, g.name))
+            .collect();
         match &mesh.pod_ranges {
-            None => {
-                let mut members = placed(&self.instances, None);
-                members.extend(
-                    mesh.gateways
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, g)| g.address.is_none())
-                        .map(|(g, _)| usize::MAX - g),
-                );
-                pools.push((Pool::Local(mesh.local_address_base), members));
-            }
+            None => pools.push((
+                Pool::Local(mesh.local_address_base),
+                placed(&self.instances, None),
+            )),
             Some(_) => {
                 for node in &self.nodes {
                     let on_node = placed(&self.instances, Some(&node.name));
@@ -473,31 +472,33 @@ impl Registry {
                 }
             }
         }
-        let gateway_of = |n: usize| mesh.gateways.get(usize::MAX - n);
         for (pool, members) in pools {
-            let names: Vec<String> = members
+            let mut names: Vec<String> = members
                 .iter()
-                .map(|n| match self.instances.get(*n) {
-                    Some(i) => format!("{}/{}", i.namespace, i.name),
-                    None => gateway_of(*n)
-                        .map(|g| format!("{}/{}", g.namespace, g.name))
-                        .unwrap_or_default(),
+                .map(|n| {
+                    let i = &self.instances[*n];
+                    format!("{}/{}", i.namespace, i.name)
                 })
                 .collect();
+            let gateways = match pool {
+                Pool::Local(_) => unaddressed_gateways.as_slice(),
+                _ => &[],
+            };
+            names.extend(gateways.iter().cloned());
             let assigned = assign(mesh.addresses.as_deref(), &pool, &names);
             for (n, name) in members.into_iter().zip(&names) {
-                let Some(inst) = self.instances.get_mut(n) else {
-                    if let Some(ip) = assigned.get(name) {
-                        self.gateway_addresses.insert(name.clone(), *ip);
-                    }
-                    continue;
-                };
+                let inst = &mut self.instances[n];
                 match assigned.get(name) {
                     Some(ip) => inst.ip = Some(ip.to_string()),
                     None => inst.pending = Some(
                         "no address is left in its pool; fix: give its node a larger spec.podCIDR"
                             .into(),
                     ),
+                }
+            }
+            for g in gateways {
+                if let Some(ip) = assigned.get(g) {
+                    self.gateway_addresses.insert(g.clone(), *ip);
                 }
             }
         }

@@ -42,8 +42,7 @@ fn scoped_hosts(
 pub fn mesh_virtual_services(input: &Input<'_>, out: &mut Findings) {
     let mut by_host: BTreeMap<(String, String), Vec<&Resource>> = BTreeMap::new();
     for (r, vs) in &input.index.virtual_services {
-        let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-        if !binds_mesh {
+        if !crate::compile::routes_support::binds_mesh(vs) {
             continue;
         }
         for key in scoped_hosts(r, vs, &input.mesh.domain_suffix) {

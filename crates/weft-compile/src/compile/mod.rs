@@ -378,7 +378,7 @@ impl<'a> Compiler<'a> {
 /// Routing rules the analyzers apply exactly as the compiler does.
 pub mod routes_support {
     pub use super::clusters::destination_rule_for_namespace;
-    pub use super::routes::{egress_host_covers, qualify_gateway, server_host_admits};
+    pub use super::routes::{binds_mesh, egress_host_covers, qualify_gateway, server_host_admits};
 }
 
 impl Compiler<'_> {

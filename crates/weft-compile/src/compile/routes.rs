@@ -123,8 +123,7 @@ impl MeshRoutes {
     fn build(c: &Compiler<'_>) -> MeshRoutes {
         let mut out = MeshRoutes::default();
         for (i, (r, vs)) in c.index.virtual_services.iter().enumerate() {
-            let binds_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-            if !binds_mesh {
+            if !binds_mesh(vs) {
                 continue;
             }
             for (pos, h) in vs.hosts.iter().enumerate() {
@@ -515,9 +514,14 @@ fn mesh_virtual_services_for<'a, 'c>(
     me: &'c Me,
 ) -> impl Iterator<Item = &'c (&'a Resource, &'a net::VirtualService)> + 'c {
     c.index.virtual_services.iter().filter(|(r, vs)| {
-        (vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh"))
-            && host::exported_to(&vs.export_to, r.namespace(), &me.namespace)
+        binds_mesh(vs) && host::exported_to(&vs.export_to, r.namespace(), &me.namespace)
     })
+}
+
+/// Whether a VirtualService applies to sidecars (`gateways` empty or
+/// naming `mesh`).
+pub fn binds_mesh(vs: &net::VirtualService) -> bool {
+    vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")
 }
 
 /// As Istio's sidecar does on port 80 alone: the hosts of mesh

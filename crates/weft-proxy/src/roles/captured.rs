@@ -115,6 +115,8 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
             }
             let snap = shared.snapshot.load();
             let (target, blocked) = (outbound_target(&snap, destination), registry_only(&snap));
+            // A port with HTTP routes may have wildcard TLS listeners too.
+            let sni_too = snap.tcp_by_port.contains_key(&destination.port());
             let egress = snap.policy.egress().cloned();
             let passthrough_client = snap
                 .egress_passthrough
@@ -150,8 +152,8 @@ pub fn on_outbound(shared: Arc<Shared>) -> OnConnection {
                         };
                         // Not HTTP on a port with a route table: TLS may
                         // still be a wildcard host's, by its SNI.
-                        let port = destination.port();
-                        if shared.snapshot.load().tcp_by_port.contains_key(&port) {
+                        if sni_too {
+                            let port = destination.port();
                             by_sni(&shared, port, io, remote, destination, refusal, drain).await;
                         } else {
                             refusal.serve(&shared, io, remote, destination, drain).await;
